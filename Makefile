@@ -1,0 +1,64 @@
+# Kairos developer commands. Every target installs what it needs first (see `make env`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen
+PROTO_OUT := libs/protos/src
+
+.PHONY: help env protos protos-check lint test test-unit test-integration test-e2e dev up down bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+env: $(VENV)/.synced ## Create or update the virtual environment from uv.lock
+
+protos: $(VENV)/.synced ## Generate Python code and .pyi stubs from protos/ into libs/protos
+	@$(RUN) python scripts/gen_protos.py $(PROTO_OUT)
+
+protos-check: $(VENV)/.synced ## Fail when the committed generated code differs from what `make protos` makes
+	@$(RUN) python scripts/gen_protos.py --check $(PROTO_OUT)
+
+lint: $(VENV)/.synced protos-check ## ruff, mypy (strict) and the protos drift check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy libs/common/src services/api/src services/scheduler/src services/publisher/src tests scripts
+
+test: $(VENV)/.synced ## Run the whole suite against real PostgreSQL and a real NATS server
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.synced ## Unit tests only
+	@$(RUN) pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(VENV)/.synced ## Integration tests only
+	@$(RUN) pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(VENV)/.synced ## End-to-end tests only (services as real processes)
+	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
+
+dev: $(VENV)/.synced ## Run the whole system on this machine, no Docker (not built yet)
+	@echo "make dev is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+
+up: ## Run the whole system in Docker (not built yet)
+	@echo "make up is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+
+down: ## Stop what `make up` started (not built yet)
+	@echo "make down is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+
+bench: $(VENV)/.synced ## Benchmarks (not built yet)
+	@echo "make bench is not built yet: it arrives with the benchmarks issue." >&2; exit 2
+
+clean: ## Remove the environments and caches
+	rm -rf $(TOOLS) $(VENV) .mypy_cache .ruff_cache .pytest_cache

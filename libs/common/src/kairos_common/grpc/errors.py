@@ -1,0 +1,131 @@
+"""The one place where Kairos's domain errors become gRPC status codes.
+
+`ErrorMappingInterceptor` wraps every handler: a `KairosError` becomes its status code with the
+error's message (and `google.rpc.BadRequest` field violations for `InvalidArgument`); anything else
+is logged with its trace and answers `INTERNAL` without leaking details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from kairos_common import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_CODES: dict[type[errors.KairosError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_code_of(error: errors.KairosError) -> grpc.StatusCode:
+    """The gRPC status code for a domain error (its nearest mapped base class)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return grpc.StatusCode.UNKNOWN
+
+
+def to_rich_status(error: errors.KairosError) -> grpc.Status:
+    """A status carrying the code, the message and, for bad requests, the field violations."""
+    code = status_code_of(error)
+    detail = status_pb2.Status(code=code.value[0], message=error.message)
+    if isinstance(error, errors.InvalidArgument) and error.violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        detail.details.append(packed)
+    return rpc_status.to_status(detail)
+
+
+def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
+    """The (field, description) pairs of a BadRequest detail in a client-side error, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    found: list[tuple[str, str]] = []
+    if status is None:
+        return found
+    for packed in status.details:
+        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            packed.Unpack(bad_request)
+            found.extend((v.field, v.description) for v in bad_request.field_violations)
+    return found
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> NoReturn:
+    if isinstance(error, errors.KairosError):
+        status = to_rich_status(error)
+    else:
+        log.exception("unexpected error in %s", _method_name(context), exc_info=error)
+        status = rpc_status.to_status(
+            status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see server logs")
+        )
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    details = getattr(context, "_rpc_event", None)
+    method = getattr(getattr(details, "call_details", None), "method", b"")
+    return method.decode() if isinstance(method, bytes) else str(method)
+
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+    _MethodHandler = grpc.RpcMethodHandler[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+    _MethodHandler = grpc.RpcMethodHandler
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def _wrap_unary(behaviour: Handler) -> Handler:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(context, error)
+
+    return wrapped
+
+
+class ErrorMappingInterceptor(_Interceptor):
+    """Turns domain errors raised by unary handlers into gRPC statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_MethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> _MethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(handler.unary_unary),  # type: ignore[arg-type]
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

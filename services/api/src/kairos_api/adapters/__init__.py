@@ -1,0 +1,1 @@
+"""Adapters: the database, encryption and other outside things the posts service uses."""

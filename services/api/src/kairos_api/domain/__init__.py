@@ -1,0 +1,1 @@
+"""The posts domain: rules and types that import nothing from grpc, SQLAlchemy, NATS or httpx."""

@@ -1,0 +1,1 @@
+"""The Kairos publisher: consumes due events from NATS and calls the platforms over HTTP."""

@@ -1,0 +1,61 @@
+"""The three JetStream streams on a real nats-server: declared, idempotent, repaired."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NatsClient
+from nats.js.api import RetentionPolicy, StreamConfig
+
+from kairos_common.streams import (
+    DEAD_STREAM,
+    DUE_STREAM,
+    EVENTS_STREAM,
+    StreamLayout,
+    due_subject,
+    ensure_streams,
+)
+
+
+async def test_streams_are_declared_with_their_subjects(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    due = await js.stream_info(DUE_STREAM)
+    events = await js.stream_info(EVENTS_STREAM)
+    dead = await js.stream_info(DEAD_STREAM)
+    assert due.config.subjects == ["kairos.due.>"]
+    assert due.config.retention == RetentionPolicy.WORK_QUEUE
+    assert due.config.duplicate_window == StreamLayout().due_duplicate_window.total_seconds()
+    assert events.config.subjects == ["kairos.events.>"]
+    assert dead.config.subjects == ["kairos.dead.>"]
+
+
+async def test_declaring_again_and_concurrently_is_harmless(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    ack = await js.publish(due_subject("sandbox"), b"kept", headers={"Nats-Msg-Id": "keep-me-1"})
+    await asyncio.gather(*(ensure_streams(js) for _ in range(4)))
+    message = await js.get_msg(DUE_STREAM, ack.seq)
+    assert message.data == b"kept"
+
+
+async def test_a_drifted_stream_is_brought_back_to_the_layout(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    drifted = StreamConfig(
+        name=EVENTS_STREAM, subjects=["kairos.events.>"], duplicate_window=5.0, max_age=60.0
+    )
+    await js.update_stream(drifted)
+    assert (await js.stream_info(EVENTS_STREAM)).config.max_age == 60.0
+    await ensure_streams(js)
+    info = await js.stream_info(EVENTS_STREAM)
+    assert info.config.max_age == StreamLayout().events_max_age.total_seconds()
+
+
+async def test_dedup_drops_a_republished_delivery(nats_client: NatsClient) -> None:
+    js = nats_client.jetstream()
+    await ensure_streams(js)
+    first = await js.publish(due_subject("x"), b"1", headers={"Nats-Msg-Id": "delivery-dup-1"})
+    again = await js.publish(due_subject("x"), b"1", headers={"Nats-Msg-Id": "delivery-dup-1"})
+    assert again.duplicate is True
+    assert again.seq == first.seq

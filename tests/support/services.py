@@ -1,0 +1,101 @@
+"""Run the Kairos services in-process (on port 0) or as real subprocesses, and ask their health."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from support.ports import free_port
+
+SERVICES = {
+    "api": ("kairos_api", "KAIROS_API_ADDR"),
+    "scheduler": ("kairos_scheduler", "KAIROS_SCHEDULER_ADDR"),
+    "publisher": ("kairos_publisher", "KAIROS_PUBLISHER_ADDR"),
+}
+
+
+async def health_status(port: int, service: str = "", timeout: float = 2.0) -> str:
+    """The health status name (SERVING, NOT_SERVING ...) that 127.0.0.1:`port` reports."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0) -> None:
+    """Poll health until SERVING; fail with the last answer after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            last = await health_status(port, service, timeout=1.0)
+            if last == "SERVING":
+                return
+        except grpc.aio.AioRpcError as error:
+            last = f"{error.code().name}: {error.details()}"
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"port {port} not SERVING after {timeout}s ({last})")
+
+
+class ServiceProcess:
+    """One service as a real `python -m` subprocess with its own environment and log file."""
+
+    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+        module, addr_variable = SERVICES[name]
+        self.name = name
+        self.module = module
+        self.port = free_port()
+        self.env = {**os.environ, **env, addr_variable: f"127.0.0.1:{self.port}"}
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def wait_serving(self, timeout: float = 30.0) -> None:
+        try:
+            await wait_until_serving(self.port, timeout=timeout)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n--- {self.name} log ---\n{self.logs()}") from None
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then the exit code (SIGKILL and -9 if it outlives `timeout`)."""
+        return self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> int:
+        """SIGKILL: the process gets no chance to clean up."""
+        return self._signal(signal.SIGKILL, 10.0)
+
+    def _signal(self, sig: signal.Signals, timeout: float) -> int:
+        assert self.process is not None, "not started"
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -9
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
