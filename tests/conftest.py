@@ -9,6 +9,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from kairos_common.streams import connect
+from support.api import Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
 from support.postgres import TestDatabase
 
@@ -45,3 +46,34 @@ def log_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "logs"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+async def api(
+    request: pytest.FixtureRequest,
+    test_database: TestDatabase,
+    nats_server: NatsServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[RunningApi]:
+    """The api in-process on port 0: once on the session's PostgreSQL database, once on SQLite."""
+    if request.param == "postgresql":
+        url = test_database.url
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'kairos.db'}"
+    async with running_api(api_settings(url, KAIROS_NATS_URL=nats_server.url)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def pg_api(test_database: TestDatabase, nats_server: NatsServer) -> AsyncIterator[RunningApi]:
+    """The api in-process on the session's PostgreSQL database only."""
+    settings = api_settings(test_database.url, KAIROS_NATS_URL=nats_server.url)
+    async with running_api(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(api: RunningApi) -> AsyncIterator[Client]:
+    """Stubs for a brand-new tenant with its own API key."""
+    async with api.client() as tenant_client:
+        yield tenant_client

@@ -11,7 +11,9 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from kairos_common.streams import DEAD_STREAM, DUE_STREAM, EVENTS_STREAM
+from support.api import TEST_SECRET
 from support.nats_server import NatsServer
+from support.postgres import TestDatabase
 from support.services import ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +21,10 @@ pytestmark = pytest.mark.e2e
 GRACE_SECONDS = 3.0
 
 
-def service_env(nats_server: NatsServer) -> dict[str, str]:
+def service_env(nats_server: NatsServer, database_url: str = "") -> dict[str, str]:
     return {
+        "KAIROS_DATABASE_URL": database_url,
+        "KAIROS_SECRET_KEY": TEST_SECRET,
         "KAIROS_NATS_URL": nats_server.url,
         "KAIROS_GRACE_SECONDS": str(GRACE_SECONDS),
         "KAIROS_LOG_FORMAT": "json",
@@ -29,9 +33,9 @@ def service_env(nats_server: NatsServer) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
 async def test_service_serves_health_and_exits_zero_on_sigterm(
-    name: str, nats_server: NatsServer, log_dir: Path
+    name: str, nats_server: NatsServer, test_database: TestDatabase, log_dir: Path
 ) -> None:
-    service = ServiceProcess(name, service_env(nats_server), log_dir)
+    service = ServiceProcess(name, service_env(nats_server, test_database.url), log_dir)
     service.start()
     try:
         await service.wait_serving()

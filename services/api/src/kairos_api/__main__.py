@@ -1,22 +1,16 @@
-"""`python -m kairos_api`: run the api until SIGTERM or SIGINT."""
+"""`python -m kairos_api`: run the api (the default, or `serve`), or an admin command (`--help`)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from kairos_api.service import ApiService
-from kairos_api.settings import ApiSettings
-from kairos_common.runner import run_service
+from kairos_api import cli
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
-    return run_service(
-        "api",
-        ApiSettings.from_env,
-        lambda settings: settings.common.log,
-        ApiService,
-    )
+    return cli.main(argv)
 
 
 if __name__ == "__main__":

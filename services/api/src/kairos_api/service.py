@@ -1,31 +1,107 @@
-"""The api process: the gRPC server and everything it serves."""
+"""The api process: migrations, the database, the gRPC services, and the outbox relay."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+import grpc
+from nats.aio.client import Client as NatsClient
+
+from kairos.dispatch.v1 import dispatch_pb2_grpc
+from kairos.posts.v1 import posts_pb2_grpc
+from kairos_api.adapters import database
+from kairos_api.adapters.relay import OutboxRelay
+from kairos_api.bootstrap import Application, Notifier, bootstrap
+from kairos_api.entrypoints.grpc_accounts import AccountsServicer
+from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
+from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.settings import ApiSettings
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.streams import WAKE_SUBJECT, StreamLayout, connect, ensure_streams
 
 log = logging.getLogger(__name__)
 
-HEALTH_NAME = "kairos.api"
+POSTS_SERVICE = "kairos.posts.v1.PostsService"
+ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
+DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
+
+
+class NatsNotifier(Notifier):
+    """Pokes the relay after commits and wakes the schedulers for posts due right away."""
+
+    def __init__(self, nc: NatsClient, relay: OutboxRelay) -> None:
+        self.nc = nc
+        self.relay = relay
+
+    def outbox_written(self) -> None:
+        self.relay.poke()
+
+    def due_soon(self) -> None:
+        if self.nc.is_connected:
+            asyncio.get_running_loop().create_task(self.nc.publish(WAKE_SUBJECT, b""))
 
 
 class ApiService:
-    """Serves the api's gRPC services and reports their health."""
+    """Serves the api's gRPC services, relays the outbox and reports health."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
+        self.app: Application = bootstrap(settings)
         self.grpc: GrpcServer | None = None
+        self.nc: NatsClient | None = None
+        self.relay: OutboxRelay | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def register(self, server: grpc.aio.Server) -> None:
+        posts_pb2_grpc.add_PostsServiceServicer_to_server(PostsServicer(self.app), server)
+        posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(self.app), server)
+        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(self.app), server)
 
     async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await asyncio.to_thread(database.migrate, self.settings.common.database_url)
         self.grpc = await create_server(
-            self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
+            self.settings.server,
+            service_names=[POSTS_SERVICE, ACCOUNTS_SERVICE, DISPATCH_SERVICE],
+            register=self.register,
         )
+        self.tasks.append(asyncio.create_task(self._relay_events(), name="outbox-relay"))
         await self.grpc.set_serving(True)
         log.info("api ready")
 
+    async def _relay_events(self) -> None:
+        """Connect to NATS (retrying while it is away) and relay the outbox until stopped."""
+        while True:
+            try:
+                self.nc = await connect(self.settings.common.nats_url, name="kairos-api")
+                break
+            except Exception as error:
+                log.warning("NATS not reachable yet, events wait in the outbox: %r", error)
+                await asyncio.sleep(2.0)
+        js = self.nc.jetstream()
+        await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
+        self.relay = OutboxRelay(self.app.uow, js)
+        self.app.notifier = NatsNotifier(self.nc, self.relay)
+        await self.relay.run()
+
     async def stop(self) -> None:
+        grace = self.settings.server.grace.total_seconds()
         if self.grpc is not None:
-            await self.grpc.stop(self.settings.server.grace.total_seconds())
+            await self.grpc.stop(grace)
+        if self.relay is not None:
+            self.relay.stopping.set()
+            self.relay.poke()
+        for task in self.tasks:
+            if self.relay is None:
+                task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace + 1)
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.nc is not None and self.nc.is_connected:
+            await self.nc.drain()
+        await self.app.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from kairos_common.settings import CommonSettings, Env, ServerSettings, server_settings
 
@@ -15,6 +16,27 @@ class ApiSettings:
     common: CommonSettings
     #: Listen address of the public and internal gRPC APIs (KAIROS_API_ADDR).
     server: ServerSettings
+    #: Run the database migrations before serving (KAIROS_MIGRATE_ON_START).
+    migrate_on_start: bool = True
+    #: How far in the past a schedule may be and still be accepted (KAIROS_PAST_TOLERANCE_SECONDS).
+    past_tolerance: timedelta = timedelta(seconds=60)
+    #: Allow http:// media URLs, for development against local servers (KAIROS_ALLOW_HTTP_MEDIA).
+    allow_http_media: bool = False
+    #: stale_after of posts that give none (KAIROS_DEFAULT_STALE_AFTER_SECONDS).
+    default_stale_after: timedelta = timedelta(hours=1)
+
+    #: Tries per target before it fails: the first plus 3 retries (KAIROS_MAX_ATTEMPTS).
+    max_attempts: int = 4
+    #: First retry delay; doubles per attempt, with jitter (KAIROS_RETRY_BASE_SECONDS).
+    retry_base: timedelta = timedelta(seconds=2)
+    #: Longest retry delay (KAIROS_RETRY_CAP_SECONDS).
+    retry_cap: timedelta = timedelta(minutes=10)
+    #: Retries sooner than this wait in JetStream (nak with delay); later ones go back to the
+    #: database as RETRY_WAIT (KAIROS_REDELIVER_MAX_SECONDS).
+    redeliver_max: timedelta = timedelta(seconds=30)
+    #: How long a begun attempt may run before the sweeper settles it
+    #: (KAIROS_ATTEMPT_LEASE_SECONDS).
+    attempt_lease: timedelta = timedelta(seconds=120)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -22,4 +44,15 @@ class ApiSettings:
         return cls(
             common=CommonSettings.from_env(environ),
             server=server_settings(env, "KAIROS_API_ADDR", "127.0.0.1:50051"),
+            migrate_on_start=env.flag("KAIROS_MIGRATE_ON_START", True),
+            past_tolerance=env.seconds("KAIROS_PAST_TOLERANCE_SECONDS", 60.0),
+            allow_http_media=env.flag("KAIROS_ALLOW_HTTP_MEDIA", False),
+            default_stale_after=env.seconds(
+                "KAIROS_DEFAULT_STALE_AFTER_SECONDS", 3600.0, minimum=1.0
+            ),
+            max_attempts=env.integer("KAIROS_MAX_ATTEMPTS", 4, minimum=1),
+            retry_base=env.seconds("KAIROS_RETRY_BASE_SECONDS", 2.0),
+            retry_cap=env.seconds("KAIROS_RETRY_CAP_SECONDS", 600.0),
+            redeliver_max=env.seconds("KAIROS_REDELIVER_MAX_SECONDS", 30.0),
+            attempt_lease=env.seconds("KAIROS_ATTEMPT_LEASE_SECONDS", 120.0, minimum=1.0),
         )

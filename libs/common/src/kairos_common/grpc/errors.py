@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -41,17 +42,34 @@ def status_code_of(error: errors.KairosError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+#: Error details travel in HTTP/2 headers, which gRPC caps at 8 KiB (soft) and 16 KiB (hard);
+#: these keep a status well inside that, however much the client got wrong.
+MAX_MESSAGE = 1_000
+MAX_VIOLATIONS = 20
+MAX_FIELD = 200
+MAX_DESCRIPTION = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_rich_status(error: errors.KairosError) -> grpc.Status:
     """A status carrying the code, the message and, for bad requests, the field violations."""
     code = status_code_of(error)
-    detail = status_pb2.Status(code=code.value[0], message=error.message)
+    detail = status_pb2.Status(code=code.value[0], message=_clip(error.message, MAX_MESSAGE))
     if isinstance(error, errors.InvalidArgument) and error.violations:
+        shown = list(error.violations[:MAX_VIOLATIONS])
+        if len(error.violations) > MAX_VIOLATIONS:
+            hidden = len(error.violations) - MAX_VIOLATIONS
+            shown.append(errors.FieldViolation("", f"and {hidden} more violations"))
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=_clip(v.field, MAX_FIELD),
+                    description=_clip(v.description, MAX_DESCRIPTION),
                 )
-                for v in error.violations
+                for v in shown
             ]
         )
         packed = any_pb2.Any()
@@ -101,9 +119,41 @@ else:
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
+def nul_violations(message: Message, prefix: str = "") -> list[errors.FieldViolation]:
+    """Text fields holding a NUL character, which no database column accepts (PostgreSQL
+    refuses it outright), named by their path in the request."""
+    found: list[errors.FieldViolation] = []
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.type == field.TYPE_STRING:
+            values = [value] if not field.is_repeated else list(value)
+            for index, text in enumerate(values):
+                if "\x00" in text:
+                    where = path if not field.is_repeated else f"{path}[{index}]"
+                    found.append(errors.FieldViolation(where, "must not contain NUL characters"))
+        elif field.type == field.TYPE_MESSAGE:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                for key, item in value.items():
+                    texts = [key, item] if isinstance(item, str) else [key]
+                    if any("\x00" in str(t) for t in texts):
+                        found.append(errors.FieldViolation(path, "must not contain NUL characters"))
+                    if isinstance(item, Message):
+                        found.extend(nul_violations(item, f"{path}[{key!r}]."))
+            elif field.is_repeated:
+                for index, item in enumerate(value):
+                    found.extend(nul_violations(item, f"{path}[{index}]."))
+            else:
+                found.extend(nul_violations(value, f"{path}."))
+    return found
+
+
 def _wrap_unary(behaviour: Handler) -> Handler:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if isinstance(request, Message):
+                found = nul_violations(request)
+                if found:
+                    raise errors.InvalidArgument.collect(found)
             return await behaviour(request, context)
         except grpc.aio.AbortError:
             raise

@@ -361,6 +361,54 @@ class BeginAttemptResponse(_message.Message):
 Global___BeginAttemptResponse: _TypeAlias = BeginAttemptResponse  # noqa: Y015
 
 @_typing.final
+class BeginAttemptsRequest(_message.Message):
+    """Request of BeginAttempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The deliveries from the due events; at most 500, each at most once."""
+
+    def __init__(
+        self,
+        *,
+        delivery_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_ids", b"delivery_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginAttemptsRequest: _TypeAlias = BeginAttemptsRequest  # noqa: Y015
+
+@_typing.final
+class BeginAttemptsResponse(_message.Message):
+    """Response of BeginAttempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BeginAttemptResponse]:
+        """One result per delivery id, in the order asked."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BeginAttemptResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginAttemptsResponse: _TypeAlias = BeginAttemptsResponse  # noqa: Y015
+
+@_typing.final
 class AttemptOutcome(_message.Message):
     """The outcome of one attempt."""
 
@@ -529,6 +577,54 @@ class CompleteAttemptsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteAttemptsResponse: _TypeAlias = CompleteAttemptsResponse  # noqa: Y015
+
+@_typing.final
+class FailDeliveryRequest(_message.Message):
+    """Request of FailDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    """The delivery of the dead-lettered due event."""
+    reason: _builtins.str
+    """Why it could not be processed."""
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailDeliveryRequest: _TypeAlias = FailDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class FailDeliveryResponse(_message.Message):
+    """Response of FailDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_STATUS_FIELD_NUMBER: _builtins.int
+    target_status: _posts_pb2.TargetStatus.ValueType
+    """The target's status afterwards (unchanged when the delivery was no longer current)."""
+    def __init__(
+        self,
+        *,
+        target_status: _posts_pb2.TargetStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_status", b"target_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailDeliveryResponse: _TypeAlias = FailDeliveryResponse  # noqa: Y015
 
 @_typing.final
 class SweepExpiredRequest(_message.Message):

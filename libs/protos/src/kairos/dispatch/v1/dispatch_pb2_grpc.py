@@ -45,10 +45,20 @@ class DispatchServiceStub:
                 request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptRequest.SerializeToString,
                 response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptResponse.FromString,
                 _registered_method=True)
+        self.BeginAttempts = channel.unary_unary(
+                '/kairos.dispatch.v1.DispatchService/BeginAttempts',
+                request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsRequest.SerializeToString,
+                response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsResponse.FromString,
+                _registered_method=True)
         self.CompleteAttempts = channel.unary_unary(
                 '/kairos.dispatch.v1.DispatchService/CompleteAttempts',
                 request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsRequest.SerializeToString,
                 response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsResponse.FromString,
+                _registered_method=True)
+        self.FailDelivery = channel.unary_unary(
+                '/kairos.dispatch.v1.DispatchService/FailDelivery',
+                request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryRequest.SerializeToString,
+                response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryResponse.FromString,
                 _registered_method=True)
         self.SweepExpired = channel.unary_unary(
                 '/kairos.dispatch.v1.DispatchService/SweepExpired',
@@ -80,8 +90,23 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginAttempts(self, request, context):
+        """BeginAttempt for many deliveries in one transaction, as a busy publisher sends them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteAttempts(self, request, context):
         """Records the outcomes of attempts, in a batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailDelivery(self, request, context):
+        """Ends a delivery the publisher could not process (dead-lettered): its target fails with the
+        reason, or becomes UNKNOWN if an attempt had begun.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,10 +139,20 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptRequest.FromString,
                     response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptResponse.SerializeToString,
             ),
+            'BeginAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginAttempts,
+                    request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsRequest.FromString,
+                    response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsResponse.SerializeToString,
+            ),
             'CompleteAttempts': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteAttempts,
                     request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsRequest.FromString,
                     response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsResponse.SerializeToString,
+            ),
+            'FailDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailDelivery,
+                    request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryRequest.FromString,
+                    response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryResponse.SerializeToString,
             ),
             'SweepExpired': grpc.unary_unary_rpc_method_handler(
                     servicer.SweepExpired,
@@ -196,6 +231,33 @@ class DispatchService:
             _registered_method=True)
 
     @staticmethod
+    def BeginAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.dispatch.v1.DispatchService/BeginAttempts',
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsRequest.SerializeToString,
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.BeginAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CompleteAttempts(request,
             target,
             options=(),
@@ -212,6 +274,33 @@ class DispatchService:
             '/kairos.dispatch.v1.DispatchService/CompleteAttempts',
             kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsRequest.SerializeToString,
             kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.CompleteAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.dispatch.v1.DispatchService/FailDelivery',
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryRequest.SerializeToString,
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.FailDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

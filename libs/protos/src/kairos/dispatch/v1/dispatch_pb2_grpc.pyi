@@ -39,8 +39,14 @@ class DispatchServiceStub:
     """Atomically moves due targets to QUEUED with a fresh delivery id and lease, and returns them."""
     BeginAttempt: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.BeginAttemptRequest, _dispatch_pb2.BeginAttemptResponse]
     """The fence: begins an attempt if the delivery is still current, and returns what to publish."""
+    BeginAttempts: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.BeginAttemptsRequest, _dispatch_pb2.BeginAttemptsResponse]
+    """BeginAttempt for many deliveries in one transaction, as a busy publisher sends them."""
     CompleteAttempts: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.CompleteAttemptsRequest, _dispatch_pb2.CompleteAttemptsResponse]
     """Records the outcomes of attempts, in a batch."""
+    FailDelivery: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.FailDeliveryRequest, _dispatch_pb2.FailDeliveryResponse]
+    """Ends a delivery the publisher could not process (dead-lettered): its target fails with the
+    reason, or becomes UNKNOWN if an attempt had begun.
+    """
     SweepExpired: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.SweepExpiredRequest, _dispatch_pb2.SweepExpiredResponse]
     """Re-emits lost deliveries, settles abandoned attempts and marks stale targets MISSED."""
     SaveRefreshedCredentials: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.SaveRefreshedCredentialsRequest, _dispatch_pb2.SaveRefreshedCredentialsResponse]
@@ -55,8 +61,14 @@ class DispatchServiceAsyncStub(DispatchServiceStub):
     """Atomically moves due targets to QUEUED with a fresh delivery id and lease, and returns them."""
     BeginAttempt: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.BeginAttemptRequest, _dispatch_pb2.BeginAttemptResponse]  # type: ignore[assignment]
     """The fence: begins an attempt if the delivery is still current, and returns what to publish."""
+    BeginAttempts: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.BeginAttemptsRequest, _dispatch_pb2.BeginAttemptsResponse]  # type: ignore[assignment]
+    """BeginAttempt for many deliveries in one transaction, as a busy publisher sends them."""
     CompleteAttempts: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.CompleteAttemptsRequest, _dispatch_pb2.CompleteAttemptsResponse]  # type: ignore[assignment]
     """Records the outcomes of attempts, in a batch."""
+    FailDelivery: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.FailDeliveryRequest, _dispatch_pb2.FailDeliveryResponse]  # type: ignore[assignment]
+    """Ends a delivery the publisher could not process (dead-lettered): its target fails with the
+    reason, or becomes UNKNOWN if an attempt had begun.
+    """
     SweepExpired: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.SweepExpiredRequest, _dispatch_pb2.SweepExpiredResponse]  # type: ignore[assignment]
     """Re-emits lost deliveries, settles abandoned attempts and marks stale targets MISSED."""
     SaveRefreshedCredentials: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.SaveRefreshedCredentialsRequest, _dispatch_pb2.SaveRefreshedCredentialsResponse]  # type: ignore[assignment]
@@ -82,12 +94,30 @@ class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
         """The fence: begins an attempt if the delivery is still current, and returns what to publish."""
 
     @_abc_1.abstractmethod
+    def BeginAttempts(
+        self,
+        request: _dispatch_pb2.BeginAttemptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatch_pb2.BeginAttemptsResponse, _abc.Awaitable[_dispatch_pb2.BeginAttemptsResponse]]:
+        """BeginAttempt for many deliveries in one transaction, as a busy publisher sends them."""
+
+    @_abc_1.abstractmethod
     def CompleteAttempts(
         self,
         request: _dispatch_pb2.CompleteAttemptsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatch_pb2.CompleteAttemptsResponse, _abc.Awaitable[_dispatch_pb2.CompleteAttemptsResponse]]:
         """Records the outcomes of attempts, in a batch."""
+
+    @_abc_1.abstractmethod
+    def FailDelivery(
+        self,
+        request: _dispatch_pb2.FailDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatch_pb2.FailDeliveryResponse, _abc.Awaitable[_dispatch_pb2.FailDeliveryResponse]]:
+        """Ends a delivery the publisher could not process (dead-lettered): its target fails with the
+        reason, or becomes UNKNOWN if an attempt had begun.
+        """
 
     @_abc_1.abstractmethod
     def SweepExpired(

@@ -1,0 +1,201 @@
+"""Translation between the service's own types and the kairos.*.v1 protobuf messages.
+
+Protobuf stays at the edge: handlers work with ORM rows and domain enums, and only the gRPC
+servicers (and the outbox) call these functions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kairos.posts.v1 import posts_pb2
+from kairos_api.adapters.orm import Account, Attempt, Post, Target
+from kairos_api.domain.model import AccountStatus, ErrorClass, PostStatus, TargetStatus
+from kairos_common.platforms import Platform
+
+_PLATFORMS: dict[Platform, posts_pb2.Platform.ValueType] = {
+    Platform.X: posts_pb2.PLATFORM_X,
+    Platform.MASTODON: posts_pb2.PLATFORM_MASTODON,
+    Platform.BLUESKY: posts_pb2.PLATFORM_BLUESKY,
+    Platform.LINKEDIN: posts_pb2.PLATFORM_LINKEDIN,
+    Platform.FACEBOOK: posts_pb2.PLATFORM_FACEBOOK,
+    Platform.INSTAGRAM: posts_pb2.PLATFORM_INSTAGRAM,
+    Platform.THREADS: posts_pb2.PLATFORM_THREADS,
+    Platform.TELEGRAM: posts_pb2.PLATFORM_TELEGRAM,
+    Platform.DISCORD: posts_pb2.PLATFORM_DISCORD,
+    Platform.SLACK: posts_pb2.PLATFORM_SLACK,
+    Platform.WEBHOOK: posts_pb2.PLATFORM_WEBHOOK,
+    Platform.SANDBOX: posts_pb2.PLATFORM_SANDBOX,
+}
+_PLATFORMS_BACK = {v: k for k, v in _PLATFORMS.items()}
+
+_POST_STATUSES: dict[PostStatus, posts_pb2.PostStatus.ValueType] = {
+    s: posts_pb2.PostStatus.Value(f"POST_STATUS_{s.name}") for s in PostStatus
+}
+_POST_STATUSES_BACK = {v: k for k, v in _POST_STATUSES.items()}
+_TARGET_STATUSES: dict[TargetStatus, posts_pb2.TargetStatus.ValueType] = {
+    s: posts_pb2.TargetStatus.Value(f"TARGET_STATUS_{s.name}") for s in TargetStatus
+}
+_TARGET_STATUSES_BACK = {v: k for k, v in _TARGET_STATUSES.items()}
+_ACCOUNT_STATUSES: dict[AccountStatus, posts_pb2.AccountStatus.ValueType] = {
+    s: posts_pb2.AccountStatus.Value(f"ACCOUNT_STATUS_{s.name}") for s in AccountStatus
+}
+_ACCOUNT_STATUSES_BACK = {v: k for k, v in _ACCOUNT_STATUSES.items()}
+_ERROR_CLASSES: dict[ErrorClass, posts_pb2.ErrorClass.ValueType] = {
+    s: posts_pb2.ErrorClass.Value(f"ERROR_CLASS_{s.name}") for s in ErrorClass
+}
+_ERROR_CLASSES_BACK = {v: k for k, v in _ERROR_CLASSES.items()}
+
+
+def platform_to_proto(platform: Platform | str) -> posts_pb2.Platform.ValueType:
+    return _PLATFORMS[Platform(platform)]
+
+
+def platform_from_proto(value: int) -> Platform | None:
+    """The platform, or None for PLATFORM_UNSPECIFIED or a number this build does not know."""
+    return cast("Platform | None", _PLATFORMS_BACK.get(value))  # type: ignore[call-overload]
+
+
+def post_status_to_proto(status: PostStatus | str) -> posts_pb2.PostStatus.ValueType:
+    return _POST_STATUSES[PostStatus(status)]
+
+
+def post_status_from_proto(value: int) -> PostStatus | None:
+    return cast("PostStatus | None", _POST_STATUSES_BACK.get(value))  # type: ignore[call-overload]
+
+
+def target_status_to_proto(status: TargetStatus | str) -> posts_pb2.TargetStatus.ValueType:
+    return _TARGET_STATUSES[TargetStatus(status)]
+
+
+def target_status_from_proto(value: int) -> TargetStatus | None:
+    return cast("TargetStatus | None", _TARGET_STATUSES_BACK.get(value))  # type: ignore[call-overload]
+
+
+def account_status_to_proto(status: AccountStatus | str) -> posts_pb2.AccountStatus.ValueType:
+    return _ACCOUNT_STATUSES[AccountStatus(status)]
+
+
+def account_status_from_proto(value: int) -> AccountStatus | None:
+    return cast("AccountStatus | None", _ACCOUNT_STATUSES_BACK.get(value))  # type: ignore[call-overload]
+
+
+def error_class_to_proto(value: ErrorClass | str) -> posts_pb2.ErrorClass.ValueType:
+    return _ERROR_CLASSES[ErrorClass(value)] if value else posts_pb2.ERROR_CLASS_UNSPECIFIED
+
+
+def error_class_from_proto(value: int) -> ErrorClass | None:
+    return cast("ErrorClass | None", _ERROR_CLASSES_BACK.get(value))  # type: ignore[call-overload]
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp, or None (leave the field unset) for None."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def duration(value: timedelta | None) -> Duration | None:
+    if value is None:
+        return None
+    out = Duration()
+    out.FromTimedelta(value)
+    return out
+
+
+def attempt_to_proto(attempt: Attempt) -> posts_pb2.Attempt:
+    return posts_pb2.Attempt(
+        number=attempt.number,
+        started_at=timestamp(attempt.started_at),
+        finished_at=timestamp(attempt.finished_at),
+        error_class=error_class_to_proto(attempt.error_class),
+        published=attempt.published,
+        http_status=attempt.http_status,
+        error_code=attempt.error_code,
+        message=attempt.message,
+        latency=(
+            duration(timedelta(milliseconds=attempt.latency_ms))
+            if attempt.latency_ms is not None
+            else None
+        ),
+    )
+
+
+def target_to_proto(target: Target, *, with_attempts: bool) -> posts_pb2.Target:
+    message = posts_pb2.Target(
+        id=str(target.id),
+        account_id=str(target.account_id),
+        platform=platform_to_proto(target.platform),
+        status=target_status_to_proto(target.status),
+        content_override=target.content_override,
+        settings=target.settings,
+        attempt_count=target.attempt_count,
+        next_attempt_at=(
+            timestamp(target.next_attempt_at) if target.status == TargetStatus.RETRY_WAIT else None
+        ),
+        platform_post_id=target.platform_post_id,
+        platform_url=target.platform_url,
+        published_at=timestamp(target.published_at),
+    )
+    if target.last_error_class or target.last_error_message:
+        message.last_error.CopyFrom(
+            posts_pb2.TargetError(
+                error_class=error_class_to_proto(target.last_error_class),
+                code=target.last_error_code,
+                message=target.last_error_message,
+            )
+        )
+    if with_attempts:
+        message.attempts.extend(attempt_to_proto(a) for a in target.attempts)
+    return message
+
+
+def post_to_proto(post: Post, *, with_attempts: bool = False) -> posts_pb2.Post:
+    return posts_pb2.Post(
+        id=str(post.id),
+        content=post.content,
+        media_urls=post.media_urls,
+        campaign=post.campaign,
+        tags=post.tags,
+        notes=post.notes,
+        status=post_status_to_proto(post.status),
+        scheduled_at=timestamp(post.scheduled_at),
+        time_zone=post.time_zone,
+        revision=post.revision,
+        approval_required=post.approval_required,
+        approved_at=timestamp(post.approved_at),
+        rejection_reason=post.rejection_reason,
+        stale_after=(
+            duration(timedelta(seconds=post.stale_after_seconds))
+            if post.stale_after_seconds is not None
+            else None
+        ),
+        targets=[target_to_proto(t, with_attempts=with_attempts) for t in post.targets],
+        created_at=timestamp(post.created_at),
+        updated_at=timestamp(post.updated_at),
+        parent_post_id=str(post.parent_post_id) if post.parent_post_id else "",
+    )
+
+
+def account_to_proto(account: Account) -> posts_pb2.Account:
+    """The account as clients see it: never its credentials."""
+    return posts_pb2.Account(
+        id=str(account.id),
+        platform=platform_to_proto(account.platform),
+        handle=account.handle,
+        status=account_status_to_proto(account.status),
+        token_expires_at=timestamp(account.token_expires_at),
+        blocked_until=timestamp(account.blocked_until),
+        created_at=timestamp(account.created_at),
+        updated_at=timestamp(account.updated_at),
+    )

@@ -1,0 +1,281 @@
+"""SQLAlchemy 2 tables of the posts service (DESIGN.md §2), portable to PostgreSQL and SQLite.
+
+Statuses are stored as their lower-case names in plain strings, so adding a state needs no
+type migration. Every timestamp is stored and returned as an aware UTC datetime.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC instant is needed")
+        value = value.astimezone(UTC)
+        # SQLite keeps text; drop the zone so that string comparison orders correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current instant, aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    """A time-ordered UUID (version 7 layout), so new rows land at the end of indexes."""
+    millis = int(datetime.now(UTC).timestamp() * 1000)
+    rand = uuid.uuid4().int & ((1 << 74) - 1)
+    value = (
+        (millis << 80)
+        | (0x7 << 76)
+        | ((rand >> 62) << 64)
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+
+class ApiKey(Base):
+    """A tenant's API key: only its SHA-256 is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: The first characters of the key, to tell keys apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Account(Base):
+    """A connected social account; credentials encrypted under KAIROS_SECRET_KEY."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(20))
+    handle: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20))
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token_expires_at: Mapped[datetime | None]
+    blocked_until: Mapped[datetime | None]
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "tenant_id", "platform"),)
+
+
+class Post(Base):
+    """A post: content, schedule, and the revision that fences out stale deliveries."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text, default="")
+    media_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(24))
+    scheduled_at: Mapped[datetime | None]
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    revision: Mapped[int] = mapped_column(BigInteger, default=1)
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved_at: Mapped[datetime | None]
+    rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    stale_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    parent_post_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("posts.id"))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    targets: Mapped[list[Target]] = relationship(
+        back_populates="post", order_by="Target.id", cascade="all, delete-orphan"
+    )
+    tag_rows: Mapped[list[PostTag]] = relationship(cascade="all, delete-orphan")
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "request_id"),
+        Index(None, "tenant_id", "created_at", "id"),
+        Index(None, "tenant_id", "scheduled_at", "id"),
+        Index(None, "tenant_id", "status"),
+        Index(None, "tenant_id", "campaign"),
+    )
+
+
+class PostTag(Base):
+    """One tag of one post, so that filtering by tag uses an index on every database."""
+
+    __tablename__ = "post_tags"
+
+    post_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index(None, "tenant_id", "tag"),)
+
+
+class Target(Base):
+    """One (post, account) pair: its publishing state, lease and outcome."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    post_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    platform: Mapped[str] = mapped_column(String(20))
+    content_override: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20))
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the target may next be claimed; NULL while it must not be (draft, awaiting approval).
+    next_attempt_at: Mapped[datetime | None]
+    #: The instant the target was due (kept across retries, for lateness and stale_after).
+    due_at: Mapped[datetime | None]
+    #: Past this instant the target is MISSED instead of published late (due_at + stale_after).
+    stale_at: Mapped[datetime | None]
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    delivery_revision: Mapped[int | None] = mapped_column(BigInteger)
+    lease_until: Mapped[datetime | None]
+    platform_post_id: Mapped[str] = mapped_column(String(200), default="")
+    platform_url: Mapped[str] = mapped_column(String(2048), default="")
+    last_error_class: Mapped[str] = mapped_column(String(20), default="")
+    last_error_code: Mapped[str] = mapped_column(String(100), default="")
+    last_error_message: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    post: Mapped[Post] = relationship(back_populates="targets")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="target", order_by="Attempt.number", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("post_id", "account_id"),
+        # Claiming reads only due, claimable rows: the partial index keeps its cost proportional
+        # to what is due, not to the size of the table.
+        Index(
+            "ix_targets_claimable",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'retry_wait')"),
+            sqlite_where=text("status IN ('pending', 'retry_wait')"),
+        ),
+        Index(
+            "ix_targets_leased",
+            "lease_until",
+            postgresql_where=text("status IN ('queued', 'publishing')"),
+            sqlite_where=text("status IN ('queued', 'publishing')"),
+        ),
+        Index(None, "account_id", "status"),
+        Index(None, "post_id"),
+        Index(None, "tenant_id", "platform", "status"),
+    )
+
+
+class Attempt(Base):
+    """One try at a target, written before the platform call and completed after it."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    target_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[uuid.UUID]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    http_status: Mapped[int] = mapped_column(Integer, default=0)
+    error_class: Mapped[str] = mapped_column(String(20), default="")
+    error_code: Mapped[str] = mapped_column(String(100), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+
+    target: Mapped[Target] = relationship(back_populates="attempts")
+
+    __table_args__ = (UniqueConstraint("target_id", "number"),)
+
+
+class OutboxEvent(Base):
+    """A lifecycle event written with the change it describes, relayed to NATS once."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(40))
+    #: The serialized kairos.events.v1.LifecycleEvent.
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    relayed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(
+            "ix_outbox_unrelayed",
+            "seq",
+            postgresql_where=text("relayed_at IS NULL"),
+            sqlite_where=text("relayed_at IS NULL"),
+        ),
+    )

@@ -1,0 +1,82 @@
+"""Outbox rows: lifecycle events serialized as kairos.events.v1.LifecycleEvent.
+
+The relay publishes each row to `kairos.events.post.<event>` with `Nats-Msg-Id` = event id, so a
+re-published row is dropped by JetStream's de-duplication.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_api.adapters import convert
+from kairos_api.adapters.orm import OutboxEvent, new_id, utcnow
+from kairos_api.domain.model import PostStatus, TargetStatus
+
+#: Event names as they appear in subjects, with their protobuf type.
+EVENT_TYPES: dict[str, events_pb2.LifecycleEventType.ValueType] = {
+    "created": events_pb2.LIFECYCLE_EVENT_TYPE_CREATED,
+    "updated": events_pb2.LIFECYCLE_EVENT_TYPE_UPDATED,
+    "scheduled": events_pb2.LIFECYCLE_EVENT_TYPE_SCHEDULED,
+    "unscheduled": events_pb2.LIFECYCLE_EVENT_TYPE_UNSCHEDULED,
+    "deleted": events_pb2.LIFECYCLE_EVENT_TYPE_DELETED,
+    "approved": events_pb2.LIFECYCLE_EVENT_TYPE_APPROVED,
+    "rejected": events_pb2.LIFECYCLE_EVENT_TYPE_REJECTED,
+    "published": events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED,
+    "failed": events_pb2.LIFECYCLE_EVENT_TYPE_FAILED,
+    "unknown": events_pb2.LIFECYCLE_EVENT_TYPE_UNKNOWN,
+    "missed": events_pb2.LIFECYCLE_EVENT_TYPE_MISSED,
+    "retry_scheduled": events_pb2.LIFECYCLE_EVENT_TYPE_RETRY_SCHEDULED,
+    "needs_reauth": events_pb2.LIFECYCLE_EVENT_TYPE_NEEDS_REAUTH,
+    "retried": events_pb2.LIFECYCLE_EVENT_TYPE_RETRIED,
+}
+
+
+def lifecycle_event(
+    event_type: str,
+    *,
+    tenant_id: str,
+    post_id: uuid.UUID | None = None,
+    post_status: PostStatus | None = None,
+    revision: int = 0,
+    target_id: uuid.UUID | None = None,
+    target_status: TargetStatus | None = None,
+    account_id: uuid.UUID | None = None,
+    detail: str = "",
+) -> OutboxEvent:
+    """An outbox row for one event; raises KeyError for an unknown event type (a coding error)."""
+    event_id = new_id()
+    now = utcnow()
+    occurred = Timestamp()
+    occurred.FromDatetime(now)
+    message = events_pb2.LifecycleEvent(
+        event_id=str(event_id),
+        type=EVENT_TYPES[event_type],
+        occurred_at=occurred,
+        tenant_id=tenant_id,
+        post_id=str(post_id) if post_id else "",
+        target_id=str(target_id) if target_id else "",
+        account_id=str(account_id) if account_id else "",
+        post_status=(
+            convert.post_status_to_proto(post_status)
+            if post_status
+            else posts_pb2.POST_STATUS_UNSPECIFIED
+        ),
+        target_status=(
+            convert.target_status_to_proto(target_status)
+            if target_status
+            else posts_pb2.TARGET_STATUS_UNSPECIFIED
+        ),
+        revision=revision,
+        detail=detail[:1000],
+    )
+    return OutboxEvent(
+        event_id=event_id,
+        tenant_id=tenant_id,
+        event_type=event_type,
+        payload=message.SerializeToString(),
+        created_at=now,
+    )

@@ -1,0 +1,652 @@
+"""What each platform accepts in a post's text and media, measured the way that platform measures.
+
+A post is checked here, when it is created or edited, so that a text that is too long or a media
+list a platform refuses is reported to the client at once instead of failing at publish time hours
+later. Each platform counts text its own way: X weighs characters and shortens URLs, Mastodon and
+Bluesky count grapheme clusters, Threads counts emoji as UTF-8 bytes, Telegram counts UTF-16 code
+units. `LIMITS` holds the numbers; `validate_content` applies them and reports every broken rule
+as a `FieldViolation`; it never raises.
+
+Sources: the shared platform reference PLATFORMS.md (cited below by section, e.g. "§1"), which
+itself cites the official docs. Where PLATFORMS.md gives no number or unit, the choice is Kairos's
+own and is marked as such.
+
+Pure Python: `unicodedata`, `re`, `urllib.parse`, and `regex` for grapheme clusters and emoji
+properties, which `re` does not know.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import regex  # type: ignore[import-untyped]
+
+from kairos_common.errors import FieldViolation
+from kairos_common.platforms import Platform
+
+
+class Counting(enum.Enum):
+    """How a platform measures the length of a post's text."""
+
+    X_WEIGHTED = enum.auto()
+    """twitter-text v3: NFC, then weight 1 or 2 per code point, 2 per emoji, 23 per URL."""
+    MASTODON = enum.auto()
+    """Grapheme clusters, once each URL counts 23 and `@user@domain` is read as `@user`."""
+    GRAPHEMES = enum.auto()
+    """Extended grapheme clusters (what a reader sees as one character)."""
+    THREADS = enum.auto()
+    """Code points, except that an emoji counts as many as its UTF-8 bytes."""
+    UTF16_CODE_UNITS = enum.auto()
+    """UTF-16 code units: 1 per character up to U+FFFF, 2 beyond (most emoji)."""
+    CODE_POINTS = enum.auto()
+    """Unicode code points, what Python's `len` counts."""
+
+
+@dataclass(frozen=True)
+class PlatformLimits:
+    """What one platform accepts in one post."""
+
+    name: str
+    """The platform as people write it, for messages ("X", "Mastodon")."""
+    counting: Counting
+    """How the text is measured."""
+    max_chars: int
+    """The most text allowed, in `unit`."""
+    unit: str
+    """The unit of `max_chars` in words, for messages ("weighted characters", "graphemes")."""
+    counting_note: str
+    """The counting rule in a few words, for messages; explains why a count differs from `len`."""
+    max_media: int
+    """The most media items one post may carry."""
+    media_required: bool = False
+    """True when the platform cannot publish text alone (Instagram)."""
+    max_chars_with_media: int | None = None
+    """A lower text limit that applies when media is attached (Telegram captions), or None."""
+    max_utf8_bytes: int | None = None
+    """A second text limit in UTF-8 bytes that applies as well as `max_chars` (Bluesky), or None."""
+    max_links: int | None = None
+    """The most distinct links the text may contain (Threads), or None for no limit."""
+
+
+# Code points that X weighs 1 (twitter-text config v3, PLATFORMS.md §1): Basic Latin to Georgian,
+# then spaces, hyphens and quotes from General Punctuation. Every other code point weighs 2.
+_X_LIGHT_RANGES = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
+_X_EMOJI_WEIGHT = 2
+_X_HEAVY_WEIGHT = 2
+# X and Mastodon both replace every URL by a 23-character link whatever its length (§1, §2).
+URL_WEIGHT = 23
+
+_CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
+
+LIMITS: Mapping[Platform, PlatformLimits] = MappingProxyType(
+    {
+        # §1: 280 weighted; 1-4 images per post.
+        Platform.X: PlatformLimits(
+            name="X",
+            counting=Counting.X_WEIGHTED,
+            max_chars=280,
+            unit="weighted characters",
+            counting_note="URLs count 23, most non-Latin characters and emoji 2",
+            max_media=4,
+        ),
+        # §2: 500 is the default `max_characters`; an instance may configure another, as it may
+        # `max_media_attachments` ("commonly 4"). Pass adjusted limits to `validate_content` when
+        # the instance's configuration is known.
+        Platform.MASTODON: PlatformLimits(
+            name="Mastodon",
+            counting=Counting.MASTODON,
+            max_chars=500,
+            unit="characters",
+            counting_note=(
+                "grapheme clusters; URLs count 23 and @user@domain counts as @user; "
+                "500 is the default, an instance may allow more"
+            ),
+            max_media=4,
+        ),
+        # §3: 300 graphemes and 3,000 UTF-8 bytes; at most 4 images. URLs count in full.
+        Platform.BLUESKY: PlatformLimits(
+            name="Bluesky",
+            counting=Counting.GRAPHEMES,
+            max_chars=300,
+            unit="graphemes",
+            counting_note="URLs count in full",
+            max_media=4,
+            max_utf8_bytes=3000,
+        ),
+        # §4: ~3,000 characters (widely cited, not in the official page; unit undocumented);
+        # multiImage takes 2-20 images.
+        Platform.LINKEDIN: PlatformLimits(
+            name="LinkedIn",
+            counting=Counting.CODE_POINTS,
+            max_chars=3000,
+            unit="characters",
+            counting_note=_CODE_POINTS_NOTE.format(name="LinkedIn"),
+            max_media=20,
+        ),
+        # §5: 63,206 characters (third-party figure; unit undocumented). PLATFORMS.md gives no
+        # count for `attached_media`: 10 is Kairos's own cap, in line with the other carousels.
+        Platform.FACEBOOK: PlatformLimits(
+            name="Facebook",
+            counting=Counting.CODE_POINTS,
+            max_chars=63206,
+            unit="characters",
+            counting_note=_CODE_POINTS_NOTE.format(name="Facebook"),
+            max_media=10,
+        ),
+        # §6: caption 2,200 characters (unit undocumented); text-only posts are not supported;
+        # a carousel holds up to 10 items.
+        Platform.INSTAGRAM: PlatformLimits(
+            name="Instagram",
+            counting=Counting.CODE_POINTS,
+            max_chars=2200,
+            unit="characters",
+            counting_note=_CODE_POINTS_NOTE.format(name="Instagram"),
+            max_media=10,
+            media_required=True,
+        ),
+        # §7: 500 characters, emoji counted as their UTF-8 bytes; a carousel has up to 20
+        # children. The 5-link cap is from the official Threads docs (text attachments page):
+        # since 2025-12-22 a post with more than 5 distinct links fails at container creation.
+        Platform.THREADS: PlatformLimits(
+            name="Threads",
+            counting=Counting.THREADS,
+            max_chars=500,
+            unit="characters",
+            counting_note="emoji count as their UTF-8 bytes, e.g. 4 for 😀",
+            max_media=20,
+            max_links=5,
+        ),
+        # §8: text 4,096, caption 1,024; entity offsets are UTF-16 code units, so that is the
+        # unit counted here (it is never less than the code point count, so it cannot let an
+        # over-long text through). The limit applies after entity parsing: counting the raw
+        # text can only over-count markup. sendMediaGroup takes 2-10 items.
+        Platform.TELEGRAM: PlatformLimits(
+            name="Telegram",
+            counting=Counting.UTF16_CODE_UNITS,
+            max_chars=4096,
+            unit="UTF-16 code units",
+            counting_note="emoji and other characters beyond U+FFFF count 2",
+            max_media=10,
+            max_chars_with_media=1024,
+        ),
+        # §9: `content` 2,000 characters (unit unspecified); images go in embeds, up to 10.
+        Platform.DISCORD: PlatformLimits(
+            name="Discord",
+            counting=Counting.CODE_POINTS,
+            max_chars=2000,
+            unit="characters",
+            counting_note=_CODE_POINTS_NOTE.format(name="Discord"),
+            max_media=10,
+        ),
+        # §10: `text` beyond 40,000 characters is truncated, which Kairos treats as a limit
+        # rather than publish a cut post. A message holds at most 50 blocks and each image is
+        # one block: one block is kept back for the text section.
+        Platform.SLACK: PlatformLimits(
+            name="Slack",
+            counting=Counting.CODE_POINTS,
+            max_chars=40000,
+            unit="characters",
+            counting_note=_CODE_POINTS_NOTE.format(name="Slack"),
+            max_media=49,
+        ),
+        # Kairos's own targets: no platform imposes a limit, so these only stop absurd payloads.
+        Platform.WEBHOOK: PlatformLimits(
+            name="Webhook",
+            counting=Counting.CODE_POINTS,
+            max_chars=100_000,
+            unit="characters",
+            counting_note="Unicode code points",
+            max_media=100,
+        ),
+        Platform.SANDBOX: PlatformLimits(
+            name="Sandbox",
+            counting=Counting.CODE_POINTS,
+            max_chars=100_000,
+            unit="characters",
+            counting_note="Unicode code points",
+            max_media=100,
+        ),
+    }
+)
+"""Every platform's limits. Tests check that no `Platform` is missing."""
+
+MAX_MEDIA_URL_LENGTH = 2048
+"""Longest media URL accepted: the common practical URL limit, and plenty for signed CDN links."""
+
+
+# --- URLs in text ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UrlSpan:
+    """A URL found in a text: `text[start:end] == url`, indexes in code points."""
+
+    start: int
+    end: int
+    url: str
+
+
+# A URL may not start right after a letter, digit or one of @ $ # (twitter-text's
+# validUrlPrecedingChars), so "xhttps://..." and "@example.com" are not links.
+_NOT_AFTER = r"(?<![A-Za-z0-9@$#])"
+_HOST = r"[\w-]+(?:\.[\w-]+)*"
+_PORT = r"(?::\d{1,5})?"
+# Path, query and fragment characters: ASCII URL characters plus Latin and Cyrillic letters, as
+# twitter-text allows. Anything else (a CJK sentence glued to a link, say) ends the URL, so that
+# text is counted as text and not hidden inside the 23 a URL weighs.
+_PATH_CHARS = r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%|\u00C0-\u024F\u0400-\u04FF]"
+_SCHEME_URL = re.compile(
+    rf"{_NOT_AFTER}https?://{_HOST}{_PORT}(?:[/?#]{_PATH_CHARS}*)?", re.IGNORECASE
+)
+# A domain without a scheme (X links "example.com" too). It must not follow . - _ / either
+# (twitter-text's invalidUrlWithoutProtocolPrecedingChars), and must be ASCII.
+_BARE_DOMAIN_URL = re.compile(
+    r"(?<![A-Za-z0-9@$#.\-_/])"
+    r"(?P<domain>(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?P<tld>[a-z]{2,24}))"
+    r"(?![a-z0-9@_-])"
+    rf"{_PORT}(?P<path>/{_PATH_CHARS}*)?",
+    re.IGNORECASE,
+)
+# twitter-text checks a bare domain's top-level domain against the full IANA list (~1,500
+# names). Kairos keeps the generic TLDs people actually write; any two-letter TLD is taken as a
+# country code. An unlisted TLD ("example.museum") is then counted as text, which under-counts
+# by at most 23 minus its length; adding a TLD here fixes it.
+_GENERIC_TLDS = frozenset(
+    {
+        "com",
+        "net",
+        "org",
+        "info",
+        "biz",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "name",
+        "pro",
+        "app",
+        "dev",
+        "page",
+        "blog",
+        "shop",
+        "store",
+        "online",
+        "site",
+        "tech",
+        "xyz",
+        "club",
+        "news",
+        "live",
+        "world",
+        "today",
+        "link",
+        "social",
+        "cloud",
+        "art",
+        "design",
+        "agency",
+        "email",
+        "network",
+        "digital",
+        "media",
+        "studio",
+        "space",
+        "website",
+        "top",
+        "icu",
+        "vip",
+        "work",
+        "life",
+        "one",
+        "global",
+        "group",
+        "company",
+    }
+)
+# twitter-text does not link a country-code domain with a single label and no path ("file.py",
+# "node.js"): too many ordinary words look like that. t.co is the stated exception.
+_SPECIAL_SHORT_DOMAINS = frozenset({"t.co"})
+_TRAILING_PUNCTUATION = frozenset(".,:;!?'\"*")
+_BRACKETS = {")": "(", "]": "[", "}": "{"}
+
+
+def find_urls(text: str, *, bare_domains: bool = False) -> list[UrlSpan]:
+    """The http(s) URLs in `text`, in order, without sentence punctuation that follows them.
+
+    With `bare_domains`, domains written without a scheme ("example.com", "bit.ly/x") are found
+    too, as X and Threads find them; Mastodon and Bluesky only link URLs with a scheme.
+    """
+    found = [_trimmed(match.start(), match.group()) for match in _SCHEME_URL.finditer(text)]
+    if bare_domains:
+        for match in _BARE_DOMAIN_URL.finditer(text):
+            if not _is_linked_bare_domain(match):
+                continue
+            span = _trimmed(match.start(), match.group())
+            if not any(span.start < other.end and other.start < span.end for other in found):
+                found.append(span)
+        found.sort(key=lambda span: span.start)
+    return found
+
+
+def _is_linked_bare_domain(match: re.Match[str]) -> bool:
+    domain = match.group("domain").lower()
+    tld = match.group("tld").lower()
+    if tld in _GENERIC_TLDS:
+        return True
+    if len(tld) != 2:
+        return False
+    single_label = domain.count(".") == 1
+    return not single_label or match.group("path") is not None or domain in _SPECIAL_SHORT_DOMAINS
+
+
+def _trimmed(start: int, url: str) -> UrlSpan:
+    """Drop what ends a sentence rather than the URL: "see https://a.example/x." ends at x."""
+    while url:
+        last = url[-1]
+        opening = _BRACKETS.get(last)
+        if last in _TRAILING_PUNCTUATION or (
+            opening is not None and url.count(last) > url.count(opening)
+        ):
+            url = url[:-1]
+            continue
+        break
+    return UrlSpan(start, start + len(url), url)
+
+
+# --- counting -------------------------------------------------------------------------------------
+
+_GRAPHEME = regex.compile(r"\X")
+_EXTENDED_PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}")
+_EMOJI_PRESENTATION = regex.compile(r"\p{Emoji_Presentation}")
+_REGIONAL_INDICATORS = range(0x1F1E6, 0x1F1FF + 1)
+_SKIN_TONES = range(0x1F3FB, 0x1F3FF + 1)
+_KEYCAP_BASES = frozenset("#*0123456789")
+_ZWJ = "\u200d"
+_EMOJI_STYLE = "\ufe0f"
+_KEYCAP = "\u20e3"
+
+# Mastodon's Account::MENTION_RE: `@user` optionally followed by `@domain`.
+_MASTODON_MENTION = re.compile(
+    r"(?<![=/\w])@(?P<user>[a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@\w+(?:[.-]+\w+)*)?",
+    re.IGNORECASE,
+)
+# Mastodon swaps each URL for this before counting (StatusLengthValidator, PLATFORMS.md §2).
+_MASTODON_URL_PLACEHOLDER = "x" * URL_WEIGHT
+
+
+def count_characters(platform: Platform, text: str) -> int:
+    """The length of `text` as `platform` counts it against `LIMITS[platform].max_chars`.
+
+    Bluesky's second limit, in UTF-8 bytes, is not part of this count; `validate_content`
+    checks it separately.
+    """
+    return _count(LIMITS[platform].counting, text)
+
+
+def _count(counting: Counting, text: str) -> int:
+    match counting:
+        case Counting.X_WEIGHTED:
+            return _x_weighted_length(text)
+        case Counting.MASTODON:
+            return _grapheme_count(_mastodon_countable_text(text))
+        case Counting.GRAPHEMES:
+            return _grapheme_count(text)
+        case Counting.THREADS:
+            return sum(
+                _utf8_length(cluster) if _is_emoji_sequence(cluster) else len(cluster)
+                for cluster in _graphemes(text)
+            )
+        case Counting.UTF16_CODE_UNITS:
+            # "surrogatepass" so a lone surrogate is counted rather than raising.
+            return len(text.encode("utf-16-le", "surrogatepass")) // 2
+        case Counting.CODE_POINTS:
+            return len(text)
+
+
+def _graphemes(text: str) -> list[str]:
+    clusters: list[str] = _GRAPHEME.findall(text)
+    return clusters
+
+
+def _grapheme_count(text: str) -> int:
+    return len(_graphemes(text))
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _is_emoji_sequence(cluster: str) -> bool:
+    """True when a grapheme cluster is one emoji: a pictograph shown as emoji, possibly with a
+    skin tone or ZWJ-joined to others, a flag (two regional indicators) or a keycap."""
+    first = cluster[0]
+    if ord(first) in _REGIONAL_INDICATORS:
+        return len(cluster) > 1
+    if _KEYCAP in cluster:
+        return first in _KEYCAP_BASES
+    if not _EXTENDED_PICTOGRAPHIC.match(first):
+        return False
+    # A pictograph whose default is text style ("©", "↔") is an emoji only when asked for one.
+    return bool(
+        _EMOJI_PRESENTATION.match(first)
+        or _EMOJI_STYLE in cluster
+        or _ZWJ in cluster
+        or any(ord(char) in _SKIN_TONES for char in cluster)
+    )
+
+
+def _x_weighted_length(text: str) -> int:
+    normalized = unicodedata.normalize("NFC", text)
+    total = 0
+    cursor = 0
+    for url in find_urls(normalized, bare_domains=True):
+        total += _x_weigh_text(normalized[cursor : url.start]) + URL_WEIGHT
+        cursor = url.end
+    return total + _x_weigh_text(normalized[cursor:])
+
+
+def _x_weigh_text(text: str) -> int:
+    total = 0
+    for cluster in _graphemes(text):
+        if _is_emoji_sequence(cluster):
+            total += _X_EMOJI_WEIGHT
+        else:
+            total += sum(_x_code_point_weight(char) for char in cluster)
+    return total
+
+
+def _x_code_point_weight(char: str) -> int:
+    code_point = ord(char)
+    if any(low <= code_point <= high for low, high in _X_LIGHT_RANGES):
+        return 1
+    return _X_HEAVY_WEIGHT
+
+
+def _mastodon_countable_text(text: str) -> str:
+    """The text Mastodon measures: URLs as 23 placeholders, remote mentions without the domain."""
+    pieces: list[str] = []
+    cursor = 0
+    for url in find_urls(text):
+        pieces.append(_MASTODON_MENTION.sub(r"@\g<user>", text[cursor : url.start]))
+        pieces.append(_MASTODON_URL_PLACEHOLDER)
+        cursor = url.end
+    pieces.append(_MASTODON_MENTION.sub(r"@\g<user>", text[cursor:]))
+    return "".join(pieces)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def validate_content(
+    platform: Platform,
+    text: str,
+    media_urls: Sequence[str],
+    *,
+    content_field: str = "content",
+    media_field: str = "media_urls",
+    allow_http_media: bool = False,
+    limits: PlatformLimits | None = None,
+) -> list[FieldViolation]:
+    """Every rule that `text` with `media_urls` breaks on `platform`; empty when it may publish.
+
+    `content_field` and `media_field` name the fields as the client sent them, for example
+    `targets[2].content_override` when a target overrides the text; each media URL is reported
+    as `media_field[i]`. `allow_http_media` accepts http media URLs, for development only.
+    `limits` replaces `LIMITS[platform]` when the account's real limits are known (a Mastodon
+    instance's own `max_characters`, say). Never raises.
+    """
+    rules = limits if limits is not None else LIMITS[platform]
+    violations: list[FieldViolation] = []
+    has_media = len(media_urls) > 0
+
+    # Whitespace counts as no text: every platform refuses a post that shows nothing.
+    if not text.strip() and not has_media and not rules.media_required:
+        violations.append(
+            FieldViolation(content_field, f"{rules.name} needs text when no media is attached")
+        )
+    if text:
+        violations.extend(_text_violations(rules, text, has_media, content_field))
+
+    if rules.media_required and not has_media:
+        violations.append(
+            FieldViolation(
+                media_field,
+                f"{rules.name} needs at least one image or video: it cannot publish text alone",
+            )
+        )
+    if len(media_urls) > rules.max_media:
+        violations.append(
+            FieldViolation(
+                media_field,
+                f"{rules.name} accepts at most {rules.max_media} media items in a post; "
+                f"{len(media_urls)} given",
+            )
+        )
+    for index, url in enumerate(media_urls):
+        violations.extend(
+            validate_media_url(url, f"{media_field}[{index}]", allow_http=allow_http_media)
+        )
+    return violations
+
+
+def _text_violations(
+    rules: PlatformLimits, text: str, has_media: bool, field: str
+) -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    count = _count(rules.counting, text)
+    if has_media and rules.max_chars_with_media is not None:
+        if count > rules.max_chars_with_media:
+            violations.append(
+                FieldViolation(
+                    field,
+                    f"{rules.name} counts {count:,} of {rules.max_chars_with_media:,} "
+                    f"{rules.unit} allowed in a caption, the text sent with media "
+                    f"({rules.counting_note})",
+                )
+            )
+    elif count > rules.max_chars:
+        violations.append(
+            FieldViolation(
+                field,
+                f"{rules.name} counts {count:,} of {rules.max_chars:,} {rules.unit} "
+                f"({rules.counting_note})",
+            )
+        )
+    if rules.max_utf8_bytes is not None:
+        size = _utf8_length(text)
+        if size > rules.max_utf8_bytes:
+            violations.append(
+                FieldViolation(
+                    field,
+                    f"{rules.name} counts {size:,} of {rules.max_utf8_bytes:,} UTF-8 bytes "
+                    f"(a limit besides the {rules.max_chars:,} {rules.unit}; "
+                    "an emoji takes 4 bytes or more)",
+                )
+            )
+    if rules.max_links is not None:
+        links = {span.url for span in find_urls(text, bare_domains=True)}
+        if len(links) > rules.max_links:
+            violations.append(
+                FieldViolation(
+                    field,
+                    f"{rules.name} accepts at most {rules.max_links} distinct links in a post; "
+                    f"this text has {len(links)}",
+                )
+            )
+    return violations
+
+
+_HOST_NAME = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?)(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.?")
+
+
+def validate_media_url(url: str, field: str, *, allow_http: bool = False) -> list[FieldViolation]:
+    """What is wrong with one media URL, reported on `field`; empty when it is usable.
+
+    A media URL must be absolute https (http only with `allow_http`, for development), carry no
+    credentials (the platforms fetch it, and would see them), and be at most
+    `MAX_MEDIA_URL_LENGTH` characters. Whether it can be fetched is checked at publish time.
+    """
+    violations: list[FieldViolation] = []
+    if len(url) > MAX_MEDIA_URL_LENGTH:
+        violations.append(
+            FieldViolation(
+                field,
+                f"is {len(url):,} characters long; at most {MAX_MEDIA_URL_LENGTH:,} are allowed",
+            )
+        )
+    problem = _media_url_problem(url, allow_http)
+    if problem is not None:
+        violations.append(FieldViolation(field, problem))
+    return violations
+
+
+def _media_url_problem(url: str, allow_http: bool) -> str | None:
+    """The first structural problem of a media URL, or None. Later checks assume earlier ones."""
+    wanted = "an absolute https URL, e.g. https://cdn.example.com/photo.jpg"
+    if not url:
+        return f"is empty; it must be {wanted}"
+    # Checked before parsing: urlsplit silently drops tabs and newlines.
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
+        return "must not contain spaces or control characters (percent-encode them)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # parsing the port is what rejects "https://host:99999/"
+    except ValueError as error:
+        return f"is not a valid URL ({error})"
+    scheme = parts.scheme.lower()
+    if not scheme or url.startswith("//"):
+        return f"is not absolute; it must be {wanted}"
+    if scheme == "http" and not allow_http:
+        return "must use https; http is allowed only in development"
+    if scheme not in ("https", "http"):
+        return f"must use https, not {scheme!r}"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "must not contain credentials (user:password@): "
+            "the platforms fetch it and would see them"
+        )
+    host = parts.hostname
+    if not host:
+        return f"has no host name; it must be {wanted}"
+    if not _is_valid_host(host, bracketed="[" in parts.netloc):
+        return f"has an invalid host name {host!r}"
+    if port == 0:
+        return "has an invalid port 0"
+    return None
+
+
+def _is_valid_host(host: str, *, bracketed: bool) -> bool:
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.fullmatch(host) is not None

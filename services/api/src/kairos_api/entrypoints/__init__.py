@@ -1,0 +1,1 @@
+"""How the outside reaches the posts service: gRPC servicers and the command line."""

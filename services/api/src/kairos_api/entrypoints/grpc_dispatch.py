@@ -1,0 +1,242 @@
+"""gRPC servicer of kairos.dispatch.v1.DispatchService; only the service credential may call it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.posts.v1 import posts_pb2
+from kairos_api.adapters import convert
+from kairos_api.bootstrap import Application
+from kairos_api.service_layer import dispatch
+from kairos_api.service_layer.accounts import StoredCredentials
+from kairos_common import errors
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+REJECTIONS = {
+    "superseded": dispatch_pb2.FENCE_REJECTION_SUPERSEDED,
+    "revision_changed": dispatch_pb2.FENCE_REJECTION_REVISION_CHANGED,
+    "not_queued": dispatch_pb2.FENCE_REJECTION_NOT_QUEUED,
+    "account_inactive": dispatch_pb2.FENCE_REJECTION_ACCOUNT_INACTIVE,
+    "stale": dispatch_pb2.FENCE_REJECTION_STALE,
+}
+
+
+def _seconds(value: Duration, default: timedelta) -> timedelta:
+    if value.seconds == 0 and value.nanos == 0:
+        return default
+    return value.ToTimedelta()
+
+
+def delivery_to_proto(delivery: dispatch.Delivery) -> dispatch_pb2.Delivery:
+    return dispatch_pb2.Delivery(
+        delivery_id=str(delivery.delivery_id),
+        target_id=str(delivery.target_id),
+        post_id=str(delivery.post_id),
+        platform=convert.platform_to_proto(delivery.platform),
+        account_id=str(delivery.account_id),
+        due_at=convert.timestamp(delivery.due_at),
+        revision=delivery.revision,
+        lease_until=convert.timestamp(delivery.lease_until),
+        attempt_number=delivery.attempt_number,
+    )
+
+
+def credentials_to_proto(stored: StoredCredentials) -> posts_pb2.Credentials:
+    message = posts_pb2.Credentials(
+        access_token=stored.get("access_token", ""),
+        refresh_token=stored.get("refresh_token", ""),
+        instance_url=stored.get("instance_url", ""),
+        page_id=stored.get("page_id", ""),
+        chat_id=stored.get("chat_id", ""),
+        extra=stored.get("extra", {}),
+    )
+    expires = stored.get("expires_at")
+    if expires:
+        from datetime import datetime
+
+        message.expires_at.FromDatetime(datetime.fromisoformat(expires))
+    return message
+
+
+def credentials_from_proto(message: posts_pb2.Credentials) -> StoredCredentials:
+    return StoredCredentials(
+        version=1,
+        access_token=message.access_token,
+        refresh_token=message.refresh_token,
+        expires_at=(
+            convert.from_timestamp(message.expires_at).isoformat()
+            if message.HasField("expires_at")
+            else None
+        ),
+        instance_url=message.instance_url,
+        page_id=message.page_id,
+        chat_id=message.chat_id,
+        extra=dict(message.extra),
+    )
+
+
+def begun_to_proto(result: dispatch.Begun | dispatch.Refused) -> dispatch_pb2.BeginAttemptResponse:
+    if isinstance(result, dispatch.Refused):
+        return dispatch_pb2.BeginAttemptResponse(
+            ok=False, rejection=REJECTIONS[result.rejection], reason=result.reason
+        )
+    return dispatch_pb2.BeginAttemptResponse(
+        ok=True,
+        attempt_id=str(result.attempt_id),
+        attempt_number=result.attempt_number,
+        snapshot=dispatch_pb2.ContentSnapshot(
+            content=result.content, media_urls=result.media_urls, settings=result.settings
+        ),
+        credentials=credentials_to_proto(result.credentials),
+        reply_to_platform_id=result.reply_to_platform_id,
+        idempotency_key=result.idempotency_key,
+        account_handle=result.account_handle,
+        platform=convert.platform_to_proto(result.platform),
+        due_at=convert.timestamp(result.due_at),
+        target_id=str(result.target_id),
+        post_id=str(result.post_id),
+        account_id=str(result.account_id),
+    )
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise errors.InvalidArgument.of(field, "is not a valid id") from None
+
+
+class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
+    """Translates DispatchService calls for the scheduler and the publisher."""
+
+    def __init__(self, app: Application) -> None:
+        self.app = app
+
+    async def ClaimDue(
+        self, request: dispatch_pb2.ClaimDueRequest, context: Context
+    ) -> dispatch_pb2.ClaimDueResponse:
+        self.app.auth.require_service(context)
+        deliveries = await dispatch.claim_due(
+            self.app,
+            horizon=request.horizon.ToTimedelta(),
+            limit=request.limit or 500,
+            lease=_seconds(request.lease, timedelta(seconds=60)),
+        )
+        return dispatch_pb2.ClaimDueResponse(deliveries=[delivery_to_proto(d) for d in deliveries])
+
+    async def BeginAttempt(
+        self, request: dispatch_pb2.BeginAttemptRequest, context: Context
+    ) -> dispatch_pb2.BeginAttemptResponse:
+        self.app.auth.require_service(context)
+        result = await dispatch.begin_attempt(self.app, request.delivery_id)
+        return begun_to_proto(result)
+
+    async def BeginAttempts(
+        self, request: dispatch_pb2.BeginAttemptsRequest, context: Context
+    ) -> dispatch_pb2.BeginAttemptsResponse:
+        self.app.auth.require_service(context)
+        results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
+        return dispatch_pb2.BeginAttemptsResponse(results=[begun_to_proto(r) for r in results])
+
+    async def CompleteAttempts(
+        self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
+    ) -> dispatch_pb2.CompleteAttemptsResponse:
+        self.app.auth.require_service(context)
+        outcomes = []
+        for index, item in enumerate(request.outcomes):
+            error_class = convert.error_class_from_proto(item.error_class)
+            published = item.HasField("published")
+            if not published and error_class is None:
+                raise errors.InvalidArgument.of(
+                    f"outcomes[{index}]", "set `published` or an error class"
+                )
+            outcomes.append(
+                dispatch.Outcome(
+                    attempt_id=_uuid(item.attempt_id, f"outcomes[{index}].attempt_id"),
+                    delivery_id=_uuid(item.delivery_id, f"outcomes[{index}].delivery_id"),
+                    published=published,
+                    platform_post_id=item.published.platform_post_id,
+                    url=item.published.url,
+                    error_class=None if published else error_class,
+                    error_code=item.error_code,
+                    message=item.message,
+                    http_status=item.http_status,
+                    retry_not_before=(
+                        convert.from_timestamp(item.retry_not_before)
+                        if item.HasField("retry_not_before")
+                        else None
+                    ),
+                    latency_ms=(
+                        int(item.latency.ToTimedelta().total_seconds() * 1000)
+                        if item.HasField("latency")
+                        else None
+                    ),
+                )
+            )
+        results = await dispatch.complete_attempts(self.app, outcomes)
+        return dispatch_pb2.CompleteAttemptsResponse(
+            results=[
+                dispatch_pb2.CompletionResult(
+                    attempt_id=str(r.attempt_id),
+                    target_status=convert.target_status_to_proto(r.target_status),
+                    next_step=(
+                        dispatch_pb2.NEXT_STEP_REDELIVER
+                        if r.redeliver_after is not None
+                        else dispatch_pb2.NEXT_STEP_ACK
+                    ),
+                    retry_delay=convert.duration(r.redeliver_after),
+                )
+                for r in results
+            ]
+        )
+
+    async def FailDelivery(
+        self, request: dispatch_pb2.FailDeliveryRequest, context: Context
+    ) -> dispatch_pb2.FailDeliveryResponse:
+        self.app.auth.require_service(context)
+        status = await dispatch.fail_delivery(self.app, request.delivery_id, request.reason)
+        return dispatch_pb2.FailDeliveryResponse(
+            target_status=(
+                convert.target_status_to_proto(status)
+                if status is not None
+                else posts_pb2.TARGET_STATUS_UNSPECIFIED
+            )
+        )
+
+    async def SweepExpired(
+        self, request: dispatch_pb2.SweepExpiredRequest, context: Context
+    ) -> dispatch_pb2.SweepExpiredResponse:
+        self.app.auth.require_service(context)
+        result = await dispatch.sweep_expired(
+            self.app,
+            limit=request.limit or 500,
+            lease=_seconds(request.lease, timedelta(seconds=60)),
+        )
+        return dispatch_pb2.SweepExpiredResponse(
+            redeliveries=[delivery_to_proto(d) for d in result.redeliveries],
+            marked_unknown=result.marked_unknown,
+            marked_missed=result.marked_missed,
+            requeued_idempotent=result.requeued_idempotent,
+        )
+
+    async def SaveRefreshedCredentials(
+        self, request: dispatch_pb2.SaveRefreshedCredentialsRequest, context: Context
+    ) -> dispatch_pb2.SaveRefreshedCredentialsResponse:
+        self.app.auth.require_service(context)
+        status = await dispatch.save_refreshed_credentials(
+            self.app,
+            request.account_id,
+            None if request.needs_reauth else credentials_from_proto(request.credentials),
+            needs_reauth=request.needs_reauth,
+            reason=request.reason,
+        )
+        return dispatch_pb2.SaveRefreshedCredentialsResponse(
+            status=convert.account_status_to_proto(status)
+        )

@@ -1,0 +1,271 @@
+"""gRPC servicer of kairos.posts.v1.PostsService: translates requests to handler calls."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos_api.adapters import convert
+from kairos_api.bootstrap import Application
+from kairos_api.domain.model import PostStatus
+from kairos_api.service_layer import posts
+from kairos_common import errors
+from kairos_common.errors import FieldViolation
+from kairos_common.platforms import Platform
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+ORDERS = {
+    posts_pb2.POST_ORDER_UNSPECIFIED: "created_newest",
+    posts_pb2.POST_ORDER_CREATED_NEWEST: "created_newest",
+    posts_pb2.POST_ORDER_CREATED_OLDEST: "created_oldest",
+    posts_pb2.POST_ORDER_SCHEDULED_SOONEST: "scheduled_soonest",
+}
+#: The largest stale_after a client can send; larger values are refused by the domain rule.
+_MAX_DURATION = timedelta(days=3650)
+
+
+def _instant(stamp: Timestamp, field: str) -> datetime:
+    try:
+        return convert.from_timestamp(stamp)
+    except (ValueError, OverflowError):
+        raise errors.InvalidArgument.of(field, "is not a valid timestamp") from None
+
+
+def _duration(value: Duration, field: str) -> timedelta:
+    try:
+        result = value.ToTimedelta()
+    except (ValueError, OverflowError):
+        raise errors.InvalidArgument.of(field, "is not a valid duration") from None
+    if abs(result) > _MAX_DURATION:
+        raise errors.InvalidArgument.of(field, "is not a valid duration")
+    return result
+
+
+def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> posts.ScheduleInput:
+    which = message.WhichOneof("when")
+    if which == "at":
+        return posts.ScheduleInput(at=_instant(message.at, f"{field}.at"))
+    if which == "local":
+        return posts.ScheduleInput(
+            local_date_time=message.local.date_time, time_zone=message.local.time_zone
+        )
+    raise errors.InvalidArgument.of(field, "set either `at` or `local`")
+
+
+def target_inputs(specs: Any) -> list[posts.TargetInput]:
+    return [
+        posts.TargetInput(
+            account_id=spec.account_id,
+            content_override=spec.content_override if spec.HasField("content_override") else None,
+            settings=dict(spec.settings),
+        )
+        for spec in specs
+    ]
+
+
+class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
+    """Every method: authenticate the tenant, build the command, call the handler, answer."""
+
+    def __init__(self, app: Application) -> None:
+        self.app = app
+
+    async def CreatePost(
+        self, request: posts_pb2.CreatePostRequest, context: Context
+    ) -> posts_pb2.CreatePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        command = posts.CreatePost(
+            content=request.content,
+            targets=target_inputs(request.targets),
+            media_urls=list(request.media_urls),
+            campaign=request.campaign,
+            tags=list(request.tags),
+            notes=request.notes,
+            schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
+            approval_required=request.approval_required,
+            stale_after=(
+                _duration(request.stale_after, "stale_after")
+                if request.HasField("stale_after")
+                else None
+            ),
+            request_id=request.request_id,
+            parent_post_id=request.parent_post_id,
+        )
+        post = await posts.create_post(self.app, tenant, command)
+        return posts_pb2.CreatePostResponse(post=convert.post_to_proto(post))
+
+    async def GetPost(
+        self, request: posts_pb2.GetPostRequest, context: Context
+    ) -> posts_pb2.GetPostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.get_post(self.app, tenant, request.post_id)
+        return posts_pb2.GetPostResponse(post=convert.post_to_proto(post, with_attempts=True))
+
+    async def ListPosts(
+        self, request: posts_pb2.ListPostsRequest, context: Context
+    ) -> posts_pb2.ListPostsResponse:
+        tenant = await self.app.auth.tenant(context)
+        violations: list[FieldViolation] = []
+        statuses: list[PostStatus] = []
+        for index, value in enumerate(request.statuses):
+            status = convert.post_status_from_proto(value)
+            if status is None:
+                violations.append(FieldViolation(f"statuses[{index}]", "unknown post status"))
+            else:
+                statuses.append(status)
+        platforms: list[Platform] = []
+        for index, number in enumerate(request.platforms):
+            known = convert.platform_from_proto(number)
+            if known is None:
+                violations.append(FieldViolation(f"platforms[{index}]", "unknown platform"))
+            else:
+                platforms.append(known)
+        order = ORDERS.get(request.order)
+        if order is None:
+            violations.append(FieldViolation("order", "unknown order"))
+        scheduled_from = scheduled_to = None
+        try:
+            if request.HasField("scheduled_from"):
+                scheduled_from = _instant(request.scheduled_from, "scheduled_from")
+            if request.HasField("scheduled_to"):
+                scheduled_to = _instant(request.scheduled_to, "scheduled_to")
+        except errors.InvalidArgument as error:
+            violations.extend(error.violations)
+        if violations:
+            raise errors.InvalidArgument.collect(violations)
+        assert order is not None
+        page, token = await posts.list_posts(
+            self.app,
+            tenant,
+            posts.ListPosts(
+                statuses=statuses,
+                platforms=platforms,
+                account_id=request.account_id,
+                campaign=request.campaign,
+                tag=request.tag,
+                scheduled_from=scheduled_from,
+                scheduled_to=scheduled_to,
+                page_size=request.page_size,
+                page_token=request.page_token,
+                order=order,
+            ),
+        )
+        return posts_pb2.ListPostsResponse(
+            posts=[convert.post_to_proto(p) for p in page], next_page_token=token
+        )
+
+    async def UpdatePost(
+        self, request: posts_pb2.UpdatePostRequest, context: Context
+    ) -> posts_pb2.UpdatePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        paths = list(request.update_mask.paths)
+        body = request.post
+        stale_after = None
+        if "stale_after" in paths and body.HasField("stale_after"):
+            stale_after = _duration(body.stale_after, "post.stale_after")
+        command = posts.UpdatePost(
+            post_id=request.post_id,
+            paths=paths,
+            content=body.content,
+            media_urls=list(body.media_urls),
+            campaign=body.campaign,
+            tags=list(body.tags),
+            notes=body.notes,
+            stale_after=stale_after,
+            approval_required=body.approval_required,
+            targets=target_inputs(request.targets),
+            expected_revision=(
+                request.expected_revision if request.HasField("expected_revision") else None
+            ),
+        )
+        post = await posts.update_post(self.app, tenant, command)
+        return posts_pb2.UpdatePostResponse(post=convert.post_to_proto(post))
+
+    async def SchedulePost(
+        self, request: posts_pb2.SchedulePostRequest, context: Context
+    ) -> posts_pb2.SchedulePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        if not request.HasField("schedule"):
+            raise errors.InvalidArgument.of("schedule", "is required")
+        post = await posts.schedule_post(
+            self.app,
+            tenant,
+            request.post_id,
+            schedule_input(request.schedule),
+            request.expected_revision if request.HasField("expected_revision") else None,
+        )
+        return posts_pb2.SchedulePostResponse(post=convert.post_to_proto(post))
+
+    async def UnschedulePost(
+        self, request: posts_pb2.UnschedulePostRequest, context: Context
+    ) -> posts_pb2.UnschedulePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.unschedule_post(self.app, tenant, request.post_id)
+        return posts_pb2.UnschedulePostResponse(post=convert.post_to_proto(post))
+
+    async def PublishNow(
+        self, request: posts_pb2.PublishNowRequest, context: Context
+    ) -> posts_pb2.PublishNowResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.publish_now(self.app, tenant, request.post_id)
+        return posts_pb2.PublishNowResponse(post=convert.post_to_proto(post))
+
+    async def DeletePost(
+        self, request: posts_pb2.DeletePostRequest, context: Context
+    ) -> posts_pb2.DeletePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.delete_post(self.app, tenant, request.post_id)
+        return posts_pb2.DeletePostResponse(post=convert.post_to_proto(post))
+
+    async def RetryPost(
+        self, request: posts_pb2.RetryPostRequest, context: Context
+    ) -> posts_pb2.RetryPostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.retry_post(self.app, tenant, request.post_id, list(request.target_ids))
+        return posts_pb2.RetryPostResponse(post=convert.post_to_proto(post))
+
+    async def ApprovePost(
+        self, request: posts_pb2.ApprovePostRequest, context: Context
+    ) -> posts_pb2.ApprovePostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.approve_post(self.app, tenant, request.post_id)
+        return posts_pb2.ApprovePostResponse(post=convert.post_to_proto(post))
+
+    async def RejectPost(
+        self, request: posts_pb2.RejectPostRequest, context: Context
+    ) -> posts_pb2.RejectPostResponse:
+        tenant = await self.app.auth.tenant(context)
+        post = await posts.reject_post(self.app, tenant, request.post_id, request.reason)
+        return posts_pb2.RejectPostResponse(post=convert.post_to_proto(post))
+
+    async def GetStats(
+        self, request: posts_pb2.GetStatsRequest, context: Context
+    ) -> posts_pb2.GetStatsResponse:
+        tenant = await self.app.auth.tenant(context)
+        stats = await posts.get_stats(self.app, tenant)
+        return posts_pb2.GetStatsResponse(
+            by_status=[
+                posts_pb2.StatusCount(status=convert.post_status_to_proto(s), count=n)
+                for s, n in sorted(stats.by_status.items())
+            ],
+            by_platform=[
+                posts_pb2.PlatformCount(
+                    platform=convert.platform_to_proto(p),
+                    status=convert.target_status_to_proto(s),
+                    count=n,
+                )
+                for (p, s), n in sorted(stats.by_platform.items())
+            ],
+            due_next_hour=stats.due_next_hour,
+            oldest_overdue_post_id=str(stats.oldest_overdue.id) if stats.oldest_overdue else "",
+            oldest_overdue_at=(
+                convert.timestamp(stats.oldest_overdue.scheduled_at)
+                if stats.oldest_overdue
+                else None
+            ),
+        )

@@ -1,0 +1,695 @@
+"""Connected social accounts: connect, inspect, re-credential, pause, resume and disconnect.
+
+Credentials are write-only. They arrive as `Credentials`, are checked against what the account's
+platform needs, serialized to JSON and encrypted with the application's `CredentialCipher` bound
+to the account id, so a token copied onto another row does not decrypt. Nothing here returns,
+logs or puts them in an error message: `decrypt_credentials` is for the dispatch service alone.
+
+Every handler is scoped to one tenant: another tenant's account answers `NotFound`, exactly as an
+account that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+
+from kairos_api.adapters.crypto import CredentialDecryptError
+from kairos_api.adapters.orm import Account, Post, Target, new_id
+from kairos_api.domain.model import (
+    LIVE_TARGET_STATUSES,
+    AccountStatus,
+    PostStatus,
+    TargetStatus,
+    derive_post_status,
+)
+from kairos_api.service_layer.unit_of_work import UnitOfWork
+from kairos_common import errors
+from kairos_common.errors import FieldViolation
+from kairos_common.platforms import Platform
+
+if TYPE_CHECKING:
+    from kairos_api.bootstrap import Application
+
+log = logging.getLogger(__name__)
+
+MAX_HANDLE_LENGTH: Final = 300
+"""Longest handle accepted, in characters (the column's size)."""
+
+MAX_CREDENTIALS_BYTES: Final = 64 * 1024
+"""Largest serialized credentials accepted; real tokens are a few kilobytes at most."""
+
+CREDENTIALS_VERSION: Final = 1
+"""Layout version written inside the encrypted JSON, so a later layout can be told apart."""
+
+#: Platforms whose `instance_url` is the API base the publisher calls; https unless allowed.
+INSTANCE_URL_PLATFORMS: Final = frozenset({Platform.MASTODON, Platform.BLUESKY})
+#: Platforms whose `page_id` names the page or user published as.
+PAGE_ID_PLATFORMS: Final = frozenset(
+    {Platform.FACEBOOK, Platform.INSTAGRAM, Platform.THREADS, Platform.LINKEDIN}
+)
+#: Platforms whose `chat_id` names the chat or channel posted to.
+CHAT_ID_PLATFORMS: Final = frozenset({Platform.TELEGRAM, Platform.SLACK})
+#: Platforms that publish without an access token: a webhook is authenticated by its URL (and
+#: optional signing secret); the sandbox is a local fake that accepts any token.
+TOKENLESS_PLATFORMS: Final = frozenset({Platform.WEBHOOK, Platform.SANDBOX})
+
+LINKEDIN_AUTHOR_PREFIXES: Final = ("urn:li:person:", "urn:li:organization:")
+#: A Telegram chat: a numeric id (negative for groups and channels) or a public @channelname.
+TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
+
+#: Targets that a disconnect settles as SKIPPED. QUEUED ones are included: their due event is
+#: already in flight, but BeginAttempt only starts a QUEUED target, so the event is dropped.
+#: PUBLISHING ones are left alone: their platform call is under way and must be completed.
+SKIPPED_ON_DISCONNECT: Final = frozenset(
+    {TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED}
+)
+
+_REENCRYPT_BATCH: Final = 200
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What an account publishes with. Secrets are left out of `repr`, so of tracebacks too."""
+
+    #: OAuth access token, bot token, app password or webhook URL, as the platform needs.
+    access_token: str = field(default="", repr=False)
+    #: OAuth refresh token, when the platform has one.
+    refresh_token: str = field(default="", repr=False)
+    #: When the access token expires (aware), if known.
+    expires_at: datetime | None = None
+    #: Base URL of the instance (Mastodon), PDS (Bluesky) or sandbox endpoint.
+    instance_url: str = ""
+    #: Facebook page id, Instagram or Threads user id, LinkedIn author URN.
+    page_id: str = ""
+    #: Telegram chat id or Slack channel id.
+    chat_id: str = ""
+    #: Platform-specific values: `url` and `signing_secret` of a webhook, for example.
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+class StoredCredentials(TypedDict):
+    """The decrypted JSON of an account's credentials (`expires_at` as ISO 8601, or None)."""
+
+    version: int
+    access_token: str
+    refresh_token: str
+    expires_at: str | None
+    instance_url: str
+    page_id: str
+    chat_id: str
+    extra: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ConnectAccount:
+    """Connect an account. `platform` is a `Platform` value; "" when the client gave none, and
+    any other text (such as an enum number this build does not know) is reported as unknown."""
+
+    platform: str
+    handle: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
+class ListAccounts:
+    """List the tenant's accounts, optionally only one platform and/or status ("" for any)."""
+
+    platform: str = ""
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class GetAccount:
+    """Read one account."""
+
+    account_id: str
+
+
+@dataclass(frozen=True)
+class UpdateAccountCredentials:
+    """Replace an account's credentials whole."""
+
+    account_id: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
+class PauseAccount:
+    """Hold back publishing to an account."""
+
+    account_id: str
+
+
+@dataclass(frozen=True)
+class ResumeAccount:
+    """Publish to a paused account again."""
+
+    account_id: str
+
+
+@dataclass(frozen=True)
+class DisconnectAccount:
+    """Disconnect an account and forget its credentials."""
+
+    account_id: str
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+async def connect_account(app: Application, tenant: str, command: ConnectAccount) -> Account:
+    """Store a new ACTIVE account with its credentials encrypted; nothing is written if any field
+    breaks a rule (all broken rules are reported together)."""
+    violations: list[FieldViolation] = []
+    platform = _parse_platform(command.platform, "platform", violations, required=True)
+    handle = command.handle.strip()
+    if not handle:
+        violations.append(FieldViolation("handle", "is required"))
+    elif len(handle) > MAX_HANDLE_LENGTH:
+        violations.append(
+            FieldViolation("handle", f"must be at most {MAX_HANDLE_LENGTH} characters")
+        )
+    if platform is not None:
+        violations.extend(_credential_violations(app, platform, command.credentials))
+    if violations:
+        raise errors.InvalidArgument.collect(violations)
+    assert platform is not None
+
+    # The id comes first: the ciphertext is bound to it.
+    account_id = new_id()
+    now = app.clock()
+    account = Account(
+        id=account_id,
+        tenant_id=tenant,
+        platform=platform.value,
+        handle=handle,
+        status=AccountStatus.ACTIVE.value,
+        credentials=_encrypt(app, account_id, command.credentials),
+        token_expires_at=command.credentials.expires_at,
+        status_reason="",
+        created_at=now,
+        updated_at=now,
+    )
+    async with app.uow() as uow:
+        uow.session.add(account)
+        await uow.commit()
+    log.info(
+        "account connected",
+        extra={"tenant": tenant, "account_id": str(account_id), "platform": platform.value},
+    )
+    return account
+
+
+async def list_accounts(app: Application, tenant: str, command: ListAccounts) -> list[Account]:
+    """The tenant's accounts, oldest first, disconnected ones included unless filtered out."""
+    violations: list[FieldViolation] = []
+    platform = _parse_platform(command.platform, "platform", violations, required=False)
+    status: AccountStatus | None = None
+    if command.status:
+        try:
+            status = AccountStatus(command.status)
+        except ValueError:
+            violations.append(
+                FieldViolation(
+                    "status",
+                    f"unknown account status {command.status!r}; expected one of: "
+                    + ", ".join(s.value for s in AccountStatus),
+                )
+            )
+    if violations:
+        raise errors.InvalidArgument.collect(violations)
+
+    query = (
+        select(Account).where(Account.tenant_id == tenant).order_by(Account.created_at, Account.id)
+    )
+    if platform is not None:
+        query = query.where(Account.platform == platform.value)
+    if status is not None:
+        query = query.where(Account.status == status.value)
+    async with app.uow() as uow:
+        return list((await uow.session.execute(query)).scalars())
+
+
+async def get_account(app: Application, tenant: str, command: GetAccount) -> Account:
+    """One account of the tenant, or NotFound."""
+    account_id = parse_account_id(command.account_id)
+    async with app.uow() as uow:
+        return await _load(uow, tenant, account_id, for_update=False)
+
+
+async def update_account_credentials(
+    app: Application, tenant: str, command: UpdateAccountCredentials
+) -> Account:
+    """Replace the credentials whole (nothing of the old ones is kept).
+
+    An account that needed re-authentication becomes ACTIVE again; a paused one stays PAUSED; a
+    disconnected one cannot be given credentials (FailedPrecondition: connect it anew).
+    """
+    account_id = parse_account_id(command.account_id)
+    async with app.uow() as uow:
+        account = await _load(uow, tenant, account_id, for_update=True)
+        violations = _credential_violations(app, Platform(account.platform), command.credentials)
+        if violations:
+            raise errors.InvalidArgument.collect(violations)
+        _require_connected(account, "updated")
+        account.credentials = _encrypt(app, account.id, command.credentials)
+        account.token_expires_at = command.credentials.expires_at
+        if account.status == AccountStatus.NEEDS_REAUTH:
+            account.status = AccountStatus.ACTIVE.value
+            account.status_reason = ""
+        account.updated_at = app.clock()
+        await uow.commit()
+    log.info(
+        "account credentials replaced", extra={"tenant": tenant, "account_id": str(account_id)}
+    )
+    return account
+
+
+async def pause_account(app: Application, tenant: str, command: PauseAccount) -> Account:
+    """Hold back publishing to the account: ACTIVE or NEEDS_REAUTH becomes PAUSED.
+
+    Its targets are left as they are: PENDING and RETRY_WAIT targets stay so, and are simply not
+    claimed while the account is paused, so resuming publishes what is still due (a target that
+    became stale meanwhile is MISSED by the usual rule). Pausing a paused account changes nothing;
+    a disconnected account cannot be paused (FailedPrecondition).
+    """
+    account_id = parse_account_id(command.account_id)
+    async with app.uow() as uow:
+        account = await _load(uow, tenant, account_id, for_update=True)
+        _require_connected(account, "paused")
+        if account.status != AccountStatus.PAUSED:
+            account.status = AccountStatus.PAUSED.value
+            account.updated_at = app.clock()
+            await uow.commit()
+            log.info("account paused", extra={"tenant": tenant, "account_id": str(account_id)})
+    return account
+
+
+async def resume_account(app: Application, tenant: str, command: ResumeAccount) -> Account:
+    """Publish to a paused account again: PAUSED becomes ACTIVE.
+
+    An ACTIVE or NEEDS_REAUTH account is left as it is (resuming does not clear a refusal of the
+    credentials: only new credentials do). A disconnected one cannot be resumed
+    (FailedPrecondition).
+    """
+    account_id = parse_account_id(command.account_id)
+    async with app.uow() as uow:
+        account = await _load(uow, tenant, account_id, for_update=True)
+        _require_connected(account, "resumed")
+        if account.status == AccountStatus.PAUSED:
+            account.status = AccountStatus.ACTIVE.value
+            account.updated_at = app.clock()
+            await uow.commit()
+            log.info("account resumed", extra={"tenant": tenant, "account_id": str(account_id)})
+    return account
+
+
+async def disconnect_account(app: Application, tenant: str, command: DisconnectAccount) -> Account:
+    """Disconnect the account for good: DISCONNECTED, credentials forgotten (set to NULL).
+
+    Targets still waiting on it (PENDING, RETRY_WAIT, and QUEUED ones whose attempt has not begun)
+    become SKIPPED with the reason; a target whose platform call is under way is left to finish.
+    A publishing post whose last live target this was gets its final status. Disconnecting again
+    changes nothing.
+    """
+    account_id = parse_account_id(command.account_id)
+    async with app.uow() as uow:
+        account = await _load(uow, tenant, account_id, for_update=True)
+        if account.status == AccountStatus.DISCONNECTED and account.credentials is None:
+            return account
+        now = app.clock()
+        account.status = AccountStatus.DISCONNECTED.value
+        account.status_reason = "disconnected by the user"
+        account.credentials = None
+        account.token_expires_at = None
+        account.blocked_until = None
+        account.updated_at = now
+        skipped = await _skip_waiting_targets(uow, account, now)
+        await uow.commit()
+    log.info(
+        "account disconnected",
+        extra={"tenant": tenant, "account_id": str(account_id), "skipped_targets": skipped},
+    )
+    return account
+
+
+def decrypt_credentials(app: Application, account: Account) -> StoredCredentials:
+    """The account's credentials in clear, for the dispatch service to hand to a publisher.
+
+    Raises `FailedPrecondition` when the account has none (disconnected), and
+    `CredentialDecryptError` when they cannot be decrypted (key missing from KAIROS_SECRET_KEY,
+    or damaged); neither message contains any part of a credential.
+    """
+    if account.credentials is None:
+        raise errors.FailedPrecondition(f"account {account.id} has no credentials (disconnected)")
+    plaintext = app.cipher.decrypt(account.credentials, associated=str(account.id))
+    return cast(StoredCredentials, json.loads(plaintext))
+
+
+def encrypt_stored(
+    app: Application, account_id: uuid.UUID, credentials: StoredCredentials
+) -> bytes:
+    """Encrypt credentials in their stored form (as `decrypt_credentials` returns them, e.g.
+    after a publisher refreshed the tokens) for the account's `credentials` column."""
+    stored = dict(credentials)
+    stored["version"] = CREDENTIALS_VERSION
+    data = json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return app.cipher.encrypt(data, associated=str(account_id))
+
+
+async def reencrypt_all(app: Application) -> int:
+    """Re-encrypt every stored credential not under the current key; return how many were.
+
+    Rows are read in batches by id and each is written back only if it still holds the token that
+    was read, so a credential replaced meanwhile is never overwritten with the old one. A token
+    that cannot be decrypted does not stop the others: once all are done, `FailedPrecondition`
+    names the accounts that failed and why (the run can be repeated once the key is put back).
+    """
+    rotated = 0
+    failures: list[str] = []
+    after: uuid.UUID | None = None
+    while True:
+        async with app.uow() as uow:
+            query = (
+                select(Account.id, Account.credentials)
+                .where(Account.credentials.is_not(None))
+                .order_by(Account.id)
+                .limit(_REENCRYPT_BATCH)
+            )
+            if after is not None:
+                query = query.where(Account.id > after)
+            rows = (await uow.session.execute(query)).all()
+            if not rows:
+                break
+            for account_id, token in rows:
+                after = account_id
+                assert token is not None
+                try:
+                    if not app.cipher.needs_rotation(token):
+                        continue
+                    fresh = app.cipher.reencrypt(token, associated=str(account_id))
+                except CredentialDecryptError as error:
+                    failures.append(f"account {account_id}: {error.message}")
+                    continue
+                result = await uow.session.execute(
+                    update(Account)
+                    .where(Account.id == account_id, Account.credentials == token)
+                    .values(credentials=fresh)
+                    .execution_options(synchronize_session=False)
+                )
+                rotated += _rowcount(result)
+            await uow.commit()
+    log.info(
+        "credentials re-encrypted",
+        extra={"count": rotated, "failed": len(failures), "key_id": app.cipher.current_key_id},
+    )
+    if failures:
+        raise errors.FailedPrecondition(
+            f"re-encrypted {rotated} credentials; {len(failures)} could not be: "
+            + "; ".join(failures)
+        )
+    return rotated
+
+
+def parse_account_id(value: str, field_name: str = "account_id") -> uuid.UUID:
+    """An account id from a request, or InvalidArgument naming the field."""
+    text = value.strip()
+    if not text:
+        raise errors.InvalidArgument.of(field_name, "is required")
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise errors.InvalidArgument.of(field_name, "must be an account id (a UUID)") from None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+async def _load(
+    uow: UnitOfWork, tenant: str, account_id: uuid.UUID, *, for_update: bool
+) -> Account:
+    query = select(Account).where(Account.id == account_id, Account.tenant_id == tenant)
+    if for_update:
+        # Serializes concurrent changes to one account on PostgreSQL; SQLite has one writer anyway.
+        query = query.with_for_update()
+    account = (await uow.session.execute(query)).scalar_one_or_none()
+    if account is None:
+        raise errors.NotFound(f"account {account_id} not found")
+    return account
+
+
+def _require_connected(account: Account, action: str) -> None:
+    if account.status == AccountStatus.DISCONNECTED:
+        raise errors.FailedPrecondition(
+            f"account {account.id} is disconnected and cannot be {action}; connect it again"
+        )
+
+
+def _parse_platform(
+    value: str, field_name: str, violations: list[FieldViolation], *, required: bool
+) -> Platform | None:
+    if not value:
+        if required:
+            violations.append(FieldViolation(field_name, "is required"))
+        return None
+    try:
+        return Platform(value)
+    except ValueError:
+        violations.append(
+            FieldViolation(
+                field_name,
+                f"unknown platform {value!r}; expected one of: "
+                + ", ".join(p.value for p in Platform),
+            )
+        )
+        return None
+
+
+def _credential_violations(
+    app: Application, platform: Platform, credentials: Credentials
+) -> list[FieldViolation]:
+    """What the platform needs and the credentials lack. Descriptions never echo a value: a
+    webhook URL or a token is a secret."""
+    found: list[FieldViolation] = []
+    name = platform.value
+
+    def need(field_name: str, value: str, what: str) -> bool:
+        if value.strip():
+            return True
+        found.append(
+            FieldViolation(f"credentials.{field_name}", f"is required for {name} ({what})")
+        )
+        return False
+
+    if platform not in TOKENLESS_PLATFORMS:
+        need("access_token", credentials.access_token, "the token Kairos publishes with")
+
+    # Instance URLs of real platforms must be https: the token travels to them. Development and
+    # tests point them at local fakes over http, which KAIROS_ALLOW_HTTP_MEDIA (the same switch
+    # that admits http media URLs) allows.
+    allow_http_instance_urls = app.settings.allow_http_media
+    if platform in INSTANCE_URL_PLATFORMS:
+        what = "the instance's base URL" if platform == Platform.MASTODON else "the PDS base URL"
+        if need("instance_url", credentials.instance_url, what):
+            problem = _url_problem(
+                credentials.instance_url, allow_http=allow_http_instance_urls, base=True
+            )
+            if problem:
+                found.append(FieldViolation("credentials.instance_url", problem))
+    if platform == Platform.SANDBOX and need(
+        "instance_url", credentials.instance_url, "the sandbox endpoint URL"
+    ):
+        problem = _url_problem(credentials.instance_url, allow_http=True, base=True)
+        if problem:
+            found.append(FieldViolation("credentials.instance_url", problem))
+
+    if platform in PAGE_ID_PLATFORMS:
+        what = {
+            Platform.FACEBOOK: "the Facebook page id",
+            Platform.INSTAGRAM: "the Instagram professional account id",
+            Platform.THREADS: "the Threads user id",
+            Platform.LINKEDIN: "the author URN, urn:li:person:<id> or urn:li:organization:<id>",
+        }[platform]
+        page_id = credentials.page_id.strip()
+        if need("page_id", page_id, what) and platform == Platform.LINKEDIN:
+            prefix = next((p for p in LINKEDIN_AUTHOR_PREFIXES if page_id.startswith(p)), None)
+            if prefix is None or len(page_id) == len(prefix):
+                found.append(
+                    FieldViolation(
+                        "credentials.page_id",
+                        "must be a LinkedIn author URN: urn:li:person:<id> or "
+                        "urn:li:organization:<id>",
+                    )
+                )
+
+    if platform in CHAT_ID_PLATFORMS:
+        what = "the chat id or @channel" if platform == Platform.TELEGRAM else "the channel id"
+        chat_id = credentials.chat_id.strip()
+        if (
+            need("chat_id", chat_id, what)
+            and platform == Platform.TELEGRAM
+            and not TELEGRAM_CHAT.match(chat_id)
+        ):
+            found.append(
+                FieldViolation(
+                    "credentials.chat_id",
+                    "must be a numeric Telegram chat id (negative for groups and channels) "
+                    "or a public @channelname",
+                )
+            )
+
+    if platform == Platform.WEBHOOK:
+        url = credentials.extra.get("url", "")
+        if not url.strip():
+            found.append(
+                FieldViolation("credentials.extra.url", "is required for webhook (where to POST)")
+            )
+        else:
+            problem = _url_problem(url, allow_http=True, base=False)
+            if problem:
+                found.append(FieldViolation("credentials.extra.url", problem))
+        if "signing_secret" in credentials.extra and not credentials.extra["signing_secret"]:
+            found.append(
+                FieldViolation(
+                    "credentials.extra.signing_secret", "must not be empty when given (omit it)"
+                )
+            )
+
+    for key in credentials.extra:
+        if not key.strip():
+            found.append(FieldViolation("credentials.extra", "keys must not be empty"))
+            break
+
+    if not found and len(_serialize(credentials)) > MAX_CREDENTIALS_BYTES:
+        found.append(
+            FieldViolation(
+                "credentials", f"must be at most {MAX_CREDENTIALS_BYTES} bytes once serialized"
+            )
+        )
+    return found
+
+
+def _url_problem(url: str, *, allow_http: bool, base: bool) -> str | None:
+    """Why `url` is unusable, or None. Never includes the URL itself."""
+    if url != url.strip() or any(c.isspace() for c in url):
+        return "must not contain spaces"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return "must be an absolute URL such as https://example.social"
+    del port
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute URL such as https://example.social"
+    if parts.scheme not in schemes:
+        return (
+            "must use https (http is allowed only for local development, with "
+            "KAIROS_ALLOW_HTTP_MEDIA=true)"
+        )
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user name or password"
+    if base and (parts.query or parts.fragment):
+        return "must be a base URL without a query or fragment"
+    return None
+
+
+def _serialize(credentials: Credentials) -> bytes:
+    stored: StoredCredentials = {
+        "version": CREDENTIALS_VERSION,
+        "access_token": credentials.access_token,
+        "refresh_token": credentials.refresh_token,
+        "expires_at": credentials.expires_at.isoformat() if credentials.expires_at else None,
+        "instance_url": credentials.instance_url.strip(),
+        "page_id": credentials.page_id.strip(),
+        "chat_id": credentials.chat_id.strip(),
+        "extra": dict(credentials.extra),
+    }
+    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _encrypt(app: Application, account_id: uuid.UUID, credentials: Credentials) -> bytes:
+    return app.cipher.encrypt(_serialize(credentials), associated=str(account_id))
+
+
+async def _skip_waiting_targets(uow: UnitOfWork, account: Account, now: datetime) -> int:
+    """Mark the account's waiting targets SKIPPED; settle the posts left with no live target."""
+    targets = list(
+        (
+            await uow.session.execute(
+                select(Target)
+                .where(
+                    Target.account_id == account.id,
+                    Target.status.in_([s.value for s in SKIPPED_ON_DISCONNECT]),
+                )
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    for target in targets:
+        target.status = TargetStatus.SKIPPED.value
+        target.next_attempt_at = None
+        target.lease_until = None
+        target.last_error_class = ""
+        target.last_error_code = "account_disconnected"
+        target.last_error_message = f"account {account.id} was disconnected"
+        target.updated_at = now
+    await _settle_posts(uow, {t.post_id for t in targets}, now)
+    return len(targets)
+
+
+async def _settle_posts(uow: UnitOfWork, post_ids: Iterable[uuid.UUID], now: datetime) -> None:
+    """A scheduled or publishing post whose targets are all settled takes its derived status."""
+    ids: Sequence[uuid.UUID] = sorted(post_ids)
+    if not ids:
+        return
+    await uow.session.flush()
+    posts = (
+        await uow.session.execute(
+            select(Post).where(
+                Post.id.in_(ids),
+                Post.deleted_at.is_(None),
+                Post.status.in_([PostStatus.SCHEDULED.value, PostStatus.PUBLISHING.value]),
+            )
+        )
+    ).scalars()
+    for post in posts:
+        statuses = [
+            TargetStatus(status)
+            for status in (
+                await uow.session.execute(select(Target.status).where(Target.post_id == post.id))
+            ).scalars()
+        ]
+        if any(s in LIVE_TARGET_STATUSES for s in statuses):
+            continue
+        derived = derive_post_status(statuses)
+        if derived == post.status:
+            continue
+        post.status = derived.value
+        post.updated_at = now
+        uow.emit(_SETTLED_EVENTS.get(derived, "updated"), post, detail="account disconnected")
+
+
+#: The lifecycle event a post settled by a disconnect announces.
+_SETTLED_EVENTS: Final[dict[PostStatus, str]] = {
+    PostStatus.PUBLISHED: "published",
+    PostStatus.PARTIALLY_PUBLISHED: "published",
+    PostStatus.FAILED: "failed",
+    PostStatus.UNKNOWN: "unknown",
+    PostStatus.MISSED: "missed",
+}
+
+
+def _rowcount(result: Any) -> int:
+    count = getattr(result, "rowcount", 0)
+    return int(count) if isinstance(count, int) and count > 0 else 0

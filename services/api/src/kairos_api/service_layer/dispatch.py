@@ -1,0 +1,780 @@
+"""Use cases of DispatchService: claim due targets, fence attempts, record outcomes, sweep.
+
+The target row is the single source of truth. A delivery (a claim) gets a fresh `delivery_id`;
+every later step names it, and a step whose delivery is no longer the target's current one, or
+whose post changed revision since the claim, is refused: edits and deletes always win.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.orm import selectinload
+
+from kairos_api.adapters.crypto import CredentialDecryptError
+from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
+from kairos_api.bootstrap import Application
+from kairos_api.domain.model import (
+    CLAIMABLE_TARGET_STATUSES,
+    AccountStatus,
+    ErrorClass,
+    PostStatus,
+    TargetStatus,
+    derive_post_status,
+)
+from kairos_api.service_layer.accounts import StoredCredentials, decrypt_credentials
+from kairos_api.service_layer.unit_of_work import UnitOfWork
+from kairos_common import errors
+from kairos_common.platforms import Platform
+
+MAX_CLAIM = 2000
+MAX_COMPLETIONS = 500
+#: Platforms whose idempotency key makes a second try of an unsettled attempt safe, and for how
+#: long after the first try the platform remembers the key.
+IDEMPOTENT_PLATFORMS: dict[str, timedelta] = {Platform.MASTODON: timedelta(minutes=50)}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: uuid.UUID
+    target_id: uuid.UUID
+    post_id: uuid.UUID
+    platform: Platform
+    account_id: uuid.UUID
+    due_at: datetime
+    revision: int
+    lease_until: datetime
+    attempt_number: int
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A begun attempt: what the publisher needs to call the platform."""
+
+    attempt_id: uuid.UUID
+    attempt_number: int
+    target_id: uuid.UUID
+    post_id: uuid.UUID
+    account_id: uuid.UUID
+    account_handle: str
+    platform: Platform
+    due_at: datetime
+    content: str
+    media_urls: list[str]
+    settings: dict[str, str]
+    credentials: StoredCredentials
+    reply_to_platform_id: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why an attempt may not begin; the publisher drops the event."""
+
+    rejection: str  # superseded | revision_changed | not_queued | account_inactive | stale
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    attempt_id: uuid.UUID
+    delivery_id: uuid.UUID
+    published: bool
+    platform_post_id: str = ""
+    url: str = ""
+    error_class: ErrorClass | None = None
+    error_code: str = ""
+    message: str = ""
+    http_status: int = 0
+    retry_not_before: datetime | None = None
+    latency_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    attempt_id: uuid.UUID
+    target_status: TargetStatus
+    redeliver_after: timedelta | None  # None: ack the message
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    redeliveries: list[Delivery]
+    marked_unknown: int
+    marked_missed: int
+    requeued_idempotent: int
+
+
+def _delivery(target: Target, revision: int) -> Delivery:
+    assert target.delivery_id is not None
+    assert target.lease_until is not None
+    assert target.due_at is not None
+    return Delivery(
+        delivery_id=target.delivery_id,
+        target_id=target.id,
+        post_id=target.post_id,
+        platform=Platform(target.platform),
+        account_id=target.account_id,
+        due_at=target.due_at,
+        revision=revision,
+        lease_until=target.lease_until,
+        attempt_number=target.attempt_count + 1,
+    )
+
+
+# --- claim ----------------------------------------------------------------------------------
+
+
+async def claim_due(
+    app: Application, horizon: timedelta, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """Move targets due before now + horizon to QUEUED under fresh deliveries, soonest first.
+
+    Only targets of active, unblocked accounts are claimed, and none past its stale instant
+    (the sweeper marks those MISSED). On PostgreSQL, concurrent schedulers skip each other's
+    locked rows, so no target is claimed twice.
+    """
+    if limit <= 0 or limit > MAX_CLAIM:
+        raise errors.InvalidArgument.of("limit", f"must be 1-{MAX_CLAIM}")
+    if horizon < timedelta(0) or horizon > timedelta(hours=1):
+        raise errors.InvalidArgument.of("horizon", "must be between 0 and 1 hour")
+    if lease <= timedelta(0) or lease > timedelta(hours=1):
+        raise errors.InvalidArgument.of("lease", "must be between 0 and 1 hour")
+    now = app.clock()
+    async with app.uow() as uow:
+        query = (
+            select(Target, Post.revision)
+            .join(Post, Post.id == Target.post_id)
+            .join(Account, Account.id == Target.account_id)
+            .where(
+                Target.status.in_([s.value for s in CLAIMABLE_TARGET_STATUSES]),
+                Target.next_attempt_at <= now + horizon,
+                or_(Target.stale_at.is_(None), Target.stale_at > now),
+                Account.status == AccountStatus.ACTIVE.value,
+                or_(Account.blocked_until.is_(None), Account.blocked_until <= now + horizon),
+            )
+            .order_by(Target.next_attempt_at)
+            .limit(limit)
+        )
+        if uow.on_postgresql:
+            query = query.with_for_update(of=Target, skip_locked=True)
+        rows = (await uow.session.execute(query)).all()
+        deliveries: list[Delivery] = []
+        for target, revision in rows:
+            assert target.next_attempt_at is not None
+            target.status = TargetStatus.QUEUED
+            target.delivery_id = new_id()
+            target.delivery_revision = revision
+            target.lease_until = max(target.next_attempt_at, now) + lease
+            target.updated_at = now
+            deliveries.append(_delivery(target, revision))
+        await uow.commit()
+    return deliveries
+
+
+# --- begin ----------------------------------------------------------------------------------
+
+
+async def begin_attempt(app: Application, delivery_id: str) -> Begun | Refused:
+    """The fence for one delivery; see `begin_attempts`."""
+    return (await begin_attempts(app, [delivery_id]))[0]
+
+
+async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[Begun | Refused]:
+    """The fence: begin attempts only for deliveries that are still their target's current one.
+
+    All in one transaction: each target's attempt intent is recorded before the publisher may
+    call the platform. Refused deliveries say why; the publisher drops their events.
+    """
+    if len(delivery_ids) > MAX_COMPLETIONS:
+        raise errors.InvalidArgument.of("delivery_ids", f"at most {MAX_COMPLETIONS} per call")
+    idents: list[uuid.UUID] = []
+    for index, value in enumerate(delivery_ids):
+        try:
+            idents.append(uuid.UUID(value))
+        except ValueError:
+            field = "delivery_id" if len(delivery_ids) == 1 else f"delivery_ids[{index}]"
+            raise errors.InvalidArgument.of(field, "is not a valid id") from None
+    if len(set(idents)) != len(idents):
+        raise errors.InvalidArgument.of("delivery_ids", "each delivery at most once")
+    now = app.clock()
+    async with app.uow() as uow:
+        query = select(Target).where(Target.delivery_id.in_(idents))
+        if uow.on_postgresql:
+            query = query.with_for_update(of=Target)
+        targets = {t.delivery_id: t for t in (await uow.session.execute(query)).scalars()}
+        posts = await _posts_of(uow, targets.values())
+        account_ids = {t.account_id for t in targets.values()}
+        accounts = (
+            {
+                a.id: a
+                for a in (
+                    await uow.session.execute(select(Account).where(Account.id.in_(account_ids)))
+                ).scalars()
+            }
+            if account_ids
+            else {}
+        )
+        numbers = await _last_attempt_numbers(uow, [t.id for t in targets.values()])
+        credentials: dict[uuid.UUID, StoredCredentials | Exception] = {}
+        results: list[Begun | Refused] = []
+        for ident in idents:
+            target = targets.get(ident)
+            if target is None:
+                results.append(
+                    Refused("superseded", "the delivery was replaced by a newer one or withdrawn")
+                )
+                continue
+            post, account = posts[target.post_id], accounts[target.account_id]
+            refused = _fence(uow, post, target, account, now)
+            if refused is None and account.id not in credentials:
+                try:
+                    credentials[account.id] = decrypt_credentials(app, account)
+                except (CredentialDecryptError, errors.FailedPrecondition) as error:
+                    credentials[account.id] = error
+            secret = credentials.get(account.id)
+            if refused is None and isinstance(secret, Exception):
+                _end_target(uow, post, target, TargetStatus.FAILED, now, str(secret))
+                refused = Refused("account_inactive", "the account's credentials cannot be read")
+            if refused is not None:
+                results.append(refused)
+                continue
+            assert secret is not None
+            assert not isinstance(secret, Exception)
+            number = numbers.get(target.id, 0) + 1
+            numbers[target.id] = number
+            attempt = Attempt(
+                id=new_id(), target_id=target.id, number=number, delivery_id=ident, started_at=now
+            )
+            uow.session.add(attempt)
+            target.status = TargetStatus.PUBLISHING
+            target.attempt_count += 1
+            target.lease_until = now + app.settings.attempt_lease
+            target.updated_at = now
+            if post.status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
+                post.status = PostStatus.PUBLISHING
+            results.append(
+                Begun(
+                    attempt_id=attempt.id,
+                    attempt_number=number,
+                    target_id=target.id,
+                    post_id=post.id,
+                    account_id=account.id,
+                    account_handle=account.handle,
+                    platform=Platform(target.platform),
+                    due_at=target.due_at or now,
+                    content=(
+                        target.content_override
+                        if target.content_override is not None
+                        else post.content
+                    ),
+                    media_urls=list(post.media_urls),
+                    settings=dict(target.settings),
+                    credentials=secret,
+                    reply_to_platform_id=await _reply_to(uow, post, target),
+                    idempotency_key=f"kairos-{target.id}",
+                )
+            )
+        await _settle_posts(
+            uow,
+            {
+                t.post_id: posts[t.post_id]
+                for t in targets.values()
+                if posts[t.post_id].status != PostStatus.PUBLISHING
+            }.values(),
+            now,
+        )
+        await uow.commit()
+    return results
+
+
+def _fence(
+    uow: UnitOfWork, post: Post, target: Target, account: Account, now: datetime
+) -> Refused | None:
+    """Why this delivery may not go out now, or None when it may."""
+    if target.status != TargetStatus.QUEUED:
+        return Refused("not_queued", f"the target is {target.status}")
+    if post.deleted_at is not None or post.revision != target.delivery_revision:
+        return Refused(
+            "revision_changed",
+            f"the post is at revision {post.revision}, the delivery was for "
+            f"{target.delivery_revision}",
+        )
+    if target.stale_at is not None and target.stale_at <= now:
+        _end_target(uow, post, target, TargetStatus.MISSED, now, "past its stale_after")
+        return Refused("stale", "the target is past its stale_after and was marked missed")
+    if account.status != AccountStatus.ACTIVE:
+        if account.status == AccountStatus.DISCONNECTED:
+            _end_target(uow, post, target, TargetStatus.SKIPPED, now, "account disconnected")
+        else:
+            _release(target, now)  # claimed again once the account is active
+        return Refused("account_inactive", f"the account is {account.status}")
+    return None
+
+
+async def _last_attempt_numbers(
+    uow: UnitOfWork, target_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    if not target_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(Attempt.target_id, func.max(Attempt.number))
+        .where(Attempt.target_id.in_(target_ids))
+        .group_by(Attempt.target_id)
+    )
+    return {target_id: int(number) for target_id, number in rows.all()}
+
+
+async def _reply_to(uow: UnitOfWork, post: Post, target: Target) -> str:
+    """The platform id of the parent post on the same account, for threads."""
+    if post.parent_post_id is None:
+        return ""
+    parent = (
+        await uow.session.execute(
+            select(Target.platform_post_id).where(
+                Target.post_id == post.parent_post_id,
+                Target.account_id == target.account_id,
+                Target.status == TargetStatus.PUBLISHED,
+            )
+        )
+    ).scalar_one_or_none()
+    return parent or ""
+
+
+def _release(target: Target, now: datetime) -> None:
+    """Back to PENDING, claimable again as soon as its account allows."""
+    target.status = TargetStatus.PENDING
+    target.delivery_id = None
+    target.delivery_revision = None
+    target.lease_until = None
+    target.updated_at = now
+
+
+def _end_target(
+    uow: UnitOfWork,
+    post: Post,
+    target: Target,
+    status: TargetStatus,
+    now: datetime,
+    message: str,
+    *,
+    error_class: str = "",
+    code: str = "",
+) -> None:
+    target.status = status
+    target.next_attempt_at = None
+    target.delivery_id = None
+    target.delivery_revision = None
+    target.lease_until = None
+    target.updated_at = now
+    if status != TargetStatus.PUBLISHED:
+        target.last_error_class = error_class
+        target.last_error_code = code
+        target.last_error_message = message[:2000]
+    event = {
+        TargetStatus.PUBLISHED: "published",
+        TargetStatus.FAILED: "failed",
+        TargetStatus.UNKNOWN: "unknown",
+        TargetStatus.MISSED: "missed",
+    }.get(status)
+    if event is not None:
+        uow.emit(event, post, target=target, detail=message[:1000])
+
+
+async def _settle_posts(uow: UnitOfWork, posts: Iterable[Post], now: datetime) -> None:
+    """Derive each post's status from its targets, once it is publishing (one query for all)."""
+    by_id = {post.id: post for post in posts}
+    if not by_id:
+        return
+    await uow.session.flush()
+    statuses: dict[uuid.UUID, list[TargetStatus]] = {post_id: [] for post_id in by_id}
+    rows = await uow.session.execute(
+        select(Target.post_id, Target.status).where(Target.post_id.in_(by_id))
+    )
+    for post_id, status in rows.all():
+        statuses[post_id].append(TargetStatus(status))
+    for post_id, post in by_id.items():
+        derived = derive_post_status(statuses[post_id])
+        if derived == PostStatus.PUBLISHING:
+            # Targets still on their way: a post keeps SCHEDULED until an attempt begins.
+            continue
+        if post.status != derived:
+            post.status = derived
+            post.updated_at = now
+
+
+# --- complete -------------------------------------------------------------------------------
+
+
+def backoff(app: Application, attempt_count: int) -> timedelta:
+    """Exponential backoff with full jitter over the upper half, capped."""
+    base = app.settings.retry_base.total_seconds()
+    cap = app.settings.retry_cap.total_seconds()
+    ceiling = min(cap, base * (2 ** max(0, attempt_count - 1)))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> list[Completion]:
+    """Record outcomes in one transaction and say what the publisher should do with each."""
+    if len(outcomes) > MAX_COMPLETIONS:
+        raise errors.InvalidArgument.of("outcomes", f"at most {MAX_COMPLETIONS} per call")
+    now = app.clock()
+    results: list[Completion] = []
+    async with app.uow() as uow:
+        ids = [o.attempt_id for o in outcomes]
+        attempts = {
+            a.id: a
+            for a in (
+                await uow.session.execute(
+                    select(Attempt)
+                    .where(Attempt.id.in_(ids))
+                    .options(selectinload(Attempt.target).selectinload(Target.post))
+                )
+            ).scalars()
+        }
+        touched: dict[uuid.UUID, Post] = {}
+        for outcome in outcomes:
+            attempt = attempts.get(outcome.attempt_id)
+            if attempt is None:
+                raise errors.NotFound(f"attempt {outcome.attempt_id} not found")
+            target = attempt.target
+            post = target.post
+            if (
+                attempt.finished_at is not None
+                or target.delivery_id != outcome.delivery_id
+                or (target.status != TargetStatus.PUBLISHING)
+            ):
+                # Already recorded (a retried call), or settled by the sweeper meanwhile.
+                results.append(Completion(attempt.id, TargetStatus(target.status), None))
+                continue
+            attempt.finished_at = now
+            attempt.published = outcome.published
+            attempt.http_status = outcome.http_status
+            attempt.error_class = outcome.error_class.value if outcome.error_class else ""
+            attempt.error_code = outcome.error_code[:100]
+            attempt.message = outcome.message[:2000]
+            attempt.latency_ms = outcome.latency_ms
+            results.append(await _apply(app, uow, post, target, outcome, now))
+            touched[post.id] = post
+        await _settle_posts(uow, touched.values(), now)
+        await uow.commit()
+    return results
+
+
+async def _apply(
+    app: Application,
+    uow: UnitOfWork,
+    post: Post,
+    target: Target,
+    outcome: Outcome,
+    now: datetime,
+) -> Completion:
+    if outcome.published:
+        target.platform_post_id = outcome.platform_post_id[:200]
+        target.platform_url = outcome.url[:2048]
+        target.published_at = now
+        target.last_error_class = target.last_error_code = target.last_error_message = ""
+        _end_target(uow, post, target, TargetStatus.PUBLISHED, now, "published")
+        return Completion(outcome.attempt_id, TargetStatus.PUBLISHED, None)
+    error_class = outcome.error_class or ErrorClass.UNKNOWN
+    klass, code, message = error_class.value, outcome.error_code, outcome.message
+    if error_class == ErrorClass.PERMANENT:
+        _end_target(
+            uow, post, target, TargetStatus.FAILED, now, message, error_class=klass, code=code
+        )
+        return Completion(outcome.attempt_id, TargetStatus.FAILED, None)
+    if error_class == ErrorClass.UNKNOWN:
+        _end_target(
+            uow, post, target, TargetStatus.UNKNOWN, now, message, error_class=klass, code=code
+        )
+        return Completion(outcome.attempt_id, TargetStatus.UNKNOWN, None)
+    if error_class == ErrorClass.AUTH:
+        account = await uow.session.get(Account, target.account_id)
+        assert account is not None
+        if account.status == AccountStatus.ACTIVE:
+            account.status = AccountStatus.NEEDS_REAUTH
+            account.status_reason = message[:1000]
+            account.updated_at = now
+            uow.emit_account("needs_reauth", account, detail=message)
+        # Waits, claimable again once the account is reconnected (or missed past stale_after).
+        target.last_error_class, target.last_error_code = klass, code
+        target.last_error_message = message[:2000]
+        target.next_attempt_at = now
+        _release(target, now)
+        return Completion(outcome.attempt_id, TargetStatus.PENDING, None)
+    # Retryable.
+    if target.attempt_count >= app.settings.max_attempts:
+        _end_target(
+            uow,
+            post,
+            target,
+            TargetStatus.FAILED,
+            now,
+            f"gave up after {target.attempt_count} attempts: {message}",
+            error_class=klass,
+            code=code,
+        )
+        return Completion(outcome.attempt_id, TargetStatus.FAILED, None)
+    delay = backoff(app, target.attempt_count)
+    if outcome.retry_not_before is not None:
+        delay = max(delay, outcome.retry_not_before - now)
+    target.last_error_class, target.last_error_code = klass, code
+    target.last_error_message = message[:2000]
+    target.updated_at = now
+    if target.stale_at is not None and now + delay >= target.stale_at:
+        _end_target(
+            uow,
+            post,
+            target,
+            TargetStatus.MISSED,
+            now,
+            f"the next try would be past stale_after: {message}",
+            error_class=klass,
+            code=code,
+        )
+        return Completion(outcome.attempt_id, TargetStatus.MISSED, None)
+    uow.emit("retry_scheduled", post, target=target, detail=message[:1000])
+    if delay <= app.settings.redeliver_max:
+        # Short wait: the same delivery comes back through JetStream after the delay.
+        target.status = TargetStatus.QUEUED
+        target.lease_until = now + delay + app.settings.attempt_lease
+        return Completion(outcome.attempt_id, TargetStatus.QUEUED, delay)
+    target.status = TargetStatus.RETRY_WAIT
+    target.next_attempt_at = now + delay
+    target.delivery_id = None
+    target.delivery_revision = None
+    target.lease_until = None
+    return Completion(outcome.attempt_id, TargetStatus.RETRY_WAIT, None)
+
+
+async def fail_delivery(app: Application, delivery_id: str, reason: str) -> TargetStatus | None:
+    """End a dead-lettered delivery: FAILED, or UNKNOWN when an attempt had already begun.
+
+    None when the delivery is no longer the target's current one (nothing changes).
+    """
+    try:
+        ident = uuid.UUID(delivery_id)
+    except ValueError:
+        raise errors.InvalidArgument.of("delivery_id", "is not a valid id") from None
+    now = app.clock()
+    async with app.uow() as uow:
+        query = select(Target).where(Target.delivery_id == ident)
+        if uow.on_postgresql:
+            query = query.with_for_update()
+        target = (await uow.session.execute(query)).scalar_one_or_none()
+        if target is None or target.status not in (TargetStatus.QUEUED, TargetStatus.PUBLISHING):
+            return None
+        post = await uow.session.get(Post, target.post_id)
+        assert post is not None
+        message = f"dead-lettered: {reason}"[:2000]
+        if target.status == TargetStatus.PUBLISHING:
+            await _close_open_attempts(uow, target.id, now)
+            _end_target(
+                uow,
+                post,
+                target,
+                TargetStatus.UNKNOWN,
+                now,
+                message,
+                error_class=ErrorClass.UNKNOWN.value,
+            )
+        else:
+            _end_target(
+                uow,
+                post,
+                target,
+                TargetStatus.FAILED,
+                now,
+                message,
+                error_class=ErrorClass.PERMANENT.value,
+                code="dead_letter",
+            )
+        await _settle_posts(uow, [post], now)
+        await uow.commit()
+        return TargetStatus(target.status)
+
+
+# --- sweep ----------------------------------------------------------------------------------
+
+
+async def sweep_expired(app: Application, limit: int, lease: timedelta) -> SweepResult:
+    """Re-emit lost deliveries, settle abandoned attempts, mark stale targets MISSED."""
+    if limit <= 0 or limit > MAX_CLAIM:
+        raise errors.InvalidArgument.of("limit", f"must be 1-{MAX_CLAIM}")
+    now = app.clock()
+    redeliveries: list[Delivery] = []
+    unknown = missed = requeued = 0
+    async with app.uow() as uow:
+        postgres = uow.on_postgresql
+
+        def locked(query: Select[Target]) -> Select[Target]:
+            return query.with_for_update(of=Target, skip_locked=True) if postgres else query
+
+        stale_rows = (
+            (
+                await uow.session.execute(
+                    locked(
+                        select(Target)
+                        .where(
+                            Target.status.in_(
+                                [TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED]
+                            ),
+                            Target.next_attempt_at.is_not(None) | (Target.status == "queued"),
+                            Target.stale_at <= now,
+                        )
+                        .limit(limit)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        posts = await _posts_of(uow, stale_rows)
+        for target in stale_rows:
+            _end_target(
+                uow,
+                posts[target.post_id],
+                target,
+                TargetStatus.MISSED,
+                now,
+                "past its stale_after before it could be published",
+            )
+            missed += 1
+
+        lost = (
+            (
+                await uow.session.execute(
+                    locked(
+                        select(Target)
+                        .where(Target.status == TargetStatus.QUEUED, Target.lease_until < now)
+                        .limit(limit)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        posts.update(await _posts_of(uow, lost))
+        for target in lost:
+            target.delivery_id = new_id()
+            target.delivery_revision = posts[target.post_id].revision
+            target.lease_until = now + lease
+            target.updated_at = now
+            redeliveries.append(_delivery(target, posts[target.post_id].revision))
+
+        abandoned = (
+            (
+                await uow.session.execute(
+                    locked(
+                        select(Target)
+                        .where(Target.status == TargetStatus.PUBLISHING, Target.lease_until < now)
+                        .limit(limit)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        posts.update(await _posts_of(uow, abandoned))
+        for target in abandoned:
+            post = posts[target.post_id]
+            first = await _first_attempt_start(uow, target.id)
+            window = IDEMPOTENT_PLATFORMS.get(target.platform)
+            if window is not None and first is not None and now - first < window:
+                # The platform dedups on the idempotency key: a second call cannot double-post.
+                target.status = TargetStatus.QUEUED
+                target.delivery_id = new_id()
+                target.delivery_revision = post.revision
+                target.lease_until = now + lease
+                target.updated_at = now
+                redeliveries.append(_delivery(target, post.revision))
+                requeued += 1
+            else:
+                await _close_open_attempts(uow, target.id, now)
+                _end_target(
+                    uow,
+                    post,
+                    target,
+                    TargetStatus.UNKNOWN,
+                    now,
+                    "the attempt never reported back; the post may or may not be published",
+                    error_class=ErrorClass.UNKNOWN.value,
+                )
+                unknown += 1
+        await _settle_posts(uow, posts.values(), now)
+        await uow.commit()
+    return SweepResult(redeliveries, unknown, missed, requeued)
+
+
+async def _posts_of(uow: UnitOfWork, targets: Iterable[Target]) -> dict[uuid.UUID, Post]:
+    ids = {t.post_id for t in targets}
+    if not ids:
+        return {}
+    rows = (await uow.session.execute(select(Post).where(Post.id.in_(ids)))).scalars()
+    return {p.id: p for p in rows}
+
+
+async def _first_attempt_start(uow: UnitOfWork, target_id: uuid.UUID) -> datetime | None:
+    rows = (
+        await uow.session.execute(select(Attempt.started_at).where(Attempt.target_id == target_id))
+    ).scalars()
+    return min(rows, default=None)
+
+
+async def _close_open_attempts(uow: UnitOfWork, target_id: uuid.UUID, now: datetime) -> None:
+    await uow.session.execute(
+        update(Attempt)
+        .where(and_(Attempt.target_id == target_id, Attempt.finished_at.is_(None)))
+        .values(
+            finished_at=now,
+            error_class=ErrorClass.UNKNOWN.value,
+            message="no outcome was reported before the lease ran out",
+        )
+    )
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+async def save_refreshed_credentials(
+    app: Application,
+    account_id: str,
+    credentials: StoredCredentials | None,
+    *,
+    needs_reauth: bool,
+    reason: str,
+) -> AccountStatus:
+    """Store tokens a publisher refreshed, or mark the account NEEDS_REAUTH when refresh failed."""
+    from kairos_api.service_layer import accounts
+
+    try:
+        ident = uuid.UUID(account_id)
+    except ValueError:
+        raise errors.InvalidArgument.of("account_id", "is not a valid id") from None
+    now = app.clock()
+    async with app.uow() as uow:
+        account = await uow.session.get(Account, ident, with_for_update=True)
+        if account is None:
+            raise errors.NotFound(f"account {account_id} not found")
+        if account.status == AccountStatus.DISCONNECTED:
+            raise errors.FailedPrecondition(f"account {account_id} is disconnected")
+        if needs_reauth:
+            if account.status != AccountStatus.NEEDS_REAUTH:
+                account.status = AccountStatus.NEEDS_REAUTH
+                account.status_reason = reason[:1000]
+                uow.emit_account("needs_reauth", account, detail=reason)
+        else:
+            assert credentials is not None
+            account.credentials = accounts.encrypt_stored(app, account.id, credentials)
+            expires = credentials.get("expires_at")
+            account.token_expires_at = datetime.fromisoformat(expires) if expires else None
+            if account.status == AccountStatus.NEEDS_REAUTH:
+                account.status = AccountStatus.ACTIVE
+        account.updated_at = now
+        await uow.commit()
+        return AccountStatus(account.status)

@@ -1,0 +1,657 @@
+"""PostsService over real gRPC, on PostgreSQL and SQLite: CreatePost, GetPost and authentication.
+
+Every refused create is checked to have written nothing: no post, target or outbox row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from integration.api.helpers_posts import (
+    Tenant,
+    at,
+    at_instant,
+    fields,
+    local,
+    now,
+    other_tenant,
+    refused,
+    tenant_of,
+    when,
+)
+
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos_api.service_layer import keys
+from kairos_common.grpc.errors import field_violations
+from support.api import Client, RunningApi
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture
+def kairos(api: RunningApi, client: Client) -> Tenant:
+    return tenant_of(api, client)
+
+
+async def refused_create(
+    kairos: Tenant, request: posts_pb2.CreatePostRequest
+) -> list[tuple[str, str]]:
+    """Send a create that must be refused; check nothing was written; return the violations."""
+    before = await kairos.db_counts()
+    error = await refused(kairos.posts.CreatePost(request, metadata=kairos.metadata), INVALID)
+    assert await kairos.db_counts() == before
+    violations = field_violations(error)
+    assert violations, error.details()
+    return violations
+
+
+def targets(*account_ids: str) -> list[posts_pb2.TargetSpec]:
+    return [posts_pb2.TargetSpec(account_id=a) for a in account_ids]
+
+
+# --- CreatePost: success ----------------------------------------------------------------------
+
+
+async def test_create_without_schedule_makes_a_draft(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    post = await kairos.create(
+        account, content="Draft text", campaign="launch", tags=["a", "b"], notes="internal"
+    )
+
+    assert post.status == posts_pb2.POST_STATUS_DRAFT
+    assert post.revision == 1
+    assert (post.content, post.campaign, list(post.tags), post.notes) == (
+        "Draft text",
+        "launch",
+        ["a", "b"],
+        "internal",
+    )
+    assert not post.HasField("scheduled_at")
+    assert post.time_zone == ""
+    assert not post.approval_required
+    assert abs(when(post.created_at) - now()) < timedelta(seconds=30)
+    assert len(post.targets) == 1
+    target = post.targets[0]
+    assert target.account_id == account
+    assert target.platform == posts_pb2.PLATFORM_X
+    assert target.status == posts_pb2.TARGET_STATUS_PENDING
+    assert target.attempt_count == 0
+    # A draft is never claimable.
+    rows = await kairos.db_targets(post.id)
+    assert [r.next_attempt_at for r in rows] == [None]
+    assert await kairos.db_events(post.id) == {"created": 1}
+
+
+async def test_create_with_an_instant_schedules_and_arms_the_targets(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    instant = (now() + timedelta(hours=2)).replace(microsecond=123456)
+    post = await kairos.create(x, mastodon, schedule=at_instant(instant))
+
+    assert post.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert when(post.scheduled_at) == instant
+    assert post.time_zone == ""
+    assert post.revision == 1
+    assert {t.platform for t in post.targets} == {
+        posts_pb2.PLATFORM_X,
+        posts_pb2.PLATFORM_MASTODON,
+    }
+    assert all(t.status == posts_pb2.TARGET_STATUS_PENDING for t in post.targets)
+    rows = await kairos.db_targets(post.id)
+    assert [r.next_attempt_at for r in rows] == [instant, instant]
+    assert [r.due_at for r in rows] == [instant, instant]
+    assert await kairos.db_events(post.id) == {"created": 1, "scheduled": 1}
+
+
+LOCAL_TIMES = [
+    ("2027-07-01T09:30:00", "Europe/Berlin", datetime(2027, 7, 1, 7, 30, tzinfo=UTC)),
+    ("2027-01-15T09:30", "Europe/Berlin", datetime(2027, 1, 15, 8, 30, tzinfo=UTC)),
+    ("2027-07-01 18:00:00", "America/New_York", datetime(2027, 7, 1, 22, 0, tzinfo=UTC)),
+    ("2027-07-01T09:30:00.25", "Asia/Kolkata", datetime(2027, 7, 1, 4, 0, 0, 250000, UTC)),
+]
+
+
+async def test_create_with_a_local_time_stores_the_utc_instant_and_the_zone(
+    kairos: Tenant,
+) -> None:
+    account = await kairos.connect()
+    for date_time, zone, expected in LOCAL_TIMES:
+        post = await kairos.create(account, schedule=local(date_time, zone))
+
+        assert post.status == posts_pb2.POST_STATUS_SCHEDULED
+        assert (when(post.scheduled_at), post.time_zone) == (expected, zone), date_time
+        fetched = await kairos.get(post.id)
+        assert (when(fetched.scheduled_at), fetched.time_zone) == (expected, zone), date_time
+
+
+async def test_create_in_a_dst_gap_is_refused_on_the_local_date_time(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="hi",
+            targets=targets(account),
+            schedule=local("2027-03-28T02:30:00", "Europe/Berlin"),
+        ),
+    )
+    assert [name for name, _ in violations] == ["schedule.local.date_time"]
+    assert "does not exist" in violations[0][1]
+
+
+async def test_create_at_an_ambiguous_wall_time_takes_the_earlier_instant(kairos: Tenant) -> None:
+    post = await kairos.create(schedule=local("2027-10-31T02:30:00", "Europe/Berlin"))
+
+    assert when(post.scheduled_at) == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
+    assert post.time_zone == "Europe/Berlin"
+
+
+MALFORMED_SCHEDULES = [
+    (local("2027-07-01T09:30", "Mars/Olympus"), "schedule.local.time_zone"),
+    (local("2027-07-01T09:30", ""), "schedule.local.time_zone"),
+    (local("tomorrow", "Europe/Berlin"), "schedule.local.date_time"),
+    (local("2027-07-01T09:30+02:00", "Europe/Berlin"), "schedule.local.date_time"),
+    (local("2027-02-30T09:30", "Europe/Berlin"), "schedule.local.date_time"),
+    (posts_pb2.Schedule(), "schedule"),
+    (posts_pb2.Schedule(at=Timestamp(seconds=253402300800)), "schedule.at"),  # year 10000
+]
+
+
+async def test_create_with_a_malformed_schedule_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    for schedule, field in MALFORMED_SCHEDULES:
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(content="hi", targets=targets(account), schedule=schedule),
+        )
+        assert [name for name, _ in violations] == [field], schedule
+
+
+async def test_create_in_the_past_beyond_the_tolerance_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(content="hi", targets=targets(account), schedule=at(-600)),
+    )
+    assert [name for name, _ in violations] == ["schedule"]
+    assert "in the past" in violations[0][1]
+
+
+async def test_create_slightly_in_the_past_is_accepted_within_the_tolerance(
+    kairos: Tenant,
+) -> None:
+    post = await kairos.create(schedule=at(-5))
+
+    assert post.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert when(post.scheduled_at) < now()
+
+
+async def test_create_requiring_approval_with_a_schedule_waits_for_it(kairos: Tenant) -> None:
+    post = await kairos.create(schedule=at(3600), approval_required=True)
+
+    assert post.status == posts_pb2.POST_STATUS_PENDING_APPROVAL
+    assert post.approval_required
+    assert not post.HasField("approved_at")
+    # Not claimable before it is approved.
+    rows = await kairos.db_targets(post.id)
+    assert [r.next_attempt_at for r in rows] == [None]
+    assert [r.status for r in rows] == ["pending"]
+
+
+async def test_create_requiring_approval_without_a_schedule_is_a_draft(kairos: Tenant) -> None:
+    post = await kairos.create(approval_required=True)
+
+    assert post.status == posts_pb2.POST_STATUS_DRAFT
+    assert post.approval_required
+
+
+async def test_create_keeps_overrides_settings_media_and_stale_after(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    response = await kairos.posts.CreatePost(
+        posts_pb2.CreatePostRequest(
+            content="Main text",
+            media_urls=["https://cdn.example/a.png"],
+            targets=[
+                posts_pb2.TargetSpec(
+                    account_id=x, content_override="Short", settings={"reply_settings": "all"}
+                ),
+                posts_pb2.TargetSpec(account_id=mastodon),
+            ],
+            stale_after=Duration(seconds=900),
+        ),
+        metadata=kairos.metadata,
+    )
+    post = response.post
+    by_account = {t.account_id: t for t in post.targets}
+
+    assert list(post.media_urls) == ["https://cdn.example/a.png"]
+    assert post.stale_after.ToTimedelta() == timedelta(minutes=15)
+    assert by_account[x].HasField("content_override")
+    assert by_account[x].content_override == "Short"
+    assert dict(by_account[x].settings) == {"reply_settings": "all"}
+    assert not by_account[mastodon].HasField("content_override")
+    assert dict(by_account[mastodon].settings) == {}
+
+
+async def test_create_with_a_repeated_request_id_returns_the_first_post(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    first = await kairos.create(account, content="first", request_id="req-1")
+    again = await kairos.create(account, content="second try", request_id="req-1")
+    other = await kairos.create(account, content="other", request_id="req-2")
+
+    assert again.id == first.id
+    assert again.content == "first"
+    assert again.revision == first.revision
+    assert other.id != first.id
+    assert sorted(await kairos.list_ids()) == sorted([first.id, other.id])
+    assert await kairos.db_events(first.id) == {"created": 1}
+
+
+async def test_concurrent_creates_with_one_request_id_make_one_post(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    posts = await asyncio.gather(
+        *(kairos.create(account, content=f"try {i}", request_id="burst") for i in range(4))
+    )
+
+    assert len({p.id for p in posts}) == 1
+    assert await kairos.list_ids() == [posts[0].id]
+    assert (await kairos.db_counts())[:2] == (1, 1)
+    assert await kairos.db_events() == {"created": 1}
+
+
+async def test_the_same_request_id_in_two_tenants_makes_two_posts(
+    api: RunningApi, kairos: Tenant
+) -> None:
+    mine = await kairos.create(request_id="shared")
+    async with other_tenant(api) as other:
+        theirs = await other.create(request_id="shared")
+
+    assert mine.id != theirs.id
+
+
+# --- CreatePost: refusals ---------------------------------------------------------------------
+
+
+async def test_create_without_targets_is_refused(kairos: Tenant) -> None:
+    violations = await refused_create(kairos, posts_pb2.CreatePostRequest(content="hi"))
+    assert [name for name, _ in violations] == ["targets"]
+
+
+async def test_create_with_a_malformed_account_id_is_refused(kairos: Tenant) -> None:
+    for account_id in ("", "not-a-uuid"):
+        violations = await refused_create(
+            kairos, posts_pb2.CreatePostRequest(content="hi", targets=targets(account_id))
+        )
+        assert [name for name, _ in violations] == ["targets[0].account_id"], account_id
+
+
+async def test_create_on_an_unknown_account_is_refused(kairos: Tenant) -> None:
+    real = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="hi", targets=targets(real, "0190a6d2-0000-7000-8000-000000000000")
+        ),
+    )
+    assert [name for name, _ in violations] == ["targets[1].account_id"]
+    assert "not found" in violations[0][1]
+
+
+async def test_create_on_another_tenants_account_is_refused_and_writes_nothing(
+    api: RunningApi, kairos: Tenant
+) -> None:
+    async with other_tenant(api) as other:
+        theirs = await other.connect()
+        their_before = await other.db_counts()
+        violations = await refused_create(
+            kairos, posts_pb2.CreatePostRequest(content="hi", targets=targets(theirs))
+        )
+        assert await other.db_counts() == their_before
+
+    assert [name for name, _ in violations] == ["targets[0].account_id"]
+    assert "not found" in violations[0][1]
+
+
+async def test_create_on_a_disconnected_account_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    await kairos.accounts.DisconnectAccount(
+        posts_pb2.DisconnectAccountRequest(account_id=account), metadata=kairos.metadata
+    )
+    violations = await refused_create(
+        kairos, posts_pb2.CreatePostRequest(content="hi", targets=targets(account))
+    )
+    assert [name for name, _ in violations] == ["targets[0].account_id"]
+    assert "disconnected" in violations[0][1]
+
+
+async def test_create_targeting_the_same_account_twice_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos, posts_pb2.CreatePostRequest(content="hi", targets=targets(account, account))
+    )
+    assert [name for name, _ in violations] == ["targets[1].account_id"]
+
+
+async def test_content_too_long_for_x_is_refused_but_fine_for_mastodon(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    text = "a" * 281
+
+    violations = await refused_create(
+        kairos, posts_pb2.CreatePostRequest(content=text, targets=targets(x, mastodon))
+    )
+    assert [name for name, _ in violations] == ["content"]
+    assert "X counts 281 of 280" in violations[0][1]
+
+    assert (await kairos.create(mastodon, content=text)).content == text
+    assert (await kairos.create(x, content="a" * 280)).content == "a" * 280
+
+
+async def test_one_broken_rule_on_two_x_accounts_is_reported_once(kairos: Tenant) -> None:
+    first, second = await kairos.connect(), await kairos.connect()
+    violations = await refused_create(
+        kairos, posts_pb2.CreatePostRequest(content="a" * 300, targets=targets(first, second))
+    )
+    assert [name for name, _ in violations] == ["content"]
+
+
+async def test_too_many_media_for_x_are_refused(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    media = [f"https://cdn.example/{i}.png" for i in range(5)]
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(content="hi", targets=targets(x, mastodon), media_urls=media),
+    )
+    assert {name for name, _ in violations} == {"media_urls"}
+    assert any("X accepts at most 4" in text for _, text in violations)
+
+
+async def test_bad_target_settings_are_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    cases: list[dict[str, str]] = [
+        {"": "v"},
+        {"k" * 65: "v"},
+        {"k": "v" * 1001},
+        {f"k{i}": "v" for i in range(21)},
+    ]
+    for settings in cases:
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(
+                content="hi", targets=[posts_pb2.TargetSpec(account_id=account, settings=settings)]
+            ),
+        )
+        assert {name for name, _ in violations} == {"targets[0].settings"}, settings
+
+
+async def test_content_override_too_long_is_named_by_its_target(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="fits everywhere",
+            targets=[
+                posts_pb2.TargetSpec(account_id=x, content_override="b" * 300),
+                posts_pb2.TargetSpec(account_id=mastodon),
+            ],
+        ),
+    )
+    assert [name for name, _ in violations] == ["targets[0].content_override"]
+
+
+async def test_a_short_override_rescues_a_long_text_on_x(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    response = await kairos.posts.CreatePost(
+        posts_pb2.CreatePostRequest(
+            content="c" * 400,
+            targets=[
+                posts_pb2.TargetSpec(account_id=x, content_override="short for X"),
+                posts_pb2.TargetSpec(account_id=mastodon),
+            ],
+        ),
+        metadata=kairos.metadata,
+    )
+    assert response.post.status == posts_pb2.POST_STATUS_DRAFT
+
+
+async def test_instagram_without_media_is_refused(kairos: Tenant) -> None:
+    instagram = await kairos.connect(posts_pb2.PLATFORM_INSTAGRAM)
+    violations = await refused_create(
+        kairos, posts_pb2.CreatePostRequest(content="caption", targets=targets(instagram))
+    )
+    assert [name for name, _ in violations] == ["media_urls"]
+    assert "Instagram" in violations[0][1]
+
+    post = await kairos.create(
+        instagram, content="caption", media_urls=["https://cdn.example/photo.jpg"]
+    )
+    assert post.targets[0].platform == posts_pb2.PLATFORM_INSTAGRAM
+
+
+async def test_a_media_url_that_is_not_absolute_https_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    for url in ("http://cdn.example/a.png", "/uploads/a.png", "cdn.example/a.png", ""):
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(
+                content="hi",
+                targets=targets(account),
+                media_urls=["https://cdn.example/ok.png", url],
+            ),
+        )
+        assert {name for name, _ in violations} == {"media_urls[1]"}, url
+
+
+async def test_too_many_tags_are_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="hi", targets=targets(account), tags=[f"t{i}" for i in range(31)]
+        ),
+    )
+    assert [name for name, _ in violations] == ["tags"]
+
+    post = await kairos.create(account, tags=[f"t{i}" for i in range(30)])
+    assert len(post.tags) == 30
+
+
+async def test_blank_and_too_long_tags_are_named_by_index(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="hi", targets=targets(account), tags=["ok", "  ", "x" * 101]
+        ),
+    )
+    assert [name for name, _ in violations] == ["tags[1]", "tags[2]"]
+
+
+async def test_duplicate_tags_are_kept_once(kairos: Tenant) -> None:
+    post = await kairos.create(tags=["launch", " launch ", "news"])
+    assert list(post.tags) == ["launch", "news"]
+
+
+async def test_a_bad_stale_after_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    for seconds in (0, -60, 8 * 86400, 315_576_000_000):  # zero, negative, > a week, > 10,000 y
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(
+                content="hi", targets=targets(account), stale_after=Duration(seconds=seconds)
+            ),
+        )
+        assert [name for name, _ in violations] == ["stale_after"], seconds
+    week = await kairos.create(account, stale_after=Duration(seconds=7 * 86400))
+    assert week.stale_after.ToTimedelta() == timedelta(days=7)
+
+
+async def test_a_sub_second_stale_after_is_not_stored_as_zero(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    request = posts_pb2.CreatePostRequest(
+        content="hi", targets=targets(account), stale_after=Duration(nanos=500_000_000)
+    )
+    outcome: posts_pb2.CreatePostResponse | grpc.aio.AioRpcError
+    try:
+        outcome = await kairos.posts.CreatePost(request, metadata=kairos.metadata)
+    except grpc.aio.AioRpcError as error:
+        outcome = error
+    if isinstance(outcome, grpc.aio.AioRpcError):  # refusing it would be as good as keeping it
+        assert (outcome.code(), fields(outcome)) == (INVALID, ["stale_after"])
+    else:
+        assert outcome.post.stale_after.ToTimedelta() > timedelta(0)
+        assert (await kairos.db_post(outcome.post.id)).stale_after_seconds
+
+
+async def test_an_unknown_parent_post_is_refused(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    for parent in ("0190a6d2-0000-7000-8000-000000000000", "nope"):
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(
+                content="hi", targets=targets(account), parent_post_id=parent
+            ),
+        )
+        assert [name for name, _ in violations] == ["parent_post_id"], parent
+
+
+async def test_a_parent_post_of_another_tenant_or_deleted_is_refused(
+    api: RunningApi, kairos: Tenant
+) -> None:
+    account = await kairos.connect()
+    async with other_tenant(api) as other:
+        theirs = await other.create()
+    deleted = await kairos.create(account)
+    await kairos.delete(deleted.id)
+
+    for parent in (theirs.id, deleted.id):
+        violations = await refused_create(
+            kairos,
+            posts_pb2.CreatePostRequest(
+                content="hi", targets=targets(account), parent_post_id=parent
+            ),
+        )
+        assert [name for name, _ in violations] == ["parent_post_id"]
+
+
+async def test_a_reply_keeps_its_parent(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    parent = await kairos.create(account)
+    reply = await kairos.create(account, content="reply", parent_post_id=parent.id)
+
+    assert reply.parent_post_id == parent.id
+    assert (await kairos.get(reply.id)).parent_post_id == parent.id
+
+
+async def test_every_violation_is_reported_at_once(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="",
+            targets=targets(account, "bad"),
+            tags=[""],
+            stale_after=Duration(seconds=0),
+            schedule=at(-3600),
+            campaign="c" * 201,
+        ),
+    )
+    assert {name for name, _ in violations} == {
+        "content",
+        "targets[1].account_id",
+        "tags[0]",
+        "stale_after",
+        "schedule",
+        "campaign",
+    }
+
+
+# --- GetPost ----------------------------------------------------------------------------------
+
+
+async def test_get_returns_the_post_with_targets_and_no_attempts_yet(kairos: Tenant) -> None:
+    x, telegram = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_TELEGRAM)
+    created = await kairos.create(x, telegram, schedule=at(600), campaign="c", tags=["t"])
+    fetched = await kairos.get(created.id)
+
+    assert fetched.id == created.id
+    assert fetched.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert fetched.scheduled_at == created.scheduled_at
+    assert (fetched.campaign, list(fetched.tags), fetched.revision) == ("c", ["t"], 1)
+    assert sorted(t.id for t in fetched.targets) == sorted(t.id for t in created.targets)
+    assert {t.platform for t in fetched.targets} == {
+        posts_pb2.PLATFORM_X,
+        posts_pb2.PLATFORM_TELEGRAM,
+    }
+    assert all(len(t.attempts) == 0 for t in fetched.targets)
+    assert all(t.attempt_count == 0 for t in fetched.targets)
+
+
+async def test_get_with_a_malformed_id_names_post_id(kairos: Tenant) -> None:
+    for post_id in ("", "not-an-id", "1234"):
+        error = await refused(kairos.get(post_id), INVALID)
+        assert fields(error) == ["post_id"], post_id
+
+
+async def test_get_an_unknown_post_is_not_found(kairos: Tenant) -> None:
+    await refused(kairos.get("0190a6d2-0000-7000-8000-000000000000"), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_get_another_tenants_post_is_not_found(api: RunningApi, kairos: Tenant) -> None:
+    async with other_tenant(api) as other:
+        theirs = await other.create()
+        assert (await other.get(theirs.id)).id == theirs.id
+    await refused(kairos.get(theirs.id), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_get_a_deleted_post_is_not_found(kairos: Tenant) -> None:
+    post = await kairos.create()
+    await kairos.delete(post.id)
+    await refused(kairos.get(post.id), grpc.StatusCode.NOT_FOUND)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def _calls(stub: posts_pb2_grpc.PostsServiceAsyncStub) -> list[Any]:
+    some_id = "0190a6d2-0000-7000-8000-000000000000"
+    return [
+        lambda md: stub.CreatePost(posts_pb2.CreatePostRequest(content="x"), metadata=md),
+        lambda md: stub.GetPost(posts_pb2.GetPostRequest(post_id=some_id), metadata=md),
+        lambda md: stub.ListPosts(posts_pb2.ListPostsRequest(), metadata=md),
+        lambda md: stub.DeletePost(posts_pb2.DeletePostRequest(post_id=some_id), metadata=md),
+        lambda md: stub.GetStats(posts_pb2.GetStatsRequest(), metadata=md),
+    ]
+
+
+BAD_METADATA: list[tuple[tuple[str, str], ...]] = [
+    (),
+    (("authorization", "Bearer kairos_not-a-real-key"),),
+    (("authorization", "Basic dXNlcjpwYXNz"),),
+    (("authorization", "Bearer "),),
+]
+
+
+async def test_calls_without_a_valid_key_are_unauthenticated(kairos: Tenant) -> None:
+    before = await kairos.db_counts()
+    for metadata in BAD_METADATA:
+        for call in _calls(kairos.posts):
+            await refused(call(metadata), grpc.StatusCode.UNAUTHENTICATED)
+    assert await kairos.db_counts() == before
+
+
+async def test_a_revoked_key_is_unauthenticated(api: RunningApi, kairos: Tenant) -> None:
+    tenant, key = await api.new_key(kairos.tenant)
+    metadata = (("authorization", f"Bearer {key}"),)
+    await kairos.posts.ListPosts(posts_pb2.ListPostsRequest(), metadata=metadata)
+    await keys.revoke_key(api.service.app.uow(), key)
+    api.service.app.auth.keys.forget()
+
+    await refused(
+        kairos.posts.ListPosts(posts_pb2.ListPostsRequest(), metadata=metadata),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    assert tenant == kairos.tenant
