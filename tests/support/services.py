@@ -58,6 +58,12 @@ class ServiceProcess:
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def restart(self) -> None:
+        """SIGTERM (if running) and start again on the same port and environment."""
+        if self.running:
+            self.terminate()
+        self.start()
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -1,13 +1,23 @@
-"""The publisher process: NATS, streams and health; the due-event consumers plug in here."""
+"""The publisher process: one consumer per platform, the platform clients, health."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
+import grpc
+import httpx
 from nats.aio.client import Client as NatsClient
 
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos_common.grpc.channel import insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.streams import StreamLayout, connect, ensure_streams
+from kairos_publisher.batching import Batcher
+from kairos_publisher.consumer import PlatformConsumer, account_semaphores
+from kairos_publisher.platforms import registry
 from kairos_publisher.settings import PublisherSettings
 
 log = logging.getLogger(__name__)
@@ -16,29 +26,103 @@ HEALTH_NAME = "kairos.publisher"
 
 
 class PublisherService:
-    """Connects to NATS, declares the streams and reports health."""
+    """Consumes due events for the configured platforms until stopped."""
 
     def __init__(self, settings: PublisherSettings) -> None:
         self.settings = settings
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
+        self.channel: grpc.aio.Channel | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.batchers: list[Batcher[Any, Any]] = []
+        self.consumers: list[PlatformConsumer] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
-        self.nc = await connect(self.settings.common.nats_url, name="kairos.publisher")
-        await ensure_streams(
-            self.nc.jetstream(), StreamLayout(replicas=self.settings.common.nats_replicas)
+        self.nc = await connect(self.settings.common.nats_url, name="kairos-publisher")
+        js = self.nc.jetstream()
+        await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
+        self.channel = insecure_channel(self.settings.common.api_target)
+        dispatch = dispatch_pb2_grpc.DispatchServiceStub(self.channel)
+        metadata = (("authorization", f"Bearer {self.settings.common.service_token}"),)
+
+        async def begin(ids: Sequence[str]) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
+            reply = await dispatch.BeginAttempts(
+                dispatch_pb2.BeginAttemptsRequest(delivery_ids=ids),
+                metadata=metadata,
+                timeout=RPC_TIMEOUT,
+            )
+            return list(reply.results)
+
+        async def complete(
+            outcomes: Sequence[dispatch_pb2.AttemptOutcome],
+        ) -> Sequence[dispatch_pb2.CompletionResult]:
+            reply = await dispatch.CompleteAttempts(
+                dispatch_pb2.CompleteAttemptsRequest(outcomes=outcomes),
+                metadata=metadata,
+                timeout=RPC_TIMEOUT,
+            )
+            return list(reply.results)
+
+        # Begins are not retried inside the batcher: a begin that timed out may have begun.
+        begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
+            "BeginAttempts", begin, attempts=1
         )
+        completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult] = Batcher(
+            "CompleteAttempts", complete, attempts=5
+        )
+        self.batchers = [begins, completions]
+        for batcher in self.batchers:
+            batcher.start()
+        timeout = self.settings.http_timeout.total_seconds()
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            follow_redirects=False,
+        )
+        clients = registry(self.http)
+        accounts = account_semaphores(self.settings.account_concurrency)
+        for platform in self.settings.platforms:
+            client = clients.get(platform)
+            if client is None:
+                continue  # no client for it in this build yet
+            self.consumers.append(
+                PlatformConsumer(
+                    platform, client, self.settings, js, dispatch, begins, completions, accounts
+                )
+            )
+        self.tasks = [
+            asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in self.consumers
+        ]
         await self.grpc.set_serving(True)
-        log.info("publisher ready")
+        log.info(
+            "publisher ready",
+            extra={"platforms": ",".join(c.platform.value for c in self.consumers)},
+        )
 
     async def stop(self) -> None:
+        """Stop fetching, finish in-flight calls and report them, ack, then close."""
         grace = self.settings.server.grace.total_seconds()
         if self.grpc is not None:
             await self.grpc.set_serving(False)
+        await asyncio.gather(*(c.drain(grace) for c in self.consumers))
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=FETCH_GRACE)
+        for batcher in self.batchers:
+            await batcher.close()
+        if self.http is not None:
+            await self.http.aclose()
         if self.nc is not None:
             await self.nc.drain()
+        if self.channel is not None:
+            await self.channel.close(None)
         if self.grpc is not None:
             await self.grpc.stop(grace)
+
+
+RPC_TIMEOUT = 15.0
+#: A fetch waits at most this long, so the fetch loops end soon after stop.
+FETCH_GRACE = 2.0

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
-from kairos_common.settings import CommonSettings, Env, ServerSettings, server_settings
+from kairos_common.platforms import Platform
+from kairos_common.settings import (
+    CommonSettings,
+    Env,
+    ServerSettings,
+    SettingsError,
+    server_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -15,11 +23,49 @@ class PublisherSettings:
     common: CommonSettings
     #: Health endpoint (KAIROS_PUBLISHER_ADDR).
     server: ServerSettings
+    #: Platforms this copy consumes, comma-separated; all by default (KAIROS_PUBLISHER_PLATFORMS).
+    platforms: tuple[Platform, ...] = tuple(Platform)
+    #: Platform calls in flight per platform in this copy (KAIROS_PLATFORM_CONCURRENCY).
+    platform_concurrency: int = 64
+    #: Platform calls in flight per account in this copy (KAIROS_ACCOUNT_CONCURRENCY).
+    account_concurrency: int = 4
+    #: Events due later than this are handed back with nak(delay) instead of held in memory
+    #: (KAIROS_HOLD_MAX_SECONDS).
+    hold_max: timedelta = timedelta(seconds=30)
+    #: Unacknowledged events per platform consumer across all copies; sized for a burst of tens
+    #: of thousands due in the same second (KAIROS_MAX_ACK_PENDING).
+    max_ack_pending: int = 50_000
+    #: How long JetStream waits for an ack before redelivering; in-progress acks extend it
+    #: (KAIROS_ACK_WAIT_SECONDS).
+    ack_wait: timedelta = timedelta(seconds=60)
+    #: Deliveries of one event before it is dead-lettered (KAIROS_MAX_DELIVER).
+    max_deliver: int = 20
+    #: Platform HTTP timeout (KAIROS_HTTP_TIMEOUT_SECONDS).
+    http_timeout: timedelta = timedelta(seconds=15)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
         env = Env(environ)
+        names = env.text("KAIROS_PUBLISHER_PLATFORMS", "")
+        platforms: tuple[Platform, ...] = tuple(Platform)
+        if names:
+            try:
+                platforms = tuple(Platform(n.strip()) for n in names.split(",") if n.strip())
+            except ValueError:
+                known = ", ".join(p.value for p in Platform)
+                raise SettingsError(
+                    f"KAIROS_PUBLISHER_PLATFORMS={names!r} names an unknown platform; "
+                    f"known: {known}"
+                ) from None
         return cls(
             common=CommonSettings.from_env(environ),
             server=server_settings(env, "KAIROS_PUBLISHER_ADDR", "127.0.0.1:50053"),
+            platforms=platforms,
+            platform_concurrency=env.integer("KAIROS_PLATFORM_CONCURRENCY", 64, minimum=1),
+            account_concurrency=env.integer("KAIROS_ACCOUNT_CONCURRENCY", 4, minimum=1),
+            hold_max=env.seconds("KAIROS_HOLD_MAX_SECONDS", 30.0),
+            max_ack_pending=env.integer("KAIROS_MAX_ACK_PENDING", 50_000, minimum=1),
+            ack_wait=env.seconds("KAIROS_ACK_WAIT_SECONDS", 60.0, minimum=1.0),
+            max_deliver=env.integer("KAIROS_MAX_DELIVER", 20, minimum=2),
+            http_timeout=env.seconds("KAIROS_HTTP_TIMEOUT_SECONDS", 15.0, minimum=0.1),
         )

@@ -1,13 +1,19 @@
-"""The scheduler process: NATS, streams and health; the claim loop plugs in here."""
+"""The scheduler process: NATS, the due-event streams, the claim loop and the sweeper."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import grpc
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
+from kairos.dispatch.v1 import dispatch_pb2_grpc
+from kairos_common.grpc.channel import insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
-from kairos_common.streams import StreamLayout, connect, ensure_streams
+from kairos_common.streams import WAKE_SUBJECT, StreamLayout, connect, ensure_streams
+from kairos_scheduler.loop import ClaimLoop
 from kairos_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -16,29 +22,52 @@ HEALTH_NAME = "kairos.scheduler"
 
 
 class SchedulerService:
-    """Connects to NATS, declares the streams and reports health."""
+    """Connects to NATS and the api, then claims and sweeps until stopped."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
         self.settings = settings
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
+        self.channel: grpc.aio.Channel | None = None
+        self.loop: ClaimLoop | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
         self.nc = await connect(self.settings.common.nats_url, name="kairos-scheduler")
-        await ensure_streams(
-            self.nc.jetstream(), StreamLayout(replicas=self.settings.common.nats_replicas)
+        js = self.nc.jetstream()
+        await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
+        self.channel = insecure_channel(self.settings.common.api_target)
+        self.loop = ClaimLoop(
+            self.settings, dispatch_pb2_grpc.DispatchServiceStub(self.channel), js
         )
+        loop = self.loop
+
+        async def on_wake(_: Msg) -> None:
+            loop.wake.set()
+
+        await self.nc.subscribe(WAKE_SUBJECT, cb=on_wake)
+        self.tasks = [
+            asyncio.create_task(loop.run_claims(), name="claims"),
+            asyncio.create_task(loop.run_sweeps(), name="sweeps"),
+        ]
         await self.grpc.set_serving(True)
-        log.info("scheduler ready")
+        log.info("scheduler ready", extra={"api": self.settings.common.api_target})
 
     async def stop(self) -> None:
         grace = self.settings.server.grace.total_seconds()
         if self.grpc is not None:
             await self.grpc.set_serving(False)
+        if self.loop is not None:
+            self.loop.stopping.set()
+        if self.tasks:
+            # A claim in flight finishes and its events are published before we leave.
+            await asyncio.wait(self.tasks, timeout=grace)
         if self.nc is not None:
             await self.nc.drain()
+        if self.channel is not None:
+            await self.channel.close(None)
         if self.grpc is not None:
             await self.grpc.stop(grace)

@@ -1,0 +1,89 @@
+"""Groups concurrent calls into batched RPCs (BeginAttempts, CompleteAttempts).
+
+A publisher with hundreds of events due in the same instant makes a handful of round trips to
+the api instead of one per event: callers `await batcher.submit(item)` and get their own result,
+while one task sends whatever has gathered since the last call went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+MAX_BATCH = 500
+
+
+class Batcher(Generic[Item, Result]):
+    """Sends items in batches of at most `max_batch` through `send`, one batch at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        send: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        *,
+        max_batch: int = MAX_BATCH,
+        attempts: int = 3,
+    ) -> None:
+        self.name = name
+        self._send = send
+        self.max_batch = max_batch
+        self.attempts = attempts
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.calls = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"batch-{self.name}")
+
+    async def submit(self, item: Item) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Send what is pending, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                self._pending = self._pending[self.max_batch :]
+                await self._deliver(batch)
+            if self._closing:
+                return
+
+    async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        items = [item for item, _ in batch]
+        for attempt in range(self.attempts):
+            try:
+                self.calls += 1
+                results = await self._send(items)
+            except Exception as error:
+                if attempt + 1 == self.attempts:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    return
+                log.warning("%s failed, retrying: %r", self.name, error)
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            return

@@ -1,0 +1,335 @@
+"""One durable pull consumer per platform on KAIROS_DUE, shared by every publisher copy.
+
+For each due event: hold it until its instant (in memory with in-progress acks, or nak(delay)
+when it is far off), begin the attempt (the fence), call the platform, report the outcome, and
+then ack, or nak(delay) when the outcome asks for a short retry through JetStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import cast
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_common.platforms import Platform
+from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
+from kairos_publisher.batching import Batcher
+from kairos_publisher.platforms.base import (
+    PlatformClient,
+    PublishOutcome,
+    PublishRequest,
+    RefreshedTokens,
+    RefreshingClient,
+    Result,
+)
+from kairos_publisher.settings import PublisherSettings
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 10.0
+FETCH_TIMEOUT = 1.0
+#: In-progress acks while holding an event, well inside AckWait.
+KEEPALIVE_EVERY = 10.0
+
+ERROR_CLASSES = {
+    Result.RETRYABLE: posts_pb2.ERROR_CLASS_RETRYABLE,
+    Result.AUTH: posts_pb2.ERROR_CLASS_AUTH,
+    Result.PERMANENT: posts_pb2.ERROR_CLASS_PERMANENT,
+    Result.UNKNOWN: posts_pb2.ERROR_CLASS_UNKNOWN,
+}
+
+
+def durable_name(platform: Platform) -> str:
+    return f"publisher-{platform.value}"
+
+
+def consumer_config(settings: PublisherSettings, platform: Platform) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable_name(platform),
+        filter_subject=due_subject(platform.value),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait.total_seconds(),
+        max_ack_pending=settings.max_ack_pending,
+        max_deliver=settings.max_deliver,
+        max_waiting=512,
+    )
+
+
+def outcome_message(
+    begun: dispatch_pb2.BeginAttemptResponse,
+    delivery_id: str,
+    outcome: PublishOutcome,
+    latency: float,
+) -> dispatch_pb2.AttemptOutcome:
+    message = dispatch_pb2.AttemptOutcome(
+        attempt_id=begun.attempt_id,
+        delivery_id=delivery_id,
+        error_code=outcome.code,
+        message=outcome.message,
+        http_status=outcome.http_status,
+    )
+    message.latency.FromNanoseconds(int(latency * 1e9))
+    if outcome.result == Result.PUBLISHED:
+        message.published.CopyFrom(
+            dispatch_pb2.Published(platform_post_id=outcome.platform_post_id, url=outcome.url)
+        )
+    else:
+        message.error_class = ERROR_CLASSES[outcome.result]
+        if outcome.retry_not_before is not None:
+            stamp = Timestamp()
+            stamp.FromDatetime(outcome.retry_not_before)
+            message.retry_not_before.CopyFrom(stamp)
+    return message
+
+
+def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
+    credentials = begun.credentials
+    return PublishRequest(
+        post_id=begun.post_id,
+        target_id=begun.target_id,
+        content=begun.snapshot.content,
+        media_urls=list(begun.snapshot.media_urls),
+        settings=dict(begun.snapshot.settings),
+        reply_to=begun.reply_to_platform_id,
+        idempotency_key=begun.idempotency_key,
+        due_at=begun.due_at.ToDatetime(tzinfo=UTC),
+        access_token=credentials.access_token,
+        refresh_token=credentials.refresh_token,
+        instance_url=credentials.instance_url,
+        page_id=credentials.page_id,
+        chat_id=credentials.chat_id,
+        extra=dict(credentials.extra),
+    )
+
+
+class PlatformConsumer:
+    """Pulls one platform's due events and publishes them, within its concurrency limits."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        client: PlatformClient,
+        settings: PublisherSettings,
+        js: JetStreamContext,
+        dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+        begins: Batcher[str, dispatch_pb2.BeginAttemptResponse],
+        completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult],
+        account_limits: dict[str, asyncio.Semaphore],
+    ) -> None:
+        self.platform = platform
+        self.client = client
+        self.settings = settings
+        self.js = js
+        self.dispatch = dispatch
+        self.begins = begins
+        self.completions = completions
+        self.account_limits = account_limits
+        self.metadata = (("authorization", f"Bearer {settings.common.service_token}"),)
+        self.slots = asyncio.Semaphore(settings.platform_concurrency)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
+        self.published = 0
+        self.refresh_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.refreshed: dict[str, RefreshedTokens] = {}
+
+    async def run(self) -> None:
+        """Fetch while not stopping; each message is handled in its own task."""
+        subscription = await self.js.pull_subscribe(
+            due_subject(self.platform.value),
+            durable=durable_name(self.platform),
+            stream=DUE_STREAM,
+            config=consumer_config(self.settings, self.platform),
+        )
+        while not self.stopping.is_set():
+            # Hold events waiting for their instant outside the call slots, so a burst of
+            # early events never blocks the ones that are due now.
+            free = max(1, self.settings.platform_concurrency * 4 - len(self.in_flight))
+            try:
+                messages = await subscription.fetch(min(free, 500), timeout=FETCH_TIMEOUT)
+            except (NatsTimeoutError, TimeoutError):
+                continue
+            except Exception as error:
+                if self.stopping.is_set():
+                    break
+                log.warning("fetch failed on %s: %r", self.platform, error)
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                task = asyncio.create_task(self.handle(message))
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+        await subscription.unsubscribe()
+
+    async def drain(self, grace: float) -> None:
+        """Stop fetching, then let in-flight messages finish within `grace` seconds."""
+        self.stopping.set()
+        if self.in_flight:
+            await asyncio.wait(set(self.in_flight), timeout=grace)
+
+    async def handle(self, message: Msg) -> None:
+        try:
+            await self._handle(message)
+        except Exception:
+            # Left unacked: JetStream redelivers after AckWait, and the fence keeps it safe.
+            log.exception("handling a due event failed", extra={"platform": self.platform.value})
+
+    async def _handle(self, message: Msg) -> None:
+        try:
+            event = events_pb2.DueEvent.FromString(message.data)
+            if not event.delivery_id:
+                raise DecodeError("no delivery_id")
+        except DecodeError as error:
+            await self.dead_letter(message, f"undecodable due event: {error}")
+            return
+        if message.metadata.num_delivered >= self.settings.max_deliver:
+            reason = f"delivered {message.metadata.num_delivered} times without an outcome"
+            await self.dispatch.FailDelivery(
+                dispatch_pb2.FailDeliveryRequest(delivery_id=event.delivery_id, reason=reason),
+                metadata=self.metadata,
+                timeout=RPC_TIMEOUT,
+            )
+            await self.dead_letter(message, reason)
+            return
+        due_at = event.due_at.ToDatetime(tzinfo=UTC)
+        if not await self.hold_until(message, due_at):
+            return  # handed back with nak(delay), or stopping
+        try:
+            begun = await self.begins.submit(event.delivery_id)
+        except grpc.aio.AioRpcError as error:
+            # The api is away or overloaded; nothing began, so trying again shortly is safe.
+            log.warning("BeginAttempts failed: %s", error.code().name)
+            await message.nak(delay=1.0)
+            return
+        if not begun.ok:
+            log.info(
+                "delivery fenced out",
+                extra={
+                    "delivery_id": event.delivery_id,
+                    "rejection": dispatch_pb2.FenceRejection.Name(begun.rejection),
+                    "reason": begun.reason,
+                },
+            )
+            await message.ack()
+            return
+        limit = self.account_limits[begun.account_id]
+        async with self.slots, limit:
+            started = time.monotonic()
+            request = publish_request(begun)
+            outcome = await self.client.publish(request)
+            if outcome.result == Result.AUTH and hasattr(self.client, "refresh"):
+                outcome = await self.refresh_and_retry(begun, request, outcome)
+            latency = time.monotonic() - started
+        try:
+            result = await self.completions.submit(
+                outcome_message(begun, event.delivery_id, outcome, latency)
+            )
+        except grpc.aio.AioRpcError as error:
+            # The outcome is lost to us; the sweeper settles the attempt when its lease runs out
+            # (UNKNOWN, or a safe retry where the platform has idempotency keys). Acking keeps
+            # this event from being published a second time.
+            log.error("CompleteAttempts failed: %s; the sweeper settles it", error.code().name)
+            await message.ack()
+            return
+        if outcome.result == Result.PUBLISHED:
+            self.published += 1
+        if result.next_step == dispatch_pb2.NEXT_STEP_REDELIVER:
+            await message.nak(delay=max(0.0, result.retry_delay.ToTimedelta().total_seconds()))
+        else:
+            await message.ack()
+
+    async def refresh_and_retry(
+        self,
+        begun: dispatch_pb2.BeginAttemptResponse,
+        request: PublishRequest,
+        refused: PublishOutcome,
+    ) -> PublishOutcome:
+        """Refresh the account's token once (one refresh at a time per account), save the new
+        tokens through DispatchService before using them, and try the call again once."""
+        client = cast(RefreshingClient, self.client)
+        async with self.refresh_locks[begun.account_id]:
+            known = self.refreshed.get(begun.account_id)
+            if known is not None and known.access_token != request.access_token:
+                tokens = known  # another call refreshed it meanwhile
+            else:
+                answer = await client.refresh(request)
+                if isinstance(answer, str):
+                    await self.dispatch.SaveRefreshedCredentials(
+                        dispatch_pb2.SaveRefreshedCredentialsRequest(
+                            account_id=begun.account_id, needs_reauth=True, reason=answer
+                        ),
+                        metadata=self.metadata,
+                        timeout=RPC_TIMEOUT,
+                    )
+                    return PublishOutcome(
+                        Result.AUTH,
+                        http_status=refused.http_status,
+                        code=refused.code,
+                        message=f"{refused.message} (token refresh failed: {answer})",
+                    )
+                tokens = answer
+                credentials = posts_pb2.Credentials()
+                credentials.CopyFrom(begun.credentials)
+                credentials.access_token = tokens.access_token
+                credentials.refresh_token = tokens.refresh_token
+                if tokens.expires_at is not None:
+                    credentials.expires_at.FromDatetime(tokens.expires_at)
+                await self.dispatch.SaveRefreshedCredentials(
+                    dispatch_pb2.SaveRefreshedCredentialsRequest(
+                        account_id=begun.account_id, credentials=credentials
+                    ),
+                    metadata=self.metadata,
+                    timeout=RPC_TIMEOUT,
+                )
+                self.refreshed[begun.account_id] = tokens
+        retried = replace(
+            request, access_token=tokens.access_token, refresh_token=tokens.refresh_token
+        )
+        return await self.client.publish(retried)
+
+    async def hold_until(self, message: Msg, due_at: datetime) -> bool:
+        """Wait for the due instant, keeping the message alive; False if it was handed back."""
+        while True:
+            wait = (due_at - datetime.now(UTC)).total_seconds()
+            if wait <= 0:
+                return True
+            if wait > self.settings.hold_max.total_seconds():
+                # Far off: JetStream keeps it and brings it back shortly before its time.
+                await message.nak(delay=wait - min(5.0, wait / 2))
+                return False
+            if self.stopping.is_set():
+                await message.nak()
+                return False
+            await message.in_progress()
+            await asyncio.sleep(min(wait, KEEPALIVE_EVERY))
+
+    async def dead_letter(self, message: Msg, reason: str) -> None:
+        dead = events_pb2.DeadLetter(
+            reason=reason,
+            subject=message.subject,
+            payload=message.data,
+            deliveries=message.metadata.num_delivered,
+        )
+        dead.dead_at.FromDatetime(datetime.now(UTC))
+        await self.js.publish(dead_subject(self.platform.value), dead.SerializeToString())
+        await message.term()
+        log.warning("dead-lettered a due event", extra={"reason": reason})
+
+
+def account_semaphores(limit: int) -> dict[str, asyncio.Semaphore]:
+    return defaultdict(lambda: asyncio.Semaphore(limit))

@@ -1,0 +1,167 @@
+"""The claim loop and the sweeper: due targets become due events on `kairos.due.<platform>`.
+
+Each delivery is published once with `Nats-Msg-Id = delivery_id`, so a re-publish after a crash
+is dropped by JetStream. A delivery whose publish failed stays QUEUED in the database until its
+lease runs out; the sweeper then re-emits it under a new delivery, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from nats.js import JetStreamContext
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_common.streams import due_subject
+from kairos_scheduler.settings import SchedulerSettings
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 10.0
+
+
+def platform_name(value: int) -> str:
+    """`PLATFORM_MASTODON` → `mastodon`, the subject token."""
+    return posts_pb2.Platform.Name(value).removeprefix("PLATFORM_").lower()  # type: ignore[arg-type]
+
+
+def due_event(delivery: dispatch_pb2.Delivery) -> events_pb2.DueEvent:
+    return events_pb2.DueEvent(
+        delivery_id=delivery.delivery_id,
+        target_id=delivery.target_id,
+        post_id=delivery.post_id,
+        platform=delivery.platform,
+        account_id=delivery.account_id,
+        due_at=delivery.due_at,
+        revision=delivery.revision,
+        attempt_number=delivery.attempt_number,
+    )
+
+
+async def emit(js: JetStreamContext, deliveries: Sequence[dispatch_pb2.Delivery]) -> int:
+    """Publish one due event per delivery, all at once, and wait for every ack."""
+    futures = []
+    for delivery in deliveries:
+        futures.append(
+            await js.publish_async(
+                due_subject(platform_name(delivery.platform)),
+                due_event(delivery).SerializeToString(),
+                headers={"Nats-Msg-Id": delivery.delivery_id},
+            )
+        )
+    acks = await asyncio.gather(*futures, return_exceptions=True)
+    failed = [a for a in acks if isinstance(a, BaseException)]
+    if failed:
+        # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
+        log.warning("due events not acknowledged", extra={"failed": len(failed)})
+    return len(acks) - len(failed)
+
+
+class ClaimLoop:
+    """Claims due targets every tick (or at once when woken) and sweeps expired leases."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+        js: JetStreamContext,
+    ) -> None:
+        self.settings = settings
+        self.dispatch = dispatch
+        self.js = js
+        self.metadata = (("authorization", f"Bearer {settings.common.service_token}"),)
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.emitted = 0
+
+    def _duration(self, seconds: float) -> Duration:
+        value = Duration()
+        value.FromNanoseconds(int(seconds * 1e9))
+        return value
+
+    async def claim_once(self) -> int:
+        """One ClaimDue round trip and its events; the number of deliveries claimed."""
+        reply = await self.dispatch.ClaimDue(
+            dispatch_pb2.ClaimDueRequest(
+                horizon=self._duration(self.settings.lead.total_seconds()),
+                limit=self.settings.batch,
+                lease=self._duration(self.settings.lease.total_seconds()),
+            ),
+            metadata=self.metadata,
+            timeout=RPC_TIMEOUT,
+        )
+        if reply.deliveries:
+            self.emitted += await emit(self.js, reply.deliveries)
+            log.debug("claimed", extra={"count": len(reply.deliveries)})
+        return len(reply.deliveries)
+
+    async def sweep_once(self) -> None:
+        reply = await self.dispatch.SweepExpired(
+            dispatch_pb2.SweepExpiredRequest(
+                limit=self.settings.batch,
+                lease=self._duration(self.settings.lease.total_seconds()),
+            ),
+            metadata=self.metadata,
+            timeout=RPC_TIMEOUT,
+        )
+        if reply.redeliveries:
+            self.emitted += await emit(self.js, reply.redeliveries)
+        if reply.redeliveries or reply.marked_unknown or reply.marked_missed:
+            log.info(
+                "swept",
+                extra={
+                    "redelivered": len(reply.redeliveries),
+                    "unknown": reply.marked_unknown,
+                    "missed": reply.marked_missed,
+                    "requeued_idempotent": reply.requeued_idempotent,
+                },
+            )
+
+    async def run_claims(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                claimed = await self.claim_once()
+            except grpc.aio.AioRpcError as error:
+                log.warning("ClaimDue failed: %s %s", error.code().name, error.details())
+                claimed = 0
+                await self._pause(1.0)
+            except Exception:
+                log.exception("claim round failed")
+                claimed = 0
+                await self._pause(1.0)
+            if claimed >= self.settings.batch:
+                continue  # more is due right now: no pause
+            await self._pause(self.settings.tick.total_seconds())
+
+    async def run_sweeps(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.sweep_once()
+            except grpc.aio.AioRpcError as error:
+                log.warning("SweepExpired failed: %s %s", error.code().name, error.details())
+            except Exception:
+                log.exception("sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.stopping.wait(), timeout=self.settings.sweep_every.total_seconds()
+                )
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the next tick, a wake-up, or stop."""
+        waiters = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.wake.clear()

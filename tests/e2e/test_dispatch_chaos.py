@@ -1,0 +1,158 @@
+"""Never twice, never lost: several copies of each service, crashes and restarts mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kairos.posts.v1 import posts_pb2
+from support.nats_server import NatsServer
+from support.stack import Stack, at, running_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+async def create_many(
+    stack: Stack, mark: str, count: int, first_due: float, spread: float
+) -> list[str]:
+    """`count` posts through the public API, due between `first_due` and `first_due + spread`
+    seconds from now.
+
+    Creating thousands of posts takes longer than the window they must share, so they are
+    created ten minutes ahead and then moved into the window in one transaction, as a batch
+    scheduled long ago for the same moment would be.
+    """
+    semaphore = asyncio.Semaphore(32)
+
+    async def one(index: int) -> str:
+        async with semaphore:
+            request = posts_pb2.CreatePostRequest(
+                content=f"{mark} #{index}",
+                targets=[posts_pb2.TargetSpec(account_id=stack.account_id)],
+            )
+            request.schedule.at.CopyFrom(at(600))
+            reply = await stack.posts.CreatePost(request, metadata=stack.metadata)
+            return reply.post.id
+
+    post_ids = list(await asyncio.gather(*(one(i) for i in range(count))))
+    start = datetime.now(UTC) + timedelta(seconds=first_due)
+    rows = [
+        (start + timedelta(seconds=spread * i / count), uuid.UUID(post_id))
+        for i, post_id in enumerate(post_ids)
+    ]
+    async with await psycopg.AsyncConnection.connect(stack.env["KAIROS_DATABASE_URL"]) as conn:
+        async with conn.cursor() as cursor:
+            await cursor.executemany("UPDATE posts SET scheduled_at = %s WHERE id = %s", rows)
+            await cursor.executemany(
+                "UPDATE targets SET next_attempt_at = %s, due_at = %s,"
+                " stale_at = %s + interval '1 hour' WHERE post_id = %s",
+                [(due, due, due, post_id) for due, post_id in rows],
+            )
+        await conn.commit()
+    return post_ids
+
+
+async def wait_all_arrived(stack: Stack, mark: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len({p["content"] for p in stack.received(mark)}) >= count:
+            return
+        await asyncio.sleep(0.2)
+    arrived = len({p["content"] for p in stack.received(mark)})
+    raise AssertionError(f"{arrived} of {count} arrived within {timeout}s\n{stack.logs()}")
+
+
+def exactly_once(stack: Stack, mark: str, count: int) -> None:
+    arrivals = Counter(p["content"] for p in stack.received(mark))
+    doubled = {content: n for content, n in arrivals.items() if n > 1}
+    assert not doubled, f"published more than once: {list(doubled.items())[:5]}"
+    assert len(arrivals) == count
+
+
+def due(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+async def statuses(stack: Stack, post_ids: list[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for post_id in post_ids:
+        found[posts_pb2.PostStatus.Name((await stack.get(post_id)).status)] += 1
+    return found
+
+
+async def test_two_schedulers_two_publishers_publish_each_post_once(
+    nats_server: NatsServer, log_dir: Path
+) -> None:
+    async with running_stack(nats_server, log_dir, schedulers=2, publishers=2) as stack:
+        mark = f"burst-{uuid.uuid4().hex[:8]}"
+        count = 2000
+        post_ids = await create_many(stack, mark, count, first_due=3.0, spread=2.0)
+        await wait_all_arrived(stack, mark, count, timeout=90)
+        await asyncio.sleep(2.0)  # anything sent twice would show up by now
+        exactly_once(stack, mark, count)
+        early = [p for p in stack.received(mark) if p["arrived_at"] + 0.001 < due(p["due_at"])]
+        assert early == []
+        sample = post_ids[:: count // 40]
+        wanted = Counter({"POST_STATUS_PUBLISHED": len(sample)})
+        deadline = time.monotonic() + 30
+        found = await statuses(stack, sample)
+        while found != wanted and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # outcomes are reported in batches, just after the calls
+            found = await statuses(stack, sample)
+        assert found == wanted
+
+
+async def test_publisher_killed_mid_call_leaves_unknown_never_twice(
+    nats_server: NatsServer, log_dir: Path
+) -> None:
+    api_env = {"KAIROS_ATTEMPT_LEASE_SECONDS": "3"}
+    async with running_stack(nats_server, log_dir, api_env=api_env) as stack:
+        mark = f"kill-{uuid.uuid4().hex[:8]}"
+        # The platform receives the post, then takes 5 s to answer: the publisher dies meanwhile.
+        stack.script(match=mark, status=201, delay=5.0, record=True, body={"id": "late"})
+        post = await stack.create(f"{mark} once", 0.5)
+        await wait_all_arrived(stack, mark, 1, timeout=10)
+        stack.publishers[0].kill()
+        replacement = stack.add("publisher")
+        await replacement.wait_serving()
+        deadline = time.monotonic() + 20
+        current = await stack.get(post.id)
+        while current.status != posts_pb2.POST_STATUS_UNKNOWN and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            current = await stack.get(post.id)
+        assert current.status == posts_pb2.POST_STATUS_UNKNOWN, f"{current}\n{stack.logs()}"
+        target = current.targets[0]
+        assert target.status == posts_pb2.TARGET_STATUS_UNKNOWN
+        assert target.last_error.error_class == posts_pb2.ERROR_CLASS_UNKNOWN
+        assert [a.error_class for a in target.attempts] == [posts_pb2.ERROR_CLASS_UNKNOWN]
+        await asyncio.sleep(2.0)
+        assert len(stack.received(mark)) == 1
+
+
+async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
+    nats_server: NatsServer, log_dir: Path
+) -> None:
+    """kill -9 of the scheduler mid-claim, a NATS restart and an api restart, all mid-run."""
+    async with running_stack(nats_server, log_dir, schedulers=1, publishers=2) as stack:
+        mark = f"chaos-{uuid.uuid4().hex[:8]}"
+        count = 600
+        await create_many(stack, mark, count, first_due=2.0, spread=8.0)
+        await asyncio.sleep(2.5)  # the first posts are going out
+        stack.schedulers[0].kill()
+        await asyncio.sleep(0.5)
+        stack.add("scheduler")
+        await asyncio.sleep(1.5)
+        stack.nats.restart()
+        await asyncio.sleep(1.5)
+        stack.api.restart()
+        await stack.api.wait_serving()
+        await wait_all_arrived(stack, mark, count, timeout=120)
+        await asyncio.sleep(3.0)
+        exactly_once(stack, mark, count)

@@ -1,0 +1,184 @@
+"""The whole system as real processes: api, schedulers and publishers, plus the sandbox platform.
+
+The sandbox endpoint runs inside the test's own event loop, so the test reads exactly what
+arrived and when.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos_api.adapters.database import migrate
+from kairos_publisher.sandbox_server import SandboxServer
+from support.api import SERVICE_TOKEN, TEST_SECRET
+from support.nats_server import NatsServer
+from support.postgres import TestDatabase
+from support.services import ServiceProcess
+
+FAST_ENV = {
+    "KAIROS_SCHEDULER_TICK_SECONDS": "0.1",
+    "KAIROS_SCHEDULER_LEAD_SECONDS": "1.5",
+    "KAIROS_SWEEP_SECONDS": "0.5",
+    "KAIROS_RETRY_BASE_SECONDS": "0.5",
+    "KAIROS_GRACE_SECONDS": "5",
+    "KAIROS_LOG_FORMAT": "json",
+    "KAIROS_LOG_LEVEL": "info",
+}
+
+
+def at(seconds_from_now: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now))
+    return stamp
+
+
+@dataclass
+class Stack:
+    """Handles on a running system."""
+
+    env: dict[str, str]
+    log_dir: Path
+    sandbox: SandboxServer
+    nats: NatsServer
+    api: ServiceProcess
+    schedulers: list[ServiceProcess] = field(default_factory=list)
+    publishers: list[ServiceProcess] = field(default_factory=list)
+    channel: grpc.aio.Channel | None = None
+    key: str = ""
+    account_id: str = ""
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.key}"),)
+
+    @property
+    def posts(self) -> posts_pb2_grpc.PostsServiceAsyncStub:
+        assert self.channel is not None
+        return posts_pb2_grpc.PostsServiceStub(self.channel)
+
+    @property
+    def accounts(self) -> posts_pb2_grpc.AccountsServiceAsyncStub:
+        assert self.channel is not None
+        return posts_pb2_grpc.AccountsServiceStub(self.channel)
+
+    def add(self, name: str, **env: str) -> ServiceProcess:
+        api_target = f"127.0.0.1:{self.api.port}"
+        process = ServiceProcess(
+            name, {**self.env, "KAIROS_API_TARGET": api_target, **env}, self.log_dir
+        )
+        (self.schedulers if name == "scheduler" else self.publishers).append(process)
+        process.start()
+        return process
+
+    async def create(self, content: str, seconds: float | None, **fields: Any) -> posts_pb2.Post:
+        request = posts_pb2.CreatePostRequest(
+            content=content,
+            targets=[posts_pb2.TargetSpec(account_id=self.account_id)],
+            **fields,
+        )
+        if seconds is not None:
+            request.schedule.at.CopyFrom(at(seconds))
+        reply = await self.posts.CreatePost(request, metadata=self.metadata)
+        return reply.post
+
+    async def get(self, post_id: str) -> posts_pb2.Post:
+        reply = await self.posts.GetPost(
+            posts_pb2.GetPostRequest(post_id=post_id), metadata=self.metadata
+        )
+        return reply.post
+
+    def received(self, marker: str = "") -> list[dict[str, Any]]:
+        """Posts the sandbox recorded whose content contains `marker`."""
+        return [
+            {"arrived_at": p.arrived_at, **p.body}
+            for p in self.sandbox.platform.posts
+            if marker in str(p.body.get("content", ""))
+        ]
+
+    def script(self, **answer: Any) -> None:
+        from kairos_publisher.sandbox_server import ScriptedAnswer
+
+        self.sandbox.platform.script.append(ScriptedAnswer(**answer))
+
+    def logs(self) -> str:
+        parts = []
+        for process in [self.api, *self.schedulers, *self.publishers]:
+            parts.append(f"--- {process.name} ---\n{process.logs()[-6000:]}")
+        return "\n".join(parts)
+
+
+@asynccontextmanager
+async def running_stack(
+    nats: NatsServer,
+    log_dir: Path,
+    *,
+    schedulers: int = 1,
+    publishers: int = 1,
+    api_env: dict[str, str] | None = None,
+) -> AsyncIterator[Stack]:
+    """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account."""
+    database = TestDatabase()
+    database.create()
+    sandbox = SandboxServer()
+    await sandbox.start()
+    env = {
+        **FAST_ENV,
+        "KAIROS_DATABASE_URL": database.url,
+        "KAIROS_NATS_URL": nats.url,
+        "KAIROS_SECRET_KEY": TEST_SECRET,
+        "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
+    }
+    migrate(database.url)
+    api = ServiceProcess("api", {**env, **(api_env or {})}, log_dir)
+    stack = Stack(env, log_dir, sandbox, nats, api)
+    try:
+        api.start()
+        await api.wait_serving()
+        for _ in range(schedulers):
+            stack.add("scheduler")
+        for _ in range(publishers):
+            stack.add("publisher")
+        for process in [*stack.schedulers, *stack.publishers]:
+            await process.wait_serving()
+        from kairos_api.bootstrap import bootstrap
+        from kairos_api.service_layer.keys import create_key
+        from kairos_api.settings import ApiSettings
+
+        app = bootstrap(ApiSettings.from_env(env))
+        created = await create_key(app.uow(), f"tenant-{uuid.uuid4().hex[:8]}")
+        await app.close()
+        stack.key = created.key
+        stack.channel = grpc.aio.insecure_channel(f"127.0.0.1:{api.port}")
+        account = await stack.accounts.ConnectAccount(
+            posts_pb2.ConnectAccountRequest(
+                platform=posts_pb2.PLATFORM_SANDBOX,
+                handle="@sandbox",
+                credentials=posts_pb2.Credentials(access_token="t", instance_url=sandbox.url),
+            ),
+            metadata=stack.metadata,
+        )
+        stack.account_id = account.account.id
+        yield stack
+    finally:
+        if stack.channel is not None:
+            await stack.channel.close(None)
+        for process in [*stack.publishers, *stack.schedulers, api]:
+            if process.running:
+                process.terminate()
+        await sandbox.stop()
+        database.drop()
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, default=str, indent=1)[:4000]
