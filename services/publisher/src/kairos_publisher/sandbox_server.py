@@ -72,6 +72,8 @@ class SandboxPlatform:
         #: Valid refresh tokens; each is single-use and rotates, like X's and Bluesky's.
         self.refresh_tokens: set[str] = set()
         self.refreshes = 0
+        #: Access tokens answered with 401, as an expired token would be.
+        self.expired_tokens: set[str] = set()
 
     def refresh(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any, float]:
         token = str(body.get("refresh_token", ""))
@@ -92,6 +94,9 @@ class SandboxPlatform:
         self, body: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, dict[str, str], Any, float]:
         self.requests += 1
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if token in self.expired_tokens:
+            return 401, {}, {"error": "token expired"}, 0.0
         content = str(body.get("content", ""))
         for answer in self.script:
             if answer.times > 0 and answer.match in content:
