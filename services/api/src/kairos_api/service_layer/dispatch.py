@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from kairos_api.adapters.crypto import CredentialDecryptError
@@ -411,11 +412,9 @@ async def _settle_posts(uow: UnitOfWork, posts: Iterable[Post], now: datetime) -
 # --- complete -------------------------------------------------------------------------------
 
 
-def backoff(app: Application, attempt_count: int) -> timedelta:
-    """Exponential backoff with full jitter over the upper half, capped."""
-    base = app.settings.retry_base.total_seconds()
-    cap = app.settings.retry_cap.total_seconds()
-    ceiling = min(cap, base * (2 ** max(0, attempt_count - 1)))
+def backoff(base: timedelta, cap: timedelta, attempt_count: int) -> timedelta:
+    """Exponential backoff (base, 2×base, 4×base ... up to cap), jittered over its upper half."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * 2 ** max(0, attempt_count - 1))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
@@ -520,7 +519,7 @@ async def _apply(
             code=code,
         )
         return Completion(outcome.attempt_id, TargetStatus.FAILED, None)
-    delay = backoff(app, target.attempt_count)
+    delay = backoff(app.settings.retry_base, app.settings.retry_cap, target.attempt_count)
     if outcome.retry_not_before is not None:
         delay = max(delay, outcome.retry_not_before - now)
     target.last_error_class, target.last_error_code = klass, code
@@ -610,32 +609,34 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
     redeliveries: list[Delivery] = []
     unknown = missed = requeued = 0
     async with app.uow() as uow:
-        postgres = uow.on_postgresql
 
-        def locked(query: Select[Target]) -> Select[Target]:
-            return query.with_for_update(of=Target, skip_locked=True) if postgres else query
+        async def expired(*conditions: Any) -> list[Target]:
+            query = select(Target).where(*conditions).limit(limit)
+            if uow.on_postgresql:
+                query = query.with_for_update(of=Target, skip_locked=True)
+            return list((await uow.session.execute(query)).scalars())
 
-        stale_rows = (
-            (
-                await uow.session.execute(
-                    locked(
-                        select(Target)
-                        .where(
-                            Target.status.in_(
-                                [TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED]
-                            ),
-                            Target.next_attempt_at.is_not(None) | (Target.status == "queued"),
-                            Target.stale_at <= now,
-                        )
-                        .limit(limit)
-                    )
-                )
-            )
-            .scalars()
-            .all()
+        def redeliver(target: Target, post: Post) -> None:
+            """A new delivery for the target; the scheduler emits it."""
+            target.status = TargetStatus.QUEUED
+            target.delivery_id = new_id()
+            target.delivery_revision = post.revision
+            target.lease_until = now + lease
+            target.updated_at = now
+            redeliveries.append(_delivery(target, post.revision))
+
+        stale = await expired(
+            Target.status.in_([TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED]),
+            # Claimable or claimed; a post still waiting for approval is not missed by the sweep.
+            or_(Target.next_attempt_at.is_not(None), Target.status == TargetStatus.QUEUED),
+            Target.stale_at <= now,
         )
-        posts = await _posts_of(uow, stale_rows)
-        for target in stale_rows:
+        lost = await expired(Target.status == TargetStatus.QUEUED, Target.lease_until < now)
+        abandoned = await expired(
+            Target.status == TargetStatus.PUBLISHING, Target.lease_until < now
+        )
+        posts = await _posts_of(uow, [*stale, *lost, *abandoned])
+        for target in stale:
             _end_target(
                 uow,
                 posts[target.post_id],
@@ -645,54 +646,16 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
                 "past its stale_after before it could be published",
             )
             missed += 1
-
-        lost = (
-            (
-                await uow.session.execute(
-                    locked(
-                        select(Target)
-                        .where(Target.status == TargetStatus.QUEUED, Target.lease_until < now)
-                        .limit(limit)
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        posts.update(await _posts_of(uow, lost))
         for target in lost:
-            target.delivery_id = new_id()
-            target.delivery_revision = posts[target.post_id].revision
-            target.lease_until = now + lease
-            target.updated_at = now
-            redeliveries.append(_delivery(target, posts[target.post_id].revision))
-
-        abandoned = (
-            (
-                await uow.session.execute(
-                    locked(
-                        select(Target)
-                        .where(Target.status == TargetStatus.PUBLISHING, Target.lease_until < now)
-                        .limit(limit)
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        posts.update(await _posts_of(uow, abandoned))
+            if target.status == TargetStatus.QUEUED:  # not just marked missed
+                redeliver(target, posts[target.post_id])
         for target in abandoned:
             post = posts[target.post_id]
             first = await _first_attempt_start(uow, target.id)
             window = IDEMPOTENT_PLATFORMS.get(target.platform)
             if window is not None and first is not None and now - first < window:
                 # The platform dedups on the idempotency key: a second call cannot double-post.
-                target.status = TargetStatus.QUEUED
-                target.delivery_id = new_id()
-                target.delivery_revision = post.revision
-                target.lease_until = now + lease
-                target.updated_at = now
-                redeliveries.append(_delivery(target, post.revision))
+                redeliver(target, post)
                 requeued += 1
             else:
                 await _close_open_attempts(uow, target.id, now)
