@@ -1,0 +1,508 @@
+"""DispatchService over real gRPC, on PostgreSQL and SQLite: claims, the fence, outcomes, sweeps.
+
+Each backend gets an api of its own on a fresh database, so claims see only these tests' posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select, update
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_api.adapters.orm import OutboxEvent, Target
+from support.api import SERVICE_TOKEN, Client, RunningApi, api_settings, running_api
+from support.nats_server import NatsServer
+from support.postgres import TestDatabase
+
+SERVICE = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+async def own_api(
+    request: pytest.FixtureRequest,
+    nats_server: NatsServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[RunningApi]:
+    database: TestDatabase | None = None
+    if request.param == "postgresql":
+        database = TestDatabase()
+        database.create()
+        url = database.url
+    else:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('dispatch')) / 'kairos.db'}"
+    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url, KAIROS_RETRY_BASE_SECONDS="1")
+    try:
+        async with running_api(settings) as running:
+            yield running
+    finally:
+        if database is not None:
+            database.drop()
+
+
+@pytest.fixture
+async def tenant(own_api: RunningApi) -> AsyncIterator[Client]:
+    async with own_api.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def dispatch(
+    own_api: RunningApi,
+) -> AsyncIterator[dispatch_pb2_grpc.DispatchServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(own_api.target) as channel:
+        yield dispatch_pb2_grpc.DispatchServiceStub(channel)
+
+
+def seconds(value: float) -> Duration:
+    duration = Duration()
+    duration.FromTimedelta(timedelta(seconds=value))
+    return duration
+
+
+def at(offset: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.now(UTC) + timedelta(seconds=offset))
+    return stamp
+
+
+async def connect(tenant: Client, *, token: str = "secret-token-1") -> str:
+    reply = await tenant.accounts.ConnectAccount(
+        posts_pb2.ConnectAccountRequest(
+            platform=posts_pb2.PLATFORM_MASTODON,
+            handle="@kairos@mastodon.example",
+            credentials=posts_pb2.Credentials(
+                access_token=token, instance_url="https://mastodon.example"
+            ),
+        ),
+        metadata=tenant.metadata,
+    )
+    return reply.account.id
+
+
+async def post_due(
+    tenant: Client,
+    account_id: str,
+    content: str = "hello",
+    offset: float = 0.0,
+    *,
+    approval_required: bool = False,
+    stale_after: Duration | None = None,
+) -> posts_pb2.Post:
+    request = posts_pb2.CreatePostRequest(
+        content=content,
+        targets=[posts_pb2.TargetSpec(account_id=account_id)],
+        approval_required=approval_required,
+        stale_after=stale_after,
+    )
+    request.schedule.at.CopyFrom(at(offset))
+    return (await tenant.posts.CreatePost(request, metadata=tenant.metadata)).post
+
+
+async def claim(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, horizon: float = 1.0, limit: int = 500
+) -> list[dispatch_pb2.Delivery]:
+    reply = await dispatch.ClaimDue(
+        dispatch_pb2.ClaimDueRequest(horizon=seconds(horizon), limit=limit, lease=seconds(60)),
+        metadata=SERVICE,
+    )
+    return list(reply.deliveries)
+
+
+async def claim_one(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, target_id: str
+) -> dispatch_pb2.Delivery:
+    deliveries = [d for d in await claim(dispatch) if d.target_id == target_id]
+    assert len(deliveries) == 1
+    return deliveries[0]
+
+
+async def begin(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, delivery_id: str
+) -> dispatch_pb2.BeginAttemptResponse:
+    return await dispatch.BeginAttempt(
+        dispatch_pb2.BeginAttemptRequest(delivery_id=delivery_id), metadata=SERVICE
+    )
+
+
+async def complete(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, outcome: dispatch_pb2.AttemptOutcome
+) -> dispatch_pb2.CompletionResult:
+    reply = await dispatch.CompleteAttempts(
+        dispatch_pb2.CompleteAttemptsRequest(outcomes=[outcome]), metadata=SERVICE
+    )
+    return reply.results[0]
+
+
+async def get(tenant: Client, post_id: str) -> posts_pb2.Post:
+    return (
+        await tenant.posts.GetPost(
+            posts_pb2.GetPostRequest(post_id=post_id), metadata=tenant.metadata
+        )
+    ).post
+
+
+async def events_of(api: RunningApi, post_id: str) -> list[str]:
+    async with api.service.app.uow() as uow:
+        rows = (await uow.session.execute(select(OutboxEvent).order_by(OutboxEvent.seq))).scalars()
+        found = [events_pb2.LifecycleEvent.FromString(r.payload) for r in rows]
+    return [
+        r.event_id and events_pb2.LifecycleEventType.Name(r.type)
+        for r in found
+        if r.post_id == post_id
+    ]
+
+
+async def test_only_the_service_credential_may_call(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    request = dispatch_pb2.ClaimDueRequest(horizon=seconds(1), limit=1)
+    with pytest.raises(grpc.aio.AioRpcError) as tenant_key:
+        await dispatch.ClaimDue(request, metadata=tenant.metadata)
+    assert tenant_key.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as no_key:
+        await dispatch.ClaimDue(request)
+    assert no_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    await dispatch.ClaimDue(request, metadata=SERVICE)
+
+
+async def test_claim_takes_due_targets_once_and_leaves_the_rest(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    due = await post_due(tenant, account)
+    later = await post_due(tenant, account, offset=120)
+    approval = await post_due(tenant, account, approval_required=True)
+    first = {d.target_id: d for d in await claim(dispatch)}
+    assert due.targets[0].id in first
+    assert later.targets[0].id not in first
+    assert approval.targets[0].id not in first  # never claimed before it is approved
+    delivery = first[due.targets[0].id]
+    assert delivery.platform == posts_pb2.PLATFORM_MASTODON
+    assert delivery.revision == due.revision
+    assert delivery.attempt_number == 1
+    assert due.targets[0].id not in {d.target_id for d in await claim(dispatch)}
+    assert (await get(tenant, due.id)).targets[0].status == posts_pb2.TARGET_STATUS_QUEUED
+
+
+async def test_paused_accounts_are_not_claimed(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    post = await post_due(tenant, account)
+    await tenant.accounts.PauseAccount(
+        posts_pb2.PauseAccountRequest(account_id=account), metadata=tenant.metadata
+    )
+    assert post.targets[0].id not in {d.target_id for d in await claim(dispatch)}
+    await tenant.accounts.ResumeAccount(
+        posts_pb2.ResumeAccountRequest(account_id=account), metadata=tenant.metadata
+    )
+    assert post.targets[0].id in {d.target_id for d in await claim(dispatch)}
+
+
+@pytest.mark.parametrize(
+    ("horizon", "limit", "field"),
+    [(1.0, -5, "limit"), (1.0, 5000, "limit"), (-1.0, 10, "horizon"), (7200.0, 10, "horizon")],
+)
+async def test_claim_refuses_bad_arguments(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, horizon: float, limit: int, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await dispatch.ClaimDue(
+            dispatch_pb2.ClaimDueRequest(horizon=seconds(horizon), limit=limit), metadata=SERVICE
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (refused.value.details() or "")
+
+
+async def test_concurrent_claims_never_share_a_target(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    posts = [await post_due(tenant, account, f"many {i}") for i in range(60)]
+    mine = {p.targets[0].id for p in posts}
+    rounds = await asyncio.gather(*(claim(dispatch, limit=20) for _ in range(6)))
+    claimed = [d.target_id for deliveries in rounds for d in deliveries if d.target_id in mine]
+    claimed += [d.target_id for d in await claim(dispatch) if d.target_id in mine]
+    assert sorted(claimed) == sorted(mine)  # each exactly once
+
+
+async def test_begin_returns_the_snapshot_and_credentials_once(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant, token="mastodon-access-42")
+    post = await post_due(tenant, account, "the content")
+    delivery = await claim_one(dispatch, post.targets[0].id)
+    begun = await begin(dispatch, delivery.delivery_id)
+    assert begun.ok
+    assert begun.snapshot.content == "the content"
+    assert begun.credentials.access_token == "mastodon-access-42"
+    assert begun.credentials.instance_url == "https://mastodon.example"
+    assert begun.idempotency_key == f"kairos-{post.targets[0].id}"
+    assert begun.attempt_number == 1
+    again = await begin(dispatch, delivery.delivery_id)
+    assert not again.ok
+    assert again.rejection == dispatch_pb2.FENCE_REJECTION_NOT_QUEUED
+    current = await get(tenant, post.id)
+    assert current.status == posts_pb2.POST_STATUS_PUBLISHING
+    assert current.targets[0].status == posts_pb2.TARGET_STATUS_PUBLISHING
+    assert len(current.targets[0].attempts) == 1  # the intent is recorded before the call
+
+
+async def test_an_edit_fences_out_the_claimed_delivery(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    post = await post_due(tenant, account, "old")
+    old = await claim_one(dispatch, post.targets[0].id)
+    await tenant.posts.UpdatePost(
+        posts_pb2.UpdatePostRequest(
+            post_id=post.id,
+            post=posts_pb2.Post(content="new"),
+            update_mask=FieldMask(paths=["content"]),
+        ),
+        metadata=tenant.metadata,
+    )
+    refused = await begin(dispatch, old.delivery_id)
+    assert not refused.ok
+    assert refused.rejection == dispatch_pb2.FENCE_REJECTION_SUPERSEDED
+    fresh = await claim_one(dispatch, post.targets[0].id)
+    assert fresh.delivery_id != old.delivery_id
+    begun = await begin(dispatch, fresh.delivery_id)
+    assert begun.ok
+    assert begun.snapshot.content == "new"
+
+
+async def test_begin_refuses_unknown_and_malformed_deliveries(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+) -> None:
+    unknown = await begin(dispatch, str(uuid.uuid4()))
+    assert not unknown.ok
+    assert unknown.rejection == dispatch_pb2.FENCE_REJECTION_SUPERSEDED
+    with pytest.raises(grpc.aio.AioRpcError) as malformed:
+        await begin(dispatch, "not-an-id")
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def started(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> tuple[posts_pb2.Post, dispatch_pb2.Delivery, dispatch_pb2.BeginAttemptResponse]:
+    account = await connect(tenant)
+    post = await post_due(tenant, account)
+    delivery = await claim_one(dispatch, post.targets[0].id)
+    begun = await begin(dispatch, delivery.delivery_id)
+    assert begun.ok
+    return post, delivery, begun
+
+
+async def test_a_published_outcome_settles_target_post_and_events(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post, delivery, begun = await started(dispatch, tenant)
+    result = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            published=dispatch_pb2.Published(platform_post_id="109", url="https://m.example/109"),
+            http_status=200,
+        ),
+    )
+    assert result.target_status == posts_pb2.TARGET_STATUS_PUBLISHED
+    assert result.next_step == dispatch_pb2.NEXT_STEP_ACK
+    current = await get(tenant, post.id)
+    assert current.status == posts_pb2.POST_STATUS_PUBLISHED
+    assert current.targets[0].platform_url == "https://m.example/109"
+    assert [a.published for a in current.targets[0].attempts] == [True]
+    assert "LIFECYCLE_EVENT_TYPE_PUBLISHED" in await events_of(own_api, post.id)
+    again = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_PERMANENT,
+        ),
+    )
+    assert again.target_status == posts_pb2.TARGET_STATUS_PUBLISHED  # a repeat changes nothing
+
+
+async def test_a_retryable_outcome_asks_for_redelivery_after_the_platform_wait(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    _, delivery, begun = await started(dispatch, tenant)
+    not_before = at(5)
+    result = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_RETRYABLE,
+            http_status=429,
+            retry_not_before=not_before,
+        ),
+    )
+    assert result.next_step == dispatch_pb2.NEXT_STEP_REDELIVER
+    assert result.retry_delay.ToTimedelta() >= timedelta(seconds=4)
+    assert result.target_status == posts_pb2.TARGET_STATUS_QUEUED
+    again = await begin(dispatch, delivery.delivery_id)  # the same delivery comes back
+    assert again.ok
+    assert again.attempt_number == 2
+
+
+async def test_a_long_wait_goes_back_to_the_database(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post, delivery, begun = await started(dispatch, tenant)
+    result = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_RETRYABLE,
+            retry_not_before=at(600),
+        ),
+    )
+    assert result.next_step == dispatch_pb2.NEXT_STEP_ACK
+    assert result.target_status == posts_pb2.TARGET_STATUS_RETRY_WAIT
+    target = (await get(tenant, post.id)).targets[0]
+    assert target.next_attempt_at.ToDatetime(tzinfo=UTC) >= datetime.now(UTC) + timedelta(
+        seconds=590
+    )
+
+
+@pytest.mark.parametrize(
+    ("error_class", "target_status", "post_status"),
+    [
+        (
+            posts_pb2.ERROR_CLASS_PERMANENT,
+            posts_pb2.TARGET_STATUS_FAILED,
+            posts_pb2.POST_STATUS_FAILED,
+        ),
+        (
+            posts_pb2.ERROR_CLASS_UNKNOWN,
+            posts_pb2.TARGET_STATUS_UNKNOWN,
+            posts_pb2.POST_STATUS_UNKNOWN,
+        ),
+    ],
+)
+async def test_final_errors_keep_the_platform_message(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+    tenant: Client,
+    error_class: posts_pb2.ErrorClass.ValueType,
+    target_status: posts_pb2.TargetStatus.ValueType,
+    post_status: posts_pb2.PostStatus.ValueType,
+) -> None:
+    post, delivery, begun = await started(dispatch, tenant)
+    await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=error_class,
+            http_status=422,
+            error_code="422",
+            message="Validation failed: Text character limit of 500 exceeded",
+        ),
+    )
+    current = await get(tenant, post.id)
+    assert current.status == post_status
+    assert current.targets[0].status == target_status
+    assert "character limit" in current.targets[0].last_error.message
+    assert current.targets[0].attempts[0].http_status == 422
+
+
+async def expire_leases(api: RunningApi, target_id: str) -> None:
+    async with api.service.app.uow() as uow:
+        await uow.session.execute(
+            update(Target)
+            .where(Target.id == uuid.UUID(target_id))
+            .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await uow.commit()
+
+
+async def sweep(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+) -> dispatch_pb2.SweepExpiredResponse:
+    return await dispatch.SweepExpired(
+        dispatch_pb2.SweepExpiredRequest(limit=500, lease=seconds(60)), metadata=SERVICE
+    )
+
+
+async def test_sweep_reemits_a_lost_delivery_under_a_new_id(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    post = await post_due(tenant, account)
+    lost = await claim_one(dispatch, post.targets[0].id)
+    await expire_leases(own_api, post.targets[0].id)
+    swept = await sweep(dispatch)
+    again = [d for d in swept.redeliveries if d.target_id == post.targets[0].id]
+    assert len(again) == 1
+    assert again[0].delivery_id != lost.delivery_id
+    assert not (await begin(dispatch, lost.delivery_id)).ok
+    assert (await begin(dispatch, again[0].delivery_id)).ok
+
+
+async def test_sweep_settles_an_abandoned_attempt(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account_id = await connect(tenant)
+    request = posts_pb2.ConnectAccountRequest(
+        platform=posts_pb2.PLATFORM_X,
+        handle="@kairos",
+        credentials=posts_pb2.Credentials(access_token="x-token"),
+    )
+    x_account = (await tenant.accounts.ConnectAccount(request, metadata=tenant.metadata)).account.id
+    mastodon_post = await post_due(tenant, account_id, "mastodon")
+    x_post = await post_due(tenant, x_account, "x")
+    claimed = {d.target_id: d for d in await claim(dispatch)}
+    for post in (mastodon_post, x_post):
+        assert (await begin(dispatch, claimed[post.targets[0].id].delivery_id)).ok
+        await expire_leases(own_api, post.targets[0].id)
+    swept = await sweep(dispatch)
+    # Mastodon dedups on the idempotency key: safe to try again. X has no such key: UNKNOWN.
+    assert mastodon_post.targets[0].id in {d.target_id for d in swept.redeliveries}
+    assert (await get(tenant, x_post.id)).targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN
+    assert (await get(tenant, mastodon_post.id)).targets[0].status == posts_pb2.TARGET_STATUS_QUEUED
+
+
+async def test_sweep_marks_stale_targets_missed(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    post = await post_due(tenant, account, stale_after=Duration(seconds=1))
+    await asyncio.sleep(1.2)
+    assert post.targets[0].id not in {d.target_id for d in await claim(dispatch)}
+    swept = await sweep(dispatch)
+    assert swept.marked_missed >= 1
+    current = await get(tenant, post.id)
+    assert current.status == posts_pb2.POST_STATUS_MISSED
+    assert "LIFECYCLE_EVENT_TYPE_MISSED" in await events_of(own_api, post.id)
+
+
+async def test_fail_delivery_ends_a_dead_lettered_target(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    post = await post_due(tenant, account)
+    delivery = await claim_one(dispatch, post.targets[0].id)
+    reply = await dispatch.FailDelivery(
+        dispatch_pb2.FailDeliveryRequest(delivery_id=delivery.delivery_id, reason="poison"),
+        metadata=SERVICE,
+    )
+    assert reply.target_status == posts_pb2.TARGET_STATUS_FAILED
+    current = await get(tenant, post.id)
+    assert current.status == posts_pb2.POST_STATUS_FAILED
+    assert "dead-lettered: poison" in current.targets[0].last_error.message
