@@ -30,6 +30,8 @@ FAST_ENV = {
     "KAIROS_SCHEDULER_TICK_SECONDS": "0.1",
     "KAIROS_SCHEDULER_LEAD_SECONDS": "1.5",
     "KAIROS_SWEEP_SECONDS": "0.5",
+    # Lost deliveries come back after 10 s instead of a minute, so recovery fits a test.
+    "KAIROS_DELIVERY_LEASE_SECONDS": "10",
     "KAIROS_RETRY_BASE_SECONDS": "0.5",
     "KAIROS_GRACE_SECONDS": "5",
     "KAIROS_LOG_FORMAT": "json",

@@ -25,6 +25,8 @@ from kairos_scheduler.settings import SchedulerSettings
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 10.0
+#: How long to wait for JetStream to acknowledge a batch of due events.
+ACK_TIMEOUT = 5.0
 
 
 def platform_name(value: int) -> str:
@@ -56,12 +58,17 @@ async def emit(js: JetStreamContext, deliveries: Sequence[dispatch_pb2.Delivery]
                 headers={"Nats-Msg-Id": delivery.delivery_id},
             )
         )
-    acks = await asyncio.gather(*futures, return_exceptions=True)
-    failed = [a for a in acks if isinstance(a, BaseException)]
+    # A broker restart can leave acks unanswered for ever; give up on them after a while.
+    if not futures:
+        return 0
+    done, pending = await asyncio.wait(futures, timeout=ACK_TIMEOUT)
+    for future in pending:
+        future.cancel()
+    failed = len(pending) + sum(1 for f in done if f.exception() is not None)
     if failed:
         # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
-        log.warning("due events not acknowledged", extra={"failed": len(failed)})
-    return len(acks) - len(failed)
+        log.warning("due events not acknowledged", extra={"failed": failed})
+    return len(futures) - failed
 
 
 class ClaimLoop:

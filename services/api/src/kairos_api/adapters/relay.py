@@ -23,6 +23,7 @@ from kairos_common.streams import EVENTS_SUBJECT_PREFIX, event_subject
 log = logging.getLogger(__name__)
 
 BATCH = 500
+ACK_TIMEOUT = 5.0
 #: How long a poke waits for more commits before relaying.
 DEBOUNCE = 0.02
 ACCOUNT_EVENTS = frozenset({"needs_reauth"})
@@ -72,17 +73,21 @@ class OutboxRelay:
                 )
                 for row in rows
             ]
-            acks = await asyncio.gather(*futures, return_exceptions=True)
+            # A broker restart can leave acks unanswered for ever; what is not acknowledged
+            # within the timeout stays in the outbox for the next round.
+            _, pending = await asyncio.wait(futures, timeout=ACK_TIMEOUT)
+            for future in pending:
+                future.cancel()
             now = utcnow()
-            done = 0
-            for row, ack in zip(rows, acks, strict=True):
-                if isinstance(ack, BaseException):
+            relayed = 0
+            for row, future in zip(rows, futures, strict=True):
+                if future.cancelled() or future.exception() is not None:
                     break  # keep the order: the rest go in the next round
                 row.relayed_at = now
-                done += 1
+                relayed += 1
             await uow.commit()
-            self.relayed += done
-            return done
+            self.relayed += relayed
+            return relayed
 
     async def run(self) -> None:
         while not self.stopping.is_set():
