@@ -13,13 +13,13 @@ PROTO_OUT := libs/protos/src
 .PHONY: help env protos protos-check lint test test-unit test-integration test-e2e dev up down bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
 	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
@@ -34,7 +34,7 @@ protos-check: $(VENV)/.synced ## Fail when the committed generated code differs 
 lint: $(VENV)/.synced protos-check ## ruff, mypy (strict) and the protos drift check
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy libs/common/src services/api/src services/scheduler/src services/publisher/src tests scripts
+	@$(RUN) mypy libs/common/src libs/client/src services/api/src services/scheduler/src services/publisher/src tools/cli/src tools/dev/src tests scripts
 
 test: $(VENV)/.synced ## Run the whole suite against real PostgreSQL and a real NATS server
 	@$(RUN) pytest $(PYTEST_ARGS)
@@ -48,14 +48,18 @@ test-integration: $(VENV)/.synced ## Integration tests only
 test-e2e: $(VENV)/.synced ## End-to-end tests only (services as real processes)
 	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
 
-dev: $(VENV)/.synced ## Run the whole system on this machine, no Docker (not built yet)
-	@echo "make dev is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+dev: $(VENV)/.synced ## Run the whole system on this machine, no Docker; Ctrl-C stops it (DEV_ARGS=--help)
+	@$(RUN) python -m kairos_dev $(DEV_ARGS)
 
-up: ## Run the whole system in Docker (not built yet)
-	@echo "make up is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+up: ## Run the whole system in Docker, health-gated (docker compose up -d --build)
+	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker: install Docker Engine (or Docker Desktop) with the compose plugin, or use 'make dev', which needs neither." >&2; exit 2; }
+	@docker compose version >/dev/null 2>&1 || { echo "make up needs the Docker compose plugin ('docker compose'): install docker-compose-plugin, or use 'make dev'." >&2; exit 2; }
+	docker compose up -d --build
+	@echo "The api listens on 127.0.0.1:50051; make a key with: docker compose exec api python -m kairos_api keys create --tenant demo. 'make down' stops everything (data stays in the volumes)."
 
-down: ## Stop what `make up` started (not built yet)
-	@echo "make down is not built yet: it arrives with the 'Run it' issue." >&2; exit 2
+down: ## Stop what `make up` started (the data stays in the Docker volumes)
+	@command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 || { echo "make down needs Docker with the compose plugin ('docker compose')." >&2; exit 2; }
+	docker compose down
 
 bench: $(VENV)/.synced ## Benchmarks (not built yet)
 	@echo "make bench is not built yet: it arrives with the benchmarks issue." >&2; exit 2

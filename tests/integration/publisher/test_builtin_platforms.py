@@ -101,6 +101,16 @@ async def test_a_timeout_after_sending_is_unknown(
     assert len(sandbox.platform.posts) == 1  # it did arrive: retrying blindly would double it
 
 
+async def test_an_account_without_a_token_sends_no_authorization(
+    sandbox: SandboxServer, http: httpx.AsyncClient
+) -> None:
+    from dataclasses import replace
+
+    outcome = await SandboxClient(http).publish(replace(request(sandbox.url), access_token=""))
+    assert outcome.result == Result.PUBLISHED
+    assert "authorization" not in sandbox.platform.posts[0].headers
+
+
 async def test_a_refused_connection_is_retryable(http: httpx.AsyncClient) -> None:
     outcome = await SandboxClient(http).publish(request(f"http://127.0.0.1:{free_port()}"))
     assert outcome.result == Result.RETRYABLE

@@ -42,15 +42,14 @@ class SandboxClient:
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         body = json.dumps(payload(request)).encode()
+        headers = {
+            "content-type": "application/json",
+            "idempotency-key": request.idempotency_key,
+        }
+        if request.access_token:  # the sandbox takes accounts without a token
+            headers["authorization"] = f"Bearer {request.access_token}"
         outgoing = self.http.build_request(
-            "POST",
-            request.instance_url.rstrip("/") + "/posts",
-            content=body,
-            headers={
-                "content-type": "application/json",
-                "authorization": f"Bearer {request.access_token}",
-                "idempotency-key": request.idempotency_key,
-            },
+            "POST", request.instance_url.rstrip("/") + "/posts", content=body, headers=headers
         )
         response = await send(self.http, outgoing)
         if isinstance(response, PublishOutcome):

@@ -1,0 +1,355 @@
+"""`KairosClient`: one channel, one typed async method per public RPC.
+
+Every call carries the API key (`authorization: Bearer <key>`) and a deadline, and a call that
+answers `UNAVAILABLE` is tried again with exponential backoff and jitter. Only `UNAVAILABLE` is
+retried: it is the one code that says the request was not acted on (the server was unreachable,
+starting or stopping). Any other failure, `DEADLINE_EXCEEDED` included, may have changed something
+and is raised at once as a `KairosError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos_client._errors import KairosError
+
+#: Channel options used unless the caller passes its own. The reconnect backoff is shortened
+#: (gRPC's default waits 1 s, then longer, after a refused connection) so that a retried call
+#: reaches an api that has just started; keepalive pings keep idle connections through NATs and
+#: load balancers.
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.primary_user_agent", "kairos-client/0.1"),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+
+class KairosClient:
+    """An asyncio client of the Kairos public API (PostsService and AccountsService).
+
+    Use it as an async context manager; the channel opens on entry and closes on exit:
+
+        async with KairosClient("127.0.0.1:50051", api_key) as client:
+            post = await client.get_post(post_id)
+
+    `timeout` is the deadline of each method call in seconds, retries included. `retries` is how
+    many times an `UNAVAILABLE` answer is retried, waiting `backoff_base * 2**n` seconds (at most
+    `backoff_cap`), jittered between half and all of it, and never past the deadline. Pass
+    `credentials` for TLS; without them the channel is plaintext. Failures raise `KairosError`.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        channel_options: Sequence[tuple[str, Any]] = DEFAULT_CHANNEL_OPTIONS,
+        credentials: grpc.ChannelCredentials | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 2.0,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self.target = target
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._channel_options = list(channel_options)
+        self._credentials = credentials
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self._channel: grpc.aio.Channel | None = None
+        self._posts: posts_pb2_grpc.PostsServiceAsyncStub | None = None
+        self._accounts: posts_pb2_grpc.AccountsServiceAsyncStub | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._credentials is None:
+            channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
+        else:
+            channel = grpc.aio.secure_channel(
+                self.target, self._credentials, options=self._channel_options
+            )
+        self._channel = channel
+        self._posts = posts_pb2_grpc.PostsServiceStub(channel)
+        self._accounts = posts_pb2_grpc.AccountsServiceStub(channel)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+            self._channel = None
+
+    @property
+    def posts_stub(self) -> posts_pb2_grpc.PostsServiceAsyncStub:
+        if self._posts is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._posts
+
+    @property
+    def accounts_stub(self) -> posts_pb2_grpc.AccountsServiceAsyncStub:
+        if self._accounts is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._accounts
+
+    # --- the call ---------------------------------------------------------------------------
+
+    async def call(
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+    ) -> ResponseT:
+        """Call one RPC with the key, a deadline and retries of `UNAVAILABLE`."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                response: ResponseT = await rpc(
+                    request, timeout=max(remaining, 0.001), metadata=self._metadata
+                )
+                return response
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                    raise KairosError.from_rpc_error(error) from None
+                delay = self._backoff(attempt)
+                if time.monotonic() + delay >= deadline:
+                    raise KairosError.from_rpc_error(error) from None
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0**attempt)
+        # "Equal jitter": at least half the step, so retries still spread out over time, while
+        # clients that failed together do not all come back together.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    # --- PostsService -----------------------------------------------------------------------
+
+    async def create_post(
+        self, request: posts_pb2.CreatePostRequest, *, timeout: float | None = None
+    ) -> posts_pb2.Post:
+        """Create a post (a draft, or scheduled when `request.schedule` is set)."""
+        reply = await self.call(self.posts_stub.CreatePost, request, timeout=timeout)
+        return reply.post
+
+    async def get_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
+        """One post with its targets and every attempt."""
+        request = posts_pb2.GetPostRequest(post_id=post_id)
+        reply = await self.call(self.posts_stub.GetPost, request, timeout=timeout)
+        return reply.post
+
+    async def list_posts(
+        self, request: posts_pb2.ListPostsRequest | None = None, *, timeout: float | None = None
+    ) -> posts_pb2.ListPostsResponse:
+        """One page of posts; pass `next_page_token` back as `page_token` for the next."""
+        return await self.call(
+            self.posts_stub.ListPosts, request or posts_pb2.ListPostsRequest(), timeout=timeout
+        )
+
+    async def iter_posts(
+        self,
+        request: posts_pb2.ListPostsRequest | None = None,
+        *,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[posts_pb2.Post]:
+        """Every post the request's filters select, page after page (at most `limit`)."""
+        page_request = posts_pb2.ListPostsRequest()
+        if request is not None:
+            page_request.CopyFrom(request)
+        yielded = 0
+        while True:
+            page = await self.list_posts(page_request, timeout=timeout)
+            for post in page.posts:
+                if limit is not None and yielded >= limit:
+                    return
+                yield post
+                yielded += 1
+            if not page.next_page_token or (limit is not None and yielded >= limit):
+                return
+            page_request.page_token = page.next_page_token
+
+    async def update_post(
+        self,
+        post_id: str,
+        post: posts_pb2.Post,
+        update_mask: Sequence[str],
+        *,
+        targets: Sequence[posts_pb2.TargetSpec] = (),
+        expected_revision: int | None = None,
+        timeout: float | None = None,
+    ) -> posts_pb2.Post:
+        """Change the fields of `post` named in `update_mask` (and the targets, with "targets")."""
+        request = posts_pb2.UpdatePostRequest(post_id=post_id, post=post, targets=list(targets))
+        request.update_mask.paths.extend(update_mask)
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        reply = await self.call(self.posts_stub.UpdatePost, request, timeout=timeout)
+        return reply.post
+
+    async def schedule_post(
+        self,
+        post_id: str,
+        schedule: posts_pb2.Schedule,
+        expected_revision: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> posts_pb2.Post:
+        """Set or change when a post publishes."""
+        request = posts_pb2.SchedulePostRequest(post_id=post_id, schedule=schedule)
+        if expected_revision is not None:
+            request.expected_revision = expected_revision
+        reply = await self.call(self.posts_stub.SchedulePost, request, timeout=timeout)
+        return reply.post
+
+    async def unschedule_post(
+        self, post_id: str, *, timeout: float | None = None
+    ) -> posts_pb2.Post:
+        """Take a scheduled post back to draft."""
+        request = posts_pb2.UnschedulePostRequest(post_id=post_id)
+        reply = await self.call(self.posts_stub.UnschedulePost, request, timeout=timeout)
+        return reply.post
+
+    async def publish_now(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
+        """Publish a post immediately."""
+        request = posts_pb2.PublishNowRequest(post_id=post_id)
+        reply = await self.call(self.posts_stub.PublishNow, request, timeout=timeout)
+        return reply.post
+
+    async def delete_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
+        """Delete a post, cancelling what is not yet published."""
+        request = posts_pb2.DeletePostRequest(post_id=post_id)
+        reply = await self.call(self.posts_stub.DeletePost, request, timeout=timeout)
+        return reply.post
+
+    async def retry_post(
+        self, post_id: str, target_ids: Sequence[str] = (), *, timeout: float | None = None
+    ) -> posts_pb2.Post:
+        """Try failed, unknown or missed targets again (only `target_ids`, when given)."""
+        request = posts_pb2.RetryPostRequest(post_id=post_id, target_ids=list(target_ids))
+        reply = await self.call(self.posts_stub.RetryPost, request, timeout=timeout)
+        return reply.post
+
+    async def approve_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
+        """Approve a post that requires approval."""
+        request = posts_pb2.ApprovePostRequest(post_id=post_id)
+        reply = await self.call(self.posts_stub.ApprovePost, request, timeout=timeout)
+        return reply.post
+
+    async def reject_post(
+        self, post_id: str, reason: str, *, timeout: float | None = None
+    ) -> posts_pb2.Post:
+        """Reject a post that requires approval, saying why."""
+        request = posts_pb2.RejectPostRequest(post_id=post_id, reason=reason)
+        reply = await self.call(self.posts_stub.RejectPost, request, timeout=timeout)
+        return reply.post
+
+    async def get_stats(self, *, timeout: float | None = None) -> posts_pb2.GetStatsResponse:
+        """Posts by status, targets by platform and status, and what is due or overdue."""
+        return await self.call(
+            self.posts_stub.GetStats, posts_pb2.GetStatsRequest(), timeout=timeout
+        )
+
+    # --- AccountsService --------------------------------------------------------------------
+
+    async def connect_account(
+        self, request: posts_pb2.ConnectAccountRequest, *, timeout: float | None = None
+    ) -> posts_pb2.Account:
+        """Connect an account with its credentials (stored encrypted, never returned)."""
+        reply = await self.call(self.accounts_stub.ConnectAccount, request, timeout=timeout)
+        return reply.account
+
+    async def list_accounts(
+        self,
+        platform: posts_pb2.Platform.ValueType = posts_pb2.PLATFORM_UNSPECIFIED,
+        status: posts_pb2.AccountStatus.ValueType = posts_pb2.ACCOUNT_STATUS_UNSPECIFIED,
+        *,
+        timeout: float | None = None,
+    ) -> list[posts_pb2.Account]:
+        """The tenant's accounts, optionally only one platform's or one status's."""
+        request = posts_pb2.ListAccountsRequest(platform=platform, status=status)
+        reply = await self.call(self.accounts_stub.ListAccounts, request, timeout=timeout)
+        return list(reply.accounts)
+
+    async def get_account(
+        self, account_id: str, *, timeout: float | None = None
+    ) -> posts_pb2.Account:
+        """One account (never its credentials)."""
+        request = posts_pb2.GetAccountRequest(account_id=account_id)
+        reply = await self.call(self.accounts_stub.GetAccount, request, timeout=timeout)
+        return reply.account
+
+    async def update_account_credentials(
+        self,
+        account_id: str,
+        credentials: posts_pb2.Credentials,
+        *,
+        timeout: float | None = None,
+    ) -> posts_pb2.Account:
+        """Replace an account's credentials whole."""
+        request = posts_pb2.UpdateAccountCredentialsRequest(
+            account_id=account_id, credentials=credentials
+        )
+        reply = await self.call(
+            self.accounts_stub.UpdateAccountCredentials, request, timeout=timeout
+        )
+        return reply.account
+
+    async def pause_account(
+        self, account_id: str, *, timeout: float | None = None
+    ) -> posts_pb2.Account:
+        """Pause an account: its pending targets are skipped until resumed."""
+        request = posts_pb2.PauseAccountRequest(account_id=account_id)
+        reply = await self.call(self.accounts_stub.PauseAccount, request, timeout=timeout)
+        return reply.account
+
+    async def resume_account(
+        self, account_id: str, *, timeout: float | None = None
+    ) -> posts_pb2.Account:
+        """Resume a paused account."""
+        request = posts_pb2.ResumeAccountRequest(account_id=account_id)
+        reply = await self.call(self.accounts_stub.ResumeAccount, request, timeout=timeout)
+        return reply.account
+
+    async def disconnect_account(
+        self, account_id: str, *, timeout: float | None = None
+    ) -> posts_pb2.Account:
+        """Disconnect an account and forget its credentials."""
+        request = posts_pb2.DisconnectAccountRequest(account_id=account_id)
+        reply = await self.call(self.accounts_stub.DisconnectAccount, request, timeout=timeout)
+        return reply.account

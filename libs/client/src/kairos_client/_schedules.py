@@ -1,0 +1,24 @@
+"""Building `Schedule` messages: at a UTC instant, or at a wall-clock time in an IANA zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kairos.posts.v1 import posts_pb2
+
+
+def schedule_at(instant: datetime) -> posts_pb2.Schedule:
+    """A schedule at an exact instant; `instant` must be timezone-aware."""
+    if instant.tzinfo is None:
+        raise ValueError("schedule_at needs a timezone-aware datetime")
+    schedule = posts_pb2.Schedule()
+    schedule.at.FromDatetime(instant)
+    return schedule
+
+
+def schedule_local(date_time: str, time_zone: str) -> posts_pb2.Schedule:
+    """A schedule at a wall-clock time ("2026-11-25T14:00:00") in an IANA zone; the server
+    applies the zone's daylight-saving rules (and refuses a time inside a gap)."""
+    return posts_pb2.Schedule(
+        local=posts_pb2.LocalDateTime(date_time=date_time, time_zone=time_zone)
+    )

@@ -1,0 +1,319 @@
+"""`make dev` as a new user meets it: `python -m kairos_dev` on a fresh data folder, driven with
+the commands its banner prints and the `kairos` CLI, stopped with Ctrl-C (SIGINT), started again.
+
+The supervisor starts exactly what `make dev` starts (the same module, only the data folder and
+the ports differ), so this is what a person gets from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kairos_dev.banner import READY_LINE
+from support.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+KAIROS = str(BIN / "kairos")
+CHILDREN = {"nats", "sandbox", "api", "scheduler", "publisher"}
+PUBLISHED = "POST_STATUS_PUBLISHED"
+SETTLED_BADLY = {"POST_STATUS_FAILED", "POST_STATUS_MISSED", "POST_STATUS_UNKNOWN"}
+
+
+def user_environment(**extra: str) -> dict[str, str]:
+    """The environment of someone who has not configured Kairos: no KAIROS_* at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    return {**env, "COLUMNS": "200", **extra}
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie is gone, waiting to be reaped
+
+
+def members_of_groups(groups: set[int]) -> list[str]:
+    """Live processes in any of these process groups (the children and what they started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) in groups:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@dataclass
+class DevRun:
+    """One `python -m kairos_dev` process, its output in a file."""
+
+    process: subprocess.Popen[bytes]
+    output: Path
+    data_dir: Path
+
+    @classmethod
+    def start(cls, data_dir: Path, ports: Mapping[str, int], output: Path) -> DevRun:
+        options = [f"--{name}-port={port}" for name, port in ports.items()]
+        with output.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "kairos_dev", "--data-dir", str(data_dir), *options],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=user_environment(),
+            )
+        return cls(process, output, data_dir)
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_banner(self, timeout: float = 60.0) -> str:
+        """The banner, once everything is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text()
+            if READY_LINE in text and "/posts" in text.partition(READY_LINE)[2]:
+                return READY_LINE + text.partition(READY_LINE)[2]
+            if self.process.poll() is not None:
+                pytest.fail(f"kairos-dev exited {self.process.returncode}:\n{text[-6000:]}")
+            time.sleep(0.1)
+        pytest.fail(f"no banner within {timeout} s:\n{self.text()[-6000:]}")
+
+    def children(self) -> dict[str, int]:
+        recorded = json.loads((self.data_dir / "pids.json").read_text())
+        assert recorded["supervisor"] == self.process.pid
+        return {str(c["name"]): int(c["pid"]) for c in recorded["children"]}
+
+    def interrupt(self, timeout: float = 20.0) -> tuple[int, float]:
+        """Ctrl-C: the exit code and how long it took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"kairos-dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
+        return code, time.monotonic() - started
+
+    def kill_everything(self) -> None:
+        """Clean up after a failed test: the supervisor and every group it started."""
+        pids = self.data_dir / "pids.json"
+        groups = []
+        if pids.exists():
+            groups = [int(c["pid"]) for c in json.loads(pids.read_text())["children"]]
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+
+
+@pytest.fixture
+def dev_runs() -> Iterator[list[DevRun]]:
+    runs: list[DevRun] = []
+    yield runs
+    for run in runs:
+        run.kill_everything()
+
+
+def try_it_steps(banner: str) -> list[str]:
+    """The banner's "try it" commands up to connecting the sandbox account, as printed."""
+    lines = banner.partition("Try it from another terminal:")[2].strip().splitlines()
+    steps = []
+    for line in lines:
+        if line.strip().startswith("kairos posts create"):
+            break
+        steps.append(line.strip())
+    assert any("kairos keys create --tenant demo" in step for step in steps), banner
+    assert any("kairos accounts connect sandbox" in step for step in steps), banner
+    return steps
+
+
+def kairos(*args: str, env: Mapping[str, str], check: bool = True) -> str:
+    """Run the CLI; its stdout."""
+    done = subprocess.run(
+        [KAIROS, *args], env=dict(env), capture_output=True, text=True, timeout=30
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"kairos {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+    return done.stdout
+
+
+def sandbox_posts(url: str, marker: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/posts", timeout=5) as response:
+        received: list[dict[str, Any]] = json.loads(response.read())
+    return [p for p in received if marker in str(p["body"].get("content", ""))]
+
+
+def wait_published(post_id: str, env: Mapping[str, str], timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    shown: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        shown = json.loads(kairos("--json", "posts", "show", post_id, env=env))
+        if shown["status"] == PUBLISHED:
+            return shown
+        assert shown["status"] not in SETTLED_BADLY, json.dumps(shown, indent=1)
+        time.sleep(0.3)
+    pytest.fail(f"post {post_id} not published within {timeout} s:\n{json.dumps(shown, indent=1)}")
+
+
+def assert_all_gone(children: Mapping[str, int]) -> None:
+    left = {name: pid for name, pid in children.items() if alive(pid)}
+    assert not left, f"children still running after the supervisor exited: {left}"
+    strays = members_of_groups(set(children.values()))
+    assert not strays, f"processes left in the children's groups: {strays}"
+
+
+def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_keeps_data(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    data_dir = tmp_path / "dev"
+    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
+    sandbox_url = f"http://127.0.0.1:{ports['sandbox']}"
+
+    first = DevRun.start(data_dir, ports, tmp_path / "first.out")
+    dev_runs.append(first)
+    banner = first.wait_banner()
+    assert f"127.0.0.1:{ports['api']}" in banner
+    assert sandbox_url in banner
+    children = first.children()
+    assert set(children) == CHILDREN
+    secrets_file = data_dir / "dev.env"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    secrets = secrets_file.read_text()
+
+    # A new user pastes the banner's commands: a key for tenant demo, a sandbox account.
+    script = "\n".join(
+        [
+            "set -eo pipefail",
+            *try_it_steps(banner),
+            'printf "%s\\n" "$KAIROS_API_TARGET" "$KAIROS_API_KEY" "$ACCOUNT"',
+        ]
+    )
+    pasted = subprocess.run(
+        ["bash", "-c", script],
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pasted.returncode == 0, f"{script}\n---\n{pasted.stderr}\n{first.text()[-4000:]}"
+    api_target, key, account_id = pasted.stdout.split()
+    assert api_target == f"127.0.0.1:{ports['api']}"
+    assert key.startswith("kairos_"), pasted.stdout
+    user = user_environment(KAIROS_API_TARGET=api_target, KAIROS_API_KEY=key)
+
+    marker = uuid.uuid4().hex[:12]
+    asked_at = time.time()
+    post_id = kairos(
+        "posts", "create", f"Hello from Kairos {marker}", "--account", account_id, "--at", "in 5s",
+        env=user,
+    ).strip()  # fmt: skip
+    assert len(post_id.split()) == 1, post_id
+
+    shown = wait_published(post_id, user)
+    due = datetime.fromisoformat(shown["scheduled_at"].replace("Z", "+00:00")).timestamp()
+    assert asked_at + 3 <= due <= time.time(), (asked_at, due)
+    received = sandbox_posts(sandbox_url, marker)
+    assert len(received) == 1, json.dumps(received, indent=1)
+    (delivery,) = received
+    assert delivery["body"]["post_id"] == post_id
+    assert datetime.fromisoformat(delivery["body"]["due_at"]).timestamp() == pytest.approx(due)
+    late = delivery["arrived_at"] - due
+    assert late >= 0, f"the sandbox got the post {-late:.3f} s before its time"
+    assert late < 3, f"the sandbox got the post {late:.1f} s after its time"
+
+    # Ctrl-C: exit 0, every child (and anything it started) gone.
+    code, took = first.interrupt()
+    assert code == 0, first.text()[-6000:]
+    assert took < 20
+    assert_all_gone(children)
+    assert not (data_dir / "pids.json").exists()
+    assert "kairos-dev | stopped" in first.text()
+
+    # A second `make dev` on the same folder and ports finds the post, the key and the account.
+    second = DevRun.start(data_dir, ports, tmp_path / "second.out")
+    dev_runs.append(second)
+    second.wait_banner()
+    assert secrets_file.read_text() == secrets
+    again = json.loads(kairos("--json", "posts", "show", post_id, env=user))
+    assert again["status"] == PUBLISHED
+    assert again["targets"][0]["platform_post_id"] == delivery["id"]
+    assert "published" in kairos("posts", "show", post_id, env=user).lower()
+    assert account_id in kairos("accounts", "show", account_id, env=user)
+    time.sleep(1.5)  # what would be re-sent after a restart would be by now
+    assert sandbox_posts(sandbox_url, marker) == []  # this sandbox is new: nothing came again
+
+    children = second.children()
+    code, _ = second.interrupt()
+    assert code == 0, second.text()[-6000:]
+    assert_all_gone(children)
+
+
+def test_a_child_that_dies_stops_everything_with_its_last_lines(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    data_dir = tmp_path / "dev"
+    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
+    run = DevRun.start(data_dir, ports, tmp_path / "run.out")
+    dev_runs.append(run)
+    run.wait_banner()
+    children = run.children()
+
+    os.kill(children["scheduler"], signal.SIGKILL)
+    try:
+        code = run.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"kairos-dev did not stop after its scheduler died:\n{run.text()[-6000:]}")
+
+    text = run.text()
+    assert code == 1, text[-6000:]
+    assert "scheduler exited unexpectedly (killed by SIGKILL); its last lines:" in text
+    assert "scheduler ready" in text.partition("its last lines:")[2]
+    assert "stopped because the scheduler failed" in text
+    assert_all_gone(children)
+
+
+def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {name: free_port() for name in ("nats", "api", "publisher", "sandbox")}
+        ports["scheduler"] = port
+        options = [f"--{name}-port={number}" for name, number in ports.items()]
+        done = subprocess.run(
+            [sys.executable, "-m", "kairos_dev", f"--data-dir={tmp_path / 'dev'}", *options],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=user_environment(),
+        )
+    assert done.returncode == 1
+    assert f"port {port} (scheduler) is already in use" in done.stderr
+    assert "--scheduler-port PORT" in done.stderr
+    assert not (tmp_path / "dev" / "pids.json").exists()  # nothing was started

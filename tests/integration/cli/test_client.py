@@ -1,0 +1,336 @@
+"""`kairos_client.KairosClient` against the in-process api (PostgreSQL and SQLite), and against a
+scripted gRPC server for what the api cannot be made to do on demand (answer UNAVAILABLE, stall,
+start late)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+
+from kairos.posts.v1 import posts_pb2
+from kairos_client import KairosClient, KairosError, schedule_at, schedule_local
+from support.api import RunningApi
+from support.ports import free_port
+
+UNKNOWN_ID = "0190a6d2-0000-7000-8000-000000000000"
+
+
+def sandbox_account() -> posts_pb2.ConnectAccountRequest:
+    return posts_pb2.ConnectAccountRequest(
+        platform=posts_pb2.PLATFORM_SANDBOX,
+        handle=f"@client-{uuid.uuid4().hex[:6]}",
+        credentials=posts_pb2.Credentials(instance_url="http://127.0.0.1:9"),
+    )
+
+
+def draft(account_id: str, content: str = "hello from the client") -> posts_pb2.CreatePostRequest:
+    return posts_pb2.CreatePostRequest(
+        content=content, targets=[posts_pb2.TargetSpec(account_id=account_id)]
+    )
+
+
+# --- against the api --------------------------------------------------------------------------
+
+
+async def test_every_posts_call_works_with_a_key(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        account = await client.connect_account(sandbox_account())
+        created = await client.create_post(draft(account.id))
+        assert created.status == posts_pb2.POST_STATUS_DRAFT
+
+        scheduled = await client.schedule_post(
+            created.id, schedule_local("2030-06-01T09:30", "Europe/Berlin"), created.revision
+        )
+        assert scheduled.status == posts_pb2.POST_STATUS_SCHEDULED
+        assert scheduled.time_zone == "Europe/Berlin"
+        assert scheduled.scheduled_at.ToJsonString() == "2030-06-01T07:30:00Z"
+
+        edited = await client.update_post(
+            created.id, posts_pb2.Post(content="edited", tags=["t1"]), ["content", "tags"]
+        )
+        assert (edited.content, list(edited.tags)) == ("edited", ["t1"])
+        fetched = await client.get_post(created.id)
+        assert fetched.content == "edited"
+        assert len(fetched.targets) == 1
+
+        unscheduled = await client.unschedule_post(created.id)
+        assert unscheduled.status == posts_pb2.POST_STATUS_DRAFT
+
+        approval = posts_pb2.CreatePostRequest(
+            content="needs a yes",
+            targets=[posts_pb2.TargetSpec(account_id=account.id)],
+            approval_required=True,
+            schedule=schedule_at(time_from_now(3600)),
+        )
+        pending = await client.create_post(approval)
+        assert pending.status == posts_pb2.POST_STATUS_PENDING_APPROVAL
+        assert (await client.approve_post(pending.id)).status == posts_pb2.POST_STATUS_SCHEDULED
+        other = await client.create_post(approval)
+        assert (await client.reject_post(other.id, "off brand")).rejection_reason == "off brand"
+
+        published = await client.publish_now(created.id)
+        assert published.status == posts_pb2.POST_STATUS_SCHEDULED
+        deleted = await client.delete_post(pending.id)
+        assert deleted.status == posts_pb2.POST_STATUS_CANCELLED
+
+        stats = await client.get_stats()
+        assert {row.status: row.count for row in stats.by_status} == {
+            posts_pb2.POST_STATUS_SCHEDULED: 1,  # published now; deleted posts are not counted
+            posts_pb2.POST_STATUS_REJECTED: 1,
+        }
+
+
+def time_from_now(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def test_every_accounts_call_works_with_a_key(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        account = await client.connect_account(sandbox_account())
+        assert [a.id for a in await client.list_accounts()] == [account.id]
+        assert await client.list_accounts(posts_pb2.PLATFORM_X) == []
+        assert (await client.get_account(account.id)).handle == account.handle
+
+        paused = await client.pause_account(account.id)
+        assert paused.status == posts_pb2.ACCOUNT_STATUS_PAUSED
+        listed = await client.list_accounts(status=posts_pb2.ACCOUNT_STATUS_PAUSED)
+        assert [a.id for a in listed] == [account.id]
+        resumed = await client.resume_account(account.id)
+        assert resumed.status == posts_pb2.ACCOUNT_STATUS_ACTIVE
+        updated = await client.update_account_credentials(
+            account.id, posts_pb2.Credentials(instance_url="http://127.0.0.1:10")
+        )
+        assert updated.id == account.id
+        gone = await client.disconnect_account(account.id)
+        assert gone.status == posts_pb2.ACCOUNT_STATUS_DISCONNECTED
+
+
+async def test_iter_posts_walks_every_page(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        account = await client.connect_account(sandbox_account())
+        ids = [(await client.create_post(draft(account.id, f"post {n}"))).id for n in range(5)]
+        oldest_first = posts_pb2.ListPostsRequest(
+            page_size=2, order=posts_pb2.POST_ORDER_CREATED_OLDEST
+        )
+
+        page = await client.list_posts(oldest_first)
+        walked = [post.id async for post in client.iter_posts(oldest_first)]
+        limited = [post.id async for post in client.iter_posts(oldest_first, limit=3)]
+
+    assert [p.id for p in page.posts] == ids[:2]
+    assert page.next_page_token
+    assert walked == ids
+    assert limited == ids[:3]
+
+
+async def test_a_missing_or_wrong_key_is_unauthenticated(api: RunningApi) -> None:
+    for key in ("", "kairos_not-a-real-key"):
+        async with KairosClient(api.target, key) as client:
+            with pytest.raises(KairosError) as caught:
+                await client.get_stats()
+        assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert caught.value.message
+        assert caught.value.violations == []
+
+
+async def test_another_tenants_post_is_not_found(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    _, other_key = await api.new_key()
+    async with KairosClient(api.target, key) as mine, KairosClient(api.target, other_key) as other:
+        account = await mine.connect_account(sandbox_account())
+        post = await mine.create_post(draft(account.id))
+        with pytest.raises(KairosError) as caught:
+            await other.get_post(post.id)
+    assert caught.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_field_violations_are_decoded(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        with pytest.raises(KairosError) as caught:
+            await client.create_post(
+                posts_pb2.CreatePostRequest(
+                    content="x", targets=[posts_pb2.TargetSpec(account_id=UNKNOWN_ID)]
+                )
+            )
+    error = caught.value
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.violations == [("targets[0].account_id", f"account {UNKNOWN_ID} not found")]
+    assert str(error).startswith("INVALID_ARGUMENT: ")
+
+
+async def test_a_client_that_is_not_open_says_so(api: RunningApi) -> None:
+    client = KairosClient(api.target, "key")
+    with pytest.raises(RuntimeError, match="async with"):
+        await client.get_stats()
+
+
+# --- against a scripted server ----------------------------------------------------------------
+
+
+@dataclass
+class Script:
+    """What the scripted GetStats answers: codes to fail with first, then OK."""
+
+    failures: list[grpc.StatusCode] = field(default_factory=list)
+    delay: float = 0.0
+    calls: list[float] = field(default_factory=list)
+    metadata: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def scripted_get_stats(script: Script) -> Any:
+    """A PostsService whose only method, GetStats, follows the script."""
+
+    async def get_stats(
+        request: posts_pb2.GetStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> posts_pb2.GetStatsResponse:
+        script.calls.append(time.monotonic())
+        script.metadata = list(context.invocation_metadata() or ())
+        if script.delay:
+            await asyncio.sleep(script.delay)
+        if script.failures:
+            await context.abort(script.failures.pop(0), "scripted failure")
+        return posts_pb2.GetStatsResponse(due_next_hour=7)
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        get_stats,
+        request_deserializer=posts_pb2.GetStatsRequest.FromString,
+        response_serializer=posts_pb2.GetStatsResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(
+        "kairos.posts.v1.PostsService", {"GetStats": handler}
+    )
+
+
+@asynccontextmanager
+async def scripted_server(script: Script, port: int = 0) -> AsyncIterator[str]:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((scripted_get_stats(script),))
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{bound}"
+    finally:
+        await server.stop(None)
+
+
+async def test_metadata_carries_the_key_and_the_client_name() -> None:
+    script = Script()
+    async with scripted_server(script) as target, KairosClient(target, "k-123") as client:
+        assert (await client.get_stats()).due_next_hour == 7
+    sent = dict(script.metadata)
+    assert sent["authorization"] == "Bearer k-123"
+    assert "kairos-client/" in sent["user-agent"]
+
+
+async def test_unavailable_is_retried_with_growing_jittered_waits() -> None:
+    script = Script(failures=[grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE])
+    async with (
+        scripted_server(script) as target,
+        KairosClient(target, "k", retries=3, backoff_base=0.2) as client,
+    ):
+        stats = await client.get_stats()
+
+    assert stats.due_next_hour == 7
+    assert len(script.calls) == 3
+    first_wait, second_wait = (b - a for a, b in zip(script.calls, script.calls[1:], strict=False))
+    assert 0.09 <= first_wait < 0.5  # between half and all of 0.2 s, plus scheduling
+    assert 0.19 <= second_wait < 0.8  # between half and all of 0.4 s
+
+
+async def test_unavailable_is_raised_once_the_retries_are_spent() -> None:
+    script = Script(failures=[grpc.StatusCode.UNAVAILABLE] * 5)
+    async with (
+        scripted_server(script) as target,
+        KairosClient(target, "k", retries=2, backoff_base=0.01) as client,
+    ):
+        with pytest.raises(KairosError) as caught:
+            await client.get_stats()
+
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert len(script.calls) == 3
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.ABORTED,
+    ],
+)
+async def test_other_codes_are_never_retried(code: grpc.StatusCode) -> None:
+    script = Script(failures=[code])
+    async with (
+        scripted_server(script) as target,
+        KairosClient(target, "k", backoff_base=0.01) as client,
+    ):
+        with pytest.raises(KairosError) as caught:
+            await client.get_stats()
+
+    assert caught.value.code == code
+    assert caught.value.message == "scripted failure"
+    assert len(script.calls) == 1
+
+
+async def test_the_deadline_is_honoured_and_not_retried() -> None:
+    script = Script(delay=3.0)
+    async with scripted_server(script) as target, KairosClient(target, "k", timeout=0.3) as client:
+        started = time.monotonic()
+        with pytest.raises(KairosError) as caught:
+            await client.get_stats()
+        elapsed = time.monotonic() - started
+
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.25 <= elapsed < 1.5
+    assert len(script.calls) == 1
+
+
+async def test_a_per_call_timeout_overrides_the_default() -> None:
+    script = Script(delay=0.5)
+    async with scripted_server(script) as target, KairosClient(target, "k", timeout=0.1) as client:
+        assert (await client.get_stats(timeout=5)).due_next_hour == 7
+
+
+async def test_a_server_that_starts_a_moment_later_is_reached() -> None:
+    port = free_port()
+    script = Script()
+    async with KairosClient(
+        f"127.0.0.1:{port}", "k", timeout=10, retries=8, backoff_base=0.1
+    ) as client:
+        call = asyncio.create_task(client.get_stats())
+        await asyncio.sleep(0.6)
+        assert not call.done()  # refused connections, retried
+        async with scripted_server(script, port):
+            stats = await asyncio.wait_for(call, timeout=10)
+
+    assert stats.due_next_hour == 7
+    assert len(script.calls) == 1
+
+
+async def test_retries_stop_at_the_deadline() -> None:
+    port = free_port()  # nothing listens
+    async with KairosClient(
+        f"127.0.0.1:{port}", "k", timeout=0.5, retries=100, backoff_base=0.05, backoff_cap=0.1
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(KairosError) as caught:
+            await client.get_stats()
+        elapsed = time.monotonic() - started
+
+    assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert elapsed < 1.5

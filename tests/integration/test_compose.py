@@ -1,0 +1,355 @@
+"""docker-compose.yml and the service Dockerfiles, checked without Docker.
+
+There is no Docker engine where the suite runs, so these tests read the files and hold them to
+the code: each image is built from the repository root and copies what its service needs, runs
+that service's module as a non-root user; every `KAIROS_*` variable given to a service is one its
+code reads; health checks, listen addresses and the addresses services use to reach each other
+agree; scaled services can be scaled; start order waits for health; NATS keeps JetStream on a
+volume.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from kairos_api.adapters.crypto import MIN_SECRET_LENGTH
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+KAIROS_SERVICES = ("api", "scheduler", "publisher")
+#: Services meant to run as several copies (`--scale`).
+SCALED = ("scheduler", "publisher")
+#: A `KAIROS_*` name written as a string literal: how settings modules name what they read.
+VARIABLE_LITERAL = re.compile(r"""["'](KAIROS_[A-Z0-9_]+)["']""")
+#: The listen-address variable that a service's settings module hands to `server_settings`.
+LISTEN_VARIABLE = re.compile(r"""server_settings\(\s*\w+,\s*["'](KAIROS_[A-Z_]+_ADDR)["']""")
+INTERPOLATION = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}$")
+
+
+# --- reading the files -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text())  # resolves anchors and `<<` merge keys
+    assert isinstance(loaded, dict), "docker-compose.yml is not a mapping"
+    return loaded
+
+
+def services_of(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose.get("services")
+    assert isinstance(services, dict), "docker-compose.yml has no services mapping"
+    assert services, "docker-compose.yml defines no services"
+    return services
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's `environment`, in either of its forms (mapping, or list of NAME=value)."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return dict(str(item).partition("=")[::2] for item in raw)
+    return {str(name): "" if value is None else str(value) for name, value in raw.items()}
+
+
+def default_of(value: str) -> str:
+    """The value a `${NAME:-default}` interpolation takes when NAME is unset."""
+    match = INTERPOLATION.match(value)
+    return value if match is None else match.group("default") or ""
+
+
+def workspace_members() -> dict[str, Path]:
+    """Every uv workspace member: project name -> folder."""
+    members = {}
+    for pyproject in sorted(ROOT.glob("*/*/pyproject.toml")):
+        if pyproject.parent.parent.name in ("libs", "services", "tools"):
+            name = tomllib.loads(pyproject.read_text())["project"]["name"]
+            members[name] = pyproject.parent
+    return members
+
+
+def workspace_closure(name: str) -> set[str]:
+    """`name` and the workspace members it depends on, directly or not."""
+    members = workspace_members()
+    seen: set[str] = set()
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        project = tomllib.loads((members[current] / "pyproject.toml").read_text())["project"]
+        for requirement in project.get("dependencies", []):
+            dependency = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+            if dependency in members:
+                pending.append(dependency)
+    return seen
+
+
+def read_variables(service: str) -> set[str]:
+    """The KAIROS_* names that a service's code (its package and the libs it uses) reads."""
+    members = workspace_members()
+    names: set[str] = set()
+    for member in workspace_closure(f"kairos-{service}"):
+        for source in (members[member] / "src").rglob("*.py"):
+            names.update(VARIABLE_LITERAL.findall(source.read_text()))
+    return names
+
+
+def listen_variable(service: str) -> str:
+    settings = ROOT / "services" / service / "src" / f"kairos_{service}" / "settings.py"
+    found = LISTEN_VARIABLE.findall(settings.read_text())
+    assert len(found) == 1, f"{settings} should name exactly one listen-address variable"
+    return str(found[0])
+
+
+def dockerfile_instructions(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(stage number, KEYWORD, arguments) for each instruction, continuation lines joined."""
+    stage = -1
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        pending = ""
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stage += 1
+        yield stage, keyword, arguments.strip()
+
+
+def exec_form(arguments: str) -> list[str]:
+    assert arguments.startswith("["), f"use the exec (JSON) form, not {arguments!r}"
+    argv = json.loads(arguments)
+    assert isinstance(argv, list)
+    return [str(part) for part in argv]
+
+
+def copy_sources(arguments: str) -> list[str] | None:
+    """The sources of a COPY from the build context; None for a COPY --from another image."""
+    words = exec_form(arguments) if arguments.startswith("[") else shlex.split(arguments)
+    flags = [word for word in words if word.startswith("--")]
+    if any(flag.startswith("--from") for flag in flags):
+        return None
+    paths = [word for word in words if not word.startswith("--")]
+    return paths[:-1]
+
+
+def dockerfile_of(compose: dict[str, Any], name: str) -> Path:
+    build: dict[str, str] = services_of(compose)[name]["build"]
+    return (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve()
+
+
+# --- the images --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_each_service_is_built_from_its_own_dockerfile_at_the_repository_root(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = services_of(compose)[name]
+    build = service.get("build")
+    assert isinstance(build, dict), f"{name} should be built (build: context + dockerfile)"
+    assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT
+    dockerfile = dockerfile_of(compose, name)
+    assert dockerfile == ROOT / "services" / name / "Dockerfile"
+    assert dockerfile.is_file()
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_dockerfile_runs_the_service_as_a_numeric_non_root_user(
+    compose: dict[str, Any], name: str
+) -> None:
+    steps = list(dockerfile_instructions(dockerfile_of(compose, name)))
+    final = max(stage for stage, _, _ in steps)
+    users = [args for stage, keyword, args in steps if keyword == "USER" and stage == final]
+    assert users, f"{name}: the final stage sets no USER (it would run as root)"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit(), f"{name}: USER {users[-1]} is not a numeric uid"
+    assert not gid or gid.isdigit(), f"{name}: USER {users[-1]} is not a numeric gid"
+    assert int(uid) != 0, f"{name}: USER {users[-1]} is root"
+    assert not gid or int(gid) != 0, f"{name}: USER {users[-1]} is in group root"
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_dockerfile_copies_what_the_service_needs_and_nothing_missing(
+    compose: dict[str, Any], name: str
+) -> None:
+    steps = list(dockerfile_instructions(dockerfile_of(compose, name)))
+    sources = [
+        source
+        for _, keyword, args in steps
+        if keyword in ("COPY", "ADD")
+        for source in copy_sources(args) or []
+    ]
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    ]
+    for source in sources:
+        assert (ROOT / source).exists(), f"{name}: COPY {source} names nothing in the repository"
+        hidden = [p for p in ignored if fnmatch.fnmatch(source, p.removeprefix("**/"))]
+        assert not hidden, f"{name}: COPY {source} is excluded by .dockerignore {hidden}"
+    # uv sync needs the lock and the workspace root, and each workspace member the service uses.
+    assert {"pyproject.toml", "uv.lock"} <= set(sources)
+    members = workspace_members()
+    for member in workspace_closure(f"kairos-{name}"):
+        folder = members[member].relative_to(ROOT).as_posix()
+        assert any(
+            folder == source.rstrip("/") or folder.startswith(source.rstrip("/") + "/")
+            for source in sources
+        ), f"{name}: the image needs {folder} ({member}) but copies only {sources}"
+    syncs = [args for _, keyword, args in steps if keyword == "RUN" and "uv sync" in args]
+    assert syncs, f"{name}: the image installs nothing with uv sync"
+    for command in syncs:
+        assert "--frozen" in command, f"{name}: uv sync should install exactly uv.lock"
+        assert f"--package kairos-{name}" in command, f"{name}: uv sync installs another package"
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_dockerfile_entrypoint_runs_the_services_module(compose: dict[str, Any], name: str) -> None:
+    steps = list(dockerfile_instructions(dockerfile_of(compose, name)))
+    final = max(stage for stage, _, _ in steps)
+    entry = [args for stage, keyword, args in steps if keyword == "ENTRYPOINT" and stage == final]
+    command = [args for stage, keyword, args in steps if keyword == "CMD" and stage == final]
+    argv = (exec_form(entry[-1]) if entry else []) + (exec_form(command[-1]) if command else [])
+    assert argv[:3] == ["python", "-m", f"kairos_{name}"], f"{name} runs {argv}"
+    module = ROOT / "services" / name / "src" / f"kairos_{name}" / "__main__.py"
+    assert module.is_file(), f"{name}: {module} does not exist"
+    images = [args.split()[0] for _, keyword, args in steps if keyword == "FROM"]
+    assert all(image.endswith(("-slim", "-alpine")) for image in images), images
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_every_kairos_variable_given_to_a_service_is_one_it_reads(
+    compose: dict[str, Any], name: str
+) -> None:
+    given = {v for v in environment(services_of(compose)[name]) if v.startswith("KAIROS_")}
+    assert given, f"{name} gets no KAIROS_* configuration"
+    unread = given - read_variables(name)
+    assert not unread, f"{name} is given variables its code never reads: {sorted(unread)}"
+
+
+@pytest.mark.parametrize("name", KAIROS_SERVICES)
+def test_each_service_listens_on_all_interfaces_at_the_port_its_healthcheck_asks(
+    compose: dict[str, Any], name: str
+) -> None:
+    service = services_of(compose)[name]
+    variable = listen_variable(name)
+    addr = environment(service).get(variable, "")
+    host, _, port = addr.rpartition(":")
+    assert host == "0.0.0.0", f"{name}: {variable}={addr!r} is not every interface"
+    assert port.isdigit(), f"{name}: {variable}={addr!r} has no port"
+    test = service.get("healthcheck", {}).get("test")
+    assert isinstance(test, list), f"{name}: healthcheck {test!r}"
+    assert test[0] == "CMD", f"{name}: healthcheck {test!r}"
+    assert test[1:4] == ["python", "-m", "kairos_common.healthcheck"], test
+    assert (ROOT / "libs/common/src/kairos_common/healthcheck.py").is_file()
+    assert test[4].rpartition(":")[2] == port, f"{name}: healthcheck asks {test[4]}, listens {addr}"
+    for mapping in service.get("ports", []):
+        assert str(mapping).rpartition(":")[2] == port, f"{name} publishes {mapping}, not {port}"
+
+
+def test_services_reach_each_other_where_they_listen(compose: dict[str, Any]) -> None:
+    services = services_of(compose)
+    api_port = environment(services["api"])[listen_variable("api")].rpartition(":")[2]
+    for name in KAIROS_SERVICES:
+        env = environment(services[name])
+        nats = urlsplit(env["KAIROS_NATS_URL"])
+        assert nats.hostname == "nats", env["KAIROS_NATS_URL"]
+        assert nats.port == 4222, env["KAIROS_NATS_URL"]
+        assert env["KAIROS_API_TARGET"] == f"api:{api_port}"
+        assert env.get("KAIROS_SERVICE_TOKEN"), f"{name} lacks the shared service token"
+
+    api = environment(services["api"])
+    database = urlsplit(api["KAIROS_DATABASE_URL"])
+    postgres = environment(services["postgres"])
+    assert database.scheme.startswith("postgresql")
+    assert database.hostname == "postgres"
+    assert (database.port or 5432) == 5432
+    assert database.username == postgres["POSTGRES_USER"]
+    assert database.password == postgres["POSTGRES_PASSWORD"]
+    assert database.path.lstrip("/") == postgres["POSTGRES_DB"]
+    # The api refuses to start on a secret shorter than this, and so would `make up`.
+    assert len(default_of(api["KAIROS_SECRET_KEY"])) >= MIN_SECRET_LENGTH
+    assert default_of(api.get("KAIROS_MIGRATE_ON_START", "true")).lower() == "true"
+
+
+# --- scaling, start order, storage -------------------------------------------------------------
+
+
+def test_no_fixed_container_names_and_no_host_ports_on_scaled_services(
+    compose: dict[str, Any],
+) -> None:
+    services = services_of(compose)
+    named = [name for name, service in services.items() if "container_name" in service]
+    assert not named, f"container_name stops --scale: {named}"
+    for name in SCALED:
+        assert "ports" not in services[name], f"{name} publishes host ports: it cannot scale"
+
+
+def test_start_order_waits_for_health(compose: dict[str, Any]) -> None:
+    services = services_of(compose)
+    for name in KAIROS_SERVICES:
+        depends = services[name].get("depends_on")
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        assert depends, f"{name} should wait for what it uses"
+        for other, rule in depends.items():
+            assert rule.get("condition") == "service_healthy", f"{name} -> {other}: {rule}"
+            assert services[other].get("healthcheck", {}).get("test"), f"{other}: no healthcheck"
+    assert {"postgres", "nats"} <= set(services["api"]["depends_on"])
+    for name in SCALED:
+        assert {"api", "nats"} <= set(services[name]["depends_on"])
+
+
+def test_nats_is_recent_with_jetstream_on_a_named_volume(compose: dict[str, Any]) -> None:
+    nats = services_of(compose)["nats"]
+    image, _, tag = str(nats["image"]).partition(":")
+    version = re.match(r"(\d+)\.(\d+)", tag)
+    assert image == "nats", nats["image"]
+    assert version, f"nats image {nats['image']!r} has no version tag"
+    assert (int(version[1]), int(version[2])) >= (2, 12), f"nats {tag} is older than 2.12"
+    command = nats["command"]
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    assert {"-js", "--jetstream"} & set(argv), f"JetStream is off: {argv}"
+    store = next(argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("-sd", "--store_dir"))
+    named = compose.get("volumes") or {}
+    mounts = []
+    for volume in nats.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts.append((str(volume.get("source", "")), str(volume["target"])))
+        else:
+            source, _, rest = str(volume).partition(":")
+            mounts.append((source, rest.partition(":")[0]))
+    assert any(
+        source in named and (store == target or store.startswith(target.rstrip("/") + "/"))
+        for source, target in mounts
+    ), f"the JetStream store {store} is not on a named volume: {mounts}"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, service in services_of(compose).items():
+        for volume in service.get("volumes", []):
+            source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
+            if source and not source.startswith((".", "/", "~", "$")):
+                assert source in declared, f"{name} uses volume {source}, not declared"
+    assert {"postgres-data", "nats-data"} <= declared

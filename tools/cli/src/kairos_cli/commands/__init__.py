@@ -1,0 +1,1 @@
+"""The `kairos` sub-commands, one module per group."""

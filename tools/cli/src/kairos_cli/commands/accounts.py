@@ -1,0 +1,189 @@
+"""`kairos accounts`: connect, list, show, pause, resume and disconnect social accounts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kairos.posts.v1 import posts_pb2
+from kairos_cli import names, render
+from kairos_cli.runtime import (
+    EXIT_USAGE,
+    call_api,
+    console,
+    fail,
+    message_dict,
+    options,
+    print_json,
+    say,
+)
+from kairos_cli.when import WhenError, parse_instant
+from kairos_client import KairosClient
+
+app = typer.Typer(help="Connect, list, pause, resume and disconnect accounts.")
+
+AccountId = Annotated[str, typer.Argument(metavar="ID", help="The account id.")]
+
+
+def split_pairs(values: list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE options as a dict; a value without "=" is a usage error."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key.strip():
+            fail(EXIT_USAGE, f"{option} takes KEY=VALUE, got {value!r}")
+        pairs[key.strip()] = item
+    return pairs
+
+
+def _secret(value: str) -> str:
+    """A credential option; "-" reads it from stdin, which keeps it out of `ps` and history."""
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
+@app.command("connect")
+def connect(
+    ctx: typer.Context,
+    platform: Annotated[
+        names.PlatformName,
+        typer.Argument(metavar="PLATFORM", case_sensitive=False, help="The platform."),
+    ],
+    handle: Annotated[
+        str, typer.Option("--handle", metavar="HANDLE", help="The handle shown to users.")
+    ],
+    access_token: Annotated[
+        str,
+        typer.Option(
+            "--access-token",
+            metavar="TOKEN",
+            help='OAuth token, bot token or app password ("-": read stdin).',
+        ),
+    ] = "",
+    refresh_token: Annotated[
+        str,
+        typer.Option(
+            "--refresh-token", metavar="TOKEN", help='OAuth refresh token ("-": read stdin).'
+        ),
+    ] = "",
+    expires_at: Annotated[
+        str,
+        typer.Option(
+            "--expires-at", metavar="ISO", help="When the access token expires (ISO 8601)."
+        ),
+    ] = "",
+    instance_url: Annotated[
+        str,
+        typer.Option(
+            "--instance-url", metavar="URL", help="Mastodon instance, Bluesky PDS or sandbox URL."
+        ),
+    ] = "",
+    page_id: Annotated[
+        str,
+        typer.Option(
+            "--page-id", metavar="ID", help="Facebook page, Instagram/Threads user, LinkedIn URN."
+        ),
+    ] = "",
+    chat_id: Annotated[
+        str, typer.Option("--chat-id", metavar="ID", help="Telegram chat or Slack channel id.")
+    ] = "",
+    extra: Annotated[
+        list[str] | None,
+        typer.Option("--extra", metavar="KEY=VALUE", help="Other settings (repeatable)."),
+    ] = None,
+) -> None:
+    """Connect an account and print its id."""
+    opts = options(ctx)
+    credentials = posts_pb2.Credentials(
+        access_token=_secret(access_token),
+        refresh_token=_secret(refresh_token),
+        instance_url=instance_url,
+        page_id=page_id,
+        chat_id=chat_id,
+        extra=split_pairs(extra or [], "--extra"),
+    )
+    if expires_at:
+        try:
+            moment = parse_instant(expires_at, opts.zone_name)
+        except WhenError as error:
+            fail(EXIT_USAGE, f"--expires-at: {error}")
+        stamp = Timestamp()
+        stamp.FromDatetime(moment)
+        credentials.expires_at.CopyFrom(stamp)
+    request = posts_pb2.ConnectAccountRequest(
+        platform=names.platform(platform.value), handle=handle, credentials=credentials
+    )
+    account = call_api(ctx, lambda client: client.connect_account(request))
+    if opts.json:
+        print_json(account)
+    else:
+        say(account.id)
+
+
+@app.command("list")
+def list_accounts(
+    ctx: typer.Context,
+    platform: Annotated[
+        names.PlatformName | None,
+        typer.Option("--platform", case_sensitive=False, help="Only this platform."),
+    ] = None,
+    status: Annotated[
+        names.AccountStatusName | None,
+        typer.Option("--status", case_sensitive=False, help="Only this status."),
+    ] = None,
+) -> None:
+    """List the tenant's accounts."""
+    opts = options(ctx)
+    found = call_api(
+        ctx,
+        lambda client: client.list_accounts(
+            names.platform(platform.value) if platform else posts_pb2.PLATFORM_UNSPECIFIED,
+            names.account_status(status.value) if status else posts_pb2.ACCOUNT_STATUS_UNSPECIFIED,
+        ),
+    )
+    if opts.json:
+        print_json({"accounts": [message_dict(a) for a in found]})
+    else:
+        console().print(render.accounts_table(found, opts.zone))
+
+
+def _one(
+    ctx: typer.Context,
+    action: Callable[[KairosClient], Awaitable[posts_pb2.Account]],
+    done: str,
+) -> None:
+    opts = options(ctx)
+    account = call_api(ctx, action)
+    if opts.json:
+        print_json(account)
+    elif done:
+        say(f"account {account.id} ({account.handle}) {done}")
+    else:
+        console().print(render.account_detail(account, opts.zone))
+
+
+@app.command("show")
+def show_account(ctx: typer.Context, account_id: AccountId) -> None:
+    """Show one account (never its credentials)."""
+    _one(ctx, lambda client: client.get_account(account_id), "")
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, account_id: AccountId) -> None:
+    """Pause an account: its pending targets are skipped until resumed."""
+    _one(ctx, lambda client: client.pause_account(account_id), "paused")
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, account_id: AccountId) -> None:
+    """Resume a paused account."""
+    _one(ctx, lambda client: client.resume_account(account_id), "resumed")
+
+
+@app.command("disconnect")
+def disconnect(ctx: typer.Context, account_id: AccountId) -> None:
+    """Disconnect an account and forget its credentials."""
+    _one(ctx, lambda client: client.disconnect_account(account_id), "disconnected")

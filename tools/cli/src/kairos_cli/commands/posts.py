@@ -1,0 +1,334 @@
+"""`kairos posts`: create, schedule, edit, inspect, list, publish, retry, approve and delete."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from google.protobuf.duration_pb2 import Duration
+
+from kairos.posts.v1 import posts_pb2
+from kairos_cli import names, render
+from kairos_cli.commands.accounts import split_pairs
+from kairos_cli.runtime import (
+    EXIT_USAGE,
+    Options,
+    call_api,
+    console,
+    fail,
+    hint,
+    message_dict,
+    options,
+    print_json,
+    say,
+)
+from kairos_cli.when import FORMATS, When, WhenError, parse_when, show
+from kairos_client import KairosClient, KairosError
+
+app = typer.Typer(help="Create, schedule, edit, inspect, list and publish posts.")
+
+PostId = Annotated[str, typer.Argument(metavar="ID", help="The post id.")]
+WHEN_HELP = (
+    '"2026-11-25T14:00:00Z", a local "2026-11-25 14:00" (in --tz), "in 10s", "in 5m", "in 2h", '
+    '"+30s" or "now".'
+)
+At = Annotated[str, typer.Option("--at", metavar="WHEN", help=WHEN_HELP)]
+Zone = Annotated[
+    str,
+    typer.Option(
+        "--tz",
+        metavar="ZONE",
+        show_default=False,
+        help="IANA zone a local WHEN is in (default: the global --tz).",
+    ),
+]
+Repeated = list[str] | None
+
+
+def read_when(text: str, zone: str, opts: Options) -> When:
+    """WHEN from the command line, or exit 2 saying which formats are accepted."""
+    try:
+        return parse_when(text, zone or opts.zone_name)
+    except WhenError as error:
+        message = str(error)
+        fail(EXIT_USAGE, message if "use " in message else f"--at: {message}; use {FORMATS}")
+
+
+def summary(post: posts_pb2.Post, opts: Options) -> str:
+    """One line saying where a post stands: "post ID is scheduled for ... (revision 2)"."""
+    status = names.post_status_label(post.status)
+    line = f"post {post.id} is {status}"
+    if post.HasField("scheduled_at") and status in ("scheduled", "pending_approval", "publishing"):
+        line += f" for {show(post.scheduled_at, opts.zone)}"
+    return f"{line} (revision {post.revision})"
+
+
+def _report(
+    ctx: typer.Context, action: Callable[[KairosClient], Awaitable[posts_pb2.Post]]
+) -> None:
+    opts = options(ctx)
+    post = call_api(ctx, action)
+    if opts.json:
+        print_json(post)
+    else:
+        say(summary(post, opts))
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    content: Annotated[str, typer.Argument(metavar="CONTENT", help="The text to publish.")],
+    account: Annotated[
+        list[str],
+        typer.Option("--account", metavar="ID", help="An account to publish to (repeatable)."),
+    ],
+    at: At = "",
+    tz: Zone = "",
+    media: Annotated[
+        Repeated, typer.Option("--media", metavar="URL", help="Media (https).")
+    ] = None,
+    tag: Annotated[
+        Repeated, typer.Option("--tag", metavar="TAG", help="A tag (repeatable).")
+    ] = None,
+    campaign: Annotated[
+        str, typer.Option("--campaign", metavar="NAME", help="Campaign name.")
+    ] = "",
+    notes: Annotated[str, typer.Option("--notes", metavar="TEXT", help="Internal notes.")] = "",
+    approval: Annotated[
+        bool, typer.Option("--approval", help="Require `posts approve` before publishing.")
+    ] = False,
+    stale_after: Annotated[
+        int | None,
+        typer.Option("--stale-after", metavar="SECONDS", min=1, help="How late it may go out."),
+    ] = None,
+    request_id: Annotated[
+        str,
+        typer.Option(
+            "--request-id", metavar="ID", help="Makes a repeated create return the first post."
+        ),
+    ] = "",
+    override: Annotated[
+        Repeated,
+        typer.Option(
+            "--override", metavar="ACCOUNT_ID=TEXT", help="Other content for one account."
+        ),
+    ] = None,
+) -> None:
+    """Create a post (a draft without --at) and print its id."""
+    opts = options(ctx)
+    when = read_when(at, tz, opts) if at else None
+    overrides = split_pairs(override or [], "--override")
+    for account_id in overrides:
+        if account_id not in account:
+            fail(EXIT_USAGE, f"--override names account {account_id}, which no --account gives")
+    request = posts_pb2.CreatePostRequest(
+        content=content,
+        targets=[
+            posts_pb2.TargetSpec(account_id=a, content_override=overrides.get(a)) for a in account
+        ],
+        media_urls=media or [],
+        tags=tag or [],
+        campaign=campaign,
+        notes=notes,
+        approval_required=approval,
+        request_id=request_id,
+    )
+    if when is not None and not when.now:
+        request.schedule.CopyFrom(when.schedule())
+    if stale_after is not None:
+        request.stale_after.CopyFrom(Duration(seconds=stale_after))
+
+    async def run(client: KairosClient) -> posts_pb2.Post:
+        post = await client.create_post(request)
+        if when is None or not when.now:
+            return post
+        try:
+            return await client.publish_now(post.id)
+        except KairosError:
+            hint(f"created post {post.id} as a draft, but could not publish it now:")
+            raise
+
+    post = call_api(ctx, run)
+    if opts.json:
+        print_json(post)
+    else:
+        say(post.id)
+        hint(summary(post, opts))
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    post_id: PostId,
+    at: Annotated[str, typer.Option("--at", metavar="WHEN", help=WHEN_HELP)],
+    tz: Zone = "",
+    expected_revision: Annotated[
+        int | None,
+        typer.Option("--expected-revision", metavar="N", help="Fail unless still at revision N."),
+    ] = None,
+) -> None:
+    """Schedule a post, or move it to another time ("now" publishes it at once)."""
+    when = read_when(at, tz, options(ctx))
+    if when.now:
+        _report(ctx, lambda client: client.publish_now(post_id))
+    else:
+        _report(ctx, lambda c: c.schedule_post(post_id, when.schedule(), expected_revision))
+
+
+@app.command("unschedule")
+def unschedule(ctx: typer.Context, post_id: PostId) -> None:
+    """Take a scheduled post back to draft."""
+    _report(ctx, lambda client: client.unschedule_post(post_id))
+
+
+@app.command("publish-now")
+def publish_now(ctx: typer.Context, post_id: PostId) -> None:
+    """Publish a post immediately."""
+    _report(ctx, lambda client: client.publish_now(post_id))
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    post_id: PostId,
+    target: Annotated[
+        Repeated, typer.Option("--target", metavar="ID", help="Only this target (repeatable).")
+    ] = None,
+) -> None:
+    """Try failed, unknown or missed targets again (published ones are never re-sent)."""
+    _report(ctx, lambda client: client.retry_post(post_id, target or []))
+
+
+@app.command("approve")
+def approve(ctx: typer.Context, post_id: PostId) -> None:
+    """Approve a post that requires approval."""
+    _report(ctx, lambda client: client.approve_post(post_id))
+
+
+@app.command("reject")
+def reject(
+    ctx: typer.Context,
+    post_id: PostId,
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why; shown to the author.")
+    ],
+) -> None:
+    """Reject a post that requires approval."""
+    _report(ctx, lambda client: client.reject_post(post_id, reason))
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, post_id: PostId) -> None:
+    """Delete a post and cancel what is not yet published."""
+    _report(ctx, lambda client: client.delete_post(post_id))
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    post_id: PostId,
+    content: Annotated[
+        str | None, typer.Option("--content", metavar="TEXT", help="New text.")
+    ] = None,
+    tag: Annotated[
+        Repeated, typer.Option("--tag", metavar="TAG", help="New tags, replacing all (repeatable).")
+    ] = None,
+    notes: Annotated[str | None, typer.Option("--notes", metavar="TEXT", help="New notes.")] = None,
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", metavar="NAME", help="New campaign.")
+    ] = None,
+    media: Annotated[
+        Repeated, typer.Option("--media", metavar="URL", help="New media, replacing all.")
+    ] = None,
+    expected_revision: Annotated[
+        int | None,
+        typer.Option("--expected-revision", metavar="N", help="Fail unless still at revision N."),
+    ] = None,
+) -> None:
+    """Change a post's content, tags, notes, campaign or media."""
+    body = posts_pb2.Post()
+    paths: list[str] = []
+    if content is not None:
+        body.content = content
+        paths.append("content")
+    if tag is not None:
+        body.tags.extend(tag)
+        paths.append("tags")
+    if notes is not None:
+        body.notes = notes
+        paths.append("notes")
+    if campaign is not None:
+        body.campaign = campaign
+        paths.append("campaign")
+    if media is not None:
+        body.media_urls.extend(media)
+        paths.append("media_urls")
+    if not paths:
+        fail(EXIT_USAGE, "nothing to change: give --content, --tag, --notes, --campaign or --media")
+    _report(
+        ctx,
+        lambda client: client.update_post(
+            post_id, body, paths, expected_revision=expected_revision
+        ),
+    )
+
+
+@app.command("show")
+def show_post(ctx: typer.Context, post_id: PostId) -> None:
+    """Show a post, its targets and every attempt (times, HTTP status, error class, message)."""
+    opts = options(ctx)
+    post = call_api(ctx, lambda client: client.get_post(post_id))
+    if opts.json:
+        print_json(post)
+    else:
+        console().print(render.post_detail(post, opts.zone))
+
+
+@app.command("list")
+def list_posts(
+    ctx: typer.Context,
+    status: Annotated[
+        list[names.PostStatusName] | None,
+        typer.Option("--status", case_sensitive=False, help="Only these statuses (repeatable)."),
+    ] = None,
+    platform: Annotated[
+        list[names.PlatformName] | None,
+        typer.Option("--platform", case_sensitive=False, help="Only these platforms (repeatable)."),
+    ] = None,
+    account: Annotated[
+        str, typer.Option("--account", metavar="ID", help="Only this account.")
+    ] = "",
+    campaign: Annotated[
+        str, typer.Option("--campaign", metavar="NAME", help="Only this campaign.")
+    ] = "",
+    tag: Annotated[
+        str, typer.Option("--tag", metavar="TAG", help="Only posts with this tag.")
+    ] = "",
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", min=1, help="At most this many posts.")
+    ] = 50,
+    order: Annotated[
+        names.OrderName, typer.Option("--order", case_sensitive=False, help="Order of results.")
+    ] = names.OrderName.newest,
+) -> None:
+    """List posts, newest first unless --order says otherwise."""
+    opts = options(ctx)
+    request = posts_pb2.ListPostsRequest(
+        statuses=[names.post_status(s.value) for s in status or []],
+        platforms=[names.platform(p.value) for p in platform or []],
+        account_id=account,
+        campaign=campaign,
+        tag=tag,
+        page_size=min(limit, 100),
+        order=names.ORDERS[order],
+    )
+
+    async def run(client: KairosClient) -> list[posts_pb2.Post]:
+        return [post async for post in client.iter_posts(request, limit=limit)]
+
+    found = call_api(ctx, run)
+    if opts.json:
+        print_json({"posts": [message_dict(p) for p in found]})
+    else:
+        console().print(render.posts_table(found, opts.zone))

@@ -1,0 +1,224 @@
+"""`kairos calendar`, `kairos stats` and `kairos watch`: read-only views across posts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import grpc
+import typer
+from rich.console import RenderableType
+from rich.live import Live
+
+from kairos.posts.v1 import posts_pb2
+from kairos_cli import names, render
+from kairos_cli.runtime import (
+    Options,
+    call_api,
+    console,
+    message_dict,
+    options,
+    print_json,
+)
+from kairos_cli.when import show, to_datetime
+from kairos_client import KairosClient, KairosError
+
+UPCOMING = [
+    posts_pb2.POST_STATUS_SCHEDULED,
+    posts_pb2.POST_STATUS_PENDING_APPROVAL,
+    posts_pb2.POST_STATUS_PUBLISHING,
+]
+SETTLED = [
+    posts_pb2.POST_STATUS_PUBLISHED,
+    posts_pb2.POST_STATUS_PARTIALLY_PUBLISHED,
+    posts_pb2.POST_STATUS_FAILED,
+    posts_pb2.POST_STATUS_MISSED,
+    posts_pb2.POST_STATUS_UNKNOWN,
+]
+#: How many settled posts `watch` reads to find the most recently settled ones (ListPosts orders
+#: by creation, not by when a post settled).
+RECENT_WINDOW = 100
+
+Row = tuple[str, posts_pb2.Post, posts_pb2.Target]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calendar")(calendar)
+    app.command("stats")(stats)
+    app.command("watch")(watch)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def calendar(
+    ctx: typer.Context,
+    days: Annotated[
+        int,
+        typer.Option("--days", metavar="N", min=1, max=92, help="How many days, today included."),
+    ] = 7,
+) -> None:
+    """Scheduled posts of the coming days, per local day and platform."""
+    opts = options(ctx)
+    zone = opts.zone
+    today = datetime.now(UTC).astimezone(zone).date()
+    dates = [today + timedelta(days=n) for n in range(days)]
+    request = posts_pb2.ListPostsRequest(
+        statuses=UPCOMING, order=posts_pb2.POST_ORDER_SCHEDULED_SOONEST, page_size=100
+    )
+    request.scheduled_from.FromDatetime(_midnight(dates[0], zone))
+    request.scheduled_to.FromDatetime(_midnight(dates[-1] + timedelta(days=1), zone))
+
+    async def run(client: KairosClient) -> list[posts_pb2.Post]:
+        return [post async for post in client.iter_posts(request)]
+
+    by_day: dict[date, list[Row]] = defaultdict(list)
+    for post in call_api(ctx, run):
+        moment = to_datetime(post.scheduled_at)
+        if moment is None:
+            continue
+        for target in post.targets:
+            by_day[moment.astimezone(zone).date()].append(
+                (names.platform_label(target.platform), post, target)
+            )
+    for rows in by_day.values():
+        rows.sort(key=lambda row: (row[0], row[1].scheduled_at.ToNanoseconds(), row[1].id))
+    if opts.json:
+        print_json(
+            {"time_zone": opts.zone_name, "days": [_day_dict(d, by_day[d], zone) for d in dates]}
+        )
+        return
+    out = console()
+    for day in dates:
+        out.print(render.calendar_day(day, by_day[day], zone))
+
+
+def _day_dict(day: date, rows: list[Row], zone: ZoneInfo) -> dict[str, Any]:
+    platforms: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for platform, post, target in rows:
+        moment = to_datetime(post.scheduled_at)
+        platforms[platform].append(
+            {
+                "post_id": post.id,
+                "target_id": target.id,
+                "account_id": target.account_id,
+                "scheduled_at": moment.isoformat() if moment else None,
+                "local_time": moment.astimezone(zone).isoformat() if moment else None,
+                "status": names.post_status_label(post.status),
+                "content": (
+                    target.content_override if target.HasField("content_override") else post.content
+                ),
+            }
+        )
+    return {"date": day.isoformat(), "platforms": dict(platforms)}
+
+
+def stats(ctx: typer.Context) -> None:
+    """Posts by status, targets by platform, and what is due or overdue."""
+    opts = options(ctx)
+    result = call_api(ctx, lambda client: client.get_stats())
+    if opts.json:
+        print_json(result)
+    else:
+        console().print(render.stats_view(result, opts.zone))
+
+
+async def _snapshot(
+    client: KairosClient, limit: int
+) -> tuple[list[posts_pb2.Post], list[posts_pb2.Post]]:
+    upcoming_request = posts_pb2.ListPostsRequest(
+        statuses=UPCOMING, order=posts_pb2.POST_ORDER_SCHEDULED_SOONEST, page_size=limit
+    )
+    upcoming = [p async for p in client.iter_posts(upcoming_request, limit=limit)]
+    settled = await client.list_posts(
+        posts_pb2.ListPostsRequest(
+            statuses=SETTLED, order=posts_pb2.POST_ORDER_CREATED_NEWEST, page_size=RECENT_WINDOW
+        )
+    )
+    recent = sorted(settled.posts, key=lambda p: p.updated_at.ToNanoseconds(), reverse=True)
+    return upcoming, recent[:limit]
+
+
+def _snapshot_dict(upcoming: list[posts_pb2.Post], recent: list[posts_pb2.Post]) -> dict[str, Any]:
+    return {
+        "upcoming": [message_dict(p) for p in upcoming],
+        "recent": [message_dict(p) for p in recent],
+    }
+
+
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Time between updates.")
+    ] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", min=1, max=100, help="Rows per table.")
+    ] = 10,
+) -> None:
+    """A live table of upcoming and recently published or failed posts (Ctrl-C stops).
+
+    On a terminal the table refreshes in place; piped, each snapshot is printed in turn (one JSON
+    line each with --json)."""
+    opts = options(ctx)
+    if once:
+        upcoming, recent = call_api(ctx, lambda client: _snapshot(client, limit))
+        if opts.json:
+            print_json(_snapshot_dict(upcoming, recent))
+        else:
+            footer = f"as of {show(datetime.now(UTC), opts.zone)}"
+            console().print(render.watch_view(upcoming, recent, opts.zone, footer))
+        return
+    try:
+        call_api(ctx, lambda client: _watch(client, opts, interval, limit))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+async def _watch(client: KairosClient, opts: Options, interval: float, limit: int) -> None:
+    """Refresh until interrupted: a Live table on a terminal; otherwise (a pipe, a log file) one
+    snapshot after another, as JSON lines with --json. A lost api is shown and waited for; any
+    other error ends the command."""
+    upcoming, recent = await _snapshot(client, limit)  # a bad key or target fails here, at once
+    out = console()
+    problem = ""
+
+    def view() -> RenderableType:
+        moment = show(datetime.now(UTC), opts.zone)
+        note = problem or f"as of {moment}, every {interval:g}s; Ctrl-C to stop"
+        return render.watch_view(upcoming, recent, opts.zone, note)
+
+    live = (
+        Live(view(), console=out, refresh_per_second=4)
+        if out.is_terminal and not opts.json
+        else None
+    )
+    with live or contextlib.nullcontext():
+        while True:
+            if live is not None:
+                live.update(view())
+            elif opts.json:
+                snapshot = _snapshot_dict(upcoming, recent)
+                sys.stdout.write(json.dumps({**snapshot, "error": problem or None}) + "\n")
+                sys.stdout.flush()
+            else:
+                out.print(view())
+                out.file.flush()
+            await asyncio.sleep(interval)
+            try:
+                upcoming, recent = await _snapshot(client, limit)
+                problem = ""
+            except KairosError as error:
+                if error.code not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise
+                problem = f"cannot reach the api at {opts.target}; showing the last snapshot"
