@@ -91,13 +91,11 @@ class ApiService:
         if self.grpc is not None:
             await self.grpc.stop(grace)
         if self.relay is not None:
+            # Let the relay finish the round it is in, so committed events go out now.
             self.relay.stopping.set()
             self.relay.poke()
-        for task in self.tasks:
-            if self.relay is None:
-                task.cancel()
-        if self.tasks:
             await asyncio.wait(self.tasks, timeout=grace + 1)
+        # Still connecting to NATS, or past the grace: the outbox keeps what is left.
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

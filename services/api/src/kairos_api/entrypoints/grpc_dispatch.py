@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -59,8 +59,6 @@ def credentials_to_proto(stored: StoredCredentials) -> posts_pb2.Credentials:
     )
     expires = stored.get("expires_at")
     if expires:
-        from datetime import datetime
-
         message.expires_at.FromDatetime(datetime.fromisoformat(expires))
     return message
 
