@@ -15,6 +15,7 @@ from kairos.posts.v1 import posts_pb2_grpc
 from kairos_api.service import ApiService
 from kairos_api.service_layer import keys
 from kairos_api.settings import ApiSettings
+from kairos_client import KairosError
 from kairos_common.settings import ServerSettings
 
 TEST_SECRET = "test-secret-key-with-more-than-32-characters"
@@ -32,6 +33,11 @@ def api_settings(database_url: str, **environ: str) -> ApiSettings:
         }
     )
     return replace(settings, server=ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1)))
+
+
+def violations_of(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The field violations of a refused call, decoded as clients decode them."""
+    return KairosError.from_rpc_error(error).violations
 
 
 @dataclass

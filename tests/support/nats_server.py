@@ -6,7 +6,6 @@ the broker under a running system and check that nothing was lost.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -73,11 +72,3 @@ class NatsServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.store, ignore_errors=True)
-
-
-def version() -> str:
-    """The server's version line, for reports."""
-    out = subprocess.run(
-        [nats_server_binary(), "--version"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip() or os.devnull

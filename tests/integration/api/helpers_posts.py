@@ -24,8 +24,7 @@ from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.orm import OutboxEvent, Post, Target
 from kairos_api.bootstrap import Application
-from kairos_common.grpc.errors import field_violations
-from support.api import Client, RunningApi
+from support.api import Client, RunningApi, violations_of
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -320,4 +319,4 @@ async def refused(call: Awaitable[Any], code: grpc.StatusCode) -> grpc.aio.AioRp
 
 def fields(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by the error's BadRequest violations."""
-    return [name for name, _ in field_violations(error)]
+    return [name for name, _ in violations_of(error)]

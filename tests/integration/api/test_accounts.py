@@ -27,8 +27,7 @@ from kairos_api.bootstrap import Application, bootstrap
 from kairos_api.domain.model import AccountStatus, PostStatus, TargetStatus
 from kairos_api.service_layer import accounts, keys
 from kairos_common import errors
-from kairos_common.grpc.errors import field_violations
-from support.api import TEST_SECRET, Client, RunningApi, api_settings
+from support.api import TEST_SECRET, Client, RunningApi, api_settings, violations_of
 from support.postgres import TestDatabase
 
 if TYPE_CHECKING:
@@ -647,7 +646,7 @@ async def test_invalid_connect_names_the_field_and_rule_and_writes_nothing(
     error = await rpc_error(stub(client).ConnectAccount(request_, metadata=client.metadata))
 
     assert error.code() == Code.INVALID_ARGUMENT
-    violations = field_violations(error)
+    violations = violations_of(error)
     assert [f for f, _ in violations] == [field], violations
     assert rule in violations[0][1]
     listed = await stub(client).ListAccounts(P.ListAccountsRequest(), metadata=client.metadata)
@@ -662,7 +661,7 @@ async def test_every_broken_rule_is_reported_at_once(client: Client) -> None:
     )
 
     assert error.code() == Code.INVALID_ARGUMENT
-    assert {f for f, _ in field_violations(error)} == {
+    assert {f for f, _ in violations_of(error)} == {
         "handle",
         "credentials.access_token",
         "credentials.chat_id",
@@ -677,7 +676,7 @@ async def test_violations_never_echo_a_secret_value(client: Client) -> None:
         )
     )
 
-    assert field_violations(error) == [
+    assert violations_of(error) == [
         ("credentials.extra.url", "must not contain a user name or password")
     ]
     assert hook not in str(error.details())
@@ -717,7 +716,7 @@ async def test_list_with_an_unknown_filter_is_invalid(
     error = await rpc_error(stub(client).ListAccounts(request_, metadata=client.metadata))
 
     assert error.code() == Code.INVALID_ARGUMENT
-    [(name, description)] = field_violations(error)
+    [(name, description)] = violations_of(error)
     assert name == field
     assert rule in description
 
@@ -753,7 +752,7 @@ async def test_a_malformed_account_id_is_invalid(client: Client, rpc: str, bad_i
     error = await rpc_error(by_id_calls(stub(client), bad_id)[rpc](client.metadata))
 
     assert error.code() == Code.INVALID_ARGUMENT
-    assert [f for f, _ in field_violations(error)] == ["account_id"]
+    assert [f for f, _ in violations_of(error)] == ["account_id"]
 
 
 @pytest.mark.parametrize("rpc", RPCS)
@@ -796,7 +795,7 @@ async def test_update_with_credentials_the_platform_refuses_keeps_the_old_ones(
     )
 
     assert error.code() == Code.INVALID_ARGUMENT
-    assert [f for f, _ in field_violations(error)] == ["credentials.instance_url"]
+    assert [f for f, _ in violations_of(error)] == ["credentials.instance_url"]
     assert (await stored_credentials(api, account.id))["access_token"] == access
 
 

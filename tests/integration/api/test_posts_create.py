@@ -28,8 +28,7 @@ from integration.api.helpers_posts import (
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.service_layer import keys
-from kairos_common.grpc.errors import field_violations
-from support.api import Client, RunningApi
+from support.api import Client, RunningApi, violations_of
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -46,7 +45,7 @@ async def refused_create(
     before = await kairos.db_counts()
     error = await refused(kairos.posts.CreatePost(request, metadata=kairos.metadata), INVALID)
     assert await kairos.db_counts() == before
-    violations = field_violations(error)
+    violations = violations_of(error)
     assert violations, error.details()
     return violations
 

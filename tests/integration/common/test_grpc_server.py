@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from kairos_common import errors
-from kairos_common.grpc.errors import field_violations
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.settings import ServerSettings
+from support.api import violations_of
 
 SERVICE = "kairos.test.v1.ProbeService"
 
@@ -149,7 +149,7 @@ async def test_invalid_argument_carries_field_violations(server: GrpcServer) -> 
         await call(server.port, "BadRequest")
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "content: X counts 300 of 280" in (failure.value.details() or "")
-    assert field_violations(failure.value) == [
+    assert violations_of(failure.value) == [
         ("content", "X counts 300 of 280 weighted characters"),
         ("targets[0].account_id", "is required"),
     ]

@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
+from kairos_common.grpc.channel import bearer
 from kairos_common.platforms import Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher.batching import Batcher
@@ -140,7 +141,7 @@ class PlatformConsumer:
         self.begins = begins
         self.completions = completions
         self.account_limits = account_limits
-        self.metadata = (("authorization", f"Bearer {settings.common.service_token}"),)
+        self.metadata = bearer(settings.common.service_token)
         self.slots = asyncio.Semaphore(settings.platform_concurrency)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()

@@ -12,7 +12,7 @@ import httpx
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos_common.grpc.channel import insecure_channel
+from kairos_common.grpc.channel import bearer, insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.streams import StreamLayout, connect, ensure_streams
 from kairos_publisher.batching import Batcher
@@ -47,7 +47,7 @@ class PublisherService:
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
         self.channel = insecure_channel(self.settings.common.api_target)
         dispatch = dispatch_pb2_grpc.DispatchServiceStub(self.channel)
-        metadata = (("authorization", f"Bearer {self.settings.common.service_token}"),)
+        metadata = bearer(self.settings.common.service_token)
 
         async def begin(ids: Sequence[str]) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
             reply = await dispatch.BeginAttempts(

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
+from kairos_common.grpc.channel import bearer
 from kairos_common.streams import due_subject
 from kairos_scheduler.settings import SchedulerSettings
 
@@ -83,7 +84,7 @@ class ClaimLoop:
         self.settings = settings
         self.dispatch = dispatch
         self.js = js
-        self.metadata = (("authorization", f"Bearer {settings.common.service_token}"),)
+        self.metadata = bearer(settings.common.service_token)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.emitted = 0

@@ -78,20 +78,6 @@ def to_rich_status(error: errors.KairosError) -> grpc.Status:
     return rpc_status.to_status(detail)
 
 
-def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
-    """The (field, description) pairs of a BadRequest detail in a client-side error, if any."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    found: list[tuple[str, str]] = []
-    if status is None:
-        return found
-    for packed in status.details:
-        if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            packed.Unpack(bad_request)
-            found.extend((v.field, v.description) for v in bad_request.field_violations)
-    return found
-
-
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> NoReturn:
     if isinstance(error, errors.KairosError):
         status = to_rich_status(error)

@@ -26,12 +26,11 @@ from sqlalchemy import select, update
 from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Post, Target, new_id
 from kairos_api.domain.model import (
-    LIVE_TARGET_STATUSES,
     AccountStatus,
     PostStatus,
     TargetStatus,
-    derive_post_status,
 )
+from kairos_api.service_layer.settle import settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
@@ -363,8 +362,11 @@ def encrypt_stored(
     after a publisher refreshed the tokens) for the account's `credentials` column."""
     stored = dict(credentials)
     stored["version"] = CREDENTIALS_VERSION
-    data = json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    return app.cipher.encrypt(data, associated=str(account_id))
+    return app.cipher.encrypt(_to_json(stored), associated=str(account_id))
+
+
+def _to_json(stored: Mapping[str, object]) -> bytes:
+    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
 async def reencrypt_all(app: Application) -> int:
@@ -570,7 +572,7 @@ def _credential_violations(
             found.append(FieldViolation("credentials.extra", "keys must not be empty"))
             break
 
-    if not found and len(_serialize(credentials)) > MAX_CREDENTIALS_BYTES:
+    if not found and len(_to_json(_stored(credentials))) > MAX_CREDENTIALS_BYTES:
         found.append(
             FieldViolation(
                 "credentials", f"must be at most {MAX_CREDENTIALS_BYTES} bytes once serialized"
@@ -604,8 +606,8 @@ def _url_problem(url: str, *, allow_http: bool, base: bool) -> str | None:
     return None
 
 
-def _serialize(credentials: Credentials) -> bytes:
-    stored: StoredCredentials = {
+def _stored(credentials: Credentials) -> StoredCredentials:
+    return {
         "version": CREDENTIALS_VERSION,
         "access_token": credentials.access_token,
         "refresh_token": credentials.refresh_token,
@@ -615,11 +617,10 @@ def _serialize(credentials: Credentials) -> bytes:
         "chat_id": credentials.chat_id.strip(),
         "extra": dict(credentials.extra),
     }
-    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
 def _encrypt(app: Application, account_id: uuid.UUID, credentials: Credentials) -> bytes:
-    return app.cipher.encrypt(_serialize(credentials), associated=str(account_id))
+    return encrypt_stored(app, account_id, _stored(credentials))
 
 
 async def _skip_waiting_targets(uow: UnitOfWork, account: Account, now: datetime) -> int:
@@ -649,11 +650,10 @@ async def _skip_waiting_targets(uow: UnitOfWork, account: Account, now: datetime
 
 
 async def _settle_posts(uow: UnitOfWork, post_ids: Iterable[uuid.UUID], now: datetime) -> None:
-    """A scheduled or publishing post whose targets are all settled takes its derived status."""
+    """Scheduled or publishing posts left with no live target take their derived status."""
     ids: Sequence[uuid.UUID] = sorted(post_ids)
     if not ids:
         return
-    await uow.session.flush()
     posts = (
         await uow.session.execute(
             select(Post).where(
@@ -663,21 +663,9 @@ async def _settle_posts(uow: UnitOfWork, post_ids: Iterable[uuid.UUID], now: dat
             )
         )
     ).scalars()
-    for post in posts:
-        statuses = [
-            TargetStatus(status)
-            for status in (
-                await uow.session.execute(select(Target.status).where(Target.post_id == post.id))
-            ).scalars()
-        ]
-        if any(s in LIVE_TARGET_STATUSES for s in statuses):
-            continue
-        derived = derive_post_status(statuses)
-        if derived == post.status:
-            continue
-        post.status = derived.value
-        post.updated_at = now
-        uow.emit(_SETTLED_EVENTS.get(derived, "updated"), post, detail="account disconnected")
+    for post in await settle_posts(uow, posts, now):
+        event = _SETTLED_EVENTS.get(PostStatus(post.status), "updated")
+        uow.emit(event, post, detail="account disconnected")
 
 
 #: The lifecycle event a post settled by a disconnect announces.

@@ -26,9 +26,13 @@ from kairos_api.domain.model import (
     ErrorClass,
     PostStatus,
     TargetStatus,
-    derive_post_status,
 )
-from kairos_api.service_layer.accounts import StoredCredentials, decrypt_credentials
+from kairos_api.service_layer.accounts import (
+    StoredCredentials,
+    decrypt_credentials,
+    encrypt_stored,
+)
+from kairos_api.service_layer.settle import settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.platforms import Platform
@@ -281,7 +285,7 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
                     idempotency_key=f"kairos-{target.id}",
                 )
             )
-        await _settle_posts(
+        await settle_posts(
             uow,
             {
                 t.post_id: posts[t.post_id]
@@ -387,28 +391,6 @@ def _end_target(
         uow.emit(event, post, target=target, detail=message[:1000])
 
 
-async def _settle_posts(uow: UnitOfWork, posts: Iterable[Post], now: datetime) -> None:
-    """Derive each post's status from its targets, once it is publishing (one query for all)."""
-    by_id = {post.id: post for post in posts}
-    if not by_id:
-        return
-    await uow.session.flush()
-    statuses: dict[uuid.UUID, list[TargetStatus]] = {post_id: [] for post_id in by_id}
-    rows = await uow.session.execute(
-        select(Target.post_id, Target.status).where(Target.post_id.in_(by_id))
-    )
-    for post_id, status in rows.all():
-        statuses[post_id].append(TargetStatus(status))
-    for post_id, post in by_id.items():
-        derived = derive_post_status(statuses[post_id])
-        if derived == PostStatus.PUBLISHING:
-            # Targets still on their way: a post keeps SCHEDULED until an attempt begins.
-            continue
-        if post.status != derived:
-            post.status = derived
-            post.updated_at = now
-
-
 # --- complete -------------------------------------------------------------------------------
 
 
@@ -460,7 +442,7 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
             attempt.latency_ms = outcome.latency_ms
             results.append(await _apply(app, uow, post, target, outcome, now))
             touched[post.id] = post
-        await _settle_posts(uow, touched.values(), now)
+        await settle_posts(uow, touched.values(), now)
         await uow.commit()
     return results
 
@@ -593,7 +575,7 @@ async def fail_delivery(app: Application, delivery_id: str, reason: str) -> Targ
                 error_class=ErrorClass.PERMANENT.value,
                 code="dead_letter",
             )
-        await _settle_posts(uow, [post], now)
+        await settle_posts(uow, [post], now)
         await uow.commit()
         return TargetStatus(target.status)
 
@@ -669,7 +651,7 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
                     error_class=ErrorClass.UNKNOWN.value,
                 )
                 unknown += 1
-        await _settle_posts(uow, posts.values(), now)
+        await settle_posts(uow, posts.values(), now)
         await uow.commit()
     return SweepResult(redeliveries, unknown, missed, requeued)
 
@@ -713,8 +695,6 @@ async def save_refreshed_credentials(
     reason: str,
 ) -> AccountStatus:
     """Store tokens a publisher refreshed, or mark the account NEEDS_REAUTH when refresh failed."""
-    from kairos_api.service_layer import accounts
-
     try:
         ident = uuid.UUID(account_id)
     except ValueError:
@@ -733,7 +713,7 @@ async def save_refreshed_credentials(
                 uow.emit_account("needs_reauth", account, detail=reason)
         else:
             assert credentials is not None
-            account.credentials = accounts.encrypt_stored(app, account.id, credentials)
+            account.credentials = encrypt_stored(app, account.id, credentials)
             expires = credentials.get("expires_at")
             account.token_expires_at = datetime.fromisoformat(expires) if expires else None
             if account.status == AccountStatus.NEEDS_REAUTH:
