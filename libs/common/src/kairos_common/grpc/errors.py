@@ -42,16 +42,38 @@ def status_code_of(error: errors.KairosError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-#: Error details travel in HTTP/2 headers, which gRPC caps at 8 KiB (soft) and 16 KiB (hard);
-#: these keep a status well inside that, however much the client got wrong.
+#: Error details travel in HTTP/2 headers, which gRPC caps at 8 KiB (soft) and 16 KiB (hard).
+#: The budgets below are in bytes *as sent*: `grpc-message` is percent-encoded (a non-ASCII
+#: character costs three bytes per UTF-8 byte) and `grpc-status-details-bin` is base64 of the
+#: serialized status, so a status stays well inside the soft limit however much the client got
+#: wrong and whatever characters it echoed.
 MAX_MESSAGE = 1_000
 MAX_VIOLATIONS = 20
 MAX_FIELD = 200
 MAX_DESCRIPTION = 300
+MAX_VIOLATION_BYTES = 2_500
+
+
+def _sent_size(char: str) -> int:
+    """What one character costs in a percent-encoded `grpc-message`."""
+    if " " <= char <= "~" and char != "%":
+        return 1
+    return 3 * len(char.encode("utf-8", "surrogatepass"))
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text`, cut (with an ellipsis) so that its percent-encoded form fits in `limit` bytes."""
+    sizes = [_sent_size(char) for char in text]
+    if sum(sizes) <= limit:
+        return text
+    budget = limit - _sent_size("…")
+    kept = 0
+    for size in sizes:
+        if budget < size:
+            break
+        budget -= size
+        kept += 1
+    return text[:kept] + "…"
 
 
 def to_rich_status(error: errors.KairosError) -> grpc.Status:
@@ -59,19 +81,20 @@ def to_rich_status(error: errors.KairosError) -> grpc.Status:
     code = status_code_of(error)
     detail = status_pb2.Status(code=code.value[0], message=_clip(error.message, MAX_MESSAGE))
     if isinstance(error, errors.InvalidArgument) and error.violations:
-        shown = list(error.violations[:MAX_VIOLATIONS])
-        if len(error.violations) > MAX_VIOLATIONS:
-            hidden = len(error.violations) - MAX_VIOLATIONS
-            shown.append(errors.FieldViolation("", f"and {hidden} more violations"))
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=_clip(v.field, MAX_FIELD),
-                    description=_clip(v.description, MAX_DESCRIPTION),
-                )
-                for v in shown
-            ]
-        )
+        bad_request = error_details_pb2.BadRequest()
+        for index, violation in enumerate(error.violations):
+            entry = error_details_pb2.BadRequest.FieldViolation(
+                field=_clip(violation.field, MAX_FIELD),
+                description=_clip(violation.description, MAX_DESCRIPTION),
+            )
+            full = index >= MAX_VIOLATIONS
+            if not full:
+                full = bad_request.ByteSize() + entry.ByteSize() + 3 > MAX_VIOLATION_BYTES
+            if full:
+                hidden = len(error.violations) - index
+                bad_request.field_violations.add(description=f"and {hidden} more violations")
+                break
+            bad_request.field_violations.append(entry)
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         detail.details.append(packed)
