@@ -19,7 +19,7 @@ $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
 	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml bench/pyproject.toml
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
@@ -34,7 +34,7 @@ protos-check: $(VENV)/.synced ## Fail when the committed generated code differs 
 lint: $(VENV)/.synced protos-check ## ruff, mypy (strict) and the protos drift check
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy libs/common/src libs/client/src services/api/src services/scheduler/src services/publisher/src tools/cli/src tools/dev/src tests scripts
+	@$(RUN) mypy libs/common/src libs/client/src services/api/src services/scheduler/src services/publisher/src tools/cli/src tools/dev/src bench/src tests scripts
 
 test: $(VENV)/.synced ## Run the whole suite against real PostgreSQL and a real NATS server
 	@$(RUN) pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Kairos benchmarks: burst, steady, api and scale scenarios, with a BullMQ baseline."""
