@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,6 +16,7 @@ from kairos_publisher.platforms.base import PublishRequest, Result
 from kairos_publisher.platforms.sandbox import SandboxClient
 from kairos_publisher.platforms.webhook import WebhookClient
 from kairos_publisher.sandbox_server import SandboxServer, ScriptedAnswer
+from kairos_publisher.transport import http_client
 from support.ports import free_port
 
 
@@ -28,8 +30,33 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(1.0)) as client:
+    """The client the publisher really uses (httpx over aiohttp)."""
+    async with http_client(timeout=1.0) as client:
         yield client
+
+
+@pytest.fixture
+async def hang_up() -> AsyncIterator[str]:
+    """A server that reads a whole request, then closes the connection without answering."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        received.append(head)
+        writer.close()
+
+    received: list[bytes] = []
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+    await server.wait_closed()
+    assert received, "the request never reached the server"
 
 
 def request(instance_url: str, content: str = "hello", **extra: str) -> PublishRequest:
@@ -115,6 +142,23 @@ async def test_a_refused_connection_is_retryable(http: httpx.AsyncClient) -> Non
     outcome = await SandboxClient(http).publish(request(f"http://127.0.0.1:{free_port()}"))
     assert outcome.result == Result.RETRYABLE
     assert outcome.code == "connect"
+
+
+async def test_a_connection_dropped_after_sending_is_unknown(
+    hang_up: str, http: httpx.AsyncClient
+) -> None:
+    outcome = await SandboxClient(http).publish(request(hang_up))
+    assert outcome.result == Result.UNKNOWN  # the platform may have published it
+
+
+async def test_the_transport_streams_and_decodes_like_httpx(
+    sandbox: SandboxServer, http: httpx.AsyncClient
+) -> None:
+    response = await http.get(f"{sandbox.url}/posts")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == []
+    assert response.http_version == "HTTP/1.1"
 
 
 async def test_webhook_posts_signed_json(sandbox: SandboxServer, http: httpx.AsyncClient) -> None:

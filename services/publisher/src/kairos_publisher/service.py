@@ -19,6 +19,7 @@ from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.platforms import registry
 from kairos_publisher.settings import PublisherSettings
+from kairos_publisher.transport import http_client
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,7 @@ class PublisherService:
         for batcher in self.batchers:
             batcher.start()
         timeout = self.settings.http_timeout.total_seconds()
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            follow_redirects=False,
-        )
+        self.http = http_client(timeout, max_connections=self.settings.platform_concurrency * 4)
         clients = registry(self.http)
         accounts = account_semaphores(self.settings.account_concurrency)
         for platform in self.settings.platforms:
