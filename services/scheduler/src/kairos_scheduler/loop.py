@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -96,6 +97,7 @@ class ClaimLoop:
 
     async def claim_once(self) -> int:
         """One ClaimDue round trip and its events; the number of deliveries claimed."""
+        started = time.perf_counter()
         reply = await self.dispatch.ClaimDue(
             dispatch_pb2.ClaimDueRequest(
                 horizon=self._duration(self.settings.lead.total_seconds()),
@@ -106,8 +108,16 @@ class ClaimLoop:
             timeout=RPC_TIMEOUT,
         )
         if reply.deliveries:
+            claimed = time.perf_counter()
             self.emitted += await emit(self.js, reply.deliveries)
-            log.debug("claimed", extra={"count": len(reply.deliveries)})
+            log.info(
+                "claimed",
+                extra={
+                    "count": len(reply.deliveries),
+                    "claim_ms": round((claimed - started) * 1000, 2),
+                    "emit_ms": round((time.perf_counter() - claimed) * 1000, 2),
+                },
+            )
         return len(reply.deliveries)
 
     async def sweep_once(self) -> None:
