@@ -7,6 +7,7 @@ re-published row is dropped by JetStream's de-duplication.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -48,6 +49,34 @@ def lifecycle_event(
     detail: str = "",
 ) -> OutboxEvent:
     """An outbox row for one event; raises KeyError for an unknown event type (a coding error)."""
+    return OutboxEvent(
+        **lifecycle_row(
+            event_type,
+            tenant_id=tenant_id,
+            post_id=post_id,
+            post_status=post_status,
+            revision=revision,
+            target_id=target_id,
+            target_status=target_status,
+            account_id=account_id,
+            detail=detail,
+        )
+    )
+
+
+def lifecycle_row(
+    event_type: str,
+    *,
+    tenant_id: str,
+    post_id: uuid.UUID | None = None,
+    post_status: PostStatus | None = None,
+    revision: int = 0,
+    target_id: uuid.UUID | None = None,
+    target_status: TargetStatus | None = None,
+    account_id: uuid.UUID | None = None,
+    detail: str = "",
+) -> dict[str, Any]:
+    """The column values of `lifecycle_event`, for inserting many rows in one statement."""
     event_id = new_id()
     now = utcnow()
     occurred = Timestamp()
@@ -73,10 +102,10 @@ def lifecycle_event(
         revision=revision,
         detail=detail[:1000],
     )
-    return OutboxEvent(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        event_type=event_type,
-        payload=message.SerializeToString(),
-        created_at=now,
-    )
+    return {
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "event_type": event_type,
+        "payload": message.SerializeToString(),
+        "created_at": now,
+    }

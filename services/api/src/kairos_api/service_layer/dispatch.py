@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
+from kairos_api.adapters import outbox
 from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
 from kairos_api.bootstrap import Application
@@ -32,7 +33,7 @@ from kairos_api.service_layer.accounts import (
     decrypt_credentials,
     encrypt_stored,
 )
-from kairos_api.service_layer.settle import settle_posts
+from kairos_api.service_layer.settle import settle_post_ids, settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.platforms import Platform
@@ -209,6 +210,10 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
         raise errors.InvalidArgument.of("delivery_ids", "each delivery at most once")
     now = app.clock()
     async with app.uow() as uow:
+        begun = await _begin_all_in_bulk(app, uow, idents, now)
+        if begun is not None:
+            await uow.commit()
+            return begun
         query = select(Target).where(Target.delivery_id.in_(idents))
         if uow.on_postgresql:
             query = query.with_for_update(of=Target)
@@ -296,6 +301,158 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
         )
         await uow.commit()
     return results
+
+
+async def _begin_all_in_bulk(
+    app: Application, uow: UnitOfWork, idents: Sequence[uuid.UUID], now: datetime
+) -> list[Begun | Refused] | None:
+    """The common case of `begin_attempts`: every delivery passes the fence.
+
+    Reads only the columns it needs and writes with one statement per table, instead of loading
+    and flushing objects row by row. None, having changed nothing, as soon as any delivery would
+    be refused or its credentials cannot be read: the caller then takes the general path, in
+    the same transaction and under the same row locks.
+    """
+    query = select(
+        Target.id,
+        Target.post_id,
+        Target.account_id,
+        Target.platform,
+        Target.status,
+        Target.delivery_id,
+        Target.delivery_revision,
+        Target.stale_at,
+        Target.due_at,
+        Target.content_override,
+        Target.settings,
+    ).where(Target.delivery_id.in_(idents))
+    if uow.on_postgresql:
+        query = query.with_for_update(of=Target)
+    targets = {row.delivery_id: row for row in (await uow.session.execute(query)).all()}
+    if len(targets) != len(idents):
+        return None
+    posts = {
+        row.id: row
+        for row in (
+            await uow.session.execute(
+                select(
+                    Post.id,
+                    Post.status,
+                    Post.revision,
+                    Post.deleted_at,
+                    Post.content,
+                    Post.media_urls,
+                    Post.parent_post_id,
+                ).where(Post.id.in_({t.post_id for t in targets.values()}))
+            )
+        ).all()
+    }
+    accounts = {
+        a.id: a
+        for a in (
+            await uow.session.execute(
+                select(Account).where(Account.id.in_({t.account_id for t in targets.values()}))
+            )
+        ).scalars()
+    }
+    for target in targets.values():
+        post, account = posts[target.post_id], accounts[target.account_id]
+        if (
+            target.status != TargetStatus.QUEUED
+            or post.deleted_at is not None
+            or post.revision != target.delivery_revision
+            or (target.stale_at is not None and target.stale_at <= now)
+            or account.status != AccountStatus.ACTIVE
+        ):
+            return None
+    credentials: dict[uuid.UUID, StoredCredentials] = {}
+    for account in accounts.values():
+        try:
+            credentials[account.id] = decrypt_credentials(app, account)
+        except (CredentialDecryptError, errors.FailedPrecondition):
+            return None
+    replies = await _replies_to(uow, [posts[t.post_id] for t in targets.values()])
+    numbers = await _last_attempt_numbers(uow, [t.id for t in targets.values()])
+    lease_until = now + app.settings.attempt_lease
+    attempts: list[dict[str, Any]] = []
+    results: list[Begun | Refused] = []
+    for ident in idents:
+        target = targets[ident]
+        post, account = posts[target.post_id], accounts[target.account_id]
+        attempt_id = new_id()
+        number = numbers.get(target.id, 0) + 1
+        attempts.append(
+            {
+                "id": attempt_id,
+                "target_id": target.id,
+                "number": number,
+                "delivery_id": ident,
+                "started_at": now,
+            }
+        )
+        results.append(
+            Begun(
+                attempt_id=attempt_id,
+                attempt_number=number,
+                target_id=target.id,
+                post_id=post.id,
+                account_id=account.id,
+                account_handle=account.handle,
+                platform=Platform(target.platform),
+                due_at=target.due_at or now,
+                content=(
+                    target.content_override if target.content_override is not None else post.content
+                ),
+                media_urls=list(post.media_urls),
+                settings=dict(target.settings),
+                credentials=credentials[account.id],
+                reply_to_platform_id=replies.get((post.parent_post_id, target.account_id), ""),
+                idempotency_key=f"kairos-{target.id}",
+            )
+        )
+    await uow.session.execute(insert(Attempt), attempts)
+    # The same change for every target: one statement, not one per row.
+    await uow.session.execute(
+        update(Target)
+        .where(Target.id.in_([t.id for t in targets.values()]))
+        .values(
+            status=TargetStatus.PUBLISHING.value,
+            attempt_count=Target.attempt_count + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    starting = [
+        p.id
+        for p in posts.values()
+        if p.status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL)
+    ]
+    if starting:
+        await uow.session.execute(
+            update(Post)
+            .where(Post.id.in_(starting))
+            .values(status=PostStatus.PUBLISHING.value)
+            .execution_options(synchronize_session=False)
+        )
+    # No settling: each of these posts now has a PUBLISHING target, so it derives PUBLISHING,
+    # which `settle_posts` never writes.
+    return results
+
+
+async def _replies_to(
+    uow: UnitOfWork, posts: Iterable[Any]
+) -> dict[tuple[uuid.UUID, uuid.UUID], str]:
+    """`_reply_to` for many posts at once, by (parent post, account)."""
+    parents = {p.parent_post_id for p in posts if p.parent_post_id is not None}
+    if not parents:
+        return {}
+    rows = await uow.session.execute(
+        select(Target.post_id, Target.account_id, Target.platform_post_id).where(
+            Target.post_id.in_(parents), Target.status == TargetStatus.PUBLISHED
+        )
+    )
+    return {(post_id, account_id): found or "" for post_id, account_id, found in rows.all()}
 
 
 def _fence(
@@ -407,6 +564,10 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
     now = app.clock()
     results: list[Completion] = []
     async with app.uow() as uow:
+        published = await _complete_published_in_bulk(uow, outcomes, now)
+        if published is not None:
+            await uow.commit()
+            return published
         ids = [o.attempt_id for o in outcomes]
         attempts = {
             a.id: a
@@ -445,6 +606,106 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
         await settle_posts(uow, touched.values(), now)
         await uow.commit()
     return results
+
+
+async def _complete_published_in_bulk(
+    uow: UnitOfWork, outcomes: Sequence[Outcome], now: datetime
+) -> list[Completion] | None:
+    """The common case of `complete_attempts`: every outcome is a first report of a publication.
+
+    Same effects as `_apply` for a published outcome, written with one statement per table.
+    None, having changed nothing, when any outcome is of another kind, repeated, already
+    recorded, no longer current or unknown: the caller then takes the general path.
+    """
+    if not outcomes or not all(o.published for o in outcomes):
+        return None
+    ids = [o.attempt_id for o in outcomes]
+    if len(set(ids)) != len(ids):
+        return None
+    rows = {
+        row.id: row
+        for row in (
+            await uow.session.execute(
+                select(
+                    Attempt.id,
+                    Attempt.finished_at,
+                    Attempt.target_id,
+                    Target.delivery_id,
+                    Target.status,
+                    Target.account_id,
+                    Target.post_id,
+                    Post.tenant_id,
+                    Post.status.label("post_status"),
+                    Post.revision,
+                )
+                .join(Target, Target.id == Attempt.target_id)
+                .join(Post, Post.id == Target.post_id)
+                .where(Attempt.id.in_(ids))
+            )
+        ).all()
+    }
+    for outcome in outcomes:
+        row = rows.get(outcome.attempt_id)
+        if (
+            row is None
+            or row.finished_at is not None
+            or row.delivery_id != outcome.delivery_id
+            or row.status != TargetStatus.PUBLISHING
+        ):
+            return None
+    attempts: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        row = rows[outcome.attempt_id]
+        attempts.append(
+            {
+                "id": outcome.attempt_id,
+                "finished_at": now,
+                "published": True,
+                "http_status": outcome.http_status,
+                "error_class": outcome.error_class.value if outcome.error_class else "",
+                "error_code": outcome.error_code[:100],
+                "message": outcome.message[:2000],
+                "latency_ms": outcome.latency_ms,
+            }
+        )
+        changes.append(
+            {
+                "id": row.target_id,
+                "status": TargetStatus.PUBLISHED.value,
+                "platform_post_id": outcome.platform_post_id[:200],
+                "platform_url": outcome.url[:2048],
+                "published_at": now,
+                "last_error_class": "",
+                "last_error_code": "",
+                "last_error_message": "",
+                "next_attempt_at": None,
+                "delivery_id": None,
+                "delivery_revision": None,
+                "lease_until": None,
+                "updated_at": now,
+            }
+        )
+        # As `_end_target` emits it: the post's status before settling.
+        events.append(
+            outbox.lifecycle_row(
+                "published",
+                tenant_id=row.tenant_id,
+                post_id=row.post_id,
+                post_status=PostStatus(row.post_status),
+                revision=row.revision,
+                target_id=row.target_id,
+                target_status=TargetStatus.PUBLISHED,
+                account_id=row.account_id,
+                detail="published",
+            )
+        )
+    await uow.session.execute(update(Attempt), attempts)
+    await uow.session.execute(update(Target), changes)
+    await uow.emit_rows(events)
+    await settle_post_ids(uow, {row.post_id: row.post_status for row in rows.values()}, now)
+    return [Completion(o.attempt_id, TargetStatus.PUBLISHED, None) for o in outcomes]
 
 
 async def _apply(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kairos_api.adapters import outbox
-from kairos_api.adapters.orm import Account, Post, Target
+from kairos_api.adapters.orm import Account, OutboxEvent, Post, Target
 from kairos_api.domain.model import PostStatus, TargetStatus
 
 
@@ -92,6 +94,13 @@ class UnitOfWork:
                 detail=detail,
             )
         )
+
+    async def emit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record many lifecycle events (`outbox.lifecycle_row` values) in one statement."""
+        if not rows:
+            return
+        self._emitted = True
+        await self.session.execute(insert(OutboxEvent), list(rows))
 
     def emit_account(self, event_type: str, account: Account, *, detail: str = "") -> None:
         """Record an account event (needs_reauth ...) in the outbox, inside this transaction."""
