@@ -10,7 +10,7 @@ VENV := .venv
 RUN := $(UV) run --frozen
 PROTO_OUT := libs/protos/src
 
-.PHONY: help env protos protos-check lint test test-unit test-integration test-e2e dev up down bench clean
+.PHONY: help env protos protos-check lint test test-unit test-integration test-e2e dev up down bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,8 +61,11 @@ down: ## Stop what `make up` started (the data stays in the Docker volumes)
 	@command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 || { echo "make down needs Docker with the compose plugin ('docker compose')." >&2; exit 2; }
 	docker compose down
 
-bench: $(VENV)/.synced ## Benchmarks (not built yet)
-	@echo "make bench is not built yet: it arrives with the benchmarks issue." >&2; exit 2
+bench: $(VENV)/.synced ## Benchmarks beside BullMQ: burst, steady, api, scale (~15 min; BENCH_ARGS=--help)
+	@$(RUN) python -m kairos_bench $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.synced ## The same harness with small numbers (about a minute; make test runs it too)
+	@$(RUN) python -m kairos_bench --quick $(BENCH_ARGS)
 
 clean: ## Remove the environments and caches
 	rm -rf $(TOOLS) $(VENV) .mypy_cache .ruff_cache .pytest_cache

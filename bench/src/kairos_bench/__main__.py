@@ -359,6 +359,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         results["burst"]["bullmq"] = part.pop("summary")
                         results["burst"]["bullmq_detail"] = part
                         results["meta"]["bullmq_settings"] = settings
+                        results["meta"]["versions"]["bullmq"] = str(settings.get("bullmq", "?"))
                     if "steady" in results:
                         step = int(1e9 / plan.steady_rate)
                         part, settings = await bullmq_run(

@@ -48,6 +48,10 @@ BASE_ENV = {
     "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
 }
 
+#: The scheduler logs each claim round (`claimed`, with its duration) at info: the scale
+#: scenario reads claim latency from there.
+SERVICE_ENV = {"scheduler": {"KAIROS_LOG_LEVEL": "info"}}
+
 MODULES = {
     "api": ("kairos_api", "KAIROS_API_ADDR"),
     "scheduler": ("kairos_scheduler", "KAIROS_SCHEDULER_ADDR"),
@@ -138,7 +142,12 @@ class Stack:
         process = Process(
             name,
             [sys.executable, "-m", module],
-            {**self.env, **(env or {}), addr_variable: f"127.0.0.1:{port}"},
+            {
+                **self.env,
+                **SERVICE_ENV.get(name, {}),
+                **(env or {}),
+                addr_variable: f"127.0.0.1:{port}",
+            },
             self.workdir / f"{name}.log",
         )
         self.processes[name] = process
