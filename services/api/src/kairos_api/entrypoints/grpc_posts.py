@@ -74,6 +74,8 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
 
     def __init__(self, app: Application) -> None:
         self.app = app
+        # Concurrent creates share a transaction: one commit for many posts.
+        self.creates = posts.CreateBatcher(app)
 
     async def CreatePost(
         self, request: posts_pb2.CreatePostRequest, context: Context
@@ -96,7 +98,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
             request_id=request.request_id,
             parent_post_id=request.parent_post_id,
         )
-        post = await posts.create_post(self.app, tenant, command)
+        post = await self.creates.create(tenant, command)
         return posts_pb2.CreatePostResponse(post=convert.post_to_proto(post))
 
     async def GetPost(

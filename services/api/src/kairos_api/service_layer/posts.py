@@ -12,25 +12,31 @@ Rules worth knowing:
 - A target is claimable exactly when `next_attempt_at` is set; it is set only while the post is
   SCHEDULED (and approved, when approval is required).
 - Changing the content, media or targets of an approved post withdraws the approval.
+- Creates that arrive together share one transaction (`CreateBatcher`, group commit); each is
+  still validated and answered on its own, and a refused one writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import selectinload
 
-from kairos_api.adapters.orm import Account, Post, PostTag, Target
+from kairos_api.adapters import outbox
+from kairos_api.adapters.orm import Account, Attempt, Post, PostTag, Target, new_id
 from kairos_api.bootstrap import Application
 from kairos_api.domain import limits, schedule
 from kairos_api.domain.model import (
@@ -153,6 +159,147 @@ class Stats:
     oldest_overdue: Post | None
 
 
+# --- read records ---------------------------------------------------------------------------
+#
+# Reads and creates go through SQLAlchemy Core: loading ORM objects costs several times more CPU
+# than the rows themselves, and these are the calls clients make most. The records carry what
+# `convert.post_to_proto` shows, with the same field names as the ORM rows.
+
+_POSTS = cast(Table, Post.__table__)
+_TARGETS = cast(Table, Target.__table__)
+_TAGS = cast(Table, PostTag.__table__)
+_ATTEMPTS = cast(Table, Attempt.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt as clients see it."""
+
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    published: bool
+    http_status: int
+    error_class: str
+    error_code: str
+    message: str
+    latency_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """One target as clients see it; `attempts` only when they were asked for."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    platform: str
+    status: str
+    content_override: str | None
+    settings: dict[str, str]
+    attempt_count: int
+    next_attempt_at: datetime | None
+    platform_post_id: str
+    platform_url: str
+    last_error_class: str
+    last_error_code: str
+    last_error_message: str
+    published_at: datetime | None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    """One post as clients see it, with its targets in id order."""
+
+    id: uuid.UUID
+    content: str
+    media_urls: list[str]
+    campaign: str
+    tags: list[str]
+    notes: str
+    status: str
+    scheduled_at: datetime | None
+    time_zone: str
+    revision: int
+    approval_required: bool
+    approved_at: datetime | None
+    rejection_reason: str
+    stale_after_seconds: int | None
+    created_at: datetime
+    updated_at: datetime
+    parent_post_id: uuid.UUID | None
+    targets: list[TargetRecord] = field(default_factory=list)
+
+
+_POST_COLUMNS = [_POSTS.c[name] for name in PostRecord.__dataclass_fields__ if name != "targets"]
+_TARGET_COLUMNS = [
+    _TARGETS.c[name] for name in TargetRecord.__dataclass_fields__ if name != "attempts"
+]
+_ATTEMPT_COLUMNS = [_ATTEMPTS.c[name] for name in AttemptRecord.__dataclass_fields__]
+# One shape each, so SQLAlchemy compiles them once; the ids go in an expanding parameter.
+_TARGETS_OF_POSTS = (
+    select(_TARGETS.c.post_id, *_TARGET_COLUMNS)
+    .where(_TARGETS.c.post_id.in_(bindparam("post_ids", expanding=True)))
+    .order_by(_TARGETS.c.post_id, _TARGETS.c.id)
+)
+# GetPost in one round trip: the post's columns repeat on each of its target's attempt rows.
+_LIVE_POST_WITH_ATTEMPTS = (
+    select(*_POST_COLUMNS, *_TARGET_COLUMNS, *_ATTEMPT_COLUMNS)
+    .select_from(_POSTS)
+    .outerjoin(_TARGETS, _TARGETS.c.post_id == _POSTS.c.id)
+    .outerjoin(_ATTEMPTS, _ATTEMPTS.c.target_id == _TARGETS.c.id)
+    .where(
+        _POSTS.c.id == bindparam("post_id"),
+        _POSTS.c.tenant_id == bindparam("tenant"),
+        _POSTS.c.deleted_at.is_(None),
+    )
+    .order_by(_TARGETS.c.id, _ATTEMPTS.c.number)
+)
+_POST_BY_REQUEST_ID = select(_POSTS.c.id).where(
+    _POSTS.c.tenant_id == bindparam("tenant"), _POSTS.c.request_id == bindparam("request_id")
+)
+_ACCOUNTS_OF_TENANT = select(Account.id, Account.platform, Account.status).where(
+    Account.tenant_id == bindparam("tenant"),
+    Account.id.in_(bindparam("account_ids", expanding=True)),
+)
+
+
+# Rows are built positionally from the columns above, which mypy cannot follow through `*row`.
+_attempt_record = cast("Callable[..., AttemptRecord]", AttemptRecord)
+_target_record = cast("Callable[..., TargetRecord]", TargetRecord)
+_post_record = cast("Callable[..., PostRecord]", PostRecord)
+
+
+async def _post_records(
+    connection: AsyncConnection, post_rows: Sequence[Row[Any]]
+) -> list[PostRecord]:
+    """Records of the posts in `post_rows` (selected with `_POST_COLUMNS`), in the same order."""
+    if not post_rows:
+        return []
+    targets: dict[uuid.UUID, list[TargetRecord]] = {row.id: [] for row in post_rows}
+    result = await connection.execute(_TARGETS_OF_POSTS, {"post_ids": list(targets)})
+    for row in result:
+        targets[row[0]].append(_target_record(*row[1:], []))
+    return [_post_record(*row, targets[row.id]) for row in post_rows]
+
+
+def _post_with_attempts(rows: Sequence[Row[Any]]) -> PostRecord:
+    """The record of one post from the rows of `_LIVE_POST_WITH_ATTEMPTS`."""
+    target_at = len(_POST_COLUMNS)
+    attempt_at = target_at + len(_TARGET_COLUMNS)
+    post = _post_record(*rows[0][:target_at], [])
+    target: TargetRecord | None = None
+    for row in rows:
+        if row[target_at] is None:
+            break  # a post without targets: its one row has no target columns
+        if target is None or target.id != row[target_at]:
+            target = _target_record(*row[target_at:attempt_at], [])
+            post.targets.append(target)
+        if row[attempt_at] is not None:
+            target.attempts.append(_attempt_record(*row[attempt_at:]))
+    return post
+
+
 # --- validation helpers ---------------------------------------------------------------------
 
 
@@ -273,19 +420,30 @@ def _target_violations(
     return ids
 
 
-async def _load_accounts(
-    uow: UnitOfWork,
-    tenant: str,
+class AccountRef(NamedTuple):
+    """What creating or editing a post needs of a targeted account."""
+
+    platform: str
+    status: str
+
+
+async def _accounts_of(
+    uow: UnitOfWork, tenant: str, ids: Iterable[uuid.UUID | None]
+) -> dict[uuid.UUID, AccountRef]:
+    """The tenant's accounts among `ids` (one query); others are missing from the answer."""
+    wanted = list(dict.fromkeys(i for i in ids if i is not None))
+    if not wanted:
+        return {}
+    connection = await uow.session.connection()
+    rows = await connection.execute(_ACCOUNTS_OF_TENANT, {"tenant": tenant, "account_ids": wanted})
+    return {row[0]: AccountRef(row[1], row[2]) for row in rows}
+
+
+def _account_violations(
     ids: Sequence[uuid.UUID | None],
+    found: dict[uuid.UUID, AccountRef],
     violations: list[FieldViolation],
-) -> dict[uuid.UUID, Account]:
-    wanted = [i for i in ids if i is not None]
-    found: dict[uuid.UUID, Account] = {}
-    if wanted:
-        rows = await uow.session.execute(
-            select(Account).where(Account.tenant_id == tenant, Account.id.in_(wanted))
-        )
-        found = {a.id: a for a in rows.scalars()}
+) -> None:
     for index, account_id in enumerate(ids):
         if account_id is None:
             continue
@@ -300,6 +458,16 @@ async def _load_accounts(
                     f"targets[{index}].account_id", f"account {account_id} is disconnected"
                 )
             )
+
+
+async def _load_accounts(
+    uow: UnitOfWork,
+    tenant: str,
+    ids: Sequence[uuid.UUID | None],
+    violations: list[FieldViolation],
+) -> dict[uuid.UUID, AccountRef]:
+    found = await _accounts_of(uow, tenant, ids)
+    _account_violations(ids, found, violations)
     return found
 
 
@@ -309,7 +477,7 @@ def _content_violations(
     media_urls: Sequence[str],
     targets: Sequence[TargetInput],
     ids: Sequence[uuid.UUID | None],
-    accounts: dict[uuid.UUID, Account],
+    accounts: dict[uuid.UUID, AccountRef],
 ) -> list[FieldViolation]:
     found: list[FieldViolation] = []
     for index, (target, account_id) in enumerate(zip(targets, ids, strict=True)):
@@ -368,7 +536,7 @@ def _scheduled_status(post: Post) -> PostStatus:
     return PostStatus.SCHEDULED
 
 
-def _wake_if_due_soon(app: Application, post: Post, now: datetime) -> None:
+def _wake_if_due_soon(app: Application, post: Post | PostRecord, now: datetime) -> None:
     if (
         post.status == PostStatus.SCHEDULED
         and post.scheduled_at is not None
@@ -448,11 +616,32 @@ def _set_tags(post: Post, tags: list[str]) -> None:
 # --- handlers -------------------------------------------------------------------------------
 
 
-async def create_post(app: Application, tenant: str, command: CreatePost) -> Post:
-    """Create a draft, or a scheduled post when a schedule is given.
+@dataclass(frozen=True)
+class _Draft:
+    """A create request checked as far as it can be without the database."""
 
-    A repeated `request_id` returns the post the first request created, unchanged.
-    """
+    tenant: str
+    command: CreatePost
+    violations: list[FieldViolation]
+    tags: list[str]
+    account_ids: list[uuid.UUID | None]
+    scheduled_at: datetime | None
+    time_zone: str
+    parent_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class _NewPost:
+    """The rows of one post to insert, and the record the caller is answered with."""
+
+    record: PostRecord
+    post_row: dict[str, Any]
+    target_rows: list[dict[str, Any]]
+    tag_rows: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+def _draft(app: Application, tenant: str, command: CreatePost) -> _Draft:
     violations: list[FieldViolation] = []
     _check_length(command.request_id, MAX_REQUEST_ID_LENGTH, "request_id", violations)
     _check_length(command.campaign, MAX_CAMPAIGN_LENGTH, "campaign", violations)
@@ -473,93 +662,334 @@ async def create_post(app: Application, tenant: str, command: CreatePost) -> Pos
             parent_id = parse_id(command.parent_post_id, "parent_post_id")
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
+    return _Draft(tenant, command, violations, tags, ids, scheduled_at, zone, parent_id)
 
+
+async def _refuse_invalid(
+    app: Application, uow: UnitOfWork, draft: _Draft, accounts: dict[uuid.UUID, AccountRef]
+) -> None:
+    """Raise InvalidArgument with every violation of the draft, once the database is consulted."""
+    command = draft.command
+    violations = list(draft.violations)
+    _account_violations(draft.account_ids, accounts, violations)
+    violations.extend(
+        _content_violations(
+            app, command.content, command.media_urls, command.targets, draft.account_ids, accounts
+        )
+    )
+    if draft.parent_id is not None:
+        parent = await uow.session.get(Post, draft.parent_id)
+        if parent is None or parent.tenant_id != draft.tenant or parent.deleted_at is not None:
+            violations.append(FieldViolation("parent_post_id", f"post {draft.parent_id} not found"))
+    if violations:
+        raise errors.InvalidArgument.collect(violations)
+
+
+def _new_post(app: Application, draft: _Draft, accounts: dict[uuid.UUID, AccountRef]) -> _NewPost:
+    """The rows a valid draft becomes: what `_arm_targets` and the ORM defaults would make."""
+    command, tenant, scheduled_at = draft.command, draft.tenant, draft.scheduled_at
+    now = app.clock()
+    post_id = new_id()
+    status = (
+        PostStatus.DRAFT
+        if scheduled_at is None
+        else PostStatus.PENDING_APPROVAL
+        if command.approval_required
+        else PostStatus.SCHEDULED
+    )
+    stale_after_seconds = int(command.stale_after.total_seconds()) if command.stale_after else None
+    target_stale_at = (
+        scheduled_at
+        + (
+            timedelta(seconds=stale_after_seconds)
+            if stale_after_seconds is not None
+            else app.settings.default_stale_after
+        )
+        if scheduled_at is not None
+        else None
+    )
+    record = PostRecord(
+        id=post_id,
+        content=command.content,
+        media_urls=list(command.media_urls),
+        campaign=command.campaign,
+        tags=draft.tags,
+        notes=command.notes,
+        status=status,
+        scheduled_at=scheduled_at,
+        time_zone=draft.time_zone,
+        revision=1,
+        approval_required=command.approval_required,
+        approved_at=None,
+        rejection_reason="",
+        stale_after_seconds=stale_after_seconds,
+        created_at=now,
+        updated_at=now,
+        parent_post_id=draft.parent_id,
+    )
+    target_rows: list[dict[str, Any]] = []
+    for target, account_id in zip(command.targets, draft.account_ids, strict=True):
+        assert account_id is not None
+        armed = TargetRecord(
+            id=new_id(),
+            account_id=account_id,
+            platform=accounts[account_id].platform,
+            status=TargetStatus.PENDING,
+            content_override=target.content_override,
+            settings=dict(target.settings),
+            attempt_count=0,
+            next_attempt_at=scheduled_at if status == PostStatus.SCHEDULED else None,
+            platform_post_id="",
+            platform_url="",
+            last_error_class="",
+            last_error_code="",
+            last_error_message="",
+            published_at=None,
+        )
+        record.targets.append(armed)
+        target_rows.append(
+            {
+                "id": armed.id,
+                "post_id": post_id,
+                "tenant_id": tenant,
+                "account_id": account_id,
+                "platform": armed.platform,
+                "content_override": armed.content_override,
+                "settings": armed.settings,
+                "status": armed.status,
+                "attempt_count": 0,
+                "next_attempt_at": armed.next_attempt_at,
+                "due_at": scheduled_at,
+                "stale_at": target_stale_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    post_row = {
+        "id": post_id,
+        "tenant_id": tenant,
+        "content": record.content,
+        "media_urls": record.media_urls,
+        "campaign": record.campaign,
+        "tags": record.tags,
+        "notes": record.notes,
+        "status": status,
+        "scheduled_at": scheduled_at,
+        "time_zone": record.time_zone,
+        "revision": 1,
+        "approval_required": record.approval_required,
+        "rejection_reason": "",
+        "stale_after_seconds": stale_after_seconds,
+        "parent_post_id": draft.parent_id,
+        "request_id": command.request_id or None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    events = [
+        outbox.lifecycle_row(
+            kind, tenant_id=tenant, post_id=post_id, post_status=status, revision=1
+        )
+        for kind in (("created",) if scheduled_at is None else ("created", "scheduled"))
+    ]
+    tag_rows = [{"post_id": post_id, "tag": tag, "tenant_id": tenant} for tag in draft.tags]
+    return _NewPost(record, post_row, target_rows, tag_rows, events)
+
+
+async def _insert(uow: UnitOfWork, new_posts: Sequence[_NewPost]) -> None:
+    """Insert the posts with one statement per table (one executemany each)."""
+    if not new_posts:
+        return
+    connection = await uow.session.connection()
+    await connection.execute(insert(_POSTS), [p.post_row for p in new_posts])
+    await connection.execute(insert(_TARGETS), [r for p in new_posts for r in p.target_rows])
+    tag_rows = [r for p in new_posts for r in p.tag_rows]
+    if tag_rows:
+        await connection.execute(insert(_TAGS), tag_rows)
+    await uow.emit_rows([e for p in new_posts for e in p.events])
+
+
+async def create_post(app: Application, tenant: str, command: CreatePost) -> PostRecord:
+    """Create a draft, or a scheduled post when a schedule is given.
+
+    A repeated `request_id` returns the post the first request created, unchanged.
+    """
+    return await _create_one(app, _draft(app, tenant, command))
+
+
+async def _create_one(app: Application, draft: _Draft) -> PostRecord:
+    request_id = draft.command.request_id
     async with app.uow() as uow:
-        if command.request_id:
-            existing = await _by_request_id(uow, tenant, command.request_id)
+        if request_id:
+            existing = await _by_request_id(uow, draft.tenant, request_id)
             if existing is not None:
                 return existing
-        accounts = await _load_accounts(uow, tenant, ids, violations)
-        violations.extend(
-            _content_violations(
-                app, command.content, command.media_urls, command.targets, ids, accounts
-            )
-        )
-        if parent_id is not None:
-            parent = await uow.session.get(Post, parent_id)
-            if parent is None or parent.tenant_id != tenant or parent.deleted_at is not None:
-                violations.append(FieldViolation("parent_post_id", f"post {parent_id} not found"))
-        if violations:
-            raise errors.InvalidArgument.collect(violations)
-
-        now = app.clock()
-        post = Post(
-            tenant_id=tenant,
-            content=command.content,
-            media_urls=list(command.media_urls),
-            campaign=command.campaign,
-            notes=command.notes,
-            scheduled_at=scheduled_at,
-            time_zone=zone,
-            revision=1,
-            approval_required=command.approval_required,
-            stale_after_seconds=(
-                int(command.stale_after.total_seconds()) if command.stale_after else None
-            ),
-            parent_post_id=parent_id,
-            request_id=command.request_id or None,
-            created_at=now,
-            updated_at=now,
-        )
-        _set_tags(post, tags)
-        post.status = PostStatus.DRAFT if scheduled_at is None else _scheduled_status(post)
-        for target, account_id in zip(command.targets, ids, strict=True):
-            assert account_id is not None
-            post.targets.append(
-                Target(
-                    tenant_id=tenant,
-                    account_id=account_id,
-                    platform=accounts[account_id].platform,
-                    content_override=target.content_override,
-                    settings=dict(target.settings),
-                    status=TargetStatus.PENDING,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        _arm_targets(post, app.settings.default_stale_after)
-        uow.session.add(post)
+        accounts = await _accounts_of(uow, draft.tenant, draft.account_ids)
+        await _refuse_invalid(app, uow, draft, accounts)
+        new = _new_post(app, draft, accounts)
         try:
-            await uow.session.flush()
-            uow.emit("created", post)
-            if scheduled_at is not None:
-                uow.emit("scheduled", post)
+            await _insert(uow, [new])
             await uow.commit()
         except IntegrityError:
             # Two creates with the same request_id raced; the other one won.
             await uow.session.rollback()
-            existing = await _by_request_id(uow, tenant, command.request_id)
+            existing = await _by_request_id(uow, draft.tenant, request_id)
             if existing is None:
                 raise
             return existing
-        _wake_if_due_soon(app, post, now)
-        # Everything the answer shows was set here and is still loaded: no need to read it back.
-        return post
+    _wake_if_due_soon(app, new.record, new.record.created_at)
+    # Everything the answer shows was written here: no need to read it back.
+    return new.record
 
 
-async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> Post | None:
-    query = (
-        select(Post)
-        .where(Post.tenant_id == tenant, Post.request_id == request_id)
-        .options(selectinload(Post.targets))
-    )
-    return (await uow.session.execute(query)).scalar_one_or_none()
+async def _create_many(
+    app: Application, drafts: Sequence[_Draft]
+) -> list[PostRecord | errors.InvalidArgument]:
+    """Create many posts in one transaction; each refused draft gets its own error.
 
-
-async def get_post(app: Application, tenant: str, post_id: str) -> Post:
-    """One post with its targets and every attempt."""
+    Raises IntegrityError when a request_id raced with another transaction: then nothing was
+    written, and the caller goes through the drafts one by one.
+    """
+    results: list[PostRecord | errors.InvalidArgument | None] = [None] * len(drafts)
     async with app.uow() as uow:
-        return await _get_post(uow, tenant, post_id, with_attempts=True)
+        by_tenant: dict[str, list[_Draft]] = {}
+        for draft in drafts:
+            by_tenant.setdefault(draft.tenant, []).append(draft)
+        accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
+        existing: dict[tuple[str, str], PostRecord] = {}
+        for tenant, group in by_tenant.items():
+            ids = [i for d in group for i in d.account_ids]
+            accounts[tenant] = await _accounts_of(uow, tenant, ids)
+            for request_id in dict.fromkeys(d.command.request_id for d in group):
+                if request_id:
+                    found = await _by_request_id(uow, tenant, request_id)
+                    if found is not None:
+                        existing[(tenant, request_id)] = found
+        new_posts: list[_NewPost] = []
+        for index, draft in enumerate(drafts):
+            key = (draft.tenant, draft.command.request_id)
+            if key in existing:
+                # Created earlier, or by a valid draft earlier in this batch.
+                results[index] = existing[key]
+                continue
+            try:
+                await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
+            except errors.InvalidArgument as error:
+                results[index] = error
+                continue
+            new = _new_post(app, draft, accounts[draft.tenant])
+            new_posts.append(new)
+            results[index] = new.record
+            if draft.command.request_id:
+                existing[key] = new.record
+        await _insert(uow, new_posts)
+        await uow.commit()
+    for new in new_posts:
+        _wake_if_due_soon(app, new.record, new.record.created_at)
+    return [r for r in results if r is not None]
+
+
+class CreateBatcher:
+    """Group commit for CreatePost: concurrent creates share one transaction.
+
+    A create waits at most `max_wait` seconds for others (or until `max_batch` are waiting), or
+    for as long as `max_writers` batches are already being written. Each create is validated on
+    its own and a refused one fails alone; a batch that hits a request_id race (IntegrityError)
+    is written again one create per transaction, as if it had never been batched.
+    """
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.001,
+        max_writers: int = 2,
+    ) -> None:
+        self._app = app
+        self._max_batch = max_batch
+        self._max_wait = max_wait
+        self._max_writers = max_writers
+        self._waiting: list[tuple[_Draft, asyncio.Future[PostRecord]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def create(self, tenant: str, command: CreatePost) -> PostRecord:
+        """What `create_post` does, in a transaction shared with concurrent creates."""
+        future: asyncio.Future[PostRecord] = asyncio.get_running_loop().create_future()
+        self._waiting.append((_draft(self._app, tenant, command), future))
+        if len(self._waiting) >= self._max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._max_wait, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiting or len(self._writers) >= self._max_writers:
+            return  # a writer that finishes flushes what waits
+        batch = self._waiting[: self._max_batch]
+        del self._waiting[: self._max_batch]
+        writer = asyncio.create_task(self._write(batch))
+        self._writers.add(writer)
+        writer.add_done_callback(self._finished)
+
+    def _finished(self, writer: asyncio.Task[None]) -> None:
+        self._writers.discard(writer)
+        if self._waiting:
+            self._flush()
+
+    async def _write(self, batch: list[tuple[_Draft, asyncio.Future[PostRecord]]]) -> None:
+        try:
+            try:
+                results = await _create_many(self._app, [draft for draft, _ in batch])
+            except IntegrityError:
+                for draft, future in batch:
+                    try:
+                        _settle(future, await _create_one(self._app, draft))
+                    except Exception as error:
+                        _settle(future, error)
+                return
+            for (_, future), result in zip(batch, results, strict=True):
+                _settle(future, result)
+        except Exception as error:
+            for _, future in batch:
+                _settle(future, error)
+
+
+def _settle(future: asyncio.Future[PostRecord], outcome: PostRecord | Exception) -> None:
+    if future.done():  # the caller went away
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> PostRecord | None:
+    connection = await uow.session.connection()
+    found = (
+        await connection.execute(_POST_BY_REQUEST_ID, {"tenant": tenant, "request_id": request_id})
+    ).first()
+    if found is None:
+        return None
+    # The first request's post, as it is now (even if deleted since, as before).
+    rows = (await connection.execute(select(*_POST_COLUMNS).where(_POSTS.c.id == found.id))).all()
+    (record,) = await _post_records(connection, rows)
+    return record
+
+
+async def get_post(app: Application, tenant: str, post_id: str) -> PostRecord:
+    """One post with its targets and every attempt."""
+    ident = parse_id(post_id, "post_id")
+    async with app.uow() as uow:
+        connection = await uow.session.connection()
+        query = _LIVE_POST_WITH_ATTEMPTS
+        rows = (await connection.execute(query, {"post_id": ident, "tenant": tenant})).all()
+    if not rows:
+        raise errors.NotFound(f"post {post_id} not found")
+    return _post_with_attempts(rows)
 
 
 async def update_post(app: Application, tenant: str, command: UpdatePost) -> Post:
@@ -651,7 +1081,7 @@ def _replace_targets(
     post: Post,
     targets: Sequence[TargetInput],
     ids: Sequence[uuid.UUID | None],
-    accounts: dict[uuid.UUID, Account],
+    accounts: dict[uuid.UUID, AccountRef],
     now: datetime,
 ) -> None:
     existing = {t.account_id: t for t in post.targets}
@@ -945,7 +1375,9 @@ def _decode_token(token: str, fingerprint: str) -> list[Any]:
     return key
 
 
-async def list_posts(app: Application, tenant: str, command: ListPosts) -> tuple[list[Post], str]:
+async def list_posts(
+    app: Application, tenant: str, command: ListPosts
+) -> tuple[list[PostRecord], str]:
     """One page of posts, and the token of the next page ('' on the last)."""
     violations: list[FieldViolation] = []
     if command.page_size < 0:
@@ -969,7 +1401,9 @@ async def list_posts(app: Application, tenant: str, command: ListPosts) -> tuple
     size = min(command.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     fingerprint = _filter_fingerprint(command)
 
-    query: Select[Post] = select(Post).where(Post.tenant_id == tenant, Post.deleted_at.is_(None))
+    query: Select[Any] = select(*_POST_COLUMNS).where(
+        Post.tenant_id == tenant, Post.deleted_at.is_(None)
+    )
     if command.statuses:
         query = query.where(Post.status.in_([s.value for s in command.statuses]))
     if command.platforms:
@@ -1000,10 +1434,12 @@ async def list_posts(app: Application, tenant: str, command: ListPosts) -> tuple
 
     key = _decode_token(command.page_token, fingerprint) if command.page_token else None
     query = _order_and_seek(query, command.order, key)
-    query = query.limit(size + 1).options(selectinload(Post.targets))
+    query = query.limit(size + 1)
     async with app.uow() as uow:
-        rows = list((await uow.session.execute(query)).scalars())
-    page, more = rows[:size], len(rows) > size
+        connection = await uow.session.connection()
+        rows = (await connection.execute(query)).all()
+        more = len(rows) > size
+        page = await _post_records(connection, rows[:size])
     token = ""
     if more:
         last = page[-1]
@@ -1015,7 +1451,7 @@ async def list_posts(app: Application, tenant: str, command: ListPosts) -> tuple
     return page, token
 
 
-def _order_and_seek(query: Select[Post], order: str, key: list[Any] | None) -> Select[Post]:
+def _order_and_seek(query: Select[Any], order: str, key: list[Any] | None) -> Select[Any]:
     def cursor_time(value: Any) -> datetime:
         try:
             return datetime.fromisoformat(str(value))
@@ -1026,7 +1462,9 @@ def _order_and_seek(query: Select[Post], order: str, key: list[Any] | None) -> S
 
     last_id = uuid.UUID(key[1]) if key is not None else None
     if order == "scheduled_soonest":
-        query = query.order_by(Post.scheduled_at.is_(None), Post.scheduled_at, Post.id)
+        # Unscheduled posts last, as the (tenant_id, scheduled_at, id) index keeps them on
+        # PostgreSQL, so it serves the order without sorting the tenant's posts.
+        query = query.order_by(Post.scheduled_at.asc().nulls_last(), Post.id)
         if key is not None and key[0] is not None:
             at = cursor_time(key[0])
             query = query.where(

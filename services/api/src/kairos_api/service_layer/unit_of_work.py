@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kairos_api.adapters import outbox
@@ -100,7 +100,9 @@ class UnitOfWork:
         if not rows:
             return
         self._emitted = True
-        await self.session.execute(insert(OutboxEvent), list(rows))
+        # The table, not the mapped class: a plain Core insert skips the ORM's bulk machinery.
+        connection = await self.session.connection()
+        await connection.execute(insert(cast(Table, OutboxEvent.__table__)), list(rows))
 
     def emit_account(self, event_type: str, account: Account, *, detail: str = "") -> None:
         """Record an account event (needs_reauth ...) in the outbox, inside this transaction."""
