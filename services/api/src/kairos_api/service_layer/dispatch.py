@@ -14,12 +14,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import selectinload
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.crypto import CredentialDecryptError
-from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
+from kairos_api.adapters.orm import Account, Attempt, Post, Target, UTCDateTime, new_id
 from kairos_api.bootstrap import Application
 from kairos_api.domain.model import (
     CLAIMABLE_TARGET_STATUSES,
@@ -33,7 +46,7 @@ from kairos_api.service_layer.accounts import (
     decrypt_credentials,
     encrypt_stored,
 )
-from kairos_api.service_layer.settle import settle_post_ids, settle_posts
+from kairos_api.service_layer.settle import settle_post_ids, settle_posts, update_rows
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.platforms import Platform
@@ -153,24 +166,20 @@ async def claim_due(
         raise errors.InvalidArgument.of("lease", "must be between 0 and 1 hour")
     now = app.clock()
     async with app.uow() as uow:
+        if uow.on_postgresql:
+            deliveries = await _claim_in_one_statement(uow, now, horizon, limit, lease)
+            await uow.commit()
+            return deliveries
         query = (
             select(Target, Post.revision)
             .join(Post, Post.id == Target.post_id)
             .join(Account, Account.id == Target.account_id)
-            .where(
-                Target.status.in_([s.value for s in CLAIMABLE_TARGET_STATUSES]),
-                Target.next_attempt_at <= now + horizon,
-                or_(Target.stale_at.is_(None), Target.stale_at > now),
-                Account.status == AccountStatus.ACTIVE.value,
-                or_(Account.blocked_until.is_(None), Account.blocked_until <= now + horizon),
-            )
+            .where(*_claimable(now, horizon))
             .order_by(Target.next_attempt_at)
             .limit(limit)
         )
-        if uow.on_postgresql:
-            query = query.with_for_update(of=Target, skip_locked=True)
         rows = (await uow.session.execute(query)).all()
-        deliveries: list[Delivery] = []
+        deliveries = []
         for target, revision in rows:
             assert target.next_attempt_at is not None
             target.status = TargetStatus.QUEUED
@@ -181,6 +190,100 @@ async def claim_due(
             deliveries.append(_delivery(target, revision))
         await uow.commit()
     return deliveries
+
+
+def _claimable(now: datetime, horizon: timedelta) -> list[ColumnElement[bool]]:
+    """What makes a target claimable now, for both ways of claiming."""
+    return [
+        # Rendered as literals, so that PostgreSQL can match the partial index on the due
+        # column even with a generic plan for a prepared statement.
+        Target.status.in_(
+            bindparam(
+                "claimable_statuses",
+                sorted(s.value for s in CLAIMABLE_TARGET_STATUSES),
+                expanding=True,
+                literal_execute=True,
+            )
+        ),
+        Target.next_attempt_at <= now + horizon,
+        or_(Target.stale_at.is_(None), Target.stale_at > now),
+        Account.status == AccountStatus.ACTIVE.value,
+        or_(Account.blocked_until.is_(None), Account.blocked_until <= now + horizon),
+    ]
+
+
+#: A fresh time-ordered id per row, laid out as `orm.new_id` lays it out: the first 48 bits
+#: are the Unix time in milliseconds, then version 7 (set over gen_random_uuid's version 4),
+#: the variant and random bits. `set_bit` numbers bits from the low end of each byte.
+_NEW_ID_SQL = literal_column(
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+    "substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) from 3) "
+    "from 1 for 6), 52, 1), 53, 1), 'hex')::uuid",
+    Uuid(),
+)
+
+
+async def _claim_in_one_statement(
+    uow: UnitOfWork, now: datetime, horizon: timedelta, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """`claim_due` on PostgreSQL: select, lock and update the due targets in one statement.
+
+    The selection is a materialized CTE, so it runs exactly once: concurrent schedulers skip
+    each other's locked rows and the update touches only the rows it locked. Its columns and
+    conditions are those of the SQLite path; so are the deliveries, soonest first.
+    """
+    due = (
+        select(Target.id, Post.revision)
+        .join(Post, Post.id == Target.post_id)
+        .join(Account, Account.id == Target.account_id)
+        .where(*_claimable(now, horizon))
+        .order_by(Target.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=Target, skip_locked=True)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    at_now = literal(now, UTCDateTime())
+    statement = (
+        update(Target)
+        .where(Target.id == due.c.id)
+        .values(
+            status=TargetStatus.QUEUED.value,
+            delivery_id=_NEW_ID_SQL,
+            delivery_revision=due.c.revision,
+            lease_until=func.greatest(Target.next_attempt_at, at_now) + literal(lease, Interval()),
+            updated_at=at_now,
+        )
+        .returning(
+            Target.delivery_id,
+            Target.id,
+            Target.post_id,
+            Target.platform,
+            Target.account_id,
+            Target.due_at,
+            due.c.revision,
+            Target.lease_until,
+            Target.attempt_count,
+            Target.next_attempt_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # RETURNING keeps no order; the claim hands out the soonest first.
+    rows = sorted((await uow.session.execute(statement)).all(), key=lambda r: r.next_attempt_at)
+    return [
+        Delivery(
+            delivery_id=row.delivery_id,
+            target_id=row.id,
+            post_id=row.post_id,
+            platform=Platform(row.platform),
+            account_id=row.account_id,
+            due_at=row.due_at,
+            revision=row.revision,
+            lease_until=row.lease_until,
+            attempt_number=row.attempt_count + 1,
+        )
+        for row in rows
+    ]
 
 
 # --- begin ----------------------------------------------------------------------------------
@@ -701,8 +804,8 @@ async def _complete_published_in_bulk(
                 detail="published",
             )
         )
-    await uow.session.execute(update(Attempt), attempts)
-    await uow.session.execute(update(Target), changes)
+    await update_rows(uow, Attempt, attempts)
+    await update_rows(uow, Target, changes)
     await uow.emit_rows(events)
     await settle_post_ids(uow, {row.post_id: row.post_status for row in rows.values()}, now)
     return [Completion(o.attempt_id, TargetStatus.PUBLISHED, None) for o in outcomes]

@@ -1,0 +1,96 @@
+"""The outbox relay on PostgreSQL and SQLite: each event is published once, then marked relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from integration.api.test_dispatch_service import connect, post_due
+from sqlalchemy import select
+
+from kairos.events.v1 import events_pb2
+from kairos_api.adapters.orm import OutboxEvent
+from kairos_common.streams import EVENTS_STREAM
+from kairos_common.streams import connect as connect_nats
+from support.api import Client, RunningApi, api_settings, running_api
+from support.nats_server import NatsServer
+from support.postgres import TestDatabase
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+async def own_api(
+    request: pytest.FixtureRequest,
+    nats_server: NatsServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[RunningApi]:
+    database: TestDatabase | None = None
+    if request.param == "postgresql":
+        database = TestDatabase()
+        database.create()
+        url = database.url
+    else:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('relay')) / 'kairos.db'}"
+    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
+    try:
+        async with running_api(settings) as running:
+            yield running
+    finally:
+        if database is not None:
+            database.drop()
+
+
+@pytest.fixture
+async def tenant(own_api: RunningApi) -> AsyncIterator[Client]:
+    async with own_api.client() as client:
+        yield client
+
+
+async def outbox_of(api: RunningApi, post_ids: set[str]) -> dict[str, bool]:
+    """Event id → whether it is marked relayed, for these posts' events."""
+    async with api.service.app.uow() as uow:
+        rows = (await uow.session.execute(select(OutboxEvent))).scalars().all()
+    found = {}
+    for row in rows:
+        if events_pb2.LifecycleEvent.FromString(row.payload).post_id in post_ids:
+            found[str(row.event_id)] = row.relayed_at is not None
+    return found
+
+
+async def test_every_outbox_event_is_published_once_and_marked_relayed(
+    own_api: RunningApi, nats_server: NatsServer, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    posts = [await post_due(tenant, account, f"relay {i}", offset=600) for i in range(30)]
+    ours = {p.id for p in posts}
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        marked = await outbox_of(own_api, ours)
+        if len(marked) == 2 * len(posts) and all(marked.values()):
+            break
+        await asyncio.sleep(0.1)
+    assert len(marked) == 2 * len(posts)  # created and scheduled, per post
+    assert all(marked.values())
+
+    client = await connect_nats(nats_server.url, name=f"relay-test-{uuid.uuid4().hex[:6]}")
+    try:
+        subscription = await client.jetstream().subscribe(
+            "kairos.events.post.>", stream=EVENTS_STREAM, ordered_consumer=True
+        )
+        published: list[str] = []
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=1.0)
+            except TimeoutError:
+                break
+            event = events_pb2.LifecycleEvent.FromString(message.data)
+            if event.post_id in ours:
+                published.append(event.event_id)
+        await subscription.unsubscribe()
+    finally:
+        await client.close()
+    assert sorted(published) == sorted(marked)  # each event exactly once
