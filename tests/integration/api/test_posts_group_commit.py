@@ -17,6 +17,7 @@ from integration.api.helpers_posts import Tenant, at, tenant_of
 from kairos.posts.v1 import posts_pb2
 from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer import posts
+from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from support.api import Client, RunningApi, violations_of
 
@@ -112,7 +113,7 @@ async def test_a_batch_that_loses_a_request_id_race_is_written_one_by_one(
     stale = True
 
     async def lookup_once_stale(
-        uow: posts.UnitOfWork, tenant: str, request_id: str
+        uow: UnitOfWork, tenant: str, request_id: str
     ) -> posts.PostRecord | None:
         nonlocal stale
         if stale:
