@@ -21,7 +21,12 @@ MAX_BATCH = 500
 
 
 class Batcher(Generic[Item, Result]):
-    """Sends items in batches of at most `max_batch` through `send`, one batch at a time."""
+    """Sends items in batches of at most `max_batch` through `send`, `max_in_flight` at a time.
+
+    While as many batches as allowed are in flight, new items gather for the next one, so a
+    burst still goes out in large batches; a lone item at a quiet moment goes out at once
+    instead of waiting behind the batch before it.
+    """
 
     def __init__(
         self,
@@ -29,12 +34,15 @@ class Batcher(Generic[Item, Result]):
         send: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
         *,
         max_batch: int = MAX_BATCH,
+        max_in_flight: int = 2,
         attempts: int = 3,
     ) -> None:
         self.name = name
         self._send = send
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self.attempts = attempts
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +53,8 @@ class Batcher(Generic[Item, Result]):
         self._task = asyncio.create_task(self._run(), name=f"batch-{self.name}")
 
     async def submit(self, item: Item) -> Result:
+        if self._closing:
+            raise RuntimeError(f"{self.name} batcher is closed")
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wakeup.set()
@@ -61,12 +71,18 @@ class Batcher(Generic[Item, Result]):
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._pending and len(self._in_flight) < self.max_in_flight:
                 batch = self._pending[: self.max_batch]
                 self._pending = self._pending[self.max_batch :]
-                await self._deliver(batch)
-            if self._closing:
+                task = asyncio.create_task(self._deliver(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._delivered)
+            if self._closing and not self._pending and not self._in_flight:
                 return
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()
 
     async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         items = [item for item, _ in batch]
