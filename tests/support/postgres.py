@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -45,3 +48,18 @@ class TestDatabase:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
             )
+
+
+@asynccontextmanager
+async def fresh_database(kind: str, folder: Path) -> AsyncIterator[str]:
+    """The URL of a new, empty database of `kind` ("postgresql" or "sqlite"), gone afterwards:
+    a PostgreSQL database dropped on exit, or a SQLite file in `folder`."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'kairos.db'}"
+        return
+    database = TestDatabase()
+    database.create()
+    try:
+        yield database.url
+    finally:
+        database.drop()

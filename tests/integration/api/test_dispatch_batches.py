@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,7 +18,7 @@ from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
 from support.api import Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
-from support.postgres import TestDatabase
+from support.postgres import fresh_database
 
 PUBLISHED_EVENT = "LIFECYCLE_EVENT_TYPE_PUBLISHED"
 
@@ -30,20 +29,11 @@ async def own_api(
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningApi]:
-    database: TestDatabase | None = None
-    if request.param == "postgresql":
-        database = TestDatabase()
-        database.create()
-        url = database.url
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('batches')) / 'kairos.db'}"
-    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-    try:
+    folder = tmp_path_factory.mktemp("batches")
+    async with fresh_database(request.param, folder) as url:
+        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
         async with running_api(settings) as running:
             yield running
-    finally:
-        if database is not None:
-            database.drop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -22,7 +21,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import Target
 from support.api import Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
-from support.postgres import TestDatabase
+from support.postgres import fresh_database
 
 LEASE = timedelta(seconds=60)
 
@@ -33,20 +32,11 @@ async def two_apis(
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[RunningApi, RunningApi]]:
-    database: TestDatabase | None = None
-    if request.param == "postgresql":
-        database = TestDatabase()
-        database.create()
-        url = database.url
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('claims')) / 'kairos.db'}"
-    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-    try:
+    folder = tmp_path_factory.mktemp("claims")
+    async with fresh_database(request.param, folder) as url:
+        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
         async with running_api(settings) as first, running_api(settings) as second:
             yield first, second
-    finally:
-        if database is not None:
-            database.drop()
 
 
 @pytest.fixture

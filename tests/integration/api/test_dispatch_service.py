@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -24,7 +23,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import OutboxEvent, Target
 from support.api import SERVICE_TOKEN, Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
-from support.postgres import TestDatabase
+from support.postgres import fresh_database
 
 SERVICE = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
 
@@ -35,20 +34,11 @@ async def own_api(
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningApi]:
-    database: TestDatabase | None = None
-    if request.param == "postgresql":
-        database = TestDatabase()
-        database.create()
-        url = database.url
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('dispatch')) / 'kairos.db'}"
-    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url, KAIROS_RETRY_BASE_SECONDS="1")
-    try:
+    folder = tmp_path_factory.mktemp("dispatch")
+    async with fresh_database(request.param, folder) as url:
+        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url, KAIROS_RETRY_BASE_SECONDS="1")
         async with running_api(settings) as running:
             yield running
-    finally:
-        if database is not None:
-            database.drop()
 
 
 @pytest.fixture

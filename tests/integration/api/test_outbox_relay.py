@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from integration.api.test_dispatch_service import connect, post_due
@@ -18,7 +17,7 @@ from kairos_common.streams import EVENTS_STREAM
 from kairos_common.streams import connect as connect_nats
 from support.api import Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
-from support.postgres import TestDatabase
+from support.postgres import fresh_database
 
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
@@ -27,20 +26,11 @@ async def own_api(
     nats_server: NatsServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningApi]:
-    database: TestDatabase | None = None
-    if request.param == "postgresql":
-        database = TestDatabase()
-        database.create()
-        url = database.url
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('relay')) / 'kairos.db'}"
-    settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-    try:
+    folder = tmp_path_factory.mktemp("relay")
+    async with fresh_database(request.param, folder) as url:
+        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
         async with running_api(settings) as running:
             yield running
-    finally:
-        if database is not None:
-            database.drop()
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ async def test_a_lone_item_does_not_wait_behind_a_slow_batch() -> None:
     await asyncio.sleep(0.01)
     assert send.batches == [[1], [2]]  # sent at once, not after the first returned
     send.release.set()
-    assert await asyncio.gather(slow, lone) == [10, 20]
+    assert list(await asyncio.gather(slow, lone)) == [10, 20]
     await batcher.close()
 
 

@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters import convert
-from kairos_api.adapters.orm import OutboxEvent, new_id, utcnow
+from kairos_api.adapters.orm import new_id, utcnow
 from kairos_api.domain.model import PostStatus, TargetStatus
 
 #: Event names as they appear in subjects, with their protobuf type.
@@ -36,34 +36,6 @@ EVENT_TYPES: dict[str, events_pb2.LifecycleEventType.ValueType] = {
 }
 
 
-def lifecycle_event(
-    event_type: str,
-    *,
-    tenant_id: str,
-    post_id: uuid.UUID | None = None,
-    post_status: PostStatus | None = None,
-    revision: int = 0,
-    target_id: uuid.UUID | None = None,
-    target_status: TargetStatus | None = None,
-    account_id: uuid.UUID | None = None,
-    detail: str = "",
-) -> OutboxEvent:
-    """An outbox row for one event; raises KeyError for an unknown event type (a coding error)."""
-    return OutboxEvent(
-        **lifecycle_row(
-            event_type,
-            tenant_id=tenant_id,
-            post_id=post_id,
-            post_status=post_status,
-            revision=revision,
-            target_id=target_id,
-            target_status=target_status,
-            account_id=account_id,
-            detail=detail,
-        )
-    )
-
-
 def lifecycle_row(
     event_type: str,
     *,
@@ -76,7 +48,10 @@ def lifecycle_row(
     account_id: uuid.UUID | None = None,
     detail: str = "",
 ) -> dict[str, Any]:
-    """The column values of `lifecycle_event`, for inserting many rows in one statement."""
+    """The column values of one outbox row; KeyError for an unknown event type (a coding error).
+
+    Insert one as `OutboxEvent(**row)`, or many in one statement (`UnitOfWork.emit_rows`).
+    """
     event_id = new_id()
     now = utcnow()
     occurred = Timestamp()

@@ -76,22 +76,24 @@ class UnitOfWork:
         """Record a lifecycle event in the outbox, inside this transaction."""
         self._emitted = True
         self.session.add(
-            outbox.lifecycle_event(
-                event_type,
-                tenant_id=post.tenant_id,
-                post_id=post.id,
-                post_status=PostStatus(post.status),
-                revision=post.revision,
-                target_id=target.id if target is not None else None,
-                target_status=TargetStatus(target.status) if target is not None else None,
-                account_id=(
-                    account.id
-                    if account is not None
-                    else target.account_id
-                    if target is not None
-                    else None
-                ),
-                detail=detail,
+            OutboxEvent(
+                **outbox.lifecycle_row(
+                    event_type,
+                    tenant_id=post.tenant_id,
+                    post_id=post.id,
+                    post_status=PostStatus(post.status),
+                    revision=post.revision,
+                    target_id=target.id if target is not None else None,
+                    target_status=TargetStatus(target.status) if target is not None else None,
+                    account_id=(
+                        account.id
+                        if account is not None
+                        else target.account_id
+                        if target is not None
+                        else None
+                    ),
+                    detail=detail,
+                )
             )
         )
 
@@ -108,10 +110,9 @@ class UnitOfWork:
         """Record an account event (needs_reauth ...) in the outbox, inside this transaction."""
         self._emitted = True
         self.session.add(
-            outbox.lifecycle_event(
-                event_type,
-                tenant_id=account.tenant_id,
-                account_id=account.id,
-                detail=detail,
+            OutboxEvent(
+                **outbox.lifecycle_row(
+                    event_type, tenant_id=account.tenant_id, account_id=account.id, detail=detail
+                )
             )
         )
