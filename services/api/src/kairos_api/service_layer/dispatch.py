@@ -416,40 +416,42 @@ async def _begin_all_in_bulk(
     be refused or its credentials cannot be read: the caller then takes the general path, in
     the same transaction and under the same row locks.
     """
-    query = select(
-        Target.id,
-        Target.post_id,
-        Target.account_id,
-        Target.platform,
-        Target.status,
-        Target.delivery_id,
-        Target.delivery_revision,
-        Target.stale_at,
-        Target.due_at,
-        Target.content_override,
-        Target.settings,
-    ).where(Target.delivery_id.in_(idents))
+    # One round trip for the targets, their posts and their last attempt numbers.
+    last_number = (
+        select(func.max(Attempt.number))
+        .where(Attempt.target_id == Target.id)
+        .correlate(Target)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Target.id,
+            Target.post_id,
+            Target.account_id,
+            Target.platform,
+            Target.status,
+            Target.delivery_id,
+            Target.delivery_revision,
+            Target.stale_at,
+            Target.due_at,
+            Target.content_override,
+            Target.settings,
+            last_number.label("last_number"),
+            Post.status.label("post_status"),
+            Post.revision,
+            Post.deleted_at,
+            Post.content,
+            Post.media_urls,
+            Post.parent_post_id,
+        )
+        .join(Post, Post.id == Target.post_id)
+        .where(Target.delivery_id.in_(idents))
+    )
     if uow.on_postgresql:
         query = query.with_for_update(of=Target)
     targets = {row.delivery_id: row for row in (await uow.session.execute(query)).all()}
     if len(targets) != len(idents):
         return None
-    posts = {
-        row.id: row
-        for row in (
-            await uow.session.execute(
-                select(
-                    Post.id,
-                    Post.status,
-                    Post.revision,
-                    Post.deleted_at,
-                    Post.content,
-                    Post.media_urls,
-                    Post.parent_post_id,
-                ).where(Post.id.in_({t.post_id for t in targets.values()}))
-            )
-        ).all()
-    }
     accounts = {
         a.id: a
         for a in (
@@ -459,11 +461,11 @@ async def _begin_all_in_bulk(
         ).scalars()
     }
     for target in targets.values():
-        post, account = posts[target.post_id], accounts[target.account_id]
+        account = accounts[target.account_id]
         if (
             target.status != TargetStatus.QUEUED
-            or post.deleted_at is not None
-            or post.revision != target.delivery_revision
+            or target.deleted_at is not None
+            or target.revision != target.delivery_revision
             or (target.stale_at is not None and target.stale_at <= now)
             or account.status != AccountStatus.ACTIVE
         ):
@@ -474,16 +476,15 @@ async def _begin_all_in_bulk(
             credentials[account.id] = decrypt_credentials(app, account)
         except (CredentialDecryptError, errors.FailedPrecondition):
             return None
-    replies = await _replies_to(uow, [posts[t.post_id] for t in targets.values()])
-    numbers = await _last_attempt_numbers(uow, [t.id for t in targets.values()])
+    replies = await _replies_to(uow, targets.values())
     lease_until = now + app.settings.attempt_lease
     attempts: list[dict[str, Any]] = []
     results: list[Begun | Refused] = []
     for ident in idents:
         target = targets[ident]
-        post, account = posts[target.post_id], accounts[target.account_id]
+        account = accounts[target.account_id]
         attempt_id = new_id()
-        number = numbers.get(target.id, 0) + 1
+        number = (target.last_number or 0) + 1
         attempts.append(
             {
                 "id": attempt_id,
@@ -498,18 +499,20 @@ async def _begin_all_in_bulk(
                 attempt_id=attempt_id,
                 attempt_number=number,
                 target_id=target.id,
-                post_id=post.id,
+                post_id=target.post_id,
                 account_id=account.id,
                 account_handle=account.handle,
                 platform=Platform(target.platform),
                 due_at=target.due_at or now,
                 content=(
-                    target.content_override if target.content_override is not None else post.content
+                    target.content_override
+                    if target.content_override is not None
+                    else target.content
                 ),
-                media_urls=list(post.media_urls),
+                media_urls=list(target.media_urls),
                 settings=dict(target.settings),
                 credentials=credentials[account.id],
-                reply_to_platform_id=replies.get((post.parent_post_id, target.account_id), ""),
+                reply_to_platform_id=replies.get((target.parent_post_id, target.account_id), ""),
                 idempotency_key=f"kairos-{target.id}",
             )
         )
@@ -526,11 +529,11 @@ async def _begin_all_in_bulk(
         )
         .execution_options(synchronize_session=False)
     )
-    starting = [
-        p.id
-        for p in posts.values()
-        if p.status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL)
-    ]
+    starting = {
+        t.post_id
+        for t in targets.values()
+        if t.post_status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL)
+    }
     if starting:
         await uow.session.execute(
             update(Post)
