@@ -214,6 +214,10 @@ def log_size(stack: Stack, name: str) -> int:
     return log.stat().st_size if log.exists() else 0
 
 
+class Overran(RuntimeError):
+    """Creating the posts took past their due instant: their lateness would include creation."""
+
+
 # --- scenarios ------------------------------------------------------------------------------
 
 
@@ -228,6 +232,8 @@ async def kairos_burst(
     with RssSampler(stack.pid("publisher")) as rss:
         async with profiler.around(due) if profiler else contextlib.nullcontext():
             arrivals = await collect(sink, created.expected, timeout_s=max(120.0, n / 50))
+    if created.overran:
+        raise Overran(f"{label}: {created.overran:,} of {n:,} posts were created after their due")
     return {
         "summary": summarize(created.expected, arrivals),
         "created_per_s": round(created.per_s, 1),
