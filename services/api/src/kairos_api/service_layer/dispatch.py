@@ -371,28 +371,8 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
             target.updated_at = now
             if post.status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
                 post.status = PostStatus.PUBLISHING
-            results.append(
-                Begun(
-                    attempt_id=attempt.id,
-                    attempt_number=number,
-                    target_id=target.id,
-                    post_id=post.id,
-                    account_id=account.id,
-                    account_handle=account.handle,
-                    platform=Platform(target.platform),
-                    due_at=target.due_at or now,
-                    content=(
-                        target.content_override
-                        if target.content_override is not None
-                        else post.content
-                    ),
-                    media_urls=list(post.media_urls),
-                    settings=dict(target.settings),
-                    credentials=secret,
-                    reply_to_platform_id=await _reply_to(uow, post, target),
-                    idempotency_key=f"kairos-{target.id}",
-                )
-            )
+            reply_to = await _reply_to(uow, post, target)
+            results.append(_begun(attempt.id, number, target, post, account, secret, reply_to, now))
         await settle_posts(
             uow,
             {
@@ -494,28 +474,10 @@ async def _begin_all_in_bulk(
                 "started_at": now,
             }
         )
-        results.append(
-            Begun(
-                attempt_id=attempt_id,
-                attempt_number=number,
-                target_id=target.id,
-                post_id=target.post_id,
-                account_id=account.id,
-                account_handle=account.handle,
-                platform=Platform(target.platform),
-                due_at=target.due_at or now,
-                content=(
-                    target.content_override
-                    if target.content_override is not None
-                    else target.content
-                ),
-                media_urls=list(target.media_urls),
-                settings=dict(target.settings),
-                credentials=credentials[account.id],
-                reply_to_platform_id=replies.get((target.parent_post_id, target.account_id), ""),
-                idempotency_key=f"kairos-{target.id}",
-            )
-        )
+        reply_to = replies.get((target.parent_post_id, target.account_id), "")
+        secret = credentials[account.id]
+        # The row carries the post's content and media next to the target's columns.
+        results.append(_begun(attempt_id, number, target, target, account, secret, reply_to, now))
     await uow.session.execute(insert(Attempt), attempts)
     # The same change for every target: one statement, not one per row.
     await uow.session.execute(
@@ -559,6 +521,36 @@ async def _replies_to(
         )
     )
     return {(post_id, account_id): found or "" for post_id, account_id, found in rows.all()}
+
+
+def _begun(
+    attempt_id: uuid.UUID,
+    number: int,
+    target: Any,
+    post: Any,
+    account: Account,
+    credentials: StoredCredentials,
+    reply_to: str,
+    now: datetime,
+) -> Begun:
+    """What the publisher needs for one begun attempt. `target` and `post` are ORM objects or
+    rows with the same column names."""
+    return Begun(
+        attempt_id=attempt_id,
+        attempt_number=number,
+        target_id=target.id,
+        post_id=target.post_id,
+        account_id=account.id,
+        account_handle=account.handle,
+        platform=Platform(target.platform),
+        due_at=target.due_at or now,
+        content=post.content if target.content_override is None else target.content_override,
+        media_urls=list(post.media_urls),
+        settings=dict(target.settings),
+        credentials=credentials,
+        reply_to_platform_id=reply_to,
+        idempotency_key=f"kairos-{target.id}",
+    )
 
 
 def _fence(
