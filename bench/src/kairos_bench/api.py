@@ -12,12 +12,10 @@ import time
 from typing import Any
 
 from kairos.posts.v1 import posts_pb2
-from kairos_bench.kairos import timestamp
+from kairos_bench.kairos import DAY_NS, timestamp
 from kairos_bench.load import Call, Client, close_clients, drive, open_clients
 from kairos_bench.stack import Stack
 from kairos_bench.stats import latency_summary
-
-DAY_NS = 86_400 * 10**9
 
 
 async def measure(
