@@ -46,7 +46,7 @@ from kairos_api.service_layer.accounts import (
     decrypt_credentials,
     encrypt_stored,
 )
-from kairos_api.service_layer.settle import settle_post_ids, settle_posts, update_rows
+from kairos_api.service_layer.settle import settle_post_ids, settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.platforms import Platform
@@ -799,8 +799,8 @@ async def _complete_published_in_bulk(
                 detail="published",
             )
         )
-    await update_rows(uow, Attempt, attempts)
-    await update_rows(uow, Target, changes)
+    await uow.update_rows(Attempt, attempts)
+    await uow.update_rows(Target, changes)
     await uow.emit_rows(events)
     await settle_post_ids(uow, {row.post_id: row.post_status for row in rows.values()}, now)
     return [Completion(o.attempt_id, TargetStatus.PUBLISHED, None) for o in outcomes]

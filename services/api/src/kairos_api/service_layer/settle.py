@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, column, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 
-from kairos_api.adapters.orm import Base, Post, Target
+from kairos_api.adapters.orm import Post, Target
 from kairos_api.domain.model import PostStatus, TargetStatus, derive_post_status
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 
@@ -63,8 +61,7 @@ async def settle_post_ids(
         if derived != PostStatus.PUBLISHING and status != derived:
             changed[post_id] = derived
     if changed:
-        await update_rows(
-            uow,
+        await uow.update_rows(
             Post,
             [
                 {"id": post_id, "status": status.value, "updated_at": now}
@@ -72,38 +69,3 @@ async def settle_post_ids(
             ],
         )
     return changed
-
-
-async def update_rows(uow: UnitOfWork, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-    """`session.execute(update(model), rows)`: rows by primary key `id`, all with the same keys.
-
-    The ORM sends that as one UPDATE per row. On PostgreSQL this sends one statement instead,
-    `UPDATE ... FROM unnest(<one array per column>)`; a column with the same value in every row
-    is sent once, not as an array.
-    """
-    if not rows:
-        return
-    if not uow.on_postgresql:
-        await uow.session.execute(update(model), list(rows))
-        return
-    table = model.__table__
-    first = rows[0]
-    varying = ["id", *(k for k in first if k != "id" and any(r[k] != first[k] for r in rows))]
-    given = (
-        func.unnest(
-            *(
-                bindparam(f"rows_{key}", [r[key] for r in rows], type_=ARRAY(table.c[key].type))
-                for key in varying
-            )
-        )
-        .table_valued(*(column(key, table.c[key].type) for key in varying))
-        .render_derived(name="given")
-    )
-    await uow.session.execute(
-        update(model)
-        .where(table.c.id == given.c.id)
-        .values(
-            {key: given.c[key] if key in varying else first[key] for key in first if key != "id"}
-        )
-        .execution_options(synchronize_session=False)
-    )
