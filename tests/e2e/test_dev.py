@@ -26,13 +26,14 @@ from typing import Any
 import pytest
 
 from kairos_dev.banner import READY_LINE
-from support.ports import free_port
+from kairos_fakes import fake_classes
+from support.ports import free_port, free_port_range
 
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 KAIROS = str(BIN / "kairos")
-CHILDREN = {"nats", "sandbox", "api", "scheduler", "publisher"}
+CHILDREN = {"nats", "sandbox", "fakes", "api", "scheduler", "publisher"}
 PUBLISHED = "POST_STATUS_PUBLISHED"
 SETTLED_BADLY = {"POST_STATUS_FAILED", "POST_STATUS_MISSED", "POST_STATUS_UNKNOWN"}
 
@@ -188,11 +189,17 @@ def assert_all_gone(children: Mapping[str, int]) -> None:
     assert not strays, f"processes left in the children's groups: {strays}"
 
 
+def dev_ports() -> dict[str, int]:
+    """Free ports for every child; the fakes take a run of consecutive ones."""
+    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
+    return {**ports, "fakes": free_port_range(len(fake_classes()))}
+
+
 def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_keeps_data(
     tmp_path: Path, dev_runs: list[DevRun]
 ) -> None:
     data_dir = tmp_path / "dev"
-    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
+    ports = dev_ports()
     sandbox_url = f"http://127.0.0.1:{ports['sandbox']}"
 
     first = DevRun.start(data_dir, ports, tmp_path / "first.out")
@@ -278,7 +285,7 @@ def test_a_child_that_dies_stops_everything_with_its_last_lines(
     tmp_path: Path, dev_runs: list[DevRun]
 ) -> None:
     data_dir = tmp_path / "dev"
-    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
+    ports = dev_ports()
     run = DevRun.start(data_dir, ports, tmp_path / "run.out")
     dev_runs.append(run)
     run.wait_banner()

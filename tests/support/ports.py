@@ -25,3 +25,24 @@ def wait_for_port(port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.02)
     return False
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that were all free a moment ago on 127.0.0.1."""
+    import random
+
+    for _ in range(200):
+        first = random.randrange(20_000, 60_000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports found")

@@ -83,6 +83,7 @@ def test_children_start_with_nats_and_the_sandbox_and_end_with_the_workers(tmp_p
     assert [(s.name, s.stage) for s in specs] == [
         ("nats", 0),
         ("sandbox", 0),
+        ("fakes", 0),
         ("api", 1),
         ("scheduler", 2),
         ("publisher", 2),
@@ -92,8 +93,24 @@ def test_children_start_with_nats_and_the_sandbox_and_end_with_the_workers(tmp_p
     assert "--jetstream" in nats
     assert f"--store_dir={tmp_path / 'nats'}" in nats
     assert "--port=14999" in nats
-    assert specs[2].argv[1:] == ("-m", "kairos_api")
-    assert {s.port for s in specs} == {14999, 50051, 50052, 50053, 8090}
+    assert specs[2].argv[1:] == ("-m", "kairos_fakes", "--host=127.0.0.1", "--port-offset=0")
+    assert specs[3].argv[1:] == ("-m", "kairos_api")
+    assert {s.port for s in specs} == {14999, 50051, 50052, 50053, 8090, 9100}
+
+
+def test_the_publisher_is_pointed_at_the_fakes_unless_they_are_off(tmp_path: Path) -> None:
+    options = parse_args(["--data-dir", str(tmp_path), "--fakes-port", "19100"])
+    env = plan_children(options, {})[-1].env
+    urls = dict(item.split("=", 1) for item in env["KAIROS_PLATFORM_URLS"].split(","))
+    assert urls["x"] == "http://127.0.0.1:19101"
+    assert {"x", "mastodon", "bluesky", "telegram"} <= set(urls)
+    assert "media" not in urls
+    assert env["KAIROS_MEDIA_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
+
+    real = parse_args(["--data-dir", str(tmp_path), "--no-fakes"])
+    specs = plan_children(real, {})
+    assert "fakes" not in [s.name for s in specs]
+    assert "KAIROS_PLATFORM_URLS" not in specs[-1].env
 
 
 def test_two_options_on_one_port_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,6 @@ from kairos_publisher.platforms.base import (
     PlatformClient,
     PublishOutcome,
     PublishRequest,
-    RefreshedTokens,
     RefreshingClient,
     Result,
 )
@@ -86,6 +85,8 @@ def outcome_message(
         http_status=outcome.http_status,
     )
     message.latency.FromNanoseconds(int(latency * 1e9))
+    if outcome.blocked_until is not None:
+        message.account_blocked_until.FromDatetime(outcome.blocked_until)
     if outcome.result == Result.PUBLISHED:
         message.published.CopyFrom(
             dispatch_pb2.Published(platform_post_id=outcome.platform_post_id, url=outcome.url)
@@ -116,6 +117,28 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
         page_id=credentials.page_id,
         chat_id=credentials.chat_id,
         extra=dict(credentials.extra),
+        expires_at=(
+            credentials.expires_at.ToDatetime(tzinfo=UTC)
+            if credentials.HasField("expires_at")
+            else None
+        ),
+        account_id=begun.account_id,
+        handle=begun.account_handle,
+    )
+
+
+def with_credentials(request: PublishRequest, credentials: posts_pb2.Credentials) -> PublishRequest:
+    """The request with an account's newer credentials."""
+    return replace(
+        request,
+        access_token=credentials.access_token,
+        refresh_token=credentials.refresh_token,
+        extra=dict(credentials.extra),
+        expires_at=(
+            credentials.expires_at.ToDatetime(tzinfo=UTC)
+            if credentials.HasField("expires_at")
+            else None
+        ),
     )
 
 
@@ -147,7 +170,9 @@ class PlatformConsumer:
         self.stopping = asyncio.Event()
         self.published = 0
         self.refresh_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.refreshed: dict[str, RefreshedTokens] = {}
+        self.refreshed: dict[str, posts_pb2.Credentials] = {}
+        #: Accounts whose rate limit the platform said is used up, until when.
+        self.blocked: dict[str, datetime] = {}
 
     async def run(self) -> None:
         """Fetch while not stopping; each message is handled in its own task."""
@@ -208,6 +233,9 @@ class PlatformConsumer:
             await self.dead_letter(message, reason)
             return
         due_at = event.due_at.ToDatetime(tzinfo=UTC)
+        blocked = self.blocked.get(event.account_id)
+        if blocked is not None and blocked > due_at:
+            due_at = blocked  # the platform asked this account to wait
         if not await self.hold_until(message, due_at):
             return  # handed back with nak(delay), or stopping
         try:
@@ -231,11 +259,12 @@ class PlatformConsumer:
         limit = self.account_limits[begun.account_id]
         async with self.slots, limit:
             started = time.monotonic()
-            request = publish_request(begun)
-            outcome = await self.client.publish(request)
-            if outcome.result == Result.AUTH and hasattr(self.client, "refresh"):
-                outcome = await self.refresh_and_retry(begun, request, outcome)
+            outcome = await self.call(begun)
             latency = time.monotonic() - started
+        if outcome.blocked_until is not None:
+            known = self.blocked.get(begun.account_id)
+            if known is None or known < outcome.blocked_until:
+                self.blocked[begun.account_id] = outcome.blocked_until
         try:
             result = await self.completions.submit(
                 outcome_message(begun, event.delivery_id, outcome, latency)
@@ -254,54 +283,73 @@ class PlatformConsumer:
         else:
             await message.ack()
 
-    async def refresh_and_retry(
-        self,
-        begun: dispatch_pb2.BeginAttemptResponse,
-        request: PublishRequest,
-        refused: PublishOutcome,
-    ) -> PublishOutcome:
-        """Refresh the account's token once (one refresh at a time per account), save the new
-        tokens through DispatchService before using them, and try the call again once."""
+    async def call(self, begun: dispatch_pb2.BeginAttemptResponse) -> PublishOutcome:
+        """Publish, refreshing the token first when it is about to expire, and once (then trying
+        again once) when the platform refuses it."""
+        request = publish_request(begun)
+        refreshing = hasattr(self.client, "refresh")
+        if refreshing and request.expires_at is not None:
+            margin = cast(RefreshingClient, self.client).refresh_margin
+            if request.expires_at - datetime.now(UTC) <= margin:
+                fresh = await self.refresh(begun, request)
+                if isinstance(fresh, PublishRequest):
+                    request = fresh
+                # When it failed, the old token may still work: the call says.
+        outcome = await self.client.publish(request)
+        if outcome.result != Result.AUTH or not refreshing:
+            return outcome
+        fresh = await self.refresh(begun, request)
+        if isinstance(fresh, str):
+            return replace(outcome, message=f"{outcome.message} (token refresh failed: {fresh})")
+        return await self.client.publish(fresh)
+
+    async def refresh(
+        self, begun: dispatch_pb2.BeginAttemptResponse, request: PublishRequest
+    ) -> PublishRequest | str:
+        """The request with refreshed tokens, or why there are none.
+
+        One refresh at a time per account in this copy; the new tokens are saved through
+        DispatchService before they are used. A refresh token that another copy used first is
+        told apart from a dead one by the api, which then hands back the newer credentials.
+        """
         client = cast(RefreshingClient, self.client)
         async with self.refresh_locks[begun.account_id]:
             known = self.refreshed.get(begun.account_id)
             if known is not None and known.access_token != request.access_token:
-                tokens = known  # another call refreshed it meanwhile
-            else:
-                answer = await client.refresh(request)
-                if isinstance(answer, str):
-                    await self.dispatch.SaveRefreshedCredentials(
-                        dispatch_pb2.SaveRefreshedCredentialsRequest(
-                            account_id=begun.account_id, needs_reauth=True, reason=answer
-                        ),
-                        metadata=self.metadata,
-                        timeout=RPC_TIMEOUT,
-                    )
-                    return PublishOutcome(
-                        Result.AUTH,
-                        http_status=refused.http_status,
-                        code=refused.code,
-                        message=f"{refused.message} (token refresh failed: {answer})",
-                    )
-                tokens = answer
-                credentials = posts_pb2.Credentials()
-                credentials.CopyFrom(begun.credentials)
-                credentials.access_token = tokens.access_token
-                credentials.refresh_token = tokens.refresh_token
-                if tokens.expires_at is not None:
-                    credentials.expires_at.FromDatetime(tokens.expires_at)
-                await self.dispatch.SaveRefreshedCredentials(
+                return with_credentials(request, known)  # another call refreshed meanwhile
+            answer = await client.refresh(request)
+            if isinstance(answer, str):
+                saved = await self.dispatch.SaveRefreshedCredentials(
                     dispatch_pb2.SaveRefreshedCredentialsRequest(
-                        account_id=begun.account_id, credentials=credentials
+                        account_id=begun.account_id,
+                        needs_reauth=True,
+                        reason=answer,
+                        failed_refresh_token=request.refresh_token,
                     ),
                     metadata=self.metadata,
                     timeout=RPC_TIMEOUT,
                 )
-                self.refreshed[begun.account_id] = tokens
-        retried = replace(
-            request, access_token=tokens.access_token, refresh_token=tokens.refresh_token
-        )
-        return await self.client.publish(retried)
+                if saved.HasField("current") and saved.current.access_token:
+                    self.refreshed[begun.account_id] = saved.current
+                    return with_credentials(request, saved.current)
+                return answer
+            credentials = posts_pb2.Credentials()
+            credentials.CopyFrom(begun.credentials)
+            credentials.access_token = answer.access_token
+            credentials.refresh_token = answer.refresh_token
+            credentials.extra.update(answer.extra)
+            credentials.ClearField("expires_at")
+            if answer.expires_at is not None:
+                credentials.expires_at.FromDatetime(answer.expires_at)
+            await self.dispatch.SaveRefreshedCredentials(
+                dispatch_pb2.SaveRefreshedCredentialsRequest(
+                    account_id=begun.account_id, credentials=credentials
+                ),
+                metadata=self.metadata,
+                timeout=RPC_TIMEOUT,
+            )
+            self.refreshed[begun.account_id] = credentials
+            return with_credentials(request, credentials)
 
     async def hold_until(self, message: Msg, due_at: datetime) -> bool:
         """Wait for the due instant, keeping the message alive; False if it was handed back."""

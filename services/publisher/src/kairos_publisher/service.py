@@ -17,7 +17,9 @@ from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.streams import StreamLayout, connect, ensure_streams
 from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
+from kairos_publisher.media import MediaFetcher
 from kairos_publisher.platforms import registry
+from kairos_publisher.platforms.base import PlatformContext
 from kairos_publisher.settings import PublisherSettings
 from kairos_publisher.transport import http_client
 
@@ -35,6 +37,7 @@ class PublisherService:
         self.nc: NatsClient | None = None
         self.channel: grpc.aio.Channel | None = None
         self.http: httpx.AsyncClient | None = None
+        self.media: MediaFetcher | None = None
         self.batchers: list[Batcher[Any, Any]] = []
         self.consumers: list[PlatformConsumer] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -80,7 +83,12 @@ class PublisherService:
             batcher.start()
         timeout = self.settings.http_timeout.total_seconds()
         self.http = http_client(timeout, max_connections=self.settings.platform_concurrency * 4)
-        clients = registry(self.http)
+        self.media = MediaFetcher(
+            timeout=timeout, allowed_networks=self.settings.media_allowed_networks
+        )
+        clients = registry(
+            PlatformContext(self.http, self.media, urls=self.settings.platform_urls)
+        )
         accounts = account_semaphores(self.settings.account_concurrency)
         for platform in self.settings.platforms:
             client = clients.get(platform)
@@ -112,6 +120,8 @@ class PublisherService:
             await batcher.close()
         if self.http is not None:
             await self.http.aclose()
+        if self.media is not None:
+            await self.media.aclose()
         if self.nc is not None:
             await self.nc.drain()
         if self.channel is not None:

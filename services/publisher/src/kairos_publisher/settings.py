@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from kairos_common.platforms import Platform
@@ -14,6 +14,8 @@ from kairos_common.settings import (
     SettingsError,
     server_settings,
 )
+from kairos_publisher.media import Network, parse_networks
+from kairos_publisher.platforms.base import parse_platform_urls
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class PublisherSettings:
     max_deliver: int = 20
     #: Platform HTTP timeout (KAIROS_HTTP_TIMEOUT_SECONDS).
     http_timeout: timedelta = timedelta(seconds=15)
+    #: Base URL overrides for the platforms' APIs, e.g. to point them at local fakes
+    #: (KAIROS_PLATFORM_URLS="x=http://127.0.0.1:9001,linkedin=http://127.0.0.1:9004").
+    platform_urls: dict[str, str] = field(default_factory=dict)
+    #: Networks media may be downloaded from although they are not public; empty in production
+    #: (KAIROS_MEDIA_ALLOWED_NETWORKS="127.0.0.0/8,::1/128" for development and tests).
+    media_allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
@@ -57,6 +65,14 @@ class PublisherSettings:
                     f"KAIROS_PUBLISHER_PLATFORMS={names!r} names an unknown platform; "
                     f"known: {known}"
                 ) from None
+        try:
+            urls = parse_platform_urls(env.text("KAIROS_PLATFORM_URLS", ""))
+        except ValueError as error:
+            raise SettingsError(f"KAIROS_PLATFORM_URLS: {error}") from None
+        try:
+            networks = tuple(parse_networks(env.text("KAIROS_MEDIA_ALLOWED_NETWORKS", "")))
+        except ValueError as error:
+            raise SettingsError(f"KAIROS_MEDIA_ALLOWED_NETWORKS: {error}") from None
         return cls(
             common=CommonSettings.from_env(environ),
             server=server_settings(env, "KAIROS_PUBLISHER_ADDR", "127.0.0.1:50053"),
@@ -68,4 +84,6 @@ class PublisherSettings:
             ack_wait=env.seconds("KAIROS_ACK_WAIT_SECONDS", 60.0, minimum=1.0),
             max_deliver=env.integer("KAIROS_MAX_DELIVER", 20, minimum=2),
             http_timeout=env.seconds("KAIROS_HTTP_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+            platform_urls=urls,
+            media_allowed_networks=networks,
         )

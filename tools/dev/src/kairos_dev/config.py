@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from kairos_fakes import BASE_PORT as FAKES_BASE_PORT
+from kairos_fakes import fake_classes
+
 HOST = "127.0.0.1"
 
 DEV_ENV_HEADER = """\
@@ -38,6 +41,8 @@ DEV_DEFAULTS: dict[str, str] = {
     "KAIROS_ALLOW_HTTP_MEDIA": "true",
     # Ctrl-C should not wait long for idle services.
     "KAIROS_GRACE_SECONDS": "5",
+    # The media host among the fakes is on this machine; production allows public hosts only.
+    "KAIROS_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
 }
 
 
@@ -55,6 +60,22 @@ class DevOptions:
     scheduler_port: int = 50052
     publisher_port: int = 50053
     sandbox_port: int = 8090
+    #: The platform fakes' first port: the media host; each platform's fake above it.
+    fakes_port: int = FAKES_BASE_PORT
+    #: Start the platform fakes and point the publisher at them (off: the real platforms).
+    fakes: bool = True
+
+    @property
+    def platform_urls(self) -> str:
+        """`KAIROS_PLATFORM_URLS` for the fakes, as `python -m kairos_fakes` serves them."""
+        if not self.fakes:
+            return ""
+        offset = self.fakes_port - FAKES_BASE_PORT
+        return ",".join(
+            f"{fake.name}=http://{HOST}:{fake.default_port + offset}"
+            for fake in fake_classes()
+            if fake.name != "media"
+        )
 
     @property
     def database_url(self) -> str:
@@ -106,6 +127,7 @@ PORT_OPTIONS: dict[str, str] = {
     "scheduler_port": "--scheduler-port",
     "publisher_port": "--publisher-port",
     "sandbox_port": "--sandbox-port",
+    "fakes_port": "--fakes-port",
 }
 
 
@@ -132,10 +154,16 @@ def parse_args(argv: Sequence[str] | None = None) -> DevOptions:
             default=getattr(defaults, field),
             help=f"the {field.removesuffix('_port')}'s port on {HOST} (default: %(default)s)",
         )
+    parser.add_argument(
+        "--no-fakes",
+        action="store_true",
+        help="do not start the platform fakes; the publisher then calls the real platforms",
+    )
     args = parser.parse_args(argv)
     options = DevOptions(
         data_dir=args.data_dir.expanduser().resolve(),
         **{field: getattr(args, field) for field in PORT_OPTIONS},
+        fakes=not args.no_fakes,
     )
     seen: dict[int, str] = {}
     for field, option in PORT_OPTIONS.items():
@@ -246,6 +274,7 @@ def service_env(
         "KAIROS_API_ADDR": options.api_target,
         "KAIROS_SCHEDULER_ADDR": f"{HOST}:{options.scheduler_port}",
         "KAIROS_PUBLISHER_ADDR": f"{HOST}:{options.publisher_port}",
+        **({"KAIROS_PLATFORM_URLS": options.platform_urls} if options.fakes else {}),
     }
 
 
@@ -288,6 +317,31 @@ def plan_children(
             probe="tcp",
             stage=0,
             about="a platform that records every post it gets (GET /posts)",
+        ),
+        *(
+            [
+                ChildSpec(
+                    name="fakes",
+                    argv=(
+                        python,
+                        "-m",
+                        "kairos_fakes",
+                        f"--host={HOST}",
+                        f"--port-offset={options.fakes_port - FAKES_BASE_PORT}",
+                    ),
+                    env=env,
+                    port=options.fakes_port,
+                    option="--fakes-port",
+                    probe="tcp",
+                    stage=0,
+                    about=(
+                        f"fakes of every platform's API on ports {options.fakes_port}-"
+                        f"{options.fakes_port + len(fake_classes()) - 1} (media host first)"
+                    ),
+                )
+            ]
+            if options.fakes
+            else []
         ),
         ChildSpec(
             name="api",

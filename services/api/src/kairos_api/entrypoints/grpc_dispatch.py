@@ -171,6 +171,11 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
                         if item.HasField("retry_not_before")
                         else None
                     ),
+                    account_blocked_until=(
+                        convert.from_timestamp(item.account_blocked_until)
+                        if item.HasField("account_blocked_until")
+                        else None
+                    ),
                     latency_ms=(
                         int(item.latency.ToTimedelta().total_seconds() * 1000)
                         if item.HasField("latency")
@@ -228,13 +233,17 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self, request: dispatch_pb2.SaveRefreshedCredentialsRequest, context: Context
     ) -> dispatch_pb2.SaveRefreshedCredentialsResponse:
         self.app.auth.require_service(context)
-        status = await dispatch.save_refreshed_credentials(
+        status, current = await dispatch.save_refreshed_credentials(
             self.app,
             request.account_id,
             None if request.needs_reauth else credentials_from_proto(request.credentials),
             needs_reauth=request.needs_reauth,
             reason=request.reason,
+            failed_refresh_token=request.failed_refresh_token,
         )
-        return dispatch_pb2.SaveRefreshedCredentialsResponse(
+        response = dispatch_pb2.SaveRefreshedCredentialsResponse(
             status=convert.account_status_to_proto(status)
         )
+        if current is not None:
+            response.current.CopyFrom(credentials_to_proto(current))
+        return response

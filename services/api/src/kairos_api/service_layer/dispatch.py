@@ -20,6 +20,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    exists,
     func,
     insert,
     literal,
@@ -28,7 +29,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.crypto import CredentialDecryptError
@@ -112,6 +113,8 @@ class Outcome:
     http_status: int = 0
     retry_not_before: datetime | None = None
     latency_ms: int | None = None
+    #: The account's rate limit is used up until then (any outcome may carry it).
+    account_blocked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -208,8 +211,23 @@ def _claimable(now: datetime, horizon: timedelta) -> list[ColumnElement[bool]]:
         Target.next_attempt_at <= now + horizon,
         or_(Target.stale_at.is_(None), Target.stale_at > now),
         Account.status == AccountStatus.ACTIVE.value,
-        or_(Account.blocked_until.is_(None), Account.blocked_until <= now + horizon),
+        # A rate-limited account's targets wait until its block has passed (not a lead window
+        # early: the publisher would only have to hold them again).
+        or_(Account.blocked_until.is_(None), Account.blocked_until <= now),
+        # A part of a thread goes out only after the part it replies to was published on the
+        # same account (or when the parent does not go to this account at all).
+        or_(
+            Post.parent_post_id.is_(None),
+            ~exists().where(
+                _Parent.post_id == Post.parent_post_id,
+                _Parent.account_id == Target.account_id,
+                _Parent.status != TargetStatus.PUBLISHED.value,
+            ),
+        ),
     ]
+
+
+_Parent = aliased(Target, name="parent_target")
 
 
 #: A fresh time-ordered id per row, laid out as `orm.new_id` lays it out: the first 48 bits
@@ -448,6 +466,7 @@ async def _begin_all_in_bulk(
             or target.revision != target.delivery_revision
             or (target.stale_at is not None and target.stale_at <= now)
             or account.status != AccountStatus.ACTIVE
+            or (account.blocked_until is not None and account.blocked_until > now)
         ):
             return None
     credentials: dict[uuid.UUID, StoredCredentials] = {}
@@ -568,6 +587,10 @@ def _fence(
     if target.stale_at is not None and target.stale_at <= now:
         _end_target(uow, post, target, TargetStatus.MISSED, now, "past its stale_after")
         return Refused("stale", "the target is past its stale_after and was marked missed")
+    if account.blocked_until is not None and account.blocked_until > now:
+        _release(target, now)  # claimed again once the block has passed
+        until = account.blocked_until.isoformat()
+        return Refused("account_inactive", f"the account is rate-limited until {until}")
     if account.status != AccountStatus.ACTIVE:
         if account.status == AccountStatus.DISCONNECTED:
             _end_target(uow, post, target, TargetStatus.SKIPPED, now, "account disconnected")
@@ -662,6 +685,7 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
     now = app.clock()
     results: list[Completion] = []
     async with app.uow() as uow:
+        await _block_accounts(uow, outcomes, now)
         published = await _complete_published_in_bulk(uow, outcomes, now)
         if published is not None:
             await uow.commit()
@@ -704,6 +728,36 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
         await settle_posts(uow, touched.values(), now)
         await uow.commit()
     return results
+
+
+async def _block_accounts(uow: UnitOfWork, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Hold the accounts whose rate limits the platform said are used up: no claim and no begin
+    for them before `blocked_until` (a later instant never gets shortened)."""
+    blocks = {
+        o.attempt_id: o.account_blocked_until
+        for o in outcomes
+        if o.account_blocked_until is not None and o.account_blocked_until > now
+    }
+    if not blocks:
+        return
+    rows = await uow.session.execute(
+        select(Attempt.id, Target.account_id)
+        .join(Target, Target.id == Attempt.target_id)
+        .where(Attempt.id.in_(blocks))
+    )
+    until: dict[uuid.UUID, datetime] = {}
+    for attempt_id, account_id in rows.all():
+        until[account_id] = max(blocks[attempt_id], until.get(account_id, blocks[attempt_id]))
+    for account_id, instant in until.items():
+        await uow.session.execute(
+            update(Account)
+            .where(
+                Account.id == account_id,
+                or_(Account.blocked_until.is_(None), Account.blocked_until < instant),
+            )
+            .values(blocked_until=instant)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def _complete_published_in_bulk(
@@ -1052,8 +1106,14 @@ async def save_refreshed_credentials(
     *,
     needs_reauth: bool,
     reason: str,
-) -> AccountStatus:
-    """Store tokens a publisher refreshed, or mark the account NEEDS_REAUTH when refresh failed."""
+    failed_refresh_token: str = "",
+) -> tuple[AccountStatus, StoredCredentials | None]:
+    """Store tokens a publisher refreshed, or mark the account NEEDS_REAUTH when refresh failed.
+
+    A refresh can fail because another publisher copy used the same single-use refresh token a
+    moment earlier; then the stored refresh token is no longer `failed_refresh_token`, the
+    account is left alone, and its current credentials are returned for the caller to use.
+    """
     try:
         ident = uuid.UUID(account_id)
     except ValueError:
@@ -1065,6 +1125,13 @@ async def save_refreshed_credentials(
             raise errors.NotFound(f"account {account_id} not found")
         if account.status == AccountStatus.DISCONNECTED:
             raise errors.FailedPrecondition(f"account {account_id} is disconnected")
+        if needs_reauth and failed_refresh_token:
+            try:
+                stored = decrypt_credentials(app, account)
+            except CredentialDecryptError:
+                stored = None
+            if stored is not None and stored["refresh_token"] != failed_refresh_token:
+                return AccountStatus(account.status), stored
         if needs_reauth:
             if account.status != AccountStatus.NEEDS_REAUTH:
                 account.status = AccountStatus.NEEDS_REAUTH
@@ -1079,4 +1146,4 @@ async def save_refreshed_credentials(
                 account.status = AccountStatus.ACTIVE
         account.updated_at = now
         await uow.commit()
-        return AccountStatus(account.status)
+        return AccountStatus(account.status), None

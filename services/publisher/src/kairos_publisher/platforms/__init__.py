@@ -1,22 +1,27 @@
 """Platform clients: one small module per platform behind the `PlatformClient` interface.
 
-Adding a platform means adding one module here (and its fake under tests); `registry()` maps
-platform names to clients.
+Adding a platform means adding one module here, named after the platform
+(`kairos_publisher/platforms/<platform>.py`) with a `create(context) -> PlatformClient`
+function, and its fake under `tools/fakes`; `registry()` finds the module by name.
 """
 
 from __future__ import annotations
 
-import httpx
+import importlib
 
 from kairos_common.platforms import Platform
-from kairos_publisher.platforms.base import PlatformClient
-from kairos_publisher.platforms.sandbox import SandboxClient
-from kairos_publisher.platforms.webhook import WebhookClient
+from kairos_publisher.platforms.base import PlatformClient, PlatformContext
 
 
-def registry(http: httpx.AsyncClient) -> dict[Platform, PlatformClient]:
-    """The clients this build can publish with, sharing one HTTP client."""
-    return {
-        Platform.SANDBOX: SandboxClient(http),
-        Platform.WEBHOOK: WebhookClient(http),
-    }
+def registry(context: PlatformContext) -> dict[Platform, PlatformClient]:
+    """A client for every platform this build has a module for, sharing one context."""
+    clients: dict[Platform, PlatformClient] = {}
+    for platform in Platform:
+        try:
+            module = importlib.import_module(f"{__name__}.{platform.value}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{platform.value}":
+                raise
+            continue
+        clients[platform] = module.create(context)
+    return clients

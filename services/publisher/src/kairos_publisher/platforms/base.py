@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
+
+from kairos_publisher.media import MediaError
+
+if TYPE_CHECKING:
+    from kairos_publisher.media import MediaFetcher
 
 
 class Result(enum.StrEnum):
@@ -39,6 +46,11 @@ class PublishRequest:
     page_id: str = ""
     chat_id: str = ""
     extra: dict[str, str] = field(default_factory=dict, repr=False)
+    #: When the access token expires, if the platform says.
+    expires_at: datetime | None = None
+    account_id: str = ""
+    #: The account's handle as connected (for public URLs such as x.com/<handle>/status/<id>).
+    handle: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,9 @@ class PublishOutcome:
     message: str = ""
     #: For retryable errors: the platform's own earliest retry time (Retry-After, reset).
     retry_not_before: datetime | None = None
+    #: The account may make no further calls before this instant (a rate limit that is used up,
+    #: read from the platform's headers); set on any result, published ones included.
+    blocked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class RefreshedTokens:
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
     expires_at: datetime | None = None
+    #: Values to merge into the account's `extra` credentials (e.g. Bluesky's did and handle).
+    extra: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class PlatformClient(Protocol):
@@ -71,11 +88,69 @@ class PlatformClient(Protocol):
 
 
 class RefreshingClient(PlatformClient, Protocol):
-    """A platform whose access tokens can be refreshed."""
+    """A platform whose access tokens can be refreshed.
+
+    The publisher refreshes when the token expires within `refresh_margin`, and once after an
+    AUTH outcome; one refresh at a time per account, the new tokens saved before they are used.
+    """
+
+    refresh_margin: timedelta
 
     async def refresh(self, request: PublishRequest) -> RefreshedTokens | str:
         """New tokens, or the reason the refresh failed for good."""
         ...
+
+
+@dataclass(frozen=True)
+class PlatformContext:
+    """What every platform client is built with: shared HTTP, media fetching, base URLs."""
+
+    http: httpx.AsyncClient
+    media: MediaFetcher
+    #: Base URL overrides by key (`KAIROS_PLATFORM_URLS`, e.g. `x=http://127.0.0.1:9001`): a
+    #: platform's API, or `<platform>.<part>` for a second host (`linkedin.oauth`).
+    urls: Mapping[str, str] = field(default_factory=dict)
+    #: Where app-level secrets come from (client ids and secrets for token refresh).
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+    def url(self, key: str, default: str) -> str:
+        """The base URL for `key` (no trailing slash): its override, else the override of its
+        platform (the part before the dot), else `default`."""
+        found = self.urls.get(key) or self.urls.get(key.partition(".")[0]) or default
+        return found.rstrip("/")
+
+    def app_secret(self, request: PublishRequest, platform: str, name: str) -> str:
+        """An app credential such as `client_id`: the account's own (`extra[name]`) if it was
+        connected with one, else `KAIROS_<PLATFORM>_<NAME>` from the environment."""
+        own = request.extra.get(name, "")
+        if own:
+            return own
+        return self.environ.get(f"KAIROS_{platform.upper()}_{name.upper()}", "")
+
+
+def parse_platform_urls(value: str) -> dict[str, str]:
+    """`x=http://a,linkedin.oauth=http://b` → a mapping; raises ValueError naming a bad item."""
+    urls: dict[str, str] = {}
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, url = item.partition("=")
+        key, url = key.strip(), url.strip()
+        if not sep or not key or not url.startswith(("http://", "https://")):
+            raise ValueError(f"{item!r} is not <platform>=<http(s) url>")
+        urls[key] = url
+    return urls
+
+
+def epoch(value: str | None) -> datetime | None:
+    """A unix-seconds header value (possibly fractional) as an instant."""
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def retry_after(response: httpx.Response, now: datetime | None = None) -> datetime | None:
@@ -144,3 +219,12 @@ async def send(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Respons
         )
     except httpx.HTTPError as error:
         return PublishOutcome(Result.RETRYABLE, code="http", message=repr(error)[:500])
+
+
+def media_failed(error: MediaError) -> PublishOutcome:
+    """A media file that could not be had: retryable when the host failed, else permanent."""
+    return PublishOutcome(
+        Result.RETRYABLE if error.retryable else Result.PERMANENT,
+        code="media",
+        message=str(error)[:500],
+    )

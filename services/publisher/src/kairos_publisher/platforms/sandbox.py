@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from kairos_publisher.platforms.base import (
+    PlatformContext,
     PublishOutcome,
     PublishRequest,
     RefreshedTokens,
@@ -36,6 +37,8 @@ def payload(request: PublishRequest) -> dict[str, object]:
 
 class SandboxClient:
     """Publishes to the sandbox endpoint named by the account."""
+
+    refresh_margin = timedelta(minutes=1)
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
@@ -92,3 +95,7 @@ class SandboxClient:
             return RefreshedTokens(data["access_token"], data["refresh_token"], expires_at)
         except (ValueError, KeyError, TypeError):
             return "refresh answer without tokens"
+
+
+def create(context: PlatformContext) -> SandboxClient:
+    return SandboxClient(context.http)

@@ -17,6 +17,7 @@ import time
 import httpx
 
 from kairos_publisher.platforms.base import (
+    PlatformContext,
     PublishOutcome,
     PublishRequest,
     Result,
@@ -66,3 +67,7 @@ class WebhookClient:
                 http_status=response.status_code,
             )
         return classify_http(response)
+
+
+def create(context: PlatformContext) -> WebhookClient:
+    return WebhookClient(context.http)

@@ -423,6 +423,7 @@ class AttemptOutcome(_message.Message):
     HTTP_STATUS_FIELD_NUMBER: _builtins.int
     RETRY_NOT_BEFORE_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    ACCOUNT_BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     """The attempt being completed."""
     delivery_id: _builtins.str
@@ -447,6 +448,12 @@ class AttemptOutcome(_message.Message):
     def latency(self) -> _duration_pb2.Duration:
         """How long the platform call took."""
 
+    @_builtins.property
+    def account_blocked_until(self) -> _timestamp_pb2.Timestamp:
+        """The account may make no platform call before this instant: its rate limit is used up, as
+        the platform's headers said. Set on any outcome, published ones included.
+        """
+
     def __init__(
         self,
         *,
@@ -459,10 +466,11 @@ class AttemptOutcome(_message.Message):
         http_status: _builtins.int = ...,
         retry_not_before: _timestamp_pb2.Timestamp | None = ...,
         latency: _duration_pb2.Duration | None = ...,
+        account_blocked_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_blocked_until", b"account_blocked_until", "latency", b"latency", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "delivery_id", b"delivery_id", "error_class", b"error_class", "error_code", b"error_code", "http_status", b"http_status", "latency", b"latency", "message", b"message", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_blocked_until", b"account_blocked_until", "attempt_id", b"attempt_id", "delivery_id", b"delivery_id", "error_class", b"error_class", "error_code", b"error_code", "http_status", b"http_status", "latency", b"latency", "message", b"message", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -700,12 +708,18 @@ class SaveRefreshedCredentialsRequest(_message.Message):
     CREDENTIALS_FIELD_NUMBER: _builtins.int
     NEEDS_REAUTH_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    FAILED_REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The account."""
     needs_reauth: _builtins.bool
     """When the refresh failed for good: mark the account NEEDS_REAUTH instead of saving."""
     reason: _builtins.str
     """Why the refresh failed."""
+    failed_refresh_token: _builtins.str
+    """With needs_reauth: the refresh token that was refused. When the account's stored one differs,
+    another publisher refreshed meanwhile: the account is left as it is and its current
+    credentials are returned instead.
+    """
     @_builtins.property
     def credentials(self) -> _posts_pb2.Credentials:
         """The new credentials, whole."""
@@ -717,10 +731,11 @@ class SaveRefreshedCredentialsRequest(_message.Message):
         credentials: _posts_pb2.Credentials | None = ...,
         needs_reauth: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        failed_refresh_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "credentials", b"credentials", "needs_reauth", b"needs_reauth", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "credentials", b"credentials", "failed_refresh_token", b"failed_refresh_token", "needs_reauth", b"needs_reauth", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -733,16 +748,24 @@ class SaveRefreshedCredentialsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
     status: _posts_pb2.AccountStatus.ValueType
     """The account's status afterwards."""
+    @_builtins.property
+    def current(self) -> _posts_pb2.Credentials:
+        """The account's current credentials, when a refused refresh token had already been replaced
+        (see failed_refresh_token); retry with these.
+        """
+
     def __init__(
         self,
         *,
         status: _posts_pb2.AccountStatus.ValueType = ...,
+        current: _posts_pb2.Credentials | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
