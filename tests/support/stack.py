@@ -128,14 +128,20 @@ async def running_stack(
     schedulers: int = 1,
     publishers: int = 1,
     api_env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account."""
+    """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account.
+
+    `env` reaches every service; `api_env` the api only.
+    """
     database = TestDatabase()
     database.create()
     sandbox = SandboxServer()
     await sandbox.start()
+    extra = env or {}
     env = {
         **FAST_ENV,
+        **extra,
         "KAIROS_DATABASE_URL": database.url,
         "KAIROS_NATS_URL": nats.url,
         "KAIROS_SECRET_KEY": TEST_SECRET,

@@ -301,12 +301,15 @@ class PlatformConsumer:
         fresh = await self.refresh(begun, request)
         if isinstance(fresh, str):
             return replace(outcome, message=f"{outcome.message} (token refresh failed: {fresh})")
+        if isinstance(fresh, PublishOutcome):
+            return replace(fresh, message=f"token refresh failed for now: {fresh.message}")
         return await self.client.publish(fresh)
 
     async def refresh(
         self, begun: dispatch_pb2.BeginAttemptResponse, request: PublishRequest
-    ) -> PublishRequest | str:
-        """The request with refreshed tokens, or why there are none.
+    ) -> PublishRequest | str | PublishOutcome:
+        """The request with refreshed tokens; why there are none (the account needs re-auth);
+        or the outcome of a token endpoint that could not answer now (nothing is saved).
 
         One refresh at a time per account in this copy; the new tokens are saved through
         DispatchService before they are used. A refresh token that another copy used first is
@@ -318,6 +321,8 @@ class PlatformConsumer:
             if known is not None and known.access_token != request.access_token:
                 return with_credentials(request, known)  # another call refreshed meanwhile
             answer = await client.refresh(request)
+            if isinstance(answer, PublishOutcome):
+                return answer
             if isinstance(answer, str):
                 saved = await self.dispatch.SaveRefreshedCredentials(
                     dispatch_pb2.SaveRefreshedCredentialsRequest(

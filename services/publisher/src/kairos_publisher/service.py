@@ -86,9 +86,7 @@ class PublisherService:
         self.media = MediaFetcher(
             timeout=timeout, allowed_networks=self.settings.media_allowed_networks
         )
-        clients = registry(
-            PlatformContext(self.http, self.media, urls=self.settings.platform_urls)
-        )
+        clients = registry(PlatformContext(self.http, self.media, urls=self.settings.platform_urls))
         accounts = account_semaphores(self.settings.account_concurrency)
         for platform in self.settings.platforms:
             client = clients.get(platform)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
+import yarl
 
 CHUNK = 64 * 1024
 
@@ -86,7 +87,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                str(request.url),
+                # As httpx encoded it: yarl would otherwise decode %3A, %2C, %28 ... in the path,
+                # and APIs with URNs in their paths (LinkedIn) refuse those decoded.
+                yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,

@@ -96,8 +96,10 @@ class RefreshingClient(PlatformClient, Protocol):
 
     refresh_margin: timedelta
 
-    async def refresh(self, request: PublishRequest) -> RefreshedTokens | str:
-        """New tokens, or the reason the refresh failed for good."""
+    async def refresh(self, request: PublishRequest) -> RefreshedTokens | str | PublishOutcome:
+        """New tokens; or the reason the refresh failed for good (the account then needs
+        re-authorising); or, when the token endpoint could not answer now (5xx, timeout, 429),
+        the outcome to report instead: the account stays as it is and the post is retried."""
         ...
 
 

@@ -1,0 +1,356 @@
+"""LinkedIn: posts through the versioned Posts API (`POST /rest/posts`); replies are comments.
+
+Credentials read: `access_token`; `page_id`, the author URN (`urn:li:person:<id>` or
+`urn:li:organization:<id>`); `refresh_token`, which LinkedIn issues only to approved partners
+(without one, `refresh` says the member must re-authorize); `expires_at` (the publisher refreshes
+a day before it); and for refreshing, `extra["client_id"]`/`extra["client_secret"]` or
+`KAIROS_LINKEDIN_CLIENT_ID`/`KAIROS_LINKEDIN_CLIENT_SECRET`. `settings["linkedin_version"]`
+overrides the `LinkedIn-Version` header (`VERSION`), which LinkedIn retires about a year after
+release (HTTP 426 `NONEXISTENT_VERSION`, treated as permanent: only a new version helps).
+
+platform_post_id: the URN LinkedIn answers with. For a post it is the `x-restli-id` header of the
+201 (`urn:li:share:<id>` or `urn:li:ugcPost:<id>`), shown at
+`https://www.linkedin.com/feed/update/<urn>/`. LinkedIn has no threads, so a reply is a comment,
+and its id is the body's `commentUrn`, `urn:li:comment:(<post urn>,<comment id>)`: the bare
+comment id in `x-restli-id` would not say which post a later reply belongs to, and the URN does.
+A thread chains: part 2 comments on the post, part 3 replies to part 2's comment (`parentComment`,
+with `object` the post named in the comment URN), and so on, each on the part before it.
+
+Text: the post's `commentary` is in LinkedIn's "little" format, where the reserved characters
+must be backslash-escaped or the post may be cut short; comment text is plain. Images (JPG, PNG,
+GIF, at most 10 MB, 1 to 20 per post) are downloaded and uploaded first (`initializeUpload`, then
+a PUT of the bytes); a failure there published nothing, so it is retryable. Comments take no
+images here. LinkedIn sends no rate-limit headers and a bare 429 (daily quotas that reset at
+midnight UTC, or load shedding), so a 429 is retryable with no wait of the platform's own and
+`blocked_until` is never set. A retry of a post that was sent but not answered is caught by
+LinkedIn's duplicate guard (422 `DUPLICATE_POST`), whose message names the existing post: that is
+reported as published with that URN.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from kairos_publisher.media import IMAGE_TYPES, MediaError
+from kairos_publisher.platforms.base import (
+    PlatformContext,
+    PublishOutcome,
+    PublishRequest,
+    RefreshedTokens,
+    Result,
+    classify_http,
+    excerpt,
+    media_failed,
+    send,
+)
+
+#: The `LinkedIn-Version` sent unless the target's settings name another (YYYYMM).
+VERSION = "202609"
+API = "https://api.linkedin.com"
+OAUTH = "https://www.linkedin.com"
+FEED = "https://www.linkedin.com/feed/update"
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGES = 20
+#: LinkedIn takes JPG, PNG and GIF images; not WebP.
+LINKEDIN_IMAGE_TYPES = IMAGE_TYPES & {"image/jpeg", "image/png", "image/gif"}
+#: Characters the little text format reserves; each must be preceded by a backslash.
+RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
+DUPLICATE_OF = re.compile(r"duplicate of (urn:li:[A-Za-z]+:\d+)")
+COMMENT_URN = re.compile(r"^urn:li:comment:\((urn:li:[A-Za-z]+:[^,]+),[^)]+\)$")
+
+
+def little_text(text: str) -> str:
+    """`text` escaped for the little text format, so it shows literally."""
+    return RESERVED.sub(r"\\\1", text)
+
+
+def post_url(urn: str) -> str:
+    return f"{FEED}/{urn}/"
+
+
+def error_outcome(response: httpx.Response) -> PublishOutcome:
+    """An unsuccessful answer classified by LinkedIn's rules, with its own code and message.
+
+    Bodies look like `{"status","serviceErrorCode","code","message"}`, validation errors add
+    `errorDetails.inputErrors[].code`. 401 is an expired or revoked token (AUTH); 403 a missing
+    permission (PERMANENT, a refresh cannot add a scope); 429 and 5xx retry; the rest (400, 422,
+    426) need a change first.
+    """
+    status = response.status_code
+    body = _json(response)
+    message = str(body.get("message", "")) or excerpt(response)
+    code = _error_code(body) or str(status)
+    if status == 401:
+        result = Result.AUTH
+    elif status in (408, 429) or status >= 500:
+        result = Result.RETRYABLE
+    else:
+        result = Result.PERMANENT
+    return PublishOutcome(result, http_status=status, code=code, message=message[:500])
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _error_code(body: dict[str, Any]) -> str:
+    if body.get("code"):
+        return str(body["code"])
+    details = body.get("errorDetails")
+    inputs = details.get("inputErrors") if isinstance(details, dict) else None
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        return str(inputs[0].get("code", ""))
+    return str(body.get("serviceErrorCode", ""))
+
+
+class LinkedInClient:
+    """Publishes to LinkedIn as the account's author URN; refreshes where LinkedIn allows."""
+
+    #: Access tokens last 60 days; refreshing a day early leaves room for a failed attempt.
+    refresh_margin = timedelta(days=1)
+
+    def __init__(self, context: PlatformContext) -> None:
+        self.context = context
+        self.http = context.http
+        self.api = context.url("linkedin", API)
+        self.oauth = context.url("linkedin.oauth", OAUTH)
+
+    def headers(self, request: PublishRequest) -> dict[str, str]:
+        """What every `/rest` call must carry; LinkedIn refuses a call missing any of them."""
+        return {
+            "authorization": f"Bearer {request.access_token}",
+            "linkedin-version": request.settings.get("linkedin_version") or VERSION,
+            "x-restli-protocol-version": "2.0.0",
+            "content-type": "application/json",
+        }
+
+    async def publish(self, request: PublishRequest) -> PublishOutcome:
+        if not request.page_id.startswith("urn:li:"):
+            return PublishOutcome(
+                Result.PERMANENT, code="no_author", message="the account has no author URN"
+            )
+        if request.reply_to:
+            if request.media_urls:
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code="media_on_comment",
+                    message="a LinkedIn reply is a comment, and comments here take no images",
+                )
+            return await self.comment(request)
+        if len(request.media_urls) > MAX_IMAGES:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="too_many_images",
+                message=f"LinkedIn takes at most {MAX_IMAGES} images per post",
+            )
+        images: list[str] = []
+        for url in request.media_urls:
+            uploaded = await self.upload(request, url)
+            if isinstance(uploaded, PublishOutcome):
+                return uploaded
+            images.append(uploaded)
+        return await self.post(request, images)
+
+    async def post(self, request: PublishRequest, images: list[str]) -> PublishOutcome:
+        body: dict[str, Any] = {
+            "author": request.page_id,
+            "commentary": little_text(request.content),
+            "visibility": "PUBLIC",
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": False,
+        }
+        if len(images) == 1:
+            body["content"] = {"media": {"id": images[0]}}
+        elif images:
+            body["content"] = {"multiImage": {"images": [{"id": urn} for urn in images]}}
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "POST",
+                f"{self.api}/rest/posts",
+                content=json.dumps(body).encode(),
+                headers=self.headers(request),
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return response
+        if response.status_code == 201:
+            urn = response.headers.get("x-restli-id", "")
+            if not urn:
+                return PublishOutcome(
+                    Result.UNKNOWN,
+                    http_status=201,
+                    message="created without an x-restli-id header",
+                )
+            return PublishOutcome(
+                Result.PUBLISHED, platform_post_id=urn, url=post_url(urn), http_status=201
+            )
+        outcome = error_outcome(response)
+        if response.status_code == 422:
+            existing = DUPLICATE_OF.search(outcome.message)
+            if existing:  # an earlier attempt got through (e.g. its answer was lost)
+                urn = existing.group(1)
+                return PublishOutcome(
+                    Result.PUBLISHED,
+                    platform_post_id=urn,
+                    url=post_url(urn),
+                    http_status=422,
+                    code=outcome.code,
+                    message=outcome.message,
+                )
+        return outcome
+
+    async def comment(self, request: PublishRequest) -> PublishOutcome:
+        """A comment on `reply_to`: on the post itself, or as a reply to an earlier comment."""
+        parent = request.reply_to
+        body: dict[str, Any] = {
+            "actor": request.page_id,
+            "object": parent,
+            "message": {"text": request.content},
+        }
+        on_comment = COMMENT_URN.match(parent)
+        if on_comment:
+            body["object"] = on_comment.group(1)
+            body["parentComment"] = parent
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "POST",
+                f"{self.api}/rest/socialActions/{quote(parent, safe='')}/comments",
+                content=json.dumps(body).encode(),
+                headers=self.headers(request),
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return response
+        if response.status_code != 201:
+            return error_outcome(response)
+        urn = str(_json(response).get("commentUrn", ""))
+        if not urn:
+            return PublishOutcome(
+                Result.UNKNOWN, http_status=201, message="comment created without a commentUrn"
+            )
+        post = str(body["object"])
+        return PublishOutcome(
+            Result.PUBLISHED,
+            platform_post_id=urn,
+            url=f"{post_url(post)}?commentUrn={quote(urn, safe='')}",
+            http_status=201,
+        )
+
+    async def upload(self, request: PublishRequest, url: str) -> str | PublishOutcome:
+        """Download one image and upload it; its `urn:li:image:…`, or why that failed."""
+        try:
+            media = await self.context.media.fetch(
+                url, max_bytes=MAX_IMAGE_BYTES, types=LINKEDIN_IMAGE_TYPES
+            )
+        except MediaError as error:
+            return media_failed(error)
+        initialize = {"initializeUploadRequest": {"owner": request.page_id}}
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "POST",
+                f"{self.api}/rest/images",
+                params={"action": "initializeUpload"},
+                content=json.dumps(initialize).encode(),
+                headers=self.headers(request),
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return _nothing_posted(response)
+        if not response.is_success:
+            return error_outcome(response)
+        value = _json(response).get("value")
+        if not isinstance(value, dict) or not value.get("uploadUrl") or not value.get("image"):
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="initialize_upload",
+                message=f"initializeUpload answer without an upload URL: {excerpt(response)}",
+            )
+        put = await send(
+            self.http,
+            self.http.build_request(
+                "PUT",
+                str(value["uploadUrl"]),
+                content=media.content,
+                headers={
+                    "authorization": f"Bearer {request.access_token}",
+                    "content-type": media.content_type,
+                },
+            ),
+        )
+        if isinstance(put, PublishOutcome):
+            return _nothing_posted(put)
+        if not put.is_success:
+            return error_outcome(put)
+        return str(value["image"])
+
+    async def refresh(self, request: PublishRequest) -> RefreshedTokens | str | PublishOutcome:
+        """Trade the refresh token for a new access token. LinkedIn does not rotate refresh
+        tokens (the same one stays valid until its own expiry), so it is kept."""
+        if not request.refresh_token:
+            return (
+                "LinkedIn gives refresh tokens only to approved partners and this account has "
+                "none; the member must connect the account again"
+            )
+        client_id = self.context.app_secret(request, "linkedin", "client_id")
+        client_secret = self.context.app_secret(request, "linkedin", "client_secret")
+        if not client_id or not client_secret:
+            return "no LinkedIn client_id/client_secret to refresh with"
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "POST",
+                f"{self.oauth}/oauth/v2/accessToken",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": request.refresh_token,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                },
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return response  # not reached: the refresh token is still good for later
+        if response.status_code == 429 or response.status_code >= 500:
+            return classify_http(response)
+        data = _json(response)
+        if not response.is_success:
+            reason = data.get("error_description") or data.get("error") or excerpt(response, 200)
+            return f"refresh refused with HTTP {response.status_code}: {reason}"
+        try:
+            access = str(data["access_token"])
+            expires_at = datetime.now(UTC) + timedelta(seconds=float(data["expires_in"]))
+        except (KeyError, TypeError, ValueError):
+            return f"refresh answer without a token: {excerpt(response, 200)}"
+        return RefreshedTokens(
+            access, str(data.get("refresh_token") or request.refresh_token), expires_at
+        )
+
+
+def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
+    """A transport failure during an upload: no post exists yet, so trying again is safe."""
+    if outcome.result != Result.UNKNOWN:
+        return outcome
+    return PublishOutcome(Result.RETRYABLE, code=outcome.code, message=outcome.message)
+
+
+def create(context: PlatformContext) -> LinkedInClient:
+    return LinkedInClient(context)

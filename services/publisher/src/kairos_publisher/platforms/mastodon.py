@@ -1,0 +1,249 @@
+"""Mastodon: `POST /api/v1/statuses` on the account's instance, images uploaded first.
+
+Credentials read: `access_token` (a user token with `write:statuses` and `write:media`) and
+`instance_url` (the instance's base URL; when empty, the `mastodon` base URL override is used, so
+`make dev` can point accounts without one at the fake). Mastodon tokens do not expire and cannot
+be refreshed, so a 401 is AUTH and the account must be connected again: there is no `refresh`.
+
+The platform_post_id is the status id (a string, not necessarily numeric); a reply sends it as
+`in_reply_to_id`, which is all a thread needs. The URL is the status' own `url`.
+
+Every create carries `Idempotency-Key: <request.idempotency_key>`: Mastodon keeps the key for an
+hour and answers a repeat with the status it created first, so retrying after a timeout cannot
+post twice (images are uploaded again, and the unused copies are dropped by the instance).
+Each part of a thread must therefore have its own key.
+
+Settings passed through to the status when present: `visibility`, `spoiler_text`, `sensitive`,
+`language`.
+
+Images are downloaded (8 MB at most, the instance default for images) and sent to
+`POST /api/v2/media`; a 202 means the instance is still processing the file, so
+`GET /api/v1/media/:id` is polled (206 while processing, 200 when done) before the status is
+created with `media_ids`. A 422 "...not finished processing..." is retryable.
+
+Rate limits: `X-RateLimit-Remaining: 0` on any answer blocks the account until
+`X-RateLimit-Reset` (an ISO-8601 instant); a 429 waits for the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from kairos_publisher.media import IMAGE_TYPES, MediaError
+from kairos_publisher.platforms.base import (
+    PlatformContext,
+    PublishOutcome,
+    PublishRequest,
+    Result,
+    excerpt,
+    media_failed,
+    send,
+)
+
+#: Mastodon's default limit for images (16 MB for video, which is not sent).
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+#: Waits before each poll of an upload still processing; about 25 s in all, then retry later.
+POLL_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0, 5.0, 5.0, 5.0)
+#: Status fields a target's settings may set, under Mastodon's own names.
+STATUS_SETTINGS = ("visibility", "spoiler_text", "sensitive", "language")
+NOT_PROCESSED = "not finished processing"
+
+
+def reset_instant(response: httpx.Response) -> datetime | None:
+    """`X-RateLimit-Reset` (ISO-8601) as an instant."""
+    value = response.headers.get("x-ratelimit-reset", "")
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def blocked_until(response: httpx.Response) -> datetime | None:
+    """When the account may call again, if this answer says its budget is spent."""
+    if response.status_code == 429 or response.headers.get("x-ratelimit-remaining") == "0":
+        return reset_instant(response)
+    return None
+
+
+def body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of an answer, or {} when it is not one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def failure(response: httpx.Response) -> PublishOutcome:
+    """An unsuccessful answer classified by its status, with Mastodon's `error` text."""
+    status = response.status_code
+    data = body(response)
+    message = str(data.get("error") or "") or excerpt(response)
+    if data.get("error_description"):
+        message = f"{message}: {data['error_description']}"
+    message = message[:500]
+    code = str(status)
+    if status == 401:
+        return PublishOutcome(Result.AUTH, http_status=status, code=code, message=message)
+    if status == 429:
+        return PublishOutcome(
+            Result.RETRYABLE,
+            http_status=status,
+            code=code,
+            message=message,
+            retry_not_before=reset_instant(response),
+        )
+    if status >= 500 or status == 408:
+        return PublishOutcome(Result.RETRYABLE, http_status=status, code=code, message=message)
+    if status == 422 and NOT_PROCESSED in message:
+        return PublishOutcome(
+            Result.RETRYABLE, http_status=status, code="media_not_ready", message=message
+        )
+    return PublishOutcome(Result.PERMANENT, http_status=status, code=code, message=message)
+
+
+class MastodonClient:
+    """Posts statuses to the account's instance."""
+
+    def __init__(self, context: PlatformContext) -> None:
+        self.context = context
+        self.http = context.http
+
+    async def publish(self, request: PublishRequest) -> PublishOutcome:
+        base = request.instance_url.rstrip("/") or self.context.url("mastodon", "")
+        if not base:
+            return PublishOutcome(
+                Result.PERMANENT, code="no_instance_url", message="no instance_url"
+            )
+        call = _Call(self.http, base, request.access_token)
+        outcome = await self._publish(call, request)
+        return replace(outcome, blocked_until=call.blocked_until)
+
+    async def _publish(self, call: _Call, request: PublishRequest) -> PublishOutcome:
+        media_ids: list[str] = []
+        for url in request.media_urls:
+            uploaded = await self._upload(call, url)
+            if isinstance(uploaded, PublishOutcome):
+                return uploaded
+            media_ids.append(uploaded)
+        payload: dict[str, Any] = {"status": request.content}
+        if media_ids:
+            payload["media_ids"] = media_ids
+        if request.reply_to:
+            payload["in_reply_to_id"] = request.reply_to
+        for name in STATUS_SETTINGS:
+            if request.settings.get(name):
+                payload[name] = request.settings[name]
+        if "sensitive" in payload:
+            payload["sensitive"] = payload["sensitive"].lower() == "true"
+        response = await call.send(
+            "POST",
+            "/api/v1/statuses",
+            json=payload,
+            headers={"idempotency-key": request.idempotency_key},
+        )
+        if isinstance(response, PublishOutcome):
+            return response
+        if not response.is_success:
+            return failure(response)
+        status = body(response)
+        status_id = str(status.get("id") or "")
+        if not status_id:
+            return PublishOutcome(
+                Result.UNKNOWN,
+                http_status=response.status_code,
+                message=f"accepted without a status id: {excerpt(response, 200)}",
+            )
+        return PublishOutcome(
+            Result.PUBLISHED,
+            platform_post_id=status_id,
+            url=str(status.get("url") or status.get("uri") or ""),
+            http_status=response.status_code,
+        )
+
+    async def _upload(self, call: _Call, url: str) -> str | PublishOutcome:
+        """Download one image and upload it until processed: its media id, or why not."""
+        try:
+            media = await self.context.media.fetch(
+                url, max_bytes=MAX_IMAGE_BYTES, types=IMAGE_TYPES
+            )
+        except MediaError as error:
+            return media_failed(error)
+        response = await call.send(
+            "POST",
+            "/api/v2/media",
+            files={"file": (media.filename, media.content, media.content_type)},
+        )
+        if isinstance(response, PublishOutcome):
+            return _nothing_posted(response)
+        if not response.is_success:
+            return failure(response)
+        media_id = str(body(response).get("id") or "")
+        if not media_id:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="media",
+                message=f"upload answered without a media id: {excerpt(response, 200)}",
+            )
+        if response.status_code != 202:  # 200: processed already
+            return media_id
+        for delay in POLL_DELAYS:
+            await asyncio.sleep(delay)
+            polled = await call.send("GET", f"/api/v1/media/{media_id}")
+            if isinstance(polled, PublishOutcome):
+                return _nothing_posted(polled)
+            if polled.status_code == 200:
+                return media_id
+            if polled.status_code != 206:
+                return failure(polled)
+        return PublishOutcome(
+            Result.RETRYABLE,
+            code="media_not_ready",
+            message=f"media {media_id} still processing after {sum(POLL_DELAYS):.0f} s",
+        )
+
+
+def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
+    """A lost answer to an upload or poll: no status was created, so trying again is safe."""
+    if outcome.result is Result.UNKNOWN:
+        return replace(outcome, result=Result.RETRYABLE)
+    return outcome
+
+
+class _Call:
+    """The requests of one publish: authorised, against one instance, rate limits noted."""
+
+    def __init__(self, http: httpx.AsyncClient, base: str, token: str) -> None:
+        self.http = http
+        self.base = base
+        self.token = token
+        self.blocked_until: datetime | None = None
+
+    async def send(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response | PublishOutcome:
+        outgoing = self.http.build_request(
+            method,
+            self.base + path,
+            headers={"authorization": f"Bearer {self.token}", **(headers or {})},
+            **kwargs,
+        )
+        response = await send(self.http, outgoing)
+        if isinstance(response, httpx.Response):
+            until = blocked_until(response)
+            if until is not None and (self.blocked_until is None or until > self.blocked_until):
+                self.blocked_until = until
+        return response
+
+
+def create(context: PlatformContext) -> MastodonClient:
+    return MastodonClient(context)

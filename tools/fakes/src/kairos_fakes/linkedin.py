@@ -1,0 +1,464 @@
+"""A fake of LinkedIn's Posts, Images, Comments and OAuth token APIs.
+
+Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
+- `POST /rest/posts`: 201 with an empty body and the new URN in `x-restli-id`. The same author
+  posting the same commentary again gets LinkedIn's 422 `DUPLICATE_POST`, whose message names the
+  existing post. Commentary over 3,000 characters, a missing field or an unknown image is a 422.
+- `POST /rest/images?action=initializeUpload`: `{"value":{"uploadUrl","image",...}}`, the upload
+  URL on this same server (`PUT /dms-uploads/...`, bearer token required).
+- `POST /rest/socialActions/{url-encoded URN}/comments`: a comment on a post, or a reply to a
+  comment (`parentComment`, `object` = the post); 201 with the comment (`id`, `commentUrn`) and
+  the id in `x-restli-id`. A URN left unencoded in the path is refused (400 "Syntax exception in
+  path variables"), as LinkedIn does.
+- `POST /oauth/v2/accessToken`: `grant_type=refresh_token` form; refresh tokens do not rotate.
+
+Every `/rest` call needs `LinkedIn-Version` (400 `VERSION_MISSING` without it, 426
+`NONEXISTENT_VERSION` for one outside `ACTIVE_VERSIONS`), `X-Restli-Protocol-Version: 2.0.0`
+(400 without it; that wording is this fake's own) and a bearer token (401 with LinkedIn's
+`EXPIRED_ACCESS_TOKEN`/`REVOKED_ACCESS_TOKEN` bodies). There are no rate-limit headers: a 429
+comes bare.
+
+`posts` keeps each post with `text`, its commentary as LinkedIn would show it: escapes removed,
+and cut at the first unescaped reserved character (LinkedIn may silently truncate there).
+
+Fault operations: "create" (posts), "comment", "initialize_upload", "upload" (the PUT of the
+bytes) and "refresh". `rate_limit` answers a bare 429 (its `seconds` is unused: LinkedIn names no
+wait), `server_error` a 500, `reject` a 403 `ACCESS_DENIED`, `hang` creates the post or comment
+and never answers, `expire_token` expires the presented token and answers 401. On "refresh",
+`reject` and `expire_token` refuse the refresh token (400 `invalid_request`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from aiohttp import web
+
+from kairos_fakes.base import FakeServer, Tokens, bearer, new_id
+
+#: The versions this fake serves: a year of monthly versions, as LinkedIn keeps (a snapshot).
+ACTIVE_VERSIONS = frozenset(
+    [f"2025{month:02d}" for month in range(11, 13)] + [f"2026{m:02d}" for m in range(1, 12)]
+)
+ACCESS_LIFETIME = 60 * 24 * 3600.0
+REFRESH_LIFETIME = 365 * 24 * 3600
+MAX_COMMENTARY = 3000
+RESERVED = set("\\|{}@[]()<>#*_~")
+AUTHOR = re.compile(r"^urn:li:(person|organization):[A-Za-z0-9_-]+$")
+COMMENT = re.compile(r"^urn:li:comment:\((urn:li:[A-Za-z]+:[^,]+),([0-9]+)\)$")
+#: Marks a call whose `hang` fault lets the work happen but the answer never come.
+HANG = web.RequestKey("hang", bool)
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def error(
+    status: int, message: str, code: str = "", service_code: int | None = None
+) -> web.Response:
+    """LinkedIn's error body: `{"status","serviceErrorCode"?,"code"?,"message"}`."""
+    body: dict[str, Any] = {"status": status, "message": message}
+    if code:
+        body["code"] = code
+    if service_code is not None:
+        body["serviceErrorCode"] = service_code
+    return web.json_response(body, status=status)
+
+
+def input_error(message: str, code: str, path: str) -> web.Response:
+    """A 422 validation error with `errorDetails.inputErrors`, as LinkedIn sends them."""
+    return web.json_response(
+        {
+            "errorDetailType": "com.linkedin.common.error.BadRequest",
+            "message": message,
+            "errorDetails": {
+                "inputErrors": [
+                    {
+                        "description": message.rpartition(":: ")[2],
+                        "input": {"inputPath": {"fieldPath": path}},
+                        "code": code,
+                    }
+                ]
+            },
+            "status": 422,
+        },
+        status=422,
+    )
+
+
+def shown_text(commentary: str) -> str:
+    """The commentary as LinkedIn renders it: escapes removed, cut at an unescaped reserved
+    character (a real element such as a mention would render; this fake never expects one)."""
+    shown: list[str] = []
+    escaped = False
+    for char in commentary:
+        if escaped:
+            shown.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in RESERVED:
+            break
+        else:
+            shown.append(char)
+    return "".join(shown)
+
+
+class LinkedInFake(FakeServer):
+    name = "linkedin"
+    default_port: ClassVar[int] = 9104
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = Tokens(prefix="li", rotating=False)
+        self.posts: list[dict[str, Any]] = []
+        self.comments: list[dict[str, Any]] = []
+        #: Images by URN: owner, and the uploaded bytes (None until the PUT).
+        self.images: dict[str, dict[str, Any]] = {}
+        #: When set, the refresh endpoint checks the app's credentials against these.
+        self.client_id = ""
+        self.client_secret = ""
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/rest/posts", self.create)
+        router.add_post("/rest/images", self.initialize_upload)
+        router.add_put("/dms-uploads/sp/v2/{image}/uploaded-image/0", self.upload)
+        router.add_post("/rest/socialActions/{target}/comments", self.comment)
+        router.add_post("/oauth/v2/accessToken", self.refresh)
+
+    def issue(self) -> tuple[str, str]:
+        """A new (access, refresh) pair as LinkedIn's OAuth would grant it."""
+        return self.tokens.issue(ACCESS_LIFETIME)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """LinkedIn's answer to a `/rest` call missing a header or with a bad token, if any."""
+        version = request.headers.get("linkedin-version", "")
+        if not version:
+            return error(
+                400,
+                "A version must be present. Please specify a version by adding the "
+                "LinkedIn-Version header.",
+                "VERSION_MISSING",
+            )
+        if version not in ACTIVE_VERSIONS:
+            return error(426, f"Requested version {version} is not active", "NONEXISTENT_VERSION")
+        if request.headers.get("x-restli-protocol-version") != "2.0.0":
+            return error(400, "X-Restli-Protocol-Version 2.0.0 is required", "PROTOCOL_MISSING")
+        return self.auth_refusal(request)
+
+    def auth_refusal(self, request: web.Request) -> web.Response | None:
+        state = self.tokens.state(bearer(request))
+        if state == "missing":
+            return error(401, "Empty oauth2_access_token", service_code=401)
+        if state == "expired":
+            return self.expired()
+        if state == "revoked":
+            return error(
+                401,
+                "The token used in the request has been revoked by the user",
+                "REVOKED_ACCESS_TOKEN",
+                65601,
+            )
+        return None
+
+    @staticmethod
+    def expired() -> web.Response:
+        return error(
+            401, "The token used in the request has expired", "EXPIRED_ACCESS_TOKEN", 65602
+        )
+
+    def fault_answer(self, request: web.Request, operation: str) -> web.Response | None:
+        """The queued fault's answer for this call; None for none or for `hang` (the handler
+        does the work, then hangs)."""
+        fault = self.fault(operation)
+        if fault is None:
+            return None
+        if fault.kind == "hang":
+            request[HANG] = True
+            return None
+        if fault.kind == "rate_limit":
+            return error(
+                429,
+                "Resource level throttle APPLICATION DAY limit for calls to this resource is "
+                "reached.",
+                "TOO_MANY_REQUESTS",
+                101,
+            )
+        if fault.kind == "server_error":
+            return error(500, "Internal Server Error")
+        if fault.kind == "expire_token":
+            self.tokens.expire(bearer(request))
+            return self.expired()
+        return error(
+            403,
+            fault.message or "Not enough permissions to access: partnerApiPostsExternal.CREATE",
+            "ACCESS_DENIED",
+            100,
+        )
+
+    async def body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "Unable to parse the request body as JSON")
+        if not isinstance(data, dict):
+            return error(400, "The request body must be a JSON object")
+        return data
+
+    async def answer(self, request: web.Request, response: web.Response) -> web.Response:
+        """`response`, unless a `hang` fault asked for no answer at all."""
+        if request.get(HANG):
+            return await self.hang()
+        return response
+
+    async def create(self, request: web.Request) -> web.Response:
+        refused = self.refusal(request) or self.fault_answer(request, "create")
+        if refused is not None:
+            return refused
+        data = await self.body(request)
+        if isinstance(data, web.Response):
+            return data
+        for field in ("author", "visibility", "distribution", "lifecycleState"):
+            if field not in data:
+                return input_error(
+                    f"ERROR :: /{field} :: field is required but not found and has no default "
+                    "value",
+                    "MISSING_FIELD",
+                    f"/{field}",
+                )
+        author = str(data["author"])
+        if not AUTHOR.match(author):
+            return input_error(
+                f"ERROR :: /author :: {author} is not a valid author URN", "INVALID_URN", "/author"
+            )
+        commentary = str(data.get("commentary", ""))
+        if len(commentary) > MAX_COMMENTARY:
+            return input_error(
+                f"ERROR :: /commentary :: length {len(commentary)} exceeds the maximum allowed "
+                f"length of {MAX_COMMENTARY}",
+                "FIELD_LENGTH_TOO_LONG",
+                "/commentary",
+            )
+        invalid = self.invalid_content(data.get("content"), author)
+        if invalid is not None:
+            return invalid
+        for post in self.posts:
+            if post["author"] == author and post["commentary"] == commentary:
+                return self.duplicate(post["urn"])
+        urn = f"urn:li:share:{new_id()}"
+        self.posts.append(
+            {
+                "urn": urn,
+                "author": author,
+                "commentary": commentary,
+                "text": shown_text(commentary),
+                "content": data.get("content"),
+                "body": data,
+                "at": time.time(),
+            }
+        )
+        return await self.answer(request, web.Response(status=201, headers={"x-restli-id": urn}))
+
+    @staticmethod
+    def duplicate(urn: str) -> web.Response:
+        return web.json_response(
+            {
+                "errorDetailType": "com.linkedin.common.error.BadRequest",
+                "message": f"ERROR :: /commentary :: Content is a duplicate of {urn}",
+                "errorDetails": {
+                    "inputErrors": [
+                        {
+                            "description": "Duplicate post is detected",
+                            "input": {},
+                            "code": "DUPLICATE_POST",
+                        }
+                    ]
+                },
+                "status": 422,
+            },
+            status=422,
+        )
+
+    def invalid_content(self, content: Any, author: str) -> web.Response | None:
+        """A 422 for images that are unknown, not uploaded, or not 2-20 in a multiImage."""
+        if content is None:
+            return None
+        if not isinstance(content, dict):
+            return input_error("ERROR :: /content :: not a record", "INVALID_VALUE", "/content")
+        if "media" in content:
+            ids = [str((content["media"] or {}).get("id", ""))]
+        elif "multiImage" in content:
+            images = (content["multiImage"] or {}).get("images") or []
+            if not 2 <= len(images) <= 20:
+                return input_error(
+                    "ERROR :: /content/multiImage/images :: must have between 2 and 20 images",
+                    "INVALID_VALUE",
+                    "/content/multiImage/images",
+                )
+            ids = [str(image.get("id", "")) for image in images]
+        else:
+            return input_error(
+                "ERROR :: /content :: unsupported content type", "INVALID_VALUE", "/content"
+            )
+        for urn in ids:
+            image = self.images.get(urn)
+            if image is None or image["content"] is None or image["owner"] != author:
+                return input_error(
+                    f"ERROR :: /content :: image {urn} is not available to {author}",
+                    "INVALID_MEDIA",
+                    "/content",
+                )
+        return None
+
+    async def initialize_upload(self, request: web.Request) -> web.Response:
+        if request.query.get("action") != "initializeUpload":
+            return error(400, "Unsupported action", "ILLEGAL_ARGUMENT")
+        refused = self.refusal(request) or self.fault_answer(request, "initialize_upload")
+        if refused is not None:
+            return refused
+        data = await self.body(request)
+        if isinstance(data, web.Response):
+            return data
+        owner = str((data.get("initializeUploadRequest") or {}).get("owner", ""))
+        if not AUTHOR.match(owner):
+            return input_error(
+                "ERROR :: /initializeUploadRequest/owner :: field is required but not found "
+                "and has no default value",
+                "MISSING_FIELD",
+                "/initializeUploadRequest/owner",
+            )
+        asset = "D4E10AQ" + "".join(
+            secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefgh") for _ in range(9)
+        )
+        urn = f"urn:li:image:{asset}"
+        self.images[urn] = {"owner": owner, "content": None, "content_type": ""}
+        upload_url = (
+            f"{request.scheme}://{request.host}/dms-uploads/sp/v2/{asset}/uploaded-image/0"
+            f"?ca=vector_feedshare&cn=uploads&sync=0&v=beta&ut={secrets.token_urlsafe(8)}"
+        )
+        value = {
+            "uploadUrlExpiresAt": int((time.time() + 3600) * 1000),
+            "uploadUrl": upload_url,
+            "image": urn,
+        }
+        return await self.answer(request, web.json_response({"value": value}))
+
+    async def upload(self, request: web.Request) -> web.Response:
+        refused = self.auth_refusal(request) or self.fault_answer(request, "upload")
+        if refused is not None:
+            return refused
+        image = self.images.get(f"urn:li:image:{request.match_info['image']}")
+        if image is None:
+            return error(404, "Upload URL not found")
+        content = await request.read()
+        if not content.startswith(IMAGE_MAGIC):
+            return error(400, "Unsupported media type: only JPG, PNG and GIF images")
+        image["content"] = content
+        image["content_type"] = request.headers.get("content-type", "")
+        return await self.answer(request, web.Response(status=201))
+
+    async def comment(self, request: web.Request) -> web.Response:
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        target = request.match_info["target"]
+        raw = request.raw_path.split("?")[0].split("/")[3]
+        if raw != quote(target, safe=""):
+            return error(400, "Syntax exception in path variables")
+        failed = self.fault_answer(request, "comment")
+        if failed is not None:
+            return failed
+        data = await self.body(request)
+        if isinstance(data, web.Response):
+            return data
+        actor = str(data.get("actor", ""))
+        text = str((data.get("message") or {}).get("text", ""))
+        if not AUTHOR.match(actor) or not text:
+            return input_error(
+                "ERROR :: /actor, /message/text :: fields are required", "MISSING_FIELD", "/"
+            )
+        on_comment = COMMENT.match(target)
+        post = on_comment.group(1) if on_comment else target
+        if (
+            data.get("object") != post
+            or data.get("parentComment", target) != target
+            or (on_comment is None and "parentComment" in data)
+        ):
+            return error(
+                400,
+                f"object must be {post}" + (f" and parentComment {target}" if on_comment else ""),
+                "ILLEGAL_ARGUMENT",
+            )
+        known = {p["urn"] for p in self.posts} | {c["commentUrn"] for c in self.comments}
+        if target not in known:
+            return error(404, f"Not Found: {target}", "NOT_FOUND")
+        comment_id = new_id()
+        urn = f"urn:li:comment:({post},{comment_id})"
+        now = int(time.time() * 1000)
+        comment: dict[str, Any] = {
+            "actor": actor,
+            "commentUrn": urn,
+            "$URN": urn,
+            "id": comment_id,
+            "object": post,
+            "message": {"text": text, "attributes": []},
+            "created": {"actor": actor, "time": now},
+            "lastModified": {"actor": actor, "time": now},
+        }
+        if on_comment:
+            comment["parentComment"] = target
+        self.comments.append(comment)
+        return await self.answer(
+            request,
+            web.json_response(comment, status=201, headers={"x-restli-id": comment_id}),
+        )
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        fault = self.fault("refresh")
+        if fault is not None and fault.kind == "hang":
+            return await self.hang()
+        if fault is not None and fault.kind in ("rate_limit", "server_error"):
+            return web.json_response(
+                {"error": "temporarily_unavailable", "error_description": "Try again later"},
+                status=429 if fault.kind == "rate_limit" else 500,
+            )
+        if form.get("grant_type") != "refresh_token":
+            return web.json_response(
+                {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"},
+                status=400,
+            )
+        client = (str(form.get("client_id", "")), str(form.get("client_secret", "")))
+        if not all(client) or (self.client_id and client != (self.client_id, self.client_secret)):
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+                status=401,
+            )
+        pair = None
+        if fault is None:  # any other fault refuses the token
+            pair = self.tokens.use_refresh(str(form.get("refresh_token", "")), ACCESS_LIFETIME)
+        if pair is None:
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "error_description": "The provided authorization grant or refresh token is "
+                    "invalid, expired or revoked",
+                },
+                status=400,
+            )
+        access, refresh = pair
+        return web.json_response(
+            {
+                "access_token": access,
+                "expires_in": int(ACCESS_LIFETIME),
+                "refresh_token": refresh,
+                "refresh_token_expires_in": REFRESH_LIFETIME,
+                "scope": "w_member_social",
+            }
+        )
+
+
+Fake = LinkedInFake

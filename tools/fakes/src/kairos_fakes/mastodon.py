@@ -1,0 +1,350 @@
+"""A fake Mastodon instance: statuses, media uploads with background processing, rate limits.
+
+- `POST /api/v1/statuses` (JSON or form): `status`, `media_ids[]`, `in_reply_to_id`,
+  `visibility`, `spoiler_text`, `sensitive`, `language`. 200 with a Status entity. Honours
+  `Idempotency-Key` for an hour: a repeated key answers with the first status and creates
+  nothing. Validates as Mastodon does: 500 grapheme clusters of spoiler text plus text, every
+  URL counting 23 and `@user@domain` counting as `@user`; a blank text without media; media
+  that is unknown, attached already or still processing; more than four attachments; a reply
+  to a status that does not exist (404).
+- `POST /api/v2/media` (multipart `file`, `description`): 202 with `url: null` while the file
+  is processing (the first `processing_polls` polls), else 200 with the URL.
+- `GET /api/v1/media/{id}`: 206 while processing, 200 when done.
+
+Every authenticated answer carries `X-RateLimit-Limit/Remaining/Reset` (reset as ISO-8601) for
+a window of `limit` calls per token per five minutes; the call after the last is a real 429
+`{"error":"Too many requests"}`. Tokens: any token is accepted unless revoked or expired here
+(`tokens.revoke(...)`), which gives Doorkeeper's 401. `disabled = True` answers 403 as for a
+disabled login.
+
+Fault operations: "create" (POST statuses), "upload" (POST media), "poll" (GET media).
+`reject` answers 422 with the fault's message (default: a validation failure). The fake has one
+account, so idempotency keys are shared by every token.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import regex  # type: ignore[import-untyped]
+from aiohttp import web
+
+from kairos_fakes.base import FakeServer, Tokens, bearer, new_id
+
+MAX_CHARACTERS = 500
+URL_LENGTH = 23
+MAX_ATTACHMENTS = 4
+IDEMPOTENCY_SECONDS = 3600.0
+WINDOW_SECONDS = 300.0
+USERNAME = "kairos"
+
+_GRAPHEME = regex.compile(r"\X")
+# A URL ends before the punctuation that closes a sentence ("see https://a.example/x!").
+_URL = regex.compile(r"https?://[^\s<>\"]*[^\s<>\".,:;!?'*)\]]", regex.IGNORECASE)
+# Account::MENTION_RE: a remote mention counts without its domain.
+_MENTION = regex.compile(r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)@[\w.-]+", regex.IGNORECASE)
+
+
+def length(text: str) -> int:
+    """Mastodon's StatusLengthValidator count: graphemes, URLs 23, remote mentions local."""
+    text = _URL.sub("x" * URL_LENGTH, text)
+    text = _MENTION.sub(r"@\1", text)
+    return len(_GRAPHEME.findall(text))
+
+
+def iso(instant: float) -> str:
+    """An instant as Mastodon writes it (ISO-8601, UTC, fractional seconds)."""
+    return datetime.fromtimestamp(instant, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@dataclass
+class Attachment:
+    id: str
+    description: str
+    content_type: str
+    size: int
+    #: Polls still to answer 206 before the file counts as processed.
+    pending_polls: int
+    status_id: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How one call passed the checks every endpoint shares."""
+
+    token: str
+    #: An answer that ends the call (401, 403, 429, a fault), if any.
+    answer: web.Response | None = None
+    #: Do the work, then never answer.
+    hang: bool = False
+
+
+@dataclass
+class Window:
+    ends_at: float
+    used: int = 0
+
+
+@dataclass
+class Idempotent:
+    status_id: str
+    at: float = field(default_factory=time.time)
+
+
+class MastodonFake(FakeServer):
+    name = "mastodon"
+    default_port: ClassVar[int] = 9102
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = Tokens(prefix="mastodon", rotating=False)
+        self.statuses: list[dict[str, Any]] = []
+        self.media: dict[str, Attachment] = {}
+        self.idempotency: dict[str, Idempotent] = {}
+        self.windows: dict[str, Window] = {}
+        #: Calls per token per five minutes before a 429.
+        self.limit = 300
+        #: How many polls of a new upload answer 206 (0: the upload itself answers 200).
+        self.processing_polls = 1
+        #: Answer 403 as for a disabled account.
+        self.disabled = False
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/api/v1/statuses", self.create_status)
+        router.add_post("/api/v2/media", self.upload)
+        router.add_get("/api/v1/media/{id}", self.poll)
+
+    # --- shared answers ---------------------------------------------------------------------
+
+    def error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return web.json_response({"error": message}, status=status, headers=headers)
+
+    def rate_headers(self, token: str) -> dict[str, str]:
+        window = self.windows[token]
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.limit - window.used)),
+            "X-RateLimit-Reset": iso(window.ends_at),
+        }
+
+    def gate(self, request: web.Request, operation: str) -> Gate:
+        """Auth, rate limit and the queued fault for one call of `operation`."""
+        token = bearer(request)
+        state = self.tokens.state(token)
+        if state != "ok":
+            return Gate(token, self.unauthorized(state))
+        if self.disabled:
+            return Gate(token, self.error(403, "Your login is currently disabled"))
+        now = time.time()
+        window = self.windows.get(token)
+        if window is None or window.ends_at <= now:
+            window = self.windows[token] = Window(ends_at=now + WINDOW_SECONDS)
+        if window.used >= self.limit:
+            return Gate(token, self.error(429, "Too many requests", self.rate_headers(token)))
+        window.used += 1
+        fault = self.fault(operation)
+        if fault is None:
+            return Gate(token)
+        if fault.kind == "hang":
+            return Gate(token, hang=True)
+        if fault.kind == "rate_limit":
+            headers = {
+                "X-RateLimit-Limit": str(self.limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": iso(now + fault.seconds),
+            }
+            return Gate(token, self.error(429, "Too many requests", headers))
+        if fault.kind == "expire_token":
+            self.tokens.expire(token)
+            return Gate(token, self.unauthorized("expired"))
+        if fault.kind == "server_error":
+            message = "The page could not be served due to a temporary server failure."
+            return Gate(token, self.error(503, message))
+        message = fault.message or "Validation failed: Text can't be blank"
+        return Gate(token, self.error(422, message, self.rate_headers(token)))
+
+    def unauthorized(self, state: str) -> web.Response:
+        message = {
+            "revoked": "The access token was revoked",
+            "expired": "The access token expired",
+        }.get(state, "The access token is invalid")
+        challenge = (
+            f'Bearer realm="Doorkeeper", error="invalid_token", error_description="{message}"'
+        )
+        return self.error(401, message, {"WWW-Authenticate": challenge})
+
+    # --- statuses ---------------------------------------------------------------------------
+
+    async def create_status(self, request: web.Request) -> web.Response:
+        gate = self.gate(request, "create")
+        if gate.answer is not None:
+            return gate.answer
+        headers = self.rate_headers(gate.token)
+        params = await self.status_params(request)
+        if params is None:
+            return self.error(422, "Validation failed: unreadable body", headers)
+        key = request.headers.get("Idempotency-Key", "")
+        now = time.time()
+        if key:
+            seen = self.idempotency.get(key)
+            if seen is not None and now - seen.at < IDEMPOTENCY_SECONDS:
+                return web.json_response(self.status(seen.status_id), headers=headers)
+        problem = self.validate(params)
+        if problem is not None:
+            status_code, message = problem
+            return self.error(status_code, message, headers)
+        status = self.new_status(request, params)
+        if key:
+            self.idempotency[key] = Idempotent(status["id"], now)
+        if gate.hang:
+            return await self.hang()
+        return web.json_response(status, headers=headers)
+
+    async def status_params(self, request: web.Request) -> dict[str, Any] | None:
+        """The create parameters from a JSON or form body, `media_ids` as a list."""
+        body = await request.read()
+        if request.content_type == "application/json":
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+        form = await request.post()
+        params: dict[str, Any] = {k: str(v) for k, v in form.items() if k != "media_ids[]"}
+        params["media_ids"] = [str(v) for v in form.getall("media_ids[]", [])]
+        return params
+
+    def validate(self, params: dict[str, Any]) -> tuple[int, str] | None:
+        text = str(params.get("status") or "")
+        media_ids = [str(m) for m in params.get("media_ids") or []]
+        reply_to = str(params.get("in_reply_to_id") or "")
+        if reply_to and self.find(reply_to) is None:
+            return 404, "The post you are trying to reply to does not appear to exist."
+        if len(media_ids) > MAX_ATTACHMENTS:
+            return 422, f"Cannot attach more than {MAX_ATTACHMENTS} files"
+        missing = [m for m in media_ids if m not in self.media or self.media[m].status_id]
+        if missing:
+            return 422, f"Media {', '.join(missing)} not found or already attached to another post"
+        if any(self.media[m].pending_polls > 0 for m in media_ids):
+            return (
+                422,
+                "Cannot attach files that have not finished processing. Try again in a moment!",
+            )
+        if not text.strip() and not media_ids:
+            return 422, "Validation failed: Text can't be blank"
+        if length(str(params.get("spoiler_text") or "") + text) > MAX_CHARACTERS:
+            return 422, f"Validation failed: Text character limit of {MAX_CHARACTERS} exceeded"
+        return None
+
+    def new_status(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        status_id = new_id(18)
+        base = f"{request.scheme}://{request.host}"
+        media_ids = [str(m) for m in params.get("media_ids") or []]
+        for media_id in media_ids:
+            self.media[media_id].status_id = status_id
+        reply_to = str(params.get("in_reply_to_id") or "") or None
+        status = {
+            "id": status_id,
+            "created_at": iso(time.time()),
+            "in_reply_to_id": reply_to,
+            "in_reply_to_account_id": "1" if reply_to else None,
+            "sensitive": str(params.get("sensitive", "false")).lower() == "true",
+            "spoiler_text": str(params.get("spoiler_text") or ""),
+            "visibility": str(params.get("visibility") or "public"),
+            "language": params.get("language") or "en",
+            "uri": f"{base}/users/{USERNAME}/statuses/{status_id}",
+            "url": f"{base}/@{USERNAME}/{status_id}",
+            "content": f"<p>{html.escape(str(params.get('status') or ''))}</p>",
+            "media_attachments": [self.attachment(request, self.media[m]) for m in media_ids],
+            "account": {"id": "1", "username": USERNAME, "acct": USERNAME},
+        }
+        self.statuses.append(status)
+        return status
+
+    def find(self, status_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.statuses if s["id"] == status_id), None)
+
+    def status(self, status_id: str) -> dict[str, Any]:
+        found = self.find(status_id)
+        assert found is not None
+        return found
+
+    # --- media ------------------------------------------------------------------------------
+
+    def attachment(self, request: web.Request, media: Attachment) -> dict[str, Any]:
+        base = f"{request.scheme}://{request.host}"
+        processed = media.pending_polls <= 0
+        return {
+            "id": media.id,
+            "type": media.content_type.partition("/")[0],
+            "url": f"{base}/system/media/{media.id}/original" if processed else None,
+            "preview_url": f"{base}/system/media/{media.id}/small",
+            "description": media.description or None,
+            "meta": {"size": media.size},
+        }
+
+    async def upload(self, request: web.Request) -> web.Response:
+        gate = self.gate(request, "upload")
+        if gate.answer is not None:
+            return gate.answer
+        headers = self.rate_headers(gate.token)
+        parts = multipart(request.headers.get("Content-Type", ""), await request.read())
+        file = parts.get("file")
+        if file is None:
+            return self.error(422, "Validation failed: File can't be blank", headers)
+        content_type, content = file
+        if not content_type.startswith(("image/", "video/", "audio/")):
+            return self.error(422, "Validation failed: File content type is invalid", headers)
+        description = parts.get("description", ("", b""))[1].decode()
+        media = Attachment(
+            new_id(18), description, content_type, len(content), self.processing_polls
+        )
+        self.media[media.id] = media
+        if gate.hang:
+            return await self.hang()
+        body = self.attachment(request, media)
+        return web.json_response(body, status=202 if media.pending_polls else 200, headers=headers)
+
+    async def poll(self, request: web.Request) -> web.Response:
+        gate = self.gate(request, "poll")
+        if gate.answer is not None:
+            return gate.answer
+        headers = self.rate_headers(gate.token)
+        media = self.media.get(request.match_info["id"])
+        if media is None:
+            return self.error(404, "Record not found", headers)
+        if media.pending_polls > 0:
+            media.pending_polls -= 1
+            return web.json_response(self.attachment(request, media), status=206, headers=headers)
+        return web.json_response(self.attachment(request, media), headers=headers)
+
+
+def multipart(content_type: str, body: bytes) -> dict[str, tuple[str, bytes]]:
+    """A multipart/form-data body as name -> (content type, bytes).
+
+    The request body was read already (every request is recorded), so it is parsed from the
+    bytes rather than streamed.
+    """
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    parts: dict[str, tuple[str, bytes]] = {}
+    if not message.is_multipart():
+        return parts
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts[name] = (part.get_content_type(), payload)
+    return parts
+
+
+Fake = MastodonFake
