@@ -67,13 +67,14 @@ def at(offset: float) -> Timestamp:
     return stamp
 
 
-async def connect(tenant: Client, *, token: str = "secret-token-1") -> str:
+async def connect(tenant: Client, *, token: str = "secret-token-1", mastodon: bool = True) -> str:
+    """A Mastodon account (whose idempotency key makes retries safe), or else an X account."""
     reply = await tenant.accounts.ConnectAccount(
         posts_pb2.ConnectAccountRequest(
-            platform=posts_pb2.PLATFORM_MASTODON,
-            handle="@kairos@mastodon.example",
+            platform=posts_pb2.PLATFORM_MASTODON if mastodon else posts_pb2.PLATFORM_X,
+            handle="@kairos@mastodon.example" if mastodon else "@kairos",
             credentials=posts_pb2.Credentials(
-                access_token=token, instance_url="https://mastodon.example"
+                access_token=token, instance_url="https://mastodon.example" if mastodon else ""
             ),
         ),
         metadata=tenant.metadata,
@@ -286,9 +287,9 @@ async def test_begin_refuses_unknown_and_malformed_deliveries(
 
 
 async def started(
-    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client, *, mastodon: bool = True
 ) -> tuple[posts_pb2.Post, dispatch_pb2.Delivery, dispatch_pb2.BeginAttemptResponse]:
-    account = await connect(tenant)
+    account = await connect(tenant, mastodon=mastodon)
     post = await post_due(tenant, account)
     delivery = await claim_one(dispatch, post.targets[0].id)
     begun = await begin(dispatch, delivery.delivery_id)
@@ -393,7 +394,8 @@ async def test_final_errors_keep_the_platform_message(
     target_status: posts_pb2.TargetStatus.ValueType,
     post_status: posts_pb2.PostStatus.ValueType,
 ) -> None:
-    post, delivery, begun = await started(dispatch, tenant)
+    # On X: no idempotency key, so an UNKNOWN is final there.
+    post, delivery, begun = await started(dispatch, tenant, mastodon=False)
     await complete(
         dispatch,
         dispatch_pb2.AttemptOutcome(
@@ -410,6 +412,28 @@ async def test_final_errors_keep_the_platform_message(
     assert current.targets[0].status == target_status
     assert "character limit" in current.targets[0].last_error.message
     assert current.targets[0].attempts[0].http_status == 422
+
+
+async def test_an_unknown_outcome_on_mastodon_is_retried_under_the_same_idempotency_key(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post, delivery, begun = await started(dispatch, tenant)
+    result = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_UNKNOWN,
+            error_code="timeout",
+            message="no answer after sending",
+        ),
+    )
+    assert result.target_status == posts_pb2.TARGET_STATUS_QUEUED  # redelivered, not UNKNOWN
+    assert result.next_step == dispatch_pb2.NEXT_STEP_REDELIVER
+    again = await begin(dispatch, delivery.delivery_id)
+    assert again.ok
+    assert again.idempotency_key == begun.idempotency_key
+    assert again.attempt_number == 2
 
 
 async def expire_leases(api: RunningApi, target_id: str) -> None:

@@ -882,11 +882,12 @@ async def _apply(
             uow, post, target, TargetStatus.FAILED, now, message, error_class=klass, code=code
         )
         return Completion(outcome.attempt_id, TargetStatus.FAILED, None)
-    if error_class == ErrorClass.UNKNOWN:
+    if error_class == ErrorClass.UNKNOWN and not await _safe_to_retry(uow, target, now):
         _end_target(
             uow, post, target, TargetStatus.UNKNOWN, now, message, error_class=klass, code=code
         )
         return Completion(outcome.attempt_id, TargetStatus.UNKNOWN, None)
+    # An UNKNOWN that is safe to retry goes on as a retryable error below.
     if error_class == ErrorClass.AUTH:
         account = await uow.session.get(Account, target.account_id)
         assert account is not None
@@ -1067,6 +1068,16 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
         await settle_posts(uow, posts.values(), now)
         await uow.commit()
     return SweepResult(redeliveries, unknown, missed, requeued)
+
+
+async def _safe_to_retry(uow: UnitOfWork, target: Target, now: datetime) -> bool:
+    """Whether the platform still remembers this target's idempotency key, so that trying again
+    after an attempt that may have published cannot publish twice."""
+    window = IDEMPOTENT_PLATFORMS.get(target.platform)
+    if window is None:
+        return False
+    first = await _first_attempt_start(uow, target.id)
+    return first is not None and now - first < window
 
 
 async def _posts_of(uow: UnitOfWork, targets: Iterable[Target]) -> dict[uuid.UUID, Post]:
