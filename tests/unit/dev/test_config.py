@@ -103,7 +103,18 @@ def test_the_publisher_is_pointed_at_the_fakes_unless_they_are_off(tmp_path: Pat
     env = plan_children(options, {})[-1].env
     urls = dict(item.split("=", 1) for item in env["KAIROS_PLATFORM_URLS"].split(","))
     assert urls["x"] == "http://127.0.0.1:19101"
-    assert {"x", "mastodon", "bluesky", "telegram"} <= set(urls)
+    assert set(urls) == {
+        "x",
+        "mastodon",
+        "bluesky",
+        "linkedin",
+        "facebook",
+        "instagram",
+        "threads",
+        "telegram",
+        "discord",
+        "slack",
+    }
     assert "media" not in urls
     assert env["KAIROS_MEDIA_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
 

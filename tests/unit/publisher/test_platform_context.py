@@ -8,8 +8,11 @@ import re
 import httpx
 import pytest
 
+from kairos_common.platforms import Platform
 from kairos_common.settings import SettingsError
+from kairos_fakes import fake_classes
 from kairos_publisher.media import MediaFetcher
+from kairos_publisher.platforms import registry
 from kairos_publisher.platforms.base import PlatformContext, parse_platform_urls
 from kairos_publisher.settings import PublisherSettings
 from support.platforms import publish_request
@@ -71,3 +74,13 @@ def test_publisher_settings_read_platform_urls_and_media_networks() -> None:
     bad_network = re.escape("KAIROS_MEDIA_ALLOWED_NETWORKS: '10.0.0.300/8'")
     with pytest.raises(SettingsError, match=bad_network):
         PublisherSettings.from_env({**BASE_ENV, "KAIROS_MEDIA_ALLOWED_NETWORKS": "10.0.0.300/8"})
+
+
+async def test_every_platform_has_a_client_module_and_every_real_one_a_fake() -> None:
+    async with httpx.AsyncClient() as http:
+        clients = registry(PlatformContext(http, MediaFetcher()))
+    assert set(clients) == set(Platform)
+    fakes = {cls.name for cls in fake_classes()} - {"media"}
+    assert fakes == {p.value for p in Platform} - {"webhook", "sandbox"}
+    ports = [cls.default_port for cls in fake_classes()]
+    assert len(set(ports)) == len(ports)

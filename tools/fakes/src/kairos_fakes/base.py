@@ -10,6 +10,8 @@ platforms lives in each platform's module. Tests drive a fake in-process:
     ... publish against fake.url ...
     assert len(fake.posts) == 1
     await fake.stop()
+
+Under `make dev`, `GET /_fake/requests` on any fake lists what it received.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class FakeServer:
         self.host = "127.0.0.1"
         self.closing = asyncio.Event()
         self.routes(self.app.router)
+        self.app.router.add_get("/_fake/requests", self._list_requests)
 
     def routes(self, router: web.UrlDispatcher) -> None:
         """Add the platform's endpoints."""
@@ -193,8 +196,25 @@ class FakeServer:
         """The recorded requests with this method whose path contains `path_part`."""
         return [r for r in self.requests if r.method == method and path_part in r.path]
 
+    async def _list_requests(self, request: web.Request) -> web.Response:
+        """What arrived, newest last, for a person looking at `make dev` (not recorded itself)."""
+        shown = [
+            {
+                "method": r.method,
+                "path": r.path,
+                "query": r.query,
+                "at": r.at,
+                "body": r.body[:2000].decode("utf-8", errors="replace"),
+            }
+            for r in self.requests
+        ]
+        return web.json_response(shown)
+
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/_fake/requests":
+            listed: web.StreamResponse = await handler(request)
+            return listed
         body = await request.read()
         self.requests.append(
             Recorded(
