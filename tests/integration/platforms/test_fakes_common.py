@@ -45,7 +45,7 @@ async def test_python_m_kairos_fakes_serves_every_fake_and_prints_their_urls() -
     )
     try:
         assert process.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or not lines[-1].startswith("KAIROS_PLATFORM_URLS="):
             line = await asyncio.wait_for(process.stdout.readline(), timeout=20)
             assert line, f"exited early: {lines}"
