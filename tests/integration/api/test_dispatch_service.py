@@ -417,7 +417,7 @@ async def test_final_errors_keep_the_platform_message(
 async def test_an_unknown_outcome_on_mastodon_is_retried_under_the_same_idempotency_key(
     dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
 ) -> None:
-    post, delivery, begun = await started(dispatch, tenant)
+    _post, delivery, begun = await started(dispatch, tenant)
     result = await complete(
         dispatch,
         dispatch_pb2.AttemptOutcome(
