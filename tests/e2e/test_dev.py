@@ -254,6 +254,29 @@ def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_ke
     assert late >= 0, f"the sandbox got the post {-late:.3f} s before its time"
     assert late < 3, f"the sandbox got the post {late:.1f} s after its time"
 
+    # The banner's platform-fake steps: a Mastodon account on the fake, a post that reaches it.
+    connect = next(line.strip() for line in banner.splitlines() if line.strip().startswith("M=$("))
+    connected = subprocess.run(
+        ["bash", "-c", f'set -eo pipefail\n{connect.partition("  #")[0]}\necho "$M"'],
+        env=user,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert connected.returncode == 0, connected.stderr
+    toot = kairos(
+        "posts", "create", f"Hello, fediverse {marker}", "--account", connected.stdout.strip(),
+        "--at", "in 1s", env=user,
+    ).strip()  # fmt: skip
+    wait_published(toot, user)
+    fake = f"http://127.0.0.1:{ports['fakes'] + 2}/_fake/requests"
+    with urllib.request.urlopen(fake, timeout=5) as answer:
+        arrived = [
+            r for r in json.load(answer)
+            if r["path"] == "/api/v1/statuses" and marker in r["body"]
+        ]  # fmt: skip
+    assert len(arrived) == 1, arrived
+
     # Ctrl-C: exit 0, every child (and anything it started) gone.
     code, took = first.interrupt()
     assert code == 0, first.text()[-6000:]

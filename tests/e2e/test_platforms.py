@@ -272,23 +272,43 @@ async def stored_credentials(stack: Stack, account_id: str) -> dict[str, Any]:
         await app.close()
 
 
-async def connect_x(stack: Stack, world: Platforms, *, expired: bool) -> tuple[str, str, str]:
-    """A new X account whose token the fake has (optionally) expired: id, access, refresh."""
+async def connect_x(
+    stack: Stack, world: Platforms, *, expired: bool, expiring: bool = False, refresh: str = ""
+) -> tuple[str, str, str]:
+    """A new X account: id, access and refresh token. `expired`: the fake has expired the token;
+    `expiring`: Kairos was told it expires in a minute; `refresh`: a refresh token to use instead
+    of the one the fake issued."""
     x = cast(XFake, world.fake("x"))
     handle = f"@k{uuid.uuid4().hex[:8]}"
-    access, refresh = x.grant(handle[1:])
+    access, issued = x.grant(handle[1:])
     if expired:
         x.tokens.expire(access)
-    secret = posts_pb2.Credentials(access_token=access, refresh_token=refresh)
-    if expired:
-        secret.expires_at.FromDatetime(datetime.now(UTC) - timedelta(minutes=1))
+    secret = posts_pb2.Credentials(access_token=access, refresh_token=refresh or issued)
+    if expired or expiring:
+        secret.expires_at.FromDatetime(datetime.now(UTC) + timedelta(minutes=-1 if expired else 1))
     reply = await stack.accounts.ConnectAccount(
         posts_pb2.ConnectAccountRequest(
             platform=posts_pb2.PLATFORM_X, handle=handle, credentials=secret
         ),
         metadata=stack.metadata,
     )
-    return reply.account.id, access, refresh
+    return reply.account.id, access, secret.refresh_token
+
+
+async def test_a_refresh_refused_ahead_of_expiry_keeps_the_working_token_and_the_account(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    stack, world = platforms
+    account, access, _ = await connect_x(stack, world, expired=False, expiring=True, refresh="bad")
+    mark = marker()
+    post = await create(stack, [account], f"still good {mark}")
+    await settled(stack, post.id, published)
+    reply = await stack.accounts.GetAccount(
+        posts_pb2.GetAccountRequest(account_id=account), metadata=stack.metadata
+    )
+    assert reply.account.status == posts_pb2.ACCOUNT_STATUS_ACTIVE
+    assert (await stored_credentials(stack, account))["access_token"] == access
+    assert len(world.kept("x", mark)) == 1
 
 
 async def test_an_expired_x_token_is_refreshed_saved_and_the_post_goes_out(

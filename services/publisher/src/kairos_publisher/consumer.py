@@ -100,6 +100,13 @@ def outcome_message(
     return message
 
 
+def expiry(credentials: posts_pb2.Credentials) -> datetime | None:
+    """When the access token expires, if the account says."""
+    if not credentials.HasField("expires_at"):
+        return None
+    return credentials.expires_at.ToDatetime(tzinfo=UTC)
+
+
 def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
     credentials = begun.credentials
     return PublishRequest(
@@ -117,11 +124,7 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
         page_id=credentials.page_id,
         chat_id=credentials.chat_id,
         extra=dict(credentials.extra),
-        expires_at=(
-            credentials.expires_at.ToDatetime(tzinfo=UTC)
-            if credentials.HasField("expires_at")
-            else None
-        ),
+        expires_at=expiry(credentials),
         account_id=begun.account_id,
         handle=begun.account_handle,
     )
@@ -134,11 +137,7 @@ def with_credentials(request: PublishRequest, credentials: posts_pb2.Credentials
         access_token=credentials.access_token,
         refresh_token=credentials.refresh_token,
         extra=dict(credentials.extra),
-        expires_at=(
-            credentials.expires_at.ToDatetime(tzinfo=UTC)
-            if credentials.HasField("expires_at")
-            else None
-        ),
+        expires_at=expiry(credentials),
     )
 
 
@@ -291,10 +290,11 @@ class PlatformConsumer:
         if refreshing and request.expires_at is not None:
             margin = cast(RefreshingClient, self.client).refresh_margin
             if request.expires_at - datetime.now(UTC) <= margin:
-                fresh = await self.refresh(begun, request)
+                fresh = await self.refresh(begun, request, final=False)
                 if isinstance(fresh, PublishRequest):
                     request = fresh
-                # When it failed, the old token may still work: the call says.
+                # When it failed, the old token may still work: the call says, and a refusal
+                # brings the refresh that decides whether the account needs re-authorising.
         outcome = await self.client.publish(request)
         if outcome.result != Result.AUTH or not refreshing:
             return outcome
@@ -306,14 +306,20 @@ class PlatformConsumer:
         return await self.client.publish(fresh)
 
     async def refresh(
-        self, begun: dispatch_pb2.BeginAttemptResponse, request: PublishRequest
+        self,
+        begun: dispatch_pb2.BeginAttemptResponse,
+        request: PublishRequest,
+        *,
+        final: bool = True,
     ) -> PublishRequest | str | PublishOutcome:
         """The request with refreshed tokens; why there are none (the account needs re-auth);
         or the outcome of a token endpoint that could not answer now (nothing is saved).
 
         One refresh at a time per account in this copy; the new tokens are saved through
-        DispatchService before they are used. A refresh token that another copy used first is
-        told apart from a dead one by the api, which then hands back the newer credentials.
+        DispatchService before they are used. Only a `final` failure (after the platform refused
+        the token) marks the account as needing re-authorisation. A refresh token that another
+        copy used first is told apart from a dead one by the api, which then hands back the
+        newer credentials.
         """
         client = cast(RefreshingClient, self.client)
         async with self.refresh_locks[begun.account_id]:
@@ -323,6 +329,8 @@ class PlatformConsumer:
             answer = await client.refresh(request)
             if isinstance(answer, PublishOutcome):
                 return answer
+            if isinstance(answer, str) and not final:
+                return answer  # ahead of expiry: the token still works, the account is fine
             if isinstance(answer, str):
                 saved = await self.dispatch.SaveRefreshedCredentials(
                     dispatch_pb2.SaveRefreshedCredentialsRequest(

@@ -6,7 +6,9 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from kairos_dev.config import ChildSpec, DevOptions
+from kairos_dev.config import HOST, ChildSpec, DevOptions
+from kairos_fakes import BASE_PORT as FAKES_BASE_PORT
+from kairos_fakes.mastodon import MastodonFake
 
 READY_LINE = "Kairos is running."
 """The banner's first words; scripts and tests wait for them."""
@@ -58,6 +60,21 @@ def banner(options: DevOptions, specs: Sequence[ChildSpec], bin_dir: Path) -> st
         ("kairos posts show <post id>", "its targets and attempts"),
         (f"curl -s {options.sandbox_url}/posts", "what the sandbox platform received"),
     ]
+    if options.fakes:
+        port = MastodonFake.default_port - FAKES_BASE_PORT + options.fakes_port
+        mastodon = f"http://{HOST}:{port}"
+        steps += [
+            (
+                "M=$(kairos accounts connect mastodon --handle @demo@fake --access-token dev "
+                f"--instance-url {q(mastodon)})",
+                "the Mastodon fake (every platform has one)",
+            ),
+            (
+                'kairos posts create "Hello, fediverse" --account "$M" --at "in 5s"',
+                "goes to the fake over HTTP",
+            ),
+            (f"curl -s {mastodon}/_fake/requests", "what the Mastodon fake received"),
+        ]
     # Comments line up, except after the few commands too long to wait for them.
     command_width = max(len(command) for command, _ in steps if len(command) <= 64)
     commands = [f"  {command:<{command_width}}  # {why}" for command, why in steps]

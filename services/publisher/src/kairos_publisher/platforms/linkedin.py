@@ -46,6 +46,7 @@ from kairos_publisher.platforms.base import (
     Result,
     classify_http,
     excerpt,
+    json_object,
     media_failed,
     send,
 )
@@ -83,7 +84,7 @@ def error_outcome(response: httpx.Response) -> PublishOutcome:
     426) need a change first.
     """
     status = response.status_code
-    body = _json(response)
+    body = json_object(response)
     message = str(body.get("message", "")) or excerpt(response)
     code = _error_code(body) or str(status)
     if status == 401:
@@ -93,14 +94,6 @@ def error_outcome(response: httpx.Response) -> PublishOutcome:
     else:
         result = Result.PERMANENT
     return PublishOutcome(result, http_status=status, code=code, message=message[:500])
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _error_code(body: dict[str, Any]) -> str:
@@ -240,7 +233,7 @@ class LinkedInClient:
             return response
         if response.status_code != 201:
             return error_outcome(response)
-        urn = str(_json(response).get("commentUrn", ""))
+        urn = str(json_object(response).get("commentUrn", ""))
         if not urn:
             return PublishOutcome(
                 Result.UNKNOWN, http_status=201, message="comment created without a commentUrn"
@@ -276,7 +269,7 @@ class LinkedInClient:
             return _nothing_posted(response)
         if not response.is_success:
             return error_outcome(response)
-        value = _json(response).get("value")
+        value = json_object(response).get("value")
         if not isinstance(value, dict) or not value.get("uploadUrl") or not value.get("image"):
             return PublishOutcome(
                 Result.RETRYABLE,
@@ -331,7 +324,7 @@ class LinkedInClient:
             return response  # not reached: the refresh token is still good for later
         if response.status_code == 429 or response.status_code >= 500:
             return classify_http(response)
-        data = _json(response)
+        data = json_object(response)
         if not response.is_success:
             reason = data.get("error_description") or data.get("error") or excerpt(response, 200)
             return f"refresh refused with HTTP {response.status_code}: {reason}"

@@ -41,6 +41,7 @@ from kairos_publisher.platforms.base import (
     PublishRequest,
     Result,
     excerpt,
+    json_object,
     media_failed,
     send,
 )
@@ -73,19 +74,10 @@ def blocked_until(response: httpx.Response) -> datetime | None:
     return None
 
 
-def body(response: httpx.Response) -> dict[str, Any]:
-    """The JSON object of an answer, or {} when it is not one."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def failure(response: httpx.Response) -> PublishOutcome:
     """An unsuccessful answer classified by its status, with Mastodon's `error` text."""
     status = response.status_code
-    data = body(response)
+    data = json_object(response)
     message = str(data.get("error") or "") or excerpt(response)
     if data.get("error_description"):
         message = f"{message}: {data['error_description']}"
@@ -154,7 +146,7 @@ class MastodonClient:
             return response
         if not response.is_success:
             return failure(response)
-        status = body(response)
+        status = json_object(response)
         status_id = str(status.get("id") or "")
         if not status_id:
             return PublishOutcome(
@@ -186,7 +178,7 @@ class MastodonClient:
             return _nothing_posted(response)
         if not response.is_success:
             return failure(response)
-        media_id = str(body(response).get("id") or "")
+        media_id = str(json_object(response).get("id") or "")
         if not media_id:
             return PublishOutcome(
                 Result.RETRYABLE,

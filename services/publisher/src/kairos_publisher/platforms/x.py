@@ -45,6 +45,7 @@ from kairos_publisher.platforms.base import (
     classify_http,
     epoch,
     excerpt,
+    json_object,
     media_failed,
     retry_after,
     send,
@@ -81,15 +82,6 @@ def blocked_until(response: httpx.Response) -> datetime | None:
     if response.status_code == 429:
         return epoch(response.headers.get("x-rate-limit-reset")) or retry_after(response)
     return None
-
-
-def json_object(response: httpx.Response) -> dict[str, Any]:
-    """The answer's JSON object, or {} when it is not one."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def failure(response: httpx.Response) -> PublishOutcome:
