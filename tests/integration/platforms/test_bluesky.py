@@ -340,12 +340,16 @@ async def test_rate_limit_is_retryable_at_the_reset(
     client: bluesky.BlueskyClient, fake: BlueskyFake, account: Account
 ) -> None:
     fake.fail_next("create", "rate_limit", seconds=30)
+    before = datetime.now(UTC)
     outcome = await client.publish(request_for(fake, account))
+    after = datetime.now(UTC)
 
     assert outcome.result == Result.RETRYABLE
     assert (outcome.http_status, outcome.code) == (429, "RateLimitExceeded")
-    expected = datetime.now(UTC) + timedelta(seconds=30)
-    assert near(outcome.retry_not_before, expected)
+    # The reset header is in whole seconds, rounded up.
+    assert outcome.retry_not_before is not None
+    assert before + timedelta(seconds=29) <= outcome.retry_not_before
+    assert outcome.retry_not_before <= after + timedelta(seconds=31)
     assert outcome.blocked_until == outcome.retry_not_before
     assert fake.posts == []
 
