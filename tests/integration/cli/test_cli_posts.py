@@ -415,3 +415,58 @@ async def test_delete(kairos: Kairos, account_id: str) -> None:
     assert deleted.stdout == f"post {post_id} is cancelled (revision 2)\n"
     assert gone.code == 4
     assert unknown.code == 4
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+
+async def test_create_reply_to_makes_the_next_part_of_a_thread(
+    kairos: Kairos, account_id: str
+) -> None:
+    first = await kairos.create_post(account_id, "--at", "in 1h")
+    reply = await kairos.create_post(account_id, "--at", "in 1h", "--reply-to", first)
+
+    post = (await kairos.ok("--json", "posts", "show", reply)).json()
+    assert post["parent_post_id"] == first
+
+
+async def test_thread_creates_the_parts_chained_and_scheduled(
+    kairos: Kairos, account_id: str
+) -> None:
+    ran = await kairos.ok(
+        "posts", "thread", "1/3 first", "2/3 second", "3/3 third",
+        "--account", account_id, "--at", "2030-03-01T12:00:00Z",
+    )  # fmt: skip
+
+    ids = ran.stdout.split()
+    assert len(ids) == 3
+    assert all(UUID.fullmatch(i) for i in ids)
+    shown = [(await kairos.ok("--json", "posts", "show", i)).json() for i in ids]
+    assert [p["content"] for p in shown] == ["1/3 first", "2/3 second", "3/3 third"]
+    assert [p.get("parent_post_id", "") for p in shown] == ["", ids[0], ids[1]]
+    assert {p["status"] for p in shown} == {"POST_STATUS_SCHEDULED"}
+    assert {p["scheduled_at"] for p in shown} == {"2030-03-01T12:00:00Z"}
+
+
+async def test_a_thread_with_a_refused_part_leaves_no_part_behind(
+    kairos: Kairos, account_id: str
+) -> None:
+    marker = uuid.uuid4().hex
+    ran = await kairos(
+        "posts", "thread", f"fine {marker}", "x" * 100_001, f"also fine {marker}",
+        "--account", account_id, "--at", "in 1h",
+    )  # fmt: skip
+
+    assert ran.code == 2, str(ran)  # the api's INVALID_ARGUMENT
+    assert "part 2 was refused" in ran.stderr
+    assert "content" in ran.stderr
+    listed = (await kairos.ok("--json", "posts", "list", "--limit", "100")).json()
+    live = [p for p in listed["posts"] if marker in p["content"]]
+    assert live == [], live
+
+
+async def test_a_thread_of_one_part_is_a_usage_error(kairos: Kairos, account_id: str) -> None:
+    ran = await kairos("posts", "thread", "alone", "--account", account_id)
+
+    assert ran.code == 2
+    assert "at least two parts" in ran.stderr

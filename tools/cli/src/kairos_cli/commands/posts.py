@@ -114,6 +114,14 @@ def create(
             "--override", metavar="ACCOUNT_ID=TEXT", help="Other content for one account."
         ),
     ] = None,
+    reply_to: Annotated[
+        str,
+        typer.Option(
+            "--reply-to",
+            metavar="POST_ID",
+            help="Publish as a reply to this post, the next part of its thread.",
+        ),
+    ] = "",
 ) -> None:
     """Create a post (a draft without --at) and print its id."""
     opts = options(ctx)
@@ -133,6 +141,7 @@ def create(
         notes=notes,
         approval_required=approval,
         request_id=request_id,
+        parent_post_id=reply_to,
     )
     if when is not None and not when.now:
         request.schedule.CopyFrom(when.schedule())
@@ -155,6 +164,69 @@ def create(
     else:
         say(post.id)
         hint(summary(post, opts))
+
+
+@app.command("thread")
+def thread(
+    ctx: typer.Context,
+    parts: Annotated[
+        list[str], typer.Argument(metavar="PART...", help="The parts, first to last (2 or more).")
+    ],
+    account: Annotated[
+        list[str],
+        typer.Option("--account", metavar="ID", help="An account to publish to (repeatable)."),
+    ],
+    at: At = "",
+    tz: Zone = "",
+) -> None:
+    """Create a thread: each part replies to the one before. Prints the ids, first to last.
+
+    The parts are created as drafts, then scheduled last part first, so nothing goes out unless
+    every part was accepted; a part the api refuses leaves no other part behind. Without --at
+    the thread stays a set of drafts.
+    """
+    opts = options(ctx)
+    if len(parts) < 2:
+        fail(EXIT_USAGE, "a thread needs at least two parts; use `posts create` for one")
+    when = read_when(at, tz, opts) if at else None
+
+    async def run(client: KairosClient) -> list[posts_pb2.Post]:
+        created: list[posts_pb2.Post] = []
+        try:
+            for content in parts:
+                created.append(
+                    await client.create_post(
+                        posts_pb2.CreatePostRequest(
+                            content=content,
+                            targets=[posts_pb2.TargetSpec(account_id=a) for a in account],
+                            parent_post_id=created[-1].id if created else "",
+                        )
+                    )
+                )
+        except KairosError:
+            for post in reversed(created):
+                await client.delete_post(post.id)
+            hint(f"part {len(created) + 1} was refused; the thread was not created:")
+            raise
+        if when is None:
+            return created
+        # The last part first: the first part, which starts the thread, only once all wait.
+        schedule = when.schedule() if not when.now else None
+        for index in reversed(range(len(created))):
+            post = created[index]
+            if schedule is not None:
+                created[index] = await client.schedule_post(post.id, schedule)
+            else:
+                created[index] = await client.publish_now(post.id)
+        return created
+
+    posts = call_api(ctx, run)
+    if opts.json:
+        print_json(posts_pb2.ListPostsResponse(posts=posts))
+    else:
+        for post in posts:
+            say(post.id)
+        hint(summary(posts[0], opts))
 
 
 @app.command("schedule")
