@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import nats
 from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.test_dispatch_service import (  # noqa: F401 (fixtures)
     SERVICE,
@@ -21,10 +23,12 @@ from integration.api.test_dispatch_service import (  # noqa: F401 (fixtures)
     post_due,
     tenant,
 )
+from nats.aio.msg import Msg
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import Account
+from kairos_common.streams import WAKE_SUBJECT
 from support.api import Client, RunningApi
 
 
@@ -217,3 +221,36 @@ async def test_a_refresh_token_used_by_another_copy_hands_back_the_newer_credent
     )
     assert dead.status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH
     assert not dead.HasField("current")
+
+
+async def test_publishing_a_part_wakes_the_schedulers_for_the_next_one(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    first = await post_due(tenant, account, "wake 1/2")
+    second = await reply_to(tenant, first, account, "wake 2/2")
+    delivery = next(d for d in await claim(dispatch) if d.target_id == first.targets[0].id)
+    nc = await nats.connect(own_api.service.settings.common.nats_url)
+    try:
+        wakes: list[float] = []
+        woke = asyncio.Event()
+
+        async def woken(_: Msg) -> None:
+            wakes.append(time.monotonic())
+            woke.set()
+
+        await nc.subscribe(WAKE_SUBJECT, cb=woken)
+        await nc.flush()
+        await asyncio.sleep(0.3)  # the wakes of the creates above have gone by
+        wakes.clear()
+        woke.clear()
+        await publish(dispatch, delivery, "first-part")
+        await asyncio.wait_for(woke.wait(), timeout=5)  # woken for the second part
+        # Publishing the last part wakes nobody: nothing replies to it.
+        claimed = next(d for d in await claim(dispatch) if d.target_id == second.targets[0].id)
+        wakes.clear()
+        await publish(dispatch, claimed, "second-part")
+        await asyncio.sleep(0.3)
+        assert wakes == []
+    finally:
+        await nc.close()

@@ -193,6 +193,13 @@ class Post(Base):
             postgresql_where=text("deleted_at IS NULL"),
             sqlite_where=text("deleted_at IS NULL"),
         ),
+        # The parts of threads by the post they reply to; only replies are in it.
+        Index(
+            "ix_posts_parent_post_id",
+            "parent_post_id",
+            postgresql_where=text("parent_post_id IS NOT NULL"),
+            sqlite_where=text("parent_post_id IS NOT NULL"),
+        ),
         # The few deleted posts, whose targets GetStats takes away from the tenant's count.
         Index(
             "ix_posts_deleted_tenant_id_id",

@@ -688,7 +688,10 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
         await _block_accounts(uow, outcomes, now)
         published = await _complete_published_in_bulk(uow, outcomes, now)
         if published is not None:
+            wake = await _next_parts_waiting(uow, published)
             await uow.commit()
+            if wake:
+                app.notifier.due_soon()
             return published
         ids = [o.attempt_id for o in outcomes]
         attempts = {
@@ -726,8 +729,35 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
             results.append(await _apply(app, uow, post, target, outcome, now))
             touched[post.id] = post
         await settle_posts(uow, touched.values(), now)
+        wake = await _next_parts_waiting(uow, results)
         await uow.commit()
+    if wake:
+        app.notifier.due_soon()
     return results
+
+
+async def _next_parts_waiting(uow: UnitOfWork, completions: Sequence[Completion]) -> bool:
+    """Whether a target just published has a next part of its thread (a scheduled reply):
+    the schedulers are woken for it rather than leaving it to their next tick."""
+    attempt_ids = [c.attempt_id for c in completions if c.target_status == TargetStatus.PUBLISHED]
+    if not attempt_ids:
+        return False
+    parents = (
+        select(Target.post_id)
+        .join(Attempt, Attempt.target_id == Target.id)
+        .where(Attempt.id.in_(attempt_ids))
+    )
+    found = await uow.session.execute(
+        select(Post.id)
+        .where(
+            Post.parent_post_id.in_(parents),
+            Post.parent_post_id.is_not(None),
+            Post.deleted_at.is_(None),
+            Post.status.in_([PostStatus.SCHEDULED.value, PostStatus.PUBLISHING.value]),
+        )
+        .limit(1)
+    )
+    return found.first() is not None
 
 
 async def _block_accounts(uow: UnitOfWork, outcomes: Sequence[Outcome], now: datetime) -> None:
