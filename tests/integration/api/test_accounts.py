@@ -603,6 +603,25 @@ INVALID_CONNECTS: dict[str, tuple[posts_pb2.ConnectAccountRequest, str, str]] = 
         "credentials.chat_id",
         "numeric Telegram chat id",
     ),
+    "discord token not a webhook url": (
+        connect_request(P.PLATFORM_DISCORD, access_token="abc.def"),
+        "credentials.access_token",
+        "Discord webhook URL",
+    ),
+    "discord webhook url of another path": (
+        connect_request(P.PLATFORM_DISCORD, access_token="https://discord.com/channels/1/2"),
+        "credentials.access_token",
+        "Discord webhook URL",
+    ),
+    "discord extra webhook_url over http": (
+        connect_request(
+            P.PLATFORM_DISCORD,
+            access_token="t",
+            extra={"webhook_url": "http://discord.com/api/webhooks/1/abc"},
+        ),
+        "credentials.extra.webhook_url",
+        "Discord webhook URL",
+    ),
     "slack without channel": (
         connect_request(P.PLATFORM_SLACK, access_token="t"),
         "credentials.chat_id",

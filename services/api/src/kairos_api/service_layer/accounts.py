@@ -63,6 +63,8 @@ CHAT_ID_PLATFORMS: Final = frozenset({Platform.TELEGRAM, Platform.SLACK})
 TOKENLESS_PLATFORMS: Final = frozenset({Platform.WEBHOOK, Platform.SANDBOX})
 
 LINKEDIN_AUTHOR_PREFIXES: Final = ("urn:li:person:", "urn:li:organization:")
+#: The path of a Discord webhook's execute URL (an optional API version before it).
+DISCORD_WEBHOOK_PATH = re.compile(r"^/api/(v[0-9]+/)?webhooks/[0-9]+/[A-Za-z0-9_.-]+/?$")
 #: A Telegram chat: a numeric id (negative for groups and channels) or a public @channelname.
 TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
@@ -547,6 +549,22 @@ def _credential_violations(
                     "credentials.chat_id",
                     "must be a numeric Telegram chat id (negative for groups and channels) "
                     "or a public @channelname",
+                )
+            )
+
+    if platform == Platform.DISCORD:
+        # The webhook URL is the credential: extra webhook_url, else the access token.
+        field_name = "extra.webhook_url" if credentials.extra.get("webhook_url") else "access_token"
+        hook = credentials.extra.get("webhook_url") or credentials.access_token
+        if hook.strip() and (
+            _url_problem(hook, allow_http=allow_http_instance_urls, base=False)
+            or not DISCORD_WEBHOOK_PATH.search(urlsplit(hook.strip()).path)
+        ):
+            found.append(
+                FieldViolation(
+                    f"credentials.{field_name}",
+                    "must be the Discord webhook URL, "
+                    "https://discord.com/api/webhooks/<webhook id>/<webhook token>",
                 )
             )
 
