@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 10.0
 FETCH_TIMEOUT = 1.0
+#: How long tokens refreshed here are reused by calls refused with the old ones (seconds).
+REFRESHED_KEPT = 300.0
+#: Expired rate-limit blocks are dropped once this many accounts are remembered.
+BLOCKED_PRUNE_AT = 10_000
 #: In-progress acks while holding an event, well inside AckWait (at most a third of it).
 KEEPALIVE_EVERY = 10.0
 
@@ -169,7 +173,10 @@ class PlatformConsumer:
         self.stopping = asyncio.Event()
         self.published = 0
         self.refresh_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.refreshed: dict[str, posts_pb2.Credentials] = {}
+        #: Tokens this copy refreshed lately, by account, so that calls that were refused with
+        #: the old token at the same time use them instead of refreshing again. Kept briefly:
+        #: the saved credentials reach later calls through BeginAttempt.
+        self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
         #: Accounts whose rate limit the platform said is used up, until when.
         self.blocked: dict[str, datetime] = {}
 
@@ -233,7 +240,9 @@ class PlatformConsumer:
             return
         due_at = event.due_at.ToDatetime(tzinfo=UTC)
         blocked = self.blocked.get(event.account_id)
-        if blocked is not None and blocked > due_at:
+        if blocked is not None and blocked <= datetime.now(UTC):
+            del self.blocked[event.account_id]
+        elif blocked is not None and blocked > due_at:
             due_at = blocked  # the platform asked this account to wait
         if not await self.hold_until(message, due_at):
             return  # handed back with nak(delay), or stopping
@@ -264,6 +273,9 @@ class PlatformConsumer:
             known = self.blocked.get(begun.account_id)
             if known is None or known < outcome.blocked_until:
                 self.blocked[begun.account_id] = outcome.blocked_until
+            if len(self.blocked) > BLOCKED_PRUNE_AT:
+                now = datetime.now(UTC)
+                self.blocked = {a: t for a, t in self.blocked.items() if t > now}
         try:
             result = await self.completions.submit(
                 outcome_message(begun, event.delivery_id, outcome, latency)
@@ -323,9 +335,13 @@ class PlatformConsumer:
         """
         client = cast(RefreshingClient, self.client)
         async with self.refresh_locks[begun.account_id]:
+            now = time.monotonic()
+            self.refreshed = {
+                a: kept for a, kept in self.refreshed.items() if now - kept[0] < REFRESHED_KEPT
+            }
             known = self.refreshed.get(begun.account_id)
-            if known is not None and known.access_token != request.access_token:
-                return with_credentials(request, known)  # another call refreshed meanwhile
+            if known is not None and known[1].access_token != request.access_token:
+                return with_credentials(request, known[1])  # another call refreshed meanwhile
             answer = await client.refresh(request)
             if isinstance(answer, PublishOutcome):
                 return answer
@@ -343,7 +359,7 @@ class PlatformConsumer:
                     timeout=RPC_TIMEOUT,
                 )
                 if saved.HasField("current") and saved.current.access_token:
-                    self.refreshed[begun.account_id] = saved.current
+                    self.refreshed[begun.account_id] = (time.monotonic(), saved.current)
                     return with_credentials(request, saved.current)
                 return answer
             credentials = posts_pb2.Credentials()
@@ -361,7 +377,7 @@ class PlatformConsumer:
                 metadata=self.metadata,
                 timeout=RPC_TIMEOUT,
             )
-            self.refreshed[begun.account_id] = credentials
+            self.refreshed[begun.account_id] = (time.monotonic(), credentials)
             return with_credentials(request, credentials)
 
     async def hold_until(self, message: Msg, due_at: datetime) -> bool:
