@@ -22,7 +22,7 @@ from kairos_api.adapters.orm import Account
 from kairos_api.bootstrap import bootstrap
 from kairos_api.service_layer.accounts import decrypt_credentials
 from kairos_api.settings import ApiSettings
-from kairos_fakes import fake_classes
+from kairos_fakes import fake_classes, platform_urls
 from kairos_fakes.base import FakeServer
 from kairos_fakes.bluesky import BlueskyFake
 from kairos_fakes.discord import DiscordFake
@@ -101,7 +101,7 @@ async def platforms(
     for server in [media, *fakes.values()]:
         await server.start()
     env = {
-        "KAIROS_PLATFORM_URLS": ",".join(f"{n}={f.url}" for n, f in fakes.items()),
+        "KAIROS_PLATFORM_URLS": platform_urls(fakes.values()),
         "KAIROS_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8",
         "KAIROS_ALLOW_HTTP_MEDIA": "true",
         "KAIROS_HTTP_TIMEOUT_SECONDS": "2",

@@ -37,7 +37,6 @@ def publish_request(content: str = "Hello from Kairos", **fields: Any) -> Publis
         idempotency_key="kairos-target-1",
         due_at=datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
         access_token="token-1",
-        account_id="account-1",
         handle="kairos",
     )
     return replace(base, **fields)

@@ -20,12 +20,13 @@ from support.platforms import publish_request
 BASE_ENV = {"KAIROS_SECRET_KEY": "k" * 43, "KAIROS_SERVICE_TOKEN": "s" * 24}
 
 
-def test_a_base_url_comes_from_its_key_then_its_platform_then_the_default() -> None:
-    context = PlatformContext(
-        httpx.AsyncClient(),
-        MediaFetcher(),
-        urls={"linkedin": "http://fake:1/", "threads.oauth": "http://oauth:2"},
-    )
+async def test_a_base_url_comes_from_its_key_then_its_platform_then_the_default() -> None:
+    async with httpx.AsyncClient() as http:
+        context = PlatformContext(
+            http,
+            MediaFetcher(),
+            urls={"linkedin": "http://fake:1/", "threads.oauth": "http://oauth:2"},
+        )
     assert context.url("linkedin", "https://api.linkedin.com") == "http://fake:1"
     assert context.url("linkedin.oauth", "https://www.linkedin.com") == "http://fake:1"
     assert context.url("threads.oauth", "https://graph.threads.net") == "http://oauth:2"
@@ -34,10 +35,9 @@ def test_a_base_url_comes_from_its_key_then_its_platform_then_the_default() -> N
     )
 
 
-def test_an_app_secret_is_the_accounts_own_before_the_environment() -> None:
-    context = PlatformContext(
-        httpx.AsyncClient(), MediaFetcher(), environ={"KAIROS_X_CLIENT_ID": "from-env"}
-    )
+async def test_an_app_secret_is_the_accounts_own_before_the_environment() -> None:
+    async with httpx.AsyncClient() as http:
+        context = PlatformContext(http, MediaFetcher(), environ={"KAIROS_X_CLIENT_ID": "from-env"})
     assert context.app_secret(publish_request(), "x", "client_id") == "from-env"
     own = publish_request(extra={"client_id": "own"})
     assert context.app_secret(own, "x", "client_id") == "own"

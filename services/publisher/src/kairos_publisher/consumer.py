@@ -129,7 +129,6 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
         chat_id=credentials.chat_id,
         extra=dict(credentials.extra),
         expires_at=expiry(credentials),
-        account_id=begun.account_id,
         handle=begun.account_handle,
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,3 +31,8 @@ def fake_classes() -> list[type[FakeServer]]:
         if isinstance(fake, type) and issubclass(fake, FakeServer):
             found.append(fake)
     return sorted(found, key=lambda f: f.name)
+
+
+def platform_urls(fakes: Iterable[FakeServer]) -> str:
+    """`KAIROS_PLATFORM_URLS` pointing each platform at its running fake."""
+    return ",".join(f"{f.name}={f.url}" for f in fakes if f.name != "media")

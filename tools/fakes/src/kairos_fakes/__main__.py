@@ -10,12 +10,7 @@ import asyncio
 import contextlib
 import signal
 
-from kairos_fakes import fake_classes
-from kairos_fakes.base import FakeServer
-
-
-def platform_urls(fakes: list[FakeServer]) -> str:
-    return ",".join(f"{f.name}={f.url}" for f in fakes if f.name != "media")
+from kairos_fakes import fake_classes, platform_urls
 
 
 async def serve(host: str, offset: int) -> None:

@@ -122,6 +122,8 @@ class Completion:
     attempt_id: uuid.UUID
     target_status: TargetStatus
     redeliver_after: timedelta | None  # None: ack the message
+    #: The post, when this completion is the one that published its target.
+    published_post: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -466,7 +468,7 @@ async def _begin_all_in_bulk(
             or target.revision != target.delivery_revision
             or (target.stale_at is not None and target.stale_at <= now)
             or account.status != AccountStatus.ACTIVE
-            or (account.blocked_until is not None and account.blocked_until > now)
+            or _blocked_until(account, now) is not None
         ):
             return None
     credentials: dict[uuid.UUID, StoredCredentials] = {}
@@ -572,6 +574,12 @@ def _begun(
     )
 
 
+def _blocked_until(account: Account, now: datetime) -> datetime | None:
+    """The later instant before which the platform asked this account to make no call."""
+    until = account.blocked_until
+    return until if until is not None and until > now else None
+
+
 def _fence(
     uow: UnitOfWork, post: Post, target: Target, account: Account, now: datetime
 ) -> Refused | None:
@@ -587,10 +595,10 @@ def _fence(
     if target.stale_at is not None and target.stale_at <= now:
         _end_target(uow, post, target, TargetStatus.MISSED, now, "past its stale_after")
         return Refused("stale", "the target is past its stale_after and was marked missed")
-    if account.blocked_until is not None and account.blocked_until > now:
+    until = _blocked_until(account, now)
+    if until is not None:
         _release(target, now)  # claimed again once the block has passed
-        until = account.blocked_until.isoformat()
-        return Refused("account_inactive", f"the account is rate-limited until {until}")
+        return Refused("account_inactive", f"the account is rate-limited until {until.isoformat()}")
     if account.status != AccountStatus.ACTIVE:
         if account.status == AccountStatus.DISCONNECTED:
             _end_target(uow, post, target, TargetStatus.SKIPPED, now, "account disconnected")
@@ -737,21 +745,15 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
 
 
 async def _next_parts_waiting(uow: UnitOfWork, completions: Sequence[Completion]) -> bool:
-    """Whether a target just published has a next part of its thread (a scheduled reply):
-    the schedulers are woken for it rather than leaving it to their next tick."""
-    attempt_ids = [c.attempt_id for c in completions if c.target_status == TargetStatus.PUBLISHED]
-    if not attempt_ids:
+    """Whether a post whose target was just published has a next part of its thread (a
+    scheduled reply): the schedulers are woken for it rather than left to their next tick."""
+    parents = {c.published_post for c in completions if c.published_post is not None}
+    if not parents:
         return False
-    parents = (
-        select(Target.post_id)
-        .join(Attempt, Attempt.target_id == Target.id)
-        .where(Attempt.id.in_(attempt_ids))
-    )
     found = await uow.session.execute(
         select(Post.id)
         .where(
             Post.parent_post_id.in_(parents),
-            Post.parent_post_id.is_not(None),
             Post.deleted_at.is_(None),
             Post.status.in_([PostStatus.SCHEDULED.value, PostStatus.PUBLISHING.value]),
         )
@@ -887,7 +889,10 @@ async def _complete_published_in_bulk(
     await uow.update_rows(Target, changes)
     await uow.emit_rows(events)
     await settle_post_ids(uow, {row.post_id: row.post_status for row in rows.values()}, now)
-    return [Completion(o.attempt_id, TargetStatus.PUBLISHED, None) for o in outcomes]
+    return [
+        Completion(o.attempt_id, TargetStatus.PUBLISHED, None, rows[o.attempt_id].post_id)
+        for o in outcomes
+    ]
 
 
 async def _apply(
@@ -904,7 +909,7 @@ async def _apply(
         target.published_at = now
         target.last_error_class = target.last_error_code = target.last_error_message = ""
         _end_target(uow, post, target, TargetStatus.PUBLISHED, now, "published")
-        return Completion(outcome.attempt_id, TargetStatus.PUBLISHED, None)
+        return Completion(outcome.attempt_id, TargetStatus.PUBLISHED, None, post.id)
     error_class = outcome.error_class or ErrorClass.UNKNOWN
     klass, code, message = error_class.value, outcome.error_code, outcome.message
     if error_class == ErrorClass.PERMANENT:
@@ -1077,9 +1082,7 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
                 redeliver(target, posts[target.post_id])
         for target in abandoned:
             post = posts[target.post_id]
-            first = await _first_attempt_start(uow, target.id)
-            window = IDEMPOTENT_PLATFORMS.get(target.platform)
-            if window is not None and first is not None and now - first < window:
+            if await _safe_to_retry(uow, target, now):
                 # The platform dedups on the idempotency key: a second call cannot double-post.
                 redeliver(target, post)
                 requeued += 1

@@ -48,7 +48,6 @@ class PublishRequest:
     extra: dict[str, str] = field(default_factory=dict, repr=False)
     #: When the access token expires, if the platform says.
     expires_at: datetime | None = None
-    account_id: str = ""
     #: The account's handle as connected (for public URLs such as x.com/<handle>/status/<id>).
     handle: str = ""
 

@@ -51,6 +51,7 @@ from kairos_publisher.platforms.base import (
     classify_http,
     epoch,
     excerpt,
+    json_object,
     media_failed,
     retry_after,
     send,
@@ -339,12 +340,9 @@ class BlueskyClient:
             return nothing_posted(response)
         if not response.is_success:
             return classify(response)
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = json_object(response)
         parent = root = None
-        if isinstance(data, dict):
+        if data:
             parent = strong_ref({"uri": data.get("uri") or parent_uri, "cid": data.get("cid")})
             value = data.get("value")
             thread = value.get("reply") if isinstance(value, dict) else None

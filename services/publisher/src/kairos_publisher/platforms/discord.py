@@ -41,6 +41,7 @@ from kairos_publisher.platforms.base import (
     Result,
     epoch,
     excerpt,
+    json_object,
     retry_after,
     send,
 )
@@ -75,11 +76,7 @@ def blocked_until(response: httpx.Response, now: datetime) -> datetime | None:
 def classify(response: httpx.Response, blocked: datetime | None, now: datetime) -> PublishOutcome:
     """An unsuccessful answer, by status and Discord's `{message, code}` body."""
     status = response.status_code
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    body: dict[str, Any] = data if isinstance(data, dict) else {}
+    body = json_object(response)
     code = str(body.get("code") or status)
     message = str(body.get("message") or excerpt(response))
     if body.get("errors"):

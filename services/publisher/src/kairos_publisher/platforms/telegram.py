@@ -39,6 +39,7 @@ from kairos_publisher.platforms.base import (
     PublishRequest,
     Result,
     excerpt,
+    json_object,
     retry_after,
     send,
 )
@@ -77,12 +78,7 @@ def public_url(message: dict[str, Any]) -> str:
 
 def classify(response: httpx.Response) -> PublishOutcome:
     """An unsuccessful Bot API answer, read by its `error_code` and `parameters`."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
+    data = json_object(response)
     status = response.status_code
     code = data.get("error_code")
     if not isinstance(code, int):
