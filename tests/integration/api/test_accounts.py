@@ -762,7 +762,23 @@ def by_id_calls(stub_: Stub, account_id: str) -> dict[str, Any]:
     }
 
 
-RPCS = ["get", "update", "pause", "resume", "disconnect"]
+#: by_id_calls' names of the AccountsService RPCs that take an account id.
+RPC_NAMES = {
+    "get": "GetAccount",
+    "update": "UpdateAccountCredentials",
+    "pause": "PauseAccount",
+    "resume": "ResumeAccount",
+    "disconnect": "DisconnectAccount",
+}
+RPCS = list(RPC_NAMES)
+
+
+async def test_every_rpc_that_takes_an_account_id_has_a_case(client: Client) -> None:
+    """A new AccountsService RPC on an account id fails here until by_id_calls covers it."""
+    service = P.DESCRIPTOR.services_by_name["AccountsService"]
+    taking_an_id = {m.name for m in service.methods if "account_id" in m.input_type.fields_by_name}
+    assert taking_an_id == set(RPC_NAMES.values())
+    assert set(by_id_calls(stub(client), "x")) == set(RPC_NAMES)
 
 
 @pytest.mark.parametrize("rpc", RPCS)
