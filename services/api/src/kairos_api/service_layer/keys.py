@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,12 +78,18 @@ class KeyResolver:
     """Maps a presented key to its tenant, with a short cache so each call costs no query.
 
     A revocation made in this process takes effect at once; one made elsewhere within `ttl`.
+    The cache keeps at most `max_entries` keys, dropping the least recently used: unknown keys
+    are cached too (so a client retrying a bad key costs no query), and without a bound a
+    caller sending ever new bad keys would grow it without end.
     """
 
-    def __init__(self, new_uow: Callable[[], UnitOfWork], ttl: float = 5.0) -> None:
+    def __init__(
+        self, new_uow: Callable[[], UnitOfWork], ttl: float = 5.0, max_entries: int = 10_000
+    ) -> None:
         self._new_uow = new_uow
         self._ttl = ttl
-        self._cache: dict[bytes, tuple[str | None, float]] = {}
+        self._max_entries = max_entries
+        self._cache: OrderedDict[bytes, tuple[str | None, float]] = OrderedDict()
 
     async def tenant_of(self, key: str) -> str:
         digest = hash_key(key)
@@ -90,16 +97,27 @@ class KeyResolver:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             tenant = cached[0]
+            self._cache.move_to_end(digest)
         else:
             async with self._new_uow() as uow:
                 row = (
                     await uow.session.execute(select(ApiKey).where(ApiKey.key_hash == digest))
                 ).scalar_one_or_none()
             tenant = row.tenant_id if row is not None and row.revoked_at is None else None
-            self._cache[digest] = (tenant, now + self._ttl)
+            self._remember(digest, tenant, now + self._ttl)
         if tenant is None:
             raise errors.Unauthenticated("the API key is unknown or revoked")
         return tenant
+
+    def _remember(self, digest: bytes, tenant: str | None, expires: float) -> None:
+        self._cache[digest] = (tenant, expires)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+
+    def cached_keys(self) -> int:
+        """How many keys the cache holds now."""
+        return len(self._cache)
 
     def forget(self) -> None:
         self._cache.clear()
