@@ -48,8 +48,10 @@ test-integration: $(VENV)/.synced ## Integration tests only
 test-e2e: $(VENV)/.synced ## End-to-end tests only (services as real processes)
 	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
 
+# The venv's python directly, not `uv run`: uv forwards the SIGINT it receives, so a Ctrl-C sent
+# to the whole process group (an IDE, CI, kill -INT -PGID) would reach the supervisor twice.
 dev: $(VENV)/.synced ## Run the whole system on this machine, no Docker; Ctrl-C stops it (DEV_ARGS=--help)
-	@$(RUN) python -m kairos_dev $(DEV_ARGS)
+	@$(VENV)/bin/python -m kairos_dev $(DEV_ARGS)
 
 up: ## Run the whole system in Docker, health-gated (docker compose up -d --build)
 	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker: install Docker Engine (or Docker Desktop) with the compose plugin, or use 'make dev', which needs neither." >&2; exit 2; }

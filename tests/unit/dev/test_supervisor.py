@@ -1,11 +1,14 @@
 """The supervisor with small stand-in children: stubborn ones are killed, whatever a child started
-goes with it, and a child that dies while starting is reported with its last lines."""
+goes with it, a child that dies while starting is reported with its last lines, a closed terminal
+keeps nothing from stopping, and one Ctrl-C delivered twice is one request."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +30,23 @@ while True:
     time.sleep(1)
 """
 
+#: Listens, then once the file named second exists prints 2 MiB (far more than a pipe holds) and
+#: creates the file named third: it gets there only if someone keeps reading its output.
+CHATTY = """
+import pathlib, socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+go, drained = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.05)
+for _ in range(2048):
+    print("x" * 1023, flush=True)
+drained.touch()
+while True:
+    time.sleep(1)
+"""
+
 CRASHING = """
 import sys
 print("reading settings", flush=True)
@@ -43,10 +63,26 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def spec(name: str, code: str, port: int) -> ChildSpec:
+class ClosedTerminal(io.StringIO):
+    """Output that works until `close_terminal`, then fails as a terminal that went away does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_terminal = False
+
+    def close_terminal(self) -> None:
+        self.closed_terminal = True
+
+    def write(self, text: str) -> int:
+        if self.closed_terminal:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().write(text)
+
+
+def spec(name: str, code: str, port: int, *args: str) -> ChildSpec:
     return ChildSpec(
         name=name,
-        argv=(sys.executable, "-c", code, str(port)),
+        argv=(sys.executable, "-c", code, str(port), *args),
         env=dict(os.environ),
         port=port,
         option=f"--{name}-port",
@@ -107,3 +143,87 @@ async def test_a_child_that_dies_while_starting_is_reported_and_the_rest_stopped
     assert "stopped because the crashing failed" in text
     assert READY_LINE not in text
     assert all(not alive(child.pid) for child in supervisor.children)
+
+
+async def wait_for_file(path: Path, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(path.exists):
+        assert loop.time() < deadline, f"{path} did not appear within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_closed_terminal_neither_blocks_the_children_nor_keeps_a_signal_from_stopping(
+    tmp_path: Path,
+) -> None:
+    out = ClosedTerminal()
+    go, drained = tmp_path / "go", tmp_path / "drained"
+    specs = [
+        spec("stubborn", STUBBORN, free_port()),
+        spec("chatty", CHATTY, free_port(), str(go), str(drained)),
+    ]
+    supervisor = Supervisor(
+        DevOptions(tmp_path / "dev"),
+        specs,
+        console=Console(["stubborn", "chatty"], out=out),
+        stop_timeout=0.5,
+    )
+    running = asyncio.create_task(supervisor.run())
+    await wait_for(out, READY_LINE)
+    children = [child.pid for child in supervisor.children]
+
+    out.close_terminal()
+    go.touch()
+    await wait_for_file(drained)  # its output is still read, so it is not stuck writing
+    # What a shell sends its jobs when their terminal closes: the handler writes to the console
+    # (which fails) and must still stop everything.
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert await asyncio.wait_for(running, 20) == 0
+    assert supervisor.console.gone
+    assert not any(alive(pid) for pid in children)
+    assert "x" * 1023 in (tmp_path / "dev" / "logs" / "chatty.log").read_text()
+
+
+async def test_the_same_signal_twice_within_the_window_is_one_request_to_stop(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    supervisor = Supervisor(
+        DevOptions(tmp_path),
+        [spec("stubborn", STUBBORN, free_port())],
+        console=Console(["stubborn"], out=out),
+        stop_timeout=1.0,
+        repeat_window=30.0,
+    )
+    running = asyncio.create_task(supervisor.run())
+    await wait_for(out, READY_LINE)
+
+    os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C to the group, received directly
+    await wait_for(out, "stopping everything")
+    os.kill(os.getpid(), signal.SIGINT)  # and again, forwarded by a wrapper
+    assert await asyncio.wait_for(running, 20) == 0
+    text = out.getvalue()
+    assert "killing everything at once" not in text
+    assert "stubborn did not stop within 1 s: killing it" in text  # the orderly way
+
+
+async def test_the_same_signal_after_the_window_kills_at_once(tmp_path: Path) -> None:
+    out = io.StringIO()
+    supervisor = Supervisor(
+        DevOptions(tmp_path),
+        [spec("stubborn", STUBBORN, free_port())],
+        console=Console(["stubborn"], out=out),
+        stop_timeout=60.0,
+        repeat_window=0.2,
+    )
+    running = asyncio.create_task(supervisor.run())
+    await wait_for(out, READY_LINE)
+    child = supervisor.children[0].pid
+
+    os.kill(os.getpid(), signal.SIGINT)
+    await wait_for(out, "stopping everything")
+    await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGINT)  # a person pressing Ctrl-C again
+    assert await asyncio.wait_for(running, 20) == 0  # long before the 60 s stop timeout
+    assert "SIGINT again: killing everything at once" in out.getvalue()
+    assert not alive(child)

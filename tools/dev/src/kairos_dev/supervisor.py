@@ -2,8 +2,11 @@
 
 Each child runs in its own session (process group), so a Ctrl-C at the terminal reaches only the
 supervisor, which then stops the children in reverse start order: SIGTERM to the child's whole
-group, up to `stop_timeout` seconds to finish, then SIGKILL. A second Ctrl-C kills at once.
-A child that exits while it should be running stops everything, with its last lines shown.
+group, up to `stop_timeout` seconds to finish, then SIGKILL. A second Ctrl-C kills at once, unless
+it comes within `REPEAT_WINDOW` of the first: one Ctrl-C sent to a whole process group (`kill -INT
+-PGID`, an IDE, CI) can arrive twice, once directly and once forwarded by a wrapper such as
+`uv run`. A child that exits while it should be running stops everything, with its last lines
+shown. A console that goes away (its terminal closed) changes nothing but the output.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from kairos_dev.config import ChildSpec, DevOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TAIL_LINES = 20
+#: Seconds after a stop signal during which the same signal again is taken as the same request.
+REPEAT_WINDOW = 1.0
 SUPERVISOR = "kairos-dev"
 
 #: ANSI colours of the children's names; the supervisor's own is bold.
@@ -57,6 +62,7 @@ class Console:
             for i, name in enumerate(names)
         }
         self.prefixes[SUPERVISOR] = self._prefix(SUPERVISOR, "1" if colored else "")
+        self.gone = False
 
     def _prefix(self, name: str, color: str) -> str:
         padded = f"{name:<{self.width}} |"
@@ -70,10 +76,19 @@ class Console:
             self.line(SUPERVISOR, line)
 
     def write(self, text: str) -> None:
-        # A reader that went away (`make dev | head`) must not stop the supervisor.
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        """Write and flush; once the output is gone, write nothing more."""
+        # A reader that went away (`make dev | head`: EPIPE) or a terminal that was closed (EIO)
+        # must neither stop the supervisor nor keep it from stopping its children: output is
+        # for people, and there is no one left to read it.
+        if self.gone:
+            return
+        try:
             self.out.write(text)
             self.out.flush()
+        except BlockingIOError:
+            pass  # a full non-blocking output: this text is lost, the next may get through
+        except (OSError, ValueError):  # ValueError: the file was closed
+            self.gone = True
 
 
 class Child:
@@ -211,17 +226,20 @@ class Supervisor:
         console: Console | None = None,
         ready_timeout: float = 90.0,
         stop_timeout: float = 10.0,
+        repeat_window: float = REPEAT_WINDOW,
     ) -> None:
         self.options = options
         self.specs = list(specs)
         self.console = console or Console([spec.name for spec in specs])
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        self.repeat_window = repeat_window
         self.children: list[Child] = []
         self._done = asyncio.Event()
         self._hurry = asyncio.Event()
         self._stopping = False
         self._failed: Child | None = None
+        self._first_signal: tuple[signal.Signals, float] | None = None
         self._watchers: list[asyncio.Task[None]] = []
 
     async def run(self) -> int:
@@ -326,22 +344,30 @@ class Supervisor:
         lines.append("stopping the others")
         self.console.say("\n".join(lines))
 
-    def request_stop(self, reason: str = "asked to stop") -> None:
-        """Stop everything, as SIGINT does; a second request kills at once."""
+    def request_stop(self, reason: str = "asked to stop", *, new_line: bool = False) -> None:
+        """Stop everything, as SIGINT does; a second request kills at once. `new_line` starts
+        the first message on a line of its own (after the ^C a terminal echoed)."""
+        # The state changes before anything is printed: stopping must not depend on the output.
         if not self._done.is_set():
+            self._done.set()
+            if new_line:
+                self.console.write("\n")
             self.console.say(
                 f"{reason}: stopping everything (again to kill at once): "
                 + ", ".join(child.name for child in reversed(self.children))
             )
-            self._done.set()
         elif not self._hurry.is_set():
-            self.console.say(f"{reason} again: killing everything at once")
             self._hurry.set()
+            self.console.say(f"{reason} again: killing everything at once")
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if not self._done.is_set():
-            self.console.write("\n")  # after the ^C the terminal echoed
-        self.request_stop(sig.name)
+        now = time.monotonic()
+        first = self._first_signal
+        if first is not None and first[0] == sig and now - first[1] < self.repeat_window:
+            return  # the same signal delivered twice (group-wide and forwarded): one request
+        if first is None:
+            self._first_signal = (sig, now)
+        self.request_stop(sig.name, new_line=True)
 
     async def _stop_all(self) -> None:
         self._stopping = True
