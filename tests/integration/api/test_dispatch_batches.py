@@ -202,6 +202,28 @@ async def test_one_refused_delivery_leaves_the_rest_of_the_batch_begun(
     assert (await get(tenant, edited.id)).targets[0].attempts == []
 
 
+async def test_malformed_and_repeated_ids_are_refused_alone_and_the_rest_begin(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant, f"@{uuid.uuid4().hex[:8]}@mastodon.example", "token")
+    posts = [await post_due(tenant, [account], f"good {i}") for i in range(2)]
+    first, second = [d.delivery_id for d in await claim_targets(dispatch, posts)]
+
+    begun = await begin_all(dispatch, [first, "not-a-uuid", second, first])
+
+    assert [b.ok for b in begun] == [True, False, True, False]
+    assert [b.snapshot.content for b in begun if b.ok] == ["good 0", "good 1"]
+    assert begun[1].rejection == dispatch_pb2.FENCE_REJECTION_SUPERSEDED
+    assert "'not-a-uuid' is not a valid delivery id" in begun[1].reason
+    assert begun[3].rejection == dispatch_pb2.FENCE_REJECTION_SUPERSEDED
+    assert "named twice" in begun[3].reason
+    for post in posts:
+        # Begun once: the repeated id recorded no second attempt.
+        [target] = (await get(tenant, post.id)).targets
+        assert target.status == posts_pb2.TARGET_STATUS_PUBLISHING
+        assert len(target.attempts) == 1
+
+
 async def test_a_batch_of_mixed_outcomes_settles_each_target(
     own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
 ) -> None:

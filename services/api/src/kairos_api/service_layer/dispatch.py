@@ -310,7 +310,9 @@ async def _claim_in_one_statement(
 
 
 async def begin_attempt(app: Application, delivery_id: str) -> Begun | Refused:
-    """The fence for one delivery; see `begin_attempts`."""
+    """The fence for one delivery; see `begin_attempts`. A malformed id is the caller's error."""
+    if _delivery_ident(delivery_id) is None:
+        raise errors.InvalidArgument.of("delivery_id", "is not a valid id")
     return (await begin_attempts(app, [delivery_id]))[0]
 
 
@@ -318,19 +320,40 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
     """The fence: begin attempts only for deliveries that are still their target's current one.
 
     All in one transaction: each target's attempt intent is recorded before the publisher may
-    call the platform. Refused deliveries say why; the publisher drops their events.
+    call the platform. Refused deliveries say why; the publisher drops their events. A malformed
+    id, or one named a second time, is refused on its own: one bad event must not hold back
+    the good ones batched with it.
     """
     if len(delivery_ids) > MAX_COMPLETIONS:
         raise errors.InvalidArgument.of("delivery_ids", f"at most {MAX_COMPLETIONS} per call")
-    idents: list[uuid.UUID] = []
+    results: list[Begun | Refused | None] = [None] * len(delivery_ids)
+    positions: dict[uuid.UUID, int] = {}
     for index, value in enumerate(delivery_ids):
-        try:
-            idents.append(uuid.UUID(value))
-        except ValueError:
-            field = "delivery_id" if len(delivery_ids) == 1 else f"delivery_ids[{index}]"
-            raise errors.InvalidArgument.of(field, "is not a valid id") from None
-    if len(set(idents)) != len(idents):
-        raise errors.InvalidArgument.of("delivery_ids", "each delivery at most once")
+        ident = _delivery_ident(value)
+        if ident is None:
+            results[index] = Refused("superseded", f"{value[:64]!r} is not a valid delivery id")
+        elif ident in positions:
+            results[index] = Refused(
+                "superseded", "the delivery was named twice in one call; only the first counts"
+            )
+        else:
+            positions[ident] = index
+    if positions:
+        begun = await _begin_valid(app, list(positions))
+        for index, result in zip(positions.values(), begun, strict=True):
+            results[index] = result
+    return [result for result in results if result is not None]
+
+
+def _delivery_ident(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def _begin_valid(app: Application, idents: Sequence[uuid.UUID]) -> list[Begun | Refused]:
+    """`begin_attempts` for well-formed, distinct delivery ids."""
     now = app.clock()
     async with app.uow() as uow:
         begun = await _begin_all_in_bulk(app, uow, idents, now)
