@@ -633,16 +633,21 @@ INVALID_CONNECTS: dict[str, tuple[posts_pb2.ConnectAccountRequest, str, str]] = 
         "is required for webhook",
     ),
     "webhook url relative": (
-        connect_request(P.PLATFORM_WEBHOOK, extra={"url": "/hooks/kairos"}),
+        connect_request(P.PLATFORM_WEBHOOK, extra={"url": "/hooks/kairos", "signing_secret": "s"}),
         "credentials.extra.url",
         "absolute URL",
     ),
+    "webhook without signing secret": (
+        connect_request(P.PLATFORM_WEBHOOK, extra={"url": "https://h.example"}),
+        "credentials.extra.signing_secret",
+        "is required for webhook",
+    ),
     "webhook empty signing secret": (
         connect_request(
-            P.PLATFORM_WEBHOOK, extra={"url": "https://h.example", "signing_secret": ""}
+            P.PLATFORM_WEBHOOK, extra={"url": "https://h.example", "signing_secret": " "}
         ),
         "credentials.extra.signing_secret",
-        "must not be empty",
+        "is required for webhook",
     ),
     "expiry out of range": (
         P.ConnectAccountRequest(
@@ -691,7 +696,8 @@ async def test_violations_never_echo_a_secret_value(client: Client) -> None:
     hook = "https://user:" + secret("webhook") + "@hooks.example/x"
     error = await rpc_error(
         stub(client).ConnectAccount(
-            connect_request(P.PLATFORM_WEBHOOK, extra={"url": hook}), metadata=client.metadata
+            connect_request(P.PLATFORM_WEBHOOK, extra={"url": hook, "signing_secret": "s"}),
+            metadata=client.metadata,
         )
     )
 
@@ -832,6 +838,36 @@ async def test_update_with_credentials_the_platform_refuses_keeps_the_old_ones(
     assert error.code() == Code.INVALID_ARGUMENT
     assert [f for f, _ in violations_of(error)] == ["credentials.instance_url"]
     assert (await stored_credentials(api, account.id))["access_token"] == access
+
+
+async def test_webhook_credentials_without_a_signing_secret_are_refused_on_update(
+    api: RunningApi, client: Client
+) -> None:
+    """Every webhook call is signed: replacing the credentials cannot drop the secret."""
+    signing = secret("signing")
+    account = await connect(
+        client,
+        connect_request(
+            P.PLATFORM_WEBHOOK, extra={"url": "https://hooks.example/k", "signing_secret": signing}
+        ),
+    )
+
+    error = await rpc_error(
+        stub(client).UpdateAccountCredentials(
+            P.UpdateAccountCredentialsRequest(
+                account_id=account.id,
+                credentials=P.Credentials(extra={"url": "https://hooks.example/new"}),
+            ),
+            metadata=client.metadata,
+        )
+    )
+
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert violations_of(error) == [
+        ("credentials.extra.signing_secret", "is required for webhook (the HMAC key)")
+    ]
+    kept = await stored_credentials(api, account.id)
+    assert kept["extra"] == {"url": "https://hooks.example/k", "signing_secret": signing}
 
 
 # --- authentication and tenants --------------------------------------------------------------

@@ -578,12 +578,9 @@ def _credential_violations(
             problem = _url_problem(url, allow_http=True, base=False)
             if problem:
                 found.append(FieldViolation("credentials.extra.url", problem))
-        if "signing_secret" in credentials.extra and not credentials.extra["signing_secret"]:
-            found.append(
-                FieldViolation(
-                    "credentials.extra.signing_secret", "must not be empty when given (omit it)"
-                )
-            )
+        # Every webhook call is signed, so the receiver can tell it from a forgery: an account
+        # without a secret would be sent unsigned (the publisher signs only when it has one).
+        need("extra.signing_secret", credentials.extra.get("signing_secret", ""), "the HMAC key")
 
     for key in credentials.extra:
         if not key.strip():
