@@ -320,8 +320,8 @@ async def disconnect_account(app: Application, tenant: str, command: DisconnectA
 
     Targets still waiting on it (PENDING, RETRY_WAIT, and QUEUED ones whose attempt has not begun)
     become SKIPPED with the reason; a target whose platform call is under way is left to finish.
-    A publishing post whose last live target this was gets its final status. Disconnecting again
-    changes nothing.
+    Every post that loses a target gets a new revision and a lifecycle event; a publishing post
+    whose last live target this was gets its final status. Disconnecting again changes nothing.
     """
     account_id = parse_account_id(command.account_id)
     async with app.uow() as uow:
@@ -665,22 +665,56 @@ async def _skip_waiting_targets(uow: UnitOfWork, account: Account, now: datetime
 
 
 async def _settle_posts(uow: UnitOfWork, post_ids: Iterable[uuid.UUID], now: datetime) -> None:
-    """Scheduled or publishing posts left with no live target take their derived status."""
+    """Each post that lost a target to the disconnect gets a new revision and an event; a
+    scheduled or publishing one left with no live target takes its derived status too."""
     ids: Sequence[uuid.UUID] = sorted(post_ids)
     if not ids:
         return
-    posts = (
-        await uow.session.execute(
-            select(Post).where(
-                Post.id.in_(ids),
-                Post.deleted_at.is_(None),
-                Post.status.in_([PostStatus.SCHEDULED.value, PostStatus.PUBLISHING.value]),
+    posts = list(
+        (
+            await uow.session.execute(
+                select(Post)
+                .where(Post.id.in_(ids), Post.deleted_at.is_(None))
+                .order_by(Post.id)
+                .with_for_update()
             )
+        ).scalars()
+    )
+    for post in posts:
+        post.revision += 1
+        post.updated_at = now
+    await _keep_claimed_deliveries(uow, posts)
+    settled = await settle_posts(
+        uow,
+        [p for p in posts if p.status in (PostStatus.SCHEDULED, PostStatus.PUBLISHING)],
+        now,
+    )
+    settled_ids = {post.id for post in settled}
+    for post in posts:
+        event = "updated"
+        if post.id in settled_ids:
+            event = _SETTLED_EVENTS.get(PostStatus(post.status), "updated")
+        uow.emit(event, post, detail="account disconnected")
+
+
+async def _keep_claimed_deliveries(uow: UnitOfWork, posts: Sequence[Post]) -> None:
+    """Carry the other accounts' claimed deliveries over to the posts' new revisions.
+
+    The revision fences out deliveries claimed before a change, so that they publish what the
+    post is now. A disconnect changes nothing the other targets publish: their deliveries stay
+    good, and fencing them out would only delay them until their lease runs out.
+    """
+    bumped = {post.id: post.revision for post in posts}
+    queued = (
+        await uow.session.execute(
+            select(Target)
+            .where(Target.post_id.in_(bumped), Target.status == TargetStatus.QUEUED.value)
+            .with_for_update()
         )
     ).scalars()
-    for post in await settle_posts(uow, posts, now):
-        event = _SETTLED_EVENTS.get(PostStatus(post.status), "updated")
-        uow.emit(event, post, detail="account disconnected")
+    for target in queued:
+        if target.delivery_revision == bumped[target.post_id] - 1:
+            target.delivery_revision = bumped[target.post_id]
 
 
 #: The lifecycle event a post settled by a disconnect announces.
