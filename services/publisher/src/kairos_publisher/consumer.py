@@ -8,9 +8,12 @@ then ack, or nak(delay) when the outcome asks for a short retry through JetStrea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import cast
@@ -22,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, NotFoundError
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
@@ -64,6 +68,7 @@ def durable_name(platform: Platform) -> str:
 
 def consumer_config(settings: PublisherSettings, platform: Platform) -> ConsumerConfig:
     return ConsumerConfig(
+        name=durable_name(platform),
         durable_name=durable_name(platform),
         filter_subject=due_subject(platform.value),
         deliver_policy=DeliverPolicy.ALL,
@@ -73,6 +78,62 @@ def consumer_config(settings: PublisherSettings, platform: Platform) -> Consumer
         max_deliver=settings.max_deliver,
         max_waiting=512,
     )
+
+
+async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
+    """Create the durable consumer, or bring an existing one's settings up to `config` (AckWait,
+    MaxAckPending, MaxDeliver ... changed since it was created); safe from every copy at once."""
+    assert config.durable_name is not None
+    for _ in range(3):
+        try:
+            info = await js.consumer_info(DUE_STREAM, config.durable_name)
+        except NotFoundError:
+            try:
+                await js.add_consumer(DUE_STREAM, config)
+                log.info("created consumer", extra={"consumer": config.durable_name})
+                return
+            except BadRequestError:
+                continue  # another copy created it first: go round and compare
+        if not differs(info.config, config):
+            return
+        # Creating a consumer that exists with other settings updates it.
+        await js.add_consumer(DUE_STREAM, config)
+        log.info("updated consumer", extra={"consumer": config.durable_name})
+        return
+    raise RuntimeError(f"could not declare consumer {config.durable_name}")
+
+
+def differs(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
+    """Whether the consumer's settings that the publisher manages differ from the wanted ones."""
+    fields = ("filter_subject", "ack_wait", "max_ack_pending", "max_deliver")
+    return any(getattr(current, f) != getattr(wanted, f) for f in fields)
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def event_problem(event: events_pb2.DueEvent, platform: Platform) -> str | None:
+    """What makes a decoded due event unusable, or None when it is fine."""
+    for name in ("delivery_id", "target_id", "post_id", "account_id"):
+        value = getattr(event, name)
+        if not value:
+            return f"no {name}"
+        if not is_uuid(value):
+            return f"{name} {value[:64]!r} is not a UUID"
+    if not event.HasField("due_at"):
+        return "no due_at"
+    try:
+        named = posts_pb2.Platform.Name(event.platform).removeprefix("PLATFORM_").lower()
+    except ValueError:
+        return f"unknown platform {event.platform}"
+    if named != platform.value:
+        return f"platform {named} on the {platform.value} subject"
+    return None
 
 
 def outcome_message(
@@ -169,6 +230,8 @@ class PlatformConsumer:
         self.metadata = bearer(settings.common.service_token)
         self.slots = asyncio.Semaphore(settings.platform_concurrency)
         self.in_flight: set[asyncio.Task[None]] = set()
+        #: Delivery ids of the events this consumer is handling, so one is never begun twice.
+        self.active: set[str] = set()
         self.stopping = asyncio.Event()
         self.published = 0
         self.refresh_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -181,11 +244,9 @@ class PlatformConsumer:
 
     async def run(self) -> None:
         """Fetch while not stopping; each message is handled in its own task."""
-        subscription = await self.js.pull_subscribe(
-            due_subject(self.platform.value),
-            durable=durable_name(self.platform),
-            stream=DUE_STREAM,
-            config=consumer_config(self.settings, self.platform),
+        await ensure_consumer(self.js, consumer_config(self.settings, self.platform))
+        subscription = await self.js.pull_subscribe_bind(
+            durable=durable_name(self.platform), stream=DUE_STREAM
         )
         while not self.stopping.is_set():
             # Hold events waiting for their instant outside the call slots, so a burst of
@@ -223,20 +284,35 @@ class PlatformConsumer:
     async def _handle(self, message: Msg) -> None:
         try:
             event = events_pb2.DueEvent.FromString(message.data)
-            if not event.delivery_id:
-                raise DecodeError("no delivery_id")
         except DecodeError as error:
             await self.dead_letter(message, f"undecodable due event: {error}")
             return
+        problem = event_problem(event, self.platform)
+        if problem is not None:
+            # Poison: no delivery of it can ever succeed, so it goes to KAIROS_DEAD at once
+            # rather than into a BeginAttempts batch, where it would hold back the good ones.
+            await self.fail_delivery(event, f"invalid due event: {problem}")
+            await self.dead_letter(message, f"invalid due event: {problem}")
+            return
         if message.metadata.num_delivered >= self.settings.max_deliver:
             reason = f"delivered {message.metadata.num_delivered} times without an outcome"
-            await self.dispatch.FailDelivery(
-                dispatch_pb2.FailDeliveryRequest(delivery_id=event.delivery_id, reason=reason),
-                metadata=self.metadata,
-                timeout=RPC_TIMEOUT,
-            )
+            await self.fail_delivery(event, reason)
             await self.dead_letter(message, reason)
             return
+        if event.delivery_id in self.active:
+            # Another message of this copy carries the same delivery (a redelivery of one still
+            # being handled, or a re-publish): that one settles it. Left unacked, this one comes
+            # back after AckWait, when the fence turns it away.
+            log.warning("delivery already in hand", extra={"delivery_id": event.delivery_id})
+            return
+        self.active.add(event.delivery_id)
+        try:
+            await self.deliver(message, event)
+        finally:
+            self.active.discard(event.delivery_id)
+
+    async def deliver(self, message: Msg, event: events_pb2.DueEvent) -> None:
+        """Hold, take the call slots, begin, call, report, ack."""
         due_at = event.due_at.ToDatetime(tzinfo=UTC)
         blocked = self.blocked.get(event.account_id)
         if blocked is not None and blocked <= datetime.now(UTC):
@@ -245,13 +321,35 @@ class PlatformConsumer:
             due_at = blocked  # the platform asked this account to wait
         if not await self.hold_until(message, due_at):
             return  # handed back with nak(delay), or stopping
+        async with self.kept_alive(message):
+            # The slots come before BeginAttempt: the attempt's lease must not run out while
+            # the event queues behind a busy account, or the sweeper would call it UNKNOWN and
+            # then see it published after all.
+            if not await self.take_slots(message, event.account_id):
+                return  # stopping: handed back, nothing began
+            try:
+                begun = await self.begin(message, event)
+                if begun is None:
+                    return
+                started = time.monotonic()
+                outcome = await self.call(begun)
+                latency = time.monotonic() - started
+            finally:
+                self.release_slots(event.account_id)
+            await self.report(message, event, begun, outcome, latency)
+
+    async def begin(
+        self, message: Msg, event: events_pb2.DueEvent
+    ) -> dispatch_pb2.BeginAttemptResponse | None:
+        """The begun attempt; None when the event was settled instead (fenced out, or the api
+        could not be asked and it was handed back)."""
         try:
             begun = await self.begins.submit(event.delivery_id)
         except grpc.aio.AioRpcError as error:
             # The api is away or overloaded; nothing began, so trying again shortly is safe.
             log.warning("BeginAttempts failed: %s", error.code().name)
             await message.nak(delay=1.0)
-            return
+            return None
         if not begun.ok:
             log.info(
                 "delivery fenced out",
@@ -262,12 +360,18 @@ class PlatformConsumer:
                 },
             )
             await message.ack()
-            return
-        limit = self.account_limits[begun.account_id]
-        async with self.slots, limit:
-            started = time.monotonic()
-            outcome = await self.call(begun)
-            latency = time.monotonic() - started
+            return None
+        return begun
+
+    async def report(
+        self,
+        message: Msg,
+        event: events_pb2.DueEvent,
+        begun: dispatch_pb2.BeginAttemptResponse,
+        outcome: PublishOutcome,
+        latency: float,
+    ) -> None:
+        """Complete the attempt, then ack, or nak(delay) when the api asks for a short retry."""
         if outcome.blocked_until is not None:
             known = self.blocked.get(begun.account_id)
             if known is None or known < outcome.blocked_until:
@@ -292,6 +396,59 @@ class PlatformConsumer:
             await message.nak(delay=max(0.0, result.retry_delay.ToTimedelta().total_seconds()))
         else:
             await message.ack()
+
+    async def take_slots(self, message: Msg, account_id: str) -> bool:
+        """Wait for a call slot of the account, then of the platform; False when stopping by
+        then (the message is handed back)."""
+        # Account first: events queued behind a busy account must not sit on platform slots
+        # that other accounts' events could use.
+        account = self.account_limits[account_id]
+        await account.acquire()
+        try:
+            await self.slots.acquire()
+        except BaseException:
+            account.release()
+            raise
+        if self.stopping.is_set():
+            self.release_slots(account_id)
+            await message.nak()
+            return False
+        return True
+
+    def release_slots(self, account_id: str) -> None:
+        self.slots.release()
+        self.account_limits[account_id].release()
+
+    @contextlib.asynccontextmanager
+    async def kept_alive(self, message: Msg) -> AsyncIterator[None]:
+        """Push AckWait back while the message waits for slots, begins, calls and reports, so
+        JetStream never redelivers an event that is still being handled."""
+        keepalive = asyncio.create_task(self.keep_alive(message))
+        try:
+            yield
+        finally:
+            keepalive.cancel()
+
+    async def keep_alive(self, message: Msg) -> None:
+        every = self.keepalive_every()
+        while True:
+            await asyncio.sleep(every)
+            # A lost in-progress ack risks only a redelivery, which the fence turns away.
+            with contextlib.suppress(Exception):
+                await message.in_progress()
+
+    def keepalive_every(self) -> float:
+        return min(KEEPALIVE_EVERY, self.settings.ack_wait.total_seconds() / 3)
+
+    async def fail_delivery(self, event: events_pb2.DueEvent, reason: str) -> None:
+        """Mark the event's target failed, when its delivery id can name one."""
+        if not is_uuid(event.delivery_id):
+            return
+        await self.dispatch.FailDelivery(
+            dispatch_pb2.FailDeliveryRequest(delivery_id=event.delivery_id, reason=reason),
+            metadata=self.metadata,
+            timeout=RPC_TIMEOUT,
+        )
 
     async def call(self, begun: dispatch_pb2.BeginAttemptResponse) -> PublishOutcome:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
@@ -381,7 +538,7 @@ class PlatformConsumer:
 
     async def hold_until(self, message: Msg, due_at: datetime) -> bool:
         """Wait for the due instant, keeping the message alive; False if it was handed back."""
-        every = min(KEEPALIVE_EVERY, self.settings.ack_wait.total_seconds() / 3)
+        every = self.keepalive_every()
         while True:
             wait = (due_at - datetime.now(UTC)).total_seconds()
             if wait <= 0:

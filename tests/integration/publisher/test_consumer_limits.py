@@ -1,0 +1,255 @@
+"""One platform consumer on a real nats-server, with a small fake DispatchService and platform.
+
+The fakes count what the consumer does at every instant: calls in flight per account and per
+platform, attempts begun and not yet completed, the ids in each BeginAttempts batch. So these
+tests see the concurrency caps themselves, that an attempt begins only once its call may start,
+and what becomes of poison events, without the timing noise of whole processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import cast
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_common.platforms import Platform
+from kairos_common.streams import DEAD_STREAM, connect, due_subject, ensure_streams
+from kairos_publisher.batching import Batcher
+from kairos_publisher.consumer import PlatformConsumer, account_semaphores
+from kairos_publisher.platforms.base import PublishOutcome, PublishRequest, Result
+from kairos_publisher.settings import PublisherSettings
+from support.nats_server import NatsServer
+
+CALL_SECONDS = 0.15
+
+
+@pytest.fixture(scope="module")
+def own_nats() -> Iterator[NatsServer]:
+    """A broker of this module's own: its durable consumer sees only these tests' events."""
+    server = NatsServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def js(own_nats: NatsServer) -> AsyncIterator[JetStreamContext]:
+    client: NatsClient = await connect(own_nats.url, name="consumer-tests")
+    stream = client.jetstream()
+    await ensure_streams(stream)
+    yield stream
+    await client.close()
+
+
+@dataclass
+class FakeDispatch:
+    """DispatchService as the consumer sees it, and a platform that takes a while per call."""
+
+    #: The account of each delivery the fake api knows.
+    accounts: dict[str, str] = field(default_factory=dict)
+    batches: list[list[str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    completed: set[str] = field(default_factory=set)
+    #: Attempts begun and not yet completed, per account; and their peaks.
+    open_attempts: Counter[str] = field(default_factory=Counter)
+    peak_open_per_account: int = 0
+    peak_open: int = 0
+    #: Platform calls in flight, per account; and their peaks.
+    in_flight: Counter[str] = field(default_factory=Counter)
+    peak_per_account: int = 0
+    peak: int = 0
+
+    async def begin(self, ids: Sequence[str]) -> list[dispatch_pb2.BeginAttemptResponse]:
+        self.batches.append(list(ids))
+        answers = []
+        for delivery_id in ids:
+            account = self.accounts.get(delivery_id)
+            if account is None:
+                answers.append(
+                    dispatch_pb2.BeginAttemptResponse(
+                        ok=False, rejection=dispatch_pb2.FENCE_REJECTION_SUPERSEDED
+                    )
+                )
+                continue
+            self.open_attempts[account] += 1
+            self.peak_open_per_account = max(
+                self.peak_open_per_account, *self.open_attempts.values()
+            )
+            self.peak_open = max(self.peak_open, sum(self.open_attempts.values()))
+            answers.append(
+                dispatch_pb2.BeginAttemptResponse(
+                    ok=True,
+                    attempt_id=delivery_id,
+                    account_id=account,
+                    account_handle=account,
+                    snapshot=dispatch_pb2.ContentSnapshot(content=delivery_id),
+                    credentials=posts_pb2.Credentials(access_token="token"),
+                )
+            )
+        return answers
+
+    async def complete(
+        self, outcomes: Sequence[dispatch_pb2.AttemptOutcome]
+    ) -> list[dispatch_pb2.CompletionResult]:
+        for outcome in outcomes:
+            self.open_attempts[self.accounts[outcome.delivery_id]] -= 1
+            self.completed.add(outcome.delivery_id)
+        return [
+            dispatch_pb2.CompletionResult(
+                attempt_id=o.attempt_id, next_step=dispatch_pb2.NEXT_STEP_ACK
+            )
+            for o in outcomes
+        ]
+
+    async def publish(self, request: PublishRequest) -> PublishOutcome:
+        account = request.handle
+        self.calls[request.content] += 1
+        self.in_flight[account] += 1
+        self.peak_per_account = max(self.peak_per_account, self.in_flight[account])
+        self.peak = max(self.peak, sum(self.in_flight.values()))
+        await asyncio.sleep(CALL_SECONDS)
+        self.in_flight[account] -= 1
+        return PublishOutcome(Result.PUBLISHED, platform_post_id=request.content)
+
+    async def FailDelivery(  # noqa: N802 - the gRPC method's name
+        self, request: dispatch_pb2.FailDeliveryRequest, **_: object
+    ) -> dispatch_pb2.FailDeliveryResponse:
+        self.failed.append((request.delivery_id, request.reason))
+        return dispatch_pb2.FailDeliveryResponse()
+
+
+def settings(**env: str) -> PublisherSettings:
+    return PublisherSettings.from_env({"KAIROS_PUBLISHER_PLATFORMS": "sandbox", **env})
+
+
+@asynccontextmanager
+async def consuming(
+    js: JetStreamContext, fake: FakeDispatch, config: PublisherSettings
+) -> AsyncIterator[PlatformConsumer]:
+    """A sandbox consumer running against the fakes until the block ends."""
+    begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
+        "BeginAttempts", fake.begin, attempts=1
+    )
+    completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult] = Batcher(
+        "CompleteAttempts", fake.complete
+    )
+    begins.start()
+    completions.start()
+    consumer = PlatformConsumer(
+        Platform.SANDBOX,
+        fake,
+        config,
+        js,
+        cast("dispatch_pb2_grpc.DispatchServiceAsyncStub", fake),
+        begins,
+        completions,
+        account_semaphores(config.account_concurrency),
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        await consumer.drain(5.0)
+        await asyncio.wait_for(running, timeout=5.0)
+        await begins.close()
+        await completions.close()
+
+
+def due_event(delivery_id: str, account_id: str, **fields: object) -> events_pb2.DueEvent:
+    event = events_pb2.DueEvent(
+        delivery_id=delivery_id,
+        target_id=str(uuid.uuid4()),
+        post_id=str(uuid.uuid4()),
+        platform=posts_pb2.PLATFORM_SANDBOX,
+        account_id=account_id,
+        **fields,  # type: ignore[arg-type]
+    )
+    if "due_at" not in fields:
+        event.due_at.FromDatetime(datetime.now(UTC))
+    return event
+
+
+async def publish(js: JetStreamContext, event: events_pb2.DueEvent) -> None:
+    await js.publish(due_subject("sandbox"), event.SerializeToString())
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_calls_stay_within_the_account_and_platform_caps_and_begin_only_with_a_slot(
+    js: JetStreamContext,
+) -> None:
+    fake = FakeDispatch()
+    accounts = [str(uuid.uuid4()) for _ in range(4)]
+    for account in accounts:
+        for _ in range(5):
+            fake.accounts[str(uuid.uuid4())] = account
+    config = settings(KAIROS_PLATFORM_CONCURRENCY="3", KAIROS_ACCOUNT_CONCURRENCY="2")
+
+    async with consuming(js, fake, config):
+        for delivery_id, account in fake.accounts.items():
+            await publish(js, due_event(delivery_id, account))
+        await eventually(lambda: len(fake.completed) == len(fake.accounts), "all 20 completed")
+
+    assert fake.calls == Counter({d: 1 for d in fake.accounts})
+    # Reached, never passed: the caps hold while there was work enough to exceed them.
+    assert fake.peak_per_account == 2
+    assert fake.peak == 3
+    # An attempt begins only when its call may start, so no lease runs while it queues.
+    assert fake.peak_open_per_account == 2
+    assert fake.peak_open == 3
+
+
+async def test_poison_events_go_to_dead_letters_at_once_and_a_repeated_id_begins_once(
+    js: JetStreamContext,
+) -> None:
+    fake = FakeDispatch()
+    account = str(uuid.uuid4())
+    good = [str(uuid.uuid4()) for _ in range(3)]
+    for delivery_id in good:
+        fake.accounts[delivery_id] = account
+    no_account = str(uuid.uuid4())
+    dead = await js.subscribe("kairos.dead.sandbox", stream=DEAD_STREAM, ordered_consumer=True)
+
+    async with consuming(js, fake, settings()):
+        await publish(js, due_event("not-a-uuid", account))
+        await publish(js, due_event(no_account, ""))
+        for delivery_id in good:
+            await publish(js, due_event(delivery_id, account))
+        await publish(js, due_event(good[0], account))  # the same delivery twice
+        await eventually(lambda: fake.completed == set(good), "the good events completed")
+        letters = [
+            events_pb2.DeadLetter.FromString((await dead.next_msg(timeout=10)).data)
+            for _ in range(2)
+        ]
+
+    assert sorted(letter.reason for letter in letters) == [
+        "invalid due event: delivery_id 'not-a-uuid' is not a UUID",
+        "invalid due event: no account_id",
+    ]
+    assert all(letter.deliveries == 1 for letter in letters)  # at once, not after retries
+    # The event whose delivery can name a target marks it failed; the other cannot.
+    assert fake.failed == [(no_account, "invalid due event: no account_id")]
+    assert fake.calls == Counter({d: 1 for d in good})
+    for batch in fake.batches:
+        assert len(batch) == len(set(batch))
+        assert "not-a-uuid" not in batch
