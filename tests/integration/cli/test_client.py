@@ -15,8 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_client import KairosClient, KairosError, schedule_at, schedule_local
 from support.api import RunningApi
 from support.ports import free_port
@@ -216,8 +217,15 @@ def scripted_get_stats(script: Script) -> Any:
 
 @asynccontextmanager
 async def scripted_server(script: Script, port: int = 0) -> AsyncIterator[str]:
+    async with serving([scripted_get_stats(script)], port) as target:
+        yield target
+
+
+@asynccontextmanager
+async def serving(handlers: list[Any], port: int = 0) -> AsyncIterator[str]:
+    """A gRPC server of `handlers` on 127.0.0.1; its target."""
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((scripted_get_stats(script),))
+    server.add_generic_rpc_handlers(handlers)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
@@ -334,3 +342,126 @@ async def test_retries_stop_at_the_deadline() -> None:
 
     assert caught.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     assert elapsed < 1.5
+
+
+# --- a request that was committed, then answered UNAVAILABLE ------------------------------------
+
+
+def committing_proxy(
+    upstream: grpc.aio.Channel, received: list[Message], *, drop_first: bool = True
+) -> list[Any]:
+    """CreatePost and ConnectAccount passed on to the real api, which commits them; with
+    `drop_first`, the first answer of each is replaced by UNAVAILABLE, as when a connection drops
+    after the commit."""
+    posts = posts_pb2_grpc.PostsServiceStub(upstream)
+    accounts = posts_pb2_grpc.AccountsServiceStub(upstream)
+
+    def passing_on(rpc: Any) -> Any:
+        async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            first = not any(type(seen) is type(request) for seen in received)
+            received.append(request)
+            key = dict(context.invocation_metadata() or ())["authorization"]
+            reply = await rpc(request, metadata=(("authorization", key),), timeout=10)
+            if first and drop_first:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost after commit")
+            return reply
+
+        return handle
+
+    create = grpc.unary_unary_rpc_method_handler(
+        passing_on(posts.CreatePost),
+        request_deserializer=posts_pb2.CreatePostRequest.FromString,
+        response_serializer=posts_pb2.CreatePostResponse.SerializeToString,
+    )
+    connect = grpc.unary_unary_rpc_method_handler(
+        passing_on(accounts.ConnectAccount),
+        request_deserializer=posts_pb2.ConnectAccountRequest.FromString,
+        response_serializer=posts_pb2.ConnectAccountResponse.SerializeToString,
+    )
+    return [
+        grpc.method_handlers_generic_handler(
+            "kairos.posts.v1.PostsService", {"CreatePost": create}
+        ),
+        grpc.method_handlers_generic_handler(
+            "kairos.posts.v1.AccountsService", {"ConnectAccount": connect}
+        ),
+    ]
+
+
+async def test_a_create_retried_after_its_commit_makes_one_post(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        serving(committing_proxy(upstream, received)) as proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
+        KairosClient(api.target, key) as direct,
+    ):
+        account = await direct.connect_account(sandbox_account())
+        request = draft(account.id)
+        created = await through_proxy.create_post(request)
+        listed = await direct.list_posts()
+
+    assert [post.id for post in listed.posts] == [created.id]
+    first, second = received
+    assert isinstance(first, posts_pb2.CreatePostRequest)
+    assert first.request_id
+    assert first == second  # the retry sent the same request_id
+    assert request.request_id == ""  # the caller's request is left as it was
+
+
+async def test_a_callers_request_id_is_sent_as_given(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        serving(committing_proxy(upstream, received)) as proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as client,
+        KairosClient(api.target, key) as direct,
+    ):
+        account = await direct.connect_account(sandbox_account())
+        request = draft(account.id)
+        request.request_id = "import-42"
+        created = await client.create_post(request)
+        again = await client.create_post(request)
+
+    assert again.id == created.id
+    assert received == [request] * 3  # committed, retried, repeated: always "import-42"
+
+
+async def test_a_connect_answered_unavailable_after_its_commit_is_not_sent_again(
+    api: RunningApi,
+) -> None:
+    _, key = await api.new_key()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        serving(committing_proxy(upstream, received)) as proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as client,
+        KairosClient(api.target, key) as direct,
+    ):
+        with pytest.raises(KairosError) as caught:
+            await client.connect_account(sandbox_account())
+        accounts = await direct.list_accounts()
+
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert len(received) == 1
+    assert len(accounts) == 1  # connected once: the caller can find it instead of a duplicate
+
+
+async def test_a_connect_reaches_an_api_that_starts_a_moment_later(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    port = free_port()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        KairosClient(f"127.0.0.1:{port}", key, timeout=10) as client,
+    ):
+        call = asyncio.create_task(client.connect_account(sandbox_account()))
+        await asyncio.sleep(0.6)
+        assert not call.done()  # waiting for the channel, nothing sent yet
+        async with serving(committing_proxy(upstream, received, drop_first=False), port):
+            account = await asyncio.wait_for(call, timeout=10)
+
+    assert len(received) == 1
+    assert account.handle.startswith("@client-")

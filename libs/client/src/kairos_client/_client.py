@@ -2,9 +2,18 @@
 
 Every call carries the API key (`authorization: Bearer <key>`) and a deadline, and a call that
 answers `UNAVAILABLE` is tried again with exponential backoff and jitter. Only `UNAVAILABLE` is
-retried: it is the one code that says the request was not acted on (the server was unreachable,
-starting or stopping). Any other failure, `DEADLINE_EXCEEDED` included, may have changed something
-and is raised at once as a `KairosError`.
+retried: it is the one code that usually says the request was not acted on (the server was
+unreachable, starting or stopping). Any other failure, `DEADLINE_EXCEEDED` included, may have
+changed something and is raised at once as a `KairosError`.
+
+`UNAVAILABLE` can still follow a request that was acted on (the connection dropped after the
+commit, before the answer). A retried CreatePost must then not make a second post, so the client
+gives every create a `request_id` (a uuid4) unless the caller chose one: the api answers a repeated
+`request_id` with the first post. ConnectAccount has no such id, so it is never retried: it waits
+for the channel to be ready instead (`wait_for_ready`), which covers an api that is still starting
+without sending the request twice. The other calls change the state of one existing post or
+account, so a repeat after a commit cannot duplicate anything (at worst it reports that the state
+has already changed).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -131,8 +141,10 @@ class KairosClient:
         request: RequestT,
         *,
         timeout: float | None = None,
+        once: bool = False,
     ) -> ResponseT:
-        """Call one RPC with the key, a deadline and retries of `UNAVAILABLE`."""
+        """Call one RPC with the key, a deadline and retries of `UNAVAILABLE`; `once`: send it
+        at most once (for a call that is not safe to repeat), waiting for the channel instead."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         attempt = 0
@@ -140,11 +152,15 @@ class KairosClient:
             remaining = deadline - time.monotonic()
             try:
                 response: ResponseT = await rpc(
-                    request, timeout=max(remaining, 0.001), metadata=self._metadata
+                    request,
+                    timeout=max(remaining, 0.001),
+                    metadata=self._metadata,
+                    wait_for_ready=once,
                 )
                 return response
             except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                retried = error.code() == grpc.StatusCode.UNAVAILABLE and not once
+                if not retried or attempt >= self.retries:
                     raise KairosError.from_rpc_error(error) from None
                 delay = self._backoff(attempt)
                 if time.monotonic() + delay >= deadline:
@@ -163,7 +179,15 @@ class KairosClient:
     async def create_post(
         self, request: posts_pb2.CreatePostRequest, *, timeout: float | None = None
     ) -> posts_pb2.Post:
-        """Create a post (a draft, or scheduled when `request.schedule` is set)."""
+        """Create a post (a draft, or scheduled when `request.schedule` is set).
+
+        Without a `request.request_id` a new uuid4 is sent (in a copy: `request` is unchanged),
+        so that a retry after a create that was committed returns the same post."""
+        if not request.request_id:
+            fresh = posts_pb2.CreatePostRequest()
+            fresh.CopyFrom(request)
+            fresh.request_id = str(uuid.uuid4())
+            request = fresh
         reply = await self.call(self.posts_stub.CreatePost, request, timeout=timeout)
         return reply.post
 
@@ -290,8 +314,13 @@ class KairosClient:
     async def connect_account(
         self, request: posts_pb2.ConnectAccountRequest, *, timeout: float | None = None
     ) -> posts_pb2.Account:
-        """Connect an account with its credentials (stored encrypted, never returned)."""
-        reply = await self.call(self.accounts_stub.ConnectAccount, request, timeout=timeout)
+        """Connect an account with its credentials (stored encrypted, never returned).
+
+        Sent at most once: a repeat after a connect that was committed would connect the account
+        twice, so an `UNAVAILABLE` answer is raised (check `list_accounts` before trying again)."""
+        reply = await self.call(
+            self.accounts_stub.ConnectAccount, request, timeout=timeout, once=True
+        )
         return reply.account
 
     async def list_accounts(
