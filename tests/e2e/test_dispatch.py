@@ -16,9 +16,10 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
-from support.stack import Stack, at, running_stack
+from support.stack import Stack, at, expect_events, running_stack, watching_due_events
 
 pytestmark = pytest.mark.e2e
 
@@ -82,62 +83,59 @@ async def test_a_scheduled_post_arrives_on_time_once(stack: Stack) -> None:
     assert len(stack.received(mark)) == 1
 
 
-async def test_publish_now_goes_out_without_waiting_for_a_tick(stack: Stack) -> None:
-    mark = marker()
-    draft = await stack.create(f"now {mark}", None)
-    started = time.time()
-    await stack.posts.PublishNow(
-        posts_pb2.PublishNowRequest(post_id=draft.id), metadata=stack.metadata
-    )
-    await eventually(lambda: bool(stack.received(mark)), 5, stack, "publish-now arrival")
-    took = stack.received(mark)[0]["arrived_at"] - started
-    assert took < 1.0, f"publish-now took {took:.3f}s"
-
-
 async def test_edits_during_the_lead_window_win(stack: Stack) -> None:
-    """Claimed (lead 1.5 s) then changed: the old delivery never publishes, the new one does."""
+    """Claimed and on the bus (lead 1.5 s), then changed before the instant: the old delivery
+    never publishes, the new content and time do."""
     edited, moved, unscheduled, deleted = marker(), marker(), marker(), marker()
-    posts = {
-        name: await stack.create(f"{name} old {m}", 1.0)
-        for name, m in (
-            ("edit", edited),
-            ("move", moved),
-            ("unschedule", unscheduled),
-            ("delete", deleted),
+    names = {"edit": edited, "move": moved, "unschedule": unscheduled, "delete": deleted}
+    async with watching_due_events(stack.nats) as due_events:
+        posts = {name: await stack.create(f"{name} old {m}", 2.5) for name, m in names.items()}
+        ids = {post.id for post in posts.values()}
+        await eventually(
+            lambda: {e.post_id for e in due_events} >= ids, 5, stack, "the four due events"
         )
-    }
-    await asyncio.sleep(0.5)  # inside the lead window: claimed and on the bus already
-    await stack.posts.UpdatePost(
-        posts_pb2.UpdatePostRequest(
-            post_id=posts["edit"].id,
-            post=posts_pb2.Post(content=f"edit new {edited}"),
-            update_mask=FieldMask(paths=["content"]),
-        ),
-        metadata=stack.metadata,
-    )
-    new_time = at(2.5)
-    await stack.posts.SchedulePost(
-        posts_pb2.SchedulePostRequest(
-            post_id=posts["move"].id, schedule=posts_pb2.Schedule(at=new_time)
-        ),
-        metadata=stack.metadata,
-    )
-    await stack.posts.UnschedulePost(
-        posts_pb2.UnschedulePostRequest(post_id=posts["unschedule"].id), metadata=stack.metadata
-    )
-    await stack.posts.DeletePost(
-        posts_pb2.DeletePostRequest(post_id=posts["delete"].id), metadata=stack.metadata
-    )
-    await eventually(lambda: bool(stack.received(moved)), 10, stack, "rescheduled arrival")
-    await wait_status(stack, posts["edit"].id, posts_pb2.POST_STATUS_PUBLISHED)
-    await asyncio.sleep(1.5)
+        for post in posts.values():
+            claimed = await stack.get(post.id)
+            assert claimed.targets[0].status == posts_pb2.TARGET_STATUS_QUEUED, claimed
+        await stack.posts.UpdatePost(
+            posts_pb2.UpdatePostRequest(
+                post_id=posts["edit"].id,
+                post=posts_pb2.Post(content=f"edit new {edited}"),
+                update_mask=FieldMask(paths=["content"]),
+            ),
+            metadata=stack.metadata,
+        )
+        new_time = at(3.5)
+        await stack.posts.SchedulePost(
+            posts_pb2.SchedulePostRequest(
+                post_id=posts["move"].id, schedule=posts_pb2.Schedule(at=new_time)
+            ),
+            metadata=stack.metadata,
+        )
+        await stack.posts.UnschedulePost(
+            posts_pb2.UnschedulePostRequest(post_id=posts["unschedule"].id),
+            metadata=stack.metadata,
+        )
+        await stack.posts.DeletePost(
+            posts_pb2.DeletePostRequest(post_id=posts["delete"].id), metadata=stack.metadata
+        )
+        # Every change landed while the old deliveries were still waiting for their instant.
+        assert time.time() < min(due_of(p) for p in posts.values()), "changed too late to test"
+        await eventually(lambda: bool(stack.received(moved)), 10, stack, "rescheduled arrival")
+        edit_done = await wait_status(stack, posts["edit"].id, posts_pb2.POST_STATUS_PUBLISHED)
+        move_done = await wait_status(stack, posts["move"].id, posts_pb2.POST_STATUS_PUBLISHED)
+        await asyncio.sleep(1.5)
     assert [p["content"] for p in stack.received(edited)] == [f"edit new {edited}"]
     moved_arrivals = stack.received(moved)
     assert len(moved_arrivals) == 1
     assert moved_arrivals[0]["arrived_at"] >= new_time.ToDatetime(tzinfo=UTC).timestamp()
+    # One attempt each: the old deliveries were fenced out before they began one.
+    assert len(edit_done.targets[0].attempts) == 1
+    assert len(move_done.targets[0].attempts) == 1
     assert stack.received(unscheduled) == []
     assert stack.received(deleted) == []
     assert (await stack.get(posts["unschedule"].id)).status == posts_pb2.POST_STATUS_DRAFT
+    assert (await stack.get(posts["unschedule"].id)).targets[0].attempts == []
 
 
 async def test_server_errors_are_retried_with_backoff(stack: Stack) -> None:
@@ -158,6 +156,27 @@ async def test_server_errors_are_retried_with_backoff(stack: Stack) -> None:
     ]
     assert all(gap >= 0.25 for gap in gaps), gaps  # backoff: base 0.5 s, jitter over the upper half
     assert len(stack.received(mark)) == 1
+    wanted = {"created": 1, "scheduled": 1, "retry_scheduled": 2, "published": 1}
+    await expect_events(stack, wanted, lambda e: e.post_id == post.id)
+
+
+async def test_a_platform_failing_for_good_is_tried_max_attempts_times(stack: Stack) -> None:
+    """500 forever: the first try and 3 retries (the default), then FAILED, every try shown."""
+    mark = marker()
+    stack.script(match=mark, status=500, times=100, record=True, body={"error": "down"})
+    post = await stack.create(f"down for good {mark}", 0.5)
+    done = await wait_status(stack, post.id, posts_pb2.POST_STATUS_FAILED, timeout=30)
+    target = done.targets[0]
+    assert target.status == posts_pb2.TARGET_STATUS_FAILED
+    assert target.last_error.error_class == posts_pb2.ERROR_CLASS_RETRYABLE
+    assert [(a.number, a.published, a.http_status) for a in target.attempts] == [
+        (n, False, 500) for n in range(1, 5)
+    ]
+    assert all(a.HasField("finished_at") for a in target.attempts)
+    await asyncio.sleep(1.5)  # a fifth try would have come by now (backoff base 0.5 s)
+    assert len(stack.received(mark)) == 4
+    wanted = {"created": 1, "scheduled": 1, "retry_scheduled": 3, "failed": 1}
+    await expect_events(stack, wanted, lambda e: e.post_id == post.id)
 
 
 async def test_retry_after_is_honoured(stack: Stack) -> None:
@@ -181,6 +200,10 @@ async def test_a_rejection_fails_with_the_platform_message(stack: Stack) -> None
     assert target.last_error.error_class == posts_pb2.ERROR_CLASS_PERMANENT
     assert "status is a duplicate" in target.last_error.message
     assert len(target.attempts) == 1
+    wanted = {"created": 1, "scheduled": 1, "failed": 1}
+    events = await expect_events(stack, wanted, lambda e: e.post_id == post.id)
+    failed = next(e for e in events if e.type == events_pb2.LIFECYCLE_EVENT_TYPE_FAILED)
+    assert failed.target_status == posts_pb2.TARGET_STATUS_FAILED
 
 
 async def test_a_post_past_stale_after_is_missed(stack: Stack) -> None:
@@ -200,10 +223,11 @@ async def test_a_post_past_stale_after_is_missed(stack: Stack) -> None:
     assert done.targets[0].status == posts_pb2.TARGET_STATUS_MISSED
     await asyncio.sleep(1.0)
     assert stack.received(mark) == []
+    wanted = {"created": 1, "scheduled": 1, "missed": 1}
+    await expect_events(stack, wanted, lambda e: e.post_id == post.id)
 
 
 async def test_every_state_change_reaches_kairos_events_once(stack: Stack) -> None:
-    from kairos.events.v1 import events_pb2
     from kairos_common.streams import EVENTS_STREAM, connect
 
     mark = marker()
@@ -303,7 +327,7 @@ async def test_a_failed_refresh_marks_the_account_needs_reauth(stack: Stack) -> 
     mark = marker()
     account_id = await connect_sandbox(stack, "not-a-known-refresh-token")
     stack.sandbox.platform.expired_tokens.add("expired-token")
-    post = await create_on(stack, account_id, f"reauth {mark}")
+    post, _ = [await create_on(stack, account_id, f"reauth {mark} {i}") for i in range(2)]
     deadline = time.monotonic() + 15
     status = posts_pb2.ACCOUNT_STATUS_ACTIVE
     while time.monotonic() < deadline and status != posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH:
@@ -320,10 +344,18 @@ async def test_a_failed_refresh_marks_the_account_needs_reauth(stack: Stack) -> 
     assert target.status == posts_pb2.TARGET_STATUS_PENDING
     assert target.last_error.error_class == posts_pb2.ERROR_CLASS_AUTH
     assert stack.received(mark) == []
+    # Two posts due at once on the account, one state change of the account: one event.
+    reauth = await expect_events(
+        stack,
+        {"needs_reauth": 1},
+        lambda e: (
+            e.account_id == account_id and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_NEEDS_REAUTH
+        ),
+    )
+    assert not reauth[0].post_id
 
 
 async def test_a_poison_message_goes_to_the_dead_letter_stream(stack: Stack) -> None:
-    from kairos.events.v1 import events_pb2
     from kairos_common.streams import DEAD_STREAM, connect, due_subject
 
     client = await connect(stack.nats.url, name="poison-test")

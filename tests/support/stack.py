@@ -6,9 +6,12 @@ arrived and when.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,8 +21,10 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.database import migrate
+from kairos_common.streams import DEAD_STREAM, EVENTS_STREAM, connect
 from kairos_publisher.sandbox_server import SandboxServer
 from support.api import SERVICE_TOKEN, TEST_SECRET
 from support.nats_server import NatsServer
@@ -59,6 +64,8 @@ class Stack:
     channel: grpc.aio.Channel | None = None
     key: str = ""
     account_id: str = ""
+    #: The last KAIROS_EVENTS sequence before this system started: its events come after it.
+    events_from: int = 0
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -190,3 +197,104 @@ async def running_stack(
 
 def dump(value: Any) -> str:
     return json.dumps(value, default=str, indent=1)[:4000]
+
+
+async def last_sequence(nats_url: str, stream: str) -> int:
+    """The stream's last sequence number; 0 while the stream does not exist yet."""
+    from nats.js.errors import NotFoundError
+
+    client = await connect(nats_url, name="kairos-tests-sequence")
+    try:
+        return int((await client.jetstream().stream_info(stream)).state.last_seq)
+    except NotFoundError:
+        return 0
+    finally:
+        await client.close()
+
+
+async def read_stream(nats_url: str, stream: str, subjects: str, after: int) -> list[bytes]:
+    """Every message on `stream` after sequence `after`, up to its last one now, in order."""
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    last = await last_sequence(nats_url, stream)
+    if last <= after:
+        return []
+    client = await connect(nats_url, name="kairos-tests-reader")
+    found: list[bytes] = []
+    try:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+        subscription = await client.jetstream().subscribe(
+            subjects, stream=stream, ordered_consumer=True, config=config
+        )
+        sequence = after
+        while sequence < last:
+            message = await subscription.next_msg(timeout=5)
+            sequence = message.metadata.sequence.stream
+            found.append(message.data)
+        await subscription.unsubscribe()
+    finally:
+        await client.close()
+    return found
+
+
+async def lifecycle_events(stack: Stack) -> list[events_pb2.LifecycleEvent]:
+    """Every lifecycle event on KAIROS_EVENTS since the system started."""
+    raw = await read_stream(stack.nats.url, EVENTS_STREAM, "kairos.events.>", stack.events_from)
+    return [events_pb2.LifecycleEvent.FromString(data) for data in raw]
+
+
+async def dead_letters(stack: Stack) -> list[events_pb2.DeadLetter]:
+    """Every dead letter on KAIROS_DEAD (since the NATS server started)."""
+    raw = await read_stream(stack.nats.url, DEAD_STREAM, "kairos.dead.>", 0)
+    return [events_pb2.DeadLetter.FromString(data) for data in raw]
+
+
+def event_names(events: list[events_pb2.LifecycleEvent]) -> Counter[str]:
+    """How many events of each type, by short name (`published`, `retry_scheduled` ...)."""
+    prefix = "LIFECYCLE_EVENT_TYPE_"
+    return Counter(
+        events_pb2.LifecycleEventType.Name(e.type).removeprefix(prefix).lower() for e in events
+    )
+
+
+async def expect_events(
+    stack: Stack,
+    wanted: dict[str, int],
+    about: Callable[[events_pb2.LifecycleEvent], bool],
+    timeout: float = 15.0,
+) -> list[events_pb2.LifecycleEvent]:
+    """Wait until the events `about` something are exactly `wanted` (type name -> count), then
+    check again a second later that nothing arrived twice; the events, all with unique ids.
+
+    The outbox is relayed just after each change, so the events may lag the status a little.
+    """
+    deadline = time.monotonic() + timeout
+    ours = [e for e in await lifecycle_events(stack) if about(e)]
+    while event_names(ours) != Counter(wanted) and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        ours = [e for e in await lifecycle_events(stack) if about(e)]
+    await asyncio.sleep(1.0)  # a doubled event would be relayed by now
+    ours = [e for e in await lifecycle_events(stack) if about(e)]
+    assert event_names(ours) == Counter(wanted), f"{dict(event_names(ours))} != {wanted}"
+    assert len({e.event_id for e in ours}) == len(ours), "an event id appeared twice"
+    return ours
+
+
+@asynccontextmanager
+async def watching_due_events(nats: NatsServer) -> AsyncIterator[list[events_pb2.DueEvent]]:
+    """Due events as the schedulers publish them on kairos.due.*, seen from a plain NATS
+    subscription beside the publishers' consumers (it takes nothing from the work queue)."""
+    seen: list[events_pb2.DueEvent] = []
+    client = await connect(nats.url, name="kairos-tests-due-watch")
+
+    async def keep(message: Any) -> None:
+        seen.append(events_pb2.DueEvent.FromString(message.data))
+
+    try:
+        await client.subscribe("kairos.due.*", cb=keep)
+        await client.flush()
+        yield seen
+    finally:
+        await client.close()
