@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, union_all
 from sqlalchemy.engine import Row
@@ -1526,8 +1526,17 @@ def _live_targets_by_platform(tenant: str) -> Select[tuple[str, str, Any]]:
     )
 
 
+#: Posts whose publishing has not begun. Past their instant, both are overdue: a post still
+#: waiting for approval is late from its author's view even though no claim would take it yet.
+_WAITING_TO_START: Final = (PostStatus.SCHEDULED.value, PostStatus.PENDING_APPROVAL.value)
+
+
 async def get_stats(app: Application, tenant: str) -> Stats:
-    """Counts by status and platform, what is due within the hour, the oldest overdue post."""
+    """Counts by status and platform, what is due within the hour, the oldest overdue post.
+
+    Due within the hour counts SCHEDULED posts only (what will go out unless changed); the
+    oldest overdue is the earliest SCHEDULED or PENDING_APPROVAL post whose instant has passed.
+    """
     now = app.clock()
     live = and_(Post.tenant_id == tenant, Post.deleted_at.is_(None))
     async with app.uow() as uow:
@@ -1559,7 +1568,7 @@ async def get_stats(app: Application, tenant: str) -> Stats:
         oldest = (
             await session.execute(
                 select(Post)
-                .where(live, Post.status == PostStatus.SCHEDULED, Post.scheduled_at < now)
+                .where(live, Post.status.in_(_WAITING_TO_START), Post.scheduled_at < now)
                 .order_by(Post.scheduled_at)
                 .limit(1)
             )

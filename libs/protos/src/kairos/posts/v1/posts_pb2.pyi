@@ -382,7 +382,18 @@ Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
 @_typing.final
 class LocalDateTime(_message.Message):
-    """A wall-clock date and time in a named IANA time zone."""
+    """A wall-clock date and time in a named IANA time zone, resolved to a UTC instant when the
+    request arrives (the zone is kept on the post).
+
+    Daylight-saving changes make some wall times impossible and others ambiguous:
+    - A wall time that does not exist in the zone, because the clocks jump over it (for example
+      02:30 on the spring-forward night in Europe/Berlin), is refused with INVALID_ARGUMENT on
+      `local.date_time`, the message saying how the clocks jump; it is never moved silently.
+    - A wall time that happens twice, because the clocks go back (for example 02:30 on the
+      fall-back night in Europe/Berlin), resolves to the EARLIER instant: the first time the clock
+      shows it, usually still on summer time (00:30 UTC for that Berlin example). A post is thus
+      never an hour later than its author could have meant.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1439,9 +1450,14 @@ class GetStatsResponse(_message.Message):
     OLDEST_OVERDUE_POST_ID_FIELD_NUMBER: _builtins.int
     OLDEST_OVERDUE_AT_FIELD_NUMBER: _builtins.int
     due_next_hour: _builtins.int
-    """Posts due within the next hour."""
+    """SCHEDULED posts whose instant is within the next hour (a post still waiting for approval
+    is not counted: it will not go out unless approved).
+    """
     oldest_overdue_post_id: _builtins.str
-    """The oldest scheduled post whose instant has passed without publishing, if any."""
+    """The post with the earliest instant that has passed while publishing has not begun: a
+    SCHEDULED post not yet claimed, or a PENDING_APPROVAL one (never claimed until approved, so
+    late from its author's view). Empty when there is none. Deleted posts never count.
+    """
     @_builtins.property
     def by_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusCount]:
         """Posts by status."""
@@ -1520,7 +1536,10 @@ class Credentials(_message.Message):
 
     @_builtins.property
     def extra(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Webhook signing secret, or any other platform-specific value."""
+        """Platform-specific values. A webhook needs both `url` (where to POST) and `signing_secret`
+        (the HMAC-SHA256 key every call is signed with); a Discord webhook URL may go in
+        `webhook_url` instead of `access_token`.
+        """
 
     def __init__(
         self,
