@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -303,6 +304,60 @@ def local(date_time: str, time_zone: str) -> posts_pb2.Schedule:
 
 def when(value: Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
+
+
+#: A year whose every date is still ahead, so a wall time in it is never refused as past.
+NEXT_YEAR = datetime.now(UTC).year + 1
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A daylight-saving change of a zone: the UTC instant and the offsets either side."""
+
+    instant: datetime
+    before: timedelta
+    after: timedelta
+
+    @property
+    def midway(self) -> str:
+        """The wall time halfway through the hour the clocks skip or repeat, ISO 8601."""
+        offset = min(self.before, self.after) + abs(self.after - self.before) / 2
+        return (self.instant + offset).replace(tzinfo=None).isoformat()
+
+    @property
+    def midway_first_instant(self) -> datetime:
+        """For an overlap: the earlier of the two instants `midway` names, in the first pass."""
+        return self.instant - abs(self.after - self.before) / 2
+
+
+def next_transition(zone_name: str, *, forward: bool) -> Transition:
+    """The zone's next future change that moves the clocks forward (a gap) or back (an overlap).
+
+    Found by stepping through the coming two years a day at a time and bisecting to the second,
+    so tests never hard-code a date that will one day be in the past.
+    """
+    zone = ZoneInfo(zone_name)
+
+    def offset(moment: datetime) -> timedelta:
+        value = moment.astimezone(zone).utcoffset()
+        assert value is not None
+        return value
+
+    start = now().replace(microsecond=0) + timedelta(days=1)
+    for day in range(2 * 366):
+        low, high = start + timedelta(days=day), start + timedelta(days=day + 1)
+        before, after = offset(low), offset(high)
+        if before == after or (after > before) != forward:
+            continue
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            if offset(middle) == before:
+                low = middle
+            else:
+                high = middle
+        # `high` is within a second after the change, and changes fall on whole minutes.
+        return Transition(high.replace(second=0, microsecond=0), before, after)
+    raise AssertionError(f"{zone_name} has no daylight-saving change in the next two years")
 
 
 # --- errors -----------------------------------------------------------------------------------

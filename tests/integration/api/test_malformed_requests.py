@@ -54,6 +54,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument as HypothesisInvalidArgument
+from integration.api.helpers_posts import next_transition
 from sqlalchemy import func, select
 
 from kairos.posts.v1 import posts_pb2
@@ -438,8 +439,8 @@ LOCAL_DATE_TIMES = [
     "2026-01-01T24:00",
     "2026-01-01T23:60",
     "2026-01-01T23:59:60",
-    "2026-03-29T02:30:00",  # inside the Berlin spring-forward gap
-    "2026-10-25T02:30:00",  # twice in Berlin
+    next_transition("Europe/Berlin", forward=True).midway,  # inside the spring-forward gap
+    next_transition("Europe/Berlin", forward=False).midway,  # twice in Berlin
     "0000-01-01T00:00",
     "0001-01-01T00:00:00",
     "9999-12-31T23:59:59.999999999",

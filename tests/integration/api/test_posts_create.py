@@ -14,11 +14,13 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import (
+    NEXT_YEAR,
     Tenant,
     at,
     at_instant,
     fields,
     local,
+    next_transition,
     now,
     other_tenant,
     refused,
@@ -108,10 +110,18 @@ async def test_create_with_an_instant_schedules_and_arms_the_targets(kairos: Ten
 
 
 LOCAL_TIMES = [
-    ("2027-07-01T09:30:00", "Europe/Berlin", datetime(2027, 7, 1, 7, 30, tzinfo=UTC)),
-    ("2027-01-15T09:30", "Europe/Berlin", datetime(2027, 1, 15, 8, 30, tzinfo=UTC)),
-    ("2027-07-01 18:00:00", "America/New_York", datetime(2027, 7, 1, 22, 0, tzinfo=UTC)),
-    ("2027-07-01T09:30:00.25", "Asia/Kolkata", datetime(2027, 7, 1, 4, 0, 0, 250000, UTC)),
+    (f"{NEXT_YEAR}-07-01T09:30:00", "Europe/Berlin", datetime(NEXT_YEAR, 7, 1, 7, 30, tzinfo=UTC)),
+    (f"{NEXT_YEAR}-01-15T09:30", "Europe/Berlin", datetime(NEXT_YEAR, 1, 15, 8, 30, tzinfo=UTC)),
+    (
+        f"{NEXT_YEAR}-07-01 18:00:00",
+        "America/New_York",
+        datetime(NEXT_YEAR, 7, 1, 22, 0, tzinfo=UTC),
+    ),
+    (
+        f"{NEXT_YEAR}-07-01T09:30:00.25",
+        "Asia/Kolkata",
+        datetime(NEXT_YEAR, 7, 1, 4, 0, 0, 250000, UTC),
+    ),
 ]
 
 
@@ -135,26 +145,30 @@ async def test_create_in_a_dst_gap_is_refused_on_the_local_date_time(kairos: Ten
         posts_pb2.CreatePostRequest(
             content="hi",
             targets=targets(account),
-            schedule=local("2027-03-28T02:30:00", "Europe/Berlin"),
+            schedule=local(next_transition("Europe/Berlin", forward=True).midway, "Europe/Berlin"),
         ),
     )
     assert [name for name, _ in violations] == ["schedule.local.date_time"]
     assert "does not exist" in violations[0][1]
 
 
-async def test_create_at_an_ambiguous_wall_time_takes_the_earlier_instant(kairos: Tenant) -> None:
-    post = await kairos.create(schedule=local("2027-10-31T02:30:00", "Europe/Berlin"))
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+async def test_create_at_an_ambiguous_wall_time_takes_the_earlier_instant(
+    kairos: Tenant, zone: str
+) -> None:
+    overlap = next_transition(zone, forward=False)
+    post = await kairos.create(schedule=local(overlap.midway, zone))
 
-    assert when(post.scheduled_at) == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
-    assert post.time_zone == "Europe/Berlin"
+    assert when(post.scheduled_at) == overlap.midway_first_instant
+    assert post.time_zone == zone
 
 
 MALFORMED_SCHEDULES = [
-    (local("2027-07-01T09:30", "Mars/Olympus"), "schedule.local.time_zone"),
-    (local("2027-07-01T09:30", ""), "schedule.local.time_zone"),
+    (local(f"{NEXT_YEAR}-07-01T09:30", "Mars/Olympus"), "schedule.local.time_zone"),
+    (local(f"{NEXT_YEAR}-07-01T09:30", ""), "schedule.local.time_zone"),
     (local("tomorrow", "Europe/Berlin"), "schedule.local.date_time"),
-    (local("2027-07-01T09:30+02:00", "Europe/Berlin"), "schedule.local.date_time"),
-    (local("2027-02-30T09:30", "Europe/Berlin"), "schedule.local.date_time"),
+    (local(f"{NEXT_YEAR}-07-01T09:30+02:00", "Europe/Berlin"), "schedule.local.date_time"),
+    (local(f"{NEXT_YEAR}-02-30T09:30", "Europe/Berlin"), "schedule.local.date_time"),
     (posts_pb2.Schedule(), "schedule"),
     (posts_pb2.Schedule(at=Timestamp(seconds=253402300800)), "schedule.at"),  # year 10000
 ]

@@ -15,11 +15,13 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from integration.api.helpers_posts import (
+    NEXT_YEAR,
     Tenant,
     at,
     at_instant,
     fields,
     local,
+    next_transition,
     now,
     other_tenant,
     refused,
@@ -386,9 +388,9 @@ async def test_schedule_a_draft(kairos: Tenant) -> None:
 
 
 async def test_reschedule_moves_the_instant_and_the_zone(kairos: Tenant) -> None:
-    post = await kairos.create(schedule=local("2027-07-01T09:30", "Europe/Berlin"))
+    post = await kairos.create(schedule=local(f"{NEXT_YEAR}-07-01T09:30", "Europe/Berlin"))
     assert post.time_zone == "Europe/Berlin"
-    later = datetime(2027, 8, 1, 12, 0, tzinfo=UTC)
+    later = datetime(NEXT_YEAR, 8, 1, 12, 0, tzinfo=UTC)
 
     moved = await kairos.schedule(post.id, at_instant(later), expected_revision=1)
 
@@ -397,9 +399,27 @@ async def test_reschedule_moves_the_instant_and_the_zone(kairos: Tenant) -> None
     assert moved.revision == 2
     assert [r.next_attempt_at for r in await kairos.db_targets(post.id)] == [later]
 
-    local_again = await kairos.schedule(post.id, local("2027-12-24T18:00", "America/New_York"))
-    assert when(local_again.scheduled_at) == datetime(2027, 12, 24, 23, 0, tzinfo=UTC)
+    local_again = await kairos.schedule(
+        post.id, local(f"{NEXT_YEAR}-12-24T18:00", "America/New_York")
+    )
+    assert when(local_again.scheduled_at) == datetime(NEXT_YEAR, 12, 24, 23, 0, tzinfo=UTC)
     assert local_again.time_zone == "America/New_York"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+async def test_schedule_at_an_ambiguous_wall_time_takes_the_earlier_instant(
+    kairos: Tenant, zone: str
+) -> None:
+    """The documented rule (LocalDateTime in posts.proto): the first time the clock shows it."""
+    overlap = next_transition(zone, forward=False)
+    post = await kairos.create()
+
+    scheduled = await kairos.schedule(post.id, local(overlap.midway, zone))
+
+    assert when(scheduled.scheduled_at) == overlap.midway_first_instant
+    assert scheduled.time_zone == zone
+    rows = await kairos.db_targets(post.id)
+    assert [r.next_attempt_at for r in rows] == [overlap.midway_first_instant]
 
 
 async def test_schedule_without_a_schedule_is_refused(kairos: Tenant) -> None:
@@ -415,8 +435,11 @@ async def test_schedule_refuses_a_bad_instant(kairos: Tenant) -> None:
     before = await kairos.db_counts()
     for schedule, field in (
         (at(-3600), "schedule"),
-        (local("2027-03-28T02:30", "Europe/Berlin"), "schedule.local.date_time"),
-        (local("2027-07-01T09:30", "Nowhere/City"), "schedule.local.time_zone"),
+        (
+            local(next_transition("Europe/Berlin", forward=True).midway, "Europe/Berlin"),
+            "schedule.local.date_time",
+        ),
+        (local(f"{NEXT_YEAR}-07-01T09:30", "Nowhere/City"), "schedule.local.time_zone"),
     ):
         error = await refused(kairos.schedule(post.id, schedule), INVALID)
         assert fields(error) == [field], schedule
@@ -445,7 +468,9 @@ async def test_schedule_a_post_requiring_approval_waits_for_it(kairos: Tenant) -
 
 async def test_unschedule_goes_back_to_draft_and_disarms_the_targets(kairos: Tenant) -> None:
     x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
-    post = await kairos.create(x, mastodon, schedule=local("2027-07-01T09:30", "Europe/Paris"))
+    post = await kairos.create(
+        x, mastodon, schedule=local(f"{NEXT_YEAR}-07-01T09:30", "Europe/Paris")
+    )
     assert all(r.next_attempt_at is not None for r in await kairos.db_targets(post.id))
 
     draft = await kairos.unschedule(post.id)
@@ -470,7 +495,7 @@ async def test_unschedule_a_draft_changes_nothing(kairos: Tenant) -> None:
 
 
 async def test_publish_now_schedules_for_this_instant(kairos: Tenant) -> None:
-    post = await kairos.create(schedule=local("2027-07-01T09:30", "Europe/Berlin"))
+    post = await kairos.create(schedule=local(f"{NEXT_YEAR}-07-01T09:30", "Europe/Berlin"))
     published = await kairos.publish_now(post.id)
 
     assert published.status == posts_pb2.POST_STATUS_SCHEDULED
