@@ -148,6 +148,37 @@ class Kairos:
         )
         return ran.stdout.strip()
 
+    async def settle_as_published(self, post_id: str, account_id: str) -> None:
+        """Make the post's target on `account_id` PUBLISHED, as a publisher would have; the post
+        too when that was its only target left to go."""
+        app_ = self.api.service.app
+        now = datetime.now(UTC)
+        async with app_.uow() as uow:
+            await uow.session.execute(
+                update(Target)
+                .where(Target.post_id == uuid.UUID(post_id))
+                .where(Target.account_id == uuid.UUID(account_id))
+                .values(
+                    status="published",
+                    attempt_count=1,
+                    next_attempt_at=None,
+                    platform_post_id=f"sandbox-{uuid.uuid4().hex[:8]}",
+                    published_at=now,
+                )
+            )
+            pending = (
+                await uow.session.execute(
+                    select(Target.id)
+                    .where(Target.post_id == uuid.UUID(post_id))
+                    .where(Target.status != "published")
+                )
+            ).first()
+            status = "published" if pending is None else "publishing"
+            await uow.session.execute(
+                update(Post).where(Post.id == uuid.UUID(post_id)).values(status=status)
+            )
+            await uow.commit()
+
     async def settle_as_failed(self, post_id: str) -> str:
         """Make the post's first target FAILED after two attempts, as a publisher would have;
         returns the target id."""
