@@ -1,15 +1,16 @@
 """docker-compose.yml and the service Dockerfiles, checked without Docker.
 
-There is no Docker engine where the suite runs, so these tests read the files and hold them to
-the code: each image is built from the repository root and copies what its service needs, runs
-that service's module as a non-root user; every `KAIROS_*` variable given to a service is one its
-code reads; health checks, listen addresses and the addresses services use to reach each other
-agree; scaled services can be scaled; start order waits for health; NATS keeps JetStream on a
-volume.
+There is no Docker engine where the suite runs, so these tests read the files and hold them to the
+Compose specification's JSON schema (tests/data/compose-spec.json) and to the code: each image is
+built from the repository root and copies what its service needs, runs that service's module as a
+non-root user; every `KAIROS_*` variable given to a service is one its code reads; health checks,
+listen addresses and the addresses services use to reach each other agree; scaled services can be
+scaled; start order waits for health; NATS keeps JetStream on a volume.
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import yaml
 
@@ -27,6 +29,8 @@ from kairos_api.adapters.crypto import MIN_SECRET_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+#: The Compose specification's schema; tests/data/README.md says where it comes from.
+COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 KAIROS_SERVICES = ("api", "scheduler", "publisher")
 #: Services meant to run as several copies (`--scale`).
 SCALED = ("scheduler", "publisher")
@@ -152,6 +156,38 @@ def copy_sources(arguments: str) -> list[str] | None:
 def dockerfile_of(compose: dict[str, Any], name: str) -> Path:
     build: dict[str, str] = services_of(compose)[name]["build"]
     return (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve()
+
+
+# --- the specification -------------------------------------------------------------------------
+
+
+def compose_errors(document: Any) -> list[str]:
+    """Where `document` breaks the Compose specification's schema, one line each."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def test_the_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_errors(compose) == []
+
+
+def test_the_schema_check_finds_mistakes_compose_would_refuse(compose: dict[str, Any]) -> None:
+    mistaken = copy.deepcopy(compose)
+    services = services_of(mistaken)
+    first, second = list(services)[:2]
+    services[first]["depends_on"] = {second: {"condition": "healthy"}}  # not one of its values
+    services[second]["ports"] = {"8080": 80}  # a list in the specification
+    services[second]["healthcheck"] = {"test": ["CMD", "true"], "interval_seconds": 5}
+
+    errors = compose_errors(mistaken)
+
+    assert any(e.startswith(f"services/{first}/depends_on") for e in errors), errors
+    assert any(e.startswith(f"services/{second}/ports") for e in errors), errors
+    assert any("interval_seconds" in e for e in errors), errors
 
 
 # --- the images --------------------------------------------------------------------------------
