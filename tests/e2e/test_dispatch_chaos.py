@@ -12,9 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
-from support.stack import Stack, at, running_stack
+from support.stack import Stack, at, expect_events, lifecycle_events, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -81,10 +82,25 @@ def due(iso: str) -> float:
 
 
 async def statuses(stack: Stack, post_ids: list[str]) -> Counter[str]:
-    found: Counter[str] = Counter()
-    for post_id in post_ids:
-        found[posts_pb2.PostStatus.Name((await stack.get(post_id)).status)] += 1
-    return found
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(post_id: str) -> str:
+        async with semaphore:
+            return posts_pb2.PostStatus.Name((await stack.get(post_id)).status)
+
+    return Counter(await asyncio.gather(*(one(post_id) for post_id in post_ids)))
+
+
+async def wait_statuses(
+    stack: Stack, post_ids: list[str], wanted: Counter[str], timeout: float = 30.0
+) -> None:
+    """Wait until the posts' statuses are `wanted`; outcomes are reported in batches."""
+    deadline = time.monotonic() + timeout
+    found = await statuses(stack, post_ids)
+    while found != wanted and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await statuses(stack, post_ids)
+    assert found == wanted
 
 
 async def test_two_schedulers_two_publishers_publish_each_post_once(
@@ -100,13 +116,7 @@ async def test_two_schedulers_two_publishers_publish_each_post_once(
         early = [p for p in stack.received(mark) if p["arrived_at"] + 0.001 < due(p["due_at"])]
         assert early == []
         sample = post_ids[:: count // 40]
-        wanted = Counter({"POST_STATUS_PUBLISHED": len(sample)})
-        deadline = time.monotonic() + 30
-        found = await statuses(stack, sample)
-        while found != wanted and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)  # outcomes are reported in batches, just after the calls
-            found = await statuses(stack, sample)
-        assert found == wanted
+        await wait_statuses(stack, sample, Counter({"POST_STATUS_PUBLISHED": len(sample)}))
 
 
 async def test_publisher_killed_mid_call_leaves_unknown_never_twice(
@@ -134,6 +144,8 @@ async def test_publisher_killed_mid_call_leaves_unknown_never_twice(
         assert [a.error_class for a in target.attempts] == [posts_pb2.ERROR_CLASS_UNKNOWN]
         await asyncio.sleep(2.0)
         assert len(stack.received(mark)) == 1
+        wanted = {"created": 1, "scheduled": 1, "unknown": 1}
+        await expect_events(stack, wanted, lambda e: e.post_id == post.id)
 
 
 async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
@@ -143,7 +155,7 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
     async with running_stack(nats_server, log_dir, schedulers=1, publishers=2) as stack:
         mark = f"chaos-{uuid.uuid4().hex[:8]}"
         count = 600
-        await create_many(stack, mark, count, first_due=2.0, spread=8.0)
+        post_ids = await create_many(stack, mark, count, first_due=2.0, spread=8.0)
         await asyncio.sleep(2.5)  # the first posts are going out
         stack.schedulers[0].kill()
         await asyncio.sleep(0.5)
@@ -156,3 +168,15 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
         await wait_all_arrived(stack, mark, count, timeout=120)
         await asyncio.sleep(3.0)
         exactly_once(stack, mark, count)
+        # No publisher died mid-call, so every outcome is known: all PUBLISHED, none UNKNOWN.
+        await wait_statuses(stack, post_ids, Counter({"POST_STATUS_PUBLISHED": count}))
+        events = await lifecycle_events(stack)
+        assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
+        ours = set(post_ids)
+        published = Counter(
+            e.post_id
+            for e in events
+            if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
+        )
+        assert len(published) == count, f"{len(published)} of {count} posts' published events"
+        assert set(published.values()) == {1}, "a post's published event came twice"
