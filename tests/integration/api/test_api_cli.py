@@ -8,14 +8,20 @@ and Alembic, so the finer cases call `cli.main` in this process instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
+import sqlite3
 import sys
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api import cli
@@ -23,6 +29,7 @@ from kairos_api.adapters.orm import Account
 from kairos_api.bootstrap import bootstrap
 from kairos_api.service_layer import accounts
 from support.api import TEST_SECRET, RunningApi, api_settings, running_api
+from support.postgres import TestDatabase
 
 NEW_SECRET = "cli-rotated-secret-with-more-than-32-characters"
 
@@ -128,6 +135,41 @@ async def test_a_created_key_works_until_it_is_revoked(database_url: str) -> Non
     assert (tenant, prefix, label) == ("acme", key[:12], "ci")
     assert revoked_at != "-"
     assert key not in listed.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_created_key_is_stored_only_as_its_sha256(
+    backend: str, database_url: str, test_database: TestDatabase
+) -> None:
+    url = database_url if backend == "sqlite" else test_database.url
+    tenant = f"hashed-{uuid.uuid4().hex[:8]}"
+
+    created = await kairos_api(url, "keys", "create", "--tenant", tenant)
+
+    assert created.code == 0, created.stderr
+    key = created.stdout.strip()
+    rows = await asyncio.to_thread(api_key_rows, url, tenant)
+    assert len(rows) == 1
+    [row] = rows
+    assert bytes(row["key_hash"]) == hashlib.sha256(key.encode()).digest()
+    assert row["prefix"] == key[:12]  # what `keys list` shows: 5 of the 43 random characters
+    for value in row.values():
+        text = value.hex() if isinstance(value, bytes | memoryview) else str(value)
+        assert key[12:] not in text
+    if backend == "sqlite":
+        raw = await asyncio.to_thread(Path(url.removeprefix("sqlite:///")).read_bytes)
+        assert key[12:].encode() not in raw
+
+
+def api_key_rows(url: str, tenant: str) -> list[dict[str, Any]]:
+    """Every column of the tenant's api_keys rows, read with the database's own driver."""
+    query = "SELECT * FROM api_keys WHERE tenant_id = "
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute(query + "?", (tenant,))]
+    with psycopg.connect(url, row_factory=dict_row) as connection:
+        return list(connection.execute(query + "%s", (tenant,)))
 
 
 async def test_a_bad_tenant_name_is_refused_with_the_rule(database_url: str) -> None:

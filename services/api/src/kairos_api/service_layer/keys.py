@@ -22,6 +22,10 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def hash_key(key: str) -> bytes:
+    """What `api_keys.key_hash` holds: the SHA-256 digest (32 bytes) of the whole key as UTF-8.
+
+    Keys carry 256 random bits, so a plain fast hash is enough: there is nothing to guess.
+    """
     return hashlib.sha256(key.encode()).digest()
 
 
