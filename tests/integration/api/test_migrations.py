@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.database import migrate, sync_url
 from kairos_api.adapters.orm import Base
+from support.api import api_settings, running_api
 from support.postgres import TestDatabase
 
 
@@ -59,3 +65,28 @@ def test_claiming_uses_the_partial_index_on_postgresql(test_database: TestDataba
     finally:
         engine.dispose()
     assert "ix_targets_claimable" in plan
+
+
+async def test_with_migrations_disabled_the_api_creates_no_table(tmp_path: Path) -> None:
+    """KAIROS_MIGRATE_ON_START=false leaves the schema to `python -m kairos_api migrate`: the api
+    starts on an empty SQLite file without creating a table, and calls fail until it is migrated
+    rather than half-working on a schema someone else owns."""
+    path = tmp_path / "kairos.db"
+    settings = api_settings(f"sqlite:///{path}", KAIROS_MIGRATE_ON_START="false")
+    assert not settings.migrate_on_start
+
+    async with running_api(settings) as api, grpc.aio.insecure_channel(api.target) as channel:
+        stub = posts_pb2_grpc.PostsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.ListPosts(
+                posts_pb2.ListPostsRequest(), metadata=(("authorization", "Bearer kairos_x"),)
+            )
+        assert await asyncio.to_thread(table_names, path) == []
+
+    await asyncio.to_thread(migrate, f"sqlite:///{path}")
+    assert "api_keys" in await asyncio.to_thread(table_names, path)
+
+
+def table_names(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return [name for (name,) in connection.execute("SELECT name FROM sqlite_master")]
