@@ -1,0 +1,110 @@
+"""The claim PostgreSQL runs reads the partial index of claimable targets, not the whole table.
+
+The statement is the one `claim_due` really sends (captured as it goes to the driver), over a
+table holding ~50,000 targets of which only a few are due, with fresh planner statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import event
+
+from kairos.posts.v1 import posts_pb2
+from kairos_api.service_layer import dispatch
+from support.api import api_settings, running_api
+from support.postgres import fresh_database
+
+NOT_DUE = 50_000
+DUE = 5
+
+#: One post per target, like CreatePost makes them: a fifth pending far ahead, the rest settled
+#: (published, failed, cancelled), and DUE pending targets due a minute ago.
+SEED = """
+WITH stored AS (
+    INSERT INTO posts (id, tenant_id, content, media_urls, campaign, tags, notes, status,
+                       scheduled_at, time_zone, revision, approval_required, rejection_reason,
+                       created_at, updated_at)
+    SELECT gen_random_uuid(), %(tenant)s, 'post ' || n, '[]', '', '[]', '', 'scheduled',
+           CASE WHEN n <= %(due)s THEN now() - interval '1 minute'
+                ELSE now() + n * interval '1 minute' END,
+           '', 1, false, '', now(), now()
+    FROM generate_series(1, %(total)s) AS n
+    RETURNING id, tenant_id, scheduled_at, content
+)
+INSERT INTO targets (id, post_id, tenant_id, account_id, platform, settings, status,
+                     attempt_count, next_attempt_at, due_at, platform_post_id, platform_url,
+                     last_error_class, last_error_code, last_error_message, created_at,
+                     updated_at)
+SELECT gen_random_uuid(), id, tenant_id, %(account)s, 'x', '{}',
+       CASE WHEN n <= %(due)s THEN 'pending'
+            ELSE (ARRAY['pending', 'published', 'failed', 'cancelled', 'published'])[n %% 5 + 1]
+       END,
+       0, CASE WHEN n <= %(due)s OR n %% 5 = 0 THEN scheduled_at END, scheduled_at,
+       '', '', '', '', '', now(), now()
+FROM (SELECT *, substr(content, 6)::int AS n FROM stored) AS numbered
+"""
+
+
+def seed(url: str, tenant: str, account_id: str) -> None:
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            SEED,
+            {"tenant": tenant, "account": account_id, "due": DUE, "total": NOT_DUE + DUE},
+        )
+        connection.commit()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ANALYZE posts")
+        connection.execute("ANALYZE targets")
+        connection.execute("ANALYZE accounts")
+
+
+def explain(url: str, statement: str, parameters: Any) -> str:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("EXPLAIN " + statement, parameters).fetchall()
+        connection.rollback()
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_the_real_claim_uses_the_partial_index_over_a_large_table(tmp_path: Path) -> None:
+    async with (
+        fresh_database("postgresql", tmp_path) as url,
+        running_api(api_settings(url)) as api,
+        api.client() as client,
+    ):
+        connected = await client.accounts.ConnectAccount(
+            posts_pb2.ConnectAccountRequest(
+                platform=posts_pb2.PLATFORM_X,
+                handle="@plan",
+                credentials=posts_pb2.Credentials(access_token="t"),
+            ),
+            metadata=client.metadata,
+        )
+        await asyncio.to_thread(seed, url, client.tenant, connected.account.id)
+
+        sent: list[tuple[str, Any]] = []
+
+        def capture(*args: Any) -> None:
+            _connection, _cursor, statement, parameters, _context, _many = args
+            if statement.lstrip().startswith("WITH") and "UPDATE targets" in statement:
+                sent.append((statement, parameters))
+
+        engine = api.service.app.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            claimed = await dispatch.claim_due(
+                api.service.app, timedelta(seconds=1), 500, timedelta(minutes=1)
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+
+        assert len(claimed) == DUE
+        [(statement, parameters)] = sent
+        plan = await asyncio.to_thread(explain, url, statement, parameters)
+
+    assert "ix_targets_claimable" in plan, plan
+    assert "Seq Scan on targets" not in plan, plan
