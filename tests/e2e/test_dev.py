@@ -1,5 +1,7 @@
 """`make dev` as a new user meets it: `python -m kairos_dev` on a fresh data folder, driven with
-the commands its banner prints and the `kairos` CLI, stopped with Ctrl-C (SIGINT), started again.
+the commands its banner prints and the `kairos` CLI (`watch` until the post is published), stopped
+with Ctrl-C (SIGINT), started again with `make dev` itself and stopped with a SIGINT to its whole
+process group (as an IDE or CI sends it).
 
 The supervisor starts exactly what `make dev` starts (the same module, only the data folder and
 the ports differ), so this is what a person gets from a fresh clone.
@@ -31,6 +33,7 @@ from support.ports import free_port, free_port_range
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 KAIROS = str(BIN / "kairos")
 CHILDREN = {"nats", "sandbox", "fakes", "api", "scheduler", "publisher"}
@@ -77,15 +80,23 @@ class DevRun:
     data_dir: Path
 
     @classmethod
-    def start(cls, data_dir: Path, ports: Mapping[str, int], output: Path) -> DevRun:
-        options = [f"--{name}-port={port}" for name, port in ports.items()]
+    def start(
+        cls, data_dir: Path, ports: Mapping[str, int], output: Path, *, make: bool = False
+    ) -> DevRun:
+        """`python -m kairos_dev`, or with `make` `make dev` in a process group of its own."""
+        options = ["--data-dir", str(data_dir), *(f"--{n}-port={p}" for n, p in ports.items())]
+        argv = [sys.executable, "-m", "kairos_dev", *options]
+        if make:
+            argv = ["make", "--no-print-directory", "dev", f"DEV_ARGS={' '.join(options)}"]
         with output.open("wb") as sink:
             process = subprocess.Popen(
-                [sys.executable, "-m", "kairos_dev", "--data-dir", str(data_dir), *options],
+                argv,
+                cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=user_environment(),
+                start_new_session=make,
             )
         return cls(process, output, data_dir)
 
@@ -106,7 +117,8 @@ class DevRun:
 
     def children(self) -> dict[str, int]:
         recorded = json.loads((self.data_dir / "pids.json").read_text())
-        assert recorded["supervisor"] == self.process.pid
+        supervisor = recorded["supervisor"]
+        assert supervisor == self.process.pid or os.getpgid(supervisor) == self.process.pid
         return {str(c["name"]): int(c["pid"]) for c in recorded["children"]}
 
     def interrupt(self, timeout: float = 20.0) -> tuple[int, float]:
@@ -119,6 +131,14 @@ class DevRun:
             pytest.fail(f"kairos-dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
         return code, time.monotonic() - started
 
+    def interrupt_group(self, timeout: float = 20.0) -> int:
+        """SIGINT to the whole process group, as an IDE or CI stops `make dev`; the exit code."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
+
     def kill_everything(self) -> None:
         """Clean up after a failed test: the supervisor and every group it started."""
         pids = self.data_dir / "pids.json"
@@ -128,6 +148,8 @@ class DevRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # make's supervisor, when make ran it
         for group in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
@@ -180,6 +202,43 @@ def wait_published(post_id: str, env: Mapping[str, str], timeout: float = 30.0) 
         assert shown["status"] not in SETTLED_BADLY, json.dumps(shown, indent=1)
         time.sleep(0.3)
     pytest.fail(f"post {post_id} not published within {timeout} s:\n{json.dumps(shown, indent=1)}")
+
+
+def watch_until_published(
+    post_id: str, env: Mapping[str, str], output: Path, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Run `kairos --json watch` until a snapshot lists the post as recently published; that
+    snapshot's post. Watch is stopped with Ctrl-C, which ends it with exit 0."""
+    with output.open("wb") as sink:
+        watch = subprocess.Popen(
+            [KAIROS, "--json", "watch", "--interval", "0.3"],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        seen_upcoming = False
+        while time.monotonic() < deadline:
+            assert watch.poll() is None, f"watch exited {watch.returncode}:\n{output.read_text()}"
+            lines = output.read_text().splitlines()
+            snapshots = [json.loads(line) for line in lines[:-1]]  # the last may be half written
+            for snapshot in snapshots:
+                assert snapshot["error"] is None, snapshot
+                upcoming = [p for p in snapshot["upcoming"] if p["id"] == post_id]
+                seen_upcoming = seen_upcoming or bool(upcoming)
+                for post in snapshot["recent"]:
+                    if post["id"] == post_id:
+                        assert post["status"] == PUBLISHED, json.dumps(post, indent=1)
+                        assert seen_upcoming, "watch showed the post published, never upcoming"
+                        return dict(post)
+            time.sleep(0.2)
+        pytest.fail(f"watch did not show {post_id} published within {timeout} s")
+    finally:
+        if watch.poll() is None:
+            watch.send_signal(signal.SIGINT)
+            assert watch.wait(timeout=10) == 0, output.read_text()[-2000:]
 
 
 def assert_all_gone(children: Mapping[str, int]) -> None:
@@ -242,7 +301,10 @@ def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_ke
     ).strip()  # fmt: skip
     assert len(post_id.split()) == 1, post_id
 
-    shown = wait_published(post_id, user)
+    watched = watch_until_published(post_id, user, tmp_path / "watch.out")
+    shown = json.loads(kairos("--json", "posts", "show", post_id, env=user))
+    assert shown["status"] == PUBLISHED
+    assert watched["scheduled_at"] == shown["scheduled_at"]
     due = datetime.fromisoformat(shown["scheduled_at"].replace("Z", "+00:00")).timestamp()
     assert asked_at + 3 <= due <= time.time(), (asked_at, due)
     received = sandbox_posts(sandbox_url, marker)
@@ -286,7 +348,7 @@ def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_ke
     assert "kairos-dev | stopped" in first.text()
 
     # A second `make dev` on the same folder and ports finds the post, the key and the account.
-    second = DevRun.start(data_dir, ports, tmp_path / "second.out")
+    second = DevRun.start(data_dir, ports, tmp_path / "second.out", make=True)
     dev_runs.append(second)
     second.wait_banner()
     assert secrets_file.read_text() == secrets
@@ -298,10 +360,17 @@ def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_ke
     time.sleep(1.5)  # what would be re-sent after a restart would be by now
     assert sandbox_posts(sandbox_url, marker) == []  # this sandbox is new: nothing came again
 
+    # SIGINT to the whole group reaches make and the supervisor, each once: the supervisor stops
+    # in order (no "kill at once"); make, interrupted itself, then dies of SIGINT as it should.
     children = second.children()
-    code, _ = second.interrupt()
-    assert code == 0, second.text()[-6000:]
+    code = second.interrupt_group()
+    text = second.text()
+    assert code in (0, -signal.SIGINT), text[-6000:]
+    assert "kairos-dev | SIGINT: stopping everything" in text, text[-6000:]
+    assert "killing everything at once" not in text, text[-6000:]
+    assert "kairos-dev | stopped\n" in text, text[-6000:]
     assert_all_gone(children)
+    assert not (data_dir / "pids.json").exists()
 
 
 def test_a_child_that_dies_stops_everything_with_its_last_lines(
