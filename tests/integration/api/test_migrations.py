@@ -48,25 +48,6 @@ def test_migrations_match_the_models_and_can_run_twice(fresh_url: str) -> None:
     assert "ix_targets_claimable" in claimable
 
 
-def test_claiming_uses_the_partial_index_on_postgresql(test_database: TestDatabase) -> None:
-    """The due-target query reads the partial index, not the whole table."""
-    migrate(test_database.url)
-    engine = create_engine(sync_url(test_database.url))
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SET enable_seqscan = off")
-            plan = "\n".join(
-                row[0]
-                for row in connection.exec_driver_sql(
-                    "EXPLAIN SELECT id FROM targets WHERE status IN ('pending', 'retry_wait') "
-                    "AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 500"
-                )
-            )
-    finally:
-        engine.dispose()
-    assert "ix_targets_claimable" in plan
-
-
 async def test_with_migrations_disabled_the_api_creates_no_table(tmp_path: Path) -> None:
     """KAIROS_MIGRATE_ON_START=false leaves the schema to `python -m kairos_api migrate`: the api
     starts on an empty SQLite file without creating a table, and calls fail until it is migrated
