@@ -221,7 +221,11 @@ async def connect_webhook(stack: Stack, url: str, handle: str = "@bench") -> str
             posts_pb2.ConnectAccountRequest(
                 platform=posts_pb2.PLATFORM_WEBHOOK,
                 handle=handle,
-                credentials=posts_pb2.Credentials(extra={"url": url}),
+                # Webhook calls are always signed; the sink does not check the signature, but
+                # the publisher computes it, so the bench pays what a real webhook costs.
+                credentials=posts_pb2.Credentials(
+                    extra={"url": url, "signing_secret": secrets.token_hex(16)}
+                ),
             ),
             metadata=stack.metadata,
         )
