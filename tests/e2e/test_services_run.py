@@ -3,77 +3,217 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 
-from kairos_common.streams import DEAD_STREAM, DUE_STREAM, EVENTS_STREAM
+from kairos.events.v1 import events_pb2
+from kairos.posts.v1 import posts_pb2
+from kairos_common.streams import DEAD_STREAM, DUE_STREAM, EVENTS_STREAM, due_subject
 from support.api import TEST_SECRET
 from support.nats_server import NatsServer
+from support.ports import free_port
 from support.postgres import TestDatabase
-from support.services import ServiceProcess
+from support.services import ServiceProcess, health_status
 
 pytestmark = pytest.mark.e2e
 
 GRACE_SECONDS = 3.0
 
 
-def service_env(nats_server: NatsServer, database_url: str = "") -> dict[str, str]:
+def service_env(nats_url: str, database_url: str = "") -> dict[str, str]:
     return {
         "KAIROS_DATABASE_URL": database_url,
         "KAIROS_SECRET_KEY": TEST_SECRET,
-        "KAIROS_NATS_URL": nats_server.url,
+        "KAIROS_NATS_URL": nats_url,
         "KAIROS_GRACE_SECONDS": str(GRACE_SECONDS),
         "KAIROS_LOG_FORMAT": "json",
     }
 
 
-@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
-async def test_service_serves_health_and_exits_zero_on_sigterm(
-    name: str, nats_server: NatsServer, test_database: TestDatabase, log_dir: Path
-) -> None:
-    service = ServiceProcess(name, service_env(nats_server, test_database.url), log_dir)
-    service.start()
+def stop_within_grace(service: ServiceProcess, sig: signal.Signals) -> float:
+    """Signal `service`; how long it took to exit 0 (fails with its log otherwise)."""
+    started = time.monotonic()
     try:
-        await service.wait_serving()
-        started = time.monotonic()
-        code = service.terminate(timeout=GRACE_SECONDS + 5)
-        took = time.monotonic() - started
+        code = service.stop_with(sig, timeout=GRACE_SECONDS + 5)
     finally:
         if service.running:
             service.kill()
+    took = time.monotonic() - started
     assert code == 0, service.logs()
-    assert took < GRACE_SECONDS + 2, f"{name} took {took:.1f}s to stop"
+    assert took < GRACE_SECONDS + 2, f"{service.name} took {took:.1f}s to stop"
     assert '"msg": "stopped"' in service.logs()
+    return took
 
 
-@pytest.mark.parametrize("name", ["scheduler", "publisher"])
-async def test_streams_exist_after_a_service_starts(name: str, log_dir: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_service_serves_health_and_exits_zero_on_a_signal(
+    name: str,
+    sig: signal.Signals,
+    nats_server: NatsServer,
+    test_database: TestDatabase,
+    log_dir: Path,
+) -> None:
+    # The SIGINT runs start the installed console script, the SIGTERM runs `python -m`.
+    console_script = sig == signal.SIGINT
+    env = service_env(nats_server.url, test_database.url)
+    service = ServiceProcess(name, env, log_dir, console_script=console_script)
+    service.start()
+    try:
+        await service.wait_serving()
+    finally:
+        stop_within_grace(service, sig)
+
+
+async def wait_until_listening(service: ServiceProcess, timeout: float = 20.0) -> None:
+    """Until the service's gRPC server answers health at all (SERVING or not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await health_status(service.port, timeout=1.0)
+            return
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{service.name} not listening after {timeout}s\n{service.logs()}")
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_a_signal_while_waiting_for_nats_exits_zero(
+    name: str, test_database: TestDatabase, log_dir: Path
+) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    env = service_env(nowhere, test_database.url)
+    service = ServiceProcess(name, env, log_dir)
+    service.start()
+    try:
+        await wait_until_listening(service)
+        await asyncio.sleep(1.0)  # well into the NATS connection attempts
+    finally:
+        stop_within_grace(service, signal.SIGTERM)
+    # The api serves without NATS; the others were still starting.
+    assert ("signalled while starting" in service.logs()) == (name != "api")
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_streams_exist_after_a_service_starts(
+    name: str, test_database: TestDatabase, log_dir: Path
+) -> None:
     fresh = NatsServer()  # its own broker, so nothing else could have declared the streams
     fresh.start()
-    service = ServiceProcess(name, service_env(fresh), log_dir)
+    service = ServiceProcess(name, service_env(fresh.url, test_database.url), log_dir)
+    client = NatsClient()
     try:
-        client = NatsClient()
         await client.connect(fresh.url)
         js = client.jetstream()
         assert await js.streams_info() == []
         service.start()
         await service.wait_serving()
-        names = sorted(info.config.name or "" for info in await js.streams_info())
-        await client.close()
-        assert names == sorted([DUE_STREAM, EVENTS_STREAM, DEAD_STREAM])
+        # The api serves while NATS may be away and declares the streams when it connects.
+        expected = sorted([DUE_STREAM, EVENTS_STREAM, DEAD_STREAM])
+        names: list[str] = []
+        deadline = time.monotonic() + 20
+        while names != expected and time.monotonic() < deadline:
+            names = sorted(info.config.name or "" for info in await js.streams_info())
+            await asyncio.sleep(0.05)
+        assert names == expected
         assert service.terminate() == 0, service.logs()
     finally:
-        if service.process is not None and service.running:
+        await client.close()
+        if service.running:
             service.kill()
         fresh.close()
 
 
+class BlackHole(asyncio.Protocol):
+    """A TCP listener that accepts and never answers: a hung api, as its callers see it."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.transports: list[asyncio.BaseTransport] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transports.append(transport)
+        self.connected.set()
+
+    async def __aenter__(self) -> BlackHole:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: self, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for transport in self.transports:
+            transport.close()
+
+
+def due_event_for_x() -> bytes:
+    """A due event for X, due now, as the scheduler would emit it."""
+    due_at = Timestamp()
+    due_at.GetCurrentTime()
+    event = events_pb2.DueEvent(
+        delivery_id=str(uuid.uuid4()),
+        target_id=str(uuid.uuid4()),
+        post_id=str(uuid.uuid4()),
+        platform=posts_pb2.PLATFORM_X,
+        account_id=str(uuid.uuid4()),
+        due_at=due_at,
+        revision=1,
+        attempt_number=1,
+    )
+    return event.SerializeToString()
+
+
+async def publish(url: str, subject: str, data: bytes) -> None:
+    client = NatsClient()
+    await client.connect(url)
+    try:
+        await client.jetstream().publish(subject, data)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("name", ["scheduler", "publisher"])
+async def test_a_busy_service_stops_within_its_grace(name: str, log_dir: Path) -> None:
+    """Its calls to the api hang; the stop still keeps to one grace period, not one per step."""
+    fresh = NatsServer()  # the unacked event must not reach other tests' publishers
+    fresh.start()
+    try:
+        async with BlackHole() as api:
+            env = {
+                **service_env(fresh.url),
+                "KAIROS_API_TARGET": f"127.0.0.1:{api.port}",
+                "KAIROS_PUBLISHER_PLATFORMS": "x",
+            }
+            service = ServiceProcess(name, env, log_dir)
+            service.start()
+            try:
+                await service.wait_serving()
+                if name == "publisher":
+                    await publish(fresh.url, due_subject("x"), due_event_for_x())
+                # The scheduler claims, the publisher begins an attempt: a call is in flight.
+                await asyncio.wait_for(api.connected.wait(), timeout=20)
+                await asyncio.sleep(0.5)
+            finally:
+                took = stop_within_grace(service, signal.SIGTERM)
+        assert took > GRACE_SECONDS - 0.5  # it did wait for the call in flight
+    finally:
+        fresh.close()
+
+
 async def test_bad_settings_exit_with_a_message(nats_server: NatsServer, log_dir: Path) -> None:
-    service = ServiceProcess("scheduler", service_env(nats_server), log_dir)
+    service = ServiceProcess("scheduler", service_env(nats_server.url), log_dir)
     service.env["KAIROS_GRACE_SECONDS"] = "soon"
     service.start()
     assert service.process is not None
@@ -96,7 +236,7 @@ async def run_probe(port: int) -> int:
 async def test_container_healthcheck_command_reports_serving(
     nats_server: NatsServer, log_dir: Path
 ) -> None:
-    service = ServiceProcess("publisher", service_env(nats_server), log_dir)
+    service = ServiceProcess("publisher", service_env(nats_server.url), log_dir)
     assert await run_probe(service.port) == 1  # nothing listens yet
     service.start()
     try:

@@ -1,4 +1,8 @@
-"""Run the Kairos services in-process (on port 0) or as real subprocesses, and ask their health."""
+"""Run the Kairos services in-process (on port 0) or as real subprocesses, and ask their health.
+
+The api's in-process helper is `support.api.running_api`; the scheduler's and publisher's are
+here.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kairos_common.settings import ServerSettings
+from kairos_publisher.service import PublisherService
+from kairos_publisher.settings import PublisherSettings
+from kairos_scheduler.service import SchedulerService
+from kairos_scheduler.settings import SchedulerSettings
 from support.ports import free_port
 
 SERVICES = {
@@ -46,13 +58,48 @@ async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0
     raise TimeoutError(f"port {port} not SERVING after {timeout}s ({last})")
 
 
-class ServiceProcess:
-    """One service as a real `python -m` subprocess with its own environment and log file."""
+#: In-process services listen on port 0 and stop quickly.
+IN_PROCESS_SERVER = ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1))
 
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+
+@asynccontextmanager
+async def running_scheduler(environ: Mapping[str, str]) -> AsyncIterator[SchedulerService]:
+    """A scheduler in this process, configured from `environ`, on a free port."""
+    settings = replace(SchedulerSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    service = SchedulerService(settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@asynccontextmanager
+async def running_publisher(environ: Mapping[str, str]) -> AsyncIterator[PublisherService]:
+    """A publisher in this process, configured from `environ`, on a free port."""
+    settings = replace(PublisherSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    service = PublisherService(settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+class ServiceProcess:
+    """One service as a real subprocess with its own environment and log file.
+
+    It runs as `python -m <module>`, or with `console_script` as the installed
+    `kairos-<name>` script next to the interpreter.
+    """
+
+    def __init__(
+        self, name: str, env: Mapping[str, str], log_dir: Path, *, console_script: bool = False
+    ) -> None:
         module, addr_variable = SERVICES[name]
         self.name = name
         self.module = module
+        self.console_script = console_script
         self.port = free_port()
         self.env = {**os.environ, **env, addr_variable: f"127.0.0.1:{self.port}"}
         self.log_path = log_dir / f"{name}-{self.port}.log"
@@ -64,10 +111,16 @@ class ServiceProcess:
             self.terminate()
         self.start()
 
+    @property
+    def command(self) -> list[str]:
+        if self.console_script:
+            return [str(Path(sys.executable).parent / f"kairos-{self.name}")]
+        return [sys.executable, "-m", self.module]
+
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                self.command,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -82,13 +135,14 @@ class ServiceProcess:
 
     def terminate(self, timeout: float = 15.0) -> int:
         """SIGTERM, then the exit code (SIGKILL and -9 if it outlives `timeout`)."""
-        return self._signal(signal.SIGTERM, timeout)
+        return self.stop_with(signal.SIGTERM, timeout)
 
     def kill(self) -> int:
         """SIGKILL: the process gets no chance to clean up."""
-        return self._signal(signal.SIGKILL, 10.0)
+        return self.stop_with(signal.SIGKILL, 10.0)
 
-    def _signal(self, sig: signal.Signals, timeout: float) -> int:
+    def stop_with(self, sig: signal.Signals, timeout: float) -> int:
+        """Send `sig`, then the exit code (SIGKILL and -9 if it outlives `timeout`)."""
         assert self.process is not None, "not started"
         if self.process.poll() is None:
             self.process.send_signal(sig)

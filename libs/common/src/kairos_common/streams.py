@@ -6,15 +6,19 @@ missing stream and brings an existing one's settings up to date.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
+
+from kairos_common.deadline import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,19 @@ async def connect(url: str, *, name: str) -> NatsClient:
         reconnected_cb=on_reconnected,
         error_cb=on_error,
     )
+
+
+async def drain_and_close(nc: NatsClient, deadline: Deadline) -> None:
+    """Drain `nc` (finish subscriptions, flush publishes) until the deadline, then close it.
+
+    A connection that is reconnecting cannot drain, and one that ran out of time stops
+    draining; both are closed anyway, which still writes out what is buffered.
+    """
+    if nc.is_closed:
+        return
+    with contextlib.suppress(nats.errors.Error):
+        await deadline.run(nc.drain())
+    await nc.close()
 
 
 async def ensure_streams(js: JetStreamContext, layout: StreamLayout | None = None) -> None:

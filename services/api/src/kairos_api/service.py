@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -18,8 +17,15 @@ from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.settings import ApiSettings
+from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
-from kairos_common.streams import WAKE_SUBJECT, StreamLayout, connect, ensure_streams
+from kairos_common.streams import (
+    WAKE_SUBJECT,
+    StreamLayout,
+    connect,
+    drain_and_close,
+    ensure_streams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +93,17 @@ class ApiService:
         await self.relay.run()
 
     async def stop(self) -> None:
-        grace = self.settings.server.grace.total_seconds()
+        """Stop serving, let calls and the relay's round finish within the grace, close."""
+        deadline = Deadline(self.settings.server.grace.total_seconds())
         if self.grpc is not None:
-            await self.grpc.stop(grace)
+            await self.grpc.stop(deadline.remaining())
         if self.relay is not None:
             # Let the relay finish the round it is in, so committed events go out now.
             self.relay.stopping.set()
             self.relay.poke()
-            await asyncio.wait(self.tasks, timeout=grace + 1)
         # Still connecting to NATS, or past the grace: the outbox keeps what is left.
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.nc is not None and self.nc.is_connected:
-            await self.nc.drain()
+        relaying = deadline if self.relay is not None else Deadline(0)
+        await relaying.finish(self.tasks)
+        if self.nc is not None:
+            await drain_and_close(self.nc, deadline)
         await self.app.close()

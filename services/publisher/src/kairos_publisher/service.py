@@ -12,9 +12,10 @@ import httpx
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos_common.deadline import Deadline
 from kairos_common.grpc.channel import bearer, insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
-from kairos_common.streams import StreamLayout, connect, ensure_streams
+from kairos_common.streams import StreamLayout, connect, drain_and_close, ensure_streams
 from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.media import MediaFetcher
@@ -107,27 +108,29 @@ class PublisherService:
         )
 
     async def stop(self) -> None:
-        """Stop fetching, finish in-flight calls and report them, ack, then close."""
-        grace = self.settings.server.grace.total_seconds()
+        """Stop fetching, finish in-flight calls and report them, ack, then close.
+
+        All of it shares one grace period: work still in flight when it runs out is cancelled,
+        and JetStream redelivers its unacked events to another copy.
+        """
+        deadline = Deadline(self.settings.server.grace.total_seconds())
         if self.grpc is not None:
             await self.grpc.set_serving(False)
-        await asyncio.gather(*(c.drain(grace) for c in self.consumers))
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=FETCH_GRACE)
+        await asyncio.gather(*(c.drain(deadline.remaining()) for c in self.consumers))
+        # The fetch loops end as soon as their current short fetch returns.
+        await deadline.finish(self.tasks)
         for batcher in self.batchers:
-            await batcher.close()
+            await deadline.run(batcher.close())
         if self.http is not None:
             await self.http.aclose()
         if self.media is not None:
             await self.media.aclose()
         if self.nc is not None:
-            await self.nc.drain()
+            await drain_and_close(self.nc, deadline)
         if self.channel is not None:
             await self.channel.close(None)
         if self.grpc is not None:
-            await self.grpc.stop(grace)
+            await self.grpc.stop(deadline.remaining())
 
 
 RPC_TIMEOUT = 15.0
-#: A fetch waits at most this long, so the fetch loops end soon after stop.
-FETCH_GRACE = 2.0

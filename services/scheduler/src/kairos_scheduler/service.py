@@ -10,9 +10,16 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
+from kairos_common.deadline import Deadline
 from kairos_common.grpc.channel import insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
-from kairos_common.streams import WAKE_SUBJECT, StreamLayout, connect, ensure_streams
+from kairos_common.streams import (
+    WAKE_SUBJECT,
+    StreamLayout,
+    connect,
+    drain_and_close,
+    ensure_streams,
+)
 from kairos_scheduler.loop import ClaimLoop
 from kairos_scheduler.settings import SchedulerSettings
 
@@ -57,17 +64,17 @@ class SchedulerService:
         log.info("scheduler ready", extra={"api": self.settings.common.api_target})
 
     async def stop(self) -> None:
-        grace = self.settings.server.grace.total_seconds()
+        """Stop claiming, let a claim in flight finish within the grace, close."""
+        deadline = Deadline(self.settings.server.grace.total_seconds())
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         if self.loop is not None:
             self.loop.stopping.set()
-        if self.tasks:
-            # A claim in flight finishes and its events are published before we leave.
-            await asyncio.wait(self.tasks, timeout=grace)
+        # A claim in flight finishes and its events are published before we leave.
+        await deadline.finish(self.tasks)
         if self.nc is not None:
-            await self.nc.drain()
+            await drain_and_close(self.nc, deadline)
         if self.channel is not None:
             await self.channel.close(None)
         if self.grpc is not None:
-            await self.grpc.stop(grace)
+            await self.grpc.stop(deadline.remaining())

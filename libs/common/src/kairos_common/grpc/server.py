@@ -97,17 +97,39 @@ class Service(Protocol):
 
 
 async def run_until_signalled(service: Service) -> None:
-    """Start `service`, wait for SIGTERM or SIGINT, then stop it."""
+    """Start `service`, wait for SIGTERM or SIGINT, then stop it.
+
+    A signal while the service is still starting (say, waiting for NATS) cancels the start and
+    stops what had started, so a service that never got ready still ends when asked to.
+    """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        await service.start()
-        await stopping.wait()
+        if await start_unless_signalled(service, stopping):
+            await stopping.wait()
         log.info("stopping")
         await service.stop()
         log.info("stopped")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def start_unless_signalled(service: Service, stopping: asyncio.Event) -> bool:
+    """Start `service`; False if `stopping` was set first and the start was cancelled."""
+    starting = asyncio.create_task(service.start(), name="start")
+    signalled = asyncio.create_task(stopping.wait(), name="signalled")
+    try:
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not starting.done():
+        log.info("signalled while starting")
+        starting.cancel()
+        await asyncio.wait({starting})
+    if starting.cancelled():
+        return False
+    starting.result()  # a start that failed fails the run
+    return True
