@@ -18,6 +18,7 @@ from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.database import migrate, sync_url
 from kairos_api.adapters.orm import Base
 from support.api import api_settings, running_api
+from support.nats_server import NatsServer
 from support.postgres import TestDatabase
 
 
@@ -48,12 +49,16 @@ def test_migrations_match_the_models_and_can_run_twice(fresh_url: str) -> None:
     assert "ix_targets_claimable" in claimable
 
 
-async def test_with_migrations_disabled_the_api_creates_no_table(tmp_path: Path) -> None:
+async def test_with_migrations_disabled_the_api_creates_no_table(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     """KAIROS_MIGRATE_ON_START=false leaves the schema to `python -m kairos_api migrate`: the api
     starts on an empty SQLite file without creating a table, and calls fail until it is migrated
     rather than half-working on a schema someone else owns."""
     path = tmp_path / "kairos.db"
-    settings = api_settings(f"sqlite:///{path}", KAIROS_MIGRATE_ON_START="false")
+    settings = api_settings(
+        f"sqlite:///{path}", KAIROS_MIGRATE_ON_START="false", KAIROS_NATS_URL=nats_server.url
+    )
     assert not settings.migrate_on_start
 
     async with running_api(settings) as api, grpc.aio.insecure_channel(api.target) as channel:
