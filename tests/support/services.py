@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -61,29 +62,42 @@ async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0
 #: In-process services listen on port 0 and stop quickly.
 IN_PROCESS_SERVER = ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1))
 
+S = TypeVar("S", SchedulerService, PublisherService)
+
+
+@dataclass
+class Running(Generic[S]):
+    """A service started in this process, and the port its gRPC server got."""
+
+    service: S
+    port: int
+
 
 @asynccontextmanager
-async def running_scheduler(environ: Mapping[str, str]) -> AsyncIterator[SchedulerService]:
+async def running(service: S) -> AsyncIterator[Running[S]]:
+    """Start `service`, hand it over with its port, and stop it at the end."""
+    await service.start()
+    assert service.grpc is not None
+    try:
+        yield Running(service, service.grpc.port)
+    finally:
+        await service.stop()
+
+
+def running_scheduler(
+    environ: Mapping[str, str],
+) -> AbstractAsyncContextManager[Running[SchedulerService]]:
     """A scheduler in this process, configured from `environ`, on a free port."""
     settings = replace(SchedulerSettings.from_env(environ), server=IN_PROCESS_SERVER)
-    service = SchedulerService(settings)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
+    return running(SchedulerService(settings))
 
 
-@asynccontextmanager
-async def running_publisher(environ: Mapping[str, str]) -> AsyncIterator[PublisherService]:
+def running_publisher(
+    environ: Mapping[str, str],
+) -> AbstractAsyncContextManager[Running[PublisherService]]:
     """A publisher in this process, configured from `environ`, on a free port."""
     settings = replace(PublisherSettings.from_env(environ), server=IN_PROCESS_SERVER)
-    service = PublisherService(settings)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
+    return running(PublisherService(settings))
 
 
 class ServiceProcess:
