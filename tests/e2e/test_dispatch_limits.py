@@ -102,8 +102,14 @@ async def test_posts_queued_behind_a_busy_account_publish_once_without_redeliver
     own_nats: NatsServer, log_dir: Path
 ) -> None:
     """Six posts due together on one account that takes one call at a time, each call a second:
-    the last waits about five seconds, longer than the attempt lease and AckWait (3 s each)."""
-    env = {"KAIROS_ACCOUNT_CONCURRENCY": "1", "KAIROS_ACK_WAIT_SECONDS": "3"}
+    the last waits about five seconds, longer than the attempt lease and AckWait (3 s each).
+    Attempts are begun ahead only while they would wait at most 1.5 s at the account's call
+    latency, so none waits begun for much more than a second."""
+    env = {
+        "KAIROS_ACCOUNT_CONCURRENCY": "1",
+        "KAIROS_BEGIN_AHEAD_SECONDS": "1.5",
+        "KAIROS_ACK_WAIT_SECONDS": "3",
+    }
     api_env = {"KAIROS_ATTEMPT_LEASE_SECONDS": "3"}
     async with running_stack(own_nats, log_dir, env=env, api_env=api_env) as stack:
         mark = f"busy-{uuid.uuid4().hex[:8]}"

@@ -33,6 +33,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_common.grpc.channel import bearer
 from kairos_common.platforms import Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
+from kairos_publisher.admission import AccountGate
 from kairos_publisher.batching import Batcher
 from kairos_publisher.platforms.base import (
     PlatformClient,
@@ -229,6 +230,8 @@ class PlatformConsumer:
         self.account_limits = account_limits
         self.metadata = bearer(settings.common.service_token)
         self.slots = asyncio.Semaphore(settings.platform_concurrency)
+        #: Per account, how many attempts may be begun ahead of its call slots (see `deliver`).
+        self.gates: dict[str, AccountGate] = {}
         self.in_flight: set[asyncio.Task[None]] = set()
         #: Delivery ids of the events this consumer is handling, so one is never begun twice.
         self.active: set[str] = set()
@@ -312,7 +315,7 @@ class PlatformConsumer:
             self.active.discard(event.delivery_id)
 
     async def deliver(self, message: Msg, event: events_pb2.DueEvent) -> None:
-        """Hold, take the call slots, begin, call, report, ack."""
+        """Hold, begin when the account's gate admits it, call in a slot, report, ack."""
         due_at = event.due_at.ToDatetime(tzinfo=UTC)
         blocked = self.blocked.get(event.account_id)
         if blocked is not None and blocked <= datetime.now(UTC):
@@ -321,22 +324,32 @@ class PlatformConsumer:
             due_at = blocked  # the platform asked this account to wait
         if not await self.hold_until(message, due_at):
             return  # handed back with nak(delay), or stopping
-        async with self.kept_alive(message):
-            # The slots come before BeginAttempt: the attempt's lease must not run out while
-            # the event queues behind a busy account, or the sweeper would call it UNKNOWN and
-            # then see it published after all.
-            if not await self.take_slots(message, event.account_id):
-                return  # stopping: handed back, nothing began
-            try:
-                begun = await self.begin(message, event)
-                if begun is None:
-                    return
+        # An attempt's lease runs from BeginAttempt, so an event must not begin and then queue
+        # behind a busy account for longer than the lease (see kairos_publisher.admission).
+        gate = self.gate(event.account_id)
+        async with self.kept_alive(message), gate.admit():
+            if self.stopping.is_set():
+                await message.nak()
+                return  # handed back before anything began
+            begun = await self.begin(message, event)
+            if begun is None:
+                return
+            async with self.call_slots(event.account_id):
                 started = time.monotonic()
                 outcome = await self.call(begun)
                 latency = time.monotonic() - started
-            finally:
-                self.release_slots(event.account_id)
+            await gate.timed(latency)
             await self.report(message, event, begun, outcome, latency)
+
+    def gate(self, account_id: str) -> AccountGate:
+        gate = self.gates.get(account_id)
+        if gate is None:
+            gate = self.gates[account_id] = AccountGate(
+                self.settings.account_concurrency,
+                self.settings.begin_ahead.total_seconds(),
+                first_latency=self.settings.http_timeout.total_seconds(),
+            )
+        return gate
 
     async def begin(
         self, message: Msg, event: events_pb2.DueEvent
@@ -397,27 +410,12 @@ class PlatformConsumer:
         else:
             await message.ack()
 
-    async def take_slots(self, message: Msg, account_id: str) -> bool:
-        """Wait for a call slot of the account, then of the platform; False when stopping by
-        then (the message is handed back)."""
-        # Account first: events queued behind a busy account must not sit on platform slots
-        # that other accounts' events could use.
-        account = self.account_limits[account_id]
-        await account.acquire()
-        try:
-            await self.slots.acquire()
-        except BaseException:
-            account.release()
-            raise
-        if self.stopping.is_set():
-            self.release_slots(account_id)
-            await message.nak()
-            return False
-        return True
-
-    def release_slots(self, account_id: str) -> None:
-        self.slots.release()
-        self.account_limits[account_id].release()
+    @contextlib.asynccontextmanager
+    async def call_slots(self, account_id: str) -> AsyncIterator[None]:
+        """A call slot of the account, then of the platform: account first, so events queued
+        behind a busy account never sit on platform slots that other accounts could use."""
+        async with self.account_limits[account_id], self.slots:
+            yield
 
     @contextlib.asynccontextmanager
     async def kept_alive(self, message: Msg) -> AsyncIterator[None]:

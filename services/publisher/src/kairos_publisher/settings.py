@@ -31,6 +31,12 @@ class PublisherSettings:
     platform_concurrency: int = 64
     #: Platform calls in flight per account in this copy (KAIROS_ACCOUNT_CONCURRENCY).
     account_concurrency: int = 4
+    #: How long a begun attempt may expect to wait behind its account's calls
+    #: (KAIROS_BEGIN_AHEAD_SECONDS). An attempt's lease runs from BeginAttempt, so attempts are
+    #: begun ahead of a free call slot only while the queue they join would drain in this long
+    #: at the account's recent call latency; keep it well inside the api's attempt lease
+    #: (KAIROS_ATTEMPT_LEASE_SECONDS). 0 begins an attempt only when its call can start.
+    begin_ahead: timedelta = timedelta(seconds=30)
     #: Events due later than this are handed back with nak(delay) instead of held in memory
     #: (KAIROS_HOLD_MAX_SECONDS).
     hold_max: timedelta = timedelta(seconds=30)
@@ -79,6 +85,7 @@ class PublisherSettings:
             platforms=platforms,
             platform_concurrency=env.integer("KAIROS_PLATFORM_CONCURRENCY", 64, minimum=1),
             account_concurrency=env.integer("KAIROS_ACCOUNT_CONCURRENCY", 4, minimum=1),
+            begin_ahead=env.seconds("KAIROS_BEGIN_AHEAD_SECONDS", 30.0),
             hold_max=env.seconds("KAIROS_HOLD_MAX_SECONDS", 30.0),
             max_ack_pending=env.integer("KAIROS_MAX_ACK_PENDING", 50_000, minimum=1),
             ack_wait=env.seconds("KAIROS_ACK_WAIT_SECONDS", 60.0, minimum=1.0),
