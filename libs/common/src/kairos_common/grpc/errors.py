@@ -77,9 +77,14 @@ def _clip(text: str, limit: int) -> str:
 
 
 def to_rich_status(error: errors.KairosError) -> grpc.Status:
-    """A status carrying the code, the message and, for bad requests, the field violations."""
+    """A status carrying the code, the message and, for bad requests, the field violations.
+
+    Violations that do not fit in the headers are left out of the list, which holds only real
+    fields, and the message says how many more there were.
+    """
     code = status_code_of(error)
-    detail = status_pb2.Status(code=code.value[0], message=_clip(error.message, MAX_MESSAGE))
+    details: list[any_pb2.Any] = []
+    suffix = ""
     if isinstance(error, errors.InvalidArgument) and error.violations:
         bad_request = error_details_pb2.BadRequest()
         for index, violation in enumerate(error.violations):
@@ -91,13 +96,14 @@ def to_rich_status(error: errors.KairosError) -> grpc.Status:
             if not full:
                 full = bad_request.ByteSize() + entry.ByteSize() + 3 > MAX_VIOLATION_BYTES
             if full:
-                hidden = len(error.violations) - index
-                bad_request.field_violations.add(description=f"and {hidden} more violations")
+                suffix = f" (and {len(error.violations) - index} more violations not listed)"
                 break
             bad_request.field_violations.append(entry)
         packed = any_pb2.Any()
         packed.Pack(bad_request)
-        detail.details.append(packed)
+        details.append(packed)
+    message = _clip(error.message, MAX_MESSAGE - len(suffix)) + suffix
+    detail = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(detail)
 
 
