@@ -16,13 +16,18 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 
 
+class CannotStart(RuntimeError):
+    """The service cannot start as it is set up; the message says what to do about it."""
+
+
 def run_service(
     name: str,
     load_settings: Callable[[], S],
     log_settings: Callable[[S], LogSettings],
     build: Callable[[S], Service],
 ) -> int:
-    """Run a service until SIGTERM/SIGINT; 0 on a clean stop, 2 on bad settings, 1 on a crash."""
+    """Run a service until SIGTERM/SIGINT; 0 on a clean stop, 2 on bad settings or a setup it
+    cannot start with, 1 on a crash."""
     try:
         settings = load_settings()
         configure_logging(name, log_settings(settings))
@@ -33,6 +38,9 @@ def run_service(
         return 2
     try:
         asyncio.run(run_until_signalled(service))
+    except CannotStart as error:
+        log.error("cannot start: %s", error)
+        return 2
     except Exception:
         log.exception("%s crashed", name)
         return 1

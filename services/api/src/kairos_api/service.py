@@ -19,6 +19,7 @@ from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.runner import CannotStart
 from kairos_common.streams import (
     WAKE_SUBJECT,
     StreamLayout,
@@ -66,8 +67,12 @@ class ApiService:
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(self.app), server)
 
     async def start(self) -> None:
+        url = self.settings.common.database_url
         if self.settings.migrate_on_start:
-            await asyncio.to_thread(database.migrate, self.settings.common.database_url)
+            await asyncio.to_thread(database.migrate, url)
+        elif (behind := await asyncio.to_thread(database.schema_behind, url)) is not None:
+            # Serving on another schema would half-work; whoever owns the migrations runs them.
+            raise CannotStart(f"{behind}: run `python -m kairos_api migrate` first")
         self.grpc = await create_server(
             self.settings.server,
             service_names=[POSTS_SERVICE, ACCOUNTS_SERVICE, DISPATCH_SERVICE],

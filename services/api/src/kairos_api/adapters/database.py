@@ -11,7 +11,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event, pool
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -98,3 +101,19 @@ def migrate(url: str, revision: str = "head") -> None:
             Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
     log.info("database migrated", extra={"revision": revision})
+
+
+def schema_behind(url: str) -> str | None:
+    """Why the database's schema is not the one this code needs (blocking), or None when it is
+    at the newest migration."""
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    engine = create_sync_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    if current == head:
+        return None
+    found = f"at migration {current}" if current else "empty"
+    return f"the database schema is {found}; this api needs {head}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from kairos_api.adapters.orm import Base
 
@@ -22,6 +22,10 @@ def run() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several api replicas may start at once: one migrates, the others wait here and
+                # then find the schema at head (the lock ends with the transaction).
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('kairos_api'))"))
             context.run_migrations()
     engine.dispose()
 
