@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StreamConfig
 
+from kairos_common.deadline import Deadline
 from kairos_common.streams import (
     DEAD_STREAM,
     DUE_STREAM,
     EVENTS_STREAM,
     StreamLayout,
+    connect,
+    drain_and_close,
     due_subject,
     ensure_streams,
 )
+from support.nats_server import NatsServer
 
 
 async def test_streams_are_declared_with_their_subjects(nats_client: NatsClient) -> None:
@@ -59,3 +65,19 @@ async def test_dedup_drops_a_republished_delivery(nats_client: NatsClient) -> No
     again = await js.publish(due_subject("x"), b"1", headers={"Nats-Msg-Id": "delivery-dup-1"})
     assert again.duplicate is True
     assert again.seq == first.seq
+
+
+async def test_a_clean_close_is_not_reported_as_a_lost_connection(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for closing in ("drain", "close"):
+        client = await connect(nats_server.url, name=f"kairos-tests-{closing}")
+        with caplog.at_level(logging.INFO, logger="kairos_common.streams"):
+            caplog.clear()
+            if closing == "drain":
+                await drain_and_close(client, Deadline(5.0))
+            else:
+                await client.close()
+        messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+        assert (logging.INFO, "NATS connection closed") in messages, closing
+        assert not any(level >= logging.WARNING for level, _ in messages), messages

@@ -101,9 +101,14 @@ class StreamLayout:
 
 async def connect(url: str, *, name: str) -> NatsClient:
     """Connect to NATS, reconnecting forever in the background once connected."""
+    client = NatsClient()
 
     async def on_disconnected() -> None:
-        log.warning("NATS disconnected")
+        # Closing (a drain ends with a close) also disconnects: only a lost link is news.
+        if client.is_closed or client.is_draining:
+            log.info("NATS connection closed")
+        else:
+            log.warning("NATS disconnected")
 
     async def on_reconnected() -> None:
         log.info("NATS reconnected")
@@ -111,15 +116,16 @@ async def connect(url: str, *, name: str) -> NatsClient:
     async def on_error(error: Exception) -> None:
         log.warning("NATS error: %s", error)
 
-    return await nats.connect(
+    await client.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; it sleeps any float
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
     )
+    return client
 
 
 async def drain_and_close(nc: NatsClient, deadline: Deadline) -> None:
