@@ -161,6 +161,9 @@ class Post(Base):
     stale_after_seconds: Mapped[int | None] = mapped_column(Integer)
     parent_post_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("posts.id"))
     request_id: Mapped[str | None] = mapped_column(String(128))
+    #: SHA-256 (hex) of the create request, without its request_id: a repeated request_id must
+    #: come with the same request. NULL for posts created before it was kept.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
