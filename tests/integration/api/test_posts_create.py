@@ -6,6 +6,7 @@ Every refused create is checked to have written nothing: no post, target or outb
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -250,28 +251,160 @@ async def test_create_keeps_overrides_settings_media_and_stale_after(kairos: Ten
     assert dict(by_account[mastodon].settings) == {}
 
 
+def first_request(account_id: str, request_id: str) -> posts_pb2.CreatePostRequest:
+    """A create that sets most fields, so that a repeat has much to repeat exactly."""
+    return posts_pb2.CreatePostRequest(
+        content="first",
+        targets=[posts_pb2.TargetSpec(account_id=account_id, settings={"reply_settings": "all"})],
+        schedule=at(3600),
+        tags=["launch", "q3"],
+        notes="draft by ops",
+        stale_after=Duration(seconds=600),
+        request_id=request_id,
+    )
+
+
 async def test_create_with_a_repeated_request_id_returns_the_first_post(kairos: Tenant) -> None:
     account = await kairos.connect()
-    first = await kairos.create(account, content="first", request_id="req-1")
-    again = await kairos.create(account, content="second try", request_id="req-1")
+    request = first_request(account, "req-1")
+    first = (await kairos.posts.CreatePost(request, metadata=kairos.metadata)).post
+    again = (await kairos.posts.CreatePost(request, metadata=kairos.metadata)).post
     other = await kairos.create(account, content="other", request_id="req-2")
 
-    assert again.id == first.id
-    assert again.content == "first"
-    assert again.revision == first.revision
+    assert again == first
     assert other.id != first.id
     assert sorted(await kairos.list_ids()) == sorted([first.id, other.id])
-    assert await kairos.db_events(first.id) == {"created": 1}
+    assert await kairos.db_events(first.id) == {"created": 1, "scheduled": 1}
+
+
+def _other_content(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.content = "second"
+
+
+def _other_instant(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.schedule.at.seconds += 60
+
+
+def _local_time(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.schedule.CopyFrom(local(f"{NEXT_YEAR}-03-01T09:00:00", "Europe/Paris"))
+
+
+def _no_schedule(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.ClearField("schedule")
+
+
+def _other_account(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.targets[0].account_id = spare
+
+
+def _one_more_target(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.targets.append(posts_pb2.TargetSpec(account_id=spare))
+
+
+def _other_settings(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.targets[0].settings["reply_settings"] = "following"
+
+
+def _empty_override(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.targets[0].content_override = ""  # set but empty is not the same as unset
+
+
+def _other_tags(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.tags.append("extra")
+
+
+def _other_stale_after(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.stale_after.nanos = 1_000
+
+
+def _approval(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.approval_required = True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _other_content,
+        _other_instant,
+        _local_time,
+        _no_schedule,
+        _other_account,
+        _one_more_target,
+        _other_settings,
+        _empty_override,
+        _other_tags,
+        _other_stale_after,
+        _approval,
+    ],
+)
+async def test_a_request_id_reused_for_a_different_request_is_refused(
+    kairos: Tenant, change: Callable[[posts_pb2.CreatePostRequest, str], None]
+) -> None:
+    account, spare = await kairos.connect(), await kairos.connect()
+    request = first_request(account, "reused")
+    first = (await kairos.posts.CreatePost(request, metadata=kairos.metadata)).post
+    different = posts_pb2.CreatePostRequest()
+    different.CopyFrom(request)
+    change(different, spare)
+    assert different != request
+
+    violations = await refused_create(kairos, different)
+
+    assert [name for name, _ in violations] == ["request_id"]
+    assert "already used for a different request" in violations[0][1]
+    assert await kairos.get(first.id) == first
+    assert await kairos.list_ids() == [first.id]
+    # The first request, repeated, is still answered with its post.
+    again = await kairos.posts.CreatePost(request, metadata=kairos.metadata)
+    assert again.post == first
+
+
+async def test_a_post_from_before_request_hashes_honours_any_repeat(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    first = await kairos.create(account, content="first", request_id="old")
+    await kairos.db_set_post(first.id, request_hash=None)
+
+    again = await kairos.create(account, content="not the same", request_id="old")
+
+    assert (again.id, again.content, again.revision) == (first.id, "first", 1)
+    assert await kairos.list_ids() == [first.id]
 
 
 async def test_concurrent_creates_with_one_request_id_make_one_post(kairos: Tenant) -> None:
+    """Three different requests under one request_id, each sent three times at once: one of
+    them makes the post and all its copies get it; every copy of the other two is refused."""
     account = await kairos.connect()
-    posts = await asyncio.gather(
-        *(kairos.create(account, content=f"try {i}", request_id="burst") for i in range(4))
+    bodies = ["try 0", "try 1", "try 2"]
+    results = await asyncio.gather(
+        *(
+            kairos.posts.CreatePost(
+                posts_pb2.CreatePostRequest(
+                    content=body, targets=targets(account), request_id="burst"
+                ),
+                metadata=kairos.metadata,
+            )
+            for _ in range(3)
+            for body in bodies
+        ),
+        return_exceptions=True,
     )
 
-    assert len({p.id for p in posts}) == 1
-    assert await kairos.list_ids() == [posts[0].id]
+    answered: dict[str, set[str]] = {}
+    for index, result in enumerate(results):
+        body = bodies[index % 3]
+        if isinstance(result, grpc.aio.AioRpcError):
+            assert result.code() == INVALID, result.details()
+            assert [name for name, _ in violations_of(result)] == ["request_id"]
+            answered.setdefault(body, set()).add("refused")
+        else:
+            assert isinstance(result, posts_pb2.CreatePostResponse), result
+            assert result.post.content == body
+            answered.setdefault(body, set()).add(result.post.id)
+    winners = [body for body, outcomes in answered.items() if outcomes != {"refused"}]
+    assert len(winners) == 1, answered
+    assert all(answered[body] == {"refused"} for body in bodies if body not in winners)
+    (post_id,) = answered[winners[0]]  # every copy of the winner got the same post
+    assert await kairos.list_ids() == [post_id]
     assert (await kairos.db_counts())[:2] == (1, 1)
     assert await kairos.db_events() == {"created": 1}
 

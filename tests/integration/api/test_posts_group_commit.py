@@ -1,7 +1,8 @@
 """Group commit of CreatePost, on PostgreSQL and SQLite: concurrent creates share a transaction.
 
 Batching must not be visible: every caller gets the post it asked for, a repeated request_id
-still makes one post, and a refused create fails alone.
+still makes one post (and a different request under it is refused), and a refused create fails
+alone.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -66,7 +68,7 @@ async def test_concurrent_repeats_of_request_ids_make_one_post_each(kairos: Tena
     request_ids = [f"batch-{uuid.uuid4().hex[:8]}" for _ in range(8)]
     calls = [
         kairos.posts.CreatePost(
-            create_request(account, content=f"{rid} try {n}", request_id=rid),
+            create_request(account, content=f"{rid} post", request_id=rid),
             metadata=kairos.metadata,
         )
         for n in range(3)
@@ -77,6 +79,7 @@ async def test_concurrent_repeats_of_request_ids_make_one_post_each(kairos: Tena
     for index, answer in enumerate(answers):
         by_request.setdefault(request_ids[index % 8], set()).add(answer.post.id)
     assert all(len(ids) == 1 for ids in by_request.values())
+    assert all(a.post.content == f"{request_ids[i % 8]} post" for i, a in enumerate(answers))
     assert len({next(iter(ids)) for ids in by_request.values()}) == 8
     for ids in by_request.values():
         assert await kairos.db_events(next(iter(ids))) == Counter({"created": 1})
@@ -100,21 +103,40 @@ async def test_a_refused_create_in_a_batch_fails_alone(kairos: Tenant) -> None:
     assert [r.post.content for r in results] == [f"ok {i}" for i in range(10)]  # type: ignore[union-attr]
 
 
-async def test_a_batch_that_loses_a_request_id_race_is_written_one_by_one(
-    api: RunningApi, kairos: Tenant, monkeypatch: pytest.MonkeyPatch
+async def test_a_reused_request_id_in_one_batch_is_refused_for_the_different_request(
+    kairos: Tenant,
 ) -> None:
     account = await kairos.connect()
-    first = await kairos.posts.CreatePost(
-        create_request(account, content="first", request_id="raced"), metadata=kairos.metadata
+    batcher = posts.CreateBatcher(kairos.app, max_wait=0.05)
+    target = [posts.TargetInput(account)]
+    before = await kairos.db_counts()
+    first, copy, different, later = await asyncio.gather(
+        batcher.create(kairos.tenant, posts.CreatePost("one", target, request_id="shared")),
+        batcher.create(kairos.tenant, posts.CreatePost("one", target, request_id="shared")),
+        batcher.create(kairos.tenant, posts.CreatePost("two", target, request_id="shared")),
+        batcher.create(kairos.tenant, posts.CreatePost("later", target)),
+        return_exceptions=True,
     )
-    # The batch does not see the first post (as if it committed just after the batch looked),
-    # so its insert hits the unique request_id; the one-by-one retry then sees it.
+    assert isinstance(first, posts.PostRecord)
+    assert copy == first
+    assert isinstance(different, errors.InvalidArgument)
+    assert [v.field for v in different.violations] == ["request_id"]
+    assert isinstance(later, posts.PostRecord)
+    assert later.content == "later"
+    posts_before, targets_before, events_before = before
+    assert await kairos.db_counts() == (posts_before + 2, targets_before + 2, events_before + 2)
+
+
+def stale_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[], bool]:
+    """Make the next request_id lookup miss (as if the first post committed just after it
+    looked), so the insert hits the unique request_id; later lookups see the post. Returns
+    whether the stale lookup happened."""
     looked_up = posts._by_request_id
     stale = True
 
     async def lookup_once_stale(
         uow: UnitOfWork, tenant: str, request_id: str
-    ) -> posts.PostRecord | None:
+    ) -> posts._Earlier | None:
         nonlocal stale
         if stale:
             stale = False
@@ -122,22 +144,62 @@ async def test_a_batch_that_loses_a_request_id_race_is_written_one_by_one(
         return await looked_up(uow, tenant, request_id)
 
     monkeypatch.setattr(posts, "_by_request_id", lookup_once_stale)
+    return lambda: not stale
+
+
+@pytest.mark.parametrize("content", ["first", "again"])
+async def test_a_batch_that_loses_a_request_id_race_is_written_one_by_one(
+    kairos: Tenant, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    """The batch's insert fails on the unique request_id; the one-by-one retry then sees the
+    first post: the same request gets it, a different one is refused."""
+    account = await kairos.connect()
+    first = await kairos.posts.CreatePost(
+        create_request(account, content="first", request_id="raced"), metadata=kairos.metadata
+    )
+    went_stale = stale_once(monkeypatch)
     batcher = posts.CreateBatcher(kairos.app, max_wait=0.05)
     before = await kairos.db_counts()
     target = [posts.TargetInput(account)]
     repeated, fresh, refused = await asyncio.gather(
-        batcher.create(kairos.tenant, posts.CreatePost("again", target, request_id="raced")),
+        batcher.create(kairos.tenant, posts.CreatePost(content, target, request_id="raced")),
         batcher.create(kairos.tenant, posts.CreatePost("fresh", target)),
         batcher.create(kairos.tenant, posts.CreatePost("", target, media_urls=["ftp://x"])),
         return_exceptions=True,
     )
-    assert not stale
-    assert isinstance(repeated, posts.PostRecord)
-    assert str(repeated.id) == first.post.id
-    assert repeated.content == "first"
+    assert went_stale()
+    if content == "first":
+        assert isinstance(repeated, posts.PostRecord)
+        assert str(repeated.id) == first.post.id
+        assert repeated.content == "first"
+    else:
+        assert isinstance(repeated, errors.InvalidArgument)
+        assert [v.field for v in repeated.violations] == ["request_id"]
     assert isinstance(fresh, posts.PostRecord)
     assert fresh.content == "fresh"
     assert fresh.status == PostStatus.DRAFT
     assert isinstance(refused, errors.InvalidArgument)
     posts_before, targets_before, events_before = before
     assert await kairos.db_counts() == (posts_before + 1, targets_before + 1, events_before + 1)
+
+
+@pytest.mark.parametrize("content", ["first", "again"])
+async def test_a_single_create_that_loses_a_request_id_race_reads_the_winner(
+    kairos: Tenant, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    """`create_post` misses the first post, its insert fails, and the re-read finds it: the same
+    request gets it, a different one is refused; either way nothing is written."""
+    account = await kairos.connect()
+    first = await kairos.create(account, content="first", request_id="raced")
+    went_stale = stale_once(monkeypatch)
+    before = await kairos.db_counts()
+    command = posts.CreatePost(content, [posts.TargetInput(account)], request_id="raced")
+    if content == "first":
+        repeated = await posts.create_post(kairos.app, kairos.tenant, command)
+        assert (str(repeated.id), repeated.content) == (first.id, "first")
+    else:
+        with pytest.raises(errors.InvalidArgument) as refused:
+            await posts.create_post(kairos.app, kairos.tenant, command)
+        assert [v.field for v in refused.value.violations] == ["request_id"]
+    assert went_stale()
+    assert await kairos.db_counts() == before

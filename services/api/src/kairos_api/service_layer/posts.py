@@ -14,6 +14,9 @@ Rules worth knowing:
 - Changing the content, media or targets of an approved post withdraws the approval.
 - Creates that arrive together share one transaction (`CreateBatcher`, group commit); each is
   still validated and answered on its own, and a refused one writes nothing.
+- A repeated `request_id` is answered with the first post only when the request is the same
+  (`request_hash`); with a different request it is refused, so a mistaken reuse is not
+  mistaken for a retry.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple, cast
 
@@ -255,7 +258,7 @@ _LIVE_POST_WITH_ATTEMPTS = (
     )
     .order_by(_TARGETS.c.id, _ATTEMPTS.c.number)
 )
-_POST_BY_REQUEST_ID = select(_POSTS.c.id).where(
+_POST_BY_REQUEST_ID = select(_POSTS.c.id, _POSTS.c.request_hash).where(
     _POSTS.c.tenant_id == bindparam("tenant"), _POSTS.c.request_id == bindparam("request_id")
 )
 _ACCOUNTS_OF_TENANT = select(Account.id, Account.platform, Account.status).where(
@@ -628,6 +631,8 @@ class _Draft:
     scheduled_at: datetime | None
     time_zone: str
     parent_id: uuid.UUID | None
+    #: `request_hash` of the command when it has a request_id, else None.
+    request_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -639,6 +644,44 @@ class _NewPost:
     target_rows: list[dict[str, Any]]
     tag_rows: list[dict[str, Any]]
     events: list[dict[str, Any]]
+
+
+def request_hash(command: CreatePost) -> str:
+    """SHA-256 (hex) of everything a create asks for except its request_id.
+
+    The canonical form is JSON with sorted keys, instants in ISO 8601 UTC and durations in
+    microseconds; lists keep their order (the order of targets, tags and media is part of the
+    request). Fields left at their default are left out, so a field added to the command later
+    does not change the hash of a request that does not use it (a retry across an upgrade).
+    """
+    form = _canonical(command)
+    form.pop("request_id", None)
+    text = json.dumps(form, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """`value` as plain JSON data: dataclasses become objects without their default fields."""
+    if is_dataclass(value) and not isinstance(value, type):
+        form: dict[str, Any] = {}
+        for spec in fields(value):
+            item = _canonical(getattr(value, spec.name))
+            if spec.default_factory is not MISSING:
+                default = _canonical(spec.default_factory())
+            else:
+                default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+            if item != default:
+                form[spec.name] = item
+        return form
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, timedelta):
+        return value // timedelta(microseconds=1)
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
 
 
 def _draft(app: Application, tenant: str, command: CreatePost) -> _Draft:
@@ -662,7 +705,8 @@ def _draft(app: Application, tenant: str, command: CreatePost) -> _Draft:
             parent_id = parse_id(command.parent_post_id, "parent_post_id")
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
-    return _Draft(tenant, command, violations, tags, ids, scheduled_at, zone, parent_id)
+    digest = request_hash(command) if command.request_id else None
+    return _Draft(tenant, command, violations, tags, ids, scheduled_at, zone, parent_id, digest)
 
 
 async def _refuse_invalid(
@@ -782,6 +826,7 @@ def _new_post(app: Application, draft: _Draft, accounts: dict[uuid.UUID, Account
         "stale_after_seconds": stale_after_seconds,
         "parent_post_id": draft.parent_id,
         "request_id": command.request_id or None,
+        "request_hash": draft.request_hash,
         "created_at": now,
         "updated_at": now,
     }
@@ -811,7 +856,8 @@ async def _insert(uow: UnitOfWork, new_posts: Sequence[_NewPost]) -> None:
 async def create_post(app: Application, tenant: str, command: CreatePost) -> PostRecord:
     """Create a draft, or a scheduled post when a schedule is given.
 
-    A repeated `request_id` returns the post the first request created, unchanged.
+    A repeated `request_id` returns the post the first request created, unchanged, when the
+    request is the same; with a different request it is refused (INVALID_ARGUMENT on request_id).
     """
     return await _create_one(app, _draft(app, tenant, command))
 
@@ -820,9 +866,9 @@ async def _create_one(app: Application, draft: _Draft) -> PostRecord:
     request_id = draft.command.request_id
     async with app.uow() as uow:
         if request_id:
-            existing = await _by_request_id(uow, draft.tenant, request_id)
-            if existing is not None:
-                return existing
+            earlier = await _by_request_id(uow, draft.tenant, request_id)
+            if earlier is not None:
+                return _repeat_of(draft, earlier)
         accounts = await _accounts_of(uow, draft.tenant, draft.account_ids)
         await _refuse_invalid(app, uow, draft, accounts)
         new = _new_post(app, draft, accounts)
@@ -832,10 +878,10 @@ async def _create_one(app: Application, draft: _Draft) -> PostRecord:
         except IntegrityError:
             # Two creates with the same request_id raced; the other one won.
             await uow.session.rollback()
-            existing = await _by_request_id(uow, draft.tenant, request_id)
-            if existing is None:
+            earlier = await _by_request_id(uow, draft.tenant, request_id)
+            if earlier is None:
                 raise
-            return existing
+            return _repeat_of(draft, earlier)
     _wake_if_due_soon(app, new.record, new.record.created_at)
     # Everything the answer shows was written here: no need to read it back.
     return new.record
@@ -855,7 +901,7 @@ async def _create_many(
         for draft in drafts:
             by_tenant.setdefault(draft.tenant, []).append(draft)
         accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
-        existing: dict[tuple[str, str], PostRecord] = {}
+        existing: dict[tuple[str, str], _Earlier] = {}
         for tenant, group in by_tenant.items():
             ids = [i for d in group for i in d.account_ids]
             accounts[tenant] = await _accounts_of(uow, tenant, ids)
@@ -869,7 +915,10 @@ async def _create_many(
             key = (draft.tenant, draft.command.request_id)
             if key in existing:
                 # Created earlier, or by a valid draft earlier in this batch.
-                results[index] = existing[key]
+                try:
+                    results[index] = _repeat_of(draft, existing[key])
+                except errors.InvalidArgument as error:
+                    results[index] = error
                 continue
             try:
                 await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
@@ -880,7 +929,7 @@ async def _create_many(
             new_posts.append(new)
             results[index] = new.record
             if draft.command.request_id:
-                existing[key] = new.record
+                existing[key] = _Earlier(new.record, draft.request_hash)
         await _insert(uow, new_posts)
         await uow.commit()
     for new in new_posts:
@@ -967,7 +1016,28 @@ def _settle(future: asyncio.Future[PostRecord], outcome: PostRecord | Exception)
         future.set_result(outcome)
 
 
-async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> PostRecord | None:
+class _Earlier(NamedTuple):
+    """The post an earlier create with the same request_id made, and that create's hash."""
+
+    record: PostRecord
+    request_hash: str | None
+
+
+def _repeat_of(draft: _Draft, earlier: _Earlier) -> PostRecord:
+    """The earlier post when `draft` repeats its request; INVALID_ARGUMENT when it does not.
+
+    A post created before hashes were kept has none: its request_id is honoured as it was.
+    """
+    if earlier.request_hash is not None and earlier.request_hash != draft.request_hash:
+        raise errors.InvalidArgument.of(
+            "request_id",
+            f"already used for a different request (post {earlier.record.id}); a retry must"
+            " repeat the request unchanged, a new request needs a new request_id",
+        )
+    return earlier.record
+
+
+async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> _Earlier | None:
     connection = await uow.session.connection()
     found = (
         await connection.execute(_POST_BY_REQUEST_ID, {"tenant": tenant, "request_id": request_id})
@@ -977,7 +1047,7 @@ async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> PostR
     # The first request's post, as it is now (even if deleted since, as before).
     rows = (await connection.execute(select(*_POST_COLUMNS).where(_POSTS.c.id == found.id))).all()
     (record,) = await _post_records(connection, rows)
-    return record
+    return _Earlier(record, found.request_hash)
 
 
 async def get_post(app: Application, tenant: str, post_id: str) -> PostRecord:
