@@ -741,7 +741,10 @@ class CreatePostRequest(_message.Message):
     approval_required: _builtins.bool
     """Require ApprovePost before it can publish."""
     request_id: _builtins.str
-    """Client-chosen id making a retried create return the first result."""
+    """Client-chosen id making a retried create return the first result. A repeat must be the
+    same request (every other field equal): one that differs is refused with INVALID_ARGUMENT
+    on `request_id`, and nothing is written.
+    """
     parent_post_id: _builtins.str
     """Publish as a reply to this post (threads)."""
     @_builtins.property
