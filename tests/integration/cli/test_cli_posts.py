@@ -106,6 +106,8 @@ async def test_create_now_publishes_at_once(kairos: Kairos, account_id: str) -> 
 async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> None:
     second = await kairos.connect_sandbox()
     request_id = uuid.uuid4().hex
+    # One instant for both runs: a retry must repeat the request unchanged ("in 1h" would not).
+    at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     args = (
         "--json",
         "posts",
@@ -116,7 +118,7 @@ async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> No
         "--account",
         second,
         "--at",
-        "in 1h",
+        at,
         "--media",
         "https://example.com/a.png",
         "--tag",
@@ -140,6 +142,11 @@ async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> No
     again = (await kairos.ok(*args)).json()
 
     assert again["id"] == post["id"]  # the same request id returns the first post
+    # The same request id with another request is refused, naming it, and writes nothing.
+    changed = await kairos(*args[:3], "Launch night", *args[4:])
+    assert changed.code == 2, str(changed)
+    assert "request_id" in changed.stderr
+    assert "already used for a different request" in changed.stderr
     assert post["status"] == "POST_STATUS_PENDING_APPROVAL"
     assert (post["media_urls"], post["tags"]) == (["https://example.com/a.png"], ["launch", "q4"])
     assert (post["campaign"], post["notes"], post["stale_after"]) == (

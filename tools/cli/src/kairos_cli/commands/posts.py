@@ -106,7 +106,9 @@ def create(
     request_id: Annotated[
         str,
         typer.Option(
-            "--request-id", metavar="ID", help="Makes a repeated create return the first post."
+            "--request-id",
+            metavar="ID",
+            help="Makes a repeated create return the first post (repeat it unchanged).",
         ),
     ] = "",
     override: Annotated[
