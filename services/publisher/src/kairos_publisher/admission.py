@@ -16,12 +16,19 @@ opens up within a dozen calls and a slowing one closes at once.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 
 class AccountGate:
-    """Admits one account's attempts to begin; each admitted attempt reports its call time."""
+    """Admits one account's attempts to begin; each admitted attempt reports its call time.
+
+    The counts change only between awaits of the one event loop, so they need no lock; waiting
+    attempts queue in order and are let in as places free up or the estimate falls. (With an
+    asyncio.Condition, thousands of attempts woken at once queue again on its lock, and each
+    acquire of a lock with many waiters scans them all.)
+    """
 
     def __init__(self, slots: int, budget: float, first_latency: float) -> None:
         #: Calls the account may have in flight at once.
@@ -32,7 +39,7 @@ class AccountGate:
         self.latency = first_latency
         #: Attempts admitted and not yet finished (calling, or begun and waiting for a slot).
         self.admitted = 0
-        self._changed = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()
 
     def room(self) -> int:
         """How many more attempts may begin now: those whose wait for a slot, in rounds of
@@ -43,18 +50,34 @@ class AccountGate:
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
         """Hold a place until the attempt is finished; waits while the queue is too long."""
-        async with self._changed:
-            await self._changed.wait_for(self.room)
+        if self._waiting or self.room() <= 0:
+            place = asyncio.get_running_loop().create_future()
+            self._waiting.append(place)
+            try:
+                await place
+            except asyncio.CancelledError:
+                if place.done() and not place.cancelled():
+                    self._leave()  # let in, then cancelled before it could go on
+                raise
+        else:
             self.admitted += 1
         try:
             yield
         finally:
-            async with self._changed:
-                self.admitted -= 1
-                self._changed.notify(1)
+            self._leave()
 
-    async def timed(self, seconds: float) -> None:
+    def timed(self, seconds: float) -> None:
         """One call took `seconds`: move the estimate halfway there, and admit more if it fell."""
-        async with self._changed:
-            self.latency = (self.latency + seconds) / 2
-            self._changed.notify(self.room())
+        self.latency = (self.latency + seconds) / 2
+        self._let_in()
+
+    def _leave(self) -> None:
+        self.admitted -= 1
+        self._let_in()
+
+    def _let_in(self) -> None:
+        while self._waiting and self.room() > 0:
+            place = self._waiting.popleft()
+            if not place.done():  # a cancelled waiter is skipped
+                self.admitted += 1
+                place.set_result(None)

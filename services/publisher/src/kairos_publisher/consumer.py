@@ -338,7 +338,7 @@ class PlatformConsumer:
                 started = time.monotonic()
                 outcome = await self.call(begun)
                 latency = time.monotonic() - started
-            await gate.timed(latency)
+            gate.timed(latency)
             await self.report(message, event, begun, outcome, latency)
 
     def gate(self, account_id: str) -> AccountGate:
