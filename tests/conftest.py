@@ -14,13 +14,30 @@ from support.nats_server import NatsServer
 from support.postgres import TestDatabase
 
 
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
-    """One nats-server with JetStream for the session, on a free port, temporary storage."""
+def _nats() -> Iterator[NatsServer]:
     server = NatsServer()
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One nats-server with JetStream for the session, on a free port, temporary storage."""
+    yield from _nats()
+
+
+@pytest.fixture(scope="module")
+def own_nats() -> Iterator[NatsServer]:
+    """A nats-server of the test module's own, for tests whose durable consumers or streams
+    must see only their own events."""
+    yield from _nats()
+
+
+@pytest.fixture
+def fresh_nats() -> Iterator[NatsServer]:
+    """A nats-server of the test's own, for tests that count every delivery on the broker."""
+    yield from _nats()
 
 
 @pytest.fixture(scope="session")

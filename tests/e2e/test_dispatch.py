@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC
 
 import pytest
@@ -19,7 +19,15 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
-from support.stack import Stack, at, expect_events, running_stack, watching_due_events
+from support.stack import (
+    Stack,
+    at,
+    eventually,
+    expect_events,
+    running_stack,
+    wait_status,
+    watching_due_events,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -34,31 +42,6 @@ async def stack(
 
 def marker() -> str:
     return f"m-{uuid.uuid4().hex[:10]}"
-
-
-async def eventually(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}\n{stack.logs()}")
-
-
-async def wait_status(
-    stack: Stack, post_id: str, status: posts_pb2.PostStatus.ValueType, timeout: float = 15.0
-) -> posts_pb2.Post:
-    deadline = time.monotonic() + timeout
-    post = await stack.get(post_id)
-    while time.monotonic() < deadline:
-        post = await stack.get(post_id)
-        if post.status == status:
-            return post
-        await asyncio.sleep(0.1)
-    raise AssertionError(
-        f"post {post_id} is {posts_pb2.PostStatus.Name(post.status)}, wanted "
-        f"{posts_pb2.PostStatus.Name(status)}\n{post}\n{stack.logs()}"
-    )
 
 
 def due_of(post: posts_pb2.Post) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 
@@ -22,7 +22,15 @@ from kairos.posts.v1 import posts_pb2
 from kairos_common.streams import DUE_STREAM, connect
 from kairos_publisher.sandbox_server import SandboxServer, ScriptedAnswer
 from support.nats_server import NatsServer
-from support.stack import Stack, at, dead_letters, expect_events, running_stack
+from support.stack import (
+    Stack,
+    at,
+    dead_letters,
+    eventually,
+    expect_events,
+    running_stack,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -33,27 +41,6 @@ def marker() -> str:
 
 def due_of(post: posts_pb2.Post) -> float:
     return post.scheduled_at.ToDatetime(tzinfo=UTC).timestamp()
-
-
-async def eventually(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}\n{stack.logs()}")
-
-
-async def wait_status(
-    stack: Stack, post_id: str, status: posts_pb2.PostStatus.ValueType, timeout: float = 15.0
-) -> posts_pb2.Post:
-    deadline = time.monotonic() + timeout
-    post = await stack.get(post_id)
-    while post.status != status and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        post = await stack.get(post_id)
-    assert post.status == status, f"{post}\n{stack.logs()}"
-    return post
 
 
 # --- a slow and failing platform beside a healthy one -----------------------------------------
@@ -124,14 +111,6 @@ SLOW_TICK_ENV = {
     "KAIROS_MAX_DELIVER": "3",
     "KAIROS_ACK_WAIT_SECONDS": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def own_nats() -> Iterator[NatsServer]:
-    server = NatsServer()
-    server.start()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

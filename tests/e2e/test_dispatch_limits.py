@@ -11,7 +11,7 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,14 +26,6 @@ from support.stack import Stack, at, running_stack
 pytestmark = pytest.mark.e2e
 
 PUBLISHED = posts_pb2.POST_STATUS_PUBLISHED
-
-
-@pytest.fixture
-def own_nats() -> Iterator[NatsServer]:
-    server = NatsServer()
-    server.start()
-    yield server
-    server.close()
 
 
 async def schedule(stack: Stack, mark: str, count: int, due: Timestamp) -> list[str]:
@@ -61,9 +53,9 @@ async def settled(stack: Stack, post_ids: Sequence[str], timeout: float) -> list
 
 
 async def test_a_poison_event_is_dead_lettered_and_the_good_posts_beside_it_publish_once(
-    own_nats: NatsServer, log_dir: Path
+    fresh_nats: NatsServer, log_dir: Path
 ) -> None:
-    async with running_stack(own_nats, log_dir, env={"KAIROS_MAX_DELIVER": "4"}) as stack:
+    async with running_stack(fresh_nats, log_dir, env={"KAIROS_MAX_DELIVER": "4"}) as stack:
         mark = f"poison-{uuid.uuid4().hex[:8]}"
         due = at(2.0)
         post_ids = await schedule(stack, mark, 3, due)
@@ -76,7 +68,7 @@ async def test_a_poison_event_is_dead_lettered_and_the_good_posts_beside_it_publ
             account_id=stack.account_id,
             due_at=due,
         )
-        nc = await connect(own_nats.url, name="poison-test")
+        nc = await connect(fresh_nats.url, name="poison-test")
         try:
             js = nc.jetstream()
             await js.publish(due_subject("sandbox"), poison.SerializeToString())
@@ -99,7 +91,7 @@ async def test_a_poison_event_is_dead_lettered_and_the_good_posts_beside_it_publ
 
 
 async def test_posts_queued_behind_a_busy_account_publish_once_without_redelivery(
-    own_nats: NatsServer, log_dir: Path
+    fresh_nats: NatsServer, log_dir: Path
 ) -> None:
     """Six posts due together on one account that takes one call at a time, each call a second:
     the last waits about five seconds, longer than the attempt lease and AckWait (3 s each).
@@ -111,7 +103,7 @@ async def test_posts_queued_behind_a_busy_account_publish_once_without_redeliver
         "KAIROS_ACK_WAIT_SECONDS": "3",
     }
     api_env = {"KAIROS_ATTEMPT_LEASE_SECONDS": "3"}
-    async with running_stack(own_nats, log_dir, env=env, api_env=api_env) as stack:
+    async with running_stack(fresh_nats, log_dir, env=env, api_env=api_env) as stack:
         mark = f"busy-{uuid.uuid4().hex[:8]}"
         stack.script(match=mark, status=201, delay=1.0, times=6, record=True, body={"id": "x"})
         due = at(1.5)
@@ -119,7 +111,7 @@ async def test_posts_queued_behind_a_busy_account_publish_once_without_redeliver
 
         posts = await settled(stack, post_ids, timeout=40)
         await asyncio.sleep(1.0)  # room for a second publication, were there one
-        nc = await connect(own_nats.url, name="busy-test")
+        nc = await connect(fresh_nats.url, name="busy-test")
         try:
             consumer = await nc.jetstream().consumer_info(DUE_STREAM, "publisher-sandbox")
         finally:

@@ -298,3 +298,30 @@ async def watching_due_events(nats: NatsServer) -> AsyncIterator[list[events_pb2
         yield seen
     finally:
         await client.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float, stack: Stack, what: str) -> None:
+    """Wait until `check()` holds; fail after `timeout` seconds with `what` and the logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}\n{stack.logs()}")
+
+
+async def wait_status(
+    stack: Stack, post_id: str, status: posts_pb2.PostStatus.ValueType, timeout: float = 15.0
+) -> posts_pb2.Post:
+    """The post once it has `status`; fail after `timeout` seconds with the post and the logs."""
+    deadline = time.monotonic() + timeout
+    post = await stack.get(post_id)
+    while time.monotonic() < deadline:
+        post = await stack.get(post_id)
+        if post.status == status:
+            return post
+        await asyncio.sleep(0.1)
+    raise AssertionError(
+        f"post {post_id} is {posts_pb2.PostStatus.Name(post.status)}, wanted "
+        f"{posts_pb2.PostStatus.Name(status)}\n{post}\n{stack.logs()}"
+    )

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
-import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 
 from kairos_common.platforms import Platform
-from kairos_common.streams import DUE_STREAM, connect, ensure_streams
+from kairos_common.streams import DUE_STREAM
 from kairos_publisher.consumer import (
     PlatformConsumer,
     account_semaphores,
@@ -21,24 +18,6 @@ from kairos_publisher.consumer import (
     ensure_consumer,
 )
 from kairos_publisher.settings import PublisherSettings
-from support.nats_server import NatsServer
-
-
-@pytest.fixture(scope="module")
-def own_nats() -> Iterator[NatsServer]:
-    server = NatsServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def js(own_nats: NatsServer) -> AsyncIterator[JetStreamContext]:
-    client: NatsClient = await connect(own_nats.url, name="consumer-config-tests")
-    stream = client.jetstream()
-    await ensure_streams(stream)
-    yield stream
-    await client.close()
 
 
 def settings(ack_wait: str, max_ack_pending: str, max_deliver: str) -> PublisherSettings:

@@ -12,46 +12,25 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
-import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.platforms import Platform
-from kairos_common.streams import DEAD_STREAM, connect, due_subject, ensure_streams
+from kairos_common.streams import DEAD_STREAM, due_subject
 from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.platforms.base import PublishOutcome, PublishRequest, Result
 from kairos_publisher.settings import PublisherSettings
-from support.nats_server import NatsServer
 
 CALL_SECONDS = 0.15
-
-
-@pytest.fixture(scope="module")
-def own_nats() -> Iterator[NatsServer]:
-    """A broker of this module's own: its durable consumer sees only these tests' events."""
-    server = NatsServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def js(own_nats: NatsServer) -> AsyncIterator[JetStreamContext]:
-    client: NatsClient = await connect(own_nats.url, name="consumer-tests")
-    stream = client.jetstream()
-    await ensure_streams(stream)
-    yield stream
-    await client.close()
 
 
 @dataclass
