@@ -12,24 +12,9 @@ from integration.api.helpers_posts import Tenant, at, tenant_of
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
-from support.api import SERVICE_TOKEN, RunningApi, api_settings, running_api
-from support.nats_server import NatsServer
-from support.postgres import fresh_database
+from support.api import SERVICE_TOKEN, RunningApi
 
 SERVICE = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def own_api(
-    request: pytest.FixtureRequest,
-    nats_server: NatsServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RunningApi]:
-    """An api on a database of its own, so that claiming takes only this module's targets."""
-    async with fresh_database(request.param, tmp_path_factory.mktemp("disconnect")) as url:
-        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-        async with running_api(settings) as running:
-            yield running
 
 
 @pytest.fixture

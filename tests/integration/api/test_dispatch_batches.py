@@ -16,30 +16,9 @@ from integration.api.test_dispatch_service import SERVICE, at, claim, events_of,
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
-from support.api import Client, RunningApi, api_settings, running_api
-from support.nats_server import NatsServer
-from support.postgres import fresh_database
+from support.api import Client, RunningApi
 
 PUBLISHED_EVENT = "LIFECYCLE_EVENT_TYPE_PUBLISHED"
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def own_api(
-    request: pytest.FixtureRequest,
-    nats_server: NatsServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RunningApi]:
-    folder = tmp_path_factory.mktemp("batches")
-    async with fresh_database(request.param, folder) as url:
-        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-        async with running_api(settings) as running:
-            yield running
-
-
-@pytest.fixture
-async def tenant(own_api: RunningApi) -> AsyncIterator[Client]:
-    async with own_api.client() as client:
-        yield client
 
 
 @pytest.fixture

@@ -21,30 +21,11 @@ from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import OutboxEvent, Target
-from support.api import SERVICE_TOKEN, Client, RunningApi, api_settings, running_api
-from support.nats_server import NatsServer
-from support.postgres import fresh_database
+from support.api import SERVICE_TOKEN, Client, RunningApi
 
 SERVICE = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def own_api(
-    request: pytest.FixtureRequest,
-    nats_server: NatsServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RunningApi]:
-    folder = tmp_path_factory.mktemp("dispatch")
-    async with fresh_database(request.param, folder) as url:
-        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url, KAIROS_RETRY_BASE_SECONDS="1")
-        async with running_api(settings) as running:
-            yield running
-
-
-@pytest.fixture
-async def tenant(own_api: RunningApi) -> AsyncIterator[Client]:
-    async with own_api.client() as client:
-        yield client
+#: More of the environment of this module's own api (see conftest.own_api).
+OWN_API_ENV = {"KAIROS_RETRY_BASE_SECONDS": "1"}
 
 
 @pytest.fixture

@@ -19,9 +19,7 @@ from integration.api.test_dispatch_service import (  # noqa: F401 (fixtures)
     connect,
     dispatch,
     get,
-    own_api,
     post_due,
-    tenant,
 )
 from nats.aio.msg import Msg
 
@@ -30,6 +28,9 @@ from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import Account
 from kairos_common.streams import WAKE_SUBJECT
 from support.api import Client, RunningApi
+
+#: The environment of test_dispatch_service's api, whose helpers these tests use.
+OWN_API_ENV = {"KAIROS_RETRY_BASE_SECONDS": "1"}
 
 
 async def reply_to(

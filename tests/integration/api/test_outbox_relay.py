@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from integration.api.test_dispatch_service import connect, post_due
 from sqlalchemy import select
 
@@ -15,28 +13,8 @@ from kairos.events.v1 import events_pb2
 from kairos_api.adapters.orm import OutboxEvent
 from kairos_common.streams import EVENTS_STREAM
 from kairos_common.streams import connect as connect_nats
-from support.api import Client, RunningApi, api_settings, running_api
+from support.api import Client, RunningApi
 from support.nats_server import NatsServer
-from support.postgres import fresh_database
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def own_api(
-    request: pytest.FixtureRequest,
-    nats_server: NatsServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[RunningApi]:
-    folder = tmp_path_factory.mktemp("relay")
-    async with fresh_database(request.param, folder) as url:
-        settings = api_settings(url, KAIROS_NATS_URL=nats_server.url)
-        async with running_api(settings) as running:
-            yield running
-
-
-@pytest.fixture
-async def tenant(own_api: RunningApi) -> AsyncIterator[Client]:
-    async with own_api.client() as client:
-        yield client
 
 
 async def outbox_of(api: RunningApi, post_ids: set[str]) -> dict[str, bool]:
