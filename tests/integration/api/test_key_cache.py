@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kairos_api.service_layer import keys
@@ -39,5 +41,19 @@ async def test_an_evicted_key_is_read_again_from_its_row(
     for n in range(2):  # two other keys push it out of a cache of two
         with pytest.raises(errors.Unauthenticated):
             await resolver.tenant_of(f"kairos_bad-{n}")
+    with pytest.raises(errors.Unauthenticated):
+        await resolver.tenant_of(key)
+
+
+async def test_a_revocation_made_elsewhere_takes_effect_when_the_ttl_runs_out(
+    api: RunningApi,
+) -> None:
+    """`keys revoke` runs as its own process: a serving api learns of it within the ttl."""
+    tenant, key = await api.new_key()
+    resolver = KeyResolver(api.service.app.uow, ttl=0.3)
+    assert await resolver.tenant_of(key) == tenant
+    await keys.revoke_key(api.service.app.uow(), key)  # not through this resolver
+    assert await resolver.tenant_of(key) == tenant  # still cached
+    await asyncio.sleep(0.4)
     with pytest.raises(errors.Unauthenticated):
         await resolver.tenant_of(key)
