@@ -233,6 +233,10 @@ class PlatformConsumer:
         #: Per account, how many attempts may be begun ahead of its call slots (see `deliver`).
         self.gates: dict[str, AccountGate] = {}
         self.in_flight: set[asyncio.Task[None]] = set()
+        #: Messages being handled past their hold, by id (Msg is not hashable), and the one task
+        #: that keeps them alive.
+        self.in_hand: dict[int, Msg] = {}
+        self.keeper: asyncio.Task[None] | None = None
         #: Delivery ids of the events this consumer is handling, so one is never begun twice.
         self.active: set[str] = set()
         self.stopping = asyncio.Event()
@@ -276,6 +280,8 @@ class PlatformConsumer:
         self.stopping.set()
         if self.in_flight:
             await asyncio.wait(set(self.in_flight), timeout=grace)
+        if self.keeper is not None:
+            self.keeper.cancel()
 
     async def handle(self, message: Msg) -> None:
         try:
@@ -420,20 +426,26 @@ class PlatformConsumer:
     @contextlib.asynccontextmanager
     async def kept_alive(self, message: Msg) -> AsyncIterator[None]:
         """Push AckWait back while the message waits for slots, begins, calls and reports, so
-        JetStream never redelivers an event that is still being handled."""
-        keepalive = asyncio.create_task(self.keep_alive(message))
+        JetStream never redelivers an event that is still being handled. One task keeps every
+        message in hand alive, rather than a task per message on the hot path."""
+        self.in_hand[id(message)] = message
+        if self.keeper is None or self.keeper.done():
+            self.keeper = asyncio.create_task(self.keep_alive(), name="keep-alive")
         try:
             yield
         finally:
-            keepalive.cancel()
+            del self.in_hand[id(message)]
 
-    async def keep_alive(self, message: Msg) -> None:
+    async def keep_alive(self) -> None:
+        """An in-progress ack every `keepalive_every` seconds for each message in hand; ends
+        once none is left (the next message in hand starts it again)."""
         every = self.keepalive_every()
-        while True:
+        while self.in_hand:
             await asyncio.sleep(every)
-            # A lost in-progress ack risks only a redelivery, which the fence turns away.
-            with contextlib.suppress(Exception):
-                await message.in_progress()
+            for message in list(self.in_hand.values()):
+                # A lost in-progress ack risks only a redelivery, which the fence turns away.
+                with contextlib.suppress(Exception):
+                    await message.in_progress()
 
     def keepalive_every(self) -> float:
         return min(KEEPALIVE_EVERY, self.settings.ack_wait.total_seconds() / 3)
