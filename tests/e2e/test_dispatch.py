@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC
 
@@ -22,8 +21,10 @@ from support.nats_server import NatsServer
 from support.stack import (
     Stack,
     at,
+    due_of,
     eventually,
     expect_events,
+    marker,
     running_stack,
     wait_status,
     watching_due_events,
@@ -38,14 +39,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with running_stack(nats_server, tmp_path_factory.mktemp("dispatch-logs")) as running:
         yield running
-
-
-def marker() -> str:
-    return f"m-{uuid.uuid4().hex[:10]}"
-
-
-def due_of(post: posts_pb2.Post) -> float:
-    return post.scheduled_at.ToDatetime(tzinfo=UTC).timestamp()
 
 
 async def test_a_scheduled_post_arrives_on_time_once(stack: Stack) -> None:

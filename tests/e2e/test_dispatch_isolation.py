@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -26,21 +24,15 @@ from support.stack import (
     Stack,
     at,
     dead_letters,
+    due_of,
     eventually,
     expect_events,
+    marker,
     running_stack,
     wait_status,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-def marker() -> str:
-    return f"m-{uuid.uuid4().hex[:10]}"
-
-
-def due_of(post: posts_pb2.Post) -> float:
-    return post.scheduled_at.ToDatetime(tzinfo=UTC).timestamp()
 
 
 # --- a slow and failing platform beside a healthy one -----------------------------------------

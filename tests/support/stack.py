@@ -325,3 +325,13 @@ async def wait_status(
         f"post {post_id} is {posts_pb2.PostStatus.Name(post.status)}, wanted "
         f"{posts_pb2.PostStatus.Name(status)}\n{post}\n{stack.logs()}"
     )
+
+
+def marker() -> str:
+    """A unique word to put in a post's content, to find what the sandbox received of it."""
+    return f"m-{uuid.uuid4().hex[:10]}"
+
+
+def due_of(post: posts_pb2.Post) -> float:
+    """The post's scheduled instant, in Unix seconds."""
+    return post.scheduled_at.ToDatetime(tzinfo=UTC).timestamp()

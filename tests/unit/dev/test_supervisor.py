@@ -184,19 +184,27 @@ async def test_a_closed_terminal_neither_blocks_the_children_nor_keeps_a_signal_
     assert "x" * 1023 in (tmp_path / "dev" / "logs" / "chatty.log").read_text()
 
 
-async def test_the_same_signal_twice_within_the_window_is_one_request_to_stop(
-    tmp_path: Path,
-) -> None:
-    out = io.StringIO()
+async def stubborn_running(
+    tmp_path: Path, out: io.StringIO, *, stop_timeout: float, repeat_window: float
+) -> tuple[Supervisor, asyncio.Task[int]]:
+    """A supervisor running one child that ignores SIGTERM, once the child is ready."""
     supervisor = Supervisor(
         DevOptions(tmp_path),
         [spec("stubborn", STUBBORN, free_port())],
         console=Console(["stubborn"], out=out),
-        stop_timeout=1.0,
-        repeat_window=30.0,
+        stop_timeout=stop_timeout,
+        repeat_window=repeat_window,
     )
     running = asyncio.create_task(supervisor.run())
     await wait_for(out, READY_LINE)
+    return supervisor, running
+
+
+async def test_the_same_signal_twice_within_the_window_is_one_request_to_stop(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    _, running = await stubborn_running(tmp_path, out, stop_timeout=1.0, repeat_window=30)
 
     os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C to the group, received directly
     await wait_for(out, "stopping everything")
@@ -209,15 +217,7 @@ async def test_the_same_signal_twice_within_the_window_is_one_request_to_stop(
 
 async def test_the_same_signal_after_the_window_kills_at_once(tmp_path: Path) -> None:
     out = io.StringIO()
-    supervisor = Supervisor(
-        DevOptions(tmp_path),
-        [spec("stubborn", STUBBORN, free_port())],
-        console=Console(["stubborn"], out=out),
-        stop_timeout=60.0,
-        repeat_window=0.2,
-    )
-    running = asyncio.create_task(supervisor.run())
-    await wait_for(out, READY_LINE)
+    supervisor, running = await stubborn_running(tmp_path, out, stop_timeout=60, repeat_window=0.2)
     child = supervisor.children[0].pid
 
     os.kill(os.getpid(), signal.SIGINT)
