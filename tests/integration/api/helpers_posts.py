@@ -7,11 +7,13 @@ application's unit of work to observe or simulate what only the scheduler and pu
 
 from __future__ import annotations
 
+import base64
+import struct
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -375,3 +377,36 @@ async def refused(call: Awaitable[Any], code: grpc.StatusCode) -> grpc.aio.AioRp
 def fields(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by the error's BadRequest violations."""
     return [name for name, _ in violations_of(error)]
+
+
+# --- page tokens --------------------------------------------------------------------------------
+#
+# What a ListPosts page token holds (see service_layer/posts.py), so that tests can forge one field
+# at a time: version (1 byte) | filters fingerprint (8) | has instant (1) | instant in microseconds
+# since the epoch (8, signed) | post id (16), as unpadded base64url.
+
+PAGE_TOKEN = struct.Struct(">B8sBq16s")
+
+
+@dataclass(frozen=True)
+class PageToken:
+    """The fields of a page token, decoded as the api encodes them."""
+
+    version: int
+    fingerprint: bytes
+    timed: int
+    micros: int
+    post_id: bytes
+
+    @classmethod
+    def of(cls, token: str) -> PageToken:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return cls(*PAGE_TOKEN.unpack(raw))
+
+    def encode(self) -> str:
+        raw = PAGE_TOKEN.pack(self.version, self.fingerprint, self.timed, self.micros, self.post_id)
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def forged(self, **changes: Any) -> str:
+        """This token with some fields replaced, encoded."""
+        return replace(self, **changes).encode()

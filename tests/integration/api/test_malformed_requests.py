@@ -38,6 +38,7 @@ import base64
 import contextlib
 import json
 import logging
+import string
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -54,7 +55,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument as HypothesisInvalidArgument
-from integration.api.helpers_posts import next_transition
+from integration.api.helpers_posts import PageToken, fields, next_transition
 from sqlalchemy import func, select
 
 from kairos.posts.v1 import posts_pb2
@@ -383,6 +384,8 @@ def ids(known: Sequence[str] = ()) -> st.SearchStrategy[str]:
 
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
 MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
@@ -631,20 +634,44 @@ json_values = st.recursive(
     max_leaves=5,
 )
 
+
+def nested_json(depth: int, kind: int) -> str:
+    """JSON nesting lists or objects `depth` deep, bare or as the cursor of the earlier format."""
+    inner = "[" * depth + "]" * depth if kind % 2 == 0 else '{"a":' * depth + "1" + "}" * depth
+    return inner if kind < 2 else '{"f":"x","k":' + inner + "}"
+
+
+#: JSON nesting deep enough to exhaust a recursive decoder (1,000 levels used to answer INTERNAL).
+deep_json = st.builds(nested_json, st.integers(min_value=900, max_value=20_000), st.integers(0, 3))
+#: Numbers far beyond any int64 or float, where a cursor holds a time or an id.
+huge_numbers = st.integers(min_value=20, max_value=6_000).map(
+    lambda digits: '{"f":"x","k":[1' + "0" * digits + ',"1e999"]}'
+)
+B64_ALPHABET = string.ascii_letters + string.digits + "-_"
+
 junk_page_tokens = st.one_of(
     texts,
     st.binary(max_size=40).map(b64),
+    st.binary(min_size=34, max_size=34).map(b64),  # a page token's size
+    st.text(alphabet=B64_ALPHABET, min_size=44, max_size=48),
     json_values.map(lambda value: b64(json.dumps(value).encode())),
     st.builds(
         lambda f, k: b64(json.dumps({"f": f, "k": k}).encode()), st.text(max_size=16), json_values
     ),
+    deep_json.map(lambda text: b64(text.encode())),
+    huge_numbers.map(lambda text: b64(text.encode())),
+)
+
+#: Instants (microseconds since the epoch) a cursor may hold: 1971 up to the end of year 9999.
+CURSOR_MICROS = (
+    (datetime(1971, 1, 1, tzinfo=UTC) - EPOCH) // MICROSECOND,
+    (datetime.max.replace(tzinfo=UTC) - EPOCH) // MICROSECOND,
 )
 
 
-def forged_token(real: str, key: Any) -> str:
-    """The real token with its filter fingerprint kept and its cursor replaced by `key`."""
-    data = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
-    return b64(json.dumps({"f": data["f"], "k": key}).encode())
+def forged_token(real: str, timed: int, micros: int, post_id: bytes) -> str:
+    """The real token with its filter fingerprint kept and its cursor replaced."""
+    return PageToken.of(real).forged(timed=timed, micros=micros, post_id=post_id)
 
 
 def requests(
@@ -760,13 +787,23 @@ async def test_list_posts(world: World, data: st.DataObject) -> None:
         # A well-formed token with the right fingerprint for its order and a junk cursor: only
         # the cursor is left for the server to choke on.
         order: Any = data.draw(st.sampled_from(sorted(world.page_tokens)), label="order")
-        key = data.draw(
-            st.one_of(st.tuples(json_values, json_values).map(list), json_values), label="cursor"
+        token = forged_token(
+            world.page_tokens[order],
+            timed=data.draw(st.sampled_from([0, 1]) | st.integers(0, 255), label="timed"),
+            micros=data.draw(
+                st.sampled_from([0, -1, *CURSOR_MICROS]) | st.integers(*CURSOR_MICROS) | INT64,
+                label="micros",
+            ),
+            post_id=data.draw(
+                st.sampled_from([uuid.UUID(i).bytes for i in world.post_ids])
+                | st.binary(min_size=16, max_size=16),
+                label="post_id",
+            ),
         )
         request = posts_pb2.ListPostsRequest(
             order=order,
             page_size=data.draw(st.integers(0, 100), label="page_size"),
-            page_token=forged_token(world.page_tokens[order], key),
+            page_token=token,
         )
     else:
         request = data.draw(
@@ -789,6 +826,51 @@ async def test_list_posts(world: World, data: st.DataObject) -> None:
             label="request",
         )
     await world.caller.check(world.posts.ListPosts, request, read_only=True)
+
+
+def structural_forgeries(real: str, order: int) -> st.SearchStrategy[str]:
+    """A real token with a field ListPosts never writes, or a character more or less."""
+    token = PageToken.of(real)
+    options = [
+        st.integers(0, 255).filter(lambda v: v != 1).map(lambda v: token.forged(version=v)),
+        st.integers(2, 255).map(lambda v: token.forged(timed=v)),
+        st.one_of(
+            st.integers(-(2**63), CURSOR_MICROS[0] - 1),
+            st.integers(CURSOR_MICROS[1] + 1, 2**63 - 1),
+        ).map(lambda v: token.forged(micros=v)),
+        st.integers(-(2**63), 2**63 - 1)
+        .filter(lambda v: v != 0)
+        .map(lambda v: token.forged(timed=0, micros=v)),
+        st.text(alphabet=B64_ALPHABET, min_size=1, max_size=4).map(lambda extra: real + extra),
+        st.integers(1, len(real) - 1).map(lambda cut: real[:-cut]),  # "" is the first page
+    ]
+    if order != posts_pb2.POST_ORDER_SCHEDULED_SOONEST:  # only unscheduled posts lack an instant
+        options.append(st.just(token.forged(timed=0, micros=0)))
+    return st.one_of(options)
+
+
+@settings(PROPERTY, max_examples=150)
+@given(data=st.data())
+async def test_forged_page_tokens_are_refused_on_page_token(
+    world: World, data: st.DataObject
+) -> None:
+    """Whatever a client sends as a page token that ListPosts did not write, whatever its size
+    or shape, is refused as INVALID_ARGUMENT on `page_token`: never another code."""
+    order: Any = data.draw(st.sampled_from(sorted(world.page_tokens)), label="order")
+    token = data.draw(
+        st.one_of(
+            junk_page_tokens.filter(bool),
+            structural_forgeries(world.page_tokens[order], order),
+        ),
+        label="page_token",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await world.posts.ListPosts(
+            posts_pb2.ListPostsRequest(order=order, page_size=1, page_token=token),
+            metadata=world.caller.client.metadata,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert fields(refused.value) == ["page_token"]
 
 
 UPDATE_PATHS = [
@@ -1033,6 +1115,8 @@ async def test_bug_update_post_tags(strict_world: World) -> None:
     )
 
 
+#: Tokens of the earlier format (base64url of JSON) whose cursors used to answer INTERNAL; the
+#: format is refused as a whole now.
 CURSORS = {
     "null id": [None, None],
     "junk id": ["2026-01-01T00:00:00+00:00", "zz"],
@@ -1044,13 +1128,9 @@ CURSORS = {
 @pytest.mark.parametrize("cursor", list(CURSORS.values()), ids=list(CURSORS))
 async def test_bug_forged_page_token_cursor(strict_world: World, cursor: list[Any]) -> None:
     world = strict_world
-    order = posts_pb2.POST_ORDER_CREATED_NEWEST
+    token = b64(json.dumps({"f": "0" * 16, "k": cursor}).encode())
     await world.caller.check(
-        world.posts.ListPosts,
-        posts_pb2.ListPostsRequest(
-            order=order, page_token=forged_token(world.page_tokens[order], cursor)
-        ),
-        read_only=True,
+        world.posts.ListPosts, posts_pb2.ListPostsRequest(page_token=token), read_only=True
     )
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import json
+import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
@@ -1394,7 +1394,7 @@ async def reject_post(app: Application, tenant: str, post_id: str, reason: str) 
 ORDERS = ("created_newest", "created_oldest", "scheduled_soonest")
 
 
-def _filter_fingerprint(command: ListPosts) -> str:
+def _filter_fingerprint(command: ListPosts) -> bytes:
     parts = [
         sorted(s.value for s in command.statuses),
         sorted(p.value for p in command.platforms),
@@ -1405,44 +1405,89 @@ def _filter_fingerprint(command: ListPosts) -> str:
         command.scheduled_to.isoformat() if command.scheduled_to else "",
         command.order,
     ]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts).encode()).digest()[:8]
 
 
-def _encode_token(fingerprint: str, key: list[Any]) -> str:
-    raw = json.dumps({"f": fingerprint, "k": key}, separators=(",", ":")).encode()
+# A page token is a keyset cursor: the fingerprint of the request's filters and order, and the sort
+# key of the page's last post. It is one fixed-size record, sent as unpadded base64url:
+#
+#     version (1 byte) | fingerprint (8) | has instant (1) | instant, microseconds since the
+#     epoch (8, signed) | post id (16)
+#
+# Bounded and flat rather than signed. A token of any other length is refused before anything is
+# decoded, and the fields are read with one struct.unpack, so no token, whatever its size or shape,
+# costs more than a few microseconds or nests anything. Signing would stop clients from crafting
+# cursors, but a crafted cursor gains them nothing: the tenant and the filters never come from the
+# token, so a cursor only chooses where in the caller's own list the page starts (as
+# `scheduled_from` can), and every field is checked before it reaches the query. Signing would
+# also tie tokens to KAIROS_SECRET_KEY, so that rotating it broke every listing in progress.
+# Tokens of the earlier JSON format are refused like any stranger: tokens are short-lived, and a
+# client holding one across the upgrade lists again from the first page.
+_TOKEN_VERSION: Final = 1
+_TOKEN_LAYOUT: Final = struct.Struct(">B8sBq16s")
+_TOKEN_LENGTH: Final = (_TOKEN_LAYOUT.size * 4 + 2) // 3  # base64 characters, unpadded
+_TOKEN_PADDING: Final = "=" * (-_TOKEN_LENGTH % 4)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+#: The instants a cursor may hold: no post was created or scheduled before 1971, and Python's
+#: datetimes end with year 9999.
+_CURSOR_MICROS: Final = range(
+    (datetime(1971, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND,
+    (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND + 1,
+)
+
+
+class _Cursor(NamedTuple):
+    """Where the next page starts: after the post `post_id`, whose sort key is `at`."""
+
+    at: datetime | None
+    post_id: uuid.UUID
+
+
+def _encode_raw(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(token: str, fingerprint: str) -> list[Any]:
+def _encode_token(fingerprint: bytes, cursor: _Cursor) -> str:
+    micros = (cursor.at - _EPOCH) // _MICROSECOND if cursor.at is not None else 0
+    raw = _TOKEN_LAYOUT.pack(
+        _TOKEN_VERSION, fingerprint, cursor.at is not None, micros, cursor.post_id.bytes
+    )
+    return _encode_raw(raw)
+
+
+def _decode_token(token: str, fingerprint: bytes, order: str) -> _Cursor:
+    """The cursor of a token ListPosts wrote for these filters and this order; anything else is
+    refused on `page_token`."""
+    if len(token) != _TOKEN_LENGTH:
+        raise _not_a_token()
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        key = data["k"]
-        if not isinstance(key, list) or len(key) != 2:
-            raise ValueError
-        uuid.UUID(key[1])
-        if key[0] is not None:
-            at = datetime.fromisoformat(key[0])
-            if at.tzinfo is None or not datetime(1971, 1, 1, tzinfo=UTC) <= at:
-                raise ValueError
-        found = data["f"]
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        OverflowError,
-        binascii.Error,
-        UnicodeDecodeError,
-    ):
-        raise errors.InvalidArgument.of(
-            "page_token", "is not a token returned by ListPosts"
-        ) from None
+        raw = base64.urlsafe_b64decode(token + _TOKEN_PADDING)
+    except ValueError:  # non-ASCII text, or base64 that does not decode
+        raise _not_a_token() from None
+    # Decoding skips characters outside the alphabet and ignores the unused low bits of the last
+    # one: encoding again is the one check that each token has exactly one spelling.
+    if len(raw) != _TOKEN_LAYOUT.size or _encode_raw(raw) != token:
+        raise _not_a_token()
+    version, found, timed, micros, post_id = _TOKEN_LAYOUT.unpack(raw)
+    if version != _TOKEN_VERSION or timed not in (0, 1):
+        raise _not_a_token()
+    at: datetime | None = None
+    if timed:
+        if micros not in _CURSOR_MICROS:
+            raise _not_a_token()
+        at = _EPOCH + micros * _MICROSECOND
+    elif micros != 0 or order != "scheduled_soonest":  # only unscheduled posts lack an instant
+        raise _not_a_token()
     if found != fingerprint:
         raise errors.InvalidArgument.of(
             "page_token", "belongs to a request with other filters or order; start again"
         )
-    return key
+    return _Cursor(at, uuid.UUID(bytes=post_id))
+
+
+def _not_a_token() -> errors.InvalidArgument:
+    return errors.InvalidArgument.of("page_token", "is not a token returned by ListPosts")
 
 
 async def list_posts(
@@ -1502,8 +1547,12 @@ async def list_posts(
     if command.scheduled_to is not None:
         query = query.where(Post.scheduled_at < command.scheduled_to)
 
-    key = _decode_token(command.page_token, fingerprint) if command.page_token else None
-    query = _order_and_seek(query, command.order, key)
+    cursor = (
+        _decode_token(command.page_token, fingerprint, command.order)
+        if command.page_token
+        else None
+    )
+    query = _order_and_seek(query, command.order, cursor)
     query = query.limit(size + 1)
     async with app.uow() as uow:
         connection = await uow.session.connection()
@@ -1513,53 +1562,44 @@ async def list_posts(
     token = ""
     if more:
         last = page[-1]
-        if command.order == "scheduled_soonest":
-            value = last.scheduled_at.isoformat() if last.scheduled_at else None
-        else:
-            value = last.created_at.isoformat()
-        token = _encode_token(fingerprint, [value, str(last.id)])
+        at = last.scheduled_at if command.order == "scheduled_soonest" else last.created_at
+        token = _encode_token(fingerprint, _Cursor(at, last.id))
     return page, token
 
 
-def _order_and_seek(query: Select[Any], order: str, key: list[Any] | None) -> Select[Any]:
-    def cursor_time(value: Any) -> datetime:
-        try:
-            return datetime.fromisoformat(str(value))
-        except ValueError:
-            raise errors.InvalidArgument.of(
-                "page_token", "is not a token returned by ListPosts"
-            ) from None
-
-    last_id = uuid.UUID(key[1]) if key is not None else None
+def _order_and_seek(query: Select[Any], order: str, cursor: _Cursor | None) -> Select[Any]:
     if order == "scheduled_soonest":
         # Unscheduled posts last, as the (tenant_id, scheduled_at, id) index keeps them on
         # PostgreSQL, so it serves the order without sorting the tenant's posts.
         query = query.order_by(Post.scheduled_at.asc().nulls_last(), Post.id)
-        if key is not None and key[0] is not None:
-            at = cursor_time(key[0])
+        if cursor is not None and cursor.at is not None:
             query = query.where(
                 or_(
-                    Post.scheduled_at > at,
-                    and_(Post.scheduled_at == at, Post.id > last_id),
+                    Post.scheduled_at > cursor.at,
+                    and_(Post.scheduled_at == cursor.at, Post.id > cursor.post_id),
                     Post.scheduled_at.is_(None),
                 )
             )
-        elif key is not None:
-            query = query.where(Post.scheduled_at.is_(None), Post.id > last_id)
+        elif cursor is not None:
+            query = query.where(Post.scheduled_at.is_(None), Post.id > cursor.post_id)
         return query
     if order == "created_oldest":
         query = query.order_by(Post.created_at, Post.id)
-        if key is not None:
-            at = cursor_time(key[0])
+        if cursor is not None:
             query = query.where(
-                or_(Post.created_at > at, and_(Post.created_at == at, Post.id > last_id))
+                or_(
+                    Post.created_at > cursor.at,
+                    and_(Post.created_at == cursor.at, Post.id > cursor.post_id),
+                )
             )
         return query
     query = query.order_by(Post.created_at.desc(), Post.id.desc())
-    if key is not None:
-        at = cursor_time(key[0])
+    if cursor is not None:
         query = query.where(
-            or_(Post.created_at < at, and_(Post.created_at == at, Post.id < last_id))
+            or_(
+                Post.created_at < cursor.at,
+                and_(Post.created_at == cursor.at, Post.id < cursor.post_id),
+            )
         )
     return query
 
