@@ -124,6 +124,29 @@ async def test_health_starts_not_serving_until_the_service_is_ready() -> None:
         await started.stop(0)
 
 
+async def test_health_watch_streams_through_the_guard(server: GrpcServer) -> None:
+    """A server-streaming RPC whose request the guard decodes: its stream still flows."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE), timeout=5
+        )
+        async for reply in watch:
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            break
+        watch.cancel()
+
+
+async def test_a_library_handler_keeps_its_own_status(server: GrpcServer) -> None:
+    """grpc_health's List is a plain function answering UNIMPLEMENTED; the guard decodes its
+    request and leaves the status alone (it used to be turned into INTERNAL)."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await health_pb2_grpc.HealthStub(channel).List(
+                health_pb2.HealthListRequest(), timeout=5
+            )
+    assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 async def list_services(port: int) -> list[str]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)

@@ -1,14 +1,21 @@
 """The one place where Kairos's domain errors become gRPC status codes.
 
-`ErrorMappingInterceptor` wraps every handler: a `KairosError` becomes its status code with the
-error's message (and `google.rpc.BadRequest` field violations for `InvalidArgument`); anything else
-is logged with its trace and answers `INTERNAL` without leaking details.
+`guard()` wraps each method handler once, when it is registered (`server.create_server` does it
+for every servicer, health and reflection included):
+
+- the request is decoded here, not by gRPC: bytes that are not a valid request message (corrupt
+  or truncated wire format, invalid UTF-8 in a string field) answer `INVALID_ARGUMENT` saying the
+  message could not be decoded, on every RPC of every service, streaming ones included;
+- in unary handlers, a `KairosError` becomes its status code with the error's message (and
+  `google.rpc.BadRequest` field violations for `InvalidArgument`); anything else is logged with
+  its trace and answers `INTERNAL` without leaking details.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
@@ -107,31 +114,29 @@ def to_rich_status(error: errors.KairosError) -> grpc.Status:
     return rpc_status.to_status(detail)
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> NoReturn:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str
+) -> NoReturn:
     if isinstance(error, errors.KairosError):
         status = to_rich_status(error)
     else:
-        log.exception("unexpected error in %s", _method_name(context), exc_info=error)
+        log.exception("unexpected error in %s", method, exc_info=error)
         status = rpc_status.to_status(
             status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see server logs")
         )
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    details = getattr(context, "_rpc_event", None)
-    method = getattr(getattr(details, "call_details", None), "method", b"")
-    return method.decode() if isinstance(method, bytes) else str(method)
-
-
 if TYPE_CHECKING:
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
     _MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    _GenericHandler = grpc.GenericRpcHandler[Any, Any]
 else:
-    _Interceptor = grpc.aio.ServerInterceptor
     _MethodHandler = grpc.RpcMethodHandler
+    _GenericHandler = grpc.GenericRpcHandler
 
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Context = grpc.aio.ServicerContext[Any, Any]
+Behaviour = Callable[..., Any]
+Decode = Callable[[bytes], Any]
 
 
 def nul_violations(message: Message, prefix: str = "") -> list[errors.FieldViolation]:
@@ -162,9 +167,57 @@ def nul_violations(message: Message, prefix: str = "") -> list[errors.FieldViola
     return found
 
 
-def _wrap_unary(behaviour: Handler) -> Handler:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _decoder(deserialize: Callable[[bytes], Any] | None, method: str) -> Decode:
+    """`deserialize`, raising `InvalidArgument` (naming the method and the message type) when the
+    bytes are not a valid request message."""
+    if deserialize is None:
+        return lambda raw: raw
+    owner = getattr(deserialize, "__self__", None)
+    expected = "its request type"
+    if isinstance(owner, type) and issubclass(owner, Message):
+        expected = owner.DESCRIPTOR.full_name
+    refusal = (
+        f"{method}: the request message could not be decoded as {expected} (corrupt or "
+        "truncated protobuf wire format, or invalid UTF-8 in a string field)"
+    )
+
+    def decode(raw: bytes) -> Any:
         try:
+            return deserialize(raw)
+        # A deserializer is a function of the client's bytes alone: whatever it raises says
+        # that these bytes are not a request message (protobuf raises DecodeError).
+        except Exception:
+            raise errors.InvalidArgument(refusal) from None
+
+    return decode
+
+
+async def _decoded(raw: bytes, decode: Decode, context: Context, method: str) -> Any:
+    try:
+        return decode(raw)
+    except errors.InvalidArgument as refusal:
+        await _abort(context, refusal, method)
+
+
+def _sync_decoded(raw: bytes, decode: Decode, context: Any) -> Any:
+    """`_decoded` for a handler run in gRPC's thread pool, whose context aborts synchronously."""
+    try:
+        return decode(raw)
+    except errors.InvalidArgument as refusal:
+        status = to_rich_status(refusal)
+        context.abort(status.code, status.details, status.trailing_metadata)
+        raise AssertionError("abort returned") from None  # abort always raises
+
+
+def _mapping_errors(behaviour: Behaviour, decode: Decode, method: str) -> Behaviour:
+    """The unary handler of Kairos's own services: decode, refuse NUL characters, map errors.
+
+    One wrapper on the hot path (DispatchService is called for every delivery), set up once.
+    """
+
+    async def guarded(raw: bytes, context: Context) -> Any:
+        try:
+            request = decode(raw)
             if isinstance(request, Message):
                 found = nul_violations(request)
                 if found:
@@ -173,24 +226,107 @@ def _wrap_unary(behaviour: Handler) -> Handler:
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _abort(context, error)
+            await _abort(context, error, method)
 
-    return wrapped
+    return guarded
 
 
-class ErrorMappingInterceptor(_Interceptor):
-    """Turns domain errors raised by unary handlers into gRPC statuses."""
+def _unary_request(behaviour: Behaviour, decode: Decode, method: str) -> Behaviour:
+    """A handler of one request (unary or server-streaming response) that decodes it first.
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_MethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> _MethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(handler.unary_unary),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+    The wrapper is of the same kind as `behaviour` (async generator, coroutine or plain
+    function), since that is how gRPC decides how to run it.
+    """
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def streaming(raw: bytes, context: Context) -> AsyncIterator[Any]:
+            request = await _decoded(raw, decode, context, method)
+            async for response in behaviour(request, context):
+                yield response
+
+        return streaming
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def awaiting(raw: bytes, context: Context) -> Any:
+            return await behaviour(await _decoded(raw, decode, context, method), context)
+
+        return awaiting
+
+    def blocking(raw: bytes, context: Any) -> Any:
+        return behaviour(_sync_decoded(raw, decode, context), context)
+
+    return blocking
+
+
+def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behaviour:
+    """A handler of a request stream whose messages are decoded as they are read."""
+
+    async def decoding(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+        async for raw in requests:
+            yield await _decoded(raw, decode, context, method)
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def streaming(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            async for response in behaviour(decoding(requests, context), context):
+                yield response
+
+        return streaming
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def awaiting(requests: AsyncIterator[bytes], context: Context) -> Any:
+            return await behaviour(decoding(requests, context), context)
+
+        return awaiting
+    # Kairos runs asyncio servicers only; failing at start-up beats an RPC left unguarded.
+    raise TypeError(f"{method}: a synchronous handler of a request stream cannot be guarded")
+
+
+def guard(handler: _MethodHandler, method: str) -> _MethodHandler:
+    """`handler` of the RPC `method` (/package.Service/Method), decoding its requests itself
+    and, for unary coroutines, mapping errors; built once, when the handler is registered."""
+    decode = _decoder(handler.request_deserializer, method)
+    serialize = handler.response_serializer
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+        if inspect.iscoroutinefunction(unary):
+            guarded = _mapping_errors(unary, decode, method)
+        else:  # a library's plain function (grpc_health's List), run in gRPC's thread pool
+            guarded = _unary_request(unary, decode, method)
+        return grpc.unary_unary_rpc_method_handler(guarded, response_serializer=serialize)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _unary_request(handler.unary_stream, decode, method), response_serializer=serialize
         )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _stream_request(handler.stream_unary, decode, method), response_serializer=serialize
+        )
+    assert handler.stream_stream is not None
+    return grpc.stream_stream_rpc_method_handler(
+        _stream_request(handler.stream_stream, decode, method), response_serializer=serialize
+    )
+
+
+def guard_all(service: str, handlers: Mapping[str, _MethodHandler]) -> dict[str, _MethodHandler]:
+    """`guard` applied to each of a service's method handlers, by method name."""
+    return {name: guard(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+
+
+class GuardedGenericHandler(_GenericHandler):
+    """A generic handler whose method handlers are guarded, each once (on first use)."""
+
+    def __init__(self, inner: _GenericHandler) -> None:
+        self._inner = inner
+        self._guarded: dict[str, tuple[_MethodHandler, _MethodHandler]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> _MethodHandler | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        known = self._guarded.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, guard(handler, method))
+            self._guarded[method] = known
+        return known[1]

@@ -1,8 +1,9 @@
 """The asyncio gRPC server skeleton every Kairos service runs.
 
-`create_server()` builds and starts a server with health (one status per service name),
-reflection (unless switched off) and the error-mapping interceptor, bound to the configured
-address (port 0 picks a free port, for tests). `run_until_signalled()` waits for SIGTERM or
+`create_server()` builds and starts a server with health (one status per service name) and
+reflection (unless switched off), every method handler guarded once as it is registered (requests
+decoded and errors mapped: `errors.guard`), bound to the configured address (port 0 picks a free
+port, for tests). `run_until_signalled()` waits for SIGTERM or
 SIGINT and then stops the service: health goes NOT_SERVING first, the service stops taking work,
 in-flight work gets the grace period, and the process can exit 0.
 """
@@ -12,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kairos_common.grpc.errors import ErrorMappingInterceptor
+from kairos_common.grpc.errors import GuardedGenericHandler, guard_all
 from kairos_common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,55 @@ class GrpcServer:
         await self.server.stop(grace)
 
 
+if TYPE_CHECKING:
+    _MethodHandler = grpc.RpcMethodHandler[Any, Any]
+    _GenericHandler = grpc.GenericRpcHandler[Any, Any]
+else:
+    _MethodHandler = grpc.RpcMethodHandler
+    _GenericHandler = grpc.GenericRpcHandler
+
+
+class _GuardingRegistrar(grpc.aio.Server):
+    """What servicers are registered on: it guards each method handler (`errors.guard`) and adds
+    it to the real server.
+
+    Guarding at registration costs nothing per call beyond the guard itself; a server interceptor
+    would run on every call, and build a handler each time, to do the same. It is a
+    `grpc.aio.Server` because the generated `add_*_to_server` functions and reflection take one;
+    serving stays with the real server.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            [GuardedGenericHandler(handler) for handler in generic_rpc_handlers]
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, _MethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service_name, guard_all(service_name, method_handlers)
+        )
+
+    def add_insecure_port(self, address: str) -> int:
+        raise TypeError("register handlers only; the server binds its own ports")
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        raise TypeError("register handlers only; the server binds its own ports")
+
+    async def start(self) -> None:
+        raise TypeError("register handlers only; create_server starts the server")
+
+    async def stop(self, grace: float | None = None) -> None:
+        raise TypeError("register handlers only; GrpcServer.stop stops the server")
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        raise TypeError("register handlers only")
+
+
 async def create_server(
     settings: ServerSettings,
     *,
@@ -66,16 +116,14 @@ async def create_server(
 
     Health starts NOT_SERVING; the caller sets SERVING once its own dependencies are ready.
     """
-    server = grpc.aio.server(
-        interceptors=[*interceptors, ErrorMappingInterceptor()],
-        options=[("grpc.so_reuseport", 0)],
-    )
-    register(server)
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    registrar = _GuardingRegistrar(server)
+    register(registrar)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     if settings.reflection:
         names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, server)
+        reflection.enable_server_reflection(names, registrar)
     port = server.add_insecure_port(settings.addr)
     if port == 0:
         raise OSError(f"could not bind the gRPC server to {settings.addr}")
