@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -21,7 +22,7 @@ from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import OutboxEvent, Target
-from support.api import SERVICE_TOKEN, Client, RunningApi
+from support.api import SERVICE_TOKEN, Client, RunningApi, violations_of
 
 SERVICE = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
 #: More of the environment of this module's own api (see conftest.own_api).
@@ -196,6 +197,86 @@ async def test_claim_refuses_bad_arguments(
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (refused.value.details() or "")
+
+
+def outcome(**fields: Any) -> dispatch_pb2.CompleteAttemptsRequest:
+    """A retryable outcome of a made-up attempt, with `fields` set."""
+    item = dispatch_pb2.AttemptOutcome(
+        attempt_id=str(uuid.uuid4()),
+        delivery_id=str(uuid.uuid4()),
+        error_class=posts_pb2.ERROR_CLASS_RETRYABLE,
+        **fields,
+    )
+    return dispatch_pb2.CompleteAttemptsRequest(outcomes=[item])
+
+
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+#: Durations and Timestamps that break protobuf's rules (nanos out of range or of the other sign,
+#: seconds out of range) or, for latency, the column's: (RPC, request, the field refused).
+OUT_OF_RANGE = {
+    "horizon nanos 10^9": (
+        "ClaimDue",
+        dispatch_pb2.ClaimDueRequest(horizon=Duration(nanos=10**9), limit=1),
+        "horizon",
+    ),
+    "horizon of int64 seconds": (
+        "ClaimDue",
+        dispatch_pb2.ClaimDueRequest(horizon=Duration(seconds=2**63 - 1), limit=1),
+        "horizon",
+    ),
+    "claim lease nanos -1": (
+        "ClaimDue",
+        dispatch_pb2.ClaimDueRequest(horizon=seconds(1), lease=Duration(seconds=60, nanos=-1)),
+        "lease",
+    ),
+    "sweep lease nanos 10^9": (
+        "SweepExpired",
+        dispatch_pb2.SweepExpiredRequest(lease=Duration(seconds=30, nanos=10**9)),
+        "lease",
+    ),
+    "retry_not_before nanos -1": (
+        "CompleteAttempts",
+        outcome(retry_not_before=Timestamp(seconds=2_000_000_000, nanos=-1)),
+        "outcomes[0].retry_not_before",
+    ),
+    "account_blocked_until after year 9999": (
+        "CompleteAttempts",
+        outcome(account_blocked_until=Timestamp(seconds=MAX_SECONDS + 1)),
+        "outcomes[0].account_blocked_until",
+    ),
+    "latency of other signs": (
+        "CompleteAttempts",
+        outcome(latency=Duration(seconds=1, nanos=-5)),
+        "outcomes[0].latency",
+    ),
+    "latency beyond the column": (
+        "CompleteAttempts",
+        outcome(latency=Duration(seconds=10**9)),
+        "outcomes[0].latency",
+    ),
+    "credentials expires_at nanos 10^9": (
+        "SaveRefreshedCredentials",
+        dispatch_pb2.SaveRefreshedCredentialsRequest(
+            account_id=str(uuid.uuid4()),
+            credentials=posts_pb2.Credentials(
+                access_token="t", expires_at=Timestamp(seconds=2_000_000_000, nanos=10**9)
+            ),
+        ),
+        "credentials.expires_at",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_OF_RANGE.values()), ids=list(OUT_OF_RANGE))
+async def test_times_out_of_range_are_refused_on_their_field(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, case: tuple[str, Any, str]
+) -> None:
+    rpc, request, field = case
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await getattr(dispatch, rpc)(request, metadata=SERVICE)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    assert [name for name, _ in violations_of(refused.value)] == [field]
 
 
 async def test_concurrent_claims_never_share_a_target(

@@ -635,6 +635,32 @@ async def test_a_bad_stale_after_is_refused(kairos: Tenant) -> None:
     assert week.stale_after.ToTimedelta() == timedelta(days=7)
 
 
+#: stale_after Durations that break protobuf's rules, which converting them to a timedelta hid
+#: (60 s with nanos -1 read as 60 s, with nanos 10^9 as 61 s), and their violation's wording.
+BROKEN_DURATIONS = {
+    "nanos -1 on positive seconds": (Duration(seconds=60, nanos=-1), "same sign"),
+    "nanos 10^9": (Duration(seconds=60, nanos=10**9), "nanos -999,999,999 to 999,999,999"),
+    "nanos -10^9": (Duration(seconds=60, nanos=-(10**9)), "nanos -999,999,999 to 999,999,999"),
+    "nanos 1 on negative seconds": (Duration(seconds=-60, nanos=1), "same sign"),
+    "seconds beyond 10,000 years": (Duration(seconds=315_576_000_001), "10,000 years"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_DURATIONS.values()), ids=list(BROKEN_DURATIONS))
+async def test_a_stale_after_breaking_the_protobuf_rules_is_refused(
+    kairos: Tenant, case: tuple[Duration, str]
+) -> None:
+    duration, wording = case
+    account = await kairos.connect()
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(content="hi", targets=targets(account), stale_after=duration),
+    )
+    assert len(violations) == 1
+    assert violations[0][0] == "stale_after"
+    assert wording in violations[0][1]
+
+
 async def test_a_sub_second_stale_after_is_not_stored_as_zero(kairos: Tenant) -> None:
     account = await kairos.connect()
     request = posts_pb2.CreatePostRequest(

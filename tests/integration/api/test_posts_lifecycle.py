@@ -264,9 +264,14 @@ async def test_update_names_campaign_and_notes_as_post_fields(kairos: Tenant) ->
     ("paths", "body", "field"),
     [
         (["stale_after"], posts_pb2.Post(stale_after=Duration(seconds=0)), "post.stale_after"),
+        (
+            ["stale_after"],
+            posts_pb2.Post(stale_after=Duration(seconds=60, nanos=10**9)),
+            "post.stale_after",
+        ),
         (["tags"], posts_pb2.Post(tags=[" "]), "post.tags[0]"),
     ],
-    ids=["stale_after", "tags"],
+    ids=["stale_after", "stale_after nanos 10^9", "tags"],
 )
 async def test_update_names_tags_and_stale_after_as_post_fields(
     kairos: Tenant, paths: list[str], body: posts_pb2.Post, field: str

@@ -3,6 +3,9 @@
 Protobuf stays at the edge: handlers work with ORM rows (or the read records of the posts
 handlers, which have the same fields) and domain enums, and only the gRPC servicers (and the
 outbox) call these functions.
+
+Every Timestamp and Duration read from a request goes through `from_timestamp` and
+`from_duration`, which hold it to protobuf's rules and refuse it on its field otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import Account
 from kairos_api.domain.model import AccountStatus, ErrorClass, PostStatus, TargetStatus
+from kairos_common.errors import InvalidArgument
 from kairos_common.platforms import Platform
 
 _PLATFORMS: dict[Platform, posts_pb2.Platform.ValueType] = {
@@ -211,8 +215,54 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     )
 
 
-def from_timestamp(stamp: Timestamp) -> datetime:
+#: The ranges protobuf's well-known types allow (google/protobuf/timestamp.proto, duration.proto):
+#: a Timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z with nanos in
+#: [0, 10^9); a Duration within ±10,000 years, its nanos in (-10^9, 10^9) and of the sign of its
+#: seconds. Python's own conversions do not check a Duration at all.
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+_DURATION_SECONDS = 315_576_000_000
+_NANOS = 1_000_000_000
+
+
+def from_timestamp(stamp: Timestamp, field: str) -> datetime:
+    """The instant a request's Timestamp names; `InvalidArgument` on `field` when it breaks
+    protobuf's rules."""
+    if not 0 <= stamp.nanos < _NANOS:
+        raise InvalidArgument.of(
+            field, f"must be a valid timestamp: nanos 0 to 999,999,999, got {stamp.nanos:,}"
+        )
+    low, high = _TIMESTAMP_SECONDS
+    if not low <= stamp.seconds <= high:
+        raise InvalidArgument.of(
+            field,
+            "must be a valid timestamp, from 0001-01-01 to 9999-12-31: seconds "
+            f"{low:,} to {high:,}, got {stamp.seconds:,}",
+        )
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def from_duration(value: Duration, field: str) -> timedelta:
+    """The span a request's Duration names (to the microsecond, toward zero); `InvalidArgument`
+    on `field` when it breaks protobuf's rules."""
+    seconds, nanos = value.seconds, value.nanos
+    if not -_NANOS < nanos < _NANOS:
+        raise InvalidArgument.of(
+            field,
+            f"must be a valid duration: nanos -999,999,999 to 999,999,999, got {nanos:,}",
+        )
+    if seconds < 0 < nanos or nanos < 0 < seconds:
+        raise InvalidArgument.of(
+            field,
+            "must be a valid duration: seconds and nanos of the same sign, "
+            f"got seconds {seconds:,} and nanos {nanos:,}",
+        )
+    if abs(seconds) > _DURATION_SECONDS:
+        raise InvalidArgument.of(
+            field,
+            "must be a valid duration, within 10,000 years: seconds "
+            f"-{_DURATION_SECONDS:,} to {_DURATION_SECONDS:,}, got {seconds:,}",
+        )
+    return value.ToTimedelta()
 
 
 def duration(value: timedelta | None) -> Duration | None:

@@ -17,7 +17,6 @@ from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters import convert
 from kairos_api.bootstrap import Application
 from kairos_api.service_layer import accounts
-from kairos_common import errors
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -130,9 +129,4 @@ def _credentials(message: posts_pb2.Credentials) -> accounts.Credentials:
 def _expires_at(message: posts_pb2.Credentials) -> datetime | None:
     if not message.HasField("expires_at"):
         return None
-    try:
-        return convert.from_timestamp(message.expires_at)
-    except (ValueError, OverflowError):
-        raise errors.InvalidArgument.of(
-            "credentials.expires_at", "must be a valid timestamp between years 1 and 9999"
-        ) from None
+    return convert.from_timestamp(message.expires_at, "credentials.expires_at")

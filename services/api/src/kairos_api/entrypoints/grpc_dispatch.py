@@ -28,10 +28,22 @@ REJECTIONS = {
 }
 
 
-def _seconds(value: Duration, default: timedelta) -> timedelta:
+def _or_default(value: Duration, default: timedelta, field: str) -> timedelta:
+    """The Duration, or `default` when it is zero (unset)."""
     if value.seconds == 0 and value.nanos == 0:
         return default
-    return value.ToTimedelta()
+    return convert.from_duration(value, field)
+
+
+#: The longest latency an outcome may report: a call that took longer ended long ago.
+MAX_LATENCY = timedelta(days=1)
+
+
+def _latency_ms(value: Duration, field: str) -> int:
+    latency = convert.from_duration(value, field)
+    if not timedelta(0) <= latency <= MAX_LATENCY:
+        raise errors.InvalidArgument.of(field, "must be between 0 and 24 hours")
+    return int(latency.total_seconds() * 1000)
 
 
 def delivery_to_proto(delivery: dispatch.Delivery) -> dispatch_pb2.Delivery:
@@ -69,7 +81,7 @@ def credentials_from_proto(message: posts_pb2.Credentials) -> StoredCredentials:
         access_token=message.access_token,
         refresh_token=message.refresh_token,
         expires_at=(
-            convert.from_timestamp(message.expires_at).isoformat()
+            convert.from_timestamp(message.expires_at, "credentials.expires_at").isoformat()
             if message.HasField("expires_at")
             else None
         ),
@@ -123,9 +135,9 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.app.auth.require_service(context)
         deliveries = await dispatch.claim_due(
             self.app,
-            horizon=request.horizon.ToTimedelta(),
+            horizon=convert.from_duration(request.horizon, "horizon"),
             limit=request.limit or 500,
-            lease=_seconds(request.lease, timedelta(seconds=60)),
+            lease=_or_default(request.lease, timedelta(seconds=60), "lease"),
         )
         return dispatch_pb2.ClaimDueResponse(deliveries=[delivery_to_proto(d) for d in deliveries])
 
@@ -167,17 +179,21 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
                     message=item.message,
                     http_status=item.http_status,
                     retry_not_before=(
-                        convert.from_timestamp(item.retry_not_before)
+                        convert.from_timestamp(
+                            item.retry_not_before, f"outcomes[{index}].retry_not_before"
+                        )
                         if item.HasField("retry_not_before")
                         else None
                     ),
                     account_blocked_until=(
-                        convert.from_timestamp(item.account_blocked_until)
+                        convert.from_timestamp(
+                            item.account_blocked_until, f"outcomes[{index}].account_blocked_until"
+                        )
                         if item.HasField("account_blocked_until")
                         else None
                     ),
                     latency_ms=(
-                        int(item.latency.ToTimedelta().total_seconds() * 1000)
+                        _latency_ms(item.latency, f"outcomes[{index}].latency")
                         if item.HasField("latency")
                         else None
                     ),
@@ -220,7 +236,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         result = await dispatch.sweep_expired(
             self.app,
             limit=request.limit or 500,
-            lease=_seconds(request.lease, timedelta(seconds=60)),
+            lease=_or_default(request.lease, timedelta(seconds=60), "lease"),
         )
         return dispatch_pb2.SweepExpiredResponse(
             redeliveries=[delivery_to_proto(d) for d in result.redeliveries],

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters import convert
@@ -26,31 +23,12 @@ ORDERS = {
     posts_pb2.POST_ORDER_CREATED_OLDEST: "created_oldest",
     posts_pb2.POST_ORDER_SCHEDULED_SOONEST: "scheduled_soonest",
 }
-#: The largest stale_after a client can send; larger values are refused by the domain rule.
-_MAX_DURATION = timedelta(days=3650)
-
-
-def _instant(stamp: Timestamp, field: str) -> datetime:
-    try:
-        return convert.from_timestamp(stamp)
-    except (ValueError, OverflowError):
-        raise errors.InvalidArgument.of(field, "is not a valid timestamp") from None
-
-
-def _duration(value: Duration, field: str) -> timedelta:
-    try:
-        result = value.ToTimedelta()
-    except (ValueError, OverflowError):
-        raise errors.InvalidArgument.of(field, "is not a valid duration") from None
-    if abs(result) > _MAX_DURATION:
-        raise errors.InvalidArgument.of(field, "is not a valid duration")
-    return result
 
 
 def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> posts.ScheduleInput:
     which = message.WhichOneof("when")
     if which == "at":
-        return posts.ScheduleInput(at=_instant(message.at, f"{field}.at"))
+        return posts.ScheduleInput(at=convert.from_timestamp(message.at, f"{field}.at"))
     if which == "local":
         return posts.ScheduleInput(
             local_date_time=message.local.date_time, time_zone=message.local.time_zone
@@ -91,7 +69,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
             schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
             approval_required=request.approval_required,
             stale_after=(
-                _duration(request.stale_after, "stale_after")
+                convert.from_duration(request.stale_after, "stale_after")
                 if request.HasField("stale_after")
                 else None
             ),
@@ -133,9 +111,9 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         scheduled_from = scheduled_to = None
         try:
             if request.HasField("scheduled_from"):
-                scheduled_from = _instant(request.scheduled_from, "scheduled_from")
+                scheduled_from = convert.from_timestamp(request.scheduled_from, "scheduled_from")
             if request.HasField("scheduled_to"):
-                scheduled_to = _instant(request.scheduled_to, "scheduled_to")
+                scheduled_to = convert.from_timestamp(request.scheduled_to, "scheduled_to")
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
         if violations:
@@ -169,7 +147,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         body = request.post
         stale_after = None
         if "stale_after" in paths and body.HasField("stale_after"):
-            stale_after = _duration(body.stale_after, "post.stale_after")
+            stale_after = convert.from_duration(body.stale_after, "post.stale_after")
         command = posts.UpdatePost(
             post_id=request.post_id,
             paths=paths,
