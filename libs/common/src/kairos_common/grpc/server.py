@@ -3,9 +3,9 @@
 `create_server()` builds and starts a server with health (one status per service name) and
 reflection (unless switched off), every method handler guarded once as it is registered (requests
 decoded and errors mapped: `errors.guard`), bound to the configured address (port 0 picks a free
-port, for tests). `run_until_signalled()` waits for SIGTERM or
-SIGINT and then stops the service: health goes NOT_SERVING first, the service stops taking work,
-in-flight work gets the grace period, and the process can exit 0.
+port, for tests). `run_until_signalled()` waits for SIGTERM or SIGINT and then stops the service:
+health goes NOT_SERVING first, the service stops taking work, in-flight work gets the grace
+period, and the process can exit 0.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ async def create_server(
     register: Callable[[grpc.aio.Server], None],
     interceptors: Sequence[Any] = (),
 ) -> GrpcServer:
-    """Build, bind and start a server; `register` adds the business servicers.
+    """Build, bind and start a server; `register` adds the business servicers (to a registrar
+    that guards their handlers, so it may only add handlers).
 
     Health starts NOT_SERVING; the caller sets SERVING once its own dependencies are ready.
     """
