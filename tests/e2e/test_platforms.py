@@ -411,3 +411,24 @@ async def test_a_timeout_after_sending_elsewhere_ends_unknown_and_is_not_sent_ag
     assert len(done.targets[0].attempts) == 1
     await asyncio.sleep(1.0)
     assert len(world.kept("telegram", mark)) == 1  # it did arrive; Kairos says it may have
+
+
+async def test_a_slack_internal_error_may_have_posted_so_the_target_ends_unknown_not_resent(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """Slack says of `internal_error` that the message may have been posted: sending it again
+    could post it twice. The fake posts it, then answers the error."""
+    stack, world = platforms
+    world.fake("slack").fail_next("create", "reject", message="internal_error")
+    mark = marker()
+    post = await create(stack, [world.accounts["slack"]], f"once {mark}")
+    done = await settled(
+        stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN
+    )
+    [attempt] = done.targets[0].attempts
+    assert (attempt.error_class, attempt.error_code) == (
+        posts_pb2.ERROR_CLASS_UNKNOWN,
+        "internal_error",
+    )
+    await asyncio.sleep(1.0)  # a retry would have come by now (the stack's backoff base is 0.5 s)
+    assert len(world.kept("slack", mark)) == 1
