@@ -275,3 +275,51 @@ async def test_a_timeout_while_creating_a_container_is_retryable(
     assert outcome.result == Result.RETRYABLE
     assert outcome.code == "timeout"
     assert fake.posts == []
+
+
+#: Rows of Meta's Instagram error-code table that say to try again, and the call that meets them.
+TRY_AGAIN_ROWS = [
+    ("container", -2, 2207003),  # It takes too long to download the media.
+    ("container", -2, 2207020),  # The media ... has expired.
+    ("container", -1, 2207001),  # Instagram server error. Try again.
+    ("container", -1, 2207032),  # Create media fail, please try to re-create media
+    ("container", -1, 2207053),  # unknown upload error
+    ("create", 24, 2207006),  # The media with {id} cannot be found
+    ("create", 24, 2207008),  # The media builder ... does not exist or has been expired.
+]
+
+
+@pytest.mark.parametrize(("operation", "code", "subcode"), TRY_AGAIN_ROWS)
+async def test_what_metas_table_says_to_try_again_is_retryable_and_the_retry_publishes(
+    client: instagram.InstagramClient,
+    fake: InstagramFake,
+    jpeg: str,
+    operation: str,
+    code: int,
+    subcode: int,
+) -> None:
+    fake.fail_next(operation, "reject", message=str(subcode))
+    before = datetime.now(UTC)
+    outcome = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+
+    assert (outcome.result, outcome.http_status, outcome.code) == (
+        Result.RETRYABLE,
+        400,
+        f"{code}/{subcode}",
+    )
+    if subcode == 2207008:  # "Try again 1–2 times in the next 30 seconds to 2 minutes."
+        assert outcome.retry_not_before is not None
+        assert outcome.retry_not_before - before >= timedelta(seconds=30)
+    assert fake.posts == []
+    again = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+    assert again.result == Result.PUBLISHED
+    assert len(fake.posts) == 1
+
+
+@pytest.mark.parametrize(("code", "subcode"), [(4, 2207051), (36000, 2207004), (25, 2207050)])
+async def test_what_metas_table_says_needs_other_media_or_the_account_fixed_is_permanent(
+    client: instagram.InstagramClient, fake: InstagramFake, jpeg: str, code: int, subcode: int
+) -> None:
+    fake.fail_next("container", "reject", message=str(subcode))
+    outcome = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+    assert (outcome.result, outcome.code) == (Result.PERMANENT, f"{code}/{subcode}")

@@ -189,3 +189,19 @@ async def test_a_timeout_after_threads_publish_is_unknown_and_the_post_exists_on
     outcome = await client.publish(publish_request(page_id=USER))
     assert outcome.result == Result.UNKNOWN
     assert len(fake.posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "subcode"),
+    [("container", -2, 2207003), ("container", -1, 2207001), ("create", 24, 2207008)],
+)
+async def test_what_metas_error_table_says_to_try_again_is_retryable(
+    client: threads.ThreadsClient, fake: ThreadsFake, operation: str, code: int, subcode: int
+) -> None:
+    """Threads answers in the Graph envelope and has no code table of its own: Instagram's is
+    read for it too, `is_transient` false as in the table's sample."""
+    fake.fail_next(operation, "reject", message=str(subcode))
+    outcome = await client.publish(publish_request(page_id=USER))
+    assert (outcome.result, outcome.code) == (Result.RETRYABLE, f"{code}/{subcode}")
+    assert fake.posts == []
+    assert (await client.publish(publish_request(page_id=USER))).result == Result.PUBLISHED
