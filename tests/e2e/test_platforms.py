@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import httpx
 import pytest
 
 from kairos.posts.v1 import posts_pb2
@@ -28,6 +29,7 @@ from kairos_fakes.bluesky import BlueskyFake
 from kairos_fakes.discord import DiscordFake
 from kairos_fakes.media import MediaHost
 from kairos_fakes.x import XFake
+from kairos_publisher.platforms.linkedin import VERSION as DEFAULT_LINKEDIN_VERSION
 from support.nats_server import NatsServer
 from support.stack import Stack, at, running_stack
 
@@ -432,3 +434,65 @@ async def test_a_slack_internal_error_may_have_posted_so_the_target_ends_unknown
     )
     await asyncio.sleep(1.0)  # a retry would have come by now (the stack's backoff base is 0.5 s)
     assert len(world.kept("slack", mark)) == 1
+
+
+async def test_a_linkedin_duplicate_of_an_older_post_fails_the_target_naming_that_post(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """LinkedIn answers DUPLICATE_POST for any earlier post with the same text: Kairos made
+    nothing, so the target fails and says which post LinkedIn meant."""
+    stack, world = platforms
+    linkedin = world.fake("linkedin")
+    mark = marker()
+    text = f"Same words as last year {mark}"
+    async with httpx.AsyncClient() as http:
+        earlier = await http.post(
+            f"{linkedin.url}/rest/posts",
+            json={
+                "author": "urn:li:person:k1",
+                "commentary": text,
+                "visibility": "PUBLIC",
+                "distribution": {"feedDistribution": "MAIN_FEED"},
+                "lifecycleState": "PUBLISHED",
+            },
+            headers={
+                "authorization": "Bearer li-token",
+                "linkedin-version": DEFAULT_LINKEDIN_VERSION,
+                "x-restli-protocol-version": "2.0.0",
+            },
+        )
+    old = earlier.headers["x-restli-id"]
+    post = await create(stack, [world.accounts["linkedin"]], text)
+    done = await settled(
+        stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_FAILED
+    )
+    target = done.targets[0]
+    assert (target.last_error.error_class, target.last_error.code) == (
+        posts_pb2.ERROR_CLASS_PERMANENT,
+        "DUPLICATE_POST",
+    )
+    assert old in target.last_error.message
+    assert target.platform_post_id == ""
+    assert [p["urn"] for p in world.kept("linkedin", mark)] == [old]
+
+
+async def test_a_linkedin_post_whose_answer_was_lost_is_recovered_by_its_own_retry(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """The post was made but its answer lost (UNKNOWN); retrying the target meets LinkedIn's
+    duplicate guard, which now names this target's own post: published, once."""
+    stack, world = platforms
+    world.fake("linkedin").fail_next("create", "hang")
+    mark = marker()
+    post = await create(stack, [world.accounts["linkedin"]], f"Answer lost {mark}")
+    await settled(stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN)
+    [made] = world.kept("linkedin", mark)
+
+    await stack.posts.RetryPost(
+        posts_pb2.RetryPostRequest(post_id=post.id), metadata=stack.metadata
+    )
+    done = await settled(stack, post.id, published)
+    target = done.targets[0]
+    assert target.platform_post_id == made["urn"]
+    assert [(a.published, a.http_status) for a in target.attempts] == [(False, 0), (True, 422)]
+    assert len(world.kept("linkedin", mark)) == 1

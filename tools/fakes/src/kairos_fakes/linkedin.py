@@ -2,8 +2,11 @@
 
 Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
 - `POST /rest/posts`: 201 with an empty body and the new URN in `x-restli-id`. The same author
-  posting the same commentary again gets LinkedIn's 422 `DUPLICATE_POST`, whose message names the
-  existing post. Commentary over 3,000 characters, a missing field or an unknown image is a 422.
+  posting the same commentary as any earlier post, a deleted one (`delete(urn)`) included, gets
+  LinkedIn's 422 `DUPLICATE_POST` naming that post: the body recorded in Arisamiga/Linkedin-RSS#5
+  ("...BadRequestResponseException: Content is a duplicate of urn:li:share:<id>"); that deleted
+  posts count is ComposioHQ/composio#2710 (a repost after deleting got DUPLICATE_POST naming URNs
+  that answer 404). Commentary over 3,000 characters, a missing field or an unknown image is a 422.
 - `POST /rest/images?action=initializeUpload`: `{"value":{"uploadUrl","image",...}}`, the upload
   URL on this same server (`PUT /dms-uploads/...`, bearer token required).
 - `POST /rest/socialActions/{url-encoded URN}/comments`: a comment on a post, or a reply to a
@@ -115,6 +118,8 @@ class LinkedInFake(FakeServer):
         super().__init__()
         self.tokens = Tokens(prefix="li", rotating=False)
         self.posts: list[dict[str, Any]] = []
+        #: Posts deleted by their author; LinkedIn still counts them as duplicates.
+        self.deleted: list[dict[str, Any]] = []
         self.comments: list[dict[str, Any]] = []
         #: Images by URN: owner, and the uploaded bytes (None until the PUT).
         self.images: dict[str, dict[str, Any]] = {}
@@ -128,6 +133,12 @@ class LinkedInFake(FakeServer):
         router.add_put("/dms-uploads/sp/v2/{image}/uploaded-image/0", self.upload)
         router.add_post("/rest/socialActions/{target}/comments", self.comment)
         router.add_post("/oauth/v2/accessToken", self.refresh)
+
+    def delete(self, urn: str) -> None:
+        """The author deletes a post: gone from the feed, still remembered for duplicates."""
+        post = next(p for p in self.posts if p["urn"] == urn)
+        self.posts.remove(post)
+        self.deleted.append(post)
 
     def issue(self) -> tuple[str, str]:
         """A new (access, refresh) pair as LinkedIn's OAuth would grant it."""
@@ -245,7 +256,7 @@ class LinkedInFake(FakeServer):
         invalid = self.invalid_content(data.get("content"), author)
         if invalid is not None:
             return invalid
-        for post in self.posts:
+        for post in [*self.posts, *self.deleted]:
             if post["author"] == author and post["commentary"] == commentary:
                 return self.duplicate(post["urn"])
         urn = f"urn:li:share:{new_id()}"
@@ -267,7 +278,8 @@ class LinkedInFake(FakeServer):
         return web.json_response(
             {
                 "errorDetailType": "com.linkedin.common.error.BadRequest",
-                "message": f"ERROR :: /commentary :: Content is a duplicate of {urn}",
+                "message": "com.linkedin.content.common.exception.BadRequestResponseException: "
+                f"Content is a duplicate of {urn}",
                 "errorDetails": {
                     "inputErrors": [
                         {

@@ -50,6 +50,10 @@ class PublishRequest:
     expires_at: datetime | None = None
     #: The account's handle as connected (for public URLs such as x.com/<handle>/status/<id>).
     handle: str = ""
+    #: An earlier attempt at this target may have reached the platform without Kairos learning
+    #: the outcome (it ended UNKNOWN, or never reported back): a "duplicate" answer may then be
+    #: this target's own earlier post. False on a first attempt.
+    earlier_outcome_lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,15 @@ GIF, at most 10 MB, 1 to 20 per post) are downloaded and uploaded first (`initia
 a PUT of the bytes); a failure there published nothing, so it is retryable. Comments take no
 images here. LinkedIn sends no rate-limit headers and a bare 429 (daily quotas that reset at
 midnight UTC, or load shedding), so a 429 is retryable with no wait of the platform's own and
-`blocked_until` is never set. A retry of a post that was sent but not answered is caught by
-LinkedIn's duplicate guard (422 `DUPLICATE_POST`), whose message names the existing post: that is
-reported as published with that URN.
+`blocked_until` is never set.
+
+Duplicates: LinkedIn answers 422 `DUPLICATE_POST`, naming the existing post ("Content is a
+duplicate of urn:li:share:<id>"), for any earlier post of the author with the same text, an older
+and different one (even a deleted one) included. So it counts as this target's own post, and the
+target as published with that URN, only when this target had an earlier attempt whose outcome was
+lost (`request.earlier_outcome_lost`: it ended UNKNOWN or never reported back), whose call may have
+created it. Otherwise nothing of this target's was posted: the target fails (PERMANENT), naming
+the existing URN, and the member decides (change the text, or delete the old post and retry).
 """
 
 from __future__ import annotations
@@ -194,19 +200,29 @@ class LinkedInClient:
                 Result.PUBLISHED, platform_post_id=urn, url=post_url(urn), http_status=201
             )
         outcome = error_outcome(response)
-        if response.status_code == 422:
-            existing = DUPLICATE_OF.search(outcome.message)
-            if existing:  # an earlier attempt got through (e.g. its answer was lost)
-                urn = existing.group(1)
-                return PublishOutcome(
-                    Result.PUBLISHED,
-                    platform_post_id=urn,
-                    url=post_url(urn),
-                    http_status=422,
-                    code=outcome.code,
-                    message=outcome.message,
-                )
-        return outcome
+        existing = DUPLICATE_OF.search(outcome.message)
+        if response.status_code != 422 or outcome.code != "DUPLICATE_POST" or not existing:
+            return outcome
+        urn = existing.group(1)
+        if request.earlier_outcome_lost:  # this target's own earlier call may have made it
+            return PublishOutcome(
+                Result.PUBLISHED,
+                platform_post_id=urn,
+                url=post_url(urn),
+                http_status=422,
+                code=outcome.code,
+                message=outcome.message,
+            )
+        return PublishOutcome(
+            Result.PERMANENT,
+            http_status=422,
+            code=outcome.code,
+            message=(
+                f"LinkedIn already has a post with this text, {urn} ({post_url(urn)}), which "
+                f"this target did not make: change the text, or delete that post and retry. "
+                f"LinkedIn: {outcome.message}"
+            )[:500],
+        )
 
     async def comment(self, request: PublishRequest) -> PublishOutcome:
         """A comment on `reply_to`: on the post itself, or as a reply to an earlier comment."""
