@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -97,6 +98,18 @@ async def test_version_comes_from_settings_and_a_retired_one_is_permanent(
     assert (retired.http_status, retired.code) == (426, "NONEXISTENT_VERSION")
     assert retired.message == "Requested version 202401 is not active"
     assert len(fake.posts) == 1
+
+
+async def test_the_version_is_the_publishers_setting(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: LinkedInFake
+) -> None:
+    """KAIROS_LINKEDIN_VERSION reaches the header; the fake serves the versions LinkedIn does."""
+    configured = replace(context(http, media, fake, environ=APP), linkedin_version="202607")
+    outcome = await linkedin.create(configured).publish(request())
+
+    assert outcome.result == Result.PUBLISHED
+    assert fake.calls("POST", "/rest/posts")[0].headers["linkedin-version"] == "202607"
+    assert linkedin.VERSION == context(http, media, fake).linkedin_version == "202609"
 
 
 async def test_fake_refuses_calls_without_the_version_headers(fake: LinkedInFake) -> None:

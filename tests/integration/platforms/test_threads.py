@@ -42,7 +42,7 @@ def form(body: bytes) -> dict[str, str]:
 
 def created(fake: ThreadsFake) -> list[dict[str, str]]:
     """The fields of every container creation, in order."""
-    return [form(c.body) for c in fake.calls("POST") if c.path == f"/{USER}/threads"]
+    return [form(c.body) for c in fake.calls("POST") if c.path == f"/v1.0/{USER}/threads"]
 
 
 async def test_a_text_post_is_a_text_container_polled_then_published(
@@ -52,7 +52,7 @@ async def test_a_text_post_is_a_text_container_polled_then_published(
     outcome = await client.publish(publish_request("Hello Threads", page_id=USER))
     assert outcome.result == Result.PUBLISHED, outcome
     create, publish = fake.calls("POST")
-    assert create.path == f"/{USER}/threads"
+    assert create.path == f"/v1.0/{USER}/threads"
     assert form(create.body) == {
         "text": "Hello Threads",
         "media_type": "TEXT",
@@ -62,7 +62,7 @@ async def test_a_text_post_is_a_text_container_polled_then_published(
     polls = fake.calls("GET", container)
     assert len(polls) >= 2
     assert polls[0].query["fields"] == "status,error_message"
-    assert publish.path == f"/{USER}/threads_publish"
+    assert publish.path == f"/v1.0/{USER}/threads_publish"
     assert form(publish.body) == {"creation_id": container, "access_token": "token-1"}
     [post] = fake.posts
     assert outcome.platform_post_id == post["id"]

@@ -1,8 +1,7 @@
-"""What the Meta Graph fakes (Facebook, Instagram, Threads) share: routes with or without the
-version prefix (`/v21.0/{node}/{edge}`, or `/{node}/{edge}` when the publisher's base URL for
-the platform is the bare fake), parameters from the query or a form body, token checks, the
-error envelope (HTTP 400 even for throttling), usage headers, faults, and the media-container
-state machine.
+"""What the Meta Graph fakes (Facebook, Instagram, Threads) share: routes under whatever
+version prefix the publisher sends (`/v27.0/{node}/{edge}`), or none (`/{node}/{edge}`),
+parameters from the query or a form body, token checks, the error envelope (HTTP 400 even for
+throttling), usage headers, faults, and the media-container state machine.
 
 Errors: `{"error": {message, type, code, error_subcode, fbtrace_id, is_transient}}`. Faults:
 `rate_limit` answers `throttle_code` (4 by default; set 17, 32, 613, 80001) with a

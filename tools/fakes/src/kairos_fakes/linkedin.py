@@ -16,7 +16,7 @@ Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
 - `POST /oauth/v2/accessToken`: `grant_type=refresh_token` form; refresh tokens do not rotate.
 
 Every `/rest` call needs `LinkedIn-Version` (400 `VERSION_MISSING` without it, 426
-`NONEXISTENT_VERSION` for one outside `ACTIVE_VERSIONS`), `X-Restli-Protocol-Version: 2.0.0`
+`NONEXISTENT_VERSION` for one outside `active_versions`), `X-Restli-Protocol-Version: 2.0.0`
 (400 without it; that wording is this fake's own) and a bearer token (401 with LinkedIn's
 `EXPIRED_ACCESS_TOKEN`/`REVOKED_ACCESS_TOKEN` bodies). There are no rate-limit headers: a 429
 comes bare.
@@ -44,10 +44,12 @@ from aiohttp import web
 
 from kairos_fakes.base import FakeServer, Tokens, bearer, new_id
 
-#: The versions this fake serves: a year of monthly versions, as LinkedIn keeps (a snapshot).
-ACTIVE_VERSIONS = frozenset(
-    [f"2025{month:02d}" for month in range(11, 13)] + [f"2026{m:02d}" for m in range(1, 12)]
-)
+#: The versions this fake serves, a snapshot of 2026-12: 202511 was sunset on 2026-11-16 (the
+#: migrations table's date), 202512 to 202609 are active, and nothing later is known to be out
+#: (202609 was the newest listed on 2026-09-18, n8n-io/n8n#39065). Any other version gets
+#: LinkedIn's 426 `NONEXISTENT_VERSION` ("Requested version 20250401 is not active" in
+#: n8n-io/n8n#28660 and ComposioHQ/composio#3231). Tests may change `active_versions`.
+ACTIVE_VERSIONS = frozenset(["202512"] + [f"2026{month:02d}" for month in range(1, 10)])
 ACCESS_LIFETIME = 60 * 24 * 3600.0
 REFRESH_LIFETIME = 365 * 24 * 3600
 MAX_COMMENTARY = 3000
@@ -123,6 +125,8 @@ class LinkedInFake(FakeServer):
         self.comments: list[dict[str, Any]] = []
         #: Images by URN: owner, and the uploaded bytes (None until the PUT).
         self.images: dict[str, dict[str, Any]] = {}
+        #: The `LinkedIn-Version` values answered; any other gets 426.
+        self.active_versions = set(ACTIVE_VERSIONS)
         #: When set, the refresh endpoint checks the app's credentials against these.
         self.client_id = ""
         self.client_secret = ""
@@ -154,7 +158,7 @@ class LinkedInFake(FakeServer):
                 "LinkedIn-Version header.",
                 "VERSION_MISSING",
             )
-        if version not in ACTIVE_VERSIONS:
+        if version not in self.active_versions:
             return error(426, f"Requested version {version} is not active", "NONEXISTENT_VERSION")
         if request.headers.get("x-restli-protocol-version") != "2.0.0":
             return error(400, "X-Restli-Protocol-Version 2.0.0 is required", "PROTOCOL_MISSING")

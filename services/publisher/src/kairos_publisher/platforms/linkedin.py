@@ -4,9 +4,10 @@ Credentials read: `access_token`; `page_id`, the author URN (`urn:li:person:<id>
 `urn:li:organization:<id>`); `refresh_token`, which LinkedIn issues only to approved partners
 (without one, `refresh` says the member must re-authorize); `expires_at` (the publisher refreshes
 a day before it); and for refreshing, `extra["client_id"]`/`extra["client_secret"]` or
-`KAIROS_LINKEDIN_CLIENT_ID`/`KAIROS_LINKEDIN_CLIENT_SECRET`. `settings["linkedin_version"]`
-overrides the `LinkedIn-Version` header (`VERSION`), which LinkedIn retires about a year after
-release (HTTP 426 `NONEXISTENT_VERSION`, treated as permanent: only a new version helps).
+`KAIROS_LINKEDIN_CLIENT_ID`/`KAIROS_LINKEDIN_CLIENT_SECRET`. The `LinkedIn-Version` header is
+`KAIROS_LINKEDIN_VERSION` (default `base.LINKEDIN_VERSION`), or a target's
+`settings["linkedin_version"]`; LinkedIn retires a version about a year after release (HTTP 426
+`NONEXISTENT_VERSION`, treated as permanent: only a new version helps).
 
 platform_post_id: the URN LinkedIn answers with. For a post it is the `x-restli-id` header of the
 201 (`urn:li:share:<id>` or `urn:li:ugcPost:<id>`), shown at
@@ -45,6 +46,7 @@ import httpx
 
 from kairos_publisher.media import IMAGE_TYPES, MediaError
 from kairos_publisher.platforms.base import (
+    LINKEDIN_VERSION,
     PlatformContext,
     PublishOutcome,
     PublishRequest,
@@ -57,8 +59,8 @@ from kairos_publisher.platforms.base import (
     send,
 )
 
-#: The `LinkedIn-Version` sent unless the target's settings name another (YYYYMM).
-VERSION = "202609"
+#: The `LinkedIn-Version` sent by default (YYYYMM); see `base.LINKEDIN_VERSION`.
+VERSION = LINKEDIN_VERSION
 API = "https://api.linkedin.com"
 OAUTH = "https://www.linkedin.com"
 FEED = "https://www.linkedin.com/feed/update"
@@ -128,7 +130,9 @@ class LinkedInClient:
         """What every `/rest` call must carry; LinkedIn refuses a call missing any of them."""
         return {
             "authorization": f"Bearer {request.access_token}",
-            "linkedin-version": request.settings.get("linkedin_version") or VERSION,
+            "linkedin-version": (
+                request.settings.get("linkedin_version") or self.context.linkedin_version
+            ),
             "x-restli-protocol-version": "2.0.0",
             "content-type": "application/json",
         }
