@@ -29,7 +29,7 @@ from kairos_fakes.bluesky import BlueskyFake
 from kairos_fakes.discord import DiscordFake
 from kairos_fakes.media import MediaHost
 from kairos_fakes.x import XFake
-from kairos_publisher.platforms.linkedin import VERSION as DEFAULT_LINKEDIN_VERSION
+from kairos_publisher.platforms.base import GRAPH_API_VERSION, LINKEDIN_VERSION
 from support.nats_server import NatsServer
 from support.stack import Stack, at, running_stack
 
@@ -205,6 +205,15 @@ async def test_one_post_with_an_image_goes_out_once_on_every_platform(
     # The byte-uploading platforms fetched the image from the media host.
     fetched = world.media.calls("GET", "/images/launch.jpg")
     assert len(fetched) >= 4
+    # Meta's Graph API and LinkedIn were addressed at the publisher's configured versions.
+    for name in ("facebook", "instagram"):
+        paths = [r.path for r in world.fake(name).calls("POST") if mark in r.body.decode()]
+        assert paths, name
+        assert all(p.startswith(f"/{GRAPH_API_VERSION}/") for p in paths), paths
+    sent = [
+        r for r in world.fake("linkedin").calls("POST", "/rest/posts") if mark in r.body.decode()
+    ]
+    assert [r.headers["linkedin-version"] for r in sent] == [LINKEDIN_VERSION]
 
 
 async def test_a_thread_broken_after_its_second_part_resumes_and_posts_each_part_once(
@@ -457,7 +466,7 @@ async def test_a_linkedin_duplicate_of_an_older_post_fails_the_target_naming_tha
             },
             headers={
                 "authorization": "Bearer li-token",
-                "linkedin-version": DEFAULT_LINKEDIN_VERSION,
+                "linkedin-version": LINKEDIN_VERSION,
                 "x-restli-protocol-version": "2.0.0",
             },
         )
