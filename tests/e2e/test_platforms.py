@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import httpx
 import pytest
 
 from kairos.posts.v1 import posts_pb2
@@ -28,6 +29,7 @@ from kairos_fakes.bluesky import BlueskyFake
 from kairos_fakes.discord import DiscordFake
 from kairos_fakes.media import MediaHost
 from kairos_fakes.x import XFake
+from kairos_publisher.platforms.base import GRAPH_API_VERSION, LINKEDIN_VERSION
 from support.nats_server import NatsServer
 from support.stack import Stack, at, running_stack
 
@@ -203,6 +205,15 @@ async def test_one_post_with_an_image_goes_out_once_on_every_platform(
     # The byte-uploading platforms fetched the image from the media host.
     fetched = world.media.calls("GET", "/images/launch.jpg")
     assert len(fetched) >= 4
+    # Meta's Graph API and LinkedIn were addressed at the publisher's configured versions.
+    for name in ("facebook", "instagram"):
+        paths = [r.path for r in world.fake(name).calls("POST") if mark in r.body.decode()]
+        assert paths, name
+        assert all(p.startswith(f"/{GRAPH_API_VERSION}/") for p in paths), paths
+    sent = [
+        r for r in world.fake("linkedin").calls("POST", "/rest/posts") if mark in r.body.decode()
+    ]
+    assert [r.headers["linkedin-version"] for r in sent] == [LINKEDIN_VERSION]
 
 
 async def test_a_thread_broken_after_its_second_part_resumes_and_posts_each_part_once(
@@ -411,3 +422,86 @@ async def test_a_timeout_after_sending_elsewhere_ends_unknown_and_is_not_sent_ag
     assert len(done.targets[0].attempts) == 1
     await asyncio.sleep(1.0)
     assert len(world.kept("telegram", mark)) == 1  # it did arrive; Kairos says it may have
+
+
+async def test_a_slack_internal_error_may_have_posted_so_the_target_ends_unknown_not_resent(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """Slack says of `internal_error` that the message may have been posted: sending it again
+    could post it twice. The fake posts it, then answers the error."""
+    stack, world = platforms
+    world.fake("slack").fail_next("create", "reject", message="internal_error")
+    mark = marker()
+    post = await create(stack, [world.accounts["slack"]], f"once {mark}")
+    done = await settled(
+        stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN
+    )
+    [attempt] = done.targets[0].attempts
+    assert (attempt.error_class, attempt.error_code) == (
+        posts_pb2.ERROR_CLASS_UNKNOWN,
+        "internal_error",
+    )
+    await asyncio.sleep(1.0)  # a retry would have come by now (the stack's backoff base is 0.5 s)
+    assert len(world.kept("slack", mark)) == 1
+
+
+async def test_a_linkedin_duplicate_of_an_older_post_fails_the_target_naming_that_post(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """LinkedIn answers DUPLICATE_POST for any earlier post with the same text: Kairos made
+    nothing, so the target fails and says which post LinkedIn meant."""
+    stack, world = platforms
+    linkedin = world.fake("linkedin")
+    mark = marker()
+    text = f"Same words as last year {mark}"
+    async with httpx.AsyncClient() as http:
+        earlier = await http.post(
+            f"{linkedin.url}/rest/posts",
+            json={
+                "author": "urn:li:person:k1",
+                "commentary": text,
+                "visibility": "PUBLIC",
+                "distribution": {"feedDistribution": "MAIN_FEED"},
+                "lifecycleState": "PUBLISHED",
+            },
+            headers={
+                "authorization": "Bearer li-token",
+                "linkedin-version": LINKEDIN_VERSION,
+                "x-restli-protocol-version": "2.0.0",
+            },
+        )
+    old = earlier.headers["x-restli-id"]
+    post = await create(stack, [world.accounts["linkedin"]], text)
+    done = await settled(
+        stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_FAILED
+    )
+    target = done.targets[0]
+    assert (target.last_error.error_class, target.last_error.code) == (
+        posts_pb2.ERROR_CLASS_PERMANENT,
+        "DUPLICATE_POST",
+    )
+    assert old in target.last_error.message
+    assert target.platform_post_id == ""
+    assert [p["urn"] for p in world.kept("linkedin", mark)] == [old]
+
+
+async def test_a_linkedin_post_whose_answer_was_lost_is_recovered_by_its_own_retry(
+    platforms: tuple[Stack, Platforms],
+) -> None:
+    """The post was made but its answer lost (UNKNOWN); retrying the target meets LinkedIn's
+    duplicate guard, which now names this target's own post: published, once."""
+    stack, world = platforms
+    world.fake("linkedin").fail_next("create", "hang")
+    mark = marker()
+    post = await create(stack, [world.accounts["linkedin"]], f"Answer lost {mark}")
+    await settled(stack, post.id, lambda p: p.targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN)
+    [made] = world.kept("linkedin", mark)
+
+    await stack.posts.RetryPost(
+        posts_pb2.RetryPostRequest(post_id=post.id), metadata=stack.metadata
+    )
+    done = await settled(stack, post.id, published)
+    target = done.targets[0]
+    assert target.platform_post_id == made["urn"]
+    assert [(a.published, a.http_status) for a in target.attempts] == [(False, 0), (True, 422)]
+    assert len(world.kept("linkedin", mark)) == 1

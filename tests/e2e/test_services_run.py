@@ -221,6 +221,21 @@ async def test_bad_settings_exit_with_a_message(nats_server: NatsServer, log_dir
     assert "KAIROS_GRACE_SECONDS='soon' is not a number of seconds" in service.logs()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("KAIROS_GRAPH_API_VERSION", "27.0"), ("KAIROS_LINKEDIN_VERSION", "2026-09")],
+)
+async def test_a_malformed_platform_api_version_stops_the_publisher(
+    nats_server: NatsServer, log_dir: Path, variable: str, value: str
+) -> None:
+    service = ServiceProcess("publisher", service_env(nats_server.url), log_dir)
+    service.env[variable] = value
+    service.start()
+    assert service.process is not None
+    assert service.process.wait(timeout=20) == 2
+    assert f"{variable}={value!r} is not a" in service.logs()
+
+
 async def run_probe(port: int) -> int:
     probe = await asyncio.create_subprocess_exec(
         sys.executable,

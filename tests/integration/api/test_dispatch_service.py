@@ -554,6 +554,56 @@ async def test_sweep_settles_an_abandoned_attempt(
     assert (await get(tenant, mastodon_post.id)).targets[0].status == posts_pb2.TARGET_STATUS_QUEUED
 
 
+async def test_begin_says_whether_an_earlier_attempt_of_the_target_lost_its_outcome(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    """A platform's "duplicate" answer can be the target's own post only after an attempt of
+    its own whose outcome was lost: one that ended UNKNOWN, or began and never reported back."""
+    post, delivery, first = await started(dispatch, tenant, mastodon=False)  # X: no key
+    assert first.earlier_outcome_lost is False
+    failed = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=first.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_RETRYABLE,
+            http_status=503,
+        ),
+    )
+    assert failed.next_step == dispatch_pb2.NEXT_STEP_REDELIVER
+    second = await begin(dispatch, delivery.delivery_id)
+    assert second.ok
+    assert second.earlier_outcome_lost is False  # a 503 answered: nothing was lost
+    lost = await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=second.attempt_id,
+            delivery_id=delivery.delivery_id,
+            error_class=posts_pb2.ERROR_CLASS_UNKNOWN,
+            error_code="timeout",
+        ),
+    )
+    assert lost.target_status == posts_pb2.TARGET_STATUS_UNKNOWN
+    await tenant.posts.RetryPost(
+        posts_pb2.RetryPostRequest(post_id=post.id), metadata=tenant.metadata
+    )
+    third = await begin(dispatch, (await claim_one(dispatch, post.targets[0].id)).delivery_id)
+    assert (third.ok, third.attempt_number, third.earlier_outcome_lost) == (True, 3, True)
+
+    # An attempt that never reported back, requeued by the sweeper (Mastodon has a key); begun
+    # in a batch with a refused delivery, which takes the other way through BeginAttempts.
+    quiet, _, _ = await started(dispatch, tenant)
+    await expire_leases(own_api, quiet.targets[0].id)
+    [again] = [
+        d for d in (await sweep(dispatch)).redeliveries if d.target_id == quiet.targets[0].id
+    ]
+    batch = await dispatch.BeginAttempts(
+        dispatch_pb2.BeginAttemptsRequest(delivery_ids=[again.delivery_id, str(uuid.uuid4())]),
+        metadata=SERVICE,
+    )
+    assert [(r.ok, r.earlier_outcome_lost) for r in batch.results] == [(True, True), (False, False)]
+
+
 async def test_sweep_marks_stale_targets_missed(
     own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
 ) -> None:

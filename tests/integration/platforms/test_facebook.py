@@ -15,7 +15,12 @@ from kairos_fakes.media import MediaHost
 from kairos_publisher.media import MediaFetcher
 from kairos_publisher.platforms import facebook
 from kairos_publisher.platforms._graph import DEFAULT_THROTTLE, classify
-from kairos_publisher.platforms.base import PlatformContext, PublishOutcome, Result
+from kairos_publisher.platforms.base import (
+    GRAPH_API_VERSION,
+    PlatformContext,
+    PublishOutcome,
+    Result,
+)
 from support.platforms import context, publish_request
 
 PAGE = "546349135390552"
@@ -36,9 +41,13 @@ def client(
     return facebook.create(context(http, media, fake))
 
 
+#: The path prefix of every Graph call: the version the publisher is configured with.
+V = f"/{GRAPH_API_VERSION}"
+
+
 def versioned(http: httpx.AsyncClient, media: MediaFetcher, fake: FacebookFake) -> PlatformContext:
-    """A context with the real base path (`/v21.0`), as the platform is addressed."""
-    return PlatformContext(http, media, urls={"facebook": f"{fake.url}/v21.0"})
+    """A context whose Graph version is not the default, as KAIROS_GRAPH_API_VERSION sets it."""
+    return PlatformContext(http, media, urls={"facebook": fake.url}, graph_version="v26.0")
 
 
 def form(body: bytes) -> dict[str, str]:
@@ -56,7 +65,7 @@ async def test_text_post_is_a_feed_post(
     outcome = await client.publish(publish_request("Hello Page", page_id=PAGE))
     assert outcome.result == Result.PUBLISHED, outcome
     [call] = fake.calls("POST")
-    assert call.path == f"/v21.0/{PAGE}/feed"
+    assert call.path == f"/v26.0/{PAGE}/feed"
     assert call.headers["content-type"] == "application/x-www-form-urlencoded"
     assert form(call.body) == {"message": "Hello Page", "access_token": "token-1"}
     [post] = fake.posts
@@ -73,7 +82,7 @@ async def test_one_image_passes_the_url_and_returns_the_post_id(
     outcome = await client.publish(publish_request("Look", page_id=PAGE, media_urls=[url]))
     assert outcome.result == Result.PUBLISHED, outcome
     [call] = fake.calls("POST")
-    assert call.path == f"/{PAGE}/photos"
+    assert call.path == f"{V}/{PAGE}/photos"
     assert form(call.body) == {"url": url, "message": "Look", "access_token": "token-1"}
     [post] = fake.posts
     assert post["photos"] == [url]
@@ -89,7 +98,7 @@ async def test_several_images_are_attached_to_one_feed_post(
     assert outcome.result == Result.PUBLISHED, outcome
     first, second, feed = fake.calls("POST")
     assert [form(c.body)["published"] for c in (first, second)] == ["false", "false"]
-    assert feed.path == f"/{PAGE}/feed"
+    assert feed.path == f"{V}/{PAGE}/feed"
     fields = form(feed.body)
     attached = [json.loads(fields[f"attached_media[{i}]"])["media_fbid"] for i in (0, 1)]
     assert attached == list(fake.photos)
@@ -106,7 +115,7 @@ async def test_a_thread_comments_on_each_previous_part_and_resumes_without_repea
         publish_request("2/3", page_id=PAGE, reply_to=first.platform_post_id)
     )
     assert second.result == Result.PUBLISHED, second
-    assert fake.calls("POST")[-1].path == f"/{first.platform_post_id}/comments"
+    assert fake.calls("POST")[-1].path == f"{V}/{first.platform_post_id}/comments"
     assert "comment_id=" in second.url
     fake.fail_next("create", "server_error")
     third = publish_request("3/3", page_id=PAGE, reply_to=second.platform_post_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -14,10 +15,12 @@ from kairos_fakes.media import MediaHost
 from kairos_publisher.media import MediaFetcher
 from kairos_publisher.platforms import instagram
 from kairos_publisher.platforms._graph import classify
-from kairos_publisher.platforms.base import RefreshedTokens, Result
+from kairos_publisher.platforms.base import GRAPH_API_VERSION, RefreshedTokens, Result
 from support.platforms import context, publish_request
 
 USER = "17841400008460056"
+#: The path prefix of every Graph call: the version the publisher is configured with.
+V = f"/{GRAPH_API_VERSION}"
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ async def test_an_image_post_goes_through_a_container(
     outcome = await client.publish(publish_request("Caption #one", page_id=USER, media_urls=[jpeg]))
     assert outcome.result == Result.PUBLISHED, outcome
     create, publish = fake.calls("POST")
-    assert create.path == f"/{USER}/media"
+    assert create.path == f"{V}/{USER}/media"
     assert form(create.body) == {
         "image_url": jpeg,
         "caption": "Caption #one",
@@ -60,7 +63,7 @@ async def test_an_image_post_goes_through_a_container(
     }
     [container] = fake.containers
     assert fake.calls("GET", container)[0].query["fields"] == "status_code"
-    assert publish.path == f"/{USER}/media_publish"
+    assert publish.path == f"{V}/{USER}/media_publish"
     assert form(publish.body) == {"creation_id": container, "access_token": "token-1"}
     [post] = fake.posts
     assert outcome.platform_post_id == post["id"]
@@ -160,7 +163,7 @@ async def test_replies_are_comments_and_resume_without_repeats(
         publish_request("2/4", page_id=USER, reply_to=first.platform_post_id)
     )
     assert second.result == Result.PUBLISHED, second
-    assert fake.calls("POST")[-1].path == f"/{first.platform_post_id}/comments"
+    assert fake.calls("POST")[-1].path == f"{V}/{first.platform_post_id}/comments"
     assert second.url == first.url
     fake.fail_next("create", "server_error")
     third = publish_request("3/4", page_id=USER, reply_to=second.platform_post_id)
@@ -168,11 +171,11 @@ async def test_replies_are_comments_and_resume_without_repeats(
     resumed = await client.publish(third)
     assert resumed.result == Result.PUBLISHED, resumed
     top = second.platform_post_id.split("/")[1]
-    assert fake.calls("POST")[-1].path == f"/{top}/replies"
+    assert fake.calls("POST")[-1].path == f"{V}/{top}/replies"
     fourth = await client.publish(
         publish_request("4/4", page_id=USER, reply_to=resumed.platform_post_id)
     )
-    assert fake.calls("POST")[-1].path == f"/{top}/replies"  # comments nest one level
+    assert fake.calls("POST")[-1].path == f"{V}/{top}/replies"  # comments nest one level
     media = first.platform_post_id
     assert [(c["message"], c["parent"]) for c in fake.comments] == [
         ("2/4", ""),
@@ -275,3 +278,64 @@ async def test_a_timeout_while_creating_a_container_is_retryable(
     assert outcome.result == Result.RETRYABLE
     assert outcome.code == "timeout"
     assert fake.posts == []
+
+
+#: Rows of Meta's Instagram error-code table that say to try again, and the call that meets them.
+TRY_AGAIN_ROWS = [
+    ("container", -2, 2207003),  # It takes too long to download the media.
+    ("container", -2, 2207020),  # The media ... has expired.
+    ("container", -1, 2207001),  # Instagram server error. Try again.
+    ("container", -1, 2207032),  # Create media fail, please try to re-create media
+    ("container", -1, 2207053),  # unknown upload error
+    ("create", 24, 2207006),  # The media with {id} cannot be found
+    ("create", 24, 2207008),  # The media builder ... does not exist or has been expired.
+]
+
+
+@pytest.mark.parametrize(("operation", "code", "subcode"), TRY_AGAIN_ROWS)
+async def test_what_metas_table_says_to_try_again_is_retryable_and_the_retry_publishes(
+    client: instagram.InstagramClient,
+    fake: InstagramFake,
+    jpeg: str,
+    operation: str,
+    code: int,
+    subcode: int,
+) -> None:
+    fake.fail_next(operation, "reject", message=str(subcode))
+    before = datetime.now(UTC)
+    outcome = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+
+    assert (outcome.result, outcome.http_status, outcome.code) == (
+        Result.RETRYABLE,
+        400,
+        f"{code}/{subcode}",
+    )
+    if subcode == 2207008:  # "Try again 1–2 times in the next 30 seconds to 2 minutes."
+        assert outcome.retry_not_before is not None
+        assert outcome.retry_not_before - before >= timedelta(seconds=30)
+    assert fake.posts == []
+    again = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+    assert again.result == Result.PUBLISHED
+    assert len(fake.posts) == 1
+
+
+@pytest.mark.parametrize(("code", "subcode"), [(4, 2207051), (36000, 2207004), (25, 2207050)])
+async def test_what_metas_table_says_needs_other_media_or_the_account_fixed_is_permanent(
+    client: instagram.InstagramClient, fake: InstagramFake, jpeg: str, code: int, subcode: int
+) -> None:
+    fake.fail_next("container", "reject", message=str(subcode))
+    outcome = await client.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+    assert (outcome.result, outcome.code) == (Result.PERMANENT, f"{code}/{subcode}")
+
+
+async def test_the_graph_version_is_the_publishers_setting(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: InstagramFake, jpeg: str
+) -> None:
+    """KAIROS_GRAPH_API_VERSION is the path prefix of every Graph call; the fake follows it."""
+    made = instagram.create(replace(context(http, media, fake), graph_version="v26.0"))
+    made.poll_interval = 0.02
+    outcome = await made.publish(publish_request(page_id=USER, media_urls=[jpeg]))
+
+    assert outcome.result == Result.PUBLISHED
+    assert {c.path.split("/")[1] for c in fake.requests} == {"v26.0"}
+    assert GRAPH_API_VERSION == "v27.0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -97,6 +98,18 @@ async def test_version_comes_from_settings_and_a_retired_one_is_permanent(
     assert (retired.http_status, retired.code) == (426, "NONEXISTENT_VERSION")
     assert retired.message == "Requested version 202401 is not active"
     assert len(fake.posts) == 1
+
+
+async def test_the_version_is_the_publishers_setting(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: LinkedInFake
+) -> None:
+    """KAIROS_LINKEDIN_VERSION reaches the header; the fake serves the versions LinkedIn does."""
+    configured = replace(context(http, media, fake, environ=APP), linkedin_version="202607")
+    outcome = await linkedin.create(configured).publish(request())
+
+    assert outcome.result == Result.PUBLISHED
+    assert fake.calls("POST", "/rest/posts")[0].headers["linkedin-version"] == "202607"
+    assert linkedin.VERSION == context(http, media, fake).linkedin_version == "202609"
 
 
 async def test_fake_refuses_calls_without_the_version_headers(fake: LinkedInFake) -> None:
@@ -305,7 +318,8 @@ async def test_timeout_after_sending_is_unknown_and_the_retry_recovers_the_id(
     linkedin_client = client(http, media, fake)
 
     lost = await linkedin_client.publish(request())
-    retried = await linkedin_client.publish(request())
+    # The api tells the retry that this target's earlier attempt ended UNKNOWN.
+    retried = await linkedin_client.publish(request(earlier_outcome_lost=True))
 
     assert lost.result == Result.UNKNOWN
     assert len(fake.posts) == 1
@@ -314,3 +328,36 @@ async def test_timeout_after_sending_is_unknown_and_the_retry_recovers_the_id(
     assert retried.url == f"https://www.linkedin.com/feed/update/{fake.posts[0]['urn']}/"
     assert (retried.http_status, retried.code) == (422, "DUPLICATE_POST")
     assert len(fake.posts) == 1
+
+
+async def test_a_duplicate_of_an_older_post_fails_naming_it_when_no_attempt_was_lost(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: LinkedInFake
+) -> None:
+    """LinkedIn answers DUPLICATE_POST for any earlier post with the same text, one the member
+    deleted included: without a lost attempt of its own, the target made nothing."""
+    headers = {
+        "authorization": "Bearer member-token",
+        "linkedin-version": linkedin.VERSION,
+        "x-restli-protocol-version": "2.0.0",
+    }
+    earlier = await http.post(
+        f"{fake.url}/rest/posts",
+        json={
+            "author": AUTHOR,
+            "commentary": "Hello from Kairos",
+            "visibility": "PUBLIC",
+            "distribution": {"feedDistribution": "MAIN_FEED"},
+            "lifecycleState": "PUBLISHED",
+        },
+        headers=headers,
+    )
+    old = earlier.headers["x-restli-id"]
+    fake.delete(old)
+
+    outcome = await client(http, media, fake).publish(request())
+
+    assert outcome.result == Result.PERMANENT
+    assert (outcome.http_status, outcome.code) == (422, "DUPLICATE_POST")
+    assert old in outcome.message
+    assert outcome.platform_post_id == ""
+    assert fake.posts == []

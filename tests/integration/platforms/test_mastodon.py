@@ -268,15 +268,42 @@ async def test_replying_to_a_missing_status_is_permanent(
     assert "does not appear to exist" in outcome.message
 
 
-async def test_media_not_finished_processing_is_retryable(
-    http: httpx.AsyncClient, media: MediaFetcher, fake: MastodonFake
+async def test_a_media_not_ready_422_in_the_accounts_language_waits_for_the_media_then_posts(
+    http: httpx.AsyncClient, media: MediaFetcher, media_host: MediaHost, fake: MastodonFake
 ) -> None:
-    message = "Cannot attach files that have not finished processing. Try again in a moment!"
-    fake.fail_next("create", "reject", message=message)
-    outcome = await client(http, media, fake).publish(request(fake))
+    """Mastodon answers in the account's language: the client asks the attachments, not the
+    words, whether the 422 was about processing."""
+    fake.locale = "de"
+    fake.reports_processed_early = True  # the status is created while the file still processes
+    outcome = await client(http, media, fake).publish(
+        request(fake, media_urls=[media_host.image_url()])
+    )
 
-    assert outcome.result is Result.RETRYABLE
-    assert (outcome.http_status, outcome.code, outcome.message) == (422, "media_not_ready", message)
+    assert outcome.result is Result.PUBLISHED, outcome
+    [status] = fake.statuses
+    assert outcome.platform_post_id == status["id"]
+    [attachment] = status["media_attachments"]
+    assert [(c.method, c.path) for c in fake.requests] == [
+        ("POST", "/api/v2/media"),
+        ("POST", "/api/v1/statuses"),  # 422, in German
+        ("GET", f"/api/v1/media/{attachment['id']}"),  # 206: still processing
+        ("GET", f"/api/v1/media/{attachment['id']}"),  # 200
+        ("POST", "/api/v1/statuses"),
+    ]
+
+
+async def test_a_422_in_the_accounts_language_with_all_media_processed_is_permanent(
+    http: httpx.AsyncClient, media: MediaFetcher, media_host: MediaHost, fake: MastodonFake
+) -> None:
+    fake.locale = "de"
+    fake.processing_polls = 0
+    images = [media_host.image_url(f"{n}.png") for n in range(5)]
+    outcome = await client(http, media, fake).publish(request(fake, media_urls=images))
+
+    assert (outcome.result, outcome.http_status) == (Result.PERMANENT, 422)
+    assert outcome.message == "Es können nicht mehr als 4 Dateien angehängt werden"
+    assert len(fake.calls("GET", "/api/v1/media/")) == 5  # each asked once, none processing
+    assert fake.statuses == []
 
 
 async def test_server_error_is_retryable(

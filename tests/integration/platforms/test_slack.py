@@ -214,16 +214,33 @@ async def test_ok_false_in_a_200_is_permanent_with_the_code(
     assert fake.posts == []
 
 
-async def test_server_errors_retry_or_may_have_posted(
+@pytest.mark.parametrize("code", ["internal_error", "fatal_error"])
+async def test_an_error_after_which_the_message_may_exist_is_unknown_and_not_retried(
+    client: slack.SlackClient, fake: SlackFake, code: str
+) -> None:
+    """Slack: "It's possible some aspect of the operation succeeded before the error was
+    raised". The fake plays the case where it did: a retry would post the message twice."""
+    fake.fail_next("create", "reject", message=code)
+
+    outcome = await client.publish(publish_request("maybe twice", chat_id=CHANNEL))
+
+    assert (outcome.result, outcome.http_status, outcome.code) == (Result.UNKNOWN, 200, code)
+    assert json.loads(outcome.message) == {"ok": False, "error": code}
+    assert [p["text"] for p in fake.posts] == ["maybe twice"]
+
+
+async def test_a_truncated_request_and_an_unavailable_slack_posted_nothing_and_are_retryable(
     client: slack.SlackClient, fake: SlackFake
 ) -> None:
+    fake.fail_next("create", "reject", message="request_timeout")
+    truncated = await client.publish(publish_request(chat_id=CHANNEL))
     fake.fail_next("create", "server_error")
-    internal = await client.publish(publish_request(chat_id=CHANNEL))
-    fake.fail_next("create", "reject", message="fatal_error")
-    fatal = await client.publish(publish_request(chat_id=CHANNEL))
+    unavailable = await client.publish(publish_request(chat_id=CHANNEL))
 
-    assert (internal.result, internal.code) == (Result.RETRYABLE, "internal_error")
-    assert (fatal.result, fatal.code) == (Result.UNKNOWN, "fatal_error")
+    assert (truncated.result, truncated.code) == (Result.RETRYABLE, "request_timeout")
+    assert (unavailable.result, unavailable.http_status) == (Result.RETRYABLE, 503)
+    assert fake.posts == []
+    assert len(fake.calls("POST", "postMessage")) == 2
 
 
 async def test_timeout_after_sending_is_unknown(client: slack.SlackClient, fake: SlackFake) -> None:

@@ -42,7 +42,7 @@ def form(body: bytes) -> dict[str, str]:
 
 def created(fake: ThreadsFake) -> list[dict[str, str]]:
     """The fields of every container creation, in order."""
-    return [form(c.body) for c in fake.calls("POST") if c.path == f"/{USER}/threads"]
+    return [form(c.body) for c in fake.calls("POST") if c.path == f"/v1.0/{USER}/threads"]
 
 
 async def test_a_text_post_is_a_text_container_polled_then_published(
@@ -52,7 +52,7 @@ async def test_a_text_post_is_a_text_container_polled_then_published(
     outcome = await client.publish(publish_request("Hello Threads", page_id=USER))
     assert outcome.result == Result.PUBLISHED, outcome
     create, publish = fake.calls("POST")
-    assert create.path == f"/{USER}/threads"
+    assert create.path == f"/v1.0/{USER}/threads"
     assert form(create.body) == {
         "text": "Hello Threads",
         "media_type": "TEXT",
@@ -62,7 +62,7 @@ async def test_a_text_post_is_a_text_container_polled_then_published(
     polls = fake.calls("GET", container)
     assert len(polls) >= 2
     assert polls[0].query["fields"] == "status,error_message"
-    assert publish.path == f"/{USER}/threads_publish"
+    assert publish.path == f"/v1.0/{USER}/threads_publish"
     assert form(publish.body) == {"creation_id": container, "access_token": "token-1"}
     [post] = fake.posts
     assert outcome.platform_post_id == post["id"]
@@ -189,3 +189,19 @@ async def test_a_timeout_after_threads_publish_is_unknown_and_the_post_exists_on
     outcome = await client.publish(publish_request(page_id=USER))
     assert outcome.result == Result.UNKNOWN
     assert len(fake.posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "subcode"),
+    [("container", -2, 2207003), ("container", -1, 2207001), ("create", 24, 2207008)],
+)
+async def test_what_metas_error_table_says_to_try_again_is_retryable(
+    client: threads.ThreadsClient, fake: ThreadsFake, operation: str, code: int, subcode: int
+) -> None:
+    """Threads answers in the Graph envelope and has no code table of its own: Instagram's is
+    read for it too, `is_transient` false as in the table's sample."""
+    fake.fail_next(operation, "reject", message=str(subcode))
+    outcome = await client.publish(publish_request(page_id=USER))
+    assert (outcome.result, outcome.code) == (Result.RETRYABLE, f"{code}/{subcode}")
+    assert fake.posts == []
+    assert (await client.publish(publish_request(page_id=USER))).result == Result.PUBLISHED

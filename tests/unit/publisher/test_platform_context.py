@@ -84,3 +84,18 @@ async def test_every_platform_has_a_client_module_and_every_real_one_a_fake() ->
     assert fakes == {p.value for p in Platform} - {"webhook", "sandbox"}
     ports = [cls.default_port for cls in fake_classes()]
     assert len(set(ports)) == len(ports)
+
+
+def test_the_api_versions_are_settings_checked_at_start_up() -> None:
+    default = PublisherSettings.from_env(BASE_ENV)
+    assert (default.graph_api_version, default.linkedin_version) == ("v27.0", "202609")
+    chosen = PublisherSettings.from_env(
+        {**BASE_ENV, "KAIROS_GRAPH_API_VERSION": "v28.0", "KAIROS_LINKEDIN_VERSION": "202612"}
+    )
+    assert (chosen.graph_api_version, chosen.linkedin_version) == ("v28.0", "202612")
+    for value in ("27.0", "v27", "v27.0/", "V27.0"):
+        with pytest.raises(SettingsError, match=f"KAIROS_GRAPH_API_VERSION={value!r}"):
+            PublisherSettings.from_env({**BASE_ENV, "KAIROS_GRAPH_API_VERSION": value})
+    for value in ("2026-09", "20260901", "202613", "202600"):
+        with pytest.raises(SettingsError, match=f"KAIROS_LINKEDIN_VERSION={value!r}"):
+            PublisherSettings.from_env({**BASE_ENV, "KAIROS_LINKEDIN_VERSION": value})

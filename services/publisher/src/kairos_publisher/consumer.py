@@ -192,6 +192,7 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
         extra=dict(credentials.extra),
         expires_at=expiry(credentials),
         handle=begun.account_handle,
+        earlier_outcome_lost=begun.earlier_outcome_lost,
     )
 
 

@@ -87,7 +87,15 @@ class PublisherService:
         self.media = MediaFetcher(
             timeout=timeout, allowed_networks=self.settings.media_allowed_networks
         )
-        clients = registry(PlatformContext(self.http, self.media, urls=self.settings.platform_urls))
+        clients = registry(
+            PlatformContext(
+                self.http,
+                self.media,
+                urls=self.settings.platform_urls,
+                graph_version=self.settings.graph_api_version,
+                linkedin_version=self.settings.linkedin_version,
+            )
+        )
         accounts = account_semaphores(self.settings.account_concurrency)
         for platform in self.settings.platforms:
             client = clients.get(platform)

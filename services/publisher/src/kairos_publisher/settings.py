@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,7 +16,14 @@ from kairos_common.settings import (
     server_settings,
 )
 from kairos_publisher.media import Network, parse_networks
-from kairos_publisher.platforms.base import parse_platform_urls
+from kairos_publisher.platforms.base import (
+    GRAPH_API_VERSION,
+    LINKEDIN_VERSION,
+    parse_platform_urls,
+)
+
+GRAPH_VERSION_FORM = re.compile(r"v[1-9][0-9]*\.[0-9]+")
+LINKEDIN_VERSION_FORM = re.compile(r"20[0-9]{2}(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,12 @@ class PublisherSettings:
     #: Networks media may be downloaded from although they are not public; empty in production
     #: (KAIROS_MEDIA_ALLOWED_NETWORKS="127.0.0.0/8,::1/128" for development and tests).
     media_allowed_networks: tuple[Network, ...] = ()
+    #: The Graph API version Facebook and Instagram are called with, `vNN.N`
+    #: (KAIROS_GRAPH_API_VERSION); Meta keeps a version at least two years.
+    graph_api_version: str = GRAPH_API_VERSION
+    #: The `LinkedIn-Version` header, `YYYYMM` (KAIROS_LINKEDIN_VERSION); LinkedIn retires a
+    #: version about a year after its release.
+    linkedin_version: str = LINKEDIN_VERSION
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
@@ -79,6 +93,18 @@ class PublisherSettings:
             networks = tuple(parse_networks(env.text("KAIROS_MEDIA_ALLOWED_NETWORKS", "")))
         except ValueError as error:
             raise SettingsError(f"KAIROS_MEDIA_ALLOWED_NETWORKS: {error}") from None
+        graph = env.text("KAIROS_GRAPH_API_VERSION", GRAPH_API_VERSION)
+        if not GRAPH_VERSION_FORM.fullmatch(graph):
+            raise SettingsError(
+                f"KAIROS_GRAPH_API_VERSION={graph!r} is not a Graph API version like "
+                f"{GRAPH_API_VERSION} (v, major, dot, minor)"
+            )
+        linkedin = env.text("KAIROS_LINKEDIN_VERSION", LINKEDIN_VERSION)
+        if not LINKEDIN_VERSION_FORM.fullmatch(linkedin):
+            raise SettingsError(
+                f"KAIROS_LINKEDIN_VERSION={linkedin!r} is not a LinkedIn version like "
+                f"{LINKEDIN_VERSION} (YYYYMM)"
+            )
         return cls(
             common=CommonSettings.from_env(environ),
             server=server_settings(env, "KAIROS_PUBLISHER_ADDR", "127.0.0.1:50053"),
@@ -93,4 +119,6 @@ class PublisherSettings:
             http_timeout=env.seconds("KAIROS_HTTP_TIMEOUT_SECONDS", 15.0, minimum=0.1),
             platform_urls=urls,
             media_allowed_networks=networks,
+            graph_api_version=graph,
+            linkedin_version=linkedin,
         )

@@ -1,14 +1,15 @@
-"""What the Meta Graph fakes (Facebook, Instagram, Threads) share: routes with or without the
-version prefix (`/v21.0/{node}/{edge}`, or `/{node}/{edge}` when the publisher's base URL for
-the platform is the bare fake), parameters from the query or a form body, token checks, the
-error envelope (HTTP 400 even for throttling), usage headers, faults, and the media-container
-state machine.
+"""What the Meta Graph fakes (Facebook, Instagram, Threads) share: routes under whatever
+version prefix the publisher sends (`/v27.0/{node}/{edge}`), or none (`/{node}/{edge}`),
+parameters from the query or a form body, token checks, the error envelope (HTTP 400 even for
+throttling), usage headers, faults, and the media-container state machine.
 
 Errors: `{"error": {message, type, code, error_subcode, fbtrace_id, is_transient}}`. Faults:
 `rate_limit` answers `throttle_code` (4 by default; set 17, 32, 613, 80001) with a
 `X-Business-Use-Case-Usage` whose `estimated_time_to_regain_access` is the fault's seconds in
 whole minutes; `server_error` is HTTP 500 code 2 (transient); `reject` is the platform's
-`reject_error`; `expire_token` is code 190/463; `hang` does the work, then never answers.
+`reject_error`, or, when the fault's message names a subcode of Meta's Instagram error-code table
+(`fail_next("create", "reject", message="2207008")`), that row's answer (`INSTAGRAM_ERRORS`);
+`expire_token` is code 190/463; `hang` does the work, then never answers.
 `usage` (percent) and `regain_minutes` put usage headers on every answer when set.
 
 Containers go IN_PROGRESS → FINISHED (after `processing` seconds) → PUBLISHED, or ERROR (the
@@ -16,7 +17,7 @@ image could not be fetched or is of a type the platform refuses) or EXPIRED (old
 `container_lifetime`). Publishing one that is not FINISHED gets 9007/2207027; a container is
 single use, so publishing it again is refused and creates nothing. Publishing counts against
 `quota_total` per 24 h (`<user>/<limit_edge>` reports `quota_usage` and `config`); past it the
-answer is code 9/2207042 [unconf: as seen in third-party reports].
+answer is code 9/2207042, as in Meta's Instagram error-code table.
 """
 
 from __future__ import annotations
@@ -40,6 +41,45 @@ THROTTLE_MESSAGES = {
     613: "(#613) Calls to this api have exceeded the rate limit.",
     80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try "
     "again.",
+}
+#: Meta's Instagram error-code table, "Error Codes Defined" (developers.facebook.com/docs/
+#: instagram-platform/instagram-graph-api/reference/error-codes, updated 2026-06-02), by subcode:
+#: (code, user message). Every row is HTTP 400. Answers carry them as the table's sample does:
+#: `code`, `error_subcode`, `is_transient: false`, the user message in `error_user_msg`; the
+#: table gives no `message` of its own, so that field repeats the user message.
+INSTAGRAM_ERRORS: dict[int, tuple[int, str]] = {
+    2207003: (-2, "It takes too long to download the media."),
+    2207020: (-2, "The media you are trying to access has expired. Please try to upload again."),
+    2207001: (-1, "Instagram server error. Try again."),
+    2207032: (-1, "Create media fail, please try to re-create media"),
+    2207053: (-1, "unknown upload error"),
+    2207051: (
+        4,
+        "We restrict certain activity to protect our community. Tell us if you think we made a "
+        "mistake.",
+    ),
+    2207042: (
+        9,
+        "You reached maximum number of posts that is allowed to be published by Content "
+        "Publishing API.",
+    ),
+    2207006: (24, "The media with {id} cannot be found"),
+    2207008: (24, "The media builder with creation id = {id} does not exist or has been expired."),
+    2207050: (25, "The Instagram account is restricted."),
+    2207028: (
+        100,
+        "Your post won't work as a carousel. Carousels need at least 2 photos/videos and no "
+        "more than 10 photos/videos.",
+    ),
+    2207052: (9004, "The media could not be fetched from this uri: {uri}"),
+    2207027: (9007, "The media is not ready for publishing, please wait for a moment"),
+    2207004: (36000, "The image is too large to download. It should be less than 8 MiB."),
+    2207005: (36001, "The image format is not supported. Supported formats are: JPEG."),
+    2207010: (
+        36004,
+        "The submitted image's caption was too long. The maximum number of characters "
+        "permitted for a caption is 2200. Please submit media with a shorter caption.",
+    ),
 }
 DAY = 86400.0
 #: What a token refresh grants: 60 days.
@@ -67,6 +107,21 @@ def error(
     if transient is not None:
         body["is_transient"] = transient
     return web.json_response({"error": body}, status=status, headers=headers)
+
+
+def instagram_error(subcode: int) -> web.Response:
+    """The answer of one row of Meta's Instagram error-code table."""
+    code, user_message = INSTAGRAM_ERRORS[subcode]
+    body = {
+        "message": user_message,
+        "type": "OAuthException",
+        "code": code,
+        "error_subcode": subcode,
+        "is_transient": False,
+        "error_user_msg": user_message,
+        "fbtrace_id": secrets.token_urlsafe(9),
+    }
+    return web.json_response({"error": body}, status=400)
 
 
 def expired_token() -> web.Response:
@@ -192,6 +247,8 @@ class GraphFake(FakeServer):
             )
         if fault.kind == "expire_token":
             return expired_token()
+        if fault.message.isdigit() and int(fault.message) in INSTAGRAM_ERRORS:
+            return instagram_error(int(fault.message))
         code, subcode, message = self.reject_error
         return error(code, fault.message or message, subcode=subcode)
 
@@ -330,7 +387,7 @@ class ContainerFake(GraphFake):
         if state == "PUBLISHED":
             return error(100, f"(#100) Container {creation} has already been published")
         if self.quota_used(user) >= self.quota_total:
-            return error(9, "Application request limit reached", subcode=2207042)
+            return instagram_error(2207042)
         media_id = new_id(17)
         container.media_id = media_id
         urls = [self.containers[c].fields.get("image_url", "") for c in container.children]

@@ -1,4 +1,4 @@
-"""A fake Facebook Pages Graph API (`/v21.0/...`).
+"""A fake Facebook Pages Graph API (`/vNN.N/...`, any version).
 
 - `POST /{page}/feed` (`message`, `link`, `attached_media[n]={"media_fbid": ...}`) → `{"id":
   "<page>_<post>"}`; the same message twice without attachments is `(#506) Duplicate status

@@ -1,4 +1,5 @@
-"""A fake Instagram Graph API (Instagram Login: `/v21.0/...` and `/refresh_access_token`).
+"""A fake Instagram Graph API (Instagram Login: `/vNN.N/...`, any version, and
+`/refresh_access_token`).
 
 - `POST /{ig-user}/media` (`image_url` + `caption`, `is_carousel_item=true`, or
   `media_type=CAROUSEL` + `children` + `caption`) → `{"id": <container>}`; the fake downloads

@@ -2,8 +2,11 @@
 
 Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
 - `POST /rest/posts`: 201 with an empty body and the new URN in `x-restli-id`. The same author
-  posting the same commentary again gets LinkedIn's 422 `DUPLICATE_POST`, whose message names the
-  existing post. Commentary over 3,000 characters, a missing field or an unknown image is a 422.
+  posting the same commentary as any earlier post, a deleted one (`delete(urn)`) included, gets
+  LinkedIn's 422 `DUPLICATE_POST` naming that post: the body recorded in Arisamiga/Linkedin-RSS#5
+  ("...BadRequestResponseException: Content is a duplicate of urn:li:share:<id>"); that deleted
+  posts count is ComposioHQ/composio#2710 (a repost after deleting got DUPLICATE_POST naming URNs
+  that answer 404). Commentary over 3,000 characters, a missing field or an unknown image is a 422.
 - `POST /rest/images?action=initializeUpload`: `{"value":{"uploadUrl","image",...}}`, the upload
   URL on this same server (`PUT /dms-uploads/...`, bearer token required).
 - `POST /rest/socialActions/{url-encoded URN}/comments`: a comment on a post, or a reply to a
@@ -13,7 +16,7 @@ Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
 - `POST /oauth/v2/accessToken`: `grant_type=refresh_token` form; refresh tokens do not rotate.
 
 Every `/rest` call needs `LinkedIn-Version` (400 `VERSION_MISSING` without it, 426
-`NONEXISTENT_VERSION` for one outside `ACTIVE_VERSIONS`), `X-Restli-Protocol-Version: 2.0.0`
+`NONEXISTENT_VERSION` for one outside `active_versions`), `X-Restli-Protocol-Version: 2.0.0`
 (400 without it; that wording is this fake's own) and a bearer token (401 with LinkedIn's
 `EXPIRED_ACCESS_TOKEN`/`REVOKED_ACCESS_TOKEN` bodies). There are no rate-limit headers: a 429
 comes bare.
@@ -41,10 +44,12 @@ from aiohttp import web
 
 from kairos_fakes.base import FakeServer, Tokens, bearer, new_id
 
-#: The versions this fake serves: a year of monthly versions, as LinkedIn keeps (a snapshot).
-ACTIVE_VERSIONS = frozenset(
-    [f"2025{month:02d}" for month in range(11, 13)] + [f"2026{m:02d}" for m in range(1, 12)]
-)
+#: The versions this fake serves, a snapshot of 2026-12: 202511 was sunset on 2026-11-16 (the
+#: migrations table's date), 202512 to 202609 are active, and nothing later is known to be out
+#: (202609 was the newest listed on 2026-09-18, n8n-io/n8n#39065). Any other version gets
+#: LinkedIn's 426 `NONEXISTENT_VERSION` ("Requested version 20250401 is not active" in
+#: n8n-io/n8n#28660 and ComposioHQ/composio#3231). Tests may change `active_versions`.
+ACTIVE_VERSIONS = frozenset(["202512"] + [f"2026{month:02d}" for month in range(1, 10)])
 ACCESS_LIFETIME = 60 * 24 * 3600.0
 REFRESH_LIFETIME = 365 * 24 * 3600
 MAX_COMMENTARY = 3000
@@ -115,9 +120,13 @@ class LinkedInFake(FakeServer):
         super().__init__()
         self.tokens = Tokens(prefix="li", rotating=False)
         self.posts: list[dict[str, Any]] = []
+        #: Posts deleted by their author; LinkedIn still counts them as duplicates.
+        self.deleted: list[dict[str, Any]] = []
         self.comments: list[dict[str, Any]] = []
         #: Images by URN: owner, and the uploaded bytes (None until the PUT).
         self.images: dict[str, dict[str, Any]] = {}
+        #: The `LinkedIn-Version` values answered; any other gets 426.
+        self.active_versions = set(ACTIVE_VERSIONS)
         #: When set, the refresh endpoint checks the app's credentials against these.
         self.client_id = ""
         self.client_secret = ""
@@ -128,6 +137,12 @@ class LinkedInFake(FakeServer):
         router.add_put("/dms-uploads/sp/v2/{image}/uploaded-image/0", self.upload)
         router.add_post("/rest/socialActions/{target}/comments", self.comment)
         router.add_post("/oauth/v2/accessToken", self.refresh)
+
+    def delete(self, urn: str) -> None:
+        """The author deletes a post: gone from the feed, still remembered for duplicates."""
+        post = next(p for p in self.posts if p["urn"] == urn)
+        self.posts.remove(post)
+        self.deleted.append(post)
 
     def issue(self) -> tuple[str, str]:
         """A new (access, refresh) pair as LinkedIn's OAuth would grant it."""
@@ -143,7 +158,7 @@ class LinkedInFake(FakeServer):
                 "LinkedIn-Version header.",
                 "VERSION_MISSING",
             )
-        if version not in ACTIVE_VERSIONS:
+        if version not in self.active_versions:
             return error(426, f"Requested version {version} is not active", "NONEXISTENT_VERSION")
         if request.headers.get("x-restli-protocol-version") != "2.0.0":
             return error(400, "X-Restli-Protocol-Version 2.0.0 is required", "PROTOCOL_MISSING")
@@ -245,7 +260,7 @@ class LinkedInFake(FakeServer):
         invalid = self.invalid_content(data.get("content"), author)
         if invalid is not None:
             return invalid
-        for post in self.posts:
+        for post in [*self.posts, *self.deleted]:
             if post["author"] == author and post["commentary"] == commentary:
                 return self.duplicate(post["urn"])
         urn = f"urn:li:share:{new_id()}"
@@ -267,7 +282,8 @@ class LinkedInFake(FakeServer):
         return web.json_response(
             {
                 "errorDetailType": "com.linkedin.common.error.BadRequest",
-                "message": f"ERROR :: /commentary :: Content is a duplicate of {urn}",
+                "message": "com.linkedin.content.common.exception.BadRequestResponseException: "
+                f"Content is a duplicate of {urn}",
                 "errorDetails": {
                     "inputErrors": [
                         {

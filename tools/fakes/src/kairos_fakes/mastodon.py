@@ -17,6 +17,14 @@ a window of `limit` calls per token per five minutes; the call after the last is
 (`tokens.revoke(...)`), which gives Doorkeeper's 401. `disabled = True` answers 403 as for a
 disabled login.
 
+Mastodon writes its errors in the account's language (`I18n.t(...)` in the user's locale):
+`locale` ("en" by default, or "de") chooses the words of the media validation errors, taken
+from mastodon/mastodon config/locales/en.yml and de.yml (`media_attachments.validations`).
+`reports_processed_early = True` makes an upload answer 200 with its URL while the file still
+processes for `processing_polls` more polls, so that a status created at once meets the
+instance's own not-ready 422; Mastodon itself answers such an upload 202 (a test device for the
+422, which a client that polls before posting otherwise never sees).
+
 Fault operations: "create" (POST statuses), "upload" (POST media), "poll" (GET media).
 `reject` answers 422 with the fault's message (default: a validation failure). The fake has one
 account, so idempotency keys are shared by every token.
@@ -44,6 +52,22 @@ MAX_ATTACHMENTS = 4
 IDEMPOTENCY_SECONDS = 3600.0
 WINDOW_SECONDS = 300.0
 USERNAME = "kairos"
+#: `media_attachments.validations` in mastodon/mastodon config/locales/<locale>.yml.
+MEDIA_VALIDATIONS: dict[str, dict[str, str]] = {
+    "en": {
+        "not_ready": (
+            "Cannot attach files that have not finished processing. Try again in a moment!"
+        ),
+        "too_many": "Cannot attach more than 4 files",
+    },
+    "de": {
+        "not_ready": (
+            "Dateien, die noch nicht bearbeitet wurden, können nicht angehängt werden. "
+            "Versuche es gleich noch einmal!"
+        ),
+        "too_many": "Es können nicht mehr als 4 Dateien angehängt werden",
+    },
+}
 
 _GRAPHEME = regex.compile(r"\X")
 # A URL ends before the punctuation that closes a sentence ("see https://a.example/x!").
@@ -115,6 +139,10 @@ class MastodonFake(FakeServer):
         self.processing_polls = 1
         #: Answer 403 as for a disabled account.
         self.disabled = False
+        #: The account's language, in which the media validation errors are written.
+        self.locale = "en"
+        #: Answer an upload 200 although its file is still processing (see the module doc).
+        self.reports_processed_early = False
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/statuses", self.create_status)
@@ -229,16 +257,14 @@ class MastodonFake(FakeServer):
         reply_to = str(params.get("in_reply_to_id") or "")
         if reply_to and self.find(reply_to) is None:
             return 404, "The post you are trying to reply to does not appear to exist."
+        words = MEDIA_VALIDATIONS[self.locale]
         if len(media_ids) > MAX_ATTACHMENTS:
-            return 422, f"Cannot attach more than {MAX_ATTACHMENTS} files"
+            return 422, words["too_many"]
         missing = [m for m in media_ids if m not in self.media or self.media[m].status_id]
         if missing:
             return 422, f"Media {', '.join(missing)} not found or already attached to another post"
         if any(self.media[m].pending_polls > 0 for m in media_ids):
-            return (
-                422,
-                "Cannot attach files that have not finished processing. Try again in a moment!",
-            )
+            return 422, words["not_ready"]
         if not text.strip() and not media_ids:
             return 422, "Validation failed: Text can't be blank"
         if length(str(params.get("spoiler_text") or "") + text) > MAX_CHARACTERS:
@@ -312,6 +338,10 @@ class MastodonFake(FakeServer):
         if gate.hang:
             return await self.hang()
         body = self.attachment(request, media)
+        if self.reports_processed_early:
+            base = f"{request.scheme}://{request.host}"
+            body["url"] = f"{base}/system/media/{media.id}/original"
+            return web.json_response(body, headers=headers)
         return web.json_response(body, status=202 if media.pending_polls else 200, headers=headers)
 
     async def poll(self, request: web.Request) -> web.Response:

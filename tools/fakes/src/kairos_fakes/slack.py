@@ -18,9 +18,17 @@ JSON or form bodies (and the query string); the token comes as `Authorization: B
   `thread_ts` as sent and the `root` it really landed under ("" for a top-level message).
 
 Fault operations: "create" (postMessage), "permalink" and "refresh". rate_limit: the 429 with
-`Retry-After` = seconds (rounded up); server_error: `internal_error`; reject: `restricted_action`
-(or the fault's message as the code); hang: post, then never answer; expire_token:
-`token_expired`.
+`Retry-After` = seconds (rounded up); server_error: an HTTP 503 with an HTML page, as Slack's
+edge answers when it is down (nothing posted; slack-ruby/slack-ruby-client#307 "with a 500 you
+don't get JSON", jeremykenedy/slack#4 "Slack API sometimes responds with 503"; the page's words
+are the fake's own); reject: `restricted_action`, or the fault's message as the code; hang: post,
+then never answer; expire_token: `token_expired`.
+
+A `reject` naming `internal_error` or `fatal_error` posts the message before answering the
+error: Slack's error list says of both "It's possible some aspect of the operation succeeded
+before the error was raised", and the fake plays the case where it did. `request_timeout` ("the
+POST data was either missing or truncated") posts nothing. The error texts are from Slack's
+chat.postMessage reference (slack-ruby/slack-api-ref methods/chat/chat.postMessage.json).
 """
 
 from __future__ import annotations
@@ -40,6 +48,13 @@ SECTION_LIMIT = 3000
 BLOCK_LIMIT = 50
 #: Access tokens last 12 hours with token rotation.
 LIFETIME = 12 * 3600.0
+#: Error codes after which, as Slack warns, the message may have been posted all the same.
+POSTED_ANYWAY = frozenset({"internal_error", "fatal_error"})
+#: What the fake's 503 page says (Slack's own outage page is not recorded).
+UNAVAILABLE_PAGE = (
+    "<html><head><title>Slack is temporarily unavailable</title></head>"
+    "<body><h1>503 Service Unavailable</h1></body></html>"
+)
 
 
 @dataclass
@@ -134,7 +149,7 @@ class SlackFake(FakeServer):
                 headers={"Retry-After": str(max(1, math.ceil(seconds)))},
             )
         if kind == "server_error":
-            return refuse("internal_error")
+            return web.Response(status=503, text=UNAVAILABLE_PAGE, content_type="text/html")
         if kind == "expire_token":
             return refuse("token_expired")
         return refuse(message or "restricted_action")
@@ -187,7 +202,10 @@ class SlackFake(FakeServer):
         if isinstance(channel, web.Response):
             return channel
         fault = self.fault("create")
-        if fault is not None and fault.kind != "hang":
+        posted_anyway = (
+            fault is not None and fault.kind == "reject" and (fault.message in POSTED_ANYWAY)
+        )
+        if fault is not None and fault.kind != "hang" and not posted_anyway:
             return self.faulted(fault.kind, fault.seconds, fault.message)
         code = self.invalid(args)
         if code:
@@ -202,6 +220,8 @@ class SlackFake(FakeServer):
             "root": self.root_of(channel.id, thread_ts) if thread_ts else "",
         }
         self.posts.append(post)
+        if fault is not None and posted_anyway:
+            return refuse(fault.message)
         if fault is not None:
             return await self.hang()
         message: dict[str, Any] = {

@@ -113,6 +113,7 @@ def begun_to_proto(result: dispatch.Begun | dispatch.Refused) -> dispatch_pb2.Be
         target_id=str(result.target_id),
         post_id=str(result.post_id),
         account_id=str(result.account_id),
+        earlier_outcome_lost=result.earlier_outcome_lost,
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -90,6 +91,9 @@ class Begun:
     credentials: StoredCredentials
     reply_to_platform_id: str
     idempotency_key: str
+    #: An earlier attempt at this target may have reached the platform without its outcome
+    #: being learnt (see `_outcome_lost`): a "duplicate" answer may be this target's own post.
+    earlier_outcome_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -376,7 +380,7 @@ async def _begin_valid(app: Application, idents: Sequence[uuid.UUID]) -> list[Be
             if account_ids
             else {}
         )
-        numbers = await _last_attempt_numbers(uow, [t.id for t in targets.values()])
+        history = await _attempt_history(uow, [t.id for t in targets.values()])
         credentials: dict[uuid.UUID, StoredCredentials | Exception] = {}
         results: list[Begun | Refused] = []
         for ident in idents:
@@ -402,8 +406,9 @@ async def _begin_valid(app: Application, idents: Sequence[uuid.UUID]) -> list[Be
                 continue
             assert secret is not None
             assert not isinstance(secret, Exception)
-            number = numbers.get(target.id, 0) + 1
-            numbers[target.id] = number
+            last, lost = history.get(target.id, (0, False))
+            number = last + 1
+            history[target.id] = (number, lost)
             attempt = Attempt(
                 id=new_id(), target_id=target.id, number=number, delivery_id=ident, started_at=now
             )
@@ -415,7 +420,9 @@ async def _begin_valid(app: Application, idents: Sequence[uuid.UUID]) -> list[Be
             if post.status in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
                 post.status = PostStatus.PUBLISHING
             reply_to = await _reply_to(uow, post, target)
-            results.append(_begun(attempt.id, number, target, post, account, secret, reply_to, now))
+            results.append(
+                _begun(attempt.id, number, target, post, account, secret, reply_to, now, lost)
+            )
         await settle_posts(
             uow,
             {
@@ -439,13 +446,14 @@ async def _begin_all_in_bulk(
     be refused or its credentials cannot be read: the caller then takes the general path, in
     the same transaction and under the same row locks.
     """
-    # One round trip for the targets, their posts and their last attempt numbers.
+    # One round trip for the targets, their posts and what their earlier attempts say.
     last_number = (
         select(func.max(Attempt.number))
         .where(Attempt.target_id == Target.id)
         .correlate(Target)
         .scalar_subquery()
     )
+    outcome_lost = exists().where(Attempt.target_id == Target.id, _outcome_lost()).correlate(Target)
     query = (
         select(
             Target.id,
@@ -460,6 +468,7 @@ async def _begin_all_in_bulk(
             Target.content_override,
             Target.settings,
             last_number.label("last_number"),
+            outcome_lost.label("outcome_lost"),
             Post.status.label("post_status"),
             Post.revision,
             Post.deleted_at,
@@ -521,7 +530,19 @@ async def _begin_all_in_bulk(
         reply_to = replies.get((target.parent_post_id, target.account_id), "")
         secret = credentials[account.id]
         # The row carries the post's content and media next to the target's columns.
-        results.append(_begun(attempt_id, number, target, target, account, secret, reply_to, now))
+        results.append(
+            _begun(
+                attempt_id,
+                number,
+                target,
+                target,
+                account,
+                secret,
+                reply_to,
+                now,
+                bool(target.outcome_lost),
+            )
+        )
     await uow.session.execute(insert(Attempt), attempts)
     # The same change for every target: one statement, not one per row.
     await uow.session.execute(
@@ -576,6 +597,7 @@ def _begun(
     credentials: StoredCredentials,
     reply_to: str,
     now: datetime,
+    earlier_outcome_lost: bool,
 ) -> Begun:
     """What the publisher needs for one begun attempt. `target` and `post` are ORM objects or
     rows with the same column names."""
@@ -594,6 +616,7 @@ def _begun(
         credentials=credentials,
         reply_to_platform_id=reply_to,
         idempotency_key=f"kairos-{target.id}",
+        earlier_outcome_lost=earlier_outcome_lost,
     )
 
 
@@ -631,17 +654,29 @@ def _fence(
     return None
 
 
-async def _last_attempt_numbers(
+def _outcome_lost() -> ColumnElement[bool]:
+    """An attempt whose outcome Kairos never learnt: it ended UNKNOWN (reported so, or settled
+    by the sweeper or a dead letter, which close it as UNKNOWN) or is still open, begun and
+    never reported back. Its call may have reached the platform."""
+    return or_(Attempt.finished_at.is_(None), Attempt.error_class == ErrorClass.UNKNOWN.value)
+
+
+async def _attempt_history(
     uow: UnitOfWork, target_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, int]:
+) -> dict[uuid.UUID, tuple[int, bool]]:
+    """Per target: the last attempt number and whether an attempt's outcome was lost."""
     if not target_ids:
         return {}
     rows = await uow.session.execute(
-        select(Attempt.target_id, func.max(Attempt.number))
+        select(
+            Attempt.target_id,
+            func.max(Attempt.number),
+            func.max(case((_outcome_lost(), 1), else_=0)),
+        )
         .where(Attempt.target_id.in_(target_ids))
         .group_by(Attempt.target_id)
     )
-    return {target_id: int(number) for target_id, number in rows.all()}
+    return {target_id: (int(number), bool(lost)) for target_id, number, lost in rows.all()}
 
 
 async def _reply_to(uow: UnitOfWork, post: Post, target: Target) -> str:

@@ -9,12 +9,22 @@ its envelope `{"error": {message, type, code, error_subcode, fbtrace_id, is_tran
 - 4, 17, 32, 613, 80001 (app, user, Page, custom, business-use-case throttling): RETRYABLE, and
   the account blocked, until the `estimated_time_to_regain_access` (minutes) of
   `X-Business-Use-Case-Usage`, else for `DEFAULT_THROTTLE`.
-- 9 / 2207042 (publishing quota of a 24-h window used up): RETRYABLE after `QUOTA_WAIT` [unconf:
-  the code is seen in third-party reports; the quota itself is documented].
+- 4 / 2207051 (the publishing action is suspected to be spam): PERMANENT, though code 4.
+- 9 / 2207042 (publishing quota of a 24-h window used up; in Meta's table): RETRYABLE after
+  `QUOTA_WAIT`.
 - 9007 / 2207027 (container not ready to publish): RETRYABLE.
+- The rows of Meta's Instagram error-code table whose recommended solution is to try again
+  (`TRY_AGAIN`, e.g. -2 / 2207003 media download timed out, -1 / 2207001 server error, -1 /
+  2207032 create media failed, 24 / 2207008 temporary): RETRYABLE, whatever `is_transient` says
+  (the table's own sample answer has it false). A retry builds new containers, which is what
+  the rows that say "generate a new container" ask for.
 - 9004 / 2207052 (the platform could not download the media), 10, 100, 200-299 (permissions,
   parameters), 368 (blocked or duplicate), 506 (duplicate): PERMANENT with the platform's message.
 - 1, 2, `is_transient`, or any other code on a 5xx: RETRYABLE; anything else PERMANENT.
+
+Threads answers in the same Graph envelope and documents no code table of its own (its
+troubleshooting page lists only container `error_message` values), so Instagram's table is
+read for Threads too; Facebook never sends these subcodes.
 
 `X-App-Usage`, `X-Page-Usage` and `X-Business-Use-Case-Usage` carry percentages of a budget;
 one at 100 (or a time to regain access) on any answer, success included, sets `blocked_until`.
@@ -41,6 +51,32 @@ from kairos_publisher.platforms.base import (
 )
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001})
+
+
+#: Meta's Instagram error-code table (developers.facebook.com/docs/instagram-platform/
+#: instagram-graph-api/reference/error-codes, "Error Codes Defined", updated 2026-06-02): every
+#: row whose recommended solution is to try again as it is, or with a new container (which a
+#: retry builds anyway), by subcode, with the wait the row asks for. Left out: 9 / 2207042 (the
+#: daily publishing limit, "try again the following day": its own wait below), 9007 / 2207027
+#: (not ready: below), the rows that say to try again only with other media or text (2207004
+#: image too large, 2207009 aspect ratio, 2207010 caption too long, 2207028 carousel size) and
+#: those that need the account fixed (2207050 restricted, 2207051 spam). 36001 / 2207005 ("The
+#: image format ... is not supported") is left out although its row reads "Generate a new
+#: container and use it to try again": that text repeats 2207006's, and the image stays the same.
+TRY_AGAIN: dict[int, timedelta] = {
+    2207003: timedelta(0),  # -2: "It takes too long to download the media." Try again.
+    2207020: timedelta(0),  # -2: "The media ... has expired." New container, try again.
+    2207001: timedelta(0),  # -1: "Instagram server error. Try again."
+    2207032: timedelta(0),  # -1: "Create media fail" Failed to create a container. Try again.
+    2207053: timedelta(0),  # -1: "unknown upload error" New container, try again.
+    2207006: timedelta(0),  # 24: "The media with {id} cannot be found" New container, try again.
+    # 24: "The media builder ... does not exist or has been expired." "Temporary error
+    # publishing a container. Try again 1-2 times in the next 30 seconds to 2 minutes."
+    2207008: timedelta(seconds=30),
+}
+#: 4 / 2207051 is code 4 (throttling) but no throttle: "The publishing action is suspected to be
+#: spam" (the same table); waiting would not change the answer.
+SPAM = 2207051
 PERMANENT_CODES = frozenset({10, 100, 368, 506, 9004, *range(200, 300)})
 #: How long to stay away after throttling that does not say when access comes back.
 DEFAULT_THROTTLE = timedelta(minutes=5)
@@ -129,6 +165,8 @@ def classify(response: httpx.Response, now: datetime | None = None) -> PublishOu
     )
     if error.code == 190:
         return replace(base, result=Result.AUTH)
+    if error.subcode == SPAM:
+        return base
     if error.code in THROTTLE_CODES:
         until = blocked or now + DEFAULT_THROTTLE
         return replace(base, result=Result.RETRYABLE, retry_not_before=until, blocked_until=until)
@@ -137,6 +175,10 @@ def classify(response: httpx.Response, now: datetime | None = None) -> PublishOu
         return replace(base, result=Result.RETRYABLE, retry_not_before=until, blocked_until=until)
     if error.code == 9007 or error.subcode == 2207027:
         return replace(base, result=Result.RETRYABLE)
+    if error.subcode in TRY_AGAIN:
+        wait = TRY_AGAIN[error.subcode]
+        later = now + wait if wait else retry_after(response)
+        return replace(base, result=Result.RETRYABLE, retry_not_before=later)
     if error.code in PERMANENT_CODES or error.subcode == 2207052:
         return base
     if error.code in (1, 2) or error.transient or response.status_code >= 500:

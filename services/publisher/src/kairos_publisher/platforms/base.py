@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from kairos_publisher.media import MediaFetcher
 
 
+#: The Graph API version the Facebook and Instagram clients call, unless
+#: `KAIROS_GRAPH_API_VERSION` names another. v27.0 is the newest Meta has released (2026-11-04:
+#: Meta's Graph API changelog, "Available Graph API Versions", and its blog post "Introducing
+#: Graph API v27.0 and Marketing API v27.0"); Meta keeps each version at least two years, v21.0
+#: (used before) until 2027-01-21. The changes v22.0 to v27.0 list touch none of the calls made
+#: here (`feed`, `photos`, `comments`, `media`, `media_publish`, `permalink`). Threads has its own
+#: versions (graph.threads.net/v1.0) and does not follow this one.
+GRAPH_API_VERSION = "v27.0"
+#: The `LinkedIn-Version` header sent unless `KAIROS_LINKEDIN_VERSION` (or a target's
+#: `linkedin_version` setting) names another. 202609 is the newest version the evidence shows
+#: released: Microsoft's versioning page listed it as the latest on 2026-09-18 (quoted in
+#: n8n-io/n8n#39065); no source found says 202610 or later is out. LinkedIn keeps a version
+#: about a year (202603 sunsets on 2027-03-16 by its migrations table), so 202609 should serve
+#: until about September 2027; a retired one is refused with 426 `NONEXISTENT_VERSION`.
+LINKEDIN_VERSION = "202609"
+
+
 class Result(enum.StrEnum):
     """How a platform call ended."""
 
@@ -50,6 +67,10 @@ class PublishRequest:
     expires_at: datetime | None = None
     #: The account's handle as connected (for public URLs such as x.com/<handle>/status/<id>).
     handle: str = ""
+    #: An earlier attempt at this target may have reached the platform without Kairos learning
+    #: the outcome (it ended UNKNOWN, or never reported back): a "duplicate" answer may then be
+    #: this target's own earlier post. False on a first attempt.
+    earlier_outcome_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,10 @@ class PlatformContext:
     urls: Mapping[str, str] = field(default_factory=dict)
     #: Where app-level secrets come from (client ids and secrets for token refresh).
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    #: The Graph API version in Facebook's and Instagram's paths (`vNN.N`).
+    graph_version: str = GRAPH_API_VERSION
+    #: The `LinkedIn-Version` header (`YYYYMM`).
+    linkedin_version: str = LINKEDIN_VERSION
 
     def url(self, key: str, default: str) -> str:
         """The base URL for `key` (no trailing slash): its override, else the override of its

@@ -93,4 +93,5 @@ class FacebookClient:
 
 
 def create(context: PlatformContext) -> FacebookClient:
-    return FacebookClient(context.http, context.url("facebook", "https://graph.facebook.com/v21.0"))
+    host = context.url("facebook", "https://graph.facebook.com")
+    return FacebookClient(context.http, f"{host}/{context.graph_version}")

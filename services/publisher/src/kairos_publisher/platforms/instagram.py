@@ -85,6 +85,6 @@ class InstagramClient(ContainerClient):
 def create(context: PlatformContext) -> InstagramClient:
     return InstagramClient(
         context.http,
-        context.url("instagram", "https://graph.instagram.com/v21.0"),
+        f"{context.url('instagram', 'https://graph.instagram.com')}/{context.graph_version}",
         context.url("instagram.oauth", "https://graph.instagram.com"),
     )

@@ -4,9 +4,10 @@ Credentials read: `access_token`; `page_id`, the author URN (`urn:li:person:<id>
 `urn:li:organization:<id>`); `refresh_token`, which LinkedIn issues only to approved partners
 (without one, `refresh` says the member must re-authorize); `expires_at` (the publisher refreshes
 a day before it); and for refreshing, `extra["client_id"]`/`extra["client_secret"]` or
-`KAIROS_LINKEDIN_CLIENT_ID`/`KAIROS_LINKEDIN_CLIENT_SECRET`. `settings["linkedin_version"]`
-overrides the `LinkedIn-Version` header (`VERSION`), which LinkedIn retires about a year after
-release (HTTP 426 `NONEXISTENT_VERSION`, treated as permanent: only a new version helps).
+`KAIROS_LINKEDIN_CLIENT_ID`/`KAIROS_LINKEDIN_CLIENT_SECRET`. The `LinkedIn-Version` header is
+`KAIROS_LINKEDIN_VERSION` (default `base.LINKEDIN_VERSION`), or a target's
+`settings["linkedin_version"]`; LinkedIn retires a version about a year after release (HTTP 426
+`NONEXISTENT_VERSION`, treated as permanent: only a new version helps).
 
 platform_post_id: the URN LinkedIn answers with. For a post it is the `x-restli-id` header of the
 201 (`urn:li:share:<id>` or `urn:li:ugcPost:<id>`), shown at
@@ -22,9 +23,15 @@ GIF, at most 10 MB, 1 to 20 per post) are downloaded and uploaded first (`initia
 a PUT of the bytes); a failure there published nothing, so it is retryable. Comments take no
 images here. LinkedIn sends no rate-limit headers and a bare 429 (daily quotas that reset at
 midnight UTC, or load shedding), so a 429 is retryable with no wait of the platform's own and
-`blocked_until` is never set. A retry of a post that was sent but not answered is caught by
-LinkedIn's duplicate guard (422 `DUPLICATE_POST`), whose message names the existing post: that is
-reported as published with that URN.
+`blocked_until` is never set.
+
+Duplicates: LinkedIn answers 422 `DUPLICATE_POST`, naming the existing post ("Content is a
+duplicate of urn:li:share:<id>"), for any earlier post of the author with the same text, an older
+and different one (even a deleted one) included. So it counts as this target's own post, and the
+target as published with that URN, only when this target had an earlier attempt whose outcome was
+lost (`request.earlier_outcome_lost`: it ended UNKNOWN or never reported back), whose call may have
+created it. Otherwise nothing of this target's was posted: the target fails (PERMANENT), naming
+the existing URN, and the member decides (change the text, or delete the old post and retry).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import httpx
 
 from kairos_publisher.media import IMAGE_TYPES, MediaError
 from kairos_publisher.platforms.base import (
+    LINKEDIN_VERSION,
     PlatformContext,
     PublishOutcome,
     PublishRequest,
@@ -51,8 +59,8 @@ from kairos_publisher.platforms.base import (
     send,
 )
 
-#: The `LinkedIn-Version` sent unless the target's settings name another (YYYYMM).
-VERSION = "202609"
+#: The `LinkedIn-Version` sent by default (YYYYMM); see `base.LINKEDIN_VERSION`.
+VERSION = LINKEDIN_VERSION
 API = "https://api.linkedin.com"
 OAUTH = "https://www.linkedin.com"
 FEED = "https://www.linkedin.com/feed/update"
@@ -122,7 +130,9 @@ class LinkedInClient:
         """What every `/rest` call must carry; LinkedIn refuses a call missing any of them."""
         return {
             "authorization": f"Bearer {request.access_token}",
-            "linkedin-version": request.settings.get("linkedin_version") or VERSION,
+            "linkedin-version": (
+                request.settings.get("linkedin_version") or self.context.linkedin_version
+            ),
             "x-restli-protocol-version": "2.0.0",
             "content-type": "application/json",
         }
@@ -194,19 +204,29 @@ class LinkedInClient:
                 Result.PUBLISHED, platform_post_id=urn, url=post_url(urn), http_status=201
             )
         outcome = error_outcome(response)
-        if response.status_code == 422:
-            existing = DUPLICATE_OF.search(outcome.message)
-            if existing:  # an earlier attempt got through (e.g. its answer was lost)
-                urn = existing.group(1)
-                return PublishOutcome(
-                    Result.PUBLISHED,
-                    platform_post_id=urn,
-                    url=post_url(urn),
-                    http_status=422,
-                    code=outcome.code,
-                    message=outcome.message,
-                )
-        return outcome
+        existing = DUPLICATE_OF.search(outcome.message)
+        if response.status_code != 422 or outcome.code != "DUPLICATE_POST" or not existing:
+            return outcome
+        urn = existing.group(1)
+        if request.earlier_outcome_lost:  # this target's own earlier call may have made it
+            return PublishOutcome(
+                Result.PUBLISHED,
+                platform_post_id=urn,
+                url=post_url(urn),
+                http_status=422,
+                code=outcome.code,
+                message=outcome.message,
+            )
+        return PublishOutcome(
+            Result.PERMANENT,
+            http_status=422,
+            code=outcome.code,
+            message=(
+                f"LinkedIn already has a post with this text, {urn} ({post_url(urn)}), which "
+                f"this target did not make: change the text, or delete that post and retry. "
+                f"LinkedIn: {outcome.message}"
+            )[:500],
+        )
 
     async def comment(self, request: PublishRequest) -> PublishOutcome:
         """A comment on `reply_to`: on the post itself, or as a reply to an earlier comment."""

@@ -19,7 +19,11 @@ Settings passed through to the status when present: `visibility`, `spoiler_text`
 Images are downloaded (8 MB at most, the instance default for images) and sent to
 `POST /api/v2/media`; a 202 means the instance is still processing the file, so
 `GET /api/v1/media/:id` is polled (206 while processing, 200 when done) before the status is
-created with `media_ids`. A 422 "...not finished processing..." is retryable.
+created with `media_ids`. Mastodon writes its errors in the account's language (the 422 for
+media not yet processed is `media_attachments.validations.not_ready`, translated), so a 422 is
+never read for words: when the status had media, the attachments are polled again, and if any
+is still processing (206) the client waits for it and creates the status once more; a 422 with
+every attachment processed is a real validation error (PERMANENT, in the account's words).
 
 Rate limits: `X-RateLimit-Remaining: 0` on any answer blocks the account until
 `X-RateLimit-Reset` (an ISO-8601 instant); a 429 waits for the same instant.
@@ -52,7 +56,6 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024
 POLL_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0, 5.0, 5.0, 5.0)
 #: Status fields a target's settings may set, under Mastodon's own names.
 STATUS_SETTINGS = ("visibility", "spoiler_text", "sensitive", "language")
-NOT_PROCESSED = "not finished processing"
 
 
 def reset_instant(response: httpx.Response) -> datetime | None:
@@ -95,10 +98,6 @@ def failure(response: httpx.Response) -> PublishOutcome:
         )
     if status >= 500 or status == 408:
         return PublishOutcome(Result.RETRYABLE, http_status=status, code=code, message=message)
-    if status == 422 and NOT_PROCESSED in message:
-        return PublishOutcome(
-            Result.RETRYABLE, http_status=status, code="media_not_ready", message=message
-        )
     return PublishOutcome(Result.PERMANENT, http_status=status, code=code, message=message)
 
 
@@ -136,14 +135,24 @@ class MastodonClient:
                 payload[name] = request.settings[name]
         if "sensitive" in payload:
             payload["sensitive"] = payload["sensitive"].lower() == "true"
-        response = await call.send(
-            "POST",
-            "/api/v1/statuses",
-            json=payload,
-            headers={"idempotency-key": request.idempotency_key},
-        )
+        response = await self._create(call, payload, request.idempotency_key)
         if isinstance(response, PublishOutcome):
             return response
+        if response.status_code == 422 and media_ids:
+            # Maybe an attachment is still processing; the answer's words cannot say (they are
+            # in the account's language), the attachments' own state can.
+            processing = await self._still_processing(call, media_ids)
+            if isinstance(processing, PublishOutcome):
+                return processing
+            if processing:
+                for media_id in processing:
+                    waited = await self._processed(call, media_id)
+                    if waited is not None:
+                        return waited
+                # A 422 created nothing, so creating the status again cannot post it twice.
+                response = await self._create(call, payload, request.idempotency_key)
+                if isinstance(response, PublishOutcome):
+                    return response
         if not response.is_success:
             return failure(response)
         status = json_object(response)
@@ -159,6 +168,45 @@ class MastodonClient:
             platform_post_id=status_id,
             url=str(status.get("url") or status.get("uri") or ""),
             http_status=response.status_code,
+        )
+
+    async def _create(
+        self, call: _Call, payload: dict[str, Any], key: str
+    ) -> httpx.Response | PublishOutcome:
+        return await call.send(
+            "POST", "/api/v1/statuses", json=payload, headers={"idempotency-key": key}
+        )
+
+    async def _still_processing(
+        self, call: _Call, media_ids: list[str]
+    ) -> list[str] | PublishOutcome:
+        """The attachments that answer 206 (still processing), or why they could not be read."""
+        processing: list[str] = []
+        for media_id in media_ids:
+            polled = await call.send("GET", f"/api/v1/media/{media_id}")
+            if isinstance(polled, PublishOutcome):
+                return _nothing_posted(polled)
+            if polled.status_code == 206:
+                processing.append(media_id)
+            elif polled.status_code != 200:
+                return failure(polled)
+        return processing
+
+    async def _processed(self, call: _Call, media_id: str) -> PublishOutcome | None:
+        """None once the attachment is processed (200), after polling while it answers 206."""
+        for delay in POLL_DELAYS:
+            await asyncio.sleep(delay)
+            polled = await call.send("GET", f"/api/v1/media/{media_id}")
+            if isinstance(polled, PublishOutcome):
+                return _nothing_posted(polled)
+            if polled.status_code == 200:
+                return None
+            if polled.status_code != 206:
+                return failure(polled)
+        return PublishOutcome(
+            Result.RETRYABLE,
+            code="media_not_ready",
+            message=f"media {media_id} still processing after {sum(POLL_DELAYS):.0f} s",
         )
 
     async def _upload(self, call: _Call, url: str) -> str | PublishOutcome:
@@ -188,20 +236,8 @@ class MastodonClient:
             )
         if response.status_code != 202:  # 200: processed already
             return media_id
-        for delay in POLL_DELAYS:
-            await asyncio.sleep(delay)
-            polled = await call.send("GET", f"/api/v1/media/{media_id}")
-            if isinstance(polled, PublishOutcome):
-                return _nothing_posted(polled)
-            if polled.status_code == 200:
-                return media_id
-            if polled.status_code != 206:
-                return failure(polled)
-        return PublishOutcome(
-            Result.RETRYABLE,
-            code="media_not_ready",
-            message=f"media {media_id} still processing after {sum(POLL_DELAYS):.0f} s",
-        )
+        waited = await self._processed(call, media_id)
+        return media_id if waited is None else waited
 
 
 def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:

@@ -16,10 +16,18 @@ thread lands in part 1's thread.
 
 Outcomes: Slack answers errors with HTTP 200 and `{"ok": false, "error": "<code>"}`.
 `token_expired` and the other auth codes are AUTH (the publisher then refreshes, where it can);
-content and channel codes are PERMANENT with the code; `internal_error` is RETRYABLE, while
-`fatal_error` and `request_timeout` are UNKNOWN because Slack says the post may exist. HTTP 429
-(`ratelimited`) waits `Retry-After`, which also blocks the account. The permalink is a second
-call: if it fails the post is still PUBLISHED, with URL "".
+content and channel codes are PERMANENT with the code. `internal_error` and `fatal_error` are
+UNKNOWN, never sent again automatically: Slack's error list says of both "It's possible some
+aspect of the operation succeeded before the error was raised", so the message may be in the
+channel. `request_timeout` ("the POST data was either missing or truncated"), `rate_limited`
+("posted too many messages") and `service_unavailable` posted nothing: RETRYABLE, as is an HTTP
+5xx from Slack's edge (a page, not the JSON of a method). HTTP 429 (`ratelimited`) waits
+`Retry-After`, which also blocks the account. The permalink is a second call: if it fails the
+post is still PUBLISHED, with URL "".
+
+Source of the error meanings: Slack's chat.postMessage reference, "Errors" (docs.slack.dev
+reference/methods/chat.postMessage; the same texts in slack-ruby/slack-api-ref
+methods/chat/chat.postMessage.json and SlackKit's priv/docs/common_errors.json).
 
 Refresh: `POST /api/oauth.v2.access` (form: grant_type=refresh_token, refresh_token, client_id,
 client_secret) returns a new access token and a new refresh token; the old one is revoked.
@@ -57,10 +65,15 @@ AUTH_ERRORS = frozenset(
         "no_permission",
     }
 )
-RETRYABLE_ERRORS = frozenset({"internal_error", "service_unavailable", "rate_limited"})
-#: Slack: "the server could not complete your operation(s) without encountering an error; some
-#: aspect of the operation may have succeeded".
-MAYBE_POSTED = frozenset({"fatal_error", "request_timeout"})
+#: Codes after which nothing was posted. `request_timeout`: "The method was called via a POST
+#: request, but the POST data was either missing or truncated"; `rate_limited`: "Application has
+#: posted too many messages"; `service_unavailable`: "The service is temporarily unavailable".
+RETRYABLE_ERRORS = frozenset({"request_timeout", "service_unavailable", "rate_limited"})
+#: Codes after which the message may exist. Slack's list says of both "It's possible some aspect
+#: of the operation succeeded before the error was raised" (`internal_error`: "likely due to a
+#: transient issue on our end"; `fatal_error`: "a catastrophic error"), so sending again could
+#: post twice: UNKNOWN, which is never re-sent automatically.
+MAYBE_POSTED = frozenset({"internal_error", "fatal_error"})
 
 
 def blocks(request: PublishRequest) -> list[dict[str, Any]]:

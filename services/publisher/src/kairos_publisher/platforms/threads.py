@@ -65,9 +65,14 @@ class ThreadsClient(ContainerClient):
         return graph.finish(outcome)
 
 
+#: The Threads API's own version (graph.threads.net/v1.0, the only one its docs name); it does not
+#: follow the Graph API's (`KAIROS_GRAPH_API_VERSION`).
+THREADS_VERSION = "v1.0"
+
+
 def create(context: PlatformContext) -> ThreadsClient:
     return ThreadsClient(
         context.http,
-        context.url("threads", "https://graph.threads.net/v1.0"),
+        f"{context.url('threads', 'https://graph.threads.net')}/{THREADS_VERSION}",
         context.url("threads.oauth", "https://graph.threads.net"),
     )

@@ -297,6 +297,7 @@ class BeginAttemptResponse(_message.Message):
     TARGET_ID_FIELD_NUMBER: _builtins.int
     POST_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EARLIER_OUTCOME_LOST_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
     """True when the attempt began and the publisher may call the platform."""
     rejection: Global___FenceRejection.ValueType
@@ -321,6 +322,12 @@ class BeginAttemptResponse(_message.Message):
     """The post id."""
     account_id: _builtins.str
     """The account id."""
+    earlier_outcome_lost: _builtins.bool
+    """True when an earlier attempt at this target may have reached the platform without Kairos
+    learning the outcome: it ended UNKNOWN (reported so, or settled by the sweeper or a dead
+    letter) or began and never reported back. A platform's "duplicate" answer can then be the
+    target's own earlier post rather than someone else's.
+    """
     @_builtins.property
     def snapshot(self) -> Global___ContentSnapshot:
         """What to publish."""
@@ -351,10 +358,11 @@ class BeginAttemptResponse(_message.Message):
         target_id: _builtins.str = ...,
         post_id: _builtins.str = ...,
         account_id: _builtins.str = ...,
+        earlier_outcome_lost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "due_at", b"due_at", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_handle", b"account_handle", "account_id", b"account_id", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "credentials", b"credentials", "due_at", b"due_at", "idempotency_key", b"idempotency_key", "ok", b"ok", "platform", b"platform", "post_id", b"post_id", "reason", b"reason", "rejection", b"rejection", "reply_to_platform_id", b"reply_to_platform_id", "snapshot", b"snapshot", "target_id", b"target_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_handle", b"account_handle", "account_id", b"account_id", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "credentials", b"credentials", "due_at", b"due_at", "earlier_outcome_lost", b"earlier_outcome_lost", "idempotency_key", b"idempotency_key", "ok", b"ok", "platform", b"platform", "post_id", b"post_id", "reason", b"reason", "rejection", b"rejection", "reply_to_platform_id", b"reply_to_platform_id", "snapshot", b"snapshot", "target_id", b"target_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
