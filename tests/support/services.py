@@ -28,6 +28,7 @@ from kairos_publisher.settings import PublisherSettings
 from kairos_scheduler.service import SchedulerService
 from kairos_scheduler.settings import SchedulerSettings
 from support.ports import free_port
+from support.processes import spawn, stop_child
 
 SERVICES = {
     "api": ("kairos_api", "KAIROS_API_ADDR"),
@@ -133,13 +134,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.process = spawn(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     async def wait_serving(self, timeout: float = 30.0) -> None:
         try:
@@ -158,14 +153,7 @@ class ServiceProcess:
     def stop_with(self, sig: signal.Signals, timeout: float) -> int:
         """Send `sig`, then the exit code (SIGKILL and -9 if it outlives `timeout`)."""
         assert self.process is not None, "not started"
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return -9
+        return stop_child(self.process, sig, timeout)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
