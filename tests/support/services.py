@@ -60,6 +60,9 @@ async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0
     raise TimeoutError(f"port {port} not SERVING after {timeout}s ({last})")
 
 
+#: The tests run the services in development mode (KAIROS_ENV); a test of production sets it.
+DEVELOPMENT = {"KAIROS_ENV": "development"}
+
 #: In-process services listen on port 0 and stop quickly.
 IN_PROCESS_SERVER = ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1))
 
@@ -88,16 +91,22 @@ async def running(service: S) -> AsyncIterator[Running[S]]:
 def running_scheduler(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[SchedulerService]]:
-    """A scheduler in this process, configured from `environ`, on a free port."""
-    settings = replace(SchedulerSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    """A scheduler in this process, configured from `environ` (in development mode unless it
+    says otherwise), on a free port."""
+    settings = replace(
+        SchedulerSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+    )
     return running(SchedulerService(settings))
 
 
 def running_publisher(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[PublisherService]]:
-    """A publisher in this process, configured from `environ`, on a free port."""
-    settings = replace(PublisherSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    """A publisher in this process, configured from `environ` (in development mode unless it
+    says otherwise), on a free port."""
+    settings = replace(
+        PublisherSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+    )
     return running(PublisherService(settings))
 
 
@@ -116,7 +125,7 @@ class ServiceProcess:
         self.module = module
         self.console_script = console_script
         self.port = free_port()
-        self.env = {**os.environ, **env, addr_variable: f"127.0.0.1:{self.port}"}
+        self.env = {**os.environ, **DEVELOPMENT, **env, addr_variable: f"127.0.0.1:{self.port}"}
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

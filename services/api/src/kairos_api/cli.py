@@ -95,12 +95,7 @@ def serve() -> int:
     from kairos_api.service import ApiService
     from kairos_common.runner import run_service
 
-    return run_service(
-        "api",
-        ApiSettings.from_env,
-        lambda settings: settings.common.log,
-        ApiService,
-    )
+    return run_service("api", ApiSettings.from_env, ApiService)
 
 
 def _run_admin(args: argparse.Namespace) -> int:
@@ -112,7 +107,6 @@ def _run_admin(args: argparse.Namespace) -> int:
     from kairos_api.adapters import database
 
     url = settings.common.database_url
-    _check_database_url(url)
 
     if args.command == "migrate":
         from alembic.script import ScriptDirectory
@@ -174,28 +168,11 @@ def _load_settings() -> ApiSettings:
 
 
 def _check_secret(settings: ApiSettings) -> None:
-    from kairos_api.adapters.crypto import CredentialCipher
+    from kairos_api.bootstrap import load_cipher
 
     try:
-        CredentialCipher.from_secret(settings.common.secret_key)
-    except ValueError as error:  # names the variable, never echoes a secret
-        raise UsageError(f"bad configuration: {error}") from None
-
-
-def _check_database_url(url: str) -> None:
-    from sqlalchemy.exc import ArgumentError
-
-    from kairos_api.adapters import database
-
-    try:
-        database.is_sqlite(url)
-    except ArgumentError:
-        # Not echoed: the value may hold a password.
-        raise UsageError(
-            "bad configuration: KAIROS_DATABASE_URL is not a database URL such as "
-            "postgresql://user@host/kairos or sqlite:///kairos.db"
-        ) from None
-    except ValueError as error:
+        load_cipher(settings.common.secret_key, development=settings.common.development)
+    except SettingsError as error:  # names the variable, never echoes a secret
         raise UsageError(f"bad configuration: {error}") from None
 
 

@@ -54,6 +54,7 @@ class ApiService:
     """Serves the api's gRPC services, relays the outbox and reports health."""
 
     def __init__(self, settings: ApiSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
         self.app: Application = bootstrap(settings)
         self.grpc: GrpcServer | None = None

@@ -33,6 +33,7 @@ class PublisherService:
     """Consumes due events for the configured platforms until stopped."""
 
     def __init__(self, settings: PublisherSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None

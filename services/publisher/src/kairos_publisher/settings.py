@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from kairos_common.platforms import Platform
 from kairos_common.settings import (
@@ -16,6 +17,17 @@ from kairos_common.settings import (
 )
 from kairos_publisher.media import Network, parse_networks
 from kairos_publisher.platforms.base import parse_platform_urls
+
+
+def _check_base_url(key: str, url: str) -> None:
+    """A ValueError unless `url` has a host and, if it names one, a valid port."""
+    try:
+        parts = urlsplit(url)
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port out of range or not a number, a broken [IPv6] host
+        valid = False
+    if not valid:
+        raise ValueError(f"{key}={url!r} has no valid host and port")
 
 
 @dataclass(frozen=True)
@@ -62,17 +74,23 @@ class PublisherSettings:
         env = Env(environ)
         names = env.text("KAIROS_PUBLISHER_PLATFORMS", "")
         platforms: tuple[Platform, ...] = tuple(Platform)
+        known = ", ".join(p.value for p in Platform)
         if names:
             try:
                 platforms = tuple(Platform(n.strip()) for n in names.split(",") if n.strip())
             except ValueError:
-                known = ", ".join(p.value for p in Platform)
                 raise SettingsError(
                     f"KAIROS_PUBLISHER_PLATFORMS={names!r} names an unknown platform; "
                     f"known: {known}"
                 ) from None
+            if not platforms:
+                raise SettingsError(
+                    f"KAIROS_PUBLISHER_PLATFORMS={names!r} names no platform; known: {known}"
+                )
         try:
             urls = parse_platform_urls(env.text("KAIROS_PLATFORM_URLS", ""))
+            for key, url in urls.items():
+                _check_base_url(key, url)
         except ValueError as error:
             raise SettingsError(f"KAIROS_PLATFORM_URLS: {error}") from None
         try:

@@ -32,6 +32,7 @@ class SchedulerService:
     """Connects to NATS and the api, then claims and sweeps until stopped."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None

@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kairos_common.grpc.errors import ErrorMappingInterceptor
-from kairos_common.settings import ServerSettings
+from kairos_common.settings import CannotStart, ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,15 @@ async def create_server(
     if settings.reflection:
         names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(settings.addr)
+    try:
+        port = server.add_insecure_port(settings.addr)
+    except RuntimeError:  # grpc's "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the gRPC server to {settings.addr}")
+        raise CannotStart(
+            f"cannot listen on {settings.addr} ({settings.addr_variable}): the port is taken, "
+            "or the host is not an address of this machine"
+        )
     await server.start()
     started = GrpcServer(server, port, health_servicer, tuple(service_names))
     await started.set_serving(False)
