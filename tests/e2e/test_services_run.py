@@ -25,7 +25,7 @@ from support.nats_server import NatsServer
 from support.ports import free_port
 from support.postgres import TestDatabase
 from support.processes import spawn_async
-from support.services import SERVICES, ServiceProcess, health_status
+from support.services import SERVICES, ServiceProcess, health_status, wait_until_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -359,3 +359,63 @@ async def test_a_bad_setting_in_json_logs_is_one_json_line_and_bad_log_settings_
     matched = plain_error("publisher").match(plain)
     assert matched, plain
     assert matched["message"].startswith("bad configuration: KAIROS_LOG_FORMAT='xml'")
+
+
+# --- NATS that cannot be reached --------------------------------------------------------------
+
+
+async def wait_for_log(service: ServiceProcess, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in service.logs():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{service.name} never logged {text!r}\n{service.logs()}")
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_an_unresolvable_nats_url_is_named_once_and_keeps_health_not_serving(
+    name: str, test_database: TestDatabase, log_dir: Path
+) -> None:
+    nowhere = "nats://no-such-host.invalid:4222"  # .invalid never resolves (RFC 2606)
+    service = ServiceProcess(name, service_env(nowhere, test_database.url), log_dir)
+    service.start()
+    try:
+        await wait_until_listening(service)
+        await wait_for_log(service, "cannot reach NATS")
+        await asyncio.sleep(2.5)  # five more connection attempts, one every 0.5 s
+        # The api serves without NATS (events wait in its outbox); the others cannot work.
+        wanted = "SERVING" if name == "api" else "NOT_SERVING"
+        assert await health_status(service.port) == wanted
+    finally:
+        stop_within_grace(service, signal.SIGTERM)
+    mentions = [line for line in service.logs().splitlines() if "no-such-host" in line]
+    assert len(mentions) == 1, "\n".join(mentions)  # once, not once per attempt
+    message = json.loads(mentions[0])["msg"]
+    assert message.startswith(f"cannot reach NATS at KAIROS_NATS_URL={nowhere} ("), message
+
+
+@pytest.mark.parametrize("name", ["scheduler", "publisher"])
+async def test_health_is_not_serving_while_nats_is_away_and_serving_once_it_is_back(
+    name: str, log_dir: Path
+) -> None:
+    broker = NatsServer()  # stopped and started under the service
+    broker.start()
+    service = ServiceProcess(name, service_env(broker.url), log_dir)
+    try:
+        service.start()
+        await service.wait_serving()
+        broker.stop()
+        deadline = time.monotonic() + 15
+        status = "SERVING"
+        while status != "NOT_SERVING" and time.monotonic() < deadline:
+            status = await health_status(service.port)
+            await asyncio.sleep(0.05)
+        assert status == "NOT_SERVING", service.logs()
+        broker.start()  # the same port and storage
+        await wait_until_serving(service.port, timeout=20)
+        assert service.terminate() == 0, service.logs()
+    finally:
+        if service.running:
+            service.kill()
+        broker.close()

@@ -106,18 +106,23 @@ async def run_until_signalled(service: Service) -> None:
     """Start `service`, wait for SIGTERM or SIGINT, then stop it.
 
     A signal while the service is still starting (say, waiting for NATS) cancels the start and
-    stops what had started, so a service that never got ready still ends when asked to.
+    stops what had started, so a service that never got ready still ends when asked to; a start
+    that fails stops what had started too, then raises.
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        if await start_unless_signalled(service, stopping):
-            await stopping.wait()
-        log.info("stopping")
-        await service.stop()
-        log.info("stopped")
+        try:
+            if await start_unless_signalled(service, stopping):
+                await stopping.wait()
+        finally:
+            # After a start that failed too: what had started (the gRPC server, a NATS
+            # connection) is closed while the event loop still runs.
+            log.info("stopping")
+            await service.stop()
+            log.info("stopped")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
