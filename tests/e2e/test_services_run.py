@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -359,6 +360,60 @@ async def test_a_bad_setting_in_json_logs_is_one_json_line_and_bad_log_settings_
     matched = plain_error("publisher").match(plain)
     assert matched, plain
     assert matched["message"].startswith("bad configuration: KAIROS_LOG_FORMAT='xml'")
+
+
+async def test_a_setup_that_cannot_start_is_named_in_one_error_line_without_a_traceback(
+    nats_server: NatsServer,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runs = await asyncio.gather(
+            # More stream replicas than this single server can keep.
+            run_until_exit(
+                "scheduler",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_NATS_URL": nats_server.url,
+                    "KAIROS_NATS_REPLICAS": "3",
+                },
+            ),
+            # A PostgreSQL server that is not there.
+            run_until_exit(
+                "api",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_DATABASE_URL": f"postgresql://kairos:hunter2@127.0.0.1:{free_port()}/k",
+                },
+            ),
+            # A port another process holds.
+            run_until_exit(
+                "publisher",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_NATS_URL": nats_server.url,
+                    "KAIROS_PUBLISHER_ADDR": f"127.0.0.1:{port}",
+                },
+            ),
+        )
+    expected = [
+        (
+            "scheduler",
+            "NATS refused the stream KAIROS_DUE with 3 replica(s) (KAIROS_NATS_REPLICAS)",
+        ),
+        ("api", "cannot open the database KAIROS_DATABASE_URL=postgresql://kairos:***@127.0.0.1:"),
+        ("publisher", f"cannot listen on 127.0.0.1:{port} (KAIROS_PUBLISHER_ADDR)"),
+    ]
+    for (name, named), (code, _, err) in zip(expected, runs, strict=True):
+        assert code == 2, err
+        assert "Traceback" not in err, err
+        assert "hunter2" not in err
+        errors = [line for line in err.splitlines() if " ERROR " in line]
+        assert len(errors) == 1, err
+        matched = plain_error(name).match(errors[0])
+        assert matched, errors[0]
+        assert matched["message"].startswith(f"cannot start: {named}"), errors[0]
 
 
 # --- NATS that cannot be reached --------------------------------------------------------------

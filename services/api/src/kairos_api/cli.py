@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from kairos_api.settings import ApiSettings
 from kairos_common import errors
-from kairos_common.settings import LogSettings, SettingsError
+from kairos_common.settings import CannotStart, LogSettings, SettingsError
 
 if TYPE_CHECKING:
     from kairos_api.adapters.orm import ApiKey
@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except errors.KairosError as error:
         _fail(error.message)
+        return 1
+    except CannotStart as error:  # the database cannot be reached or created
+        _fail(str(error))
         return 1
     except Exception as error:
         # One line, no trace: an admin command's failure is read by a person at a terminal.
