@@ -53,9 +53,10 @@ test-e2e: $(VENV)/.synced ## End-to-end tests only (services as real processes)
 dev: $(VENV)/.synced ## Run the whole system on this machine, no Docker; Ctrl-C stops it (DEV_ARGS=--help)
 	@$(VENV)/bin/python -m kairos_dev $(DEV_ARGS)
 
-up: ## Run the whole system in Docker, health-gated (docker compose up -d --build)
+up: ## Run the whole system in Docker, health-gated (docker compose up -d --build); random secrets in .env
 	@command -v docker >/dev/null 2>&1 || { echo "make up needs Docker: install Docker Engine (or Docker Desktop) with the compose plugin, or use 'make dev', which needs neither." >&2; exit 2; }
 	@docker compose version >/dev/null 2>&1 || { echo "make up needs the Docker compose plugin ('docker compose'): install docker-compose-plugin, or use 'make dev'." >&2; exit 2; }
+	@$(PYTHON) scripts/compose_secrets.py .env
 	docker compose up -d --build
 	@echo "The api listens on 127.0.0.1:50051; make a key with: docker compose exec api python -m kairos_api keys create --tenant demo. 'make down' stops everything (data stays in the volumes)."
 

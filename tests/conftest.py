@@ -12,6 +12,17 @@ from kairos_common.streams import connect
 from support.api import Client, RunningApi, api_settings, running_api
 from support.nats_server import NatsServer
 from support.postgres import TestDatabase
+from support.processes import kill_leftovers, sigint_default_for_children
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run started with SIGINT ignored (`make test &` from a script) would pass the ignore on to
+    # every child, and children that tests stop with SIGINT would run on.
+    sigint_default_for_children()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    kill_leftovers()  # whatever a failed test left running
 
 
 def _nats() -> Iterator[NatsServer]:

@@ -30,6 +30,7 @@ import pytest
 from kairos_dev.banner import READY_LINE
 from kairos_fakes import fake_classes
 from support.ports import free_port, free_port_range
+from support.processes import spawn, stop_child
 
 pytestmark = pytest.mark.e2e
 
@@ -83,20 +84,14 @@ class DevRun:
     def start(
         cls, data_dir: Path, ports: Mapping[str, int], output: Path, *, make: bool = False
     ) -> DevRun:
-        """`python -m kairos_dev`, or with `make` `make dev` in a process group of its own."""
+        """`python -m kairos_dev`, or with `make` `make dev`, in a process group of its own."""
         options = ["--data-dir", str(data_dir), *(f"--{n}-port={p}" for n, p in ports.items())]
         argv = [sys.executable, "-m", "kairos_dev", *options]
         if make:
             argv = ["make", "--no-print-directory", "dev", f"DEV_ARGS={' '.join(options)}"]
         with output.open("wb") as sink:
-            process = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=user_environment(),
-                start_new_session=make,
+            process = spawn(
+                argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=user_environment()
             )
         return cls(process, output, data_dir)
 
@@ -145,14 +140,11 @@ class DevRun:
         groups = []
         if pids.exists():
             groups = [int(c["pid"]) for c in json.loads(pids.read_text())["children"]]
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # make's supervisor, when make ran it
+        stop_child(self.process, signal.SIGKILL, 10)  # and its group: make's supervisor
         for group in groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
+            if alive(group):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -210,10 +202,9 @@ def watch_until_published(
     """Run `kairos --json watch` until a snapshot lists the post as recently published; that
     snapshot's post. Watch is stopped with Ctrl-C, which ends it with exit 0."""
     with output.open("wb") as sink:
-        watch = subprocess.Popen(
+        watch = spawn(
             [KAIROS, "--json", "watch", "--interval", "0.3"],
             env=dict(env),
-            stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -236,9 +227,9 @@ def watch_until_published(
             time.sleep(0.2)
         pytest.fail(f"watch did not show {post_id} published within {timeout} s")
     finally:
-        if watch.poll() is None:
-            watch.send_signal(signal.SIGINT)
-            assert watch.wait(timeout=10) == 0, output.read_text()[-2000:]
+        # Ctrl-C ends it with exit 0; one that ignored it is killed, never left running.
+        code = stop_child(watch, signal.SIGINT, timeout=10)
+        assert code == 0, f"watch exited {code} on SIGINT:\n{output.read_text()[-2000:]}"
 
 
 def assert_all_gone(children: Mapping[str, int]) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -17,11 +21,12 @@ from nats.aio.client import Client as NatsClient
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.streams import DEAD_STREAM, DUE_STREAM, EVENTS_STREAM, due_subject
-from support.api import TEST_SECRET
+from support.api import SERVICE_TOKEN, TEST_SECRET
 from support.nats_server import NatsServer
 from support.ports import free_port
 from support.postgres import TestDatabase
-from support.services import ServiceProcess, health_status
+from support.processes import spawn_async
+from support.services import SERVICES, ServiceProcess, health_status, wait_until_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -259,3 +264,228 @@ async def test_container_healthcheck_command_reports_serving(
         assert await run_probe(service.port) == 0
     finally:
         service.terminate()
+
+
+# --- bad settings: one line in the service's own log format, exit 2, no traceback ------------
+
+
+def plain_error(service: str) -> re.Pattern[str]:
+    """A line in the services' plain log format, at ERROR, from the runner."""
+    return re.compile(
+        rf"^\d\d:\d\d:\d\d\.\d{{3}} ERROR   {service} kairos_common\.runner: (?P<message>.+)$"
+    )
+
+
+async def run_until_exit(name: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """`python -m kairos_<name>` with `env` and no other KAIROS_* variable, on a free port (or
+    the one `env` names); its exit code, stdout and stderr."""
+    module, addr_variable = SERVICES[name]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    environment.update({addr_variable: "127.0.0.1:0", **env})
+    process = await spawn_async(
+        [sys.executable, "-m", module],
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+#: What a service needs to get past its settings, so that only the hostile value fails.
+DEVELOPMENT_ENV = {
+    "KAIROS_ENV": "development",
+    "KAIROS_SECRET_KEY": TEST_SECRET,
+    "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
+}
+#: Hostile values per service: (environment, the variable its one line must name).
+HOSTILE: dict[str, list[tuple[dict[str, str], str]]] = {
+    "api": [
+        ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
+        ({"KAIROS_PAST_TOLERANCE_SECONDS": "1e999"}, "KAIROS_PAST_TOLERANCE_SECONDS"),
+        ({"KAIROS_DATABASE_URL": "mysql://x"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "garbage"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": ""}, "KAIROS_SERVICE_TOKEN"),
+        ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": "dev-service-token"},
+         "KAIROS_SERVICE_TOKEN"),
+        ({"KAIROS_ENV": "production",
+          "KAIROS_SECRET_KEY": "change-me-to-a-random-string-of-32-characters-or-more"},
+         "KAIROS_SECRET_KEY"),
+    ],
+    "scheduler": [
+        ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
+        ({"KAIROS_SCHEDULER_TICK_SECONDS": "nan"}, "KAIROS_SCHEDULER_TICK_SECONDS"),
+        ({"KAIROS_NATS_URL": "nats://nats:port"}, "KAIROS_NATS_URL"),
+        ({"KAIROS_SCHEDULER_BATCH": "99999999999999999999"}, "KAIROS_SCHEDULER_BATCH"),
+        ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": ""}, "KAIROS_SERVICE_TOKEN"),
+    ],
+    "publisher": [
+        ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
+        ({"KAIROS_HOLD_MAX_SECONDS": "1e999"}, "KAIROS_HOLD_MAX_SECONDS"),
+        ({"KAIROS_MAX_ACK_PENDING": "99999999999999999999"}, "KAIROS_MAX_ACK_PENDING"),
+        ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": ""}, "KAIROS_SERVICE_TOKEN"),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_a_bad_setting_is_one_line_in_the_service_log_format_and_exit_2(name: str) -> None:
+    cases = HOSTILE[name]
+    runs = await asyncio.gather(
+        *(run_until_exit(name, {**DEVELOPMENT_ENV, **env}) for env, _ in cases)
+    )
+    for (env, variable), (code, out, err) in zip(cases, runs, strict=True):
+        lines = err.splitlines()
+        assert (code, out, len(lines)) == (2, "", 1), f"{env}: exit {code}\n{out}{err}"
+        line = plain_error(name).match(lines[0])
+        assert line, f"{env}: not in the service's log format: {lines[0]!r}"
+        assert line["message"].startswith(f"bad configuration: {variable}") or (
+            line["message"].startswith("bad configuration: ") and variable in line["message"]
+        ), f"{env}: {lines[0]!r}"
+
+
+async def test_a_bad_setting_in_json_logs_is_one_json_line_and_bad_log_settings_plain() -> None:
+    (code, _, err), (bad_log_code, _, bad_log) = await asyncio.gather(
+        run_until_exit(
+            "scheduler",
+            {**DEVELOPMENT_ENV, "KAIROS_LOG_FORMAT": "json", "KAIROS_SWEEP_SECONDS": "1e999"},
+        ),
+        run_until_exit("publisher", {**DEVELOPMENT_ENV, "KAIROS_LOG_FORMAT": "xml"}),
+    )
+    assert code == 2
+    (line,) = err.splitlines()
+    entry = json.loads(line)
+    assert (entry["level"], entry["service"], entry["logger"]) == (
+        "error",
+        "scheduler",
+        "kairos_common.runner",
+    )
+    assert entry["msg"] == "bad configuration: KAIROS_SWEEP_SECONDS='1e999' is not a finite " + (
+        "number of seconds"
+    )
+    # The log settings themselves are bad: the line comes in the plain format, the default.
+    assert bad_log_code == 2
+    (plain,) = bad_log.splitlines()
+    matched = plain_error("publisher").match(plain)
+    assert matched, plain
+    assert matched["message"].startswith("bad configuration: KAIROS_LOG_FORMAT='xml'")
+
+
+async def test_a_setup_that_cannot_start_is_named_in_one_error_line_without_a_traceback(
+    nats_server: NatsServer,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runs = await asyncio.gather(
+            # More stream replicas than this single server can keep.
+            run_until_exit(
+                "scheduler",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_NATS_URL": nats_server.url,
+                    "KAIROS_NATS_REPLICAS": "3",
+                },
+            ),
+            # A PostgreSQL server that is not there.
+            run_until_exit(
+                "api",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_DATABASE_URL": f"postgresql://kairos:hunter2@127.0.0.1:{free_port()}/k",
+                },
+            ),
+            # A port another process holds.
+            run_until_exit(
+                "publisher",
+                {
+                    **DEVELOPMENT_ENV,
+                    "KAIROS_NATS_URL": nats_server.url,
+                    "KAIROS_PUBLISHER_ADDR": f"127.0.0.1:{port}",
+                },
+            ),
+        )
+    expected = [
+        (
+            "scheduler",
+            "NATS refused the stream KAIROS_DUE with 3 replica(s) (KAIROS_NATS_REPLICAS)",
+        ),
+        ("api", "cannot open the database KAIROS_DATABASE_URL=postgresql://kairos:***@127.0.0.1:"),
+        ("publisher", f"cannot listen on 127.0.0.1:{port} (KAIROS_PUBLISHER_ADDR)"),
+    ]
+    for (name, named), (code, _, err) in zip(expected, runs, strict=True):
+        assert code == 2, err
+        assert "Traceback" not in err, err
+        assert "hunter2" not in err
+        errors = [line for line in err.splitlines() if " ERROR " in line]
+        assert len(errors) == 1, err
+        matched = plain_error(name).match(errors[0])
+        assert matched, errors[0]
+        assert matched["message"].startswith(f"cannot start: {named}"), errors[0]
+
+
+# --- NATS that cannot be reached --------------------------------------------------------------
+
+
+async def wait_for_log(service: ServiceProcess, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in service.logs():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{service.name} never logged {text!r}\n{service.logs()}")
+
+
+@pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
+async def test_an_unresolvable_nats_url_is_named_once_and_keeps_health_not_serving(
+    name: str, test_database: TestDatabase, log_dir: Path
+) -> None:
+    nowhere = "nats://no-such-host.invalid:4222"  # .invalid never resolves (RFC 2606)
+    service = ServiceProcess(name, service_env(nowhere, test_database.url), log_dir)
+    service.start()
+    try:
+        await wait_until_listening(service)
+        await wait_for_log(service, "cannot reach NATS")
+        await asyncio.sleep(2.5)  # five more connection attempts, one every 0.5 s
+        # The api serves without NATS (events wait in its outbox); the others cannot work.
+        wanted = "SERVING" if name == "api" else "NOT_SERVING"
+        assert await health_status(service.port) == wanted
+    finally:
+        stop_within_grace(service, signal.SIGTERM)
+    mentions = [line for line in service.logs().splitlines() if "no-such-host" in line]
+    assert len(mentions) == 1, "\n".join(mentions)  # once, not once per attempt
+    message = json.loads(mentions[0])["msg"]
+    assert message.startswith(f"cannot reach NATS at KAIROS_NATS_URL={nowhere} ("), message
+
+
+@pytest.mark.parametrize("name", ["scheduler", "publisher"])
+async def test_health_is_not_serving_while_nats_is_away_and_serving_once_it_is_back(
+    name: str, log_dir: Path
+) -> None:
+    broker = NatsServer()  # stopped and started under the service
+    broker.start()
+    service = ServiceProcess(name, service_env(broker.url), log_dir)
+    try:
+        service.start()
+        await service.wait_serving()
+        broker.stop()
+        deadline = time.monotonic() + 15
+        status = "SERVING"
+        while status != "NOT_SERVING" and time.monotonic() < deadline:
+            status = await health_status(service.port)
+            await asyncio.sleep(0.05)
+        assert status == "NOT_SERVING", service.logs()
+        broker.start()  # the same port and storage
+        await wait_until_serving(service.port, timeout=20)
+        assert service.terminate() == 0, service.logs()
+    finally:
+        if service.running:
+            service.kill()
+        broker.close()

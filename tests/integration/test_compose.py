@@ -13,8 +13,11 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +28,8 @@ import jsonschema
 import pytest
 import yaml
 
-from kairos_api.adapters.crypto import MIN_SECRET_LENGTH
+from kairos_api.bootstrap import load_cipher
+from kairos_common.settings import MIN_SERVICE_TOKEN_LENGTH, PUBLIC_SECRETS, CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -39,6 +43,10 @@ VARIABLE_LITERAL = re.compile(r"""["'](KAIROS_[A-Z0-9_]+)["']""")
 #: The listen-address variable that a service's settings module hands to `server_settings`.
 LISTEN_VARIABLE = re.compile(r"""server_settings\(\s*\w+,\s*["'](KAIROS_[A-Z_]+_ADDR)["']""")
 INTERPOLATION = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}$")
+#: `${NAME:?message}`: compose refuses to start while NAME is unset or empty.
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?(?P<message>[^}]+)\}$")
+#: The secrets of a deployment: no value of theirs may be written in the compose file.
+SECRETS = ("KAIROS_SECRET_KEY", "KAIROS_SERVICE_TOKEN")
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -324,9 +332,101 @@ def test_services_reach_each_other_where_they_listen(compose: dict[str, Any]) ->
     assert database.username == postgres["POSTGRES_USER"]
     assert database.password == postgres["POSTGRES_PASSWORD"]
     assert database.path.lstrip("/") == postgres["POSTGRES_DB"]
-    # The api refuses to start on a secret shorter than this, and so would `make up`.
-    assert len(default_of(api["KAIROS_SECRET_KEY"])) >= MIN_SECRET_LENGTH
     assert default_of(api.get("KAIROS_MIGRATE_ON_START", "true")).lower() == "true"
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_no_secret_has_a_value_or_default_in_the_file(compose: dict[str, Any]) -> None:
+    """A default secret would be one everyone can read here: compose must refuse to start
+    without each, and the services run in production mode, which refuses public ones."""
+    services = services_of(compose)
+    for name in KAIROS_SERVICES:
+        env = environment(services[name])
+        assert env.get("KAIROS_ENV", "production") == "production", name
+        for variable, value in env.items():
+            if any(word in variable for word in ("SECRET", "TOKEN")):
+                required = REQUIRED.match(value)
+                assert required, f"{name}: {variable}={value!r} is not ${{{variable}:?...}}"
+                assert required["name"] == variable
+                assert "make up" in required["message"], "say where the value comes from"
+    assert "KAIROS_SECRET_KEY" in environment(services["api"])
+    text = COMPOSE_FILE.read_text()
+    published = [secret for secret in PUBLIC_SECRETS if secret in text]
+    assert not published
+    assert "change-me" not in text
+
+
+def run_compose_secrets(folder: Path, **environ: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compose_secrets.py"), str(folder / ".env")],
+        env={**env, **environ},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.partition("=")[::2] for line in lines)
+
+
+def test_make_up_writes_random_secrets_the_services_accept_once_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    written = run_compose_secrets(tmp_path)
+    assert "KAIROS_SECRET_KEY and KAIROS_SERVICE_TOKEN" in written
+    env_file = tmp_path / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dotenv(env_file)
+    assert set(values) == set(SECRETS)
+    # What the services check outside development (KAIROS_ENV=production, as compose sets).
+    common = CommonSettings.from_env({**values, "KAIROS_ENV": "production"})
+    assert common.require_service_token() == values["KAIROS_SERVICE_TOKEN"]
+    assert load_cipher(values["KAIROS_SECRET_KEY"]).key_ids
+    assert run_compose_secrets(tmp_path) == ""  # the second time: nothing new
+    assert dotenv(env_file) == values
+    other = tmp_path / "other"
+    other.mkdir()
+    run_compose_secrets(other)
+    assert dotenv(other / ".env") != values  # made fresh for each place
+
+
+def test_make_up_adds_only_the_secrets_that_are_missing(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "KAIROS_LOG_LEVEL=debug\nKAIROS_SECRET_KEY=mine-and-long-enough-0123456789ab"
+    )
+    env_file.chmod(0o644)
+    run_compose_secrets(tmp_path)
+    values = dotenv(env_file)
+    assert values["KAIROS_SECRET_KEY"] == "mine-and-long-enough-0123456789ab"
+    assert values["KAIROS_LOG_LEVEL"] == "debug"
+    assert len(values["KAIROS_SERVICE_TOKEN"]) >= MIN_SERVICE_TOKEN_LENGTH
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    # Set in the environment, which compose prefers to .env: nothing to write.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_compose_secrets(elsewhere, KAIROS_SECRET_KEY="k" * 40, KAIROS_SERVICE_TOKEN="t" * 40)
+    assert not (elsewhere / ".env").exists()
+
+
+def test_make_up_makes_the_secrets_before_compose_starts_and_git_ignores_them() -> None:
+    recipe = re.search(r"^up:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "no up target"
+    lines = recipe.group(1).splitlines()
+    makes = next(i for i, line in enumerate(lines) if "scripts/compose_secrets.py" in line)
+    starts = next(i for i, line in enumerate(lines) if "docker compose up" in line)
+    assert makes < starts, lines
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", ".env"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert ignored.returncode == 0, ".env is not git-ignored"
 
 
 # --- scaling, start order, storage -------------------------------------------------------------

@@ -19,12 +19,14 @@ from kairos_client import KairosError
 from kairos_common.settings import ServerSettings
 
 TEST_SECRET = "test-secret-key-with-more-than-32-characters"
-SERVICE_TOKEN = "test-service-token"
+#: Long enough to be accepted outside development too (tests of production mode use it).
+SERVICE_TOKEN = "test-service-token-0123456789"
 
 
 def api_settings(database_url: str, **environ: str) -> ApiSettings:
     settings = ApiSettings.from_env(
         {
+            "KAIROS_ENV": "development",
             "KAIROS_DATABASE_URL": database_url,
             "KAIROS_SECRET_KEY": TEST_SECRET,
             "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,

@@ -28,6 +28,7 @@ from kairos_publisher.settings import PublisherSettings
 from kairos_scheduler.service import SchedulerService
 from kairos_scheduler.settings import SchedulerSettings
 from support.ports import free_port
+from support.processes import spawn, stop_child
 
 SERVICES = {
     "api": ("kairos_api", "KAIROS_API_ADDR"),
@@ -59,6 +60,9 @@ async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0
     raise TimeoutError(f"port {port} not SERVING after {timeout}s ({last})")
 
 
+#: The tests run the services in development mode (KAIROS_ENV); a test of production sets it.
+DEVELOPMENT = {"KAIROS_ENV": "development"}
+
 #: In-process services listen on port 0 and stop quickly.
 IN_PROCESS_SERVER = ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1))
 
@@ -87,16 +91,22 @@ async def running(service: S) -> AsyncIterator[Running[S]]:
 def running_scheduler(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[SchedulerService]]:
-    """A scheduler in this process, configured from `environ`, on a free port."""
-    settings = replace(SchedulerSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    """A scheduler in this process, configured from `environ` (in development mode unless it
+    says otherwise), on a free port."""
+    settings = replace(
+        SchedulerSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+    )
     return running(SchedulerService(settings))
 
 
 def running_publisher(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[PublisherService]]:
-    """A publisher in this process, configured from `environ`, on a free port."""
-    settings = replace(PublisherSettings.from_env(environ), server=IN_PROCESS_SERVER)
+    """A publisher in this process, configured from `environ` (in development mode unless it
+    says otherwise), on a free port."""
+    settings = replace(
+        PublisherSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+    )
     return running(PublisherService(settings))
 
 
@@ -115,7 +125,7 @@ class ServiceProcess:
         self.module = module
         self.console_script = console_script
         self.port = free_port()
-        self.env = {**os.environ, **env, addr_variable: f"127.0.0.1:{self.port}"}
+        self.env = {**os.environ, **DEVELOPMENT, **env, addr_variable: f"127.0.0.1:{self.port}"}
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -133,13 +143,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.process = spawn(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     async def wait_serving(self, timeout: float = 30.0) -> None:
         try:
@@ -158,14 +162,7 @@ class ServiceProcess:
     def stop_with(self, sig: signal.Signals, timeout: float) -> int:
         """Send `sig`, then the exit code (SIGKILL and -9 if it outlives `timeout`)."""
         assert self.process is not None, "not started"
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return -9
+        return stop_child(self.process, sig, timeout)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -99,13 +99,9 @@ async def served_methods(channel: grpc.aio.Channel) -> list[MethodDescriptor]:
         break
     methods: list[MethodDescriptor] = []
     for name in names:
-        try:
-            service = descriptor_pool.Default().FindServiceByName(name)
-        except KeyError:
-            # Only a name, not a service: the scheduler and publisher report health under
-            # "kairos.scheduler" and "kairos.publisher", which reflection lists too. A service
-            # these servers serve is in this process's pool, since they run in it.
-            continue
+        # Every name reflection lists is a service these servers serve, so it is in this
+        # process's pool (they run in it); a health-only name such as "kairos.scheduler" is not.
+        service = descriptor_pool.Default().FindServiceByName(name)
         methods.extend(service.methods)
     return methods
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from kairos_api.bootstrap import load_cipher
 from kairos_api.settings import ApiSettings
 from kairos_common.settings import CommonSettings, Env, SettingsError
 from kairos_publisher.settings import PublisherSettings
@@ -75,3 +76,146 @@ def test_env_integer_reads_and_checks() -> None:
     assert env.integer("MISSING", 3) == 3
     with pytest.raises(SettingsError, match="N=7 is below the minimum of 8"):
         env.integer("N", 1, minimum=8)
+
+
+# --- hostile values: each refused at start-up, naming the variable, never a crash later -------
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "1e999", "infinity"])
+def test_seconds_that_are_not_finite_are_refused_by_name(raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"KAIROS_GRACE_SECONDS='{raw}' is not a finite"):
+        ApiSettings.from_env({"KAIROS_GRACE_SECONDS": raw})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["KAIROS_ATTEMPT_LEASE_SECONDS", "KAIROS_DEFAULT_STALE_AFTER_SECONDS", "KAIROS_GRACE_SECONDS"],
+)
+def test_seconds_too_long_for_a_duration_are_refused_by_name(name: str) -> None:
+    # 1e12 s fits a float but not a datetime once added to now: it used to fail on first use.
+    with pytest.raises(SettingsError, match=f"{name}=1e12 is above the maximum of 31536000"):
+        ApiSettings.from_env({name: "1e12"})
+    assert ApiSettings.from_env({name: "31536000"}) is not None  # a year is still fine
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"KAIROS_MAX_ATTEMPTS": "99999999999999999999"}, "KAIROS_MAX_ATTEMPTS"),
+        ({"KAIROS_NATS_REPLICAS": "6"}, "KAIROS_NATS_REPLICAS"),
+        ({"KAIROS_ENV": "staging"}, "KAIROS_ENV"),
+        ({"KAIROS_NATS_URL": "nats://host:abc"}, "KAIROS_NATS_URL"),
+        ({"KAIROS_NATS_URL": "http://127.0.0.1:4222"}, "KAIROS_NATS_URL"),
+        ({"KAIROS_NATS_URL": "nats://a:4222,ws://b:8080"}, "KAIROS_NATS_URL"),
+        ({"KAIROS_NATS_URL": ","}, "KAIROS_NATS_URL"),
+        ({"KAIROS_API_TARGET": "garbage"}, "KAIROS_API_TARGET"),
+        ({"KAIROS_API_TARGET": "a b:50051"}, "KAIROS_API_TARGET"),
+        ({"KAIROS_API_TARGET": "api:0"}, "KAIROS_API_TARGET"),
+        ({"KAIROS_DATABASE_URL": "mysql://x"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "garbage"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "postgresql://h:port/kairos"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "postgresql+asyncpg://h/kairos"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "sqlite://"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "sqlite:///:memory:"}, "KAIROS_DATABASE_URL"),
+    ],
+)
+def test_hostile_values_fail_naming_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        ApiSettings.from_env(environ)
+
+
+def test_the_values_people_use_are_accepted() -> None:
+    settings = ApiSettings.from_env(
+        {
+            "KAIROS_NATS_URL": "nats://user:pw@a:4222, tls://b:4443,127.0.0.1:4222",
+            "KAIROS_API_TARGET": "dns:///api.internal:50051",
+            "KAIROS_DATABASE_URL": "postgres://kairos:pw@db/kairos",
+        }
+    )
+    assert settings.common.api_target == "dns:///api.internal:50051"
+    for url in ("postgresql+psycopg://h/k", "sqlite+aiosqlite:///k.db", "sqlite:///k.db"):
+        assert ApiSettings.from_env({"KAIROS_DATABASE_URL": url}).common.database_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KAIROS_DATABASE_URL", "postgresql+asyncpg://kairos:hunter2@db/kairos"),
+        ("KAIROS_DATABASE_URL", "mysql://kairos:hunter2@db/kairos"),
+        ("KAIROS_NATS_URL", "nats://kairos:hunter2@nats:port"),
+        ("KAIROS_NATS_URL", "kairos:hunter2@nats:port"),
+    ],
+)
+def test_a_refused_url_is_named_without_its_password(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name) as refused:
+        ApiSettings.from_env({name: value})
+    assert "hunter2" not in str(refused.value)
+
+
+def test_scheduler_and_publisher_limits_are_checked_at_start_up() -> None:
+    # The api refuses ClaimDue beyond 2,000: a bigger batch would fail every claim, for ever.
+    with pytest.raises(SettingsError, match="KAIROS_SCHEDULER_BATCH=2001 is above the maximum"):
+        SchedulerSettings.from_env({"KAIROS_SCHEDULER_BATCH": "2001"})
+    with pytest.raises(SettingsError, match="KAIROS_HOLD_MAX_SECONDS='nan'"):
+        PublisherSettings.from_env({"KAIROS_HOLD_MAX_SECONDS": "nan"})
+    with pytest.raises(SettingsError, match="KAIROS_PUBLISHER_PLATFORMS=',' names no platform"):
+        PublisherSettings.from_env({"KAIROS_PUBLISHER_PLATFORMS": ","})
+    for url in ("x=http://h:port", "x=http://h:99999", "x=http://[::1"):
+        with pytest.raises(SettingsError, match="KAIROS_PLATFORM_URLS: x="):
+            PublisherSettings.from_env({"KAIROS_PLATFORM_URLS": url})
+
+
+# --- development mode and the service token -------------------------------------------------
+
+GOOD_TOKEN = "a-private-token-of-thirty-two-ch"
+
+
+def test_production_is_the_default_and_needs_a_service_token() -> None:
+    common = CommonSettings.from_env({})
+    assert common.environment == "production"
+    assert not common.development
+    with pytest.raises(SettingsError, match="KAIROS_SERVICE_TOKEN is not set"):
+        common.require_service_token()
+    given = CommonSettings.from_env({"KAIROS_SERVICE_TOKEN": GOOD_TOKEN})
+    assert given.require_service_token() == GOOD_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("dev-service-token", "a publicly known"),
+        ("change-me-service-token", "a publicly known"),
+        ("Change-Me-Please-To-Something-Long", "a publicly known"),
+        ("only-23-characters-long", "23 characters long"),
+    ],
+)
+def test_outside_development_public_and_short_tokens_are_refused(token: str, reason: str) -> None:
+    common = CommonSettings.from_env({"KAIROS_SERVICE_TOKEN": token})
+    with pytest.raises(SettingsError, match=f"KAIROS_SERVICE_TOKEN is {reason}") as refused:
+        common.require_service_token()
+    assert token not in str(refused.value)  # never echoed, public or not
+
+
+def test_in_development_the_development_token_still_works() -> None:
+    common = CommonSettings.from_env({"KAIROS_ENV": "Development"})
+    assert common.development
+    assert common.require_service_token() == "dev-service-token"
+    short = CommonSettings.from_env({"KAIROS_ENV": "development", "KAIROS_SERVICE_TOKEN": "t"})
+    assert short.require_service_token() == "t"
+
+
+@pytest.mark.parametrize("token", ["has a space inside of it, twenty-four+", "é" * 30, "x" * 1025])
+def test_a_token_that_cannot_travel_in_a_grpc_header_is_refused_in_any_mode(token: str) -> None:
+    for mode in ("development", "production"):
+        common = CommonSettings.from_env({"KAIROS_ENV": mode, "KAIROS_SERVICE_TOKEN": token})
+        with pytest.raises(SettingsError, match="KAIROS_SERVICE_TOKEN must be at most 1024"):
+            common.require_service_token()
+
+
+def test_outside_development_the_public_placeholder_secret_key_is_refused() -> None:
+    placeholder = "change-me-to-a-random-string-of-32-characters-or-more"  # the old compose default
+    with pytest.raises(SettingsError, match="first key of KAIROS_SECRET_KEY is a publicly known"):
+        load_cipher(placeholder)
+    assert load_cipher(placeholder, development=True).key_ids
+    # Rotating away from it: a real key first, the placeholder after to decrypt what it stored.
+    assert len(load_cipher(f"{'k' * 40},{placeholder}").key_ids) == 2

@@ -63,9 +63,11 @@ def test_kairos_dev_decides_addresses_database_and_nats_whatever_the_shell_expor
         "KAIROS_SECRET_KEY": "from-the-shell",
         "KAIROS_LOG_LEVEL": "debug",
         "KAIROS_MIGRATE_ON_START": "false",
+        "KAIROS_ENV": "production",
         "PATH": "/bin",
     }
     env = service_env(options, {"KAIROS_SECRET_KEY": "from-dev-env"}, shell)
+    assert env["KAIROS_ENV"] == "development"  # production is the services' own default
     assert env["KAIROS_DATABASE_URL"] == "sqlite:////data/kairos.db"
     assert env["KAIROS_MIGRATE_ON_START"] == "true"
     assert env["KAIROS_SECRET_KEY"] == "from-dev-env"

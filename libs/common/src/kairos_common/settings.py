@@ -1,22 +1,65 @@
 """Settings read from `KAIROS_*` environment variables into frozen, typed objects at start-up.
 
-Every value has a local default that just works on a developer machine; a malformed value fails at
-start-up with a message naming the variable, never later.
+Every value has a local default that just works on a developer machine, except the secrets that
+guard a real deployment: outside development (`KAIROS_ENV`, production unless set) the services
+refuse to start without a service token of their own. A malformed value fails at start-up with a
+message naming the variable, never later.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import SplitResult, urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
+#: Longest duration any `*_SECONDS` setting may hold: longer ones overflow the places a duration
+#: ends up in (datetimes, JetStream's nanoseconds, timers) and are always a mistake.
+MAX_SECONDS = 365 * 24 * 3600.0
+#: Largest whole number a setting may hold unless it says otherwise: what protobuf's int32 and
+#: JetStream's limits take.
+MAX_INTEGER = 2**31 - 1
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+#: The service token that development mode uses when KAIROS_SERVICE_TOKEN is unset; public.
+DEV_SERVICE_TOKEN = "dev-service-token"
+#: Shortest service token accepted outside development, in characters.
+MIN_SERVICE_TOKEN_LENGTH = 24
+#: Longest one: it travels in a gRPC header on every DispatchService call.
+MAX_SERVICE_TOKEN_LENGTH = 1024
+#: Secrets published in this repository (docs, earlier compose files): never secret in production.
+PUBLIC_SECRETS = frozenset(
+    {
+        DEV_SERVICE_TOKEN,
+        "change-me-service-token",
+        "change-me-to-a-random-string-of-32-characters-or-more",
+    }
+)
+SECRET_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+#: gRPC name-resolver prefixes a KAIROS_API_TARGET may start with instead of host:port.
+_GRPC_TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:")
+
 
 class SettingsError(ValueError):
     """A `KAIROS_*` variable holds a value that cannot be used; the message names it."""
+
+
+class CannotStart(RuntimeError):
+    """The service cannot start as it is set up (a port taken, a database it cannot reach); the
+    message names the setting and says what to do about it."""
+
+
+def is_public_secret(value: str) -> bool:
+    """Whether `value` is a secret anyone can read in this repository, or a placeholder."""
+    return value in PUBLIC_SECRETS or value.lower().startswith("change-me")
 
 
 class Env:
@@ -30,17 +73,21 @@ class Env:
         value = self._environ.get(name, "").strip()
         return value or default
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
-        """A whole number, at least `minimum` when given."""
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int = MAX_INTEGER
+    ) -> int:
+        """A whole number, at least `minimum` when given and at most `maximum`."""
         raw = self._environ.get(name, "").strip()
         if not raw:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+            raise SettingsError(f"{name}={raw[:40]!r} is not a whole number") from None
         if minimum is not None and value < minimum:
             raise SettingsError(f"{name}={value} is below the minimum of {minimum}")
+        if value > maximum:
+            raise SettingsError(f"{name}={raw[:40]} is above the maximum of {maximum}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:
@@ -52,27 +99,86 @@ class Env:
             return True
         if raw in _FALSE:
             return False
-        raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+        raise SettingsError(f"{name}={raw[:40]!r} is not a boolean (use true or false)")
 
-    def seconds(self, name: str, default: float, *, minimum: float = 0.0) -> timedelta:
-        """A duration given in (possibly fractional) seconds."""
+    def seconds(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float = MAX_SECONDS
+    ) -> timedelta:
+        """A duration given in (possibly fractional) seconds, from `minimum` to `maximum`."""
         raw = self._environ.get(name, "").strip()
         if not raw:
             return timedelta(seconds=default)
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+            raise SettingsError(f"{name}={raw[:40]!r} is not a number of seconds") from None
+        if not math.isfinite(value):
+            raise SettingsError(f"{name}={raw[:40]!r} is not a finite number of seconds")
         if value < minimum:
-            raise SettingsError(f"{name}={value} is below the minimum of {minimum} seconds")
+            raise SettingsError(f"{name}={raw[:40]} is below the minimum of {minimum:.10g} seconds")
+        if value > maximum:
+            raise SettingsError(f"{name}={raw[:40]} is above the maximum of {maximum:.10g} seconds")
         return timedelta(seconds=value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of `choices`, compared case-insensitively."""
         value = self.text(name, default).lower()
         if value not in choices:
-            raise SettingsError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+            raise SettingsError(f"{name}={value[:40]!r} must be one of: {', '.join(choices)}")
         return value
+
+
+def hide_password(url: str) -> str:
+    """`url` with the password of its user part, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
+
+
+def _nats_server(name: str, entry: str) -> SplitResult:
+    # The same reading as nats-py's: a bare host or host:port means nats://.
+    url = entry if "://" in entry else f"nats://{entry}"
+    parts = urlsplit(url)
+    shown = hide_password(url)
+    if parts.scheme not in _NATS_SCHEMES:
+        raise SettingsError(
+            f"{name}: {shown!r} is not a NATS URL; use {' or '.join(_NATS_SCHEMES)} URLs such "
+            "as nats://127.0.0.1:4222"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"{name}: {shown!r} has no valid port (1-65535)") from None
+    if not parts.hostname or port == 0 or any(c.isspace() for c in entry):
+        raise SettingsError(f"{name}: {shown!r} is not a NATS URL such as nats://127.0.0.1:4222")
+    return parts
+
+
+def nats_url(env: Env, name: str, default: str) -> str:
+    """NATS server URLs, comma-separated, each one checked as nats-py will read it."""
+    value = env.text(name, default)
+    servers = [_nats_server(name, entry.strip()) for entry in value.split(",") if entry.strip()]
+    if not servers:
+        raise SettingsError(f"{name}={value!r} names no NATS server")
+    websocket = {server.scheme in ("ws", "wss") for server in servers}
+    if len(websocket) > 1:
+        raise SettingsError(f"{name} mixes websocket (ws, wss) and nats/tls URLs; use one kind")
+    return value
+
+
+def grpc_target(env: Env, name: str, default: str) -> str:
+    """Where to reach a gRPC server: host:port, or a target with a gRPC resolver prefix."""
+    value = env.text(name, default)
+    if any(c.isspace() for c in value):
+        raise SettingsError(f"{name}={value[:80]!r} contains a space")
+    if value.startswith(_GRPC_TARGET_SCHEMES):
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise SettingsError(f"{name}={value[:80]!r} is not host:port (e.g. 127.0.0.1:50051)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -104,6 +210,8 @@ class ServerSettings:
     reflection: bool = True
     #: How long in-flight work may take to finish after SIGTERM (KAIROS_GRACE_SECONDS).
     grace: timedelta = timedelta(seconds=10)
+    #: The variable `addr` came from, named when the server cannot listen there.
+    addr_variable: str = "the listen address"
 
 
 @dataclass(frozen=True)
@@ -119,25 +227,65 @@ class CommonSettings:
     #: Credential-encryption keys, comma-separated, current first (KAIROS_SECRET_KEY).
     secret_key: str = field(default="", repr=False)
     #: Shared credential that the scheduler and publisher present to DispatchService
-    #: (KAIROS_SERVICE_TOKEN).
+    #: (KAIROS_SERVICE_TOKEN); in development, the public DEV_SERVICE_TOKEN when unset.
     service_token: str = field(default="", repr=False)
     #: Logging.
     log: LogSettings = LogSettings()
     #: NATS stream replicas (1 on a single server; 3 in a cluster) (KAIROS_NATS_REPLICAS).
     nats_replicas: int = 1
+    #: `production` (the default) or `development` (KAIROS_ENV): development lets the services
+    #: run on the public development token and secrets; `make dev` and the tests set it.
+    environment: str = PRODUCTION
+
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
         env = Env(environ)
+        environment = env.choice("KAIROS_ENV", PRODUCTION, (DEVELOPMENT, PRODUCTION))
+        token_default = DEV_SERVICE_TOKEN if environment == DEVELOPMENT else ""
         return cls(
             database_url=env.text("KAIROS_DATABASE_URL", cls.database_url),
-            nats_url=env.text("KAIROS_NATS_URL", cls.nats_url),
-            api_target=env.text("KAIROS_API_TARGET", cls.api_target),
+            nats_url=nats_url(env, "KAIROS_NATS_URL", cls.nats_url),
+            api_target=grpc_target(env, "KAIROS_API_TARGET", cls.api_target),
             secret_key=env.text("KAIROS_SECRET_KEY", ""),
-            service_token=env.text("KAIROS_SERVICE_TOKEN", "dev-service-token"),
+            service_token=env.text("KAIROS_SERVICE_TOKEN", token_default),
             log=LogSettings.from_env(env),
-            nats_replicas=env.integer("KAIROS_NATS_REPLICAS", 1, minimum=1),
+            # JetStream keeps at most 5 replicas of a stream.
+            nats_replicas=env.integer("KAIROS_NATS_REPLICAS", 1, minimum=1, maximum=5),
+            environment=environment,
         )
+
+    def require_service_token(self) -> str:
+        """The service token, checked before a service starts with it.
+
+        Outside development it must be set, private (not a value published in this repository)
+        and at least MIN_SERVICE_TOKEN_LENGTH characters long; DispatchService hands out
+        decrypted platform credentials to whoever holds it.
+        """
+        name = "KAIROS_SERVICE_TOKEN"
+        token = self.service_token
+        advice = (
+            f"set it to the same random value (at least {MIN_SERVICE_TOKEN_LENGTH} characters) "
+            f"for the api, the scheduler and the publisher ({SECRET_HINT}), or set "
+            "KAIROS_ENV=development on a development machine"
+        )
+        if not token:
+            raise SettingsError(f"{name} is not set: {advice}")
+        if len(token) > MAX_SERVICE_TOKEN_LENGTH or not all(33 <= ord(c) <= 126 for c in token):
+            raise SettingsError(
+                f"{name} must be at most {MAX_SERVICE_TOKEN_LENGTH} printable ASCII characters "
+                "without spaces (it is sent in a gRPC header)"
+            )
+        if self.development:
+            return token
+        if is_public_secret(token):
+            raise SettingsError(f"{name} is a publicly known value: {advice}")
+        if len(token) < MIN_SERVICE_TOKEN_LENGTH:
+            raise SettingsError(f"{name} is {len(token)} characters long: {advice}")
+        return token
 
 
 def server_settings(
@@ -152,4 +300,5 @@ def server_settings(
         addr=addr,
         reflection=env.flag("KAIROS_GRPC_REFLECTION", True),
         grace=env.seconds("KAIROS_GRACE_SECONDS", default_grace, minimum=0.0),
+        addr_variable=addr_variable,
     )

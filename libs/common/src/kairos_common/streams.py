@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,9 +18,10 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from kairos_common.deadline import Deadline
+from kairos_common.settings import CannotStart, hide_password
 
 log = logging.getLogger(__name__)
 
@@ -99,32 +102,97 @@ class StreamLayout:
         ]
 
 
-async def connect(url: str, *, name: str) -> NatsClient:
-    """Connect to NATS, reconnecting forever in the background once connected."""
+#: Seconds between the lines that say NATS still cannot be reached: the first failure is logged
+#: at once, then one line per period while it lasts, not one per attempt.
+UNREACHABLE_LOG_EVERY = 30.0
+#: Seconds between connection attempts while NATS is away.
+RECONNECT_WAIT = 0.5
+
+
+def shown_url(url: str) -> str:
+    """The KAIROS_NATS_URL value as it may be logged: passwords hidden."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    return ",".join(hide_password(u if "://" in u else f"nats://{u}") for u in servers)
+
+
+class _Unreachable:
+    """Failed connection attempts since NATS was last reachable, and when they were last told."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.told_at: float | None = None
+
+    def should_tell(self) -> bool:
+        self.failures += 1
+        now = time.monotonic()
+        if self.told_at is None or now - self.told_at >= UNREACHABLE_LOG_EVERY:
+            self.told_at = now
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.told_at = None
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    on_change: Callable[[bool], Awaitable[None]] | None = None,
+) -> NatsClient:
+    """Connect to NATS at `url` (KAIROS_NATS_URL), trying until it answers, and reconnect forever
+    in the background once connected.
+
+    While NATS cannot be reached one line says so, naming the variable and the URL, and repeats
+    every UNREACHABLE_LOG_EVERY seconds while it lasts. `on_change(False)` is awaited when an
+    established connection is lost and `on_change(True)` when it is back, so that a service can
+    report itself NOT_SERVING meanwhile.
+    """
     client = NatsClient()
+    shown = shown_url(url)
+    unreachable = _Unreachable()
 
     async def on_disconnected() -> None:
         # Closing (a drain ends with a close) also disconnects: only a lost link is news.
         if client.is_closed or client.is_draining:
             log.info("NATS connection closed")
-        else:
-            log.warning("NATS disconnected")
+            return
+        log.warning("NATS disconnected; reconnecting", extra={"nats_url": shown})
+        if on_change is not None:
+            await on_change(False)
 
     async def on_reconnected() -> None:
-        log.info("NATS reconnected")
+        unreachable.reset()
+        log.info("NATS reconnected", extra={"nats_url": shown})
+        if on_change is not None:
+            await on_change(True)
 
     async def on_error(error: Exception) -> None:
-        log.warning("NATS error: %s", error)
+        if client.is_connected:
+            log.warning("NATS error: %s", error)
+        elif unreachable.should_tell():
+            log.warning(
+                "cannot reach NATS at KAIROS_NATS_URL=%s (%s); retrying, and repeating this "
+                "line every %g s while it lasts",
+                shown,
+                str(error) or type(error).__name__,
+                UNREACHABLE_LOG_EVERY,
+                extra={"failed_attempts": unreachable.failures},
+            )
 
     await client.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; it sleeps any float
+        reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int; any float
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
     )
+    if unreachable.failures:
+        log.info("NATS reachable now", extra={"nats_url": shown})
+    unreachable.reset()
     return client
 
 
@@ -142,23 +210,41 @@ async def drain_and_close(nc: NatsClient, deadline: Deadline) -> None:
 
 
 async def ensure_streams(js: JetStreamContext, layout: StreamLayout | None = None) -> None:
-    """Create the three streams, or update them to the wanted settings; safe to repeat."""
-    for config in (layout or StreamLayout()).configs():
-        await _ensure_stream(js, config)
+    """Create the three streams, or update them to the wanted settings; safe to repeat.
+
+    Raises CannotStart when NATS refuses a stream as configured (no JetStream, more replicas
+    than servers), naming the setting to look at.
+    """
+    layout = layout or StreamLayout()
+    for config in layout.configs():
+        try:
+            await _ensure_stream(js, config)
+        except ServiceUnavailableError:
+            raise CannotStart(
+                "NATS at KAIROS_NATS_URL answers no JetStream requests: is JetStream enabled "
+                "(nats-server -js)?"
+            ) from None
+        except APIError as error:
+            raise CannotStart(
+                f"NATS refused the stream {config.name} with {layout.replicas} replica(s) "
+                f"(KAIROS_NATS_REPLICAS): {error.description or error}"
+            ) from None
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     assert config.name is not None
-    for _ in range(3):
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
         try:
-            await js.stream_info(config.name)
-        except NotFoundError:
-            try:
-                await js.add_stream(config)
-                log.info("created stream", extra={"stream": config.name})
+            await js.add_stream(config)
+            log.info("created stream", extra={"stream": config.name})
+            return
+        except BadRequestError as refused:
+            # Another copy may have created it just now; if not, NATS refused this config.
+            with contextlib.suppress(NotFoundError):
+                await js.stream_info(config.name)
+                await js.update_stream(config)
                 return
-            except BadRequestError:
-                continue  # another copy created it first: go round and update it
-        await js.update_stream(config)
-        return
-    raise RuntimeError(f"could not declare stream {config.name}")
+            raise refused from None
+    await js.update_stream(config)

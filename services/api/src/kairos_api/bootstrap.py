@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kairos_api.adapters import database
-from kairos_api.adapters.crypto import CredentialCipher
+from kairos_api.adapters.crypto import MIN_SECRET_LENGTH, SETTING, CredentialCipher
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer.keys import KeyResolver
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_api.settings import ApiSettings
-from kairos_common.settings import SettingsError
+from kairos_common.settings import SECRET_HINT, SettingsError, is_public_secret
 
 
 def _now() -> datetime:
@@ -51,16 +51,25 @@ class Application:
         await self.engine.dispose()
 
 
-def load_cipher(secret: str) -> CredentialCipher:
+def load_cipher(secret: str, *, development: bool = False) -> CredentialCipher:
+    """The cipher of KAIROS_SECRET_KEY; outside development its current (first) key may not be
+    one published in this repository. Older keys may be, so that credentials stored under a
+    placeholder can still be re-encrypted under a real key."""
     try:
-        return CredentialCipher.from_secret(secret)
+        cipher = CredentialCipher.from_secret(secret)
     except ValueError as error:
         raise SettingsError(str(error)) from None
+    if not development and is_public_secret(secret.split(",")[0].strip()):
+        raise SettingsError(
+            f"the first key of {SETTING} is a publicly known placeholder; outside development "
+            f"set a random secret of at least {MIN_SECRET_LENGTH} characters first ({SECRET_HINT})"
+        )
+    return cipher
 
 
 def bootstrap(settings: ApiSettings, *, clock: Callable[[], datetime] = _now) -> Application:
     """Build the application; connects lazily (the first query opens the pool)."""
-    cipher = load_cipher(settings.common.secret_key)
+    cipher = load_cipher(settings.common.secret_key, development=settings.common.development)
     engine = database.create_engine(settings.common.database_url)
     sessions = database.session_factory(engine)
     keys = KeyResolver(lambda: UnitOfWork(sessions))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from kairos_api.settings import ApiSettings
 from kairos_common import errors
-from kairos_common.settings import LogSettings, SettingsError
+from kairos_common.settings import CannotStart, LogSettings, SettingsError
 
 if TYPE_CHECKING:
     from kairos_api.adapters.orm import ApiKey
@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.KairosError as error:
         _fail(error.message)
         return 1
+    except CannotStart as error:  # the database cannot be reached or created
+        _fail(str(error))
+        return 1
     except Exception as error:
         # One line, no trace: an admin command's failure is read by a person at a terminal.
         first_line = (str(error).strip().splitlines() or [""])[0]
@@ -95,12 +98,7 @@ def serve() -> int:
     from kairos_api.service import ApiService
     from kairos_common.runner import run_service
 
-    return run_service(
-        "api",
-        ApiSettings.from_env,
-        lambda settings: settings.common.log,
-        ApiService,
-    )
+    return run_service("api", ApiSettings.from_env, ApiService)
 
 
 def _run_admin(args: argparse.Namespace) -> int:
@@ -112,7 +110,6 @@ def _run_admin(args: argparse.Namespace) -> int:
     from kairos_api.adapters import database
 
     url = settings.common.database_url
-    _check_database_url(url)
 
     if args.command == "migrate":
         from alembic.script import ScriptDirectory
@@ -174,28 +171,11 @@ def _load_settings() -> ApiSettings:
 
 
 def _check_secret(settings: ApiSettings) -> None:
-    from kairos_api.adapters.crypto import CredentialCipher
+    from kairos_api.bootstrap import load_cipher
 
     try:
-        CredentialCipher.from_secret(settings.common.secret_key)
-    except ValueError as error:  # names the variable, never echoes a secret
-        raise UsageError(f"bad configuration: {error}") from None
-
-
-def _check_database_url(url: str) -> None:
-    from sqlalchemy.exc import ArgumentError
-
-    from kairos_api.adapters import database
-
-    try:
-        database.is_sqlite(url)
-    except ArgumentError:
-        # Not echoed: the value may hold a password.
-        raise UsageError(
-            "bad configuration: KAIROS_DATABASE_URL is not a database URL such as "
-            "postgresql://user@host/kairos or sqlite:///kairos.db"
-        ) from None
-    except ValueError as error:
+        load_cipher(settings.common.secret_key, development=settings.common.development)
+    except SettingsError as error:  # names the variable, never echoes a secret
         raise UsageError(f"bad configuration: {error}") from None
 
 

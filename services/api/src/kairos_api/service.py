@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -19,7 +20,7 @@ from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
-from kairos_common.runner import CannotStart
+from kairos_common.settings import CannotStart
 from kairos_common.streams import (
     WAKE_SUBJECT,
     StreamLayout,
@@ -29,6 +30,9 @@ from kairos_common.streams import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds between tries to declare the streams when NATS refuses them.
+RETRY = 30.0
 
 POSTS_SERVICE = "kairos.posts.v1.PostsService"
 ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
@@ -54,8 +58,10 @@ class ApiService:
     """Serves the api's gRPC services, relays the outbox and reports health."""
 
     def __init__(self, settings: ApiSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
         self.app: Application = bootstrap(settings)
+        self.stopping = asyncio.Event()
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
         self.relay: OutboxRelay | None = None
@@ -83,16 +89,24 @@ class ApiService:
         log.info("api ready")
 
     async def _relay_events(self) -> None:
-        """Connect to NATS (retrying while it is away) and relay the outbox until stopped."""
-        while True:
-            try:
-                self.nc = await connect(self.settings.common.nats_url, name="kairos-api")
-                break
-            except Exception as error:
-                log.warning("NATS not reachable yet, events wait in the outbox: %r", error)
-                await asyncio.sleep(2.0)
+        """Connect to NATS (retrying while it is away) and relay the outbox until stopped.
+
+        The api serves meanwhile: events wait in the outbox, and the schedulers claim on their
+        own tick instead of being woken.
+        """
+        self.nc = await connect(self.settings.common.nats_url, name="kairos-api")
         js = self.nc.jetstream()
-        await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
+        layout = StreamLayout(replicas=self.settings.common.nats_replicas)
+        while not self.stopping.is_set():
+            try:
+                await ensure_streams(js, layout)
+                break
+            except CannotStart as error:
+                log.error("%s; events wait in the outbox, trying again in %g s", error, RETRY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), RETRY)
+        if self.stopping.is_set():
+            return  # asked to stop while connecting: the outbox keeps what is there
         self.relay = OutboxRelay(self.app.uow, js)
         self.app.notifier = NatsNotifier(self.nc, self.relay)
         await self.relay.run()
@@ -100,6 +114,7 @@ class ApiService:
     async def stop(self) -> None:
         """Stop serving, let calls and the relay's round finish within the grace, close."""
         deadline = Deadline(self.settings.server.grace.total_seconds())
+        self.stopping.set()
         if self.grpc is not None:
             await self.grpc.stop(deadline.remaining())
         if self.relay is not None:

@@ -6,7 +6,56 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from kairos_common.settings import CommonSettings, Env, ServerSettings, server_settings
+from kairos_common.settings import (
+    CommonSettings,
+    Env,
+    ServerSettings,
+    SettingsError,
+    server_settings,
+)
+
+#: Databases the api runs on, by SQLAlchemy backend name, and the drivers it accepts for each
+#: (none named: the api picks psycopg for PostgreSQL, aiosqlite or sqlite3 for SQLite).
+DATABASES: dict[str, tuple[str, ...]] = {
+    "postgresql": ("psycopg",),
+    "postgres": ("psycopg",),
+    "sqlite": ("pysqlite", "aiosqlite"),
+}
+DATABASE_EXAMPLES = "postgresql://user@host:5432/kairos or sqlite:///path/to/kairos.db"
+
+
+def check_database_url(url: str) -> str:
+    """`url` if the api can run on it; a SettingsError naming KAIROS_DATABASE_URL otherwise.
+
+    The value is never repeated in the message unless parsed with its password hidden.
+    """
+    # Imported here: SQLAlchemy takes a while to import, and only the api's database needs it.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    name = "KAIROS_DATABASE_URL"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise SettingsError(f"{name} is not a database URL such as {DATABASE_EXAMPLES}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in DATABASES:
+        raise SettingsError(
+            f"{name}: unsupported database {backend!r} in {shown!r}; Kairos runs on PostgreSQL "
+            f"or SQLite ({DATABASE_EXAMPLES})"
+        )
+    if driver and driver not in DATABASES[backend]:
+        raise SettingsError(
+            f"{name}: unsupported driver {driver!r} in {shown!r}; leave it out "
+            f"({backend}://...) or use {backend}+{DATABASES[backend][0]}://..."
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise SettingsError(
+            f"{name}: {shown!r} is an in-memory SQLite database, empty for every connection; "
+            "name a file: sqlite:///path/to/kairos.db"
+        )
+    return url
 
 
 @dataclass(frozen=True)
@@ -41,8 +90,10 @@ class ApiSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         env = Env(environ)
+        common = CommonSettings.from_env(environ)
+        check_database_url(common.database_url)
         return cls(
-            common=CommonSettings.from_env(environ),
+            common=common,
             server=server_settings(env, "KAIROS_API_ADDR", "127.0.0.1:50051"),
             migrate_on_start=env.flag("KAIROS_MIGRATE_ON_START", True),
             past_tolerance=env.seconds("KAIROS_PAST_TOLERANCE_SECONDS", 60.0),

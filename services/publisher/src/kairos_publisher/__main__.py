@@ -11,12 +11,7 @@ from kairos_publisher.settings import PublisherSettings
 
 def main() -> int:
     """Console-script entry point."""
-    return run_service(
-        "publisher",
-        PublisherSettings.from_env,
-        lambda settings: settings.common.log,
-        PublisherService,
-    )
+    return run_service("publisher", PublisherSettings.from_env, PublisherService)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,11 @@ class PublisherService:
     """Consumes due events for the configured platforms until stopped."""
 
     def __init__(self, settings: PublisherSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
+        #: Started and not yet stopping: health then follows the NATS connection.
+        self.ready = False
+        self.stopping = False
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
         self.channel: grpc.aio.Channel | None = None
@@ -47,7 +51,9 @@ class PublisherService:
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
-        self.nc = await connect(self.settings.common.nats_url, name="kairos-publisher")
+        self.nc = await connect(
+            self.settings.common.nats_url, name="kairos-publisher", on_change=self._nats_changed
+        )
         js = self.nc.jetstream()
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
         self.channel = insecure_channel(self.settings.common.api_target)
@@ -109,11 +115,17 @@ class PublisherService:
         self.tasks = [
             asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in self.consumers
         ]
-        await self.grpc.set_serving(True)
+        self.ready = True
+        await self.grpc.set_serving(self.nc.is_connected)
         log.info(
             "publisher ready",
             extra={"platforms": ",".join(c.platform.value for c in self.consumers)},
         )
+
+    async def _nats_changed(self, connected: bool) -> None:
+        # Without NATS nothing can be consumed: say so to whoever routes by health.
+        if self.ready and not self.stopping and self.grpc is not None:
+            await self.grpc.set_serving(connected)
 
     async def stop(self) -> None:
         """Stop fetching, finish in-flight calls and report them, ack, then close.
@@ -122,6 +134,7 @@ class PublisherService:
         and JetStream redelivers its unacked events to another copy.
         """
         deadline = Deadline(self.settings.server.grace.total_seconds())
+        self.stopping = True
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         await asyncio.gather(*(c.drain(deadline.remaining()) for c in self.consumers))

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from kairos_common.platforms import Platform
 from kairos_common.settings import (
@@ -24,6 +25,17 @@ from kairos_publisher.platforms.base import (
 
 GRAPH_VERSION_FORM = re.compile(r"v[1-9][0-9]*\.[0-9]+")
 LINKEDIN_VERSION_FORM = re.compile(r"20[0-9]{2}(0[1-9]|1[0-2])")
+
+
+def _check_base_url(key: str, url: str) -> None:
+    """A ValueError unless `url` has a host and, if it names one, a valid port."""
+    try:
+        parts = urlsplit(url)
+        valid = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port out of range or not a number, a broken [IPv6] host
+        valid = False
+    if not valid:
+        raise ValueError(f"{key}={url!r} has no valid host and port")
 
 
 @dataclass(frozen=True)
@@ -76,17 +88,23 @@ class PublisherSettings:
         env = Env(environ)
         names = env.text("KAIROS_PUBLISHER_PLATFORMS", "")
         platforms: tuple[Platform, ...] = tuple(Platform)
+        known = ", ".join(p.value for p in Platform)
         if names:
             try:
                 platforms = tuple(Platform(n.strip()) for n in names.split(",") if n.strip())
             except ValueError:
-                known = ", ".join(p.value for p in Platform)
                 raise SettingsError(
                     f"KAIROS_PUBLISHER_PLATFORMS={names!r} names an unknown platform; "
                     f"known: {known}"
                 ) from None
+            if not platforms:
+                raise SettingsError(
+                    f"KAIROS_PUBLISHER_PLATFORMS={names!r} names no platform; known: {known}"
+                )
         try:
             urls = parse_platform_urls(env.text("KAIROS_PLATFORM_URLS", ""))
+            for key, url in urls.items():
+                _check_base_url(key, url)
         except ValueError as error:
             raise SettingsError(f"KAIROS_PLATFORM_URLS: {error}") from None
         try:

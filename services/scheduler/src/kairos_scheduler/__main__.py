@@ -11,12 +11,7 @@ from kairos_scheduler.settings import SchedulerSettings
 
 def main() -> int:
     """Console-script entry point."""
-    return run_service(
-        "scheduler",
-        SchedulerSettings.from_env,
-        lambda settings: settings.common.log,
-        SchedulerService,
-    )
+    return run_service("scheduler", SchedulerSettings.from_env, SchedulerService)
 
 
 if __name__ == "__main__":

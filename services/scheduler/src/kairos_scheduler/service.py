@@ -32,7 +32,11 @@ class SchedulerService:
     """Connects to NATS and the api, then claims and sweeps until stopped."""
 
     def __init__(self, settings: SchedulerSettings) -> None:
+        settings.common.require_service_token()
         self.settings = settings
+        #: Started and not yet stopping: health then follows the NATS connection.
+        self.ready = False
+        self.stopping = False
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
         self.channel: grpc.aio.Channel | None = None
@@ -43,7 +47,9 @@ class SchedulerService:
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
-        self.nc = await connect(self.settings.common.nats_url, name="kairos-scheduler")
+        self.nc = await connect(
+            self.settings.common.nats_url, name="kairos-scheduler", on_change=self._nats_changed
+        )
         js = self.nc.jetstream()
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
         self.channel = insecure_channel(self.settings.common.api_target)
@@ -60,12 +66,19 @@ class SchedulerService:
             asyncio.create_task(loop.run_claims(), name="claims"),
             asyncio.create_task(loop.run_sweeps(), name="sweeps"),
         ]
-        await self.grpc.set_serving(True)
+        self.ready = True
+        await self.grpc.set_serving(self.nc.is_connected)
         log.info("scheduler ready", extra={"api": self.settings.common.api_target})
+
+    async def _nats_changed(self, connected: bool) -> None:
+        # Without NATS nothing can be claimed and emitted: say so to whoever routes by health.
+        if self.ready and not self.stopping and self.grpc is not None:
+            await self.grpc.set_serving(connected)
 
     async def stop(self) -> None:
         """Stop claiming, let a claim in flight finish within the grace, close."""
         deadline = Deadline(self.settings.server.grace.total_seconds())
+        self.stopping = True
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         if self.loop is not None:

@@ -37,7 +37,8 @@ class SchedulerSettings:
             server=server_settings(env, "KAIROS_SCHEDULER_ADDR", "127.0.0.1:50052"),
             lead=env.seconds("KAIROS_SCHEDULER_LEAD_SECONDS", 2.0),
             tick=env.seconds("KAIROS_SCHEDULER_TICK_SECONDS", 0.2, minimum=0.01),
-            batch=env.integer("KAIROS_SCHEDULER_BATCH", 1000, minimum=1),
+            # DispatchService.ClaimDue takes at most 2,000 deliveries a call (the api's MAX_CLAIM).
+            batch=env.integer("KAIROS_SCHEDULER_BATCH", 1000, minimum=1, maximum=2000),
             lease=env.seconds("KAIROS_DELIVERY_LEASE_SECONDS", 60.0, minimum=1.0),
             sweep_every=env.seconds("KAIROS_SWEEP_SECONDS", 1.0, minimum=0.05),
         )

@@ -258,8 +258,9 @@ def service_env(
     """The environment every child gets.
 
     Precedence, lowest first: development defaults, the caller's environment, `dev.env`, then
-    what kairos-dev decides (addresses, database, NATS), so a shell that exported another
-    system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point these services elsewhere.
+    what kairos-dev decides (development mode, addresses, database, NATS), so a shell that
+    exported another system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point these
+    services elsewhere.
     """
     environ = os.environ if environ is None else environ
     return {
@@ -267,6 +268,9 @@ def service_env(
         **environ,
         **dev_env,
         "PYTHONUNBUFFERED": "1",
+        # This machine's own system: the services accept development secrets (though dev.env
+        # gives them real ones).
+        "KAIROS_ENV": "development",
         "KAIROS_DATABASE_URL": options.database_url,
         "KAIROS_MIGRATE_ON_START": "true",
         "KAIROS_NATS_URL": options.nats_url,

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kairos_common.grpc.errors import GuardedGenericHandler, guard_all
-from kairos_common.settings import ServerSettings
+from kairos_common.settings import CannotStart, ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,17 @@ class _GuardingRegistrar(grpc.aio.Server):
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        #: The gRPC services registered, in order (a dict as an ordered set): what reflection
+        #: lists.
+        self.services: dict[str, None] = {}
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_GenericHandler]) -> None:
+        generic_rpc_handlers = list(generic_rpc_handlers)
+        for handler in generic_rpc_handlers:
+            # grpc.method_handlers_generic_handler's handlers (the generated code's) name theirs.
+            named = getattr(handler, "service_name", None)
+            if callable(named):
+                self.services[named()] = None
         self._server.add_generic_rpc_handlers(
             [GuardedGenericHandler(handler) for handler in generic_rpc_handlers]
         )
@@ -85,6 +94,7 @@ class _GuardingRegistrar(grpc.aio.Server):
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, _MethodHandler]
     ) -> None:
+        self.services[service_name] = None
         self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
             service_name, guard_all(service_name, method_handlers)
         )
@@ -123,11 +133,18 @@ async def create_server(
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     if settings.reflection:
-        names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        # The services really served: a health name such as "kairos.scheduler" is not one.
+        names = [*registrar.services, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, registrar)
-    port = server.add_insecure_port(settings.addr)
+    try:
+        port = server.add_insecure_port(settings.addr)
+    except RuntimeError:  # grpc's "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind the gRPC server to {settings.addr}")
+        raise CannotStart(
+            f"cannot listen on {settings.addr} ({settings.addr_variable}): the port is taken, "
+            "or the host is not an address of this machine"
+        )
     await server.start()
     started = GrpcServer(server, port, health_servicer, tuple(service_names))
     await started.set_serving(False)
@@ -149,18 +166,23 @@ async def run_until_signalled(service: Service) -> None:
     """Start `service`, wait for SIGTERM or SIGINT, then stop it.
 
     A signal while the service is still starting (say, waiting for NATS) cancels the start and
-    stops what had started, so a service that never got ready still ends when asked to.
+    stops what had started, so a service that never got ready still ends when asked to; a start
+    that fails stops what had started too, then raises.
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        if await start_unless_signalled(service, stopping):
-            await stopping.wait()
-        log.info("stopping")
-        await service.stop()
-        log.info("stopped")
+        try:
+            if await start_unless_signalled(service, stopping):
+                await stopping.wait()
+        finally:
+            # After a start that failed too: what had started (the gRPC server, a NATS
+            # connection) is closed while the event loop still runs.
+            log.info("stopping")
+            await service.stop()
+            log.info("stopped")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -1,7 +1,8 @@
 """Database engines and migrations: PostgreSQL with psycopg 3 in production, SQLite embedded.
 
 Users give ordinary URLs (`postgresql://...`, `sqlite:///kairos.db`); the async engine and the
-migrations each get the driver they need.
+migrations each get the driver they need. Migrating creates the database when it does not exist
+yet (a PostgreSQL role with CREATEDB, or a SQLite file and its folder).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import event, pool
+from sqlalchemy import event, pool, text
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+from kairos_common.settings import CannotStart
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +98,127 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database schema up to `revision` (blocking; run before serving)."""
-    if is_sqlite(url):
-        path = _normalise(url).database
-        if path and path != ":memory:":
-            Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    """Bring the database schema up to `revision` (blocking; run before serving), creating the
+    database first if it does not exist."""
+    ensure_database(url, create=True)
     command.upgrade(alembic_config(url), revision)
     log.info("database migrated", extra={"revision": revision})
+
+
+#: Seconds to wait for PostgreSQL to answer before saying it cannot be reached.
+CONNECT_TIMEOUT = 10
+#: SQLSTATEs of CREATE DATABASE that matter here.
+_DUPLICATE_DATABASE = "42P04"
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def ensure_database(url: str, *, create: bool) -> None:
+    """Check that the database can be opened (blocking); with `create`, make it if it is missing.
+
+    Raises CannotStart naming KAIROS_DATABASE_URL, its password hidden, with what to do.
+    """
+    target = sync_url(url)
+    shown = f"KAIROS_DATABASE_URL={make_url(url).render_as_string(hide_password=True)}"
+    if target.get_backend_name() == "sqlite":
+        path = target.database
+        if path and path != ":memory:":
+            folder = Path(path).expanduser().resolve().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise CannotStart(
+                    f"cannot make the folder {folder} for the SQLite database {shown}: "
+                    f"{error.strerror}"
+                ) from None
+        return
+    try:
+        _connect(target)
+        return
+    except OperationalError as error:
+        reason = _first_line(error)
+    name = target.database
+    if not name or _exists(target, name) is not False:
+        raise CannotStart(f"cannot open the database {shown}: {reason}")
+    if not create:
+        raise CannotStart(
+            f"the database {name!r} ({shown}) does not exist: `python -m kairos_api migrate` "
+            "creates it"
+        )
+    _create(target, name, shown)
+
+
+def _connect(target: URL) -> None:
+    engine = create_sync_engine(
+        target,
+        poolclass=pool.NullPool,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT},
+    )
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def _first_line(error: DBAPIError) -> str:
+    return (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+
+
+def _exists(target: URL, name: str) -> bool | None:
+    """Whether the server has a database `name`, asked in its maintenance database; None when
+    that cannot be opened either (the server is away, the role may not log in)."""
+    for maintenance in ("postgres", "template1"):
+        engine = create_sync_engine(
+            target.set(database=maintenance),
+            poolclass=pool.NullPool,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+        )
+        try:
+            with engine.connect() as connection:
+                found = connection.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                return found is not None
+        except OperationalError:
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+def _create(target: URL, name: str, shown: str) -> None:
+    engine = create_sync_engine(
+        target.set(database="postgres"),
+        poolclass=pool.NullPool,
+        isolation_level="AUTOCOMMIT",  # CREATE DATABASE cannot run inside a transaction
+        connect_args={"connect_timeout": CONNECT_TIMEOUT},
+    )
+    try:
+        with engine.connect() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(name)
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+        log.info("created the database", extra={"database": name})
+    except DBAPIError as error:
+        state = getattr(error.orig, "sqlstate", None)
+        if state == _DUPLICATE_DATABASE:
+            return  # another api replica created it a moment ago
+        if state == _INSUFFICIENT_PRIVILEGE:
+            raise CannotStart(
+                f"the database {name!r} ({shown}) does not exist and the role "
+                f"{target.username or '(default)'!r} may not create it: create it as its owner "
+                f"(createdb {name}, or CREATE DATABASE {name}) or grant the role CREATEDB"
+            ) from None
+        raise CannotStart(
+            f"cannot create the database {name!r} ({shown}): {_first_line(error)}"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def schema_behind(url: str) -> str | None:
     """Why the database's schema is not the one this code needs (blocking), or None when it is
     at the newest migration."""
+    ensure_database(url, create=False)
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     engine = create_sync_engine(sync_url(url), poolclass=pool.NullPool)
     try:
