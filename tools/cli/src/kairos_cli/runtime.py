@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -123,9 +124,15 @@ def call_api(ctx: typer.Context, action: Callable[[KairosClient], Awaitable[T]])
 
 
 def console() -> Console:
-    """A console on this moment's stdout (tests swap it), wide when piped."""
+    """A console on this moment's stdout (tests swap it): as wide as the terminal, or as
+    $COLUMNS says when set; PIPE_WIDTH when piped without $COLUMNS."""
     out = sys.stdout
-    return Console(file=out, width=None if out.isatty() else PIPE_WIDTH, highlight=False)
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        width: int | None = int(columns)
+    else:
+        width = None if out.isatty() else PIPE_WIDTH
+    return Console(file=out, width=width, highlight=False)
 
 
 def message_dict(message: Message) -> dict[str, Any]:
