@@ -35,7 +35,7 @@ async def test_connect_prints_the_id_and_the_account_can_be_read(kairos: Kairos)
     assert account_id in listed.stdout
     assert "sandbox" in listed.stdout
     assert [a["id"] for a in as_json["accounts"]] == [account_id]
-    assert as_json["accounts"][0]["status"] == "ACCOUNT_STATUS_ACTIVE"
+    assert as_json["accounts"][0]["status"] == "active"
 
 
 async def test_connect_with_every_credential(kairos: Kairos) -> None:
@@ -63,7 +63,7 @@ async def test_connect_with_every_credential(kairos: Kairos) -> None:
     )
 
     account = ran.json()
-    assert account["platform"] == "PLATFORM_X"
+    assert account["platform"] == "x"
     assert account["token_expires_at"] == "2030-01-15T09:00:00Z"  # read in Europe/Berlin
     assert "tok-3f9a" not in ran.stdout
     assert "ref-77c1" not in ran.stdout
@@ -119,7 +119,7 @@ async def test_pause_resume_and_disconnect(kairos: Kairos, account_id: str) -> N
 
     assert re.fullmatch(rf"account {account_id} \(@sandbox-\w+\) paused\n", paused.stdout)
     assert [a["id"] for a in listed["accounts"]] == [account_id]
-    assert resumed.json()["status"] == "ACCOUNT_STATUS_ACTIVE"
+    assert resumed.json()["status"] == "active"
     assert gone.stdout.endswith(" disconnected\n")
     assert post.code == 2
     assert "  targets[0].account_id: " in post.stderr

@@ -144,7 +144,7 @@ async def test_schedule_at_a_bad_time_exits_2_naming_the_formats(
     assert "in 10s" in ran.stderr  # the accepted formats are named
     assert ran.stdout == ""
     shown = await kairos.ok("--json", "posts", "show", post_id)
-    assert shown.json()["status"] == "POST_STATUS_DRAFT"  # nothing was sent
+    assert shown.json()["status"] == "draft"  # nothing was sent
 
 
 async def test_accounts_list_with_an_unknown_status_exits_2_naming_the_choices(
@@ -185,5 +185,5 @@ async def test_deleting_a_partly_published_post_cancels_the_rest_and_says_what_s
 
     assert ran.code == 0, str(ran)
     statuses = {t["account_id"]: t["status"] for t in ran.json()["targets"]}
-    assert statuses == {account_id: "TARGET_STATUS_PUBLISHED", other: "TARGET_STATUS_CANCELLED"}
+    assert statuses == {account_id: "published", other: "cancelled"}
     assert "1 of its targets had already been published" in ran.stderr

@@ -32,7 +32,7 @@ async def test_create_without_at_prints_only_the_id_of_a_draft(
     assert ran.stdout.count("\n") == 1
     assert "is draft" in ran.stderr
     post = (await kairos.ok("--json", "posts", "show", ran.stdout.strip())).json()
-    assert (post["status"], post["content"]) == ("POST_STATUS_DRAFT", "A draft")
+    assert (post["status"], post["content"]) == ("draft", "A draft")
 
 
 async def test_create_at_an_instant_shows_it_in_the_local_zone(
@@ -99,7 +99,7 @@ async def test_create_now_publishes_at_once(kairos: Kairos, account_id: str) -> 
     )
 
     post = ran.json()
-    assert post["status"] == "POST_STATUS_SCHEDULED"
+    assert post["status"] == "scheduled"
     assert abs(instant(post["scheduled_at"]) - datetime.now(UTC)) < timedelta(seconds=30)
 
 
@@ -147,7 +147,7 @@ async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> No
     assert changed.code == 2, str(changed)
     assert "request_id" in changed.stderr
     assert "already used for a different request" in changed.stderr
-    assert post["status"] == "POST_STATUS_PENDING_APPROVAL"
+    assert post["status"] == "pending_approval"
     assert (post["media_urls"], post["tags"]) == (["https://example.com/a.png"], ["launch", "q4"])
     assert (post["campaign"], post["notes"], post["stale_after"]) == (
         "winter",
@@ -278,7 +278,7 @@ async def test_publish_now(kairos: Kairos, account_id: str) -> None:
     ran = await kairos.ok("--json", "posts", "publish-now", post_id)
     unknown = await kairos("posts", "publish-now", UNKNOWN_ID)
 
-    assert ran.json()["status"] == "POST_STATUS_SCHEDULED"
+    assert ran.json()["status"] == "scheduled"
     assert unknown.code == 4
 
 
@@ -390,7 +390,7 @@ async def test_retry_sends_a_failed_target_again(kairos: Kairos, account_id: str
     assert unknown_target.code == 2
     assert "  target_ids[0]: " in unknown_target.stderr
     [target] = retried.json()["targets"]
-    assert target["status"] == "TARGET_STATUS_PENDING"
+    assert target["status"] == "pending"
 
 
 async def test_approve_and_reject(kairos: Kairos, account_id: str) -> None:
@@ -404,7 +404,7 @@ async def test_approve_and_reject(kairos: Kairos, account_id: str) -> None:
     no_reason = await kairos("posts", "reject", plain_id)
 
     assert approved.stdout.startswith(f"post {approved_id} is scheduled for ")
-    assert rejected.json()["status"] == "POST_STATUS_REJECTED"
+    assert rejected.json()["status"] == "rejected"
     assert rejected.json()["rejection_reason"] == "off brand"
     assert not_needed.code == 5
     assert "does not require approval" in not_needed.stderr
@@ -451,7 +451,7 @@ async def test_thread_creates_the_parts_chained_and_scheduled(
     shown = [(await kairos.ok("--json", "posts", "show", i)).json() for i in ids]
     assert [p["content"] for p in shown] == ["1/3 first", "2/3 second", "3/3 third"]
     assert [p.get("parent_post_id", "") for p in shown] == ["", ids[0], ids[1]]
-    assert {p["status"] for p in shown} == {"POST_STATUS_SCHEDULED"}
+    assert {p["status"] for p in shown} == {"scheduled"}
     assert {p["scheduled_at"] for p in shown} == {"2030-03-01T12:00:00Z"}
 
 

@@ -28,6 +28,7 @@ from kairos_cli.runtime import (
     EXIT_USAGE,
     console,
     fail,
+    hint,
     options,
     print_json,
 )
@@ -82,7 +83,7 @@ def _run_admin(*args: str) -> str:
             messages[:-1],
         )
     for line in messages:
-        sys.stderr.write(line + "\n")
+        hint(line)
     return out.getvalue()
 
 
