@@ -12,7 +12,6 @@ from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
 from kairos_cli.commands.accounts import split_pairs
 from kairos_cli.runtime import (
-    EXIT_CONFLICT,
     EXIT_USAGE,
     Options,
     call_api,
@@ -295,27 +294,26 @@ def reject(
 
 @app.command("delete")
 def delete(ctx: typer.Context, post_id: PostId) -> None:
-    """Delete a post and cancel what is not yet published.
+    """Delete a post from Kairos and cancel what is not yet published.
 
-    What was already published stays on its platforms (Kairos cannot take it back); when that is
-    all of it, nothing was cancelled, and the command says so and exits 5."""
+    What was already published stays on its platforms (Kairos cannot take it back): the command
+    names those platform posts and still succeeds, since the post was deleted."""
     opts = options(ctx)
     post = call_api(ctx, lambda client: client.delete_post(post_id))
-    statuses = [target.status for target in post.targets]
-    published = statuses.count(posts_pb2.TARGET_STATUS_PUBLISHED)
-    cancelled = statuses.count(posts_pb2.TARGET_STATUS_CANCELLED)
+    published = [t for t in post.targets if t.status == posts_pb2.TARGET_STATUS_PUBLISHED]
     if opts.json:
         print_json(post)
-    elif cancelled or not published:
+    else:
         say(summary(post, opts))
-    if published and not cancelled:
-        fail(
-            EXIT_CONFLICT,
-            f"post {post.id} had already been published, so nothing was cancelled: it stays on "
-            "its platforms (Kairos no longer lists it)",
-        )
     if published:
-        hint(f"{published} of its targets had already been published and stay on their platforms")
+        where = ", ".join(
+            f"{names.platform_label(t.platform)} {t.platform_url or t.platform_post_id or t.id}"
+            for t in published
+        )
+        hint(
+            f"post {post.id} was deleted from Kairos, but what was already published stays on "
+            f"its platforms (Kairos cannot take it back): {where}"
+        )
 
 
 @app.command("edit")
