@@ -6,8 +6,10 @@ Times are read and shown in Europe/Berlin (the `kairos` fixture passes `--tz Eur
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from integration.cli.conftest import Kairos
@@ -373,6 +375,48 @@ async def test_list_filters_orders_and_limits(kairos: Kairos, account_id: str) -
 
     bad_status = await kairos("posts", "list", "--status", "sideways")
     assert bad_status.code == 2
+
+
+async def test_list_prints_how_to_get_the_next_page(kairos: Kairos, account_id: str) -> None:
+    tagged = [
+        await kairos.create_post(account_id, "--tag", "paged", content=f"Paged {n}")
+        for n in range(3)
+    ]
+    await kairos.create_post(account_id, content="Not tagged")
+
+    first = await kairos.ok("posts", "list", "--tag", "paged", "--limit", "2", "--order", "oldest")
+    hint = first.stderr.strip()
+    assert hint.startswith("more posts: kairos posts list --tag paged --limit 2 --order oldest")
+    command = shlex.split(hint.removeprefix("more posts: "))
+    second = await kairos.ok(*command[1:])  # as printed, without the leading "kairos"
+
+    assert UUID.findall(first.stdout) == tagged[:2]
+    assert UUID.findall(second.stdout) == tagged[2:]
+    assert second.stderr == ""  # the last page: nothing more to get
+
+
+async def test_list_json_carries_the_next_page_token(kairos: Kairos, account_id: str) -> None:
+    ids = [await kairos.create_post(account_id, "--tag", "tokens") for _ in range(3)]
+
+    async def page(token: str = "") -> dict[str, Any]:
+        args = ["--json", "posts", "list", "--tag", "tokens", "--limit", "2", "--order", "oldest"]
+        ran = await kairos.ok(*args, *(["--page-token", token] if token else []))
+        assert ran.stderr == ""
+        result: dict[str, Any] = ran.json()
+        return result
+
+    first = await page()
+    second = await page(first["next_page_token"])
+    refused = await kairos(
+        "posts", "list", "--tag", "other", "--page-token", first["next_page_token"]
+    )
+
+    assert [p["id"] for p in first["posts"]] == ids[:2]
+    assert first["next_page_token"]
+    assert [p["id"] for p in second["posts"]] == ids[2:]
+    assert second["next_page_token"] == ""
+    assert refused.code == 2  # a token is for the filters it came with
+    assert "page_token" in refused.stderr
 
 
 # --- retry, approve, reject, delete -----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -44,6 +45,8 @@ Zone = Annotated[
     ),
 ]
 Repeated = list[str] | None
+#: How many posts `posts list` shows unless --limit says otherwise.
+LIST_LIMIT = 50
 
 
 def read_when(text: str, zone: str, opts: Options) -> When:
@@ -399,12 +402,23 @@ def list_posts(
     ] = "",
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", min=1, help="At most this many posts.")
-    ] = 50,
+    ] = LIST_LIMIT,
     order: Annotated[
         names.OrderName, typer.Option("--order", case_sensitive=False, help="Order of results.")
     ] = names.OrderName.newest,
+    page_token: Annotated[
+        str,
+        typer.Option(
+            "--page-token",
+            metavar="TOKEN",
+            help="Continue where an earlier list stopped (the same filters and order).",
+        ),
+    ] = "",
 ) -> None:
-    """List posts, newest first unless --order says otherwise."""
+    """List posts, newest first unless --order says otherwise.
+
+    When more posts match than --limit shows, the command to list the next ones is printed on
+    stderr (with --json, `next_page_token` is in the output)."""
     opts = options(ctx)
     request = posts_pb2.ListPostsRequest(
         statuses=[names.post_status(s.value) for s in status or []],
@@ -412,15 +426,36 @@ def list_posts(
         account_id=account,
         campaign=campaign,
         tag=tag,
-        page_size=min(limit, 100),
         order=names.ORDERS[order],
     )
 
-    async def run(client: KairosClient) -> list[posts_pb2.Post]:
-        return [post async for post in client.iter_posts(request, limit=limit)]
+    async def run(client: KairosClient) -> tuple[list[posts_pb2.Post], str]:
+        found: list[posts_pb2.Post] = []
+        token = page_token
+        while True:
+            # Pages end where --limit does, so that the token left over starts at the next post.
+            request.page_size = min(limit - len(found), 100)
+            request.page_token = token
+            page = await client.list_posts(request)
+            found.extend(page.posts)
+            token = page.next_page_token
+            if not token or len(found) >= limit:
+                return found, token
 
-    found = call_api(ctx, run)
+    found, next_token = call_api(ctx, run)
     if opts.json:
-        print_json({"posts": [message_dict(p) for p in found]})
-    else:
-        console().print(render.posts_table(found, opts.zone))
+        print_json({"posts": [message_dict(p) for p in found], "next_page_token": next_token})
+        return
+    console().print(render.posts_table(found, opts.zone))
+    if next_token:
+        again = ["kairos", "posts", "list"]
+        again += [word for s in status or [] for word in ("--status", s.value)]
+        again += [word for p in platform or [] for word in ("--platform", p.value)]
+        for name, value in (("--account", account), ("--campaign", campaign), ("--tag", tag)):
+            if value:
+                again += [name, value]
+        if limit != LIST_LIMIT:
+            again += ["--limit", str(limit)]
+        if order != names.OrderName.newest:
+            again += ["--order", order.value]
+        hint(f"more posts: {shlex.join([*again, '--page-token', next_token])}")
