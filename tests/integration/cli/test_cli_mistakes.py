@@ -31,6 +31,7 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("accounts", "pause"): (UNKNOWN_ID,),
     ("accounts", "resume"): (UNKNOWN_ID,),
     ("accounts", "disconnect"): (UNKNOWN_ID,),
+    ("accounts", "update-credentials"): (UNKNOWN_ID, "--access-token", "t"),
     ("posts", "create"): ("hello", "--account", UNKNOWN_ID, "--at", "in 1h"),
     ("posts", "thread"): ("one", "two", "--account", UNKNOWN_ID),
     ("posts", "schedule"): (UNKNOWN_ID, "--at", "in 1h"),
