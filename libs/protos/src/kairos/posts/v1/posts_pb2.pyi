@@ -979,7 +979,12 @@ class UpdatePostRequest(_message.Message):
 
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TargetSpec]:
-        """New targets, when "targets" is in update_mask."""
+        """The full new list of targets, when "targets" is in update_mask. A target whose account is
+        in both lists is kept (its state and attempts with it; its override and settings are set
+        anew); accounts not yet targeted are added and must be connected; targets left out are
+        removed, except one that was, is being or may have been published (FAILED_PRECONDITION
+        naming it). At least one target must still be able to publish.
+        """
 
     def __init__(
         self,
