@@ -303,6 +303,57 @@ async def test_edit_changes_only_the_given_fields(kairos: Kairos, account_id: st
     assert "\n  post.media_urls[0]: must use https" in insecure.stderr
 
 
+async def test_edit_adds_and_removes_accounts(kairos: Kairos, account_id: str) -> None:
+    second, third = await kairos.connect_sandbox(), await kairos.connect_sandbox()
+    post_id = await kairos.create_post(
+        account_id, "--account", second, "--override", f"{second}=Only here", "--at", "in 1h"
+    )
+
+    added = await kairos.ok("--json", "posts", "edit", post_id, "--add-account", third)
+    swapped = await kairos.ok(
+        "--json", "posts", "edit", post_id, "--remove-account", account_id,
+        "--remove-account", third, "--content", "Fewer places",
+    )  # fmt: skip
+    not_there = await kairos("posts", "edit", post_id, "--remove-account", account_id)
+    already = await kairos("posts", "edit", post_id, "--add-account", second)
+    stale = await kairos(
+        "posts", "edit", post_id, "--add-account", third, "--expected-revision", "1"
+    )
+
+    assert {t["account_id"] for t in added.json()["targets"]} == {account_id, second, third}
+    post = swapped.json()
+    assert [(t["account_id"], t.get("content_override")) for t in post["targets"]] == [
+        (second, "Only here")  # the kept target keeps its override
+    ]
+    assert (post["content"], post["status"]) == ("Fewer places", "scheduled")
+    assert not_there.code == 2, str(not_there)
+    assert f"has no target on account {account_id}" in not_there.stderr
+    assert already.code == 2, str(already)
+    assert stale.code == 5, str(stale)
+    assert "revision" in stale.stderr
+    final = (await kairos.ok("--json", "posts", "show", post_id)).json()
+    assert [t["account_id"] for t in final["targets"]] == [second]
+
+
+async def test_a_post_whose_account_was_disconnected_can_be_edited(
+    kairos: Kairos, account_id: str
+) -> None:
+    leaving, replacement = await kairos.connect_sandbox(), await kairos.connect_sandbox()
+    post_id = await kairos.create_post(account_id, "--account", leaving, "--at", "in 1h")
+    await kairos.ok("accounts", "disconnect", leaving)
+
+    tagged = await kairos("posts", "edit", post_id, "--tag", "still-editable")
+    moved = await kairos(
+        "--json", "posts", "edit", post_id,
+        "--remove-account", leaving, "--add-account", replacement,
+    )  # fmt: skip
+
+    assert tagged.code == 0, str(tagged)
+    assert moved.code == 0, str(moved)
+    statuses = {t["account_id"]: t["status"] for t in moved.json()["targets"]}
+    assert statuses == {account_id: "pending", replacement: "pending"}
+
+
 # --- show, list -------------------------------------------------------------------------------
 
 

@@ -336,12 +336,30 @@ def edit(
     media: Annotated[
         Repeated, typer.Option("--media", metavar="URL", help="New media, replacing all.")
     ] = None,
+    add_account: Annotated[
+        Repeated,
+        typer.Option(
+            "--add-account", metavar="ID", help="Also publish to this account (repeatable)."
+        ),
+    ] = None,
+    remove_account: Annotated[
+        Repeated,
+        typer.Option(
+            "--remove-account",
+            metavar="ID",
+            help="No longer publish to this account (repeatable; not once published there).",
+        ),
+    ] = None,
     expected_revision: Annotated[
         int | None,
         typer.Option("--expected-revision", metavar="N", help="Fail unless still at revision N."),
     ] = None,
 ) -> None:
-    """Change a post's content, tags, notes, campaign or media."""
+    """Change a post's content, tags, notes, campaign, media or accounts.
+
+    --add-account and --remove-account read the post's targets first and send the whole new
+    list, expecting the revision they read (or --expected-revision), so that an edit made by
+    someone else in between is refused (exit 5) rather than undone."""
     body = posts_pb2.Post()
     paths: list[str] = []
     if content is not None:
@@ -359,14 +377,58 @@ def edit(
     if media is not None:
         body.media_urls.extend(media)
         paths.append("media_urls")
-    if not paths:
-        fail(EXIT_USAGE, "nothing to change: give --content, --tag, --notes, --campaign or --media")
-    _report(
-        ctx,
-        lambda client: client.update_post(
-            post_id, body, paths, expected_revision=expected_revision
-        ),
-    )
+    adding, removing = list(dict.fromkeys(add_account or [])), set(remove_account or [])
+    if both := [a for a in adding if a in removing]:
+        fail(EXIT_USAGE, f"account {both[0]} is both added and removed")
+    if not paths and not adding and not removing:
+        fail(
+            EXIT_USAGE,
+            "nothing to change: give --content, --tag, --notes, --campaign, --media, "
+            "--add-account or --remove-account",
+        )
+
+    async def run(client: KairosClient) -> posts_pb2.Post:
+        if not adding and not removing:
+            return await client.update_post(
+                post_id, body, paths, expected_revision=expected_revision
+            )
+        post = await client.get_post(post_id)
+        targets = _targets_after(post, adding, removing)
+        revision = post.revision if expected_revision is None else expected_revision
+        return await client.update_post(
+            post_id, body, [*paths, "targets"], targets=targets, expected_revision=revision
+        )
+
+    _report(ctx, run)
+
+
+def _targets_after(
+    post: posts_pb2.Post, adding: list[str], removing: set[str]
+) -> list[posts_pb2.TargetSpec]:
+    """The post's targets as TargetSpecs (overrides and settings kept), less the removed
+    accounts, plus the added ones; exit 2 for an account that is not, or already, a target."""
+    current = [target.account_id for target in post.targets]
+    for account_id in sorted(removing):
+        if account_id not in current:
+            fail(
+                EXIT_USAGE,
+                f"--remove-account: post {post.id} has no target on account {account_id}",
+            )
+    for account_id in adding:
+        if account_id in current:
+            fail(EXIT_USAGE, f"--add-account: post {post.id} already has account {account_id}")
+    kept = [
+        posts_pb2.TargetSpec(
+            account_id=target.account_id,
+            content_override=(
+                target.content_override if target.HasField("content_override") else None
+            ),
+            settings=dict(target.settings),
+        )
+        for target in post.targets
+        if target.account_id not in removing
+    ]
+    return [*kept, *(posts_pb2.TargetSpec(account_id=a) for a in adding)]
 
 
 @app.command("show")
