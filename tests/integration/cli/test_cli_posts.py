@@ -95,6 +95,23 @@ async def test_a_relative_time_counts_from_now(kairos: Kairos, account_id: str) 
     assert before + timedelta(hours=2) <= scheduled <= datetime.now(UTC) + timedelta(hours=2)
 
 
+async def test_a_create_with_a_relative_time_can_be_repeated(
+    kairos: Kairos, account_id: str
+) -> None:
+    args = ("posts", "create", "Twice", "--account", account_id, "--request-id", uuid.uuid4().hex)
+
+    first = await kairos.ok(*args, "--at", "in 2h")
+    again = await kairos.ok(*args, "--at", "in 2h")
+    later = await kairos(*args, "--at", "in 3h")
+
+    assert again.stdout == first.stdout  # the same post: the command repeated unchanged
+    assert later.code == 2, str(later)  # another request under the same id
+    assert "request_id" in later.stderr
+    assert "already used for a different request" in later.stderr
+    listed = (await kairos.ok("--json", "posts", "list")).json()
+    assert [p["id"] for p in listed["posts"]] == [first.stdout.strip()]
+
+
 async def test_create_now_publishes_at_once(kairos: Kairos, account_id: str) -> None:
     ran = await kairos.ok(
         "--json", "posts", "create", "Right now", "--account", account_id, "--at", "now"
@@ -108,7 +125,7 @@ async def test_create_now_publishes_at_once(kairos: Kairos, account_id: str) -> 
 async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> None:
     second = await kairos.connect_sandbox()
     request_id = uuid.uuid4().hex
-    # One instant for both runs: a retry must repeat the request unchanged ("in 1h" would not).
+    # An instant: a retry repeats it unchanged (as it repeats "in 1h", a delay the api resolves).
     at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     args = (
         "--json",

@@ -18,7 +18,7 @@ import pytest
 from google.protobuf.message import Message
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
-from kairos_client import KairosClient, KairosError, schedule_at, schedule_local
+from kairos_client import KairosClient, KairosError, schedule_after, schedule_at, schedule_local
 from support.api import RunningApi
 from support.ports import free_port
 
@@ -93,6 +93,22 @@ async def test_every_posts_call_works_with_a_key(api: RunningApi) -> None:
 
 def time_from_now(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def test_a_create_in_two_hours_is_retried_as_the_same_request(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        account = await client.connect_account(sandbox_account())
+        request = draft(account.id)
+        request.schedule.CopyFrom(schedule_after(timedelta(hours=2)))
+        request.request_id = "two-hours"
+        first = await client.create_post(request)
+        again = await client.create_post(request)
+
+    assert again == first
+    assert time_from_now(7190) < first.scheduled_at.ToDatetime(tzinfo=UTC) <= time_from_now(7200)
+    with pytest.raises(ValueError, match="not negative"):
+        schedule_after(timedelta(seconds=-1))
 
 
 async def test_every_accounts_call_works_with_a_key(api: RunningApi) -> None:

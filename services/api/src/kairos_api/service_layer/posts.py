@@ -107,11 +107,16 @@ class TargetInput:
 
 @dataclass(frozen=True)
 class ScheduleInput:
-    """Either a UTC instant or a local wall-clock time in an IANA zone."""
+    """A UTC instant, a local wall-clock time in an IANA zone, or a delay from now.
+
+    A delay is resolved against the api's clock when the request arrives; a create's
+    `request_hash` covers the delay itself, so that a repeated "in 2h" is the same request.
+    """
 
     at: datetime | None = None
     local_date_time: str | None = None
     time_zone: str | None = None
+    after: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +372,7 @@ def resolve_schedule(
     app: Application, value: ScheduleInput, field_name: str = "schedule"
 ) -> tuple[datetime, str]:
     """The instant and time zone of a schedule, refusing DST gaps and times in the past."""
+    now = app.clock()
     if value.at is not None:
         at, zone = value.at, ""
     elif value.local_date_time is not None or value.time_zone is not None:
@@ -374,9 +380,16 @@ def resolve_schedule(
             value.local_date_time or "", value.time_zone or "", field=f"{field_name}.local"
         )
         zone = value.time_zone or ""
+    elif value.after is not None:
+        if value.after < timedelta(0):
+            raise errors.InvalidArgument.of(f"{field_name}.after", "must not be negative")
+        if value.after > MAX_SCHEDULE_AHEAD:  # checked before adding: years past 9999 overflow
+            raise errors.InvalidArgument.of(
+                f"{field_name}.after", f"is more than {MAX_SCHEDULE_AHEAD.days // 365} years"
+            )
+        at, zone = now + value.after, ""
     else:
-        raise errors.InvalidArgument.of(field_name, "set either `at` or `local`")
-    now = app.clock()
+        raise errors.InvalidArgument.of(field_name, "set one of `at`, `local` or `after`")
     schedule.check_not_in_past(at, now, tolerance=app.settings.past_tolerance, field=field_name)
     if at - now > MAX_SCHEDULE_AHEAD:
         raise errors.InvalidArgument.of(

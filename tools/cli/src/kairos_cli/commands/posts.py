@@ -216,7 +216,8 @@ def thread(
         if when is None:
             return created
         # The last part first: the first part, which starts the thread, only once all wait.
-        schedule = when.schedule() if not when.now else None
+        # One instant for every part ("in 2h" resolved here once, not by the api at each call).
+        schedule = when.fixed().schedule() if not when.now else None
         for index in reversed(range(len(created))):
             post = created[index]
             if schedule is not None:
