@@ -321,6 +321,10 @@ def _approval(request: posts_pb2.CreatePostRequest, spare: str) -> None:
     request.approval_required = True
 
 
+def _a_delay(request: posts_pb2.CreatePostRequest, spare: str) -> None:
+    request.schedule.CopyFrom(posts_pb2.Schedule(after=Duration(seconds=3600)))
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -335,6 +339,7 @@ def _approval(request: posts_pb2.CreatePostRequest, spare: str) -> None:
         _other_tags,
         _other_stale_after,
         _approval,
+        _a_delay,
     ],
 )
 async def test_a_request_id_reused_for_a_different_request_is_refused(
@@ -357,6 +362,61 @@ async def test_a_request_id_reused_for_a_different_request_is_refused(
     # The first request, repeated, is still answered with its post.
     again = await kairos.posts.CreatePost(request, metadata=kairos.metadata)
     assert again.post == first
+
+
+def in_(seconds: int) -> posts_pb2.Schedule:
+    return posts_pb2.Schedule(after=Duration(seconds=seconds))
+
+
+async def test_a_delay_is_resolved_by_the_api_clock(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    before = now()
+    post = await kairos.create(account, schedule=in_(7200))
+    after = now()
+
+    assert post.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert before + timedelta(hours=2) <= when(post.scheduled_at) <= after + timedelta(hours=2)
+    assert post.time_zone == ""
+    moved = await kairos.schedule(post.id, in_(600))
+    assert now() + timedelta(minutes=9) < when(moved.scheduled_at) <= now() + timedelta(minutes=10)
+
+
+async def test_a_repeated_create_with_a_delay_returns_the_first_post(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    request = posts_pb2.CreatePostRequest(
+        content="in two hours", targets=targets(account), schedule=in_(7200), request_id="rel"
+    )
+    first = (await kairos.posts.CreatePost(request, metadata=kairos.metadata)).post
+    again = (await kairos.posts.CreatePost(request, metadata=kairos.metadata)).post
+    other_delay = posts_pb2.CreatePostRequest()
+    other_delay.CopyFrom(request)
+    other_delay.schedule.after.seconds = 10800
+
+    violations = await refused_create(kairos, other_delay)
+
+    assert again == first  # the same post, at the instant the first create resolved
+    assert [name for name, _ in violations] == ["request_id"]
+    assert await kairos.list_ids() == [first.id]
+
+
+@pytest.mark.parametrize(
+    ("delay", "field"),
+    [
+        (Duration(seconds=-60), "schedule.after"),
+        (Duration(seconds=3651 * 86400), "schedule.after"),
+        (Duration(seconds=9000 * 365 * 86400), "schedule.after"),  # past year 9999 if added
+        (Duration(seconds=1, nanos=-5), "schedule.after"),
+    ],
+)
+async def test_a_bad_delay_is_refused(kairos: Tenant, delay: Duration, field: str) -> None:
+    account = await kairos.connect()
+    request = posts_pb2.CreatePostRequest(
+        content="never", targets=targets(account), schedule=posts_pb2.Schedule(after=delay)
+    )
+
+    violations = await refused_create(kairos, request)
+
+    assert [name for name, _ in violations] == [field]
 
 
 async def test_a_post_from_before_request_hashes_honours_any_repeat(kairos: Tenant) -> None:

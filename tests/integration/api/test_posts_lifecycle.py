@@ -33,7 +33,7 @@ from sqlalchemy import select
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import OutboxEvent
-from support.api import Client, RunningApi
+from support.api import Client, RunningApi, violations_of
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -157,6 +157,131 @@ async def test_update_targets_to_none_is_refused(kairos: Tenant) -> None:
     error = await refused(kairos.update(post.id, ["targets"], targets=[]), INVALID)
     assert fields(error) == ["targets"]
     assert len((await kairos.get(post.id)).targets) == 1
+
+
+async def disconnect(kairos: Tenant, account_id: str) -> None:
+    await kairos.accounts.DisconnectAccount(
+        posts_pb2.DisconnectAccountRequest(account_id=account_id), metadata=kairos.metadata
+    )
+
+
+async def test_a_post_with_a_disconnected_account_can_still_be_edited(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    post = await kairos.create(x, mastodon, schedule=at(3600))
+    await disconnect(kairos, mastodon)
+    before = {t.account_id: t for t in (await kairos.get(post.id)).targets}
+
+    tagged = await kairos.update(post.id, ["tags"], post=posts_pb2.Post(tags=["still"]))
+    reworded = await kairos.update(post.id, ["content"], post=posts_pb2.Post(content="New words"))
+
+    assert list(tagged.tags) == ["still"]
+    assert reworded.content == "New words"
+    assert reworded.status == posts_pb2.POST_STATUS_SCHEDULED
+    after = {t.account_id: t for t in reworded.targets}
+    # The disconnected account's target stays as the disconnect left it; the other is armed.
+    assert after[mastodon].status == posts_pb2.TARGET_STATUS_SKIPPED
+    assert after[mastodon].id == before[mastodon].id
+    assert after[mastodon].last_error.code == before[mastodon].last_error.code
+    assert after[x].status == posts_pb2.TARGET_STATUS_PENDING
+    rows = {str(r.account_id): r for r in await kairos.db_targets(post.id)}
+    assert rows[x].next_attempt_at == when(post.scheduled_at)
+    assert rows[mastodon].next_attempt_at is None
+
+
+async def test_update_targets_keeps_kept_ones_as_they_are_and_checks_only_new_ones(
+    api: RunningApi, kairos: Tenant
+) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    telegram, gone = await kairos.connect(posts_pb2.PLATFORM_TELEGRAM), await kairos.connect()
+    post = await kairos.create(x, mastodon, schedule=at(3600))
+    await disconnect(kairos, mastodon)
+    await disconnect(kairos, gone)
+    skipped = next(t for t in (await kairos.get(post.id)).targets if t.account_id == mastodon)
+    async with other_tenant(api) as stranger:
+        foreign = await stranger.connect()
+    before = await kairos.db_counts()
+
+    adds_disconnected = await refused(
+        kairos.update(
+            post.id,
+            ["targets"],
+            targets=[posts_pb2.TargetSpec(account_id=x), posts_pb2.TargetSpec(account_id=gone)],
+        ),
+        INVALID,
+    )
+    adds_foreign = await refused(
+        kairos.update(
+            post.id,
+            ["targets"],
+            targets=[posts_pb2.TargetSpec(account_id=x), posts_pb2.TargetSpec(account_id=foreign)],
+        ),
+        INVALID,
+    )
+    assert await kairos.db_counts() == before
+    updated = await kairos.update(
+        post.id,
+        ["targets"],
+        targets=[
+            posts_pb2.TargetSpec(account_id=mastodon),
+            posts_pb2.TargetSpec(account_id=telegram, content_override="for Telegram"),
+        ],
+        expected_revision=(await kairos.get(post.id)).revision,
+    )
+
+    assert [(v[0], "disconnected" in v[1]) for v in violations_of(adds_disconnected)] == [
+        ("targets[1].account_id", True)
+    ]
+    assert fields(adds_foreign) == ["targets[1].account_id"]
+    by_account = {t.account_id: t for t in updated.targets}
+    assert set(by_account) == {mastodon, telegram}  # x removed: it had not been sent
+    assert by_account[mastodon].id == skipped.id
+    assert by_account[mastodon].status == posts_pb2.TARGET_STATUS_SKIPPED
+    assert by_account[telegram].status == posts_pb2.TARGET_STATUS_PENDING
+    assert by_account[telegram].content_override == "for Telegram"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [("published", "was published"), ("unknown", "may have been published")],
+)
+async def test_a_target_that_was_or_may_have_been_published_cannot_be_removed(
+    kairos: Tenant, status: str, words: str
+) -> None:
+    x, telegram = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_TELEGRAM)
+    post = await kairos.create(x, telegram, schedule=at(3600))
+    sent = next(t for t in post.targets if t.account_id == x)
+    await kairos.db_set_target(sent.id, status=status, next_attempt_at=None)
+
+    error = await refused(
+        kairos.update(post.id, ["targets"], targets=[posts_pb2.TargetSpec(account_id=telegram)]),
+        PRECONDITION,
+    )
+    kept = await kairos.update(
+        post.id,
+        ["targets"],
+        targets=[posts_pb2.TargetSpec(account_id=x), posts_pb2.TargetSpec(account_id=telegram)],
+    )
+
+    assert f"target {sent.id}" in (error.details() or "")
+    assert words in (error.details() or "")
+    assert len((await kairos.get(post.id)).targets) == 2
+    assert {t.account_id: t.id for t in kept.targets}[x] == sent.id
+
+
+async def test_new_targets_must_leave_something_to_publish(kairos: Tenant) -> None:
+    x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
+    post = await kairos.create(x, mastodon, schedule=at(3600))
+    await disconnect(kairos, mastodon)
+
+    error = await refused(
+        kairos.update(post.id, ["targets"], targets=[posts_pb2.TargetSpec(account_id=mastodon)]),
+        INVALID,
+    )
+
+    [(field, description)] = violations_of(error)
+    assert field == "targets"
+    assert f"account {mastodon} is disconnected" in description
+    assert len((await kairos.get(post.id)).targets) == 2
 
 
 async def test_concurrent_updates_at_one_revision_let_exactly_one_through(

@@ -61,6 +61,7 @@ def clean_environment(**settings: str) -> dict[str, str | None]:
         name: None for name in os.environ if name.startswith("KAIROS_")
     }
     cleared.update(dict.fromkeys(_SETTINGS))
+    cleared["COLUMNS"] = None  # tables are as wide as a pipe's unless a test says otherwise
     cleared.update(settings)
     return cleared
 

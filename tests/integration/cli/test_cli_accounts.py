@@ -4,10 +4,14 @@ in-process api (PostgreSQL and SQLite)."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from integration.cli.conftest import Kairos, run_in_process
+from sqlalchemy import update
 
+from kairos_api.adapters.orm import Account
+from kairos_api.service_layer.accounts import decrypt_credentials
 from support.ports import free_port
 
 UNKNOWN_ID = "0190a6d2-0000-7000-8000-000000000000"
@@ -35,7 +39,7 @@ async def test_connect_prints_the_id_and_the_account_can_be_read(kairos: Kairos)
     assert account_id in listed.stdout
     assert "sandbox" in listed.stdout
     assert [a["id"] for a in as_json["accounts"]] == [account_id]
-    assert as_json["accounts"][0]["status"] == "ACCOUNT_STATUS_ACTIVE"
+    assert as_json["accounts"][0]["status"] == "active"
 
 
 async def test_connect_with_every_credential(kairos: Kairos) -> None:
@@ -63,7 +67,7 @@ async def test_connect_with_every_credential(kairos: Kairos) -> None:
     )
 
     account = ran.json()
-    assert account["platform"] == "PLATFORM_X"
+    assert account["platform"] == "x"
     assert account["token_expires_at"] == "2030-01-15T09:00:00Z"  # read in Europe/Berlin
     assert "tok-3f9a" not in ran.stdout
     assert "ref-77c1" not in ran.stdout
@@ -119,10 +123,68 @@ async def test_pause_resume_and_disconnect(kairos: Kairos, account_id: str) -> N
 
     assert re.fullmatch(rf"account {account_id} \(@sandbox-\w+\) paused\n", paused.stdout)
     assert [a["id"] for a in listed["accounts"]] == [account_id]
-    assert resumed.json()["status"] == "ACCOUNT_STATUS_ACTIVE"
+    assert resumed.json()["status"] == "active"
     assert gone.stdout.endswith(" disconnected\n")
     assert post.code == 2
     assert "  targets[0].account_id: " in post.stderr
+
+
+async def test_update_credentials_replaces_them_and_reactivates_the_account(
+    kairos: Kairos,
+) -> None:
+    account_id = (
+        await kairos.ok("accounts", "connect", "x", "--handle", "@renewed", "--access-token", "old")
+    ).stdout.strip()
+    async with kairos.api.service.app.uow() as uow:  # as a refresh refused for good leaves it
+        await uow.session.execute(
+            update(Account)
+            .where(Account.id == uuid.UUID(account_id))
+            .values(status="needs_reauth", status_reason="token revoked")
+        )
+        await uow.commit()
+
+    ran = await kairos(
+        "accounts", "update-credentials", account_id,
+        "--access-token", "-", "--refresh-token", "ref-2b7e", "--expires-at", "2030-02-01 12:00",
+        input="tok-9c41\n",
+    )  # fmt: skip
+    shown = (await kairos.ok("--json", "accounts", "show", account_id)).json()
+    app = kairos.api.service.app
+    async with app.uow() as uow:
+        stored = await uow.session.get(Account, uuid.UUID(account_id))
+        assert stored is not None
+        secrets = decrypt_credentials(app, stored)
+
+    assert ran.code == 0, str(ran)
+    assert ran.stdout == f"account {account_id} (@renewed) has new credentials\n"
+    assert "tok-9c41" not in ran.stdout + ran.stderr
+    assert "ref-2b7e" not in ran.stdout + ran.stderr
+    assert (shown["status"], shown["token_expires_at"]) == ("active", "2030-02-01T11:00:00Z")
+    assert (secrets["access_token"], secrets["refresh_token"]) == ("tok-9c41", "ref-2b7e")
+
+
+async def test_update_credentials_mistakes(kairos: Kairos) -> None:
+    x_account = (
+        await kairos.ok("accounts", "connect", "x", "--handle", "@x", "--access-token", "t")
+    ).stdout.strip()
+    gone = await kairos.connect_sandbox()
+    await kairos.ok("accounts", "disconnect", gone)
+
+    no_token = await kairos("accounts", "update-credentials", x_account)
+    unknown = await kairos("accounts", "update-credentials", UNKNOWN_ID, "--access-token", "t")
+    disconnected = await kairos(
+        "accounts", "update-credentials", gone, "--instance-url", "http://127.0.0.1:9"
+    )
+    bad_expiry = await kairos(
+        "accounts", "update-credentials", x_account, "--access-token", "t", "--expires-at", "soon"
+    )
+
+    assert no_token.code == 2, str(no_token)
+    assert "\n  credentials.access_token: is required for x" in no_token.stderr
+    assert unknown.code == 4, str(unknown)
+    assert disconnected.code == 5, str(disconnected)
+    assert bad_expiry.code == 2
+    assert "--expires-at" in bad_expiry.stderr
 
 
 @pytest.mark.parametrize("command", ["show", "pause", "resume", "disconnect"])

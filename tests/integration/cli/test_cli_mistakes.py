@@ -4,6 +4,7 @@ its documented exit code and words a person can act on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,7 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("accounts", "pause"): (UNKNOWN_ID,),
     ("accounts", "resume"): (UNKNOWN_ID,),
     ("accounts", "disconnect"): (UNKNOWN_ID,),
+    ("accounts", "update-credentials"): (UNKNOWN_ID, "--access-token", "t"),
     ("posts", "create"): ("hello", "--account", UNKNOWN_ID, "--at", "in 1h"),
     ("posts", "thread"): ("one", "two", "--account", UNKNOWN_ID),
     ("posts", "schedule"): (UNKNOWN_ID, "--at", "in 1h"),
@@ -144,7 +146,7 @@ async def test_schedule_at_a_bad_time_exits_2_naming_the_formats(
     assert "in 10s" in ran.stderr  # the accepted formats are named
     assert ran.stdout == ""
     shown = await kairos.ok("--json", "posts", "show", post_id)
-    assert shown.json()["status"] == "POST_STATUS_DRAFT"  # nothing was sent
+    assert shown.json()["status"] == "draft"  # nothing was sent
 
 
 async def test_accounts_list_with_an_unknown_status_exits_2_naming_the_choices(
@@ -157,19 +159,25 @@ async def test_accounts_list_with_an_unknown_status_exits_2_naming_the_choices(
     assert "paused" in ran.stderr  # one of the valid choices
 
 
-async def test_deleting_a_published_post_says_nothing_was_cancelled(
+async def test_deleting_a_published_post_succeeds_and_names_what_stays_published(
     kairos: Kairos, account_id: str
 ) -> None:
     post_id = await kairos.create_post(account_id, "--at", "in 1h")
     await kairos.settle_as_published(post_id, account_id)
+    platform_id = (await kairos.ok("--json", "posts", "show", post_id)).json()["targets"][0][
+        "platform_post_id"
+    ]
 
     ran = await kairos("posts", "delete", post_id)
+    gone = await kairos("posts", "show", post_id)
 
-    assert ran.code == 5, str(ran)
-    assert ran.stdout == ""
-    assert "already been published, so nothing was cancelled" in ran.stderr
+    # DeletePost soft-deletes the post whatever its state: it was deleted, so exit 0.
+    assert ran.code == 0, str(ran)
+    assert gone.code == 4  # Kairos no longer lists it
+    assert ran.stdout.startswith(f"post {post_id} is published (revision ")
+    assert f"post {post_id} was deleted from Kairos" in ran.stderr
     assert "stays on its platforms" in ran.stderr
-    assert "cancelled (revision" not in ran.stderr
+    assert f"sandbox {platform_id}" in ran.stderr
 
 
 async def test_deleting_a_partly_published_post_cancels_the_rest_and_says_what_stays(
@@ -184,6 +192,10 @@ async def test_deleting_a_partly_published_post_cancels_the_rest_and_says_what_s
     ran = await kairos("--json", "posts", "delete", post_id)
 
     assert ran.code == 0, str(ran)
-    statuses = {t["account_id"]: t["status"] for t in ran.json()["targets"]}
-    assert statuses == {account_id: "TARGET_STATUS_PUBLISHED", other: "TARGET_STATUS_CANCELLED"}
-    assert "1 of its targets had already been published" in ran.stderr
+    targets = {t["account_id"]: t for t in ran.json()["targets"]}
+    assert {a: t["status"] for a, t in targets.items()} == {
+        account_id: "published",
+        other: "cancelled",
+    }
+    [note] = [json.loads(line)["note"] for line in ran.stderr.splitlines()]
+    assert f"sandbox {targets[account_id]['platform_post_id']}" in note

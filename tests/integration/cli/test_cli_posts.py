@@ -6,8 +6,10 @@ Times are read and shown in Europe/Berlin (the `kairos` fixture passes `--tz Eur
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from integration.cli.conftest import Kairos
@@ -32,7 +34,7 @@ async def test_create_without_at_prints_only_the_id_of_a_draft(
     assert ran.stdout.count("\n") == 1
     assert "is draft" in ran.stderr
     post = (await kairos.ok("--json", "posts", "show", ran.stdout.strip())).json()
-    assert (post["status"], post["content"]) == ("POST_STATUS_DRAFT", "A draft")
+    assert (post["status"], post["content"]) == ("draft", "A draft")
 
 
 async def test_create_at_an_instant_shows_it_in_the_local_zone(
@@ -93,20 +95,37 @@ async def test_a_relative_time_counts_from_now(kairos: Kairos, account_id: str) 
     assert before + timedelta(hours=2) <= scheduled <= datetime.now(UTC) + timedelta(hours=2)
 
 
+async def test_a_create_with_a_relative_time_can_be_repeated(
+    kairos: Kairos, account_id: str
+) -> None:
+    args = ("posts", "create", "Twice", "--account", account_id, "--request-id", uuid.uuid4().hex)
+
+    first = await kairos.ok(*args, "--at", "in 2h")
+    again = await kairos.ok(*args, "--at", "in 2h")
+    later = await kairos(*args, "--at", "in 3h")
+
+    assert again.stdout == first.stdout  # the same post: the command repeated unchanged
+    assert later.code == 2, str(later)  # another request under the same id
+    assert "request_id" in later.stderr
+    assert "already used for a different request" in later.stderr
+    listed = (await kairos.ok("--json", "posts", "list")).json()
+    assert [p["id"] for p in listed["posts"]] == [first.stdout.strip()]
+
+
 async def test_create_now_publishes_at_once(kairos: Kairos, account_id: str) -> None:
     ran = await kairos.ok(
         "--json", "posts", "create", "Right now", "--account", account_id, "--at", "now"
     )
 
     post = ran.json()
-    assert post["status"] == "POST_STATUS_SCHEDULED"
+    assert post["status"] == "scheduled"
     assert abs(instant(post["scheduled_at"]) - datetime.now(UTC)) < timedelta(seconds=30)
 
 
 async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> None:
     second = await kairos.connect_sandbox()
     request_id = uuid.uuid4().hex
-    # One instant for both runs: a retry must repeat the request unchanged ("in 1h" would not).
+    # An instant: a retry repeats it unchanged (as it repeats "in 1h", a delay the api resolves).
     at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     args = (
         "--json",
@@ -147,7 +166,7 @@ async def test_create_passes_every_option(kairos: Kairos, account_id: str) -> No
     assert changed.code == 2, str(changed)
     assert "request_id" in changed.stderr
     assert "already used for a different request" in changed.stderr
-    assert post["status"] == "POST_STATUS_PENDING_APPROVAL"
+    assert post["status"] == "pending_approval"
     assert (post["media_urls"], post["tags"]) == (["https://example.com/a.png"], ["launch", "q4"])
     assert (post["campaign"], post["notes"], post["stale_after"]) == (
         "winter",
@@ -278,7 +297,7 @@ async def test_publish_now(kairos: Kairos, account_id: str) -> None:
     ran = await kairos.ok("--json", "posts", "publish-now", post_id)
     unknown = await kairos("posts", "publish-now", UNKNOWN_ID)
 
-    assert ran.json()["status"] == "POST_STATUS_SCHEDULED"
+    assert ran.json()["status"] == "scheduled"
     assert unknown.code == 4
 
 
@@ -299,6 +318,57 @@ async def test_edit_changes_only_the_given_fields(kairos: Kairos, account_id: st
     assert "nothing to change" in nothing.stderr
     assert insecure.code == 2
     assert "\n  post.media_urls[0]: must use https" in insecure.stderr
+
+
+async def test_edit_adds_and_removes_accounts(kairos: Kairos, account_id: str) -> None:
+    second, third = await kairos.connect_sandbox(), await kairos.connect_sandbox()
+    post_id = await kairos.create_post(
+        account_id, "--account", second, "--override", f"{second}=Only here", "--at", "in 1h"
+    )
+
+    added = await kairos.ok("--json", "posts", "edit", post_id, "--add-account", third)
+    swapped = await kairos.ok(
+        "--json", "posts", "edit", post_id, "--remove-account", account_id,
+        "--remove-account", third, "--content", "Fewer places",
+    )  # fmt: skip
+    not_there = await kairos("posts", "edit", post_id, "--remove-account", account_id)
+    already = await kairos("posts", "edit", post_id, "--add-account", second)
+    stale = await kairos(
+        "posts", "edit", post_id, "--add-account", third, "--expected-revision", "1"
+    )
+
+    assert {t["account_id"] for t in added.json()["targets"]} == {account_id, second, third}
+    post = swapped.json()
+    assert [(t["account_id"], t.get("content_override")) for t in post["targets"]] == [
+        (second, "Only here")  # the kept target keeps its override
+    ]
+    assert (post["content"], post["status"]) == ("Fewer places", "scheduled")
+    assert not_there.code == 2, str(not_there)
+    assert f"has no target on account {account_id}" in not_there.stderr
+    assert already.code == 2, str(already)
+    assert stale.code == 5, str(stale)
+    assert "revision" in stale.stderr
+    final = (await kairos.ok("--json", "posts", "show", post_id)).json()
+    assert [t["account_id"] for t in final["targets"]] == [second]
+
+
+async def test_a_post_whose_account_was_disconnected_can_be_edited(
+    kairos: Kairos, account_id: str
+) -> None:
+    leaving, replacement = await kairos.connect_sandbox(), await kairos.connect_sandbox()
+    post_id = await kairos.create_post(account_id, "--account", leaving, "--at", "in 1h")
+    await kairos.ok("accounts", "disconnect", leaving)
+
+    tagged = await kairos("posts", "edit", post_id, "--tag", "still-editable")
+    moved = await kairos(
+        "--json", "posts", "edit", post_id,
+        "--remove-account", leaving, "--add-account", replacement,
+    )  # fmt: skip
+
+    assert tagged.code == 0, str(tagged)
+    assert moved.code == 0, str(moved)
+    statuses = {t["account_id"]: t["status"] for t in moved.json()["targets"]}
+    assert statuses == {account_id: "pending", replacement: "pending"}
 
 
 # --- show, list -------------------------------------------------------------------------------
@@ -375,6 +445,48 @@ async def test_list_filters_orders_and_limits(kairos: Kairos, account_id: str) -
     assert bad_status.code == 2
 
 
+async def test_list_prints_how_to_get_the_next_page(kairos: Kairos, account_id: str) -> None:
+    tagged = [
+        await kairos.create_post(account_id, "--tag", "paged", content=f"Paged {n}")
+        for n in range(3)
+    ]
+    await kairos.create_post(account_id, content="Not tagged")
+
+    first = await kairos.ok("posts", "list", "--tag", "paged", "--limit", "2", "--order", "oldest")
+    hint = first.stderr.strip()
+    assert hint.startswith("more posts: kairos posts list --tag paged --limit 2 --order oldest")
+    command = shlex.split(hint.removeprefix("more posts: "))
+    second = await kairos.ok(*command[1:])  # as printed, without the leading "kairos"
+
+    assert UUID.findall(first.stdout) == tagged[:2]
+    assert UUID.findall(second.stdout) == tagged[2:]
+    assert second.stderr == ""  # the last page: nothing more to get
+
+
+async def test_list_json_carries_the_next_page_token(kairos: Kairos, account_id: str) -> None:
+    ids = [await kairos.create_post(account_id, "--tag", "tokens") for _ in range(3)]
+
+    async def page(token: str = "") -> dict[str, Any]:
+        args = ["--json", "posts", "list", "--tag", "tokens", "--limit", "2", "--order", "oldest"]
+        ran = await kairos.ok(*args, *(["--page-token", token] if token else []))
+        assert ran.stderr == ""
+        result: dict[str, Any] = ran.json()
+        return result
+
+    first = await page()
+    second = await page(first["next_page_token"])
+    refused = await kairos(
+        "posts", "list", "--tag", "other", "--page-token", first["next_page_token"]
+    )
+
+    assert [p["id"] for p in first["posts"]] == ids[:2]
+    assert first["next_page_token"]
+    assert [p["id"] for p in second["posts"]] == ids[2:]
+    assert second["next_page_token"] == ""
+    assert refused.code == 2  # a token is for the filters it came with
+    assert "page_token" in refused.stderr
+
+
 # --- retry, approve, reject, delete -----------------------------------------------------------
 
 
@@ -390,7 +502,7 @@ async def test_retry_sends_a_failed_target_again(kairos: Kairos, account_id: str
     assert unknown_target.code == 2
     assert "  target_ids[0]: " in unknown_target.stderr
     [target] = retried.json()["targets"]
-    assert target["status"] == "TARGET_STATUS_PENDING"
+    assert target["status"] == "pending"
 
 
 async def test_approve_and_reject(kairos: Kairos, account_id: str) -> None:
@@ -404,7 +516,7 @@ async def test_approve_and_reject(kairos: Kairos, account_id: str) -> None:
     no_reason = await kairos("posts", "reject", plain_id)
 
     assert approved.stdout.startswith(f"post {approved_id} is scheduled for ")
-    assert rejected.json()["status"] == "POST_STATUS_REJECTED"
+    assert rejected.json()["status"] == "rejected"
     assert rejected.json()["rejection_reason"] == "off brand"
     assert not_needed.code == 5
     assert "does not require approval" in not_needed.stderr
@@ -451,7 +563,7 @@ async def test_thread_creates_the_parts_chained_and_scheduled(
     shown = [(await kairos.ok("--json", "posts", "show", i)).json() for i in ids]
     assert [p["content"] for p in shown] == ["1/3 first", "2/3 second", "3/3 third"]
     assert [p.get("parent_post_id", "") for p in shown] == ["", ids[0], ids[1]]
-    assert {p["status"] for p in shown} == {"POST_STATUS_SCHEDULED"}
+    assert {p["status"] for p in shown} == {"scheduled"}
     assert {p["scheduled_at"] for p in shown} == {"2030-03-01T12:00:00Z"}
 
 

@@ -55,7 +55,7 @@ async def test_the_console_script_end_to_end(tmp_path: Path) -> None:
         assert posted.code == 0, str(posted)
         post_id = posted.stdout.strip()
 
-        shown, missing_key, unknown, unreachable = await asyncio.gather(
+        shown, missing_key, unknown, unreachable, as_json, usage = await asyncio.gather(
             run_script("--json", "posts", "show", post_id, env=env),
             run_script("posts", "show", post_id, env={**env, "KAIROS_API_KEY": ""}),
             run_script("posts", "show", UNKNOWN_ID, env=env),
@@ -65,6 +65,8 @@ async def test_the_console_script_end_to_end(tmp_path: Path) -> None:
                 "stats",
                 env={**env, "KAIROS_API_TARGET": f"127.0.0.1:{free_port()}"},
             ),
+            run_script("--json", "posts", "show", UNKNOWN_ID, env=env),
+            run_script("--json", "posts", "list", "--status", "sideways", env=env),
         )
 
     assert shown.code == 0, str(shown)
@@ -81,6 +83,11 @@ async def test_the_console_script_end_to_end(tmp_path: Path) -> None:
     for run in (missing_key, unknown, unreachable):
         assert run.stdout == ""
         assert "Traceback" not in run.stderr
+    # With --json an error is one JSON line on stderr, whatever its kind; exit codes unchanged.
+    assert (as_json.code, usage.code) == (4, 2)
+    assert as_json.stdout == usage.stdout == ""
+    assert json.loads(as_json.stderr)["code"] == "NOT_FOUND"
+    assert json.loads(usage.stderr)["violations"][0]["field"] == "--status"
 
 
 async def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:

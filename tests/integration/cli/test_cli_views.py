@@ -68,7 +68,7 @@ async def test_stats_counts_posts_by_status_and_platform(kairos: Kairos, account
     table = await kairos.ok("stats")
 
     by_status = {row["status"]: row["count"] for row in data["by_status"]}
-    assert by_status == {"POST_STATUS_DRAFT": 1, "POST_STATUS_SCHEDULED": 2}
+    assert by_status == {"draft": 1, "scheduled": 2}
     assert data["due_next_hour"] == 1
     assert "Posts by status" in table.stdout
     assert "Targets by platform" in table.stdout

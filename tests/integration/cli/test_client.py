@@ -5,12 +5,14 @@ start late)."""
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,11 +20,12 @@ import pytest
 from google.protobuf.message import Message
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
-from kairos_client import KairosClient, KairosError, schedule_at, schedule_local
+from kairos_client import KairosClient, KairosError, schedule_after, schedule_at, schedule_local
 from support.api import RunningApi
 from support.ports import free_port
 
 UNKNOWN_ID = "0190a6d2-0000-7000-8000-000000000000"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def sandbox_account() -> posts_pb2.ConnectAccountRequest:
@@ -93,6 +96,44 @@ async def test_every_posts_call_works_with_a_key(api: RunningApi) -> None:
 
 def time_from_now(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def test_the_readme_example_runs(api: RunningApi) -> None:
+    """The README's Python client example, run as written against this api."""
+    readme = README.read_text()
+    section = readme.partition("### The Python client")[2]
+    example = section.partition("```python\n")[2].partition("```")[0]
+    assert "posts_pb2.TargetSpec(" in example  # a reader sees what a target is made of
+    _, api_key = await api.new_key()
+    async with KairosClient(api.target, api_key) as client:
+        account_id = (await client.connect_account(sandbox_account())).id
+    body = example.replace("127.0.0.1:50051", api.target)
+    namespace: dict[str, Any] = {"api_key": api_key, "account_id": account_id}
+    exec(  # the example's top-level awaits run inside a coroutine
+        "async def example():\n" + textwrap.indent(body, "    ") + "\n    return post\n",
+        namespace,
+    )
+
+    post = await namespace["example"]()
+
+    assert isinstance(post, posts_pb2.Post)
+    assert [t.account_id for t in post.targets] == [account_id]
+
+
+async def test_a_create_in_two_hours_is_retried_as_the_same_request(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    async with KairosClient(api.target, key) as client:
+        account = await client.connect_account(sandbox_account())
+        request = draft(account.id)
+        request.schedule.CopyFrom(schedule_after(timedelta(hours=2)))
+        request.request_id = "two-hours"
+        first = await client.create_post(request)
+        again = await client.create_post(request)
+
+    assert again == first
+    assert time_from_now(7190) < first.scheduled_at.ToDatetime(tzinfo=UTC) <= time_from_now(7200)
+    with pytest.raises(ValueError, match="not negative"):
+        schedule_after(timedelta(seconds=-1))
 
 
 async def test_every_accounts_call_works_with_a_key(api: RunningApi) -> None:

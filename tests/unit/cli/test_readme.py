@@ -1,6 +1,7 @@
 """The README's `kairos` reference and Docker steps hold: every command and option it names exists
-(`kairos GROUP COMMAND --help` exits 0), every command of the CLI is in it, and the key-creation
-step of its Docker section names a compose service that can run it."""
+(`kairos GROUP COMMAND --help` exits 0), every command of the CLI is in it, the key-creation
+step of its Docker section names a compose service that can run it, and it names every status a
+post or target can have. (test_client.py runs its Python client example.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
+from kairos.posts.v1 import posts_pb2
 from kairos_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,3 +89,16 @@ def test_the_docker_key_step_names_the_api_service_with_its_database() -> None:
     service = compose["services"][found["service"]]
     assert service["build"]["dockerfile"] == "services/api/Dockerfile"  # has kairos_api
     assert "KAIROS_DATABASE_URL" in service["environment"]
+
+
+@pytest.mark.parametrize(
+    ("enum", "prefix"),
+    [(posts_pb2.PostStatus, "POST_STATUS_"), (posts_pb2.TargetStatus, "TARGET_STATUS_")],
+)
+def test_the_readme_names_every_status(enum: Any, prefix: str) -> None:
+    text = README.read_text()
+    values = enum.DESCRIPTOR.values
+    names = [v.name.removeprefix(prefix) for v in values if not v.name.endswith("UNSPECIFIED")]
+
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert not missing, f"the README never names these statuses: {missing}"

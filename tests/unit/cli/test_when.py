@@ -42,18 +42,21 @@ def test_now_publishes_at_once_and_has_no_schedule() -> None:
         ("IN 2 H", 7200),
     ],
 )
-def test_relative_times_count_from_now(text: str, seconds: int) -> None:
-    when = parse_when(text, BERLIN, now=NOW)
+def test_relative_times_are_sent_as_a_delay(text: str, seconds: int) -> None:
+    when = parse_when(text, BERLIN)
 
-    assert when.instant == NOW + timedelta(seconds=seconds)
-    assert when.schedule().at.ToDatetime(tzinfo=UTC) == NOW + timedelta(seconds=seconds)
+    # The api adds the delay to its own clock, so repeating the command repeats the request.
+    assert when == When(after=timedelta(seconds=seconds))
+    assert when.schedule().WhichOneof("when") == "after"
+    assert when.schedule().after.ToTimedelta() == timedelta(seconds=seconds)
+    assert when.fixed(NOW).schedule().at.ToDatetime(tzinfo=UTC) == NOW + timedelta(seconds=seconds)
 
 
 def test_relative_time_across_a_clock_change_is_elapsed_time() -> None:
     # 01:30 CET on the night clocks go forward; "in 2h" is two real hours, 04:30 CEST on the wall.
     before = datetime(2027, 3, 28, 0, 30, tzinfo=UTC)
 
-    when = parse_when("in 2h", BERLIN, now=before)
+    when = parse_when("in 2h", BERLIN).fixed(before)
 
     assert when.instant is not None
     assert when.instant.astimezone(ZoneInfo(BERLIN)).strftime("%H:%M %Z") == "04:30 CEST"

@@ -10,12 +10,13 @@ Protobuf messages of `kairos.posts.v1` are the data types; every failure is a `K
 
 from kairos_client._client import DEFAULT_CHANNEL_OPTIONS, KairosClient
 from kairos_client._errors import KairosError
-from kairos_client._schedules import schedule_at, schedule_local
+from kairos_client._schedules import schedule_after, schedule_at, schedule_local
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
     "KairosClient",
     "KairosError",
+    "schedule_after",
     "schedule_at",
     "schedule_local",
 ]

@@ -1,8 +1,9 @@
-"""Building `Schedule` messages: at a UTC instant, or at a wall-clock time in an IANA zone."""
+"""Building `Schedule` messages: at a UTC instant, at a wall-clock time in an IANA zone, or a
+delay after the api receives the request."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kairos.posts.v1 import posts_pb2
 
@@ -22,3 +23,14 @@ def schedule_local(date_time: str, time_zone: str) -> posts_pb2.Schedule:
     return posts_pb2.Schedule(
         local=posts_pb2.LocalDateTime(date_time=date_time, time_zone=time_zone)
     )
+
+
+def schedule_after(delay: timedelta) -> posts_pb2.Schedule:
+    """A schedule `delay` after the api receives the request, by the api's clock. A create
+    repeated with the same request_id is compared by the delay, so a retry of "in 2h" returns
+    the first post."""
+    if delay < timedelta(0):
+        raise ValueError("schedule_after needs a delay that is not negative")
+    schedule = posts_pb2.Schedule()
+    schedule.after.FromTimedelta(delay)
+    return schedule

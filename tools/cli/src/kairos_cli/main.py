@@ -4,7 +4,8 @@
 
 Global options go before the command; each has an environment default: KAIROS_API_TARGET
 (127.0.0.1:50051), KAIROS_API_KEY, KAIROS_TZ (this machine's zone) and KAIROS_TIMEOUT (10 s).
-Results go to stdout (tables, or JSON with --json), errors to stderr.
+Results go to stdout (tables, or JSON with --json), errors to stderr (one JSON line with --json,
+mistakes in the command line itself included).
 
 Exit codes, which scripts can rely on:
 
@@ -21,12 +22,16 @@ Exit codes, which scripts can rely on:
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from kairos_cli.commands import accounts, keys, posts, views
-from kairos_cli.runtime import EXIT_USAGE, Options, fail
+from kairos_cli.runtime import EXIT_ERROR, EXIT_USAGE, Options, error_json, fail, print_json_errors
 from kairos_cli.when import WhenError, load_zone, local_zone_name
 
 EPILOG = (
@@ -35,8 +40,76 @@ EPILOG = (
     "aborted or already exists; 6 api unreachable or deadline exceeded."
 )
 
+
+class KairosGroup(TyperGroup):
+    """The root command. With --json, a mistake in the command line itself (an unknown command
+    or option, a missing argument, a bad choice) is reported as a JSON line too, with exit 2."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not self._wants_json(argv):
+            return super().main(
+                argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra
+            )
+        try:
+            # Not standalone: click raises its usage errors here instead of printing them.
+            result = super().main(
+                argv, prog_name, complete_var, False, windows_expand_args, **extra
+            )
+            code = result if isinstance(result, int) else 0
+        except typer.Abort:
+            sys.stderr.write(json.dumps(error_json("CANCELLED", "aborted")) + "\n")
+            code = EXIT_ERROR
+        except typer.TyperException as error:  # click's UsageError, BadParameter ...
+            field = _option_of(error)
+            found = error_json(
+                "INVALID_ARGUMENT",
+                error.format_message(),
+                [(field, error.message)] if field else [],
+            )
+            sys.stderr.write(json.dumps(found, ensure_ascii=False) + "\n")
+            code = getattr(error, "exit_code", EXIT_USAGE)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _wants_json(self, argv: Sequence[str]) -> bool:
+        """Whether --json is among the global options, which come before the command."""
+        takes_value = {
+            name
+            for param in self.params
+            if not getattr(param, "is_flag", False)
+            for name in param.opts
+        }
+        words = iter(argv)
+        for word in words:
+            if word == "--json":
+                return True
+            if word == "--" or not word.startswith("-"):
+                return False
+            if word in takes_value:
+                next(words, None)
+        return False
+
+
+def _option_of(error: Exception) -> str:
+    """The option or argument a usage error is about ("--status"), when it names one."""
+    param = getattr(error, "param", None)
+    opts = getattr(param, "opts", None)
+    return str(opts[0]) if opts else ""
+
+
 app = typer.Typer(
     name="kairos",
+    cls=KairosGroup,
     help="Schedule and publish social-media posts with Kairos.",
     epilog=EPILOG,
     no_args_is_help=True,
@@ -95,6 +168,7 @@ def main(
     ] = 10.0,
 ) -> None:
     """Schedule and publish social-media posts with Kairos."""
+    print_json_errors(json_output)
     zone_name = tz.strip() or local_zone_name()
     try:
         load_zone(zone_name)

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf.descriptor import EnumDescriptor
+
 from kairos.posts.v1 import posts_pb2
 
 
@@ -76,6 +78,20 @@ def post_status(name: str) -> posts_pb2.PostStatus.ValueType:
 
 def account_status(name: str) -> posts_pb2.AccountStatus.ValueType:
     return posts_pb2.AccountStatus.Value(f"ACCOUNT_STATUS_{name.upper()}")
+
+
+def enum_label(enum: EnumDescriptor, value: int) -> str:
+    """Any enum value as the command line writes it: its name without the enum's prefix, in
+    lower case (`POST_STATUS_PENDING_APPROVAL` -> `pending_approval`); "" for the unspecified
+    value, and the number itself for a value newer than this build."""
+    found = enum.values_by_number.get(value)
+    if found is None:
+        return str(value)
+    unspecified = enum.values_by_number.get(0)
+    prefix = unspecified.name.removesuffix("UNSPECIFIED") if unspecified is not None else ""
+    if value == 0:
+        return ""
+    return found.name.removeprefix(prefix).lower()
 
 
 def _label(name_of: Callable[[Any], str], prefix: str, value: int) -> str:

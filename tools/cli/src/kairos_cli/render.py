@@ -16,6 +16,7 @@ from rich.text import Text
 
 from kairos.posts.v1 import posts_pb2
 from kairos_cli import names
+from kairos_cli.tables import Column, FitTable
 from kairos_cli.when import show, to_datetime
 
 STATUS_STYLES = {
@@ -72,14 +73,19 @@ def _scheduled(post: posts_pb2.Post, zone: ZoneInfo) -> str:
 # --- posts ------------------------------------------------------------------------------------
 
 
-def posts_table(posts: Sequence[posts_pb2.Post], zone: ZoneInfo, title: str = "") -> Table:
-    table = Table(title=title or None, title_justify="left", caption=None if posts else "no posts")
-    table.add_column("ID", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("SCHEDULED", no_wrap=True)
-    table.add_column("PLATFORMS")
-    table.add_column("CONTENT")
-    table.add_column("TAGS")
+def posts_table(posts: Sequence[posts_pb2.Post], zone: ZoneInfo, title: str = "") -> FitTable:
+    table = FitTable(
+        [
+            Column("ID", key=True),
+            Column("STATUS"),
+            Column("SCHEDULED"),
+            Column("PLATFORMS"),
+            Column("CONTENT", under=20),
+            Column("TAGS"),
+        ],
+        title=title,
+        caption="" if posts else "no posts",
+    )
     for post in posts:
         table.add_row(
             post.id,
@@ -125,16 +131,20 @@ def post_detail(post: posts_pb2.Post, zone: ZoneInfo) -> RenderableType:
     return Group(*parts)
 
 
-def targets_table(targets: Sequence[posts_pb2.Target], zone: ZoneInfo) -> Table:
-    table = Table(title="Targets", title_justify="left")
-    table.add_column("TARGET", no_wrap=True)
-    table.add_column("PLATFORM", no_wrap=True)
-    table.add_column("ACCOUNT", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ATTEMPTS", justify="right")
-    table.add_column("NEXT / PUBLISHED")
-    table.add_column("URL")
-    table.add_column("LAST ERROR")
+def targets_table(targets: Sequence[posts_pb2.Target], zone: ZoneInfo) -> FitTable:
+    table = FitTable(
+        [
+            Column("TARGET", key=True),
+            Column("PLATFORM"),
+            Column("ACCOUNT", key=True, under=1),
+            Column("STATUS"),
+            Column("ATTEMPTS", justify="right"),
+            Column("NEXT / PUBLISHED"),
+            Column("URL", key=True, under=1),
+            Column("LAST ERROR", under=20),
+        ],
+        title="Targets",
+    )
     for target in targets:
         if target.HasField("published_at"):
             moment = show(target.published_at, zone)
@@ -161,18 +171,22 @@ def targets_table(targets: Sequence[posts_pb2.Target], zone: ZoneInfo) -> Table:
     return table
 
 
-def attempts_table(target: posts_pb2.Target, zone: ZoneInfo) -> Table:
+def attempts_table(target: posts_pb2.Target, zone: ZoneInfo) -> FitTable:
     title = f"Attempts on {names.platform_label(target.platform)} (target {target.id})"
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("STARTED", no_wrap=True)
-    table.add_column("FINISHED", no_wrap=True)
-    table.add_column("OUTCOME", no_wrap=True)
-    table.add_column("HTTP", justify="right")
-    table.add_column("CLASS", no_wrap=True)
-    table.add_column("CODE")
-    table.add_column("MESSAGE")
-    table.add_column("LATENCY", justify="right")
+    table = FitTable(
+        [
+            Column("#", justify="right"),
+            Column("STARTED"),
+            Column("FINISHED"),
+            Column("OUTCOME"),
+            Column("HTTP", justify="right"),
+            Column("CLASS"),
+            Column("CODE"),
+            Column("MESSAGE"),
+            Column("LATENCY", justify="right"),
+        ],
+        title=title,
+    )
     for attempt in target.attempts:
         if attempt.published:
             outcome = status_text("published")
@@ -202,14 +216,18 @@ def attempts_table(target: posts_pb2.Target, zone: ZoneInfo) -> Table:
 # --- accounts ---------------------------------------------------------------------------------
 
 
-def accounts_table(accounts: Sequence[posts_pb2.Account], zone: ZoneInfo) -> Table:
-    table = Table(caption=None if accounts else "no accounts")
-    table.add_column("ID", no_wrap=True)
-    table.add_column("PLATFORM", no_wrap=True)
-    table.add_column("HANDLE")
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("TOKEN EXPIRES", no_wrap=True)
-    table.add_column("CONNECTED", no_wrap=True)
+def accounts_table(accounts: Sequence[posts_pb2.Account], zone: ZoneInfo) -> FitTable:
+    table = FitTable(
+        [
+            Column("ID", key=True),
+            Column("PLATFORM"),
+            Column("HANDLE", under=12),
+            Column("STATUS"),
+            Column("TOKEN EXPIRES"),
+            Column("CONNECTED"),
+        ],
+        caption="" if accounts else "no accounts",
+    )
     for account in accounts:
         table.add_row(
             account.id,
@@ -240,15 +258,15 @@ def account_detail(account: posts_pb2.Account, zone: ZoneInfo) -> Table:
 
 
 def stats_view(stats: posts_pb2.GetStatsResponse, zone: ZoneInfo) -> RenderableType:
-    by_status = Table(title="Posts by status", title_justify="left")
-    by_status.add_column("STATUS", no_wrap=True)
-    by_status.add_column("POSTS", justify="right")
+    by_status = FitTable(
+        [Column("STATUS"), Column("POSTS", justify="right")], title="Posts by status"
+    )
     for row in stats.by_status:
         by_status.add_row(status_text(names.post_status_label(row.status)), str(row.count))
-    by_platform = Table(title="Targets by platform", title_justify="left")
-    by_platform.add_column("PLATFORM", no_wrap=True)
-    by_platform.add_column("STATUS", no_wrap=True)
-    by_platform.add_column("TARGETS", justify="right")
+    by_platform = FitTable(
+        [Column("PLATFORM"), Column("STATUS"), Column("TARGETS", justify="right")],
+        title="Targets by platform",
+    )
     for item in stats.by_platform:
         by_platform.add_row(
             names.platform_label(item.platform),
@@ -271,18 +289,22 @@ def stats_view(stats: posts_pb2.GetStatsResponse, zone: ZoneInfo) -> RenderableT
 
 def calendar_day(
     day: date, rows: Sequence[tuple[str, posts_pb2.Post, posts_pb2.Target]], zone: ZoneInfo
-) -> Table:
+) -> FitTable:
     """One local day: (platform, post, target) rows, sorted by platform then time, with a line
     between platforms."""
     count = len({post.id for _, post, _ in rows})
     title = f"{day.strftime('%a %d %b %Y')} — {count} post{'s' if count != 1 else ''}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("PLATFORM", no_wrap=True)
-    table.add_column("TIME", no_wrap=True)
-    table.add_column("POST", no_wrap=True)
-    table.add_column("ACCOUNT", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("CONTENT")
+    table = FitTable(
+        [
+            Column("PLATFORM"),
+            Column("TIME"),
+            Column("POST", key=True),
+            Column("ACCOUNT", key=True, under=1),
+            Column("STATUS"),
+            Column("CONTENT", under=20),
+        ],
+        title=title,
+    )
     if not rows:
         table.add_row("-", "-", "nothing scheduled", "", "", "")
     for index, (platform, post, target) in enumerate(rows):
@@ -315,17 +337,18 @@ def watch_view(
     )
 
 
-def recent_table(posts: Sequence[posts_pb2.Post], zone: ZoneInfo) -> Table:
-    table = Table(
+def recent_table(posts: Sequence[posts_pb2.Post], zone: ZoneInfo) -> FitTable:
+    table = FitTable(
+        [
+            Column("ID", key=True),
+            Column("STATUS"),
+            Column("SETTLED"),
+            Column("TARGETS"),
+            Column("CONTENT", under=20),
+        ],
         title="Recently published or failed",
-        title_justify="left",
-        caption=None if posts else "no posts",
+        caption="" if posts else "no posts",
     )
-    table.add_column("ID", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("SETTLED", no_wrap=True)
-    table.add_column("TARGETS")
-    table.add_column("CONTENT")
     for post in posts:
         targets = ", ".join(
             f"{names.platform_label(t.platform)}: {names.target_status_label(t.status)}"

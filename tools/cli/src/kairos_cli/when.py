@@ -6,7 +6,9 @@ WHEN is one of:
 - a wall-clock time without offset: "2026-11-25 14:00", "2026-11-25T14:00:30", read in the
   given IANA zone and sent as such (`Schedule.local`), so that the server applies the zone's
   daylight-saving rules: it refuses a time inside a gap and takes the earlier of a repeated hour;
-- a time from now: "in 10s", "in 5m", "in 2h", "in 1d", "+30s", "in 1h30m";
+- a time from now: "in 10s", "in 5m", "in 2h", "in 1d", "+30s", "in 1h30m", sent as a delay
+  (`Schedule.after`) that the api resolves by its own clock, so that a create repeated with the
+  same --request-id is the same request (an instant computed here would differ each time);
 - "now": publish at once.
 """
 
@@ -44,12 +46,21 @@ class WhenError(ValueError):
 
 @dataclass(frozen=True)
 class When:
-    """A parsed WHEN: publish `now`, at an `instant`, or at a `wall_time` in `zone`."""
+    """A parsed WHEN: publish `now`, at an `instant`, at a `wall_time` in `zone`, or `after` a
+    delay from when the api receives the request."""
 
     now: bool = False
     instant: datetime | None = None
     wall_time: str = ""
     zone: str = ""
+    after: timedelta | None = None
+
+    def fixed(self, now: datetime | None = None) -> When:
+        """This WHEN with a delay made an instant from `now` (for several calls that must share
+        one instant, such as the parts of a thread)."""
+        if self.after is None:
+            return self
+        return When(instant=(now or datetime.now(UTC)) + self.after)
 
     def schedule(self) -> posts_pb2.Schedule:
         """The Schedule to send; "now" has none (it is a PublishNow)."""
@@ -57,6 +68,10 @@ class When:
             stamp = Timestamp()
             stamp.FromDatetime(self.instant)
             return posts_pb2.Schedule(at=stamp)
+        if self.after is not None:
+            schedule = posts_pb2.Schedule()
+            schedule.after.FromTimedelta(self.after)
+            return schedule
         if self.wall_time:
             return posts_pb2.Schedule(
                 local=posts_pb2.LocalDateTime(date_time=self.wall_time, time_zone=self.zone)
@@ -64,7 +79,7 @@ class When:
         raise ValueError("'now' is published with PublishNow, not a schedule")
 
 
-def parse_when(text: str, zone: str, *, now: datetime | None = None) -> When:
+def parse_when(text: str, zone: str) -> When:
     """Read WHEN; `zone` (an IANA name) is the one a wall-clock time is in."""
     value = text.strip()
     if value.lower() == "now":
@@ -74,7 +89,7 @@ def parse_when(text: str, zone: str, *, now: datetime | None = None) -> When:
         seconds = sum(
             int(amount) * _UNITS[unit.lower()] for amount, unit in _PART.findall(relative["parts"])
         )
-        return When(instant=(now or datetime.now(UTC)) + timedelta(seconds=seconds))
+        return When(after=timedelta(seconds=seconds))
     local = _LOCAL.fullmatch(value)
     if local:
         load_zone(zone)

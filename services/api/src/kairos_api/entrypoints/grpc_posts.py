@@ -33,7 +33,9 @@ def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> post
         return posts.ScheduleInput(
             local_date_time=message.local.date_time, time_zone=message.local.time_zone
         )
-    raise errors.InvalidArgument.of(field, "set either `at` or `local`")
+    if which == "after":
+        return posts.ScheduleInput(after=convert.from_duration(message.after, f"{field}.after"))
+    raise errors.InvalidArgument.of(field, "set one of `at`, `local` or `after`")
 
 
 def target_inputs(specs: Any) -> list[posts.TargetInput]:

@@ -12,6 +12,10 @@ Rules worth knowing:
 - A target is claimable exactly when `next_attempt_at` is set; it is set only while the post is
   SCHEDULED (and approved, when approval is required).
 - Changing the content, media or targets of an approved post withdraws the approval.
+- New targets (UpdatePost with "targets") keep the row, state and attempts of every target
+  whose account stays; only added targets need a connected account, so a post whose account
+  was disconnected since can still be edited. A target that was, is being or may have been
+  published cannot be left out, and at least one target must still be able to publish.
 - Creates that arrive together share one transaction (`CreateBatcher`, group commit); each is
   still validated and answered on its own, and a refused one writes nothing.
 - A repeated `request_id` is answered with the first post only when the request is the same
@@ -103,11 +107,16 @@ class TargetInput:
 
 @dataclass(frozen=True)
 class ScheduleInput:
-    """Either a UTC instant or a local wall-clock time in an IANA zone."""
+    """A UTC instant, a local wall-clock time in an IANA zone, or a delay from now.
+
+    A delay is resolved against the api's clock when the request arrives; a create's
+    `request_hash` covers the delay itself, so that a repeated "in 2h" is the same request.
+    """
 
     at: datetime | None = None
     local_date_time: str | None = None
     time_zone: str | None = None
+    after: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +372,7 @@ def resolve_schedule(
     app: Application, value: ScheduleInput, field_name: str = "schedule"
 ) -> tuple[datetime, str]:
     """The instant and time zone of a schedule, refusing DST gaps and times in the past."""
+    now = app.clock()
     if value.at is not None:
         at, zone = value.at, ""
     elif value.local_date_time is not None or value.time_zone is not None:
@@ -370,9 +380,16 @@ def resolve_schedule(
             value.local_date_time or "", value.time_zone or "", field=f"{field_name}.local"
         )
         zone = value.time_zone or ""
+    elif value.after is not None:
+        if value.after < timedelta(0):
+            raise errors.InvalidArgument.of(f"{field_name}.after", "must not be negative")
+        if value.after > MAX_SCHEDULE_AHEAD:  # checked before adding: years past 9999 overflow
+            raise errors.InvalidArgument.of(
+                f"{field_name}.after", f"is more than {MAX_SCHEDULE_AHEAD.days // 365} years"
+            )
+        at, zone = now + value.after, ""
     else:
-        raise errors.InvalidArgument.of(field_name, "set either `at` or `local`")
-    now = app.clock()
+        raise errors.InvalidArgument.of(field_name, "set one of `at`, `local` or `after`")
     schedule.check_not_in_past(at, now, tolerance=app.settings.past_tolerance, field=field_name)
     if at - now > MAX_SCHEDULE_AHEAD:
         raise errors.InvalidArgument.of(
@@ -461,17 +478,6 @@ def _account_violations(
                     f"targets[{index}].account_id", f"account {account_id} is disconnected"
                 )
             )
-
-
-async def _load_accounts(
-    uow: UnitOfWork,
-    tenant: str,
-    ids: Sequence[uuid.UUID | None],
-    violations: list[FieldViolation],
-) -> dict[uuid.UUID, AccountRef]:
-    found = await _accounts_of(uow, tenant, ids)
-    _account_violations(ids, found, violations)
-    return found
 
 
 def _content_violations(
@@ -1100,7 +1106,18 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
             ]
         )
         ids = _target_violations(new_targets, violations)
-        accounts = await _load_accounts(uow, tenant, ids, violations)
+        if violations:
+            raise errors.InvalidArgument.collect(violations)
+        existing = {t.account_id: t for t in post.targets}
+        if "targets" in paths:
+            _refuse_removing_sent(post, ids)
+        accounts = await _accounts_of(uow, tenant, ids)
+        # Only targets being added need an account that can publish: a kept target stays as it
+        # is (an account disconnected since has already settled it SKIPPED), so an edit of the
+        # tags or the text is never refused because of it.
+        _account_violations([i if i not in existing else None for i in ids], accounts, violations)
+        if "targets" in paths and not violations:
+            _require_a_live_target(ids, existing, accounts, violations)
         content = command.content if "content" in paths else post.content
         media = list(command.media_urls) if "media_urls" in paths else list(post.media_urls)
         if {"content", "media_urls", "targets"} & set(paths):
@@ -1145,6 +1162,56 @@ def _prefix_post_field(violation: FieldViolation) -> FieldViolation:
         if violation.field == name or violation.field.startswith(f"{name}["):
             return FieldViolation(f"post.{violation.field}", violation.description)
     return violation
+
+
+#: Targets that cannot be taken off a post: published, being published, or perhaps published.
+_SENT_TARGET_STATUSES: Final = {
+    TargetStatus.PUBLISHED: "was published",
+    TargetStatus.PUBLISHING: "is being published now",
+    TargetStatus.UNKNOWN: "may have been published (its outcome is unknown)",
+}
+#: Targets that will still be sent once due.
+_WAITING_TARGET_STATUSES: Final = frozenset(
+    {TargetStatus.PENDING, TargetStatus.QUEUED, TargetStatus.RETRY_WAIT}
+)
+
+
+def _refuse_removing_sent(post: Post, ids: Sequence[uuid.UUID | None]) -> None:
+    """FAILED_PRECONDITION when new targets leave out one that was (or may have been) sent: its
+    record is what says where the post went."""
+    kept = set(ids)
+    for target in post.targets:
+        reason = _SENT_TARGET_STATUSES.get(TargetStatus(target.status))
+        if target.account_id not in kept and reason is not None:
+            raise errors.FailedPrecondition(
+                f"target {target.id} (account {target.account_id}) {reason}; "
+                f"it cannot be removed from post {post.id}"
+            )
+
+
+def _require_a_live_target(
+    ids: Sequence[uuid.UUID | None],
+    existing: dict[uuid.UUID, Target],
+    accounts: dict[uuid.UUID, AccountRef],
+    violations: list[FieldViolation],
+) -> None:
+    """New targets must leave the post something to publish: a target still waiting to be sent,
+    or one being added; otherwise a scheduled post would wait for ever."""
+    for account_id in ids:
+        kept = existing.get(account_id) if account_id is not None else None
+        if kept is None or TargetStatus(kept.status) in _WAITING_TARGET_STATUSES:
+            return
+    settled = ", ".join(
+        f"account {i} is {accounts[i].status}" if i in accounts else f"account {i} is gone"
+        for i in ids
+        if i is not None
+    )
+    violations.append(
+        FieldViolation(
+            "targets",
+            f"no target is left that can still publish ({settled}); add a connected account",
+        )
+    )
 
 
 def _replace_targets(

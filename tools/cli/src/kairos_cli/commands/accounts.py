@@ -1,4 +1,5 @@
-"""`kairos accounts`: connect, list, show, pause, resume and disconnect social accounts."""
+"""`kairos accounts`: connect, list, show, update credentials of, pause, resume and disconnect
+social accounts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
 from kairos_cli.runtime import (
     EXIT_USAGE,
+    Options,
     call_api,
     console,
     fail,
@@ -24,7 +26,7 @@ from kairos_cli.runtime import (
 from kairos_cli.when import WhenError, parse_instant
 from kairos_client import KairosClient
 
-app = typer.Typer(help="Connect, list, pause, resume and disconnect accounts.")
+app = typer.Typer(help="Connect, list, update, pause, resume and disconnect accounts.")
 
 AccountId = Annotated[str, typer.Argument(metavar="ID", help="The account id.")]
 
@@ -45,58 +47,56 @@ def _secret(value: str) -> str:
     return sys.stdin.readline().strip() if value == "-" else value
 
 
-@app.command("connect")
-def connect(
-    ctx: typer.Context,
-    platform: Annotated[
-        names.PlatformName,
-        typer.Argument(metavar="PLATFORM", case_sensitive=False, help="The platform."),
-    ],
-    handle: Annotated[
-        str, typer.Option("--handle", metavar="HANDLE", help="The handle shown to users.")
-    ],
-    access_token: Annotated[
-        str,
-        typer.Option(
-            "--access-token",
-            metavar="TOKEN",
-            help='OAuth token, bot token or app password ("-": read stdin).',
-        ),
-    ] = "",
-    refresh_token: Annotated[
-        str,
-        typer.Option(
-            "--refresh-token", metavar="TOKEN", help='OAuth refresh token ("-": read stdin).'
-        ),
-    ] = "",
-    expires_at: Annotated[
-        str,
-        typer.Option(
-            "--expires-at", metavar="ISO", help="When the access token expires (ISO 8601)."
-        ),
-    ] = "",
-    instance_url: Annotated[
-        str,
-        typer.Option(
-            "--instance-url", metavar="URL", help="Mastodon instance, Bluesky PDS or sandbox URL."
-        ),
-    ] = "",
-    page_id: Annotated[
-        str,
-        typer.Option(
-            "--page-id", metavar="ID", help="Facebook page, Instagram/Threads user, LinkedIn URN."
-        ),
-    ] = "",
-    chat_id: Annotated[
-        str, typer.Option("--chat-id", metavar="ID", help="Telegram chat or Slack channel id.")
-    ] = "",
-    extra: Annotated[
-        list[str] | None,
-        typer.Option("--extra", metavar="KEY=VALUE", help="Other settings (repeatable)."),
-    ] = None,
-) -> None:
-    """Connect an account and print its id."""
-    opts = options(ctx)
+AccessToken = Annotated[
+    str,
+    typer.Option(
+        "--access-token",
+        metavar="TOKEN",
+        help='OAuth token, bot token or app password ("-": read stdin).',
+    ),
+]
+RefreshToken = Annotated[
+    str,
+    typer.Option("--refresh-token", metavar="TOKEN", help='OAuth refresh token ("-": read stdin).'),
+]
+ExpiresAt = Annotated[
+    str,
+    typer.Option("--expires-at", metavar="ISO", help="When the access token expires (ISO 8601)."),
+]
+InstanceUrl = Annotated[
+    str,
+    typer.Option(
+        "--instance-url", metavar="URL", help="Mastodon instance, Bluesky PDS or sandbox URL."
+    ),
+]
+PageId = Annotated[
+    str,
+    typer.Option(
+        "--page-id", metavar="ID", help="Facebook page, Instagram/Threads user, LinkedIn URN."
+    ),
+]
+ChatId = Annotated[
+    str, typer.Option("--chat-id", metavar="ID", help="Telegram chat or Slack channel id.")
+]
+Extra = Annotated[
+    list[str] | None,
+    typer.Option("--extra", metavar="KEY=VALUE", help="Other settings (repeatable)."),
+]
+
+
+def _credentials(
+    opts: Options,
+    *,
+    access_token: str,
+    refresh_token: str,
+    expires_at: str,
+    instance_url: str,
+    page_id: str,
+    chat_id: str,
+    extra: list[str] | None,
+) -> posts_pb2.Credentials:
+    """The Credentials that `connect` and `update-credentials` send, or exit 2 naming the bad
+    option. Secrets are only ever sent, never printed."""
     credentials = posts_pb2.Credentials(
         access_token=_secret(access_token),
         refresh_token=_secret(refresh_token),
@@ -113,6 +113,39 @@ def connect(
         stamp = Timestamp()
         stamp.FromDatetime(moment)
         credentials.expires_at.CopyFrom(stamp)
+    return credentials
+
+
+@app.command("connect")
+def connect(
+    ctx: typer.Context,
+    platform: Annotated[
+        names.PlatformName,
+        typer.Argument(metavar="PLATFORM", case_sensitive=False, help="The platform."),
+    ],
+    handle: Annotated[
+        str, typer.Option("--handle", metavar="HANDLE", help="The handle shown to users.")
+    ],
+    access_token: AccessToken = "",
+    refresh_token: RefreshToken = "",
+    expires_at: ExpiresAt = "",
+    instance_url: InstanceUrl = "",
+    page_id: PageId = "",
+    chat_id: ChatId = "",
+    extra: Extra = None,
+) -> None:
+    """Connect an account and print its id."""
+    opts = options(ctx)
+    credentials = _credentials(
+        opts,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_at=expires_at,
+        instance_url=instance_url,
+        page_id=page_id,
+        chat_id=chat_id,
+        extra=extra,
+    )
     request = posts_pb2.ConnectAccountRequest(
         platform=names.platform(platform.value), handle=handle, credentials=credentials
     )
@@ -121,6 +154,41 @@ def connect(
         print_json(account)
     else:
         say(account.id)
+
+
+@app.command("update-credentials")
+def update_credentials(
+    ctx: typer.Context,
+    account_id: AccountId,
+    access_token: AccessToken = "",
+    refresh_token: RefreshToken = "",
+    expires_at: ExpiresAt = "",
+    instance_url: InstanceUrl = "",
+    page_id: PageId = "",
+    chat_id: ChatId = "",
+    extra: Extra = None,
+) -> None:
+    """Replace an account's credentials, for example after its token was revoked.
+
+    The new credentials replace the old ones whole: give every option the account was connected
+    with (its instance URL, page or chat id ...), not only the new token. An account that needed
+    re-authentication becomes active again."""
+    opts = options(ctx)
+    credentials = _credentials(
+        opts,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_at=expires_at,
+        instance_url=instance_url,
+        page_id=page_id,
+        chat_id=chat_id,
+        extra=extra,
+    )
+    _one(
+        ctx,
+        lambda client: client.update_account_credentials(account_id, credentials),
+        "has new credentials",
+    )
 
 
 @app.command("list")

@@ -16,7 +16,9 @@ import logging
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -26,9 +28,12 @@ from kairos_cli.runtime import (
     EXIT_USAGE,
     console,
     fail,
+    hint,
     options,
     print_json,
 )
+from kairos_cli.tables import Column, FitTable
+from kairos_cli.when import show
 
 app = typer.Typer(help="Create, revoke and list API keys (directly in the database).")
 
@@ -78,7 +83,7 @@ def _run_admin(*args: str) -> str:
             messages[:-1],
         )
     for line in messages:
-        sys.stderr.write(line + "\n")
+        hint(line)
     return out.getvalue()
 
 
@@ -128,7 +133,8 @@ def list_keys(
         for line in listing.splitlines()[1:]
         if line
     ]
-    if options(ctx).json:
+    opts = options(ctx)
+    if opts.json:
         print_json(
             [
                 {
@@ -139,11 +145,34 @@ def list_keys(
             ]
         )
         return
-    from rich.table import Table
-
-    table = Table()
-    for title in ("ID", "TENANT", "PREFIX", "CREATED", "REVOKED", "LABEL"):
-        table.add_column(title, no_wrap=title != "LABEL")
+    table = FitTable(
+        [
+            Column("ID", key=True),
+            Column("TENANT"),
+            Column("PREFIX", floor=12),  # a key's first 12 characters: kept whole
+            Column("CREATED"),
+            Column("REVOKED"),
+            Column("LABEL", under=12),
+        ],
+        caption="" if rows else "no keys",
+    )
     for row in rows:
-        table.add_row(*(row.get(name, "") for name in _KEY_FIELDS))
+        table.add_row(
+            row.get("id", ""),
+            row.get("tenant", ""),
+            row.get("prefix", ""),
+            _shown(row.get("created_at", ""), opts.zone),
+            _shown(row.get("revoked_at", ""), opts.zone),
+            row.get("label", ""),
+        )
     console().print(table)
+
+
+def _shown(stamp: str, zone: ZoneInfo) -> str:
+    """An ISO 8601 instant of `python -m kairos_api keys list` as the other commands show times
+    (in --tz); "-" stays "-"."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp or "-"
+    return show(moment if moment.tzinfo else moment.replace(tzinfo=UTC), zone)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -12,7 +13,6 @@ from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
 from kairos_cli.commands.accounts import split_pairs
 from kairos_cli.runtime import (
-    EXIT_CONFLICT,
     EXIT_USAGE,
     Options,
     call_api,
@@ -45,6 +45,8 @@ Zone = Annotated[
     ),
 ]
 Repeated = list[str] | None
+#: How many posts `posts list` shows unless --limit says otherwise.
+LIST_LIMIT = 50
 
 
 def read_when(text: str, zone: str, opts: Options) -> When:
@@ -214,7 +216,8 @@ def thread(
         if when is None:
             return created
         # The last part first: the first part, which starts the thread, only once all wait.
-        schedule = when.schedule() if not when.now else None
+        # One instant for every part ("in 2h" resolved here once, not by the api at each call).
+        schedule = when.fixed().schedule() if not when.now else None
         for index in reversed(range(len(created))):
             post = created[index]
             if schedule is not None:
@@ -295,27 +298,26 @@ def reject(
 
 @app.command("delete")
 def delete(ctx: typer.Context, post_id: PostId) -> None:
-    """Delete a post and cancel what is not yet published.
+    """Delete a post from Kairos and cancel what is not yet published.
 
-    What was already published stays on its platforms (Kairos cannot take it back); when that is
-    all of it, nothing was cancelled, and the command says so and exits 5."""
+    What was already published stays on its platforms (Kairos cannot take it back): the command
+    names those platform posts and still succeeds, since the post was deleted."""
     opts = options(ctx)
     post = call_api(ctx, lambda client: client.delete_post(post_id))
-    statuses = [target.status for target in post.targets]
-    published = statuses.count(posts_pb2.TARGET_STATUS_PUBLISHED)
-    cancelled = statuses.count(posts_pb2.TARGET_STATUS_CANCELLED)
+    published = [t for t in post.targets if t.status == posts_pb2.TARGET_STATUS_PUBLISHED]
     if opts.json:
         print_json(post)
-    elif cancelled or not published:
+    else:
         say(summary(post, opts))
-    if published and not cancelled:
-        fail(
-            EXIT_CONFLICT,
-            f"post {post.id} had already been published, so nothing was cancelled: it stays on "
-            "its platforms (Kairos no longer lists it)",
-        )
     if published:
-        hint(f"{published} of its targets had already been published and stay on their platforms")
+        where = ", ".join(
+            f"{names.platform_label(t.platform)} {t.platform_url or t.platform_post_id or t.id}"
+            for t in published
+        )
+        hint(
+            f"post {post.id} was deleted from Kairos, but what was already published stays on "
+            f"its platforms (Kairos cannot take it back): {where}"
+        )
 
 
 @app.command("edit")
@@ -335,12 +337,30 @@ def edit(
     media: Annotated[
         Repeated, typer.Option("--media", metavar="URL", help="New media, replacing all.")
     ] = None,
+    add_account: Annotated[
+        Repeated,
+        typer.Option(
+            "--add-account", metavar="ID", help="Also publish to this account (repeatable)."
+        ),
+    ] = None,
+    remove_account: Annotated[
+        Repeated,
+        typer.Option(
+            "--remove-account",
+            metavar="ID",
+            help="No longer publish to this account (repeatable; not once published there).",
+        ),
+    ] = None,
     expected_revision: Annotated[
         int | None,
         typer.Option("--expected-revision", metavar="N", help="Fail unless still at revision N."),
     ] = None,
 ) -> None:
-    """Change a post's content, tags, notes, campaign or media."""
+    """Change a post's content, tags, notes, campaign, media or accounts.
+
+    --add-account and --remove-account read the post's targets first and send the whole new
+    list, expecting the revision they read (or --expected-revision), so that an edit made by
+    someone else in between is refused (exit 5) rather than undone."""
     body = posts_pb2.Post()
     paths: list[str] = []
     if content is not None:
@@ -358,14 +378,58 @@ def edit(
     if media is not None:
         body.media_urls.extend(media)
         paths.append("media_urls")
-    if not paths:
-        fail(EXIT_USAGE, "nothing to change: give --content, --tag, --notes, --campaign or --media")
-    _report(
-        ctx,
-        lambda client: client.update_post(
-            post_id, body, paths, expected_revision=expected_revision
-        ),
-    )
+    adding, removing = list(dict.fromkeys(add_account or [])), set(remove_account or [])
+    if both := [a for a in adding if a in removing]:
+        fail(EXIT_USAGE, f"account {both[0]} is both added and removed")
+    if not paths and not adding and not removing:
+        fail(
+            EXIT_USAGE,
+            "nothing to change: give --content, --tag, --notes, --campaign, --media, "
+            "--add-account or --remove-account",
+        )
+
+    async def run(client: KairosClient) -> posts_pb2.Post:
+        if not adding and not removing:
+            return await client.update_post(
+                post_id, body, paths, expected_revision=expected_revision
+            )
+        post = await client.get_post(post_id)
+        targets = _targets_after(post, adding, removing)
+        revision = post.revision if expected_revision is None else expected_revision
+        return await client.update_post(
+            post_id, body, [*paths, "targets"], targets=targets, expected_revision=revision
+        )
+
+    _report(ctx, run)
+
+
+def _targets_after(
+    post: posts_pb2.Post, adding: list[str], removing: set[str]
+) -> list[posts_pb2.TargetSpec]:
+    """The post's targets as TargetSpecs (overrides and settings kept), less the removed
+    accounts, plus the added ones; exit 2 for an account that is not, or already, a target."""
+    current = [target.account_id for target in post.targets]
+    for account_id in sorted(removing):
+        if account_id not in current:
+            fail(
+                EXIT_USAGE,
+                f"--remove-account: post {post.id} has no target on account {account_id}",
+            )
+    for account_id in adding:
+        if account_id in current:
+            fail(EXIT_USAGE, f"--add-account: post {post.id} already has account {account_id}")
+    kept = [
+        posts_pb2.TargetSpec(
+            account_id=target.account_id,
+            content_override=(
+                target.content_override if target.HasField("content_override") else None
+            ),
+            settings=dict(target.settings),
+        )
+        for target in post.targets
+        if target.account_id not in removing
+    ]
+    return [*kept, *(posts_pb2.TargetSpec(account_id=a) for a in adding)]
 
 
 @app.command("show")
@@ -401,12 +465,23 @@ def list_posts(
     ] = "",
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", min=1, help="At most this many posts.")
-    ] = 50,
+    ] = LIST_LIMIT,
     order: Annotated[
         names.OrderName, typer.Option("--order", case_sensitive=False, help="Order of results.")
     ] = names.OrderName.newest,
+    page_token: Annotated[
+        str,
+        typer.Option(
+            "--page-token",
+            metavar="TOKEN",
+            help="Continue where an earlier list stopped (the same filters and order).",
+        ),
+    ] = "",
 ) -> None:
-    """List posts, newest first unless --order says otherwise."""
+    """List posts, newest first unless --order says otherwise.
+
+    When more posts match than --limit shows, the command to list the next ones is printed on
+    stderr (with --json, `next_page_token` is in the output)."""
     opts = options(ctx)
     request = posts_pb2.ListPostsRequest(
         statuses=[names.post_status(s.value) for s in status or []],
@@ -414,15 +489,36 @@ def list_posts(
         account_id=account,
         campaign=campaign,
         tag=tag,
-        page_size=min(limit, 100),
         order=names.ORDERS[order],
     )
 
-    async def run(client: KairosClient) -> list[posts_pb2.Post]:
-        return [post async for post in client.iter_posts(request, limit=limit)]
+    async def run(client: KairosClient) -> tuple[list[posts_pb2.Post], str]:
+        found: list[posts_pb2.Post] = []
+        token = page_token
+        while True:
+            # Pages end where --limit does, so that the token left over starts at the next post.
+            request.page_size = min(limit - len(found), 100)
+            request.page_token = token
+            page = await client.list_posts(request)
+            found.extend(page.posts)
+            token = page.next_page_token
+            if not token or len(found) >= limit:
+                return found, token
 
-    found = call_api(ctx, run)
+    found, next_token = call_api(ctx, run)
     if opts.json:
-        print_json({"posts": [message_dict(p) for p in found]})
-    else:
-        console().print(render.posts_table(found, opts.zone))
+        print_json({"posts": [message_dict(p) for p in found], "next_page_token": next_token})
+        return
+    console().print(render.posts_table(found, opts.zone))
+    if next_token:
+        again = ["kairos", "posts", "list"]
+        again += [word for s in status or [] for word in ("--status", s.value)]
+        again += [word for p in platform or [] for word in ("--platform", p.value)]
+        for name, value in (("--account", account), ("--campaign", campaign), ("--tag", tag)):
+            if value:
+                again += [name, value]
+        if limit != LIST_LIMIT:
+            again += ["--limit", str(limit)]
+        if order != names.OrderName.newest:
+            again += ["--order", order.value]
+        hint(f"more posts: {shlex.join([*again, '--page-token', next_token])}")

@@ -350,12 +350,15 @@ Global___TargetSpec: _TypeAlias = TargetSpec  # noqa: Y015
 
 @_typing.final
 class Schedule(_message.Message):
-    """When a post should publish: a UTC instant, or a local wall-clock time in an IANA zone."""
+    """When a post should publish: a UTC instant, a local wall-clock time in an IANA zone, or a
+    delay from when the api receives the request.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     AT_FIELD_NUMBER: _builtins.int
     LOCAL_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """The exact instant."""
@@ -364,17 +367,26 @@ class Schedule(_message.Message):
     def local(self) -> Global___LocalDateTime:
         """A wall-clock time in a time zone."""
 
+    @_builtins.property
+    def after(self) -> _duration_pb2.Duration:
+        """This long after the api receives the request, by the api's clock ("in 2h"); not negative.
+        A CreatePost repeated with the same request_id is compared by this delay, not by the
+        instant it resolves to, so the same request sent again returns the first post (at the
+        instant the first one resolved to) however much later it arrives.
+        """
+
     def __init__(
         self,
         *,
         at: _timestamp_pb2.Timestamp | None = ...,
         local: Global___LocalDateTime | None = ...,
+        after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local"]  # noqa: Y015
+    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local", "after"]  # noqa: Y015
     _WhichOneofArgType_when: _TypeAlias = _typing.Literal["when", b"when"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_when) -> _WhichOneofReturnType_when | None: ...
 
@@ -979,7 +991,12 @@ class UpdatePostRequest(_message.Message):
 
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TargetSpec]:
-        """New targets, when "targets" is in update_mask."""
+        """The full new list of targets, when "targets" is in update_mask. A target whose account is
+        in both lists is kept (its state and attempts with it; its override and settings are set
+        anew); accounts not yet targeted are added and must be connected; targets left out are
+        removed, except one that was, is being or may have been published (FAILED_PRECONDITION
+        naming it). At least one target must still be able to publish.
+        """
 
     def __init__(
         self,
