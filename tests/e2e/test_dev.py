@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 KAIROS = str(BIN / "kairos")
 CHILDREN = {"nats", "sandbox", "fakes", "api", "scheduler", "publisher"}
-PUBLISHED = "POST_STATUS_PUBLISHED"
-SETTLED_BADLY = {"POST_STATUS_FAILED", "POST_STATUS_MISSED", "POST_STATUS_UNKNOWN"}
+PUBLISHED = "published"
+SETTLED_BADLY = {"failed", "missed", "unknown"}
 
 
 def user_environment(**extra: str) -> dict[str, str]:
