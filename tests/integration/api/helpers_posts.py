@@ -26,7 +26,7 @@ from sqlalchemy import func, select, update
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.orm import OutboxEvent, Post, Target
-from kairos_api.bootstrap import Application
+from kairos_api.service_layer.application import Application
 from support.api import Client, RunningApi, violations_of
 
 Metadata = tuple[tuple[str, str], ...]

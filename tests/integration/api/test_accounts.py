@@ -23,9 +23,10 @@ from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters import database
 from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Post, Target, new_id
-from kairos_api.bootstrap import Application, bootstrap
+from kairos_api.bootstrap import bootstrap
 from kairos_api.domain.model import AccountStatus, PostStatus, TargetStatus
 from kairos_api.service_layer import accounts, keys
+from kairos_api.service_layer.application import Application
 from kairos_common import errors
 from support.api import TEST_SECRET, Client, RunningApi, api_settings, violations_of
 from support.postgres import TestDatabase
@@ -904,7 +905,7 @@ async def test_calls_without_a_valid_key_are_unauthenticated(
 async def test_a_revoked_key_is_refused(api: RunningApi, client: Client) -> None:
     await connect(client)  # the key works
     await keys.revoke_key(api.service.app.uow(), client.key)
-    api.service.app.auth.keys.forget()
+    api.service.app.keys.forget()
 
     error = await rpc_error(
         stub(client).ConnectAccount(mastodon(handle="after revoke"), metadata=client.metadata)

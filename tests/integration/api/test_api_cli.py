@@ -123,7 +123,7 @@ async def test_a_created_key_works_until_it_is_revoked(database_url: str) -> Non
         revoked = await kairos_api(database_url, "keys", "revoke", key)
         assert revoked.code == 0, revoked.stderr
         # The revocation was made by another process: drop the resolver's short cache.
-        api.service.app.auth.keys.forget()
+        api.service.app.keys.forget()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await list_accounts(api, key)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -880,7 +880,7 @@ async def test_a_revoked_key_is_unauthenticated(api: RunningApi, kairos: Tenant)
     metadata = (("authorization", f"Bearer {key}"),)
     await kairos.posts.ListPosts(posts_pb2.ListPostsRequest(), metadata=metadata)
     await keys.revoke_key(api.service.app.uow(), key)
-    api.service.app.auth.keys.forget()
+    api.service.app.keys.forget()
 
     await refused(
         kairos.posts.ListPosts(posts_pb2.ListPostsRequest(), metadata=metadata),

@@ -40,7 +40,7 @@ async def test_a_created_key_works_until_it_is_revoked(database_url: str) -> Non
 
         revoked = await keys(database_url, "keys", "revoke", key)
         assert revoked.code == 0, str(revoked)
-        api.service.app.auth.keys.forget()  # revoked by another process: drop the short cache
+        api.service.app.keys.forget()  # revoked by another process: drop the short cache
         refused = await run_in_process(*with_key, "accounts", "list")
         assert refused.code == 3, str(refused)
 

@@ -12,11 +12,13 @@ from nats.aio.client import Client as NatsClient
 from kairos.dispatch.v1 import dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2_grpc
 from kairos_api.adapters import database
-from kairos_api.adapters.relay import OutboxRelay
-from kairos_api.bootstrap import Application, Notifier, bootstrap
+from kairos_api.bootstrap import bootstrap
+from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
+from kairos_api.service_layer.application import Application, Notifier
+from kairos_api.service_layer.relay import OutboxRelay
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
@@ -61,6 +63,7 @@ class ApiService:
         settings.common.require_service_token()
         self.settings = settings
         self.app: Application = bootstrap(settings)
+        self.auth = Authenticator(self.app.keys, settings.common.service_token)
         self.stopping = asyncio.Event()
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
@@ -68,9 +71,10 @@ class ApiService:
         self.tasks: list[asyncio.Task[None]] = []
 
     def register(self, server: grpc.aio.Server) -> None:
-        posts_pb2_grpc.add_PostsServiceServicer_to_server(PostsServicer(self.app), server)
-        posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(self.app), server)
-        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(self.app), server)
+        app, auth = self.app, self.auth
+        posts_pb2_grpc.add_PostsServiceServicer_to_server(PostsServicer(app, auth), server)
+        posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(app, auth), server)
+        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
 
     async def start(self) -> None:
         url = self.settings.common.database_url

@@ -15,8 +15,9 @@ import grpc
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters import convert
-from kairos_api.bootstrap import Application
+from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import accounts
+from kairos_api.service_layer.application import Application
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -24,13 +25,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     """The public accounts API of one tenant per call."""
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: Application, auth: Authenticator) -> None:
         self.app = app
+        self.auth = auth
 
     async def ConnectAccount(
         self, request: posts_pb2.ConnectAccountRequest, context: Context
     ) -> posts_pb2.ConnectAccountResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         command = accounts.ConnectAccount(
             platform=_platform_name(request.platform),
             handle=request.handle,
@@ -42,7 +44,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def ListAccounts(
         self, request: posts_pb2.ListAccountsRequest, context: Context
     ) -> posts_pb2.ListAccountsResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         command = accounts.ListAccounts(
             platform=_platform_name(request.platform), status=_status_name(request.status)
         )
@@ -54,7 +56,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def GetAccount(
         self, request: posts_pb2.GetAccountRequest, context: Context
     ) -> posts_pb2.GetAccountResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         account = await accounts.get_account(
             self.app, tenant, accounts.GetAccount(request.account_id)
         )
@@ -63,7 +65,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def UpdateAccountCredentials(
         self, request: posts_pb2.UpdateAccountCredentialsRequest, context: Context
     ) -> posts_pb2.UpdateAccountCredentialsResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         command = accounts.UpdateAccountCredentials(
             account_id=request.account_id, credentials=_credentials(request.credentials)
         )
@@ -73,7 +75,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def PauseAccount(
         self, request: posts_pb2.PauseAccountRequest, context: Context
     ) -> posts_pb2.PauseAccountResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         account = await accounts.pause_account(
             self.app, tenant, accounts.PauseAccount(request.account_id)
         )
@@ -82,7 +84,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def ResumeAccount(
         self, request: posts_pb2.ResumeAccountRequest, context: Context
     ) -> posts_pb2.ResumeAccountResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         account = await accounts.resume_account(
             self.app, tenant, accounts.ResumeAccount(request.account_id)
         )
@@ -91,7 +93,7 @@ class AccountsServicer(posts_pb2_grpc.AccountsServiceServicer):
     async def DisconnectAccount(
         self, request: posts_pb2.DisconnectAccountRequest, context: Context
     ) -> posts_pb2.DisconnectAccountResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         account = await accounts.disconnect_account(
             self.app, tenant, accounts.DisconnectAccount(request.account_id)
         )

@@ -12,9 +12,10 @@ from google.protobuf.duration_pb2 import Duration
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters import convert
-from kairos_api.bootstrap import Application
+from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.accounts import StoredCredentials
+from kairos_api.service_layer.application import Application
 from kairos_common import errors
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -127,13 +128,14 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     """Translates DispatchService calls for the scheduler and the publisher."""
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: Application, auth: Authenticator) -> None:
         self.app = app
+        self.auth = auth
 
     async def ClaimDue(
         self, request: dispatch_pb2.ClaimDueRequest, context: Context
     ) -> dispatch_pb2.ClaimDueResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         deliveries = await dispatch.claim_due(
             self.app,
             horizon=convert.from_duration(request.horizon, "horizon"),
@@ -145,21 +147,21 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def BeginAttempt(
         self, request: dispatch_pb2.BeginAttemptRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         result = await dispatch.begin_attempt(self.app, request.delivery_id)
         return begun_to_proto(result)
 
     async def BeginAttempts(
         self, request: dispatch_pb2.BeginAttemptsRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptsResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
         return dispatch_pb2.BeginAttemptsResponse(results=[begun_to_proto(r) for r in results])
 
     async def CompleteAttempts(
         self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
     ) -> dispatch_pb2.CompleteAttemptsResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         outcomes = []
         for index, item in enumerate(request.outcomes):
             error_class = convert.error_class_from_proto(item.error_class)
@@ -220,7 +222,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def FailDelivery(
         self, request: dispatch_pb2.FailDeliveryRequest, context: Context
     ) -> dispatch_pb2.FailDeliveryResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         status = await dispatch.fail_delivery(self.app, request.delivery_id, request.reason)
         return dispatch_pb2.FailDeliveryResponse(
             target_status=(
@@ -233,7 +235,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def SweepExpired(
         self, request: dispatch_pb2.SweepExpiredRequest, context: Context
     ) -> dispatch_pb2.SweepExpiredResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         result = await dispatch.sweep_expired(
             self.app,
             limit=request.limit or 500,
@@ -249,7 +251,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     async def SaveRefreshedCredentials(
         self, request: dispatch_pb2.SaveRefreshedCredentialsRequest, context: Context
     ) -> dispatch_pb2.SaveRefreshedCredentialsResponse:
-        self.app.auth.require_service(context)
+        self.auth.require_service(context)
         status, current = await dispatch.save_refreshed_credentials(
             self.app,
             request.account_id,

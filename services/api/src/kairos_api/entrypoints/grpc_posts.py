@@ -8,9 +8,10 @@ import grpc
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters import convert
-from kairos_api.bootstrap import Application
 from kairos_api.domain.model import PostStatus
+from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import posts
+from kairos_api.service_layer.application import Application
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
 from kairos_common.platforms import Platform
@@ -52,15 +53,16 @@ def target_inputs(specs: Any) -> list[posts.TargetInput]:
 class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     """Every method: authenticate the tenant, build the command, call the handler, answer."""
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: Application, auth: Authenticator) -> None:
         self.app = app
+        self.auth = auth
         # Concurrent creates share a transaction: one commit for many posts.
         self.creates = posts.CreateBatcher(app)
 
     async def CreatePost(
         self, request: posts_pb2.CreatePostRequest, context: Context
     ) -> posts_pb2.CreatePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         command = posts.CreatePost(
             content=request.content,
             targets=target_inputs(request.targets),
@@ -84,14 +86,14 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     async def GetPost(
         self, request: posts_pb2.GetPostRequest, context: Context
     ) -> posts_pb2.GetPostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.get_post(self.app, tenant, request.post_id)
         return posts_pb2.GetPostResponse(post=convert.post_to_proto(post, with_attempts=True))
 
     async def ListPosts(
         self, request: posts_pb2.ListPostsRequest, context: Context
     ) -> posts_pb2.ListPostsResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         violations: list[FieldViolation] = []
         statuses: list[PostStatus] = []
         for index, value in enumerate(request.statuses):
@@ -144,7 +146,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     async def UpdatePost(
         self, request: posts_pb2.UpdatePostRequest, context: Context
     ) -> posts_pb2.UpdatePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         paths = list(request.update_mask.paths)
         body = request.post
         stale_after = None
@@ -171,7 +173,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     async def SchedulePost(
         self, request: posts_pb2.SchedulePostRequest, context: Context
     ) -> posts_pb2.SchedulePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         if not request.HasField("schedule"):
             raise errors.InvalidArgument.of("schedule", "is required")
         post = await posts.schedule_post(
@@ -186,49 +188,49 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     async def UnschedulePost(
         self, request: posts_pb2.UnschedulePostRequest, context: Context
     ) -> posts_pb2.UnschedulePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.unschedule_post(self.app, tenant, request.post_id)
         return posts_pb2.UnschedulePostResponse(post=convert.post_to_proto(post))
 
     async def PublishNow(
         self, request: posts_pb2.PublishNowRequest, context: Context
     ) -> posts_pb2.PublishNowResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.publish_now(self.app, tenant, request.post_id)
         return posts_pb2.PublishNowResponse(post=convert.post_to_proto(post))
 
     async def DeletePost(
         self, request: posts_pb2.DeletePostRequest, context: Context
     ) -> posts_pb2.DeletePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.delete_post(self.app, tenant, request.post_id)
         return posts_pb2.DeletePostResponse(post=convert.post_to_proto(post))
 
     async def RetryPost(
         self, request: posts_pb2.RetryPostRequest, context: Context
     ) -> posts_pb2.RetryPostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.retry_post(self.app, tenant, request.post_id, list(request.target_ids))
         return posts_pb2.RetryPostResponse(post=convert.post_to_proto(post))
 
     async def ApprovePost(
         self, request: posts_pb2.ApprovePostRequest, context: Context
     ) -> posts_pb2.ApprovePostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.approve_post(self.app, tenant, request.post_id)
         return posts_pb2.ApprovePostResponse(post=convert.post_to_proto(post))
 
     async def RejectPost(
         self, request: posts_pb2.RejectPostRequest, context: Context
     ) -> posts_pb2.RejectPostResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         post = await posts.reject_post(self.app, tenant, request.post_id, request.reason)
         return posts_pb2.RejectPostResponse(post=convert.post_to_proto(post))
 
     async def GetStats(
         self, request: posts_pb2.GetStatsRequest, context: Context
     ) -> posts_pb2.GetStatsResponse:
-        tenant = await self.app.auth.tenant(context)
+        tenant = await self.auth.tenant(context)
         stats = await posts.get_stats(self.app, tenant)
         return posts_pb2.GetStatsResponse(
             by_status=[

@@ -37,7 +37,7 @@ from kairos_common.errors import FieldViolation
 from kairos_common.platforms import Platform
 
 if TYPE_CHECKING:
-    from kairos_api.bootstrap import Application
+    from kairos_api.service_layer.application import Application
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ from sqlalchemy.orm import aliased, selectinload
 from kairos_api.adapters import outbox
 from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Attempt, Post, Target, UTCDateTime, new_id
-from kairos_api.bootstrap import Application
 from kairos_api.domain.model import (
     CLAIMABLE_TARGET_STATUSES,
     AccountStatus,
@@ -48,6 +47,7 @@ from kairos_api.service_layer.accounts import (
     decrypt_credentials,
     encrypt_stored,
 )
+from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.settle import settle_post_ids, settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors

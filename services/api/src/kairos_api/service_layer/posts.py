@@ -44,7 +44,6 @@ from sqlalchemy.orm import selectinload
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Account, Attempt, Post, PostTag, Target, new_id
-from kairos_api.bootstrap import Application
 from kairos_api.domain import limits, schedule
 from kairos_api.domain.model import (
     EDITABLE_POST_STATUSES,
@@ -54,6 +53,7 @@ from kairos_api.domain.model import (
     TargetStatus,
     derive_post_status,
 )
+from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
