@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Table, bindparam, column, func, insert, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,6 +59,18 @@ class UnitOfWork:
     def on_postgresql(self) -> bool:
         """Whether row locks with SKIP LOCKED are available (not on SQLite)."""
         return self.session.get_bind().dialect.name == "postgresql"
+
+    async def psycopg(self) -> psycopg.AsyncConnection[Any]:
+        """The psycopg connection under this unit of work, in its transaction (PostgreSQL only).
+
+        For hot paths: a statement sent on it skips SQLAlchemy's compilation and result layers,
+        and psycopg prepares it server-side once it has run a few times on the connection.
+        """
+        if not self.on_postgresql:
+            raise RuntimeError("the psycopg connection exists on PostgreSQL only")
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        return cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
 
     async def commit(self) -> None:
         await self.session.commit()
