@@ -39,13 +39,14 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *, jetstream: bool = True) -> None:
+        """Start it; without `jetstream` it serves core NATS only (JetStream requests get
+        no responders, as from a server that has not enabled JetStream yet)."""
         command = [
             nats_server_binary(),
             "-a", "127.0.0.1",
             "-p", str(self.port),
-            "-js",
-            "-sd", str(self.store / "jetstream"),
+            *(["-js", "-sd", str(self.store / "jetstream")] if jetstream else []),
             "-l", str(self.log),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
@@ -64,10 +65,10 @@ class NatsServer:
             self.process.wait()
         self.process = None
 
-    def restart(self) -> None:
+    def restart(self, *, jetstream: bool = True) -> None:
         """Stop and start again on the same port and storage."""
         self.stop()
-        self.start()
+        self.start(jetstream=jetstream)
 
     def close(self) -> None:
         self.stop()

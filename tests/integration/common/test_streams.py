@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from kairos_common.deadline import Deadline
+from kairos_common.settings import CannotStart
 from kairos_common.streams import (
     DEAD_STREAM,
     DUE_STREAM,
@@ -56,6 +57,35 @@ async def test_a_drifted_stream_is_brought_back_to_the_layout(nats_client: NatsC
     await ensure_streams(js)
     info = await js.stream_info(EVENTS_STREAM)
     assert info.config.max_age == StreamLayout().events_max_age.total_seconds()
+
+
+async def test_streams_are_declared_once_jetstream_answers_after_a_restart(
+    fresh_nats: NatsServer,
+) -> None:
+    """A service starting while NATS restarts meets a server without JetStream for a moment: it
+    keeps asking instead of giving up (the scheduler of the chaos test once exited so)."""
+    fresh_nats.restart(jetstream=False)
+    client = await connect(fresh_nats.url, name="kairos-tests-js-later")
+    try:
+        declaring = asyncio.create_task(ensure_streams(client.jetstream(), patience=30.0))
+        await asyncio.sleep(1.5)
+        assert not declaring.done()  # still asking, not failed
+        fresh_nats.restart()
+        await asyncio.wait_for(declaring, timeout=20)
+        info = await client.jetstream().stream_info(DUE_STREAM)
+        assert info.config.subjects == ["kairos.due.>"]
+    finally:
+        await client.close()
+
+
+async def test_no_jetstream_past_the_patience_is_a_setup_error(fresh_nats: NatsServer) -> None:
+    fresh_nats.restart(jetstream=False)
+    client = await connect(fresh_nats.url, name="kairos-tests-no-js")
+    try:
+        with pytest.raises(CannotStart, match="JetStream enabled"):
+            await ensure_streams(client.jetstream(), patience=1.0)
+    finally:
+        await client.close()
 
 
 async def test_dedup_drops_a_republished_delivery(nats_client: NatsClient) -> None:

@@ -6,6 +6,7 @@ missing stream and brings an existing one's settings up to date.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -209,21 +210,50 @@ async def drain_and_close(nc: NatsClient, deadline: Deadline) -> None:
     await nc.close()
 
 
-async def ensure_streams(js: JetStreamContext, layout: StreamLayout | None = None) -> None:
+#: How long declaring the streams keeps trying while NATS answers but JetStream does not yet (a
+#: server restarting, a cluster electing its leader) before the service gives up (exit 2).
+STREAMS_PATIENCE = 30.0
+#: Errors of a JetStream that is there but not ready: worth another try shortly.
+_NOT_READY = (
+    ServiceUnavailableError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+)
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    layout: StreamLayout | None = None,
+    *,
+    patience: float = STREAMS_PATIENCE,
+) -> None:
     """Create the three streams, or update them to the wanted settings; safe to repeat.
 
-    Raises CannotStart when NATS refuses a stream as configured (no JetStream, more replicas
-    than servers), naming the setting to look at.
+    A JetStream that does not answer yet (a restart under way) is asked again every half second
+    for up to `patience` seconds. Raises CannotStart when NATS refuses a stream as configured
+    (more replicas than servers), or still has no JetStream after that, naming what to look at.
     """
     layout = layout or StreamLayout()
-    for config in layout.configs():
+    deadline = time.monotonic() + patience
+    tries = 0
+    while True:
         try:
-            await _ensure_stream(js, config)
-        except ServiceUnavailableError:
-            raise CannotStart(
-                "NATS at KAIROS_NATS_URL answers no JetStream requests: is JetStream enabled "
-                "(nats-server -js)?"
-            ) from None
+            for config in layout.configs():
+                await _ensure_stream(js, config)
+            return
+        except _NOT_READY as error:
+            tries += 1
+            if time.monotonic() >= deadline:
+                raise CannotStart(
+                    "NATS at KAIROS_NATS_URL answered no JetStream requests for "
+                    f"{patience:g} s ({type(error).__name__}): is JetStream enabled "
+                    "(nats-server -js) and the cluster up?"
+                ) from None
+            if tries == 1:
+                log.warning("JetStream not ready yet (%s); asking again", type(error).__name__)
+            await asyncio.sleep(0.5)
         except APIError as error:
             raise CannotStart(
                 f"NATS refused the stream {config.name} with {layout.replicas} replica(s) "
