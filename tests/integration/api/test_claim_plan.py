@@ -1,7 +1,8 @@
 """The claim PostgreSQL runs reads the partial index of claimable targets, not the whole table.
 
-The statement is the one `claim_due` really sends (captured as it goes to the driver), over a
-table holding ~50,000 targets of which only a few are due, with fresh planner statistics.
+The statement is the one `claim_due` sends (`claim.CLAIM_SQL` with `claim.claim_parameters`),
+explained as a prepared statement's generic plan too, over a table holding ~50,000 targets of
+which only a few are due, with fresh planner statistics.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
 
 from kairos.posts.v1 import posts_pb2
 from kairos_api.service_layer import dispatch
+from kairos_api.service_layer.dispatch import claim
 from support.api import api_settings, running_api
 from support.postgres import fresh_database
 
@@ -63,8 +64,12 @@ def seed(url: str, tenant: str, account_id: str) -> None:
         connection.execute("ANALYZE accounts")
 
 
-def explain(url: str, statement: str, parameters: Any) -> str:
+def explain(url: str, statement: str, parameters: Any, *, generic: bool = False) -> str:
+    """The plan of `statement`; with `generic`, the plan a prepared statement falls back to
+    after its first runs, which knows no parameter values."""
     with psycopg.connect(url) as connection:
+        if generic:
+            connection.execute("SET plan_cache_mode = force_generic_plan")
         rows = connection.execute("EXPLAIN " + statement, parameters).fetchall()
         connection.rollback()
     return "\n".join(row[0] for row in rows)
@@ -86,25 +91,18 @@ async def test_the_real_claim_uses_the_partial_index_over_a_large_table(tmp_path
         )
         await asyncio.to_thread(seed, url, client.tenant, connected.account.id)
 
-        sent: list[tuple[str, Any]] = []
-
-        def capture(*args: Any) -> None:
-            _connection, _cursor, statement, parameters, _context, _many = args
-            if statement.lstrip().startswith("WITH") and "UPDATE targets" in statement:
-                sent.append((statement, parameters))
-
-        engine = api.service.app.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", capture)
-        try:
-            claimed = await dispatch.claim_due(
-                api.service.app, timedelta(seconds=1), 500, timedelta(minutes=1)
-            )
-        finally:
-            event.remove(engine, "before_cursor_execute", capture)
-
+        claimed = await dispatch.claim_due(
+            api.service.app, timedelta(seconds=1), 500, timedelta(minutes=1)
+        )
         assert len(claimed) == DUE
-        [(statement, parameters)] = sent
-        plan = await asyncio.to_thread(explain, url, statement, parameters)
+        parameters = claim.claim_parameters(
+            api.service.app.clock(), timedelta(seconds=1), 500, timedelta(minutes=1)
+        )
+        plans = [
+            await asyncio.to_thread(explain, url, claim.CLAIM_SQL, parameters, generic=generic)
+            for generic in (False, True)
+        ]
 
-    assert "ix_targets_claimable" in plan, plan
-    assert "Seq Scan on targets" not in plan, plan
+    for plan in plans:
+        assert "ix_targets_claimable" in plan, plan
+        assert "Seq Scan on targets" not in plan, plan

@@ -1,12 +1,13 @@
 """Batched BeginAttempts and CompleteAttempts, on PostgreSQL and SQLite.
 
-A batch in which every delivery passes the fence, or every outcome is a first report of a
-publication, is written in bulk; any other batch takes the general path. Both must leave the same
+Every batch, whether every delivery passes the fence or some are refused, whether every outcome
+is a publication or they are mixed, goes through one path per stage; each must leave the right
 targets, posts, attempts and lifecycle events behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -254,3 +255,27 @@ async def test_a_reply_begun_in_a_batch_names_its_published_parent(
     )
 
     assert [b.reply_to_platform_id for b in batch] == ["parent-109", ""]
+
+
+async def test_the_targets_of_a_post_completed_at_the_same_moment_settle_it(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    """Two calls at once, each completing one of the two targets of the same posts: the post's
+    status derives from both targets, so each call must see the other's once it holds the post.
+    Reading them without holding the post left posts PUBLISHING with both targets published."""
+    tag = uuid.uuid4().hex[:8]
+    first = await connect(tenant, f"@left-{tag}@mastodon.example", "token-left")
+    second = await connect(tenant, f"@right-{tag}@mastodon.example", "token-right")
+    for round_ in range(3):
+        posts = [await post_due(tenant, [first, second], f"pair {round_}.{i}") for i in range(40)]
+        deliveries = await claim_targets(dispatch, posts)
+        begun = await begin_all(dispatch, [d.delivery_id for d in deliveries])
+        outcomes = [
+            published(d, b, f"{round_}-{i}")
+            for i, (d, b) in enumerate(zip(deliveries, begun, strict=True))
+        ]
+        await asyncio.gather(
+            complete_all(dispatch, outcomes[::2]), complete_all(dispatch, outcomes[1::2])
+        )
+        statuses = {(await get(tenant, p.id)).status for p in posts}
+        assert statuses == {posts_pb2.POST_STATUS_PUBLISHED}, f"round {round_}"

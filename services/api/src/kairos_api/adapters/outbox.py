@@ -7,6 +7,7 @@ re-published row is dropped by JetStream's de-duplication.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -40,20 +41,25 @@ def lifecycle_row(
     event_type: str,
     *,
     tenant_id: str,
-    post_id: uuid.UUID | None = None,
+    post_id: uuid.UUID | str | None = None,
     post_status: PostStatus | None = None,
     revision: int = 0,
-    target_id: uuid.UUID | None = None,
+    target_id: uuid.UUID | str | None = None,
     target_status: TargetStatus | None = None,
-    account_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | str | None = None,
     detail: str = "",
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The column values of one outbox row; KeyError for an unknown event type (a coding error).
+
+    Ids may be given as UUIDs or as their text; `now` (default: the current instant) is when
+    the event occurred.
 
     Insert one as `OutboxEvent(**row)`, or many in one statement (`UnitOfWork.emit_rows`).
     """
     event_id = new_id()
-    now = utcnow()
+    if now is None:
+        now = utcnow()
     occurred = Timestamp()
     occurred.FromDatetime(now)
     message = events_pb2.LifecycleEvent(

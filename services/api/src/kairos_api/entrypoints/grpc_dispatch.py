@@ -17,6 +17,7 @@ from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.accounts import StoredCredentials
 from kairos_api.service_layer.application import Application
 from kairos_common import errors
+from kairos_common.platforms import Platform
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -49,11 +50,11 @@ def _latency_ms(value: Duration, field: str) -> int:
 
 def delivery_to_proto(delivery: dispatch.Delivery) -> dispatch_pb2.Delivery:
     return dispatch_pb2.Delivery(
-        delivery_id=str(delivery.delivery_id),
-        target_id=str(delivery.target_id),
-        post_id=str(delivery.post_id),
-        platform=convert.platform_to_proto(delivery.platform),
-        account_id=str(delivery.account_id),
+        delivery_id=delivery.delivery_id,
+        target_id=delivery.target_id,
+        post_id=delivery.post_id,
+        platform=convert.platform_to_proto(Platform(delivery.platform)),
+        account_id=delivery.account_id,
         due_at=convert.timestamp(delivery.due_at),
         revision=delivery.revision,
         lease_until=convert.timestamp(delivery.lease_until),
@@ -100,7 +101,7 @@ def begun_to_proto(result: dispatch.Begun | dispatch.Refused) -> dispatch_pb2.Be
         )
     return dispatch_pb2.BeginAttemptResponse(
         ok=True,
-        attempt_id=str(result.attempt_id),
+        attempt_id=result.attempt_id,
         attempt_number=result.attempt_number,
         snapshot=dispatch_pb2.ContentSnapshot(
             content=result.content, media_urls=result.media_urls, settings=result.settings
@@ -109,18 +110,19 @@ def begun_to_proto(result: dispatch.Begun | dispatch.Refused) -> dispatch_pb2.Be
         reply_to_platform_id=result.reply_to_platform_id,
         idempotency_key=result.idempotency_key,
         account_handle=result.account_handle,
-        platform=convert.platform_to_proto(result.platform),
+        platform=convert.platform_to_proto(Platform(result.platform)),
         due_at=convert.timestamp(result.due_at),
-        target_id=str(result.target_id),
-        post_id=str(result.post_id),
-        account_id=str(result.account_id),
+        target_id=result.target_id,
+        post_id=result.post_id,
+        account_id=result.account_id,
         earlier_outcome_lost=result.earlier_outcome_lost,
     )
 
 
-def _uuid(value: str, field: str) -> uuid.UUID:
+def _uuid(value: str, field: str) -> str:
+    """The id's canonical text; InvalidArgument on `field` when it is not a UUID."""
     try:
-        return uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
         raise errors.InvalidArgument.of(field, "is not a valid id") from None
 
@@ -206,8 +208,12 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         return dispatch_pb2.CompleteAttemptsResponse(
             results=[
                 dispatch_pb2.CompletionResult(
-                    attempt_id=str(r.attempt_id),
-                    target_status=convert.target_status_to_proto(r.target_status),
+                    attempt_id=r.attempt_id,
+                    target_status=(
+                        convert.target_status_to_proto(r.target_status)
+                        if r.target_status is not None
+                        else posts_pb2.TARGET_STATUS_UNSPECIFIED
+                    ),
                     next_step=(
                         dispatch_pb2.NEXT_STEP_REDELIVER
                         if r.redeliver_after is not None

@@ -111,6 +111,10 @@ class UnitOfWork:
             )
         )
 
+    def events_written(self) -> None:
+        """Outbox rows were written by a statement of the caller's own: relay after commit."""
+        self._emitted = True
+
     async def emit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record many lifecycle events (`outbox.lifecycle_row` values) in one statement."""
         if not rows:

@@ -1,0 +1,408 @@
+"""Begin: the fence. An attempt begins only for a delivery that is still its target's current
+one, at the post's current revision, on an active account; its intent is recorded before the
+publisher may call the platform.
+
+One read locks the deliveries' posts and targets (in id order, as every stage that settles posts
+does, so they never deadlock) and returns what the fence and the publisher need; the fence is
+decided in Python (`domain.delivery.fence`); one statement then marks the targets PUBLISHING,
+inserts the attempts and moves the posts to PUBLISHING. Refused deliveries that change their
+target (stale, disconnected, rate-limited, paused) are written with their events and settle
+their posts in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
+
+from kairos_api.adapters.crypto import CredentialDecryptError
+from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
+from kairos_api.domain.delivery import END_EVENTS, FenceVerdict, ended, fence
+from kairos_api.domain.model import ErrorClass, PostStatus, TargetStatus
+from kairos_api.service_layer.accounts import StoredCredentials
+from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.dispatch.records import MAX_BATCH, Begun, Refused
+from kairos_api.service_layer.dispatch.writes import (
+    ATTEMPTS,
+    POSTS,
+    TARGETS,
+    Writes,
+    ids_text,
+    settled_statuses,
+    target_statuses,
+)
+from kairos_api.service_layer.unit_of_work import UnitOfWork
+from kairos_common import errors
+
+#: The deliveries' targets with their posts, accounts and attempt history, locked.
+READ_SQL = """
+SELECT t.delivery_id::text, t.id::text, t.post_id::text, t.account_id::text, t.platform,
+       t.status, t.delivery_revision, t.stale_at, t.next_attempt_at, t.due_at,
+       t.content_override, t.settings,
+       p.tenant_id, p.status, p.revision, p.deleted_at IS NOT NULL, p.content, p.media_urls,
+       a.status, a.blocked_until, a.handle, a.credentials,
+       h.last_number, coalesce(h.lost, false),
+       (SELECT parent.platform_post_id FROM targets AS parent
+        WHERE parent.post_id = p.parent_post_id AND parent.account_id = t.account_id
+          AND parent.status = 'published')
+FROM targets AS t
+JOIN posts AS p ON p.id = t.post_id
+JOIN accounts AS a ON a.id = t.account_id
+LEFT JOIN LATERAL (
+    SELECT max(x.number) AS last_number,
+           bool_or(x.finished_at IS NULL OR x.error_class = 'unknown') AS lost
+    FROM attempts AS x
+    WHERE x.target_id = t.id
+) AS h ON true
+WHERE t.delivery_id = ANY(string_to_array(%(deliveries)s, ',')::uuid[])
+ORDER BY p.id, t.id
+FOR UPDATE OF t, p
+"""
+
+#: Begin the attempts that passed the fence.
+BEGIN_SQL = """
+WITH began AS (
+    UPDATE targets
+    SET status = 'publishing', attempt_count = attempt_count + 1,
+        lease_until = %(lease_until)s, updated_at = %(now)s
+    WHERE id = ANY(string_to_array(%(targets)s, ',')::uuid[])
+), started AS (
+    UPDATE posts
+    SET status = 'publishing', updated_at = %(now)s
+    WHERE id = ANY(string_to_array(%(posts)s, ',')::uuid[])
+      AND status IN ('scheduled', 'pending_approval')
+)
+INSERT INTO attempts (id, target_id, number, delivery_id, started_at, published, http_status,
+                      error_class, error_code, message)
+SELECT (v->>0)::uuid, (v->>1)::uuid, (v->>2)::int, (v->>3)::uuid, %(now)s, false, 0, '', '', ''
+FROM json_array_elements(%(attempts)s::json) AS v
+"""
+
+SUPERSEDED = Refused("superseded", "the delivery was replaced by a newer one or withdrawn")
+
+
+async def begin_attempt(app: Application, delivery_id: str) -> Begun | Refused:
+    """The fence for one delivery; see `begin_attempts`. A malformed id is the caller's error."""
+    if _canonical(delivery_id) is None:
+        raise errors.InvalidArgument.of("delivery_id", "is not a valid id")
+    return (await begin_attempts(app, [delivery_id]))[0]
+
+
+async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[Begun | Refused]:
+    """The fence for many deliveries, in one transaction; one result per id, in order.
+
+    A malformed id, or one named a second time, is refused on its own: one bad event must not
+    hold back the good ones batched with it.
+    """
+    if len(delivery_ids) > MAX_BATCH:
+        raise errors.InvalidArgument.of("delivery_ids", f"at most {MAX_BATCH} per call")
+    results: list[Begun | Refused | None] = [None] * len(delivery_ids)
+    positions: dict[str, int] = {}
+    for index, value in enumerate(delivery_ids):
+        canonical = _canonical(value)
+        if canonical is None:
+            results[index] = Refused("superseded", f"{value[:64]!r} is not a valid delivery id")
+        elif canonical in positions:
+            results[index] = Refused(
+                "superseded", "the delivery was named twice in one call; only the first counts"
+            )
+        else:
+            positions[canonical] = index
+    if positions:
+        begun = await _begin(app, positions)
+        for canonical, index in positions.items():
+            results[index] = begun.get(canonical, SUPERSEDED)
+    return [result for result in results if result is not None]
+
+
+def _canonical(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begun | Refused]:
+    """`begin_attempts` for well-formed, distinct delivery ids: delivery id → its result (none
+    for a delivery that no target has, which is superseded)."""
+    now = app.clock()
+    lease_until = now + app.settings.attempt_lease
+    results: dict[str, Begun | Refused] = {}
+    writes = Writes(now)
+    touched: dict[str, str] = {}  # posts whose targets a refusal changed → their status
+    credentials: dict[str, StoredCredentials | str] = {}
+    began_targets: list[str] = []
+    began_posts: set[str] = set()
+    attempts: list[str] = []
+    numbers: list[int] = []
+    began_deliveries: list[str] = []
+    async with app.uow() as uow:
+        for row in await _read(uow, list(deliveries)):
+            (
+                delivery_id,
+                target_id,
+                post_id,
+                account_id,
+                platform,
+                target_status,
+                delivery_revision,
+                stale_at,
+                next_attempt_at,
+                due_at,
+                content_override,
+                settings,
+                tenant_id,
+                post_status,
+                revision,
+                deleted,
+                content,
+                media_urls,
+                account_status,
+                blocked_until,
+                handle,
+                sealed,
+                last_number,
+                lost,
+                reply_to,
+            ) = row
+            verdict: FenceVerdict | None = fence(
+                target_id=target_id,
+                target_status=target_status,
+                delivery_revision=delivery_revision,
+                post_revision=revision,
+                post_deleted=deleted,
+                stale_at=stale_at,
+                next_attempt_at=next_attempt_at,
+                account_status=account_status,
+                blocked_until=blocked_until,
+                now=now,
+            )
+            if verdict is None:
+                if account_id not in credentials:
+                    credentials[account_id] = _open(app, account_id, sealed)
+                secret = credentials[account_id]
+                if isinstance(secret, str):
+                    verdict = FenceVerdict(
+                        "account_inactive",
+                        "the account's credentials cannot be read",
+                        ended(target_id, TargetStatus.FAILED, secret),
+                    )
+            if verdict is not None:
+                results[delivery_id] = Refused(verdict.rejection, verdict.reason)
+                if verdict.change is not None:
+                    writes.changes.append(verdict.change)
+                    touched[post_id] = post_status
+                    event = END_EVENTS.get(verdict.change.status)
+                    if event is not None:
+                        assert verdict.change.last_error is not None
+                        writes.event(
+                            event,
+                            tenant_id=tenant_id,
+                            post_id=post_id,
+                            post_status=PostStatus(post_status),
+                            revision=revision,
+                            target_id=target_id,
+                            target_status=verdict.change.status,
+                            account_id=account_id,
+                            detail=verdict.change.last_error[2][:1000],
+                        )
+                continue
+            assert not isinstance(secret, str)
+            attempt_id = str(new_id())
+            number = (last_number or 0) + 1
+            began_targets.append(target_id)
+            began_posts.add(post_id)
+            attempts.append(attempt_id)
+            numbers.append(number)
+            began_deliveries.append(delivery_id)
+            results[delivery_id] = Begun(
+                attempt_id=attempt_id,
+                attempt_number=number,
+                target_id=target_id,
+                post_id=post_id,
+                account_id=account_id,
+                account_handle=handle,
+                platform=platform,
+                due_at=due_at or now,
+                content=content if content_override is None else content_override,
+                media_urls=list(media_urls),
+                settings=dict(settings),
+                credentials=secret,
+                reply_to_platform_id=reply_to or "",
+                idempotency_key=f"kairos-{target_id}",
+                earlier_outcome_lost=bool(lost),
+            )
+        if began_targets:
+            await _write_begun(
+                uow,
+                now=now,
+                lease_until=lease_until,
+                targets=began_targets,
+                posts=sorted(began_posts),
+                attempts=attempts,
+                numbers=numbers,
+                deliveries=began_deliveries,
+            )
+        if writes.changes:
+            siblings = await target_statuses(uow, touched)
+            writes.posts = settled_statuses(touched, siblings, writes.changes)
+            await writes.apply(uow)
+        await uow.commit()
+    return results
+
+
+def _open(app: Application, account_id: str, sealed: bytes | None) -> StoredCredentials | str:
+    """The account's credentials in clear, or why they cannot be read (none stored, a key
+    missing from KAIROS_SECRET_KEY, damage); the reason never holds any part of a secret."""
+    if sealed is None:
+        return f"account {account_id} has no credentials (disconnected)"
+    try:
+        plaintext = app.cipher.decrypt(sealed, associated=account_id)
+    except CredentialDecryptError as error:
+        return str(error)
+    return cast(StoredCredentials, json.loads(plaintext))
+
+
+async def _read(uow: UnitOfWork, deliveries: list[str]) -> Sequence[Sequence[Any]]:
+    if uow.on_postgresql:
+        connection = await uow.psycopg()
+        cursor = await connection.execute(READ_SQL, {"deliveries": ids_text(deliveries)})
+        return await cursor.fetchall()
+    return await _read_on_sqlite(uow, deliveries)
+
+
+_Parent = aliased(Target, name="parent")
+
+
+async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[Any]]:
+    """READ_SQL for SQLite, whose one writer at a time needs no row locks; the same row shape."""
+    last_number = (
+        select(func.max(Attempt.number)).where(Attempt.target_id == Target.id).scalar_subquery()
+    )
+    lost = exists().where(
+        Attempt.target_id == Target.id,
+        or_(Attempt.finished_at.is_(None), Attempt.error_class == ErrorClass.UNKNOWN.value),
+    )
+    reply = (
+        select(_Parent.platform_post_id)
+        .where(
+            _Parent.post_id == Post.parent_post_id,
+            _Parent.account_id == Target.account_id,
+            _Parent.status == TargetStatus.PUBLISHED.value,
+        )
+        .scalar_subquery()
+    )
+    result = await uow.session.execute(
+        select(
+            Target.delivery_id,
+            Target.id,
+            Target.post_id,
+            Target.account_id,
+            Target.platform,
+            Target.status,
+            Target.delivery_revision,
+            Target.stale_at,
+            Target.next_attempt_at,
+            Target.due_at,
+            Target.content_override,
+            Target.settings,
+            Post.tenant_id,
+            Post.status,
+            Post.revision,
+            Post.deleted_at.is_not(None),
+            Post.content,
+            Post.media_urls,
+            Account.status,
+            Account.blocked_until,
+            Account.handle,
+            Account.credentials,
+            last_number,
+            lost,
+            reply,
+        )
+        .join(Post, Post.id == Target.post_id)
+        .join(Account, Account.id == Target.account_id)
+        .where(Target.delivery_id.in_([uuid.UUID(d) for d in deliveries]))
+        .order_by(Post.id, Target.id)
+    )
+    rows = []
+    for row in result.all():
+        values = list(row)
+        for index in (0, 1, 2, 3):
+            values[index] = str(values[index])
+        rows.append(values)
+    return rows
+
+
+async def _write_begun(
+    uow: UnitOfWork,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    targets: list[str],
+    posts: list[str],
+    attempts: list[str],
+    numbers: list[int],
+    deliveries: list[str],
+) -> None:
+    """Mark the targets PUBLISHING, record the attempts' intent, move the posts to PUBLISHING."""
+    if uow.on_postgresql:
+        driver = await uow.psycopg()
+        await driver.execute(
+            BEGIN_SQL,
+            {
+                "now": now,
+                "lease_until": lease_until,
+                "targets": ids_text(targets),
+                "posts": ids_text(posts),
+                "attempts": json.dumps(
+                    list(zip(attempts, targets, numbers, deliveries, strict=True))
+                ),
+            },
+        )
+        return
+    connection = await uow.session.connection()
+    await connection.execute(
+        update(TARGETS)
+        .where(TARGETS.c.id.in_([uuid.UUID(t) for t in targets]))
+        .values(
+            status=TargetStatus.PUBLISHING.value,
+            attempt_count=TARGETS.c.attempt_count + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
+    )
+    await connection.execute(
+        update(POSTS)
+        .where(
+            POSTS.c.id.in_([uuid.UUID(p) for p in posts]),
+            POSTS.c.status.in_([PostStatus.SCHEDULED.value, PostStatus.PENDING_APPROVAL.value]),
+        )
+        .values(status=PostStatus.PUBLISHING.value, updated_at=now)
+    )
+    await connection.execute(
+        insert(ATTEMPTS),
+        [
+            {
+                "id": uuid.UUID(attempt),
+                "target_id": uuid.UUID(target),
+                "number": number,
+                "delivery_id": uuid.UUID(delivery),
+                "started_at": now,
+                "published": False,
+                "http_status": 0,
+                "error_class": "",
+                "error_code": "",
+                "message": "",
+            }
+            for attempt, target, number, delivery in zip(
+                attempts, targets, numbers, deliveries, strict=True
+            )
+        ],
+    )

@@ -1,0 +1,213 @@
+"""Sweep: what leases and staleness say once time has passed, and dead-lettered deliveries.
+
+Not on the hot path: a sweep finds a handful of rows a second at most, so it works on loaded
+rows, applying the same rules (`domain.delivery`) as the batched stages. Rows are locked with
+their posts, in id order and skipping rows another transaction holds, so a sweep never waits
+on (or deadlocks with) a stage at work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from kairos_api.adapters.orm import Attempt, Post, Target, new_id
+from kairos_api.domain.delivery import END_EVENTS, TargetChange, ended
+from kairos_api.domain.model import ErrorClass, TargetStatus
+from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.dispatch.complete import IDEMPOTENT_PLATFORMS
+from kairos_api.service_layer.dispatch.records import MAX_CLAIM, Delivery, SweepResult
+from kairos_api.service_layer.settle import settle_posts
+from kairos_api.service_layer.unit_of_work import UnitOfWork
+from kairos_common import errors
+
+
+def apply_change(uow: UnitOfWork, post: Post, target: Target, change: TargetChange) -> None:
+    """Set a loaded target's columns as `change` says, with the event its ending emits."""
+    target.status = change.status
+    target.next_attempt_at = change.next_attempt_at
+    target.delivery_id = uuid.UUID(change.delivery_id) if change.delivery_id else None
+    target.delivery_revision = change.delivery_revision
+    target.lease_until = change.lease_until
+    if change.last_error is not None:
+        klass, code, message = change.last_error
+        target.last_error_class, target.last_error_code = klass, code
+        target.last_error_message = message
+    if change.published is not None:
+        target.platform_post_id, target.platform_url, target.published_at = change.published
+    event = END_EVENTS.get(change.status)
+    if event is not None:
+        detail = change.last_error[2] if change.last_error is not None else ""
+        uow.emit(event, post, target=target, detail=detail[:1000])
+
+
+def _delivery(target: Target, revision: int) -> Delivery:
+    assert target.delivery_id is not None
+    assert target.lease_until is not None
+    assert target.due_at is not None
+    return Delivery(
+        delivery_id=str(target.delivery_id),
+        target_id=str(target.id),
+        post_id=str(target.post_id),
+        platform=target.platform,
+        account_id=str(target.account_id),
+        due_at=target.due_at,
+        revision=revision,
+        lease_until=target.lease_until,
+        attempt_number=target.attempt_count + 1,
+    )
+
+
+async def sweep_expired(app: Application, limit: int, lease: timedelta) -> SweepResult:
+    """Re-emit lost deliveries, settle abandoned attempts, mark stale targets MISSED."""
+    if limit <= 0 or limit > MAX_CLAIM:
+        raise errors.InvalidArgument.of("limit", f"must be 1-{MAX_CLAIM}")
+    now = app.clock()
+    redeliveries: list[Delivery] = []
+    unknown = missed = requeued = 0
+    async with app.uow() as uow:
+
+        async def expired(*conditions: Any) -> list[Target]:
+            query = (
+                select(Target)
+                .join(Post, Post.id == Target.post_id)
+                .where(*conditions)
+                .order_by(Post.id, Target.id)
+                .limit(limit)
+            )
+            if uow.on_postgresql:
+                query = query.with_for_update(of=(Target, Post), skip_locked=True)
+            return list((await uow.session.execute(query)).scalars())
+
+        def redeliver(target: Target, post: Post) -> None:
+            """A new delivery for the target; the scheduler emits it."""
+            target.status = TargetStatus.QUEUED
+            target.delivery_id = new_id()
+            target.delivery_revision = post.revision
+            target.lease_until = now + lease
+            target.updated_at = now
+            redeliveries.append(_delivery(target, post.revision))
+
+        stale = await expired(
+            Target.status.in_([TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED]),
+            # Claimable or claimed; a post still waiting for approval is not missed by the sweep.
+            or_(Target.next_attempt_at.is_not(None), Target.status == TargetStatus.QUEUED),
+            Target.stale_at <= now,
+        )
+        lost = await expired(Target.status == TargetStatus.QUEUED, Target.lease_until < now)
+        abandoned = await expired(
+            Target.status == TargetStatus.PUBLISHING, Target.lease_until < now
+        )
+        posts = await _posts_of(uow, [*stale, *lost, *abandoned])
+        for target in stale:
+            change = ended(
+                str(target.id),
+                TargetStatus.MISSED,
+                "past its stale_after before it could be published",
+            )
+            apply_change(uow, posts[target.post_id], target, change)
+            missed += 1
+        for target in lost:
+            if target.status == TargetStatus.QUEUED:  # not just marked missed
+                redeliver(target, posts[target.post_id])
+        for target in abandoned:
+            post = posts[target.post_id]
+            if await _safe_to_retry(uow, target, now):
+                # The platform dedups on the idempotency key: a second call cannot double-post.
+                redeliver(target, post)
+                requeued += 1
+            else:
+                await _close_open_attempts(uow, target.id, now)
+                change = ended(
+                    str(target.id),
+                    TargetStatus.UNKNOWN,
+                    "the attempt never reported back; the post may or may not be published",
+                    error_class=ErrorClass.UNKNOWN.value,
+                )
+                apply_change(uow, post, target, change)
+                unknown += 1
+        await settle_posts(uow, posts.values(), now)
+        await uow.commit()
+    return SweepResult(redeliveries, unknown, missed, requeued)
+
+
+async def fail_delivery(app: Application, delivery_id: str, reason: str) -> TargetStatus | None:
+    """End a dead-lettered delivery: FAILED, or UNKNOWN when an attempt had already begun.
+
+    None when the delivery is no longer the target's current one (nothing changes).
+    """
+    try:
+        ident = uuid.UUID(delivery_id)
+    except ValueError:
+        raise errors.InvalidArgument.of("delivery_id", "is not a valid id") from None
+    now = app.clock()
+    async with app.uow() as uow:
+        query = (
+            select(Target, Post)
+            .join(Post, Post.id == Target.post_id)
+            .where(Target.delivery_id == ident)
+        )
+        if uow.on_postgresql:
+            query = query.with_for_update(of=(Target, Post))
+        found = (await uow.session.execute(query)).one_or_none()
+        if found is None:
+            return None
+        target, post = found
+        if target.status not in (TargetStatus.QUEUED, TargetStatus.PUBLISHING):
+            return None
+        message = f"dead-lettered: {reason}"
+        if target.status == TargetStatus.PUBLISHING:
+            await _close_open_attempts(uow, target.id, now)
+            change = ended(
+                str(target.id), TargetStatus.UNKNOWN, message, error_class=ErrorClass.UNKNOWN.value
+            )
+        else:
+            change = ended(
+                str(target.id),
+                TargetStatus.FAILED,
+                message,
+                error_class=ErrorClass.PERMANENT.value,
+                code="dead_letter",
+            )
+        apply_change(uow, post, target, change)
+        target.updated_at = now
+        await settle_posts(uow, [post], now)
+        await uow.commit()
+        return TargetStatus(target.status)
+
+
+async def _safe_to_retry(uow: UnitOfWork, target: Target, now: datetime) -> bool:
+    """Whether the platform still remembers this target's idempotency key, so that trying again
+    after an attempt that may have published cannot publish twice."""
+    window = IDEMPOTENT_PLATFORMS.get(target.platform)
+    if window is None:
+        return False
+    starts = (
+        await uow.session.execute(select(Attempt.started_at).where(Attempt.target_id == target.id))
+    ).scalars()
+    first = min(starts, default=None)
+    return first is not None and now - first < window
+
+
+async def _posts_of(uow: UnitOfWork, targets: Iterable[Target]) -> dict[uuid.UUID, Post]:
+    ids = {t.post_id for t in targets}
+    if not ids:
+        return {}
+    rows = (await uow.session.execute(select(Post).where(Post.id.in_(ids)))).scalars()
+    return {p.id: p for p in rows}
+
+
+async def _close_open_attempts(uow: UnitOfWork, target_id: uuid.UUID, now: datetime) -> None:
+    await uow.session.execute(
+        update(Attempt)
+        .where(and_(Attempt.target_id == target_id, Attempt.finished_at.is_(None)))
+        .values(
+            finished_at=now,
+            error_class=ErrorClass.UNKNOWN.value,
+            message="no outcome was reported before the lease ran out",
+        )
+    )
