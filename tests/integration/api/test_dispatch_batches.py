@@ -279,3 +279,26 @@ async def test_the_targets_of_a_post_completed_at_the_same_moment_settle_it(
         )
         statuses = {(await get(tenant, p.id)).status for p in posts}
         assert statuses == {posts_pb2.POST_STATUS_PUBLISHED}, f"round {round_}"
+
+
+async def test_an_unknown_attempt_does_not_hold_back_the_outcomes_batched_with_it(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant, f"@lone-{uuid.uuid4().hex[:8]}@mastodon.example", "token")
+    post = await post_due(tenant, [account], "next to a stranger")
+    [delivery] = await claim_targets(dispatch, [post])
+    [begun] = await begin_all(dispatch, [delivery.delivery_id])
+    stranger = dispatch_pb2.AttemptOutcome(
+        attempt_id=str(uuid.uuid4()),
+        delivery_id=str(uuid.uuid4()),
+        published=dispatch_pb2.Published(platform_post_id="x", url="https://m.example/x"),
+    )
+
+    results = await complete_all(dispatch, [stranger, published(delivery, begun, "kept")])
+
+    assert [r.target_status for r in results] == [
+        posts_pb2.TARGET_STATUS_UNSPECIFIED,
+        posts_pb2.TARGET_STATUS_PUBLISHED,
+    ]
+    assert [r.next_step for r in results] == [dispatch_pb2.NEXT_STEP_ACK] * 2
+    assert (await get(tenant, post.id)).status == posts_pb2.POST_STATUS_PUBLISHED
