@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from integration.api.test_dispatch_service import connect, post_due
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kairos.events.v1 import events_pb2
 from kairos_api.adapters.orm import OutboxEvent
@@ -62,3 +63,35 @@ async def test_every_outbox_event_is_published_once_and_marked_relayed(
     finally:
         await client.close()
     assert sorted(published) == sorted(marked)  # each event exactly once
+
+
+async def test_events_relayed_longer_ago_than_the_retention_are_pruned(
+    own_api: RunningApi, tenant: Client
+) -> None:
+    account = await connect(tenant)
+    posts = [await post_due(tenant, account, f"prune {i}", offset=600) for i in range(4)]
+    ours = {p.id for p in posts}
+    relay = own_api.service.relay
+    assert relay is not None
+    deadline = time.monotonic() + 15
+    marked = await outbox_of(own_api, ours)
+    while not (len(marked) == 8 and all(marked.values())) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        marked = await outbox_of(own_api, ours)
+    assert len(marked) == 8  # created and scheduled, per post
+    assert all(marked.values())
+    old = sorted(marked)[:5]
+    now = datetime.now(UTC)
+    async with own_api.service.app.uow() as uow:
+        await uow.session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.event_id.in_([uuid.UUID(e) for e in old]))
+            .values(relayed_at=now - timedelta(hours=2))
+        )
+        await uow.commit()
+
+    pruned = await relay.prune_once(now - timedelta(hours=1))
+
+    assert pruned >= 5  # ours, and any other module test's as old
+    left = await outbox_of(own_api, ours)
+    assert sorted(left) == sorted(set(marked) - set(old))

@@ -86,6 +86,9 @@ class ApiSettings:
     #: How long a begun attempt may run before the sweeper settles it
     #: (KAIROS_ATTEMPT_LEASE_SECONDS).
     attempt_lease: timedelta = timedelta(seconds=120)
+    #: How long relayed lifecycle events stay in the outbox table before they are deleted
+    #: (KAIROS_OUTBOX_RETENTION_SECONDS); KAIROS_EVENTS keeps them for subscribers.
+    outbox_retention: timedelta = timedelta(hours=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -106,4 +109,5 @@ class ApiSettings:
             retry_cap=env.seconds("KAIROS_RETRY_CAP_SECONDS", 600.0),
             redeliver_max=env.seconds("KAIROS_REDELIVER_MAX_SECONDS", 30.0),
             attempt_lease=env.seconds("KAIROS_ATTEMPT_LEASE_SECONDS", 120.0, minimum=1.0),
+            outbox_retention=env.seconds("KAIROS_OUTBOX_RETENTION_SECONDS", 3600.0, minimum=60.0),
         )
