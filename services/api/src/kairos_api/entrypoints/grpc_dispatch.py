@@ -48,18 +48,23 @@ def _latency_ms(value: Duration, field: str) -> int:
     return int(latency.total_seconds() * 1000)
 
 
+#: Platform names as the database keeps them → the protobuf enum.
+PLATFORMS = {platform.value: convert.platform_to_proto(platform) for platform in Platform}
+
+
 def delivery_to_proto(delivery: dispatch.Delivery) -> dispatch_pb2.Delivery:
-    return dispatch_pb2.Delivery(
+    message = dispatch_pb2.Delivery(
         delivery_id=delivery.delivery_id,
         target_id=delivery.target_id,
         post_id=delivery.post_id,
-        platform=convert.platform_to_proto(Platform(delivery.platform)),
+        platform=PLATFORMS[delivery.platform],
         account_id=delivery.account_id,
-        due_at=convert.timestamp(delivery.due_at),
         revision=delivery.revision,
-        lease_until=convert.timestamp(delivery.lease_until),
         attempt_number=delivery.attempt_number,
     )
+    convert.set_timestamp(message.due_at, delivery.due_at)
+    convert.set_timestamp(message.lease_until, delivery.lease_until)
+    return message
 
 
 def credentials_to_proto(stored: StoredCredentials) -> posts_pb2.Credentials:
@@ -94,29 +99,39 @@ def credentials_from_proto(message: posts_pb2.Credentials) -> StoredCredentials:
     )
 
 
-def begun_to_proto(result: dispatch.Begun | dispatch.Refused) -> dispatch_pb2.BeginAttemptResponse:
+def begun_to_proto(
+    result: dispatch.Begun | dispatch.Refused,
+    credentials: dict[int, posts_pb2.Credentials] | None = None,
+) -> dispatch_pb2.BeginAttemptResponse:
+    """The response for one delivery. `credentials` caches each account's message by the
+    identity of its decrypted credentials, which a batch shares between its account's rows."""
     if isinstance(result, dispatch.Refused):
         return dispatch_pb2.BeginAttemptResponse(
             ok=False, rejection=REJECTIONS[result.rejection], reason=result.reason
         )
-    return dispatch_pb2.BeginAttemptResponse(
+    cache = {} if credentials is None else credentials
+    message = cache.get(id(result.credentials))
+    if message is None:
+        message = cache[id(result.credentials)] = credentials_to_proto(result.credentials)
+    response = dispatch_pb2.BeginAttemptResponse(
         ok=True,
         attempt_id=result.attempt_id,
         attempt_number=result.attempt_number,
         snapshot=dispatch_pb2.ContentSnapshot(
             content=result.content, media_urls=result.media_urls, settings=result.settings
         ),
-        credentials=credentials_to_proto(result.credentials),
         reply_to_platform_id=result.reply_to_platform_id,
         idempotency_key=result.idempotency_key,
         account_handle=result.account_handle,
-        platform=convert.platform_to_proto(Platform(result.platform)),
-        due_at=convert.timestamp(result.due_at),
+        platform=PLATFORMS[result.platform],
         target_id=result.target_id,
         post_id=result.post_id,
         account_id=result.account_id,
         earlier_outcome_lost=result.earlier_outcome_lost,
     )
+    response.credentials.CopyFrom(message)
+    convert.set_timestamp(response.due_at, result.due_at)
+    return response
 
 
 def _uuid(value: str, field: str) -> str:
@@ -158,7 +173,10 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     ) -> dispatch_pb2.BeginAttemptsResponse:
         self.auth.require_service(context)
         results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
-        return dispatch_pb2.BeginAttemptsResponse(results=[begun_to_proto(r) for r in results])
+        credentials: dict[int, posts_pb2.Credentials] = {}
+        return dispatch_pb2.BeginAttemptsResponse(
+            results=[begun_to_proto(r, credentials) for r in results]
+        )
 
     async def CompleteAttempts(
         self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
