@@ -1,4 +1,8 @@
-"""The claim PostgreSQL runs reads the partial index of claimable targets, not the whole table.
+"""The claim and the fence PostgreSQL run read indexes, not whole tables.
+
+The claim reads the partial index of claimable targets; the fence's read of the claimed
+deliveries looks no parent up for posts that are no thread part (it once scanned every published
+target of the account for each delivery, so a burst on one account grew quadratically).
 
 The statement is the one `claim_due` sends (`claim.CLAIM_SQL` with `claim.claim_parameters`),
 explained as a prepared statement's generic plan too, over a table holding ~50,000 targets of
@@ -16,7 +20,8 @@ import psycopg
 
 from kairos.posts.v1 import posts_pb2
 from kairos_api.service_layer import dispatch
-from kairos_api.service_layer.dispatch import claim
+from kairos_api.service_layer.dispatch import begin, claim
+from kairos_api.service_layer.dispatch.writes import ids_text
 from support.api import api_settings, running_api
 from support.postgres import fresh_database
 
@@ -75,7 +80,7 @@ def explain(url: str, statement: str, parameters: Any, *, generic: bool = False)
     return "\n".join(row[0] for row in rows)
 
 
-async def test_the_real_claim_uses_the_partial_index_over_a_large_table(tmp_path: Path) -> None:
+async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path: Path) -> None:
     async with (
         fresh_database("postgresql", tmp_path) as url,
         running_api(api_settings(url)) as api,
@@ -102,7 +107,14 @@ async def test_the_real_claim_uses_the_partial_index_over_a_large_table(tmp_path
             await asyncio.to_thread(explain, url, claim.CLAIM_SQL, parameters, generic=generic)
             for generic in (False, True)
         ]
+        deliveries = {"deliveries": ids_text([d.delivery_id for d in claimed])}
+        fence = await asyncio.to_thread(
+            explain, url, "(ANALYZE) " + begin.READ_SQL, deliveries, generic=True
+        )
 
     for plan in plans:
         assert "ix_targets_claimable" in plan, plan
         assert "Seq Scan on targets" not in plan, plan
+    assert "Seq Scan on targets" not in fence, fence
+    [parent_lookup] = [line for line in fence.splitlines() if "on targets parent" in line]
+    assert "never executed" in parent_lookup, fence

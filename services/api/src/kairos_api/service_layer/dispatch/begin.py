@@ -48,9 +48,11 @@ SELECT t.delivery_id::text, t.id::text, t.post_id::text, t.account_id::text, t.p
        p.tenant_id, p.status, p.revision, p.deleted_at IS NOT NULL, p.content, p.media_urls,
        a.status, a.blocked_until, a.handle, a.credentials,
        h.last_number, coalesce(h.lost, false),
-       (SELECT parent.platform_post_id FROM targets AS parent
-        WHERE parent.post_id = p.parent_post_id AND parent.account_id = t.account_id
-          AND parent.status = 'published')
+       CASE WHEN p.parent_post_id IS NOT NULL THEN
+           (SELECT parent.platform_post_id FROM targets AS parent
+            WHERE parent.post_id = p.parent_post_id AND parent.account_id = t.account_id
+              AND parent.status = 'published')
+       END
 FROM targets AS t
 JOIN posts AS p ON p.id = t.post_id
 JOIN accounts AS a ON a.id = t.account_id
