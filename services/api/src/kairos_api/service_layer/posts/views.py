@@ -1,0 +1,274 @@
+"""What clients read: one post, a page of posts, and the tenant's counts (GetStats)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Select, and_, exists, func, or_, select, union_all
+
+from kairos_api.adapters.orm import Post, PostTag, Target
+from kairos_api.domain.model import PostStatus, TargetStatus
+from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
+from kairos_api.service_layer.posts.records import (
+    LIVE_POST_WITH_ATTEMPTS,
+    POST_COLUMNS,
+    PostRecord,
+    post_records,
+    post_with_attempts,
+)
+from kairos_api.service_layer.posts.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_id
+from kairos_common import errors
+from kairos_common.errors import FieldViolation
+from kairos_common.platforms import Platform
+
+
+@dataclass(frozen=True)
+class ListPosts:
+    statuses: Sequence[PostStatus] = ()
+    platforms: Sequence[Platform] = ()
+    account_id: str = ""
+    campaign: str = ""
+    tag: str = ""
+    scheduled_from: datetime | None = None
+    scheduled_to: datetime | None = None
+    page_size: int = 0
+    page_token: str = ""
+    order: str = "created_newest"
+
+
+@dataclass(frozen=True)
+class Stats:
+    by_status: dict[PostStatus, int]
+    by_platform: dict[tuple[Platform, TargetStatus], int]
+    due_next_hour: int
+    oldest_overdue: Post | None
+
+
+async def get_post(app: Application, tenant: str, post_id: str) -> PostRecord:
+    """One post with its targets and every attempt."""
+    ident = parse_id(post_id, "post_id")
+    async with app.uow() as uow:
+        connection = await uow.session.connection()
+        query = LIVE_POST_WITH_ATTEMPTS
+        rows = (await connection.execute(query, {"post_id": ident, "tenant": tenant})).all()
+    if not rows:
+        raise errors.NotFound(f"post {post_id} not found")
+    return post_with_attempts(rows)
+
+
+ORDERS = ("created_newest", "created_oldest", "scheduled_soonest")
+
+
+def _filter_fingerprint(command: ListPosts) -> bytes:
+    parts = [
+        sorted(s.value for s in command.statuses),
+        sorted(p.value for p in command.platforms),
+        command.account_id,
+        command.campaign,
+        command.tag,
+        command.scheduled_from.isoformat() if command.scheduled_from else "",
+        command.scheduled_to.isoformat() if command.scheduled_to else "",
+        command.order,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).digest()[:8]
+
+
+async def list_posts(
+    app: Application, tenant: str, command: ListPosts
+) -> tuple[list[PostRecord], str]:
+    """One page of posts, and the token of the next page ('' on the last)."""
+    violations: list[FieldViolation] = []
+    if command.page_size < 0:
+        violations.append(FieldViolation("page_size", "must not be negative"))
+    if command.order not in ORDERS:
+        violations.append(FieldViolation("order", f"must be one of {', '.join(ORDERS)}"))
+    account_id: uuid.UUID | None = None
+    if command.account_id:
+        try:
+            account_id = parse_id(command.account_id, "account_id")
+        except errors.InvalidArgument as error:
+            violations.extend(error.violations)
+    if (
+        command.scheduled_from is not None
+        and command.scheduled_to is not None
+        and command.scheduled_from >= command.scheduled_to
+    ):
+        violations.append(FieldViolation("scheduled_to", "must be after scheduled_from"))
+    if violations:
+        raise errors.InvalidArgument.collect(violations)
+    size = min(command.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    fingerprint = _filter_fingerprint(command)
+
+    query: Select[Any] = select(*POST_COLUMNS).where(
+        Post.tenant_id == tenant, Post.deleted_at.is_(None)
+    )
+    if command.statuses:
+        query = query.where(Post.status.in_([s.value for s in command.statuses]))
+    if command.platforms:
+        query = query.where(
+            exists().where(
+                Target.post_id == Post.id,
+                Target.platform.in_([p.value for p in command.platforms]),
+            )
+        )
+    if account_id is not None:
+        query = query.where(
+            exists().where(Target.post_id == Post.id, Target.account_id == account_id)
+        )
+    if command.campaign:
+        query = query.where(Post.campaign == command.campaign)
+    if command.tag:
+        query = query.where(
+            exists().where(
+                PostTag.post_id == Post.id,
+                PostTag.tag == command.tag,
+                PostTag.tenant_id == tenant,
+            )
+        )
+    if command.scheduled_from is not None:
+        query = query.where(Post.scheduled_at >= command.scheduled_from)
+    if command.scheduled_to is not None:
+        query = query.where(Post.scheduled_at < command.scheduled_to)
+
+    cursor = (
+        decode_token(command.page_token, fingerprint, command.order) if command.page_token else None
+    )
+    query = _order_and_seek(query, command.order, cursor)
+    query = query.limit(size + 1)
+    async with app.uow() as uow:
+        connection = await uow.session.connection()
+        rows = (await connection.execute(query)).all()
+        more = len(rows) > size
+        page = await post_records(connection, rows[:size])
+    token = ""
+    if more:
+        last = page[-1]
+        at = last.scheduled_at if command.order == "scheduled_soonest" else last.created_at
+        token = encode_token(fingerprint, Cursor(at, last.id))
+    return page, token
+
+
+def _order_and_seek(query: Select[Any], order: str, cursor: Cursor | None) -> Select[Any]:
+    if order == "scheduled_soonest":
+        # Unscheduled posts last, as the (tenant_id, scheduled_at, id) index keeps them on
+        # PostgreSQL, so it serves the order without sorting the tenant's posts.
+        query = query.order_by(Post.scheduled_at.asc().nulls_last(), Post.id)
+        if cursor is not None and cursor.at is not None:
+            query = query.where(
+                or_(
+                    Post.scheduled_at > cursor.at,
+                    and_(Post.scheduled_at == cursor.at, Post.id > cursor.post_id),
+                    Post.scheduled_at.is_(None),
+                )
+            )
+        elif cursor is not None:
+            query = query.where(Post.scheduled_at.is_(None), Post.id > cursor.post_id)
+        return query
+    if order == "created_oldest":
+        query = query.order_by(Post.created_at, Post.id)
+        if cursor is not None:
+            query = query.where(
+                or_(
+                    Post.created_at > cursor.at,
+                    and_(Post.created_at == cursor.at, Post.id > cursor.post_id),
+                )
+            )
+        return query
+    query = query.order_by(Post.created_at.desc(), Post.id.desc())
+    if cursor is not None:
+        query = query.where(
+            or_(
+                Post.created_at < cursor.at,
+                and_(Post.created_at == cursor.at, Post.id < cursor.post_id),
+            )
+        )
+    return query
+
+
+def _live_targets_by_platform(tenant: str) -> Select[tuple[str, str, Any]]:
+    """Count the targets of the tenant's live posts by platform and status, in one statement.
+
+    Joining every target to its post to see whether the post is deleted costs a pass over both
+    tables. Targets carry their post's tenant, so this counts all of the tenant's targets from
+    the (tenant_id, platform, status) index and takes away those of soft-deleted posts, which
+    are few: a partial index lists them and (post_id, platform, status) counts their targets,
+    both without reading the tables. A deleted post's targets keep whatever status they had
+    reached (only the unstarted ones are cancelled), so status alone cannot tell them apart.
+    Being one statement, both halves read one snapshot: a post deleted meanwhile is not counted
+    in one status and taken away in another.
+    """
+    every = (
+        select(Target.platform, Target.status, func.count().label("n"))
+        .where(Target.tenant_id == tenant)
+        .group_by(Target.platform, Target.status)
+    )
+    of_deleted = (
+        select(Target.platform, Target.status, (-func.count()).label("n"))
+        .join(Post, Post.id == Target.post_id)
+        .where(Post.tenant_id == tenant, Post.deleted_at.is_not(None))
+        .group_by(Target.platform, Target.status)
+    )
+    counts = union_all(every, of_deleted).subquery()
+    total = func.sum(counts.c.n)
+    return (
+        select(counts.c.platform, counts.c.status, total)
+        .group_by(counts.c.platform, counts.c.status)
+        .having(total != 0)
+    )
+
+
+#: Posts whose publishing has not begun. Past their instant, both are overdue: a post still
+#: waiting for approval is late from its author's view even though no claim would take it yet.
+_WAITING_TO_START: Final = (PostStatus.SCHEDULED.value, PostStatus.PENDING_APPROVAL.value)
+
+
+async def get_stats(app: Application, tenant: str) -> Stats:
+    """Counts by status and platform, what is due within the hour, the oldest overdue post.
+
+    Due within the hour counts SCHEDULED posts only (what will go out unless changed); the
+    oldest overdue is the earliest SCHEDULED or PENDING_APPROVAL post whose instant has passed.
+    """
+    now = app.clock()
+    live = and_(Post.tenant_id == tenant, Post.deleted_at.is_(None))
+    async with app.uow() as uow:
+        session = uow.session
+        by_status = {
+            PostStatus(status): count
+            for status, count in (
+                await session.execute(
+                    select(Post.status, func.count()).where(live).group_by(Post.status)
+                )
+            ).all()
+        }
+        by_platform = {
+            (Platform(platform), TargetStatus(status)): int(count)
+            for platform, status, count in (
+                await session.execute(_live_targets_by_platform(tenant))
+            ).all()
+        }
+        due_next_hour = (
+            await session.execute(
+                select(func.count()).where(
+                    live,
+                    Post.status == PostStatus.SCHEDULED,
+                    Post.scheduled_at >= now,
+                    Post.scheduled_at < now + timedelta(hours=1),
+                )
+            )
+        ).scalar_one()
+        oldest = (
+            await session.execute(
+                select(Post)
+                .where(live, Post.status.in_(_WAITING_TO_START), Post.scheduled_at < now)
+                .order_by(Post.scheduled_at)
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    return Stats(by_status, by_platform, int(due_next_hour), oldest)
