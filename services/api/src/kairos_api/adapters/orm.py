@@ -211,6 +211,14 @@ class Post(Base):
             postgresql_where=text("deleted_at IS NOT NULL"),
             sqlite_where=text("deleted_at IS NOT NULL"),
         ),
+        # The same few by id alone: the counting triggers ask of each changed target whether
+        # its post is deleted, and this small index answers without reading the table.
+        Index(
+            "ix_posts_deleted_id",
+            "id",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
 
@@ -309,6 +317,40 @@ class Attempt(Base):
     target: Mapped[Target] = relationship(back_populates="attempts")
 
     __table_args__ = (UniqueConstraint("target_id", "number"),)
+
+
+class StatsTotal(Base):
+    """What GetStats counts, kept up to date by triggers on posts and targets (migration 0005):
+    a tenant's live posts by status (platform ''), and their targets by platform and status.
+
+    On PostgreSQL the triggers append to `stats_deltas` instead, and the api folds the deltas
+    in now and then: a total is the row here plus its pending deltas.
+    """
+
+    __tablename__ = "stats_totals"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatsDelta(Base):
+    """A change to a `stats_totals` row not folded in yet (PostgreSQL): every statement that
+    changes posts or targets appends its own rows, so concurrent writers never wait for each
+    other on a shared total."""
+
+    __tablename__ = "stats_deltas"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(24))
+    delta: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "tenant_id"),)
 
 
 class OutboxEvent(Base):

@@ -246,10 +246,6 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
                 for (p, s), n in sorted(stats.by_platform.items())
             ],
             due_next_hour=stats.due_next_hour,
-            oldest_overdue_post_id=str(stats.oldest_overdue.id) if stats.oldest_overdue else "",
-            oldest_overdue_at=(
-                convert.timestamp(stats.oldest_overdue.scheduled_at)
-                if stats.oldest_overdue
-                else None
-            ),
+            oldest_overdue_post_id=str(stats.oldest_overdue_id or ""),
+            oldest_overdue_at=convert.timestamp(stats.oldest_overdue_at),
         )

@@ -1,8 +1,8 @@
 """Use cases of PostsService: create, edit, schedule, approve, delete, retry and read posts.
 
 One module per use case: `create` (and `batcher`, its group commit), `commands` (the changes to
-an existing post), `views` (GetPost, ListPosts, GetStats) with `records` and `page_tokens`, and
-`rules`, the validation that creating and changing share.
+an existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats`
+(GetStats and the fold of its counts), and `rules`, the validation creating and changing share.
 
 Each handler validates everything first and collects every violation, then makes its change and
 the matching lifecycle events in one transaction, so a refused request writes nothing.
@@ -42,14 +42,8 @@ from kairos_api.service_layer.posts.commands import (
 from kairos_api.service_layer.posts.create import CreatePost, create_post, request_hash
 from kairos_api.service_layer.posts.records import AttemptRecord, PostRecord, TargetRecord
 from kairos_api.service_layer.posts.rules import ScheduleInput, TargetInput, parse_id
-from kairos_api.service_layer.posts.views import (
-    ORDERS,
-    ListPosts,
-    Stats,
-    get_post,
-    get_stats,
-    list_posts,
-)
+from kairos_api.service_layer.posts.stats import Stats, fold_stats, fold_stats_until, get_stats
+from kairos_api.service_layer.posts.views import ORDERS, ListPosts, get_post, list_posts
 
 __all__ = [
     "ORDERS",
@@ -66,6 +60,8 @@ __all__ = [
     "approve_post",
     "create_post",
     "delete_post",
+    "fold_stats",
+    "fold_stats_until",
     "get_post",
     "get_stats",
     "list_posts",

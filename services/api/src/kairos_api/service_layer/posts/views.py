@@ -1,4 +1,4 @@
-"""What clients read: one post, a page of posts, and the tenant's counts (GetStats)."""
+"""What clients read of posts: one post (GetPost), a page of them (ListPosts)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select, union_all
+from sqlalchemy import Select, and_, exists, or_, select
 
 from kairos_api.adapters.orm import Post, PostTag, Target
-from kairos_api.domain.model import PostStatus, TargetStatus
+from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.records import (
@@ -41,14 +41,6 @@ class ListPosts:
     page_size: int = 0
     page_token: str = ""
     order: str = "created_newest"
-
-
-@dataclass(frozen=True)
-class Stats:
-    by_status: dict[PostStatus, int]
-    by_platform: dict[tuple[Platform, TargetStatus], int]
-    due_next_hour: int
-    oldest_overdue: Post | None
 
 
 async def get_post(app: Application, tenant: str, post_id: str) -> PostRecord:
@@ -190,85 +182,3 @@ def _order_and_seek(query: Select[Any], order: str, cursor: Cursor | None) -> Se
             )
         )
     return query
-
-
-def _live_targets_by_platform(tenant: str) -> Select[tuple[str, str, Any]]:
-    """Count the targets of the tenant's live posts by platform and status, in one statement.
-
-    Joining every target to its post to see whether the post is deleted costs a pass over both
-    tables. Targets carry their post's tenant, so this counts all of the tenant's targets from
-    the (tenant_id, platform, status) index and takes away those of soft-deleted posts, which
-    are few: a partial index lists them and (post_id, platform, status) counts their targets,
-    both without reading the tables. A deleted post's targets keep whatever status they had
-    reached (only the unstarted ones are cancelled), so status alone cannot tell them apart.
-    Being one statement, both halves read one snapshot: a post deleted meanwhile is not counted
-    in one status and taken away in another.
-    """
-    every = (
-        select(Target.platform, Target.status, func.count().label("n"))
-        .where(Target.tenant_id == tenant)
-        .group_by(Target.platform, Target.status)
-    )
-    of_deleted = (
-        select(Target.platform, Target.status, (-func.count()).label("n"))
-        .join(Post, Post.id == Target.post_id)
-        .where(Post.tenant_id == tenant, Post.deleted_at.is_not(None))
-        .group_by(Target.platform, Target.status)
-    )
-    counts = union_all(every, of_deleted).subquery()
-    total = func.sum(counts.c.n)
-    return (
-        select(counts.c.platform, counts.c.status, total)
-        .group_by(counts.c.platform, counts.c.status)
-        .having(total != 0)
-    )
-
-
-#: Posts whose publishing has not begun. Past their instant, both are overdue: a post still
-#: waiting for approval is late from its author's view even though no claim would take it yet.
-_WAITING_TO_START: Final = (PostStatus.SCHEDULED.value, PostStatus.PENDING_APPROVAL.value)
-
-
-async def get_stats(app: Application, tenant: str) -> Stats:
-    """Counts by status and platform, what is due within the hour, the oldest overdue post.
-
-    Due within the hour counts SCHEDULED posts only (what will go out unless changed); the
-    oldest overdue is the earliest SCHEDULED or PENDING_APPROVAL post whose instant has passed.
-    """
-    now = app.clock()
-    live = and_(Post.tenant_id == tenant, Post.deleted_at.is_(None))
-    async with app.uow() as uow:
-        session = uow.session
-        by_status = {
-            PostStatus(status): count
-            for status, count in (
-                await session.execute(
-                    select(Post.status, func.count()).where(live).group_by(Post.status)
-                )
-            ).all()
-        }
-        by_platform = {
-            (Platform(platform), TargetStatus(status)): int(count)
-            for platform, status, count in (
-                await session.execute(_live_targets_by_platform(tenant))
-            ).all()
-        }
-        due_next_hour = (
-            await session.execute(
-                select(func.count()).where(
-                    live,
-                    Post.status == PostStatus.SCHEDULED,
-                    Post.scheduled_at >= now,
-                    Post.scheduled_at < now + timedelta(hours=1),
-                )
-            )
-        ).scalar_one()
-        oldest = (
-            await session.execute(
-                select(Post)
-                .where(live, Post.status.in_(_WAITING_TO_START), Post.scheduled_at < now)
-                .order_by(Post.scheduled_at)
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-    return Stats(by_status, by_platform, int(due_next_hour), oldest)
