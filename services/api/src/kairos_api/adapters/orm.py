@@ -177,17 +177,9 @@ class Post(Base):
         UniqueConstraint("tenant_id", "request_id"),
         Index(None, "tenant_id", "created_at", "id"),
         Index(None, "tenant_id", "scheduled_at", "id"),
-        Index(None, "tenant_id", "status"),
         Index(None, "tenant_id", "campaign"),
-        # GetStats counts a tenant's live posts by status from this index alone, and finds what
-        # is due soon or overdue from the next, without reading a million rows of the table.
-        Index(
-            "ix_posts_live_tenant_id_status",
-            "tenant_id",
-            "status",
-            postgresql_where=text("deleted_at IS NULL"),
-            sqlite_where=text("deleted_at IS NULL"),
-        ),
+        # GetStats finds what is due soon or overdue from this index, and lists filtered by
+        # status find a tenant's posts in it (its totals come from `StatsTotal`).
         Index(
             "ix_posts_live_tenant_id_status_scheduled_at",
             "tenant_id",
@@ -203,16 +195,8 @@ class Post(Base):
             postgresql_where=text("parent_post_id IS NOT NULL"),
             sqlite_where=text("parent_post_id IS NOT NULL"),
         ),
-        # The few deleted posts, whose targets GetStats takes away from the tenant's count.
-        Index(
-            "ix_posts_deleted_tenant_id_id",
-            "tenant_id",
-            "id",
-            postgresql_where=text("deleted_at IS NOT NULL"),
-            sqlite_where=text("deleted_at IS NOT NULL"),
-        ),
-        # The same few by id alone: the counting triggers ask of each changed target whether
-        # its post is deleted, and this small index answers without reading the table.
+        # The few deleted posts: the counting triggers ask of each changed target whether its
+        # post is deleted, and this small index answers without reading the table.
         Index(
             "ix_posts_deleted_id",
             "id",
@@ -290,8 +274,7 @@ class Target(Base):
             sqlite_where=text("status IN ('queued', 'publishing')"),
         ),
         Index(None, "account_id", "status"),
-        # Platform and status let GetStats count a deleted post's targets from the index alone.
-        Index(None, "post_id", "platform", "status"),
+        # Lists filtered by platform find the posts of a platform the tenant seldom uses here.
         Index(None, "tenant_id", "platform", "status"),
     )
 
