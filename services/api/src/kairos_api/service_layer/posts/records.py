@@ -118,16 +118,17 @@ _post_record = cast("Callable[..., PostRecord]", PostRecord)
 
 
 async def post_records(
-    connection: AsyncConnection, post_rows: Sequence[Row[Any]]
+    connection: AsyncConnection, post_rows: Sequence[Sequence[Any]]
 ) -> list[PostRecord]:
-    """Records of the posts in `post_rows` (selected with `POST_COLUMNS`), in the same order."""
+    """Records of the posts in `post_rows` (the values of `POST_COLUMNS`, the id first), in the
+    same order."""
     if not post_rows:
         return []
-    targets: dict[uuid.UUID, list[TargetRecord]] = {row.id: [] for row in post_rows}
+    targets: dict[uuid.UUID, list[TargetRecord]] = {row[0]: [] for row in post_rows}
     result = await connection.execute(_TARGETS_OF_POSTS, {"post_ids": list(targets)})
     for row in result:
         targets[row[0]].append(_target_record(*row[1:], []))
-    return [_post_record(*row, targets[row.id]) for row in post_rows]
+    return [_post_record(*row, targets[row[0]]) for row in post_rows]
 
 
 def post_with_attempts(rows: Sequence[Row[Any]]) -> PostRecord:

@@ -1,25 +1,33 @@
-"""What clients read of posts: one post (GetPost), a page of them (ListPosts)."""
+"""What clients read of posts: one post (GetPost), a page of them (ListPosts).
+
+Both answer with messages (`messages.PostMessage`) that protobuf builds in C. On PostgreSQL each
+is one statement that writes the messages as JSON; on SQLite the records are read with
+SQLAlchemy Core and made into messages in Python.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, exists, or_, select
+import psycopg
+from sqlalchemy import JSON, Select, and_, exists, literal_column, or_, select
 
 from kairos_api.adapters.orm import Post, PostTag, Target
 from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.posts.messages import PostMessage, message_of, post_json
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.records import (
     LIVE_POST_WITH_ATTEMPTS,
     POST_COLUMNS,
-    PostRecord,
+    POSTS,
     post_records,
     post_with_attempts,
 )
@@ -43,16 +51,48 @@ class ListPosts:
     order: str = "created_newest"
 
 
-async def get_post(app: Application, tenant: str, post_id: str) -> PostRecord:
+#: GetPost on PostgreSQL: the post, its targets and their attempts, as one JSON value.
+GET_POST_SQL = f"""
+SELECT {post_json(with_attempts=True)}
+FROM posts
+WHERE posts.id = %(post_id)s AND posts.tenant_id = %(tenant)s AND posts.deleted_at IS NULL
+"""
+#: A page of ListPosts on PostgreSQL: each post with its targets, as one JSON value. Being
+#: costly, it is computed after the sort and the limit, for the page's posts only.
+_LISTED_POST = literal_column(post_json(with_attempts=False), JSON)
+#: What a page's next token is made of, ahead of each post.
+_PAGE_KEYS = [POSTS.c.id, POSTS.c.created_at, POSTS.c.scheduled_at]
+
+
+@asynccontextmanager
+async def read_connection(app: Application) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled psycopg connection in autocommit (PostgreSQL only), for a read of one statement:
+    a single statement sees one snapshot anyway, and leaving out the BEGIN and the ROLLBACK a
+    unit of work would send spares two round trips of the three."""
+    async with app.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        raw = await connection.get_raw_connection()
+        yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
+
+
+async def get_post(app: Application, tenant: str, post_id: str) -> PostMessage:
     """One post with its targets and every attempt."""
     ident = parse_id(post_id, "post_id")
-    async with app.uow() as uow:
-        connection = await uow.session.connection()
-        query = LIVE_POST_WITH_ATTEMPTS
-        rows = (await connection.execute(query, {"post_id": ident, "tenant": tenant})).all()
-    if not rows:
+    if app.engine.dialect.name == "postgresql":
+        async with read_connection(app) as connection:
+            cursor = await connection.execute(GET_POST_SQL, {"post_id": ident, "tenant": tenant})
+            row = await cursor.fetchone()
+            found = row[0] if row is not None else None
+    else:
+        async with app.uow() as uow:
+            session = await uow.session.connection()
+            rows = (
+                await session.execute(LIVE_POST_WITH_ATTEMPTS, {"post_id": ident, "tenant": tenant})
+            ).all()
+            found = message_of(post_with_attempts(rows), with_attempts=True) if rows else None
+    if found is None:
         raise errors.NotFound(f"post {post_id} not found")
-    return post_with_attempts(rows)
+    return cast(PostMessage, found)
 
 
 ORDERS = ("created_newest", "created_oldest", "scheduled_soonest")
@@ -74,7 +114,7 @@ def _filter_fingerprint(command: ListPosts) -> bytes:
 
 async def list_posts(
     app: Application, tenant: str, command: ListPosts
-) -> tuple[list[PostRecord], str]:
+) -> tuple[list[PostMessage], str]:
     """One page of posts, and the token of the next page ('' on the last)."""
     violations: list[FieldViolation] = []
     if command.page_size < 0:
@@ -98,7 +138,7 @@ async def list_posts(
     size = min(command.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     fingerprint = _filter_fingerprint(command)
 
-    query: Select[Any] = select(*POST_COLUMNS).where(
+    query: Select[Any] = select(*_PAGE_KEYS).where(
         Post.tenant_id == tenant, Post.deleted_at.is_(None)
     )
     if command.statuses:
@@ -134,18 +174,21 @@ async def list_posts(
     cursor = (
         decode_token(command.page_token, fingerprint, command.order) if command.page_token else None
     )
-    query = _order_and_seek(query, command.order, cursor)
-    query = query.limit(size + 1)
+    query = _order_and_seek(query, command.order, cursor).limit(size + 1)
     async with app.uow() as uow:
         connection = await uow.session.connection()
-        rows = (await connection.execute(query)).all()
-        more = len(rows) > size
-        page = await post_records(connection, rows[:size])
+        if uow.on_postgresql:
+            rows = (await connection.execute(query.add_columns(_LISTED_POST))).all()
+            page = [row[3] for row in rows[:size]]
+        else:
+            rows = (await connection.execute(query.add_columns(*POST_COLUMNS))).all()
+            records = await post_records(connection, [row[3:] for row in rows[:size]])
+            page = [message_of(record, with_attempts=False) for record in records]
     token = ""
-    if more:
-        last = page[-1]
-        at = last.scheduled_at if command.order == "scheduled_soonest" else last.created_at
-        token = encode_token(fingerprint, Cursor(at, last.id))
+    if len(rows) > size:
+        last_id, created_at, scheduled_at = rows[size - 1][:3]
+        at = scheduled_at if command.order == "scheduled_soonest" else created_at
+        token = encode_token(fingerprint, Cursor(at, last_id))
     return page, token
 
 
