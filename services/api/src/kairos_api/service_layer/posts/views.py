@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-import psycopg
 from sqlalchemy import JSON, Select, and_, exists, literal_column, or_, select
 
 from kairos_api.adapters.orm import Post, PostTag, Target
@@ -64,35 +62,24 @@ _LISTED_POST = literal_column(post_json(with_attempts=False), JSON)
 _PAGE_KEYS = [POSTS.c.id, POSTS.c.created_at, POSTS.c.scheduled_at]
 
 
-@asynccontextmanager
-async def read_connection(app: Application) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled psycopg connection in autocommit (PostgreSQL only), for a read of one statement:
-    a single statement sees one snapshot anyway, and leaving out the BEGIN and the ROLLBACK a
-    unit of work would send spares two round trips of the three."""
-    async with app.engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        raw = await connection.get_raw_connection()
-        yield cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
-
-
 async def get_post(app: Application, tenant: str, post_id: str) -> PostMessage:
     """One post with its targets and every attempt."""
     ident = parse_id(post_id, "post_id")
-    if app.engine.dialect.name == "postgresql":
-        async with read_connection(app) as connection:
-            cursor = await connection.execute(GET_POST_SQL, {"post_id": ident, "tenant": tenant})
-            row = await cursor.fetchone()
-            found = row[0] if row is not None else None
+    found: PostMessage | None = None
+    values = {"post_id": ident, "tenant": tenant}
+    if app.reads is not None:
+        for (message,) in await app.reads.fetchall(GET_POST_SQL, values):
+            found = message
     else:
         async with app.uow() as uow:
-            session = await uow.session.connection()
-            rows = (
-                await session.execute(LIVE_POST_WITH_ATTEMPTS, {"post_id": ident, "tenant": tenant})
-            ).all()
-            found = message_of(post_with_attempts(rows), with_attempts=True) if rows else None
+            connection = await uow.session.connection()
+            query = LIVE_POST_WITH_ATTEMPTS
+            rows = (await connection.execute(query, values)).all()
+        if rows:
+            found = message_of(post_with_attempts(rows), with_attempts=True)
     if found is None:
         raise errors.NotFound(f"post {post_id} not found")
-    return cast(PostMessage, found)
+    return found
 
 
 ORDERS = ("created_newest", "created_oldest", "scheduled_soonest")
