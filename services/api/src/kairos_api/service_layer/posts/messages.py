@@ -10,7 +10,7 @@ side here; `convert.post_to_proto` says it too, for the ORM rows the other calls
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kairos_api.domain.model import TargetStatus
@@ -110,6 +110,14 @@ def _instant(value: datetime | None) -> dict[str, int] | None:
         return None
     offset = value - _EPOCH
     return {"seconds": offset.days * 86_400 + offset.seconds, "nanos": offset.microseconds * 1000}
+
+
+def instant_of(value: dict[str, int] | None) -> datetime | None:
+    """The instant of a message's Timestamp (to the microsecond, as it was stored)."""
+    if value is None:
+        return None
+    micros = value.get("seconds", 0) * 1_000_000 + value.get("nanos", 0) // 1000
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _error_class(value: str) -> str:

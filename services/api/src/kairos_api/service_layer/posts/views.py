@@ -13,19 +13,23 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import JSON, Select, and_, exists, literal_column, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 
 from kairos_api.adapters.orm import Post, PostTag, Target
 from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer.application import Application
-from kairos_api.service_layer.posts.messages import PostMessage, message_of, post_json
+from kairos_api.service_layer.posts.messages import (
+    PostMessage,
+    instant_of,
+    message_of,
+    post_json,
+)
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.records import (
     LIVE_POST_WITH_ATTEMPTS,
     POST_COLUMNS,
-    POSTS,
     post_records,
     post_with_attempts,
 )
@@ -55,11 +59,9 @@ SELECT {post_json(with_attempts=True)}
 FROM posts
 WHERE posts.id = %(post_id)s AND posts.tenant_id = %(tenant)s AND posts.deleted_at IS NULL
 """
-#: A page of ListPosts on PostgreSQL: each post with its targets, as one JSON value. Being
-#: costly, it is computed after the sort and the limit, for the page's posts only.
-_LISTED_POST = literal_column(post_json(with_attempts=False), JSON)
-#: What a page's next token is made of, ahead of each post.
-_PAGE_KEYS = [POSTS.c.id, POSTS.c.created_at, POSTS.c.scheduled_at]
+#: A post of a ListPosts page on PostgreSQL, with its targets, as one JSON value. Being costly,
+#: it is computed after the sort and the limit, for the page's posts only.
+_LISTED_POST_SQL = post_json(with_attempts=False)
 
 
 async def get_post(app: Application, tenant: str, post_id: str) -> PostMessage:
@@ -125,7 +127,111 @@ async def list_posts(
     size = min(command.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     fingerprint = _filter_fingerprint(command)
 
-    query: Select[Any] = select(*_PAGE_KEYS).where(
+    cursor = (
+        decode_token(command.page_token, fingerprint, command.order) if command.page_token else None
+    )
+    if app.reads is not None:
+        query, values = _page_sql(tenant, command, account_id, cursor, size + 1)
+        ((found,),) = await app.reads.fetchall(query, values)
+        page: list[PostMessage] = found or []
+    else:
+        async with app.uow() as uow:
+            connection = await uow.session.connection()
+            select_page = _page_query(tenant, command, account_id, cursor, size + 1)
+            rows = (await connection.execute(select_page)).all()
+            records = await post_records(connection, rows)
+        page = [message_of(record, with_attempts=False) for record in records]
+    token = ""
+    if len(page) > size:
+        del page[size:]
+        last = page[-1]
+        at = last.get("scheduled_at" if command.order == "scheduled_soonest" else "created_at")
+        token = encode_token(fingerprint, Cursor(instant_of(at), uuid.UUID(last["id"])))
+    return page, token
+
+
+#: The order of each listing, and where the page after (created_at or scheduled_at, id) starts.
+_ORDER_SQL: Final = {
+    "created_newest": "posts.created_at DESC, posts.id DESC",
+    "created_oldest": "posts.created_at, posts.id",
+    "scheduled_soonest": "posts.scheduled_at NULLS LAST, posts.id",
+}
+_SEEK_SQL: Final = {
+    "created_newest": "(posts.created_at, posts.id) < (%(at)s, %(after)s)",
+    "created_oldest": "(posts.created_at, posts.id) > (%(at)s, %(after)s)",
+    # Unscheduled posts come last, in id order.
+    "scheduled_soonest": (
+        "((posts.scheduled_at, posts.id) > (%(at)s, %(after)s) OR posts.scheduled_at IS NULL)"
+    ),
+}
+
+
+def _page_sql(
+    tenant: str,
+    command: ListPosts,
+    account_id: uuid.UUID | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: the statement of one page, each post's sort keys before its message."""
+    where = ["posts.tenant_id = %(tenant)s", "posts.deleted_at IS NULL"]
+    values: dict[str, Any] = {"tenant": tenant, "limit": limit}
+    if command.statuses:
+        where.append("posts.status = ANY(%(statuses)s)")
+        values["statuses"] = [s.value for s in command.statuses]
+    if command.platforms:
+        # The (tenant_id, platform, status) index finds a seldom used platform's few posts.
+        where.append(
+            "EXISTS (SELECT 1 FROM targets AS t WHERE t.post_id = posts.id"
+            " AND t.tenant_id = %(tenant)s AND t.platform = ANY(%(platforms)s))"
+        )
+        values["platforms"] = [p.value for p in command.platforms]
+    if account_id is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM targets AS t WHERE t.post_id = posts.id"
+            " AND t.account_id = %(account_id)s)"
+        )
+        values["account_id"] = account_id
+    if command.campaign:
+        where.append("posts.campaign = %(campaign)s")
+        values["campaign"] = command.campaign
+    if command.tag:
+        where.append(
+            "EXISTS (SELECT 1 FROM post_tags AS g WHERE g.post_id = posts.id"
+            " AND g.tag = %(tag)s AND g.tenant_id = %(tenant)s)"
+        )
+        values["tag"] = command.tag
+    if command.scheduled_from is not None:
+        where.append("posts.scheduled_at >= %(scheduled_from)s")
+        values["scheduled_from"] = command.scheduled_from
+    if command.scheduled_to is not None:
+        where.append("posts.scheduled_at < %(scheduled_to)s")
+        values["scheduled_to"] = command.scheduled_to
+    if cursor is not None:
+        if cursor.at is not None:
+            where.append(_SEEK_SQL[command.order])
+        else:  # past the scheduled posts, among the unscheduled ones
+            where.append("posts.scheduled_at IS NULL AND posts.id > %(after)s")
+        values["at"] = cursor.at
+        values["after"] = cursor.post_id
+    order = _ORDER_SQL[command.order]
+    query = (
+        f"SELECT json_agg(posts.message ORDER BY {order}) FROM ("
+        f"SELECT posts.id, posts.created_at, posts.scheduled_at, {_LISTED_POST_SQL} AS message"
+        f" FROM posts WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %(limit)s) AS posts"
+    )
+    return query, values
+
+
+def _page_query(
+    tenant: str,
+    command: ListPosts,
+    account_id: uuid.UUID | None,
+    cursor: Cursor | None,
+    limit: int,
+) -> Select[Any]:
+    """SQLite: what `_page_sql` selects, the posts' columns after their sort keys."""
+    query: Select[Any] = select(*POST_COLUMNS).where(
         Post.tenant_id == tenant, Post.deleted_at.is_(None)
     )
     if command.statuses:
@@ -134,8 +240,6 @@ async def list_posts(
         query = query.where(
             exists().where(
                 Target.post_id == Post.id,
-                # The (tenant_id, platform, status) index finds a seldom used platform's few.
-                Target.tenant_id == tenant,
                 Target.platform.in_([p.value for p in command.platforms]),
             )
         )
@@ -157,26 +261,7 @@ async def list_posts(
         query = query.where(Post.scheduled_at >= command.scheduled_from)
     if command.scheduled_to is not None:
         query = query.where(Post.scheduled_at < command.scheduled_to)
-
-    cursor = (
-        decode_token(command.page_token, fingerprint, command.order) if command.page_token else None
-    )
-    query = _order_and_seek(query, command.order, cursor).limit(size + 1)
-    async with app.uow() as uow:
-        connection = await uow.session.connection()
-        if uow.on_postgresql:
-            rows = (await connection.execute(query.add_columns(_LISTED_POST))).all()
-            page = [row[3] for row in rows[:size]]
-        else:
-            rows = (await connection.execute(query.add_columns(*POST_COLUMNS))).all()
-            records = await post_records(connection, [row[3:] for row in rows[:size]])
-            page = [message_of(record, with_attempts=False) for record in records]
-    token = ""
-    if len(rows) > size:
-        last_id, created_at, scheduled_at = rows[size - 1][:3]
-        at = scheduled_at if command.order == "scheduled_soonest" else created_at
-        token = encode_token(fingerprint, Cursor(at, last_id))
-    return page, token
+    return _order_and_seek(query, command.order, cursor).limit(limit)
 
 
 def _order_and_seek(query: Select[Any], order: str, cursor: Cursor | None) -> Select[Any]:
