@@ -76,6 +76,28 @@ _OLDEST_OVERDUE = (
 )
 
 
+#: GetStats on PostgreSQL, in one statement (one snapshot): the totals with their pending deltas,
+#: then a row '#due' with the count due within the hour, and a row '#oldest' with the oldest
+#: overdue post when there is one.
+STATS_SQL = """
+SELECT platform, status, sum(n)::bigint, NULL::uuid, NULL::timestamptz FROM (
+    SELECT platform, status, total AS n FROM stats_totals WHERE tenant_id = %(tenant)s
+    UNION ALL
+    SELECT platform, status, delta FROM stats_deltas WHERE tenant_id = %(tenant)s
+) AS pending
+GROUP BY platform, status HAVING sum(n) <> 0
+UNION ALL
+SELECT '#due', '', count(*), NULL, NULL FROM posts
+WHERE tenant_id = %(tenant)s AND deleted_at IS NULL AND status = 'scheduled'
+  AND scheduled_at >= %(now)s AND scheduled_at < %(hour_later)s
+UNION ALL
+(SELECT '#oldest', '', 0, id, scheduled_at FROM posts
+ WHERE tenant_id = %(tenant)s AND deleted_at IS NULL
+   AND status IN ('scheduled', 'pending_approval') AND scheduled_at < %(now)s
+ ORDER BY scheduled_at LIMIT 1)
+"""
+
+
 async def get_stats(app: Application, tenant: str) -> Stats:
     """Counts by status and platform, what is due within the hour, the oldest overdue post.
 
@@ -83,22 +105,26 @@ async def get_stats(app: Application, tenant: str) -> Stats:
     oldest overdue is the earliest SCHEDULED or PENDING_APPROVAL post whose instant has passed.
     """
     now = app.clock()
+    values = {"tenant": tenant, "now": now, "hour_later": now + timedelta(hours=1)}
+    if app.reads is not None:
+        rows = await app.reads.fetchall(STATS_SQL, values)
+        due_next_hour = next(total for platform, _, total, _, _ in rows if platform == "#due")
+        totals = [row[:3] for row in rows if not row[0].startswith("#")]
+        oldest = next(((row[3], row[4]) for row in rows if row[0] == "#oldest"), None)
+    else:
+        async with app.uow() as uow:
+            connection = await uow.session.connection()
+            totals = list(await connection.execute(_TOTALS, values))
+            due_next_hour = (await connection.execute(_DUE_NEXT_HOUR, values)).scalar_one()
+            found = (await connection.execute(_OLDEST_OVERDUE, values)).first()
+            oldest = (found[0], found[1]) if found is not None else None
     by_status: dict[PostStatus, int] = {}
     by_platform: dict[tuple[Platform, TargetStatus], int] = {}
-    async with app.uow() as uow:
-        connection = await uow.session.connection()
-        for platform, status, total in await connection.execute(_TOTALS, {"tenant": tenant}):
-            if platform:
-                by_platform[(Platform(platform), TargetStatus(status))] = int(total)
-            else:
-                by_status[PostStatus(status)] = int(total)
-        due_next_hour = (
-            await connection.execute(
-                _DUE_NEXT_HOUR,
-                {"tenant": tenant, "now": now, "hour_later": now + timedelta(hours=1)},
-            )
-        ).scalar_one()
-        oldest = (await connection.execute(_OLDEST_OVERDUE, {"tenant": tenant, "now": now})).first()
+    for platform, status, total in totals:
+        if platform:
+            by_platform[(Platform(platform), TargetStatus(status))] = int(total)
+        else:
+            by_status[PostStatus(status)] = int(total)
     return Stats(
         by_status,
         by_platform,
