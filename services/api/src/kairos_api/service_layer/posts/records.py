@@ -1,7 +1,8 @@
-"""What clients see of a post, read without the ORM.
+"""What clients see of a post, as records read with SQLAlchemy Core rather than the ORM.
 
-Reads and creates go through SQLAlchemy Core: loading ORM objects costs several times more CPU
-than the rows themselves, and these are the calls clients make most. The records carry what
+CreatePost answers with the record of what it wrote, and SQLite reads them for GetPost and
+ListPosts (PostgreSQL writes those answers itself, see `messages`). Loading ORM objects costs
+several times more CPU than the rows themselves. The records carry what
 `convert.post_to_proto` shows, with the same field names as the ORM rows.
 """
 
