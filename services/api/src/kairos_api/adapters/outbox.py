@@ -7,7 +7,7 @@ re-published row is dropped by JetStream's de-duplication.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -37,6 +37,18 @@ EVENT_TYPES: dict[str, events_pb2.LifecycleEventType.ValueType] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(instant: datetime) -> Timestamp:
+    """`Timestamp.FromDatetime` in integer arithmetic (a quarter of its cost; every dispatched
+    post writes two events)."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    delta = instant - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
+
+
 def lifecycle_row(
     event_type: str,
     *,
@@ -60,12 +72,10 @@ def lifecycle_row(
     event_id = new_id()
     if now is None:
         now = utcnow()
-    occurred = Timestamp()
-    occurred.FromDatetime(now)
     message = events_pb2.LifecycleEvent(
         event_id=str(event_id),
         type=EVENT_TYPES[event_type],
-        occurred_at=occurred,
+        occurred_at=_timestamp(now),
         tenant_id=tenant_id,
         post_id=str(post_id) if post_id else "",
         target_id=str(target_id) if target_id else "",
