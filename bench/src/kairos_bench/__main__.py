@@ -6,7 +6,8 @@
     python -m kairos_bench --profile       also py-spy the services during the Kairos burst
 
 Scenarios run one after another on one machine, never overlapping: the Kairos stack is stopped
-before BullMQ's workers start, and the other way round.
+before the peers' workers start (bare BullMQ, then the seeds' design: BullMQ plus PostgreSQL),
+and each peer's before the next one's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import psutil
 import psycopg
 
 from kairos_bench import api as api_scenario
-from kairos_bench.bullmq import BullmqBaseline, node_version, redis_version
+from kairos_bench.bullmq import BullmqBaseline, SeedsBaseline, node_version, redis_version
 from kairos_bench.kairos import collect, create_due_posts
 from kairos_bench.profile import Profiler
 from kairos_bench.report import write_report
@@ -94,7 +95,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-n", "--burst", type=int, help="posts in the burst (default 20,000)")
     parser.add_argument("--stored", type=int, help="future posts stored for api/scale")
-    parser.add_argument("--no-bullmq", action="store_true", help="skip the BullMQ baseline")
+    parser.add_argument(
+        "--no-bullmq", action="store_true", help="skip both Node peers (bare BullMQ, seeds' design)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the Kairos burst")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
@@ -262,20 +265,24 @@ async def kairos_steady(
     }
 
 
-async def bullmq_run(
-    sink: SinkProcess, jobs: int, due_at: Any, label: str
+#: The Node peers, by their key in the results: bare BullMQ and the seeds' design.
+PEERS: dict[str, type[BullmqBaseline]] = {"bullmq": BullmqBaseline, "seeds": SeedsBaseline}
+
+
+async def peer_run(
+    peer: type[BullmqBaseline], sink: SinkProcess, jobs: int, due_at: Any, label: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The same shape of load through BullMQ; (summary part, BullMQ's settings)."""
+    """The same shape of load through a Node peer; (summary part, the peer's settings)."""
     await sink.reset()
-    async with BullmqBaseline(sink_url=sink.url) as bull:
+    async with peer(sink_url=sink.url) as bull:
         enqueue_estimate = 3.0 + jobs / 5_000
         first = time.time_ns() + int(enqueue_estimate * 1e9)
-        keys = [f"bullmq-{label}-{i}" for i in range(jobs)]
+        keys = [f"{peer.script.removesuffix('.mjs')}-{label}-{i}" for i in range(jobs)]
         expected = {key: due_at(first, i) for i, key in enumerate(keys)}
         took = await bull.enqueue(list(expected.items()))
         if time.time_ns() > first:
             # As for Kairos's creates: lateness must not include the time it took to enqueue.
-            raise Overran(f"bullmq {label}: enqueueing {jobs:,} jobs ran past the first due")
+            raise Overran(f"{peer.script} {label}: enqueueing {jobs:,} jobs ran past the first due")
         arrivals = await collect(sink, expected, timeout_s=max(120.0, jobs / 50))
         settings = bull.settings
     return {
@@ -356,29 +363,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await attempt("kairos burst and steady", kairos_side())
 
-            if not args.no_bullmq:
+            for name, peer in ({} if args.no_bullmq else PEERS).items():
 
-                async def bullmq_side() -> None:
+                async def peer_side(name: str = name, peer: type[BullmqBaseline] = peer) -> None:
                     if "burst" in results:
-                        part, settings = await bullmq_run(
-                            sink, plan.burst, lambda first, i: first, "burst"
+                        part, settings = await peer_run(
+                            peer, sink, plan.burst, lambda first, i: first, "burst"
                         )
-                        results["burst"]["bullmq"] = part.pop("summary")
-                        results["burst"]["bullmq_detail"] = part
-                        results["meta"]["bullmq_settings"] = settings
-                        results["meta"]["versions"]["bullmq"] = str(settings.get("bullmq", "?"))
+                        results["burst"][name] = part.pop("summary")
+                        results["burst"][f"{name}_detail"] = part
+                        results["meta"][f"{name}_settings"] = settings
+                        for package in ("bullmq", "pg"):
+                            if package in settings:
+                                results["meta"]["versions"][package] = str(settings[package])
                     if "steady" in results:
                         step = int(1e9 / plan.steady_rate)
-                        part, settings = await bullmq_run(
+                        part, settings = await peer_run(
+                            peer,
                             sink,
                             int(plan.steady_rate * plan.steady_seconds),
                             lambda first, i: first + i * step,
                             "steady",
                         )
-                        results["steady"]["bullmq"] = part.pop("summary")
-                        results["steady"]["bullmq_detail"] = part
+                        results["steady"][name] = part.pop("summary")
+                        results["steady"][f"{name}_detail"] = part
 
-                await attempt("bullmq burst and steady", bullmq_side())
+                await attempt(f"{name} burst and steady", peer_side())
 
         if only & {"api", "scale"}:
 

@@ -16,9 +16,10 @@ rendered again with `python -m kairos_bench.report results.json [--out DIR]`)::
                             "node": str, "bullmq": str, "kairos": str, "grpcio": str},
                "settings": {str: str | int | float}},
       "sink": {"requests": int, "per_s": float, "clients": int, "sink_cpu_seconds": float},
-      "burst": {"n": int, "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None},
-      "steady": {"rate_per_s": int, "seconds": float,
-                 "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None},
+      "burst": {"n": int, "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None,
+                "seeds": ScenarioSummary | None},
+      "steady": {"rate_per_s": int, "seconds": float, "kairos": ScenarioSummary,
+                 "bullmq": ScenarioSummary | None, "seeds": ScenarioSummary | None},
       "api": [{"rpc": str, "clients": int, "posts_in_db": int, "summary": LatencySummary}, ...],
       "scale": {"stored_future_posts": int, "n": int, "kairos": ScenarioSummary,
                 "claim_ms": {"p50": float, "p99": float, "max": float, "samples": int} | None,
@@ -288,24 +289,32 @@ def _scenario_row(label: str, summary: Mapping[str, Any], percentiles: Sequence[
     ]
 
 
+#: The peers, by their key in a scenario's results, and their name in the report.
+PEERS = {"bullmq": "BullMQ", "seeds": "seeds' design"}
+
+
 def _comparison(section: Mapping[str, Any], percentiles: Sequence[str]) -> list[str]:
     header = ["", "posts", "drain s", "rate/s"]
     header += [f"{name} ms" for name in percentiles] + ["duplicates", "lost"]
-    kairos, bullmq = _summary(section, "kairos"), _summary(section, "bullmq")
+    kairos = _summary(section, "kairos")
+    peers = {label: _summary(section, key) for key, label in PEERS.items()}
     rows: list[list[str]] = []
     if kairos is not None:
         rows.append(_scenario_row("Kairos", kairos, percentiles))
-    if bullmq is not None:
-        rows.append(_scenario_row("BullMQ", bullmq, percentiles))
-    if kairos is not None and bullmq is not None:
-        ratios = [
-            _ratio(kairos.get(f"{name}_ms"), bullmq.get(f"{name}_ms")) for name in percentiles
-        ]
-        drain_ratio = _ratio(kairos.get("drain_s"), bullmq.get("drain_s"))
-        rows.append(["Kairos / BullMQ", "", drain_ratio, "", *ratios, "", ""])
+    for label, peer in peers.items():
+        if peer is not None:
+            rows.append(_scenario_row(label, peer, percentiles))
+    for label, peer in peers.items():
+        if kairos is not None and peer is not None:
+            ratios = [
+                _ratio(kairos.get(f"{name}_ms"), peer.get(f"{name}_ms")) for name in percentiles
+            ]
+            drain_ratio = _ratio(kairos.get("drain_s"), peer.get("drain_s"))
+            rows.append([f"Kairos / {label}", "", drain_ratio, "", *ratios, "", ""])
     lines = [_table(header, rows)] if rows else ["No results."]
-    if bullmq is None:
-        lines.append("\nBullMQ baseline not run.")
+    missing = [label for label, peer in peers.items() if peer is None]
+    if missing:
+        lines.append(f"\nNot run: {', '.join(missing)}.")
     return lines
 
 
@@ -383,7 +392,7 @@ def _scale_markdown(data: Mapping[str, Any]) -> list[str]:
 def _fastest_rate(data: Mapping[str, Any]) -> float | None:
     rates = []
     for scenario in ("burst", "steady", "scale"):
-        for system in ("kairos", "bullmq"):
+        for system in ("kairos", *PEERS):
             summary = _summary(_section(data, scenario), system)
             if summary is not None and summary.get("rate_per_s") is not None:
                 rates.append(float(summary["rate_per_s"]))
@@ -485,6 +494,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 
 _KAIROS_COLOUR = "#1f6fb4"
 _BULLMQ_COLOUR = "#d0412b"
+_SEEDS_COLOUR = "#8e44ad"
 _SCALE_COLOUR = "#2b9348"
 
 
@@ -580,11 +590,13 @@ def render_plot(results: Mapping[str, Any]) -> bytes:
     burst_curves = [
         _curve("Kairos", burst.get("kairos"), _KAIROS_COLOUR),
         _curve("BullMQ", burst.get("bullmq"), _BULLMQ_COLOUR),
+        _curve("seeds' design", burst.get("seeds"), _SEEDS_COLOUR),
         _curve(f"Kairos, {stored} stored", scale.get("kairos"), _SCALE_COLOUR, dashed=True),
     ]
     steady_curves = [
         _curve("Kairos", steady.get("kairos"), _KAIROS_COLOUR),
         _curve("BullMQ", steady.get("bullmq"), _BULLMQ_COLOUR),
+        _curve("seeds' design", steady.get("seeds"), _SEEDS_COLOUR),
     ]
     burst_title = f"Burst: {_count(burst.get('n'))} posts due at once" if burst else "Burst"
     if scale.get("kairos") is not None:
@@ -596,7 +608,7 @@ def render_plot(results: Mapping[str, Any]) -> bytes:
     _draw_panel(burst_axes, burst_title, [curve for curve in burst_curves if curve])
     _draw_panel(steady_axes, steady_title, [curve for curve in steady_curves if curve])
     started = _started(results.get("meta") or {})
-    figure.suptitle(f"Kairos vs BullMQ: how late posts reach the platform ({started:%Y-%m-%d})")
+    figure.suptitle(f"Kairos and its peers: how late posts reach the platform ({started:%Y-%m-%d})")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -649,7 +661,7 @@ def _plot_source(results: Mapping[str, Any], data: Mapping[str, Any]) -> dict[st
         if not isinstance(original, Mapping) or not isinstance(data.get(scenario), dict):
             continue
         section = dict(data[scenario])
-        for system in ("kairos", "bullmq"):
+        for system in ("kairos", *PEERS):
             if isinstance(original.get(system), ScenarioSummary):
                 section[system] = original[system]
         source[scenario] = section

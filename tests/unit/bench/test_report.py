@@ -163,7 +163,7 @@ def test_a_partial_run_is_still_reported(tmp_path: Path) -> None:
 
     markdown = files.markdown.read_text()
     assert "## Errors\n\n- steady: kairos did not start (exit 1)" in markdown
-    assert "BullMQ baseline not run." in markdown
+    assert "Not run: BullMQ, seeds' design." in markdown
     assert "### Steady" not in markdown
     assert "### API" not in markdown
     assert "Kairos / BullMQ" not in markdown
@@ -179,6 +179,7 @@ def test_the_ratio_row_divides_kairos_by_bullmq() -> None:
             "n": 10,
             "kairos": summary_json(drain_s=1.5, p50_ms=10.0, p90_ms=30.0, p99_ms=45.0, max_ms=50.0),
             "bullmq": summary_json(drain_s=3.0, p50_ms=40.0, p90_ms=60.0, p99_ms=90.0, max_ms=0.0),
+            "seeds": summary_json(drain_s=6.0, p50_ms=20.0, p90_ms=60.0, p99_ms=90.0, max_ms=25.0),
         },
         "steady": {
             "rate_per_s": 10,
@@ -197,6 +198,11 @@ def test_the_ratio_row_divides_kairos_by_bullmq() -> None:
     assert steady[2] == "1.10×"
     assert steady[4:7] == ["1.50×", "2.00×", "2.00×"]
     assert table_row(markdown, "### Burst", "BullMQ")[4] == "40.0"
+    seeds = table_row(markdown, "### Burst", "Kairos / seeds' design")
+    assert seeds[2] == "0.25×"
+    assert seeds[4:8] == ["0.50×", "0.50×", "0.50×", "2.00×"]
+    assert "Kairos / seeds' design" not in markdown.split("### Steady", 1)[1]
+    assert "Not run: seeds' design." in markdown
 
 
 def test_targets_are_judged_from_the_numbers() -> None:
