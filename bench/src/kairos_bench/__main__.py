@@ -34,8 +34,10 @@ import psutil
 import psycopg
 
 from kairos_bench import api as api_scenario
+from kairos_bench import probe
 from kairos_bench.bullmq import BullmqBaseline, SeedsBaseline, node_version, redis_version
 from kairos_bench.kairos import collect, create_due_posts
+from kairos_bench.load import Call
 from kairos_bench.profile import Profiler
 from kairos_bench.report import write_report
 from kairos_bench.seed import seed_future_posts
@@ -57,6 +59,8 @@ class Plan:
     steady_rate: int
     steady_seconds: float
     stored: int
+    #: Posts stored when GetStats is first measured, to compare with its rate at `stored`.
+    stats_small: int
     scale_burst: int
     api_seconds: float
     api_clients: tuple[int, ...]
@@ -69,6 +73,7 @@ FULL = Plan(
     steady_rate=200,
     steady_seconds=30.0,
     stored=1_000_000,
+    stats_small=10_000,
     scale_burst=20_000,
     api_seconds=10.0,
     api_clients=(16, 64),
@@ -80,6 +85,7 @@ QUICK = Plan(
     steady_rate=50,
     steady_seconds=4.0,
     stored=20_000,
+    stats_small=1_000,
     scale_burst=300,
     api_seconds=1.5,
     api_clients=(16, 64),
@@ -395,16 +401,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async def api_and_scale() -> None:
                 async with running_stack(services=("api",), keep_logs=logs) as stack:
                     account = await connect_webhook(stack, sink.url)
+                    seeded, created = 0, 0
+
+                    async def seed(up_to: int) -> None:
+                        nonlocal seeded
+                        print(f"seeding {up_to - seeded:,} future posts", flush=True)
+                        took = await asyncio.to_thread(
+                            seed_future_posts,
+                            stack.database_url,
+                            "bench",
+                            account,
+                            up_to - seeded,
+                            after=seeded,
+                        )
+                        settings = results["meta"]["settings"]
+                        settings["seed_seconds"] = round(settings.get("seed_seconds", 0) + took, 1)
+                        seeded = up_to
+
                     if "api" in only:
-                        results["api"] = await api_rows(stack, account, plan, stored=0)
-                    print(f"seeding {plan.stored:,} future posts", flush=True)
-                    took = await asyncio.to_thread(
-                        seed_future_posts, stack.database_url, "bench", account, plan.stored
-                    )
-                    results["meta"]["settings"]["seed_seconds"] = round(took, 1)
+                        results["probe"] = await probe_rows(stack, plan)
+                        await seed(min(plan.stats_small, plan.stored))
+                        results["api"] = await api_rows(stack, account, plan, seeded)
+                        created = sum(
+                            row["summary"].calls
+                            for row in results["api"]
+                            if row["rpc"] == "CreatePost"
+                        )
+                    await seed(plan.stored)
                     if "api" in only:
                         results["api"] += await api_rows(
-                            stack, account, plan, stored=plan.stored, reads_only=True
+                            stack, account, plan, seeded + created, reads_only=True
                         )
                     if "scale" in only:
                         await stack.start_service("scheduler")
@@ -429,29 +455,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def probe_rows(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
+    """The empty RPC (`kairos_bench.probe`) with each client count, beside the api."""
+    target = await stack.start_probe()
+    call = probe.empty_call(stack.metadata)
+    rows = [
+        await api_scenario.measure(
+            stack, "empty RPC", call, clients, plan.api_seconds, 0, target=target
+        )
+        for clients in plan.api_clients
+    ]
+    stack.stop_service("probe")
+    _print_rows(rows)
+    return rows
+
+
 async def api_rows(
-    stack: Stack, account: str, plan: Plan, *, stored: int, reads_only: bool = False
+    stack: Stack, account: str, plan: Plan, stored: int, *, reads_only: bool = False
 ) -> list[dict[str, Any]]:
+    """The api's RPCs with each client count: with `stored` posts, GetStats first, then
+    CreatePost, GetPost and ListPosts (with what CreatePost added); only ListPosts and GetStats
+    when `reads_only`."""
     rows = []
     seconds = plan.api_seconds
+
+    async def measure(rpc: str, call: Call, clients: int, in_db: int) -> None:
+        rows.append(await api_scenario.measure(stack, rpc, call, clients, seconds, in_db))
+
+    for clients in plan.api_clients:
+        await measure("GetStats", api_scenario.stats_call(stack), clients, stored)
     if not reads_only:
         for clients in plan.api_clients:
             call = api_scenario.create_call(stack, account, f"c{clients}")
-            rows.append(
-                await api_scenario.measure(stack, "CreatePost", call, clients, seconds, stored)
-            )
+            await measure("CreatePost", call, clients, stored)
         ids = await api_scenario.post_ids(stack, 2_000)
         for clients in plan.api_clients:
-            call = api_scenario.get_call(stack, ids)
-            row = await api_scenario.measure(stack, "GetPost", call, clients, seconds, stored)
-            rows.append(row)
+            await measure("GetPost", api_scenario.get_call(stack, ids), clients, stored)
     in_db = stored + sum(row["summary"].calls for row in rows if row["rpc"] == "CreatePost")
     for clients in plan.api_clients:
-        for rpc, call in (
-            ("ListPosts", api_scenario.list_call(stack)),
-            ("GetStats", api_scenario.stats_call(stack)),
-        ):
-            rows.append(await api_scenario.measure(stack, rpc, call, clients, seconds, in_db))
+        await measure("ListPosts", api_scenario.list_call(stack), clients, in_db)
+    _print_rows(rows)
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         summary = row["summary"]
         print(
@@ -459,7 +506,6 @@ async def api_rows(
             f"p50 {summary.p50_ms:.1f} ms p99 {summary.p99_ms:.1f} ms  errors {row['errors']}",
             flush=True,
         )
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:

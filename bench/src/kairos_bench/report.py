@@ -21,6 +21,7 @@ rendered again with `python -m kairos_bench.report results.json [--out DIR]`)::
       "steady": {"rate_per_s": int, "seconds": float, "kairos": ScenarioSummary,
                  "bullmq": ScenarioSummary | None, "seeds": ScenarioSummary | None},
       "api": [{"rpc": str, "clients": int, "posts_in_db": int, "summary": LatencySummary}, ...],
+      "probe": [{"rpc": "empty RPC", "clients": int, "summary": LatencySummary}, ...],
       "scale": {"stored_future_posts": int, "n": int, "kairos": ScenarioSummary,
                 "claim_ms": {"p50": float, "p99": float, "max": float, "samples": int} | None,
                 "claim_ms_empty": {...} | None,
@@ -338,25 +339,60 @@ def _steady_markdown(data: Mapping[str, Any]) -> list[str]:
     return [title, "", *_comparison(steady, ("p50", "p99", "max"))]
 
 
+def _rows(data: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The entries of a list section (api, probe) that have a summary."""
+    return [
+        entry
+        for entry in data.get(name) or []
+        if isinstance(entry, dict) and isinstance(entry.get("summary"), dict)
+    ]
+
+
+def _rate(entry: Mapping[str, Any]) -> float | None:
+    rate = entry["summary"].get("per_s")
+    return None if rate is None else float(rate)
+
+
+def empty_rpc_rates(data: Mapping[str, Any]) -> dict[int, float]:
+    """The empty-RPC probe's calls/s by client count."""
+    return {
+        int(entry["clients"]): rate
+        for entry in _rows(data, "probe")
+        if (rate := _rate(entry)) is not None and entry.get("clients") is not None
+    }
+
+
 def _api_markdown(data: Mapping[str, Any]) -> list[str]:
-    entries = [entry for entry in data.get("api") or [] if isinstance(entry, dict)]
-    if not entries:
+    probe, entries = _rows(data, "probe"), _rows(data, "api")
+    if not entries and not probe:
         return []
+    empty = empty_rpc_rates(data)
     rows = []
-    for entry in entries:
-        summary = entry.get("summary") or {}
+    for entry in probe + entries:
+        summary = entry["summary"]
         rows.append(
             [
                 str(entry.get("rpc", "?")),
                 _count(entry.get("clients")),
-                _count(entry.get("posts_in_db")),
+                _count(entry.get("posts_in_db")) if entry in entries else "",
                 _count(summary.get("per_s")),
+                _ratio(summary.get("per_s"), empty.get(entry.get("clients") or 0)),
                 _ms(summary.get("p50_ms")),
                 _ms(summary.get("p99_ms")),
             ]
         )
-    header = ["RPC", "clients", "posts in db", "calls/s", "p50 ms", "p99 ms"]
-    return ["### API", "", _table(header, rows)]
+    header = ["RPC", "clients", "posts in db", "calls/s", "÷ empty RPC", "p50 ms", "p99 ms"]
+    lines = ["### API", "", _table(header, rows)]
+    if probe:
+        lines += [
+            "",
+            "The empty RPC is a no-op unary call served and called as Kairos serves and calls"
+            " its own (`kairos_bench.probe`); each api rate is divided by its rate with as many"
+            " clients.",
+        ]
+    else:
+        lines += ["", "Empty-RPC probe not run."]
+    return lines
 
 
 def _scale_markdown(data: Mapping[str, Any]) -> list[str]:

@@ -160,6 +160,18 @@ class Stack:
             self.env["KAIROS_API_TARGET"] = self.api_target
         return process
 
+    async def start_probe(self) -> str:
+        """The empty-RPC probe (`kairos_bench.probe`) as a process of the stack; its target."""
+        port = free_port()
+        command = [sys.executable, "-m", "kairos_bench.probe", "--addr", f"127.0.0.1:{port}"]
+        process = Process("probe", command, self.env, self.workdir / "probe.log")
+        self.processes["probe"] = process
+        try:
+            await _serving(port, timeout=60)
+        except TimeoutError as error:
+            raise RuntimeError(f"the probe did not start: {error}\n{process.tail()}") from None
+        return f"127.0.0.1:{port}"
+
     def stop_service(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is not None:
