@@ -35,7 +35,14 @@ import psycopg
 
 from kairos_bench import api as api_scenario
 from kairos_bench import probe
-from kairos_bench.bullmq import BullmqBaseline, SeedsBaseline, node_version, redis_version
+from kairos_bench.bullmq import (
+    BullmqBaseline,
+    SeedsBaseline,
+    node_version,
+    redis_pid,
+    redis_version,
+)
+from kairos_bench.cpu import CpuMeter
 from kairos_bench.kairos import collect, create_due_posts
 from kairos_bench.load import Call
 from kairos_bench.profile import Profiler
@@ -233,14 +240,27 @@ class Overran(RuntimeError):
 async def kairos_burst(
     stack: Stack, sink: SinkProcess, account: str, n: int, label: str, profiler: Profiler | None
 ) -> dict[str, Any]:
-    """N posts due at one instant, through Kairos; summary, claim latency and publisher memory."""
+    """N posts due at one instant, through Kairos; summary, claim latency, publisher memory
+    and each process's CPU time per post while they drained."""
     await sink.reset()
     created = await create_due_posts(stack, account, n, lambda first, i: first, label=label)
     due = min(created.expected.values())
     offset = log_size(stack, "scheduler")
+    meter = CpuMeter(
+        {
+            **{name: [stack.pid(name)] for name in ("api", "scheduler", "publisher")},
+            "nats-server": [stack.nats_pid],
+            "sink": [sink.pid],
+            "bench driver": [os.getpid()],
+        },
+        admin_url=ADMIN_URL,
+        database=stack.database,
+    )
     with RssSampler(stack.pid("publisher")) as rss:
         async with profiler.around(due) if profiler else contextlib.nullcontext():
-            arrivals = await collect(sink, created.expected, timeout_s=max(120.0, n / 50))
+            arrivals = await collect(
+                sink, created.expected, timeout_s=max(120.0, n / 50), meter=meter
+            )
     if created.overran:
         raise Overran(f"{label}: {created.overran:,} of {n:,} posts were created after their due")
     return {
@@ -250,6 +270,7 @@ async def kairos_burst(
         "created_after_due": created.overran,
         "claim_ms": claim_stats(stack.processes["scheduler"].log, offset),
         "publisher_rss_mib": rss.summary(),
+        "cpu": meter.profile(n),
     }
 
 
@@ -278,9 +299,22 @@ PEERS: dict[str, type[BullmqBaseline]] = {"bullmq": BullmqBaseline, "seeds": See
 async def peer_run(
     peer: type[BullmqBaseline], sink: SinkProcess, jobs: int, due_at: Any, label: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The same shape of load through a Node peer; (summary part, the peer's settings)."""
+    """The same shape of load through a Node peer; (summary part, the peer's settings).
+
+    When every post is due at once, the part has each process's CPU time per post while they
+    drained (`cpu`)."""
     await sink.reset()
     async with peer(sink_url=sink.url) as bull:
+        meter = CpuMeter(
+            {
+                "Node workers": bull.pids,
+                "redis-server": [await asyncio.to_thread(redis_pid, bull.redis_url)],
+                "sink": [sink.pid],
+                "bench driver": [os.getpid()],
+            },
+            admin_url=ADMIN_URL,
+            database=bull.database if isinstance(bull, SeedsBaseline) else None,
+        )
         enqueue_estimate = 3.0 + jobs / 5_000
         first = time.time_ns() + int(enqueue_estimate * 1e9)
         keys = [f"{peer.script.removesuffix('.mjs')}-{label}-{i}" for i in range(jobs)]
@@ -289,12 +323,15 @@ async def peer_run(
         if time.time_ns() > first:
             # As for Kairos's creates: lateness must not include the time it took to enqueue.
             raise Overran(f"{peer.script} {label}: enqueueing {jobs:,} jobs ran past the first due")
-        arrivals = await collect(sink, expected, timeout_s=max(120.0, jobs / 50))
+        at_once = len(set(expected.values())) == 1
+        arrivals = await collect(
+            sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter if at_once else None
+        )
         settings = bull.settings
-    return {
-        "summary": summarize(expected, arrivals),
-        "enqueue_seconds": round(took, 2),
-    }, settings
+    part = {"summary": summarize(expected, arrivals), "enqueue_seconds": round(took, 2)}
+    if at_once:
+        part["cpu"] = meter.profile(jobs)
+    return part, settings
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

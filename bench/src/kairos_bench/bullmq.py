@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -64,6 +63,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
+from kairos_bench.stack import ADMIN_URL
+
 BULLMQ_FOLDER = Path(__file__).resolve().parents[2] / "bullmq"
 """`bench/bullmq`: package.json, the lock file, bench.mjs, seeds.mjs and their common.mjs."""
 
@@ -77,9 +78,6 @@ DEFAULT_ADD_CHUNK = 1000
 DEFAULT_POOL = 20
 """node-postgres connections per seeds worker process."""
 
-ADMIN_URL = os.environ.get(
-    "KAIROS_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SEEDS_SCHEMA = """
 CREATE TABLE posts (
     id uuid PRIMARY KEY,
@@ -226,6 +224,19 @@ def redis_version(url: str = DEFAULT_REDIS_URL) -> str:
         if line.startswith("redis_version:"):
             return line.partition(":")[2].strip()
     raise RuntimeError(f"no redis_version in the INFO reply of {url}")
+
+
+def redis_pid(url: str = DEFAULT_REDIS_URL) -> int:
+    """The `process_id` that the server at `url` reports in INFO (for reading its CPU time)."""
+    connection = _RedisConnection(url)
+    try:
+        info = connection.call("INFO", "server")
+    finally:
+        connection.close()
+    for line in str(info).splitlines():
+        if line.startswith("process_id:"):
+            return int(line.partition(":")[2])
+    raise RuntimeError(f"no process_id in the INFO reply of {url}")
 
 
 def redis_keys(url: str, pattern: str) -> list[str]:
@@ -566,5 +577,6 @@ __all__ = [
     "ensure_installed",
     "node_version",
     "redis_keys",
+    "redis_pid",
     "redis_version",
 ]

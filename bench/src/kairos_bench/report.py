@@ -17,7 +17,10 @@ rendered again with `python -m kairos_bench.report results.json [--out DIR]`)::
                "settings": {str: str | int | float}},
       "sink": {"requests": int, "per_s": float, "clients": int, "sink_cpu_seconds": float},
       "burst": {"n": int, "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None,
-                "seeds": ScenarioSummary | None},
+                "seeds": ScenarioSummary | None,
+                "<system>_detail": {..., "cpu": {"posts": int, "window_s": float,
+                                                 "us_per_post": {process: float},
+                                                 "total_us_per_post": float}}},
       "steady": {"rate_per_s": int, "seconds": float, "kairos": ScenarioSummary,
                  "bullmq": ScenarioSummary | None, "seeds": ScenarioSummary | None},
       "api": [{"rpc": str, "clients": int, "posts_in_db": int, "summary": LatencySummary}, ...],
@@ -362,6 +365,44 @@ def empty_rpc_rates(data: Mapping[str, Any]) -> dict[int, float]:
     }
 
 
+def cpu_profiles(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The burst's CPU profiles (`kairos_bench.cpu`) by system name: Kairos and each peer."""
+    burst = _section(data, "burst") or {}
+    profiles = {}
+    for key, label in {"kairos": "Kairos", **PEERS}.items():
+        detail = burst.get(f"{key}_detail")
+        profile = detail.get("cpu") if isinstance(detail, dict) else None
+        if isinstance(profile, dict) and isinstance(profile.get("us_per_post"), dict):
+            profiles[label] = profile
+    return profiles
+
+
+def _cpu_markdown(data: Mapping[str, Any]) -> list[str]:
+    profiles = cpu_profiles(data)
+    if not profiles:
+        return []
+    processes: dict[str, None] = {}
+    for profile in profiles.values():
+        processes |= dict.fromkeys(profile["us_per_post"])
+    rows = [
+        [name, *(_ms(profile["us_per_post"].get(name)) for profile in profiles.values())]
+        for name in processes
+    ]
+    rows.append(
+        ["total", *(_ms(profile.get("total_us_per_post")) for profile in profiles.values())]
+    )
+    rows.append(["drain window s", *(_seconds(p.get("window_s")) for p in profiles.values())])
+    lines = ["### CPU per post during the burst drain", ""]
+    lines.append(_table(["µs of CPU per post", *profiles], rows))
+    lines += [
+        "",
+        "User + system CPU time of each process (`/proc/<pid>/stat`) from the due instant until"
+        " the last post reached the sink, divided by the posts; PostgreSQL backends are those"
+        " connected to the run's own database.",
+    ]
+    return lines
+
+
 def _api_markdown(data: Mapping[str, Any]) -> list[str]:
     probe, entries = _rows(data, "probe"), _rows(data, "api")
     if not entries and not probe:
@@ -469,6 +510,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     parts = [
         _burst_markdown(data),
         _steady_markdown(data),
+        _cpu_markdown(data),
         _api_markdown(data),
         _scale_markdown(data),
         _sink_markdown(data),

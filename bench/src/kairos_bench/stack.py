@@ -125,9 +125,15 @@ class Stack:
     nats_url: str
     env: dict[str, str]
     api_target: str = ""
+    nats_pid: int = 0
     key: str = ""
     account_id: str = ""
     processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str:
+        """The name of the stack's database."""
+        return self.database_url.rpartition("/")[2]
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -267,6 +273,7 @@ async def running_stack(
             **(env or {}),
         },
     )
+    stack.nats_pid = nats.pid
     try:
         stack.key = await asyncio.to_thread(_prepare, stack.env, "bench")
         for service in services:

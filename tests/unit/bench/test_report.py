@@ -285,3 +285,36 @@ def test_to_jsonable_drops_non_finite_numbers() -> None:
         "b": [1.0, None],
         "c": "/x",
     }
+
+
+def test_the_cpu_table_has_a_column_per_system_and_a_row_per_process() -> None:
+    def cpu(us: dict[str, float]) -> dict[str, Any]:
+        return {
+            "posts": 10,
+            "window_s": 1.5,
+            "us_per_post": us,
+            "total_us_per_post": sum(us.values()),
+        }
+
+    results = {
+        "burst": {
+            "n": 10,
+            "kairos": summary_json(drain_s=1.0),
+            "kairos_detail": {"cpu": cpu({"api": 100.0, "PostgreSQL backends": 50.0})},
+            "bullmq": summary_json(drain_s=1.0),
+            "bullmq_detail": {"cpu": cpu({"Node workers": 40.0})},
+        }
+    }
+
+    markdown = markdown_table(results)
+
+    heading = "### CPU per post during the burst drain"
+    assert table_row(markdown, heading, "µs of CPU per post") == [
+        "µs of CPU per post",
+        "Kairos",
+        "BullMQ",
+    ]
+    assert table_row(markdown, heading, "api") == ["api", "100.0", "—"]
+    assert table_row(markdown, heading, "Node workers") == ["Node workers", "—", "40.0"]
+    assert table_row(markdown, heading, "total") == ["total", "150.0", "40.0"]
+    assert "### CPU" not in markdown_table({"burst": {"n": 10, "kairos": summary_json()}})
