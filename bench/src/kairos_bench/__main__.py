@@ -90,11 +90,11 @@ QUICK = Plan(
     quick=True,
     burst=400,
     steady_rate=50,
-    steady_seconds=4.0,
+    steady_seconds=3.0,
     stored=20_000,
     stats_small=1_000,
     scale_burst=300,
-    api_seconds=1.5,
+    api_seconds=1.0,
     api_clients=(16, 64),
     sink_requests=5_000,
 )
@@ -495,10 +495,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def probe_rows(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
     """The empty RPC (`kairos_bench.probe`) with each client count, beside the api."""
     target = await stack.start_probe()
-    call = probe.empty_call(stack.metadata)
     rows = [
         await api_scenario.measure(
-            stack, "empty RPC", call, clients, plan.api_seconds, 0, target=target
+            stack,
+            "empty RPC",
+            probe.empty_call(stack.metadata),
+            clients,
+            plan.api_seconds,
+            0,
+            target=target,
         )
         for clients in plan.api_clients
     ]

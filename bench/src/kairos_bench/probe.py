@@ -67,18 +67,20 @@ class ProbeService:
 
 def empty_call(metadata: Sequence[tuple[str, str]]) -> Call:
     """A `load.Call` that makes the empty RPC, with `metadata` as Kairos calls carry theirs."""
-    callables: dict[int, grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]] = {}
+    callables: dict[
+        grpc.aio.Channel, grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
+    ] = {}
     request = empty_pb2.Empty()
 
     async def call(client: Client, number: int) -> Any:
-        method = callables.get(id(client))
+        method = callables.get(client.channel)
         if method is None:
             method = client.channel.unary_unary(
                 METHOD,
                 request_serializer=empty_pb2.Empty.SerializeToString,
                 response_deserializer=empty_pb2.Empty.FromString,
             )
-            callables[id(client)] = method
+            callables[client.channel] = method
         return await method(request, metadata=metadata, timeout=30)
 
     return call

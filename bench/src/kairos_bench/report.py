@@ -165,98 +165,140 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numbers: boo
 # --- targets --------------------------------------------------------------------------------
 
 
-def _compare(name: str, value: Any, limit: Any, detail: str) -> Target:
-    if value is None or limit is None:
-        return Target(name, "not measured", detail if value is not None else "not measured")
-    return Target(name, "met" if value <= limit else "not met", detail)
+def _judge(
+    name: str,
+    value: float | None,
+    detail: str,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+) -> Target:
+    """`value` (a ratio or a rate) against its limit; `detail` shows the numbers behind it."""
+    if value is None:
+        return Target(name, "not measured", detail or "not measured")
+    met = (at_most is None or value <= at_most) and (at_least is None or value >= at_least)
+    return Target(name, "met" if met else "not met", detail)
+
+
+def _quotient(numerator: Any, denominator: Any) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return float(numerator) / float(denominator)
 
 
 def judge_targets(results: Mapping[str, Any]) -> list[Target]:
-    """The issue's targets, each met / not met / not measured."""
+    """Issue 13's targets, each met / not met / not measured, from ratios within the run."""
     data = to_jsonable(results)
-    burst = _section(data, "burst")
-    steady = _section(data, "steady")
     targets: list[Target] = []
 
-    for label, section in (("Burst", burst), ("Steady", steady)):
-        kairos, bullmq = _summary(section, "kairos"), _summary(section, "bullmq")
-        k_drain, b_drain = _value(kairos, "drain_s"), _value(bullmq, "drain_s")
-        if label == "Burst":
-            targets.append(
-                _compare(
-                    "Burst drain time ≤ BullMQ's",
-                    k_drain,
-                    b_drain,
-                    f"Kairos {_seconds(k_drain)} s, BullMQ {_seconds(b_drain)} s",
-                )
-            )
-        k_p50, b_p50 = _value(kairos, "p50_ms"), _value(bullmq, "p50_ms")
-        targets.append(
-            _compare(
-                f"{label} p50 lateness ≤ ½ BullMQ's",
-                k_p50,
-                None if b_p50 is None else b_p50 / 2,
-                f"Kairos {_ms(k_p50)} ms, BullMQ {_ms(b_p50)} ms",
-            )
+    # (name, scenario, field, peer, at most this many times the peer's)
+    versus_peers = [
+        ("Burst drain ≤ 0.5× the seeds' design's", "burst", "drain_s", "seeds", 0.5),
+        ("Burst drain ≤ 2.0× bare BullMQ's", "burst", "drain_s", "bullmq", 2.0),
+        ("Burst p50 lateness ≤ 2× bare BullMQ's", "burst", "p50_ms", "bullmq", 2.0),
+        ("Steady p99 lateness ≤ bare BullMQ's", "steady", "p99_ms", "bullmq", 1.0),
+    ]
+    for name, scenario, field, peer, limit in versus_peers:
+        section = _section(data, scenario)
+        mine, theirs = (
+            _value(_summary(section, "kairos"), field),
+            _value(_summary(section, peer), field),
         )
+        ratio = _quotient(mine, theirs)
+        show, unit = (_seconds, "s") if field == "drain_s" else (_ms, "ms")
+        detail = "" if ratio is None else (
+            f"{ratio:.2f}× (Kairos {show(mine)} {unit}, {PEERS[peer]} {show(theirs)} {unit})"
+        )  # fmt: skip
+        targets.append(_judge(name, ratio, detail, at_most=limit))
 
-    steady_kairos = _summary(steady, "kairos")
+    steady_kairos = _summary(_section(data, "steady"), "kairos")
     steady_p99 = _value(steady_kairos, "p99_ms")
     targets.append(
-        _compare("Steady p99 lateness ≤ 50 ms", steady_p99, 50.0, f"{_ms(steady_p99)} ms")
+        _judge("Steady p99 lateness ≤ 50 ms", steady_p99, f"{_ms(steady_p99)} ms", at_most=50.0)
     )
 
-    api = [entry for entry in data.get("api") or [] if isinstance(entry, dict)]
+    api = _rows(data, "api")
+    empty = empty_rpc_rates(data)
 
-    def rows(rpc: str, at_least_posts: int = 0) -> list[dict[str, Any]]:
-        return [
-            entry
-            for entry in api
-            if entry.get("rpc") == rpc
-            and isinstance(entry.get("summary"), dict)
-            and (entry.get("posts_in_db") or 0) >= at_least_posts
-        ]
+    def rows(rpc: str, posts: int = 0) -> list[dict[str, Any]]:
+        found = [entry for entry in api if entry.get("rpc") == rpc]
+        return [entry for entry in found if (entry.get("posts_in_db") or 0) >= posts]
 
-    creates = [row for row in rows("CreatePost") if row["summary"].get("per_s") is not None]
-    if creates:
-        best = max(creates, key=lambda row: row["summary"]["per_s"])
-        rate = best["summary"]["per_s"]
-        targets.append(
-            Target(
-                "CreatePost ≥ 2,000/s (best of the client counts)",
-                "met" if rate >= 2000 else "not met",
-                f"{_count(rate)}/s with {best.get('clients')} clients",
-            )
+    creates = [(rate, row) for row in rows("CreatePost") if (rate := _rate(row)) is not None]
+    best = max(creates, key=lambda pair: pair[0], default=None)
+    targets.append(
+        _judge(
+            "CreatePost ≥ 2,000/s",
+            None if best is None else best[0],
+            "" if best is None else f"{_count(best[0])}/s with {best[1].get('clients')} clients",
+            at_least=2000,
         )
-    else:
-        targets.append(Target("CreatePost ≥ 2,000/s (best of the client counts)", *_unmeasured()))
+    )
 
-    targets.append(_worst_p99("GetPost p99 ≤ 5 ms (every client count)", rows("GetPost"), 5.0))
-    list_name = "ListPosts p99 ≤ 20 ms at 1,000,000 posts (every client count)"
-    if rows("ListPosts", LIST_POSTS_JUDGED_AT):
-        targets.append(_worst_p99(list_name, rows("ListPosts", LIST_POSTS_JUDGED_AT), 20.0))
-    else:
-        targets.append(Target(list_name, "not measured", "not measured at 1M posts"))
+    def fraction_of_empty(row: Mapping[str, Any]) -> tuple[float | None, str]:
+        rate, reference = _rate(row), empty.get(row.get("clients") or 0)
+        fraction = _quotient(rate, reference)
+        detail = f"{_count(rate)}/s, empty RPC {_count(reference)}/s"
+        return fraction, f"{fraction:.2f}× ({detail})" if fraction is not None else ""
+
+    get_16 = [row for row in rows("GetPost") if row.get("clients") == 16]
+    fraction, detail = fraction_of_empty(get_16[0]) if get_16 else (None, "")
+    targets.append(
+        _judge("GetPost (16 clients) ≥ 0.5× the empty RPC", fraction, detail, at_least=0.5)
+    )
+
+    at_1m = "not measured at 1,000,000 posts"
+    fractions = [fraction_of_empty(row) for row in rows("ListPosts", LIST_POSTS_JUDGED_AT)]
+    targets.append(
+        _judge(
+            "ListPosts at 1,000,000 posts ≥ 0.25× the empty RPC (every client count)",
+            *_worst(fractions, at_1m),
+            at_least=0.25,
+        )
+    )
+
+    stats_big = rows("GetStats", LIST_POSTS_JUDGED_AT)
+    rates = [(_rate(row), f"{_count(_rate(row))}/s with {row.get('clients')} clients")
+             for row in stats_big]  # fmt: skip
+    targets.append(
+        _judge(
+            "GetStats at 1,000,000 posts ≥ 1,000/s (every client count)",
+            *_worst(rates, at_1m),
+            at_least=1000,
+        )
+    )
+    stats = rows("GetStats")
+    fewest = min((row.get("posts_in_db") or 0 for row in stats), default=0)
+    small = {row.get("clients"): _rate(row) for row in stats if row.get("posts_in_db") == fewest}
+    ratios: list[tuple[float | None, str]] = []
+    for row in stats_big:
+        rate, reference = _rate(row), small.get(row.get("clients"))
+        ratio = _quotient(rate, reference)
+        if ratio is not None:
+            detail = (
+                f"{ratio:.2f}× with {row.get('clients')} clients ({_count(rate)}/s against"
+                f" {_count(reference)}/s with {_count(fewest)} posts)"
+            )
+            ratios.append((ratio, detail))
+    targets.append(
+        _judge(
+            "GetStats at 1,000,000 posts ≥ 0.8× its rate at 10,000 (every client count)",
+            *_worst(ratios, at_1m),
+            at_least=0.8,
+        )
+    )
 
     targets.append(_exactly_once(data))
     return targets
 
 
-def _unmeasured() -> tuple[Status, str]:
-    return "not measured", "not measured"
-
-
-def _worst_p99(name: str, rows: list[dict[str, Any]], limit_ms: float) -> Target:
-    measured = [row for row in rows if row["summary"].get("p99_ms") is not None]
-    if not measured:
-        return Target(name, *_unmeasured())
-    worst = max(measured, key=lambda row: row["summary"]["p99_ms"])
-    best = min(measured, key=lambda row: row["summary"]["p99_ms"])
-    p99 = worst["summary"]["p99_ms"]
-    detail = f"worst {_ms(p99)} ms with {worst.get('clients')} clients"
-    if len(measured) > 1:
-        detail += f", best {_ms(best['summary']['p99_ms'])} ms with {best.get('clients')}"
-    return Target(name, "met" if p99 <= limit_ms else "not met", detail)
+def _worst(
+    measured: Sequence[tuple[float | None, str]], unmeasured: str
+) -> tuple[float | None, str]:
+    """The lowest value with its detail (a target judged at every client count), or None and
+    `unmeasured`."""
+    known = [(value, detail) for value, detail in measured if value is not None]
+    return min(known, key=lambda pair: pair[0]) if known else (None, unmeasured)
 
 
 def _exactly_once(data: Mapping[str, Any]) -> Target:
@@ -272,7 +314,7 @@ def _exactly_once(data: Mapping[str, Any]) -> Target:
         if duplicates or lost:
             faults.append(f"{scenario}: {duplicates:,} duplicates, {lost:,} lost")
     if not checked:
-        return Target(name, *_unmeasured())
+        return Target(name, "not measured", "not measured")
     if faults:
         return Target(name, "not met", "; ".join(faults))
     return Target(name, "met", "checked " + ", ".join(checked))
