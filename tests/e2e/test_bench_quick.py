@@ -2,9 +2,9 @@
 
 It runs exactly what `make bench` runs (the real stack as processes, the sink, both Node peers
 installed from npm into bench/bullmq: bare BullMQ and the seeds' design, the empty-RPC probe,
-the CPU profile, every scenario and the report), with sizes that take about a minute, and checks
-the report it wrote. The numbers themselves are not
-judged here: timings on a shared 2-core machine are noisy; `make bench` is where they count.
+the CPU profile, every scenario and the report), with sizes that take about two minutes, and
+checks the report it wrote. The numbers themselves are not judged here: timings on a shared
+2-core machine are noisy; `make bench` is where they count.
 """
 
 from __future__ import annotations

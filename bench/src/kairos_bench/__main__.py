@@ -1,7 +1,7 @@
 """`make bench` / `python -m kairos_bench`: every scenario, then the report.
 
-    python -m kairos_bench                 the full run (about ten minutes)
-    python -m kairos_bench --quick         small numbers, well under a minute: the harness's check
+    python -m kairos_bench                 the full run (about twelve minutes)
+    python -m kairos_bench --quick         small numbers, about two minutes: the harness's check
     python -m kairos_bench --only burst,api
     python -m kairos_bench --profile       also py-spy the services during the Kairos burst
 
