@@ -7,10 +7,14 @@
 
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
 
 export const JOB_NAME = 'publish';
+
+// bench.mjs or seeds.mjs, for messages.
+const SCRIPT = basename(process.argv[1]);
 
 // Filler so that the POSTed body is about 300 bytes, like a short social post.
 export const CONTENT =
@@ -44,7 +48,7 @@ export const { positionals, values: options } = parseArgs({
 });
 
 export function fail(message) {
-  process.stderr.write(`${process.argv[1]}: ${message}\n`);
+  process.stderr.write(`${SCRIPT}: ${message}\n`);
   process.exit(2);
 }
 
@@ -249,9 +253,9 @@ export function main({ worker, enqueue }) {
   };
   const name = positionals[0];
   const command = commands[name];
-  if (command === undefined) fail(`usage: node ${process.argv[1]} ${Object.keys(commands).join('|')} [options]`);
+  if (command === undefined) fail(`usage: node ${SCRIPT} ${Object.keys(commands).join('|')} [options]`);
   command().catch((error) => {
-    process.stderr.write(`${process.argv[1]} ${name}: ${error.stack ?? error}\n`);
+    process.stderr.write(`${SCRIPT} ${name}: ${error.stack ?? error}\n`);
     process.exit(1);
   });
 }
