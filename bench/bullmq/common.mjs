@@ -43,7 +43,7 @@ export const { positionals, values: options } = parseArgs({
     chunk: { type: 'string', default: '1000' },
     // seeds.mjs only: the PostgreSQL database of the posts and each process's pool size.
     database: { type: 'string' },
-    pool: { type: 'string', default: '20' },
+    pool: { type: 'string', default: '10' },
   },
 });
 
