@@ -214,7 +214,12 @@ def judge_targets(results: Mapping[str, Any]) -> list[Target]:
     steady_kairos = _summary(_section(data, "steady"), "kairos")
     steady_p99 = _value(steady_kairos, "p99_ms")
     targets.append(
-        _judge("Steady p99 lateness ≤ 50 ms", steady_p99, f"{_ms(steady_p99)} ms", at_most=50.0)
+        _judge(
+            "Steady p99 lateness ≤ 50 ms",
+            steady_p99,
+            "" if steady_p99 is None else f"{_ms(steady_p99)} ms",
+            at_most=50.0,
+        )
     )
 
     api = _rows(data, "api")

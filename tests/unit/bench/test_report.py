@@ -295,6 +295,10 @@ def test_targets_not_met_or_not_measured() -> None:
     assert "burst: 1 duplicates" in exactly_once.detail
     assert "steady: 0 duplicates, 2 lost" in exactly_once.detail
     assert all(target.status == "not measured" for target in judge_targets({}))
+    assert {target.detail for target in judge_targets({})} == {
+        "not measured",
+        "not measured at 1,000,000 posts",
+    }
 
 
 def test_the_sink_line_states_cpu_per_request_and_headroom() -> None:
