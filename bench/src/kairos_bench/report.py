@@ -60,8 +60,8 @@ from kairos_bench.stats import ScenarioSummary
 
 Status = Literal["met", "not met", "not measured"]
 
-#: ListPosts is judged only when the table held at least this many posts.
-LIST_POSTS_JUDGED_AT = 1_000_000
+#: ListPosts and GetStats are judged only when the table held at least this many posts.
+JUDGED_AT_POSTS = 1_000_000
 #: Points drawn per CDF curve; longer lateness lists are sampled at evenly spaced ranks.
 CURVE_POINTS = 2000
 
@@ -253,7 +253,7 @@ def judge_targets(results: Mapping[str, Any]) -> list[Target]:
     )
 
     at_1m = "not measured at 1,000,000 posts"
-    fractions = [fraction_of_empty(row) for row in rows("ListPosts", LIST_POSTS_JUDGED_AT)]
+    fractions = [fraction_of_empty(row) for row in rows("ListPosts", JUDGED_AT_POSTS)]
     targets.append(
         _judge(
             "ListPosts at 1,000,000 posts ≥ 0.25× the empty RPC (every client count)",
@@ -262,7 +262,7 @@ def judge_targets(results: Mapping[str, Any]) -> list[Target]:
         )
     )
 
-    stats_big = rows("GetStats", LIST_POSTS_JUDGED_AT)
+    stats_big = rows("GetStats", JUDGED_AT_POSTS)
     rates = [(_rate(row), f"{_count(_rate(row))}/s with {row.get('clients')} clients")
              for row in stats_big]  # fmt: skip
     targets.append(
