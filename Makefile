@@ -64,10 +64,10 @@ down: ## Stop what `make up` started (the data stays in the Docker volumes)
 	@command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 || { echo "make down needs Docker with the compose plugin ('docker compose')." >&2; exit 2; }
 	docker compose down
 
-bench: $(VENV)/.synced ## Benchmarks beside BullMQ: burst, steady, api, scale (~10 min; BENCH_ARGS=--help)
+bench: $(VENV)/.synced ## Benchmarks beside bare BullMQ and the seeds' design: burst, steady, api, scale (~12 min; BENCH_ARGS=--help)
 	@$(RUN) python -m kairos_bench $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.synced ## The same harness with small numbers (about a minute; make test runs it too)
+bench-quick: $(VENV)/.synced ## The same harness with small numbers (about two minutes; make test runs it too)
 	@$(RUN) python -m kairos_bench --quick $(BENCH_ARGS)
 
 clean: ## Remove the environments and caches

@@ -1,9 +1,10 @@
 """`make bench --quick`: the whole benchmark harness on small numbers, so it never rots.
 
-It runs exactly what `make bench` runs (the real stack as processes, the sink, the BullMQ
-baseline installed from npm into bench/bullmq, every scenario and the report), with sizes
-that take about a minute, and checks the report it wrote. The numbers themselves are not
-judged here: timings on a shared 2-core machine are noisy; `make bench` is where they count.
+It runs exactly what `make bench` runs (the real stack as processes, the sink, both Node peers
+installed from npm into bench/bullmq: bare BullMQ and the seeds' design, the empty-RPC probe,
+the CPU profile, every scenario and the report), with sizes that take about two minutes, and
+checks the report it wrote. The numbers themselves are not judged here: timings on a shared
+2-core machine are noisy; `make bench` is where they count.
 """
 
 from __future__ import annotations
@@ -31,16 +32,27 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert results["errors"] == []
     assert results["meta"]["quick"] is True
     for scenario in ("burst", "steady"):
-        for system in ("kairos", "bullmq"):
+        for system in ("kairos", "bullmq", "seeds"):
             summary = results[scenario][system]
             assert summary["posts"] > 0, (scenario, system)
             assert summary["lost"] == 0, (scenario, system, summary)
             assert summary["duplicates"] == 0, (scenario, system, summary)
             assert summary["p50_ms"] is not None
+    for system in ("kairos", "bullmq", "seeds"):
+        cpu = results["burst"][f"{system}_detail"]["cpu"]
+        assert cpu["posts"] == results["burst"]["n"]
+        assert cpu["total_us_per_post"] > 0, (system, cpu)
+    kairos_cpu = results["burst"]["kairos_detail"]["cpu"]["us_per_post"]
+    for process in ("api", "scheduler", "publisher", "nats-server", "PostgreSQL backends"):
+        assert process in kairos_cpu, process
+    assert "PostgreSQL backends" in results["burst"]["seeds_detail"]["cpu"]["us_per_post"]
     rpcs = {(row["rpc"], row["clients"]) for row in results["api"]}
     for rpc in ("CreatePost", "GetPost", "ListPosts", "GetStats"):
         assert {(rpc, 16), (rpc, 64)} <= rpcs, rpc
-    assert all(row["summary"]["calls"] > 0 for row in results["api"])
+    assert all(row["summary"]["calls"] > 0 for row in results["api"] + results["probe"])
+    assert {row["clients"] for row in results["probe"]} == {16, 64}
+    stats_stored = {row["posts_in_db"] for row in results["api"] if row["rpc"] == "GetStats"}
+    assert len(stats_stored) == 2, stats_stored
     assert any(
         row["posts_in_db"] >= results["scale"]["stored_future_posts"] for row in results["api"]
     )
@@ -52,8 +64,10 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     assert scale["publisher_rss_mib"]["peak"] > 0
     assert results["sink"]["per_s"] > 0
     markdown = (tmp_path / "quick-latest.md").read_text()
-    for heading in ("Burst", "Steady", "API", "Scale", "Targets"):
+    for heading in ("Burst", "Steady", "CPU per post", "API", "Scale", "Targets"):
         assert heading in markdown
+    assert "Kairos / seeds' design" in markdown
+    assert "empty RPC" in markdown
     plot = (tmp_path / "quick-latest-lateness.png").read_bytes()
     assert plot.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(plot) > 10_000

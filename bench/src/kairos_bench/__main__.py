@@ -1,12 +1,13 @@
 """`make bench` / `python -m kairos_bench`: every scenario, then the report.
 
-    python -m kairos_bench                 the full run (about ten minutes)
-    python -m kairos_bench --quick         small numbers, well under a minute: the harness's check
+    python -m kairos_bench                 the full run (about twelve minutes)
+    python -m kairos_bench --quick         small numbers, about two minutes: the harness's check
     python -m kairos_bench --only burst,api
     python -m kairos_bench --profile       also py-spy the services during the Kairos burst
 
 Scenarios run one after another on one machine, never overlapping: the Kairos stack is stopped
-before BullMQ's workers start, and the other way round.
+before the peers' workers start (bare BullMQ, then the seeds' design: BullMQ plus PostgreSQL),
+and each peer's before the next one's.
 """
 
 from __future__ import annotations
@@ -33,8 +34,17 @@ import psutil
 import psycopg
 
 from kairos_bench import api as api_scenario
-from kairos_bench.bullmq import BullmqBaseline, node_version, redis_version
+from kairos_bench import probe
+from kairos_bench.bullmq import (
+    BullmqBaseline,
+    SeedsBaseline,
+    node_version,
+    redis_pid,
+    redis_version,
+)
+from kairos_bench.cpu import CpuMeter
 from kairos_bench.kairos import collect, create_due_posts
+from kairos_bench.load import Call
 from kairos_bench.profile import Profiler
 from kairos_bench.report import write_report
 from kairos_bench.seed import seed_future_posts
@@ -56,6 +66,8 @@ class Plan:
     steady_rate: int
     steady_seconds: float
     stored: int
+    #: Posts stored when GetStats is first measured, to compare with its rate at `stored`.
+    stats_small: int
     scale_burst: int
     api_seconds: float
     api_clients: tuple[int, ...]
@@ -68,6 +80,7 @@ FULL = Plan(
     steady_rate=200,
     steady_seconds=30.0,
     stored=1_000_000,
+    stats_small=10_000,
     scale_burst=20_000,
     api_seconds=10.0,
     api_clients=(16, 64),
@@ -77,10 +90,11 @@ QUICK = Plan(
     quick=True,
     burst=400,
     steady_rate=50,
-    steady_seconds=4.0,
+    steady_seconds=3.0,
     stored=20_000,
+    stats_small=1_000,
     scale_burst=300,
-    api_seconds=1.5,
+    api_seconds=1.0,
     api_clients=(16, 64),
     sink_requests=5_000,
 )
@@ -94,7 +108,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-n", "--burst", type=int, help="posts in the burst (default 20,000)")
     parser.add_argument("--stored", type=int, help="future posts stored for api/scale")
-    parser.add_argument("--no-bullmq", action="store_true", help="skip the BullMQ baseline")
+    parser.add_argument(
+        "--no-bullmq", action="store_true", help="skip both Node peers (bare BullMQ, seeds' design)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the Kairos burst")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
@@ -224,14 +240,27 @@ class Overran(RuntimeError):
 async def kairos_burst(
     stack: Stack, sink: SinkProcess, account: str, n: int, label: str, profiler: Profiler | None
 ) -> dict[str, Any]:
-    """N posts due at one instant, through Kairos; summary, claim latency and publisher memory."""
+    """N posts due at one instant, through Kairos; summary, claim latency, publisher memory
+    and each process's CPU time per post while they drained."""
     await sink.reset()
     created = await create_due_posts(stack, account, n, lambda first, i: first, label=label)
     due = min(created.expected.values())
     offset = log_size(stack, "scheduler")
+    meter = CpuMeter(
+        {
+            **{name: [stack.pid(name)] for name in ("api", "scheduler", "publisher")},
+            "nats-server": [stack.nats_pid],
+            "sink": [sink.pid],
+            "bench driver": [os.getpid()],
+        },
+        admin_url=ADMIN_URL,
+        database=stack.database,
+    )
     with RssSampler(stack.pid("publisher")) as rss:
         async with profiler.around(due) if profiler else contextlib.nullcontext():
-            arrivals = await collect(sink, created.expected, timeout_s=max(120.0, n / 50))
+            arrivals = await collect(
+                sink, created.expected, timeout_s=max(120.0, n / 50), meter=meter
+            )
     if created.overran:
         raise Overran(f"{label}: {created.overran:,} of {n:,} posts were created after their due")
     return {
@@ -241,6 +270,7 @@ async def kairos_burst(
         "created_after_due": created.overran,
         "claim_ms": claim_stats(stack.processes["scheduler"].log, offset),
         "publisher_rss_mib": rss.summary(),
+        "cpu": meter.profile(n),
     }
 
 
@@ -262,26 +292,46 @@ async def kairos_steady(
     }
 
 
-async def bullmq_run(
-    sink: SinkProcess, jobs: int, due_at: Any, label: str
+#: The Node peers, by their key in the results: bare BullMQ and the seeds' design.
+PEERS: dict[str, type[BullmqBaseline]] = {"bullmq": BullmqBaseline, "seeds": SeedsBaseline}
+
+
+async def peer_run(
+    peer: type[BullmqBaseline], sink: SinkProcess, jobs: int, due_at: Any, label: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The same shape of load through BullMQ; (summary part, BullMQ's settings)."""
+    """The same shape of load through a Node peer; (summary part, the peer's settings).
+
+    When every post is due at once, the part has each process's CPU time per post while they
+    drained (`cpu`)."""
     await sink.reset()
-    async with BullmqBaseline(sink_url=sink.url) as bull:
+    async with peer(sink_url=sink.url) as bull:
+        meter = CpuMeter(
+            {
+                "Node workers": bull.pids,
+                "redis-server": [await asyncio.to_thread(redis_pid, bull.redis_url)],
+                "sink": [sink.pid],
+                "bench driver": [os.getpid()],
+            },
+            admin_url=ADMIN_URL,
+            database=bull.database if isinstance(bull, SeedsBaseline) else None,
+        )
         enqueue_estimate = 3.0 + jobs / 5_000
         first = time.time_ns() + int(enqueue_estimate * 1e9)
-        keys = [f"bullmq-{label}-{i}" for i in range(jobs)]
+        keys = [f"{peer.script.removesuffix('.mjs')}-{label}-{i}" for i in range(jobs)]
         expected = {key: due_at(first, i) for i, key in enumerate(keys)}
         took = await bull.enqueue(list(expected.items()))
         if time.time_ns() > first:
             # As for Kairos's creates: lateness must not include the time it took to enqueue.
-            raise Overran(f"bullmq {label}: enqueueing {jobs:,} jobs ran past the first due")
-        arrivals = await collect(sink, expected, timeout_s=max(120.0, jobs / 50))
+            raise Overran(f"{peer.script} {label}: enqueueing {jobs:,} jobs ran past the first due")
+        at_once = len(set(expected.values())) == 1
+        arrivals = await collect(
+            sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter if at_once else None
+        )
         settings = bull.settings
-    return {
-        "summary": summarize(expected, arrivals),
-        "enqueue_seconds": round(took, 2),
-    }, settings
+    part = {"summary": summarize(expected, arrivals), "enqueue_seconds": round(took, 2)}
+    if at_once:
+        part["cpu"] = meter.profile(jobs)
+    return part, settings
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -356,45 +406,68 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await attempt("kairos burst and steady", kairos_side())
 
-            if not args.no_bullmq:
+            for name, peer in ({} if args.no_bullmq else PEERS).items():
 
-                async def bullmq_side() -> None:
+                async def peer_side(name: str = name, peer: type[BullmqBaseline] = peer) -> None:
                     if "burst" in results:
-                        part, settings = await bullmq_run(
-                            sink, plan.burst, lambda first, i: first, "burst"
+                        part, settings = await peer_run(
+                            peer, sink, plan.burst, lambda first, i: first, "burst"
                         )
-                        results["burst"]["bullmq"] = part.pop("summary")
-                        results["burst"]["bullmq_detail"] = part
-                        results["meta"]["bullmq_settings"] = settings
-                        results["meta"]["versions"]["bullmq"] = str(settings.get("bullmq", "?"))
+                        results["burst"][name] = part.pop("summary")
+                        results["burst"][f"{name}_detail"] = part
+                        results["meta"][f"{name}_settings"] = settings
+                        for package in ("bullmq", "pg"):
+                            if package in settings:
+                                results["meta"]["versions"][package] = str(settings[package])
                     if "steady" in results:
                         step = int(1e9 / plan.steady_rate)
-                        part, settings = await bullmq_run(
+                        part, settings = await peer_run(
+                            peer,
                             sink,
                             int(plan.steady_rate * plan.steady_seconds),
                             lambda first, i: first + i * step,
                             "steady",
                         )
-                        results["steady"]["bullmq"] = part.pop("summary")
-                        results["steady"]["bullmq_detail"] = part
+                        results["steady"][name] = part.pop("summary")
+                        results["steady"][f"{name}_detail"] = part
 
-                await attempt("bullmq burst and steady", bullmq_side())
+                await attempt(f"{name} burst and steady", peer_side())
 
         if only & {"api", "scale"}:
 
             async def api_and_scale() -> None:
                 async with running_stack(services=("api",), keep_logs=logs) as stack:
                     account = await connect_webhook(stack, sink.url)
+                    seeded, created = 0, 0
+
+                    async def seed(up_to: int) -> None:
+                        nonlocal seeded
+                        print(f"seeding {up_to - seeded:,} future posts", flush=True)
+                        took = await asyncio.to_thread(
+                            seed_future_posts,
+                            stack.database_url,
+                            "bench",
+                            account,
+                            up_to - seeded,
+                            after=seeded,
+                        )
+                        settings = results["meta"]["settings"]
+                        settings["seed_seconds"] = round(settings.get("seed_seconds", 0) + took, 1)
+                        seeded = up_to
+
                     if "api" in only:
-                        results["api"] = await api_rows(stack, account, plan, stored=0)
-                    print(f"seeding {plan.stored:,} future posts", flush=True)
-                    took = await asyncio.to_thread(
-                        seed_future_posts, stack.database_url, "bench", account, plan.stored
-                    )
-                    results["meta"]["settings"]["seed_seconds"] = round(took, 1)
+                        results["probe"] = await probe_rows(stack, plan)
+                        await seed(min(plan.stats_small, plan.stored))
+                        results["api"] = await api_rows(stack, account, plan, seeded)
+                        created = sum(
+                            row["summary"].calls
+                            for row in results["api"]
+                            if row["rpc"] == "CreatePost"
+                        )
+                    await seed(plan.stored)
                     if "api" in only:
                         results["api"] += await api_rows(
-                            stack, account, plan, stored=plan.stored, reads_only=True
+                            stack, account, plan, seeded + created, reads_only=True
                         )
                     if "scale" in only:
                         await stack.start_service("scheduler")
@@ -419,29 +492,55 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def probe_rows(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
+    """The empty RPC (`kairos_bench.probe`) with each client count, beside the api."""
+    target = await stack.start_probe()
+    rows = [
+        await api_scenario.measure(
+            stack,
+            "empty RPC",
+            probe.empty_call(stack.metadata),
+            clients,
+            plan.api_seconds,
+            0,
+            target=target,
+        )
+        for clients in plan.api_clients
+    ]
+    stack.stop_service("probe")
+    _print_rows(rows)
+    return rows
+
+
 async def api_rows(
-    stack: Stack, account: str, plan: Plan, *, stored: int, reads_only: bool = False
+    stack: Stack, account: str, plan: Plan, stored: int, *, reads_only: bool = False
 ) -> list[dict[str, Any]]:
+    """The api's RPCs with each client count: with `stored` posts, GetStats first, then
+    CreatePost, GetPost and ListPosts (with what CreatePost added); only ListPosts and GetStats
+    when `reads_only`."""
     rows = []
     seconds = plan.api_seconds
+
+    async def measure(rpc: str, call: Call, clients: int, in_db: int) -> None:
+        rows.append(await api_scenario.measure(stack, rpc, call, clients, seconds, in_db))
+
+    for clients in plan.api_clients:
+        await measure("GetStats", api_scenario.stats_call(stack), clients, stored)
     if not reads_only:
         for clients in plan.api_clients:
             call = api_scenario.create_call(stack, account, f"c{clients}")
-            rows.append(
-                await api_scenario.measure(stack, "CreatePost", call, clients, seconds, stored)
-            )
+            await measure("CreatePost", call, clients, stored)
         ids = await api_scenario.post_ids(stack, 2_000)
         for clients in plan.api_clients:
-            call = api_scenario.get_call(stack, ids)
-            row = await api_scenario.measure(stack, "GetPost", call, clients, seconds, stored)
-            rows.append(row)
+            await measure("GetPost", api_scenario.get_call(stack, ids), clients, stored)
     in_db = stored + sum(row["summary"].calls for row in rows if row["rpc"] == "CreatePost")
     for clients in plan.api_clients:
-        for rpc, call in (
-            ("ListPosts", api_scenario.list_call(stack)),
-            ("GetStats", api_scenario.stats_call(stack)),
-        ):
-            rows.append(await api_scenario.measure(stack, rpc, call, clients, seconds, in_db))
+        await measure("ListPosts", api_scenario.list_call(stack), clients, in_db)
+    _print_rows(rows)
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         summary = row["summary"]
         print(
@@ -449,7 +548,6 @@ async def api_rows(
             f"p50 {summary.p50_ms:.1f} ms p99 {summary.p99_ms:.1f} ms  errors {row['errors']}",
             flush=True,
         )
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,10 +19,17 @@ from kairos_bench.stats import latency_summary
 
 
 async def measure(
-    stack: Stack, rpc: str, call: Call, clients: int, seconds: float, posts_in_db: int
+    stack: Stack,
+    rpc: str,
+    call: Call,
+    clients: int,
+    seconds: float,
+    posts_in_db: int,
+    *,
+    target: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the api table."""
-    opened = open_clients(stack.api_target, clients)
+    """One row of the api table (of the probe's, with its `target`)."""
+    opened = open_clients(target or stack.api_target, clients)
     try:
         await drive(opened, call, seconds=min(1.0, seconds / 4))
         result = await drive(opened, call, seconds=seconds)

@@ -10,6 +10,7 @@ the first due instant far enough ahead for the real ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2
+from kairos_bench.cpu import CpuMeter
 from kairos_bench.load import Client, close_clients, drive, open_clients
 from kairos_bench.sink import SinkProcess
 from kairos_bench.stack import Stack
@@ -110,12 +112,19 @@ async def create_due_posts(
 
 
 async def collect(
-    sink: SinkProcess, expected: Mapping[str, int], *, settle_s: float = 3.0, timeout_s: float
+    sink: SinkProcess,
+    expected: Mapping[str, int],
+    *,
+    settle_s: float = 3.0,
+    timeout_s: float,
+    meter: CpuMeter | None = None,
 ) -> list[tuple[str, int]]:
-    """Wait until every expected post arrived (and a little longer, to catch duplicates)."""
+    """Wait until every expected post arrived (and a little longer, to catch duplicates);
+    `meter` measures from the last due instant until the last post arrived."""
     last_due = max(expected.values())
     wait = max(0.0, (last_due - time.time_ns()) / 1e9)
     await asyncio.sleep(wait)
-    await sink.wait_for(len(expected), timeout=timeout_s, idle=max(settle_s, 10.0))
+    async with meter.window() if meter else contextlib.nullcontext():
+        await sink.wait_for(len(expected), timeout=timeout_s, idle=max(settle_s, 10.0))
     await asyncio.sleep(settle_s)
     return await sink.arrivals()

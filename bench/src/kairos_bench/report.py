@@ -16,10 +16,15 @@ rendered again with `python -m kairos_bench.report results.json [--out DIR]`)::
                             "node": str, "bullmq": str, "kairos": str, "grpcio": str},
                "settings": {str: str | int | float}},
       "sink": {"requests": int, "per_s": float, "clients": int, "sink_cpu_seconds": float},
-      "burst": {"n": int, "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None},
-      "steady": {"rate_per_s": int, "seconds": float,
-                 "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None},
+      "burst": {"n": int, "kairos": ScenarioSummary, "bullmq": ScenarioSummary | None,
+                "seeds": ScenarioSummary | None,
+                "<system>_detail": {..., "cpu": {"posts": int, "window_s": float,
+                                                 "us_per_post": {process: float},
+                                                 "total_us_per_post": float}}},
+      "steady": {"rate_per_s": int, "seconds": float, "kairos": ScenarioSummary,
+                 "bullmq": ScenarioSummary | None, "seeds": ScenarioSummary | None},
       "api": [{"rpc": str, "clients": int, "posts_in_db": int, "summary": LatencySummary}, ...],
+      "probe": [{"rpc": "empty RPC", "clients": int, "summary": LatencySummary}, ...],
       "scale": {"stored_future_posts": int, "n": int, "kairos": ScenarioSummary,
                 "claim_ms": {"p50": float, "p99": float, "max": float, "samples": int} | None,
                 "claim_ms_empty": {...} | None,
@@ -55,8 +60,8 @@ from kairos_bench.stats import ScenarioSummary
 
 Status = Literal["met", "not met", "not measured"]
 
-#: ListPosts is judged only when the table held at least this many posts.
-LIST_POSTS_JUDGED_AT = 1_000_000
+#: ListPosts and GetStats are judged only when the table held at least this many posts.
+JUDGED_AT_POSTS = 1_000_000
 #: Points drawn per CDF curve; longer lateness lists are sampled at evenly spaced ranks.
 CURVE_POINTS = 2000
 
@@ -160,98 +165,145 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numbers: boo
 # --- targets --------------------------------------------------------------------------------
 
 
-def _compare(name: str, value: Any, limit: Any, detail: str) -> Target:
-    if value is None or limit is None:
-        return Target(name, "not measured", detail if value is not None else "not measured")
-    return Target(name, "met" if value <= limit else "not met", detail)
+def _judge(
+    name: str,
+    value: float | None,
+    detail: str,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+) -> Target:
+    """`value` (a ratio or a rate) against its limit; `detail` shows the numbers behind it."""
+    if value is None:
+        return Target(name, "not measured", detail or "not measured")
+    met = (at_most is None or value <= at_most) and (at_least is None or value >= at_least)
+    return Target(name, "met" if met else "not met", detail)
+
+
+def _quotient(numerator: Any, denominator: Any) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return float(numerator) / float(denominator)
 
 
 def judge_targets(results: Mapping[str, Any]) -> list[Target]:
-    """The issue's targets, each met / not met / not measured."""
+    """Issue 13's targets, each met / not met / not measured, from ratios within the run."""
     data = to_jsonable(results)
-    burst = _section(data, "burst")
-    steady = _section(data, "steady")
     targets: list[Target] = []
 
-    for label, section in (("Burst", burst), ("Steady", steady)):
-        kairos, bullmq = _summary(section, "kairos"), _summary(section, "bullmq")
-        k_drain, b_drain = _value(kairos, "drain_s"), _value(bullmq, "drain_s")
-        if label == "Burst":
-            targets.append(
-                _compare(
-                    "Burst drain time ≤ BullMQ's",
-                    k_drain,
-                    b_drain,
-                    f"Kairos {_seconds(k_drain)} s, BullMQ {_seconds(b_drain)} s",
-                )
-            )
-        k_p50, b_p50 = _value(kairos, "p50_ms"), _value(bullmq, "p50_ms")
-        targets.append(
-            _compare(
-                f"{label} p50 lateness ≤ ½ BullMQ's",
-                k_p50,
-                None if b_p50 is None else b_p50 / 2,
-                f"Kairos {_ms(k_p50)} ms, BullMQ {_ms(b_p50)} ms",
-            )
+    # (name, scenario, field, peer, at most this many times the peer's)
+    versus_peers = [
+        ("Burst drain ≤ 0.5× the seeds' design's", "burst", "drain_s", "seeds", 0.5),
+        ("Burst drain ≤ 2.0× bare BullMQ's", "burst", "drain_s", "bullmq", 2.0),
+        ("Burst p50 lateness ≤ 2× bare BullMQ's", "burst", "p50_ms", "bullmq", 2.0),
+        ("Steady p99 lateness ≤ bare BullMQ's", "steady", "p99_ms", "bullmq", 1.0),
+    ]
+    for name, scenario, field, peer, limit in versus_peers:
+        section = _section(data, scenario)
+        mine, theirs = (
+            _value(_summary(section, "kairos"), field),
+            _value(_summary(section, peer), field),
         )
+        ratio = _quotient(mine, theirs)
+        show, unit = (_seconds, "s") if field == "drain_s" else (_ms, "ms")
+        detail = "" if ratio is None else (
+            f"{ratio:.2f}× (Kairos {show(mine)} {unit}, {PEERS[peer]} {show(theirs)} {unit})"
+        )  # fmt: skip
+        targets.append(_judge(name, ratio, detail, at_most=limit))
 
-    steady_kairos = _summary(steady, "kairos")
+    steady_kairos = _summary(_section(data, "steady"), "kairos")
     steady_p99 = _value(steady_kairos, "p99_ms")
     targets.append(
-        _compare("Steady p99 lateness ≤ 50 ms", steady_p99, 50.0, f"{_ms(steady_p99)} ms")
+        _judge(
+            "Steady p99 lateness ≤ 50 ms",
+            steady_p99,
+            "" if steady_p99 is None else f"{_ms(steady_p99)} ms",
+            at_most=50.0,
+        )
     )
 
-    api = [entry for entry in data.get("api") or [] if isinstance(entry, dict)]
+    api = _rows(data, "api")
+    empty = empty_rpc_rates(data)
 
-    def rows(rpc: str, at_least_posts: int = 0) -> list[dict[str, Any]]:
-        return [
-            entry
-            for entry in api
-            if entry.get("rpc") == rpc
-            and isinstance(entry.get("summary"), dict)
-            and (entry.get("posts_in_db") or 0) >= at_least_posts
-        ]
+    def rows(rpc: str, posts: int = 0) -> list[dict[str, Any]]:
+        found = [entry for entry in api if entry.get("rpc") == rpc]
+        return [entry for entry in found if (entry.get("posts_in_db") or 0) >= posts]
 
-    creates = [row for row in rows("CreatePost") if row["summary"].get("per_s") is not None]
-    if creates:
-        best = max(creates, key=lambda row: row["summary"]["per_s"])
-        rate = best["summary"]["per_s"]
-        targets.append(
-            Target(
-                "CreatePost ≥ 2,000/s (best of the client counts)",
-                "met" if rate >= 2000 else "not met",
-                f"{_count(rate)}/s with {best.get('clients')} clients",
-            )
+    creates = [(rate, row) for row in rows("CreatePost") if (rate := _rate(row)) is not None]
+    best = max(creates, key=lambda pair: pair[0], default=None)
+    targets.append(
+        _judge(
+            "CreatePost ≥ 2,000/s",
+            None if best is None else best[0],
+            "" if best is None else f"{_count(best[0])}/s with {best[1].get('clients')} clients",
+            at_least=2000,
         )
-    else:
-        targets.append(Target("CreatePost ≥ 2,000/s (best of the client counts)", *_unmeasured()))
+    )
 
-    targets.append(_worst_p99("GetPost p99 ≤ 5 ms (every client count)", rows("GetPost"), 5.0))
-    list_name = "ListPosts p99 ≤ 20 ms at 1,000,000 posts (every client count)"
-    if rows("ListPosts", LIST_POSTS_JUDGED_AT):
-        targets.append(_worst_p99(list_name, rows("ListPosts", LIST_POSTS_JUDGED_AT), 20.0))
-    else:
-        targets.append(Target(list_name, "not measured", "not measured at 1M posts"))
+    def fraction_of_empty(row: Mapping[str, Any]) -> tuple[float | None, str]:
+        rate, reference = _rate(row), empty.get(row.get("clients") or 0)
+        fraction = _quotient(rate, reference)
+        detail = f"{_count(rate)}/s, empty RPC {_count(reference)}/s"
+        return fraction, f"{fraction:.2f}× ({detail})" if fraction is not None else ""
+
+    get_16 = [row for row in rows("GetPost") if row.get("clients") == 16]
+    fraction, detail = fraction_of_empty(get_16[0]) if get_16 else (None, "")
+    targets.append(
+        _judge("GetPost (16 clients) ≥ 0.5× the empty RPC", fraction, detail, at_least=0.5)
+    )
+
+    at_1m = "not measured at 1,000,000 posts"
+    fractions = [fraction_of_empty(row) for row in rows("ListPosts", JUDGED_AT_POSTS)]
+    targets.append(
+        _judge(
+            "ListPosts at 1,000,000 posts ≥ 0.25× the empty RPC (every client count)",
+            *_worst(fractions, at_1m),
+            at_least=0.25,
+        )
+    )
+
+    stats_big = rows("GetStats", JUDGED_AT_POSTS)
+    rates = [(_rate(row), f"{_count(_rate(row))}/s with {row.get('clients')} clients")
+             for row in stats_big]  # fmt: skip
+    targets.append(
+        _judge(
+            "GetStats at 1,000,000 posts ≥ 1,000/s (every client count)",
+            *_worst(rates, at_1m),
+            at_least=1000,
+        )
+    )
+    stats = rows("GetStats")
+    fewest = min((row.get("posts_in_db") or 0 for row in stats), default=0)
+    small = {row.get("clients"): _rate(row) for row in stats if row.get("posts_in_db") == fewest}
+    ratios: list[tuple[float | None, str]] = []
+    for row in stats_big:
+        rate, reference = _rate(row), small.get(row.get("clients"))
+        ratio = _quotient(rate, reference)
+        if ratio is not None:
+            detail = (
+                f"{ratio:.2f}× with {row.get('clients')} clients ({_count(rate)}/s against"
+                f" {_count(reference)}/s with {_count(fewest)} posts)"
+            )
+            ratios.append((ratio, detail))
+    targets.append(
+        _judge(
+            "GetStats at 1,000,000 posts ≥ 0.8× its rate at 10,000 (every client count)",
+            *_worst(ratios, at_1m),
+            at_least=0.8,
+        )
+    )
 
     targets.append(_exactly_once(data))
     return targets
 
 
-def _unmeasured() -> tuple[Status, str]:
-    return "not measured", "not measured"
-
-
-def _worst_p99(name: str, rows: list[dict[str, Any]], limit_ms: float) -> Target:
-    measured = [row for row in rows if row["summary"].get("p99_ms") is not None]
-    if not measured:
-        return Target(name, *_unmeasured())
-    worst = max(measured, key=lambda row: row["summary"]["p99_ms"])
-    best = min(measured, key=lambda row: row["summary"]["p99_ms"])
-    p99 = worst["summary"]["p99_ms"]
-    detail = f"worst {_ms(p99)} ms with {worst.get('clients')} clients"
-    if len(measured) > 1:
-        detail += f", best {_ms(best['summary']['p99_ms'])} ms with {best.get('clients')}"
-    return Target(name, "met" if p99 <= limit_ms else "not met", detail)
+def _worst(
+    measured: Sequence[tuple[float | None, str]], unmeasured: str
+) -> tuple[float | None, str]:
+    """The lowest value with its detail (a target judged at every client count), or None and
+    `unmeasured`."""
+    known = [(value, detail) for value, detail in measured if value is not None]
+    return min(known, key=lambda pair: pair[0]) if known else (None, unmeasured)
 
 
 def _exactly_once(data: Mapping[str, Any]) -> Target:
@@ -267,7 +319,7 @@ def _exactly_once(data: Mapping[str, Any]) -> Target:
         if duplicates or lost:
             faults.append(f"{scenario}: {duplicates:,} duplicates, {lost:,} lost")
     if not checked:
-        return Target(name, *_unmeasured())
+        return Target(name, "not measured", "not measured")
     if faults:
         return Target(name, "not met", "; ".join(faults))
     return Target(name, "met", "checked " + ", ".join(checked))
@@ -288,24 +340,32 @@ def _scenario_row(label: str, summary: Mapping[str, Any], percentiles: Sequence[
     ]
 
 
+#: The peers, by their key in a scenario's results, and their name in the report.
+PEERS = {"bullmq": "BullMQ", "seeds": "seeds' design"}
+
+
 def _comparison(section: Mapping[str, Any], percentiles: Sequence[str]) -> list[str]:
     header = ["", "posts", "drain s", "rate/s"]
     header += [f"{name} ms" for name in percentiles] + ["duplicates", "lost"]
-    kairos, bullmq = _summary(section, "kairos"), _summary(section, "bullmq")
+    kairos = _summary(section, "kairos")
+    peers = {label: _summary(section, key) for key, label in PEERS.items()}
     rows: list[list[str]] = []
     if kairos is not None:
         rows.append(_scenario_row("Kairos", kairos, percentiles))
-    if bullmq is not None:
-        rows.append(_scenario_row("BullMQ", bullmq, percentiles))
-    if kairos is not None and bullmq is not None:
-        ratios = [
-            _ratio(kairos.get(f"{name}_ms"), bullmq.get(f"{name}_ms")) for name in percentiles
-        ]
-        drain_ratio = _ratio(kairos.get("drain_s"), bullmq.get("drain_s"))
-        rows.append(["Kairos / BullMQ", "", drain_ratio, "", *ratios, "", ""])
+    for label, peer in peers.items():
+        if peer is not None:
+            rows.append(_scenario_row(label, peer, percentiles))
+    for label, peer in peers.items():
+        if kairos is not None and peer is not None:
+            ratios = [
+                _ratio(kairos.get(f"{name}_ms"), peer.get(f"{name}_ms")) for name in percentiles
+            ]
+            drain_ratio = _ratio(kairos.get("drain_s"), peer.get("drain_s"))
+            rows.append([f"Kairos / {label}", "", drain_ratio, "", *ratios, "", ""])
     lines = [_table(header, rows)] if rows else ["No results."]
-    if bullmq is None:
-        lines.append("\nBullMQ baseline not run.")
+    missing = [label for label, peer in peers.items() if peer is None]
+    if missing:
+        lines.append(f"\nNot run: {', '.join(missing)}.")
     return lines
 
 
@@ -329,25 +389,98 @@ def _steady_markdown(data: Mapping[str, Any]) -> list[str]:
     return [title, "", *_comparison(steady, ("p50", "p99", "max"))]
 
 
-def _api_markdown(data: Mapping[str, Any]) -> list[str]:
-    entries = [entry for entry in data.get("api") or [] if isinstance(entry, dict)]
-    if not entries:
+def _rows(data: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The entries of a list section (api, probe) that have a summary."""
+    return [
+        entry
+        for entry in data.get(name) or []
+        if isinstance(entry, dict) and isinstance(entry.get("summary"), dict)
+    ]
+
+
+def _rate(entry: Mapping[str, Any]) -> float | None:
+    rate = entry["summary"].get("per_s")
+    return None if rate is None else float(rate)
+
+
+def empty_rpc_rates(data: Mapping[str, Any]) -> dict[int, float]:
+    """The empty-RPC probe's calls/s by client count."""
+    return {
+        int(entry["clients"]): rate
+        for entry in _rows(data, "probe")
+        if (rate := _rate(entry)) is not None and entry.get("clients") is not None
+    }
+
+
+def cpu_profiles(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The burst's CPU profiles (`kairos_bench.cpu`) by system name: Kairos and each peer."""
+    burst = _section(data, "burst") or {}
+    profiles = {}
+    for key, label in {"kairos": "Kairos", **PEERS}.items():
+        detail = burst.get(f"{key}_detail")
+        profile = detail.get("cpu") if isinstance(detail, dict) else None
+        if isinstance(profile, dict) and isinstance(profile.get("us_per_post"), dict):
+            profiles[label] = profile
+    return profiles
+
+
+def _cpu_markdown(data: Mapping[str, Any]) -> list[str]:
+    profiles = cpu_profiles(data)
+    if not profiles:
         return []
+    processes: dict[str, None] = {}
+    for profile in profiles.values():
+        processes |= dict.fromkeys(profile["us_per_post"])
+    rows = [
+        [name, *(_ms(profile["us_per_post"].get(name)) for profile in profiles.values())]
+        for name in processes
+    ]
+    rows.append(
+        ["total", *(_ms(profile.get("total_us_per_post")) for profile in profiles.values())]
+    )
+    rows.append(["drain window s", *(_seconds(p.get("window_s")) for p in profiles.values())])
+    lines = ["### CPU per post during the burst drain", ""]
+    lines.append(_table(["µs of CPU per post", *profiles], rows))
+    lines += [
+        "",
+        "User + system CPU time of each process (`/proc/<pid>/stat`) from the due instant until"
+        " the last post reached the sink, divided by the posts; PostgreSQL backends are those"
+        " connected to the run's own database.",
+    ]
+    return lines
+
+
+def _api_markdown(data: Mapping[str, Any]) -> list[str]:
+    probe, entries = _rows(data, "probe"), _rows(data, "api")
+    if not entries and not probe:
+        return []
+    empty = empty_rpc_rates(data)
     rows = []
-    for entry in entries:
-        summary = entry.get("summary") or {}
+    for entry in probe + entries:
+        summary = entry["summary"]
         rows.append(
             [
                 str(entry.get("rpc", "?")),
                 _count(entry.get("clients")),
-                _count(entry.get("posts_in_db")),
+                _count(entry.get("posts_in_db")) if entry in entries else "",
                 _count(summary.get("per_s")),
+                _ratio(summary.get("per_s"), empty.get(entry.get("clients") or 0)),
                 _ms(summary.get("p50_ms")),
                 _ms(summary.get("p99_ms")),
             ]
         )
-    header = ["RPC", "clients", "posts in db", "calls/s", "p50 ms", "p99 ms"]
-    return ["### API", "", _table(header, rows)]
+    header = ["RPC", "clients", "posts in db", "calls/s", "÷ empty RPC", "p50 ms", "p99 ms"]
+    lines = ["### API", "", _table(header, rows)]
+    if probe:
+        lines += [
+            "",
+            "The empty RPC is a no-op unary call served and called as Kairos serves and calls"
+            " its own (`kairos_bench.probe`); each api rate is divided by its rate with as many"
+            " clients.",
+        ]
+    else:
+        lines += ["", "Empty-RPC probe not run."]
+    return lines
 
 
 def _scale_markdown(data: Mapping[str, Any]) -> list[str]:
@@ -383,7 +516,7 @@ def _scale_markdown(data: Mapping[str, Any]) -> list[str]:
 def _fastest_rate(data: Mapping[str, Any]) -> float | None:
     rates = []
     for scenario in ("burst", "steady", "scale"):
-        for system in ("kairos", "bullmq"):
+        for system in ("kairos", *PEERS):
             summary = _summary(_section(data, scenario), system)
             if summary is not None and summary.get("rate_per_s") is not None:
                 rates.append(float(summary["rate_per_s"]))
@@ -424,6 +557,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     parts = [
         _burst_markdown(data),
         _steady_markdown(data),
+        _cpu_markdown(data),
         _api_markdown(data),
         _scale_markdown(data),
         _sink_markdown(data),
@@ -485,6 +619,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 
 _KAIROS_COLOUR = "#1f6fb4"
 _BULLMQ_COLOUR = "#d0412b"
+_SEEDS_COLOUR = "#8e44ad"
 _SCALE_COLOUR = "#2b9348"
 
 
@@ -580,11 +715,13 @@ def render_plot(results: Mapping[str, Any]) -> bytes:
     burst_curves = [
         _curve("Kairos", burst.get("kairos"), _KAIROS_COLOUR),
         _curve("BullMQ", burst.get("bullmq"), _BULLMQ_COLOUR),
+        _curve("seeds' design", burst.get("seeds"), _SEEDS_COLOUR),
         _curve(f"Kairos, {stored} stored", scale.get("kairos"), _SCALE_COLOUR, dashed=True),
     ]
     steady_curves = [
         _curve("Kairos", steady.get("kairos"), _KAIROS_COLOUR),
         _curve("BullMQ", steady.get("bullmq"), _BULLMQ_COLOUR),
+        _curve("seeds' design", steady.get("seeds"), _SEEDS_COLOUR),
     ]
     burst_title = f"Burst: {_count(burst.get('n'))} posts due at once" if burst else "Burst"
     if scale.get("kairos") is not None:
@@ -596,7 +733,7 @@ def render_plot(results: Mapping[str, Any]) -> bytes:
     _draw_panel(burst_axes, burst_title, [curve for curve in burst_curves if curve])
     _draw_panel(steady_axes, steady_title, [curve for curve in steady_curves if curve])
     started = _started(results.get("meta") or {})
-    figure.suptitle(f"Kairos vs BullMQ: how late posts reach the platform ({started:%Y-%m-%d})")
+    figure.suptitle(f"Kairos and its peers: how late posts reach the platform ({started:%Y-%m-%d})")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -649,7 +786,7 @@ def _plot_source(results: Mapping[str, Any], data: Mapping[str, Any]) -> dict[st
         if not isinstance(original, Mapping) or not isinstance(data.get(scenario), dict):
             continue
         section = dict(data[scenario])
-        for system in ("kairos", "bullmq"):
+        for system in ("kairos", *PEERS):
             if isinstance(original.get(system), ScenarioSummary):
                 section[system] = original[system]
         source[scenario] = section

@@ -35,12 +35,15 @@ FROM stored
 """
 
 
-def seed_future_posts(database_url: str, tenant: str, account_id: str, count: int) -> float:
-    """Insert `count` scheduled posts with one pending target each; the seconds it took."""
+def seed_future_posts(
+    database_url: str, tenant: str, account_id: str, count: int, *, after: int = 0
+) -> float:
+    """Insert `count` scheduled posts with one pending target each, numbered on from `after`
+    (the posts an earlier call stored); the seconds it took."""
     started = time.perf_counter()
     with psycopg.connect(database_url) as conn:
-        for first in range(1, count + 1, CHUNK):
-            last = min(count, first + CHUNK - 1)
+        for first in range(after + 1, after + count + 1, CHUNK):
+            last = min(after + count, first + CHUNK - 1)
             values = {"tenant": tenant, "account": account_id, "first": first, "last": last}
             conn.execute(SEED, values)
             conn.commit()

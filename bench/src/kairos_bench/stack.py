@@ -125,9 +125,15 @@ class Stack:
     nats_url: str
     env: dict[str, str]
     api_target: str = ""
+    nats_pid: int = 0
     key: str = ""
     account_id: str = ""
     processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str:
+        """The name of the stack's database."""
+        return self.database_url.rpartition("/")[2]
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -159,6 +165,18 @@ class Stack:
             self.api_target = f"127.0.0.1:{port}"
             self.env["KAIROS_API_TARGET"] = self.api_target
         return process
+
+    async def start_probe(self) -> str:
+        """The empty-RPC probe (`kairos_bench.probe`) as a process of the stack; its target."""
+        port = free_port()
+        command = [sys.executable, "-m", "kairos_bench.probe", "--addr", f"127.0.0.1:{port}"]
+        process = Process("probe", command, self.env, self.workdir / "probe.log")
+        self.processes["probe"] = process
+        try:
+            await _serving(port, timeout=60)
+        except TimeoutError as error:
+            raise RuntimeError(f"the probe did not start: {error}\n{process.tail()}") from None
+        return f"127.0.0.1:{port}"
 
     def stop_service(self, name: str) -> None:
         process = self.processes.pop(name, None)
@@ -255,6 +273,7 @@ async def running_stack(
             **(env or {}),
         },
     )
+    stack.nats_pid = nats.pid
     try:
         stack.key = await asyncio.to_thread(_prepare, stack.env, "bench")
         for service in services:

@@ -1,4 +1,4 @@
-"""The claim and the fence PostgreSQL run read indexes, not whole tables.
+"""The claim, the fence and the completion PostgreSQL run read indexes, not whole tables.
 
 The claim reads the partial index of claimable targets; the fence's read of the claimed
 deliveries looks no parent up for posts that are no thread part (it once scanned every published
@@ -7,11 +7,18 @@ target of the account for each delivery, so a burst on one account grew quadrati
 The statement is the one `claim_due` sends (`claim.CLAIM_SQL` with `claim.claim_parameters`),
 explained as a prepared statement's generic plan too, over a table holding ~50,000 targets of
 which only a few are due, with fresh planner statistics.
+
+A burst is the other case: tens of thousands of posts created seconds before they fall due,
+while the planner's statistics still describe the table as it was (autovacuum analyzes it up
+to a minute later). Then the claim must still read the index in due order and stop at its
+limit, and a completion must find its rows by key, or each batch reads every due row and a
+burst costs O(N²).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +26,11 @@ from typing import Any
 import psycopg
 
 from kairos.posts.v1 import posts_pb2
+from kairos_api.domain.delivery import TargetChange
+from kairos_api.domain.model import PostStatus, TargetStatus
 from kairos_api.service_layer import dispatch
-from kairos_api.service_layer.dispatch import begin, claim
-from kairos_api.service_layer.dispatch.writes import ids_text
+from kairos_api.service_layer.dispatch import begin, claim, complete
+from kairos_api.service_layer.dispatch.writes import AttemptDone, Writes, ids_text
 from support.api import api_settings, running_api
 from support.postgres import fresh_database
 
@@ -69,15 +78,20 @@ def seed(url: str, tenant: str, account_id: str) -> None:
         connection.execute("ANALYZE accounts")
 
 
-def explain(url: str, statement: str, parameters: Any, *, generic: bool = False) -> str:
-    """The plan of `statement`; with `generic`, the plan a prepared statement falls back to
-    after its first runs, which knows no parameter values."""
+def explain(
+    url: str, statement: str, parameters: Any, *, generic: bool = False, first: str = ""
+) -> str:
+    """The plan of `statement`, after the statement `first` in the same transaction; with
+    `generic`, the plan a prepared statement falls back to after its first runs, which knows no
+    parameter values."""
     with psycopg.connect(url) as connection:
         if generic:
             connection.execute("SET plan_cache_mode = force_generic_plan")
+        if first:
+            connection.execute(first)
         rows = connection.execute("EXPLAIN " + statement, parameters).fetchall()
         connection.rollback()
-    return "\n".join(row[0] for row in rows)
+    return re.sub(r"'\{[^}]*\}'", "'{...}'", "\n".join(row[0] for row in rows))
 
 
 async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path: Path) -> None:
@@ -118,3 +132,87 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path:
     assert "Seq Scan on targets" not in fence, fence
     [parent_lookup] = [line for line in fence.splitlines() if "on targets parent" in line]
     assert "never executed" in parent_lookup, fence
+
+
+BURST = 20_000
+#: A completion batch as the publisher sends them during a burst. (Far bigger ones, a good part
+#: of the table, may rightly be found by one scan with a hashed array.)
+COMPLETED = 60
+
+
+def seed_burst(url: str, tenant: str, account_id: str) -> list[tuple[str, str, str]]:
+    """BURST posts due a minute ago with one pending target each and an attempt started at
+    each, with autovacuum held off: the statistics stay those of the empty tables. Returns
+    (post, target, attempt) ids of COMPLETED of them."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        for table in ("posts", "targets", "attempts"):
+            connection.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            SEED, {"tenant": tenant, "account": account_id, "due": BURST, "total": BURST}
+        )
+        rows = connection.execute(
+            """INSERT INTO attempts (id, target_id, number, delivery_id, started_at, published,
+                                     http_status, error_class, error_code, message)
+               SELECT gen_random_uuid(), id, 1, gen_random_uuid(), now(), false, 0, '', '', ''
+               FROM targets
+               RETURNING (SELECT post_id::text FROM targets WHERE targets.id = target_id),
+                         target_id::text, id::text"""
+        ).fetchall()[:COMPLETED]
+        connection.commit()
+    return [(post, target, attempt) for post, target, attempt in rows]
+
+
+async def test_a_burst_ahead_of_the_statistics_is_claimed_and_completed_by_index(
+    tmp_path: Path,
+) -> None:
+    async with (
+        fresh_database("postgresql", tmp_path) as url,
+        running_api(api_settings(url)) as api,
+        api.client() as client,
+    ):
+        connected = await client.accounts.ConnectAccount(
+            posts_pb2.ConnectAccountRequest(
+                platform=posts_pb2.PLATFORM_X,
+                handle="@burst",
+                credentials=posts_pb2.Credentials(access_token="t"),
+            ),
+            metadata=client.metadata,
+        )
+        started = await asyncio.to_thread(seed_burst, url, client.tenant, connected.account.id)
+        now = api.service.app.clock()
+        parameters = claim.claim_parameters(now, timedelta(seconds=1), 500, timedelta(minutes=1))
+        claims = [
+            await asyncio.to_thread(
+                explain,
+                url,
+                "(ANALYZE) " + claim.CLAIM_SQL,
+                parameters,
+                generic=generic,
+                first=claim.NO_SORT_SQL,
+            )
+            for generic in (False, True)
+        ]
+        writes = Writes(now)
+        for post, target, attempt in started:
+            writes.attempts.append(AttemptDone(attempt, True, 200, "", "", "", 5))
+            writes.changes.append(
+                TargetChange(target, TargetStatus.PUBLISHED, None, None, None, None)
+            )
+            writes.posts[post] = PostStatus.PUBLISHED
+            writes.event("published", tenant_id=client.tenant, post_id=post)
+        statement, values = writes.postgresql_statement(
+            complete.NEXT_PART_SQL, parents=ids_text(post for post, _, _ in started)
+        )
+        completions = [
+            await asyncio.to_thread(explain, url, statement, values, generic=generic)
+            for generic in (False, True)
+        ]
+
+    for plan in claims:
+        assert "ix_targets_claimable" in plan, plan
+        assert "Sort" not in plan, plan  # due order comes from the index, not from sorting all
+    for plan in completions:
+        for table in ("posts", "targets", "attempts"):
+            assert f"Seq Scan on {table}" not in plan, plan
+        assert "ix_posts_parent_post_id" in plan, plan  # the next parts, found by their parent

@@ -1,4 +1,5 @@
-"""The BullMQ baseline against the real local Redis and a real HTTP sink.
+"""The Node baselines (bare BullMQ, the seeds' design) against the real local Redis and
+PostgreSQL and a real HTTP sink.
 
 The sink here is a small asyncio HTTP/1.1 server in the test's own loop that records the
 idempotency key and arrival time of every POST, and can refuse chosen keys once. Redis comes from
@@ -16,12 +17,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from kairos_bench.bullmq import (
     KEY_PREFIX,
     BullmqBaseline,
     BullmqUnavailable,
+    SeedsBaseline,
     ensure_installed,
     redis_keys,
     redis_version,
@@ -214,3 +217,44 @@ async def test_a_missing_node_is_reported_clearly(
     with pytest.raises(BullmqUnavailable, match=r"Node\.js 20"):
         async with BullmqBaseline(sink_url=sink.url, redis_url=REDIS_URL):
             pass
+
+
+async def test_the_seeds_design_publishes_each_row_once_and_drops_its_database(
+    sink: Sink,
+) -> None:
+    async with SeedsBaseline(
+        sink_url=sink.url, redis_url=REDIS_URL, workers=2, concurrency=20, pool=4
+    ) as seeds:
+        burst_at = due_in(2.0)
+        due = {f"seeds-{index}": burst_at for index in range(200)}
+        await seeds.enqueue(list(due.items()))
+        enqueued_ns = time.time_ns()
+        arrivals = await sink.wait_for_accepted(len(due), timeout=10)
+        await asyncio.sleep(0.5)  # the last rows are marked after their POST is answered
+        published = await asyncio.to_thread(seeds.published)
+        database = seeds.database
+
+    assert Counter(arrival.key for arrival in sink.arrivals) == Counter(dict.fromkeys(due, 1))
+    assert_on_time(arrivals, due, enqueued_ns, within_s=5.0)
+    assert published == 200
+    assert (seeds.completed, seeds.failed) == (200, 0)
+    with psycopg.connect(seeds.admin_url) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        assert left.fetchone() is None
+
+
+async def test_the_seeds_worker_skips_a_row_already_published(sink: Sink) -> None:
+    async with SeedsBaseline(
+        sink_url=sink.url, redis_url=REDIS_URL, workers=1, concurrency=10, pool=2
+    ) as seeds:
+        now = due_in(1.5)
+        due = {f"once-{index}": now for index in range(10)}
+        await seeds.enqueue(list(due.items()))
+        # Published already (by an attempt that died before its job completed, say).
+        with psycopg.connect(seeds.database_url) as conn:
+            conn.execute("UPDATE posts SET status = 'published' WHERE key = 'once-0'")
+        await sink.wait_for_accepted(len(due) - 1, timeout=10)
+        await asyncio.sleep(0.5)
+
+    assert sorted(arrival.key for arrival in sink.arrivals) == sorted(set(due) - {"once-0"})
+    assert (seeds.completed, seeds.failed) == (10, 0)

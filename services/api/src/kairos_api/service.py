@@ -115,7 +115,7 @@ class ApiService:
                     await asyncio.wait_for(self.stopping.wait(), RETRY)
         if self.stopping.is_set():
             return  # asked to stop while connecting: the outbox keeps what is there
-        self.relay = OutboxRelay(self.app.uow, js, retention=self.settings.outbox_retention)
+        self.relay = OutboxRelay(self.app.uow, self.nc, retention=self.settings.outbox_retention)
         self.app.notifier = NatsNotifier(self.nc, self.relay)
         await self.relay.run()
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from nats.js import JetStreamContext
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.grpc.channel import bearer
+from kairos_common.publishing import AckedPublisher, Message
 from kairos_common.streams import due_subject
 from kairos_scheduler.settings import SchedulerSettings
 
@@ -49,28 +49,25 @@ def due_event(delivery: dispatch_pb2.Delivery) -> events_pb2.DueEvent:
     )
 
 
-async def emit(js: JetStreamContext, deliveries: Sequence[dispatch_pb2.Delivery]) -> int:
-    """Publish one due event per delivery, all at once, and wait for every ack."""
-    futures = []
-    for delivery in deliveries:
-        futures.append(
-            await js.publish_async(
+async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Delivery]) -> int:
+    """Publish one due event per delivery, all at once, and wait for every ack (a broker restart
+    can leave acks unanswered for ever: give up on them after ACK_TIMEOUT)."""
+    stored = await publisher.publish(
+        [
+            Message(
                 due_subject(platform_name(delivery.platform)),
                 due_event(delivery).SerializeToString(),
-                headers={"Nats-Msg-Id": delivery.delivery_id},
+                delivery.delivery_id,
             )
-        )
-    # A broker restart can leave acks unanswered for ever; give up on them after a while.
-    if not futures:
-        return 0
-    done, pending = await asyncio.wait(futures, timeout=ACK_TIMEOUT)
-    for future in pending:
-        future.cancel()
-    failed = len(pending) + sum(1 for f in done if f.exception() is not None)
+            for delivery in deliveries
+        ],
+        ACK_TIMEOUT,
+    )
+    failed = stored.count(False)
     if failed:
         # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
         log.warning("due events not acknowledged", extra={"failed": failed})
-    return len(futures) - failed
+    return len(stored) - failed
 
 
 class ClaimLoop:
@@ -80,11 +77,11 @@ class ClaimLoop:
         self,
         settings: SchedulerSettings,
         dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
-        js: JetStreamContext,
+        publisher: AckedPublisher,
     ) -> None:
         self.settings = settings
         self.dispatch = dispatch
-        self.js = js
+        self.publisher = publisher
         self.metadata = bearer(settings.common.service_token)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -109,7 +106,7 @@ class ClaimLoop:
         )
         if reply.deliveries:
             claimed = time.perf_counter()
-            self.emitted += await emit(self.js, reply.deliveries)
+            self.emitted += await emit(self.publisher, reply.deliveries)
             log.info(
                 "claimed",
                 extra={
@@ -130,7 +127,7 @@ class ClaimLoop:
             timeout=RPC_TIMEOUT,
         )
         if reply.redeliveries:
-            self.emitted += await emit(self.js, reply.redeliveries)
+            self.emitted += await emit(self.publisher, reply.redeliveries)
         if reply.redeliveries or reply.marked_unknown or reply.marked_missed:
             log.info(
                 "swept",

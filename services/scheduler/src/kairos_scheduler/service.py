@@ -13,6 +13,7 @@ from kairos.dispatch.v1 import dispatch_pb2_grpc
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.channel import insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.publishing import AckedPublisher
 from kairos_common.streams import (
     WAKE_SUBJECT,
     StreamLayout,
@@ -54,7 +55,9 @@ class SchedulerService:
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
         self.channel = insecure_channel(self.settings.common.api_target)
         self.loop = ClaimLoop(
-            self.settings, dispatch_pb2_grpc.DispatchServiceStub(self.channel), js
+            self.settings,
+            dispatch_pb2_grpc.DispatchServiceStub(self.channel),
+            AckedPublisher(self.nc),
         )
         loop = self.loop
 

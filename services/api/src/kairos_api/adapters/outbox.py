@@ -10,8 +10,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters import convert
@@ -60,12 +58,10 @@ def lifecycle_row(
     event_id = new_id()
     if now is None:
         now = utcnow()
-    occurred = Timestamp()
-    occurred.FromDatetime(now)
     message = events_pb2.LifecycleEvent(
         event_id=str(event_id),
         type=EVENT_TYPES[event_type],
-        occurred_at=occurred,
+        occurred_at=convert.timestamp(now),
         tenant_id=tenant_id,
         post_id=str(post_id) if post_id else "",
         target_id=str(target_id) if target_id else "",

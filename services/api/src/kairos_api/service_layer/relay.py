@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 from sqlalchemy import delete, select, update
 
 from kairos_api.adapters.orm import OutboxEvent, utcnow
 from kairos_api.service_layer.unit_of_work import UnitOfWork
+from kairos_common.publishing import AckedPublisher, Message
 from kairos_common.streams import EVENTS_SUBJECT_PREFIX, event_subject
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ class OutboxRelay:
     def __init__(
         self,
         new_uow: Callable[[], UnitOfWork],
-        js: JetStreamContext,
+        nc: NatsClient,
         interval: float = 0.5,
         retention: timedelta = timedelta(hours=1),
     ) -> None:
         self._new_uow = new_uow
-        self.js = js
+        self.publisher = AckedPublisher(nc)
         self.interval = interval
         self.poked = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -72,20 +73,18 @@ class OutboxRelay:
             rows = await _take(uow)
             if not rows:
                 return 0
-            futures = [
-                await self.js.publish_async(
-                    subject_of(event_type), payload, headers={"Nats-Msg-Id": event_id}
-                )
-                for _, event_id, event_type, payload in rows
-            ]
             # A broker restart can leave acks unanswered for ever; what is not acknowledged
             # within the timeout stays in the outbox for the next round.
-            _, pending = await asyncio.wait(futures, timeout=ACK_TIMEOUT)
-            for future in pending:
-                future.cancel()
+            stored = await self.publisher.publish(
+                [
+                    Message(subject_of(event_type), bytes(payload), event_id)
+                    for _, event_id, event_type, payload in rows
+                ],
+                ACK_TIMEOUT,
+            )
             relayed: list[int] = []
-            for row, future in zip(rows, futures, strict=True):
-                if future.cancelled() or future.exception() is not None:
+            for row, ok in zip(rows, stored, strict=True):
+                if not ok:
                     break  # keep the order: the rest go in the next round
                 relayed.append(row[0])
             if relayed:

@@ -54,13 +54,21 @@ ORDER BY p.id, t.id
 FOR UPDATE OF t, p
 """
 
-#: Whether a post that was just published has a next part of its thread waiting.
+#: Whether a post that was just published has a next part of its thread waiting: one probe of
+#: the partial index of thread parts per parent. The subquery's only conditions are on the
+#: parent, and OFFSET 0 keeps the planner from merging it with the rest: whatever its statistics
+#: say, no status index can look cheaper. (Asked as one filter, a planner whose statistics lag
+#: a burst walked every live post and compared each with the whole array: 66 ms a batch at
+#: 15,000 posts.)
 NEXT_PART_SQL = """
-SELECT EXISTS (
-    SELECT 1 FROM posts AS child
-    WHERE child.parent_post_id = ANY(string_to_array(%(parents)s, ',')::uuid[])
-      AND child.deleted_at IS NULL
-      AND child.status IN ('scheduled', 'publishing'))
+SELECT coalesce(bool_or(waiting.live), false)
+FROM unnest(string_to_array(%(parents)s, ',')::uuid[]) AS parent(id)
+CROSS JOIN LATERAL (
+    SELECT child.deleted_at IS NULL AND child.status IN ('scheduled', 'publishing') AS live
+    FROM posts AS child
+    WHERE child.parent_post_id IS NOT NULL AND child.parent_post_id = parent.id
+    OFFSET 0
+) AS waiting
 """
 
 

@@ -1,0 +1,98 @@
+"""The empty-RPC probe: what a gRPC unary call costs here when the handler does nothing.
+
+`make bench` serves one no-op unary RPC the way Kairos serves its own (`create_server` from
+kairos_common: the same server options, the handler guarded at registration as every Kairos
+handler is, health and reflection beside it, run by the services' own `run_service`) and calls
+it the way the bench calls the api (`load.open_clients`: one channel per client, the generated
+stub's kind of multicallable made once per channel, the tenant's bearer token as metadata, the
+same timeout). Every api rate in the report is also shown as a fraction of this one: the part of
+an RPC's cost that is gRPC's own, and that Kairos cannot remove.
+
+    python -m kairos_bench.probe --addr 127.0.0.1:PORT    serve until SIGTERM
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from kairos_bench.load import Call, Client
+from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.runner import run_service
+from kairos_common.settings import ServerSettings
+
+SERVICE = "kairos.bench.v1.ProbeService"
+METHOD = f"/{SERVICE}/Empty"
+
+log = logging.getLogger(__name__)
+
+
+async def empty(request: empty_pb2.Empty, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    """The no-op handler."""
+    return empty_pb2.Empty()
+
+
+def register(server: grpc.aio.Server) -> None:
+    handler = grpc.unary_unary_rpc_method_handler(
+        empty,
+        request_deserializer=empty_pb2.Empty.FromString,
+        response_serializer=empty_pb2.Empty.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(SERVICE, {"Empty": handler})]
+    )
+
+
+class ProbeService:
+    """The probe's server, started and stopped as a Kairos service is."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.grpc: GrpcServer | None = None
+
+    async def start(self) -> None:
+        self.grpc = await create_server(self.settings, service_names=[SERVICE], register=register)
+        await self.grpc.set_serving(True)
+
+    async def stop(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(self.settings.grace.total_seconds())
+
+
+def empty_call(metadata: Sequence[tuple[str, str]]) -> Call:
+    """A `load.Call` that makes the empty RPC, with `metadata` as Kairos calls carry theirs."""
+    callables: dict[
+        grpc.aio.Channel, grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
+    ] = {}
+    request = empty_pb2.Empty()
+
+    async def call(client: Client, number: int) -> Any:
+        method = callables.get(client.channel)
+        if method is None:
+            method = client.channel.unary_unary(
+                METHOD,
+                request_serializer=empty_pb2.Empty.SerializeToString,
+                response_deserializer=empty_pb2.Empty.FromString,
+            )
+            callables[client.channel] = method
+        return await method(request, metadata=metadata, timeout=30)
+
+    return call
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kairos_bench.probe", description=__doc__)
+    parser.add_argument("--addr", required=True, help="host:port to serve on")
+    args = parser.parse_args(argv)
+    settings = ServerSettings(addr=args.addr, addr_variable="--addr")
+    return run_service("probe", lambda: settings, ProbeService)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
