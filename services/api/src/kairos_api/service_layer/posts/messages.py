@@ -1,7 +1,7 @@
 """A post as GetPost and ListPosts answer it: a dict in the shape of kairos.posts.v1.Post.
 
 Field names are the message's, enums the names of their values (`POST_STATUS_SCHEDULED`),
-Timestamps and Durations dicts of seconds and nanos, and a field left unset is absent. Protobuf
+Timestamps and Durations dicts of seconds and nanos, and a field left unset is None. Protobuf
 builds the message from such a dict in C (`posts_pb2.Post(**message)`), so a read costs no
 Python per field. On PostgreSQL the database writes the dict itself, as JSON (`post_json`); on
 SQLite `message_of` makes it from the records. The two say the same thing and are kept side by
@@ -82,7 +82,7 @@ def _targets_sql(with_attempts: bool) -> str:
 
 def post_json(*, with_attempts: bool) -> str:
     """PostgreSQL: the message of the row of `posts` in the statement, as JSON."""
-    return f"""json_strip_nulls(json_build_object(
+    return f"""json_build_object(
     'id', posts.id::text,
     'content', posts.content,
     'media_urls', posts.media_urls,
@@ -102,7 +102,7 @@ def post_json(*, with_attempts: bool) -> str:
     'created_at', {_instant_sql("posts.created_at")},
     'updated_at', {_instant_sql("posts.updated_at")},
     'parent_post_id', coalesce(posts.parent_post_id::text, '')
-))"""
+)"""
 
 
 def _instant(value: datetime | None) -> dict[str, int] | None:
