@@ -63,7 +63,8 @@ def _targets_sql(with_attempts: bool) -> str:
         'platform', 'PLATFORM_' || upper(t.platform),
         'status', 'TARGET_STATUS_' || upper(t.status),
         'content_override', t.content_override,
-        'settings', t.settings,
+        -- An empty map as None: protobuf fills a map through Python's MutableMapping.update.
+        'settings', CASE WHEN t.settings::text <> '{{}}' THEN t.settings END,
         'attempt_count', t.attempt_count,
         'next_attempt_at', CASE WHEN t.status = 'retry_wait'
             THEN {_instant_sql("t.next_attempt_at")} END,
@@ -152,7 +153,7 @@ def _target(target: TargetRecord, with_attempts: bool) -> dict[str, Any]:
         "platform": f"PLATFORM_{target.platform.upper()}",
         "status": f"TARGET_STATUS_{target.status.upper()}",
         "content_override": target.content_override,
-        "settings": target.settings,
+        "settings": target.settings or None,
         "attempt_count": target.attempt_count,
         "next_attempt_at": (
             _instant(target.next_attempt_at) if target.status == TargetStatus.RETRY_WAIT else None
