@@ -381,9 +381,9 @@ def fields(error: grpc.aio.AioRpcError) -> list[str]:
 
 # --- page tokens --------------------------------------------------------------------------------
 #
-# What a ListPosts page token holds (see service_layer/posts.py), so that tests can forge one field
-# at a time: version (1 byte) | filters fingerprint (8) | has instant (1) | instant in microseconds
-# since the epoch (8, signed) | post id (16), as unpadded base64url.
+# What a ListPosts page token holds (see service_layer/posts/page_tokens.py), so that tests can
+# forge one field at a time: version (1 byte) | filters fingerprint (8) | has instant (1) | instant
+# in microseconds since the epoch (8, signed) | post id (16), as unpadded base64url.
 
 PAGE_TOKEN = struct.Struct(">B8sBq16s")
 

@@ -19,6 +19,7 @@ from integration.api.helpers_posts import Tenant, at, tenant_of
 from kairos.posts.v1 import posts_pb2
 from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer import posts
+from kairos_api.service_layer.posts import create
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from support.api import Client, RunningApi, violations_of
@@ -131,19 +132,19 @@ def stale_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[], bool]:
     """Make the next request_id lookup miss (as if the first post committed just after it
     looked), so the insert hits the unique request_id; later lookups see the post. Returns
     whether the stale lookup happened."""
-    looked_up = posts._by_request_id
+    looked_up = create._by_request_id
     stale = True
 
     async def lookup_once_stale(
         uow: UnitOfWork, tenant: str, request_id: str
-    ) -> posts._Earlier | None:
+    ) -> create._Earlier | None:
         nonlocal stale
         if stale:
             stale = False
             return None
         return await looked_up(uow, tenant, request_id)
 
-    monkeypatch.setattr(posts, "_by_request_id", lookup_once_stale)
+    monkeypatch.setattr(create, "_by_request_id", lookup_once_stale)
     return lambda: not stale
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from kairos_api.adapters import database
 from kairos_api.adapters.crypto import MIN_SECRET_LENGTH, SETTING, CredentialCipher
+from kairos_api.adapters.reads import ReadConnections
 from kairos_api.service_layer.application import Application, utc_now
 from kairos_api.service_layer.keys import KeyResolver
 from kairos_api.service_layer.unit_of_work import UnitOfWork
@@ -37,4 +38,6 @@ def bootstrap(settings: ApiSettings, *, clock: Callable[[], datetime] = utc_now)
     engine = database.create_engine(settings.common.database_url)
     sessions = database.session_factory(engine)
     keys = KeyResolver(lambda: UnitOfWork(sessions))
-    return Application(settings, engine, sessions, cipher, keys, clock)
+    url = settings.common.database_url
+    reads = None if database.is_sqlite(url) else ReadConnections.of(url)
+    return Application(settings, engine, sessions, cipher, keys, clock, reads=reads)

@@ -18,6 +18,7 @@ from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.service_layer.application import Application, Notifier
+from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
@@ -89,6 +90,9 @@ class ApiService:
             register=self.register,
         )
         self.tasks.append(asyncio.create_task(self._relay_events(), name="outbox-relay"))
+        self.tasks.append(
+            asyncio.create_task(fold_stats_until(self.app, self.stopping), name="stats-fold")
+        )
         await self.grpc.set_serving(True)
         log.info("api ready")
 

@@ -177,17 +177,9 @@ class Post(Base):
         UniqueConstraint("tenant_id", "request_id"),
         Index(None, "tenant_id", "created_at", "id"),
         Index(None, "tenant_id", "scheduled_at", "id"),
-        Index(None, "tenant_id", "status"),
         Index(None, "tenant_id", "campaign"),
-        # GetStats counts a tenant's live posts by status from this index alone, and finds what
-        # is due soon or overdue from the next, without reading a million rows of the table.
-        Index(
-            "ix_posts_live_tenant_id_status",
-            "tenant_id",
-            "status",
-            postgresql_where=text("deleted_at IS NULL"),
-            sqlite_where=text("deleted_at IS NULL"),
-        ),
+        # GetStats finds what is due soon or overdue from this index, and lists filtered by
+        # status find a tenant's posts in it (its totals come from `StatsTotal`).
         Index(
             "ix_posts_live_tenant_id_status_scheduled_at",
             "tenant_id",
@@ -203,10 +195,10 @@ class Post(Base):
             postgresql_where=text("parent_post_id IS NOT NULL"),
             sqlite_where=text("parent_post_id IS NOT NULL"),
         ),
-        # The few deleted posts, whose targets GetStats takes away from the tenant's count.
+        # The few deleted posts: the counting triggers ask of each changed target whether its
+        # post is deleted, and this small index answers without reading the table.
         Index(
-            "ix_posts_deleted_tenant_id_id",
-            "tenant_id",
+            "ix_posts_deleted_id",
             "id",
             postgresql_where=text("deleted_at IS NOT NULL"),
             sqlite_where=text("deleted_at IS NOT NULL"),
@@ -282,8 +274,7 @@ class Target(Base):
             sqlite_where=text("status IN ('queued', 'publishing')"),
         ),
         Index(None, "account_id", "status"),
-        # Platform and status let GetStats count a deleted post's targets from the index alone.
-        Index(None, "post_id", "platform", "status"),
+        # Lists filtered by platform find the posts of a platform the tenant seldom uses here.
         Index(None, "tenant_id", "platform", "status"),
     )
 
@@ -309,6 +300,40 @@ class Attempt(Base):
     target: Mapped[Target] = relationship(back_populates="attempts")
 
     __table_args__ = (UniqueConstraint("target_id", "number"),)
+
+
+class StatsTotal(Base):
+    """What GetStats counts, kept up to date by triggers on posts and targets (migration 0005):
+    a tenant's live posts by status (platform ''), and their targets by platform and status.
+
+    On PostgreSQL the triggers append to `stats_deltas` instead, and the api folds the deltas
+    in now and then: a total is the row here plus its pending deltas.
+    """
+
+    __tablename__ = "stats_totals"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatsDelta(Base):
+    """A change to a `stats_totals` row not folded in yet (PostgreSQL): every statement that
+    changes posts or targets appends its own rows, so concurrent writers never wait for each
+    other on a shared total."""
+
+    __tablename__ = "stats_deltas"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(24))
+    delta: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "tenant_id"),)
 
 
 class OutboxEvent(Base):

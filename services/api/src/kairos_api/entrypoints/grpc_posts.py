@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -88,7 +88,8 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     ) -> posts_pb2.GetPostResponse:
         tenant = await self.auth.tenant(context)
         post = await posts.get_post(self.app, tenant, request.post_id)
-        return posts_pb2.GetPostResponse(post=convert.post_to_proto(post, with_attempts=True))
+        # Protobuf takes the message's fields as a dict and builds it in C.
+        return posts_pb2.GetPostResponse(post=cast(posts_pb2.Post, post))
 
     async def ListPosts(
         self, request: posts_pb2.ListPostsRequest, context: Context
@@ -140,7 +141,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
             ),
         )
         return posts_pb2.ListPostsResponse(
-            posts=[convert.post_to_proto(p) for p in page], next_page_token=token
+            posts=cast(list[posts_pb2.Post], page), next_page_token=token
         )
 
     async def UpdatePost(
@@ -246,10 +247,6 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
                 for (p, s), n in sorted(stats.by_platform.items())
             ],
             due_next_hour=stats.due_next_hour,
-            oldest_overdue_post_id=str(stats.oldest_overdue.id) if stats.oldest_overdue else "",
-            oldest_overdue_at=(
-                convert.timestamp(stats.oldest_overdue.scheduled_at)
-                if stats.oldest_overdue
-                else None
-            ),
+            oldest_overdue_post_id=str(stats.oldest_overdue_id or ""),
+            oldest_overdue_at=convert.timestamp(stats.oldest_overdue_at),
         )

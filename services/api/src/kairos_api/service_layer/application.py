@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kairos_api.adapters.crypto import CredentialCipher
+from kairos_api.adapters.reads import ReadConnections
 from kairos_api.service_layer.keys import KeyResolver
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_api.settings import ApiSettings
@@ -40,10 +41,14 @@ class Application:
     keys: KeyResolver
     clock: Callable[[], datetime] = field(default=utc_now)
     notifier: Notifier = field(default_factory=Notifier)
+    #: Autocommit connections for one-statement reads, on PostgreSQL only.
+    reads: ReadConnections | None = None
 
     def uow(self) -> UnitOfWork:
         """A new unit of work (one transaction); its events are relayed once committed."""
         return UnitOfWork(self.sessions, self.notifier.outbox_written)
 
     async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         await self.engine.dispose()
