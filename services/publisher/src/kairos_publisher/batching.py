@@ -8,11 +8,8 @@ while one task sends whatever has gathered since the last call went out.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -35,13 +32,11 @@ class Batcher(Generic[Item, Result]):
         *,
         max_batch: int = MAX_BATCH,
         max_in_flight: int = 2,
-        attempts: int = 3,
     ) -> None:
         self.name = name
         self._send = send
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
-        self.attempts = attempts
         self._in_flight: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._wakeup = asyncio.Event()
@@ -85,21 +80,15 @@ class Batcher(Generic[Item, Result]):
         self._wakeup.set()
 
     async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        items = [item for item, _ in batch]
-        for attempt in range(self.attempts):
-            try:
-                self.calls += 1
-                results = await self._send(items)
-            except Exception as error:
-                if attempt + 1 == self.attempts:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    return
-                log.warning("%s failed, retrying: %r", self.name, error)
-                await asyncio.sleep(0.2 * 2**attempt)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
+        """Send once; a failure reaches every caller of the batch, who decides whether to retry."""
+        self.calls += 1
+        try:
+            results = await self._send([item for item, _ in batch])
+        except Exception as error:
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(error)
             return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

@@ -27,14 +27,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
-from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.dispatch.v1 import dispatch_pb2
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
-from kairos_common.grpc.channel import bearer
 from kairos_common.platforms import Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher.admission import AccountGate
-from kairos_publisher.batching import Batcher
+from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.platforms.base import (
     PlatformClient,
     PublishOutcome,
@@ -46,7 +45,6 @@ from kairos_publisher.settings import PublisherSettings
 
 log = logging.getLogger(__name__)
 
-RPC_TIMEOUT = 10.0
 FETCH_TIMEOUT = 1.0
 #: How long tokens refreshed here are reused by calls refused with the old ones (seconds).
 REFRESHED_KEPT = 300.0
@@ -216,9 +214,7 @@ class PlatformConsumer:
         client: PlatformClient,
         settings: PublisherSettings,
         js: JetStreamContext,
-        dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
-        begins: Batcher[str, dispatch_pb2.BeginAttemptResponse],
-        completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult],
+        dispatch: DispatchClient,
         account_limits: dict[str, asyncio.Semaphore],
     ) -> None:
         self.platform = platform
@@ -226,10 +222,7 @@ class PlatformConsumer:
         self.settings = settings
         self.js = js
         self.dispatch = dispatch
-        self.begins = begins
-        self.completions = completions
         self.account_limits = account_limits
-        self.metadata = bearer(settings.common.service_token)
         self.slots = asyncio.Semaphore(settings.platform_concurrency)
         #: Per account, how many attempts may be begun ahead of its call slots (see `deliver`).
         self.gates: dict[str, AccountGate] = {}
@@ -364,7 +357,7 @@ class PlatformConsumer:
         """The begun attempt; None when the event was settled instead (fenced out, or the api
         could not be asked and it was handed back)."""
         try:
-            begun = await self.begins.submit(event.delivery_id)
+            begun = await self.dispatch.begin(event.delivery_id)
         except grpc.aio.AioRpcError as error:
             # The api is away or overloaded; nothing began, so trying again shortly is safe.
             log.warning("BeginAttempts failed: %s", error.code().name)
@@ -400,7 +393,7 @@ class PlatformConsumer:
                 now = datetime.now(UTC)
                 self.blocked = {a: t for a, t in self.blocked.items() if t > now}
         try:
-            result = await self.completions.submit(
+            result = await self.dispatch.complete(
                 outcome_message(begun, event.delivery_id, outcome, latency)
             )
         except grpc.aio.AioRpcError as error:
@@ -455,11 +448,7 @@ class PlatformConsumer:
         """Mark the event's target failed, when its delivery id can name one."""
         if not is_uuid(event.delivery_id):
             return
-        await self.dispatch.FailDelivery(
-            dispatch_pb2.FailDeliveryRequest(delivery_id=event.delivery_id, reason=reason),
-            metadata=self.metadata,
-            timeout=RPC_TIMEOUT,
-        )
+        await self.dispatch.fail_delivery(event.delivery_id, reason)
 
     async def call(self, begun: dispatch_pb2.BeginAttemptResponse) -> PublishOutcome:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
@@ -515,15 +504,13 @@ class PlatformConsumer:
             if isinstance(answer, str) and not final:
                 return answer  # ahead of expiry: the token still works, the account is fine
             if isinstance(answer, str):
-                saved = await self.dispatch.SaveRefreshedCredentials(
+                saved = await self.dispatch.save_credentials(
                     dispatch_pb2.SaveRefreshedCredentialsRequest(
                         account_id=begun.account_id,
                         needs_reauth=True,
                         reason=answer,
                         failed_refresh_token=request.refresh_token,
-                    ),
-                    metadata=self.metadata,
-                    timeout=RPC_TIMEOUT,
+                    )
                 )
                 if saved.HasField("current") and saved.current.access_token:
                     self.refreshed[begun.account_id] = (time.monotonic(), saved.current)
@@ -537,12 +524,10 @@ class PlatformConsumer:
             credentials.ClearField("expires_at")
             if answer.expires_at is not None:
                 credentials.expires_at.FromDatetime(answer.expires_at)
-            await self.dispatch.SaveRefreshedCredentials(
+            await self.dispatch.save_credentials(
                 dispatch_pb2.SaveRefreshedCredentialsRequest(
                     account_id=begun.account_id, credentials=credentials
-                ),
-                metadata=self.metadata,
-                timeout=RPC_TIMEOUT,
+                )
             )
             self.refreshed[begun.account_id] = (time.monotonic(), credentials)
             return with_credentials(request, credentials)
