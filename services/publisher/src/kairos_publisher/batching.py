@@ -8,8 +8,11 @@ while one task sends whatever has gathered since the last call went out.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -85,6 +88,7 @@ class Batcher(Generic[Item, Result]):
         try:
             results = await self._send([item for item, _ in batch])
         except Exception as error:
+            log.warning("%s of %d failed: %r", self.name, len(batch), error)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

@@ -331,6 +331,8 @@ class PlatformConsumer:
             if self.stopping.is_set():
                 await message.nak()
                 return  # handed back before anything began
+            # The api starts the lease when it takes the begin, so it ends after this does.
+            lease_ends = time.monotonic() + self.settings.attempt_lease.total_seconds()
             begun = await self.begin(message, event)
             if begun is None:
                 return
@@ -339,7 +341,7 @@ class PlatformConsumer:
                 outcome = await self.call(begun)
                 latency = time.monotonic() - started
             gate.timed(latency)
-            await self.report(message, event, begun, outcome, latency)
+            await self.report(message, event, begun, outcome, latency, lease_ends)
 
     def gate(self, account_id: str) -> AccountGate:
         gate = self.gates.get(account_id)
@@ -383,8 +385,13 @@ class PlatformConsumer:
         begun: dispatch_pb2.BeginAttemptResponse,
         outcome: PublishOutcome,
         latency: float,
+        lease_ends: float,
     ) -> None:
-        """Complete the attempt, then ack, or nak(delay) when the api asks for a short retry."""
+        """Complete the attempt, then ack, or nak(delay) when the api asks for a short retry.
+
+        While the api cannot take the outcome it is offered again until the attempt's lease
+        ends (`lease_ends`, by `time.monotonic()`); the message is kept alive meanwhile, so
+        JetStream does not hand the event to another copy."""
         if outcome.blocked_until is not None:
             known = self.blocked.get(begun.account_id)
             if known is None or known < outcome.blocked_until:
@@ -394,12 +401,12 @@ class PlatformConsumer:
                 self.blocked = {a: t for a, t in self.blocked.items() if t > now}
         try:
             result = await self.dispatch.complete(
-                outcome_message(begun, event.delivery_id, outcome, latency)
+                outcome_message(begun, event.delivery_id, outcome, latency), lease_ends
             )
         except grpc.aio.AioRpcError as error:
-            # The outcome is lost to us; the sweeper settles the attempt when its lease runs out
-            # (UNKNOWN, or a safe retry where the platform has idempotency keys). Acking keeps
-            # this event from being published a second time.
+            # The outcome is lost to us; the sweeper settles the attempt as its lease runs out
+            # (UNKNOWN, or a safe retry where the platform has idempotency keys). A redelivery
+            # could do no better (the fence turns it away), so the event is acked.
             log.error("CompleteAttempts failed: %s; the sweeper settles it", error.code().name)
             await message.ack()
             return

@@ -3,18 +3,23 @@
 The channel, the service token, the calls' deadline, the batching of BeginAttempts and
 CompleteAttempts, and which calls are tried again all live here; the consumers ask for one
 delivery's begin or one attempt's completion and get that one answer.
+
+An outcome exists only in the publisher's memory until CompleteAttempts records it, so it is
+offered again for as long as the attempt's lease lasts while the api is away (a restart under
+load takes seconds); only then is it given up, and the sweeper settles the attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import grpc
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos_common.grpc.channel import bearer, insecure_channel
+from kairos_common.grpc.channel import CHANNEL_OPTIONS, bearer
 from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
 
@@ -22,8 +27,21 @@ log = logging.getLogger(__name__)
 
 #: Deadline of each call to the api (seconds).
 RPC_TIMEOUT = 15.0
-#: Tries of a completion before its outcome is given up.
-COMPLETE_ATTEMPTS = 5
+#: Failures after which a completion is offered again: the api is away, slow or shedding load.
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+#: Waits between offers of a completion: doubling from the first, capped (seconds). Not
+#: jittered, so the outcomes that failed together go out again together, in one batch.
+RETRY_FIRST = 0.1
+RETRY_CAP = 2.0
+#: The channel tries to reconnect to an api that went away at least this often (by default
+#: gRPC's waits grow to two minutes, and outcomes would wait for them after the api is back).
+CHANNEL = [*CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 class DispatchClient:
@@ -51,7 +69,7 @@ class DispatchClient:
     @classmethod
     def connect(cls, settings: CommonSettings) -> DispatchClient:
         """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
-        channel = insecure_channel(settings.api_target)
+        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL)
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 
@@ -78,18 +96,22 @@ class DispatchClient:
         may have begun, and only the caller knows how to hand its event back."""
         return await self._begins.submit(delivery_id)
 
-    async def complete(self, outcome: dispatch_pb2.AttemptOutcome) -> dispatch_pb2.CompletionResult:
-        """Record one attempt's outcome; tried again on failure (the api records an outcome once,
-        so a retried call changes nothing). Raises the last error when it gives up."""
-        for attempt in range(COMPLETE_ATTEMPTS):
+    async def complete(
+        self, outcome: dispatch_pb2.AttemptOutcome, until: float
+    ) -> dispatch_pb2.CompletionResult:
+        """Record one attempt's outcome, offering it again after transient failures until
+        `until` (a `time.monotonic()` instant: the end of the attempt's lease). The api records
+        an outcome once, so an offer that did reach it changes nothing the second time. Raises
+        the last error when it gives up, and any other failure at once."""
+        wait = RETRY_FIRST
+        while True:
             try:
                 return await self._completions.submit(outcome)
-            except Exception as error:
-                if attempt + 1 == COMPLETE_ATTEMPTS:
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in TRANSIENT or time.monotonic() + wait > until:
                     raise
-                log.warning("CompleteAttempts failed, retrying: %r", error)
-                await asyncio.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY_CAP)
 
     async def fail_delivery(self, delivery_id: str, reason: str) -> None:
         """Mark the target of a dead-lettered delivery failed."""
