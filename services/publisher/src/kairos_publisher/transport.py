@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -123,9 +124,124 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+class PlatformHttp(httpx.AsyncClient):
+    """httpx's AsyncClient without the layers the platform calls never use.
+
+    The platform clients name absolute URLs, set their own auth headers, keep no cookies and
+    follow no redirects, so a request built here is not merged with a base URL or client
+    cookies, and `send` hands it straight to the transport and reads the body: no auth flow,
+    redirect loop, cookie extraction, event hooks or per-request log line. The request and the
+    response are the ones httpx would make (same headers, same timeouts). A call that asks for
+    one of those layers (cookies, a timeout or extensions of its own, a header that replaces a
+    client default, a streamed response, auth, redirects) takes httpx's own path. The client's
+    default headers and timeout are read once, when it is made.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # As the client spells them (httpx keeps a header's case on the wire).
+        self._default_headers = [
+            (name.decode("ascii"), value.decode("ascii")) for name, value in self.headers.raw
+        ]
+        self._default_names = {name.lower() for name, _ in self._default_headers}
+        self._timeouts = self.timeout.as_dict()
+
+    def build_request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+        extensions: Any = None,
+    ) -> httpx.Request:
+        plain = (
+            cookies is None
+            and extensions is None
+            and timeout is httpx.USE_CLIENT_DEFAULT
+            and not self.cookies
+            and not self.base_url.raw_host
+            and not self.params
+            and (
+                headers is None
+                or (
+                    isinstance(headers, dict)
+                    and self._default_names.isdisjoint(name.lower() for name in headers)
+                )
+            )
+        )
+        if not plain:
+            return super().build_request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                timeout=timeout,
+                extensions=extensions,
+            )
+        defaults = self._default_headers
+        return httpx.Request(
+            method,
+            url,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            params=params,
+            headers=[*self._default_headers, *headers.items()] if headers else defaults,
+            extensions={"timeout": self._timeouts},
+        )
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        direct = (
+            not stream
+            and auth is httpx.USE_CLIENT_DEFAULT
+            and self.auth is None
+            and not request.url.userinfo
+            and (follow_redirects is httpx.USE_CLIENT_DEFAULT or not follow_redirects)
+            and not self.follow_redirects
+            and not self.event_hooks["request"]
+            and not self.event_hooks["response"]
+        )
+        if not direct:
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        if "timeout" not in request.extensions:
+            request.extensions["timeout"] = self._timeouts
+        response = await self._transport_for_url(request.url).handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+
 def http_client(timeout: float, max_connections: int = 200) -> httpx.AsyncClient:
     """The publisher's HTTP client: httpx's API over aiohttp, no redirects followed."""
-    return httpx.AsyncClient(
+    return PlatformHttp(
         transport=AiohttpTransport(max_connections=max_connections),
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
         follow_redirects=False,
