@@ -10,38 +10,20 @@ post twice: a failure to connect (refused, unresolvable, connect timeout) means 
 and becomes `httpx.ConnectError`/`ConnectTimeout`; anything after the request may have left (a
 read timeout, a dropped connection, a broken body) becomes `httpx.ReadTimeout`/`ReadError`, which
 the publisher treats as UNKNOWN. aiohttp does not resend a POST on a dropped keep-alive connection.
+
+The answer's body is read before the response is handed over (platform APIs answer in a few
+kilobytes, and httpx reads a body whole unless asked to stream it anyway), so httpx decodes it in
+one step instead of through an async iteration per chunk.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import httpx
 import yarl
-
-CHUNK = 64 * 1024
-
-
-class _Body(httpx.AsyncByteStream):
-    """The response body, streamed from aiohttp, released back to the pool when closed."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(CHUNK):
-                yield chunk
-        except aiohttp.ServerTimeoutError as error:
-            raise httpx.ReadTimeout(str(error) or "read timed out") from error
-        except (aiohttp.ClientError, OSError) as error:
-            raise httpx.ReadError(str(error) or type(error).__name__) from error
-
-    async def aclose(self) -> None:
-        self._response.release()
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -60,6 +42,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive = keepalive_expiry
         self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._session: aiohttp.ClientSession | None = None
+        #: aiohttp's timeouts by httpx's (every call of a client has the same ones).
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -78,12 +62,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
         timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.get("pool"),
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
-        )
+        key = (timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
         body = await request.aread()
         try:
             response = await session.request(
@@ -96,6 +80,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeout,
             )
+            content = await response.read()
         except aiohttp.ConnectionTimeoutError as error:
             message = str(error) or "connect timed out"
             raise httpx.ConnectTimeout(message, request=request) from error
@@ -110,7 +95,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response),
+            stream=httpx.ByteStream(content),
             request=request,
             extensions={
                 "http_version": b"HTTP/1.1",
@@ -231,6 +216,9 @@ class PlatformHttp(httpx.AsyncClient):
             request.extensions["timeout"] = self._timeouts
         response = await self._transport_for_url(request.url).handle_async_request(request)
         response.request = request
+        if isinstance(response.stream, httpx.ByteStream):
+            response.read()  # in memory already: decoded without an async iteration
+            return response
         try:
             await response.aread()
         except BaseException:
