@@ -154,6 +154,7 @@ async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
     while consumer.published < posts:  # noqa: ASYNC110 - the consumer has no event for it
         await asyncio.sleep(0.005)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    rpcs = service.publisher.dispatch.calls if service.publisher is not None else 0
     feeder.wait()
     await service.stop()
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -162,6 +163,7 @@ async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
         "wall_s": round(wall, 3),
         "cpu_us_per_post": round(cpu / posts * 1e6, 1),
         "loop": loop,
+        "dispatch_calls": rpcs,
     }
 
 
