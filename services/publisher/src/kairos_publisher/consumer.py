@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -108,7 +109,13 @@ def differs(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
     return any(getattr(current, f) != getattr(wanted, f) for f in fields)
 
 
+#: A UUID as the api writes them; anything else is still checked by `uuid.UUID`.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(value: str) -> bool:
+    if CANONICAL_UUID.fullmatch(value):
+        return True
     try:
         uuid.UUID(value)
     except ValueError:
@@ -240,8 +247,8 @@ class PlatformConsumer:
         #: the old token at the same time use them instead of refreshing again. Kept briefly:
         #: the saved credentials reach later calls through BeginAttempt.
         self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
-        #: Accounts whose rate limit the platform said is used up, until when.
-        self.blocked: dict[str, datetime] = {}
+        #: Accounts whose rate limit the platform said is used up, until when (Unix seconds).
+        self.blocked: dict[str, float] = {}
 
     async def run(self) -> None:
         """Fetch while not stopping; each message is handled in its own task."""
@@ -316,13 +323,14 @@ class PlatformConsumer:
 
     async def deliver(self, message: Msg, event: events_pb2.DueEvent) -> None:
         """Hold, begin when the account's gate admits it, call in a slot, report, ack."""
-        due_at = event.due_at.ToDatetime(tzinfo=UTC)
+        # Instants as Unix seconds: no datetime objects made per event.
+        due = event.due_at.seconds + event.due_at.nanos * 1e-9
         blocked = self.blocked.get(event.account_id)
-        if blocked is not None and blocked <= datetime.now(UTC):
+        if blocked is not None and blocked <= time.time():
             del self.blocked[event.account_id]
-        elif blocked is not None and blocked > due_at:
-            due_at = blocked  # the platform asked this account to wait
-        if not await self.hold_until(message, due_at):
+        elif blocked is not None and blocked > due:
+            due = blocked  # the platform asked this account to wait
+        if not await self.hold_until(message, due):
             return  # handed back with nak(delay), or stopping
         # An attempt's lease runs from BeginAttempt, so an event must not begin and then queue
         # behind a busy account for longer than the lease (see kairos_publisher.admission).
@@ -393,11 +401,12 @@ class PlatformConsumer:
         ends (`lease_ends`, by `time.monotonic()`); the message is kept alive meanwhile, so
         JetStream does not hand the event to another copy."""
         if outcome.blocked_until is not None:
+            until = outcome.blocked_until.timestamp()
             known = self.blocked.get(begun.account_id)
-            if known is None or known < outcome.blocked_until:
-                self.blocked[begun.account_id] = outcome.blocked_until
+            if known is None or known < until:
+                self.blocked[begun.account_id] = until
             if len(self.blocked) > BLOCKED_PRUNE_AT:
-                now = datetime.now(UTC)
+                now = time.time()
                 self.blocked = {a: t for a, t in self.blocked.items() if t > now}
         try:
             result = await self.dispatch.complete(
@@ -539,11 +548,12 @@ class PlatformConsumer:
             self.refreshed[begun.account_id] = (time.monotonic(), credentials)
             return with_credentials(request, credentials)
 
-    async def hold_until(self, message: Msg, due_at: datetime) -> bool:
-        """Wait for the due instant, keeping the message alive; False if it was handed back."""
+    async def hold_until(self, message: Msg, due: float) -> bool:
+        """Wait for the due instant (Unix seconds), keeping the message alive; False if it was
+        handed back."""
         every = self.keepalive_every()
         while True:
-            wait = (due_at - datetime.now(UTC)).total_seconds()
+            wait = due - time.time()
             if wait <= 0:
                 return True
             if wait > self.settings.hold_max.total_seconds():
