@@ -1,7 +1,7 @@
 """Process entry point shared by the services: logging, the event loop, signals, exit code.
 
 The event loop is uvloop unless KAIROS_UVLOOP=false: it spends less CPU per I/O call than the
-standard loop (about 12 % less CPU per post in the publisher, `bench/publisher_cpu.py`), and the
+standard loop (7 % less CPU per post in the publisher, `bench/publisher_cpu.py`), and the
 standard loop stays one setting away should a library misbehave on uvloop.
 """
 
