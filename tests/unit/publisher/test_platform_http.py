@@ -64,6 +64,7 @@ async def test_a_closed_client_refuses_and_streams_take_httpx_path() -> None:
     lean = PlatformHttp(transport=transport)
     async with lean.stream("GET", "http://platform.test/") as response:
         assert await response.aread() == b'{"id": "42"}'
+    assert not lean.cookies  # not even through httpx's own path
     await lean.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await lean.send(httpx.Request("GET", "http://platform.test/"))

@@ -19,6 +19,7 @@ one step instead of through an async iteration per chunk.
 from __future__ import annotations
 
 import ssl
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
@@ -128,6 +129,9 @@ class PlatformHttp(httpx.AsyncClient):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # No cookie is kept, whichever path a call takes: one account's cookies would otherwise
+        # go out with other accounts' calls to the same host.
+        self.cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         # As the client spells them (httpx keeps a header's case on the wire).
         self._default_headers = [
             (name.decode("ascii"), value.decode("ascii")) for name, value in self.headers.raw
