@@ -180,3 +180,26 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
         )
         assert len(published) == count, f"{len(published)} of {count} posts' published events"
         assert set(published.values()) == {1}, "a post's published event came twice"
+
+
+async def test_outcomes_wait_out_an_api_restart_instead_of_being_dropped(
+    nats_server: NatsServer, log_dir: Path
+) -> None:
+    """The platform answers while the api is down for 8 s: the outcomes are recorded once it is
+    back, rather than left PUBLISHING until the attempts' two-minute lease runs out."""
+    calls_at_once = {"KAIROS_ACCOUNT_CONCURRENCY": "20"}
+    async with running_stack(nats_server, log_dir, env=calls_at_once) as stack:
+        mark = f"away-{uuid.uuid4().hex[:8]}"
+        count = 20
+        # Each call is received at once and answered 3 s later, when the api is gone.
+        stack.script(match=mark, status=201, delay=3.0, record=True, body={"id": "x"}, times=count)
+        post_ids = [(await stack.create(f"{mark} #{i}", 1.0)).id for i in range(count)]
+        await wait_all_arrived(stack, mark, count, timeout=15)
+        await asyncio.to_thread(stack.api.terminate)  # the sandbox answers meanwhile
+        await asyncio.sleep(8.0)
+        stack.api.start()
+        await stack.api.wait_serving()
+        await wait_statuses(
+            stack, post_ids, Counter({"POST_STATUS_PUBLISHED": count}), timeout=20.0
+        )
+        exactly_once(stack, mark, count)

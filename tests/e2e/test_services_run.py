@@ -67,15 +67,20 @@ async def test_service_serves_health_and_exits_zero_on_a_signal(
     test_database: TestDatabase,
     log_dir: Path,
 ) -> None:
-    # The SIGINT runs start the installed console script, the SIGTERM runs `python -m`.
+    # The SIGINT runs start the installed console script on the standard event loop, the
+    # SIGTERM runs `python -m` on uvloop, the default.
     console_script = sig == signal.SIGINT
     env = service_env(nats_server.url, test_database.url)
+    if console_script:
+        env["KAIROS_UVLOOP"] = "false"
     service = ServiceProcess(name, env, log_dir, console_script=console_script)
     service.start()
     try:
         await service.wait_serving()
     finally:
         stop_within_grace(service, sig)
+    loop = "asyncio" if console_script else "uvloop"
+    assert f'"msg": "starting", "loop": "{loop}"' in service.logs()
 
 
 async def wait_until_listening(service: ServiceProcess, timeout: float = 20.0) -> None:
@@ -320,6 +325,7 @@ HOSTILE: dict[str, list[tuple[dict[str, str], str]]] = {
     ],
     "scheduler": [
         ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
+        ({"KAIROS_UVLOOP": "maybe"}, "KAIROS_UVLOOP"),
         ({"KAIROS_SCHEDULER_TICK_SECONDS": "nan"}, "KAIROS_SCHEDULER_TICK_SECONDS"),
         ({"KAIROS_NATS_URL": "nats://nats:port"}, "KAIROS_NATS_URL"),
         ({"KAIROS_SCHEDULER_BATCH": "99999999999999999999"}, "KAIROS_SCHEDULER_BATCH"),

@@ -48,7 +48,7 @@ async def test_a_publisher_started_with_new_settings_updates_the_consumer_in_pla
     # Nothing is due, so the consumer never reaches the api or the platform.
     unused = cast(Any, None)
     consumer = PlatformConsumer(
-        Platform.WEBHOOK, unused, changed, js, unused, unused, unused, account_semaphores(1)
+        Platform.WEBHOOK, unused, changed, js, unused, account_semaphores(1)
     )
     running = asyncio.create_task(consumer.run())
     try:

@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,8 +25,8 @@ from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.platforms import Platform
 from kairos_common.streams import DEAD_STREAM, due_subject
-from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
+from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.platforms.base import PublishOutcome, PublishRequest, Result
 from kairos_publisher.settings import PublisherSettings
 
@@ -51,10 +51,12 @@ class FakeDispatch:
     peak_per_account: int = 0
     peak: int = 0
 
-    async def begin(self, ids: Sequence[str]) -> list[dispatch_pb2.BeginAttemptResponse]:
-        self.batches.append(list(ids))
+    async def BeginAttempts(  # noqa: N802 - the gRPC method's name
+        self, request: dispatch_pb2.BeginAttemptsRequest, **_: object
+    ) -> dispatch_pb2.BeginAttemptsResponse:
+        self.batches.append(list(request.delivery_ids))
         answers = []
-        for delivery_id in ids:
+        for delivery_id in request.delivery_ids:
             account = self.accounts.get(delivery_id)
             if account is None:
                 answers.append(
@@ -77,20 +79,22 @@ class FakeDispatch:
                     credentials=posts_pb2.Credentials(access_token="token"),
                 )
             )
-        return answers
+        return dispatch_pb2.BeginAttemptsResponse(results=answers)
 
-    async def complete(
-        self, outcomes: Sequence[dispatch_pb2.AttemptOutcome]
-    ) -> list[dispatch_pb2.CompletionResult]:
-        for outcome in outcomes:
+    async def CompleteAttempts(  # noqa: N802 - the gRPC method's name
+        self, request: dispatch_pb2.CompleteAttemptsRequest, **_: object
+    ) -> dispatch_pb2.CompleteAttemptsResponse:
+        for outcome in request.outcomes:
             self.open_attempts[self.accounts[outcome.delivery_id]] -= 1
             self.completed.add(outcome.delivery_id)
-        return [
-            dispatch_pb2.CompletionResult(
-                attempt_id=o.attempt_id, next_step=dispatch_pb2.NEXT_STEP_ACK
-            )
-            for o in outcomes
-        ]
+        return dispatch_pb2.CompleteAttemptsResponse(
+            results=[
+                dispatch_pb2.CompletionResult(
+                    attempt_id=o.attempt_id, next_step=dispatch_pb2.NEXT_STEP_ACK
+                )
+                for o in request.outcomes
+            ]
+        )
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         account = request.handle
@@ -118,22 +122,14 @@ async def consuming(
     js: JetStreamContext, fake: FakeDispatch, config: PublisherSettings
 ) -> AsyncIterator[PlatformConsumer]:
     """A sandbox consumer running against the fakes until the block ends."""
-    begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
-        "BeginAttempts", fake.begin, attempts=1
-    )
-    completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult] = Batcher(
-        "CompleteAttempts", fake.complete
-    )
-    begins.start()
-    completions.start()
+    dispatch = DispatchClient(cast("dispatch_pb2_grpc.DispatchServiceAsyncStub", fake), "token")
+    dispatch.start()
     consumer = PlatformConsumer(
         Platform.SANDBOX,
         fake,
         config,
         js,
-        cast("dispatch_pb2_grpc.DispatchServiceAsyncStub", fake),
-        begins,
-        completions,
+        dispatch,
         account_semaphores(config.account_concurrency),
     )
     running = asyncio.create_task(consumer.run())
@@ -142,8 +138,7 @@ async def consuming(
     finally:
         await consumer.drain(5.0)
         await asyncio.wait_for(running, timeout=5.0)
-        await begins.close()
-        await completions.close()
+        await dispatch.close()
 
 
 def due_event(delivery_id: str, account_id: str, **fields: object) -> events_pb2.DueEvent:

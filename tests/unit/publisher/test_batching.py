@@ -63,6 +63,20 @@ async def test_a_lone_item_does_not_wait_behind_a_slow_batch() -> None:
     await batcher.close()
 
 
+async def test_with_a_linger_items_that_come_close_together_share_a_batch() -> None:
+    send = SlowSend()
+    send.release.set()
+    batcher: Batcher[int, int] = Batcher("test", send, linger=0.05)
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.01)
+    assert send.batches == []  # waiting for company
+    later = [asyncio.ensure_future(batcher.submit(n)) for n in (2, 3)]
+    assert await asyncio.gather(first, *later) == [10, 20, 30]
+    assert send.batches == [[1, 2, 3]]
+    await batcher.close()
+
+
 async def test_batches_are_capped_and_close_sends_what_is_pending() -> None:
     send = SlowSend()
     send.release.set()

@@ -1,11 +1,16 @@
-"""Process entry point shared by the services: logging, the event loop, signals, exit code."""
+"""Process entry point shared by the services: logging, the event loop, signals, exit code.
+
+The event loop is uvloop unless KAIROS_UVLOOP=false: it spends less CPU per I/O call than the
+standard loop (7 % less CPU per post in the publisher, `bench/publisher_cpu.py`), and the
+standard loop stays one setting away should a library misbehave on uvloop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from kairos_common.grpc.server import Service, run_until_signalled
 from kairos_common.logging import configure_logging
@@ -16,6 +21,16 @@ __all__ = ["CannotStart", "run_service"]
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+T = TypeVar("T")
+
+
+def event_loop_runner(use_uvloop: bool) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """`uvloop.run` or `asyncio.run`."""
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
 
 
 def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S], Service]) -> int:
@@ -33,12 +48,14 @@ def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S], 
         return 2
     configure_logging(name, log_settings)
     try:
+        run = event_loop_runner(Env().flag("KAIROS_UVLOOP", True))
         service = build(load_settings())
     except SettingsError as error:
         log.error("bad configuration: %s", error)
         return 2
+    log.info("starting", extra={"loop": run.__module__.partition(".")[0]})
     try:
-        asyncio.run(run_until_signalled(service))
+        run(run_until_signalled(service))
     except CannotStart as error:
         log.error("cannot start: %s", error)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -27,14 +28,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
-from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.dispatch.v1 import dispatch_pb2
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
-from kairos_common.grpc.channel import bearer
 from kairos_common.platforms import Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher.admission import AccountGate
-from kairos_publisher.batching import Batcher
+from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.platforms.base import (
     PlatformClient,
     PublishOutcome,
@@ -46,7 +46,6 @@ from kairos_publisher.settings import PublisherSettings
 
 log = logging.getLogger(__name__)
 
-RPC_TIMEOUT = 10.0
 FETCH_TIMEOUT = 1.0
 #: How long tokens refreshed here are reused by calls refused with the old ones (seconds).
 REFRESHED_KEPT = 300.0
@@ -110,7 +109,13 @@ def differs(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
     return any(getattr(current, f) != getattr(wanted, f) for f in fields)
 
 
+#: A UUID as the api writes them; anything else is still checked by `uuid.UUID`.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(value: str) -> bool:
+    if CANONICAL_UUID.fullmatch(value):
+        return True
     try:
         uuid.UUID(value)
     except ValueError:
@@ -216,9 +221,7 @@ class PlatformConsumer:
         client: PlatformClient,
         settings: PublisherSettings,
         js: JetStreamContext,
-        dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
-        begins: Batcher[str, dispatch_pb2.BeginAttemptResponse],
-        completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult],
+        dispatch: DispatchClient,
         account_limits: dict[str, asyncio.Semaphore],
     ) -> None:
         self.platform = platform
@@ -226,10 +229,7 @@ class PlatformConsumer:
         self.settings = settings
         self.js = js
         self.dispatch = dispatch
-        self.begins = begins
-        self.completions = completions
         self.account_limits = account_limits
-        self.metadata = bearer(settings.common.service_token)
         self.slots = asyncio.Semaphore(settings.platform_concurrency)
         #: Per account, how many attempts may be begun ahead of its call slots (see `deliver`).
         self.gates: dict[str, AccountGate] = {}
@@ -247,8 +247,8 @@ class PlatformConsumer:
         #: the old token at the same time use them instead of refreshing again. Kept briefly:
         #: the saved credentials reach later calls through BeginAttempt.
         self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
-        #: Accounts whose rate limit the platform said is used up, until when.
-        self.blocked: dict[str, datetime] = {}
+        #: Accounts whose rate limit the platform said is used up, until when (Unix seconds).
+        self.blocked: dict[str, float] = {}
 
     async def run(self) -> None:
         """Fetch while not stopping; each message is handled in its own task."""
@@ -323,13 +323,14 @@ class PlatformConsumer:
 
     async def deliver(self, message: Msg, event: events_pb2.DueEvent) -> None:
         """Hold, begin when the account's gate admits it, call in a slot, report, ack."""
-        due_at = event.due_at.ToDatetime(tzinfo=UTC)
+        # Instants as Unix seconds: no datetime objects made per event.
+        due = event.due_at.seconds + event.due_at.nanos * 1e-9
         blocked = self.blocked.get(event.account_id)
-        if blocked is not None and blocked <= datetime.now(UTC):
+        if blocked is not None and blocked <= time.time():
             del self.blocked[event.account_id]
-        elif blocked is not None and blocked > due_at:
-            due_at = blocked  # the platform asked this account to wait
-        if not await self.hold_until(message, due_at):
+        elif blocked is not None and blocked > due:
+            due = blocked  # the platform asked this account to wait
+        if not await self.hold_until(message, due):
             return  # handed back with nak(delay), or stopping
         # An attempt's lease runs from BeginAttempt, so an event must not begin and then queue
         # behind a busy account for longer than the lease (see kairos_publisher.admission).
@@ -338,6 +339,8 @@ class PlatformConsumer:
             if self.stopping.is_set():
                 await message.nak()
                 return  # handed back before anything began
+            # The api starts the lease when it takes the begin, so it ends after this does.
+            lease_ends = time.monotonic() + self.settings.attempt_lease.total_seconds()
             begun = await self.begin(message, event)
             if begun is None:
                 return
@@ -346,7 +349,7 @@ class PlatformConsumer:
                 outcome = await self.call(begun)
                 latency = time.monotonic() - started
             gate.timed(latency)
-            await self.report(message, event, begun, outcome, latency)
+            await self.report(message, event, begun, outcome, latency, lease_ends)
 
     def gate(self, account_id: str) -> AccountGate:
         gate = self.gates.get(account_id)
@@ -364,7 +367,7 @@ class PlatformConsumer:
         """The begun attempt; None when the event was settled instead (fenced out, or the api
         could not be asked and it was handed back)."""
         try:
-            begun = await self.begins.submit(event.delivery_id)
+            begun = await self.dispatch.begin(event.delivery_id)
         except grpc.aio.AioRpcError as error:
             # The api is away or overloaded; nothing began, so trying again shortly is safe.
             log.warning("BeginAttempts failed: %s", error.code().name)
@@ -390,23 +393,29 @@ class PlatformConsumer:
         begun: dispatch_pb2.BeginAttemptResponse,
         outcome: PublishOutcome,
         latency: float,
+        lease_ends: float,
     ) -> None:
-        """Complete the attempt, then ack, or nak(delay) when the api asks for a short retry."""
+        """Complete the attempt, then ack, or nak(delay) when the api asks for a short retry.
+
+        While the api cannot take the outcome it is offered again until the attempt's lease
+        ends (`lease_ends`, by `time.monotonic()`); the message is kept alive meanwhile, so
+        JetStream does not hand the event to another copy."""
         if outcome.blocked_until is not None:
+            until = outcome.blocked_until.timestamp()
             known = self.blocked.get(begun.account_id)
-            if known is None or known < outcome.blocked_until:
-                self.blocked[begun.account_id] = outcome.blocked_until
+            if known is None or known < until:
+                self.blocked[begun.account_id] = until
             if len(self.blocked) > BLOCKED_PRUNE_AT:
-                now = datetime.now(UTC)
+                now = time.time()
                 self.blocked = {a: t for a, t in self.blocked.items() if t > now}
         try:
-            result = await self.completions.submit(
-                outcome_message(begun, event.delivery_id, outcome, latency)
+            result = await self.dispatch.complete(
+                outcome_message(begun, event.delivery_id, outcome, latency), lease_ends
             )
         except grpc.aio.AioRpcError as error:
-            # The outcome is lost to us; the sweeper settles the attempt when its lease runs out
-            # (UNKNOWN, or a safe retry where the platform has idempotency keys). Acking keeps
-            # this event from being published a second time.
+            # The outcome is lost to us; the sweeper settles the attempt as its lease runs out
+            # (UNKNOWN, or a safe retry where the platform has idempotency keys). A redelivery
+            # could do no better (the fence turns it away), so the event is acked.
             log.error("CompleteAttempts failed: %s; the sweeper settles it", error.code().name)
             await message.ack()
             return
@@ -455,11 +464,7 @@ class PlatformConsumer:
         """Mark the event's target failed, when its delivery id can name one."""
         if not is_uuid(event.delivery_id):
             return
-        await self.dispatch.FailDelivery(
-            dispatch_pb2.FailDeliveryRequest(delivery_id=event.delivery_id, reason=reason),
-            metadata=self.metadata,
-            timeout=RPC_TIMEOUT,
-        )
+        await self.dispatch.fail_delivery(event.delivery_id, reason)
 
     async def call(self, begun: dispatch_pb2.BeginAttemptResponse) -> PublishOutcome:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
@@ -515,15 +520,13 @@ class PlatformConsumer:
             if isinstance(answer, str) and not final:
                 return answer  # ahead of expiry: the token still works, the account is fine
             if isinstance(answer, str):
-                saved = await self.dispatch.SaveRefreshedCredentials(
+                saved = await self.dispatch.save_credentials(
                     dispatch_pb2.SaveRefreshedCredentialsRequest(
                         account_id=begun.account_id,
                         needs_reauth=True,
                         reason=answer,
                         failed_refresh_token=request.refresh_token,
-                    ),
-                    metadata=self.metadata,
-                    timeout=RPC_TIMEOUT,
+                    )
                 )
                 if saved.HasField("current") and saved.current.access_token:
                     self.refreshed[begun.account_id] = (time.monotonic(), saved.current)
@@ -537,21 +540,20 @@ class PlatformConsumer:
             credentials.ClearField("expires_at")
             if answer.expires_at is not None:
                 credentials.expires_at.FromDatetime(answer.expires_at)
-            await self.dispatch.SaveRefreshedCredentials(
+            await self.dispatch.save_credentials(
                 dispatch_pb2.SaveRefreshedCredentialsRequest(
                     account_id=begun.account_id, credentials=credentials
-                ),
-                metadata=self.metadata,
-                timeout=RPC_TIMEOUT,
+                )
             )
             self.refreshed[begun.account_id] = (time.monotonic(), credentials)
             return with_credentials(request, credentials)
 
-    async def hold_until(self, message: Msg, due_at: datetime) -> bool:
-        """Wait for the due instant, keeping the message alive; False if it was handed back."""
+    async def hold_until(self, message: Msg, due: float) -> bool:
+        """Wait for the due instant (Unix seconds), keeping the message alive; False if it was
+        handed back."""
         every = self.keepalive_every()
         while True:
-            wait = (due_at - datetime.now(UTC)).total_seconds()
+            wait = due - time.time()
             if wait <= 0:
                 return True
             if wait > self.settings.hold_max.total_seconds():

@@ -1,0 +1,64 @@
+"""The composition root: builds the publisher's parts once (its DispatchService client, the HTTP
+client, media fetching, the platform clients and one consumer per platform); the process
+(`kairos_publisher.service`) adds health, NATS and the order things start and stop in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from nats.js import JetStreamContext
+
+from kairos_common.deadline import Deadline
+from kairos_publisher.consumer import PlatformConsumer, account_semaphores
+from kairos_publisher.dispatch import DispatchClient
+from kairos_publisher.media import MediaFetcher
+from kairos_publisher.platforms import registry
+from kairos_publisher.platforms.base import PlatformContext
+from kairos_publisher.settings import PublisherSettings
+from kairos_publisher.transport import http_client
+
+
+@dataclass
+class Publisher:
+    """What the publisher works with; `dispatch` is started and the consumers not yet run."""
+
+    dispatch: DispatchClient
+    http: httpx.AsyncClient
+    media: MediaFetcher
+    consumers: list[PlatformConsumer]
+
+    async def close(self, deadline: Deadline) -> None:
+        """Report what is pending while the deadline allows, then close the connections (the
+        consumers have stopped)."""
+        await deadline.run(self.dispatch.close())
+        await self.http.aclose()
+        await self.media.aclose()
+
+
+def bootstrap(
+    settings: PublisherSettings, js: JetStreamContext, dispatch: DispatchClient | None = None
+) -> Publisher:
+    """Build the publisher; `dispatch` defaults to a client of the api at KAIROS_API_TARGET."""
+    if dispatch is None:
+        dispatch = DispatchClient.connect(settings.common)
+    dispatch.start()
+    timeout = settings.http_timeout.total_seconds()
+    http = http_client(timeout, max_connections=settings.platform_concurrency * 4)
+    media = MediaFetcher(timeout=timeout, allowed_networks=settings.media_allowed_networks)
+    clients = registry(
+        PlatformContext(
+            http,
+            media,
+            urls=settings.platform_urls,
+            graph_version=settings.graph_api_version,
+            linkedin_version=settings.linkedin_version,
+        )
+    )
+    accounts = account_semaphores(settings.account_concurrency)
+    consumers = [
+        PlatformConsumer(platform, clients[platform], settings, js, dispatch, accounts)
+        for platform in settings.platforms
+        if platform in clients  # no client for it in this build yet
+    ]
+    return Publisher(dispatch, http, media, consumers)

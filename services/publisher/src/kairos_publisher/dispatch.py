@@ -1,0 +1,153 @@
+"""The publisher's one client of DispatchService.
+
+The channel, the service token, the calls' deadline, the batching of BeginAttempts and
+CompleteAttempts, and which calls are tried again all live here; the consumers ask for one
+delivery's begin or one attempt's completion and get that one answer.
+
+An outcome exists only in the publisher's memory until CompleteAttempts records it, so it is
+offered again for as long as the attempt's lease lasts while the api is away (a restart under
+load takes seconds); only then is it given up, and the sweeper settles the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos_common.grpc.channel import CHANNEL_OPTIONS, bearer
+from kairos_common.settings import CommonSettings
+from kairos_publisher.batching import Batcher
+
+log = logging.getLogger(__name__)
+
+#: Deadline of each call to the api (seconds).
+RPC_TIMEOUT = 15.0
+#: How long a completion waits for others to share its CompleteAttempts call (seconds). The
+#: post is out by then, so this delays only the ack and the status; a burst on one account
+#: completes a few attempts at a time, and one call per few posts cost about a tenth of the
+#: publisher's CPU (and an api transaction each).
+COMPLETE_LINGER = 0.005
+#: Failures after which a completion is offered again: the api is away, slow or shedding load.
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+#: Waits between offers of a completion: doubling from the first, capped (seconds). Not
+#: jittered, so the outcomes that failed together go out again together, in one batch.
+RETRY_FIRST = 0.1
+RETRY_CAP = 2.0
+#: The channel tries to reconnect to an api that went away at least this often (by default
+#: gRPC's waits grow to two minutes, and outcomes would wait for them after the api is back).
+CHANNEL = [*CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
+class DispatchClient:
+    """Begins and completes attempts in batches, fails deliveries, saves refreshed tokens."""
+
+    def __init__(
+        self,
+        stub: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+        token: str,
+        *,
+        timeout: float = RPC_TIMEOUT,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self._stub = stub
+        self._metadata = bearer(token)
+        self._timeout = timeout
+        self._channel = channel
+        self._begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
+            "BeginAttempts", self._begin_batch
+        )
+        self._completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult] = (
+            Batcher("CompleteAttempts", self._complete_batch, linger=COMPLETE_LINGER)
+        )
+
+    @classmethod
+    def connect(cls, settings: CommonSettings) -> DispatchClient:
+        """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
+        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL)
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        return cls(stub, settings.service_token, channel=channel)
+
+    def start(self) -> None:
+        self._begins.start()
+        self._completions.start()
+
+    async def close(self) -> None:
+        """Send what is pending, then close the channel."""
+        try:
+            await self._begins.close()
+            await self._completions.close()
+        finally:
+            if self._channel is not None:
+                await self._channel.close(None)
+
+    @property
+    def calls(self) -> int:
+        """Batched calls made so far (BeginAttempts and CompleteAttempts)."""
+        return self._begins.calls + self._completions.calls
+
+    async def begin(self, delivery_id: str) -> dispatch_pb2.BeginAttemptResponse:
+        """The fence's answer for one delivery. Never tried again here: a begin that timed out
+        may have begun, and only the caller knows how to hand its event back."""
+        return await self._begins.submit(delivery_id)
+
+    async def complete(
+        self, outcome: dispatch_pb2.AttemptOutcome, until: float
+    ) -> dispatch_pb2.CompletionResult:
+        """Record one attempt's outcome, offering it again after transient failures until
+        `until` (a `time.monotonic()` instant: the end of the attempt's lease). The api records
+        an outcome once, so an offer that did reach it changes nothing the second time. Raises
+        the last error when it gives up, and any other failure at once."""
+        wait = RETRY_FIRST
+        while True:
+            try:
+                return await self._completions.submit(outcome)
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in TRANSIENT or time.monotonic() + wait > until:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY_CAP)
+
+    async def fail_delivery(self, delivery_id: str, reason: str) -> None:
+        """Mark the target of a dead-lettered delivery failed."""
+        await self._stub.FailDelivery(
+            dispatch_pb2.FailDeliveryRequest(delivery_id=delivery_id, reason=reason),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+
+    async def save_credentials(
+        self, request: dispatch_pb2.SaveRefreshedCredentialsRequest
+    ) -> dispatch_pb2.SaveRefreshedCredentialsResponse:
+        """Save an account's refreshed tokens, or that it needs re-authorising."""
+        return await self._stub.SaveRefreshedCredentials(
+            request, metadata=self._metadata, timeout=self._timeout
+        )
+
+    async def _begin_batch(self, ids: Sequence[str]) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
+        reply = await self._stub.BeginAttempts(
+            dispatch_pb2.BeginAttemptsRequest(delivery_ids=ids),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return reply.results
+
+    async def _complete_batch(
+        self, outcomes: Sequence[dispatch_pb2.AttemptOutcome]
+    ) -> Sequence[dispatch_pb2.CompletionResult]:
+        reply = await self._stub.CompleteAttempts(
+            dispatch_pb2.CompleteAttemptsRequest(outcomes=outcomes),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+        return reply.results
