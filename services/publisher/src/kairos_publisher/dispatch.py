@@ -44,9 +44,6 @@ TRANSIENT = frozenset(
 #: jittered, so the outcomes that failed together go out again together, in one batch.
 RETRY_FIRST = 0.1
 RETRY_CAP = 2.0
-#: The channel tries to reconnect to an api that went away at least this often (by default
-#: gRPC's waits grow to two minutes, and outcomes would wait for them after the api is back).
-CHANNEL = [*CHANNEL_OPTIONS, ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 class DispatchClient:
@@ -74,7 +71,7 @@ class DispatchClient:
     @classmethod
     def connect(cls, settings: CommonSettings) -> DispatchClient:
         """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
-        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL)
+        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL_OPTIONS)
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 

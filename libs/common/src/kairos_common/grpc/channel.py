@@ -10,6 +10,10 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
     ("grpc.enable_retries", 1),
+    # Try to reconnect to a service that went away at least every second: gRPC's waits grow to
+    # two minutes by default, and the scheduler's claims and the publisher's outcomes would
+    # wait that long after an api restart.
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
