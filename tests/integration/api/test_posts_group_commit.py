@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 import pytest
@@ -132,19 +132,19 @@ def stale_once(monkeypatch: pytest.MonkeyPatch) -> Callable[[], bool]:
     """Make the next request_id lookup miss (as if the first post committed just after it
     looked), so the insert hits the unique request_id; later lookups see the post. Returns
     whether the stale lookup happened."""
-    looked_up = create._by_request_id
+    looked_up = create._by_request_ids
     stale = True
 
     async def lookup_once_stale(
-        uow: UnitOfWork, tenant: str, request_id: str
-    ) -> create._Earlier | None:
+        uow: UnitOfWork, tenant: str, request_ids: Sequence[str]
+    ) -> dict[str, create._Earlier]:
         nonlocal stale
         if stale:
             stale = False
-            return None
-        return await looked_up(uow, tenant, request_id)
+            return {}
+        return await looked_up(uow, tenant, request_ids)
 
-    monkeypatch.setattr(create, "_by_request_id", lookup_once_stale)
+    monkeypatch.setattr(create, "_by_request_ids", lookup_once_stale)
     return lambda: not stale
 
 

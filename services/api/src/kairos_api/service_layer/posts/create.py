@@ -70,8 +70,9 @@ class CreatePost:
     parent_post_id: str = ""
 
 
-_POST_BY_REQUEST_ID = select(POSTS.c.id, POSTS.c.request_hash).where(
-    POSTS.c.tenant_id == bindparam("tenant"), POSTS.c.request_id == bindparam("request_id")
+_POSTS_BY_REQUEST_IDS = select(POSTS.c.id, POSTS.c.request_id, POSTS.c.request_hash).where(
+    POSTS.c.tenant_id == bindparam("tenant"),
+    POSTS.c.request_id.in_(bindparam("request_ids", expanding=True)),
 )
 
 
@@ -471,11 +472,11 @@ async def create_many(
         for tenant, group in by_tenant.items():
             ids = [i for d in group for i in d.account_ids]
             accounts[tenant] = await accounts_of(uow, tenant, ids)
-            for request_id in dict.fromkeys(d.command.request_id for d in group):
-                if request_id:
-                    found = await _by_request_id(uow, tenant, request_id)
-                    if found is not None:
-                        existing[(tenant, request_id)] = found
+            wanted = list(
+                dict.fromkeys(d.command.request_id for d in group if d.command.request_id)
+            )
+            for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
+                existing[(tenant, request_id)] = found
         new_posts: list[_NewPost] = []
         for index, draft in enumerate(drafts):
             key = (draft.tenant, draft.command.request_id)
@@ -525,13 +526,30 @@ def _repeat_of(draft: Draft, earlier: _Earlier) -> PostRecord:
 
 
 async def _by_request_id(uow: UnitOfWork, tenant: str, request_id: str) -> _Earlier | None:
+    return (await _by_request_ids(uow, tenant, [request_id])).get(request_id)
+
+
+async def _by_request_ids(
+    uow: UnitOfWork, tenant: str, request_ids: Sequence[str]
+) -> dict[str, _Earlier]:
+    """The posts earlier creates of this tenant made with these request_ids, by request_id: two
+    statements for a whole batch (one a request had made a batch of creates wait on round
+    trips in turn)."""
+    if not request_ids:
+        return {}
     connection = await uow.session.connection()
     found = (
-        await connection.execute(_POST_BY_REQUEST_ID, {"tenant": tenant, "request_id": request_id})
-    ).first()
-    if found is None:
-        return None
-    # The first request's post, as it is now (even if deleted since, as before).
-    rows = (await connection.execute(select(*POST_COLUMNS).where(POSTS.c.id == found.id))).all()
-    (record,) = await post_records(connection, rows)
-    return _Earlier(record, found.request_hash)
+        await connection.execute(
+            _POSTS_BY_REQUEST_IDS, {"tenant": tenant, "request_ids": list(request_ids)}
+        )
+    ).all()
+    if not found:
+        return {}
+    # The first requests' posts, as they are now (even if deleted since, as before).
+    rows = (
+        await connection.execute(
+            select(*POST_COLUMNS).where(POSTS.c.id.in_([row.id for row in found]))
+        )
+    ).all()
+    records = {record.id: record for record in await post_records(connection, rows)}
+    return {row.request_id: _Earlier(records[row.id], row.request_hash) for row in found}
