@@ -31,7 +31,7 @@ from kairos_api.domain.model import PostStatus, TargetStatus
 from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.dispatch import begin, claim, complete
 from kairos_api.service_layer.dispatch.writes import AttemptDone, Writes, ids_text
-from support.api import api_settings, running_api
+from support.api import Client, api_settings, running_api
 from support.postgres import fresh_database
 
 NOT_DUE = 50_000
@@ -78,6 +78,19 @@ def seed(url: str, tenant: str, account_id: str) -> None:
         connection.execute("ANALYZE accounts")
 
 
+async def connect_x(client: Client, handle: str) -> str:
+    """An X account of the client's tenant; its id."""
+    connected = await client.accounts.ConnectAccount(
+        posts_pb2.ConnectAccountRequest(
+            platform=posts_pb2.PLATFORM_X,
+            handle=handle,
+            credentials=posts_pb2.Credentials(access_token="t"),
+        ),
+        metadata=client.metadata,
+    )
+    return connected.account.id
+
+
 def explain(
     url: str, statement: str, parameters: Any, *, generic: bool = False, first: str = ""
 ) -> str:
@@ -100,15 +113,8 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path:
         running_api(api_settings(url)) as api,
         api.client() as client,
     ):
-        connected = await client.accounts.ConnectAccount(
-            posts_pb2.ConnectAccountRequest(
-                platform=posts_pb2.PLATFORM_X,
-                handle="@plan",
-                credentials=posts_pb2.Credentials(access_token="t"),
-            ),
-            metadata=client.metadata,
-        )
-        await asyncio.to_thread(seed, url, client.tenant, connected.account.id)
+        account_id = await connect_x(client, "@plan")
+        await asyncio.to_thread(seed, url, client.tenant, account_id)
 
         claimed = await dispatch.claim_due(
             api.service.app, timedelta(seconds=1), 500, timedelta(minutes=1)
@@ -171,15 +177,8 @@ async def test_a_burst_ahead_of_the_statistics_is_claimed_and_completed_by_index
         running_api(api_settings(url)) as api,
         api.client() as client,
     ):
-        connected = await client.accounts.ConnectAccount(
-            posts_pb2.ConnectAccountRequest(
-                platform=posts_pb2.PLATFORM_X,
-                handle="@burst",
-                credentials=posts_pb2.Credentials(access_token="t"),
-            ),
-            metadata=client.metadata,
-        )
-        started = await asyncio.to_thread(seed_burst, url, client.tenant, connected.account.id)
+        account_id = await connect_x(client, "@burst")
+        started = await asyncio.to_thread(seed_burst, url, client.tenant, account_id)
         now = api.service.app.clock()
         parameters = claim.claim_parameters(now, timedelta(seconds=1), 500, timedelta(minutes=1))
         claims = [
