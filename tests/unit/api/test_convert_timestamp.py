@@ -18,12 +18,13 @@ from kairos_api.adapters import convert
         datetime(1970, 1, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
-        datetime(2026, 1, 1, 12, 0),  # naive: taken as local time, as FromDatetime does
+        datetime(2026, 1, 1, 12, 0),  # naive: taken as UTC, as FromDatetime does
     ],
 )
+@pytest.mark.usefixtures("away_from_utc")
 def test_timestamp_matches_protobuf(value: datetime) -> None:
     expected = Timestamp()
-    expected.FromDatetime(value.astimezone(UTC))
+    expected.FromDatetime(value)
     assert convert.timestamp(value) == expected
 
 

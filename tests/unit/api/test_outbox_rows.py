@@ -23,6 +23,7 @@ from kairos_api.domain.model import PostStatus, TargetStatus
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
     ],
 )
+@pytest.mark.usefixtures("away_from_utc")
 def test_the_event_records_the_instant_it_occurred(instant: datetime) -> None:
     row = outbox.lifecycle_row(
         "published",

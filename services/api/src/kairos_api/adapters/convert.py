@@ -202,8 +202,12 @@ def error_class_from_proto(value: int) -> ErrorClass | None:
 
 
 def set_timestamp(field: Timestamp, value: datetime) -> None:
-    """`timestamp` written into a message's own Timestamp field (an aware value), which spares
-    building one and copying it in: the hot path's responses set thousands of them."""
+    """`value` written into a message's own Timestamp field, which spares building one and
+    copying it in: the hot path's responses set thousands of them. A naive value is UTC (what
+    SQLite gives back, and what `Timestamp.FromDatetime` assumes). Integer arithmetic on the
+    offset from the epoch: a third of the cost of FromDatetime."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     offset = value - _EPOCH
     field.seconds = offset.days * 86_400 + offset.seconds
     field.nanos = offset.microseconds * 1_000
@@ -213,14 +217,9 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     """A protobuf Timestamp, or None (leave the field unset) for None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.astimezone(UTC)  # what FromDatetime assumes of a naive value
-    # Integer arithmetic on the offset from the epoch: a third of the cost of FromDatetime,
-    # which adds up over a page of posts.
-    offset = value - _EPOCH
-    return Timestamp(
-        seconds=offset.days * 86_400 + offset.seconds, nanos=offset.microseconds * 1_000
-    )
+    message = Timestamp()
+    set_timestamp(message, value)
+    return message
 
 
 #: The ranges protobuf's well-known types allow (google/protobuf/timestamp.proto, duration.proto):
