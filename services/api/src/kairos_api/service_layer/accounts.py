@@ -351,9 +351,15 @@ def decrypt_credentials(app: Application, account: Account) -> StoredCredentials
     `CredentialDecryptError` when they cannot be decrypted (key missing from KAIROS_SECRET_KEY,
     or damaged); neither message contains any part of a credential.
     """
-    if account.credentials is None:
-        raise errors.FailedPrecondition(f"account {account.id} has no credentials (disconnected)")
-    plaintext = app.cipher.decrypt(account.credentials, associated=str(account.id))
+    return open_credentials(app, str(account.id), account.credentials)
+
+
+def open_credentials(app: Application, account_id: str, sealed: bytes | None) -> StoredCredentials:
+    """`decrypt_credentials` for an account's id and sealed column, as a dispatch read has them
+    without loading the account."""
+    if sealed is None:
+        raise errors.FailedPrecondition(f"account {account_id} has no credentials (disconnected)")
+    plaintext = app.cipher.decrypt(sealed, associated=account_id)
     return cast(StoredCredentials, json.loads(plaintext))
 
 

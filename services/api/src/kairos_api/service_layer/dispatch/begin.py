@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
@@ -25,7 +25,7 @@ from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
 from kairos_api.domain.delivery import END_EVENTS, FenceVerdict, ended, fence
 from kairos_api.domain.model import ErrorClass, PostStatus, TargetStatus
-from kairos_api.service_layer.accounts import StoredCredentials
+from kairos_api.service_layer.accounts import StoredCredentials, open_credentials
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.dispatch.records import MAX_BATCH, Begun, Refused
 from kairos_api.service_layer.dispatch.writes import (
@@ -267,13 +267,10 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
 def _open(app: Application, account_id: str, sealed: bytes | None) -> StoredCredentials | str:
     """The account's credentials in clear, or why they cannot be read (none stored, a key
     missing from KAIROS_SECRET_KEY, damage); the reason never holds any part of a secret."""
-    if sealed is None:
-        return f"account {account_id} has no credentials (disconnected)"
     try:
-        plaintext = app.cipher.decrypt(sealed, associated=account_id)
-    except CredentialDecryptError as error:
+        return open_credentials(app, account_id, sealed)
+    except (errors.FailedPrecondition, CredentialDecryptError) as error:
         return str(error)
-    return cast(StoredCredentials, json.loads(plaintext))
 
 
 async def _read(uow: UnitOfWork, deliveries: list[str]) -> Sequence[Sequence[Any]]:
