@@ -59,8 +59,6 @@ class ErrorClass(enum.StrEnum):
 LIVE_TARGET_STATUSES = frozenset(
     {TargetStatus.PENDING, TargetStatus.QUEUED, TargetStatus.PUBLISHING, TargetStatus.RETRY_WAIT}
 )
-#: Targets that a scheduler may claim once due.
-CLAIMABLE_TARGET_STATUSES = frozenset({TargetStatus.PENDING, TargetStatus.RETRY_WAIT})
 #: Targets that RetryPost may send again.
 RETRYABLE_TARGET_STATUSES = frozenset(
     {TargetStatus.FAILED, TargetStatus.UNKNOWN, TargetStatus.MISSED}
@@ -107,3 +105,13 @@ def derive_post_status(targets: Iterable[TargetStatus]) -> PostStatus:
     if TargetStatus.MISSED in counted:
         return PostStatus.MISSED
     return PostStatus.CANCELLED  # every counted target was skipped
+
+
+def settled_status(current: PostStatus | str, targets: Iterable[TargetStatus]) -> PostStatus | None:
+    """The status a post settles to from its targets' statuses, or None when it stays as it is:
+    a post with a target still on its way keeps its status (PUBLISHING, or SCHEDULED until an
+    attempt begins)."""
+    derived = derive_post_status(targets)
+    if derived == PostStatus.PUBLISHING or derived == current:
+        return None
+    return derived

@@ -7,12 +7,11 @@ from types import TracebackType
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Table, bindparam, column, func, insert, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kairos_api.adapters import outbox
-from kairos_api.adapters.orm import Account, Base, OutboxEvent, Post, Target
+from kairos_api.adapters.orm import Account, OutboxEvent, Post, Target
 from kairos_api.domain.model import PostStatus, TargetStatus
 
 
@@ -123,44 +122,6 @@ class UnitOfWork:
         # The table, not the mapped class: a plain Core insert skips the ORM's bulk machinery.
         connection = await self.session.connection()
         await connection.execute(insert(cast(Table, OutboxEvent.__table__)), list(rows))
-
-    async def update_rows(self, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-        """`session.execute(update(model), rows)`: rows by primary key `id`, all with the same keys.
-
-        The ORM sends that as one UPDATE per row. On PostgreSQL this sends one statement instead,
-        `UPDATE ... FROM unnest(<one array per column>)`; a column with the same value in every row
-        is sent once, not as an array.
-        """
-        if not rows:
-            return
-        if not self.on_postgresql:
-            await self.session.execute(update(model), list(rows))
-            return
-        table = model.__table__
-        first = rows[0]
-        varying = ["id", *(k for k in first if k != "id" and any(r[k] != first[k] for r in rows))]
-        given = (
-            func.unnest(
-                *(
-                    bindparam(f"rows_{key}", [r[key] for r in rows], type_=ARRAY(table.c[key].type))
-                    for key in varying
-                )
-            )
-            .table_valued(*(column(key, table.c[key].type) for key in varying))
-            .render_derived(name="given")
-        )
-        await self.session.execute(
-            update(model)
-            .where(table.c.id == given.c.id)
-            .values(
-                {
-                    key: given.c[key] if key in varying else first[key]
-                    for key in first
-                    if key != "id"
-                }
-            )
-            .execution_options(synchronize_session=False)
-        )
 
     def emit_account(self, event_type: str, account: Account, *, detail: str = "") -> None:
         """Record an account event (needs_reauth ...) in the outbox, inside this transaction."""

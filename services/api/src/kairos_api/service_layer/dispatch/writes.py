@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Attempt, OutboxEvent, Post, Target
 from kairos_api.domain.delivery import TargetChange
-from kairos_api.domain.model import PostStatus, TargetStatus, derive_post_status
+from kairos_api.domain.model import PostStatus, TargetStatus, settled_status
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 
 TARGETS = cast(Table, Target.__table__)
@@ -331,7 +331,7 @@ def settled_statuses(
             TargetStatus(after.get(target_id, target_status))
             for target_id, target_status in targets.get(post_id, {}).items()
         ]
-        derived = derive_post_status(statuses)
-        if derived != PostStatus.PUBLISHING and derived != status:
-            settled[post_id] = derived
+        new = settled_status(status, statuses)
+        if new is not None:
+            settled[post_id] = new
     return settled
