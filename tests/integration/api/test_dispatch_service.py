@@ -605,17 +605,26 @@ async def test_begin_says_whether_an_earlier_attempt_of_the_target_lost_its_outc
 
 
 async def test_sweep_marks_stale_targets_missed(
-    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+    own_api: RunningApi,
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+    tenant: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     account = await connect(tenant)
     post = await post_due(tenant, account, stale_after=Duration(seconds=1))
     await asyncio.sleep(1.2)
     assert post.targets[0].id not in {d.target_id for d in await claim(dispatch)}
+    swept_at = datetime.now(UTC)
+    monkeypatch.setattr(own_api.service.app, "clock", lambda: swept_at)
     swept = await sweep(dispatch)
     assert swept.marked_missed >= 1
     current = await get(tenant, post.id)
     assert current.status == posts_pb2.POST_STATUS_MISSED
     assert "LIFECYCLE_EVENT_TYPE_MISSED" in await events_of(own_api, post.id)
+    async with own_api.service.app.uow() as uow:
+        target = await uow.session.get(Target, uuid.UUID(post.targets[0].id))
+        assert target is not None
+        assert target.updated_at == swept_at  # the sweep's instant, like every stage's
 
 
 async def test_fail_delivery_ends_a_dead_lettered_target(

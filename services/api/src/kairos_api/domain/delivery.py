@@ -12,6 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kairos_api.domain.model import AccountStatus, ErrorClass, TargetStatus
+from kairos_common.platforms import Platform
+
+#: Platforms whose idempotency key makes a second try of an unsettled attempt safe, and for how
+#: long after the first try the platform remembers the key.
+IDEMPOTENT_PLATFORMS: dict[str, timedelta] = {Platform.MASTODON.value: timedelta(minutes=50)}
+
+
+def safe_to_retry(platform: str, first_started: datetime | None, now: datetime) -> bool:
+    """Whether the platform still remembers the target's idempotency key (its first attempt
+    began within the window), so that trying again after an attempt that may have published
+    cannot publish twice."""
+    window = IDEMPOTENT_PLATFORMS.get(platform)
+    return window is not None and first_started is not None and now - first_started < window
+
 
 #: Error columns of a target left as they are.
 KEEP = None

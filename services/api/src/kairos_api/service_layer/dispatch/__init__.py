@@ -8,10 +8,10 @@ of each step are pure functions in `kairos_api.domain.delivery`; these modules r
 the rules and write the answers in as few statements as the database allows.
 """
 
-from kairos_api.domain.delivery import backoff
+from kairos_api.domain.delivery import IDEMPOTENT_PLATFORMS, backoff
 from kairos_api.service_layer.dispatch.begin import begin_attempt, begin_attempts
 from kairos_api.service_layer.dispatch.claim import claim_due
-from kairos_api.service_layer.dispatch.complete import IDEMPOTENT_PLATFORMS, complete_attempts
+from kairos_api.service_layer.dispatch.complete import complete_attempts
 from kairos_api.service_layer.dispatch.credentials import save_refreshed_credentials
 from kairos_api.service_layer.dispatch.records import (
     MAX_BATCH,

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Account, Attempt, Post, Target
-from kairos_api.domain.delivery import RetryPolicy, decide
+from kairos_api.domain.delivery import IDEMPOTENT_PLATFORMS, RetryPolicy, decide, safe_to_retry
 from kairos_api.domain.model import AccountStatus, PostStatus, TargetStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.dispatch.records import MAX_BATCH, Completion, Outcome
@@ -32,11 +32,6 @@ from kairos_api.service_layer.dispatch.writes import (
 )
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
-from kairos_common.platforms import Platform
-
-#: Platforms whose idempotency key makes a second try of an unsettled attempt safe, and for how
-#: long after the first try the platform remembers the key.
-IDEMPOTENT_PLATFORMS: dict[str, timedelta] = {Platform.MASTODON.value: timedelta(minutes=50)}
 
 #: The attempts with their targets and posts, locked.
 READ_SQL = """
@@ -140,12 +135,6 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
                 # Already recorded (a retried call), or settled by the sweeper meanwhile.
                 results.append(Completion(attempt_id, TargetStatus(target_status)))
                 continue
-            window = IDEMPOTENT_PLATFORMS.get(platform)
-            # The platform still remembers the target's idempotency key: another try after
-            # an attempt that may have published cannot publish twice.
-            safe_to_retry = (
-                window is not None and first_started is not None and now - first_started < window
-            )
             decision = decide(
                 target_id=target_id,
                 delivery_id=delivery_id,
@@ -160,7 +149,7 @@ async def complete_attempts(app: Application, outcomes: Sequence[Outcome]) -> li
                 code=outcome.error_code,
                 message=outcome.message,
                 retry_not_before=outcome.retry_not_before,
-                safe_to_retry=safe_to_retry,
+                safe_to_retry=safe_to_retry(platform, first_started, now),
                 policy=policy,
                 now=now,
             )
@@ -264,8 +253,6 @@ async def _read(uow: UnitOfWork, attempts: list[str]) -> Sequence[Sequence[Any]]
         values = list(row)
         for index in (0, 2, 3, 10, 11):
             values[index] = None if values[index] is None else str(values[index])
-        if values[16] is not None and values[9] not in IDEMPOTENT_PLATFORMS:
-            values[16] = None
         rows.append(values)
     return rows
 

@@ -13,21 +13,23 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from kairos_api.adapters.orm import Attempt, Post, Target, new_id
-from kairos_api.domain.delivery import END_EVENTS, TargetChange, ended
+from kairos_api.domain.delivery import END_EVENTS, TargetChange, ended, safe_to_retry
 from kairos_api.domain.model import ErrorClass, TargetStatus
 from kairos_api.service_layer.application import Application
-from kairos_api.service_layer.dispatch.complete import IDEMPOTENT_PLATFORMS
 from kairos_api.service_layer.dispatch.records import MAX_CLAIM, Delivery, SweepResult
 from kairos_api.service_layer.settle import settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 
 
-def apply_change(uow: UnitOfWork, post: Post, target: Target, change: TargetChange) -> None:
-    """Set a loaded target's columns as `change` says, with the event its ending emits."""
+def apply_change(
+    uow: UnitOfWork, post: Post, target: Target, change: TargetChange, now: datetime
+) -> None:
+    """Set a loaded target's columns as `change` says at `now`, with the event its ending
+    emits."""
     target.status = change.status
     target.next_attempt_at = change.next_attempt_at
     target.delivery_id = uuid.UUID(change.delivery_id) if change.delivery_id else None
@@ -39,6 +41,7 @@ def apply_change(uow: UnitOfWork, post: Post, target: Target, change: TargetChan
         target.last_error_message = message
     if change.published is not None:
         target.platform_post_id, target.platform_url, target.published_at = change.published
+    target.updated_at = now
     event = END_EVENTS.get(change.status)
     if event is not None:
         detail = change.last_error[2] if change.last_error is not None else ""
@@ -109,7 +112,7 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
                 TargetStatus.MISSED,
                 "past its stale_after before it could be published",
             )
-            apply_change(uow, posts[target.post_id], target, change)
+            apply_change(uow, posts[target.post_id], target, change, now)
             missed += 1
         for target in lost:
             if target.status == TargetStatus.QUEUED:  # not just marked missed
@@ -128,7 +131,7 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
                     "the attempt never reported back; the post may or may not be published",
                     error_class=ErrorClass.UNKNOWN.value,
                 )
-                apply_change(uow, post, target, change)
+                apply_change(uow, post, target, change, now)
                 unknown += 1
         await settle_posts(uow, posts.values(), now)
         await uow.commit()
@@ -173,24 +176,19 @@ async def fail_delivery(app: Application, delivery_id: str, reason: str) -> Targ
                 error_class=ErrorClass.PERMANENT.value,
                 code="dead_letter",
             )
-        apply_change(uow, post, target, change)
-        target.updated_at = now
+        apply_change(uow, post, target, change, now)
         await settle_posts(uow, [post], now)
         await uow.commit()
         return TargetStatus(target.status)
 
 
 async def _safe_to_retry(uow: UnitOfWork, target: Target, now: datetime) -> bool:
-    """Whether the platform still remembers this target's idempotency key, so that trying again
-    after an attempt that may have published cannot publish twice."""
-    window = IDEMPOTENT_PLATFORMS.get(target.platform)
-    if window is None:
-        return False
-    starts = (
-        await uow.session.execute(select(Attempt.started_at).where(Attempt.target_id == target.id))
-    ).scalars()
-    first = min(starts, default=None)
-    return first is not None and now - first < window
+    first_started = (
+        await uow.session.execute(
+            select(func.min(Attempt.started_at)).where(Attempt.target_id == target.id)
+        )
+    ).scalar_one()
+    return safe_to_retry(target.platform, first_started, now)
 
 
 async def _posts_of(uow: UnitOfWork, targets: Iterable[Target]) -> dict[uuid.UUID, Post]:
