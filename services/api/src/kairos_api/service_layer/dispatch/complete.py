@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Account, Attempt, Post, Target
 from kairos_api.domain.delivery import IDEMPOTENT_PLATFORMS, RetryPolicy, decide, safe_to_retry
 from kairos_api.domain.model import AccountStatus, PostStatus, TargetStatus
@@ -311,15 +310,7 @@ async def _needs_reauth(uow: UnitOfWork, writes: Writes, reasons: dict[str, str]
         )
         tenant = changed.scalar_one_or_none()
         if tenant is not None:
-            writes.events.append(
-                outbox.lifecycle_row(
-                    "needs_reauth",
-                    tenant_id=tenant,
-                    account_id=account_id,
-                    detail=reason,
-                    now=writes.now,
-                )
-            )
+            writes.event("needs_reauth", tenant_id=tenant, account_id=account_id, detail=reason)
 
 
 async def _next_part_waiting(uow: UnitOfWork, parents: list[str]) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Attempt, OutboxEvent, Post, Target
@@ -194,9 +194,9 @@ class Writes:
     async def apply(self, uow: UnitOfWork, final: str = "SELECT 1", **extra: Any) -> Any:
         """Write everything; on PostgreSQL in one statement, whose `final` query's first value
         is returned (None on SQLite, where the caller asks separately)."""
-        if self.events:
-            uow.events_written()
         if uow.on_postgresql:
+            if self.events:
+                uow.events_written()  # the statement writes the outbox rows itself
             statement, parameters = self.postgresql_statement(final, **extra)
             connection = await uow.psycopg()
             cursor = await connection.execute(statement, parameters)
@@ -259,8 +259,7 @@ class Writes:
                 .where(POSTS.c.id == uuid.UUID(post_id))
                 .values(status=status.value, updated_at=self.now)
             )
-        if self.events:
-            await connection.execute(insert(OUTBOX), self.events)
+        await uow.emit_rows(self.events)
 
 
 def _target_row(change: TargetChange) -> tuple[Any, ...]:
