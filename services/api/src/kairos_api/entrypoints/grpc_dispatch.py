@@ -17,7 +17,6 @@ from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.accounts import StoredCredentials
 from kairos_api.service_layer.application import Application
 from kairos_common import errors
-from kairos_common.platforms import Platform
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -48,16 +47,12 @@ def _latency_ms(value: Duration, field: str) -> int:
     return int(latency.total_seconds() * 1000)
 
 
-#: Platform names as the database keeps them → the protobuf enum.
-PLATFORMS = {platform.value: convert.platform_to_proto(platform) for platform in Platform}
-
-
 def delivery_to_proto(delivery: dispatch.Delivery) -> dispatch_pb2.Delivery:
     message = dispatch_pb2.Delivery(
         delivery_id=delivery.delivery_id,
         target_id=delivery.target_id,
         post_id=delivery.post_id,
-        platform=PLATFORMS[delivery.platform],
+        platform=convert.platform_to_proto(delivery.platform),
         account_id=delivery.account_id,
         revision=delivery.revision,
         attempt_number=delivery.attempt_number,
@@ -101,18 +96,18 @@ def credentials_from_proto(message: posts_pb2.Credentials) -> StoredCredentials:
 
 def begun_to_proto(
     result: dispatch.Begun | dispatch.Refused,
-    credentials: dict[int, posts_pb2.Credentials] | None = None,
+    credentials: dict[str, posts_pb2.Credentials] | None = None,
 ) -> dispatch_pb2.BeginAttemptResponse:
-    """The response for one delivery. `credentials` caches each account's message by the
-    identity of its decrypted credentials, which a batch shares between its account's rows."""
+    """The response for one delivery. `credentials` caches each account's message by account
+    id: a batch's rows of one account carry the same credentials."""
     if isinstance(result, dispatch.Refused):
         return dispatch_pb2.BeginAttemptResponse(
             ok=False, rejection=REJECTIONS[result.rejection], reason=result.reason
         )
     cache = {} if credentials is None else credentials
-    message = cache.get(id(result.credentials))
+    message = cache.get(result.account_id)
     if message is None:
-        message = cache[id(result.credentials)] = credentials_to_proto(result.credentials)
+        message = cache[result.account_id] = credentials_to_proto(result.credentials)
     response = dispatch_pb2.BeginAttemptResponse(
         ok=True,
         attempt_id=result.attempt_id,
@@ -123,7 +118,7 @@ def begun_to_proto(
         reply_to_platform_id=result.reply_to_platform_id,
         idempotency_key=result.idempotency_key,
         account_handle=result.account_handle,
-        platform=PLATFORMS[result.platform],
+        platform=convert.platform_to_proto(result.platform),
         target_id=result.target_id,
         post_id=result.post_id,
         account_id=result.account_id,
@@ -173,7 +168,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     ) -> dispatch_pb2.BeginAttemptsResponse:
         self.auth.require_service(context)
         results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
-        credentials: dict[int, posts_pb2.Credentials] = {}
+        credentials: dict[str, posts_pb2.Credentials] = {}
         return dispatch_pb2.BeginAttemptsResponse(
             results=[begun_to_proto(r, credentials) for r in results]
         )
