@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from kairos.posts.v1 import posts_pb2
-from kairos_api.domain.delivery import TargetChange
+from kairos_api.domain.delivery import IDEMPOTENT_PLATFORMS, TargetChange
 from kairos_api.domain.model import PostStatus, TargetStatus
 from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.dispatch import begin, claim, complete
@@ -207,11 +207,20 @@ async def test_a_burst_ahead_of_the_statistics_is_claimed_and_completed_by_index
             await asyncio.to_thread(explain, url, statement, values, generic=generic)
             for generic in (False, True)
         ]
+        read = {
+            "attempts": ids_text(attempt for _, _, attempt in started),
+            "idempotent": ",".join(IDEMPOTENT_PLATFORMS),
+        }
+        completions += [
+            await asyncio.to_thread(explain, url, complete.READ_SQL, read, generic=generic)
+            for generic in (False, True)
+        ]
 
     for plan in claims:
         assert "ix_targets_claimable" in plan, plan
         assert "Sort" not in plan, plan  # due order comes from the index, not from sorting all
-    for plan in completions:
+    for plan in completions:  # the completion's write, then its locking read
         for table in ("posts", "targets", "attempts"):
             assert f"Seq Scan on {table}" not in plan, plan
+    for plan in completions[:2]:
         assert "ix_posts_parent_post_id" in plan, plan  # the next parts, found by their parent
