@@ -7,7 +7,6 @@ SQLite, one writer at a time, runs the same selection and update as two.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -135,7 +134,16 @@ async def _claim_on_sqlite(
     selection, then one update per claimed row. Rows as CLAIM_SQL returns them."""
     due = (
         await uow.session.execute(
-            select(Target.id, Post.revision, Target.next_attempt_at)
+            select(
+                Target.id,
+                Post.revision,
+                Target.next_attempt_at,
+                Target.post_id,
+                Target.platform,
+                Target.account_id,
+                Target.due_at,
+                Target.attempt_count,
+            )
             .join(Post, Post.id == Target.post_id)
             .join(Account, Account.id == Target.account_id)
             .where(
@@ -161,13 +169,13 @@ async def _claim_on_sqlite(
         return []
     changes: list[dict[str, Any]] = [
         {
-            "target": target_id,
+            "target": row.id,
             "delivery": new_id(),
-            "revision": revision,
+            "revision": row.revision,
             # Claimable rows always have their next instant.
-            "lease": max(next_attempt_at or now, now) + lease,
+            "lease": max(row.next_attempt_at or now, now) + lease,
         }
-        for target_id, revision, next_attempt_at in due
+        for row in due
     ]
     table = TARGETS
     connection = await uow.session.connection()
@@ -183,33 +191,20 @@ async def _claim_on_sqlite(
         ),
         changes,
     )
-    by_id: dict[uuid.UUID, dict[str, Any]] = {change["target"]: change for change in changes}
-    rows = await uow.session.execute(
-        select(
-            Target.id,
-            Target.post_id,
-            Target.platform,
-            Target.account_id,
-            Target.due_at,
-            Target.attempt_count,
-            Target.next_attempt_at,
-        ).where(Target.id.in_(by_id))
-    )
-    claimed = []
-    for target_id, post_id, platform, account_id, due_at, attempt_count, next_at in rows.all():
-        change = by_id[target_id]
-        claimed.append(
-            [
-                str(change["delivery"]),
-                str(target_id),
-                str(post_id),
-                platform,
-                str(account_id),
-                due_at,
-                change["revision"],
-                change["lease"],
-                attempt_count,
-                next_at,
-            ]
-        )
-    return claimed
+    # The rows as CLAIM_SQL returns them, from what was selected: one writer at a time, so
+    # nothing changed them in between.
+    return [
+        [
+            str(change["delivery"]),
+            str(row.id),
+            str(row.post_id),
+            row.platform,
+            str(row.account_id),
+            row.due_at,
+            change["revision"],
+            change["lease"],
+            row.attempt_count,
+            row.next_attempt_at,
+        ]
+        for row, change in zip(due, changes, strict=True)
+    ]

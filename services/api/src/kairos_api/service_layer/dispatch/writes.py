@@ -1,9 +1,9 @@
 """Writing what the stages decided: target changes, attempt outcomes, post statuses, events.
 
-On PostgreSQL each kind of write is one `UPDATE ... FROM unnest(<one array per column>)` (or
-`INSERT ... SELECT FROM unnest`) fragment, and a stage sends the fragments it needs as the
-data-modifying CTEs of a single statement; on SQLite the same writes go through SQLAlchemy Core,
-one executemany each. Either way one function decides the values.
+On PostgreSQL each kind of write is one `UPDATE ... FROM json_array_elements(<the rows as one
+JSON text>)` (or `INSERT ... SELECT`) fragment, and a stage sends the fragments it needs as the
+data-modifying CTEs of a single statement; on SQLite the same writes go through SQLAlchemy Core.
+Either way one function decides the values.
 """
 
 from __future__ import annotations
