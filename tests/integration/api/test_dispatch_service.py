@@ -363,6 +363,8 @@ async def test_a_published_outcome_settles_target_post_and_events(
     own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
 ) -> None:
     post, delivery, begun = await started(dispatch, tenant)
+    # The publisher learns how long it has to report from the begin itself.
+    assert begun.lease.ToTimedelta() == own_api.service.app.settings.attempt_lease
     result = await complete(
         dispatch,
         dispatch_pb2.AttemptOutcome(

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
 from nats.js import JetStreamContext
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
@@ -50,6 +53,8 @@ class FakeDispatch:
     in_flight: Counter[str] = field(default_factory=Counter)
     peak_per_account: int = 0
     peak: int = 0
+    #: The attempt lease each begin announces.
+    lease_seconds: int = 120
 
     async def BeginAttempts(  # noqa: N802 - the gRPC method's name
         self, request: dispatch_pb2.BeginAttemptsRequest, **_: object
@@ -77,6 +82,7 @@ class FakeDispatch:
                     account_handle=account,
                     snapshot=dispatch_pb2.ContentSnapshot(content=delivery_id),
                     credentials=posts_pb2.Credentials(access_token="token"),
+                    lease=Duration(seconds=self.lease_seconds),
                 )
             )
         return dispatch_pb2.BeginAttemptsResponse(results=answers)
@@ -229,3 +235,42 @@ async def test_poison_events_go_to_dead_letters_at_once_and_a_repeated_id_begins
     for batch in fake.batches:
         assert len(batch) == len(set(batch))
         assert "not-a-uuid" not in batch
+
+
+@dataclass
+class AwayDispatch(FakeDispatch):
+    """An api that begins attempts, then cannot take their outcomes (it is restarting)."""
+
+    offers: int = 0
+
+    async def CompleteAttempts(  # noqa: N802 - the gRPC method's name
+        self, request: dispatch_pb2.CompleteAttemptsRequest, **_: object
+    ) -> dispatch_pb2.CompleteAttemptsResponse:
+        self.offers += 1
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "away", None
+        )
+
+
+async def test_an_outcome_the_api_cannot_take_is_offered_until_the_lease_the_begin_announced(
+    js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The publisher gives an outcome up when the api's lease for it ends, as the begin said;
+    then the sweeper settles the attempt. (A lease of its own configuring would drift from the
+    api's: longer, and it retries attempts already settled; shorter, and it gives up early.)"""
+    fake = AwayDispatch(lease_seconds=2)
+    delivery_id, account = str(uuid.uuid4()), str(uuid.uuid4())
+    fake.accounts[delivery_id] = account
+
+    def given_up() -> bool:
+        return any("CompleteAttempts failed" in r.getMessage() for r in caplog.records)
+
+    async with consuming(js, fake, settings()):
+        started = time.monotonic()
+        await publish(js, due_event(delivery_id, account))
+        await eventually(lambda: fake.calls[delivery_id] == 1, "the platform called")
+        await eventually(given_up, "the outcome given up", timeout=10.0)
+        gave_up_after = time.monotonic() - started
+
+    assert fake.offers > 1  # offered again meanwhile
+    assert 1.5 < gave_up_after < 4.0  # at the announced lease, not the default 120 s

@@ -339,11 +339,13 @@ class PlatformConsumer:
             if self.stopping.is_set():
                 await message.nak()
                 return  # handed back before anything began
-            # The api starts the lease when it takes the begin, so it ends after this does.
-            lease_ends = time.monotonic() + self.settings.attempt_lease.total_seconds()
+            # The api starts the lease when it takes the begin, so counted from before the call
+            # it ends no sooner than the api's.
+            asked = time.monotonic()
             begun = await self.begin(message, event)
             if begun is None:
                 return
+            lease_ends = asked + begun.lease.seconds + begun.lease.nanos * 1e-9
             async with self.call_slots(event.account_id):
                 started = time.monotonic()
                 outcome = await self.call(begun)

@@ -57,10 +57,6 @@ class PublisherSettings:
     #: at the account's recent call latency; keep it well inside the api's attempt lease
     #: (KAIROS_ATTEMPT_LEASE_SECONDS). 0 begins an attempt only when its call can start.
     begin_ahead: timedelta = timedelta(seconds=30)
-    #: How long a begun attempt may go unreported before the api's sweeper settles it: the
-    #: api's KAIROS_ATTEMPT_LEASE_SECONDS, read here too (set both alike). Outcomes the api
-    #: cannot take (it is restarting, say) are offered again until then.
-    attempt_lease: timedelta = timedelta(seconds=120)
     #: Events due later than this are handed back with nak(delay) instead of held in memory
     #: (KAIROS_HOLD_MAX_SECONDS).
     hold_max: timedelta = timedelta(seconds=30)
@@ -134,7 +130,6 @@ class PublisherSettings:
             platform_concurrency=env.integer("KAIROS_PLATFORM_CONCURRENCY", 64, minimum=1),
             account_concurrency=env.integer("KAIROS_ACCOUNT_CONCURRENCY", 4, minimum=1),
             begin_ahead=env.seconds("KAIROS_BEGIN_AHEAD_SECONDS", 30.0),
-            attempt_lease=env.seconds("KAIROS_ATTEMPT_LEASE_SECONDS", 120.0, minimum=1.0),
             hold_max=env.seconds("KAIROS_HOLD_MAX_SECONDS", 30.0),
             max_ack_pending=env.integer("KAIROS_MAX_ACK_PENDING", 50_000, minimum=1),
             ack_wait=env.seconds("KAIROS_ACK_WAIT_SECONDS", 60.0, minimum=1.0),

@@ -126,6 +126,7 @@ def begun_to_proto(
     )
     response.credentials.CopyFrom(message)
     convert.set_timestamp(response.due_at, result.due_at)
+    response.lease.FromTimedelta(result.lease)
     return response
 
 

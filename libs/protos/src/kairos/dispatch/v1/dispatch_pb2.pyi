@@ -298,6 +298,7 @@ class BeginAttemptResponse(_message.Message):
     POST_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     EARLIER_OUTCOME_LOST_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
     """True when the attempt began and the publisher may call the platform."""
     rejection: Global___FenceRejection.ValueType
@@ -340,6 +341,13 @@ class BeginAttemptResponse(_message.Message):
     def due_at(self) -> _timestamp_pb2.Timestamp:
         """The instant the target is due."""
 
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """How long the attempt's lease runs from the begin: an outcome reported after it may find the
+        attempt already settled by the sweeper (UNKNOWN, or a retry where that is safe). The
+        publisher offers an outcome the api cannot take yet (a restart) again until then.
+        """
+
     def __init__(
         self,
         *,
@@ -359,10 +367,11 @@ class BeginAttemptResponse(_message.Message):
         post_id: _builtins.str = ...,
         account_id: _builtins.str = ...,
         earlier_outcome_lost: _builtins.bool = ...,
+        lease: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "due_at", b"due_at", "snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "due_at", b"due_at", "lease", b"lease", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_handle", b"account_handle", "account_id", b"account_id", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "credentials", b"credentials", "due_at", b"due_at", "earlier_outcome_lost", b"earlier_outcome_lost", "idempotency_key", b"idempotency_key", "ok", b"ok", "platform", b"platform", "post_id", b"post_id", "reason", b"reason", "rejection", b"rejection", "reply_to_platform_id", b"reply_to_platform_id", "snapshot", b"snapshot", "target_id", b"target_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_handle", b"account_handle", "account_id", b"account_id", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "credentials", b"credentials", "due_at", b"due_at", "earlier_outcome_lost", b"earlier_outcome_lost", "idempotency_key", b"idempotency_key", "lease", b"lease", "ok", b"ok", "platform", b"platform", "post_id", b"post_id", "reason", b"reason", "rejection", b"rejection", "reply_to_platform_id", b"reply_to_platform_id", "snapshot", b"snapshot", "target_id", b"target_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

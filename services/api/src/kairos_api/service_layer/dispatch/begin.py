@@ -243,6 +243,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
                 credentials=secret,
                 reply_to_platform_id=reply_to or "",
                 idempotency_key=f"kairos-{target_id}",
+                lease=lease_until - now,
                 earlier_outcome_lost=bool(lost),
             )
         if began_targets:

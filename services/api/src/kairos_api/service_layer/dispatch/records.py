@@ -51,6 +51,8 @@ class Begun:
     credentials: StoredCredentials
     reply_to_platform_id: str
     idempotency_key: str
+    #: How long the attempt's lease runs from the begin.
+    lease: timedelta
     #: An earlier attempt at this target may have reached the platform without its outcome
     #: being learnt: a "duplicate" answer may be this target's own post.
     earlier_outcome_lost: bool = False
