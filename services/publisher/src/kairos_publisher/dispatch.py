@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import grpc
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos_common.grpc.channel import CHANNEL_OPTIONS, bearer
+from kairos_common.grpc.channel import bearer, insecure_channel
 from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
 
@@ -71,7 +71,7 @@ class DispatchClient:
     @classmethod
     def connect(cls, settings: CommonSettings) -> DispatchClient:
         """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
-        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL_OPTIONS)
+        channel = insecure_channel(settings.api_target)
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 
