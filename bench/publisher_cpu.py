@@ -146,7 +146,8 @@ async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
     service = PublisherService(settings)
     await service.start()
     await asyncio.sleep(1.0)  # the consumer is declared and fetching
-    consumer = service.consumers[0]
+    assert service.publisher is not None
+    consumer = service.publisher.consumers[0]
     cpu, wall = time.process_time(), time.perf_counter()
     feeder = subprocess.Popen(  # noqa: ASYNC220 - the clock must include nothing slower
         [sys.executable, __file__, "--feed", str(posts), "--nats", nats_url]

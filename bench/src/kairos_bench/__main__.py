@@ -36,6 +36,7 @@ import psycopg
 from kairos_bench import api as api_scenario
 from kairos_bench import probe
 from kairos_bench.bullmq import (
+    PEERS,
     BullmqBaseline,
     SeedsBaseline,
     node_version,
@@ -292,10 +293,6 @@ async def kairos_steady(
     }
 
 
-#: The Node peers, by their key in the results: bare BullMQ and the seeds' design.
-PEERS: dict[str, type[BullmqBaseline]] = {"bullmq": BullmqBaseline, "seeds": SeedsBaseline}
-
-
 async def peer_run(
     peer: type[BullmqBaseline], sink: SinkProcess, jobs: int, due_at: Any, label: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -406,9 +403,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await attempt("kairos burst and steady", kairos_side())
 
-            for name, peer in ({} if args.no_bullmq else PEERS).items():
+            for peer in () if args.no_bullmq else PEERS:
 
-                async def peer_side(name: str = name, peer: type[BullmqBaseline] = peer) -> None:
+                async def peer_side(peer: type[BullmqBaseline] = peer) -> None:
+                    name = peer.key
                     if "burst" in results:
                         part, settings = await peer_run(
                             peer, sink, plan.burst, lambda first, i: first, "burst"
@@ -431,7 +429,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         results["steady"][name] = part.pop("summary")
                         results["steady"][f"{name}_detail"] = part
 
-                await attempt(f"{name} burst and steady", peer_side())
+                await attempt(f"{peer.key} burst and steady", peer_side())
 
         if only & {"api", "scale"}:
 

@@ -270,6 +270,9 @@ class BullmqBaseline:
     leaving stops them (SIGTERM, then SIGKILL after a grace period) and deletes the queue's keys.
     """
 
+    #: Its key in the results and its name in the report.
+    key = "bullmq"
+    label = "BullMQ"
     #: The Node script, in `folder`, that enqueues and works.
     script = "bench.mjs"
 
@@ -506,6 +509,8 @@ class SeedsBaseline(BullmqBaseline):
     start, and drops it when leaving.
     """
 
+    key = "seeds"
+    label = "seeds' design"
     script = "seeds.mjs"
 
     def __init__(
@@ -582,3 +587,7 @@ __all__ = [
     "redis_pid",
     "redis_version",
 ]
+
+
+#: The Node peers: bare BullMQ and the seeds' design.
+PEERS: tuple[type[BullmqBaseline], ...] = (BullmqBaseline, SeedsBaseline)
