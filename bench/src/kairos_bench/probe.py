@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ from kairos_common.settings import ServerSettings
 
 SERVICE = "kairos.bench.v1.ProbeService"
 METHOD = f"/{SERVICE}/Empty"
+
+Empty = grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +70,22 @@ class ProbeService:
 
 def empty_call(metadata: Sequence[tuple[str, str]]) -> Call:
     """A `load.Call` that makes the empty RPC, with `metadata` as Kairos calls carry theirs."""
-    callables: dict[
-        grpc.aio.Channel, grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
-    ] = {}
+    # Each client's multicallable and the channel it was made on: made again when the client
+    # has a new channel, and forgotten with the client (it holds its channel).
+    made: weakref.WeakKeyDictionary[Client, tuple[grpc.aio.Channel, Empty]] = (
+        weakref.WeakKeyDictionary()
+    )
     request = empty_pb2.Empty()
 
     async def call(client: Client, number: int) -> Any:
-        method = callables.get(client.channel)
-        if method is None:
+        channel, method = made.get(client, (None, None))
+        if method is None or channel is not client.channel:
             method = client.channel.unary_unary(
                 METHOD,
                 request_serializer=empty_pb2.Empty.SerializeToString,
                 response_deserializer=empty_pb2.Empty.FromString,
             )
-            callables[client.channel] = method
+            made[client] = (client.channel, method)
         return await method(request, metadata=metadata, timeout=30)
 
     return call
