@@ -40,8 +40,7 @@ from kairos_bench.bullmq import (
     BullmqBaseline,
     SeedsBaseline,
     node_version,
-    redis_pid,
-    redis_version,
+    redis_info,
 )
 from kairos_bench.cpu import CpuMeter
 from kairos_bench.kairos import collect, create_due_posts
@@ -160,7 +159,7 @@ def versions() -> dict[str, str]:
         "nats_py": metadata.version("nats-py"),
     }
     with contextlib.suppress(Exception):
-        found["redis"] = redis_version()
+        found["redis"] = redis_info()["redis_version"]
         found["node"] = node_version()
     return found
 
@@ -302,31 +301,31 @@ async def peer_run(
     drained (`cpu`)."""
     await sink.reset()
     async with peer(sink_url=sink.url) as bull:
-        meter = CpuMeter(
-            {
-                "Node workers": bull.pids,
-                "redis-server": [await asyncio.to_thread(redis_pid, bull.redis_url)],
-                "sink": [sink.pid],
-                "bench driver": [os.getpid()],
-            },
-            admin_url=ADMIN_URL,
-            database=bull.database if isinstance(bull, SeedsBaseline) else None,
-        )
         enqueue_estimate = 3.0 + jobs / 5_000
         first = time.time_ns() + int(enqueue_estimate * 1e9)
         keys = [f"{peer.script.removesuffix('.mjs')}-{label}-{i}" for i in range(jobs)]
         expected = {key: due_at(first, i) for i, key in enumerate(keys)}
+        at_once = len(set(expected.values())) == 1
+        meter = None
+        if at_once:
+            meter = CpuMeter(
+                {
+                    "Node workers": bull.pids,
+                    "redis-server": [bull.redis_pid],
+                    "sink": [sink.pid],
+                    "bench driver": [os.getpid()],
+                },
+                admin_url=ADMIN_URL,
+                database=bull.database if isinstance(bull, SeedsBaseline) else None,
+            )
         took = await bull.enqueue(list(expected.items()))
         if time.time_ns() > first:
             # As for Kairos's creates: lateness must not include the time it took to enqueue.
             raise Overran(f"{peer.script} {label}: enqueueing {jobs:,} jobs ran past the first due")
-        at_once = len(set(expected.values())) == 1
-        arrivals = await collect(
-            sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter if at_once else None
-        )
+        arrivals = await collect(sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter)
         settings = bull.settings
     part = {"summary": summarize(expected, arrivals), "enqueue_seconds": round(took, 2)}
-    if at_once:
+    if meter is not None:
         part["cpu"] = meter.profile(jobs)
     return part, settings
 

@@ -184,15 +184,17 @@ class Stack:
             process.stop()
 
 
-def _create_database(name: str) -> str:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+def create_database(name: str, admin_url: str = ADMIN_URL) -> str:
+    """Create database `name` on the server of `admin_url`; its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = ADMIN_URL.rpartition("/")
+    base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"
 
 
-def _drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+def drop_database(name: str, admin_url: str = ADMIN_URL) -> None:
+    """Drop database `name` if it exists, whoever is still connected."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
@@ -260,7 +262,7 @@ async def running_stack(
     """A fresh database and NATS, the api migrated and serving, then the other services."""
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
     name = f"kairos_bench_{secrets.token_hex(4)}"
-    database_url = _create_database(name)
+    database_url = create_database(name)
     nats, nats_url = _start_nats(workdir)
     stack = Stack(
         workdir,
@@ -283,7 +285,7 @@ async def running_stack(
         for service in reversed(list(stack.processes)):
             stack.stop_service(service)
         nats.stop()
-        await asyncio.to_thread(_drop_database, name)
+        await asyncio.to_thread(drop_database, name)
         await asyncio.to_thread(_clean_up, workdir, keep_logs)
 
 
