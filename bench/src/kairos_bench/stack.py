@@ -200,7 +200,8 @@ def drop_database(name: str, admin_url: str = ADMIN_URL) -> None:
         )
 
 
-def _start_nats(workdir: Path) -> tuple[Process, str]:
+def start_nats(workdir: Path) -> tuple[Process, str]:
+    """A JetStream nats-server storing in `workdir`, and its URL once it listens."""
     port = free_port()
     command = [
         nats_server_binary(),
@@ -263,7 +264,7 @@ async def running_stack(
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
     name = f"kairos_bench_{secrets.token_hex(4)}"
     database_url = create_database(name)
-    nats, nats_url = _start_nats(workdir)
+    nats, nats_url = start_nats(workdir)
     stack = Stack(
         workdir,
         database_url,
