@@ -491,7 +491,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def probe_rows(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
     """The empty RPC (`kairos_bench.probe`) with each client count, beside the api."""
-    target = await stack.start_probe()
+    target = await stack.start_service("probe")
     rows = [
         await api_scenario.measure(
             stack,

@@ -8,12 +8,11 @@ stub's kind of multicallable made once per channel, the tenant's bearer token as
 same timeout). Every api rate in the report is also shown as a fraction of this one: the part of
 an RPC's cost that is gRPC's own, and that Kairos cannot remove.
 
-    python -m kairos_bench.probe --addr 127.0.0.1:PORT    serve until SIGTERM
+    KAIROS_BENCH_PROBE_ADDR=127.0.0.1:PORT python -m kairos_bench.probe    serve until SIGTERM
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import weakref
@@ -26,7 +25,7 @@ from google.protobuf import empty_pb2
 from kairos_bench.load import Call, Client
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.runner import run_service
-from kairos_common.settings import ServerSettings
+from kairos_common.settings import Env, ServerSettings, server_settings
 
 SERVICE = "kairos.bench.v1.ProbeService"
 METHOD = f"/{SERVICE}/Empty"
@@ -91,12 +90,12 @@ def empty_call(metadata: Sequence[tuple[str, str]]) -> Call:
     return call
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kairos_bench.probe", description=__doc__)
-    parser.add_argument("--addr", required=True, help="host:port to serve on")
-    args = parser.parse_args(argv)
-    settings = ServerSettings(addr=args.addr, addr_variable="--addr")
-    return run_service("probe", lambda: settings, ProbeService)
+def main() -> int:
+    return run_service(
+        "probe",
+        lambda: server_settings(Env(), "KAIROS_BENCH_PROBE_ADDR", "127.0.0.1:50059"),
+        ProbeService,
+    )
 
 
 if __name__ == "__main__":

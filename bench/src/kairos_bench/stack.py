@@ -56,6 +56,7 @@ MODULES = {
     "api": ("kairos_api", "KAIROS_API_ADDR"),
     "scheduler": ("kairos_scheduler", "KAIROS_SCHEDULER_ADDR"),
     "publisher": ("kairos_publisher", "KAIROS_PUBLISHER_ADDR"),
+    "probe": ("kairos_bench.probe", "KAIROS_BENCH_PROBE_ADDR"),  # the empty-RPC probe
 }
 
 
@@ -142,7 +143,8 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
-    async def start_service(self, name: str, env: Mapping[str, str] | None = None) -> Process:
+    async def start_service(self, name: str, env: Mapping[str, str] | None = None) -> str:
+        """Start `name` of MODULES on a port of its own and wait until it serves; its target."""
         module, addr_variable = MODULES[name]
         port = free_port()
         process = Process(
@@ -161,22 +163,11 @@ class Stack:
             await _serving(port, timeout=60)
         except TimeoutError as error:
             raise RuntimeError(f"{name} did not start: {error}\n{process.tail()}") from None
+        target = f"127.0.0.1:{port}"
         if name == "api":
-            self.api_target = f"127.0.0.1:{port}"
-            self.env["KAIROS_API_TARGET"] = self.api_target
-        return process
-
-    async def start_probe(self) -> str:
-        """The empty-RPC probe (`kairos_bench.probe`) as a process of the stack; its target."""
-        port = free_port()
-        command = [sys.executable, "-m", "kairos_bench.probe", "--addr", f"127.0.0.1:{port}"]
-        process = Process("probe", command, self.env, self.workdir / "probe.log")
-        self.processes["probe"] = process
-        try:
-            await _serving(port, timeout=60)
-        except TimeoutError as error:
-            raise RuntimeError(f"the probe did not start: {error}\n{process.tail()}") from None
-        return f"127.0.0.1:{port}"
+            self.api_target = target
+            self.env["KAIROS_API_TARGET"] = target
+        return target
 
     def stop_service(self, name: str) -> None:
         process = self.processes.pop(name, None)
