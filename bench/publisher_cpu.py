@@ -27,11 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kairos_bench.stack import start_nats
+from kairos_common.runner import event_loop_runner
+
 ACCOUNT = str(uuid.uuid4())
 TOKEN = "bench-service-token"
 
 
 def wait_file(path: Path, timeout: float = 20.0) -> str:
+    """The text a child writes to `path` once it is ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_text().strip():
@@ -84,7 +88,9 @@ async def fake_api(port_file: Path, sink_url: str) -> None:
             )
 
     server = grpc.aio.server()
-    dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(Fake(), server)
+    # Only the calls the publisher makes; the others keep the base class's UNIMPLEMENTED.
+    fake = Fake()  # type: ignore[abstract]
+    dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(f"{port}\n")  # noqa: ASYNC240 - once, at start-up
@@ -146,7 +152,8 @@ async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
     service = PublisherService(settings)
     await service.start()
     await asyncio.sleep(1.0)  # the consumer is declared and fetching
-    consumer = service.consumers[0]
+    assert service.publisher is not None
+    consumer = service.publisher.consumers[0]
     cpu, wall = time.process_time(), time.perf_counter()
     feeder = subprocess.Popen(  # noqa: ASYNC220 - the clock must include nothing slower
         [sys.executable, __file__, "--feed", str(posts), "--nats", nats_url]
@@ -184,59 +191,34 @@ def main() -> None:
         asyncio.run(feed(args.nats, args.feed))
         return
 
-    work = Path(tempfile.mkdtemp(prefix="publisher-cpu-"))
-    bin_dir = Path(sys.executable).parent
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        nats_port_file = work / "nats.port"
-        children.append(
-            subprocess.Popen(
-                [str(bin_dir / "nats-server"), "-a", "127.0.0.1", "-p", "-1", "-js",
-                 "-sd", str(work / "js"), "--ports_file_dir", str(work)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    with tempfile.TemporaryDirectory(prefix="publisher-cpu-") as folder:
+        work = Path(folder)
+        nats, nats_url = start_nats(work)
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            sink_file = work / "sink.port"
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "kairos_bench.sink", "--ready-file", str(sink_file)],
+                    stdout=subprocess.DEVNULL,
+                )
             )
-        )  # fmt: skip
-        ports = wait_file_glob(work, "nats-server_*.ports")
-        nats_url = json.loads(ports)["nats"][0]
-        del nats_port_file
-        sink_file = work / "sink.port"
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "kairos_bench.sink", "--ready-file", str(sink_file)],
-                stdout=subprocess.DEVNULL,
+            sink_url = f"http://127.0.0.1:{wait_file(sink_file)}"
+            api_file = work / "api.port"
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--fake-api", str(api_file), "--sink", sink_url]
+                )
             )
-        )
-        sink_url = f"http://127.0.0.1:{wait_file(sink_file)}"
-        api_file = work / "api.port"
-        children.append(
-            subprocess.Popen(
-                [sys.executable, __file__, "--fake-api", str(api_file), "--sink", sink_url]
-            )
-        )
-        api_target = f"127.0.0.1:{wait_file(api_file)}"
-        for _ in range(args.runs):
-            if args.uvloop:
-                import uvloop
-
-                result = uvloop.run(measure(nats_url, api_target, args.posts))
-            else:
-                result = asyncio.run(measure(nats_url, api_target, args.posts))
-            print(json.dumps(result), flush=True)
-    finally:
-        for child in children:
-            child.terminate()
-            child.wait()
-
-
-def wait_file_glob(folder: Path, pattern: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in folder.glob(pattern):
-            text = path.read_text().strip()
-            if text:
-                return text
-        time.sleep(0.02)
-    raise TimeoutError(f"no {pattern} in {folder}")
+            api_target = f"127.0.0.1:{wait_file(api_file)}"
+            run = event_loop_runner(args.uvloop)
+            for _ in range(args.runs):
+                print(json.dumps(run(measure(nats_url, api_target, args.posts))), flush=True)
+        finally:
+            for child in children:
+                child.terminate()
+                child.wait()
+            nats.stop()
 
 
 if __name__ == "__main__":

@@ -58,28 +58,28 @@ def stop_within_grace(service: ServiceProcess, sig: signal.Signals) -> float:
     return took
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("name", ["api", "scheduler", "publisher"])
 async def test_service_serves_health_and_exits_zero_on_a_signal(
     name: str,
     sig: signal.Signals,
+    loop: str,
     nats_server: NatsServer,
     test_database: TestDatabase,
     log_dir: Path,
 ) -> None:
-    # The SIGINT runs start the installed console script on the standard event loop, the
-    # SIGTERM runs `python -m` on uvloop, the default.
+    # The SIGINT runs start the installed console script (as `make dev` does), the SIGTERM
+    # runs `python -m`; each on both event loops.
     console_script = sig == signal.SIGINT
     env = service_env(nats_server.url, test_database.url)
-    if console_script:
-        env["KAIROS_UVLOOP"] = "false"
+    env["KAIROS_UVLOOP"] = str(loop == "uvloop").lower()
     service = ServiceProcess(name, env, log_dir, console_script=console_script)
     service.start()
     try:
         await service.wait_serving()
     finally:
         stop_within_grace(service, sig)
-    loop = "asyncio" if console_script else "uvloop"
     assert f'"msg": "starting", "loop": "{loop}"' in service.logs()
 
 

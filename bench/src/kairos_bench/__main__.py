@@ -36,11 +36,11 @@ import psycopg
 from kairos_bench import api as api_scenario
 from kairos_bench import probe
 from kairos_bench.bullmq import (
+    PEERS,
     BullmqBaseline,
     SeedsBaseline,
     node_version,
-    redis_pid,
-    redis_version,
+    redis_info,
 )
 from kairos_bench.cpu import CpuMeter
 from kairos_bench.kairos import collect, create_due_posts
@@ -159,7 +159,7 @@ def versions() -> dict[str, str]:
         "nats_py": metadata.version("nats-py"),
     }
     with contextlib.suppress(Exception):
-        found["redis"] = redis_version()
+        found["redis"] = redis_info()["redis_version"]
         found["node"] = node_version()
     return found
 
@@ -292,10 +292,6 @@ async def kairos_steady(
     }
 
 
-#: The Node peers, by their key in the results: bare BullMQ and the seeds' design.
-PEERS: dict[str, type[BullmqBaseline]] = {"bullmq": BullmqBaseline, "seeds": SeedsBaseline}
-
-
 async def peer_run(
     peer: type[BullmqBaseline], sink: SinkProcess, jobs: int, due_at: Any, label: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -305,31 +301,31 @@ async def peer_run(
     drained (`cpu`)."""
     await sink.reset()
     async with peer(sink_url=sink.url) as bull:
-        meter = CpuMeter(
-            {
-                "Node workers": bull.pids,
-                "redis-server": [await asyncio.to_thread(redis_pid, bull.redis_url)],
-                "sink": [sink.pid],
-                "bench driver": [os.getpid()],
-            },
-            admin_url=ADMIN_URL,
-            database=bull.database if isinstance(bull, SeedsBaseline) else None,
-        )
         enqueue_estimate = 3.0 + jobs / 5_000
         first = time.time_ns() + int(enqueue_estimate * 1e9)
         keys = [f"{peer.script.removesuffix('.mjs')}-{label}-{i}" for i in range(jobs)]
         expected = {key: due_at(first, i) for i, key in enumerate(keys)}
+        at_once = len(set(expected.values())) == 1
+        meter = None
+        if at_once:
+            meter = CpuMeter(
+                {
+                    "Node workers": bull.pids,
+                    "redis-server": [bull.redis_pid],
+                    "sink": [sink.pid],
+                    "bench driver": [os.getpid()],
+                },
+                admin_url=ADMIN_URL,
+                database=bull.database if isinstance(bull, SeedsBaseline) else None,
+            )
         took = await bull.enqueue(list(expected.items()))
         if time.time_ns() > first:
             # As for Kairos's creates: lateness must not include the time it took to enqueue.
             raise Overran(f"{peer.script} {label}: enqueueing {jobs:,} jobs ran past the first due")
-        at_once = len(set(expected.values())) == 1
-        arrivals = await collect(
-            sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter if at_once else None
-        )
+        arrivals = await collect(sink, expected, timeout_s=max(120.0, jobs / 50), meter=meter)
         settings = bull.settings
     part = {"summary": summarize(expected, arrivals), "enqueue_seconds": round(took, 2)}
-    if at_once:
+    if meter is not None:
         part["cpu"] = meter.profile(jobs)
     return part, settings
 
@@ -406,9 +402,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await attempt("kairos burst and steady", kairos_side())
 
-            for name, peer in ({} if args.no_bullmq else PEERS).items():
+            for peer in () if args.no_bullmq else PEERS:
 
-                async def peer_side(name: str = name, peer: type[BullmqBaseline] = peer) -> None:
+                async def peer_side(peer: type[BullmqBaseline] = peer) -> None:
+                    name = peer.key
                     if "burst" in results:
                         part, settings = await peer_run(
                             peer, sink, plan.burst, lambda first, i: first, "burst"
@@ -431,7 +428,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         results["steady"][name] = part.pop("summary")
                         results["steady"][f"{name}_detail"] = part
 
-                await attempt(f"{name} burst and steady", peer_side())
+                await attempt(f"{peer.key} burst and steady", peer_side())
 
         if only & {"api", "scale"}:
 
@@ -494,7 +491,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def probe_rows(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
     """The empty RPC (`kairos_bench.probe`) with each client count, beside the api."""
-    target = await stack.start_probe()
+    target = await stack.start_service("probe")
     rows = [
         await api_scenario.measure(
             stack,

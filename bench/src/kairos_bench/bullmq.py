@@ -63,9 +63,8 @@ from typing import Any, Self, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from psycopg import sql
 
-from kairos_bench.stack import ADMIN_URL
+from kairos_bench.stack import ADMIN_URL, create_database, drop_database
 
 BULLMQ_FOLDER = Path(__file__).resolve().parents[2] / "bullmq"
 """`bench/bullmq`: package.json, the lock file, bench.mjs, seeds.mjs and their common.mjs."""
@@ -215,30 +214,15 @@ class _RedisConnection:
         self._socket.close()
 
 
-def redis_version(url: str = DEFAULT_REDIS_URL) -> str:
-    """The `redis_version` that the server at `url` reports in INFO."""
+def redis_info(url: str = DEFAULT_REDIS_URL) -> dict[str, str]:
+    """The server section of INFO from the Redis at `url` (`redis_version`, `process_id`...)."""
     connection = _RedisConnection(url)
     try:
         info = connection.call("INFO", "server")
     finally:
         connection.close()
-    for line in str(info).splitlines():
-        if line.startswith("redis_version:"):
-            return line.partition(":")[2].strip()
-    raise RuntimeError(f"no redis_version in the INFO reply of {url}")
-
-
-def redis_pid(url: str = DEFAULT_REDIS_URL) -> int:
-    """The `process_id` that the server at `url` reports in INFO (for reading its CPU time)."""
-    connection = _RedisConnection(url)
-    try:
-        info = connection.call("INFO", "server")
-    finally:
-        connection.close()
-    for line in str(info).splitlines():
-        if line.startswith("process_id:"):
-            return int(line.partition(":")[2])
-    raise RuntimeError(f"no process_id in the INFO reply of {url}")
+    fields = (line.partition(":") for line in str(info).splitlines() if ":" in line)
+    return {name: value.strip() for name, _, value in fields}
 
 
 def redis_keys(url: str, pattern: str) -> list[str]:
@@ -270,6 +254,9 @@ class BullmqBaseline:
     leaving stops them (SIGTERM, then SIGKILL after a grace period) and deletes the queue's keys.
     """
 
+    #: Its key in the results and its name in the report.
+    key = "bullmq"
+    label = "BullMQ"
     #: The Node script, in `folder`, that enqueues and works.
     script = "bench.mjs"
 
@@ -303,6 +290,8 @@ class BullmqBaseline:
         self._node = ""
         self._versions: dict[str, str] = {}
         self._processes: list[asyncio.subprocess.Process] = []
+        self.redis_pid = 0
+        """The Redis server's process id, for its CPU time (known once entered)."""
 
     @property
     def key_pattern(self) -> str:
@@ -338,9 +327,11 @@ class BullmqBaseline:
             "node": await asyncio.to_thread(node_version),
         }
         try:
-            self._versions["redis"] = await asyncio.to_thread(redis_version, self.redis_url)
+            info = await asyncio.to_thread(redis_info, self.redis_url)
         except OSError as error:
             raise BullmqUnavailable(f"no Redis at {self.redis_url}: {error}") from error
+        self._versions["redis"] = info["redis_version"]
+        self.redis_pid = int(info["process_id"])
         if self._given_log_dir is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="kairos-bullmq-")
             self._log_dir = Path(self._scratch.name)
@@ -506,6 +497,8 @@ class SeedsBaseline(BullmqBaseline):
     start, and drops it when leaving.
     """
 
+    key = "seeds"
+    label = "seeds' design"
     script = "seeds.mjs"
 
     def __init__(
@@ -541,24 +534,15 @@ class SeedsBaseline(BullmqBaseline):
         await asyncio.to_thread(self._create_database)
 
     def _create_database(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        create_database(self.database, self.admin_url)
         self._created = True
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             conn.execute(SEEDS_SCHEMA)
 
     async def _clean_up(self) -> None:
         if self._created:
-            await asyncio.to_thread(self._drop_database)
-
-    def _drop_database(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.database)
-                )
-            )
-        self._created = False
+            await asyncio.to_thread(drop_database, self.database, self.admin_url)
+            self._created = False
 
     def published(self) -> int:
         """Rows marked published so far (while the database exists)."""
@@ -567,18 +551,21 @@ class SeedsBaseline(BullmqBaseline):
         return int(row[0]) if row else 0
 
 
+#: The Node peers: bare BullMQ and the seeds' design.
+PEERS: tuple[type[BullmqBaseline], ...] = (BullmqBaseline, SeedsBaseline)
+
 __all__ = [
     "BULLMQ_FOLDER",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_REDIS_URL",
     "DEFAULT_WORKERS",
     "KEY_PREFIX",
+    "PEERS",
     "BullmqBaseline",
     "BullmqUnavailable",
     "SeedsBaseline",
     "ensure_installed",
     "node_version",
+    "redis_info",
     "redis_keys",
-    "redis_pid",
-    "redis_version",
 ]

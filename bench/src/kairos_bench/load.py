@@ -21,9 +21,9 @@ from kairos.posts.v1 import posts_pb2_grpc
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 
 
-@dataclass
+@dataclass(eq=False)
 class Client:
-    """One client: a channel and the public stubs on it."""
+    """One client: a channel and the public stubs on it (compared and hashed by identity)."""
 
     channel: grpc.aio.Channel
     posts: posts_pb2_grpc.PostsServiceAsyncStub

@@ -8,14 +8,14 @@ stub's kind of multicallable made once per channel, the tenant's bearer token as
 same timeout). Every api rate in the report is also shown as a fraction of this one: the part of
 an RPC's cost that is gRPC's own, and that Kairos cannot remove.
 
-    python -m kairos_bench.probe --addr 127.0.0.1:PORT    serve until SIGTERM
+    KAIROS_BENCH_PROBE_ADDR=127.0.0.1:PORT python -m kairos_bench.probe    serve until SIGTERM
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +25,12 @@ from google.protobuf import empty_pb2
 from kairos_bench.load import Call, Client
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.runner import run_service
-from kairos_common.settings import ServerSettings
+from kairos_common.settings import Env, ServerSettings, server_settings
 
 SERVICE = "kairos.bench.v1.ProbeService"
 METHOD = f"/{SERVICE}/Empty"
+
+Empty = grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +69,33 @@ class ProbeService:
 
 def empty_call(metadata: Sequence[tuple[str, str]]) -> Call:
     """A `load.Call` that makes the empty RPC, with `metadata` as Kairos calls carry theirs."""
-    callables: dict[
-        grpc.aio.Channel, grpc.aio.UnaryUnaryMultiCallable[empty_pb2.Empty, empty_pb2.Empty]
-    ] = {}
+    # Each client's multicallable and the channel it was made on: made again when the client
+    # has a new channel, and forgotten with the client (it holds its channel).
+    made: weakref.WeakKeyDictionary[Client, tuple[grpc.aio.Channel, Empty]] = (
+        weakref.WeakKeyDictionary()
+    )
     request = empty_pb2.Empty()
 
     async def call(client: Client, number: int) -> Any:
-        method = callables.get(client.channel)
-        if method is None:
+        channel, method = made.get(client, (None, None))
+        if method is None or channel is not client.channel:
             method = client.channel.unary_unary(
                 METHOD,
                 request_serializer=empty_pb2.Empty.SerializeToString,
                 response_deserializer=empty_pb2.Empty.FromString,
             )
-            callables[client.channel] = method
+            made[client] = (client.channel, method)
         return await method(request, metadata=metadata, timeout=30)
 
     return call
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kairos_bench.probe", description=__doc__)
-    parser.add_argument("--addr", required=True, help="host:port to serve on")
-    args = parser.parse_args(argv)
-    settings = ServerSettings(addr=args.addr, addr_variable="--addr")
-    return run_service("probe", lambda: settings, ProbeService)
+def main() -> int:
+    return run_service(
+        "probe",
+        lambda: server_settings(Env(), "KAIROS_BENCH_PROBE_ADDR", "127.0.0.1:50059"),
+        ProbeService,
+    )
 
 
 if __name__ == "__main__":

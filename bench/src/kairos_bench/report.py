@@ -56,6 +56,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from kairos_bench import bullmq
 from kairos_bench.stats import ScenarioSummary
 
 Status = Literal["met", "not met", "not measured"]
@@ -341,7 +342,7 @@ def _scenario_row(label: str, summary: Mapping[str, Any], percentiles: Sequence[
 
 
 #: The peers, by their key in a scenario's results, and their name in the report.
-PEERS = {"bullmq": "BullMQ", "seeds": "seeds' design"}
+PEERS = {peer.key: peer.label for peer in bullmq.PEERS}
 
 
 def _comparison(section: Mapping[str, Any], percentiles: Sequence[str]) -> list[str]:

@@ -56,6 +56,7 @@ MODULES = {
     "api": ("kairos_api", "KAIROS_API_ADDR"),
     "scheduler": ("kairos_scheduler", "KAIROS_SCHEDULER_ADDR"),
     "publisher": ("kairos_publisher", "KAIROS_PUBLISHER_ADDR"),
+    "probe": ("kairos_bench.probe", "KAIROS_BENCH_PROBE_ADDR"),  # the empty-RPC probe
 }
 
 
@@ -142,7 +143,8 @@ class Stack:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
-    async def start_service(self, name: str, env: Mapping[str, str] | None = None) -> Process:
+    async def start_service(self, name: str, env: Mapping[str, str] | None = None) -> str:
+        """Start `name` of MODULES on a port of its own and wait until it serves; its target."""
         module, addr_variable = MODULES[name]
         port = free_port()
         process = Process(
@@ -161,22 +163,11 @@ class Stack:
             await _serving(port, timeout=60)
         except TimeoutError as error:
             raise RuntimeError(f"{name} did not start: {error}\n{process.tail()}") from None
+        target = f"127.0.0.1:{port}"
         if name == "api":
-            self.api_target = f"127.0.0.1:{port}"
-            self.env["KAIROS_API_TARGET"] = self.api_target
-        return process
-
-    async def start_probe(self) -> str:
-        """The empty-RPC probe (`kairos_bench.probe`) as a process of the stack; its target."""
-        port = free_port()
-        command = [sys.executable, "-m", "kairos_bench.probe", "--addr", f"127.0.0.1:{port}"]
-        process = Process("probe", command, self.env, self.workdir / "probe.log")
-        self.processes["probe"] = process
-        try:
-            await _serving(port, timeout=60)
-        except TimeoutError as error:
-            raise RuntimeError(f"the probe did not start: {error}\n{process.tail()}") from None
-        return f"127.0.0.1:{port}"
+            self.api_target = target
+            self.env["KAIROS_API_TARGET"] = target
+        return target
 
     def stop_service(self, name: str) -> None:
         process = self.processes.pop(name, None)
@@ -184,21 +175,24 @@ class Stack:
             process.stop()
 
 
-def _create_database(name: str) -> str:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+def create_database(name: str, admin_url: str = ADMIN_URL) -> str:
+    """Create database `name` on the server of `admin_url`; its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = ADMIN_URL.rpartition("/")
+    base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"
 
 
-def _drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+def drop_database(name: str, admin_url: str = ADMIN_URL) -> None:
+    """Drop database `name` if it exists, whoever is still connected."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
-def _start_nats(workdir: Path) -> tuple[Process, str]:
+def start_nats(workdir: Path) -> tuple[Process, str]:
+    """A JetStream nats-server storing in `workdir`, and its URL once it listens."""
     port = free_port()
     command = [
         nats_server_binary(),
@@ -260,8 +254,8 @@ async def running_stack(
     """A fresh database and NATS, the api migrated and serving, then the other services."""
     workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
     name = f"kairos_bench_{secrets.token_hex(4)}"
-    database_url = _create_database(name)
-    nats, nats_url = _start_nats(workdir)
+    database_url = create_database(name)
+    nats, nats_url = start_nats(workdir)
     stack = Stack(
         workdir,
         database_url,
@@ -283,7 +277,7 @@ async def running_stack(
         for service in reversed(list(stack.processes)):
             stack.stop_service(service)
         nats.stop()
-        await asyncio.to_thread(_drop_database, name)
+        await asyncio.to_thread(drop_database, name)
         await asyncio.to_thread(_clean_up, workdir, keep_logs)
 
 

@@ -26,8 +26,8 @@ from kairos_bench.bullmq import (
     BullmqUnavailable,
     SeedsBaseline,
     ensure_installed,
+    redis_info,
     redis_keys,
-    redis_version,
 )
 
 REDIS_URL = os.environ.get("KAIROS_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
@@ -41,7 +41,7 @@ ORDER_TOLERANCE_NS = 250_000_000
 @pytest.fixture(scope="module", autouse=True)
 def bullmq_ready() -> None:
     try:
-        redis_version(REDIS_URL)
+        redis_info(REDIS_URL)
     except OSError as error:
         pytest.skip(f"no Redis at {REDIS_URL}: {error}")
     ensure_installed()

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from kairos_bench.cpu import POSTGRES, CpuMeter, cpu_seconds
-from kairos_bench.stack import ADMIN_URL
+from kairos_bench.stack import ADMIN_URL, create_database, drop_database
 
 SPIN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass"
 
@@ -21,11 +20,9 @@ SPIN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_t
 @pytest.fixture
 def database() -> Iterator[str]:
     name = f"kairos_bench_cpu_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(name)
     yield name
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(name)
 
 
 @pytest.fixture

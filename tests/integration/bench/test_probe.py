@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kairos_bench.load import close_clients, drive, open_clients
@@ -30,3 +33,30 @@ async def test_the_probe_answers_many_clients_and_reports_serving() -> None:
         await probe.stop()
     assert (result.calls, result.errors) == (200, {})
     assert (again.calls, again.errors) == (200, {})
+
+
+async def test_the_call_follows_a_clients_new_channel_and_lets_old_ones_go() -> None:
+    probe = ProbeService(ServerSettings(addr="127.0.0.1:0"))
+    await probe.start()
+    assert probe.grpc is not None
+    target = f"127.0.0.1:{probe.grpc.port}"
+    call = empty_call(())
+    [client] = open_clients(target, 1)
+    try:
+        await call(client, 0)
+        old = weakref.ref(client.channel)
+        await close_clients([client])
+        [fresh] = open_clients(target, 1)
+        # The same Client object on a new channel.
+        client.channel, client.posts, client.accounts = fresh.channel, fresh.posts, fresh.accounts
+        del fresh
+        await call(client, 1)  # not on the closed channel
+        gc.collect()
+        assert old() is None  # the call keeps no closed channel alive
+        current = weakref.ref(client.channel)
+        await close_clients([client])
+        del client
+        gc.collect()
+        assert current() is None  # nor a client's channel once the client is gone
+    finally:
+        await probe.stop()

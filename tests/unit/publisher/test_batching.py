@@ -96,3 +96,37 @@ async def test_a_closed_batcher_refuses_new_items() -> None:
     await batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         await batcher.submit(1)
+
+
+LINGER = 0.2
+
+
+async def test_a_linger_is_timed_from_the_oldest_item_not_from_the_last_batch() -> None:
+    send = SlowSend()
+    send.release.set()
+    batcher: Batcher[int, int] = Batcher("test", send, linger=LINGER)
+    batcher.start()
+    assert await batcher.submit(1) == 10
+    await asyncio.sleep(LINGER * 0.6)  # nothing is pending: nothing lingers
+    second = asyncio.ensure_future(batcher.submit(2))
+    await asyncio.sleep(LINGER * 0.6)
+    assert send.batches == [[1]]  # the lone item still waits its whole linger for company
+    assert await second == 20
+    assert send.batches == [[1], [2]]
+    await batcher.close()
+
+
+async def test_items_that_waited_behind_the_window_do_not_linger_again() -> None:
+    send = SlowSend()
+    batcher: Batcher[int, int] = Batcher("test", send, max_in_flight=1, linger=LINGER)
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(LINGER * 1.5)
+    second = asyncio.ensure_future(batcher.submit(2))
+    await asyncio.sleep(LINGER * 1.5)
+    assert send.batches == [[1]]  # the window is full
+    send.release.set()
+    await asyncio.sleep(LINGER * 0.25)
+    assert send.batches == [[1], [2]]  # at once: it has waited longer than the linger
+    assert list(await asyncio.gather(first, second)) == [10, 20]
+    await batcher.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import cast
 
@@ -9,7 +10,7 @@ import grpc
 import pytest
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos_publisher.dispatch import DispatchClient
+from kairos_publisher.dispatch import RETRY_FIRST, DispatchClient
 
 
 def failure(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
@@ -71,3 +72,18 @@ async def test_other_failures_and_the_end_of_the_lease_give_up() -> None:
     assert time.monotonic() - started <= 1.0
     assert 1 + 3 <= api.calls <= 1 + 5  # 0.1, 0.2, 0.4 s apart: the next wait passes the lease
     await dispatch.close()
+
+
+async def test_closing_stops_the_offers_with_the_last_failure() -> None:
+    api = FlakyApi(*[grpc.StatusCode.UNAVAILABLE] * 100)
+    dispatch = client(api)
+    completing = asyncio.ensure_future(dispatch.complete(OUTCOME, until=time.monotonic() + 30))
+    await asyncio.sleep(RETRY_FIRST / 2)  # the first offer failed; the next is not due
+    assert api.calls == 1
+    started = time.monotonic()
+    await dispatch.close()  # while the completion waits to be offered again
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await completing
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < RETRY_FIRST
+    assert api.calls == 1

@@ -26,8 +26,10 @@ class Batcher(Generic[Item, Result]):
     While as many batches as allowed are in flight, new items gather for the next one, so a
     burst still goes out in large batches; a lone item at a quiet moment goes out at once
     instead of waiting behind the batch before it. With `linger` (seconds), a batch that is not
-    full waits that long for company before it goes: for calls whose answer nobody waits for
-    on the hot path, fewer and larger batches cost less CPU on both sides.
+    full waits for company until its oldest item has waited that long: for calls whose answer
+    nobody waits for on the hot path, fewer and larger batches cost less CPU on both sides.
+    Items that already waited that long behind the batches in flight go out as soon as there
+    is room.
     """
 
     def __init__(
@@ -45,7 +47,8 @@ class Batcher(Generic[Item, Result]):
         self.max_in_flight = max_in_flight
         self.linger = linger
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        #: Each item with its caller's future and the loop's time when it came.
+        self._pending: list[tuple[Item, asyncio.Future[Result], float]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -57,8 +60,9 @@ class Batcher(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         if self._closing:
             raise RuntimeError(f"{self.name} batcher is closed")
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((item, future, loop.time()))
         self._wakeup.set()
         return await future
 
@@ -70,10 +74,13 @@ class Batcher(Generic[Item, Result]):
             await self._task
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
-            if self.linger and not self._closing and len(self._pending) < self.max_batch:
-                await asyncio.sleep(self.linger)
+            if self._pending and not self._closing and len(self._pending) < self.max_batch:
+                company = self._pending[0][2] + self.linger - loop.time()
+                if company > 0:
+                    await asyncio.sleep(company)
             self._wakeup.clear()
             while self._pending and len(self._in_flight) < self.max_in_flight:
                 batch = self._pending[: self.max_batch]
@@ -88,17 +95,17 @@ class Batcher(Generic[Item, Result]):
         self._in_flight.discard(task)
         self._wakeup.set()
 
-    async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _deliver(self, batch: list[tuple[Item, asyncio.Future[Result], float]]) -> None:
         """Send once; a failure reaches every caller of the batch, who decides whether to retry."""
         self.calls += 1
         try:
-            results = await self._send([item for item, _ in batch])
+            results = await self._send([item for item, _, _ in batch])
         except Exception as error:
             log.warning("%s of %d failed: %r", self.name, len(batch), error)
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

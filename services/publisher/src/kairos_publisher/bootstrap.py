@@ -36,12 +36,9 @@ class Publisher:
         await self.media.aclose()
 
 
-def bootstrap(
-    settings: PublisherSettings, js: JetStreamContext, dispatch: DispatchClient | None = None
-) -> Publisher:
-    """Build the publisher; `dispatch` defaults to a client of the api at KAIROS_API_TARGET."""
-    if dispatch is None:
-        dispatch = DispatchClient.connect(settings.common)
+def bootstrap(settings: PublisherSettings, js: JetStreamContext) -> Publisher:
+    """Build the publisher, with a client of the api at KAIROS_API_TARGET."""
+    dispatch = DispatchClient.connect(settings.common)
     dispatch.start()
     timeout = settings.http_timeout.total_seconds()
     http = http_client(timeout, max_connections=settings.platform_concurrency * 4)

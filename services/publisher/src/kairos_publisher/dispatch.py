@@ -12,6 +12,7 @@ load takes seconds); only then is it given up, and the sweeper settles the attem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 import grpc
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos_common.grpc.channel import CHANNEL_OPTIONS, bearer
+from kairos_common.grpc.channel import bearer, insecure_channel
 from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
 
@@ -61,6 +62,7 @@ class DispatchClient:
         self._metadata = bearer(token)
         self._timeout = timeout
         self._channel = channel
+        self._closing = asyncio.Event()
         self._begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
             "BeginAttempts", self._begin_batch
         )
@@ -71,7 +73,7 @@ class DispatchClient:
     @classmethod
     def connect(cls, settings: CommonSettings) -> DispatchClient:
         """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
-        channel = grpc.aio.insecure_channel(settings.api_target, options=CHANNEL_OPTIONS)
+        channel = insecure_channel(settings.api_target)
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 
@@ -80,7 +82,9 @@ class DispatchClient:
         self._completions.start()
 
     async def close(self) -> None:
-        """Send what is pending, then close the channel."""
+        """Send what is pending, then close the channel. Completions waiting to be offered
+        again give up at once."""
+        self._closing.set()
         try:
             await self._begins.close()
             await self._completions.close()
@@ -104,7 +108,8 @@ class DispatchClient:
         """Record one attempt's outcome, offering it again after transient failures until
         `until` (a `time.monotonic()` instant: the end of the attempt's lease). The api records
         an outcome once, so an offer that did reach it changes nothing the second time. Raises
-        the last error when it gives up, and any other failure at once."""
+        the last error when it gives up (also when the client closes meanwhile), and any other
+        failure at once."""
         wait = RETRY_FIRST
         while True:
             try:
@@ -112,7 +117,10 @@ class DispatchClient:
             except grpc.aio.AioRpcError as error:
                 if error.code() not in TRANSIENT or time.monotonic() + wait > until:
                     raise
-            await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), wait)
+                if self._closing.is_set():
+                    raise
             wait = min(wait * 2, RETRY_CAP)
 
     async def fail_delivery(self, delivery_id: str, reason: str) -> None:

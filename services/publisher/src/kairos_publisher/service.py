@@ -11,7 +11,6 @@ from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.streams import StreamLayout, connect, drain_and_close, ensure_streams
 from kairos_publisher.bootstrap import Publisher, bootstrap
-from kairos_publisher.consumer import PlatformConsumer
 from kairos_publisher.settings import PublisherSettings
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,6 @@ class PublisherService:
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None
         self.publisher: Publisher | None = None
-        self.consumers: list[PlatformConsumer] = []
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -44,15 +42,13 @@ class PublisherService:
         js = self.nc.jetstream()
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
         self.publisher = bootstrap(self.settings, js)
-        self.consumers = self.publisher.consumers
-        self.tasks = [
-            asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in self.consumers
-        ]
+        consumers = self.publisher.consumers
+        self.tasks = [asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in consumers]
         self.ready = True
         await self.grpc.set_serving(self.nc.is_connected)
         log.info(
             "publisher ready",
-            extra={"platforms": ",".join(c.platform.value for c in self.consumers)},
+            extra={"platforms": ",".join(c.platform.value for c in consumers)},
         )
 
     async def _nats_changed(self, connected: bool) -> None:
@@ -70,7 +66,9 @@ class PublisherService:
         self.stopping = True
         if self.grpc is not None:
             await self.grpc.set_serving(False)
-        await asyncio.gather(*(c.drain(deadline.remaining()) for c in self.consumers))
+        if self.publisher is not None:
+            consumers = self.publisher.consumers
+            await asyncio.gather(*(c.drain(deadline.remaining()) for c in consumers))
         # The fetch loops end as soon as their current short fetch returns.
         await deadline.finish(self.tasks)
         if self.publisher is not None:
