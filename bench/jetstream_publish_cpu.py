@@ -22,7 +22,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client as NatsClient
 
-from kairos_bench.stack import _start_nats
+from kairos_bench.stack import start_nats
 from kairos_common.publishing import AckedPublisher, Message
 
 BATCH = 500
@@ -50,7 +50,7 @@ async def with_acked_publisher(nc: NatsClient, subject: str, count: int) -> None
 
 async def main(messages: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="kairos-js-bench-") as folder:
-        server, url = _start_nats(Path(folder))
+        server, url = start_nats(Path(folder))
         try:
             nc = await nats.connect(url)
             await nc.jetstream().add_stream(name="BENCH", subjects=["bench.>"])
