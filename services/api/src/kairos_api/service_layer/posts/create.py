@@ -70,7 +70,9 @@ class CreatePost:
     parent_post_id: str = ""
 
 
-_POSTS_BY_REQUEST_IDS = select(POSTS.c.id, POSTS.c.request_id, POSTS.c.request_hash).where(
+# The first requests' posts, as they are now (even if deleted since, as before): the request's
+# id and hash, then `POST_COLUMNS`.
+_POSTS_BY_REQUEST_IDS = select(POSTS.c.request_id, POSTS.c.request_hash, *POST_COLUMNS).where(
     POSTS.c.tenant_id == bindparam("tenant"),
     POSTS.c.request_id.in_(bindparam("request_ids", expanding=True)),
 )
@@ -533,8 +535,8 @@ async def _by_request_ids(
     uow: UnitOfWork, tenant: str, request_ids: Sequence[str]
 ) -> dict[str, _Earlier]:
     """The posts earlier creates of this tenant made with these request_ids, by request_id: two
-    statements for a whole batch (one a request had made a batch of creates wait on round
-    trips in turn)."""
+    statements for a whole batch, the posts and their targets (one a request had made a batch
+    of creates wait on round trips in turn)."""
     if not request_ids:
         return {}
     connection = await uow.session.connection()
@@ -543,13 +545,8 @@ async def _by_request_ids(
             _POSTS_BY_REQUEST_IDS, {"tenant": tenant, "request_ids": list(request_ids)}
         )
     ).all()
-    if not found:
-        return {}
-    # The first requests' posts, as they are now (even if deleted since, as before).
-    rows = (
-        await connection.execute(
-            select(*POST_COLUMNS).where(POSTS.c.id.in_([row.id for row in found]))
-        )
-    ).all()
-    records = {record.id: record for record in await post_records(connection, rows)}
-    return {row.request_id: _Earlier(records[row.id], row.request_hash) for row in found}
+    records = await post_records(connection, [row[2:] for row in found])
+    return {
+        row.request_id: _Earlier(record, row.request_hash)
+        for row, record in zip(found, records, strict=True)
+    }
