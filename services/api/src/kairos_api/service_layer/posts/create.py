@@ -300,9 +300,8 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
 
 
 #: The rows of a batch of creates on PostgreSQL, in one statement. Each table's rows travel as
-#: one JSON text of arrays: the encoder runs in C and PostgreSQL unpacks them (see
-#: dispatch/writes.py), where an executemany would send, plan and trigger one INSERT per row.
-INSERT_SQL = """
+#: one JSON text of arrays, as the outbox's do (`outbox.rows_json`).
+INSERT_SQL = f"""
 WITH new_posts AS (
     INSERT INTO posts (id, tenant_id, content, media_urls, campaign, tags, notes, status,
                        scheduled_at, time_zone, revision, approval_required, rejection_reason,
@@ -325,15 +324,7 @@ WITH new_posts AS (
 ), new_tags AS (
     INSERT INTO post_tags (post_id, tag, tenant_id)
     SELECT (v->>0)::uuid, v->>1, v->>2 FROM json_array_elements(%(tags)s::json) AS v
-)
-INSERT INTO outbox (event_id, tenant_id, event_type, payload, created_at)
-SELECT (v->>0)::uuid, v->>1, v->>2, decode(v->>3, 'hex'), (v->>4)::timestamptz
-FROM json_array_elements(%(events)s::json) AS v
-"""
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+){outbox.INSERT_SQL}"""
 
 
 def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
@@ -341,7 +332,7 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
     posts: list[tuple[Any, ...]] = []
     targets: list[tuple[Any, ...]] = []
     tags: list[tuple[str, str, str]] = []
-    events: list[tuple[Any, ...]] = []
+    events: list[dict[str, Any]] = []
     for new in new_posts:
         row = new.post_row
         parent = row["parent_post_id"]
@@ -355,14 +346,14 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
                 row["tags"],
                 row["notes"],
                 row["status"],
-                _instant(row["scheduled_at"]),
+                outbox.instant_text(row["scheduled_at"]),
                 row["time_zone"],
                 row["approval_required"],
                 row["stale_after_seconds"],
                 str(parent) if parent is not None else None,
                 row["request_id"],
                 row["request_hash"],
-                _instant(row["created_at"]),
+                outbox.instant_text(row["created_at"]),
             )
         )
         targets.extend(
@@ -374,29 +365,20 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
                 t["platform"],
                 t["content_override"],
                 t["settings"],
-                _instant(t["next_attempt_at"]),
-                _instant(t["due_at"]),
-                _instant(t["stale_at"]),
-                _instant(t["created_at"]),
+                outbox.instant_text(t["next_attempt_at"]),
+                outbox.instant_text(t["due_at"]),
+                outbox.instant_text(t["stale_at"]),
+                outbox.instant_text(t["created_at"]),
             )
             for t in new.target_rows
         )
         tags.extend((str(t["post_id"]), t["tag"], t["tenant_id"]) for t in new.tag_rows)
-        events.extend(
-            (
-                str(e["event_id"]),
-                e["tenant_id"],
-                e["event_type"],
-                e["payload"].hex(),
-                _instant(e["created_at"]),
-            )
-            for e in new.events
-        )
+        events.extend(new.events)
     return {
         "posts": json.dumps(posts),
         "targets": json.dumps(targets),
         "tags": json.dumps(tags),
-        "events": json.dumps(events),
+        "events": outbox.rows_json(events),
     }
 
 
