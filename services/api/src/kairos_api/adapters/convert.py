@@ -1,8 +1,10 @@
 """Translation between the service's own types and the kairos.*.v1 protobuf messages.
 
 Protobuf stays at the edge: handlers work with ORM rows (or the read records of the posts
-handlers, which have the same fields) and domain enums, and only the gRPC servicers (and the
-outbox) call these functions.
+handlers, which have the same fields) and domain enums, and only the gRPC servicers, the outbox
+and the post reads call these functions. A post has one conversion, `post_message`, a dict that
+protobuf builds the message from (`post_to_proto`); GetPost and ListPosts answer with the dicts
+themselves, which PostgreSQL writes as JSON (`post_json`).
 
 Every Timestamp and Duration read from a request goes through `from_timestamp` and
 `from_duration`, which hold it to protobuf's rules and refuse it on its field otherwise.
