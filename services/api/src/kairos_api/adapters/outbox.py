@@ -6,7 +6,9 @@ re-published row is dropped by JetStream's de-duplication.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -86,3 +88,34 @@ def lifecycle_row(
         "payload": message.SerializeToString(),
         "created_at": now,
     }
+
+
+#: PostgreSQL: inserts the rows `rows_json` wrote into the parameter `events`, as a statement or
+#: as a data-modifying part of a WITH.
+INSERT_SQL = """
+INSERT INTO outbox (event_id, tenant_id, event_type, payload, created_at)
+SELECT (v->>0)::uuid, v->>1, v->>2, decode(v->>3, 'hex'), (v->>4)::timestamptz
+FROM json_array_elements(%(events)s::json) AS v
+"""
+
+
+def instant_text(value: datetime | None) -> str | None:
+    """An instant as the JSON rows carry it, for PostgreSQL's `::timestamptz`."""
+    return None if value is None else value.isoformat()
+
+
+def rows_json(rows: Iterable[Mapping[str, Any]]) -> str:
+    """`lifecycle_row` values as the parameter `events` of INSERT_SQL: one JSON text of arrays,
+    which the encoder writes in C and PostgreSQL unpacks, where an executemany would send, plan
+    and trigger one INSERT per row."""
+    encoded = []
+    texts: dict[datetime, str] = {}  # the events of a dispatch stage share one instant
+    for row in rows:
+        at: datetime = row["created_at"]
+        text = texts.get(at)
+        if text is None:
+            text = texts[at] = at.isoformat()
+        encoded.append(
+            (str(row["event_id"]), row["tenant_id"], row["event_type"], row["payload"].hex(), text)
+        )
+    return json.dumps(encoded)

@@ -74,11 +74,7 @@ WHERE p.id = g.id AND p.id = ANY(string_to_array(%(post_ids)s, ',')::uuid[])
 """
 
 #: Lifecycle events (`outbox.lifecycle_row` values), relayed once committed.
-OUTBOX_SQL = """
-INSERT INTO outbox (event_id, tenant_id, event_type, payload, created_at)
-SELECT (v->>0)::uuid, v->>1, v->>2, decode(v->>3, 'hex'), %(now)s
-FROM json_array_elements(%(events)s::json) AS v
-"""
+OUTBOX_SQL = outbox.INSERT_SQL
 
 #: Attempt outcomes (`AttemptDone`).
 ATTEMPTS_SQL = """
@@ -106,8 +102,7 @@ def ids_text(ids: Iterable[str]) -> str:
     return ",".join(ids)
 
 
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+_instant = outbox.instant_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,17 +170,7 @@ class Writes:
             )
         if self.events:
             parts.append(OUTBOX_SQL)
-            parameters["events"] = json.dumps(
-                [
-                    (
-                        str(event["event_id"]),
-                        event["tenant_id"],
-                        event["event_type"],
-                        event["payload"].hex(),
-                    )
-                    for event in self.events
-                ]
-            )
+            parameters["events"] = outbox.rows_json(self.events)
         if not parts:
             return final, parameters
         ctes = ",\n".join(f"w{number} AS ({part})" for number, part in enumerate(parts))

@@ -39,23 +39,19 @@ from kairos_api.service_layer.posts.commands import (
     unschedule_post,
     update_post,
 )
-from kairos_api.service_layer.posts.create import CreatePost, create_post, request_hash
-from kairos_api.service_layer.posts.records import AttemptRecord, PostRecord, TargetRecord
-from kairos_api.service_layer.posts.rules import ScheduleInput, TargetInput, parse_id
-from kairos_api.service_layer.posts.stats import Stats, fold_stats, fold_stats_until, get_stats
-from kairos_api.service_layer.posts.views import ORDERS, ListPosts, get_post, list_posts
+from kairos_api.service_layer.posts.create import CreatePost, create_post
+from kairos_api.service_layer.posts.records import PostRecord
+from kairos_api.service_layer.posts.rules import ScheduleInput, TargetInput
+from kairos_api.service_layer.posts.stats import fold_stats, fold_stats_until, get_stats
+from kairos_api.service_layer.posts.views import ListPosts, get_post, list_posts
 
 __all__ = [
-    "ORDERS",
-    "AttemptRecord",
     "CreateBatcher",
     "CreatePost",
     "ListPosts",
     "PostRecord",
     "ScheduleInput",
-    "Stats",
     "TargetInput",
-    "TargetRecord",
     "UpdatePost",
     "approve_post",
     "create_post",
@@ -65,10 +61,8 @@ __all__ = [
     "get_post",
     "get_stats",
     "list_posts",
-    "parse_id",
     "publish_now",
     "reject_post",
-    "request_hash",
     "retry_post",
     "schedule_post",
     "unschedule_post",

@@ -15,7 +15,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from kairos_api.adapters.orm import Account, Post, PostTag, Target
+from kairos_api.adapters.orm import Post, PostTag, Target
 from kairos_api.domain.model import (
     EDITABLE_POST_STATUSES,
     RETRYABLE_TARGET_STATUSES,
@@ -118,36 +118,28 @@ def _require_editable(post: Post, action: str) -> None:
 
 
 async def _get_post(
-    uow: UnitOfWork,
-    tenant: str,
-    post_id: str,
-    *,
-    with_attempts: bool = False,
-    include_deleted: bool = False,
-    lock: bool = False,
+    uow: UnitOfWork, tenant: str, post_id: str, *, include_deleted: bool = False
 ) -> Post:
+    """The post, locked for the change, with its targets and its tags (a change may rewrite the
+    tags, and async sessions cannot load them lazily)."""
     ident = parse_id(post_id, "post_id")
-    loader = selectinload(Post.targets)
-    if with_attempts:
-        loader = loader.selectinload(Target.attempts)
-    query = select(Post).where(Post.id == ident, Post.tenant_id == tenant).options(loader)
-    if lock:
-        # Changes may rewrite the tags; async sessions cannot load them lazily.
-        query = query.options(selectinload(Post.tag_rows)).with_for_update()
+    query = (
+        select(Post)
+        .where(Post.id == ident, Post.tenant_id == tenant)
+        .options(selectinload(Post.targets), selectinload(Post.tag_rows))
+        .with_for_update()
+    )
     post = (await uow.session.execute(query)).scalar_one_or_none()
     if post is None or (post.deleted_at is not None and not include_deleted):
         raise errors.NotFound(f"post {post_id} not found")
     return post
 
 
-async def _reload(uow: UnitOfWork, post_id: uuid.UUID, *, with_attempts: bool = False) -> Post:
-    loader = selectinload(Post.targets)
-    if with_attempts:
-        loader = loader.selectinload(Target.attempts)
+async def _reload(uow: UnitOfWork, post_id: uuid.UUID) -> Post:
     query = (
         select(Post)
         .where(Post.id == post_id)
-        .options(loader)
+        .options(selectinload(Post.targets))
         .execution_options(populate_existing=True)
     )
     return (await uow.session.execute(query)).scalar_one()
@@ -183,7 +175,7 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
         raise errors.InvalidArgument.collect(violations)
 
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, command.post_id, lock=True)
+        post = await _get_post(uow, tenant, command.post_id)
         _check_revision(post, command.expected_revision)
         _require_editable(post, "update")
 
@@ -341,7 +333,7 @@ async def schedule_post(
     """Set or move the publishing instant; the post waits for approval if it needs one."""
     at, zone = resolve_schedule(app, when)
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         _check_revision(post, expected_revision)
         _require_editable(post, "schedule")
         if post.status == PostStatus.REJECTED:
@@ -362,7 +354,7 @@ async def schedule_post(
 async def unschedule_post(app: Application, tenant: str, post_id: str) -> Post:
     """Take a scheduled post back to draft; nothing of it will be sent."""
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         _require_editable(post, "unschedule")
         if post.status == PostStatus.DRAFT:
             return post
@@ -379,7 +371,7 @@ async def unschedule_post(app: Application, tenant: str, post_id: str) -> Post:
 async def publish_now(app: Application, tenant: str, post_id: str) -> Post:
     """Schedule the post for this instant."""
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         _require_editable(post, "publish")
         if post.approval_required and post.approved_at is None:
             raise errors.FailedPrecondition(
@@ -404,7 +396,7 @@ async def delete_post(app: Application, tenant: str, post_id: str) -> Post:
     its outcome is still recorded.
     """
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, include_deleted=True, lock=True)
+        post = await _get_post(uow, tenant, post_id, include_deleted=True)
         if post.deleted_at is not None:
             return await _reload(uow, post.id)
         now = app.clock()
@@ -440,7 +432,7 @@ async def retry_post(
     """Send failed, unknown or missed targets again; published targets are never re-sent."""
     wanted = [parse_id(value, f"target_ids[{i}]") for i, value in enumerate(target_ids)]
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         by_id = {t.id: t for t in post.targets}
         violations = [
             FieldViolation(f"target_ids[{i}]", f"post {post.id} has no target {ident}")
@@ -467,19 +459,13 @@ async def retry_post(
             raise errors.FailedPrecondition(
                 f"post {post.id} has no failed, unknown or missed target to retry"
             )
-        accounts = {
-            a.id: a
-            for a in (
-                await uow.session.execute(
-                    select(Account).where(Account.id.in_([t.account_id for t in retried]))
-                )
-            ).scalars()
-        }
+        accounts = await accounts_of(uow, tenant, [t.account_id for t in retried])
         for target in retried:
+            # A target's account is its post's tenant's, and accounts are never deleted.
             account = accounts[target.account_id]
             if account.status != AccountStatus.ACTIVE:
                 raise errors.FailedPrecondition(
-                    f"account {account.id} of target {target.id} is {account.status}; "
+                    f"account {target.account_id} of target {target.id} is {account.status}; "
                     "resume or reconnect it first"
                 )
         now = app.clock()
@@ -504,7 +490,7 @@ async def retry_post(
 async def approve_post(app: Application, tenant: str, post_id: str) -> Post:
     """Approve a post that requires it; a scheduled one becomes claimable."""
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         if not post.approval_required:
             raise errors.FailedPrecondition(f"post {post.id} does not require approval")
         if post.approved_at is not None and post.status != PostStatus.REJECTED:
@@ -531,7 +517,7 @@ async def reject_post(app: Application, tenant: str, post_id: str, reason: str) 
     if len(reason) > MAX_REASON_LENGTH:
         raise errors.InvalidArgument.of("reason", f"at most {MAX_REASON_LENGTH} characters")
     async with app.uow() as uow:
-        post = await _get_post(uow, tenant, post_id, lock=True)
+        post = await _get_post(uow, tenant, post_id)
         if not post.approval_required:
             raise errors.FailedPrecondition(f"post {post.id} does not require approval")
         _require_editable(post, "reject")

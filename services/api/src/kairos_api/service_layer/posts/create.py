@@ -70,7 +70,9 @@ class CreatePost:
     parent_post_id: str = ""
 
 
-_POSTS_BY_REQUEST_IDS = select(POSTS.c.id, POSTS.c.request_id, POSTS.c.request_hash).where(
+# The first requests' posts, as they are now (even if deleted since, as before): the request's
+# id and hash, then `POST_COLUMNS`.
+_POSTS_BY_REQUEST_IDS = select(POSTS.c.request_id, POSTS.c.request_hash, *POST_COLUMNS).where(
     POSTS.c.tenant_id == bindparam("tenant"),
     POSTS.c.request_id.in_(bindparam("request_ids", expanding=True)),
 )
@@ -298,9 +300,8 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
 
 
 #: The rows of a batch of creates on PostgreSQL, in one statement. Each table's rows travel as
-#: one JSON text of arrays: the encoder runs in C and PostgreSQL unpacks them (see
-#: dispatch/writes.py), where an executemany would send, plan and trigger one INSERT per row.
-INSERT_SQL = """
+#: one JSON text of arrays, as the outbox's do (`outbox.rows_json`).
+INSERT_SQL = f"""
 WITH new_posts AS (
     INSERT INTO posts (id, tenant_id, content, media_urls, campaign, tags, notes, status,
                        scheduled_at, time_zone, revision, approval_required, rejection_reason,
@@ -323,15 +324,7 @@ WITH new_posts AS (
 ), new_tags AS (
     INSERT INTO post_tags (post_id, tag, tenant_id)
     SELECT (v->>0)::uuid, v->>1, v->>2 FROM json_array_elements(%(tags)s::json) AS v
-)
-INSERT INTO outbox (event_id, tenant_id, event_type, payload, created_at)
-SELECT (v->>0)::uuid, v->>1, v->>2, decode(v->>3, 'hex'), (v->>4)::timestamptz
-FROM json_array_elements(%(events)s::json) AS v
-"""
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+){outbox.INSERT_SQL}"""
 
 
 def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
@@ -339,7 +332,7 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
     posts: list[tuple[Any, ...]] = []
     targets: list[tuple[Any, ...]] = []
     tags: list[tuple[str, str, str]] = []
-    events: list[tuple[Any, ...]] = []
+    events: list[dict[str, Any]] = []
     for new in new_posts:
         row = new.post_row
         parent = row["parent_post_id"]
@@ -353,14 +346,14 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
                 row["tags"],
                 row["notes"],
                 row["status"],
-                _instant(row["scheduled_at"]),
+                outbox.instant_text(row["scheduled_at"]),
                 row["time_zone"],
                 row["approval_required"],
                 row["stale_after_seconds"],
                 str(parent) if parent is not None else None,
                 row["request_id"],
                 row["request_hash"],
-                _instant(row["created_at"]),
+                outbox.instant_text(row["created_at"]),
             )
         )
         targets.extend(
@@ -372,29 +365,20 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
                 t["platform"],
                 t["content_override"],
                 t["settings"],
-                _instant(t["next_attempt_at"]),
-                _instant(t["due_at"]),
-                _instant(t["stale_at"]),
-                _instant(t["created_at"]),
+                outbox.instant_text(t["next_attempt_at"]),
+                outbox.instant_text(t["due_at"]),
+                outbox.instant_text(t["stale_at"]),
+                outbox.instant_text(t["created_at"]),
             )
             for t in new.target_rows
         )
         tags.extend((str(t["post_id"]), t["tag"], t["tenant_id"]) for t in new.tag_rows)
-        events.extend(
-            (
-                str(e["event_id"]),
-                e["tenant_id"],
-                e["event_type"],
-                e["payload"].hex(),
-                _instant(e["created_at"]),
-            )
-            for e in new.events
-        )
+        events.extend(new.events)
     return {
         "posts": json.dumps(posts),
         "targets": json.dumps(targets),
         "tags": json.dumps(tags),
-        "events": json.dumps(events),
+        "events": outbox.rows_json(events),
     }
 
 
@@ -533,8 +517,8 @@ async def _by_request_ids(
     uow: UnitOfWork, tenant: str, request_ids: Sequence[str]
 ) -> dict[str, _Earlier]:
     """The posts earlier creates of this tenant made with these request_ids, by request_id: two
-    statements for a whole batch (one a request had made a batch of creates wait on round
-    trips in turn)."""
+    statements for a whole batch, the posts and their targets (one a request had made a batch
+    of creates wait on round trips in turn)."""
     if not request_ids:
         return {}
     connection = await uow.session.connection()
@@ -543,13 +527,8 @@ async def _by_request_ids(
             _POSTS_BY_REQUEST_IDS, {"tenant": tenant, "request_ids": list(request_ids)}
         )
     ).all()
-    if not found:
-        return {}
-    # The first requests' posts, as they are now (even if deleted since, as before).
-    rows = (
-        await connection.execute(
-            select(*POST_COLUMNS).where(POSTS.c.id.in_([row.id for row in found]))
-        )
-    ).all()
-    records = {record.id: record for record in await post_records(connection, rows)}
-    return {row.request_id: _Earlier(records[row.id], row.request_hash) for row in found}
+    records = await post_records(connection, [row[2:] for row in found])
+    return {
+        row.request_id: _Earlier(record, row.request_hash)
+        for row, record in zip(found, records, strict=True)
+    }

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple
 
+from kairos_api.adapters.convert import EPOCH
 from kairos_common import errors
 
 # key of the page's last post. It is one fixed-size record, sent as unpadded base64url:
@@ -28,13 +29,12 @@ _TOKEN_VERSION: Final = 1
 _TOKEN_LAYOUT: Final = struct.Struct(">B8sBq16s")
 _TOKEN_LENGTH: Final = (_TOKEN_LAYOUT.size * 4 + 2) // 3  # base64 characters, unpadded
 _TOKEN_PADDING: Final = "=" * (-_TOKEN_LENGTH % 4)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 #: The instants a cursor may hold: no post was created or scheduled before 1971, and Python's
 #: datetimes end with year 9999.
 _CURSOR_MICROS: Final = range(
-    (datetime(1971, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND,
-    (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND + 1,
+    (datetime(1971, 1, 1, tzinfo=UTC) - EPOCH) // _MICROSECOND,
+    (datetime.max.replace(tzinfo=UTC) - EPOCH) // _MICROSECOND + 1,
 )
 
 
@@ -50,7 +50,7 @@ def _encode_raw(raw: bytes) -> str:
 
 
 def encode_token(fingerprint: bytes, cursor: Cursor) -> str:
-    micros = (cursor.at - _EPOCH) // _MICROSECOND if cursor.at is not None else 0
+    micros = (cursor.at - EPOCH) // _MICROSECOND if cursor.at is not None else 0
     raw = _TOKEN_LAYOUT.pack(
         _TOKEN_VERSION, fingerprint, cursor.at is not None, micros, cursor.post_id.bytes
     )
@@ -77,7 +77,7 @@ def decode_token(token: str, fingerprint: bytes, order: str) -> Cursor:
     if timed:
         if micros not in _CURSOR_MICROS:
             raise _not_a_token()
-        at = _EPOCH + micros * _MICROSECOND
+        at = EPOCH + micros * _MICROSECOND
     elif micros != 0 or order != "scheduled_soonest":  # only unscheduled posts lack an instant
         raise _not_a_token()
     if found != fingerprint:

@@ -1,9 +1,9 @@
 """What clients see of a post, as records read with SQLAlchemy Core rather than the ORM.
 
 CreatePost answers with the record of what it wrote, and SQLite reads them for GetPost and
-ListPosts (PostgreSQL writes those answers itself, see `messages`). Loading ORM objects costs
-several times more CPU than the rows themselves. The records carry what
-`convert.post_to_proto` shows, with the same field names as the ORM rows.
+ListPosts (PostgreSQL writes those answers itself, see `convert.post_json`). Loading ORM objects
+costs several times more CPU than the rows themselves. The records carry what
+`convert.post_message` shows, with the same field names as the ORM rows.
 """
 
 from __future__ import annotations

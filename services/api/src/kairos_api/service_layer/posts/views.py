@@ -1,6 +1,6 @@
 """What clients read of posts: one post (GetPost), a page of them (ListPosts).
 
-Both answer with messages (`messages.PostMessage`) that protobuf builds in C. On PostgreSQL each
+Both answer with messages (`convert.PostMessage`) that protobuf builds in C. On PostgreSQL each
 is one statement that writes the messages as JSON; on SQLite the records are read with
 SQLAlchemy Core and made into messages in Python.
 """
@@ -17,15 +17,10 @@ from typing import Any, Final
 
 from sqlalchemy import Select, and_, exists, or_, select
 
+from kairos_api.adapters.convert import PostMessage, instant_of, post_json, post_message
 from kairos_api.adapters.orm import Post, PostTag, Target
 from kairos_api.domain.model import PostStatus
 from kairos_api.service_layer.application import Application
-from kairos_api.service_layer.posts.messages import (
-    PostMessage,
-    instant_of,
-    message_of,
-    post_json,
-)
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.records import (
     LIVE_POST_WITH_ATTEMPTS,
@@ -78,7 +73,7 @@ async def get_post(app: Application, tenant: str, post_id: str) -> PostMessage:
             query = LIVE_POST_WITH_ATTEMPTS
             rows = (await connection.execute(query, values)).all()
         if rows:
-            found = message_of(post_with_attempts(rows), with_attempts=True)
+            found = post_message(post_with_attempts(rows), with_attempts=True)
     if found is None:
         raise errors.NotFound(f"post {post_id} not found")
     return found
@@ -140,7 +135,7 @@ async def list_posts(
             select_page = _page_query(tenant, command, account_id, cursor, size + 1)
             rows = (await connection.execute(select_page)).all()
             records = await post_records(connection, rows)
-        page = [message_of(record, with_attempts=False) for record in records]
+        page = [post_message(record, with_attempts=False) for record in records]
     token = ""
     if len(page) > size:
         del page[size:]
