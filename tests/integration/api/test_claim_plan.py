@@ -1,4 +1,5 @@
-"""The claim, the fence and the completion PostgreSQL run read indexes, not whole tables.
+"""The claim, the fence and the completion PostgreSQL run read indexes, not whole tables; so do
+GetPost and GetStats in the generic plans they run with (`ReadConnections`' plan_once).
 
 The claim reads the partial index of claimable targets; the fence's read of the claimed
 deliveries looks no parent up for posts that are no thread part (it once scanned every published
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from kairos.posts.v1 import posts_pb2
 from kairos_api.domain.delivery import IDEMPOTENT_PLATFORMS, TargetChange
@@ -31,6 +33,7 @@ from kairos_api.domain.model import PostStatus, TargetStatus
 from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.dispatch import begin, claim, complete
 from kairos_api.service_layer.dispatch.writes import AttemptDone, Writes, ids_text
+from kairos_api.service_layer.posts import stats, views
 from support.api import Client, api_settings, running_api
 from support.postgres import fresh_database
 
@@ -107,7 +110,9 @@ def explain(
     return re.sub(r"'\{[^}]*\}'", "'{...}'", "\n".join(row[0] for row in rows))
 
 
-async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path: Path) -> None:
+async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with (
         fresh_database("postgresql", tmp_path) as url,
         running_api(api_settings(url)) as api,
@@ -115,6 +120,16 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path:
     ):
         account_id = await connect_x(client, "@plan")
         await asyncio.to_thread(seed, url, client.tenant, account_id)
+        reads = api.service.app.reads
+        assert reads is not None
+        read = reads.fetchall
+        planned_once: dict[str, bool] = {}
+
+        async def recording(query: str, params: Any, *, plan_once: bool = False) -> Any:
+            planned_once[query] = plan_once
+            return await read(query, params, plan_once=plan_once)
+
+        monkeypatch.setattr(reads, "fetchall", recording)
 
         claimed = await dispatch.claim_due(
             api.service.app, timedelta(seconds=1), 500, timedelta(minutes=1)
@@ -131,6 +146,15 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path:
         fence = await asyncio.to_thread(
             explain, url, "(ANALYZE) " + begin.READ_SQL, deliveries, generic=True
         )
+        now = api.service.app.clock()
+        asked = {"tenant": client.tenant, "now": now, "hour_later": now + timedelta(hours=1)}
+        stats_plan = await asyncio.to_thread(explain, url, stats.STATS_SQL, asked, generic=True)
+        await client.posts.GetStats(posts_pb2.GetStatsRequest(), metadata=client.metadata)
+        await client.posts.GetPost(
+            posts_pb2.GetPostRequest(post_id=claimed[0].post_id), metadata=client.metadata
+        )
+        post = {"tenant": client.tenant, "post_id": claimed[0].post_id}
+        post_plan = await asyncio.to_thread(explain, url, views.GET_POST_SQL, post, generic=True)
 
     for plan in plans:
         assert "ix_targets_claimable" in plan, plan
@@ -138,6 +162,12 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(tmp_path:
     assert "Seq Scan on targets" not in fence, fence
     [parent_lookup] = [line for line in fence.splitlines() if "on targets parent" in line]
     assert "never executed" in parent_lookup, fence
+    # They run as planned here: generically.
+    assert planned_once == {stats.STATS_SQL: True, views.GET_POST_SQL: True}
+    for plan in (stats_plan, post_plan):
+        assert "Seq Scan on posts" not in plan, plan
+    assert "ix_posts_live_tenant_id_status_scheduled_at" in stats_plan, stats_plan
+    assert "pk_posts" in post_plan, post_plan
 
 
 BURST = 20_000

@@ -1,5 +1,6 @@
 """The api's autocommit read connections on PostgreSQL: reused between reads, replaced when the
-server dropped them (the read still answers), not given back after a failed statement."""
+server dropped them (the read still answers), not given back after a failed statement; those of
+reads that plan once plan generically, and only those reads get them."""
 
 from __future__ import annotations
 
@@ -29,5 +30,25 @@ async def test_a_dropped_connection_is_replaced_and_the_read_answers(
             await reads.fetchall("SELECT 1 / %(zero)s", {"zero": 0})
         ((third,),) = await reads.fetchall(BACKEND, {})
         assert third != second  # the connection of the failed statement was closed
+    finally:
+        await reads.close()
+
+
+PLAN_MODE = "SELECT current_setting('plan_cache_mode')"
+
+
+async def test_reads_that_plan_once_get_connections_of_their_own(
+    test_database: TestDatabase,
+) -> None:
+    reads = ReadConnections.of(test_database.url)
+    try:
+        assert await reads.fetchall(PLAN_MODE, {}, plan_once=True) == [("force_generic_plan",)]
+        assert await reads.fetchall(PLAN_MODE, {}) == [("auto",)]
+        # Each kind again, each on the connection it had: neither took the other's.
+        ((once,),) = await reads.fetchall(BACKEND, {}, plan_once=True)
+        ((planned,),) = await reads.fetchall(BACKEND, {})
+        assert once != planned
+        assert await reads.fetchall(PLAN_MODE, {}, plan_once=True) == [("force_generic_plan",)]
+        assert await reads.fetchall(PLAN_MODE, {}) == [("auto",)]
     finally:
         await reads.close()

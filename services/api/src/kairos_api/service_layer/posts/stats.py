@@ -107,7 +107,7 @@ async def get_stats(app: Application, tenant: str) -> Stats:
     now = app.clock()
     values = {"tenant": tenant, "now": now, "hour_later": now + timedelta(hours=1)}
     if app.reads is not None:
-        rows = await app.reads.fetchall(STATS_SQL, values)
+        rows = await app.reads.fetchall(STATS_SQL, values, plan_once=True)
         due_next_hour = next(total for platform, _, total, _, _ in rows if platform == "#due")
         totals = [row[:3] for row in rows if not row[0].startswith("#")]
         oldest = next(((row[3], row[4]) for row in rows if row[0] == "#oldest"), None)

@@ -65,7 +65,7 @@ async def get_post(app: Application, tenant: str, post_id: str) -> PostMessage:
     found: PostMessage | None = None
     values = {"post_id": ident, "tenant": tenant}
     if app.reads is not None:
-        for (message,) in await app.reads.fetchall(GET_POST_SQL, values):
+        for (message,) in await app.reads.fetchall(GET_POST_SQL, values, plan_once=True):
             found = message
     else:
         async with app.uow() as uow:
