@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from kairos_api.domain.limits import (
-    LIMITS,
     MAX_MEDIA_URL_LENGTH,
     UrlSpan,
     count_characters,
@@ -16,7 +15,7 @@ from kairos_api.domain.limits import (
     validate_media_url,
 )
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import Platform
+from kairos_common.platforms import CATALOGUE, Platform
 
 IMAGE = "https://cdn.example.com/photo.jpg"
 
@@ -43,14 +42,10 @@ def fields(violations: list[FieldViolation]) -> list[str]:
 
 def media_for(platform: Platform) -> list[str]:
     """Media that makes a post acceptable where media is required, and nothing elsewhere."""
-    return [IMAGE] if LIMITS[platform].media_required else []
+    return [IMAGE] if CATALOGUE[platform].limits.media_required else []
 
 
 # --- the limits table -----------------------------------------------------------------------------
-
-
-def test_every_platform_has_limits() -> None:
-    assert set(LIMITS) == set(Platform)
 
 
 @pytest.mark.parametrize(
@@ -71,19 +66,21 @@ def test_every_platform_has_limits() -> None:
 def test_limits_match_the_platform_reference(
     platform: Platform, max_chars: int, max_media: int
 ) -> None:
-    assert LIMITS[platform].max_chars == max_chars
-    assert LIMITS[platform].max_media == max_media
+    assert CATALOGUE[platform].limits.max_chars == max_chars
+    assert CATALOGUE[platform].limits.max_media == max_media
 
 
 def test_only_instagram_requires_media() -> None:
-    assert [p for p in Platform if LIMITS[p].media_required] == [Platform.INSTAGRAM]
+    assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [Platform.INSTAGRAM]
 
 
-def test_the_table_cannot_be_changed_by_accident() -> None:
+def test_the_catalogue_cannot_be_changed_by_accident() -> None:
     with pytest.raises(TypeError):
-        LIMITS[Platform.X] = LIMITS[Platform.MASTODON]  # type: ignore[index]
+        CATALOGUE[Platform.X] = CATALOGUE[Platform.MASTODON]  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        LIMITS[Platform.X].max_chars = 10_000  # type: ignore[misc]
+        CATALOGUE[Platform.X].limits = CATALOGUE[Platform.MASTODON].limits  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CATALOGUE[Platform.X].limits.max_chars = 10_000  # type: ignore[misc]
 
 
 # --- ASCII at and one over every limit ------------------------------------------------------------
@@ -91,22 +88,22 @@ def test_the_table_cannot_be_changed_by_accident() -> None:
 
 @pytest.mark.parametrize("platform", list(Platform))
 def test_ascii_at_the_limit_is_accepted(platform: Platform) -> None:
-    text = "a" * LIMITS[platform].max_chars
+    text = "a" * CATALOGUE[platform].limits.max_chars
 
-    assert count_characters(platform, text) == LIMITS[platform].max_chars
+    assert count_characters(platform, text) == CATALOGUE[platform].limits.max_chars
     assert validate_content(platform, text, media_for(platform)) == []
 
 
 @pytest.mark.parametrize("platform", list(Platform))
 def test_ascii_one_over_the_limit_is_reported_on_content(platform: Platform) -> None:
-    limits = LIMITS[platform]
+    limits = CATALOGUE[platform].limits
     text = "a" * (limits.max_chars + 1)
 
     violations = validate_content(platform, text, media_for(platform))
 
     assert fields(violations) == ["content"]
     description = violations[0].description
-    assert description.startswith(f"{limits.name} counts {limits.max_chars + 1:,} of ")
+    assert description.startswith(f"{CATALOGUE[platform].name} counts {limits.max_chars + 1:,} of ")
     assert f"{limits.max_chars:,} {limits.unit}" in description
 
 
@@ -331,7 +328,7 @@ def test_email_address_is_not_a_mastodon_mention() -> None:
 
 
 def test_mastodon_instance_limits_can_replace_the_default() -> None:
-    instance = dataclasses.replace(LIMITS[Platform.MASTODON], max_chars=5000, max_media=8)
+    instance = dataclasses.replace(CATALOGUE[Platform.MASTODON].limits, max_chars=5000, max_media=8)
     text = "a" * 4000
     media = [IMAGE] * 6
 
@@ -383,12 +380,16 @@ def test_telegram_text_with_media_is_a_caption_limited_to_1024() -> None:
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
-@pytest.mark.parametrize("platform", [p for p in Platform if not LIMITS[p].media_required])
+@pytest.mark.parametrize(
+    "platform", [p for p in Platform if not CATALOGUE[p].limits.media_required]
+)
 def test_text_is_needed_when_there_is_no_media(platform: Platform, text: str) -> None:
     violations = validate_content(platform, text, [])
 
     assert violations == [
-        FieldViolation("content", f"{LIMITS[platform].name} needs text when no media is attached")
+        FieldViolation(
+            "content", f"{CATALOGUE[platform].name} needs text when no media is attached"
+        )
     ]
 
 
@@ -417,7 +418,7 @@ def test_instagram_without_text_or_media_reports_only_the_missing_media() -> Non
 
 @pytest.mark.parametrize("platform", list(Platform))
 def test_media_up_to_the_limit_is_accepted_and_one_more_is_not(platform: Platform) -> None:
-    limit = LIMITS[platform].max_media
+    limit = CATALOGUE[platform].limits.max_media
     media = [f"https://cdn.example.com/{index}.jpg" for index in range(limit + 1)]
 
     assert validate_content(platform, "hello", media[:limit]) == []
@@ -425,7 +426,7 @@ def test_media_up_to_the_limit_is_accepted_and_one_more_is_not(platform: Platfor
     assert violations == [
         FieldViolation(
             "media_urls",
-            f"{LIMITS[platform].name} accepts at most {limit} media items in a post; "
+            f"{CATALOGUE[platform].name} accepts at most {limit} media items in a post; "
             f"{limit + 1} given",
         )
     ]

@@ -1,8 +1,28 @@
-"""The platforms Kairos publishes to, as plain names shared by every service."""
+"""The platforms Kairos publishes to, and the one catalogue of what each of them is.
+
+`Platform` is a platform's stable name. `CATALOGUE` holds one `PlatformInfo` row per platform:
+how people write its name, what an account of it carries, what one post on it may hold, and
+whether a second try of its publish call is safe. Every service reads these rows rather than
+listing platforms again, so adding a platform takes: a `Platform` value, its
+`PLATFORM_<NAME>` value in the posts proto (the wire enum maps to `Platform` by name), one row
+here, one publisher module (`kairos_publisher/platforms/<name>.py`) and, for a public platform,
+one fake (`kairos_fakes/<name>.py`). Tests fail when any of these is missing.
+
+The rows are plain data. The code that acts on them stays with its owner: the api's domain
+counts text the way `Counting` names and checks credentials against the fields a row asks for.
+
+Limit sources: the shared platform reference PLATFORMS.md (cited below by section, e.g. "§1"),
+which itself cites the official docs. Where PLATFORMS.md gives no number or unit, the choice is
+Kairos's own and is marked as such.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType
 
 
 class Platform(enum.StrEnum):
@@ -20,3 +40,247 @@ class Platform(enum.StrEnum):
     SLACK = "slack"
     WEBHOOK = "webhook"
     SANDBOX = "sandbox"
+
+
+class Counting(enum.Enum):
+    """How a platform measures the length of a post's text."""
+
+    X_WEIGHTED = enum.auto()
+    """twitter-text v3: NFC, then weight 1 or 2 per code point, 2 per emoji, 23 per URL."""
+    MASTODON = enum.auto()
+    """Grapheme clusters, once each URL counts 23 and `@user@domain` is read as `@user`."""
+    GRAPHEMES = enum.auto()
+    """Extended grapheme clusters (what a reader sees as one character)."""
+    THREADS = enum.auto()
+    """Code points, except that an emoji counts as many as its UTF-8 bytes."""
+    UTF16_CODE_UNITS = enum.auto()
+    """UTF-16 code units: 1 per character up to U+FFFF, 2 beyond (most emoji)."""
+    CODE_POINTS = enum.auto()
+    """Unicode code points, what Python's `len` counts."""
+
+
+@dataclass(frozen=True)
+class PlatformLimits:
+    """What one platform accepts in one post."""
+
+    counting: Counting
+    """How the text is measured."""
+    max_chars: int
+    """The most text allowed, in `unit`."""
+    unit: str
+    """The unit of `max_chars` in words, for messages ("weighted characters", "graphemes")."""
+    counting_note: str
+    """The counting rule in a few words, for messages; explains why a count differs from `len`."""
+    max_media: int
+    """The most media items one post may carry."""
+    media_required: bool = False
+    """True when the platform cannot publish text alone (Instagram)."""
+    max_chars_with_media: int | None = None
+    """A lower text limit that applies when media is attached (Telegram captions), or None."""
+    max_utf8_bytes: int | None = None
+    """A second text limit in UTF-8 bytes that applies as well as `max_chars` (Bluesky), or None."""
+    max_links: int | None = None
+    """The most distinct links the text may contain (Threads), or None for no limit."""
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """What Kairos knows of one platform, whichever service asks."""
+
+    name: str
+    """The platform as people write it, for messages ("X", "Mastodon")."""
+    limits: PlatformLimits
+    """What one post may hold there; the api checks it when a post is created or edited."""
+    needs_access_token: bool = True
+    """False for a target reached by its URL alone, which publishes without a token."""
+    instance_url: str = ""
+    """What an account's `instance_url` is on this platform (required when set), for the message
+    that asks for it; "" when the platform takes none."""
+    page_id: str = ""
+    """What an account's `page_id` is on this platform (required when set); "" when unused."""
+    chat_id: str = ""
+    """What an account's `chat_id` is on this platform (required when set); "" when unused."""
+    idempotency_window: timedelta | None = None
+    """How long the platform remembers a publish call's idempotency key, so that trying again
+    after an attempt that may have published cannot publish twice; None when it has no key."""
+    own: bool = False
+    """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
+    platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
+
+
+_CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
+
+CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
+    {
+        Platform.X: PlatformInfo(
+            name="X",
+            # §1: 280 weighted; 1-4 images per post.
+            limits=PlatformLimits(
+                counting=Counting.X_WEIGHTED,
+                max_chars=280,
+                unit="weighted characters",
+                counting_note="URLs count 23, most non-Latin characters and emoji 2",
+                max_media=4,
+            ),
+        ),
+        Platform.MASTODON: PlatformInfo(
+            name="Mastodon",
+            # §2: 500 is the default `max_characters`; an instance may configure another, as it
+            # may `max_media_attachments` ("commonly 4"). Pass adjusted limits to the api's
+            # `validate_content` when the instance's configuration is known.
+            limits=PlatformLimits(
+                counting=Counting.MASTODON,
+                max_chars=500,
+                unit="characters",
+                counting_note=(
+                    "grapheme clusters; URLs count 23 and @user@domain counts as @user; "
+                    "500 is the default, an instance may allow more"
+                ),
+                max_media=4,
+            ),
+            instance_url="the instance's base URL",
+            # Mastodon keeps an `Idempotency-Key` for an hour; 50 minutes leaves a margin.
+            idempotency_window=timedelta(minutes=50),
+        ),
+        Platform.BLUESKY: PlatformInfo(
+            name="Bluesky",
+            # §3: 300 graphemes and 3,000 UTF-8 bytes; at most 4 images. URLs count in full.
+            limits=PlatformLimits(
+                counting=Counting.GRAPHEMES,
+                max_chars=300,
+                unit="graphemes",
+                counting_note="URLs count in full",
+                max_media=4,
+                max_utf8_bytes=3000,
+            ),
+            instance_url="the PDS base URL",
+        ),
+        Platform.LINKEDIN: PlatformInfo(
+            name="LinkedIn",
+            # §4: ~3,000 characters (widely cited, not in the official page; unit
+            # undocumented); multiImage takes 2-20 images.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=3000,
+                unit="characters",
+                counting_note=_CODE_POINTS_NOTE.format(name="LinkedIn"),
+                max_media=20,
+            ),
+            page_id="the author URN, urn:li:person:<id> or urn:li:organization:<id>",
+        ),
+        Platform.FACEBOOK: PlatformInfo(
+            name="Facebook",
+            # §5: 63,206 characters (third-party figure; unit undocumented). PLATFORMS.md gives
+            # no count for `attached_media`: 10 is Kairos's own cap, in line with the other
+            # carousels.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=63206,
+                unit="characters",
+                counting_note=_CODE_POINTS_NOTE.format(name="Facebook"),
+                max_media=10,
+            ),
+            page_id="the Facebook page id",
+        ),
+        Platform.INSTAGRAM: PlatformInfo(
+            name="Instagram",
+            # §6: caption 2,200 characters (unit undocumented); text-only posts are not
+            # supported; a carousel holds up to 10 items.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=2200,
+                unit="characters",
+                counting_note=_CODE_POINTS_NOTE.format(name="Instagram"),
+                max_media=10,
+                media_required=True,
+            ),
+            page_id="the Instagram professional account id",
+        ),
+        Platform.THREADS: PlatformInfo(
+            name="Threads",
+            # §7: 500 characters, emoji counted as their UTF-8 bytes; a carousel has up to 20
+            # children. The 5-link cap is from the official Threads docs (text attachments
+            # page): since 2025-12-22 a post with more than 5 distinct links fails at container
+            # creation.
+            limits=PlatformLimits(
+                counting=Counting.THREADS,
+                max_chars=500,
+                unit="characters",
+                counting_note="emoji count as their UTF-8 bytes, e.g. 4 for 😀",
+                max_media=20,
+                max_links=5,
+            ),
+            page_id="the Threads user id",
+        ),
+        Platform.TELEGRAM: PlatformInfo(
+            name="Telegram",
+            # §8: text 4,096, caption 1,024; entity offsets are UTF-16 code units, so that is
+            # the unit counted (it is never less than the code point count, so it cannot let an
+            # over-long text through). The limit applies after entity parsing: counting the raw
+            # text can only over-count markup. sendMediaGroup takes 2-10 items.
+            limits=PlatformLimits(
+                counting=Counting.UTF16_CODE_UNITS,
+                max_chars=4096,
+                unit="UTF-16 code units",
+                counting_note="emoji and other characters beyond U+FFFF count 2",
+                max_media=10,
+                max_chars_with_media=1024,
+            ),
+            chat_id="the chat id or @channel",
+        ),
+        Platform.DISCORD: PlatformInfo(
+            name="Discord",
+            # §9: `content` 2,000 characters (unit unspecified); images go in embeds, up to 10.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=2000,
+                unit="characters",
+                counting_note=_CODE_POINTS_NOTE.format(name="Discord"),
+                max_media=10,
+            ),
+        ),
+        Platform.SLACK: PlatformInfo(
+            name="Slack",
+            # §10: `text` beyond 40,000 characters is truncated, which Kairos treats as a limit
+            # rather than publish a cut post. A message holds at most 50 blocks and each image
+            # is one block: one block is kept back for the text section.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=40000,
+                unit="characters",
+                counting_note=_CODE_POINTS_NOTE.format(name="Slack"),
+                max_media=49,
+            ),
+            chat_id="the channel id",
+        ),
+        # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd
+        # payloads. A webhook is authenticated by its URL (and signing secret); the sandbox is a
+        # local fake that accepts any token.
+        Platform.WEBHOOK: PlatformInfo(
+            name="Webhook",
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=100_000,
+                unit="characters",
+                counting_note="Unicode code points",
+                max_media=100,
+            ),
+            needs_access_token=False,
+            own=True,
+        ),
+        Platform.SANDBOX: PlatformInfo(
+            name="Sandbox",
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=100_000,
+                unit="characters",
+                counting_note="Unicode code points",
+                max_media=100,
+            ),
+            needs_access_token=False,
+            instance_url="the sandbox endpoint URL",
+            own=True,
+        ),
+    }
+)
+"""Every platform's row. Tests check that no `Platform` is missing."""

@@ -1,4 +1,7 @@
-"""Protobuf enum values as people type and read them: `x`, `scheduled`, `retry_wait`."""
+"""Protobuf enum values as people type and read them: `x`, `scheduled`, `retry_wait`.
+
+Platforms are not here: the commands take `kairos_common.platforms.Platform` itself.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +12,6 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor
 
 from kairos.posts.v1 import posts_pb2
-
-
-class PlatformName(enum.StrEnum):
-    """The platforms, by the names the CLI accepts."""
-
-    x = "x"
-    mastodon = "mastodon"
-    bluesky = "bluesky"
-    linkedin = "linkedin"
-    facebook = "facebook"
-    instagram = "instagram"
-    threads = "threads"
-    telegram = "telegram"
-    discord = "discord"
-    slack = "slack"
-    webhook = "webhook"
-    sandbox = "sandbox"
 
 
 class PostStatusName(enum.StrEnum):

@@ -26,19 +26,10 @@ from kairos_api.domain.model import AccountStatus, ErrorClass, PostStatus, Targe
 from kairos_common.errors import InvalidArgument
 from kairos_common.platforms import Platform
 
+# Each domain enum maps to its wire enum by name (Platform.MASTODON <-> PLATFORM_MASTODON), so a
+# domain value the proto lacks fails at import rather than at the first request that uses it.
 _PLATFORMS: dict[Platform, posts_pb2.Platform.ValueType] = {
-    Platform.X: posts_pb2.PLATFORM_X,
-    Platform.MASTODON: posts_pb2.PLATFORM_MASTODON,
-    Platform.BLUESKY: posts_pb2.PLATFORM_BLUESKY,
-    Platform.LINKEDIN: posts_pb2.PLATFORM_LINKEDIN,
-    Platform.FACEBOOK: posts_pb2.PLATFORM_FACEBOOK,
-    Platform.INSTAGRAM: posts_pb2.PLATFORM_INSTAGRAM,
-    Platform.THREADS: posts_pb2.PLATFORM_THREADS,
-    Platform.TELEGRAM: posts_pb2.PLATFORM_TELEGRAM,
-    Platform.DISCORD: posts_pb2.PLATFORM_DISCORD,
-    Platform.SLACK: posts_pb2.PLATFORM_SLACK,
-    Platform.WEBHOOK: posts_pb2.PLATFORM_WEBHOOK,
-    Platform.SANDBOX: posts_pb2.PLATFORM_SANDBOX,
+    p: posts_pb2.Platform.Value(f"PLATFORM_{p.name}") for p in Platform
 }
 _PLATFORMS_BACK = {v: k for k, v in _PLATFORMS.items()}
 

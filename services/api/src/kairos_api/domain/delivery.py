@@ -8,15 +8,23 @@ So each rule is written once, whatever the stage or the database.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from kairos_api.domain.model import AccountStatus, ErrorClass, TargetStatus
-from kairos_common.platforms import Platform
+from kairos_common.platforms import CATALOGUE
 
-#: Platforms whose idempotency key makes a second try of an unsettled attempt safe, and for how
-#: long after the first try the platform remembers the key.
-IDEMPOTENT_PLATFORMS: dict[str, timedelta] = {Platform.MASTODON.value: timedelta(minutes=50)}
+#: Platforms whose idempotency key makes a second try of an unsettled attempt safe, by name, and
+#: for how long after the first try the platform remembers the key (the catalogue's window).
+IDEMPOTENT_PLATFORMS: Mapping[str, timedelta] = MappingProxyType(
+    {
+        platform.value: info.idempotency_window
+        for platform, info in CATALOGUE.items()
+        if info.idempotency_window is not None
+    }
+)
 
 
 def safe_to_retry(platform: str, first_started: datetime | None, now: datetime) -> bool:

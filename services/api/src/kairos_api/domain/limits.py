@@ -4,12 +4,10 @@ A post is checked here, when it is created or edited, so that a text that is too
 list a platform refuses is reported to the client at once instead of failing at publish time hours
 later. Each platform counts text its own way: X weighs characters and shortens URLs, Mastodon and
 Bluesky count grapheme clusters, Threads counts emoji as UTF-8 bytes, Telegram counts UTF-16 code
-units. `LIMITS` holds the numbers; `validate_content` applies them and reports every broken rule
-as a `FieldViolation`; it never raises.
-
-Sources: the shared platform reference PLATFORMS.md (cited below by section, e.g. "§1"), which
-itself cites the official docs. Where PLATFORMS.md gives no number or unit, the choice is Kairos's
-own and is marked as such.
+units. The numbers, and which `Counting` each platform uses, are rows of the platform catalogue
+(`kairos_common.platforms.CATALOGUE`, where their sources are cited); this module counts, and
+`validate_content` applies the rules and reports every broken one as a `FieldViolation`; it never
+raises. Sections of the platform reference PLATFORMS.md are cited below as "§1".
 
 Pure Python: `unicodedata`, `re`, `urllib.parse`, and `regex` for grapheme clusters and emoji
 properties, which `re` does not know.
@@ -17,63 +15,17 @@ properties, which `re` does not know.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import regex  # type: ignore[import-untyped]
 
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import Platform
-
-
-class Counting(enum.Enum):
-    """How a platform measures the length of a post's text."""
-
-    X_WEIGHTED = enum.auto()
-    """twitter-text v3: NFC, then weight 1 or 2 per code point, 2 per emoji, 23 per URL."""
-    MASTODON = enum.auto()
-    """Grapheme clusters, once each URL counts 23 and `@user@domain` is read as `@user`."""
-    GRAPHEMES = enum.auto()
-    """Extended grapheme clusters (what a reader sees as one character)."""
-    THREADS = enum.auto()
-    """Code points, except that an emoji counts as many as its UTF-8 bytes."""
-    UTF16_CODE_UNITS = enum.auto()
-    """UTF-16 code units: 1 per character up to U+FFFF, 2 beyond (most emoji)."""
-    CODE_POINTS = enum.auto()
-    """Unicode code points, what Python's `len` counts."""
-
-
-@dataclass(frozen=True)
-class PlatformLimits:
-    """What one platform accepts in one post."""
-
-    name: str
-    """The platform as people write it, for messages ("X", "Mastodon")."""
-    counting: Counting
-    """How the text is measured."""
-    max_chars: int
-    """The most text allowed, in `unit`."""
-    unit: str
-    """The unit of `max_chars` in words, for messages ("weighted characters", "graphemes")."""
-    counting_note: str
-    """The counting rule in a few words, for messages; explains why a count differs from `len`."""
-    max_media: int
-    """The most media items one post may carry."""
-    media_required: bool = False
-    """True when the platform cannot publish text alone (Instagram)."""
-    max_chars_with_media: int | None = None
-    """A lower text limit that applies when media is attached (Telegram captions), or None."""
-    max_utf8_bytes: int | None = None
-    """A second text limit in UTF-8 bytes that applies as well as `max_chars` (Bluesky), or None."""
-    max_links: int | None = None
-    """The most distinct links the text may contain (Threads), or None for no limit."""
-
+from kairos_common.platforms import CATALOGUE, Counting, Platform, PlatformLimits
 
 # Code points that X weighs 1 (twitter-text config v3, PLATFORMS.md §1): Basic Latin to Georgian,
 # then spaces, hyphens and quotes from General Punctuation. Every other code point weighs 2.
@@ -82,140 +34,6 @@ _X_EMOJI_WEIGHT = 2
 _X_HEAVY_WEIGHT = 2
 # X and Mastodon both replace every URL by a 23-character link whatever its length (§1, §2).
 URL_WEIGHT = 23
-
-_CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
-
-LIMITS: Mapping[Platform, PlatformLimits] = MappingProxyType(
-    {
-        # §1: 280 weighted; 1-4 images per post.
-        Platform.X: PlatformLimits(
-            name="X",
-            counting=Counting.X_WEIGHTED,
-            max_chars=280,
-            unit="weighted characters",
-            counting_note="URLs count 23, most non-Latin characters and emoji 2",
-            max_media=4,
-        ),
-        # §2: 500 is the default `max_characters`; an instance may configure another, as it may
-        # `max_media_attachments` ("commonly 4"). Pass adjusted limits to `validate_content` when
-        # the instance's configuration is known.
-        Platform.MASTODON: PlatformLimits(
-            name="Mastodon",
-            counting=Counting.MASTODON,
-            max_chars=500,
-            unit="characters",
-            counting_note=(
-                "grapheme clusters; URLs count 23 and @user@domain counts as @user; "
-                "500 is the default, an instance may allow more"
-            ),
-            max_media=4,
-        ),
-        # §3: 300 graphemes and 3,000 UTF-8 bytes; at most 4 images. URLs count in full.
-        Platform.BLUESKY: PlatformLimits(
-            name="Bluesky",
-            counting=Counting.GRAPHEMES,
-            max_chars=300,
-            unit="graphemes",
-            counting_note="URLs count in full",
-            max_media=4,
-            max_utf8_bytes=3000,
-        ),
-        # §4: ~3,000 characters (widely cited, not in the official page; unit undocumented);
-        # multiImage takes 2-20 images.
-        Platform.LINKEDIN: PlatformLimits(
-            name="LinkedIn",
-            counting=Counting.CODE_POINTS,
-            max_chars=3000,
-            unit="characters",
-            counting_note=_CODE_POINTS_NOTE.format(name="LinkedIn"),
-            max_media=20,
-        ),
-        # §5: 63,206 characters (third-party figure; unit undocumented). PLATFORMS.md gives no
-        # count for `attached_media`: 10 is Kairos's own cap, in line with the other carousels.
-        Platform.FACEBOOK: PlatformLimits(
-            name="Facebook",
-            counting=Counting.CODE_POINTS,
-            max_chars=63206,
-            unit="characters",
-            counting_note=_CODE_POINTS_NOTE.format(name="Facebook"),
-            max_media=10,
-        ),
-        # §6: caption 2,200 characters (unit undocumented); text-only posts are not supported;
-        # a carousel holds up to 10 items.
-        Platform.INSTAGRAM: PlatformLimits(
-            name="Instagram",
-            counting=Counting.CODE_POINTS,
-            max_chars=2200,
-            unit="characters",
-            counting_note=_CODE_POINTS_NOTE.format(name="Instagram"),
-            max_media=10,
-            media_required=True,
-        ),
-        # §7: 500 characters, emoji counted as their UTF-8 bytes; a carousel has up to 20
-        # children. The 5-link cap is from the official Threads docs (text attachments page):
-        # since 2025-12-22 a post with more than 5 distinct links fails at container creation.
-        Platform.THREADS: PlatformLimits(
-            name="Threads",
-            counting=Counting.THREADS,
-            max_chars=500,
-            unit="characters",
-            counting_note="emoji count as their UTF-8 bytes, e.g. 4 for 😀",
-            max_media=20,
-            max_links=5,
-        ),
-        # §8: text 4,096, caption 1,024; entity offsets are UTF-16 code units, so that is the
-        # unit counted here (it is never less than the code point count, so it cannot let an
-        # over-long text through). The limit applies after entity parsing: counting the raw
-        # text can only over-count markup. sendMediaGroup takes 2-10 items.
-        Platform.TELEGRAM: PlatformLimits(
-            name="Telegram",
-            counting=Counting.UTF16_CODE_UNITS,
-            max_chars=4096,
-            unit="UTF-16 code units",
-            counting_note="emoji and other characters beyond U+FFFF count 2",
-            max_media=10,
-            max_chars_with_media=1024,
-        ),
-        # §9: `content` 2,000 characters (unit unspecified); images go in embeds, up to 10.
-        Platform.DISCORD: PlatformLimits(
-            name="Discord",
-            counting=Counting.CODE_POINTS,
-            max_chars=2000,
-            unit="characters",
-            counting_note=_CODE_POINTS_NOTE.format(name="Discord"),
-            max_media=10,
-        ),
-        # §10: `text` beyond 40,000 characters is truncated, which Kairos treats as a limit
-        # rather than publish a cut post. A message holds at most 50 blocks and each image is
-        # one block: one block is kept back for the text section.
-        Platform.SLACK: PlatformLimits(
-            name="Slack",
-            counting=Counting.CODE_POINTS,
-            max_chars=40000,
-            unit="characters",
-            counting_note=_CODE_POINTS_NOTE.format(name="Slack"),
-            max_media=49,
-        ),
-        # Kairos's own targets: no platform imposes a limit, so these only stop absurd payloads.
-        Platform.WEBHOOK: PlatformLimits(
-            name="Webhook",
-            counting=Counting.CODE_POINTS,
-            max_chars=100_000,
-            unit="characters",
-            counting_note="Unicode code points",
-            max_media=100,
-        ),
-        Platform.SANDBOX: PlatformLimits(
-            name="Sandbox",
-            counting=Counting.CODE_POINTS,
-            max_chars=100_000,
-            unit="characters",
-            counting_note="Unicode code points",
-            max_media=100,
-        ),
-    }
-)
-"""Every platform's limits. Tests check that no `Platform` is missing."""
 
 MAX_MEDIA_URL_LENGTH = 2048
 """Longest media URL accepted: the common practical URL limit, and plenty for signed CDN links."""
@@ -382,12 +200,12 @@ _MASTODON_URL_PLACEHOLDER = "x" * URL_WEIGHT
 
 
 def count_characters(platform: Platform, text: str) -> int:
-    """The length of `text` as `platform` counts it against `LIMITS[platform].max_chars`.
+    """The length of `text` as `platform` counts it against its catalogue `max_chars`.
 
     Bluesky's second limit, in UTF-8 bytes, is not part of this count; `validate_content`
     checks it separately.
     """
-    return _count(LIMITS[platform].counting, text)
+    return _count(CATALOGUE[platform].limits.counting, text)
 
 
 def _count(counting: Counting, text: str) -> int:
@@ -499,33 +317,34 @@ def validate_content(
     `content_field` and `media_field` name the fields as the client sent them, for example
     `targets[2].content_override` when a target overrides the text; each media URL is reported
     as `media_field[i]`. `allow_http_media` accepts http media URLs, for development only.
-    `limits` replaces `LIMITS[platform]` when the account's real limits are known (a Mastodon
-    instance's own `max_characters`, say). Never raises.
+    `limits` replaces the platform's catalogue limits when the account's real limits are known
+    (a Mastodon instance's own `max_characters`, say). Never raises.
     """
-    rules = limits if limits is not None else LIMITS[platform]
+    name = CATALOGUE[platform].name
+    rules = limits if limits is not None else CATALOGUE[platform].limits
     violations: list[FieldViolation] = []
     has_media = len(media_urls) > 0
 
     # Whitespace counts as no text: every platform refuses a post that shows nothing.
     if not text.strip() and not has_media and not rules.media_required:
         violations.append(
-            FieldViolation(content_field, f"{rules.name} needs text when no media is attached")
+            FieldViolation(content_field, f"{name} needs text when no media is attached")
         )
     if text:
-        violations.extend(_text_violations(rules, text, has_media, content_field))
+        violations.extend(_text_violations(name, rules, text, has_media, content_field))
 
     if rules.media_required and not has_media:
         violations.append(
             FieldViolation(
                 media_field,
-                f"{rules.name} needs at least one image or video: it cannot publish text alone",
+                f"{name} needs at least one image or video: it cannot publish text alone",
             )
         )
     if len(media_urls) > rules.max_media:
         violations.append(
             FieldViolation(
                 media_field,
-                f"{rules.name} accepts at most {rules.max_media} media items in a post; "
+                f"{name} accepts at most {rules.max_media} media items in a post; "
                 f"{len(media_urls)} given",
             )
         )
@@ -537,7 +356,7 @@ def validate_content(
 
 
 def _text_violations(
-    rules: PlatformLimits, text: str, has_media: bool, field: str
+    name: str, rules: PlatformLimits, text: str, has_media: bool, field: str
 ) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     count = _count(rules.counting, text)
@@ -546,7 +365,7 @@ def _text_violations(
             violations.append(
                 FieldViolation(
                     field,
-                    f"{rules.name} counts {count:,} of {rules.max_chars_with_media:,} "
+                    f"{name} counts {count:,} of {rules.max_chars_with_media:,} "
                     f"{rules.unit} allowed in a caption, the text sent with media "
                     f"({rules.counting_note})",
                 )
@@ -555,7 +374,7 @@ def _text_violations(
         violations.append(
             FieldViolation(
                 field,
-                f"{rules.name} counts {count:,} of {rules.max_chars:,} {rules.unit} "
+                f"{name} counts {count:,} of {rules.max_chars:,} {rules.unit} "
                 f"({rules.counting_note})",
             )
         )
@@ -565,7 +384,7 @@ def _text_violations(
             violations.append(
                 FieldViolation(
                     field,
-                    f"{rules.name} counts {size:,} of {rules.max_utf8_bytes:,} UTF-8 bytes "
+                    f"{name} counts {size:,} of {rules.max_utf8_bytes:,} UTF-8 bytes "
                     f"(a limit besides the {rules.max_chars:,} {rules.unit}; "
                     "an emoji takes 4 bytes or more)",
                 )
@@ -576,7 +395,7 @@ def _text_violations(
             violations.append(
                 FieldViolation(
                     field,
-                    f"{rules.name} accepts at most {rules.max_links} distinct links in a post; "
+                    f"{name} accepts at most {rules.max_links} distinct links in a post; "
                     f"this text has {len(links)}",
                 )
             )

@@ -34,7 +34,7 @@ from kairos_api.service_layer.settle import settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import Platform
+from kairos_common.platforms import CATALOGUE, Platform
 
 if TYPE_CHECKING:
     from kairos_api.service_layer.application import Application
@@ -49,18 +49,6 @@ MAX_CREDENTIALS_BYTES: Final = 64 * 1024
 
 CREDENTIALS_VERSION: Final = 1
 """Layout version written inside the encrypted JSON, so a later layout can be told apart."""
-
-#: Platforms whose `instance_url` is the API base the publisher calls; https unless allowed.
-INSTANCE_URL_PLATFORMS: Final = frozenset({Platform.MASTODON, Platform.BLUESKY})
-#: Platforms whose `page_id` names the page or user published as.
-PAGE_ID_PLATFORMS: Final = frozenset(
-    {Platform.FACEBOOK, Platform.INSTAGRAM, Platform.THREADS, Platform.LINKEDIN}
-)
-#: Platforms whose `chat_id` names the chat or channel posted to.
-CHAT_ID_PLATFORMS: Final = frozenset({Platform.TELEGRAM, Platform.SLACK})
-#: Platforms that publish without an access token: a webhook is authenticated by its URL (and
-#: optional signing secret); the sandbox is a local fake that accepts any token.
-TOKENLESS_PLATFORMS: Final = frozenset({Platform.WEBHOOK, Platform.SANDBOX})
 
 LINKEDIN_AUTHOR_PREFIXES: Final = ("urn:li:person:", "urn:li:organization:")
 #: The path of a Discord webhook's execute URL (an optional API version before it).
@@ -489,9 +477,14 @@ def _credential_violations(
     app: Application, platform: Platform, credentials: Credentials
 ) -> list[FieldViolation]:
     """What the platform needs and the credentials lack. Descriptions never echo a value: a
-    webhook URL or a token is a secret."""
+    webhook URL or a token is a secret.
+
+    Which fields a platform needs, and what each means there, is its catalogue row; the shapes
+    only one platform uses (a LinkedIn URN, a Telegram chat, a Discord or webhook URL) are
+    checked below by platform."""
     found: list[FieldViolation] = []
     name = platform.value
+    info = CATALOGUE[platform]
 
     def need(field_name: str, value: str, what: str) -> bool:
         if value.strip():
@@ -501,37 +494,23 @@ def _credential_violations(
         )
         return False
 
-    if platform not in TOKENLESS_PLATFORMS:
+    if info.needs_access_token:
         need("access_token", credentials.access_token, "the token Kairos publishes with")
 
     # Instance URLs of real platforms must be https: the token travels to them. Development and
     # tests point them at local fakes over http, which KAIROS_ALLOW_HTTP_MEDIA (the same switch
-    # that admits http media URLs) allows.
+    # that admits http media URLs) allows. Kairos's own targets (the sandbox) may always be http.
     allow_http_instance_urls = app.settings.allow_http_media
-    if platform in INSTANCE_URL_PLATFORMS:
-        what = "the instance's base URL" if platform == Platform.MASTODON else "the PDS base URL"
-        if need("instance_url", credentials.instance_url, what):
-            problem = _url_problem(
-                credentials.instance_url, allow_http=allow_http_instance_urls, base=True
-            )
-            if problem:
-                found.append(FieldViolation("credentials.instance_url", problem))
-    if platform == Platform.SANDBOX and need(
-        "instance_url", credentials.instance_url, "the sandbox endpoint URL"
-    ):
-        problem = _url_problem(credentials.instance_url, allow_http=True, base=True)
+    if info.instance_url and need("instance_url", credentials.instance_url, info.instance_url):
+        problem = _url_problem(
+            credentials.instance_url, allow_http=allow_http_instance_urls or info.own, base=True
+        )
         if problem:
             found.append(FieldViolation("credentials.instance_url", problem))
 
-    if platform in PAGE_ID_PLATFORMS:
-        what = {
-            Platform.FACEBOOK: "the Facebook page id",
-            Platform.INSTAGRAM: "the Instagram professional account id",
-            Platform.THREADS: "the Threads user id",
-            Platform.LINKEDIN: "the author URN, urn:li:person:<id> or urn:li:organization:<id>",
-        }[platform]
+    if info.page_id:
         page_id = credentials.page_id.strip()
-        if need("page_id", page_id, what) and platform == Platform.LINKEDIN:
+        if need("page_id", page_id, info.page_id) and platform == Platform.LINKEDIN:
             prefix = next((p for p in LINKEDIN_AUTHOR_PREFIXES if page_id.startswith(p)), None)
             if prefix is None or len(page_id) == len(prefix):
                 found.append(
@@ -542,11 +521,10 @@ def _credential_violations(
                     )
                 )
 
-    if platform in CHAT_ID_PLATFORMS:
-        what = "the chat id or @channel" if platform == Platform.TELEGRAM else "the channel id"
+    if info.chat_id:
         chat_id = credentials.chat_id.strip()
         if (
-            need("chat_id", chat_id, what)
+            need("chat_id", chat_id, info.chat_id)
             and platform == Platform.TELEGRAM
             and not TELEGRAM_CHAT.match(chat_id)
         ):

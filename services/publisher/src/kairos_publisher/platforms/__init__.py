@@ -2,7 +2,8 @@
 
 Adding a platform means adding one module here, named after the platform
 (`kairos_publisher/platforms/<platform>.py`) with a `create(context) -> PlatformClient`
-function, and its fake under `tools/fakes`; `registry()` finds the module by name.
+function, besides its row in the platform catalogue (`kairos_common.platforms`) and its fake
+under `tools/fakes`; `registry()` finds the module by name.
 """
 
 from __future__ import annotations

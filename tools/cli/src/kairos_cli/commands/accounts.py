@@ -25,6 +25,7 @@ from kairos_cli.runtime import (
 )
 from kairos_cli.when import WhenError, parse_instant
 from kairos_client import KairosClient
+from kairos_common.platforms import Platform
 
 app = typer.Typer(help="Connect, list, update, pause, resume and disconnect accounts.")
 
@@ -120,7 +121,7 @@ def _credentials(
 def connect(
     ctx: typer.Context,
     platform: Annotated[
-        names.PlatformName,
+        Platform,
         typer.Argument(metavar="PLATFORM", case_sensitive=False, help="The platform."),
     ],
     handle: Annotated[
@@ -195,7 +196,7 @@ def update_credentials(
 def list_accounts(
     ctx: typer.Context,
     platform: Annotated[
-        names.PlatformName | None,
+        Platform | None,
         typer.Option("--platform", case_sensitive=False, help="Only this platform."),
     ] = None,
     status: Annotated[

@@ -26,6 +26,7 @@ from kairos_cli.runtime import (
 )
 from kairos_cli.when import FORMATS, When, WhenError, parse_when, show
 from kairos_client import KairosClient, KairosError
+from kairos_common.platforms import Platform
 
 app = typer.Typer(help="Create, schedule, edit, inspect, list and publish posts.")
 
@@ -451,7 +452,7 @@ def list_posts(
         typer.Option("--status", case_sensitive=False, help="Only these statuses (repeatable)."),
     ] = None,
     platform: Annotated[
-        list[names.PlatformName] | None,
+        list[Platform] | None,
         typer.Option("--platform", case_sensitive=False, help="Only these platforms (repeatable)."),
     ] = None,
     account: Annotated[
