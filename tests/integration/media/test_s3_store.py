@@ -14,6 +14,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
+from kairos_common.errors import InvalidArgument
 from kairos_media import (
     InvalidKey,
     InvalidRange,
@@ -130,6 +131,30 @@ async def test_a_failed_upload_leaves_no_object_and_no_pending_parts(
     assert list(uploads.iter(f"{_S3}Upload")) == []
 
 
+async def test_a_cancelled_upload_leaves_no_object_and_no_pending_parts(
+    s3_server: S3Server, bucket: str, store: S3MediaStore
+) -> None:
+    first_part_sent = asyncio.Event()
+
+    async def stalled_client() -> AsyncIterator[bytes]:
+        for _ in range(9):  # one part and a bit: the multipart upload has begun
+            yield bytes(MIB)
+        first_part_sent.set()
+        await asyncio.sleep(60)
+        yield b"never"
+
+    upload = asyncio.create_task(store.put("t/stalled.mp4", stalled_client()))
+    await first_part_sent.wait()
+    assert list((await _bucket(s3_server, bucket, "?uploads")).iter(f"{_S3}Upload")) != []
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+
+    with pytest.raises(MediaNotFound):
+        await store.stat("t/stalled.mp4")
+    assert list((await _bucket(s3_server, bucket, "?uploads")).iter(f"{_S3}Upload")) == []
+
+
 async def test_delete_removes_the_object(store: S3MediaStore) -> None:
     await store.put("t/gone.png", stream_of(seed=16, count=1, size=1000))
 
@@ -152,6 +177,8 @@ async def test_a_presigned_url_serves_the_object_over_plain_http(store: S3MediaS
         response = await client.get(url)
     assert response.status_code == 200
     assert hashlib.sha256(response.content).hexdigest() == stored.sha256
+    with pytest.raises(InvalidArgument, match="expires_in"):
+        await store.presigned_url("t/clip.mp4", expires_in=timedelta(days=8))
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ class FileStore:
             raise MediaNotFound(key) from None
         try:
             size = os.fstat(file.fileno()).st_size
-            if start and start >= size:
+            if (start or end is not None) and start >= size:
                 raise InvalidRange(f"start {start} is not within the object's {size} bytes")
             stop = size if end is None else min(end, size)
             file.seek(start)

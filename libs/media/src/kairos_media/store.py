@@ -122,7 +122,8 @@ class MediaStore(Protocol):
         """A URL that anyone may GET the object from until `expires_in` has passed, for platforms
         that pull media by URL; None when the backend has no such URLs (the filesystem).
 
-        The URL is signed without asking the store, so it is made for a missing object too.
+        `expires_in` runs from 1 second to 7 days (SigV4's limit). The URL is signed without
+        asking the store, so it is made for a missing object too.
         """
         ...
 
@@ -181,12 +182,6 @@ class Digest:
         if self._max_size is not None and self.size > self._max_size:
             raise MediaTooLarge(self._max_size)
         self._sha256.update(chunk)
-
-    async def through(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """`chunks`, unchanged, each one accounted for before it is passed on."""
-        async for chunk in chunks:
-            self.add(chunk)
-            yield chunk
 
     def stored(self, key: str) -> StoredObject:
         """The result of a put that has stored everything that went through."""
