@@ -81,7 +81,8 @@ class S3Location:
     endpoint_url: str | None = None
     #: The region the bucket is in (any value for most S3-compatible stores).
     region: str = "us-east-1"
-    #: Static credentials; None to let boto3 find them (instance profile, web identity ...).
+    #: Static credentials; None to let boto3 find them when the store is built (instance profile,
+    #: web identity ...).
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -112,8 +113,9 @@ class S3MediaStore:
             connect_timeout=10,
             read_timeout=60,
         )
-        # Its own session, since sessions are not thread-safe; the client is, and connects to
-        # nothing until the first call.
+        # Its own session, since sessions are not thread-safe; the client is. With static
+        # credentials, building it makes no request; without them boto3 looks them up here, as
+        # AWS SDKs do (environment, config files, then container or instance metadata).
         self._client: S3Client = boto3.session.Session().client(
             "s3",
             endpoint_url=location.endpoint_url,
