@@ -87,12 +87,16 @@ async def test_a_video_is_stored_probed_listed_and_deleted(
     key = storage_key(uuid.UUID(media.id))
     assert key in stored_objects(own_api)
     stub = media_stub(tenant)
-    got = await stub.GetMedia(media_pb2.GetMediaRequest(media_id=media.id), metadata=tenant.metadata)
+    got = await stub.GetMedia(
+        media_pb2.GetMediaRequest(media_id=media.id), metadata=tenant.metadata
+    )
     assert got.media == media
     listed = await stub.ListMedia(media_pb2.ListMediaRequest(), metadata=tenant.metadata)
     assert [m.id for m in listed.media] == [media.id]
 
-    await stub.DeleteMedia(media_pb2.DeleteMediaRequest(media_id=media.id), metadata=tenant.metadata)
+    await stub.DeleteMedia(
+        media_pb2.DeleteMediaRequest(media_id=media.id), metadata=tenant.metadata
+    )
 
     assert key not in stored_objects(own_api)
     with pytest.raises(grpc.aio.AioRpcError) as gone:
@@ -101,7 +105,9 @@ async def test_a_video_is_stored_probed_listed_and_deleted(
     listed = await stub.ListMedia(media_pb2.ListMediaRequest(), metadata=tenant.metadata)
     assert list(listed.media) == []
     # Deleting again is no error.
-    await stub.DeleteMedia(media_pb2.DeleteMediaRequest(media_id=media.id), metadata=tenant.metadata)
+    await stub.DeleteMedia(
+        media_pb2.DeleteMediaRequest(media_id=media.id), metadata=tenant.metadata
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,7 +115,7 @@ async def test_a_video_is_stored_probed_listed_and_deleted(
     [
         ("image2", "png", "rgb24", media_pb2.MEDIA_KIND_IMAGE, "image/png"),
         ("image2", "mjpeg", "yuvj420p", media_pb2.MEDIA_KIND_IMAGE, "image/jpeg"),
-        ("gif", "gif", "pal8", media_pb2.MEDIA_KIND_GIF, "image/gif"),
+        ("gif", "gif", "rgb8", media_pb2.MEDIA_KIND_GIF, "image/gif"),
     ],
 )
 async def test_images_and_gifs_are_told_from_their_bytes(
@@ -225,11 +231,9 @@ async def test_media_belongs_to_its_tenant(
     assert got.media.id == mine.id
 
 
-async def test_listing_pages_newest_first_and_filters_by_kind(
-    tenant: Client, files: Path
-) -> None:
+async def test_listing_pages_newest_first_and_filters_by_kind(tenant: Client, files: Path) -> None:
     png = write_image(files / "page.png", container="image2", codec="png", pixel_format="rgb24")
-    gif = write_image(files / "page.gif", container="gif", codec="gif", pixel_format="pal8")
+    gif = write_image(files / "page.gif", container="gif", codec="gif", pixel_format="rgb8")
     uploaded = [
         await upload(tenant, f"{n}", (png if n % 2 else gif).read_bytes()) for n in range(5)
     ]
@@ -249,10 +253,21 @@ async def test_listing_pages_newest_first_and_filters_by_kind(
     gifs = await stub.ListMedia(
         media_pb2.ListMediaRequest(kind=media_pb2.MEDIA_KIND_GIF), metadata=tenant.metadata
     )
-    assert [m.id for m in gifs.media] == [m.id for m in reversed(uploaded) if int(m.file_name) % 2 == 0]
+    even = [m.id for m in reversed(uploaded) if int(m.file_name) % 2 == 0]
+    assert [m.id for m in gifs.media] == even
     with pytest.raises(grpc.aio.AioRpcError) as foreign:
         await stub.ListMedia(
             media_pb2.ListMediaRequest(kind=media_pb2.MEDIA_KIND_GIF, page_token=token or "x"),
             metadata=tenant.metadata,
         )
     assert [field for field, _ in violations_of(foreign.value)] == ["page_token"]
+
+
+async def test_an_upload_without_a_key_stores_nothing(own_api: RunningApi, tenant: Client) -> None:
+    before = stored_objects(own_api)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await media_stub(tenant).UploadMedia(messages("a.png", b"\x89PNG\r\n\x1a\n" * 1000))
+
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert stored_objects(own_api) == before

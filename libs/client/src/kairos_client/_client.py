@@ -408,16 +408,19 @@ class KairosClient:
         (default: the path's last part). Sent once: an upload the api stored but whose answer
         was lost would be stored again by a retry."""
         source = Path(path)
-        size = source.stat().st_size
+        size = (await asyncio.to_thread(source.stat)).st_size
 
         async def requests() -> AsyncIterator[media_pb2.UploadMediaRequest]:
             name = source.name if file_name is None else file_name
             yield media_pb2.UploadMediaRequest(
                 upload=media_pb2.MediaUpload(file_name=name, size=size)
             )
-            with source.open("rb") as file:
+            file = await asyncio.to_thread(source.open, "rb")
+            try:
                 while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_SIZE):
                     yield media_pb2.UploadMediaRequest(chunk=chunk)
+            finally:
+                file.close()
 
         try:
             reply: media_pb2.UploadMediaResponse = await self.media_stub.UploadMedia(

@@ -257,7 +257,7 @@ def account_detail(account: posts_pb2.Account, zone: ZoneInfo) -> Table:
 # --- media ------------------------------------------------------------------------------------
 
 
-def media_kind_label(kind: int) -> str:
+def media_kind_label(kind: media_pb2.MediaKind.ValueType) -> str:
     name = media_pb2.MediaKind.Name(kind) if kind in media_pb2.MediaKind.values() else ""
     return name.removeprefix("MEDIA_KIND_").lower() or "?"
 
@@ -266,11 +266,11 @@ def byte_size(size: int) -> str:
     """1,234 B, 5.1 MiB: what a person reads at a glance."""
     if size < 1024:
         return f"{size:,} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
         if value < 1024:
             break
+        value, unit = value / 1024, larger
     return f"{value:.1f} {unit}"
 
 

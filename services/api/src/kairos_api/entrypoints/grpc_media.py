@@ -2,7 +2,7 @@
 
 UploadMedia reads a stream: the `upload` message first, then the file's bytes as `chunk`
 messages, handed on one by one as they arrive so that no file is held whole in memory. The
-tenant is authenticated before any byte is read.
+tenant is authenticated before any of the file's bytes is read.
 """
 
 from __future__ import annotations
@@ -69,11 +69,13 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self.app = app
         self.auth = auth
 
-    async def UploadMedia(  # type: ignore[override]  # the stubs type the stream as an iterator
+    async def UploadMedia(
         self, request_iterator: AsyncIterator[media_pb2.UploadMediaRequest], context: Context
     ) -> media_pb2.UploadMediaResponse:
-        tenant = await self.auth.tenant(context)
+        # The first message is read (decoded) before the key is checked, as a unary request
+        # is: a request that is no protobuf is INVALID_ARGUMENT whoever sends it.
         first = await anext(request_iterator, None)
+        tenant = await self.auth.tenant(context)
         if first is None or first.WhichOneof("part") != "upload":
             raise errors.InvalidArgument.of(
                 "upload", "is required, as the first message (the file's name and size)"

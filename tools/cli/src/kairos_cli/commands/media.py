@@ -62,7 +62,11 @@ def list_media(
         fail(EXIT_USAGE, f"--kind takes one of {', '.join(KINDS)}, got {kind!r}")
     opts = options(ctx)
     request = media_pb2.ListMediaRequest(
-        kind=media_pb2.MediaKind.Value(f"MEDIA_KIND_{kind.upper()}") if kind else 0,
+        kind=(
+            media_pb2.MediaKind.Value(f"MEDIA_KIND_{kind.upper()}")
+            if kind
+            else media_pb2.MEDIA_KIND_UNSPECIFIED
+        ),
         page_size=limit,
     )
     found = call_api(ctx, lambda client: client.list_media(request))

@@ -70,7 +70,9 @@ class Media(_message.Message):
     BIT_RATE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Names the file in GetMedia and DeleteMedia (a UUID)."""
     kind: Global___MediaKind.ValueType
+    """Image, GIF or video."""
     content_type: _builtins.str
     """The MIME type of the sniffed container, e.g. "video/mp4", "image/png"."""
     file_name: _builtins.str
@@ -82,9 +84,11 @@ class Media(_message.Message):
     width: _builtins.int
     """Pixels as displayed (a video's rotation applied)."""
     height: _builtins.int
+    """Pixels as displayed, like width."""
     video_codec: _builtins.str
     """Videos: codec names as FFmpeg gives them, e.g. "h264", "aac"; "" where there is none."""
     audio_codec: _builtins.str
+    """Videos: the audio codec, "" for a silent video."""
     frame_rate: _builtins.float
     """Videos: frames per second; 0 where unknown."""
     bit_rate: _builtins.int
@@ -94,7 +98,9 @@ class Media(_message.Message):
         """Videos: how long it plays."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the upload was stored."""
+
     def __init__(
         self,
         *,
@@ -151,12 +157,14 @@ Global___MediaUpload: _TypeAlias = MediaUpload  # noqa: Y015
 
 @_typing.final
 class UploadMediaRequest(_message.Message):
+    """One message of an upload's stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     UPLOAD_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
-    """Then the file's bytes in order, in chunks of at most 1 MiB."""
+    """Then the file's bytes in order, in chunks (1 MiB suits; gRPC refuses messages over 4 MiB)."""
     @_builtins.property
     def upload(self) -> Global___MediaUpload:
         """First, and only first."""
@@ -179,11 +187,15 @@ Global___UploadMediaRequest: _TypeAlias = UploadMediaRequest  # noqa: Y015
 
 @_typing.final
 class UploadMediaResponse(_message.Message):
+    """The file as stored and probed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEDIA_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def media(self) -> Global___Media: ...
+    def media(self) -> Global___Media:
+        """Its id names it in the other calls."""
+
     def __init__(
         self,
         *,
@@ -199,10 +211,13 @@ Global___UploadMediaResponse: _TypeAlias = UploadMediaResponse  # noqa: Y015
 
 @_typing.final
 class GetMediaRequest(_message.Message):
+    """Which file to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEDIA_ID_FIELD_NUMBER: _builtins.int
     media_id: _builtins.str
+    """The file's id."""
     def __init__(
         self,
         *,
@@ -218,11 +233,15 @@ Global___GetMediaRequest: _TypeAlias = GetMediaRequest  # noqa: Y015
 
 @_typing.final
 class GetMediaResponse(_message.Message):
+    """One media file."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEDIA_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def media(self) -> Global___Media: ...
+    def media(self) -> Global___Media:
+        """The file; NOT_FOUND instead for another tenant's or a deleted one."""
+
     def __init__(
         self,
         *,
@@ -238,6 +257,8 @@ Global___GetMediaResponse: _TypeAlias = GetMediaResponse  # noqa: Y015
 
 @_typing.final
 class ListMediaRequest(_message.Message):
+    """Which files to list, and where the page starts."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
@@ -248,6 +269,7 @@ class ListMediaRequest(_message.Message):
     page_size: _builtins.int
     """1 to 200; 0 means 50."""
     page_token: _builtins.str
+    """A next_page_token from the same listing (same kind); empty for the first page."""
     def __init__(
         self,
         *,
@@ -265,6 +287,8 @@ Global___ListMediaRequest: _TypeAlias = ListMediaRequest  # noqa: Y015
 
 @_typing.final
 class ListMediaResponse(_message.Message):
+    """One page of the tenant's media."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEDIA_FIELD_NUMBER: _builtins.int
@@ -291,10 +315,13 @@ Global___ListMediaResponse: _TypeAlias = ListMediaResponse  # noqa: Y015
 
 @_typing.final
 class DeleteMediaRequest(_message.Message):
+    """Which file to delete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MEDIA_ID_FIELD_NUMBER: _builtins.int
     media_id: _builtins.str
+    """The file's id."""
     def __init__(
         self,
         *,
@@ -310,6 +337,8 @@ Global___DeleteMediaRequest: _TypeAlias = DeleteMediaRequest  # noqa: Y015
 
 @_typing.final
 class DeleteMediaResponse(_message.Message):
+    """The file and its stored bytes are gone."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(

@@ -1,4 +1,5 @@
-"""ListPosts (and ListMedia) page tokens: a keyset cursor in a fixed-size record, checked before it is used."""
+"""ListPosts (and ListMedia) page tokens: a keyset cursor in a fixed-size record, checked before
+it is used."""
 
 from __future__ import annotations
 
