@@ -263,9 +263,9 @@ def service_env(
     """The environment every child gets.
 
     Precedence, lowest first: development defaults, the caller's environment, `dev.env`, then
-    what kairos-dev decides (development mode, addresses, database, NATS, media store), so a shell that
-    exported another system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point these
-    services elsewhere.
+    what kairos-dev decides (development mode, addresses, database, NATS, media store), so a
+    shell that exported another system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point
+    these services elsewhere.
     """
     environ = os.environ if environ is None else environ
     return {
