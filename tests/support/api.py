@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 
@@ -23,10 +27,16 @@ TEST_SECRET = "test-secret-key-with-more-than-32-characters"
 SERVICE_TOKEN = "test-service-token-0123456789"
 
 
+#: The media stores of this test run's apis, each in a folder of its own here.
+_MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="kairos-test-media-"))
+atexit.register(shutil.rmtree, _MEDIA_ROOT, ignore_errors=True)
+
+
 def api_settings(database_url: str, **environ: str) -> ApiSettings:
     settings = ApiSettings.from_env(
         {
             "KAIROS_ENV": "development",
+            "KAIROS_MEDIA_STORE": str(_MEDIA_ROOT / uuid.uuid4().hex),
             "KAIROS_DATABASE_URL": database_url,
             "KAIROS_SECRET_KEY": TEST_SECRET,
             "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,

@@ -163,10 +163,11 @@ def style_problems(files: list[File]) -> list[str]:
 
 def test_the_contracts_follow_the_style(tmp_path: Path) -> None:
     files = describe(PROTOS, tmp_path)
-    assert sorted(f.package for f in files) == [
-        "kairos.dispatch.v1",
-        "kairos.events.v1",
-        "kairos.posts.v1",
+    assert sorted(f.name for f in files) == [
+        "kairos/dispatch/v1/dispatch.proto",
+        "kairos/events/v1/events.proto",
+        "kairos/posts/v1/media.proto",
+        "kairos/posts/v1/posts.proto",
     ]
     # The walk reaches every kind of element, so an empty answer means something.
     kinds = Counter(element.kind for file in files for element in elements(file))

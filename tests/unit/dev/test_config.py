@@ -64,6 +64,7 @@ def test_kairos_dev_decides_addresses_database_and_nats_whatever_the_shell_expor
         "KAIROS_LOG_LEVEL": "debug",
         "KAIROS_MIGRATE_ON_START": "false",
         "KAIROS_ENV": "production",
+        "KAIROS_MEDIA_STORE": "s3://someone-elses-bucket",
         "PATH": "/bin",
     }
     env = service_env(options, {"KAIROS_SECRET_KEY": "from-dev-env"}, shell)
@@ -77,6 +78,7 @@ def test_kairos_dev_decides_addresses_database_and_nats_whatever_the_shell_expor
     assert env["KAIROS_NATS_URL"] == "nats://127.0.0.1:1"
     assert env["KAIROS_API_ADDR"] == env["KAIROS_API_TARGET"] == "127.0.0.1:2"
     assert env["KAIROS_SCHEDULER_ADDR"] == "127.0.0.1:3"
+    assert env["KAIROS_MEDIA_STORE"] == "/data/media"  # the api's uploads, the publisher's reads
 
 
 def test_children_start_with_nats_and_the_sandbox_and_end_with_the_workers(tmp_path: Path) -> None:

@@ -23,13 +23,14 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos.posts.v1 import media_pb2, media_pb2_grpc, posts_pb2, posts_pb2_grpc
 from kairos_client._errors import KairosError
 
 #: Channel options used unless the caller passes its own. The reconnect backoff is shortened
@@ -44,6 +45,9 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
 )
+
+#: Bytes per message of an upload: the api takes chunks of at most 1 MiB.
+UPLOAD_CHUNK_SIZE = 1 << 20
 
 RequestT = TypeVar("RequestT", bound=Message)
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -92,6 +96,7 @@ class KairosClient:
         self._channel: grpc.aio.Channel | None = None
         self._posts: posts_pb2_grpc.PostsServiceAsyncStub | None = None
         self._accounts: posts_pb2_grpc.AccountsServiceAsyncStub | None = None
+        self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -105,6 +110,7 @@ class KairosClient:
         self._channel = channel
         self._posts = posts_pb2_grpc.PostsServiceStub(channel)
         self._accounts = posts_pb2_grpc.AccountsServiceStub(channel)
+        self._media = media_pb2_grpc.MediaServiceStub(channel)
         return self
 
     async def __aexit__(
@@ -132,6 +138,12 @@ class KairosClient:
         if self._accounts is None or self._channel is None:
             raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
         return self._accounts
+
+    @property
+    def media_stub(self) -> media_pb2_grpc.MediaServiceAsyncStub:
+        if self._media is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._media
 
     # --- the call ---------------------------------------------------------------------------
 
@@ -382,3 +394,58 @@ class KairosClient:
         request = posts_pb2.DisconnectAccountRequest(account_id=account_id)
         reply = await self.call(self.accounts_stub.DisconnectAccount, request, timeout=timeout)
         return reply.account
+
+    # --- MediaService -----------------------------------------------------------------------
+
+    async def upload_media(
+        self,
+        path: str | Path,
+        *,
+        file_name: str | None = None,
+        timeout: float | None = None,
+    ) -> media_pb2.Media:
+        """Upload the file at `path` (streamed in chunks, never read whole), under `file_name`
+        (default: the path's last part). Sent once: an upload the api stored but whose answer
+        was lost would be stored again by a retry."""
+        source = Path(path)
+        size = (await asyncio.to_thread(source.stat)).st_size
+
+        async def requests() -> AsyncIterator[media_pb2.UploadMediaRequest]:
+            name = source.name if file_name is None else file_name
+            yield media_pb2.UploadMediaRequest(
+                upload=media_pb2.MediaUpload(file_name=name, size=size)
+            )
+            file = await asyncio.to_thread(source.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_SIZE):
+                    yield media_pb2.UploadMediaRequest(chunk=chunk)
+            finally:
+                file.close()
+
+        try:
+            reply: media_pb2.UploadMediaResponse = await self.media_stub.UploadMedia(
+                requests(),
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata,
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise KairosError.from_rpc_error(error) from None
+        return reply.media
+
+    async def get_media(self, media_id: str, *, timeout: float | None = None) -> media_pb2.Media:
+        """One media file of the tenant."""
+        request = media_pb2.GetMediaRequest(media_id=media_id)
+        reply = await self.call(self.media_stub.GetMedia, request, timeout=timeout)
+        return reply.media
+
+    async def list_media(
+        self, request: media_pb2.ListMediaRequest, *, timeout: float | None = None
+    ) -> media_pb2.ListMediaResponse:
+        """One page of the tenant's media, newest first."""
+        return await self.call(self.media_stub.ListMedia, request, timeout=timeout)
+
+    async def delete_media(self, media_id: str, *, timeout: float | None = None) -> None:
+        """Delete a media file (again: no error)."""
+        request = media_pb2.DeleteMediaRequest(media_id=media_id)
+        await self.call(self.media_stub.DeleteMedia, request, timeout=timeout)

@@ -14,6 +14,7 @@ from kairos_api.service_layer.keys import KeyResolver
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_api.settings import ApiSettings
 from kairos_common.settings import SECRET_HINT, SettingsError, is_public_secret
+from kairos_media.settings import open_store
 
 
 def load_cipher(secret: str, *, development: bool = False) -> CredentialCipher:
@@ -40,4 +41,5 @@ def bootstrap(settings: ApiSettings, *, clock: Callable[[], datetime] = utc_now)
     keys = KeyResolver(lambda: UnitOfWork(sessions))
     url = settings.common.database_url
     reads = None if database.is_sqlite(url) else ReadConnections.of(url)
-    return Application(settings, engine, sessions, cipher, keys, clock, reads=reads)
+    media = open_store(settings.media)
+    return Application(settings, engine, sessions, cipher, keys, media, clock, reads=reads)

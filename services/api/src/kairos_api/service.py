@@ -10,12 +10,13 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import posts_pb2_grpc
+from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
+from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
@@ -40,6 +41,7 @@ RETRY = 30.0
 POSTS_SERVICE = "kairos.posts.v1.PostsService"
 ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
 DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
+MEDIA_SERVICE = "kairos.posts.v1.MediaService"
 
 
 class NatsNotifier(Notifier):
@@ -75,6 +77,7 @@ class ApiService:
         app, auth = self.app, self.auth
         posts_pb2_grpc.add_PostsServiceServicer_to_server(PostsServicer(app, auth), server)
         posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(app, auth), server)
+        media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, auth), server)
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
 
     async def start(self) -> None:
@@ -86,7 +89,7 @@ class ApiService:
             raise CannotStart(f"{behind}: run `python -m kairos_api migrate` first")
         self.grpc = await create_server(
             self.settings.server,
-            service_names=[POSTS_SERVICE, ACCOUNTS_SERVICE, DISPATCH_SERVICE],
+            service_names=[POSTS_SERVICE, ACCOUNTS_SERVICE, MEDIA_SERVICE, DISPATCH_SERVICE],
             register=self.register,
         )
         self.tasks.append(asyncio.create_task(self._relay_events(), name="outbox-relay"))

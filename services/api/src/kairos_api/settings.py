@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from kairos_common.settings import (
@@ -13,6 +13,11 @@ from kairos_common.settings import (
     SettingsError,
     server_settings,
 )
+from kairos_media.settings import MediaSettings, media_settings
+
+#: UploadMedia's limit unless KAIROS_MEDIA_MAX_BYTES sets another: 1 GiB, above what X (512 MB)
+#: and Instagram (300 MB Reels) take, so that the platforms' own limits decide per target.
+DEFAULT_MEDIA_MAX_BYTES = 1 << 30
 
 #: Databases the api runs on, by SQLAlchemy backend name, and the drivers it accepts for each
 #: (none named: the api picks psycopg for PostgreSQL, aiosqlite or sqlite3 for SQLite).
@@ -89,6 +94,10 @@ class ApiSettings:
     #: How long relayed lifecycle events stay in the outbox table before they are deleted
     #: (KAIROS_OUTBOX_RETENTION_SECONDS); KAIROS_EVENTS keeps them for subscribers.
     outbox_retention: timedelta = timedelta(hours=1)
+    #: Where uploaded media is kept (KAIROS_MEDIA_STORE and the S3 settings, `kairos_media`).
+    media: MediaSettings = field(default_factory=lambda: media_settings({}))
+    #: The largest file UploadMedia takes (KAIROS_MEDIA_MAX_BYTES).
+    media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -110,4 +119,8 @@ class ApiSettings:
             redeliver_max=env.seconds("KAIROS_REDELIVER_MAX_SECONDS", 30.0),
             attempt_lease=env.seconds("KAIROS_ATTEMPT_LEASE_SECONDS", 120.0, minimum=1.0),
             outbox_retention=env.seconds("KAIROS_OUTBOX_RETENTION_SECONDS", 3600.0, minimum=60.0),
+            media=media_settings(environ),
+            media_max_bytes=env.integer(
+                "KAIROS_MEDIA_MAX_BYTES", DEFAULT_MEDIA_MAX_BYTES, minimum=1
+            ),
         )

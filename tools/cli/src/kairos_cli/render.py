@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_cli import names
 from kairos_cli.tables import Column, FitTable
 from kairos_cli.when import show, to_datetime
@@ -251,6 +251,76 @@ def account_detail(account: posts_pb2.Account, zone: ZoneInfo) -> Table:
         ("connected", show(account.created_at, zone)),
         ("updated", show(account.updated_at, zone)),
     ]
+    return _fields_table(rows)
+
+
+# --- media ------------------------------------------------------------------------------------
+
+
+def media_kind_label(kind: media_pb2.MediaKind.ValueType) -> str:
+    name = media_pb2.MediaKind.Name(kind) if kind in media_pb2.MediaKind.values() else ""
+    return name.removeprefix("MEDIA_KIND_").lower() or "?"
+
+
+def byte_size(size: int) -> str:
+    """1,234 B, 5.1 MiB: what a person reads at a glance."""
+    if size < 1024:
+        return f"{size:,} B"
+    value, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def _dimensions(media: media_pb2.Media) -> str:
+    shown = f"{media.width}×{media.height}"
+    if media.HasField("duration"):
+        shown += f", {media.duration.ToTimedelta().total_seconds():.1f} s"
+    return shown
+
+
+def media_table(media: Sequence[media_pb2.Media], zone: ZoneInfo) -> FitTable:
+    table = FitTable(
+        [
+            Column("ID", key=True),
+            Column("KIND"),
+            Column("NAME", under=12),
+            Column("SIZE", justify="right"),
+            Column("PIXELS"),
+            Column("UPLOADED"),
+        ],
+        caption="" if media else "no media",
+    )
+    for item in media:
+        table.add_row(
+            item.id,
+            media_kind_label(item.kind),
+            item.file_name,
+            byte_size(item.size),
+            _dimensions(item),
+            show(item.created_at, zone),
+        )
+    return table
+
+
+def media_detail(media: media_pb2.Media, zone: ZoneInfo) -> Table:
+    rows: list[tuple[str, RenderableType]] = [
+        ("id", media.id),
+        ("kind", media_kind_label(media.kind)),
+        ("type", media.content_type),
+        ("name", media.file_name),
+        ("size", f"{byte_size(media.size)} ({media.size:,} bytes)"),
+        ("sha256", media.sha256),
+        ("pixels", _dimensions(media)),
+    ]
+    if media.video_codec:
+        codecs = media.video_codec + (f" + {media.audio_codec}" if media.audio_codec else "")
+        rows.append(("codecs", codecs))
+        if media.frame_rate:
+            rows.append(("frame rate", f"{media.frame_rate:.3g} fps"))
+    rows.append(("uploaded", show(media.created_at, zone)))
     return _fields_table(rows)
 
 

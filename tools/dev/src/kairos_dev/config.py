@@ -98,6 +98,11 @@ class DevOptions:
         return self.data_dir / "nats"
 
     @property
+    def media_store(self) -> Path:
+        """Uploaded media, shared by the api (uploads) and the publisher (sending)."""
+        return self.data_dir / "media"
+
+    @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
@@ -258,9 +263,9 @@ def service_env(
     """The environment every child gets.
 
     Precedence, lowest first: development defaults, the caller's environment, `dev.env`, then
-    what kairos-dev decides (development mode, addresses, database, NATS), so a shell that
-    exported another system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point these
-    services elsewhere.
+    what kairos-dev decides (development mode, addresses, database, NATS, media store), so a
+    shell that exported another system's KAIROS_DATABASE_URL or KAIROS_SECRET_KEY cannot point
+    these services elsewhere.
     """
     environ = os.environ if environ is None else environ
     return {
@@ -274,6 +279,7 @@ def service_env(
         "KAIROS_DATABASE_URL": options.database_url,
         "KAIROS_MIGRATE_ON_START": "true",
         "KAIROS_NATS_URL": options.nats_url,
+        "KAIROS_MEDIA_STORE": str(options.media_store),
         "KAIROS_API_TARGET": options.api_target,
         "KAIROS_API_ADDR": options.api_target,
         "KAIROS_SCHEDULER_ADDR": f"{HOST}:{options.scheduler_port}",

@@ -275,7 +275,13 @@ def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavi
     if inspect.iscoroutinefunction(behaviour):
 
         async def awaiting(requests: AsyncIterator[bytes], context: Context) -> Any:
-            return await behaviour(decoding(requests, context), context)
+            # One response, as a unary call's: errors are mapped as `_mapping_errors` does.
+            try:
+                return await behaviour(decoding(requests, context), context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(context, error, method)
 
         return awaiting
     # Kairos runs asyncio servicers only; failing at start-up beats an RPC left unguarded.
@@ -284,7 +290,8 @@ def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavi
 
 def guard(handler: _MethodHandler, method: str) -> _MethodHandler:
     """`handler` of the RPC `method` (/package.Service/Method), decoding its requests itself
-    and, for unary coroutines, mapping errors; built once, when the handler is registered."""
+    and, for coroutines (one response to one request or to a stream of them), mapping errors;
+    built once, when the handler is registered."""
     decode = _decoder(handler.request_deserializer, method)
     serialize = handler.response_serializer
     if handler.unary_unary is not None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -358,5 +359,44 @@ class OutboxEvent(Base):
             "seq",
             postgresql_where=text("relayed_at IS NULL"),
             sqlite_where=text("relayed_at IS NULL"),
+        ),
+    )
+
+
+class Media(Base):
+    """A media file a tenant uploaded: what its bytes were probed to be, and where they are kept
+    (`storage_key` in the media store). Deleting it marks the row and removes the stored bytes."""
+
+    __tablename__ = "media"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    #: image, gif or video (`kairos_media.MediaKind`).
+    kind: Mapped[str] = mapped_column(String(8))
+    content_type: Mapped[str] = mapped_column(String(100))
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    #: Videos only.
+    duration_seconds: Mapped[float | None] = mapped_column(Double)
+    video_codec: Mapped[str] = mapped_column(String(32), default="")
+    audio_codec: Mapped[str] = mapped_column(String(32), default="")
+    frame_rate: Mapped[float | None] = mapped_column(Double)
+    bit_rate: Mapped[int | None] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # A tenant's live media, newest first (ListMedia's order and its page tokens).
+        Index(
+            "ix_media_live_tenant_id_created_at_id",
+            "tenant_id",
+            "created_at",
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
         ),
     )

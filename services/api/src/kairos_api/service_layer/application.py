@@ -14,6 +14,7 @@ from kairos_api.adapters.reads import ReadConnections
 from kairos_api.service_layer.keys import KeyResolver
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_api.settings import ApiSettings
+from kairos_media.store import MediaStore
 
 
 def utc_now() -> datetime:
@@ -39,6 +40,8 @@ class Application:
     sessions: async_sessionmaker[AsyncSession]
     cipher: CredentialCipher
     keys: KeyResolver
+    #: Where uploaded media is kept.
+    media: MediaStore
     clock: Callable[[], datetime] = field(default=utc_now)
     notifier: Notifier = field(default_factory=Notifier)
     #: Autocommit connections for one-statement reads, on PostgreSQL only.

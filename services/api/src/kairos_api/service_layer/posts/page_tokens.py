@@ -1,4 +1,5 @@
-"""ListPosts page tokens: a keyset cursor in a fixed-size record, checked before it is used."""
+"""ListPosts (and ListMedia) page tokens: a keyset cursor in a fixed-size record, checked before
+it is used."""
 
 from __future__ import annotations
 
@@ -57,29 +58,31 @@ def encode_token(fingerprint: bytes, cursor: Cursor) -> str:
     return _encode_raw(raw)
 
 
-def decode_token(token: str, fingerprint: bytes, order: str) -> Cursor:
-    """The cursor of a token ListPosts wrote for these filters and this order; anything else is
-    refused on `page_token`."""
+def decode_token(
+    token: str, fingerprint: bytes, order: str, *, listing: str = "ListPosts"
+) -> Cursor:
+    """The cursor of a token `listing` (ListPosts, ListMedia) wrote for these filters and this
+    order; anything else is refused on `page_token`."""
     if len(token) != _TOKEN_LENGTH:
-        raise _not_a_token()
+        raise _not_a_token(listing)
     try:
         raw = base64.urlsafe_b64decode(token + _TOKEN_PADDING)
     except ValueError:  # non-ASCII text, or base64 that does not decode
-        raise _not_a_token() from None
+        raise _not_a_token(listing) from None
     # Decoding skips characters outside the alphabet and ignores the unused low bits of the last
     # one: encoding again is the one check that each token has exactly one spelling.
     if len(raw) != _TOKEN_LAYOUT.size or _encode_raw(raw) != token:
-        raise _not_a_token()
+        raise _not_a_token(listing)
     version, found, timed, micros, post_id = _TOKEN_LAYOUT.unpack(raw)
     if version != _TOKEN_VERSION or timed not in (0, 1):
-        raise _not_a_token()
+        raise _not_a_token(listing)
     at: datetime | None = None
     if timed:
         if micros not in _CURSOR_MICROS:
-            raise _not_a_token()
+            raise _not_a_token(listing)
         at = EPOCH + micros * _MICROSECOND
     elif micros != 0 or order != "scheduled_soonest":  # only unscheduled posts lack an instant
-        raise _not_a_token()
+        raise _not_a_token(listing)
     if found != fingerprint:
         raise errors.InvalidArgument.of(
             "page_token", "belongs to a request with other filters or order; start again"
@@ -87,5 +90,5 @@ def decode_token(token: str, fingerprint: bytes, order: str) -> Cursor:
     return Cursor(at, uuid.UUID(bytes=post_id))
 
 
-def _not_a_token() -> errors.InvalidArgument:
-    return errors.InvalidArgument.of("page_token", "is not a token returned by ListPosts")
+def _not_a_token(listing: str) -> errors.InvalidArgument:
+    return errors.InvalidArgument.of("page_token", f"is not a token returned by {listing}")
