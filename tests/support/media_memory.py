@@ -53,24 +53,26 @@ def _status(field: str) -> int:
     return int(found.group(1)) * 1024
 
 
-def _start_measuring() -> int:
+def start_measuring() -> int:
+    """Restart this process's peak from its current RSS, and return that RSS (the baseline)."""
     Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from the current RSS
     return _status("VmRSS")
 
 
-def _growth_mib(baseline: int) -> float:
+def growth_mib(baseline: int) -> float:
+    """How far, in MiB, this process's peak RSS rose above `baseline` since `start_measuring`."""
     return round((_status("VmHWM") - baseline) / MIB, 1)
 
 
 def _probe(path: Path) -> dict[str, Any]:
     # FFmpeg's libraries were loaded with kairos_media, before measuring.
-    baseline = _start_measuring()
+    baseline = start_measuring()
     try:
         probe_file(path)
         refused = ""
     except UnsupportedMedia as error:
         refused = error.message
-    return {"refused": refused, "growth_mib": _growth_mib(baseline)}
+    return {"refused": refused, "growth_mib": growth_mib(baseline)}
 
 
 async def _s3(endpoint_url: str, bucket: str, mebibytes: int) -> dict[str, Any]:
@@ -91,10 +93,10 @@ async def _s3(endpoint_url: str, bucket: str, mebibytes: int) -> dict[str, Any]:
     async for _ in store.read("warm-up"):
         pass
 
-    baseline = _start_measuring()
+    baseline = start_measuring()
     stored = await store.put("big", upload(mebibytes))
-    put_growth = _growth_mib(baseline)
-    baseline = _start_measuring()
+    put_growth = growth_mib(baseline)
+    baseline = start_measuring()
     read = 0
     async for piece in store.read("big"):
         read += len(piece)
@@ -102,7 +104,7 @@ async def _s3(endpoint_url: str, bucket: str, mebibytes: int) -> dict[str, Any]:
         "stored": stored.size,
         "read": read,
         "put_growth_mib": put_growth,
-        "read_growth_mib": _growth_mib(baseline),
+        "read_growth_mib": growth_mib(baseline),
     }
 
 
