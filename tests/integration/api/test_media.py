@@ -281,8 +281,9 @@ async def test_a_200_mib_upload_streams_through_without_being_held_in_memory(
     tmp_path: Path,
 ) -> None:
     """The api (here in this process, with the client) stores the stream as it arrives: the
-    process's peak memory (VmHWM, restarted before the upload) grows by far less than the file. The bytes are no media, so the upload
-    is refused after it was stored and probed, and its object deleted."""
+    process's peak memory (VmHWM, restarted before the upload) grows by far less than the file.
+    The bytes are no media, so the upload is refused after it was stored and probed, and its
+    object deleted."""
     chunk = bytes(range(256)) * 4096  # 1 MiB, sent again and again: the client holds one
 
     async def big() -> AsyncIterator[media_pb2.UploadMediaRequest]:
