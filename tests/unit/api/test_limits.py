@@ -61,6 +61,7 @@ def media_for(platform: Platform) -> list[str]:
         (Platform.TELEGRAM, 4096, 10),
         (Platform.DISCORD, 2000, 10),
         (Platform.SLACK, 40000, 49),
+        (Platform.PINTEREST, 800, 1),
     ],
 )
 def test_limits_match_the_platform_reference(
@@ -70,8 +71,11 @@ def test_limits_match_the_platform_reference(
     assert CATALOGUE[platform].limits.max_media == max_media
 
 
-def test_only_instagram_requires_media() -> None:
-    assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [Platform.INSTAGRAM]
+def test_only_instagram_and_pinterest_require_media() -> None:
+    assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [
+        Platform.INSTAGRAM,
+        Platform.PINTEREST,
+    ]
 
 
 def test_the_catalogue_cannot_be_changed_by_accident() -> None:
@@ -407,6 +411,13 @@ def test_instagram_refuses_text_without_media() -> None:
             "Instagram needs at least one image or video: it cannot publish text alone",
         )
     ]
+
+
+def test_pinterest_takes_one_image_and_its_800_character_description() -> None:
+    assert validate_content(Platform.PINTEREST, "é" * 800, [IMAGE]) == []
+    assert fields(validate_content(Platform.PINTEREST, "A pin", [])) == ["media_urls"]
+    assert fields(validate_content(Platform.PINTEREST, "A pin", [IMAGE, IMAGE])) == ["media_urls"]
+    assert fields(validate_content(Platform.PINTEREST, "é" * 801, [IMAGE])) == ["content"]
 
 
 def test_instagram_without_text_or_media_reports_only_the_missing_media() -> None:

@@ -38,6 +38,7 @@ class Platform(enum.StrEnum):
     TELEGRAM = "telegram"
     DISCORD = "discord"
     SLACK = "slack"
+    PINTEREST = "pinterest"
     WEBHOOK = "webhook"
     SANDBOX = "sandbox"
 
@@ -252,6 +253,25 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=49,
             ),
             chat_id="the channel id",
+        ),
+        Platform.PINTEREST: PlatformInfo(
+            name="Pinterest",
+            # Not in PLATFORMS.md; from Pinterest's OpenAPI description (pinterest/api-description
+            # v5/openapi.json, release 5.23.0, schema `PinCreate`): a pin's `description` has
+            # `maxLength` 800, which JSON Schema counts in characters, i.e. code points. The post's
+            # text is the pin's description. One pin carries one image (`media_source` of
+            # `source_type` "image_url"); a pin without media shows nothing, so media is required.
+            # Pinterest's other text fields (title 100, alt_text 500, link 2,048) are not the
+            # post's text.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=800,
+                unit="characters",
+                counting_note="Unicode code points",
+                max_media=1,
+                media_required=True,
+            ),
+            page_id="the id of the board pins are saved to (digits only)",
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd
         # payloads. A webhook is authenticated by its URL (and signing secret); the sandbox is a
