@@ -51,7 +51,7 @@ async def test_an_image_pin_is_saved_to_the_board_as_pinterest_expects(
     outcome = await client(http, media, fake).publish(request(media_host))
 
     assert outcome.result == Result.PUBLISHED
-    [pin] = fake.pins
+    [pin] = fake.posts
     assert outcome.platform_post_id == pin["id"]
     assert outcome.platform_post_id.isdigit()
     assert outcome.url == f"https://www.pinterest.com/pin/{pin['id']}"
@@ -79,7 +79,7 @@ async def test_an_image_pinterest_cannot_fetch_is_retried_and_nothing_is_pinned(
     assert outcome.result == Result.RETRYABLE
     assert (outcome.http_status, outcome.code) == (400, "1")
     assert outcome.message == "Sorry we could not fetch the image."
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 async def test_a_board_that_does_not_exist_is_permanent(
@@ -91,7 +91,7 @@ async def test_a_board_that_does_not_exist_is_permanent(
     assert outcome.result == Result.PERMANENT
     assert (outcome.http_status, outcome.code) == (404, "40")
     assert outcome.message == "Board not found."
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 async def test_a_description_over_800_characters_is_permanent(
@@ -102,7 +102,7 @@ async def test_a_description_over_800_characters_is_permanent(
     assert outcome.result == Result.PERMANENT
     assert (outcome.http_status, outcome.code) == (400, "1")
     assert "'description'" in outcome.message
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 @pytest.mark.parametrize("count", [0, 2])
@@ -152,7 +152,7 @@ async def test_expired_token_is_auth_then_refresh_then_publishes(
     assert tokens.expires_at is not None
     assert timedelta(days=29) < tokens.expires_at - datetime.now(UTC) <= timedelta(days=30)
     assert published.result == Result.PUBLISHED
-    assert len(fake.pins) == 1
+    assert len(fake.posts) == 1
     assert isinstance(spent, str)
     assert "HTTP 400" in spent
     first, _ = fake.calls("POST", "/v5/oauth/token")
@@ -173,7 +173,7 @@ async def test_expire_token_fault_is_auth(
     outcome = await client(http, media, fake).publish(request(media_host))
 
     assert (outcome.result, outcome.http_status) == (Result.AUTH, 401)
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 async def test_refresh_needs_a_refresh_token_and_the_apps_credentials(
@@ -232,7 +232,7 @@ async def test_rate_limit_is_retryable_without_a_wait_of_pinterests_own(
     assert outcome.message.startswith("This request exceeded a rate limit.")
     assert outcome.retry_not_before is None
     assert outcome.blocked_until is None
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 async def test_a_spam_block_is_permanent(
@@ -257,7 +257,7 @@ async def test_server_error_is_retryable(
     outcome = await client(http, media, fake).publish(request(media_host))
 
     assert (outcome.result, outcome.http_status) == (Result.RETRYABLE, 500)
-    assert fake.pins == []
+    assert fake.posts == []
 
 
 async def test_forbidden_is_permanent_with_pinterests_message(
@@ -278,4 +278,4 @@ async def test_timeout_after_sending_is_unknown(
     outcome = await client(http, media, fake).publish(request(media_host))
 
     assert outcome.result == Result.UNKNOWN
-    assert len(fake.pins) == 1  # it was pinned: a retry would pin it twice
+    assert len(fake.posts) == 1  # it was pinned: a retry would pin it twice

@@ -101,7 +101,7 @@ class PinterestFake(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.tokens = Tokens(prefix="pin", rotating=True)
-        self.pins: list[dict[str, Any]] = []
+        self.posts: list[dict[str, Any]] = []
         #: The boards that exist; None accepts any board id (as `make dev` does).
         self.boards: set[str] | None = None
         #: When set, the token endpoint checks the app's Basic credentials against these.
@@ -201,7 +201,7 @@ class PinterestFake(FakeServer):
                 },
             },
         }
-        self.pins.append(pin)
+        self.posts.append(pin)
         return pin
 
     async def token(self, request: web.Request) -> web.Response:
