@@ -70,6 +70,24 @@ async def test_an_image_pin_is_saved_to_the_board_as_pinterest_expects(
     assert [r.path for r in media_host.requests] == ["/images/pin.jpg"]
 
 
+async def test_the_targets_settings_title_the_pin_link_it_and_choose_its_board(
+    http: httpx.AsyncClient, media: MediaFetcher, media_host: MediaHost, fake: PinterestFake
+) -> None:
+    settings = {
+        "title": "Sourdough, step by step",
+        "link": "https://example.com/bread",
+        "alt_text": "A loaf on a board",
+        "board_id": "1122334455",
+    }
+    outcome = await client(http, media, fake).publish(request(media_host, settings=settings))
+
+    assert outcome.result == Result.PUBLISHED
+    [pin] = fake.posts
+    assert {key: pin[key] for key in settings} == settings
+    [sent] = fake.calls("POST", "/v5/pins")
+    assert json.loads(sent.body)["board_id"] == "1122334455"
+
+
 async def test_an_image_pinterest_cannot_fetch_is_retried_and_nothing_is_pinned(
     http: httpx.AsyncClient, media: MediaFetcher, media_host: MediaHost, fake: PinterestFake
 ) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -84,6 +84,29 @@ class PlatformLimits:
     """The most distinct links the text may contain (Threads), or None for no limit."""
 
 
+class SettingKind(enum.Enum):
+    """What a per-target setting's value must look like."""
+
+    TEXT = enum.auto()
+    """Any text."""
+    URL = enum.auto()
+    """An absolute http or https URL."""
+    DIGITS = enum.auto()
+    """An id of ASCII digits."""
+
+
+@dataclass(frozen=True)
+class TargetSetting:
+    """A per-target setting a platform's publisher reads, and what its value may be."""
+
+    what: str
+    """What the setting is on this platform, for messages ("the pin's title")."""
+    max_chars: int
+    """The longest value the platform takes, in code points."""
+    kind: SettingKind = SettingKind.TEXT
+    """The form the value must have."""
+
+
 @dataclass(frozen=True)
 class PlatformInfo:
     """What Kairos knows of one platform, whichever service asks."""
@@ -104,6 +127,9 @@ class PlatformInfo:
     idempotency_window: timedelta | None = None
     """How long the platform remembers a publish call's idempotency key, so that trying again
     after an attempt that may have published cannot publish twice; None when it has no key."""
+    settings: Mapping[str, TargetSetting] = field(default_factory=lambda: MappingProxyType({}))
+    """The per-target settings the api checks when a post is created or edited, by key; other
+    keys are passed to the publisher unchecked."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
@@ -272,6 +298,21 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 media_required=True,
             ),
             page_id="the id of the board pins are saved to (digits only)",
+            # `PinCreate` again: `board_id` matches `^\d+$` (its length of 30 is Kairos's own
+            # cap, as for the account's board), `title` has `maxLength` 100, `alt_text` 500 and
+            # `link` 2,048.
+            settings=MappingProxyType(
+                {
+                    "board_id": TargetSetting(
+                        "the board to save this pin to instead of the account's",
+                        30,
+                        SettingKind.DIGITS,
+                    ),
+                    "title": TargetSetting("the pin's title", 100),
+                    "alt_text": TargetSetting("the image's alternative text", 500),
+                    "link": TargetSetting("the page the pin links to", 2048, SettingKind.URL),
+                }
+            ),
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd
         # payloads. A webhook is authenticated by its URL (and signing secret); the sandbox is a

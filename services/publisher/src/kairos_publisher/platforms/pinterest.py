@@ -8,6 +8,8 @@ Basic auth (the `basic` security of `/oauth/token`).
 
 A post is one pin: its text is the pin's `description`, its one media URL the pin's image
 (`media_source` `{"source_type": "image_url", "url": ...}`), which Pinterest fetches itself.
+A target's settings add the pin's `title`, `link` and `alt_text`, and `board_id` saves it to
+another board than the account's (the api checks them against the catalogue row).
 Video pins need media registered and uploaded first (`POST /v5/media`); they are not made here.
 Pinterest has no replies: a later part of a thread is a pin of its own on the same board.
 
@@ -57,6 +59,8 @@ API = "https://api.pinterest.com"
 PIN_URL = "https://www.pinterest.com/pin"
 #: `board_id` has the pattern `^\d+$` in `PinCreate`.
 BOARD_ID = re.compile(r"^[0-9]+$")
+#: The target settings sent as the `PinCreate` fields of the same name.
+PIN_SETTINGS = ("title", "link", "alt_text")
 #: Messages of answers that say Pinterest failed on its side and nothing was made.
 TRANSIENT = ("could not fetch the image", "something went wrong on our end")
 
@@ -104,12 +108,12 @@ class PinterestClient:
         self.oauth = context.url("pinterest.oauth", API)
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
-        board = request.page_id.strip()
+        board = request.settings.get("board_id") or request.page_id.strip()
         if not BOARD_ID.match(board):
             return PublishOutcome(
                 Result.PERMANENT,
                 code="no_board",
-                message="the account has no Pinterest board id (digits) to save pins to",
+                message="neither the target nor the account has a Pinterest board id (digits)",
             )
         if len(request.media_urls) != 1:
             return PublishOutcome(
@@ -122,6 +126,9 @@ class PinterestClient:
             "description": request.content,
             "media_source": {"source_type": "image_url", "url": request.media_urls[0]},
         }
+        for name in PIN_SETTINGS:
+            if request.settings.get(name):
+                body[name] = request.settings[name]
         response = await send(
             self.http,
             self.http.build_request(
