@@ -22,7 +22,9 @@ Routes (one host, as api.pinterest.com):
   `access_token`, `token_type`, `expires_in` (30 days, as recorded in public clients' tests),
   `scope`, `refresh_token` and its `refresh_token_expires_in` (60 days: the spec's "continuous
   refresh token (60-day expiration, refreshable indefinitely)") and `refresh_token_expires_at`.
-  Every refresh returns a new refresh token and spends the old one (`rotating`).
+  Every refresh returns a new refresh token (the spec requires one in the answer); whether
+  Pinterest still takes the old one afterwards is not documented, so this fake spends it
+  (`rotating`), the stricter reading: Kairos must keep the new one.
 
 Errors are the spec's `{"code": <int>, "message": "..."}`; the 401 for a missing, expired or
 revoked token is `{"code": 2, "message": "Authentication failed.", "status": "failure"}`, the
@@ -31,9 +33,10 @@ vijaypatoliya/pinterest-node-api#20. Every answer carries `x-pinterest-rid`, the
 Pinterest's clients log (pinterest/api-quickstart `api_common.py`).
 
 Rate limits: a 429 is code 8 with the spec's message ("This request exceeded a rate limit...").
-Pinterest documents no header saying how long to wait (its rate-limits page gives per-category
-budgets per minute or per day, and the spec no response headers), so the 429 carries none and a
-fault's `seconds` is unused.
+Pinterest documents no header saying how long to wait (its rate-limits page,
+developers.pinterest.com/docs/reference/rate-limits, gives per-category budgets per minute or per
+day, and the spec no response headers), so the 429 carries none and a fault's `seconds` is
+unused.
 
 Fault operations: "create" and "refresh". `rate_limit` answers the 429 (with the fault's message
 instead when given: a spam block is a 429 too, and pinterest/api-quickstart tells it apart by
