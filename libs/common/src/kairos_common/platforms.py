@@ -300,7 +300,8 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             page_id="the id of the board pins are saved to (digits only)",
             # `PinCreate` again: `board_id` matches `^\d+$` (its length of 30 is Kairos's own
             # cap, as for the account's board), `title` has `maxLength` 100, `alt_text` 500 and
-            # `link` 2,048.
+            # `link` 2,048 (which the api's cap of 1,000 characters on any setting's value
+            # reaches first).
             settings=MappingProxyType(
                 {
                     "board_id": TargetSetting(
