@@ -58,7 +58,7 @@ from kairos_publisher.platforms.base import (
 API = "https://api.pinterest.com"
 PIN_URL = "https://www.pinterest.com/pin"
 #: `board_id` has the pattern `^\d+$` in `PinCreate`.
-BOARD_ID = re.compile(r"^[0-9]+$")
+BOARD_ID = re.compile(r"[0-9]+")
 #: The target settings sent as the `PinCreate` fields of the same name.
 PIN_SETTINGS = ("title", "link", "alt_text")
 #: Messages of answers that say Pinterest failed on its side and nothing was made.
@@ -109,7 +109,7 @@ class PinterestClient:
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         board = request.settings.get("board_id") or request.page_id.strip()
-        if not BOARD_ID.match(board):
+        if not BOARD_ID.fullmatch(board):
             return PublishOutcome(
                 Result.PERMANENT,
                 code="no_board",
