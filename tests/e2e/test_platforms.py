@@ -91,6 +91,8 @@ def credentials(fake: FakeServer) -> tuple[str, posts_pb2.Credentials]:
         return "#news", posts_pb2.Credentials(access_token=discord.webhook_url(hook))
     if name == "slack":
         return "#news", posts_pb2.Credentials(access_token="xoxb-token", chat_id="C0NEWS")
+    if name == "pinterest":
+        return "kairos", posts_pb2.Credentials(access_token="pina-token", page_id="549755885175")
     raise AssertionError(f"no credentials for the {name} fake: add them here")
 
 

@@ -94,6 +94,9 @@ VALID: dict[posts_pb2.Platform.ValueType, posts_pb2.Credentials] = {
         extra={"url": "https://hooks.example/kairos", "signing_secret": "s3cret"}
     ),
     posts_pb2.PLATFORM_SANDBOX: posts_pb2.Credentials(instance_url="http://127.0.0.1:8089"),
+    posts_pb2.PLATFORM_PINTEREST: posts_pb2.Credentials(
+        access_token="pina_t", page_id="549755885175"
+    ),
 }
 
 
@@ -593,6 +596,16 @@ INVALID_CONNECTS: dict[str, tuple[posts_pb2.ConnectAccountRequest, str, str]] = 
         connect_request(P.PLATFORM_LINKEDIN, access_token="t", page_id="urn:li:person:"),
         "credentials.page_id",
         "LinkedIn author URN",
+    ),
+    "pinterest without board": (
+        connect_request(P.PLATFORM_PINTEREST, access_token="t"),
+        "credentials.page_id",
+        "is required for pinterest (the id of the board pins are saved to",
+    ),
+    "pinterest board not an id": (
+        connect_request(P.PLATFORM_PINTEREST, access_token="t", page_id="kairos/recipes"),
+        "credentials.page_id",
+        "must be a Pinterest board id: digits only",
     ),
     "telegram without chat": (
         connect_request(P.PLATFORM_TELEGRAM, access_token="t"),

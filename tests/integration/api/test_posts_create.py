@@ -593,6 +593,54 @@ async def test_bad_target_settings_are_refused(kairos: Tenant) -> None:
         assert {name for name, _ in violations} == {"targets[0].settings"}, settings
 
 
+async def test_pinterest_settings_are_checked_by_their_catalogue_rules(kairos: Tenant) -> None:
+    pinterest = await kairos.connect(posts_pb2.PLATFORM_PINTEREST)
+    image = ["https://cdn.example/pin.jpg"]
+    violations = await refused_create(
+        kairos,
+        posts_pb2.CreatePostRequest(
+            content="A pin",
+            media_urls=image,
+            targets=[
+                posts_pb2.TargetSpec(
+                    account_id=pinterest,
+                    settings={
+                        "title": "t" * 101,
+                        "link": "/recipes/bread",
+                        "board_id": "recipes",
+                        "alt_text": "a loaf",
+                    },
+                )
+            ],
+        ),
+    )
+    assert sorted(violations) == [
+        (
+            "targets[0].settings.board_id",
+            "must be digits only: the board to save this pin to instead of the account's",
+        ),
+        (
+            "targets[0].settings.link",
+            "must be an absolute http or https URL: the page the pin links to",
+        ),
+        (
+            "targets[0].settings.title",
+            "Pinterest takes at most 100 characters for the pin's title; 101 given",
+        ),
+    ]
+
+    settings = {"title": "t" * 100, "link": "https://example.com/bread", "board_id": "42"}
+    response = await kairos.posts.CreatePost(
+        posts_pb2.CreatePostRequest(
+            content="A pin",
+            media_urls=image,
+            targets=[posts_pb2.TargetSpec(account_id=pinterest, settings=settings)],
+        ),
+        metadata=kairos.metadata,
+    )
+    assert dict(response.post.targets[0].settings) == settings
+
+
 async def test_content_override_too_long_is_named_by_its_target(kairos: Tenant) -> None:
     x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
     violations = await refused_create(

@@ -152,6 +152,23 @@ async def test_update_targets_with_an_unknown_account_is_refused(kairos: Tenant)
     assert len((await kairos.get(post.id)).targets) == 1
 
 
+async def test_update_targets_with_a_setting_the_platform_refuses_is_refused(
+    kairos: Tenant,
+) -> None:
+    pinterest = await kairos.connect(posts_pb2.PLATFORM_PINTEREST)
+    post = await kairos.create(pinterest, media_urls=["https://cdn.example/pin.jpg"])
+    error = await refused(
+        kairos.update(
+            post.id,
+            ["targets"],
+            targets=[posts_pb2.TargetSpec(account_id=pinterest, settings={"title": "t" * 101})],
+        ),
+        INVALID,
+    )
+    assert fields(error) == ["targets[0].settings.title"]
+    assert dict((await kairos.get(post.id)).targets[0].settings) == {}
+
+
 async def test_update_targets_to_none_is_refused(kairos: Tenant) -> None:
     post = await kairos.create()
     error = await refused(kairos.update(post.id, ["targets"], targets=[]), INVALID)

@@ -13,6 +13,7 @@ from kairos_api.domain.limits import (
     find_urls,
     validate_content,
     validate_media_url,
+    validate_settings,
 )
 from kairos_common.errors import FieldViolation
 from kairos_common.platforms import CATALOGUE, Platform
@@ -61,6 +62,7 @@ def media_for(platform: Platform) -> list[str]:
         (Platform.TELEGRAM, 4096, 10),
         (Platform.DISCORD, 2000, 10),
         (Platform.SLACK, 40000, 49),
+        (Platform.PINTEREST, 800, 1),
     ],
 )
 def test_limits_match_the_platform_reference(
@@ -70,8 +72,11 @@ def test_limits_match_the_platform_reference(
     assert CATALOGUE[platform].limits.max_media == max_media
 
 
-def test_only_instagram_requires_media() -> None:
-    assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [Platform.INSTAGRAM]
+def test_only_instagram_and_pinterest_require_media() -> None:
+    assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [
+        Platform.INSTAGRAM,
+        Platform.PINTEREST,
+    ]
 
 
 def test_the_catalogue_cannot_be_changed_by_accident() -> None:
@@ -407,6 +412,46 @@ def test_instagram_refuses_text_without_media() -> None:
             "Instagram needs at least one image or video: it cannot publish text alone",
         )
     ]
+
+
+def test_pinterest_takes_one_image_and_its_800_character_description() -> None:
+    assert validate_content(Platform.PINTEREST, "é" * 800, [IMAGE]) == []
+    assert fields(validate_content(Platform.PINTEREST, "A pin", [])) == ["media_urls"]
+    assert fields(validate_content(Platform.PINTEREST, "A pin", [IMAGE, IMAGE])) == ["media_urls"]
+    assert fields(validate_content(Platform.PINTEREST, "é" * 801, [IMAGE])) == ["content"]
+
+
+@pytest.mark.parametrize(
+    ("key", "limit"), [("title", 100), ("alt_text", 500), ("link", 2048), ("board_id", 30)]
+)
+def test_pinterest_settings_up_to_their_limit_are_accepted_and_one_more_is_not(
+    key: str, limit: int
+) -> None:
+    fill = {"link": "https://example.com/", "board_id": "1"}.get(key, "")
+    at_limit = fill + ("1" if key == "board_id" else "a") * (limit - len(fill))
+    assert validate_settings(Platform.PINTEREST, {key: at_limit}) == []
+    [violation] = validate_settings(Platform.PINTEREST, {key: at_limit + "1"}, field="s")
+    assert violation.field == f"s.{key}"
+    assert f"at most {limit:,} characters" in violation.description
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("board_id", "recipes"),
+        ("board_id", "١٢٣"),  # Arabic-Indic digits are digits to Python, not to Pinterest
+        ("link", "example.com/bread"),
+        ("link", "ftp://example.com/bread"),
+        ("link", "https://exa mple.com/"),
+    ],
+)
+def test_pinterest_settings_of_the_wrong_form_are_named(key: str, value: str) -> None:
+    assert fields(validate_settings(Platform.PINTEREST, {key: value})) == [f"settings.{key}"]
+
+
+def test_settings_a_platform_does_not_declare_are_left_to_its_publisher() -> None:
+    assert validate_settings(Platform.PINTEREST, {"dominant_color": "x" * 900, "title": ""}) == []
+    assert validate_settings(Platform.X, {"title": "t" * 1000}) == []
 
 
 def test_instagram_without_text_or_media_reports_only_the_missing_media() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -38,6 +38,7 @@ class Platform(enum.StrEnum):
     TELEGRAM = "telegram"
     DISCORD = "discord"
     SLACK = "slack"
+    PINTEREST = "pinterest"
     WEBHOOK = "webhook"
     SANDBOX = "sandbox"
 
@@ -83,6 +84,29 @@ class PlatformLimits:
     """The most distinct links the text may contain (Threads), or None for no limit."""
 
 
+class SettingKind(enum.Enum):
+    """What a per-target setting's value must look like."""
+
+    TEXT = enum.auto()
+    """Any text."""
+    URL = enum.auto()
+    """An absolute http or https URL."""
+    DIGITS = enum.auto()
+    """An id of ASCII digits."""
+
+
+@dataclass(frozen=True)
+class TargetSetting:
+    """A per-target setting a platform's publisher reads, and what its value may be."""
+
+    what: str
+    """What the setting is on this platform, for messages ("the pin's title")."""
+    max_chars: int
+    """The longest value the platform takes, in code points."""
+    kind: SettingKind = SettingKind.TEXT
+    """The form the value must have."""
+
+
 @dataclass(frozen=True)
 class PlatformInfo:
     """What Kairos knows of one platform, whichever service asks."""
@@ -103,6 +127,9 @@ class PlatformInfo:
     idempotency_window: timedelta | None = None
     """How long the platform remembers a publish call's idempotency key, so that trying again
     after an attempt that may have published cannot publish twice; None when it has no key."""
+    settings: Mapping[str, TargetSetting] = field(default_factory=lambda: MappingProxyType({}))
+    """The per-target settings the api checks when a post is created or edited, by key; other
+    keys are passed to the publisher unchecked."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
@@ -252,6 +279,41 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=49,
             ),
             chat_id="the channel id",
+        ),
+        Platform.PINTEREST: PlatformInfo(
+            name="Pinterest",
+            # Not in PLATFORMS.md; from Pinterest's OpenAPI description (pinterest/api-description
+            # v5/openapi.json, release 5.23.0, schema `PinCreate`): a pin's `description` has
+            # `maxLength` 800, which JSON Schema counts in characters, i.e. code points. The post's
+            # text is the pin's description. One pin carries one image (`media_source` of
+            # `source_type` "image_url"); a pin without media shows nothing, so media is required.
+            # Pinterest's other text fields (title 100, alt_text 500, link 2,048) are not the
+            # post's text.
+            limits=PlatformLimits(
+                counting=Counting.CODE_POINTS,
+                max_chars=800,
+                unit="characters",
+                counting_note="Unicode code points",
+                max_media=1,
+                media_required=True,
+            ),
+            page_id="the id of the board pins are saved to (digits only)",
+            # `PinCreate` again: `board_id` matches `^\d+$` (its length of 30 is Kairos's own
+            # cap, as for the account's board), `title` has `maxLength` 100, `alt_text` 500 and
+            # `link` 2,048 (which the api's cap of 1,000 characters on any setting's value
+            # reaches first).
+            settings=MappingProxyType(
+                {
+                    "board_id": TargetSetting(
+                        "the board to save this pin to instead of the account's",
+                        30,
+                        SettingKind.DIGITS,
+                    ),
+                    "title": TargetSetting("the pin's title", 100),
+                    "alt_text": TargetSetting("the image's alternative text", 500),
+                    "link": TargetSetting("the page the pin links to", 2048, SettingKind.URL),
+                }
+            ),
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd
         # payloads. A webhook is authenticated by its URL (and signing secret); the sandbox is a

@@ -18,14 +18,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import regex  # type: ignore[import-untyped]
 
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import CATALOGUE, Counting, Platform, PlatformLimits
+from kairos_common.platforms import CATALOGUE, Counting, Platform, PlatformLimits, SettingKind
 
 # Code points that X weighs 1 (twitter-text config v3, PLATFORMS.md §1): Basic Latin to Georgian,
 # then spaces, hyphens and quotes from General Punctuation. Every other code point weighs 2.
@@ -403,6 +403,46 @@ def _text_violations(
 
 
 _HOST_NAME = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?)(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.?")
+
+
+def validate_settings(
+    platform: Platform, settings: Mapping[str, str], *, field: str = "settings"
+) -> list[FieldViolation]:
+    """Every rule a target's `settings` break among those `platform` declares in its catalogue
+    row, each reported on `field.<key>`; empty when they may publish. An empty value counts as
+    unset, and keys the platform does not declare are left to its publisher. Never raises."""
+    info = CATALOGUE[platform]
+    violations: list[FieldViolation] = []
+    for key, rule in info.settings.items():
+        value = settings.get(key, "")
+        if not value:
+            continue
+        where = f"{field}.{key}"
+        if len(value) > rule.max_chars:
+            violations.append(
+                FieldViolation(
+                    where,
+                    f"{info.name} takes at most {rule.max_chars:,} characters for {rule.what}; "
+                    f"{len(value):,} given",
+                )
+            )
+        if rule.kind is SettingKind.DIGITS and not (value.isascii() and value.isdigit()):
+            violations.append(FieldViolation(where, f"must be digits only: {rule.what}"))
+        if rule.kind is SettingKind.URL and not _is_web_url(value):
+            violations.append(
+                FieldViolation(where, f"must be an absolute http or https URL: {rule.what}")
+            )
+    return violations
+
+
+def _is_web_url(value: str) -> bool:
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def validate_media_url(url: str, field: str, *, allow_http: bool = False) -> list[FieldViolation]:

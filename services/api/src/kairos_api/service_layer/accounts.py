@@ -54,6 +54,9 @@ LINKEDIN_AUTHOR_PREFIXES: Final = ("urn:li:person:", "urn:li:organization:")
 #: The path of a Discord webhook's execute URL (an optional API version before it).
 DISCORD_WEBHOOK_PATH = re.compile(r"^/api/(v[0-9]+/)?webhooks/[0-9]+/[A-Za-z0-9_.-]+/?$")
 #: A Telegram chat: a numeric id (negative for groups and channels) or a public @channelname.
+#: A Pinterest board id: digits (`board_id` has the pattern `^\d+$` in Pinterest's OpenAPI
+#: description, pinterest/api-description v5/openapi.json).
+PINTEREST_BOARD = re.compile(r"^[0-9]{1,30}$")
 TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 
 #: Targets that a disconnect settles as SKIPPED. QUEUED ones are included: their due event is
@@ -520,6 +523,10 @@ def _credential_violations(
                         "urn:li:organization:<id>",
                     )
                 )
+        elif page_id and platform == Platform.PINTEREST and not PINTEREST_BOARD.match(page_id):
+            found.append(
+                FieldViolation("credentials.page_id", "must be a Pinterest board id: digits only")
+            )
 
     if info.chat_id:
         chat_id = credentials.chat_id.strip()

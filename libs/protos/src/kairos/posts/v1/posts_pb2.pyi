@@ -54,6 +54,8 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     """A signed JSON POST to a URL of the customer's choosing."""
     PLATFORM_SANDBOX: _Platform.ValueType  # 12
     """A local endpoint that records what it receives; for development and tests."""
+    PLATFORM_PINTEREST: _Platform.ValueType  # 13
+    """Pinterest pins on a board, API v5."""
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """A social network (or endpoint) that Kairos can publish to."""
@@ -84,6 +86,8 @@ PLATFORM_WEBHOOK: Platform.ValueType  # 11
 """A signed JSON POST to a URL of the customer's choosing."""
 PLATFORM_SANDBOX: Platform.ValueType  # 12
 """A local endpoint that records what it receives; for development and tests."""
+PLATFORM_PINTEREST: Platform.ValueType  # 13
+"""Pinterest pins on a board, API v5."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 class _PostStatus:

@@ -255,12 +255,19 @@ def content_violations(
     ids: Sequence[uuid.UUID | None],
     accounts: dict[uuid.UUID, AccountRef],
 ) -> list[FieldViolation]:
+    """What each target's platform would refuse: the text and media by its limits, and the
+    target's settings by the settings its catalogue row declares."""
     found: list[FieldViolation] = []
     for index, (target, account_id) in enumerate(zip(targets, ids, strict=True)):
         account = accounts.get(account_id) if account_id is not None else None
         if account is None:
             continue
         override = target.content_override is not None
+        found.extend(
+            limits.validate_settings(
+                Platform(account.platform), target.settings, field=f"targets[{index}].settings"
+            )
+        )
         found.extend(
             limits.validate_content(
                 Platform(account.platform),
