@@ -21,7 +21,9 @@ content-posting-api-reference-photo-post, -query-creator-info, -get-video-status
    is UNKNOWN (TikTok has no idempotency key, and a post may be on its way).
 3. `POST /v2/post/publish/status/fetch/` every `poll_interval` seconds until PUBLISH_COMPLETE
    (PUBLISHED) or FAILED (PERMANENT with TikTok's `fail_reason`: it published nothing), for at
-   most `max_wait` seconds. A status answer that fails (a timeout, a 5xx, a rate limit) is only
+   most `max_wait` seconds counted from the attempt's first call (60, so that with a last
+   status call's HTTP timeout it ends well inside the api's 120-second attempt lease, as
+   Instagram's wait does). A status answer that fails (a timeout, a 5xx, a rate limit) is only
    news not had yet: polling goes on until the bound. A post still processing at the bound is
    UNKNOWN, never retried: TikTok accepted it, and moderation "may take a few hours" (the
    status page), so sending it again could post it twice. Its `publish_id` is in the outcome's
@@ -146,13 +148,14 @@ class TikTokClient:
         self.http = context.http
         self.api = context.url("tiktok", API)
         self.oauth = context.url("tiktok.oauth", API)
-        #: Seconds between status fetches (thirty a minute are allowed), and the longest wait
-        #: for a final status within one attempt. Moderation "usually finishes within one
-        #: minute" (the status page); a post past the bound is UNKNOWN.
+        #: Seconds between status fetches (thirty a minute are allowed), and the longest an
+        #: attempt waits, from its first call, for a final status. Moderation "usually finishes
+        #: within one minute" (the status page); a post past the bound is UNKNOWN.
         self.poll_interval = 3.0
-        self.max_wait = 90.0
+        self.max_wait = 60.0
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
+        deadline = asyncio.get_running_loop().time() + self.max_wait
         body = self.photo_post(request)
         if isinstance(body, PublishOutcome):
             return body
@@ -185,7 +188,7 @@ class TikTokClient:
                 code="bad_answer",
                 message=f"init answered without a publish_id: {excerpt(response)}",
             )
-        return await self.wait(request, publish_id)
+        return await self.wait(request, publish_id, deadline)
 
     def photo_post(self, request: PublishRequest) -> dict[str, Any] | PublishOutcome:
         """The `content/init` body for this post, or why it cannot be sent (the api checks the
@@ -257,10 +260,12 @@ class TikTokClient:
             )
         return [str(option) for option in options]
 
-    async def wait(self, request: PublishRequest, publish_id: str) -> PublishOutcome:
-        """Poll the publish until it is final or `max_wait` has passed (UNKNOWN then)."""
+    async def wait(
+        self, request: PublishRequest, publish_id: str, deadline: float
+    ) -> PublishOutcome:
+        """Poll the publish until it is final or `deadline` (the loop's clock) has passed:
+        UNKNOWN then."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
         last = "no status answer yet"
         while True:
             response = await send(
