@@ -5,10 +5,10 @@ Sources: TikTok for Developers' pages (developers.tiktok.com/doc/...):
 content-posting-api-reference-photo-post ("the photo page"), content-posting-api-reference-
 direct-post, content-posting-api-get-started, content-posting-api-reference-query-creator-info,
 content-posting-api-reference-get-video-status ("the status page"), tiktok-api-v2-error-handling
-and oauth-refresh-a-user-access-token (with oauth-user-access-token-management), read as
-archived copies of 2026-09-11 and through the docs search; and gitroomhq/postiz-app's TikTok
-provider (libraries/nestjs-libraries/src/integrations/social/tiktok.provider.ts), which reads the
-`fail_reason`s named below from real status answers.
+and oauth-refresh-a-user-access-token (with oauth-user-access-token-management), read in copies
+fetched on 2026-09-11 and in the pages' current text (November 2026); and gitroomhq/postiz-app's
+TikTok provider (libraries/nestjs-libraries/src/integrations/social/tiktok.provider.ts), which
+reads the `fail_reason`s named below from real status answers.
 
 Every answer is the envelope `{"data": {...}, "error": {"code": "ok" | "...", "message": "...",
 "log_id": "..."}}` (the error-handling page's error struct; `log_id` in its examples' form, a
