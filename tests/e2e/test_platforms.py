@@ -93,6 +93,8 @@ def credentials(fake: FakeServer) -> tuple[str, posts_pb2.Credentials]:
         return "#news", posts_pb2.Credentials(access_token="xoxb-token", chat_id="C0NEWS")
     if name == "pinterest":
         return "kairos", posts_pb2.Credentials(access_token="pina-token", page_id="549755885175")
+    if name == "tiktok":
+        return "@kairos", posts_pb2.Credentials(access_token="act.token", refresh_token="rft.token")
     raise AssertionError(f"no credentials for the {name} fake: add them here")
 
 
@@ -145,11 +147,14 @@ async def create(
     media: list[str] | None = None,
     parent: str = "",
     seconds: float = 0.0,
+    settings: dict[str, dict[str, str]] | None = None,
 ) -> posts_pb2.Post:
+    """Create a post on `accounts`; `settings` are a target's settings by its account id."""
+    chosen = settings or {}
     request = posts_pb2.CreatePostRequest(
         content=content,
         media_urls=media or [],
-        targets=[posts_pb2.TargetSpec(account_id=a) for a in accounts],
+        targets=[posts_pb2.TargetSpec(account_id=a, settings=chosen.get(a, {})) for a in accounts],
         parent_post_id=parent,
     )
     request.schedule.at.CopyFrom(at(seconds))
@@ -196,6 +201,8 @@ async def test_one_post_with_an_image_goes_out_once_on_every_platform(
         list(world.accounts.values()),
         f"Launch day {mark} https://example.com/launch",
         media=[world.media.image_url("launch.jpg")],
+        # TikTok has no default audience: every TikTok target says who may see it.
+        settings={world.accounts["tiktok"]: {"privacy_level": "PUBLIC_TO_EVERYONE"}},
     )
     done = await settled(stack, post.id, published, timeout=45)
     for name, account in world.accounts.items():

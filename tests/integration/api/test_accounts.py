@@ -97,6 +97,7 @@ VALID: dict[posts_pb2.Platform.ValueType, posts_pb2.Credentials] = {
     posts_pb2.PLATFORM_PINTEREST: posts_pb2.Credentials(
         access_token="pina_t", page_id="549755885175"
     ),
+    posts_pb2.PLATFORM_TIKTOK: posts_pb2.Credentials(access_token="act.t", refresh_token="rft.t"),
 }
 
 

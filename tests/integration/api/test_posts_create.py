@@ -641,6 +641,52 @@ async def test_pinterest_settings_are_checked_by_their_catalogue_rules(kairos: T
     assert dict(response.post.targets[0].settings) == settings
 
 
+async def test_tiktok_settings_are_checked_by_their_catalogue_rules(kairos: Tenant) -> None:
+    tiktok = await kairos.connect(posts_pb2.PLATFORM_TIKTOK)
+    photos = ["https://cdn.example/one.jpg", "https://cdn.example/two.jpg"]
+
+    def photo_post(settings: dict[str, str]) -> posts_pb2.CreatePostRequest:
+        return posts_pb2.CreatePostRequest(
+            content="A photo post",
+            media_urls=photos,
+            targets=[posts_pb2.TargetSpec(account_id=tiktok, settings=settings)],
+        )
+
+    violations = await refused_create(
+        kairos, photo_post({"title": "t" * 91, "disable_comment": "yes", "photo_cover_index": "2"})
+    )
+    assert sorted(violations) == [
+        (
+            "targets[0].settings.disable_comment",
+            "must be one of true, false: whether others may not comment",
+        ),
+        (
+            "targets[0].settings.photo_cover_index",
+            "2 is past the last of the post's 2 media items (counted from 0): "
+            "the photo shown as the cover, counted from 0",
+        ),
+        (
+            "targets[0].settings.privacy_level",
+            "TikTok needs who may see the post: one of PUBLIC_TO_EVERYONE, "
+            "MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY",
+        ),
+        (
+            "targets[0].settings.title",
+            "TikTok takes at most 90 UTF-16 code units for the photo post's title; 91 given",
+        ),
+    ]
+
+    settings = {
+        "privacy_level": "SELF_ONLY",
+        "title": "t" * 90,
+        "disable_comment": "true",
+        "auto_add_music": "false",
+        "photo_cover_index": "1",
+    }
+    response = await kairos.posts.CreatePost(photo_post(settings), metadata=kairos.metadata)
+    assert dict(response.post.targets[0].settings) == settings
+
+
 async def test_content_override_too_long_is_named_by_its_target(kairos: Tenant) -> None:
     x, mastodon = await kairos.connect(), await kairos.connect(posts_pb2.PLATFORM_MASTODON)
     violations = await refused_create(

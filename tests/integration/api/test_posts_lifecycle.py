@@ -169,6 +169,30 @@ async def test_update_targets_with_a_setting_the_platform_refuses_is_refused(
     assert dict((await kairos.get(post.id)).targets[0].settings) == {}
 
 
+async def test_fewer_photos_than_a_tiktok_cover_index_reaches_are_refused(
+    kairos: Tenant,
+) -> None:
+    tiktok = await kairos.connect(posts_pb2.PLATFORM_TIKTOK)
+    settings = {"privacy_level": "SELF_ONLY", "photo_cover_index": "1"}
+    created = await kairos.posts.CreatePost(
+        posts_pb2.CreatePostRequest(
+            content="Two photos",
+            media_urls=["https://cdn.example/one.jpg", "https://cdn.example/two.jpg"],
+            targets=[posts_pb2.TargetSpec(account_id=tiktok, settings=settings)],
+        ),
+        metadata=kairos.metadata,
+    )
+    post = created.post
+    error = await refused(
+        kairos.update(
+            post.id, ["media_urls"], post=posts_pb2.Post(media_urls=["https://cdn.example/one.jpg"])
+        ),
+        INVALID,
+    )
+    assert fields(error) == ["targets[0].settings.photo_cover_index"]
+    assert len((await kairos.get(post.id)).media_urls) == 2
+
+
 async def test_update_targets_to_none_is_refused(kairos: Tenant) -> None:
     post = await kairos.create()
     error = await refused(kairos.update(post.id, ["targets"], targets=[]), INVALID)

@@ -63,6 +63,7 @@ def media_for(platform: Platform) -> list[str]:
         (Platform.DISCORD, 2000, 10),
         (Platform.SLACK, 40000, 49),
         (Platform.PINTEREST, 800, 1),
+        (Platform.TIKTOK, 4000, 35),
     ],
 )
 def test_limits_match_the_platform_reference(
@@ -72,10 +73,11 @@ def test_limits_match_the_platform_reference(
     assert CATALOGUE[platform].limits.max_media == max_media
 
 
-def test_only_instagram_and_pinterest_require_media() -> None:
+def test_only_instagram_pinterest_and_tiktok_require_media() -> None:
     assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [
         Platform.INSTAGRAM,
         Platform.PINTEREST,
+        Platform.TIKTOK,
     ]
 
 
@@ -447,6 +449,65 @@ def test_pinterest_settings_up_to_their_limit_are_accepted_and_one_more_is_not(
 )
 def test_pinterest_settings_of_the_wrong_form_are_named(key: str, value: str) -> None:
     assert fields(validate_settings(Platform.PINTEREST, {key: value})) == [f"settings.{key}"]
+
+
+def test_tiktok_counts_its_4000_character_description_in_utf16_code_units() -> None:
+    assert validate_content(Platform.TIKTOK, "😀" * 2000, [IMAGE]) == []
+    assert fields(validate_content(Platform.TIKTOK, "😀" * 2000 + "a", [IMAGE])) == ["content"]
+    assert fields(validate_content(Platform.TIKTOK, "A photo post", [])) == ["media_urls"]
+
+
+TIKTOK_PUBLIC = {"privacy_level": "PUBLIC_TO_EVERYONE"}
+
+
+def test_a_tiktok_target_must_say_who_may_see_the_post() -> None:
+    assert validate_settings(Platform.TIKTOK, TIKTOK_PUBLIC) == []
+    for missing in ({}, {"privacy_level": ""}):
+        assert validate_settings(Platform.TIKTOK, missing) == [
+            FieldViolation(
+                "settings.privacy_level",
+                "TikTok needs who may see the post: one of PUBLIC_TO_EVERYONE, "
+                "MUTUAL_FOLLOW_FRIENDS, FOLLOWER_OF_CREATOR, SELF_ONLY",
+            )
+        ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("privacy_level", "public"),  # the enum is case-sensitive
+        ("privacy_level", "FRIENDS"),
+        ("disable_comment", "yes"),
+        ("auto_add_music", "True"),
+        ("photo_cover_index", "-1"),
+        ("photo_cover_index", "١"),  # an Arabic-Indic digit
+    ],
+)
+def test_tiktok_settings_of_the_wrong_form_are_named(key: str, value: str) -> None:
+    assert fields(validate_settings(Platform.TIKTOK, {**TIKTOK_PUBLIC, key: value})) == [
+        f"settings.{key}"
+    ]
+
+
+def test_tiktoks_title_is_90_utf16_code_units() -> None:
+    assert validate_settings(Platform.TIKTOK, {**TIKTOK_PUBLIC, "title": "😀" * 45}) == []
+    [violation] = validate_settings(Platform.TIKTOK, {**TIKTOK_PUBLIC, "title": "😀" * 45 + "a"})
+    assert violation == FieldViolation(
+        "settings.title",
+        "TikTok takes at most 90 UTF-16 code units for the photo post's title; 91 given",
+    )
+
+
+def test_tiktoks_cover_must_be_one_of_the_posts_photos() -> None:
+    settings = {**TIKTOK_PUBLIC, "photo_cover_index": "2"}
+    assert validate_settings(Platform.TIKTOK, settings, media_count=3) == []
+    assert validate_settings(Platform.TIKTOK, settings, media_count=2) == [
+        FieldViolation(
+            "settings.photo_cover_index",
+            "2 is past the last of the post's 2 media items (counted from 0): "
+            "the photo shown as the cover, counted from 0",
+        )
+    ]
 
 
 def test_settings_a_platform_does_not_declare_are_left_to_its_publisher() -> None:

@@ -39,6 +39,7 @@ class Platform(enum.StrEnum):
     DISCORD = "discord"
     SLACK = "slack"
     PINTEREST = "pinterest"
+    TIKTOK = "tiktok"
     WEBHOOK = "webhook"
     SANDBOX = "sandbox"
 
@@ -93,6 +94,12 @@ class SettingKind(enum.Enum):
     """An absolute http or https URL."""
     DIGITS = enum.auto()
     """An id of ASCII digits."""
+    CHOICE = enum.auto()
+    """One of the setting's `choices`, exactly as written there."""
+    BOOLEAN = enum.auto()
+    """"true" or "false"."""
+    MEDIA_INDEX = enum.auto()
+    """A position among the post's media, counted from 0: ASCII digits, below their number."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +109,17 @@ class TargetSetting:
     what: str
     """What the setting is on this platform, for messages ("the pin's title")."""
     max_chars: int
-    """The longest value the platform takes, in code points."""
+    """The longest value the platform takes, counted as `counting` says."""
     kind: SettingKind = SettingKind.TEXT
     """The form the value must have."""
+    counting: Counting = Counting.CODE_POINTS
+    """How the platform measures the value's length."""
+    unit: str = "characters"
+    """The unit of `max_chars` in words, for messages."""
+    choices: tuple[str, ...] = ()
+    """The values a `CHOICE` setting may take."""
+    required: bool = False
+    """True when the platform cannot publish without it (it has no default Kairos may pick)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +327,60 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                     "title": TargetSetting("the pin's title", 100),
                     "alt_text": TargetSetting("the image's alternative text", 500),
                     "link": TargetSetting("the page the pin links to", 2048, SettingKind.URL),
+                }
+            ),
+        ),
+        Platform.TIKTOK: PlatformInfo(
+            name="TikTok",
+            # Not in PLATFORMS.md; from TikTok's Content Posting API reference for photo posts
+            # (developers.tiktok.com/doc/content-posting-api-reference-photo-post): the post's
+            # text is the photo post's `description`, "The maximum length for photo posts is 4000
+            # in UTF-16 runes"; `photo_images` is "An array containing up to 35 photo content
+            # URLs" (TikTok pulls them itself); a photo post without photos is nothing, so media
+            # is required. Video posts (a 2,200 UTF-16 `title`, no description) are not made yet.
+            limits=PlatformLimits(
+                counting=Counting.UTF16_CODE_UNITS,
+                max_chars=4000,
+                unit="UTF-16 code units",
+                counting_note="emoji and other characters beyond U+FFFF count 2",
+                max_media=35,
+                media_required=True,
+            ),
+            # The same page's `post_info` and `source_info`: `privacy_level` is "Required for
+            # DIRECT POST" and "must match one of the privacy_level_options" the creator has,
+            # and TikTok's UX guidelines (content-sharing-guidelines) let no app pick it for the
+            # user, so Kairos has no default either; `title` is at most 90 UTF-16 runes;
+            # `disable_comment` and `auto_add_music` are booleans; `photo_cover_index` is the
+            # index (from 0) of the cover among `photo_images` (2 digits reach 34).
+            settings=MappingProxyType(
+                {
+                    "privacy_level": TargetSetting(
+                        "who may see the post",
+                        32,
+                        SettingKind.CHOICE,
+                        choices=(
+                            "PUBLIC_TO_EVERYONE",
+                            "MUTUAL_FOLLOW_FRIENDS",
+                            "FOLLOWER_OF_CREATOR",
+                            "SELF_ONLY",
+                        ),
+                        required=True,
+                    ),
+                    "title": TargetSetting(
+                        "the photo post's title",
+                        90,
+                        counting=Counting.UTF16_CODE_UNITS,
+                        unit="UTF-16 code units",
+                    ),
+                    "disable_comment": TargetSetting(
+                        "whether others may not comment", 5, SettingKind.BOOLEAN
+                    ),
+                    "auto_add_music": TargetSetting(
+                        "whether TikTok adds recommended music", 5, SettingKind.BOOLEAN
+                    ),
+                    "photo_cover_index": TargetSetting(
+                        "the photo shown as the cover, counted from 0", 2, SettingKind.MEDIA_INDEX
+                    ),
                 }
             ),
         ),

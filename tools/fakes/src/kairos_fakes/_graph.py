@@ -133,7 +133,7 @@ def expired_token() -> web.Response:
 
 
 async def fetch_type(url: str) -> str:
-    """The image type the bytes at `url` start with ("jpeg", "png", "gif", "other"), or ""
+    """The image type the bytes at `url` start with ("jpeg", "png", "gif", "webp", "other"), or ""
     if the URL cannot be fetched: the platforms download media themselves."""
     try:
         async with (
@@ -151,6 +151,8 @@ async def fetch_type(url: str) -> str:
         return "png"
     if head.startswith(b"GIF8"):
         return "gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
     return "other"
 
 

@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 import regex  # type: ignore[import-untyped]
 
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import CATALOGUE, Counting, Platform, PlatformLimits, SettingKind
+from kairos_common.platforms import (
+    CATALOGUE,
+    Counting,
+    Platform,
+    PlatformLimits,
+    SettingKind,
+    TargetSetting,
+)
 
 # Code points that X weighs 1 (twitter-text config v3, PLATFORMS.md §1): Basic Latin to Georgian,
 # then spaces, hyphens and quotes from General Punctuation. Every other code point weighs 2.
@@ -406,33 +413,73 @@ _HOST_NAME = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?)(?:\.[^\W_](?:[\w-]*[^\W_])
 
 
 def validate_settings(
-    platform: Platform, settings: Mapping[str, str], *, field: str = "settings"
+    platform: Platform,
+    settings: Mapping[str, str],
+    *,
+    field: str = "settings",
+    media_count: int | None = None,
 ) -> list[FieldViolation]:
     """Every rule a target's `settings` break among those `platform` declares in its catalogue
     row, each reported on `field.<key>`; empty when they may publish. An empty value counts as
-    unset, and keys the platform does not declare are left to its publisher. Never raises."""
+    unset (which a required setting may not be), and keys the platform does not declare are left
+    to its publisher. A media index is checked against `media_count` when it is given. Never
+    raises."""
     info = CATALOGUE[platform]
     violations: list[FieldViolation] = []
     for key, rule in info.settings.items():
         value = settings.get(key, "")
-        if not value:
-            continue
         where = f"{field}.{key}"
-        if len(value) > rule.max_chars:
+        if not value:
+            if rule.required:
+                violations.append(
+                    FieldViolation(where, f"{info.name} needs {rule.what}: {_expected(rule)}")
+                )
+            continue
+        length = _count(rule.counting, value)
+        if length > rule.max_chars:
             violations.append(
                 FieldViolation(
                     where,
-                    f"{info.name} takes at most {rule.max_chars:,} characters for {rule.what}; "
-                    f"{len(value):,} given",
+                    f"{info.name} takes at most {rule.max_chars:,} {rule.unit} for {rule.what}; "
+                    f"{length:,} given",
                 )
             )
-        if rule.kind is SettingKind.DIGITS and not (value.isascii() and value.isdigit()):
+        if rule.kind is SettingKind.DIGITS and not _is_digits(value):
             violations.append(FieldViolation(where, f"must be digits only: {rule.what}"))
         if rule.kind is SettingKind.URL and not _is_web_url(value):
             violations.append(
                 FieldViolation(where, f"must be an absolute http or https URL: {rule.what}")
             )
+        if rule.kind in (SettingKind.CHOICE, SettingKind.BOOLEAN) and value not in _allowed(rule):
+            violations.append(FieldViolation(where, f"must be {_expected(rule)}: {rule.what}"))
+        if rule.kind is SettingKind.MEDIA_INDEX:
+            if not _is_digits(value):
+                violations.append(
+                    FieldViolation(where, f"must be a number counted from 0: {rule.what}")
+                )
+            elif media_count is not None and int(value) >= media_count:
+                violations.append(
+                    FieldViolation(
+                        where,
+                        f"{value} is past the last of the post's {media_count} media items "
+                        f"(counted from 0): {rule.what}",
+                    )
+                )
     return violations
+
+
+def _is_digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _allowed(rule: TargetSetting) -> tuple[str, ...]:
+    return ("true", "false") if rule.kind is SettingKind.BOOLEAN else rule.choices
+
+
+def _expected(rule: TargetSetting) -> str:
+    if rule.kind in (SettingKind.CHOICE, SettingKind.BOOLEAN):
+        return "one of " + ", ".join(_allowed(rule))
+    return "a value"
 
 
 def _is_web_url(value: str) -> bool:

@@ -56,6 +56,8 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     """A local endpoint that records what it receives; for development and tests."""
     PLATFORM_PINTEREST: _Platform.ValueType  # 13
     """Pinterest pins on a board, API v5."""
+    PLATFORM_TIKTOK: _Platform.ValueType  # 14
+    """TikTok photo posts (Content Posting API, direct post)."""
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """A social network (or endpoint) that Kairos can publish to."""
@@ -88,6 +90,8 @@ PLATFORM_SANDBOX: Platform.ValueType  # 12
 """A local endpoint that records what it receives; for development and tests."""
 PLATFORM_PINTEREST: Platform.ValueType  # 13
 """Pinterest pins on a board, API v5."""
+PLATFORM_TIKTOK: Platform.ValueType  # 14
+"""TikTok photo posts (Content Posting API, direct post)."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 class _PostStatus:

@@ -265,7 +265,10 @@ def content_violations(
         override = target.content_override is not None
         found.extend(
             limits.validate_settings(
-                Platform(account.platform), target.settings, field=f"targets[{index}].settings"
+                Platform(account.platform),
+                target.settings,
+                field=f"targets[{index}].settings",
+                media_count=len(media_urls),
             )
         )
         found.extend(
