@@ -103,6 +103,12 @@ class PlatformInfo:
     idempotency_window: timedelta | None = None
     """How long the platform remembers a publish call's idempotency key, so that trying again
     after an attempt that may have published cannot publish twice; None when it has no key."""
+    pulls_media_by_url: bool = False
+    """True when the platform is given each media file's URL and fetches it itself (Instagram's
+    and Threads' containers, Facebook's `url`, Telegram's `photo`, embeds and image blocks, a
+    webhook's payload); False when the publisher downloads the file and uploads its bytes (X,
+    Mastodon, Bluesky, LinkedIn). An uploaded file goes to the former as a presigned URL, which
+    only a media store that makes URLs (S3) can give."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
@@ -180,6 +186,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Facebook"),
                 max_media=10,
             ),
+            pulls_media_by_url=True,
             page_id="the Facebook page id",
         ),
         Platform.INSTAGRAM: PlatformInfo(
@@ -194,6 +201,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=10,
                 media_required=True,
             ),
+            pulls_media_by_url=True,
             page_id="the Instagram professional account id",
         ),
         Platform.THREADS: PlatformInfo(
@@ -210,6 +218,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=20,
                 max_links=5,
             ),
+            pulls_media_by_url=True,
             page_id="the Threads user id",
         ),
         Platform.TELEGRAM: PlatformInfo(
@@ -226,6 +235,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=10,
                 max_chars_with_media=1024,
             ),
+            pulls_media_by_url=True,
             chat_id="the chat id or @channel",
         ),
         Platform.DISCORD: PlatformInfo(
@@ -238,6 +248,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Discord"),
                 max_media=10,
             ),
+            pulls_media_by_url=True,
         ),
         Platform.SLACK: PlatformInfo(
             name="Slack",
@@ -251,6 +262,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Slack"),
                 max_media=49,
             ),
+            pulls_media_by_url=True,
             chat_id="the channel id",
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd
@@ -265,6 +277,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="Unicode code points",
                 max_media=100,
             ),
+            pulls_media_by_url=True,
             needs_access_token=False,
             own=True,
         ),
@@ -277,6 +290,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="Unicode code points",
                 max_media=100,
             ),
+            pulls_media_by_url=True,
             needs_access_token=False,
             instance_url="the sandbox endpoint URL",
             own=True,
