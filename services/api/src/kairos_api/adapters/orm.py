@@ -149,8 +149,9 @@ class Post(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
     content: Mapped[str] = mapped_column(Text, default="")
     media_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
-    #: Uploaded media (`Media` ids as text), in order; `media_rows` indexes them.
-    media_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Uploaded media (`Media` ids as text), in order; `media_rows` indexes them. The server
+    #: default gives rows written without the column (older writers, bulk seeds) none.
+    media_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     campaign: Mapped[str] = mapped_column(String(200), default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
