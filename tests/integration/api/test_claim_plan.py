@@ -3,7 +3,8 @@ GetPost and GetStats in the generic plans they run with (`ReadConnections`' plan
 
 The claim reads the partial index of claimable targets; the fence's read of the claimed
 deliveries looks no parent up for posts that are no thread part (it once scanned every published
-target of the account for each delivery, so a burst on one account grew quadratically).
+target of the account for each delivery, so a burst on one account grew quadratically), and no
+uploaded media for posts that name none.
 
 The statement is the one `claim_due` sends (`claim.CLAIM_SQL` with `claim.claim_parameters`),
 explained as a prepared statement's generic plan too, over a table holding ~50,000 targets of
@@ -162,6 +163,9 @@ async def test_the_claim_and_the_fence_read_indexes_over_a_large_table(
     assert "Seq Scan on targets" not in fence, fence
     [parent_lookup] = [line for line in fence.splitlines() if "on targets parent" in line]
     assert "never executed" in parent_lookup, fence
+    # Nor does it look uploaded media up for posts that name none.
+    [media_lookup] = [line for line in fence.splitlines() if "on post_media pm" in line]
+    assert "never executed" in media_lookup, fence
     # They run as planned here: generically.
     assert planned_once == {stats.STATS_SQL: True, views.GET_POST_SQL: True}
     for plan in (stats_plan, post_plan):

@@ -53,3 +53,23 @@ async def test_a_file_that_is_no_media_is_refused(kairos: Kairos, tmp_path: Path
     assert "file" in ran.stderr
     assert "not a supported image or video" in ran.stderr
     assert (await kairos.ok("--json", "media", "list")).json() == {"media": []}
+
+
+async def test_a_post_names_an_upload_which_cannot_be_deleted_while_it_may_publish(
+    kairos: Kairos, tmp_path: Path
+) -> None:
+    image = write_image(tmp_path / "a.png", container="image2", codec="png", pixel_format="rgb24")
+    media_id = (await kairos.ok("media", "upload", str(image))).stdout.strip()
+    account = (
+        await kairos.ok("accounts", "connect", "x", "--handle", "@k", "--access-token", "t")
+    ).stdout.strip()
+
+    post_id = await kairos.create_post(account, "--media-id", media_id)
+    shown = (await kairos.ok("--json", "posts", "show", post_id)).json()
+    refused = await kairos("media", "delete", media_id)
+
+    assert shown["media_ids"] == [media_id]
+    assert refused.code == 5
+    assert f"attached to post {post_id}" in refused.stderr
+    twice = await kairos("posts", "edit", post_id, "--media-id", media_id, "--media-id", media_id)
+    assert "post.media_ids[1]: names the same media as post.media_ids[0]" in twice.stderr

@@ -44,6 +44,11 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("posts", "edit"): (UNKNOWN_ID, "--content", "changed"),
     ("posts", "show"): (UNKNOWN_ID,),
     ("posts", "list"): (),
+    # Any file that exists: the key is checked before a byte is sent.
+    ("media", "upload"): (__file__,),
+    ("media", "list"): (),
+    ("media", "show"): (UNKNOWN_ID,),
+    ("media", "delete"): (UNKNOWN_ID,),
 }
 #: `kairos keys` works on the database, not through the api: no API key is involved.
 KEYS_COMMANDS = {("keys", "create"), ("keys", "revoke"), ("keys", "list")}

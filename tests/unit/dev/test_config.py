@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kairos_common.platforms import CATALOGUE
 from kairos_dev.banner import READY_LINE, banner
 from kairos_dev.config import (
     DevError,
@@ -107,18 +108,9 @@ def test_the_publisher_is_pointed_at_the_fakes_unless_they_are_off(tmp_path: Pat
     env = plan_children(options, {})[-1].env
     urls = dict(item.split("=", 1) for item in env["KAIROS_PLATFORM_URLS"].split(","))
     assert urls["x"] == "http://127.0.0.1:19101"
-    assert set(urls) == {
-        "x",
-        "mastodon",
-        "bluesky",
-        "linkedin",
-        "facebook",
-        "instagram",
-        "threads",
-        "telegram",
-        "discord",
-        "slack",
-    }
+    # Every public platform of the catalogue has a fake, and only those.
+    assert set(urls) == {platform.value for platform, info in CATALOGUE.items() if not info.own}
+    assert {"x", "mastodon", "pinterest", "tiktok"} <= set(urls)
     assert "media" not in urls
     assert env["KAIROS_MEDIA_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
 

@@ -409,18 +409,18 @@ class KairosClient:
         was lost would be stored again by a retry."""
         source = Path(path)
         size = (await asyncio.to_thread(source.stat)).st_size
+        # Opened and closed here rather than in the generator: when the api answers before the
+        # last chunk (a refused key, a file over the limit) gRPC drops the generator unfinished,
+        # and its `finally` would never close the file.
+        file = await asyncio.to_thread(source.open, "rb")
 
         async def requests() -> AsyncIterator[media_pb2.UploadMediaRequest]:
             name = source.name if file_name is None else file_name
             yield media_pb2.UploadMediaRequest(
                 upload=media_pb2.MediaUpload(file_name=name, size=size)
             )
-            file = await asyncio.to_thread(source.open, "rb")
-            try:
-                while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_SIZE):
-                    yield media_pb2.UploadMediaRequest(chunk=chunk)
-            finally:
-                file.close()
+            while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK_SIZE):
+                yield media_pb2.UploadMediaRequest(chunk=chunk)
 
         try:
             reply: media_pb2.UploadMediaResponse = await self.media_stub.UploadMedia(
@@ -431,6 +431,8 @@ class KairosClient:
             )
         except grpc.aio.AioRpcError as error:
             raise KairosError.from_rpc_error(error) from None
+        finally:
+            file.close()
         return reply.media
 
     async def get_media(self, media_id: str, *, timeout: float | None = None) -> media_pb2.Media:

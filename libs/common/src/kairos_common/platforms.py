@@ -145,6 +145,12 @@ class PlatformInfo:
     settings: Mapping[str, TargetSetting] = field(default_factory=lambda: MappingProxyType({}))
     """The per-target settings the api checks when a post is created or edited, by key; other
     keys are passed to the publisher unchecked."""
+    pulls_media_by_url: bool = False
+    """True when the platform is given each media file's URL and fetches it itself (Instagram's
+    and Threads' containers, Facebook's `url`, Telegram's `photo`, embeds and image blocks, a
+    webhook's payload); False when the publisher downloads the file and uploads its bytes (X,
+    Mastodon, Bluesky, LinkedIn). An uploaded file goes to the former as a presigned URL, which
+    only a media store that makes URLs (S3) can give."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
@@ -222,6 +228,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Facebook"),
                 max_media=10,
             ),
+            pulls_media_by_url=True,
             page_id="the Facebook page id",
         ),
         Platform.INSTAGRAM: PlatformInfo(
@@ -236,6 +243,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=10,
                 media_required=True,
             ),
+            pulls_media_by_url=True,
             page_id="the Instagram professional account id",
         ),
         Platform.THREADS: PlatformInfo(
@@ -252,6 +260,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=20,
                 max_links=5,
             ),
+            pulls_media_by_url=True,
             page_id="the Threads user id",
         ),
         Platform.TELEGRAM: PlatformInfo(
@@ -268,6 +277,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=10,
                 max_chars_with_media=1024,
             ),
+            pulls_media_by_url=True,
             chat_id="the chat id or @channel",
         ),
         Platform.DISCORD: PlatformInfo(
@@ -280,6 +290,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Discord"),
                 max_media=10,
             ),
+            pulls_media_by_url=True,
         ),
         Platform.SLACK: PlatformInfo(
             name="Slack",
@@ -293,6 +304,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note=_CODE_POINTS_NOTE.format(name="Slack"),
                 max_media=49,
             ),
+            pulls_media_by_url=True,
             chat_id="the channel id",
         ),
         Platform.PINTEREST: PlatformInfo(
@@ -313,6 +325,8 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 media_required=True,
             ),
             page_id="the id of the board pins are saved to (digits only)",
+            # Pinterest fetches the image itself (`media_source` "image_url").
+            pulls_media_by_url=True,
             # `PinCreate` again: `board_id` matches `^\d+$` (its length of 30 is Kairos's own
             # cap, as for the account's board), `title` has `maxLength` 100, `alt_text` 500 and
             # `link` 2,048 (which the api's cap of 1,000 characters on any setting's value
@@ -346,6 +360,9 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=35,
                 media_required=True,
             ),
+            # TikTok fetches the photos itself (`PULL_FROM_URL`), from a URL prefix verified
+            # for the app: a presigned store URL must be on such a domain.
+            pulls_media_by_url=True,
             # The same page's `post_info` and `source_info`: `privacy_level` is "Required for
             # DIRECT POST" and "must match one of the privacy_level_options" the creator has,
             # and TikTok's UX guidelines (content-sharing-guidelines) let no app pick it for the
@@ -396,6 +413,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="Unicode code points",
                 max_media=100,
             ),
+            pulls_media_by_url=True,
             needs_access_token=False,
             own=True,
         ),
@@ -408,6 +426,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="Unicode code points",
                 max_media=100,
             ),
+            pulls_media_by_url=True,
             needs_access_token=False,
             instance_url="the sandbox endpoint URL",
             own=True,

@@ -38,6 +38,9 @@ from kairos_media.store import (
 class FileStore:
     """A `MediaStore` keeping each object as the file `root/KEY`."""
 
+    #: A folder has no URLs to hand out (`presigned_url` answers None).
+    makes_urls = False
+
     def __init__(self, root: Path, *, read_chunk_size: int = READ_CHUNK_SIZE) -> None:
         self.root = root
         self._read_chunk_size = read_chunk_size

@@ -91,6 +91,9 @@ class S3Location:
 class S3MediaStore:
     """A `MediaStore` keeping each object in an S3 bucket, under `location.prefix` + '/' + key."""
 
+    #: Every object can be handed out as a presigned GET URL.
+    makes_urls = True
+
     def __init__(
         self,
         location: S3Location,

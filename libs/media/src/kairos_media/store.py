@@ -89,6 +89,10 @@ class MediaStore(Protocol):
     `InvalidKey` before touching storage.
     """
 
+    #: True when `presigned_url` makes URLs (S3); False where it answers None (the filesystem),
+    #: so that a post for a platform that pulls media by URL is refused before it is scheduled.
+    makes_urls: bool
+
     async def put(
         self, key: str, chunks: AsyncIterable[bytes], *, max_size: int | None = None
     ) -> StoredObject:

@@ -1,5 +1,6 @@
 """The composition root: builds the publisher's parts once (its DispatchService client, the HTTP
-client, media fetching, the platform clients and one consumer per platform); the process
+client, media fetching from URLs and from the media store, the platform clients and one consumer
+per platform); the process
 (`kairos_publisher.service`) adds health, NATS and the order things start and stop in."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import httpx
 from nats.js import JetStreamContext
 
 from kairos_common.deadline import Deadline
+from kairos_media.settings import open_store
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.media import MediaFetcher
@@ -42,7 +44,11 @@ def bootstrap(settings: PublisherSettings, js: JetStreamContext) -> Publisher:
     dispatch.start()
     timeout = settings.http_timeout.total_seconds()
     http = http_client(timeout, max_connections=settings.platform_concurrency * 4)
-    media = MediaFetcher(timeout=timeout, allowed_networks=settings.media_allowed_networks)
+    media = MediaFetcher(
+        timeout=timeout,
+        allowed_networks=settings.media_allowed_networks,
+        store=open_store(settings.media),
+    )
     clients = registry(
         PlatformContext(
             http,

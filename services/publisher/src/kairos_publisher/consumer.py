@@ -31,10 +31,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 from kairos.dispatch.v1 import dispatch_pb2
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
-from kairos_common.platforms import Platform
+from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher.admission import AccountGate
 from kairos_publisher.dispatch import DispatchClient
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformClient,
     PublishOutcome,
@@ -179,12 +180,22 @@ def expiry(credentials: posts_pb2.Credentials) -> datetime | None:
 
 
 def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
+    """What the platform module is asked to publish. An uploaded file the api presigned (for a
+    platform that pulls media by URL) joins the URLs, ahead of the post's own; the others are
+    read from the media store and sent as bytes."""
     credentials = begun.credentials
+    snapshot = begun.snapshot
+    presigned = [m.url for m in snapshot.stored_media if m.url]
     return PublishRequest(
         post_id=begun.post_id,
         target_id=begun.target_id,
-        content=begun.snapshot.content,
-        media_urls=list(begun.snapshot.media_urls),
+        content=snapshot.content,
+        media_urls=[*presigned, *snapshot.media_urls],
+        stored_media=[
+            StoredMedia(m.media_id, m.content_type, m.size, m.sha256, m.storage_key)
+            for m in snapshot.stored_media
+            if not m.url
+        ],
         settings=dict(begun.snapshot.settings),
         reply_to=begun.reply_to_platform_id,
         idempotency_key=begun.idempotency_key,
@@ -472,6 +483,14 @@ class PlatformConsumer:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
         again once) when the platform refuses it."""
         request = publish_request(begun)
+        if request.stored_media and CATALOGUE[self.platform].pulls_media_by_url:
+            # Its module would send the URLs alone and publish the post without these files.
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="media",
+                message=f"{CATALOGUE[self.platform].name} pulls media by URL and media "
+                f"{request.stored_media[0].media_id} came without one",
+            )
         refreshing = hasattr(self.client, "refresh")
         if refreshing and request.expires_at is not None:
             margin = cast(RefreshingClient, self.client).refresh_margin

@@ -1,4 +1,10 @@
-"""Downloading a post's media for the platforms that want bytes (X, Mastodon, Bluesky, LinkedIn).
+"""Getting a post's media for the platforms that want bytes (X, Mastodon, Bluesky, LinkedIn):
+downloaded from its URL, or read from the media store the api uploaded it to.
+
+A file uploaded to Kairos (`StoredMedia`) is read from the store that the api and the publisher
+share (`KAIROS_MEDIA_STORE`), within the platform's size limit, and must be exactly the size and
+SHA-256 the api recorded, or it is refused for good. Either way the platform module gets the
+same `Media`, so its upload code has one path.
 
 Every download is limited in size and type, and guarded against server-side request forgery:
 the host of every URL, the first and each redirect's, is resolved and every address it resolves
@@ -18,6 +24,7 @@ limit before it is counted).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -25,6 +32,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from kairos_common.errors import InvalidArgument
+from kairos_media.store import MediaNotFound, MediaStore
 
 #: Image types the platforms take, by the media type each file's first bytes prove.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -52,13 +62,30 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 @dataclass(frozen=True)
 class Media:
-    """One downloaded file."""
+    """One downloaded (or uploaded) file."""
 
+    #: The URL it came from, or the id of the uploaded file.
     url: str
     content: bytes = field(repr=False)
     content_type: str
     #: A file name for multipart uploads, from the URL's path.
     filename: str
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    """A file uploaded to Kairos, as a begun attempt names it: where it is kept and what its
+    bytes must be."""
+
+    media_id: str
+    content_type: str
+    size: int
+    sha256: str
+    storage_key: str
+
+
+#: What a platform module asks `MediaFetcher.fetch` for: a URL, or an uploaded file.
+MediaSource = str | StoredMedia
 
 
 class MediaError(Exception):
@@ -112,10 +139,13 @@ class MediaFetcher:
         timeout: float = 15.0,
         allowed_networks: Collection[Network] = (),
         resolver: Resolver = system_resolver,
+        store: MediaStore | None = None,
     ) -> None:
         self.timeout = timeout
         self.allowed_networks = tuple(allowed_networks)
         self.resolver = resolver
+        #: Where uploaded files are read from; None in a publisher given no store (tests).
+        self.store = store
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -159,14 +189,66 @@ class MediaFetcher:
             return "a shared or reserved address"
         return ""
 
-    async def fetch(self, url: str, *, max_bytes: int, types: Collection[str]) -> Media:
-        """The file at `url`; raises MediaError naming what is wrong."""
+    async def fetch(self, source: MediaSource, *, max_bytes: int, types: Collection[str]) -> Media:
+        """The file at a URL, or an uploaded one; raises MediaError naming what is wrong."""
+        name = source if isinstance(source, str) else source.media_id
         limit = self.timeout * TOTAL_TIMEOUTS
         try:
             async with asyncio.timeout(limit):
-                return await self._fetch(url, max_bytes, types)
+                if isinstance(source, str):
+                    return await self._fetch(source, max_bytes, types)
+                return await self._read_stored(source, max_bytes, types)
         except TimeoutError:
-            raise MediaError(url, f"not downloaded within {limit:g} s", retryable=True) from None
+            done = "downloaded" if isinstance(source, str) else "read from the media store"
+            raise MediaError(name, f"not {done} within {limit:g} s", retryable=True) from None
+
+    async def _read_stored(
+        self, media: StoredMedia, max_bytes: int, types: Collection[str]
+    ) -> Media:
+        """The uploaded file's bytes, read whole (images are small), checked against what the api
+        recorded of them."""
+        name = media.media_id
+        if self.store is None:
+            raise MediaError(name, "this publisher has no media store to read uploads from")
+        if media.size > max_bytes:
+            raise MediaError(name, f"{media.size} bytes is over the limit of {max_bytes}")
+        if media.content_type not in types:
+            raise MediaError(name, f"type {media.content_type} is not one of {', '.join(types)}")
+        chunks: list[bytes] = []
+        size = 0
+        digest = hashlib.sha256()
+        try:
+            async for chunk in self.store.read(media.storage_key):
+                size += len(chunk)
+                if size > media.size:
+                    break
+                digest.update(chunk)
+                chunks.append(chunk)
+        except MediaNotFound:
+            raise MediaError(name, "is no longer in the media store (deleted?)") from None
+        except InvalidArgument as error:
+            raise MediaError(name, f"cannot be read from the media store: {error}") from None
+        except Exception as error:
+            # The store's disk or network (S3 unreachable, 5xx): trying later may help.
+            raise MediaError(name, f"reading the media store failed: {error!r}", True) from None
+        if size != media.size:
+            raise MediaError(
+                name,
+                f"the store holds {'more' if size > media.size else size} bytes, not "
+                f"the {media.size} uploaded",
+            )
+        if digest.hexdigest() != media.sha256:
+            raise MediaError(name, "the stored bytes do not match the SHA-256 of the upload")
+        content = b"".join(chunks)
+        kind = sniff(content)
+        if kind not in types:
+            raise MediaError(
+                name, f"type {kind or 'unrecognised'} is not one of {', '.join(types)}"
+            )
+        extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
+        return Media(
+            url=name, content=content, content_type=kind, filename=f"{media.media_id}.{extension}"
+        )
 
     async def _fetch(self, url: str, max_bytes: int, types: Collection[str]) -> Media:
         current = url

@@ -16,6 +16,7 @@ from kairos_common.settings import (
     SettingsError,
     server_settings,
 )
+from kairos_media.settings import MediaSettings, media_settings
 from kairos_publisher.media import Network, parse_networks
 from kairos_publisher.platforms.base import (
     GRAPH_API_VERSION,
@@ -82,6 +83,9 @@ class PublisherSettings:
     #: The `LinkedIn-Version` header, `YYYYMM` (KAIROS_LINKEDIN_VERSION); LinkedIn retires a
     #: version about a year after its release.
     linkedin_version: str = LINKEDIN_VERSION
+    #: Where uploaded media is read from: the api's store (KAIROS_MEDIA_STORE and the S3
+    #: settings, `kairos_media`), which the publisher only reads.
+    media: MediaSettings = field(default_factory=lambda: media_settings({}))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
@@ -139,4 +143,5 @@ class PublisherSettings:
             media_allowed_networks=networks,
             graph_api_version=graph,
             linkedin_version=linkedin,
+            media=media_settings(environ),
         )

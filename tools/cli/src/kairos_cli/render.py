@@ -107,8 +107,8 @@ def post_detail(post: posts_pb2.Post, zone: ZoneInfo) -> RenderableType:
         ("revision", str(post.revision)),
         ("content", post.content),
     ]
-    if post.media_urls:
-        rows.append(("media", "\n".join(post.media_urls)))
+    if post.media_ids or post.media_urls:
+        rows.append(("media", "\n".join([*post.media_ids, *post.media_urls])))
     if post.campaign:
         rows.append(("campaign", post.campaign))
     if post.tags:

@@ -125,6 +125,8 @@ class PostFields(Protocol):
     @property
     def media_urls(self) -> Sequence[str]: ...
     @property
+    def media_ids(self) -> Sequence[str]: ...
+    @property
     def campaign(self) -> str: ...
     @property
     def tags(self) -> Sequence[str]: ...
@@ -376,6 +378,7 @@ def post_message(post: PostFields, *, with_attempts: bool) -> PostMessage:
         "created_at": instant(post.created_at),
         "updated_at": instant(post.updated_at),
         "parent_post_id": str(post.parent_post_id) if post.parent_post_id else "",
+        "media_ids": post.media_ids,
     }
 
 
@@ -463,7 +466,8 @@ def post_json(*, with_attempts: bool) -> str:
     'targets', {_targets_sql(with_attempts)},
     'created_at', {_instant_sql("posts.created_at")},
     'updated_at', {_instant_sql("posts.updated_at")},
-    'parent_post_id', coalesce(posts.parent_post_id::text, '')
+    'parent_post_id', coalesce(posts.parent_post_id::text, ''),
+    'media_ids', posts.media_ids
 )"""
 
 

@@ -149,6 +149,9 @@ class Post(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
     content: Mapped[str] = mapped_column(Text, default="")
     media_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Uploaded media (`Media` ids as text), in order; `media_rows` indexes them. The server
+    #: default gives rows written without the column (older writers, bulk seeds) none.
+    media_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     campaign: Mapped[str] = mapped_column(String(200), default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
@@ -173,6 +176,9 @@ class Post(Base):
         back_populates="post", order_by="Target.id", cascade="all, delete-orphan"
     )
     tag_rows: Mapped[list[PostTag]] = relationship(cascade="all, delete-orphan")
+    media_rows: Mapped[list[PostMedia]] = relationship(
+        order_by="PostMedia.position", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "request_id"),
@@ -219,6 +225,21 @@ class PostTag(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index(None, "tenant_id", "tag"),)
+
+
+class PostMedia(Base):
+    """One uploaded file a post names, at its place in the post's `media_ids`: which posts name
+    a file is asked of this table (DeleteMedia), what a post's files are too (BeginAttempt)."""
+
+    __tablename__ = "post_media"
+
+    post_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    media_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("media.id"))
+
+    __table_args__ = (Index(None, "media_id"),)
 
 
 class Target(Base):

@@ -318,19 +318,25 @@ def validate_content(
     media_field: str = "media_urls",
     allow_http_media: bool = False,
     limits: PlatformLimits | None = None,
+    uploads: int = 0,
+    uploads_field: str = "media_ids",
 ) -> list[FieldViolation]:
-    """Every rule that `text` with `media_urls` breaks on `platform`; empty when it may publish.
+    """Every rule that `text` with `media_urls` and `uploads` uploaded files breaks on
+    `platform`; empty when it may publish.
 
     `content_field` and `media_field` name the fields as the client sent them, for example
     `targets[2].content_override` when a target overrides the text; each media URL is reported
     as `media_field[i]`. `allow_http_media` accepts http media URLs, for development only.
     `limits` replaces the platform's catalogue limits when the account's real limits are known
-    (a Mastodon instance's own `max_characters`, say). Never raises.
+    (a Mastodon instance's own `max_characters`, say). The uploaded files (checked themselves
+    elsewhere: they are in the database) count towards the media limit with the URLs; a count
+    over it is reported on `uploads_field` when there are any. Never raises.
     """
     name = CATALOGUE[platform].name
     rules = limits if limits is not None else CATALOGUE[platform].limits
     violations: list[FieldViolation] = []
-    has_media = len(media_urls) > 0
+    count = len(media_urls) + uploads
+    has_media = count > 0
 
     # Whitespace counts as no text: every platform refuses a post that shows nothing.
     if not text.strip() and not has_media and not rules.media_required:
@@ -347,12 +353,16 @@ def validate_content(
                 f"{name} needs at least one image or video: it cannot publish text alone",
             )
         )
-    if len(media_urls) > rules.max_media:
+    if count > rules.max_media:
+        given = (
+            f"{count} given"
+            if not uploads or not media_urls
+            else (f"{count} given ({uploads} uploaded, {len(media_urls)} by URL)")
+        )
         violations.append(
             FieldViolation(
-                media_field,
-                f"{name} accepts at most {rules.max_media} media items in a post; "
-                f"{len(media_urls)} given",
+                uploads_field if uploads else media_field,
+                f"{name} accepts at most {rules.max_media} media items in a post; {given}",
             )
         )
     for index, url in enumerate(media_urls):

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_api.adapters import convert
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import dispatch
@@ -113,7 +113,21 @@ def begun_to_proto(
         attempt_id=result.attempt_id,
         attempt_number=result.attempt_number,
         snapshot=dispatch_pb2.ContentSnapshot(
-            content=result.content, media_urls=result.media_urls, settings=result.settings
+            content=result.content,
+            media_urls=result.media_urls,
+            settings=result.settings,
+            stored_media=[
+                dispatch_pb2.StoredMedia(
+                    media_id=m.media_id,
+                    kind=media_pb2.MediaKind.Value(f"MEDIA_KIND_{m.kind.upper()}"),
+                    content_type=m.content_type,
+                    size=m.size,
+                    sha256=m.sha256,
+                    storage_key=m.storage_key,
+                    url=m.url,
+                )
+                for m in result.stored_media
+            ],
         ),
         reply_to_platform_id=result.reply_to_platform_id,
         idempotency_key=result.idempotency_key,

@@ -21,9 +21,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select
 
-from kairos_api.adapters.orm import Media
+from kairos_api.adapters.orm import Media, Post, PostMedia, Target
+from kairos_api.domain.model import LIVE_TARGET_STATUSES
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.rules import parse_id
@@ -197,9 +198,29 @@ async def list_media(app: Application, tenant: str, command: ListMedia) -> tuple
     return page, token
 
 
+#: A post that names the file and may still publish it: not deleted, with a target on its way.
+_UNSETTLED_POST_NAMING = (
+    select(Post.id)
+    .join(PostMedia, PostMedia.post_id == Post.id)
+    .where(
+        PostMedia.media_id == bindparam("media_id"),
+        Post.deleted_at.is_(None),
+        exists().where(
+            Target.post_id == Post.id,
+            Target.status.in_([s.value for s in LIVE_TARGET_STATUSES]),
+        ),
+    )
+    .limit(1)
+)
+
+
 async def delete_media(app: Application, tenant: str, media_id: str) -> None:
     """Mark the row deleted, then remove the bytes. Deleting again is no error, and removes
-    bytes that a failure left the first time."""
+    bytes that a failure left the first time.
+
+    A file that a post may still publish (a target not settled yet) is kept: FAILED_PRECONDITION
+    naming the post. Once every post naming it has settled (or was deleted) it may go.
+    """
     ident = parse_id(media_id, "media_id")
     async with app.uow() as uow:
         found = await uow.session.get(Media, ident, with_for_update=True)
@@ -207,6 +228,13 @@ async def delete_media(app: Application, tenant: str, media_id: str) -> None:
             raise errors.NotFound(f"media {media_id} not found")
         key = found.storage_key
         if found.deleted_at is None:
+            post_id = await uow.session.scalar(_UNSETTLED_POST_NAMING, {"media_id": ident})
+            if post_id is not None:
+                raise errors.FailedPrecondition(
+                    f"media {media_id} is attached to post {post_id}, which has not finished "
+                    "publishing; delete the media once the post has settled, or take it off "
+                    "the post first"
+                )
             found.deleted_at = app.clock()
             await uow.commit()
     await app.media.delete(key)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from kairos_publisher.media import MediaError
+from kairos_publisher.media import MediaError, MediaSource, StoredMedia
 
 if TYPE_CHECKING:
     from kairos_publisher.media import MediaFetcher
@@ -71,6 +71,15 @@ class PublishRequest:
     #: the outcome (it ended UNKNOWN, or never reported back): a "duplicate" answer may then be
     #: this target's own earlier post. False on a first attempt.
     earlier_outcome_lost: bool = False
+    #: Uploaded files to send as bytes, which come before `media_urls`. Empty for a platform
+    #: that pulls media by URL: its uploaded files arrive presigned, in `media_urls`.
+    stored_media: list[StoredMedia] = field(default_factory=list)
+
+    @property
+    def media(self) -> list[MediaSource]:
+        """Every media item in order, for `MediaFetcher.fetch`: the uploaded files, then the
+        URLs."""
+        return [*self.stored_media, *self.media_urls]
 
 
 @dataclass(frozen=True)

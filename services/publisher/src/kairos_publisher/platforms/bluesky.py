@@ -273,7 +273,7 @@ class BlueskyClient:
             if isinstance(reply, PublishOutcome):
                 return reply
             record["reply"] = reply
-        if request.media_urls:
+        if request.media:
             embed = await self.images(calls, request)
             if isinstance(embed, PublishOutcome):
                 return embed
@@ -358,16 +358,16 @@ class BlueskyClient:
 
     async def images(self, calls: Calls, request: PublishRequest) -> Json | PublishOutcome:
         """Download and upload each image; the `app.bsky.embed.images` embed of their blobs."""
-        if len(request.media_urls) > MAX_IMAGES:
+        if len(request.media) > MAX_IMAGES:
             return PublishOutcome(
                 Result.PERMANENT,
                 code="too_many_images",
-                message=f"{len(request.media_urls)} images; Bluesky takes at most {MAX_IMAGES}",
+                message=f"{len(request.media)} images; Bluesky takes at most {MAX_IMAGES}",
             )
         images: list[Json] = []
-        for url in request.media_urls:
+        for source in request.media:
             try:
-                media = await self.media.fetch(url, max_bytes=MAX_IMAGE_BYTES, types=IMAGE_TYPES)
+                media = await self.media.fetch(source, max_bytes=MAX_IMAGE_BYTES, types=IMAGE_TYPES)
             except MediaError as error:
                 return media_failed(error)
             response = await calls.call(

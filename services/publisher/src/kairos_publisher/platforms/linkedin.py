@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaSource
 from kairos_publisher.platforms.base import (
     LINKEDIN_VERSION,
     PlatformContext,
@@ -143,22 +143,22 @@ class LinkedInClient:
                 Result.PERMANENT, code="no_author", message="the account has no author URN"
             )
         if request.reply_to:
-            if request.media_urls:
+            if request.media:
                 return PublishOutcome(
                     Result.PERMANENT,
                     code="media_on_comment",
                     message="a LinkedIn reply is a comment, and comments here take no images",
                 )
             return await self.comment(request)
-        if len(request.media_urls) > MAX_IMAGES:
+        if len(request.media) > MAX_IMAGES:
             return PublishOutcome(
                 Result.PERMANENT,
                 code="too_many_images",
                 message=f"LinkedIn takes at most {MAX_IMAGES} images per post",
             )
         images: list[str] = []
-        for url in request.media_urls:
-            uploaded = await self.upload(request, url)
+        for source in request.media:
+            uploaded = await self.upload(request, source)
             if isinstance(uploaded, PublishOutcome):
                 return uploaded
             images.append(uploaded)
@@ -266,11 +266,11 @@ class LinkedInClient:
             http_status=201,
         )
 
-    async def upload(self, request: PublishRequest, url: str) -> str | PublishOutcome:
+    async def upload(self, request: PublishRequest, source: MediaSource) -> str | PublishOutcome:
         """Download one image and upload it; its `urn:li:image:…`, or why that failed."""
         try:
             media = await self.context.media.fetch(
-                url, max_bytes=MAX_IMAGE_BYTES, types=LINKEDIN_IMAGE_TYPES
+                source, max_bytes=MAX_IMAGE_BYTES, types=LINKEDIN_IMAGE_TYPES
             )
         except MediaError as error:
             return media_failed(error)

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaSource
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -120,8 +120,8 @@ class MastodonClient:
 
     async def _publish(self, call: _Call, request: PublishRequest) -> PublishOutcome:
         media_ids: list[str] = []
-        for url in request.media_urls:
-            uploaded = await self._upload(call, url)
+        for source in request.media:
+            uploaded = await self._upload(call, source)
             if isinstance(uploaded, PublishOutcome):
                 return uploaded
             media_ids.append(uploaded)
@@ -209,11 +209,11 @@ class MastodonClient:
             message=f"media {media_id} still processing after {sum(POLL_DELAYS):.0f} s",
         )
 
-    async def _upload(self, call: _Call, url: str) -> str | PublishOutcome:
+    async def _upload(self, call: _Call, source: MediaSource) -> str | PublishOutcome:
         """Download one image and upload it until processed: its media id, or why not."""
         try:
             media = await self.context.media.fetch(
-                url, max_bytes=MAX_IMAGE_BYTES, types=IMAGE_TYPES
+                source, max_bytes=MAX_IMAGE_BYTES, types=IMAGE_TYPES
             )
         except MediaError as error:
             return media_failed(error)

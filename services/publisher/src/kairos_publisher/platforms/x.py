@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, MediaSource
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -144,15 +144,15 @@ class XClient:
         return {"authorization": f"Bearer {request.access_token}"}
 
     async def _publish(self, request: PublishRequest, blocks: list[datetime]) -> PublishOutcome:
-        if len(request.media_urls) > MAX_MEDIA:
+        if len(request.media) > MAX_MEDIA:
             return PublishOutcome(
                 Result.PERMANENT,
                 code="too_many_media",
-                message=f"X takes at most {MAX_MEDIA} images, got {len(request.media_urls)}",
+                message=f"X takes at most {MAX_MEDIA} images, got {len(request.media)}",
             )
         media_ids: list[str] = []
-        for url in request.media_urls:
-            uploaded = await self._upload(request, url, blocks)
+        for source in request.media:
+            uploaded = await self._upload(request, source, blocks)
             if isinstance(uploaded, PublishOutcome):
                 return uploaded
             media_ids.append(uploaded)
@@ -187,11 +187,11 @@ class XClient:
         )
 
     async def _upload(
-        self, request: PublishRequest, url: str, blocks: list[datetime]
+        self, request: PublishRequest, source: MediaSource, blocks: list[datetime]
     ) -> str | PublishOutcome:
         """Download one image and upload it: its media id, or why not."""
         try:
-            media = await self.media.fetch(url, max_bytes=GIF_LIMIT, types=IMAGE_TYPES)
+            media = await self.media.fetch(source, max_bytes=GIF_LIMIT, types=IMAGE_TYPES)
         except MediaError as error:
             return media_failed(error)
         gif = media.content_type == "image/gif"
@@ -199,7 +199,7 @@ class XClient:
             return PublishOutcome(
                 Result.PERMANENT,
                 code="media",
-                message=f"media {url}: {len(media.content)} bytes is over X's image limit "
+                message=f"media {media.url}: {len(media.content)} bytes is over X's image limit "
                 f"of {IMAGE_LIMIT}",
             )
         outgoing = self.http.build_request(

@@ -92,6 +92,14 @@ def create(
     media: Annotated[
         Repeated, typer.Option("--media", metavar="URL", help="Media (https).")
     ] = None,
+    media_id: Annotated[
+        Repeated,
+        typer.Option(
+            "--media-id",
+            metavar="ID",
+            help="An uploaded image or GIF (`kairos media upload`), before any --media.",
+        ),
+    ] = None,
     tag: Annotated[
         Repeated, typer.Option("--tag", metavar="TAG", help="A tag (repeatable).")
     ] = None,
@@ -142,6 +150,7 @@ def create(
             posts_pb2.TargetSpec(account_id=a, content_override=overrides.get(a)) for a in account
         ],
         media_urls=media or [],
+        media_ids=media_id or [],
         tags=tag or [],
         campaign=campaign,
         notes=notes,
@@ -338,6 +347,12 @@ def edit(
     media: Annotated[
         Repeated, typer.Option("--media", metavar="URL", help="New media, replacing all.")
     ] = None,
+    media_id: Annotated[
+        Repeated,
+        typer.Option(
+            "--media-id", metavar="ID", help="New uploaded images and GIFs, replacing all."
+        ),
+    ] = None,
     add_account: Annotated[
         Repeated,
         typer.Option(
@@ -379,6 +394,9 @@ def edit(
     if media is not None:
         body.media_urls.extend(media)
         paths.append("media_urls")
+    if media_id is not None:
+        body.media_ids.extend(media_id)
+        paths.append("media_ids")
     adding, removing = list(dict.fromkeys(add_account or [])), set(remove_account or [])
     if both := [a for a in adding if a in removing]:
         fail(EXIT_USAGE, f"account {both[0]} is both added and removed")
@@ -386,7 +404,7 @@ def edit(
         fail(
             EXIT_USAGE,
             "nothing to change: give --content, --tag, --notes, --campaign, --media, "
-            "--add-account or --remove-account",
+            "--media-id, --add-account or --remove-account",
         )
 
     async def run(client: KairosClient) -> posts_pb2.Post:

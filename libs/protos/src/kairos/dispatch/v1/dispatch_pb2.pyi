@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from kairos.posts.v1 import media_pb2 as _media_pb2
 from kairos.posts.v1 import posts_pb2 as _posts_pb2
 import builtins as _builtins
 import sys
@@ -229,6 +230,7 @@ class ContentSnapshot(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     MEDIA_URLS_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
+    STORED_MEDIA_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The text, after the target's override."""
     @_builtins.property
@@ -239,20 +241,73 @@ class ContentSnapshot(_message.Message):
     def settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Platform-specific settings of the target."""
 
+    @_builtins.property
+    def stored_media(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredMedia]:
+        """The post's uploaded media, in order; they come before media_urls."""
+
     def __init__(
         self,
         *,
         content: _builtins.str = ...,
         media_urls: _abc.Iterable[_builtins.str] | None = ...,
         settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        stored_media: _abc.Iterable[Global___StoredMedia] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_urls", b"media_urls", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_urls", b"media_urls", "settings", b"settings", "stored_media", b"stored_media"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContentSnapshot: _TypeAlias = ContentSnapshot  # noqa: Y015
+
+@_typing.final
+class StoredMedia(_message.Message):
+    """One uploaded media file of a post, as the publisher needs it to send the file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    STORAGE_KEY_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The MediaService id."""
+    kind: _media_pb2.MediaKind.ValueType
+    """Image or GIF (videos are not published yet)."""
+    content_type: _builtins.str
+    """The MIME type sniffed from its bytes, e.g. "image/png"."""
+    size: _builtins.int
+    """Length in bytes; the bytes read must be exactly this many."""
+    sha256: _builtins.str
+    """SHA-256 of the bytes, lower-case hex; the bytes read must hash to it."""
+    storage_key: _builtins.str
+    """Where the bytes are in the media store the api and the publisher share."""
+    url: _builtins.str
+    """A presigned GET URL valid beyond the attempt's lease, set only when the target's platform
+    pulls media by URL; empty for platforms that are sent the bytes.
+    """
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+        kind: _media_pb2.MediaKind.ValueType = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        storage_key: _builtins.str = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "kind", b"kind", "media_id", b"media_id", "sha256", b"sha256", "size", b"size", "storage_key", b"storage_key", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredMedia: _TypeAlias = StoredMedia  # noqa: Y015
 
 @_typing.final
 class BeginAttemptRequest(_message.Message):

@@ -653,6 +653,7 @@ class Post(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     PARENT_POST_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Post id."""
     content: _builtins.str
@@ -705,6 +706,10 @@ class Post(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """Last change."""
 
+    @_builtins.property
+    def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Uploaded media to attach (MediaService ids), in order, before the media_urls."""
+
     def __init__(
         self,
         *,
@@ -726,10 +731,11 @@ class Post(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         parent_post_id: _builtins.str = ...,
+        media_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "created_at", b"created_at", "scheduled_at", b"scheduled_at", "stale_after", b"stale_after", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "approved_at", b"approved_at", "campaign", b"campaign", "content", b"content", "created_at", b"created_at", "id", b"id", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "rejection_reason", b"rejection_reason", "revision", b"revision", "scheduled_at", b"scheduled_at", "stale_after", b"stale_after", "status", b"status", "tags", b"tags", "targets", b"targets", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "approved_at", b"approved_at", "campaign", b"campaign", "content", b"content", "created_at", b"created_at", "id", b"id", "media_ids", b"media_ids", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "rejection_reason", b"rejection_reason", "revision", b"revision", "scheduled_at", b"scheduled_at", "stale_after", b"stale_after", "status", b"status", "tags", b"tags", "targets", b"targets", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -752,6 +758,7 @@ class CreatePostRequest(_message.Message):
     STALE_AFTER_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PARENT_POST_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_IDS_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """The text to publish."""
     campaign: _builtins.str
@@ -787,6 +794,15 @@ class CreatePostRequest(_message.Message):
     def stale_after(self) -> _duration_pb2.Duration:
         """How late the post may still go out."""
 
+    @_builtins.property
+    def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Uploaded images and GIFs to attach, by their MediaService id, in order; they come before
+        media_urls. Each must be the caller's, not deleted, and not a video (videos are not
+        published yet); ids plus URLs must fit every target platform's media limit. A platform
+        that pulls media by URL (Instagram, Threads, Facebook, Telegram, Discord, Slack, webhooks,
+        the sandbox) needs a media store that makes URLs (KAIROS_MEDIA_STORE=s3://...).
+        """
+
     def __init__(
         self,
         *,
@@ -801,10 +817,11 @@ class CreatePostRequest(_message.Message):
         stale_after: _duration_pb2.Duration | None = ...,
         request_id: _builtins.str = ...,
         parent_post_id: _builtins.str = ...,
+        media_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "stale_after", b"stale_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "campaign", b"campaign", "content", b"content", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "request_id", b"request_id", "schedule", b"schedule", "stale_after", b"stale_after", "tags", b"tags", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "campaign", b"campaign", "content", b"content", "media_ids", b"media_ids", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "request_id", b"request_id", "schedule", b"schedule", "stale_after", b"stale_after", "tags", b"tags", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -995,7 +1012,9 @@ class UpdatePostRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: content, media_urls, campaign, tags, notes, stale_after, approval_required, targets."""
+        """Fields to change: content, media_urls, media_ids, campaign, tags, notes, stale_after,
+        approval_required, targets.
+        """
 
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TargetSpec]:

@@ -8,6 +8,10 @@ decided in Python (`domain.delivery.fence`); one statement then marks the target
 inserts the attempts and moves the posts to PUBLISHING. Refused deliveries that change their
 target (stale, disconnected, rate-limited, paused) are written with their events and settle
 their posts in the same transaction.
+
+A begun attempt carries its post's uploaded files (`StoredMedia`), read by the same statement
+only for posts that name any: what the publisher checks the bytes by and where they are kept,
+and for a platform that pulls media by URL a presigned URL instead of the bytes.
 """
 
 from __future__ import annotations
@@ -15,19 +19,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from kairos_api.adapters.crypto import CredentialDecryptError
-from kairos_api.adapters.orm import Account, Attempt, Post, Target, new_id
+from kairos_api.adapters.orm import Account, Attempt, Media, Post, PostMedia, Target, new_id
 from kairos_api.domain.delivery import END_EVENTS, FenceVerdict, ended, fence
 from kairos_api.domain.model import ErrorClass, PostStatus, TargetStatus
 from kairos_api.service_layer.accounts import StoredCredentials, open_credentials
 from kairos_api.service_layer.application import Application
-from kairos_api.service_layer.dispatch.records import MAX_BATCH, Begun, Refused
+from kairos_api.service_layer.dispatch.records import MAX_BATCH, Begun, Refused, StoredMedia
 from kairos_api.service_layer.dispatch.writes import (
     ATTEMPTS,
     POSTS,
@@ -39,6 +43,7 @@ from kairos_api.service_layer.dispatch.writes import (
 )
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
+from kairos_common.platforms import CATALOGUE, Platform
 
 #: The deliveries' targets with their posts, accounts and attempt history, locked.
 READ_SQL = """
@@ -52,6 +57,12 @@ SELECT t.delivery_id::text, t.id::text, t.post_id::text, t.account_id::text, t.p
            (SELECT parent.platform_post_id FROM targets AS parent
             WHERE parent.post_id = p.parent_post_id AND parent.account_id = t.account_id
               AND parent.status = 'published')
+       END,
+       CASE WHEN json_array_length(p.media_ids) > 0 THEN
+           (SELECT json_agg(json_build_array(m.id::text, m.kind, m.content_type, m.size,
+                                             m.sha256, m.storage_key) ORDER BY pm.position)
+            FROM post_media AS pm JOIN media AS m ON m.id = pm.media_id
+            WHERE pm.post_id = p.id)
        END
 FROM targets AS t
 JOIN posts AS p ON p.id = t.post_id
@@ -89,6 +100,10 @@ FROM json_array_elements(%(attempts)s::json) AS v
 #: the statuses it read hold; the update then names its posts by key alone, leaving the planner
 #: no status index to prefer while its statistics lag a burst.
 STARTING = frozenset({PostStatus.SCHEDULED.value, PostStatus.PENDING_APPROVAL.value})
+
+#: How long a presigned media URL outlives the attempt's lease: a platform may fetch the file
+#: after it answered (a container processed later, an embed rendered when first shown).
+PRESIGNED_MARGIN = timedelta(hours=1)
 
 SUPERSEDED = Refused("superseded", "the delivery was replaced by a newer one or withdrawn")
 
@@ -176,6 +191,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
                 last_number,
                 lost,
                 reply_to,
+                stored,
             ) = row
             verdict: FenceVerdict | None = fence(
                 target_id=target_id,
@@ -245,6 +261,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
                 idempotency_key=f"kairos-{target_id}",
                 lease=lease_until - now,
                 earlier_outcome_lost=bool(lost),
+                stored_media=await _stored_media(app, platform, stored) if stored else [],
             )
         if began_targets:
             await _write_begun(
@@ -263,6 +280,22 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
             await writes.apply(uow)
         await uow.commit()
     return results
+
+
+async def _stored_media(
+    app: Application, platform: str, rows: list[list[Any]]
+) -> list[StoredMedia]:
+    """The post's files as the publisher needs them; a presigned URL each for a platform that
+    pulls media by URL, valid through the attempt's lease and `PRESIGNED_MARGIN` beyond it."""
+    pulls = CATALOGUE[Platform(platform)].pulls_media_by_url
+    found: list[StoredMedia] = []
+    for media_id, kind, content_type, size, sha256, key in rows:
+        url = ""
+        if pulls:
+            expires_in = app.settings.attempt_lease + PRESIGNED_MARGIN
+            url = await app.media.presigned_url(key, expires_in) or ""
+        found.append(StoredMedia(media_id, kind, content_type, size, sha256, key, url))
+    return found
 
 
 def _open(app: Application, account_id: str, sealed: bytes | None) -> StoredCredentials | str:
@@ -330,6 +363,7 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
             last_number,
             lost,
             reply,
+            Post.media_ids,
         )
         .join(Post, Post.id == Target.post_id)
         .join(Account, Account.id == Target.account_id)
@@ -342,6 +376,27 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
         for index in (0, 1, 2, 3):
             values[index] = str(values[index])
         rows.append(values)
+    with_media = {row[2] for row in rows if row[-1]}
+    stored: dict[str, list[list[Any]]] = {}
+    if with_media:
+        files = await uow.session.execute(
+            select(
+                PostMedia.post_id,
+                Media.id,
+                Media.kind,
+                Media.content_type,
+                Media.size,
+                Media.sha256,
+                Media.storage_key,
+            )
+            .join(Media, Media.id == PostMedia.media_id)
+            .where(PostMedia.post_id.in_([uuid.UUID(p) for p in with_media]))
+            .order_by(PostMedia.post_id, PostMedia.position)
+        )
+        for post_id, media_id, *rest in files.all():
+            stored.setdefault(str(post_id), []).append([str(media_id), *rest])
+    for values in rows:
+        values[-1] = stored.get(values[2])
     return rows
 
 

@@ -6,7 +6,7 @@ Ids are the canonical text of their UUIDs: that is what the database hands back 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kairos_api.domain.model import ErrorClass, TargetStatus
@@ -34,6 +34,20 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """An uploaded file of a begun attempt's post: what the publisher checks it by, where it is
+    kept, and, for a platform that pulls media by URL, the presigned URL to give it."""
+
+    media_id: str
+    kind: str
+    content_type: str
+    size: int
+    sha256: str
+    storage_key: str
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Begun:
     """A begun attempt: what the publisher needs to call the platform."""
 
@@ -56,6 +70,8 @@ class Begun:
     #: An earlier attempt at this target may have reached the platform without its outcome
     #: being learnt: a "duplicate" answer may be this target's own post.
     earlier_outcome_lost: bool = False
+    #: The post's uploaded files, in order (before `media_urls`).
+    stored_media: list[StoredMedia] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

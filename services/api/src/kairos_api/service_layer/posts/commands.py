@@ -15,7 +15,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from kairos_api.adapters.orm import Post, PostTag, Target
+from kairos_api.adapters.orm import Post, PostMedia, PostTag, Target
 from kairos_api.domain.model import (
     EDITABLE_POST_STATUSES,
     RETRYABLE_TARGET_STATUSES,
@@ -41,10 +41,12 @@ from kairos_api.service_layer.posts.rules import (
     check_stale_after,
     clean_tags,
     content_violations,
+    media_id_violations,
     parse_id,
     resolve_schedule,
     stale_at,
     target_violations,
+    uploaded_media_violations,
     wake_if_due_soon,
 )
 from kairos_api.service_layer.unit_of_work import UnitOfWork
@@ -65,6 +67,7 @@ class UpdatePost:
     approval_required: bool = False
     targets: Sequence[TargetInput] = ()
     expected_revision: int | None = None
+    media_ids: Sequence[str] = ()
 
 
 def _arm_targets(post: Post, default_stale_after: timedelta) -> None:
@@ -145,6 +148,18 @@ async def _reload(uow: UnitOfWork, post_id: uuid.UUID) -> Post:
     return (await uow.session.execute(query)).scalar_one()
 
 
+async def _set_media_ids(
+    uow: UnitOfWork, post: Post, media_ids: Sequence[uuid.UUID | None]
+) -> None:
+    """Name these uploaded files, in order (all parsed: the request was checked)."""
+    await uow.session.refresh(post, ["media_rows"])
+    post.media_ids = [str(i) for i in media_ids]
+    post.media_rows = [
+        PostMedia(position=position, media_id=media_id)
+        for position, media_id in enumerate(media_ids)
+    ]
+
+
 def _set_tags(post: Post, tags: list[str]) -> None:
     post.tags = tags
     post.tag_rows = [PostTag(tag=t, tenant_id=post.tenant_id) for t in tags]
@@ -171,6 +186,11 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
     tags = clean_tags(command.tags, violations, "post.tags") if "tags" in paths else []
     if "stale_after" in paths:
         check_stale_after(command.stale_after, violations, "post.stale_after")
+    new_media_ids = (
+        media_id_violations(command.media_ids, violations, "post.media_ids")
+        if "media_ids" in paths
+        else []
+    )
     if violations:
         raise errors.InvalidArgument.collect(violations)
 
@@ -202,14 +222,30 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
             _require_a_live_target(ids, existing, accounts, violations)
         content = command.content if "content" in paths else post.content
         media = list(command.media_urls) if "media_urls" in paths else list(post.media_urls)
-        if {"content", "media_urls", "targets"} & set(paths):
-            violations.extend(content_violations(app, content, media, new_targets, ids, accounts))
+        media_ids: Sequence[uuid.UUID | None] = (
+            new_media_ids if "media_ids" in paths else [uuid.UUID(i) for i in post.media_ids]
+        )
+        if {"content", "media_urls", "media_ids", "targets"} & set(paths):
+            violations.extend(
+                content_violations(
+                    app, content, media, new_targets, ids, accounts, uploads=len(media_ids)
+                )
+            )
+        if {"media_ids", "targets"} & set(paths):
+            # Files named before are checked again: one may have been deleted once the post had
+            # settled, and a new target's platform may pull media by URL.
+            platforms = (a.platform for a in accounts.values())
+            violations.extend(
+                await uploaded_media_violations(app, uow, tenant, media_ids, platforms)
+            )
         if violations:
             raise errors.InvalidArgument.collect([_prefix_post_field(v) for v in violations])
 
         now = app.clock()
         post.content = content
         post.media_urls = media
+        if "media_ids" in paths:
+            await _set_media_ids(uow, post, new_media_ids)
         if "campaign" in paths:
             post.campaign = command.campaign
         if "notes" in paths:
@@ -240,7 +276,7 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
 
 def _prefix_post_field(violation: FieldViolation) -> FieldViolation:
     """Name content and media fields as they sit in UpdatePostRequest (`post.content`)."""
-    for name in ("content", "media_urls"):
+    for name in ("content", "media_urls", "media_ids"):
         if violation.field == name or violation.field.startswith(f"{name}["):
             return FieldViolation(f"post.{violation.field}", violation.description)
     return violation

@@ -25,6 +25,7 @@ from kairos_api.domain.model import PostStatus, TargetStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.records import (
     POST_COLUMNS,
+    POST_MEDIA,
     POSTS,
     TAGS,
     TARGETS,
@@ -45,9 +46,11 @@ from kairos_api.service_layer.posts.rules import (
     check_stale_after,
     clean_tags,
     content_violations,
+    media_id_violations,
     parse_id,
     resolve_schedule,
     target_violations,
+    uploaded_media_violations,
     wake_if_due_soon,
 )
 from kairos_api.service_layer.unit_of_work import UnitOfWork
@@ -68,6 +71,7 @@ class CreatePost:
     stale_after: timedelta | None = None
     request_id: str = ""
     parent_post_id: str = ""
+    media_ids: Sequence[str] = ()
 
 
 # The first requests' posts, as they are now (even if deleted since, as before): the request's
@@ -92,6 +96,8 @@ class Draft:
     parent_id: uuid.UUID | None
     #: `request_hash` of the command when it has a request_id, else None.
     request_hash: str | None
+    #: The parsed `media_ids` (None where one does not parse).
+    media_ids: list[uuid.UUID | None]
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class _NewPost:
     post_row: dict[str, Any]
     target_rows: list[dict[str, Any]]
     tag_rows: list[dict[str, Any]]
+    media_rows: list[dict[str, Any]]
     events: list[dict[str, Any]]
 
 
@@ -151,6 +158,7 @@ def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
     tags = clean_tags(command.tags, violations)
     check_stale_after(command.stale_after, violations)
     ids = target_violations(command.targets, violations)
+    media_ids = media_id_violations(command.media_ids, violations)
     scheduled_at: datetime | None = None
     zone = ""
     if command.schedule is not None:
@@ -165,7 +173,9 @@ def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
     digest = request_hash(command) if command.request_id else None
-    return Draft(tenant, command, violations, tags, ids, scheduled_at, zone, parent_id, digest)
+    return Draft(
+        tenant, command, violations, tags, ids, scheduled_at, zone, parent_id, digest, media_ids
+    )
 
 
 async def _refuse_invalid(
@@ -177,7 +187,18 @@ async def _refuse_invalid(
     account_violations(draft.account_ids, accounts, violations)
     violations.extend(
         content_violations(
-            app, command.content, command.media_urls, command.targets, draft.account_ids, accounts
+            app,
+            command.content,
+            command.media_urls,
+            command.targets,
+            draft.account_ids,
+            accounts,
+            uploads=len(command.media_ids),
+        )
+    )
+    violations.extend(
+        await uploaded_media_violations(
+            app, uow, draft.tenant, draft.media_ids, (a.platform for a in accounts.values())
         )
     )
     if draft.parent_id is not None:
@@ -229,6 +250,7 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
         created_at=now,
         updated_at=now,
         parent_post_id=draft.parent_id,
+        media_ids=[str(i) for i in draft.media_ids],
     )
     target_rows: list[dict[str, Any]] = []
     for target, account_id in zip(command.targets, draft.account_ids, strict=True):
@@ -273,6 +295,7 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
         "tenant_id": tenant,
         "content": record.content,
         "media_urls": record.media_urls,
+        "media_ids": record.media_ids,
         "campaign": record.campaign,
         "tags": record.tags,
         "notes": record.notes,
@@ -296,7 +319,11 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
         for kind in (("created",) if scheduled_at is None else ("created", "scheduled"))
     ]
     tag_rows = [{"post_id": post_id, "tag": tag, "tenant_id": tenant} for tag in draft.tags]
-    return _NewPost(record, post_row, target_rows, tag_rows, events)
+    media_rows = [
+        {"post_id": post_id, "position": position, "media_id": media_id}
+        for position, media_id in enumerate(draft.media_ids)
+    ]
+    return _NewPost(record, post_row, target_rows, tag_rows, media_rows, events)
 
 
 #: The rows of a batch of creates on PostgreSQL, in one statement. Each table's rows travel as
@@ -306,11 +333,11 @@ WITH new_posts AS (
     INSERT INTO posts (id, tenant_id, content, media_urls, campaign, tags, notes, status,
                        scheduled_at, time_zone, revision, approval_required, rejection_reason,
                        stale_after_seconds, parent_post_id, request_id, request_hash,
-                       created_at, updated_at)
+                       created_at, updated_at, media_ids)
     SELECT (v->>0)::uuid, v->>1, v->>2, v->3, v->>4, v->5, v->>6, v->>7,
            (v->>8)::timestamptz, v->>9, 1, (v->>10)::boolean, '',
            (v->>11)::integer, (v->>12)::uuid, v->>13, v->>14,
-           (v->>15)::timestamptz, (v->>15)::timestamptz
+           (v->>15)::timestamptz, (v->>15)::timestamptz, v->16
     FROM json_array_elements(%(posts)s::json) AS v
 ), new_targets AS (
     INSERT INTO targets (id, post_id, tenant_id, account_id, platform, content_override,
@@ -324,6 +351,10 @@ WITH new_posts AS (
 ), new_tags AS (
     INSERT INTO post_tags (post_id, tag, tenant_id)
     SELECT (v->>0)::uuid, v->>1, v->>2 FROM json_array_elements(%(tags)s::json) AS v
+), new_post_media AS (
+    INSERT INTO post_media (post_id, position, media_id)
+    SELECT (v->>0)::uuid, (v->>1)::integer, (v->>2)::uuid
+    FROM json_array_elements(%(post_media)s::json) AS v
 ){outbox.INSERT_SQL}"""
 
 
@@ -332,6 +363,7 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
     posts: list[tuple[Any, ...]] = []
     targets: list[tuple[Any, ...]] = []
     tags: list[tuple[str, str, str]] = []
+    post_media: list[tuple[str, int, str]] = []
     events: list[dict[str, Any]] = []
     for new in new_posts:
         row = new.post_row
@@ -354,6 +386,7 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
                 row["request_id"],
                 row["request_hash"],
                 outbox.instant_text(row["created_at"]),
+                row["media_ids"],
             )
         )
         targets.extend(
@@ -373,11 +406,15 @@ def _insert_parameters(new_posts: Sequence[_NewPost]) -> dict[str, Any]:
             for t in new.target_rows
         )
         tags.extend((str(t["post_id"]), t["tag"], t["tenant_id"]) for t in new.tag_rows)
+        post_media.extend(
+            (str(m["post_id"]), m["position"], str(m["media_id"])) for m in new.media_rows
+        )
         events.extend(new.events)
     return {
         "posts": json.dumps(posts),
         "targets": json.dumps(targets),
         "tags": json.dumps(tags),
+        "post_media": json.dumps(post_media),
         "events": outbox.rows_json(events),
     }
 
@@ -401,6 +438,9 @@ async def _insert(uow: UnitOfWork, new_posts: Sequence[_NewPost]) -> None:
     tag_rows = [r for p in new_posts for r in p.tag_rows]
     if tag_rows:
         await connection.execute(insert(TAGS), tag_rows)
+    media_rows = [r for p in new_posts for r in p.media_rows]
+    if media_rows:
+        await connection.execute(insert(POST_MEDIA), media_rows)
     await uow.emit_rows([e for p in new_posts for e in p.events])
 
 

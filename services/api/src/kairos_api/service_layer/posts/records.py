@@ -18,12 +18,13 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kairos_api.adapters.orm import Attempt, Post, PostTag, Target
+from kairos_api.adapters.orm import Attempt, Post, PostMedia, PostTag, Target
 
 POSTS = cast(Table, Post.__table__)
 TARGETS = cast(Table, Target.__table__)
 TAGS = cast(Table, PostTag.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
+POST_MEDIA = cast(Table, PostMedia.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class PostRecord:
     created_at: datetime
     updated_at: datetime
     parent_post_id: uuid.UUID | None
+    media_ids: list[str]
     targets: list[TargetRecord] = field(default_factory=list)
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from kairos_api.adapters.orm import Account, Post
+from kairos_api.adapters.orm import Account, Media, Post
 from kairos_api.domain import limits, schedule
 from kairos_api.domain.model import AccountStatus, PostStatus
 from kairos_api.service_layer.application import Application
@@ -19,7 +19,8 @@ from kairos_api.service_layer.posts.records import PostRecord
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import Platform
+from kairos_common.platforms import CATALOGUE, Platform
+from kairos_media.probe import MediaKind
 
 MAX_TARGETS = 50
 MAX_TAGS = 30
@@ -39,6 +40,7 @@ UPDATABLE_FIELDS = frozenset(
     {
         "content",
         "media_urls",
+        "media_ids",
         "campaign",
         "tags",
         "notes",
@@ -49,10 +51,10 @@ UPDATABLE_FIELDS = frozenset(
 )
 #: Fields whose change affects what or when something is published.
 PUBLISHING_FIELDS = frozenset(
-    {"content", "media_urls", "stale_after", "approval_required", "targets"}
+    {"content", "media_urls", "media_ids", "stale_after", "approval_required", "targets"}
 )
 #: Fields whose change withdraws an approval.
-APPROVAL_FIELDS = frozenset({"content", "media_urls", "targets"})
+APPROVAL_FIELDS = frozenset({"content", "media_urls", "media_ids", "targets"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,16 @@ class ScheduleInput:
 _ACCOUNTS_OF_TENANT = select(Account.id, Account.platform, Account.status).where(
     Account.tenant_id == bindparam("tenant"),
     Account.id.in_(bindparam("account_ids", expanding=True)),
+)
+
+
+#: The files a post names, share-locked (PostgreSQL) until the post is written: DeleteMedia
+#: locks its file for update, so it either waits and then sees the post, or went first and the
+#: file is seen deleted here.
+_MEDIA_OF_IDS = (
+    select(Media.id, Media.tenant_id, Media.kind, Media.deleted_at.is_not(None))
+    .where(Media.id.in_(bindparam("media_ids", expanding=True)))
+    .with_for_update(read=True)
 )
 
 
@@ -247,6 +259,78 @@ def account_violations(
             )
 
 
+def media_id_violations(
+    media_ids: Sequence[str], violations: list[FieldViolation], field_name: str = "media_ids"
+) -> list[uuid.UUID | None]:
+    """Parsed media ids (None where invalid), recording ids that do not parse or repeat."""
+    parsed: list[uuid.UUID | None] = []
+    seen: dict[uuid.UUID, int] = {}
+    for index, value in enumerate(media_ids):
+        named = f"{field_name}[{index}]"
+        try:
+            ident: uuid.UUID | None = parse_id(value, named)
+        except errors.InvalidArgument as error:
+            violations.extend(error.violations)
+            ident = None
+        if ident is not None and ident in seen:
+            violations.append(
+                FieldViolation(named, f"names the same media as {field_name}[{seen[ident]}]")
+            )
+        elif ident is not None:
+            seen[ident] = index
+        parsed.append(ident)
+    return parsed
+
+
+async def uploaded_media_violations(
+    app: Application,
+    uow: UnitOfWork,
+    tenant: str,
+    media_ids: Sequence[uuid.UUID | None],
+    platforms: Iterable[str],
+    field_name: str = "media_ids",
+) -> list[FieldViolation]:
+    """What is wrong with the uploaded files a post names (one query): each must be the tenant's,
+    not deleted, and an image or GIF; and every platform that pulls media by URL needs a store
+    that makes URLs."""
+    wanted = list(dict.fromkeys(i for i in media_ids if i is not None))
+    if not wanted:
+        return []
+    connection = await uow.session.connection()
+    rows = await connection.execute(_MEDIA_OF_IDS, {"media_ids": wanted})
+    found = {row[0]: (row[1], row[2], row[3]) for row in rows}
+    violations: list[FieldViolation] = []
+    for index, ident in enumerate(media_ids):
+        if ident is None:
+            continue
+        named = f"{field_name}[{index}]"
+        tenant_id, kind, deleted = found.get(ident, ("", "", False))
+        if tenant_id != tenant:
+            violations.append(FieldViolation(named, f"media {ident} not found"))
+        elif deleted:
+            violations.append(FieldViolation(named, f"media {ident} was deleted"))
+        elif kind == MediaKind.VIDEO:
+            violations.append(
+                FieldViolation(
+                    named,
+                    f"media {ident} is a video; videos are not published yet, only images and GIFs",
+                )
+            )
+    if not app.media.makes_urls:
+        for platform in dict.fromkeys(platforms):
+            info = CATALOGUE[Platform(platform)]
+            if info.pulls_media_by_url:
+                violations.append(
+                    FieldViolation(
+                        field_name,
+                        f"{info.name} pulls media by URL, and the filesystem media store makes "
+                        "no URLs; uploaded media can go to it from an S3 store "
+                        "(KAIROS_MEDIA_STORE=s3://bucket/prefix)",
+                    )
+                )
+    return violations
+
+
 def content_violations(
     app: Application,
     content: str,
@@ -254,6 +338,7 @@ def content_violations(
     targets: Sequence[TargetInput],
     ids: Sequence[uuid.UUID | None],
     accounts: dict[uuid.UUID, AccountRef],
+    uploads: int = 0,
 ) -> list[FieldViolation]:
     """What each target's platform would refuse: the text and media by its limits, and the
     target's settings by the settings its catalogue row declares."""
@@ -279,6 +364,7 @@ def content_violations(
                 content_field=f"targets[{index}].content_override" if override else "content",
                 media_field="media_urls",
                 allow_http_media=app.settings.allow_http_media,
+                uploads=uploads,
             )
         )
     return list(dict.fromkeys(found))
