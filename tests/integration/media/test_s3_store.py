@@ -23,8 +23,8 @@ from kairos_media import (
     MediaTooLarge,
     S3MediaStore,
     VideoInfo,
-    probe,
 )
+from kairos_media.probe import probe
 from kairos_media.s3 import PART_SIZE
 from support.media import MIB, UploadBroke, collect, random_chunks, stream_of, write_video
 from support.media_memory import measure_in_child

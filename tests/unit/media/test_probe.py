@@ -11,7 +11,8 @@ from pathlib import Path
 import av
 import pytest
 
-from kairos_media import ImageInfo, MediaKind, UnsupportedMedia, VideoInfo, probe, probe_file
+from kairos_media import ImageInfo, MediaKind, UnsupportedMedia, VideoInfo, probe_file
+from kairos_media.probe import probe
 from support.media import write_image, write_video
 from support.media_memory import measure_in_child
 

@@ -34,30 +34,71 @@ Errors are Kairos's domain errors, so the gRPC edge maps them without help: `Med
 under its own field name).
 """
 
-from kairos_media.filesystem import FileStore
-from kairos_media.probe import (
-    MAX_PIXELS,
-    ImageInfo,
-    MediaInfo,
-    MediaKind,
-    UnsupportedMedia,
-    VideoInfo,
-    probe,
-    probe_file,
-)
-from kairos_media.s3 import S3Location, S3MediaStore
-from kairos_media.settings import MediaSettings, media_settings, open_store
-from kairos_media.store import (
-    READ_CHUNK_SIZE,
-    InvalidKey,
-    InvalidRange,
-    MediaNotFound,
-    MediaStore,
-    MediaTooLarge,
-    ObjectStat,
-    StoredObject,
-    check_key,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kairos_media.filesystem import FileStore
+    from kairos_media.location import S3Location
+    from kairos_media.probe import (
+        MAX_PIXELS,
+        ImageInfo,
+        MediaInfo,
+        MediaKind,
+        UnsupportedMedia,
+        VideoInfo,
+        probe_file,
+    )
+    from kairos_media.s3 import S3MediaStore
+    from kairos_media.settings import MediaSettings, media_settings, open_store
+    from kairos_media.store import (
+        READ_CHUNK_SIZE,
+        InvalidKey,
+        InvalidRange,
+        MediaNotFound,
+        MediaStore,
+        MediaTooLarge,
+        ObjectStat,
+        StoredObject,
+        check_key,
+    )
+
+#: Where each public name is defined. The names are imported when first used (PEP 562), so that a
+#: process takes only what it uses: the publisher reads files and never imports PyAV (the prober)
+#: or, with the filesystem store, boto3 (together about 30 MiB of memory). The async `probe` is
+#: imported from `kairos_media.probe` itself: here that name is the module.
+_DEFINED_IN: dict[str, str] = {
+    "FileStore": "kairos_media.filesystem",
+    "ImageInfo": "kairos_media.probe",
+    "InvalidKey": "kairos_media.store",
+    "InvalidRange": "kairos_media.store",
+    "MAX_PIXELS": "kairos_media.probe",
+    "MediaInfo": "kairos_media.probe",
+    "MediaKind": "kairos_media.probe",
+    "MediaNotFound": "kairos_media.store",
+    "MediaSettings": "kairos_media.settings",
+    "MediaStore": "kairos_media.store",
+    "MediaTooLarge": "kairos_media.store",
+    "ObjectStat": "kairos_media.store",
+    "READ_CHUNK_SIZE": "kairos_media.store",
+    "S3Location": "kairos_media.location",
+    "S3MediaStore": "kairos_media.s3",
+    "StoredObject": "kairos_media.store",
+    "UnsupportedMedia": "kairos_media.probe",
+    "VideoInfo": "kairos_media.probe",
+    "check_key": "kairos_media.store",
+    "media_settings": "kairos_media.settings",
+    "open_store": "kairos_media.settings",
+    "probe_file": "kairos_media.probe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kairos_media' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "MAX_PIXELS",
@@ -81,6 +122,5 @@ __all__ = [
     "check_key",
     "media_settings",
     "open_store",
-    "probe",
     "probe_file",
 ]

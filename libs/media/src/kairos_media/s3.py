@@ -35,7 +35,6 @@ import functools
 import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +45,7 @@ from botocore.exceptions import ClientError
 
 from kairos_common.errors import InvalidArgument
 from kairos_media.filesystem import discard
+from kairos_media.location import S3Location
 from kairos_media.store import (
     READ_CHUNK_SIZE,
     Digest,
@@ -67,25 +67,6 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_URL_LIFETIME = timedelta(days=7)
 #: Error codes S3 answers for a missing object (HEAD answers the bare status, having no body).
 _MISSING = frozenset({"NoSuchKey", "NotFound", "404"})
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """Where the objects live and how to reach them."""
-
-    #: The bucket's name.
-    bucket: str
-    #: Prepended to every key ('media' makes key 'a/b' the object 'media/a/b'); '' for none.
-    prefix: str = ""
-    #: The store's URL (https://minio.internal:9000); None for AWS S3 itself.
-    endpoint_url: str | None = None
-    #: The region the bucket is in (any value for most S3-compatible stores).
-    region: str = "us-east-1"
-    #: Static credentials; None to let boto3 find them when the store is built (instance profile,
-    #: web identity ...).
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
 
 
 class S3MediaStore:

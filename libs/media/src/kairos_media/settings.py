@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 from kairos_common.errors import InvalidArgument
 from kairos_common.settings import Env, SettingsError
 from kairos_media.filesystem import FileStore
-from kairos_media.s3 import S3Location, S3MediaStore
+from kairos_media.location import S3Location
 from kairos_media.store import MediaStore, check_key
 
 STORE = "KAIROS_MEDIA_STORE"
@@ -81,6 +81,8 @@ def open_store(settings: MediaSettings) -> MediaStore:
     """The store the settings name; it connects to nothing until it is first used."""
     if isinstance(settings.store, Path):
         return FileStore(settings.store)
+    from kairos_media.s3 import S3MediaStore  # boto3 only where it is used
+
     return S3MediaStore(settings.store)
 
 
