@@ -25,19 +25,20 @@ import enum
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar
-
-import av
-import av.error
-from av.container import InputContainer
-from av.video.stream import VideoStream
+from typing import TYPE_CHECKING, ClassVar
 
 from kairos_common.errors import FieldViolation, InvalidArgument
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
 
 #: Most pixels in one frame or image: 8K video (7680 x 4320) and any camera's photo fit.
 MAX_PIXELS = 8192 * 4320
 #: How many leading bytes pick the demuxer.
 _HEAD_SIZE = 16
+#: FFmpeg's AV_TIME_BASE (`av.time_base`): a container's duration is in its units, microseconds.
+_TIME_BASE = 1_000_000
 #: Codecs WebM allows; a Matroska file with others is a Matroska file, not WebM.
 _WEBM_VIDEO = frozenset({"vp8", "vp9", "av1"})
 _WEBM_AUDIO = frozenset({"vorbis", "opus"})
@@ -136,6 +137,10 @@ async def probe(path: Path) -> MediaInfo:
 
 def probe_file(path: Path) -> MediaInfo:
     """What the file at `path` is; `UnsupportedMedia` when it is not an image or video taken."""
+    # PyAV (FFmpeg, ~20 MiB) is loaded by the first probe, not by every process importing this.
+    import av
+    import av.error
+
     with path.open("rb") as file:
         demuxer = demuxer_for(file.read(_HEAD_SIZE))
         if demuxer is None:
@@ -212,7 +217,7 @@ def _describe_video(container: InputContainer, stream: VideoStream, demuxer: str
 
 def _duration_seconds(container: InputContainer, stream: VideoStream) -> float:
     if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
+        return container.duration / _TIME_BASE
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     raise UnsupportedMedia("is a video whose duration cannot be told")
