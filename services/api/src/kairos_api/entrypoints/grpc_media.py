@@ -8,10 +8,10 @@ tenant is authenticated before any of the file's bytes is read.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
 
 from kairos.posts.v1 import media_pb2, media_pb2_grpc
 from kairos_api.adapters import convert
@@ -31,10 +31,7 @@ _KINDS_BACK = {value: kind for kind, value in _KINDS.items()}
 
 
 def media_to_proto(row: Media) -> media_pb2.Media:
-    duration = None
-    if row.duration_seconds is not None:
-        duration = Duration()
-        duration.FromNanoseconds(round(row.duration_seconds * 1e9))
+    played = row.duration_seconds
     return media_pb2.Media(
         id=str(row.id),
         kind=_KINDS[MediaKind(row.kind)],
@@ -44,7 +41,7 @@ def media_to_proto(row: Media) -> media_pb2.Media:
         sha256=row.sha256,
         width=row.width,
         height=row.height,
-        duration=duration,
+        duration=convert.duration(timedelta(seconds=played) if played is not None else None),
         video_codec=row.video_codec,
         audio_codec=row.audio_codec,
         frame_rate=row.frame_rate or 0.0,

@@ -27,7 +27,7 @@ from kairos_api.adapters.orm import Media, Post, PostMedia, Target
 from kairos_api.domain.model import LIVE_TARGET_STATUSES
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
-from kairos_api.service_layer.posts.rules import parse_id
+from kairos_api.service_layer.posts.rules import check_length, parse_id
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
 from kairos_media.probe import ImageInfo, MediaInfo, MediaKind, probe
@@ -64,12 +64,7 @@ def storage_key(media_id: uuid.UUID) -> str:
 def _check_upload(upload: Upload, max_bytes: int) -> None:
     violations: list[FieldViolation] = []
     name = upload.file_name
-    if len(name) > MAX_FILE_NAME:
-        violations.append(
-            FieldViolation(
-                "upload.file_name", f"is {len(name)} characters long; at most {MAX_FILE_NAME}"
-            )
-        )
+    check_length(name, MAX_FILE_NAME, "upload.file_name", violations)
     if "/" in name or "\\" in name:
         violations.append(FieldViolation("upload.file_name", "is a file's name, without a path"))
     if any(unicodedata.category(char) == "Cc" for char in name):

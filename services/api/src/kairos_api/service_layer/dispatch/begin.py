@@ -288,11 +288,11 @@ async def _stored_media(
     """The post's files as the publisher needs them; a presigned URL each for a platform that
     pulls media by URL, valid through the attempt's lease and `PRESIGNED_MARGIN` beyond it."""
     pulls = CATALOGUE[Platform(platform)].pulls_media_by_url
+    expires_in = app.settings.attempt_lease + PRESIGNED_MARGIN
     found: list[StoredMedia] = []
     for media_id, kind, content_type, size, sha256, key in rows:
         url = ""
         if pulls:
-            expires_in = app.settings.attempt_lease + PRESIGNED_MARGIN
             url = await app.media.presigned_url(key, expires_in) or ""
         found.append(StoredMedia(media_id, kind, content_type, size, sha256, key, url))
     return found
