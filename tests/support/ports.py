@@ -1,22 +1,64 @@
-"""Free local ports for servers that must be told their port before they start."""
+"""Free local ports for servers that must be told their port before they start.
+
+Ports are taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): a port
+from that range that was free a moment ago can be taken by any outgoing connection before the
+server binds it (CI once lost a `make dev` run so: a fake's port went to a client socket).
+Below the range only a server binding it explicitly can take it.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+import time
+from pathlib import Path
+
+_LOWEST = 10_000
+_handed_out: set[int] = set()  # never the same port twice in one test process
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _all_free(first: int, count: int) -> bool:
+    sockets: list[socket.socket] = []
+    try:
+        for port in range(first, first + count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that were all free a moment ago on 127.0.0.1."""
+    end = max(_ephemeral_start(), _LOWEST + 1_000 + count)
+    for _ in range(500):
+        first = random.randrange(_LOWEST, end - count)
+        ports = set(range(first, first + count))
+        if ports & _handed_out or not _all_free(first, count):
+            continue
+        _handed_out.update(ports)
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports found below {end}")
 
 
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port_range(1)
 
 
 def wait_for_port(port: int, timeout: float) -> bool:
     """Whether something accepts connections on 127.0.0.1:`port` within `timeout` seconds."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -25,24 +67,3 @@ def wait_for_port(port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.02)
     return False
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive ports that were all free a moment ago on 127.0.0.1."""
-    import random
-
-    for _ in range(200):
-        first = random.randrange(20_000, 60_000 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports found")
