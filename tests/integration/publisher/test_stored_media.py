@@ -184,5 +184,7 @@ def test_presigned_files_join_the_urls_ahead_of_the_posts_own_and_the_rest_go_as
     assert pulled.media_urls == ["https://s3.example/m-1?sig", "https://cdn.example/a.png"]
     assert pulled.stored_media == []
     assert sent.media_urls == ["https://cdn.example/a.png"]
-    assert sent.stored_media == [StoredMedia("m-2", "image/gif", 10, "ab" * 32, "media/m-2")]
+    assert sent.stored_media == [
+        StoredMedia("m-2", "image/gif", 10, "ab" * 32, "media/m-2", kind="gif")
+    ]
     assert sent.media == [sent.stored_media[0], "https://cdn.example/a.png"]

@@ -123,6 +123,46 @@ class TargetSetting:
 
 
 @dataclass(frozen=True)
+class VideoRules:
+    """What a platform takes as a post's video; the api checks an uploaded video against them
+    when a post is created or edited (the api probed it when it was uploaded).
+
+    Aspect ratios are width / height of the picture as shown (rotation applied): 9/16 is
+    vertical. Codec names are FFmpeg's (`h264`, `hevc`, `vp9`, `av1`; `aac`, `mp3`, `opus`).
+    A limit left None is not checked.
+    """
+
+    max_bytes: int
+    """The largest file, in bytes."""
+    max_seconds: float
+    """The longest video, in seconds."""
+    min_seconds: float = 0.0
+    """The shortest video, in seconds."""
+    types: frozenset[str] = frozenset({"video/mp4", "video/quicktime"})
+    """The container types taken, as the api sniffed them."""
+    video_codecs: frozenset[str] | None = None
+    """The picture codecs taken, or None for any."""
+    audio_codecs: frozenset[str] | None = None
+    """The sound codecs taken (a video without sound is always taken), or None for any."""
+    min_aspect: float | None = None
+    """The narrowest width / height."""
+    max_aspect: float | None = None
+    """The widest width / height."""
+    min_width: int | None = None
+    """The narrowest picture, in pixels."""
+    max_width: int | None = None
+    """The widest picture, in pixels."""
+    min_height: int | None = None
+    """The lowest picture, in pixels."""
+    max_height: int | None = None
+    """The highest picture, in pixels."""
+    max_frame_rate: float | None = None
+    """The most frames per second."""
+    what: str = "a video"
+    """What the rules are for, in messages ("a Short", "a reel")."""
+
+
+@dataclass(frozen=True)
 class PlatformInfo:
     """What Kairos knows of one platform, whichever service asks."""
 
@@ -151,6 +191,12 @@ class PlatformInfo:
     webhook's payload); False when the publisher downloads the file and uploads its bytes (X,
     Mastodon, Bluesky, LinkedIn). An uploaded file goes to the former as a presigned URL, which
     only a media store that makes URLs (S3) can give."""
+    video: VideoRules | None = None
+    """What a post's uploaded video may be here; None when the platform takes no video (a post
+    naming one is refused for it)."""
+    video_by_setting: tuple[tuple[str, str, VideoRules], ...] = ()
+    """Rules that replace `video` for a target whose setting `key` has `value` (a Short, a
+    story), as (key, value, rules); the first that matches applies."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
@@ -434,3 +480,13 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
     }
 )
 """Every platform's row. Tests check that no `Platform` is missing."""
+
+
+def video_rules(platform: Platform, settings: Mapping[str, str]) -> VideoRules | None:
+    """The video rules of a target on `platform` with these settings, or None when it takes no
+    video."""
+    info = CATALOGUE[platform]
+    for key, value, rules in info.video_by_setting:
+        if settings.get(key) == value:
+            return rules
+    return info.video

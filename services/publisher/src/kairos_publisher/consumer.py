@@ -30,7 +30,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from kairos.dispatch.v1 import dispatch_pb2
 from kairos.events.v1 import events_pb2
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher.admission import AccountGate
@@ -185,16 +185,28 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
     read from the media store and sent as bytes."""
     credentials = begun.credentials
     snapshot = begun.snapshot
-    presigned = [m.url for m in snapshot.stored_media if m.url]
+    video = media_pb2.MEDIA_KIND_VIDEO
+    presigned = [m.url for m in snapshot.stored_media if m.url and m.kind != video]
     return PublishRequest(
         post_id=begun.post_id,
         target_id=begun.target_id,
         content=snapshot.content,
         media_urls=[*presigned, *snapshot.media_urls],
         stored_media=[
-            StoredMedia(m.media_id, m.content_type, m.size, m.sha256, m.storage_key)
+            StoredMedia(
+                m.media_id,
+                m.content_type,
+                m.size,
+                m.sha256,
+                m.storage_key,
+                kind=media_pb2.MediaKind.Name(m.kind).removeprefix("MEDIA_KIND_").lower(),
+                url=m.url,
+                width=m.width,
+                height=m.height,
+                duration_seconds=m.duration.ToTimedelta().total_seconds(),
+            )
             for m in snapshot.stored_media
-            if not m.url
+            if not m.url or m.kind == video
         ],
         settings=dict(begun.snapshot.settings),
         reply_to=begun.reply_to_platform_id,
@@ -483,13 +495,14 @@ class PlatformConsumer:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
         again once) when the platform refuses it."""
         request = publish_request(begun)
-        if request.stored_media and CATALOGUE[self.platform].pulls_media_by_url:
+        unlinked = [m for m in request.stored_media if not m.url]
+        if unlinked and CATALOGUE[self.platform].pulls_media_by_url:
             # Its module would send the URLs alone and publish the post without these files.
             return PublishOutcome(
                 Result.PERMANENT,
                 code="media",
                 message=f"{CATALOGUE[self.platform].name} pulls media by URL and media "
-                f"{request.stored_media[0].media_id} came without one",
+                f"{unlinked[0].media_id} came without one",
             )
         refreshing = hasattr(self.client, "refresh")
         if refreshing and request.expires_at is not None:

@@ -27,7 +27,7 @@ import asyncio
 import hashlib
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -38,6 +38,20 @@ from kairos_media.store import MediaNotFound, MediaStore
 
 #: Image types the platforms take, by the media type each file's first bytes prove.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+#: Video types an upload can be (`kairos_media.probe`): MP4, QuickTime and WebM.
+VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm"})
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+}
+#: The part size `MediaFetcher.stream` yields unless asked for another: what an upload body
+#: streamed in one request is sent in.
+STREAM_CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 #: The whole download (resolving, redirects, the body) may take this many `timeout`s at most;
 #: `timeout` alone bounds each step, which a server sending a byte now and then never trips.
@@ -74,14 +88,32 @@ class Media:
 
 @dataclass(frozen=True)
 class StoredMedia:
-    """A file uploaded to Kairos, as a begun attempt names it: where it is kept and what its
-    bytes must be."""
+    """A file uploaded to Kairos, as a begun attempt names it: where it is kept, what its bytes
+    must be, and what the api probed them to be."""
 
     media_id: str
     content_type: str
     size: int
     sha256: str
     storage_key: str
+    #: "image", "gif" or "video" (`kairos_media.MediaKind`).
+    kind: str = "image"
+    #: A presigned GET URL, for a platform that pulls media by URL; "" for the others.
+    url: str = ""
+    #: The picture's size as shown (rotation applied), in pixels.
+    width: int = 0
+    height: int = 0
+    #: Videos only: the length, in seconds.
+    duration_seconds: float = 0.0
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind == "video"
+
+    @property
+    def filename(self) -> str:
+        """A file name for uploads that ask for one: the id and the type's usual extension."""
+        return f"{self.media_id}.{_EXTENSIONS.get(self.content_type, 'bin')}"
 
 
 #: What a platform module asks `MediaFetcher.fetch` for: a URL, or an uploaded file.
@@ -201,6 +233,54 @@ class MediaFetcher:
         except TimeoutError:
             done = "downloaded" if isinstance(source, str) else "read from the media store"
             raise MediaError(name, f"not {done} within {limit:g} s", retryable=True) from None
+
+    async def stream(
+        self, media: StoredMedia, chunk_size: int = STREAM_CHUNK
+    ) -> AsyncIterator[bytes]:
+        """The uploaded file's bytes from the media store, in parts of exactly `chunk_size`
+        bytes (the last may be shorter), never the whole file in memory.
+
+        The bytes are checked as they go: more than the recorded size stops the stream, and the
+        size and SHA-256 are checked before the last part is yielded, so a damaged file raises
+        MediaError before a platform has been sent all of it (an upload is then never finished,
+        and nothing is published). Raises MediaError as `fetch` does.
+        """
+        name = media.media_id
+        if self.store is None:
+            raise MediaError(name, "this publisher has no media store to read uploads from")
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        digest = hashlib.sha256()
+        size = 0
+        pending = bytearray()
+        try:
+            async for chunk in self.store.read(media.storage_key):
+                size += len(chunk)
+                if size > media.size:
+                    raise MediaError(name, f"the store holds more than the {media.size} uploaded")
+                digest.update(chunk)
+                pending += chunk
+                # A whole part stays held back until the store is read to the end, so a short
+                # or damaged file fails before its last part is sent.
+                while len(pending) > chunk_size:
+                    part = bytes(pending[:chunk_size])
+                    del pending[:chunk_size]
+                    yield part
+        except MediaError:
+            raise
+        except MediaNotFound:
+            raise MediaError(name, "is no longer in the media store (deleted?)") from None
+        except InvalidArgument as error:
+            raise MediaError(name, f"cannot be read from the media store: {error}") from None
+        except Exception as error:
+            # The store's disk or network (S3 unreachable, 5xx): trying later may help.
+            raise MediaError(name, f"reading the media store failed: {error!r}", True) from None
+        if size != media.size:
+            raise MediaError(name, f"the store holds {size} bytes, not the {media.size} uploaded")
+        if digest.hexdigest() != media.sha256:
+            raise MediaError(name, "the stored bytes do not match the SHA-256 of the upload")
+        if pending:
+            yield bytes(pending)
 
     async def _read_stored(
         self, media: StoredMedia, max_bytes: int, types: Collection[str]

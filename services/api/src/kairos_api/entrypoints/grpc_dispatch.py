@@ -125,6 +125,11 @@ def begun_to_proto(
                     sha256=m.sha256,
                     storage_key=m.storage_key,
                     url=m.url,
+                    width=m.width,
+                    height=m.height,
+                    duration=convert.duration(
+                        timedelta(seconds=m.duration_seconds) if m.duration_seconds else None
+                    ),
                 )
                 for m in result.stored_media
             ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import enum
 import os
@@ -45,6 +46,38 @@ class Result(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+class AttemptStage(Protocol):
+    """Where an attempt that uploads first stands, told to the api as it moves on.
+
+    An attempt with an uploaded video is marked "uploading" when it begins: until the platform
+    module calls `publishing()`, nothing public was made, so if the publisher dies the attempt
+    is retried (the upload starts again), not left UNKNOWN. `publishing()` must be awaited just
+    before the one call that makes the post public, and that call made only when it returns
+    None; it returns an outcome to give instead when the api could not record it (then the post
+    is not made public by this attempt). While the attempt runs, its lease is kept from running
+    out. `pause(seconds)` waits for a platform's processing (a status to poll again) without
+    holding a call slot meanwhile.
+    """
+
+    async def publishing(self) -> PublishOutcome | None: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
+class NoStage:
+    """The stage of an attempt nobody tracks (tests, attempts without uploads): `publishing`
+    goes ahead, `pause` sleeps."""
+
+    async def publishing(self) -> PublishOutcome | None:
+        return None
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+NO_STAGE = NoStage()
+
+
 @dataclass(frozen=True)
 class PublishRequest:
     """Everything one platform call needs; credentials live in memory only."""
@@ -73,13 +106,25 @@ class PublishRequest:
     earlier_outcome_lost: bool = False
     #: Uploaded files to send as bytes, which come before `media_urls`. Empty for a platform
     #: that pulls media by URL: its uploaded files arrive presigned, in `media_urls`.
+    #: A video (the post's only media item when it has one) is always here, with its presigned
+    #: `url` for a platform that pulls media by URL.
     stored_media: list[StoredMedia] = field(default_factory=list)
+    #: The attempt's stage, to mark the call that makes the post public (`AttemptStage`).
+    stage: AttemptStage = field(default=NO_STAGE, repr=False, compare=False)
 
     @property
     def media(self) -> list[MediaSource]:
         """Every media item in order, for `MediaFetcher.fetch`: the uploaded files, then the
-        URLs."""
-        return [*self.stored_media, *self.media_urls]
+        URLs. (A video is not among them: see `video`.)"""
+        return [*(m for m in self.stored_media if not m.is_video), *self.media_urls]
+
+    @property
+    def video(self) -> StoredMedia | None:
+        """The post's uploaded video, if it has one (then it is its only media item)."""
+        for item in self.stored_media:
+            if item.is_video:
+                return item
+        return None
 
 
 @dataclass(frozen=True)

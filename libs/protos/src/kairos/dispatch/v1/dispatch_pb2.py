@@ -28,7 +28,7 @@ from kairos.posts.v1 import media_pb2 as kairos_dot_posts_dot_v1_dot_media__pb2
 from kairos.posts.v1 import posts_pb2 as kairos_dot_posts_dot_v1_dot_posts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!kairos/dispatch/v1/dispatch.proto\x12\x12kairos.dispatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkairos/posts/v1/media.proto\x1a\x1bkairos/posts/v1/posts.proto\"\x8b\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x0f\n\x07post_id\x18\x03 \x01(\t\x12+\n\x08platform\x18\x04 \x01(\x0e\x32\x19.kairos.posts.v1.Platform\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12/\n\x0blease_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61ttempt_number\x18\t \x01(\x05\"v\n\x0f\x43laimDueRequest\x12*\n\x07horizon\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05limit\x18\x02 \x01(\x05\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x10\x43laimDueResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.kairos.dispatch.v1.Delivery\"\xe3\x01\n\x0f\x43ontentSnapshot\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_urls\x18\x02 \x03(\t\x12\x43\n\x08settings\x18\x03 \x03(\x0b\x32\x31.kairos.dispatch.v1.ContentSnapshot.SettingsEntry\x12\x35\n\x0cstored_media\x18\x04 \x03(\x0b\x32\x1f.kairos.dispatch.v1.StoredMedia\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x0bStoredMedia\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.kairos.posts.v1.MediaKind\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x13\n\x0bstorage_key\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\"*\n\x13\x42\x65ginAttemptRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"\xa7\x04\n\x14\x42\x65ginAttemptResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x35\n\trejection\x18\x02 \x01(\x0e\x32\".kairos.dispatch.v1.FenceRejection\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nattempt_id\x18\x04 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x05 \x01(\x05\x12\x35\n\x08snapshot\x18\x06 \x01(\x0b\x32#.kairos.dispatch.v1.ContentSnapshot\x12\x31\n\x0b\x63redentials\x18\x07 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials\x12\x1c\n\x14reply_to_platform_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0e\x61\x63\x63ount_handle\x18\n \x01(\t\x12+\n\x08platform\x18\x0b \x01(\x0e\x32\x19.kairos.posts.v1.Platform\x12*\n\x06\x64ue_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttarget_id\x18\r \x01(\t\x12\x0f\n\x07post_id\x18\x0e \x01(\t\x12\x12\n\naccount_id\x18\x0f \x01(\t\x12\x1c\n\x14\x65\x61rlier_outcome_lost\x18\x10 \x01(\x08\x12(\n\x05lease\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\",\n\x14\x42\x65ginAttemptsRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"R\n\x15\x42\x65ginAttemptsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.kairos.dispatch.v1.BeginAttemptResponse\"\xf4\x02\n\x0e\x41ttemptOutcome\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x30\n\tpublished\x18\x03 \x01(\x0b\x32\x1d.kairos.dispatch.v1.Published\x12\x30\n\x0b\x65rror_class\x18\x04 \x01(\x0e\x32\x1b.kairos.posts.v1.ErrorClass\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0bhttp_status\x18\x07 \x01(\x05\x12\x34\n\x10retry_not_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x15\x61\x63\x63ount_blocked_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\tPublished\x12\x18\n\x10platform_post_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\"\xbd\x01\n\x10\x43ompletionResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x34\n\rtarget_status\x18\x02 \x01(\x0e\x32\x1d.kairos.posts.v1.TargetStatus\x12/\n\tnext_step\x18\x03 \x01(\x0e\x32\x1c.kairos.dispatch.v1.NextStep\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"O\n\x17\x43ompleteAttemptsRequest\x12\x34\n\x08outcomes\x18\x01 \x03(\x0b\x32\".kairos.dispatch.v1.AttemptOutcome\"Q\n\x18\x43ompleteAttemptsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.kairos.dispatch.v1.CompletionResult\":\n\x13\x46\x61ilDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"L\n\x14\x46\x61ilDeliveryResponse\x12\x34\n\rtarget_status\x18\x01 \x01(\x0e\x32\x1d.kairos.posts.v1.TargetStatus\"N\n\x13SweepExpiredRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12(\n\x05lease\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x96\x01\n\x14SweepExpiredResponse\x12\x32\n\x0credeliveries\x18\x01 \x03(\x0b\x32\x1c.kairos.dispatch.v1.Delivery\x12\x16\n\x0emarked_unknown\x18\x02 \x01(\x05\x12\x15\n\rmarked_missed\x18\x03 \x01(\x05\x12\x1b\n\x13requeued_idempotent\x18\x04 \x01(\x05\"\xac\x01\n\x1fSaveRefreshedCredentialsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x31\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials\x12\x14\n\x0cneeds_reauth\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x1c\n\x14\x66\x61iled_refresh_token\x18\x05 \x01(\t\"\x81\x01\n SaveRefreshedCredentialsResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.kairos.posts.v1.AccountStatus\x12-\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials*\xd8\x01\n\x0e\x46\x65nceRejection\x12\x1f\n\x1b\x46\x45NCE_REJECTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45NCE_REJECTION_SUPERSEDED\x10\x01\x12$\n FENCE_REJECTION_REVISION_CHANGED\x10\x02\x12\x1e\n\x1a\x46\x45NCE_REJECTION_NOT_QUEUED\x10\x03\x12$\n FENCE_REJECTION_ACCOUNT_INACTIVE\x10\x04\x12\x19\n\x15\x46\x45NCE_REJECTION_STALE\x10\x05*Q\n\x08NextStep\x12\x19\n\x15NEXT_STEP_UNSPECIFIED\x10\x00\x12\x11\n\rNEXT_STEP_ACK\x10\x01\x12\x17\n\x13NEXT_STEP_REDELIVER\x10\x02\x32\xee\x05\n\x0f\x44ispatchService\x12U\n\x08\x43laimDue\x12#.kairos.dispatch.v1.ClaimDueRequest\x1a$.kairos.dispatch.v1.ClaimDueResponse\x12\x61\n\x0c\x42\x65ginAttempt\x12\'.kairos.dispatch.v1.BeginAttemptRequest\x1a(.kairos.dispatch.v1.BeginAttemptResponse\x12\x64\n\rBeginAttempts\x12(.kairos.dispatch.v1.BeginAttemptsRequest\x1a).kairos.dispatch.v1.BeginAttemptsResponse\x12m\n\x10\x43ompleteAttempts\x12+.kairos.dispatch.v1.CompleteAttemptsRequest\x1a,.kairos.dispatch.v1.CompleteAttemptsResponse\x12\x61\n\x0c\x46\x61ilDelivery\x12\'.kairos.dispatch.v1.FailDeliveryRequest\x1a(.kairos.dispatch.v1.FailDeliveryResponse\x12\x61\n\x0cSweepExpired\x12\'.kairos.dispatch.v1.SweepExpiredRequest\x1a(.kairos.dispatch.v1.SweepExpiredResponse\x12\x85\x01\n\x18SaveRefreshedCredentials\x12\x33.kairos.dispatch.v1.SaveRefreshedCredentialsRequest\x1a\x34.kairos.dispatch.v1.SaveRefreshedCredentialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!kairos/dispatch/v1/dispatch.proto\x12\x12kairos.dispatch.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkairos/posts/v1/media.proto\x1a\x1bkairos/posts/v1/posts.proto\"\x8b\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x0f\n\x07post_id\x18\x03 \x01(\t\x12+\n\x08platform\x18\x04 \x01(\x0e\x32\x19.kairos.posts.v1.Platform\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12/\n\x0blease_until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61ttempt_number\x18\t \x01(\x05\"v\n\x0f\x43laimDueRequest\x12*\n\x07horizon\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05limit\x18\x02 \x01(\x05\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"D\n\x10\x43laimDueResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.kairos.dispatch.v1.Delivery\"\xe3\x01\n\x0f\x43ontentSnapshot\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_urls\x18\x02 \x03(\t\x12\x43\n\x08settings\x18\x03 \x03(\x0b\x32\x31.kairos.dispatch.v1.ContentSnapshot.SettingsEntry\x12\x35\n\x0cstored_media\x18\x04 \x03(\x0b\x32\x1f.kairos.dispatch.v1.StoredMedia\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\x0bStoredMedia\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.kairos.posts.v1.MediaKind\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x13\n\x0bstorage_key\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12+\n\x08\x64uration\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\"*\n\x13\x42\x65ginAttemptRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"\xa7\x04\n\x14\x42\x65ginAttemptResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x35\n\trejection\x18\x02 \x01(\x0e\x32\".kairos.dispatch.v1.FenceRejection\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nattempt_id\x18\x04 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x05 \x01(\x05\x12\x35\n\x08snapshot\x18\x06 \x01(\x0b\x32#.kairos.dispatch.v1.ContentSnapshot\x12\x31\n\x0b\x63redentials\x18\x07 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials\x12\x1c\n\x14reply_to_platform_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x16\n\x0e\x61\x63\x63ount_handle\x18\n \x01(\t\x12+\n\x08platform\x18\x0b \x01(\x0e\x32\x19.kairos.posts.v1.Platform\x12*\n\x06\x64ue_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttarget_id\x18\r \x01(\t\x12\x0f\n\x07post_id\x18\x0e \x01(\t\x12\x12\n\naccount_id\x18\x0f \x01(\t\x12\x1c\n\x14\x65\x61rlier_outcome_lost\x18\x10 \x01(\x08\x12(\n\x05lease\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\",\n\x14\x42\x65ginAttemptsRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"R\n\x15\x42\x65ginAttemptsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.kairos.dispatch.v1.BeginAttemptResponse\"\xf4\x02\n\x0e\x41ttemptOutcome\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\x12\x30\n\tpublished\x18\x03 \x01(\x0b\x32\x1d.kairos.dispatch.v1.Published\x12\x30\n\x0b\x65rror_class\x18\x04 \x01(\x0e\x32\x1b.kairos.posts.v1.ErrorClass\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x13\n\x0bhttp_status\x18\x07 \x01(\x05\x12\x34\n\x10retry_not_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x15\x61\x63\x63ount_blocked_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\tPublished\x12\x18\n\x10platform_post_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\"\xbd\x01\n\x10\x43ompletionResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x34\n\rtarget_status\x18\x02 \x01(\x0e\x32\x1d.kairos.posts.v1.TargetStatus\x12/\n\tnext_step\x18\x03 \x01(\x0e\x32\x1c.kairos.dispatch.v1.NextStep\x12.\n\x0bretry_delay\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"O\n\x17\x43ompleteAttemptsRequest\x12\x34\n\x08outcomes\x18\x01 \x03(\x0b\x32\".kairos.dispatch.v1.AttemptOutcome\"Q\n\x18\x43ompleteAttemptsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.kairos.dispatch.v1.CompletionResult\":\n\x13\x46\x61ilDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"L\n\x14\x46\x61ilDeliveryResponse\x12\x34\n\rtarget_status\x18\x01 \x01(\x0e\x32\x1d.kairos.posts.v1.TargetStatus\"N\n\x13SweepExpiredRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12(\n\x05lease\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x96\x01\n\x14SweepExpiredResponse\x12\x32\n\x0credeliveries\x18\x01 \x03(\x0b\x32\x1c.kairos.dispatch.v1.Delivery\x12\x16\n\x0emarked_unknown\x18\x02 \x01(\x05\x12\x15\n\rmarked_missed\x18\x03 \x01(\x05\x12\x1b\n\x13requeued_idempotent\x18\x04 \x01(\x05\"\xac\x01\n\x1fSaveRefreshedCredentialsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x31\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials\x12\x14\n\x0cneeds_reauth\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x1c\n\x14\x66\x61iled_refresh_token\x18\x05 \x01(\t\"\x81\x01\n SaveRefreshedCredentialsResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.kairos.posts.v1.AccountStatus\x12-\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x1c.kairos.posts.v1.Credentials*\xd8\x01\n\x0e\x46\x65nceRejection\x12\x1f\n\x1b\x46\x45NCE_REJECTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45NCE_REJECTION_SUPERSEDED\x10\x01\x12$\n FENCE_REJECTION_REVISION_CHANGED\x10\x02\x12\x1e\n\x1a\x46\x45NCE_REJECTION_NOT_QUEUED\x10\x03\x12$\n FENCE_REJECTION_ACCOUNT_INACTIVE\x10\x04\x12\x19\n\x15\x46\x45NCE_REJECTION_STALE\x10\x05*Q\n\x08NextStep\x12\x19\n\x15NEXT_STEP_UNSPECIFIED\x10\x00\x12\x11\n\rNEXT_STEP_ACK\x10\x01\x12\x17\n\x13NEXT_STEP_REDELIVER\x10\x02\x32\xee\x05\n\x0f\x44ispatchService\x12U\n\x08\x43laimDue\x12#.kairos.dispatch.v1.ClaimDueRequest\x1a$.kairos.dispatch.v1.ClaimDueResponse\x12\x61\n\x0c\x42\x65ginAttempt\x12\'.kairos.dispatch.v1.BeginAttemptRequest\x1a(.kairos.dispatch.v1.BeginAttemptResponse\x12\x64\n\rBeginAttempts\x12(.kairos.dispatch.v1.BeginAttemptsRequest\x1a).kairos.dispatch.v1.BeginAttemptsResponse\x12m\n\x10\x43ompleteAttempts\x12+.kairos.dispatch.v1.CompleteAttemptsRequest\x1a,.kairos.dispatch.v1.CompleteAttemptsResponse\x12\x61\n\x0c\x46\x61ilDelivery\x12\'.kairos.dispatch.v1.FailDeliveryRequest\x1a(.kairos.dispatch.v1.FailDeliveryResponse\x12\x61\n\x0cSweepExpired\x12\'.kairos.dispatch.v1.SweepExpiredRequest\x1a(.kairos.dispatch.v1.SweepExpiredResponse\x12\x85\x01\n\x18SaveRefreshedCredentials\x12\x33.kairos.dispatch.v1.SaveRefreshedCredentialsRequest\x1a\x34.kairos.dispatch.v1.SaveRefreshedCredentialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTENTSNAPSHOT_SETTINGSENTRY']._loaded_options = None
   _globals['_CONTENTSNAPSHOT_SETTINGSENTRY']._serialized_options = b'8\001'
-  _globals['_FENCEREJECTION']._serialized_start=3222
-  _globals['_FENCEREJECTION']._serialized_end=3438
-  _globals['_NEXTSTEP']._serialized_start=3440
-  _globals['_NEXTSTEP']._serialized_end=3521
+  _globals['_FENCEREJECTION']._serialized_start=3298
+  _globals['_FENCEREJECTION']._serialized_end=3514
+  _globals['_NEXTSTEP']._serialized_start=3516
+  _globals['_NEXTSTEP']._serialized_end=3597
   _globals['_DELIVERY']._serialized_start=181
   _globals['_DELIVERY']._serialized_end=448
   _globals['_CLAIMDUEREQUEST']._serialized_start=450
@@ -52,37 +52,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTENTSNAPSHOT_SETTINGSENTRY']._serialized_start=821
   _globals['_CONTENTSNAPSHOT_SETTINGSENTRY']._serialized_end=868
   _globals['_STOREDMEDIA']._serialized_start=871
-  _globals['_STOREDMEDIA']._serialized_end=1030
-  _globals['_BEGINATTEMPTREQUEST']._serialized_start=1032
-  _globals['_BEGINATTEMPTREQUEST']._serialized_end=1074
-  _globals['_BEGINATTEMPTRESPONSE']._serialized_start=1077
-  _globals['_BEGINATTEMPTRESPONSE']._serialized_end=1628
-  _globals['_BEGINATTEMPTSREQUEST']._serialized_start=1630
-  _globals['_BEGINATTEMPTSREQUEST']._serialized_end=1674
-  _globals['_BEGINATTEMPTSRESPONSE']._serialized_start=1676
-  _globals['_BEGINATTEMPTSRESPONSE']._serialized_end=1758
-  _globals['_ATTEMPTOUTCOME']._serialized_start=1761
-  _globals['_ATTEMPTOUTCOME']._serialized_end=2133
-  _globals['_PUBLISHED']._serialized_start=2135
-  _globals['_PUBLISHED']._serialized_end=2185
-  _globals['_COMPLETIONRESULT']._serialized_start=2188
-  _globals['_COMPLETIONRESULT']._serialized_end=2377
-  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_start=2379
-  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_end=2458
-  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_start=2460
-  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_end=2541
-  _globals['_FAILDELIVERYREQUEST']._serialized_start=2543
-  _globals['_FAILDELIVERYREQUEST']._serialized_end=2601
-  _globals['_FAILDELIVERYRESPONSE']._serialized_start=2603
-  _globals['_FAILDELIVERYRESPONSE']._serialized_end=2679
-  _globals['_SWEEPEXPIREDREQUEST']._serialized_start=2681
-  _globals['_SWEEPEXPIREDREQUEST']._serialized_end=2759
-  _globals['_SWEEPEXPIREDRESPONSE']._serialized_start=2762
-  _globals['_SWEEPEXPIREDRESPONSE']._serialized_end=2912
-  _globals['_SAVEREFRESHEDCREDENTIALSREQUEST']._serialized_start=2915
-  _globals['_SAVEREFRESHEDCREDENTIALSREQUEST']._serialized_end=3087
-  _globals['_SAVEREFRESHEDCREDENTIALSRESPONSE']._serialized_start=3090
-  _globals['_SAVEREFRESHEDCREDENTIALSRESPONSE']._serialized_end=3219
-  _globals['_DISPATCHSERVICE']._serialized_start=3524
-  _globals['_DISPATCHSERVICE']._serialized_end=4274
+  _globals['_STOREDMEDIA']._serialized_end=1106
+  _globals['_BEGINATTEMPTREQUEST']._serialized_start=1108
+  _globals['_BEGINATTEMPTREQUEST']._serialized_end=1150
+  _globals['_BEGINATTEMPTRESPONSE']._serialized_start=1153
+  _globals['_BEGINATTEMPTRESPONSE']._serialized_end=1704
+  _globals['_BEGINATTEMPTSREQUEST']._serialized_start=1706
+  _globals['_BEGINATTEMPTSREQUEST']._serialized_end=1750
+  _globals['_BEGINATTEMPTSRESPONSE']._serialized_start=1752
+  _globals['_BEGINATTEMPTSRESPONSE']._serialized_end=1834
+  _globals['_ATTEMPTOUTCOME']._serialized_start=1837
+  _globals['_ATTEMPTOUTCOME']._serialized_end=2209
+  _globals['_PUBLISHED']._serialized_start=2211
+  _globals['_PUBLISHED']._serialized_end=2261
+  _globals['_COMPLETIONRESULT']._serialized_start=2264
+  _globals['_COMPLETIONRESULT']._serialized_end=2453
+  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_start=2455
+  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_end=2534
+  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_start=2536
+  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_end=2617
+  _globals['_FAILDELIVERYREQUEST']._serialized_start=2619
+  _globals['_FAILDELIVERYREQUEST']._serialized_end=2677
+  _globals['_FAILDELIVERYRESPONSE']._serialized_start=2679
+  _globals['_FAILDELIVERYRESPONSE']._serialized_end=2755
+  _globals['_SWEEPEXPIREDREQUEST']._serialized_start=2757
+  _globals['_SWEEPEXPIREDREQUEST']._serialized_end=2835
+  _globals['_SWEEPEXPIREDRESPONSE']._serialized_start=2838
+  _globals['_SWEEPEXPIREDRESPONSE']._serialized_end=2988
+  _globals['_SAVEREFRESHEDCREDENTIALSREQUEST']._serialized_start=2991
+  _globals['_SAVEREFRESHEDCREDENTIALSREQUEST']._serialized_end=3163
+  _globals['_SAVEREFRESHEDCREDENTIALSRESPONSE']._serialized_start=3166
+  _globals['_SAVEREFRESHEDCREDENTIALSRESPONSE']._serialized_end=3295
+  _globals['_DISPATCHSERVICE']._serialized_start=3600
+  _globals['_DISPATCHSERVICE']._serialized_end=4350
 # @@protoc_insertion_point(module_scope)

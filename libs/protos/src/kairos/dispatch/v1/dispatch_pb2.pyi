@@ -274,10 +274,13 @@ class StoredMedia(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     STORAGE_KEY_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
     media_id: _builtins.str
     """The MediaService id."""
     kind: _media_pb2.MediaKind.ValueType
-    """Image or GIF (videos are not published yet)."""
+    """Image, GIF or video. A video is its post's only media item."""
     content_type: _builtins.str
     """The MIME type sniffed from its bytes, e.g. "image/png"."""
     size: _builtins.int
@@ -290,6 +293,14 @@ class StoredMedia(_message.Message):
     """A presigned GET URL valid beyond the attempt's lease, set only when the target's platform
     pulls media by URL; empty for platforms that are sent the bytes.
     """
+    width: _builtins.int
+    """The picture's width as shown (rotation applied), in pixels."""
+    height: _builtins.int
+    """The picture's height as shown, in pixels."""
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Videos only: the length."""
+
     def __init__(
         self,
         *,
@@ -300,10 +311,13 @@ class StoredMedia(_message.Message):
         sha256: _builtins.str = ...,
         storage_key: _builtins.str = ...,
         url: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "kind", b"kind", "media_id", b"media_id", "sha256", b"sha256", "size", b"size", "storage_key", b"storage_key", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "duration", b"duration", "height", b"height", "kind", b"kind", "media_id", b"media_id", "sha256", b"sha256", "size", b"size", "storage_key", b"storage_key", "url", b"url", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,7 +60,8 @@ SELECT t.delivery_id::text, t.id::text, t.post_id::text, t.account_id::text, t.p
        END,
        CASE WHEN json_array_length(p.media_ids) > 0 THEN
            (SELECT json_agg(json_build_array(m.id::text, m.kind, m.content_type, m.size,
-                                             m.sha256, m.storage_key) ORDER BY pm.position)
+                                             m.sha256, m.storage_key, m.width, m.height,
+                                             m.duration_seconds) ORDER BY pm.position)
             FROM post_media AS pm JOIN media AS m ON m.id = pm.media_id
             WHERE pm.post_id = p.id)
        END
@@ -290,11 +291,15 @@ async def _stored_media(
     pulls = CATALOGUE[Platform(platform)].pulls_media_by_url
     expires_in = app.settings.attempt_lease + PRESIGNED_MARGIN
     found: list[StoredMedia] = []
-    for media_id, kind, content_type, size, sha256, key in rows:
+    for media_id, kind, content_type, size, sha256, key, width, height, duration in rows:
         url = ""
         if pulls:
             url = await app.media.presigned_url(key, expires_in) or ""
-        found.append(StoredMedia(media_id, kind, content_type, size, sha256, key, url))
+        found.append(
+            StoredMedia(
+                media_id, kind, content_type, size, sha256, key, url, width, height, duration
+            )
+        )
     return found
 
 
@@ -388,6 +393,9 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
                 Media.size,
                 Media.sha256,
                 Media.storage_key,
+                Media.width,
+                Media.height,
+                Media.duration_seconds,
             )
             .join(Media, Media.id == PostMedia.media_id)
             .where(PostMedia.post_id.in_([uuid.UUID(p) for p in with_media]))

@@ -45,6 +45,11 @@ class StoredMedia:
     sha256: str
     storage_key: str
     url: str = ""
+    #: The picture's size as shown, in pixels.
+    width: int = 0
+    height: int = 0
+    #: Videos only: the length in seconds.
+    duration_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
