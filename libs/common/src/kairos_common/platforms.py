@@ -248,6 +248,16 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_utf8_bytes=3000,
             ),
             instance_url="the PDS base URL",
+            # Bluesky's video service takes 3 minutes and 100 MB (ISO megabytes) from every
+            # account (social-app #7916 "Bumped to 3 minutes / 100mb", src/lib/constants.ts
+            # "Backend uses ISO megabytes"); 10 minutes and 300 MB are feature-gated
+            # (social-app #11388, #10497), so not counted on. The app uploads MP4, QuickTime and
+            # WebM as they are (constants.ts SUPPORTED_MIME_TYPES) and the service encodes them.
+            video=VideoRules(
+                max_bytes=100_000_000,
+                max_seconds=180.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            ),
         ),
         Platform.LINKEDIN: PlatformInfo(
             name="LinkedIn",
