@@ -271,6 +271,16 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=20,
             ),
             page_id="the author URN, urn:li:person:<id> or urn:li:organization:<id>",
+            # LinkedIn's Videos API page, "Video File Size Specifications": MP4 only, 3 seconds
+            # to 30 minutes, 75 KB to 500 MB (MB of 2^20 bytes, as its 4 MB upload parts are
+            # 4,194,304). The 75 KB floor has no field here: the publisher refuses a smaller
+            # file before uploading.
+            video=VideoRules(
+                max_bytes=500 * 1024 * 1024,
+                max_seconds=30 * 60.0,
+                min_seconds=3.0,
+                types=frozenset({"video/mp4"}),
+            ),
         ),
         Platform.FACEBOOK: PlatformInfo(
             name="Facebook",
