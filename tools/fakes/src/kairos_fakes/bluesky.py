@@ -165,6 +165,8 @@ class Sessions(Tokens):
 class BlueskyFake(FakeServer):
     name: ClassVar[str] = "bluesky"
     default_port: ClassVar[int] = 9103
+    #: uploadVideo takes a whole video (up to 100 MB) in one request.
+    max_body: ClassVar[int] = MAX_VIDEO_BYTES + 1024 * 1024
 
     def __init__(self) -> None:
         super().__init__()
