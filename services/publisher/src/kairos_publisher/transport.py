@@ -11,6 +11,10 @@ and becomes `httpx.ConnectError`/`ConnectTimeout`; anything after the request ma
 read timeout, a dropped connection, a broken body) becomes `httpx.ReadTimeout`/`ReadError`, which
 the publisher treats as UNKNOWN. aiohttp does not resend a POST on a dropped keep-alive connection.
 
+A request body streamed with a known length (an upload read from the media store) is sent as it
+is read, never held whole; an error the body raises itself (a damaged stored file) reaches the
+caller as raised, not as a network error. Other bodies are read first and sent in one piece.
+
 The answer's body is read before the response is handed over (platform APIs answer in a few
 kilobytes, and httpx reads a body whole unless asked to stream it anyway), so httpx decodes it in
 one step instead of through an async iteration per chunk.
@@ -19,6 +23,7 @@ one step instead of through an async iteration per chunk.
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -69,7 +74,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
             )
-        body = await request.aread()
+        body: Any
+        if isinstance(request.stream, httpx.ByteStream) or "content-length" not in request.headers:
+            body = await request.aread() or None
+        else:
+            # A body streamed with its length known (an upload from the media store) goes out
+            # as it is read, never whole in memory; aiohttp sends it with that length.
+            body = _chunks(request.stream)
         try:
             response = await session.request(
                 request.method,
@@ -77,7 +88,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # and APIs with URNs in their paths (LinkedIn) refuse those decoded.
                 yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
-                data=body or None,
+                data=body,
                 allow_redirects=False,
                 timeout=timeout,
             )
@@ -91,6 +102,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(str(error) or "read timed out", request=request) from error
         except aiohttp.InvalidURL as error:
             raise httpx.UnsupportedProtocol(f"invalid URL: {error}", request=request) from error
+        except aiohttp.ClientConnectionError as error:
+            # A streamed body that failed itself (a damaged stored file) is the body's error,
+            # not the network's: the caller gets it as raised.
+            cause = error.__cause__
+            if cause is not None and not isinstance(cause, OSError | aiohttp.ClientError):
+                raise cause from None
+            raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         except (aiohttp.ClientError, OSError) as error:
             raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         return httpx.Response(
@@ -108,6 +126,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
+    """The parts of a request's streamed body, as aiohttp reads a body it streams."""
+    async for chunk in stream:
+        yield chunk
 
 
 #: Parsed URLs a PlatformHttp keeps; it forgets them all when it has this many.
