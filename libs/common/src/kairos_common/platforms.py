@@ -202,6 +202,15 @@ class PlatformInfo:
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
 
 
+#: Kairos's own targets (a webhook, the sandbox) get a video's presigned URL and fetch it
+#: themselves: any container the api takes, as large as an upload may be (1 GiB by default),
+#: up to 12 hours. Kairos's own choice: no platform limits these.
+_OWN_VIDEO = VideoRules(
+    max_bytes=1024**3,
+    max_seconds=12 * 3600,
+    types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+)
+
 _CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
 
 CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
@@ -461,6 +470,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             needs_access_token=False,
+            video=_OWN_VIDEO,
             own=True,
         ),
         Platform.SANDBOX: PlatformInfo(
@@ -475,6 +485,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             pulls_media_by_url=True,
             needs_access_token=False,
             instance_url="the sandbox endpoint URL",
+            video=_OWN_VIDEO,
             own=True,
         ),
     }
