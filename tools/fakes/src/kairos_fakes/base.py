@@ -133,6 +133,8 @@ class FakeServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        #: Requests to hold before they are read, as (method, path part, seconds); each used once.
+        self.stalls: list[tuple[str, str, float]] = []
         self.app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -181,6 +183,11 @@ class FakeServer:
         for _ in range(times):
             self.faults[operation].append(Fault(kind, seconds, message))
 
+    def stall_next(self, method: str, path_part: str, seconds: float) -> None:
+        """Hold the next request with this method whose path contains `path_part` for `seconds`
+        before reading it: a slow upload, for tests that stop the sender meanwhile."""
+        self.stalls.append((method, path_part, seconds))
+
     def fault(self, operation: str) -> Fault | None:
         """The fault queued for this call of `operation`, if any (used once)."""
         queue = self.faults.get(operation)
@@ -215,6 +222,12 @@ class FakeServer:
         if request.path == "/_fake/requests":
             listed: web.StreamResponse = await handler(request)
             return listed
+        for stall in self.stalls:
+            if stall[0] == request.method and stall[1] in request.path:
+                self.stalls.remove(stall)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), timeout=stall[2])
+                break
         body = await request.read()
         self.requests.append(
             Recorded(
