@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from kairos_fakes.instagram import InstagramFake
+from kairos_fakes.media import MediaHost
 from kairos_media import FileStore
 from kairos_publisher.media import MediaFetcher, StoredMedia
 from kairos_publisher.platforms import instagram
@@ -208,3 +209,20 @@ async def test_a_comment_takes_no_video(
     assert outcome.result == Result.PERMANENT
     assert outcome.code == "video_in_comment"
     assert fake.requests == []
+
+
+async def test_the_stories_setting_makes_a_single_image_a_story_too(
+    client: instagram.InstagramClient, fake: InstagramFake, media_host: MediaHost
+) -> None:
+    jpeg = media_host.image_url("photo.jpg")
+    request = publish_request(
+        "Not shown", page_id=USER, media_urls=[jpeg], settings={"media_type": "STORIES"}
+    )
+    outcome = await client.publish(request)
+    assert outcome.result == Result.PUBLISHED, outcome
+    create = form(fake.calls("POST", f"/{USER}/media")[0].body)
+    assert create == {"media_type": "STORIES", "image_url": jpeg, "access_token": "token-1"}
+    assert fake.posts[0]["media_product_type"] == "STORY"
+    two = await client.publish(replace(request, media_urls=[jpeg, jpeg]))
+    assert two.result == Result.PERMANENT
+    assert two.code == "too_many_media"
