@@ -285,6 +285,13 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Facebook page id",
+            # A Page video (`POST /{page}/videos` with `file_url`). Meta's Page videos reference
+            # (developers.facebook.com/docs/graph-api/reference/page/videos) states no size,
+            # length or format limit; 10 GB and 240 minutes are the figures Facebook's Help
+            # Center gives for uploads (widely cited; 10 GB read as 10^9 bytes each, the
+            # smaller reading). MP4 and MOV are what Kairos sniffs as video; other limits are
+            # left to Facebook, whose refusal comes back with its words.
+            video=VideoRules(max_bytes=10_000_000_000, max_seconds=240 * 60, what="a Page video"),
         ),
         Platform.INSTAGRAM: PlatformInfo(
             name="Instagram",
@@ -300,6 +307,56 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Instagram professional account id",
+            # What a post's video (or single image) is published as: a reel (the default, and
+            # the only way a single video reaches the feed since 2023-11-09) or a story (no
+            # caption: Meta's story containers take none). IG User Media reference
+            # (developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+            # ig-user/media): `media_type` REELS or STORIES.
+            settings=MappingProxyType(
+                {
+                    "media_type": TargetSetting(
+                        "what the video is published as",
+                        7,
+                        SettingKind.CHOICE,
+                        choices=("REELS", "STORIES"),
+                    ),
+                }
+            ),
+            # The same page's "Reel Specifications": MOV or MP4; HEVC or H264; AAC; 23-60 FPS;
+            # at most 1920 columns; aspect ratio between 0.01:1 and 10:1 (9:16 recommended);
+            # "15 mins maximum, 3 seconds minimum"; "300MB maximum" (read as 300 * 10^6).
+            video=VideoRules(
+                max_bytes=300_000_000,
+                max_seconds=15 * 60,
+                min_seconds=3,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a reel",
+            ),
+            # Its "Story Video Specifications": as a reel's, but the aspect ratio between 0.1:1
+            # and 10:1, "60 seconds maximum, 3 seconds minimum" and "100MB maximum".
+            video_by_setting=(
+                (
+                    "media_type",
+                    "STORIES",
+                    VideoRules(
+                        max_bytes=100_000_000,
+                        max_seconds=60,
+                        min_seconds=3,
+                        video_codecs=frozenset({"h264", "hevc"}),
+                        audio_codecs=frozenset({"aac"}),
+                        min_aspect=0.1,
+                        max_aspect=10.0,
+                        max_width=1920,
+                        max_frame_rate=60,
+                        what="a story",
+                    ),
+                ),
+            ),
         ),
         Platform.THREADS: PlatformInfo(
             name="Threads",
@@ -317,6 +374,22 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Threads user id",
+            # A VIDEO container. The Threads overview's "Video Specifications"
+            # (developers.facebook.com/docs/threads/overview): MOV or MP4; HEVC or H264; AAC;
+            # 23-60 FPS; at most 1920 columns; aspect ratio between 0.01:1 and 10:1; "300
+            # seconds (5 minutes) maximum, minimum longer than 0 seconds"; "1 GB maximum" (read
+            # as 10^9 bytes).
+            video=VideoRules(
+                max_bytes=1_000_000_000,
+                max_seconds=300,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a Threads video",
+            ),
         ),
         Platform.TELEGRAM: PlatformInfo(
             name="Telegram",
