@@ -216,6 +216,26 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="URLs count 23, most non-Latin characters and emoji 2",
                 max_media=4,
             ),
+            # X's media best practices (xdevplatform/docs x-api/media/quickstart/
+            # best-practices.mdx, "Video specifications", Advanced): at most 512 MB, 0.5 to 140
+            # seconds, aspect 1:3 to 3:1, at least 32x32, at most 60 fps, AAC-LC audio; H.264
+            # recommended (the only codec the page names). Its "at most 1280x1024" is not
+            # applied: the same page recommends 720x1280 for portrait video. The page's media
+            # types are those of INIT's `media_type` (openapi.json); MP4 and MOV are the
+            # containers Kairos probes that carry H.264/AAC.
+            video=VideoRules(
+                max_bytes=512 * 1024 * 1024,
+                min_seconds=0.5,
+                max_seconds=140.0,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=1 / 3,
+                max_aspect=3.0,
+                min_width=32,
+                min_height=32,
+                max_frame_rate=60.0,
+            ),
         ),
         Platform.MASTODON: PlatformInfo(
             name="Mastodon",
