@@ -255,6 +255,23 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             instance_url="the instance's base URL",
             # Mastodon keeps an `Idempotency-Key` for an hour; 50 minutes leaves a margin.
             idempotency_window=timedelta(minutes=50),
+            # Mastodon's defaults (4.4 on; an instance may set others, which it shows in
+            # `GET /api/v2/instance` -> `configuration.media_attachments`): `video_size_limit`
+            # 99 MB (`MediaAttachment::VIDEO_LIMIT`; 40 MB before), `video_frame_rate_limit`
+            # 120, the video types of `VIDEO_MIME_TYPES` that Kairos probes (mastodon/mastodon
+            # app/models/media_attachment.rb; mastodon/documentation entities/Instance.md shows
+            # the same numbers). Mastodon sets no duration, but a video it re-encodes is cut at
+            # `MAX_VIDEO_FRAMES` = 36,000 frames ("approx. 5 minutes at 120 fps"; H.264 with AAC
+            # in yuv420p is copied uncut): 300 s is the longest no video within these rules
+            # loses frames. Its `video_matrix_limit` of 8,294,400 pixels (3840x2160, either
+            # way up) bounds width times height, which VideoRules cannot say; the instance's 422
+            # for a larger video is PERMANENT in its words.
+            video=VideoRules(
+                max_bytes=99 * 1024 * 1024,
+                max_seconds=300.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                max_frame_rate=120.0,
+            ),
         ),
         Platform.BLUESKY: PlatformInfo(
             name="Bluesky",
