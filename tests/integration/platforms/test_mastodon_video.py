@@ -243,3 +243,28 @@ async def test_a_video_with_other_media_is_refused_before_anything_is_sent(
 
     assert (outcome.result, outcome.code) == (Result.PERMANENT, "too_many_media"), outcome
     assert fake.requests == []
+
+
+async def test_a_video_reply_keeps_the_targets_status_settings(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: MastodonFake, video: StoredMedia
+) -> None:
+    first = await publish(http, media, fake, publish_request(instance_url=fake.url))
+    settings = {"visibility": "unlisted", "sensitive": "true", "spoiler_text": "flashing"}
+    request = replace(
+        request_for(fake, video, RecordingStage()),
+        reply_to=first.platform_post_id,
+        settings=settings,
+        idempotency_key="kairos-target-1-part-2",
+    )
+
+    outcome = await publish(http, media, fake, request)
+
+    assert outcome.result is Result.PUBLISHED, outcome
+    status = fake.statuses[-1]
+    assert status["in_reply_to_id"] == first.platform_post_id
+    assert (status["visibility"], status["sensitive"], status["spoiler_text"]) == (
+        "unlisted",
+        True,
+        "flashing",
+    )
+    assert [m["type"] for m in status["media_attachments"]] == ["video"]

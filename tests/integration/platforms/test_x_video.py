@@ -301,3 +301,20 @@ async def test_a_video_with_other_media_is_refused_before_anything_is_sent(
 
     assert (outcome.result, outcome.code) == (Result.PERMANENT, "too_many_media"), outcome
     assert fake.requests == []
+
+
+async def test_a_video_reply_names_the_post_before(
+    http: httpx.AsyncClient, media: MediaFetcher, fake: XFake, video: StoredMedia
+) -> None:
+    request = request_for(fake, video, RecordingStage())
+    first = await publish(http, media, fake, replace(request, stored_media=[]))
+    reply = replace(request, content="", reply_to=first.platform_post_id)
+
+    outcome = await publish(http, media, fake, reply)
+
+    assert outcome.result is Result.PUBLISHED, outcome
+    [media_id] = fake.uploads
+    assert json.loads(fake.calls("POST", "/2/tweets")[-1].body) == {
+        "media": {"media_ids": [media_id]},
+        "reply": {"in_reply_to_tweet_id": first.platform_post_id},
+    }
