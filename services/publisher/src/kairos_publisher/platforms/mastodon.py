@@ -65,7 +65,8 @@ from kairos_publisher.platforms.base import (
 )
 from kairos_publisher.upload import multipart, send_upload
 
-#: Mastodon's default limit for images (16 MB for video, which is not sent).
+#: The image limit Kairos keeps to on Mastodon: below `IMAGE_LIMIT` in 3.x (10 MB) and 4.4 on
+#: (16 MB). A video goes by the catalogue's rules (99 MB by default), checked by the api.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 #: Waits before each poll of an upload still processing; about 25 s in all, then retry later.
 POLL_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0, 5.0, 5.0, 5.0)
