@@ -157,6 +157,8 @@ class Idempotent:
 class MastodonFake(FakeServer):
     name = "mastodon"
     default_port: ClassVar[int] = 9102
+    #: A video at the default limit with its form fields (the fake reads no thumbnail).
+    max_body: ClassVar[int] = VIDEO_LIMIT + 1024 * 1024
 
     def __init__(self) -> None:
         super().__init__()
@@ -178,8 +180,6 @@ class MastodonFake(FakeServer):
         #: When True, the next uploaded video fails processing.
         self.fail_processing = False
         #: The instance's `MAX_IMAGE_SIZE` and `MAX_VIDEO_SIZE` (Mastodon's defaults unless set).
-        #: Bodies over the fakes' 64 MiB are refused before they are read, as a proxy in front
-        #: of an instance would.
         self.image_limit = IMAGE_LIMIT
         self.video_limit = VIDEO_LIMIT
 
