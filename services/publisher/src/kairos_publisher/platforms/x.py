@@ -26,8 +26,9 @@ segment at a time), `POST /2/media/upload/{id}/finalize`, then STATUS polled whi
 through `request.stage.pause` (the call slot is given back meanwhile), for at most
 `MAX_VIDEO_PROCESSING_WAIT` in all. These v2 paths are what X documents today (openapi.json,
 the chunked-upload quickstart and best practices); the older `command=INIT/APPEND/FINALIZE`
-form on `/2/media/upload` is still shown in the quickstart's curl lines but is not in the API
-reference, and the v1.1 `upload.twitter.com` endpoint is superseded. Processing `failed` is
+form on `/2/media/upload` is still shown in the quickstart's curl lines, but the API reference's
+`POST /2/media/upload` is the one-shot upload with no `command` (only STATUS, a GET, keeps it),
+and the v1.1 `upload.twitter.com` endpoint is superseded. Processing `failed` is
 PERMANENT with X's `error.message`; still processing at the bound is RETRYABLE (nothing is
 public yet: the next attempt uploads again). `request.stage.publishing()` is awaited just
 before `POST /2/tweets`, and an outcome it returns is given instead of posting. Every upload
@@ -85,10 +86,10 @@ MAX_PROCESSING_WAIT = 60.0
 VIDEO_LIMIT = 512 * 1024 * 1024
 #: The video types X's INIT takes (`InitializeMediaUploadRequest.media_type`).
 VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/mp2t", "video/quicktime"})
-#: Bytes per APPEND: the 1 MB X's own upload samples send, under the 5 MB a segment may hold;
-#: a 512 MB video takes 537 segments, within `segment_index` 0-999. It also keeps each request
-#: body, framing included, under the 1 MiB above which aiohttp (the publisher's transport)
-#: warns that a body sent as bytes may block the event loop.
+#: Bytes per APPEND: about the 1 MiB of the chunked-upload quickstart's example, well under the
+#: 5 MB a segment may hold; a 512 MB video takes 537 segments, within `segment_index` 0-999.
+#: It also keeps each request body, framing included, under the 1 MiB above which aiohttp (the
+#: publisher's transport) warns that a body sent as bytes may block the event loop.
 VIDEO_SEGMENT = 1_000_000
 #: How long one attempt waits for X to process a video, paused between polls; then RETRYABLE.
 MAX_VIDEO_PROCESSING_WAIT = 600.0
