@@ -225,6 +225,26 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="URLs count 23, most non-Latin characters and emoji 2",
                 max_media=4,
             ),
+            # X's media best practices (xdevplatform/docs x-api/media/quickstart/
+            # best-practices.mdx, "Video specifications", Advanced): at most 512 MB, 0.5 to 140
+            # seconds, aspect 1:3 to 3:1, at least 32x32, at most 60 fps, AAC-LC audio; H.264
+            # recommended (the only codec the page names). Its "at most 1280x1024" is not
+            # applied: the same page recommends 720x1280 for portrait video. The page's media
+            # types are those of INIT's `media_type` (openapi.json); MP4 and MOV are the
+            # containers Kairos probes that carry H.264/AAC.
+            video=VideoRules(
+                max_bytes=512 * 1024 * 1024,
+                min_seconds=0.5,
+                max_seconds=140.0,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=1 / 3,
+                max_aspect=3.0,
+                min_width=32,
+                min_height=32,
+                max_frame_rate=60.0,
+            ),
         ),
         Platform.MASTODON: PlatformInfo(
             name="Mastodon",
@@ -244,6 +264,23 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             instance_url="the instance's base URL",
             # Mastodon keeps an `Idempotency-Key` for an hour; 50 minutes leaves a margin.
             idempotency_window=timedelta(minutes=50),
+            # Mastodon's defaults (4.4 on; an instance may set others, which it shows in
+            # `GET /api/v2/instance` -> `configuration.media_attachments`): `video_size_limit`
+            # 99 MB (`MediaAttachment::VIDEO_LIMIT`; 40 MB before), `video_frame_rate_limit`
+            # 120, the video types of `VIDEO_MIME_TYPES` that Kairos probes (mastodon/mastodon
+            # app/models/media_attachment.rb; mastodon/documentation entities/Instance.md shows
+            # the same numbers). Mastodon sets no duration, but a video it re-encodes is cut at
+            # `MAX_VIDEO_FRAMES` = 36,000 frames ("approx. 5 minutes at 120 fps"; H.264 with AAC
+            # in yuv420p is copied uncut): 300 s is the longest no video within these rules
+            # loses frames. Its `video_matrix_limit` of 8,294,400 pixels (3840x2160, either
+            # way up) bounds width times height, which VideoRules cannot say; the instance's 422
+            # for a larger video is PERMANENT in its words.
+            video=VideoRules(
+                max_bytes=99 * 1024 * 1024,
+                max_seconds=300.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                max_frame_rate=120.0,
+            ),
         ),
         Platform.BLUESKY: PlatformInfo(
             name="Bluesky",

@@ -129,13 +129,15 @@ class FakeServer:
     name: ClassVar[str] = ""
     #: The port `python -m kairos_fakes` (and `make dev`) serves this fake on.
     default_port: ClassVar[int] = 0
+    #: The largest request body the fake reads (aiohttp answers 413 above it).
+    max_body: ClassVar[int] = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         #: Requests to hold before they are read, as (method, path part, seconds); each used once.
         self.stalls: list[tuple[str, str, float]] = []
-        self.app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
+        self.app = web.Application(middlewares=[self._record], client_max_size=self.max_body)
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.host = "127.0.0.1"
