@@ -202,6 +202,15 @@ class PlatformInfo:
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
 
 
+#: Kairos's own targets (a webhook, the sandbox) get a video's presigned URL and fetch it
+#: themselves: any container the api takes, as large as an upload may be (1 GiB by default),
+#: up to 12 hours. Kairos's own choice: no platform limits these.
+_OWN_VIDEO = VideoRules(
+    max_bytes=1024**3,
+    max_seconds=12 * 3600,
+    types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+)
+
 _CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
 
 CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
@@ -215,6 +224,26 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 unit="weighted characters",
                 counting_note="URLs count 23, most non-Latin characters and emoji 2",
                 max_media=4,
+            ),
+            # X's media best practices (xdevplatform/docs x-api/media/quickstart/
+            # best-practices.mdx, "Video specifications", Advanced): at most 512 MB, 0.5 to 140
+            # seconds, aspect 1:3 to 3:1, at least 32x32, at most 60 fps, AAC-LC audio; H.264
+            # recommended (the only codec the page names). Its "at most 1280x1024" is not
+            # applied: the same page recommends 720x1280 for portrait video. The page's media
+            # types are those of INIT's `media_type` (openapi.json); MP4 and MOV are the
+            # containers Kairos probes that carry H.264/AAC.
+            video=VideoRules(
+                max_bytes=512 * 1024 * 1024,
+                min_seconds=0.5,
+                max_seconds=140.0,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=1 / 3,
+                max_aspect=3.0,
+                min_width=32,
+                min_height=32,
+                max_frame_rate=60.0,
             ),
         ),
         Platform.MASTODON: PlatformInfo(
@@ -235,6 +264,23 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             instance_url="the instance's base URL",
             # Mastodon keeps an `Idempotency-Key` for an hour; 50 minutes leaves a margin.
             idempotency_window=timedelta(minutes=50),
+            # Mastodon's defaults (4.4 on; an instance may set others, which it shows in
+            # `GET /api/v2/instance` -> `configuration.media_attachments`): `video_size_limit`
+            # 99 MB (`MediaAttachment::VIDEO_LIMIT`; 40 MB before), `video_frame_rate_limit`
+            # 120, the video types of `VIDEO_MIME_TYPES` that Kairos probes (mastodon/mastodon
+            # app/models/media_attachment.rb; mastodon/documentation entities/Instance.md shows
+            # the same numbers). Mastodon sets no duration, but a video it re-encodes is cut at
+            # `MAX_VIDEO_FRAMES` = 36,000 frames ("approx. 5 minutes at 120 fps"; H.264 with AAC
+            # in yuv420p is copied uncut): 300 s is the longest no video within these rules
+            # loses frames. Its `video_matrix_limit` of 8,294,400 pixels (3840x2160, either
+            # way up) bounds width times height, which VideoRules cannot say; the instance's 422
+            # for a larger video is PERMANENT in its words.
+            video=VideoRules(
+                max_bytes=99 * 1024 * 1024,
+                max_seconds=300.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                max_frame_rate=120.0,
+            ),
         ),
         Platform.BLUESKY: PlatformInfo(
             name="Bluesky",
@@ -296,6 +342,13 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Facebook page id",
+            # A Page video (`POST /{page}/videos` with `file_url`). Meta's Page videos reference
+            # (developers.facebook.com/docs/graph-api/reference/page/videos) states no size,
+            # length or format limit; 10 GB and 240 minutes are the figures Facebook's Help
+            # Center gives for uploads (widely cited; 10 GB read as 10^9 bytes each, the
+            # smaller reading). MP4 and MOV are what Kairos sniffs as video; other limits are
+            # left to Facebook, whose refusal comes back with its words.
+            video=VideoRules(max_bytes=10_000_000_000, max_seconds=240 * 60, what="a Page video"),
         ),
         Platform.INSTAGRAM: PlatformInfo(
             name="Instagram",
@@ -311,6 +364,56 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Instagram professional account id",
+            # What a post's video (or single image) is published as: a reel (the default, and
+            # the only way a single video reaches the feed since 2023-11-09) or a story (no
+            # caption: Meta's story containers take none). IG User Media reference
+            # (developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+            # ig-user/media): `media_type` REELS or STORIES.
+            settings=MappingProxyType(
+                {
+                    "media_type": TargetSetting(
+                        "what the video is published as",
+                        7,
+                        SettingKind.CHOICE,
+                        choices=("REELS", "STORIES"),
+                    ),
+                }
+            ),
+            # The same page's "Reel Specifications": MOV or MP4; HEVC or H264; AAC; 23-60 FPS;
+            # at most 1920 columns; aspect ratio between 0.01:1 and 10:1 (9:16 recommended);
+            # "15 mins maximum, 3 seconds minimum"; "300MB maximum" (read as 300 * 10^6).
+            video=VideoRules(
+                max_bytes=300_000_000,
+                max_seconds=15 * 60,
+                min_seconds=3,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a reel",
+            ),
+            # Its "Story Video Specifications": as a reel's, but the aspect ratio between 0.1:1
+            # and 10:1, "60 seconds maximum, 3 seconds minimum" and "100MB maximum".
+            video_by_setting=(
+                (
+                    "media_type",
+                    "STORIES",
+                    VideoRules(
+                        max_bytes=100_000_000,
+                        max_seconds=60,
+                        min_seconds=3,
+                        video_codecs=frozenset({"h264", "hevc"}),
+                        audio_codecs=frozenset({"aac"}),
+                        min_aspect=0.1,
+                        max_aspect=10.0,
+                        max_width=1920,
+                        max_frame_rate=60,
+                        what="a story",
+                    ),
+                ),
+            ),
         ),
         Platform.THREADS: PlatformInfo(
             name="Threads",
@@ -328,6 +431,22 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Threads user id",
+            # A VIDEO container. The Threads overview's "Video Specifications"
+            # (developers.facebook.com/docs/threads/overview): MOV or MP4; HEVC or H264; AAC;
+            # 23-60 FPS; at most 1920 columns; aspect ratio between 0.01:1 and 10:1; "300
+            # seconds (5 minutes) maximum, minimum longer than 0 seconds"; "1 GB maximum" (read
+            # as 10^9 bytes).
+            video=VideoRules(
+                max_bytes=1_000_000_000,
+                max_seconds=300,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a Threads video",
+            ),
         ),
         Platform.TELEGRAM: PlatformInfo(
             name="Telegram",
@@ -481,6 +600,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             needs_access_token=False,
+            video=_OWN_VIDEO,
             own=True,
         ),
         Platform.SANDBOX: PlatformInfo(
@@ -495,6 +615,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             pulls_media_by_url=True,
             needs_access_token=False,
             instance_url="the sandbox endpoint URL",
+            video=_OWN_VIDEO,
             own=True,
         ),
     }
