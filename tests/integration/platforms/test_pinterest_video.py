@@ -108,7 +108,9 @@ async def test_a_video_pin_goes_through_registration_upload_and_processing_then_
     assert json.loads(register.body) == {"media_type": "video"}
     [upload] = fake.calls("POST", "/pinterest-media-upload/")
     assert "authorization" not in upload.headers  # S3 takes the policy, not Pinterest's token
+    # Streamed from the store with its length known: S3's POST takes no chunked body.
     assert upload.headers["content-length"] == str(len(upload.body))
+    assert "transfer-encoding" not in upload.headers
     parts = form_parts(upload.headers["content-type"], upload.body)
     media_upload = next(iter(fake.media.values()))
     assert list(parts) == [*media_upload.parameters, "file"]  # the fields, then the file

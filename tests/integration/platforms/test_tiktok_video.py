@@ -223,6 +223,8 @@ async def test_a_large_video_goes_in_ten_megabyte_chunks_the_last_taking_the_res
         "bytes 10000000-21000122/21000123",
     ]
     assert hashlib.sha256(b"".join(r.body for r in puts)).hexdigest() == video.sha256
+    assert [r.headers["content-length"] for r in puts] == ["10000000", "11000123"]
+    assert all("transfer-encoding" not in r.headers for r in puts)
     [post] = fake.posts
     assert post["video_sha256"] == video.sha256
     # Told after the first chunk went, before the last.

@@ -58,7 +58,8 @@ A post with an uploaded video is a video direct post (content-posting-api-refere
    make apps check it), and a creator whose `comment_disabled`, `duet_disabled` or
    `stitch_disabled` is true gets that interaction off whatever the target says.
 2. `POST /v2/post/publish/video/init/` with `post_info` (the post's text as `title`, at most 2,200
-   UTF-16 runes, refused here when longer; `privacy_level`; `disable_comment`, `disable_duet`,
+   UTF-16 runes, refused here when longer: a video has no `description`, so the target's
+   `title` setting, a photo post's, is not sent; `privacy_level`; `disable_comment`, `disable_duet`,
    `disable_stitch`; the target's `video_cover_timestamp_ms`) and `source_info`:
    - PULL_FROM_URL with the video's presigned URL (`StoredMedia.url`) when it has one: TikTok is
      a platform that pulls media by URL, so an uploaded video reaches this module presigned, and
