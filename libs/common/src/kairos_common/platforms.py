@@ -526,7 +526,36 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                     "title": TargetSetting("the pin's title", 100),
                     "alt_text": TargetSetting("the image's alternative text", 500),
                     "link": TargetSetting("the page the pin links to", 2048, SettingKind.URL),
+                    # `PinMediaSourceVideoID` (the same spec): a video pin's cover is an image
+                    # URL or the key frame at a time in whole seconds (`minimum` 0; "if entered
+                    # time exceeds video duration, the last frame is used"). 5 digits reach the
+                    # 15-minute maximum. Without either the first frame is the cover (Kairos's
+                    # choice: it sends `cover_image_key_frame_time` 0).
+                    "cover_image_url": TargetSetting(
+                        "the image shown as a video pin's cover", 2048, SettingKind.URL
+                    ),
+                    "cover_image_key_frame_time": TargetSetting(
+                        "the second of the video shown as a video pin's cover",
+                        5,
+                        SettingKind.DIGITS,
+                    ),
                 }
+            ),
+            # Pinterest's "Video Pins" creative specs (help.pinterest.com/en/business/article/
+            # video-pins, and business.pinterest.com/en/Pinterest-product-specs): .mp4, .mov or
+            # .m4v (an M4V is sniffed as MP4), H.264 or H.265, at most 2 GB, 4 seconds to 15
+            # minutes, and for a standard video an aspect ratio "taller than 1.91:1 and shorter
+            # than 1:2" (width / height from 0.5 to 1.91). The video goes through `POST
+            # /v5/media` and an upload, not by URL.
+            video=VideoRules(
+                max_bytes=2 * 1024**3,
+                max_seconds=15 * 60,
+                min_seconds=4,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264", "hevc"}),
+                min_aspect=1 / 2,
+                max_aspect=1.91,
+                what="a video pin",
             ),
         ),
         Platform.TIKTOK: PlatformInfo(
@@ -536,7 +565,9 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # text is the photo post's `description`, "The maximum length for photo posts is 4000
             # in UTF-16 runes"; `photo_images` is "An array containing up to 35 photo content
             # URLs" (TikTok pulls them itself); a photo post without photos is nothing, so media
-            # is required. Video posts (a 2,200 UTF-16 `title`, no description) are not made yet.
+            # is required. A video post's text is its `title` instead, at most 2,200 UTF-16
+            # runes (the direct post page): the publisher refuses a longer one (this row has one
+            # text limit).
             limits=PlatformLimits(
                 counting=Counting.UTF16_CODE_UNITS,
                 max_chars=4000,
@@ -583,7 +614,41 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                     "photo_cover_index": TargetSetting(
                         "the photo shown as the cover, counted from 0", 2, SettingKind.MEDIA_INDEX
                     ),
+                    # The video direct post reference (content-posting-api-reference-direct-post):
+                    # `disable_duet` and `disable_stitch` are booleans (a creator whose
+                    # creator_info says duets or stitches are off gets them off regardless);
+                    # `video_cover_timestamp_ms` is the frame shown as the cover, in
+                    # milliseconds (7 digits reach the 10-minute maximum).
+                    "disable_duet": TargetSetting(
+                        "whether others may not duet the video", 5, SettingKind.BOOLEAN
+                    ),
+                    "disable_stitch": TargetSetting(
+                        "whether others may not stitch the video", 5, SettingKind.BOOLEAN
+                    ),
+                    "video_cover_timestamp_ms": TargetSetting(
+                        "the millisecond of the video shown as its cover", 7, SettingKind.DIGITS
+                    ),
                 }
+            ),
+            # TikTok's media transfer guide (content-posting-api-media-transfer-guide, "Video
+            # restrictions"): MP4 (recommended), WebM or MOV; H.264, H.265, VP8 or VP9; 23 to 60
+            # frames a second; 360 to 4,096 pixels each way; at most 4 GB; "the longest video a
+            # developer can send ... is 10 minutes" (a creator may have less: creator_info's
+            # `max_video_post_duration_sec`, checked when the post is sent). TikTok's direct post
+            # page gives no minimum; 3 seconds is the floor its processing refuses below
+            # (`duration_check_failed`), as Ayrshare's TikTok media guidelines state it.
+            video=VideoRules(
+                max_bytes=4 * 1024**3,
+                max_seconds=10 * 60,
+                min_seconds=3,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                video_codecs=frozenset({"h264", "hevc", "vp8", "vp9"}),
+                min_width=360,
+                max_width=4096,
+                min_height=360,
+                max_height=4096,
+                max_frame_rate=60,
+                what="a TikTok video",
             ),
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd

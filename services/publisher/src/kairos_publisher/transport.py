@@ -10,10 +10,8 @@ post twice: a failure to connect (refused, unresolvable, connect timeout) means 
 and becomes `httpx.ConnectError`/`ConnectTimeout`; anything after the request may have left (a
 read timeout, a dropped connection, a broken body) becomes `httpx.ReadTimeout`/`ReadError`, which
 the publisher treats as UNKNOWN. aiohttp does not resend a POST on a dropped keep-alive connection.
-
-A request body streamed with a known length (an upload read from the media store) is sent as it
-is read, never held whole; an error the body raises itself (a damaged stored file) reaches the
-caller as raised, not as a network error. Other bodies are read first and sent in one piece.
+A body given as an iterator (an upload streamed from the media store) is streamed as it comes,
+and an error its own iterator raises (a damaged file) comes out as it was raised.
 
 The answer's body is read before the response is handed over (platform APIs answer in a few
 kilobytes, and httpx reads a body whole unless asked to stream it anyway), so httpx decodes it in
@@ -23,7 +21,6 @@ one step instead of through an async iteration per chunk.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -74,13 +71,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
             )
-        body: Any
-        if isinstance(request.stream, httpx.ByteStream) or "content-length" not in request.headers:
-            body = await request.aread() or None
+        # A body given as bytes goes as it is; one given as an iterator (an upload streamed from
+        # the media store) is streamed on, never held whole (aiohttp sends it with the
+        # Content-Length the request carries).
+        data: object = None
+        if isinstance(request.stream, httpx.ByteStream):
+            data = await request.aread() or None
         else:
-            # A body streamed with its length known (an upload from the media store) goes out
-            # as it is read, never whole in memory; aiohttp sends it with that length.
-            body = _chunks(request.stream)
+            data = request.stream
         try:
             response = await session.request(
                 request.method,
@@ -88,7 +86,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # and APIs with URNs in their paths (LinkedIn) refuse those decoded.
                 yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
-                data=body,
+                data=data,
                 allow_redirects=False,
                 timeout=timeout,
             )
@@ -102,14 +100,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(str(error) or "read timed out", request=request) from error
         except aiohttp.InvalidURL as error:
             raise httpx.UnsupportedProtocol(f"invalid URL: {error}", request=request) from error
-        except aiohttp.ClientConnectionError as error:
-            # A streamed body that failed itself (a damaged stored file) is the body's error,
-            # not the network's: the caller gets it as raised.
-            cause = error.__cause__
-            if cause is not None and not isinstance(cause, OSError | aiohttp.ClientError):
-                raise cause from None
-            raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         except (aiohttp.ClientError, OSError) as error:
+            cause = error.__cause__
+            if isinstance(cause, Exception) and not isinstance(
+                cause, aiohttp.ClientError | OSError
+            ):
+                # The streamed body itself failed (a damaged file): the caller's error, as
+                # httpx's own transports let it out.
+                raise cause from None
             raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         return httpx.Response(
             status_code=response.status,
@@ -126,12 +124,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-async def _chunks(stream: Any) -> AsyncIterator[bytes]:
-    """The parts of a request's streamed body, as aiohttp reads a body it streams."""
-    async for chunk in stream:
-        yield chunk
 
 
 #: Parsed URLs a PlatformHttp keeps; it forgets them all when it has this many.
