@@ -294,6 +294,16 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_utf8_bytes=3000,
             ),
             instance_url="the PDS base URL",
+            # Bluesky's video service takes 3 minutes and 100 MB (ISO megabytes) from every
+            # account (social-app #7916 "Bumped to 3 minutes / 100mb", src/lib/constants.ts
+            # "Backend uses ISO megabytes"); 10 minutes and 300 MB are feature-gated
+            # (social-app #11388, #10497), so not counted on. The app uploads MP4, QuickTime and
+            # WebM as they are (constants.ts SUPPORTED_MIME_TYPES) and the service encodes them.
+            video=VideoRules(
+                max_bytes=100_000_000,
+                max_seconds=180.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            ),
         ),
         Platform.LINKEDIN: PlatformInfo(
             name="LinkedIn",
@@ -307,6 +317,16 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=20,
             ),
             page_id="the author URN, urn:li:person:<id> or urn:li:organization:<id>",
+            # LinkedIn's Videos API page, "Video File Size Specifications": MP4 only, 3 seconds
+            # to 30 minutes, 75 KB to 500 MB (MB of 2^20 bytes, as its 4 MB upload parts are
+            # 4,194,304). The 75 KB floor has no field here: the publisher refuses a smaller
+            # file before uploading.
+            video=VideoRules(
+                max_bytes=500 * 1024 * 1024,
+                max_seconds=30 * 60.0,
+                min_seconds=3.0,
+                types=frozenset({"video/mp4"}),
+            ),
         ),
         Platform.FACEBOOK: PlatformInfo(
             name="Facebook",

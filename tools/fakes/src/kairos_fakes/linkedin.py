@@ -9,6 +9,15 @@ Routes (both hosts on one server: `api.linkedin.com` and `www.linkedin.com`):
   that answer 404). Commentary over 3,000 characters, a missing field or an unknown image is a 422.
 - `POST /rest/images?action=initializeUpload`: `{"value":{"uploadUrl","image",...}}`, the upload
   URL on this same server (`PUT /dms-uploads/...`, bearer token required).
+- `POST /rest/videos?action=initializeUpload` (`owner`, `fileSizeBytes` within 75 KB to
+  500 MB): the video URN, `uploadToken` and one instruction per 4 MB part (`uploadUrl`,
+  `firstByte`, `lastByte`); `PUT /dms-uploads/sp/v2/{asset}/uploadedVideo/{n}` (pre-signed, no
+  token) takes exactly a part's range and answers its id in `ETag`; `POST
+  /rest/videos?action=finalizeUpload` (`video`, `uploadToken`, `uploadedPartIds` = the ETags in
+  order; unsigned ids get 400 "All chunks IDs must be signed"); `GET /rest/videos/{url-encoded
+  URN}` shows WAITING_UPLOAD, then PROCESSING for `processing_polls` GETs, then AVAILABLE (or
+  PROCESSING_FAILED for a file that is not MP4, or after a "process" fault). A post's
+  `content.media.id` may be such a video once it is AVAILABLE. `videos` keeps the joined bytes.
 - `POST /rest/socialActions/{url-encoded URN}/comments`: a comment on a post, or a reply to a
   comment (`parentComment`, `object` = the post); 201 with the comment (`id`, `commentUrn`) and
   the id in `x-restli-id`. A URN left unencoded in the path is refused (400 "Syntax exception in
@@ -25,10 +34,12 @@ comes bare.
 and cut at the first unescaped reserved character (LinkedIn may silently truncate there).
 
 Fault operations: "create" (posts), "comment", "initialize_upload", "upload" (the PUT of the
-bytes) and "refresh". `rate_limit` answers a bare 429 (its `seconds` is unused: LinkedIn names no
-wait), `server_error` a 500, `reject` a 403 `ACCESS_DENIED`, `hang` creates the post or comment
-and never answers, `expire_token` expires the presented token and answers 401. On "refresh",
-`reject` and `expire_token` refuse the refresh token (400 `invalid_request`).
+bytes), "initialize_video", "upload_part", "finalize_video", "get_video" and "refresh"; any fault
+queued for "process" makes the next finalized video fail processing. `rate_limit` answers a bare
+429 (its `seconds` is unused: LinkedIn names no wait), `server_error` a 500, `reject` a 403
+`ACCESS_DENIED`, `hang` creates the post or comment and never answers, `expire_token` expires
+the presented token and answers 401; `hang` on a video part takes it and never answers. On
+"refresh", `reject` and `expire_token` refuse the refresh token (400 `invalid_request`).
 """
 
 from __future__ import annotations
@@ -59,6 +70,15 @@ COMMENT = re.compile(r"^urn:li:comment:\((urn:li:[A-Za-z]+:[^,]+),([0-9]+)\)$")
 #: Marks a call whose `hang` fault lets the work happen but the answer never come.
 HANG = web.RequestKey("hang", bool)
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+#: The Videos API's part size: its upload instructions give byte ranges 0-4194303 (inclusive),
+#: 4194304-..., i.e. 4 MB parts, the last one shorter (learn.microsoft.com LinkedIn Videos API,
+#: "Upload the Video").
+VIDEO_PART_BYTES = 4 * 1024 * 1024
+#: The same page's "Video File Size Specifications": 75 KB to 500 MB (the MB of its 4 MB
+#: parts, 2^20 bytes), MP4 only, 3 seconds to 30 minutes (the length this fake cannot see).
+MIN_VIDEO_BYTES = 75 * 1024
+MAX_VIDEO_BYTES = 500 * 1024 * 1024
+VIDEO = re.compile(r"^urn:li:video:[A-Za-z0-9_-]+$")
 
 
 def error(
@@ -125,6 +145,15 @@ class LinkedInFake(FakeServer):
         self.comments: list[dict[str, Any]] = []
         #: Images by URN: owner, and the uploaded bytes (None until the PUT).
         self.images: dict[str, dict[str, Any]] = {}
+        #: Videos by URN: "owner", "size", "status" (WAITING_UPLOAD, PROCESSING, AVAILABLE,
+        #: PROCESSING_FAILED), "instructions", "upload_token", "ut", "parts" and "etags" per
+        #: part (None until its PUT), "content" (the parts joined at finalizeUpload),
+        #: "polls_left" and "fails".
+        self.videos: dict[str, dict[str, Any]] = {}
+        #: The part size initializeUpload cuts a video into (tests may make it smaller).
+        self.video_part_bytes = VIDEO_PART_BYTES
+        #: How many GETs of a finalized video see it PROCESSING before it is AVAILABLE.
+        self.processing_polls = 1
         #: The `LinkedIn-Version` values answered; any other gets 426.
         self.active_versions = set(ACTIVE_VERSIONS)
         #: When set, the refresh endpoint checks the app's credentials against these.
@@ -135,6 +164,9 @@ class LinkedInFake(FakeServer):
         router.add_post("/rest/posts", self.create)
         router.add_post("/rest/images", self.initialize_upload)
         router.add_put("/dms-uploads/sp/v2/{image}/uploaded-image/0", self.upload)
+        router.add_post("/rest/videos", self.video_action)
+        router.add_put("/dms-uploads/sp/v2/{video}/uploadedVideo/{part}", self.upload_video_part)
+        router.add_get("/rest/videos/{urn}", self.get_video)
         router.add_post("/rest/socialActions/{target}/comments", self.comment)
         router.add_post("/oauth/v2/accessToken", self.refresh)
 
@@ -320,6 +352,21 @@ class LinkedInFake(FakeServer):
                 "ERROR :: /content :: unsupported content type", "INVALID_VALUE", "/content"
             )
         for urn in ids:
+            if VIDEO.match(urn):
+                if "media" not in content:
+                    return input_error(
+                        "ERROR :: /content/multiImage :: videos cannot be in a multiImage",
+                        "INVALID_VALUE",
+                        "/content/multiImage/images",
+                    )
+                video = self.videos.get(urn)
+                if video is None or video["status"] != "AVAILABLE" or video["owner"] != author:
+                    return input_error(
+                        f"ERROR :: /content :: video {urn} is not available to {author}",
+                        "INVALID_MEDIA",
+                        "/content",
+                    )
+                continue
             image = self.images.get(urn)
             if image is None or image["content"] is None or image["owner"] != author:
                 return input_error(
@@ -375,6 +422,179 @@ class LinkedInFake(FakeServer):
         image["content"] = content
         image["content_type"] = request.headers.get("content-type", "")
         return await self.answer(request, web.Response(status=201))
+
+    # Videos API (learn.microsoft.com LinkedIn "Videos API"): initializeUpload, a PUT per part
+    # to its pre-signed URL, finalizeUpload with the parts' ETags, then GET until AVAILABLE.
+
+    async def video_action(self, request: web.Request) -> web.Response:
+        action = request.query.get("action")
+        if action == "initializeUpload":
+            return await self.initialize_video(request)
+        if action == "finalizeUpload":
+            return await self.finalize_video(request)
+        return error(400, "Unsupported action", "ILLEGAL_ARGUMENT")
+
+    async def initialize_video(self, request: web.Request) -> web.Response:
+        """Register an upload of `fileSizeBytes`: the video's URN and one instruction per
+        4 MB part (`uploadUrl`, `firstByte`, `lastByte`, inclusive), all on this server. The
+        `uploadToken` is "" for a single part, as recorded exchanges show it, and a token to
+        hand back otherwise. A size outside 75 KB to 500 MB is refused (this fake's wording)."""
+        refused = self.refusal(request) or self.fault_answer(request, "initialize_video")
+        if refused is not None:
+            return refused
+        data = await self.body(request)
+        if isinstance(data, web.Response):
+            return data
+        asked = data.get("initializeUploadRequest") or {}
+        owner = str(asked.get("owner", ""))
+        if not AUTHOR.match(owner):
+            return input_error(
+                "ERROR :: /initializeUploadRequest/owner :: field is required but not found "
+                "and has no default value",
+                "MISSING_FIELD",
+                "/initializeUploadRequest/owner",
+            )
+        size = asked.get("fileSizeBytes")
+        if not isinstance(size, int) or isinstance(size, bool):
+            return input_error(
+                "ERROR :: /initializeUploadRequest/fileSizeBytes :: field is required but not "
+                "found and has no default value",
+                "MISSING_FIELD",
+                "/initializeUploadRequest/fileSizeBytes",
+            )
+        if not MIN_VIDEO_BYTES <= size <= MAX_VIDEO_BYTES:
+            return input_error(
+                f"ERROR :: /initializeUploadRequest/fileSizeBytes :: {size} is outside the "
+                f"allowed {MIN_VIDEO_BYTES} to {MAX_VIDEO_BYTES} bytes",
+                "INVALID_VALUE",
+                "/initializeUploadRequest/fileSizeBytes",
+            )
+        asset = "C5F10AQ" + "".join(
+            secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefgh") for _ in range(9)
+        )
+        urn = f"urn:li:video:{asset}"
+        ut = secrets.token_urlsafe(8)
+        step = self.video_part_bytes
+        instructions = [
+            {
+                "uploadUrl": (
+                    f"{request.scheme}://{request.host}/dms-uploads/sp/v2/{asset}/uploadedVideo/"
+                    f"{index}?ca=vector_feedshare&cn=uploads&sync=0&v=beta&ut={ut}"
+                ),
+                "firstByte": first,
+                "lastByte": min(first + step, size) - 1,
+            }
+            for index, first in enumerate(range(0, size, step))
+        ]
+        token = "" if len(instructions) == 1 else secrets.token_urlsafe(24)
+        self.videos[urn] = {
+            "owner": owner,
+            "size": size,
+            "status": "WAITING_UPLOAD",
+            "instructions": instructions,
+            "upload_token": token,
+            "ut": ut,
+            "parts": [None] * len(instructions),
+            "etags": [None] * len(instructions),
+            "content": None,
+            "polls_left": 0,
+            "fails": False,
+        }
+        value: dict[str, Any] = {
+            "uploadUrlsExpireAt": int((time.time() + 24 * 3600) * 1000),
+            "video": urn,
+            "uploadInstructions": instructions,
+            "uploadToken": token,
+        }
+        return await self.answer(request, web.json_response({"value": value}))
+
+    async def upload_video_part(self, request: web.Request) -> web.Response:
+        """One part's bytes to its pre-signed URL (no token needed: the URL is the credential),
+        answered 200 with the part's id in `ETag`, unquoted, `/ambry-video/signedId/….bin` as
+        LinkedIn's samples show it. The part must be exactly its byte range."""
+        failed = self.fault_answer(request, "upload_part")
+        if failed is not None:
+            return failed
+        urn = f"urn:li:video:{request.match_info['video']}"
+        video = self.videos.get(urn)
+        try:
+            index = int(request.match_info["part"])
+        except ValueError:
+            index = -1
+        if video is None or not 0 <= index < len(video["parts"]):
+            return error(404, "Upload URL not found")
+        if request.query.get("ut") != video["ut"]:
+            return error(403, "The upload URL's signature does not match")
+        content = await request.read()
+        part = video["instructions"][index]
+        expected = part["lastByte"] - part["firstByte"] + 1
+        if len(content) != expected:
+            return error(400, f"Part {index} is {len(content)} bytes; its range holds {expected}")
+        video["parts"][index] = content
+        etag = f"/ambry-video/signedId/{secrets.token_urlsafe(48)}.bin"
+        video["etags"][index] = etag
+        return await self.answer(request, web.Response(status=200, headers={"ETag": etag}))
+
+    async def finalize_video(self, request: web.Request) -> web.Response:
+        """Join the parts named by `uploadedPartIds` (their ETags, in order) and start
+        processing. Ids this fake did not sign get LinkedIn's 400 "All chunks IDs must be
+        signed" (seen live with version 202606); missing parts or a wrong upload token are
+        refused in this fake's words. 200 with an empty body."""
+        refused = self.refusal(request) or self.fault_answer(request, "finalize_video")
+        if refused is not None:
+            return refused
+        data = await self.body(request)
+        if isinstance(data, web.Response):
+            return data
+        asked = data.get("finalizeUploadRequest") or {}
+        urn = str(asked.get("video", ""))
+        video = self.videos.get(urn)
+        if video is None:
+            return error(404, f"Not Found: {urn}", "NOT_FOUND")
+        if asked.get("uploadToken", "") != video["upload_token"]:
+            return error(400, "The upload token does not match the upload", "ILLEGAL_ARGUMENT")
+        ids = asked.get("uploadedPartIds")
+        if not isinstance(ids, list) or any(i not in video["etags"] for i in ids):
+            return error(400, "All chunks IDs must be signed", "ILLEGAL_ARGUMENT")
+        if ids != video["etags"]:
+            return error(
+                400,
+                f"uploadedPartIds must name all {len(video['etags'])} uploaded parts in order",
+                "ILLEGAL_ARGUMENT",
+            )
+        content = b"".join(video["parts"])
+        video.update(
+            status="PROCESSING",
+            content=content,
+            polls_left=self.processing_polls,
+            # A "process" fault fails the processing, as a file LinkedIn cannot decode does.
+            fails=self.fault("process") is not None or content[4:8] != b"ftyp",
+        )
+        return await self.answer(request, web.Response(status=200))
+
+    async def get_video(self, request: web.Request) -> web.Response:
+        """`{"owner", "id", "status"}`; a finalized video is PROCESSING for `processing_polls`
+        GETs, then AVAILABLE or PROCESSING_FAILED. The URN must be URL-encoded in the path."""
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        urn = request.match_info["urn"]
+        raw = request.raw_path.split("?")[0].split("/")[3]
+        if raw != quote(urn, safe=""):
+            return error(400, "Syntax exception in path variables")
+        failed = self.fault_answer(request, "get_video")
+        if failed is not None:
+            return failed
+        video = self.videos.get(urn)
+        if video is None:
+            return error(404, f"Not Found: {urn}", "NOT_FOUND")
+        if video["status"] == "PROCESSING":
+            if video["polls_left"] > 0:
+                video["polls_left"] -= 1
+            else:
+                video["status"] = "PROCESSING_FAILED" if video["fails"] else "AVAILABLE"
+        body = {"owner": video["owner"], "id": urn, "status": video["status"]}
+        return await self.answer(request, web.json_response(body))
 
     async def comment(self, request: web.Request) -> web.Response:
         refused = self.refusal(request)

@@ -24,6 +24,20 @@ as raw bytes with `uploadBlob` and embedded as `app.bsky.embed.images` with an e
 There is no idempotency key: a createRecord that times out after it was sent is UNKNOWN, while
 a timeout in any call before it is retryable, as nothing is posted yet.
 
+A video (at most 100 MB; its length was checked by the api) goes through the video service as
+docs.bsky.app "Uploading Video" recommends, so the post never shows a video still encoding:
+`getUploadLimits` with a service token for `did:web:video.bsky.app` (a spent daily allowance is
+retryable, any other refusal permanent); `uploadVideo?did=&name=` with the bytes streamed from
+the media store and a 30-minute service token for the account's PDS bound to `uploadBlob`
+(the video service stores the encoded file there with it); then `getJobStatus` every 1.5 s
+(`stage.pause`, so no call slot is held) until the job gives its blob, for at most
+`VIDEO_WAIT_SECONDS` (10 minutes) of waiting, after which the attempt is retryable: nothing is
+public, and the service answers the next upload of the same file with 409 `already_exists` and
+the same job. A failed job is permanent with the service's words. The record then embeds
+`app.bsky.embed.video` with the blob and the probed aspect ratio, and `stage.publishing()` is
+awaited right before that createRecord. The video service's base URL is `bluesky.video` in
+`KAIROS_PLATFORM_URLS` (else the `bluesky` override, else https://video.bsky.app).
+
 Errors: 400 `ExpiredToken`/`InvalidToken` and 401 are AUTH (Bluesky signals an expired token
 with 400); 429 and 5xx are retryable, a 429 until its `ratelimit-reset`; other 4xx (such as
 `InvalidRequest` and `BlobTooLarge`) are permanent with the PDS's own message. Every answer's
@@ -35,13 +49,15 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -56,11 +72,32 @@ from kairos_publisher.platforms.base import (
     retry_after,
     send,
 )
+from kairos_publisher.upload import send_upload
 
 DEFAULT_PDS = "https://bsky.social"
 POST = "app.bsky.feed.post"
 MAX_IMAGES = 4
 MAX_IMAGE_BYTES = 1_000_000
+#: The video service, unless `KAIROS_PLATFORM_URLS` names another (`bluesky.video=...`), and
+#: the did a token for its own methods must name (social-app src/lib/constants.ts).
+VIDEO_SERVICE = "https://video.bsky.app"
+VIDEO_SERVICE_DID = "did:web:video.bsky.app"
+UPLOAD_BLOB = "com.atproto.repo.uploadBlob"
+UPLOAD_LIMITS = "app.bsky.video.getUploadLimits"
+#: The largest video the service takes from any account: 100 MB, ISO megabytes (social-app
+#: #7916, its constants.ts "Backend uses ISO megabytes"); 300 MB is feature-gated (#10497).
+MAX_VIDEO_BYTES = 100_000_000
+#: The upload's service token lives 30 minutes, as the docs recommend for a large file (the PDS
+#: allows an hour at most).
+UPLOAD_TOKEN_SECONDS = 30 * 60
+#: Between two getJobStatus polls: social-app polls every 1.5 s, the docs' example every second.
+VIDEO_POLL_SECONDS = 1.5
+#: How long a job may encode before the attempt gives up (RETRYABLE: nothing is public, and the
+#: next attempt finds the job again through the service's `already_exists`). Bluesky's videos
+#: last at most 3 minutes and encode in well under this.
+VIDEO_WAIT_SECONDS = 10 * 60
+JOB_FAILED = "JOB_STATE_FAILED"
+JOB_COMPLETED = "JOB_STATE_COMPLETED"
 #: XRPC error names that mean the session is no good (sent with HTTP 400, not 401).
 AUTH_ERRORS = frozenset({"ExpiredToken", "InvalidToken", "AuthenticationRequired"})
 #: An http(s) URL up to whitespace or a character that cannot end one in running text.
@@ -105,17 +142,34 @@ def iso_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def jwt_expiry(token: str) -> datetime | None:
-    """The `exp` claim of a JWT (accessJwt is one), read without verifying it: only to know
-    when to refresh."""
+def jwt_claims(token: str) -> Json:
+    """The claims of a JWT (accessJwt is one), read without verifying it, or {}."""
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return datetime.fromtimestamp(float(claims["exp"]), UTC)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def jwt_expiry(token: str) -> datetime | None:
+    """The `exp` claim of a JWT, read without verifying it: only to know when to refresh."""
+    try:
+        return datetime.fromtimestamp(float(jwt_claims(token)["exp"]), UTC)
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return None
+
+
+def pds_audience(access_token: str, base: str) -> str:
+    """The did of the account's PDS, which a token the video service hands on to it must name:
+    the access JWT's `aud` (the PDS puts its own did there; MarshalX/atproto's video example
+    reads it the same way), else the did:web of the PDS's host, as social-app derives it."""
+    aud = jwt_claims(access_token).get("aud")
+    if isinstance(aud, str) and aud.startswith("did:"):
+        return aud
+    return "did:web:" + urlsplit(base).netloc.replace(":", "%3A")
 
 
 def at_uri_parts(uri: str) -> tuple[str, str, str] | None:
@@ -174,6 +228,38 @@ def nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
     if outcome.result == Result.UNKNOWN:
         return replace(outcome, result=Result.RETRYABLE)
     return outcome
+
+
+def job_of(response: httpx.Response) -> Json:
+    """The jobStatus of a video service answer: wrapped in `jobStatus` as the lexicon has it
+    (getJobStatus), or bare, as uploadVideo really answers (atproto #3026, #3097)."""
+    body = json_object(response)
+    inner = body.get("jobStatus")
+    return inner if isinstance(inner, dict) else body
+
+
+def video_service_error(response: httpx.Response, status: Json) -> PublishOutcome:
+    """An unsuccessful video service answer. Nothing is public yet, so 429, 5xx and an expired
+    service token (`JwtExpired`: the next attempt asks for a new one) are retryable; a refusal
+    of the account (its `error` names a daily limit: retryable, else permanent) and any other
+    4xx are permanent, in the service's words. A 401 here is about the service token, not the
+    session, so it is never AUTH."""
+    code = str(status.get("error") or response.status_code)
+    words = [str(status[key]) for key in ("message", "error") if status.get(key)]
+    message = "; ".join(dict.fromkeys(words)) or excerpt(response)
+    retryable = (
+        response.status_code in (408, 429)
+        or response.status_code >= 500
+        or code == "JwtExpired"
+        or "daily" in message
+    )
+    return PublishOutcome(
+        Result.RETRYABLE if retryable else Result.PERMANENT,
+        http_status=response.status_code,
+        code=code[:100],
+        message=message[:500],
+        retry_not_before=retry_after(response) if retryable else None,
+    )
 
 
 class Calls:
@@ -237,10 +323,19 @@ class BlueskyClient:
     #: The access JWT lasts about two hours; refresh shortly before it runs out.
     refresh_margin = timedelta(minutes=5)
 
-    def __init__(self, http: httpx.AsyncClient, media: MediaFetcher, default_base: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        media: MediaFetcher,
+        default_base: str,
+        video_base: str = VIDEO_SERVICE,
+    ) -> None:
         self.http = http
         self.media = media
         self.default_base = default_base
+        self.video_base = video_base
+        #: The longest a video may encode before the attempt is given up as retryable.
+        self.video_wait: float = VIDEO_WAIT_SECONDS
 
     def base(self, request: PublishRequest) -> str:
         return request.instance_url.rstrip("/") or self.default_base
@@ -273,7 +368,17 @@ class BlueskyClient:
             if isinstance(reply, PublishOutcome):
                 return reply
             record["reply"] = reply
-        if request.media:
+        video = request.video
+        if video is not None:
+            embed = await self.video(calls, request, did, video)
+            if isinstance(embed, PublishOutcome):
+                return embed
+            record["embed"] = embed
+            # Nothing is public until the record exists: everything before this may be redone.
+            refused = await request.stage.publishing()
+            if refused is not None:
+                return refused
+        elif request.media:
             embed = await self.images(calls, request)
             if isinstance(embed, PublishOutcome):
                 return embed
@@ -395,6 +500,182 @@ class BlueskyClient:
             images.append({"alt": "", "image": blob})
         return {"$type": "app.bsky.embed.images", "images": images}
 
+    async def video(
+        self, calls: Calls, request: PublishRequest, did: str, video: StoredMedia
+    ) -> Json | PublishOutcome:
+        """The `app.bsky.embed.video` of the post's video, sent through the video service as
+        docs.bsky.app "Uploading Video" recommends: the account's upload limits, the raw bytes
+        to uploadVideo with a service token for the account's PDS, then getJobStatus until the
+        job hands back the blob it stored in the repo."""
+        if video.size > MAX_VIDEO_BYTES:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="video_too_large",
+                message=f"{video.size} bytes; Bluesky takes videos of at most {MAX_VIDEO_BYTES}",
+            )
+        allowed = await self.video_allowed(calls, request, video)
+        if allowed is not None:
+            return allowed
+        token = await self.service_token(
+            calls,
+            request,
+            pds_audience(request.access_token, calls.base),
+            UPLOAD_BLOB,
+            UPLOAD_TOKEN_SECONDS,
+        )
+        if isinstance(token, PublishOutcome):
+            return token
+        outgoing = self.http.build_request(
+            "POST",
+            f"{self.video_base}/xrpc/app.bsky.video.uploadVideo",
+            params={"did": did, "name": video.filename},
+            content=self.media.stream(video),
+            headers={
+                "authorization": f"Bearer {token}",
+                "content-type": video.content_type,
+                "content-length": str(video.size),
+                "accept": "application/json",
+            },
+        )
+        answer = await send_upload(self.http, outgoing)
+        if isinstance(answer, PublishOutcome):
+            return answer
+        status = job_of(answer)
+        # A video the service has seen before answers 409 `already_exists` with its job.
+        known = answer.status_code == 409 and status.get("error") == "already_exists"
+        if not (answer.is_success or known) or not status.get("jobId"):
+            return video_service_error(answer, status)
+        blob = await self.processed_blob(request, str(status["jobId"]), status)
+        if isinstance(blob, PublishOutcome):
+            return blob
+        embed: Json = {"$type": "app.bsky.embed.video", "video": blob}
+        if video.width > 0 and video.height > 0:
+            embed["aspectRatio"] = {"width": video.width, "height": video.height}
+        return embed
+
+    async def video_allowed(
+        self, calls: Calls, request: PublishRequest, video: StoredMedia
+    ) -> PublishOutcome | None:
+        """None when getUploadLimits lets the account upload this video today, else why not:
+        a daily limit is retryable (it resets), anything else (email not verified, account too
+        new, uploads disabled for it) permanent, in the service's words."""
+        token = await self.service_token(calls, request, VIDEO_SERVICE_DID, UPLOAD_LIMITS)
+        if isinstance(token, PublishOutcome):
+            return token
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "GET",
+                f"{self.video_base}/xrpc/{UPLOAD_LIMITS}",
+                headers={"authorization": f"Bearer {token}", "accept": "application/json"},
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return nothing_posted(response)
+        if not response.is_success:
+            return video_service_error(response, json_object(response))
+        limits = json_object(response)
+        videos = limits.get("remainingDailyVideos")
+        size = limits.get("remainingDailyBytes")
+        message = str(limits.get("message") or limits.get("error") or "")
+        short_of_bytes = isinstance(size, int) and size < video.size
+        if limits.get("canUpload") is not False and videos != 0 and not short_of_bytes:
+            return None
+        if videos == 0 or short_of_bytes or "daily" in message:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                code="video_daily_limit",
+                message=message
+                or f"{videos} videos and {size} bytes left today; the video is {video.size}",
+            )
+        return PublishOutcome(
+            Result.PERMANENT,
+            code="video_not_allowed",
+            message=message or "the video service does not let this account upload videos",
+        )
+
+    async def service_token(
+        self,
+        calls: Calls,
+        request: PublishRequest,
+        audience: str,
+        method: str,
+        lifetime: float = 0,
+    ) -> str | PublishOutcome:
+        """A service token from the PDS for `audience`, bound to `method`."""
+        params = {"aud": audience, "lxm": method}
+        if lifetime:
+            params["exp"] = str(int(time.time() + lifetime))
+        response = await calls.call(
+            "GET",
+            "com.atproto.server.getServiceAuth",
+            token=request.access_token,
+            params=params,
+        )
+        if isinstance(response, PublishOutcome):
+            return nothing_posted(response)
+        if not response.is_success:
+            return classify(response)
+        token = json_object(response).get("token")
+        if not isinstance(token, str) or not token:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="no_token",
+                message="getServiceAuth answered without a token",
+            )
+        return token
+
+    async def processed_blob(
+        self, request: PublishRequest, job_id: str, status: Json
+    ) -> Json | PublishOutcome:
+        """The blob of a finished job, polling getJobStatus (the call slot given back between
+        polls) for at most `video_wait` seconds of pauses. The docs say to take a blob whenever
+        one is given, whatever the state says."""
+        waited = 0.0
+        polled = False
+        while True:
+            blob = status.get("blob")
+            if isinstance(blob, dict):
+                return blob
+            state = status.get("state")
+            if state == JOB_FAILED:
+                words = [str(status[key]) for key in ("message", "error") if status.get(key)]
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code=str(status.get("failureCode") or "video_failed"),
+                    message=("Bluesky could not process the video: " + "; ".join(words))[:500],
+                )
+            if polled and state == JOB_COMPLETED:
+                return PublishOutcome(
+                    Result.RETRYABLE,
+                    code="no_blob",
+                    message=f"video job {job_id} completed without a blob",
+                )
+            if waited >= self.video_wait:
+                return PublishOutcome(
+                    Result.RETRYABLE,
+                    code="video_processing",
+                    message=f"video job {job_id} still {state} after {waited:g} s",
+                )
+            await request.stage.pause(VIDEO_POLL_SECONDS)
+            waited += VIDEO_POLL_SECONDS
+            response = await send(
+                self.http,
+                self.http.build_request(
+                    "GET",
+                    f"{self.video_base}/xrpc/app.bsky.video.getJobStatus",
+                    params={"jobId": job_id},
+                    headers={"accept": "application/json"},
+                ),
+            )
+            if isinstance(response, PublishOutcome):
+                return nothing_posted(response)
+            if not response.is_success:
+                return video_service_error(response, json_object(response))
+            status = job_of(response)
+            polled = True
+
     async def refresh(self, request: PublishRequest) -> RefreshedTokens | str | PublishOutcome:
         """A new session: refreshSession with the refresh JWT (single use: it rotates), else,
         when an app password is known, createSession. A PDS that cannot answer now (network,
@@ -451,4 +732,9 @@ class BlueskyClient:
 
 
 def create(context: PlatformContext) -> BlueskyClient:
-    return BlueskyClient(context.http, context.media, context.url("bluesky", DEFAULT_PDS))
+    return BlueskyClient(
+        context.http,
+        context.media,
+        context.url("bluesky", DEFAULT_PDS),
+        context.url("bluesky.video", VIDEO_SERVICE),
+    )
