@@ -137,8 +137,8 @@ async def test_a_video_post_is_uploaded_processed_and_published_with_its_id_and_
         "status": {"privacyStatus": "public", "selfDeclaredMadeForKids": False},
     }
     # One chunk (the whole file): the mark came before it, when no video existed.
-    assert [h["content-range"] for h in chunk_puts(fake)] == [
-        f"bytes 0-{video.size - 1}/{video.size}"
+    assert [(h["content-range"], h["content-type"]) for h in chunk_puts(fake)] == [
+        (f"bytes 0-{video.size - 1}/{video.size}", "video/mp4")
     ]
     assert stage.seen == [(0, 0)]
     assert stage.published_marks == 1
@@ -367,8 +367,7 @@ async def test_quota_exceeded_waits_for_midnight_pacific_time(
     store: FileStore,
     tmp_path: Path,
 ) -> None:
-    fake.daily_quota = 2000
-    fake.quota_used = 1000  # 1,000 left, and an upload costs 1,600
+    fake.inserts_used = fake.daily_inserts  # videos.insert's own daily bucket is spent
     before = datetime.now(UTC)
     outcome = await client(http, fetcher, fake).publish(
         request(await stored_video(store, tmp_path), RecordingStage())

@@ -20,7 +20,7 @@ Sources, read in December 2026:
   Google's wording as public issue threads quote it ("The number of bytes uploaded is required
   to be equal or greater than 262144, except for the final request ...").
 - videos.insert (developers.google.com/youtube/v3/docs/videos/insert) and the videos resource
-  (.../docs/videos): "Maximum file size: 256GB"; a quota cost of 1,600 units; `snippet.title`
+  (.../docs/videos): "Maximum file size: 256GB"; `snippet.title`
   at most 100 characters and `snippet.description` at most 5,000 bytes, neither with `<` or
   `>`; `snippet.tags` at most 500 characters together; `status.privacyStatus` private, public
   or unlisted; `status.selfDeclaredMadeForKids`; its error table (400 `invalidTitle`,
@@ -39,9 +39,12 @@ Sources, read in December 2026:
   `quotaExceeded` in domain `youtube.quota` and message "The request cannot be completed
   because you have exceeded your <a href="/youtube/v3/getting-started#quota">quota</a>.",
   as recorded in bperel/youtube-caption-indicator#1. The 401 is `authError` in domain
-  `global` with `status` UNAUTHENTICATED, as Google's APIs answer a bad bearer token. Daily
-  quotas reset at midnight Pacific Time (the YouTube quota and compliance pages); the default
-  project quota is 10,000 units a day, so six uploads.
+  `global` with `status` UNAUTHENTICATED, as Google's APIs answer a bad bearer token.
+- Quota ("Quota Calculator", developers.google.com/youtube/v3/determine_quota_cost, as current
+  in December 2026): videos.insert has "its own quota bucket", 100 calls a day by default at a
+  cost of 1 per call; the other methods share 10,000 units a day (videos.list costs 1). "Daily
+  quotas reset at midnight Pacific Time (PT)." (Older versions of the page charged an insert
+  1,600 of the 10,000 units.)
 - `POST /token` is Google's OAuth 2.0 token endpoint (oauth2.googleapis.com, developers.google.
   com/identity/protocols/oauth2/web-server "Refreshing an access token"): form `client_id`,
   `client_secret`, `refresh_token`, `grant_type=refresh_token`; answered with `access_token`,
@@ -59,7 +62,7 @@ After the last byte the video exists (`uploadStatus` "uploaded") and is processe
 `processing_seconds` later: "processed", unless a "process" fault says otherwise. Choices of
 this fake, not documented: a chunk that does not start where the received bytes end is answered
 308 with what was received (nothing is stored from it); a total differing from the session's
-`X-Upload-Content-Length` is a 400 `badRequest`; the quota is charged when a session starts.
+`X-Upload-Content-Length` is a 400 `badRequest`; an insert is counted when its session starts.
 
 Fault operations: "create" (the session start), "upload" (each PUT with bytes), "status" (the
 status query), "list", "process" and "refresh". `rate_limit` answers 403 `quotaExceeded` (on
@@ -96,7 +99,8 @@ MAX_BYTES = 256 * 1024**3
 MAX_TITLE = 100
 MAX_DESCRIPTION_BYTES = 5000
 MAX_TAGS = 500
-INSERT_COST = 1600
+#: videos.insert's own daily bucket, in calls, and the other methods' shared units.
+DAILY_INSERTS = 100
 LIST_COST = 1
 DAILY_QUOTA = 10_000
 PRIVACY = ("private", "unlisted", "public")
@@ -226,7 +230,9 @@ class YouTubeFake(FakeServer):
         self.videos: list[Video] = []
         self.channel_id = "UC" + secrets.token_urlsafe(16)[:22]
         self.channel_title = "Kairos"
-        #: Quota units spent today, and the project's daily quota.
+        #: Quota spent today: inserts (their own bucket) and other methods' units.
+        self.inserts_used = 0
+        self.daily_inserts = DAILY_INSERTS
         self.quota_used = 0
         self.daily_quota = DAILY_QUOTA
         #: The channel's uploads left today (YouTube's daily upload cap); None for no cap.
@@ -257,6 +263,7 @@ class YouTubeFake(FakeServer):
 
     def reset_quota(self) -> None:
         """What midnight Pacific Time does."""
+        self.inserts_used = 0
         self.quota_used = 0
 
     def charge(self, units: int) -> bool:
@@ -324,8 +331,9 @@ class YouTubeFake(FakeServer):
             return problem
         if self.uploads_left is not None and self.uploads_left <= 0:
             return google_error(400, "uploadLimitExceeded")
-        if not self.charge(INSERT_COST):
+        if self.inserts_used >= self.daily_inserts:
             return quota_exceeded()
+        self.inserts_used += 1
         session = Session(secrets.token_urlsafe(24), resource, parts, int(length), kind)
         self.sessions[session.upload_id] = session
         if hang:

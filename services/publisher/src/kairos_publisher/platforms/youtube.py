@@ -12,7 +12,8 @@ using_resumable_upload_protocol, and videos.insert):
 1. `POST /upload/youtube/v3/videos?uploadType=resumable&part=snippet,status` with the video
    resource as JSON and `X-Upload-Content-Length` / `X-Upload-Content-Type`: YouTube answers
    200 with the upload session's URI in `Location`. Nothing exists yet (a lost answer is
-   RETRYABLE); this is the call that spends 1,600 units of the project's daily quota.
+   RETRYABLE); this is the call that counts against videos.insert's daily quota (its own
+   bucket: 100 calls a day by default, developers.google.com/youtube/v3/determine_quota_cost).
 2. The bytes are PUT to the session URI in chunks of `chunk_size` (8 MiB: every chunk but the
    last must be a multiple of 256 KiB), each with `Content-Range: bytes FIRST-LAST/TOTAL`,
    streamed from the media store (`MediaFetcher.stream`: one chunk in memory at a time).
@@ -160,6 +161,12 @@ def refused(code: str, message: str) -> PublishOutcome:
     return PublishOutcome(Result.PERMANENT, code=code, message=message)
 
 
+def upload_type(video: StoredMedia) -> str:
+    """The media type YouTube is told: the video's, or the generic one it also takes."""
+    kind = video.content_type
+    return kind if kind.startswith("video/") else "application/octet-stream"
+
+
 def video_url(request: PublishRequest, video_id: str) -> str:
     return (SHORTS if request.settings.get("short") == "true" else WATCH) + video_id
 
@@ -243,7 +250,6 @@ class YouTubeClient:
         self, request: PublishRequest, video: StoredMedia, resource: dict[str, Any]
     ) -> str | PublishOutcome:
         """The upload session's URI; nothing exists yet, so a lost answer is only retried."""
-        kind = video.content_type
         response = await send(
             self.http,
             self.http.build_request(
@@ -255,9 +261,7 @@ class YouTubeClient:
                     **self.headers(request),
                     "content-type": JSON,
                     "x-upload-content-length": str(video.size),
-                    "x-upload-content-type": kind
-                    if kind.startswith("video/")
-                    else "application/octet-stream",
+                    "x-upload-content-type": upload_type(video),
                 },
             ),
         )
@@ -290,7 +294,7 @@ class YouTubeClient:
                     marked = await request.stage.publishing()
                     if marked is not None:
                         return marked
-                answer = await self.put_chunk(session, chunk, offset, total, last)
+                answer = await self.put_chunk(session, video, chunk, offset, last)
                 if isinstance(answer, PublishOutcome):
                     return answer
                 if last:
@@ -311,12 +315,13 @@ class YouTubeClient:
         )
 
     async def put_chunk(
-        self, session: str, chunk: bytes, offset: int, total: int, last: bool
+        self, session: str, video: StoredMedia, chunk: bytes, offset: int, last: bool
     ) -> dict[str, Any] | PublishOutcome | None:
         """PUT one chunk: None when YouTube has it and wants more, the video resource after the
         last one, or the outcome that ends the attempt. A lost or 5xx answer is checked against
         the session's status, and the chunk sent again once when YouTube does not have it."""
         end = offset + len(chunk)
+        total = video.size
         for sending in (1, 2):
             response = await send(
                 self.http,
@@ -324,7 +329,10 @@ class YouTubeClient:
                     "PUT",
                     session,
                     content=chunk,
-                    headers={"content-range": f"bytes {offset}-{end - 1}/{total}"},
+                    headers={
+                        "content-type": upload_type(video),
+                        "content-range": f"bytes {offset}-{end - 1}/{total}",
+                    },
                 ),
             )
             if isinstance(response, httpx.Response) and response.status_code < 500:
