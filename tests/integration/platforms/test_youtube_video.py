@@ -170,17 +170,73 @@ async def test_a_large_video_goes_in_chunks_of_256_kib_multiples_and_is_marked_b
     assert [v.sha256 for v in fake.videos] == [video.sha256]
 
 
-async def test_the_fake_refuses_a_chunk_that_is_not_a_multiple_of_256_kib(
+async def test_bytes_youtube_did_not_take_go_first_in_the_next_put(
     http: httpx.AsyncClient, fetcher: MediaFetcher, fake: YouTubeFake, store: FileStore
 ) -> None:
-    video = await random_video(store, UNIT + 1000)
+    video = await random_video(store, 4 * UNIT + 10)
     made = client(http, fetcher, fake)
-    made.chunk_size = UNIT - 1024
+    made.chunk_size = 2 * UNIT
+    fake.partial_takes = 3  # each PUT of more than one unit keeps only its first unit
+    stage = WatchingStage(fake)
+    outcome = await made.publish(request(video, stage))
+
+    assert outcome.result == Result.PUBLISHED, outcome
+    total = video.size
+    assert [h["content-range"] for h in chunk_puts(fake)] == [
+        f"bytes 0-{2 * UNIT - 1}/{total}",  # one unit taken
+        f"bytes {UNIT}-{4 * UNIT - 1}/{total}",  # the unit left over, then the next part
+        f"bytes {2 * UNIT}-{total - 1}/{total}",  # the last request: one unit taken
+        f"bytes {3 * UNIT}-{total - 1}/{total}",  # and the rest, once more
+    ]
+    # Marked once, before the first request that could complete the upload.
+    assert stage.seen == [(2, 0)]
+    assert [v.sha256 for v in fake.videos] == [video.sha256]
+
+
+async def test_parts_of_any_size_are_sent_in_whole_256_kib_units(
+    http: httpx.AsyncClient, fetcher: MediaFetcher, fake: YouTubeFake, store: FileStore
+) -> None:
+    video = await random_video(store, 3 * UNIT + 10)
+    made = client(http, fetcher, fake)
+    made.chunk_size = UNIT + UNIT // 2
     outcome = await made.publish(request(video, WatchingStage(fake)))
 
-    assert (outcome.result, outcome.http_status) == (Result.PERMANENT, 400)
-    assert "262144" in outcome.message
-    assert fake.videos == []
+    assert outcome.result == Result.PUBLISHED, outcome
+    total = video.size
+    assert [h["content-range"] for h in chunk_puts(fake)] == [
+        f"bytes 0-{UNIT - 1}/{total}",
+        f"bytes {UNIT}-{3 * UNIT - 1}/{total}",
+        f"bytes {3 * UNIT}-{total - 1}/{total}",
+    ]
+    assert [v.sha256 for v in fake.videos] == [video.sha256]
+
+
+async def test_the_fake_refuses_a_chunk_short_of_the_end_that_is_not_whole_256_kib_units(
+    fake: YouTubeFake,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        started = await http.post(
+            f"{fake.url}/upload/youtube/v3/videos",
+            params={"uploadType": "resumable", "part": "snippet,status"},
+            json={"snippet": {"title": "t"}, "status": {"privacyStatus": "private"}},
+            headers={
+                "authorization": "Bearer t",
+                "x-upload-content-length": str(2 * UNIT),
+                "x-upload-content-type": "video/mp4",
+            },
+        )
+        session = started.headers["location"]
+        short = await http.put(
+            session, content=b"x" * 1000, headers={"content-range": f"bytes 0-999/{2 * UNIT}"}
+        )
+        asked = await http.put(session, headers={"content-range": f"bytes */{2 * UNIT}"})
+
+    assert started.status_code == 200
+    assert short.status_code == 400
+    [error] = short.json()["error"]["errors"]
+    assert error["reason"] == "badRequest"
+    assert "262144" in error["message"]
+    assert (asked.status_code, asked.headers.get("range")) == (308, None)
 
 
 async def test_a_short_is_published_at_its_shorts_url(

@@ -239,6 +239,9 @@ class YouTubeFake(FakeServer):
         self.uploads_left: int | None = None
         #: False for an API project not audited: its videos are kept private.
         self.audited = True
+        #: How many of the next PUTs of more than 256 KiB keep only their first 256 KiB and
+        #: answer 308 with what they kept (the guide: the `Range` says what the server has).
+        self.partial_takes = 0
         #: How long after its last byte a video is processed.
         self.processing_seconds = 0.0
         #: When set, the token endpoint checks the app's credentials against these.
@@ -418,6 +421,10 @@ class YouTubeFake(FakeServer):
         final = last + 1 == total
         if not final and len(body) % CHUNK_UNIT:
             return google_error(400, "badRequest", SMALL_CHUNK.format(size=len(body)))
+        if self.partial_takes and len(body) > CHUNK_UNIT:
+            self.partial_takes -= 1
+            session.received += body[:CHUNK_UNIT]
+            return self.incomplete(session)
         session.received += body
         if not final:
             if fault is not None:  # hang: the bytes were kept, the answer is lost

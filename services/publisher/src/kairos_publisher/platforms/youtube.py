@@ -16,8 +16,9 @@ using_resumable_upload_protocol, and videos.insert):
    bucket: 100 calls a day by default, developers.google.com/youtube/v3/determine_quota_cost).
 2. The bytes are PUT to the session URI in chunks of `chunk_size` (8 MiB: every chunk but the
    last must be a multiple of 256 KiB), each with `Content-Range: bytes FIRST-LAST/TOTAL`,
-   streamed from the media store (`MediaFetcher.stream`: one chunk in memory at a time).
-   YouTube answers `308` with `Range: bytes=0-LAST` while bytes are missing.
+   streamed from the media store (`MediaFetcher.stream`: about one chunk in memory at a time).
+   YouTube answers `308` with `Range: bytes=0-LAST` while bytes are missing; that `Range` is
+   what counts: bytes it did not take go first in the next PUT.
 3. The last chunk's PUT completes the upload and makes the video: it is the call that makes
    the post public, so `stage.publishing()` is awaited just before it (every earlier request is
    safe to do again: a new attempt starts a new session). YouTube answers the video resource,
@@ -284,42 +285,86 @@ class YouTubeClient:
     async def upload(
         self, request: PublishRequest, video: StoredMedia, session: str
     ) -> dict[str, Any] | PublishOutcome:
-        """Send the bytes; the video resource YouTube made of them, or the outcome."""
+        """Send the bytes; the video resource YouTube made of them, or the outcome.
+
+        YouTube's `Range` is what counts: bytes it did not take are kept and go first in the
+        next PUT. Every PUT but the last carries whole 256 KiB units; the rest waits for the
+        next part of the stream, so a part of any size keeps to Google's rule."""
         total = video.size
-        offset = 0
+        offset = 0  # the bytes the session has
+        pending = bytearray()  # read from the store, not yet taken by YouTube
+        read = 0
         try:
-            async for chunk in self.context.media.stream(video, self.chunk_size):
-                last = offset + len(chunk) == total
-                if last:
-                    marked = await request.stage.publishing()
-                    if marked is not None:
-                        return marked
-                answer = await self.put_chunk(session, video, chunk, offset, last)
-                if isinstance(answer, PublishOutcome):
-                    return answer
-                if last:
-                    return answer or PublishOutcome(
-                        Result.UNKNOWN,
-                        code="bad_answer",
-                        message="YouTube asked for more bytes after the last one",
-                    )
-                offset += len(chunk)
+            async for part in self.context.media.stream(video, self.chunk_size):
+                pending += part
+                read += len(part)
+                if read == total:
+                    break
+                size = len(pending) - len(pending) % CHUNK_UNIT
+                if size:
+                    kept = await self.put_part(session, video, pending, offset, size)
+                    if isinstance(kept, PublishOutcome):
+                        return kept
+                    offset = kept
         except MediaError as error:
             return media_failed(error)
+        except Lost as lost:
+            return lost.outcome
+        if read != total:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                code="upload_incomplete",
+                message=f"the media store gave {read} of {total} bytes",
+            )
+        # The rest goes in the request that completes the upload and so makes the video.
+        marked = await request.stage.publishing()
+        if marked is not None:
+            return marked
+        try:
+            for _ in range(3):
+                answer = await self.put_chunk(session, video, bytes(pending), offset, last=True)
+                if not isinstance(answer, int):
+                    return answer
+                del pending[: answer - offset]
+                offset = answer
+                if not pending:
+                    return PublishOutcome(
+                        Result.UNKNOWN,
+                        code="bad_answer",
+                        message="YouTube has every byte but answered 308, not the video",
+                    )
         except Lost as lost:
             return lost.outcome
         return PublishOutcome(
             Result.RETRYABLE,
             code="upload_incomplete",
-            message=f"the media store gave {offset} of {total} bytes",
+            message=f"YouTube kept taking part of the last {len(pending)} bytes",
         )
 
+    async def put_part(
+        self, session: str, video: StoredMedia, pending: bytearray, offset: int, size: int
+    ) -> int | PublishOutcome:
+        """PUT the first `size` of the `pending` bytes (not the last): how many bytes the
+        session has now, the bytes it took dropped from `pending`; or the outcome."""
+        answer = await self.put_chunk(session, video, bytes(pending[:size]), offset, last=False)
+        if isinstance(answer, int):
+            del pending[: answer - offset]
+            return answer
+        if isinstance(answer, dict):
+            return PublishOutcome(
+                Result.UNKNOWN,
+                code="bad_answer",
+                message=f"YouTube made video {answer.get('id')} before the last byte was sent",
+            )
+        return answer
+
     async def put_chunk(
-        self, session: str, video: StoredMedia, chunk: bytes, offset: int, last: bool
-    ) -> dict[str, Any] | PublishOutcome | None:
-        """PUT one chunk: None when YouTube has it and wants more, the video resource after the
-        last one, or the outcome that ends the attempt. A lost or 5xx answer is checked against
-        the session's status, and the chunk sent again once when YouTube does not have it."""
+        self, session: str, video: StoredMedia, chunk: bytes, offset: int, *, last: bool
+    ) -> int | dict[str, Any] | PublishOutcome:
+        """PUT bytes from `offset`: how many bytes the session has after it (a 308's `Range`),
+        the video resource once the upload is complete, or the outcome that ends the attempt. A
+        lost or 5xx answer is checked against the session's status, and the chunk sent again
+        once when YouTube has none of it."""
         end = offset + len(chunk)
         total = video.size
         for sending in (1, 2):
@@ -336,31 +381,32 @@ class YouTubeClient:
                 ),
             )
             if isinstance(response, httpx.Response) and response.status_code < 500:
-                return self.read_answer(response, end)
+                return self.read_answer(response, offset, end)
             # A 5xx, or an answer that never came: the session says what it has.
             has = await self.status(session, total, last)
             if isinstance(has, dict):
                 return has  # the last chunk arrived and the video was made
-            if has == end:
-                return None
+            if offset < has <= end:
+                return has
             if has != offset or sending == 2:
                 break
-        why = f"YouTube did not take bytes {offset}-{offset + len(chunk) - 1} of {total}"
+        why = f"YouTube did not take bytes {offset}-{end - 1} of {total}"
         return PublishOutcome(Result.RETRYABLE, code="upload_incomplete", message=why)
 
     def read_answer(
-        self, response: httpx.Response, expected: int
-    ) -> dict[str, Any] | PublishOutcome | None:
-        """A chunk's answer: None for a 308 showing all bytes so far, the video after the
-        last, else the outcome."""
+        self, response: httpx.Response, offset: int, end: int
+    ) -> int | dict[str, Any] | PublishOutcome:
+        """A chunk's answer: a 308's count of the bytes the session has (some of the chunk at
+        least), the video once complete, else the outcome."""
         if response.status_code == 308:
-            if received(response) == expected:
-                return None
+            has = received(response)
+            if offset < has <= end:
+                return has
             return PublishOutcome(
                 Result.RETRYABLE,
                 http_status=308,
                 code="upload_incomplete",
-                message=f"YouTube has {received(response)} of the {expected} bytes sent",
+                message=f"YouTube has {has} bytes after bytes {offset}-{end - 1} were sent",
             )
         if response.status_code in (200, 201):
             made = json_object(response)
