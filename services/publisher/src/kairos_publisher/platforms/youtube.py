@@ -26,8 +26,8 @@ using_resumable_upload_protocol, and videos.insert):
    `https://www.youtube.com/shorts/<id>` for a target whose `short` setting is "true".
 4. After a chunk's answer was lost (a timeout) or was a 5xx, the session's status is asked as
    the guide says, with an empty PUT and `Content-Range: bytes */TOTAL`: a 308 whose `Range`
-   ends before the chunk has it sent again (once); one that covers it goes on; a 200/201 is
-   the finished video. When even that cannot be had, an unfinished upload is RETRYABLE (no
+   ends before the chunk has it sent again (once); one that covers some or all of it goes on
+   from there; a 200/201 is the finished video. When even that cannot be had, an unfinished upload is RETRYABLE (no
    video exists), and after the last chunk UNKNOWN (the video may exist).
 5. YouTube processes the video after it exists. `GET /youtube/v3/videos?part=status,
    processingDetails&id=<id>` (1 quota unit) is asked every `poll_interval` seconds (or sooner
@@ -51,7 +51,8 @@ Outcomes, from Google's error JSON `{"error": {"code", "message", "errors": [{"r
 "domain", "message"}]}}` (developers.google.com/youtube/v3/docs/errors):
 - 403 `quotaExceeded`: RETRYABLE, not before the next midnight Pacific Time (when YouTube's
   daily quota resets), and the account is blocked until then, so the post waits for the
-  quota instead of spending retries on it.
+  quota instead of spending retries on it. (The quota is the Google project's, shared by every
+  channel Kairos posts to; each account learns of it at its own next upload.)
 - 400 `uploadLimitExceeded` (the channel's daily upload cap; YouTube says to try again in 24
   hours): RETRYABLE a day later, the account blocked as long. Not AUTH: the token is fine.
 - 401 (`authError`) and 403 `forbidden`: AUTH (the publisher refreshes once, then asks for
