@@ -47,21 +47,22 @@ def measure_in_child(*arguments: str) -> dict[str, Any]:
     return report
 
 
-def _status(field: str) -> int:
-    found = re.search(rf"^{field}:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.M)
+def _status(field: str, pid: int | str = "self") -> int:
+    found = re.search(rf"^{field}:\s+(\d+) kB$", Path(f"/proc/{pid}/status").read_text(), re.M)
     assert found is not None, field
     return int(found.group(1)) * 1024
 
 
-def start_measuring() -> int:
-    """Restart this process's peak from its current RSS, and return that RSS (the baseline)."""
-    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from the current RSS
-    return _status("VmRSS")
+def start_measuring(pid: int | str = "self") -> int:
+    """Restart the peak of this process (or of process `pid`, one this user may write to) from
+    its current RSS, and return that RSS (the baseline)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak starts again from the current RSS
+    return _status("VmRSS", pid)
 
 
-def growth_mib(baseline: int) -> float:
-    """How far, in MiB, this process's peak RSS rose above `baseline` since `start_measuring`."""
-    return round((_status("VmHWM") - baseline) / MIB, 1)
+def growth_mib(baseline: int, pid: int | str = "self") -> float:
+    """How far, in MiB, the process's peak RSS rose above `baseline` since `start_measuring`."""
+    return round((_status("VmHWM", pid) - baseline) / MIB, 1)
 
 
 def _probe(path: Path) -> dict[str, Any]:

@@ -643,3 +643,145 @@ async def test_fail_delivery_ends_a_dead_lettered_target(
     current = await get(tenant, post.id)
     assert current.status == posts_pb2.POST_STATUS_FAILED
     assert "dead-lettered: poison" in current.targets[0].last_error.message
+
+
+async def mark(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+    attempt_id: str,
+    stage: dispatch_pb2.AttemptStage.ValueType,
+) -> dispatch_pb2.MarkAttemptResponse:
+    return await dispatch.MarkAttempt(
+        dispatch_pb2.MarkAttemptRequest(attempt_id=attempt_id, stage=stage), metadata=SERVICE
+    )
+
+
+async def x_account(tenant: Client) -> str:
+    return await connect(tenant, mastodon=False)
+
+
+async def lease_of(api: RunningApi, target_id: str) -> datetime:
+    async with api.service.app.uow() as uow:
+        found = (
+            await uow.session.execute(
+                select(Target.lease_until).where(Target.id == uuid.UUID(target_id))
+            )
+        ).scalar_one()
+    assert found is not None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+async def test_an_attempt_lost_while_uploading_is_retried_not_unknown(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    # X has no idempotency key: an attempt lost after its publish call began is UNKNOWN.
+    post = await post_due(tenant, await x_account(tenant), "a video post")
+    target = post.targets[0].id
+    first = await begin(dispatch, (await claim_one(dispatch, target)).delivery_id)
+    marked = await mark(dispatch, first.attempt_id, dispatch_pb2.ATTEMPT_STAGE_UPLOADING)
+    assert marked.ok
+    assert marked.lease.ToTimedelta() > timedelta(0)
+    await expire_leases(own_api, target)
+    swept = await sweep(dispatch)
+    again = [d for d in swept.redeliveries if d.target_id == target]
+    assert len(again) == 1
+    assert swept.marked_unknown == 0
+    assert (await get(tenant, post.id)).targets[0].status == posts_pb2.TARGET_STATUS_QUEUED
+    second = await begin(dispatch, again[0].delivery_id)
+    assert second.ok
+    assert second.attempt_number == 2
+    assert not second.earlier_outcome_lost  # nothing could have been published
+    # The lost attempt's mark no longer holds: it must not make the post public.
+    late = await mark(dispatch, first.attempt_id, dispatch_pb2.ATTEMPT_STAGE_PUBLISHING)
+    assert not late.ok
+    assert late.reason
+    attempts = (await get(tenant, post.id)).targets[0].attempts
+    lost = next(a for a in attempts if a.number == 1)
+    assert lost.error_class == posts_pb2.ERROR_CLASS_RETRYABLE
+    assert "while it sent media" in lost.message
+
+
+async def test_an_attempt_lost_once_publishing_is_unknown_and_uploading_never_undoes_it(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post = await post_due(tenant, await x_account(tenant), "published, maybe")
+    target = post.targets[0].id
+    begun = await begin(dispatch, (await claim_one(dispatch, target)).delivery_id)
+    for stage in (
+        dispatch_pb2.ATTEMPT_STAGE_UPLOADING,
+        dispatch_pb2.ATTEMPT_STAGE_PUBLISHING,
+        dispatch_pb2.ATTEMPT_STAGE_UPLOADING,  # a late keep-alive
+    ):
+        assert (await mark(dispatch, begun.attempt_id, stage)).ok
+    await expire_leases(own_api, target)
+    swept = await sweep(dispatch)
+    assert target not in {d.target_id for d in swept.redeliveries}
+    assert (await get(tenant, post.id)).targets[0].status == posts_pb2.TARGET_STATUS_UNKNOWN
+
+
+async def test_a_mark_extends_the_lease(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post = await post_due(tenant, await x_account(tenant), "a long upload")
+    target = post.targets[0].id
+    begun = await begin(dispatch, (await claim_one(dispatch, target)).delivery_id)
+    await expire_leases(own_api, target)
+    before = datetime.now(UTC)
+    marked = await mark(dispatch, begun.attempt_id, dispatch_pb2.ATTEMPT_STAGE_UPLOADING)
+    assert marked.ok
+    assert await lease_of(own_api, target) >= before + marked.lease.ToTimedelta() - timedelta(
+        seconds=1
+    )
+    swept = await sweep(dispatch)
+    assert target not in {d.target_id for d in swept.redeliveries}
+    assert (await get(tenant, post.id)).targets[0].status == posts_pb2.TARGET_STATUS_PUBLISHING
+
+
+async def test_an_upload_lost_every_time_ends_failed_within_the_attempts_allowed(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post = await post_due(tenant, await x_account(tenant), "a file that kills its publisher")
+    target = post.targets[0].id
+    delivery = (await claim_one(dispatch, target)).delivery_id
+    allowed = own_api.service.app.settings.max_attempts
+    for number in range(1, allowed + 1):
+        begun = await begin(dispatch, delivery)
+        assert begun.ok, number
+        assert (await mark(dispatch, begun.attempt_id, dispatch_pb2.ATTEMPT_STAGE_UPLOADING)).ok
+        await expire_leases(own_api, target)
+        swept = await sweep(dispatch)
+        again = [d.delivery_id for d in swept.redeliveries if d.target_id == target]
+        if number < allowed:
+            assert len(again) == 1, number
+            delivery = again[0]
+        else:
+            assert again == []
+    current = (await get(tenant, post.id)).targets[0]
+    assert current.status == posts_pb2.TARGET_STATUS_FAILED
+    assert current.last_error.code == "upload_lost"
+    assert "nothing was published" in current.last_error.message
+
+
+async def test_mark_refuses_bad_arguments_on_their_field(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post = await post_due(tenant, await x_account(tenant), "bad marks")
+    begun = await begin(dispatch, (await claim_one(dispatch, post.targets[0].id)).delivery_id)
+    cases = [
+        ("not-an-id", dispatch_pb2.ATTEMPT_STAGE_UPLOADING, "attempt_id"),
+        (begun.attempt_id, dispatch_pb2.ATTEMPT_STAGE_UNSPECIFIED, "stage"),
+    ]
+    for attempt_id, stage, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await mark(dispatch, attempt_id, stage)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v[0] for v in violations_of(raised.value)] == [field]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await mark(dispatch, str(uuid.uuid4()), dispatch_pb2.ATTEMPT_STAGE_UPLOADING)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await dispatch.MarkAttempt(
+            dispatch_pb2.MarkAttemptRequest(
+                attempt_id=begun.attempt_id, stage=dispatch_pb2.ATTEMPT_STAGE_UPLOADING
+            )
+        )
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED

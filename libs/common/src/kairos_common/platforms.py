@@ -205,6 +205,15 @@ class PlatformInfo:
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
 
 
+#: Kairos's own targets (a webhook, the sandbox) get a video's presigned URL and fetch it
+#: themselves: any container the api takes, as large as an upload may be (1 GiB by default),
+#: up to 12 hours. Kairos's own choice: no platform limits these.
+_OWN_VIDEO = VideoRules(
+    max_bytes=1024**3,
+    max_seconds=12 * 3600,
+    types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+)
+
 _CODE_POINTS_NOTE = "Unicode code points; {name} does not document its counting unit"
 
 CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
@@ -218,6 +227,26 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 unit="weighted characters",
                 counting_note="URLs count 23, most non-Latin characters and emoji 2",
                 max_media=4,
+            ),
+            # X's media best practices (xdevplatform/docs x-api/media/quickstart/
+            # best-practices.mdx, "Video specifications", Advanced): at most 512 MB, 0.5 to 140
+            # seconds, aspect 1:3 to 3:1, at least 32x32, at most 60 fps, AAC-LC audio; H.264
+            # recommended (the only codec the page names). Its "at most 1280x1024" is not
+            # applied: the same page recommends 720x1280 for portrait video. The page's media
+            # types are those of INIT's `media_type` (openapi.json); MP4 and MOV are the
+            # containers Kairos probes that carry H.264/AAC.
+            video=VideoRules(
+                max_bytes=512 * 1024 * 1024,
+                min_seconds=0.5,
+                max_seconds=140.0,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=1 / 3,
+                max_aspect=3.0,
+                min_width=32,
+                min_height=32,
+                max_frame_rate=60.0,
             ),
         ),
         Platform.MASTODON: PlatformInfo(
@@ -238,6 +267,23 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             instance_url="the instance's base URL",
             # Mastodon keeps an `Idempotency-Key` for an hour; 50 minutes leaves a margin.
             idempotency_window=timedelta(minutes=50),
+            # Mastodon's defaults (4.4 on; an instance may set others, which it shows in
+            # `GET /api/v2/instance` -> `configuration.media_attachments`): `video_size_limit`
+            # 99 MB (`MediaAttachment::VIDEO_LIMIT`; 40 MB before), `video_frame_rate_limit`
+            # 120, the video types of `VIDEO_MIME_TYPES` that Kairos probes (mastodon/mastodon
+            # app/models/media_attachment.rb; mastodon/documentation entities/Instance.md shows
+            # the same numbers). Mastodon sets no duration, but a video it re-encodes is cut at
+            # `MAX_VIDEO_FRAMES` = 36,000 frames ("approx. 5 minutes at 120 fps"; H.264 with AAC
+            # in yuv420p is copied uncut): 300 s is the longest no video within these rules
+            # loses frames. Its `video_matrix_limit` of 8,294,400 pixels (3840x2160, either
+            # way up) bounds width times height, which VideoRules cannot say; the instance's 422
+            # for a larger video is PERMANENT in its words.
+            video=VideoRules(
+                max_bytes=99 * 1024 * 1024,
+                max_seconds=300.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                max_frame_rate=120.0,
+            ),
         ),
         Platform.BLUESKY: PlatformInfo(
             name="Bluesky",
@@ -279,6 +325,13 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Facebook page id",
+            # A Page video (`POST /{page}/videos` with `file_url`). Meta's Page videos reference
+            # (developers.facebook.com/docs/graph-api/reference/page/videos) states no size,
+            # length or format limit; 10 GB and 240 minutes are the figures Facebook's Help
+            # Center gives for uploads (widely cited; 10 GB read as 10^9 bytes each, the
+            # smaller reading). MP4 and MOV are what Kairos sniffs as video; other limits are
+            # left to Facebook, whose refusal comes back with its words.
+            video=VideoRules(max_bytes=10_000_000_000, max_seconds=240 * 60, what="a Page video"),
         ),
         Platform.INSTAGRAM: PlatformInfo(
             name="Instagram",
@@ -294,6 +347,56 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Instagram professional account id",
+            # What a post's video (or single image) is published as: a reel (the default, and
+            # the only way a single video reaches the feed since 2023-11-09) or a story (no
+            # caption: Meta's story containers take none). IG User Media reference
+            # (developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+            # ig-user/media): `media_type` REELS or STORIES.
+            settings=MappingProxyType(
+                {
+                    "media_type": TargetSetting(
+                        "what the video is published as",
+                        7,
+                        SettingKind.CHOICE,
+                        choices=("REELS", "STORIES"),
+                    ),
+                }
+            ),
+            # The same page's "Reel Specifications": MOV or MP4; HEVC or H264; AAC; 23-60 FPS;
+            # at most 1920 columns; aspect ratio between 0.01:1 and 10:1 (9:16 recommended);
+            # "15 mins maximum, 3 seconds minimum"; "300MB maximum" (read as 300 * 10^6).
+            video=VideoRules(
+                max_bytes=300_000_000,
+                max_seconds=15 * 60,
+                min_seconds=3,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a reel",
+            ),
+            # Its "Story Video Specifications": as a reel's, but the aspect ratio between 0.1:1
+            # and 10:1, "60 seconds maximum, 3 seconds minimum" and "100MB maximum".
+            video_by_setting=(
+                (
+                    "media_type",
+                    "STORIES",
+                    VideoRules(
+                        max_bytes=100_000_000,
+                        max_seconds=60,
+                        min_seconds=3,
+                        video_codecs=frozenset({"h264", "hevc"}),
+                        audio_codecs=frozenset({"aac"}),
+                        min_aspect=0.1,
+                        max_aspect=10.0,
+                        max_width=1920,
+                        max_frame_rate=60,
+                        what="a story",
+                    ),
+                ),
+            ),
         ),
         Platform.THREADS: PlatformInfo(
             name="Threads",
@@ -311,6 +414,22 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             page_id="the Threads user id",
+            # A VIDEO container. The Threads overview's "Video Specifications"
+            # (developers.facebook.com/docs/threads/overview): MOV or MP4; HEVC or H264; AAC;
+            # 23-60 FPS; at most 1920 columns; aspect ratio between 0.01:1 and 10:1; "300
+            # seconds (5 minutes) maximum, minimum longer than 0 seconds"; "1 GB maximum" (read
+            # as 10^9 bytes).
+            video=VideoRules(
+                max_bytes=1_000_000_000,
+                max_seconds=300,
+                video_codecs=frozenset({"h264", "hevc"}),
+                audio_codecs=frozenset({"aac"}),
+                min_aspect=0.01,
+                max_aspect=10.0,
+                max_width=1920,
+                max_frame_rate=60,
+                what="a Threads video",
+            ),
         ),
         Platform.TELEGRAM: PlatformInfo(
             name="Telegram",
@@ -390,7 +509,36 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                     "title": TargetSetting("the pin's title", 100),
                     "alt_text": TargetSetting("the image's alternative text", 500),
                     "link": TargetSetting("the page the pin links to", 2048, SettingKind.URL),
+                    # `PinMediaSourceVideoID` (the same spec): a video pin's cover is an image
+                    # URL or the key frame at a time in whole seconds (`minimum` 0; "if entered
+                    # time exceeds video duration, the last frame is used"). 5 digits reach the
+                    # 15-minute maximum. Without either the first frame is the cover (Kairos's
+                    # choice: it sends `cover_image_key_frame_time` 0).
+                    "cover_image_url": TargetSetting(
+                        "the image shown as a video pin's cover", 2048, SettingKind.URL
+                    ),
+                    "cover_image_key_frame_time": TargetSetting(
+                        "the second of the video shown as a video pin's cover",
+                        5,
+                        SettingKind.DIGITS,
+                    ),
                 }
+            ),
+            # Pinterest's "Video Pins" creative specs (help.pinterest.com/en/business/article/
+            # video-pins, and business.pinterest.com/en/Pinterest-product-specs): .mp4, .mov or
+            # .m4v (an M4V is sniffed as MP4), H.264 or H.265, at most 2 GB, 4 seconds to 15
+            # minutes, and for a standard video an aspect ratio "taller than 1.91:1 and shorter
+            # than 1:2" (width / height from 0.5 to 1.91). The video goes through `POST
+            # /v5/media` and an upload, not by URL.
+            video=VideoRules(
+                max_bytes=2 * 1024**3,
+                max_seconds=15 * 60,
+                min_seconds=4,
+                types=frozenset({"video/mp4", "video/quicktime"}),
+                video_codecs=frozenset({"h264", "hevc"}),
+                min_aspect=1 / 2,
+                max_aspect=1.91,
+                what="a video pin",
             ),
         ),
         Platform.TIKTOK: PlatformInfo(
@@ -400,7 +548,9 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # text is the photo post's `description`, "The maximum length for photo posts is 4000
             # in UTF-16 runes"; `photo_images` is "An array containing up to 35 photo content
             # URLs" (TikTok pulls them itself); a photo post without photos is nothing, so media
-            # is required. Video posts (a 2,200 UTF-16 `title`, no description) are not made yet.
+            # is required. A video post's text is its `title` instead, at most 2,200 UTF-16
+            # runes (the direct post page): the publisher refuses a longer one (this row has one
+            # text limit).
             limits=PlatformLimits(
                 counting=Counting.UTF16_CODE_UNITS,
                 max_chars=4000,
@@ -447,7 +597,41 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                     "photo_cover_index": TargetSetting(
                         "the photo shown as the cover, counted from 0", 2, SettingKind.MEDIA_INDEX
                     ),
+                    # The video direct post reference (content-posting-api-reference-direct-post):
+                    # `disable_duet` and `disable_stitch` are booleans (a creator whose
+                    # creator_info says duets or stitches are off gets them off regardless);
+                    # `video_cover_timestamp_ms` is the frame shown as the cover, in
+                    # milliseconds (7 digits reach the 10-minute maximum).
+                    "disable_duet": TargetSetting(
+                        "whether others may not duet the video", 5, SettingKind.BOOLEAN
+                    ),
+                    "disable_stitch": TargetSetting(
+                        "whether others may not stitch the video", 5, SettingKind.BOOLEAN
+                    ),
+                    "video_cover_timestamp_ms": TargetSetting(
+                        "the millisecond of the video shown as its cover", 7, SettingKind.DIGITS
+                    ),
                 }
+            ),
+            # TikTok's media transfer guide (content-posting-api-media-transfer-guide, "Video
+            # restrictions"): MP4 (recommended), WebM or MOV; H.264, H.265, VP8 or VP9; 23 to 60
+            # frames a second; 360 to 4,096 pixels each way; at most 4 GB; "the longest video a
+            # developer can send ... is 10 minutes" (a creator may have less: creator_info's
+            # `max_video_post_duration_sec`, checked when the post is sent). TikTok's direct post
+            # page gives no minimum; 3 seconds is the floor its processing refuses below
+            # (`duration_check_failed`), as Ayrshare's TikTok media guidelines state it.
+            video=VideoRules(
+                max_bytes=4 * 1024**3,
+                max_seconds=10 * 60,
+                min_seconds=3,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                video_codecs=frozenset({"h264", "hevc", "vp8", "vp9"}),
+                min_width=360,
+                max_width=4096,
+                min_height=360,
+                max_height=4096,
+                max_frame_rate=60,
+                what="a TikTok video",
             ),
         ),
         Platform.YOUTUBE: PlatformInfo(
@@ -540,6 +724,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             needs_access_token=False,
+            video=_OWN_VIDEO,
             own=True,
         ),
         Platform.SANDBOX: PlatformInfo(
@@ -554,6 +739,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             pulls_media_by_url=True,
             needs_access_token=False,
             instance_url="the sandbox endpoint URL",
+            video=_OWN_VIDEO,
             own=True,
         ),
     }

@@ -37,6 +37,8 @@ from kairos_publisher.admission import AccountGate
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
+    NO_STAGE,
+    AttemptStage,
     PlatformClient,
     PublishOutcome,
     PublishRequest,
@@ -44,6 +46,7 @@ from kairos_publisher.platforms.base import (
     Result,
 )
 from kairos_publisher.settings import PublisherSettings
+from kairos_publisher.stage import TrackedStage
 
 log = logging.getLogger(__name__)
 
@@ -368,10 +371,16 @@ class PlatformConsumer:
             begun = await self.begin(message, event)
             if begun is None:
                 return
-            lease_ends = asked + begun.lease.seconds + begun.lease.nanos * 1e-9
+            lease = begun.lease.seconds + begun.lease.nanos * 1e-9
+            lease_ends = asked + lease
             async with self.call_slots(event.account_id):
                 started = time.monotonic()
-                outcome = await self.call(begun)
+                if begun.snapshot.stored_media and any(
+                    m.kind == media_pb2.MEDIA_KIND_VIDEO for m in begun.snapshot.stored_media
+                ):
+                    outcome, lease_ends = await self.call_staged(begun, lease, lease_ends)
+                else:
+                    outcome = await self.call(begun)
                 latency = time.monotonic() - started
             gate.timed(latency)
             await self.report(message, event, begun, outcome, latency, lease_ends)
@@ -491,10 +500,42 @@ class PlatformConsumer:
             return
         await self.dispatch.fail_delivery(event.delivery_id, reason)
 
-    async def call(self, begun: dispatch_pb2.BeginAttemptResponse) -> PublishOutcome:
+    async def call_staged(
+        self, begun: dispatch_pb2.BeginAttemptResponse, lease: float, lease_ends: float
+    ) -> tuple[PublishOutcome, float]:
+        """`call` for an attempt that uploads a video first: marked uploading before anything
+        is sent, its lease kept while it runs (`kairos_publisher.stage`); the outcome and when
+        the lease now ends."""
+        stage = TrackedStage(
+            self.dispatch,
+            begun.attempt_id,
+            lease,
+            (self.account_limits[begun.account_id], self.slots),
+        )
+        refused = await stage.start()
+        if refused is not None:
+            return refused, lease_ends
+        try:
+            outcome = await self.call(begun, stage)
+        finally:
+            await stage.stop()
+        if outcome.result == Result.PUBLISHED and not stage.published_mark:
+            log.error(
+                "%s published attempt %s without marking it publishing first: a publisher lost "
+                "at that moment would have had it retried",
+                self.platform,
+                begun.attempt_id,
+            )
+        return outcome, max(lease_ends, stage.lease_ends)
+
+    async def call(
+        self, begun: dispatch_pb2.BeginAttemptResponse, stage: AttemptStage = NO_STAGE
+    ) -> PublishOutcome:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
         again once) when the platform refuses it."""
         request = publish_request(begun)
+        if stage is not NO_STAGE:
+            request = replace(request, stage=stage)
         unlinked = [m for m in request.stored_media if not m.url]
         if unlinked and CATALOGUE[self.platform].pulls_media_by_url:
             # Its module would send the URLs alone and publish the post without these files.

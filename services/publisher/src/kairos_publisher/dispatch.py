@@ -131,6 +131,16 @@ class DispatchClient:
             timeout=self._timeout,
         )
 
+    async def mark(
+        self, attempt_id: str, stage: dispatch_pb2.AttemptStage.ValueType
+    ) -> dispatch_pb2.MarkAttemptResponse:
+        """Record the stage an attempt that uploads first has reached, extending its lease."""
+        return await self._stub.MarkAttempt(
+            dispatch_pb2.MarkAttemptRequest(attempt_id=attempt_id, stage=stage),
+            metadata=self._metadata,
+            timeout=self._timeout,
+        )
+
     async def save_credentials(
         self, request: dispatch_pb2.SaveRefreshedCredentialsRequest
     ) -> dispatch_pb2.SaveRefreshedCredentialsResponse:

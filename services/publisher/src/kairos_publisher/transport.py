@@ -10,6 +10,8 @@ post twice: a failure to connect (refused, unresolvable, connect timeout) means 
 and becomes `httpx.ConnectError`/`ConnectTimeout`; anything after the request may have left (a
 read timeout, a dropped connection, a broken body) becomes `httpx.ReadTimeout`/`ReadError`, which
 the publisher treats as UNKNOWN. aiohttp does not resend a POST on a dropped keep-alive connection.
+A body given as an iterator (an upload streamed from the media store) is streamed as it comes,
+and an error its own iterator raises (a damaged file) comes out as it was raised.
 
 The answer's body is read before the response is handed over (platform APIs answer in a few
 kilobytes, and httpx reads a body whole unless asked to stream it anyway), so httpx decodes it in
@@ -69,7 +71,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout = self._timeouts[key] = aiohttp.ClientTimeout(
                 total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
             )
-        body = await request.aread()
+        # A body given as bytes goes as it is; one given as an iterator (an upload streamed from
+        # the media store) is streamed on, never held whole (aiohttp sends it with the
+        # Content-Length the request carries).
+        data: object = None
+        if isinstance(request.stream, httpx.ByteStream):
+            data = await request.aread() or None
+        else:
+            data = request.stream
         try:
             response = await session.request(
                 request.method,
@@ -77,7 +86,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # and APIs with URNs in their paths (LinkedIn) refuse those decoded.
                 yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
-                data=body or None,
+                data=data,
                 allow_redirects=False,
                 timeout=timeout,
             )
@@ -92,6 +101,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.InvalidURL as error:
             raise httpx.UnsupportedProtocol(f"invalid URL: {error}", request=request) from error
         except (aiohttp.ClientError, OSError) as error:
+            cause = error.__cause__
+            if isinstance(cause, Exception) and not isinstance(
+                cause, aiohttp.ClientError | OSError
+            ):
+                # The streamed body itself failed (a damaged file): the caller's error, as
+                # httpx's own transports let it out.
+                raise cause from None
             raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         return httpx.Response(
             status_code=response.status,

@@ -14,7 +14,12 @@ whole minutes; `server_error` is HTTP 500 code 2 (transient); `reject` is the pl
 
 Containers go IN_PROGRESS → FINISHED (after `processing` seconds) → PUBLISHED, or ERROR (the
 image could not be fetched or is of a type the platform refuses) or EXPIRED (older than
-`container_lifetime`). Publishing one that is not FINISHED gets 9007/2207027; a container is
+`container_lifetime`). A video container (`video_url`) is downloaded in the background, really
+and whole, as the platforms fetch the URL themselves (`fetch_video`: size and SHA-256 kept,
+never the bytes); it stays IN_PROGRESS for its first `video_polls` status reads and until the
+download ends, then is FINISHED, or ERROR with the platform's words (`video_download_error`
+when the URL could not be fetched, `video_format_error` when the bytes are no MP4 or MOV
+movie). Publishing one that is not FINISHED gets 9007/2207027; a container is
 single use, so publishing it again is refused and creates nothing. Publishing counts against
 `quota_total` per 24 h (`<user>/<limit_edge>` reports `quota_usage` and `config`); past it the
 answer is code 9/2207042, as in Meta's Instagram error-code table.
@@ -22,6 +27,9 @@ answer is code 9/2207042, as in Meta's Instagram error-code table.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import json
 import math
 import secrets
@@ -72,6 +80,7 @@ INSTAGRAM_ERRORS: dict[int, tuple[int, str]] = {
         "more than 10 photos/videos.",
     ),
     2207052: (9004, "The media could not be fetched from this uri: {uri}"),
+    2207026: (352, "The video format is not supported. Please check spec for supported formats."),
     2207027: (9007, "The media is not ready for publishing, please wait for a moment"),
     2207004: (36000, "The image is too large to download. It should be less than 8 MiB."),
     2207005: (36001, "The image format is not supported. Supported formats are: JPEG."),
@@ -154,6 +163,54 @@ async def fetch_type(url: str) -> str:
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "webp"
     return "other"
+
+
+#: How long a fake's download of a video may take, as a platform would give up on a slow host.
+VIDEO_FETCH_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class FetchedVideo:
+    """What a fake downloaded from a video URL (never the bytes themselves)."""
+
+    size: int = 0
+    sha256: str = ""
+    #: "mp4" or "mov" by the movie's `ftyp` brand; "" when the bytes are no ISO-BMFF movie.
+    container: str = ""
+    #: Why the download failed, or "" when it did not.
+    failure: str = ""
+
+
+def movie_container(head: bytes) -> str:
+    """ "mov" (QuickTime brand), "mp4" (any other `ftyp` brand) or "" for the first 12 bytes."""
+    if head[4:8] != b"ftyp":
+        return ""
+    return "mov" if head[8:12] == b"qt  " else "mp4"
+
+
+async def fetch_video(url: str) -> FetchedVideo:
+    """The video at `url` downloaded whole, as Facebook, Instagram and Threads fetch a
+    `file_url` / `video_url`, counted and hashed as it streams."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    try:
+        async with (
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=VIDEO_FETCH_TIMEOUT)
+            ) as session,
+            session.get(url) as response,
+        ):
+            if response.status != 200:
+                return FetchedVideo(failure=f"GET {url} answered {response.status}")
+            async for chunk in response.content.iter_chunked(1 << 16):
+                if len(head) < 12:
+                    head += chunk[: 12 - len(head)]
+                digest.update(chunk)
+                size += len(chunk)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as failed:
+        return FetchedVideo(failure=f"GET {url} failed: {failed!r}")
+    return FetchedVideo(size, digest.hexdigest(), movie_container(head))
 
 
 class GraphFake(FakeServer):
@@ -280,6 +337,9 @@ class Container:
     error: str = ""
     media_id: str = ""
     children: list[str] = field(default_factory=list)
+    #: The download of a video container's `video_url`, and its status reads so far.
+    video: asyncio.Task[FetchedVideo] | None = None
+    polls: int = 0
 
 
 class ContainerFake(GraphFake):
@@ -300,6 +360,10 @@ class ContainerFake(GraphFake):
     image_types: ClassVar[frozenset[str]] = frozenset({"jpeg"})
     #: What an ERROR container says about a failed download.
     download_error: ClassVar[str] = "ERROR"
+    #: What an ERROR video container says when its video could not be downloaded, and when
+    #: the bytes are no MP4 or MOV movie.
+    video_download_error: ClassVar[str] = "ERROR"
+    video_format_error: ClassVar[str] = "ERROR"
 
     def __init__(self) -> None:
         super().__init__()
@@ -310,6 +374,16 @@ class ContainerFake(GraphFake):
         self.processing = 0.0
         self.container_lifetime = DAY
         self.quota_total = self.default_quota
+        #: Status reads a video container answers IN_PROGRESS before its processing ends.
+        self.video_polls = 1
+
+    async def stop(self) -> None:
+        for container in self.containers.values():
+            if container.video is not None and not container.video.done():
+                container.video.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await container.video
+        await super().stop()
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/refresh_access_token", self.refresh)
@@ -323,7 +397,22 @@ class ContainerFake(GraphFake):
             return "ERROR"
         if now - container.created > self.container_lifetime:
             return "EXPIRED"
+        if container.video is not None:
+            if container.polls <= self.video_polls or not container.video.done():
+                return "IN_PROGRESS"
+            fetched = container.video.result()
+            if fetched.failure:
+                container.error = self.video_download_error
+            elif not fetched.container:
+                container.error = self.video_format_error
+            return "ERROR" if container.error else "FINISHED"
         return "IN_PROGRESS" if now < container.ready_at else "FINISHED"
+
+    def fetched(self, container: Container) -> FetchedVideo | None:
+        """What was downloaded for a video container, once it was."""
+        if container.video is None or not container.video.done():
+            return None
+        return container.video.result()
 
     def validate(self, user: str, params: dict[str, str]) -> web.Response | None:
         """The platform's checks of a new container's fields."""
@@ -360,6 +449,8 @@ class ContainerFake(GraphFake):
             failed = [c for c in children if c is not None and c.error]
             container.error = failed[0].error if failed else ""
             container.ready_at = max([container.ready_at, *(c.ready_at for c in children if c)])
+        elif params.get("video_url"):
+            container.video = asyncio.create_task(fetch_video(params["video_url"]))
         elif params.get("image_url"):
             kind = await fetch_type(params["image_url"])
             if kind not in self.image_types:
@@ -393,12 +484,14 @@ class ContainerFake(GraphFake):
         media_id = new_id(17)
         container.media_id = media_id
         urls = [self.containers[c].fields.get("image_url", "") for c in container.children]
+        own = container.fields.get("image_url") or container.fields.get("video_url", "")
         self.posts.append(
             {
                 "id": media_id,
                 "owner": user,
                 "container": container.id,
-                "media": urls or [container.fields.get("image_url", "")],
+                "media": urls or [own],
+                "video": self.fetched(container),
                 "at": time.time(),
                 **self.post_fields(container),
             }
@@ -413,6 +506,7 @@ class ContainerFake(GraphFake):
         _, refused = self.check(request, params, "status", container.owner)
         if refused is not None:
             return refused
+        container.polls += 1
         return self.answer({"id": container.id, **self.describe(container)}, container.owner)
 
     async def limit(

@@ -129,11 +129,15 @@ class FakeServer:
     name: ClassVar[str] = ""
     #: The port `python -m kairos_fakes` (and `make dev`) serves this fake on.
     default_port: ClassVar[int] = 0
+    #: The largest request body the fake reads (aiohttp answers 413 above it).
+    max_body: ClassVar[int] = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self.app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
+        #: Requests to hold before they are read, as (method, path part, seconds); each used once.
+        self.stalls: list[tuple[str, str, float]] = []
+        self.app = web.Application(middlewares=[self._record], client_max_size=self.max_body)
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.host = "127.0.0.1"
@@ -181,6 +185,11 @@ class FakeServer:
         for _ in range(times):
             self.faults[operation].append(Fault(kind, seconds, message))
 
+    def stall_next(self, method: str, path_part: str, seconds: float) -> None:
+        """Hold the next request with this method whose path contains `path_part` for `seconds`
+        before reading it: a slow upload, for tests that stop the sender meanwhile."""
+        self.stalls.append((method, path_part, seconds))
+
     def fault(self, operation: str) -> Fault | None:
         """The fault queued for this call of `operation`, if any (used once)."""
         queue = self.faults.get(operation)
@@ -215,6 +224,12 @@ class FakeServer:
         if request.path == "/_fake/requests":
             listed: web.StreamResponse = await handler(request)
             return listed
+        for stall in self.stalls:
+            if stall[0] == request.method and stall[1] in request.path:
+                self.stalls.remove(stall)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), timeout=stall[2])
+                break
         body = await request.read()
         self.requests.append(
             Recorded(

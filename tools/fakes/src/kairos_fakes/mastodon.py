@@ -8,8 +8,18 @@
   that is unknown, attached already or still processing; more than four attachments; a reply
   to a status that does not exist (404).
 - `POST /api/v2/media` (multipart `file`, `description`): 202 with `url: null` while the file
-  is processing (the first `processing_polls` polls), else 200 with the URL.
-- `GET /api/v1/media/{id}`: 206 while processing, 200 when done.
+  is processing (the first `processing_polls` polls), else 200 with the URL. A video (or gifv,
+  audio) is always processed in the background, so it always answers 202 (Mastodon 4.0 on:
+  "Larger media formats (video, gifv, audio) will continue to be processed asynchronously and
+  return 202"). Files over the instance's limits are refused with 422: 16 MB for images, 99 MB
+  for video and audio (`MediaAttachment::IMAGE_LIMIT`, `VIDEO_LIMIT` in Mastodon 4.4+, also
+  the `configuration.media_attachments` example in the Instance entity's docs); a file whose
+  type is not one Mastodon takes, or whose bytes are not the video its type claims, gets the
+  docs' "Validation failed: File content type is invalid, File is invalid".
+- `GET /api/v1/media/{id}`: 206 while processing, 200 when done; 422 `{"error": "Error
+  processing thumbnail for uploaded media"}` when processing failed (`fail_processing`), as
+  `Api::V1::MediaController#check_processing` answers; 404 `Record not found` once the file
+  is attached to a status (the controller looks only among unattached media).
 
 Every authenticated answer carries `X-RateLimit-Limit/Remaining/Reset` (reset as ISO-8601) for
 a window of `limit` calls per token per five minutes; the call after the last is a real 429
@@ -25,6 +35,10 @@ processes for `processing_polls` more polls, so that a status created at once me
 instance's own not-ready 422; Mastodon itself answers such an upload 202 (a test device for the
 422, which a client that polls before posting otherwise never sees).
 
+Simplifications: the fake does not probe a video, so Mastodon's refusal of one over 3840x2160
+pixels or 120 fps (`check_video_dimensions`, 422) is not reproduced; the uploaded file's
+SHA-256 is kept on its attachment (`sha256`) for tests.
+
 Fault operations: "create" (POST statuses), "upload" (POST media), "poll" (GET media).
 `reject` answers 422 with the fault's message (default: a validation failure). The fake has one
 account, so idempotency keys are shared by every token.
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import hashlib
 import html
 import json
 import time
@@ -50,6 +65,15 @@ MAX_CHARACTERS = 500
 URL_LENGTH = 23
 MAX_ATTACHMENTS = 4
 IDEMPOTENCY_SECONDS = 3600.0
+#: `MediaAttachment::IMAGE_LIMIT` and `VIDEO_LIMIT` (video, gifv and audio), Mastodon 4.4+.
+IMAGE_LIMIT = 16 * 1024 * 1024
+VIDEO_LIMIT = 99 * 1024 * 1024
+#: `MediaAttachment::VIDEO_MIME_TYPES`.
+VIDEO_TYPES = frozenset({"video/webm", "video/mp4", "video/quicktime", "video/ogg"})
+#: The docs' 422 for a file that is not what it claims (methods/media.md).
+INVALID_FILE = "Validation failed: File content type is invalid, File is invalid"
+#: `Api::V1::MediaController#processing_error`.
+PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
 WINDOW_SECONDS = 300.0
 USERNAME = "kairos"
 #: `media_attachments.validations` in mastodon/mastodon config/locales/<locale>.yml.
@@ -97,6 +121,14 @@ class Attachment:
     #: Polls still to answer 206 before the file counts as processed.
     pending_polls: int
     status_id: str = ""
+    #: The SHA-256 of the file as it arrived.
+    sha256: str = ""
+    #: Processing failed: polls answer 422 once the pending ones are done.
+    failed: bool = False
+
+    @property
+    def processed(self) -> bool:
+        return self.pending_polls <= 0 and not self.failed
 
 
 @dataclass(frozen=True)
@@ -125,6 +157,8 @@ class Idempotent:
 class MastodonFake(FakeServer):
     name = "mastodon"
     default_port: ClassVar[int] = 9102
+    #: A video at the default limit with its form fields (the fake reads no thumbnail).
+    max_body: ClassVar[int] = VIDEO_LIMIT + 1024 * 1024
 
     def __init__(self) -> None:
         super().__init__()
@@ -143,6 +177,11 @@ class MastodonFake(FakeServer):
         self.locale = "en"
         #: Answer an upload 200 although its file is still processing (see the module doc).
         self.reports_processed_early = False
+        #: When True, the next uploaded video fails processing.
+        self.fail_processing = False
+        #: The instance's `MAX_IMAGE_SIZE` and `MAX_VIDEO_SIZE` (Mastodon's defaults unless set).
+        self.image_limit = IMAGE_LIMIT
+        self.video_limit = VIDEO_LIMIT
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v1/statuses", self.create_status)
@@ -263,7 +302,7 @@ class MastodonFake(FakeServer):
         missing = [m for m in media_ids if m not in self.media or self.media[m].status_id]
         if missing:
             return 422, f"Media {', '.join(missing)} not found or already attached to another post"
-        if any(self.media[m].pending_polls > 0 for m in media_ids):
+        if not all(self.media[m].processed for m in media_ids):
             return 422, words["not_ready"]
         if not text.strip() and not media_ids:
             return 422, "Validation failed: Text can't be blank"
@@ -308,7 +347,7 @@ class MastodonFake(FakeServer):
 
     def attachment(self, request: web.Request, media: Attachment) -> dict[str, Any]:
         base = f"{request.scheme}://{request.host}"
-        processed = media.pending_polls <= 0
+        processed = media.processed
         return {
             "id": media.id,
             "type": media.content_type.partition("/")[0],
@@ -330,10 +369,26 @@ class MastodonFake(FakeServer):
         content_type, content = file
         if not content_type.startswith(("image/", "video/", "audio/")):
             return self.error(422, "Validation failed: File content type is invalid", headers)
+        video = content_type in VIDEO_TYPES
+        if video and not (content[4:8] == b"ftyp" or content.startswith(b"\x1a\x45\xdf\xa3")):
+            return self.error(422, INVALID_FILE, headers)
+        limit = self.image_limit if content_type.startswith("image/") else self.video_limit
+        if len(content) >= limit:  # Paperclip's `less_than`
+            message = f"Validation failed: File file size must be less than {human_size(limit)}"
+            return self.error(422, message, headers)
         description = parts.get("description", ("", b""))[1].decode()
+        polls = max(self.processing_polls, 1) if video else self.processing_polls
         media = Attachment(
-            new_id(18), description, content_type, len(content), self.processing_polls
+            new_id(18),
+            description,
+            content_type,
+            len(content),
+            polls,
+            sha256=hashlib.sha256(content).hexdigest(),
+            failed=video and self.fail_processing,
         )
+        if video:
+            self.fail_processing = False
         self.media[media.id] = media
         if gate.hang:
             return await self.hang()
@@ -350,12 +405,29 @@ class MastodonFake(FakeServer):
             return gate.answer
         headers = self.rate_headers(gate.token)
         media = self.media.get(request.match_info["id"])
-        if media is None:
+        if media is None or media.status_id:
             return self.error(404, "Record not found", headers)
         if media.pending_polls > 0:
             media.pending_polls -= 1
-            return web.json_response(self.attachment(request, media), status=206, headers=headers)
-        return web.json_response(self.attachment(request, media), headers=headers)
+            answer = web.json_response(self.attachment(request, media), status=206, headers=headers)
+        elif media.failed:
+            answer = self.error(422, PROCESSING_ERROR, headers)
+        else:
+            answer = web.json_response(self.attachment(request, media), headers=headers)
+        if gate.hang:
+            return await self.hang()
+        return answer
+
+
+def human_size(size: int) -> str:
+    """A size as Rails' `number_to_human_size` writes it in Paperclip's message: three
+    significant digits, binary units ("99 MB", "19.5 KB")."""
+    value, unit = float(size), "Bytes"
+    for unit in ("Bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            break
+        value /= 1024
+    return f"{float(f'{value:.3g}'):g} {unit}"
 
 
 def multipart(content_type: str, body: bytes) -> dict[str, tuple[str, bytes]]:

@@ -4,6 +4,12 @@
   `children`; `text` of at most 500 characters; `reply_to_id`; `is_carousel_item`) →
   `{"id": <container>}`; the fake downloads images, anything but JPEG or PNG turns the
   container ERROR.
+- `POST /{user}/threads` with `media_type=VIDEO` + `video_url` (+ `text`, `reply_to_id`): the
+  fake downloads the video whole in the background (`_graph.fetch_video`) and keeps its size
+  and SHA-256 on the published post (`post["video"]`). A URL that cannot be fetched turns the
+  container ERROR with `error_message` `FAILED_DOWNLOADING_VIDEO`, bytes that are no MP4/MOV
+  movie with `FAILED_PROCESSING_VIDEO`: two of the values the Threads troubleshooting page
+  lists for a container's `error_message`.
 - `GET /{container}?fields=status,error_message`; `POST /{user}/threads_publish`
   (`creation_id`) → `{"id": <media>}`; `GET /{media}?fields=permalink`.
 - `GET /{user}/threads_publishing_limit` → `quota_usage`, `config` (250 posts per 24 h),
@@ -41,6 +47,8 @@ class ThreadsFake(ContainerFake):
     default_quota: ClassVar[int] = 250
     image_types: ClassVar[frozenset[str]] = frozenset({"jpeg", "png"})
     download_error: ClassVar[str] = "UNKNOWN"
+    video_download_error: ClassVar[str] = "FAILED_DOWNLOADING_VIDEO"
+    video_format_error: ClassVar[str] = "FAILED_PROCESSING_VIDEO"
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,12 +67,16 @@ class ThreadsFake(ContainerFake):
             if params.get("image_url"):
                 return None
             return error(100, "(#100) The parameter image_url is required")
+        if kind == "VIDEO":
+            if params.get("video_url"):
+                return None
+            return error(100, "(#100) The parameter video_url is required")
         if kind == "CAROUSEL":
             count = len([c for c in params.get("children", "").split(",") if c])
             if 2 <= count <= MAX_CAROUSEL:
                 return None
             return error(100, f"(#100) A carousel takes 2 to {MAX_CAROUSEL} children")
-        return error(100, "(#100) The parameter media_type must be TEXT, IMAGE or CAROUSEL")
+        return error(100, "(#100) The parameter media_type must be TEXT, IMAGE, VIDEO or CAROUSEL")
 
     def describe(self, container: Container) -> dict[str, Any]:
         state = self.status(container)

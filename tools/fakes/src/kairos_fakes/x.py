@@ -1,4 +1,5 @@
-"""A fake of the X API v2: posts, simple media upload with processing, and OAuth 2 refresh.
+"""A fake of the X API v2: posts, simple and chunked media upload with processing, and OAuth 2
+refresh.
 
 Routes (all on one host, as on api.x.com):
 - `POST /2/tweets`: JSON `{"text", "media": {"media_ids"}, "reply": {"in_reply_to_tweet_id"}}`,
@@ -10,6 +11,30 @@ Routes (all on one host, as on api.x.com):
   to 5 MB, GIFs up to 15 MB. With `processing_secs` > 0 every upload is processed that long and
   answers `processing_info` (state `pending`, `check_after_secs`); posting the media before then
   is refused.
+- Chunked upload, for video (X's docs: "Use the chunked upload flow for all videos"):
+  - `POST /2/media/upload/initialize`, JSON `{"media_type", "total_bytes", "media_category"}`,
+    answered 200 `{"data": {"id", "media_key", "expires_after_secs"}}`. A `tweet_video` must be
+    a video type and at most 512 MB (`VIDEO_LIMIT`).
+  - `POST /2/media/upload/{id}/append`, multipart `media` (one segment, at most 5 MB) and
+    `segment_index` (0 to 999), answered 200 `{"data": {"expires_at"}}`.
+  - `POST /2/media/upload/{id}/finalize`: the segments, in index order, must add up to
+    `total_bytes`; answered 200 `{"data": {"id", "media_key", "size", "expires_after_secs",
+    "processing_info": {"state": "pending", "check_after_secs"}}}`. The video is then processed
+    for `video_processing_secs`: STATUS answers `pending`, then `in_progress` with
+    `progress_percent`, then `succeeded`; or `failed` with X's `error` object
+    (`{"code", "name", "message"}`) when the bytes are not an MP4/QuickTime file or
+    `fail_processing` names a reason.
+  Sources: xdevplatform/docs `openapi.json` (paths `/2/media/upload/initialize`,
+  `/{id}/append`, `/{id}/finalize`; schemas `InitializeMediaUploadRequest` with `total_bytes`
+  and the `media_category` enum, `AppendMediaUploadRequest` with `segment_index` 0-999,
+  `FinalizeMediaUploadResponseData`, `...ProcessingInfo` states pending, in_progress, failed,
+  succeeded), `x-api/media/quickstart/media-upload-chunked.mdx` (the flow and its example
+  answers), `x-api/media/quickstart/best-practices.mdx` (512 MB, 0.5-140 s),
+  `x-api/fundamentals/rate-limits.mdx` (1,875 per 15 min per user for each of the three);
+  the 5 MB segment limit is the APPEND reference of the v1.1 endpoint this one continues; the
+  failed state's `error` object is X's STATUS example (`{"code": 1, "name": "InvalidMedia",
+  "message": "Unsupported video format"}`, quoted in linvi/tweetinvi#597 and seen in
+  plhery/node-twitter-api-v2#243). The wording of the fake's 400s for a chunk rule is its own.
 - `GET /2/media/upload?command=STATUS&media_id=..`: the processing state.
 - `POST /2/oauth2/token`: form `grant_type=refresh_token&refresh_token&client_id`, HTTP Basic for
   confidential clients (`clients`); refresh tokens are single use.
@@ -23,8 +48,9 @@ seconds) for the user's window of that endpoint (`limits`, per 15 minutes), and 
 Simplifications: URLs are found by scheme or `www.` (twitter-text also finds bare domains), and
 a reply must name a post made on this fake.
 
-Fault operations: "create" (POST /2/tweets), "upload" (POST /2/media/upload), "status" (the
-STATUS poll) and "refresh" (the token endpoint). `hang` on create makes the post first, on
+Fault operations: "create" (POST /2/tweets), "upload" (POST /2/media/upload), "initialize",
+"append", "finalize" (the chunked upload's steps), "status" (the STATUS poll) and "refresh"
+(the token endpoint). `hang` on create makes the post first, on
 upload stores the media first. `reject` is X's 403 (the fault's message, else "You are not
 permitted to perform this action."), on refresh a 400 `invalid_request`.
 
@@ -37,6 +63,7 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import hashlib
 import json
 import math
 import time
@@ -54,6 +81,18 @@ MAX_WEIGHTED_LENGTH = 280
 URL_WEIGHT = 23
 IMAGE_LIMIT = 5 * 1024 * 1024
 GIF_LIMIT = 15 * 1024 * 1024
+#: best-practices.mdx, "Advanced": a video "must not exceed 512 mb".
+VIDEO_LIMIT = 512 * 1024 * 1024
+#: The APPEND reference: each chunk "must be <= 5 MB".
+SEGMENT_LIMIT = 5 * 1024 * 1024
+#: `AppendMediaUploadRequest.segment_index`: 0 to 999.
+MAX_SEGMENT_INDEX = 999
+#: `InitializeMediaUploadRequest.media_type`: the video types X takes.
+VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/mp2t", "video/quicktime"})
+#: The media categories a Post's video may be uploaded under (best-practices.mdx).
+VIDEO_CATEGORIES = frozenset({"tweet_video", "amplify_video"})
+#: X's STATUS example of a failed processing: `error.code` 1, `name` "InvalidMedia".
+UNSUPPORTED_VIDEO = "Unsupported video format"
 WINDOW = 15 * 60
 DAY = 24 * 60 * 60
 ACCESS_LIFETIME = 7200.0
@@ -96,6 +135,11 @@ def sniff(content: bytes) -> str:
     if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
         return "image/webp"
     return ""
+
+
+def is_video(content: bytes) -> bool:
+    """Whether the bytes begin as an MP4 or QuickTime file (an `ftyp` box) or WebM (EBML)."""
+    return content[4:8] == b"ftyp" or content.startswith(b"\x1a\x45\xdf\xa3")
 
 
 def problem(status: int, title: str, detail: str, **more: Any) -> web.Response:
@@ -148,6 +192,19 @@ class Upload:
     content_type: str
     category: str
     ready_at: float
+    #: Chunked uploads only: the segments received by index, until FINALIZE joins them.
+    segments: dict[int, bytes] = field(default_factory=dict)
+    finalized: bool = True
+    #: When FINALIZE came; processing runs from then until `ready_at`.
+    finalized_at: float = 0.0
+    #: The SHA-256 of the bytes X holds, once it has them all.
+    sha256: str = ""
+    #: Why processing fails (X's `error.message`), or "" when it succeeds.
+    failure: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure) and self.finalized and time.time() >= self.ready_at
 
 
 @dataclass
@@ -189,9 +246,21 @@ class XFake(FakeServer):
         #: Confidential clients: client_id -> client_secret.
         self.clients: dict[str, str] = {}
         #: Calls per 15-minute window per user, by operation (X's documented limits).
-        self.limits: dict[str, int] = {"create": 100, "upload": 500}
+        self.limits: dict[str, int] = {
+            "create": 100,
+            "upload": 500,
+            "initialize": 1875,
+            "append": 1875,
+            "finalize": 1875,
+        }
         #: Seconds an upload takes to process; 0 answers uploads ready, as X does for images.
         self.processing_secs = 0
+        #: Seconds a finalized video takes to process (X always processes video).
+        self.video_processing_secs = 2.0
+        #: The `check_after_secs` X answers while a video processes.
+        self.check_after_secs = 1
+        #: When set, the next finalized video fails processing with these words.
+        self.fail_processing = ""
         self.posts: list[dict[str, Any]] = []
         self.uploads: dict[str, Upload] = {}
         self.windows: dict[tuple[str, str], Window] = {}
@@ -202,6 +271,9 @@ class XFake(FakeServer):
         router.add_post("/2/tweets", self.create)
         router.add_post("/2/media/upload", self.upload)
         router.add_get("/2/media/upload", self.status)
+        router.add_post("/2/media/upload/initialize", self.initialize)
+        router.add_post("/2/media/upload/{id}/append", self.append)
+        router.add_post("/2/media/upload/{id}/finalize", self.finalize)
         router.add_post("/2/oauth2/token", self.token)
 
     def grant(self, user: str = "kairos") -> tuple[str, str]:
@@ -326,7 +398,13 @@ class XFake(FakeServer):
             return invalid("media.media_ids may hold 1 to 4 ids.", "media.media_ids", media_ids)
         for media_id in media_ids:
             upload = self.uploads.get(media_id)
-            if upload is None or upload.user != user or upload.ready_at > time.time():
+            if (
+                upload is None
+                or upload.user != user
+                or not upload.finalized
+                or upload.ready_at > time.time()
+                or upload.failed
+            ):
                 return invalid("Your media IDs are invalid.", "media.media_ids", media_id)
         reply = body.get("reply")
         if reply is not None:
@@ -420,12 +498,169 @@ class XFake(FakeServer):
         upload = self.uploads.get(media_id)
         if upload is None or upload.user != user:
             return invalid("Your media IDs are invalid.", "media_id", media_id)
+        if upload.category in VIDEO_CATEGORIES:
+            return web.json_response({"data": self.video_data(upload)})
         left = upload.ready_at - time.time()
         info: dict[str, Any] = {"state": "succeeded", "progress_percent": 100}
         if left > 0:
             info = {"state": "in_progress", "check_after_secs": max(1, int(left + 0.999))}
         data = {"id": media_id, "media_key": f"3_{media_id}", "processing_info": info}
         return web.json_response({"data": data})
+
+    # --- chunked upload (video) ----------------------------------------------------------
+
+    def pending_upload(self, user: str, media_id: str) -> Upload | None:
+        """The caller's chunked upload that is still taking segments, if `media_id` is one."""
+        upload = self.uploads.get(media_id)
+        if upload is None or upload.user != user or upload.finalized:
+            return None
+        return upload
+
+    async def initialize(self, request: web.Request) -> web.Response:
+        gated = await self.gate(request, "initialize")
+        if isinstance(gated, web.Response):
+            return gated
+        user, fault = gated
+        headers = self.window("initialize", user).headers("x-rate-limit")
+        answer = self.check_initialize(await request.read())
+        if isinstance(answer, web.Response):
+            answer.headers.update(headers)
+            return answer
+        media_type, total, category = answer
+        media_id = new_id()
+        self.uploads[media_id] = Upload(
+            media_id, user, total, media_type, category, math.inf, finalized=False
+        )
+        if fault is not None and fault.kind == "hang":
+            return await self.hang()
+        data = {"id": media_id, "media_key": f"7_{media_id}", "expires_after_secs": DAY}
+        return web.json_response({"data": data}, headers=headers)
+
+    @staticmethod
+    def check_initialize(body: bytes) -> tuple[str, int, str] | web.Response:
+        """(media_type, total_bytes, media_category) of an INIT body, or X's 400 for it.
+
+        Simplification: the fake's chunked upload takes video only (X's also takes images)."""
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            return invalid("Request body is not valid JSON.", "body", "")
+        if not isinstance(fields, dict):
+            return invalid("Request body must be a JSON object.", "body", "")
+        known = {"media_type", "total_bytes", "media_category", "additional_owners", "shared"}
+        for name in fields.keys() - known:
+            return invalid(f"The query parameter [{name}] is not one of {sorted(known)}", name, "")
+        media_type = fields.get("media_type")
+        total = fields.get("total_bytes")
+        category = fields.get("media_category", "tweet_video")
+        if media_type not in VIDEO_TYPES:
+            return invalid(f"media_type {media_type!r} is not a video type.", "media_type", "")
+        if category not in VIDEO_CATEGORIES:
+            return invalid(
+                f"{category!r} is not a media category for a Post's video.", "media_category", ""
+            )
+        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+            return invalid("total_bytes must be a positive integer.", "total_bytes", total)
+        if total > VIDEO_LIMIT:
+            return invalid(f"File size exceeds {VIDEO_LIMIT} bytes.", "total_bytes", total)
+        return media_type, total, category
+
+    async def append(self, request: web.Request) -> web.Response:
+        gated = await self.gate(request, "append")
+        if isinstance(gated, web.Response):
+            return gated
+        user, fault = gated
+        headers = self.window("append", user).headers("x-rate-limit")
+        upload = self.pending_upload(user, request.match_info["id"])
+        parts = form_parts(request.headers.get("content-type", ""), await request.read())
+        index_text = parts.get("segment_index", ("", b""))[1].decode(errors="replace")
+        if upload is None:
+            answer = invalid("Your media IDs are invalid.", "id", request.match_info["id"])
+        elif "media" not in parts:
+            answer = invalid("media is required.", "media", "")
+        elif not index_text.isdigit() or int(index_text) > MAX_SEGMENT_INDEX:
+            answer = invalid(
+                f"segment_index must be an integer from 0 to {MAX_SEGMENT_INDEX}.",
+                "segment_index",
+                index_text,
+            )
+        elif len(parts["media"][1]) > SEGMENT_LIMIT:
+            answer = invalid(
+                f"A segment may be at most {SEGMENT_LIMIT} bytes.", "media", len(parts["media"][1])
+            )
+        else:
+            # A segment sent again replaces the first (X: "failed chunks can be retried").
+            upload.segments[int(index_text)] = parts["media"][1]
+            if fault is not None and fault.kind == "hang":
+                return await self.hang()
+            data = {"expires_at": int(time.time() + DAY)}
+            return web.json_response({"data": data}, headers=headers)
+        answer.headers.update(headers)
+        return answer
+
+    async def finalize(self, request: web.Request) -> web.Response:
+        gated = await self.gate(request, "finalize")
+        if isinstance(gated, web.Response):
+            return gated
+        user, fault = gated
+        headers = self.window("finalize", user).headers("x-rate-limit")
+        upload = self.pending_upload(user, request.match_info["id"])
+        if upload is None:
+            answer = invalid("Your media IDs are invalid.", "id", request.match_info["id"])
+            answer.headers.update(headers)
+            return answer
+        indexes = sorted(upload.segments)
+        received = sum(len(part) for part in upload.segments.values())
+        if indexes != list(range(len(indexes))) or received != upload.size:
+            answer = invalid(
+                f"Segments do not add up to total_bytes: {received} of {upload.size} bytes in "
+                f"segments {indexes}.",
+                "id",
+                upload.id,
+            )
+            answer.headers.update(headers)
+            return answer
+        content = b"".join(upload.segments[index] for index in indexes)
+        upload.segments = {}
+        upload.sha256 = hashlib.sha256(content).hexdigest()
+        upload.failure = self.fail_processing or ("" if is_video(content) else UNSUPPORTED_VIDEO)
+        self.fail_processing = ""
+        upload.finalized = True
+        upload.finalized_at = time.time()
+        upload.ready_at = upload.finalized_at + self.video_processing_secs
+        if fault is not None and fault.kind == "hang":
+            return await self.hang()
+        return web.json_response({"data": self.video_data(upload)}, headers=headers)
+
+    def video_data(self, upload: Upload) -> dict[str, Any]:
+        """A video upload as FINALIZE and STATUS describe it, its processing as it stands."""
+        data: dict[str, Any] = {
+            "id": upload.id,
+            "media_key": f"7_{upload.id}",
+            "size": upload.size,
+            "expires_after_secs": DAY,
+        }
+        now = time.time()
+        if not upload.finalized:
+            return data
+        if now >= upload.ready_at:
+            if upload.failure:
+                data["processing_info"] = {
+                    "state": "failed",
+                    "progress_percent": 100,
+                    "error": {"code": 1, "name": "InvalidMedia", "message": upload.failure},
+                }
+            else:
+                data["processing_info"] = {"state": "succeeded", "progress_percent": 100}
+                data["video"] = {"video_type": upload.content_type}
+            return data
+        done = (now - upload.finalized_at) / max(upload.ready_at - upload.finalized_at, 1e-9)
+        state = "pending" if done < 0.25 else "in_progress"
+        info: dict[str, Any] = {"state": state, "check_after_secs": self.check_after_secs}
+        if state == "in_progress":
+            info["progress_percent"] = int(done * 100)
+        data["processing_info"] = info
+        return data
 
     # --- OAuth 2 -------------------------------------------------------------------------
 

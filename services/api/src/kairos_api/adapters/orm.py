@@ -318,6 +318,9 @@ class Attempt(Base):
     error_code: Mapped[str] = mapped_column(String(100), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     latency_ms: Mapped[int | None] = mapped_column(Integer)
+    #: '' (never said), 'uploading' (sending media, nothing public yet) or 'publishing' (the
+    #: call that makes the post public is under way): `MarkAttempt`.
+    stage: Mapped[str] = mapped_column(String(12), default="", server_default=text("''"))
 
     target: Mapped[Target] = relationship(back_populates="attempts")
 

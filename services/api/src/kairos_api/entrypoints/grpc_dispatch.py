@@ -157,6 +157,12 @@ def _uuid(value: str, field: str) -> str:
         raise errors.InvalidArgument.of(field, "is not a valid id") from None
 
 
+_STAGES = {
+    dispatch_pb2.ATTEMPT_STAGE_UPLOADING: "uploading",
+    dispatch_pb2.ATTEMPT_STAGE_PUBLISHING: "publishing",
+}
+
+
 class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     """Translates DispatchService calls for the scheduler and the publisher."""
 
@@ -285,6 +291,20 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             marked_unknown=result.marked_unknown,
             marked_missed=result.marked_missed,
             requeued_idempotent=result.requeued_idempotent,
+        )
+
+    async def MarkAttempt(
+        self, request: dispatch_pb2.MarkAttemptRequest, context: Context
+    ) -> dispatch_pb2.MarkAttemptResponse:
+        self.auth.require_service(context)
+        stage = _STAGES.get(request.stage)
+        if stage is None:
+            raise errors.InvalidArgument.of("stage", "must be UPLOADING or PUBLISHING")
+        marked = await dispatch.mark_attempt(
+            self.app, _uuid(request.attempt_id, "attempt_id"), stage
+        )
+        return dispatch_pb2.MarkAttemptResponse(
+            ok=marked.ok, lease=convert.duration(marked.lease), reason=marked.reason
         )
 
     async def SaveRefreshedCredentials(

@@ -40,7 +40,9 @@ from typing import Any
 
 import httpx
 
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
+    AttemptStage,
     PublishOutcome,
     PublishRequest,
     RefreshedTokens,
@@ -256,10 +258,31 @@ def created_id(data: dict[str, Any], path: str, *, publishes: bool) -> str | Pub
     )
 
 
+def pulled_video_url(video: StoredMedia, platform: str) -> str | PublishOutcome:
+    """The presigned URL the platform downloads the video from, or the outcome when the media
+    store made none (only a store that makes URLs, S3, can give one)."""
+    if video.url:
+        return video.url
+    return PublishOutcome(
+        Result.PERMANENT,
+        code="media",
+        message=f"{platform} downloads a video from a URL, and the media store gave none for "
+        f"{video.media_id} (presigned URLs need an S3 media store)",
+    )
+
+
 class ContainerClient:
     """Publishing through media containers (Instagram, Threads): create the container(s), poll
     until FINISHED, publish it, read the permalink. A container is single use and never
-    public by itself, so only the publish call can leave a post behind."""
+    public by itself, so only the publish call can leave a post behind.
+
+    A video container is made from the video's presigned URL, which the platform downloads and
+    processes on its own time: its status is polled through the attempt's stage (`pause` gives
+    the call slot back between reads), every `video_poll_interval` seconds for at most
+    `video_max_wait` seconds of waiting in all, and `stage.publishing()` is awaited just before
+    the publish call. Still IN_PROGRESS at the bound: RETRYABLE (nothing was published; the
+    next attempt builds a new container). ERROR or EXPIRED: PERMANENT with the platform's words.
+    """
 
     create_edge = ""
     publish_edge = ""
@@ -276,11 +299,23 @@ class ContainerClient:
         #: (retryably: nothing was published). Image containers take seconds.
         self.poll_interval = 3.0
         self.max_wait = 60.0
+        #: The same for a video container, whose waits go through the attempt's stage; the
+        #: platform module sets its own (see its docstring).
+        self.video_poll_interval = 60.0
+        self.video_max_wait = 600.0
 
     async def publish_containers(
-        self, graph: Graph, user: str, children: list[dict[str, str]], parent: dict[str, str]
+        self,
+        graph: Graph,
+        user: str,
+        children: list[dict[str, str]],
+        parent: dict[str, str],
+        *,
+        stage: AttemptStage | None = None,
     ) -> PublishOutcome:
-        """Create the children (carousel items) and the parent, wait, publish the parent."""
+        """Create the children (carousel items) and the parent, wait, publish the parent. With a
+        `stage` (a video post), the waits go through it and it is told just before the publish
+        call, which is not made when it answers an outcome."""
         path = f"{user}/{self.create_edge}"
         child_ids: list[str] = []
         for fields in children:
@@ -293,9 +328,13 @@ class ContainerClient:
         container = await self.create(graph, path, parent)
         if isinstance(container, PublishOutcome):
             return container
-        waited = await self.wait(graph, container)
+        waited = await self.wait(graph, container, stage=stage)
         if waited is not None:
             return waited
+        if stage is not None:
+            refused = await stage.publishing()
+            if refused is not None:
+                return refused
         publish_path = f"{user}/{self.publish_edge}"
         data = await graph.call("POST", publish_path, {"creation_id": container}, publishes=True)
         if isinstance(data, PublishOutcome):
@@ -312,9 +351,17 @@ class ContainerClient:
         data = await graph.call("POST", path, fields)
         return data if isinstance(data, PublishOutcome) else created_id(data, path, publishes=False)
 
-    async def wait(self, graph: Graph, container: str) -> PublishOutcome | None:
-        """None once the container is FINISHED; publishing earlier gets 9007/2207027."""
+    async def wait(
+        self, graph: Graph, container: str, *, stage: AttemptStage | None = None
+    ) -> PublishOutcome | None:
+        """None once the container is FINISHED; publishing earlier gets 9007/2207027. Without a
+        stage (images, seconds of processing) it sleeps `poll_interval` for up to `max_wait`;
+        with one (a video) it pauses `video_poll_interval` through the stage until the pauses
+        would pass `video_max_wait`."""
+        interval = self.poll_interval if stage is None else self.video_poll_interval
+        bound = self.max_wait if stage is None else self.video_max_wait
         deadline = asyncio.get_running_loop().time() + self.max_wait
+        paused = 0.0
         while True:
             data = await graph.call("GET", container, {"fields": self.status_fields})
             if isinstance(data, PublishOutcome):
@@ -329,13 +376,21 @@ class ContainerClient:
                     code=f"container_{status.lower()}",
                     message=f"container {container} {status}: {detail}"[:500],
                 )
-            if asyncio.get_running_loop().time() + self.poll_interval > deadline:
+            if stage is None:
+                over = asyncio.get_running_loop().time() + interval > deadline
+            else:
+                over = paused + interval > bound
+            if over:
                 return PublishOutcome(
                     Result.RETRYABLE,
                     code="container_not_ready",
-                    message=f"container {container} still {status} after {self.max_wait:g} s",
+                    message=f"container {container} still {status} after {bound:g} s",
                 )
-            await asyncio.sleep(self.poll_interval)
+            if stage is None:
+                await asyncio.sleep(interval)
+            else:
+                paused += interval
+                await stage.pause(interval)
 
     async def refresh(self, request: PublishRequest) -> RefreshedTokens | str | PublishOutcome:
         """Trade the unexpired long-lived token for a new one; Meta has no separate refresh

@@ -11,6 +11,18 @@ comment `POST /{comment}/replies` (comments nest one level, so a reply to a repl
 top-level comment). platform_post_id: `<media-id>` for a post, `<media-id>/<comment-id>` for a
 comment, `<media-id>/<comment-id>/<reply-id>` for a reply; the URL of a comment is its post's.
 
+A post with an uploaded video is a reel: a `REELS` container (`video_url` = the video's
+presigned URL, which Instagram downloads; `caption`; `share_to_feed=true`, so that it shows in
+the feed as well as the Reels tab, as a post would). With the target setting
+`media_type=STORIES` it is a story instead (`STORIES` container with `video_url` and no
+caption: Meta's story containers take none, so the text is not published). The container is
+polled through the attempt's stage every minute (the interval Meta's content-publishing guide
+recommends) for at most 15 minutes (Kairos's bound: the guide's 5 minutes is too short for a
+300 MB reel), then published with `media_publish` once `stage.publishing()` allows it.
+Specifications and limits: IG User Media reference, "Reel Specifications" and "Story Video
+Specifications" (checked by the api from the catalogue). A single image with
+`media_type=STORIES` becomes an image story the same way.
+
 Tokens last 60 days and are refreshed while still valid (`refresh_access_token` with
 `ig_refresh_token`), a week ahead.
 """
@@ -19,7 +31,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kairos_publisher.platforms._graph import ContainerClient, Graph, created_id
+import httpx
+
+from kairos_publisher.platforms._graph import (
+    ContainerClient,
+    Graph,
+    created_id,
+    pulled_video_url,
+)
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -28,6 +47,8 @@ from kairos_publisher.platforms.base import (
 )
 
 MAX_CAROUSEL = 10
+#: The target setting that makes a post's video (or single image) a story.
+STORIES = "STORIES"
 
 
 class InstagramClient(ContainerClient):
@@ -40,10 +61,40 @@ class InstagramClient(ContainerClient):
     status_key = "status_code"
     refresh_grant = "ig_refresh_token"
 
+    def __init__(self, http: httpx.AsyncClient, base: str, oauth_base: str) -> None:
+        super().__init__(http, base, oauth_base)
+        self.video_poll_interval = 60.0
+        self.video_max_wait = 15 * 60.0
+
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         graph = Graph(self.http, self.base, request.access_token)
+        story = request.settings.get("media_type") == STORIES
+        video = request.video
         if request.reply_to:
+            if video is not None:
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code="video_in_comment",
+                    message="an instagram comment takes no video",
+                )
             return graph.finish(await self.comment(graph, request))
+        if video is not None:
+            url = pulled_video_url(video, "instagram")
+            if isinstance(url, PublishOutcome):
+                return url
+            if story:
+                parent = {"media_type": STORIES, "video_url": url}
+            else:
+                parent = {
+                    "media_type": "REELS",
+                    "video_url": url,
+                    "caption": request.content,
+                    "share_to_feed": "true",
+                }
+            outcome = await self.publish_containers(
+                graph, request.page_id, [], parent, stage=request.stage
+            )
+            return graph.finish(outcome)
         images = request.media_urls
         if not images:
             return PublishOutcome(
@@ -57,8 +108,17 @@ class InstagramClient(ContainerClient):
                 code="too_many_media",
                 message=f"instagram takes at most {MAX_CAROUSEL} images, not {len(images)}",
             )
-        if len(images) == 1:
+        if story:
+            if len(images) > 1:
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code="too_many_media",
+                    message=f"an instagram story holds one image, not {len(images)}",
+                )
             children: list[dict[str, str]] = []
+            parent = {"media_type": STORIES, "image_url": images[0]}
+        elif len(images) == 1:
+            children = []
             parent = {"image_url": images[0], "caption": request.content}
         else:
             children = [{"image_url": url, "is_carousel_item": "true"} for url in images]

@@ -25,6 +25,19 @@ never read for words: when the status had media, the attachments are polled agai
 is still processing (206) the client waits for it and creates the status once more; a 422 with
 every attachment processed is a real validation error (PERMANENT, in the account's words).
 
+Video: a post's uploaded video (`request.video`, then its only media item) is streamed from the
+media store as the multipart `file` of `POST /api/v2/media` (one request: Mastodon has no
+chunked upload), which answers 202 while the instance transcodes it. `GET /api/v1/media/:id` is
+then polled, 206 meaning still processing, 200 processed, 422 failed ("Error processing
+thumbnail for uploaded media", PERMANENT). Mastodon gives no hint when to look again, so the
+waits are Kairos's own (`VIDEO_POLL_DELAYS`, through `request.stage.pause`, which gives the
+call slot back), `MAX_VIDEO_PROCESSING_WAIT` in all; still processing then is RETRYABLE, since
+no status exists yet (the next attempt uploads again; the instance drops unattached media).
+`request.stage.publishing()` is awaited just before `POST /api/v1/statuses`, whose
+Idempotency-Key still guards the repeat. The instance's limits (99 MB, 3840x2160 pixels, 120
+fps by default) are checked by the api from the catalogue; an instance that allows less answers
+422, which is PERMANENT in its own words.
+
 Rate limits: `X-RateLimit-Remaining: 0` on any answer blocks the account until
 `X-RateLimit-Reset` (an ISO-8601 instant); a 429 waits for the same instant.
 """
@@ -32,13 +45,14 @@ Rate limits: `X-RateLimit-Remaining: 0` on any answer blocks the account until
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaSource
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaSource, StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -49,11 +63,18 @@ from kairos_publisher.platforms.base import (
     media_failed,
     send,
 )
+from kairos_publisher.upload import multipart, send_upload
 
-#: Mastodon's default limit for images (16 MB for video, which is not sent).
+#: The image limit Kairos keeps to on Mastodon: below `IMAGE_LIMIT` in 3.x (10 MB) and 4.4 on
+#: (16 MB). A video goes by the catalogue's rules (99 MB by default), checked by the api.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 #: Waits before each poll of an upload still processing; about 25 s in all, then retry later.
 POLL_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 3.0, 5.0, 5.0, 5.0)
+#: Waits before each poll of a video still processing, Kairos's own (Mastodon gives no hint):
+#: soon at first, then every 5 s; the last repeats until `MAX_VIDEO_PROCESSING_WAIT`.
+VIDEO_POLL_DELAYS = (1.0, 2.0, 3.0, 5.0)
+#: How long one attempt waits for the instance to process a video; then RETRYABLE.
+MAX_VIDEO_PROCESSING_WAIT = 600.0
 #: Status fields a target's settings may set, under Mastodon's own names.
 STATUS_SETTINGS = ("visibility", "spoiler_text", "sensitive", "language")
 
@@ -120,6 +141,20 @@ class MastodonClient:
 
     async def _publish(self, call: _Call, request: PublishRequest) -> PublishOutcome:
         media_ids: list[str] = []
+        if request.video is not None:
+            if request.media:
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code="too_many_media",
+                    message="Mastodon takes a video as a status' only attachment",
+                )
+            uploaded = await self._upload_video(call, request, request.video)
+            if isinstance(uploaded, PublishOutcome):
+                return uploaded
+            media_ids.append(uploaded)
+            refused = await request.stage.publishing()
+            if refused is not None:
+                return refused
         for source in request.media:
             uploaded = await self._upload(call, source)
             if isinstance(uploaded, PublishOutcome):
@@ -209,6 +244,53 @@ class MastodonClient:
             message=f"media {media_id} still processing after {sum(POLL_DELAYS):.0f} s",
         )
 
+    async def _upload_video(
+        self, call: _Call, request: PublishRequest, video: StoredMedia
+    ) -> str | PublishOutcome:
+        """Stream the video to `/api/v2/media` and wait until the instance has processed it:
+        its media id, or why not."""
+        body = multipart(self.context.media, video, "file")
+        response = await call.send(
+            "POST", "/api/v2/media", headers=body.headers, content=body.content(), upload=True
+        )
+        if isinstance(response, PublishOutcome):
+            return response
+        if not response.is_success:
+            return failure(response)
+        media_id = str(json_object(response).get("id") or "")
+        if not media_id:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="media",
+                message=f"upload answered without a media id: {excerpt(response, 200)}",
+            )
+        if response.status_code != 202:
+            return media_id
+        waited = 0.0
+        delays = itertools.chain(VIDEO_POLL_DELAYS, itertools.repeat(VIDEO_POLL_DELAYS[-1]))
+        while True:
+            delay = next(delays)
+            if waited + delay > MAX_VIDEO_PROCESSING_WAIT:
+                return PublishOutcome(
+                    Result.RETRYABLE,
+                    code="media_not_ready",
+                    message=f"video {media_id} still processing after {waited:.0f} s",
+                )
+            await request.stage.pause(delay)
+            waited += delay
+            polled = await call.send("GET", f"/api/v1/media/{media_id}")
+            if isinstance(polled, PublishOutcome):
+                return _nothing_posted(polled)
+            if polled.status_code == 200:
+                return media_id
+            if polled.status_code != 206:
+                outcome = failure(polled)
+                if polled.status_code == 422:
+                    message = f"the instance could not process video {media_id}: {outcome.message}"
+                    return replace(outcome, code="media_processing", message=message[:500])
+                return outcome
+
     async def _upload(self, call: _Call, source: MediaSource) -> str | PublishOutcome:
         """Download one image and upload it until processed: its media id, or why not."""
         try:
@@ -257,15 +339,23 @@ class _Call:
         self.blocked_until: datetime | None = None
 
     async def send(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        upload: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response | PublishOutcome:
+        """Send one request; an `upload` streams a stored file (`send_upload`: a damaged file is
+        a media outcome, a lost answer RETRYABLE)."""
         outgoing = self.http.build_request(
             method,
             self.base + path,
             headers={"authorization": f"Bearer {self.token}", **(headers or {})},
             **kwargs,
         )
-        response = await send(self.http, outgoing)
+        response = await (send_upload if upload else send)(self.http, outgoing)
         if isinstance(response, httpx.Response):
             until = blocked_until(response)
             if until is not None and (self.blocked_until is None or until > self.blocked_until):

@@ -1,4 +1,5 @@
-"""Pinterest: an image pin on a board through API v5 (`POST /v5/pins`), and token refresh.
+"""Pinterest: an image or video pin on a board through API v5 (`POST /v5/pins`, a video through
+`POST /v5/media` and its upload first), and token refresh.
 
 Credentials read: `access_token` (sent as Bearer), `page_id` (the board the pin is saved to,
 digits), `refresh_token` and `expires_at` (the publisher refreshes a day before expiry), and for
@@ -10,7 +11,32 @@ A post is one pin: its text is the pin's `description`, its one media URL the pi
 (`media_source` `{"source_type": "image_url", "url": ...}`), which Pinterest fetches itself.
 A target's settings add the pin's `title`, `link` and `alt_text`, and `board_id` saves it to
 another board than the account's (the api checks them against the catalogue row).
-Video pins need media registered and uploaded first (`POST /v5/media`); they are not made here.
+A post with an uploaded video is a video pin, made in four steps (Pinterest's OpenAPI
+description: `media/create`, `media/get`, `PinMediaSourceVideoID`; pinterest/api-quickstart's
+`Pin.upload_media` and `check_media_id` do the same):
+
+1. `POST /v5/media` `{"media_type": "video"}`: Pinterest answers a `media_id`, an `upload_url`
+   (an S3 bucket) and `upload_parameters` (an S3 POST policy: key, policy, credential, date,
+   signature ...).
+2. A `POST` of a multipart form to `upload_url`: every upload parameter as a field, then the
+   file as `file` (S3's POST Object takes fields after the file as none), streamed from the
+   media store, with no Pinterest token. S3 answers 204 No Content. Its errors are XML
+   `<Error><Code>...</Code><Message>...</Message></Error>` (S3's POST Object and error
+   responses pages): 5xx (`InternalError`, `SlowDown`), `RequestTimeout` and an expired policy
+   (403 `AccessDenied` "Policy expired") are RETRYABLE, the next attempt registering anew;
+   anything else (`EntityTooLarge`, a refused policy condition) is PERMANENT.
+3. `GET /v5/media/{media_id}` until its `status` is `succeeded` (`registered` and `processing`
+   are waited through), every `media_poll_interval` (3 s) through `stage.pause`, for at most
+   `media_max_wait` (300 s: Pinterest documents no processing time; this is Kairos's bound).
+   `failed` is PERMANENT. Still processing at the bound is RETRYABLE: nothing is public yet.
+4. `stage.publishing()`, then `POST /v5/pins` with `media_source` `{"source_type": "video_id",
+   "media_id", ...}` and the cover: the target's `cover_image_url`, else its
+   `cover_image_key_frame_time` (whole seconds), else the first frame (`cover_image_key_frame_time`
+   0). This is the call that makes the pin public, read as an image pin's answer is.
+
+Every step before the pin is safe to redo: an unanswered registration, upload or status call is
+RETRYABLE (the next attempt uploads again), and a publisher killed there is retried.
+
 Pinterest has no replies: a later part of a thread is a pin of its own on the same board.
 
 platform_post_id: the pin's `id` (digits); its URL `https://www.pinterest.com/pin/<id>`, the
@@ -35,13 +61,17 @@ Pinterest has no idempotency key: a pin whose answer never came is UNKNOWN.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import html
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -54,6 +84,7 @@ from kairos_publisher.platforms.base import (
     retry_after,
     send,
 )
+from kairos_publisher.upload import multipart, send_upload
 
 API = "https://api.pinterest.com"
 PIN_URL = "https://www.pinterest.com/pin"
@@ -63,6 +94,10 @@ BOARD_ID = re.compile(r"[0-9]+")
 PIN_SETTINGS = ("title", "link", "alt_text")
 #: Messages of answers that say Pinterest failed on its side and nothing was made.
 TRANSIENT = ("could not fetch the image", "something went wrong on our end")
+#: S3 error codes that say trying again (with a new registration) may work.
+S3_TRANSIENT = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
+S3_CODE = re.compile(r"<Code>([^<]*)</Code>")
+S3_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
 
 def pin_url(pin_id: str) -> str:
@@ -94,8 +129,37 @@ def failure(response: httpx.Response) -> PublishOutcome:
     )
 
 
+def s3_failure(response: httpx.Response) -> PublishOutcome:
+    """S3's refusal of the video's upload (see the module docstring)."""
+    status = response.status_code
+    text = excerpt(response, 2000)
+    found, said = S3_CODE.search(text), S3_MESSAGE.search(text)
+    code = found[1] if found else str(status)
+    words = html.unescape(said[1]) if said else ""
+    retryable = (
+        status >= 500
+        or status in (408, 429)
+        or code in S3_TRANSIENT
+        or (code == "AccessDenied" and "expired" in words.lower())
+    )
+    return PublishOutcome(
+        Result.RETRYABLE if retryable else Result.PERMANENT,
+        http_status=status,
+        code=code,
+        message=f"the video's upload was refused: {code} {words}".strip()[:500],
+        retry_not_before=retry_after(response) if retryable else None,
+    )
+
+
+def not_public(outcome: PublishOutcome) -> PublishOutcome:
+    """An unanswered call before the pin made nothing public: it is only retried."""
+    if outcome.result is Result.UNKNOWN:
+        return replace(outcome, result=Result.RETRYABLE)
+    return outcome
+
+
 class PinterestClient:
-    """Saves image pins to the account's board; refreshes its tokens."""
+    """Saves image and video pins to the account's board; refreshes its tokens."""
 
     #: Pinterest access tokens last 30 days (`expires_in` 2592000); a day early leaves room for
     #: a refresh that fails once.
@@ -106,6 +170,9 @@ class PinterestClient:
         self.http = context.http
         self.api = context.url("pinterest", API)
         self.oauth = context.url("pinterest.oauth", API)
+        #: Seconds between a video's status polls, and the longest wait for its processing.
+        self.media_poll_interval = 3.0
+        self.media_max_wait = 300.0
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         board = request.settings.get("board_id") or request.page_id.strip()
@@ -115,6 +182,8 @@ class PinterestClient:
                 code="no_board",
                 message="neither the target nor the account has a Pinterest board id (digits)",
             )
+        if request.video is not None:
+            return await self.publish_video(request, board, request.video)
         if len(request.media_urls) != 1:
             return PublishOutcome(
                 Result.PERMANENT,
@@ -126,6 +195,135 @@ class PinterestClient:
             "description": request.content,
             "media_source": {"source_type": "image_url", "url": request.media_urls[0]},
         }
+        return await self.create_pin(request, body)
+
+    def bearer(self, request: PublishRequest) -> dict[str, str]:
+        return {"authorization": f"Bearer {request.access_token}"}
+
+    async def publish_video(
+        self, request: PublishRequest, board: str, video: StoredMedia
+    ) -> PublishOutcome:
+        """A video pin (see the module docstring)."""
+        settings = request.settings
+        source: dict[str, Any] = {"source_type": "video_id"}
+        frame = settings.get("cover_image_key_frame_time", "")
+        if settings.get("cover_image_url"):
+            source["cover_image_url"] = settings["cover_image_url"]
+        elif frame and not (frame.isascii() and frame.isdigit()):
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="cover_image_key_frame_time",
+                message="cover_image_key_frame_time must be whole seconds (digits)",
+            )
+        else:
+            source["cover_image_key_frame_time"] = int(frame or "0")
+        media_id = await self.upload_video(request, video)
+        if isinstance(media_id, PublishOutcome):
+            return media_id
+        ready = await self.wait_for_media(request, media_id)
+        if ready is not None:
+            return ready
+        outcome = await request.stage.publishing()
+        if outcome is not None:
+            return outcome
+        source["media_id"] = media_id
+        body: dict[str, Any] = {
+            "board_id": board,
+            "description": request.content,
+            "media_source": source,
+        }
+        return await self.create_pin(request, body)
+
+    async def upload_video(
+        self, request: PublishRequest, video: StoredMedia
+    ) -> str | PublishOutcome:
+        """Register the video with Pinterest and upload it; its `media_id`, or the outcome."""
+        response = await send(
+            self.http,
+            self.http.build_request(
+                "POST",
+                f"{self.api}/v5/media",
+                json={"media_type": "video"},
+                headers=self.bearer(request),
+            ),
+        )
+        if isinstance(response, PublishOutcome):
+            return not_public(response)
+        if not response.is_success:
+            return not_public(failure(response))
+        data = json_object(response)
+        media_id, upload_url = data.get("media_id"), data.get("upload_url")
+        parameters = data.get("upload_parameters")
+        if (
+            not isinstance(media_id, str)
+            or not media_id
+            or not isinstance(upload_url, str)
+            or not upload_url.startswith(("https://", "http://"))
+            or not isinstance(parameters, dict)
+        ):
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="bad_answer",
+                message=f"media registration answered without an upload: {excerpt(response)}",
+            )
+        fields = {str(name): str(value) for name, value in parameters.items()}
+        body = multipart(self.context.media, video, "file", fields)
+        uploaded = await send_upload(
+            self.http,
+            self.http.build_request(
+                "POST", upload_url, headers=body.headers, content=body.content()
+            ),
+        )
+        if isinstance(uploaded, PublishOutcome):
+            return uploaded
+        if not uploaded.is_success:
+            return s3_failure(uploaded)
+        return media_id
+
+    async def wait_for_media(self, request: PublishRequest, media_id: str) -> PublishOutcome | None:
+        """Poll the media until Pinterest has processed it: None then, else the outcome."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.media_max_wait
+        last = "no status answer yet"
+        while True:
+            response = await send(
+                self.http,
+                self.http.build_request(
+                    "GET", f"{self.api}/v5/media/{media_id}", headers=self.bearer(request)
+                ),
+            )
+            if isinstance(response, PublishOutcome):
+                last = response.message
+            elif not response.is_success:
+                refusal = failure(response)
+                if refusal.result in (Result.AUTH, Result.PERMANENT):
+                    return refusal
+                last = f"status refused: {refusal.code} {refusal.message}"
+            else:
+                status = str(json_object(response).get("status") or "")
+                if status == "succeeded":
+                    return None
+                if status == "failed":
+                    return PublishOutcome(
+                        Result.PERMANENT,
+                        http_status=response.status_code,
+                        code="media_failed",
+                        message=f"Pinterest could not process the video (media {media_id}: "
+                        "status failed)",
+                    )
+                last = f"still {status or 'without a status'}"
+            if loop.time() + self.media_poll_interval > deadline:
+                return PublishOutcome(
+                    Result.RETRYABLE,
+                    code="media_processing",
+                    message=f"Pinterest had not processed media {media_id} after "
+                    f"{self.media_max_wait:g} s ({last})"[:500],
+                )
+            await request.stage.pause(self.media_poll_interval)
+
+    async def create_pin(self, request: PublishRequest, body: dict[str, Any]) -> PublishOutcome:
+        """`POST /v5/pins`: the call that makes the pin, with the target's pin settings."""
         for name in PIN_SETTINGS:
             if request.settings.get(name):
                 body[name] = request.settings[name]
@@ -135,7 +333,7 @@ class PinterestClient:
                 "POST",
                 f"{self.api}/v5/pins",
                 json=body,
-                headers={"authorization": f"Bearer {request.access_token}"},
+                headers=self.bearer(request),
             ),
         )
         if isinstance(response, PublishOutcome):

@@ -25,7 +25,9 @@ from kairos_publisher.platforms.base import (
 
 
 def payload(request: PublishRequest) -> dict[str, object]:
-    return {
+    """The JSON body: the post's text and media URLs; an uploaded video's presigned URL is among
+    `media_urls` too, and described in `video` (type, size, SHA-256, pixels, seconds)."""
+    body: dict[str, object] = {
         "post_id": request.post_id,
         "target_id": request.target_id,
         "content": request.content,
@@ -33,6 +35,19 @@ def payload(request: PublishRequest) -> dict[str, object]:
         "reply_to": request.reply_to,
         "due_at": request.due_at.isoformat(),
     }
+    video = request.video
+    if video is not None:
+        body["media_urls"] = [video.url, *request.media_urls]
+        body["video"] = {
+            "url": video.url,
+            "content_type": video.content_type,
+            "size": video.size,
+            "sha256": video.sha256,
+            "width": video.width,
+            "height": video.height,
+            "duration_seconds": video.duration_seconds,
+        }
+    return body
 
 
 class SandboxClient:
@@ -54,6 +69,9 @@ class SandboxClient:
         outgoing = self.http.build_request(
             "POST", request.instance_url.rstrip("/") + "/posts", content=body, headers=headers
         )
+        stopped = await request.stage.publishing()
+        if stopped is not None:
+            return stopped
         response = await send(self.http, outgoing)
         if isinstance(response, PublishOutcome):
             return response

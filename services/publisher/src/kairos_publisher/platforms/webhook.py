@@ -53,6 +53,9 @@ class WebhookClient:
         secret = request.extra.get("signing_secret", "")
         if secret:
             headers["x-kairos-signature"] = signature(secret, stamp, body)
+        stopped = await request.stage.publishing()
+        if stopped is not None:
+            return stopped
         response = await send(
             self.http, self.http.build_request("POST", url, content=body, headers=headers)
         )

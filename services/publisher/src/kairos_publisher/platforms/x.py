@@ -16,6 +16,24 @@ sent with the simple upload (`POST /2/media/upload`, multipart `media` and `medi
 when the answer has `processing_info`, STATUS is polled after `check_after_secs` until the
 media has `succeeded`. A failed or timed-out upload publishes nothing, so it is retryable.
 
+Video: a post's uploaded video (`request.video`, then its only media item: X takes "up to 4
+photos, 1 animated GIF or 1 video") goes through X's chunked upload, the flow X's docs name for
+all videos: `POST /2/media/upload/initialize` (JSON `media_type`, `total_bytes`,
+`media_category=tweet_video`), `POST /2/media/upload/{id}/append` for each segment (multipart
+`media` and `segment_index`, `VIDEO_SEGMENT` bytes each, streamed from the media store one
+segment at a time), `POST /2/media/upload/{id}/finalize`, then STATUS polled while
+`processing_info.state` is `pending` or `in_progress`, waiting `check_after_secs` each time
+through `request.stage.pause` (the call slot is given back meanwhile), for at most
+`MAX_VIDEO_PROCESSING_WAIT` in all. These v2 paths are what X documents today (openapi.json,
+the chunked-upload quickstart and best practices); the older `command=INIT/APPEND/FINALIZE`
+form on `/2/media/upload` is still shown in the quickstart's curl lines, but the API reference's
+`POST /2/media/upload` is the one-shot upload with no `command` (only STATUS, a GET, keeps it),
+and the v1.1 `upload.twitter.com` endpoint is superseded. Processing `failed` is
+PERMANENT with X's `error.message`; still processing at the bound is RETRYABLE (nothing is
+public yet: the next attempt uploads again). `request.stage.publishing()` is awaited just
+before `POST /2/tweets`, and an outcome it returns is given instead of posting. Every upload
+request whose answer is lost is RETRYABLE, like the image upload's.
+
 Outcomes: 401 is AUTH (expired or revoked token). 403 is PERMANENT: duplicate content, a missing
 permission or a reply restriction, none of which a new token fixes. 400 is PERMANENT, 429 and
 5xx are RETRYABLE at X's reset instant. X has no idempotency key: a post whose answer never came
@@ -29,13 +47,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, MediaSource
+from kairos_publisher.media import (
+    IMAGE_TYPES,
+    MediaError,
+    MediaFetcher,
+    MediaSource,
+    StoredMedia,
+)
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -57,6 +82,17 @@ IMAGE_LIMIT = 5 * 1024 * 1024
 GIF_LIMIT = 15 * 1024 * 1024
 #: How long one publish call waits for X to process its media before giving its turn back.
 MAX_PROCESSING_WAIT = 60.0
+#: X's largest video for a Post (best-practices.mdx: "must not exceed 512 mb").
+VIDEO_LIMIT = 512 * 1024 * 1024
+#: The video types X's INIT takes (`InitializeMediaUploadRequest.media_type`).
+VIDEO_TYPES = frozenset({"video/mp4", "video/webm", "video/mp2t", "video/quicktime"})
+#: Bytes per APPEND: about the 1 MiB of the chunked-upload quickstart's example, well under the
+#: 5 MB a segment may hold; a 512 MB video takes 537 segments, within `segment_index` 0-999.
+#: It also keeps each request body, framing included, under the 1 MiB above which aiohttp (the
+#: publisher's transport) warns that a body sent as bytes may block the event loop.
+VIDEO_SEGMENT = 1_000_000
+#: How long one attempt waits for X to process a video, paused between polls; then RETRYABLE.
+MAX_VIDEO_PROCESSING_WAIT = 600.0
 #: X's rate-limit buckets, each sent as `<prefix>-limit`, `-remaining` and `-reset`.
 LIMIT_PREFIXES = ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
 
@@ -144,6 +180,8 @@ class XClient:
         return {"authorization": f"Bearer {request.access_token}"}
 
     async def _publish(self, request: PublishRequest, blocks: list[datetime]) -> PublishOutcome:
+        if request.video is not None:
+            return await self._publish_video(request, request.video, blocks)
         if len(request.media) > MAX_MEDIA:
             return PublishOutcome(
                 Result.PERMANENT,
@@ -156,6 +194,30 @@ class XClient:
             if isinstance(uploaded, PublishOutcome):
                 return uploaded
             media_ids.append(uploaded)
+        return await self._post(request, media_ids, blocks)
+
+    async def _publish_video(
+        self, request: PublishRequest, video: StoredMedia, blocks: list[datetime]
+    ) -> PublishOutcome:
+        """Upload the video in chunks, wait for X to process it, then post it."""
+        if request.media:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="too_many_media",
+                message="X takes a video as a post's only media item",
+            )
+        uploaded = await self._upload_video(request, video, blocks)
+        if isinstance(uploaded, PublishOutcome):
+            return uploaded
+        refused = await request.stage.publishing()
+        if refused is not None:
+            return refused
+        return await self._post(request, [uploaded], blocks)
+
+    async def _post(
+        self, request: PublishRequest, media_ids: list[str], blocks: list[datetime]
+    ) -> PublishOutcome:
+        """`POST /2/tweets`: the call that makes the post public."""
         body: dict[str, Any] = {}
         if request.content or not media_ids:
             body["text"] = request.content
@@ -226,10 +288,113 @@ class XClient:
         waited = await self._processed(request, str(media_id), data.get("processing_info"), blocks)
         return waited if waited is not None else str(media_id)
 
+    async def _upload_video(
+        self, request: PublishRequest, video: StoredMedia, blocks: list[datetime]
+    ) -> str | PublishOutcome:
+        """INITIALIZE, APPEND each segment, FINALIZE, then wait for processing: the video's
+        media id, or why not. Nothing here is public, so every lost answer is RETRYABLE."""
+        if video.content_type not in VIDEO_TYPES:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="media",
+                message=f"media {video.media_id}: X does not take {video.content_type} video",
+            )
+        if video.size > VIDEO_LIMIT:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="media",
+                message=f"media {video.media_id}: {video.size} bytes is over X's video limit "
+                f"of {VIDEO_LIMIT}",
+            )
+        init = {
+            "media_type": video.content_type,
+            "total_bytes": video.size,
+            "media_category": "tweet_video",
+        }
+        response = await self._upload_call(
+            self.http.build_request(
+                "POST",
+                f"{self.base}/2/media/upload/initialize",
+                json=init,
+                headers=self._auth(request),
+            ),
+            blocks,
+        )
+        if not isinstance(response, httpx.Response):
+            return response
+        data = json_object(response).get("data")
+        media_id = str(data.get("id") or "") if isinstance(data, dict) else ""
+        if not media_id:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=response.status_code,
+                code="media",
+                message=f"initialize answered without a media id: {excerpt(response)}",
+            )
+        index = 0
+        try:
+            async for segment in self.media.stream(video, VIDEO_SEGMENT):
+                response = await self._upload_call(
+                    self.http.build_request(
+                        "POST",
+                        f"{self.base}/2/media/upload/{media_id}/append",
+                        headers=self._auth(request),
+                        files={"media": ("blob", segment, "application/octet-stream")},
+                        data={"segment_index": str(index)},
+                    ),
+                    blocks,
+                )
+                if not isinstance(response, httpx.Response):
+                    return response
+                index += 1
+        except MediaError as error:
+            return media_failed(error)
+        response = await self._upload_call(
+            self.http.build_request(
+                "POST",
+                f"{self.base}/2/media/upload/{media_id}/finalize",
+                headers=self._auth(request),
+            ),
+            blocks,
+        )
+        if not isinstance(response, httpx.Response):
+            return response
+        data = json_object(response).get("data")
+        info = data.get("processing_info") if isinstance(data, dict) else None
+        waited = await self._processed(
+            request,
+            media_id,
+            info,
+            blocks,
+            wait=request.stage.pause,
+            limit=MAX_VIDEO_PROCESSING_WAIT,
+        )
+        return waited if waited is not None else media_id
+
+    async def _upload_call(
+        self, outgoing: httpx.Request, blocks: list[datetime]
+    ) -> httpx.Response | PublishOutcome:
+        """One request of an upload: its successful answer, or the outcome to give (a lost
+        answer is RETRYABLE, since nothing was published)."""
+        response = await self._call(outgoing, blocks)
+        if isinstance(response, PublishOutcome):
+            return self._nothing_posted(response)
+        if not response.is_success:
+            return failure(response)
+        return response
+
     async def _processed(
-        self, request: PublishRequest, media_id: str, info: object, blocks: list[datetime]
+        self,
+        request: PublishRequest,
+        media_id: str,
+        info: object,
+        blocks: list[datetime],
+        *,
+        wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        limit: float = MAX_PROCESSING_WAIT,
     ) -> PublishOutcome | None:
-        """Wait while X processes the media: None once it has succeeded, else why not."""
+        """Wait while X processes the media: None once it has succeeded, else why not. `wait`
+        sleeps between polls, for at most `limit` seconds in all."""
         waited = 0.0
         while isinstance(info, dict) and info.get("state") != "succeeded":
             if info.get("state") == "failed":
@@ -242,13 +407,13 @@ class XClient:
                 )
             after = info.get("check_after_secs")
             pause = max(1.0, float(after)) if isinstance(after, int | float) else 1.0
-            if waited + pause > MAX_PROCESSING_WAIT:
+            if waited + pause > limit:
                 return PublishOutcome(
                     Result.RETRYABLE,
                     code="media_processing",
                     message=f"media {media_id} still processing after {waited:.0f} s",
                 )
-            await asyncio.sleep(pause)
+            await wait(pause)
             waited += pause
             outgoing = self.http.build_request(
                 "GET",

@@ -25,6 +25,40 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AttemptStage:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttemptStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttemptStage.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTEMPT_STAGE_UNSPECIFIED: _AttemptStage.ValueType  # 0
+    """Not set; refused."""
+    ATTEMPT_STAGE_UPLOADING: _AttemptStage.ValueType  # 1
+    """Sending media; nothing public has been made. An attempt whose lease runs out at this stage
+    is retried (a new delivery), not marked UNKNOWN. Marking it again only extends the lease;
+    it never takes an attempt back from PUBLISHING.
+    """
+    ATTEMPT_STAGE_PUBLISHING: _AttemptStage.ValueType  # 2
+    """The call that makes the post public is about to be made: from now on an attempt that
+    never reports back is settled as any other (UNKNOWN, or retried under an idempotency key).
+    """
+
+class AttemptStage(_AttemptStage, metaclass=_AttemptStageEnumTypeWrapper):
+    """Where a begun attempt stands, for an attempt that sends media before it publishes."""
+
+ATTEMPT_STAGE_UNSPECIFIED: AttemptStage.ValueType  # 0
+"""Not set; refused."""
+ATTEMPT_STAGE_UPLOADING: AttemptStage.ValueType  # 1
+"""Sending media; nothing public has been made. An attempt whose lease runs out at this stage
+is retried (a new delivery), not marked UNKNOWN. Marking it again only extends the lease;
+it never takes an attempt back from PUBLISHING.
+"""
+ATTEMPT_STAGE_PUBLISHING: AttemptStage.ValueType  # 2
+"""The call that makes the post public is about to be made: from now on an attempt that
+never reports back is settled as any other (UNKNOWN, or retried under an idempotency key).
+"""
+Global___AttemptStage: _TypeAlias = AttemptStage  # noqa: Y015
+
 class _FenceRejection:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -84,6 +118,66 @@ NEXT_STEP_ACK: NextStep.ValueType  # 1
 NEXT_STEP_REDELIVER: NextStep.ValueType  # 2
 """Redeliver after retry_delay (nak with delay) under the same delivery."""
 Global___NextStep: _TypeAlias = NextStep  # noqa: Y015
+
+@_typing.final
+class MarkAttemptRequest(_message.Message):
+    """Request of MarkAttempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    attempt_id: _builtins.str
+    """The attempt, as BeginAttempt returned it."""
+    stage: Global___AttemptStage.ValueType
+    """The stage it has reached."""
+    def __init__(
+        self,
+        *,
+        attempt_id: _builtins.str = ...,
+        stage: Global___AttemptStage.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkAttemptRequest: _TypeAlias = MarkAttemptRequest  # noqa: Y015
+
+@_typing.final
+class MarkAttemptResponse(_message.Message):
+    """Response of MarkAttempt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OK_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ok: _builtins.bool
+    """False when the attempt is no longer its target's current one (the sweeper settled it, or
+    it completed): the publisher must not make the post public.
+    """
+    reason: _builtins.str
+    """Why not, when ok is false."""
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """How long the attempt's lease now runs, from the call."""
+
+    def __init__(
+        self,
+        *,
+        ok: _builtins.bool = ...,
+        lease: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "ok", b"ok", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkAttemptResponse: _TypeAlias = MarkAttemptResponse  # noqa: Y015
 
 @_typing.final
 class Delivery(_message.Message):

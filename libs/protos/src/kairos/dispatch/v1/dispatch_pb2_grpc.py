@@ -70,6 +70,11 @@ class DispatchServiceStub:
                 request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsRequest.SerializeToString,
                 response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsResponse.FromString,
                 _registered_method=True)
+        self.MarkAttempt = channel.unary_unary(
+                '/kairos.dispatch.v1.DispatchService/MarkAttempt',
+                request_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptRequest.SerializeToString,
+                response_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptResponse.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -126,6 +131,13 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkAttempt(self, request, context):
+        """Records where an attempt that uploads media first stands, and extends its lease.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +175,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.SaveRefreshedCredentials,
                     request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsRequest.FromString,
                     response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsResponse.SerializeToString,
+            ),
+            'MarkAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkAttempt,
+                    request_deserializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptRequest.FromString,
+                    response_serializer=kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +372,33 @@ class DispatchService:
             '/kairos.dispatch.v1.DispatchService/SaveRefreshedCredentials',
             kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsRequest.SerializeToString,
             kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.SaveRefreshedCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkAttempt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.dispatch.v1.DispatchService/MarkAttempt',
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptRequest.SerializeToString,
+            kairos_dot_dispatch_dot_v1_dot_dispatch__pb2.MarkAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,

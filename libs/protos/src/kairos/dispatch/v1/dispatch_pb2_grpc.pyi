@@ -51,6 +51,8 @@ class DispatchServiceStub:
     """Re-emits lost deliveries, settles abandoned attempts and marks stale targets MISSED."""
     SaveRefreshedCredentials: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.SaveRefreshedCredentialsRequest, _dispatch_pb2.SaveRefreshedCredentialsResponse]
     """Saves refreshed tokens for an account before they are used."""
+    MarkAttempt: _grpc.UnaryUnaryMultiCallable[_dispatch_pb2.MarkAttemptRequest, _dispatch_pb2.MarkAttemptResponse]
+    """Records where an attempt that uploads media first stands, and extends its lease."""
 
 @_typing.type_check_only
 class DispatchServiceAsyncStub(DispatchServiceStub):
@@ -73,6 +75,8 @@ class DispatchServiceAsyncStub(DispatchServiceStub):
     """Re-emits lost deliveries, settles abandoned attempts and marks stale targets MISSED."""
     SaveRefreshedCredentials: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.SaveRefreshedCredentialsRequest, _dispatch_pb2.SaveRefreshedCredentialsResponse]  # type: ignore[assignment]
     """Saves refreshed tokens for an account before they are used."""
+    MarkAttempt: _aio.UnaryUnaryMultiCallable[_dispatch_pb2.MarkAttemptRequest, _dispatch_pb2.MarkAttemptResponse]  # type: ignore[assignment]
+    """Records where an attempt that uploads media first stands, and extends its lease."""
 
 class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal service for claiming due targets and recording attempts; requires the service credential."""
@@ -134,5 +138,13 @@ class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dispatch_pb2.SaveRefreshedCredentialsResponse, _abc.Awaitable[_dispatch_pb2.SaveRefreshedCredentialsResponse]]:
         """Saves refreshed tokens for an account before they are used."""
+
+    @_abc_1.abstractmethod
+    def MarkAttempt(
+        self,
+        request: _dispatch_pb2.MarkAttemptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dispatch_pb2.MarkAttemptResponse, _abc.Awaitable[_dispatch_pb2.MarkAttemptResponse]]:
+        """Records where an attempt that uploads media first stands, and extends its lease."""
 
 def add_DispatchServiceServicer_to_server(servicer: DispatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

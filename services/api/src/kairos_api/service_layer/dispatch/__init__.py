@@ -23,6 +23,7 @@ from kairos_api.service_layer.dispatch.records import (
     Refused,
     SweepResult,
 )
+from kairos_api.service_layer.dispatch.stage import Marked, mark_attempt
 from kairos_api.service_layer.dispatch.sweep import fail_delivery, sweep_expired
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Begun",
     "Completion",
     "Delivery",
+    "Marked",
     "Outcome",
     "Refused",
     "SweepResult",
@@ -41,6 +43,7 @@ __all__ = [
     "claim_due",
     "complete_attempts",
     "fail_delivery",
+    "mark_attempt",
     "save_refreshed_credentials",
     "sweep_expired",
 ]

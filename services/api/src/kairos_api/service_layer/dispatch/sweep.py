@@ -20,6 +20,7 @@ from kairos_api.domain.delivery import END_EVENTS, TargetChange, ended, safe_to_
 from kairos_api.domain.model import ErrorClass, TargetStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.dispatch.records import MAX_CLAIM, Delivery, SweepResult
+from kairos_api.service_layer.dispatch.stage import UPLOADING
 from kairos_api.service_layer.settle import settle_posts
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
@@ -117,9 +118,27 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
         for target in lost:
             if target.status == TargetStatus.QUEUED:  # not just marked missed
                 redeliver(target, posts[target.post_id])
+        uploading = await _still_uploading(uow, [t.id for t in abandoned])
         for target in abandoned:
             post = posts[target.post_id]
-            if await _safe_to_retry(uow, target, now):
+            if target.id in uploading:
+                # Lost while sending media: nothing public was made, so it is tried again,
+                # within the attempts allowed (a file that kills its publisher each time ends).
+                await _close_open_attempts(uow, target.id, now, uploading=True)
+                if target.attempt_count < app.settings.max_attempts:
+                    redeliver(target, post)
+                    requeued += 1
+                else:
+                    change = ended(
+                        str(target.id),
+                        TargetStatus.FAILED,
+                        f"the publisher was lost while it sent media, {target.attempt_count} "
+                        "times; nothing was published",
+                        error_class=ErrorClass.RETRYABLE.value,
+                        code="upload_lost",
+                    )
+                    apply_change(uow, post, target, change, now)
+            elif await _safe_to_retry(uow, target, now):
                 # The platform dedups on the idempotency key: a second call cannot double-post.
                 redeliver(target, post)
                 requeued += 1
@@ -163,12 +182,15 @@ async def fail_delivery(app: Application, delivery_id: str, reason: str) -> Targ
         if target.status not in (TargetStatus.QUEUED, TargetStatus.PUBLISHING):
             return None
         message = f"dead-lettered: {reason}"
-        if target.status == TargetStatus.PUBLISHING:
+        uploading = target.id in await _still_uploading(uow, [target.id])
+        if target.status == TargetStatus.PUBLISHING and not uploading:
             await _close_open_attempts(uow, target.id, now)
             change = ended(
                 str(target.id), TargetStatus.UNKNOWN, message, error_class=ErrorClass.UNKNOWN.value
             )
         else:
+            if uploading:  # nothing public was made: it failed, with no doubt about it
+                await _close_open_attempts(uow, target.id, now, uploading=True)
             change = ended(
                 str(target.id),
                 TargetStatus.FAILED,
@@ -199,13 +221,36 @@ async def _posts_of(uow: UnitOfWork, targets: Iterable[Target]) -> dict[uuid.UUI
     return {p.id: p for p in rows}
 
 
-async def _close_open_attempts(uow: UnitOfWork, target_id: uuid.UUID, now: datetime) -> None:
+async def _still_uploading(uow: UnitOfWork, targets: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The targets whose open attempt was last marked `uploading`: lost before the call that
+    makes the post public, so nothing was published."""
+    if not targets:
+        return set()
+    rows = await uow.session.execute(
+        select(Attempt.target_id).where(
+            Attempt.target_id.in_(targets),
+            Attempt.finished_at.is_(None),
+            Attempt.stage == UPLOADING,
+        )
+    )
+    return set(rows.scalars())
+
+
+async def _close_open_attempts(
+    uow: UnitOfWork, target_id: uuid.UUID, now: datetime, *, uploading: bool = False
+) -> None:
+    """Finish the target's open attempt: UNKNOWN, or, when it was lost while still sending
+    media, RETRYABLE (nothing public was made)."""
     await uow.session.execute(
         update(Attempt)
         .where(and_(Attempt.target_id == target_id, Attempt.finished_at.is_(None)))
         .values(
             finished_at=now,
-            error_class=ErrorClass.UNKNOWN.value,
-            message="no outcome was reported before the lease ran out",
+            error_class=(ErrorClass.RETRYABLE if uploading else ErrorClass.UNKNOWN).value,
+            message=(
+                "the publisher was lost while it sent media, before anything was published"
+                if uploading
+                else "no outcome was reported before the lease ran out"
+            ),
         )
     )

@@ -45,6 +45,7 @@ from kairos_api.service_layer.posts.rules import (
     parse_id,
     resolve_schedule,
     stale_at,
+    target_platforms,
     target_violations,
     uploaded_media_violations,
     wake_if_due_soon,
@@ -231,12 +232,19 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
                     app, content, media, new_targets, ids, accounts, uploads=len(media_ids)
                 )
             )
-        if {"media_ids", "targets"} & set(paths):
+        if {"media_ids", "media_urls", "targets"} & set(paths):
             # Files named before are checked again: one may have been deleted once the post had
-            # settled, and a new target's platform may pull media by URL.
-            platforms = (a.platform for a in accounts.values())
+            # settled, a new target's platform may pull media by URL or take no video, and a
+            # video must stay the post's only media item.
             violations.extend(
-                await uploaded_media_violations(app, uow, tenant, media_ids, platforms)
+                await uploaded_media_violations(
+                    app,
+                    uow,
+                    tenant,
+                    media_ids,
+                    target_platforms(new_targets, ids, accounts),
+                    media_urls=len(media),
+                )
             )
         if violations:
             raise errors.InvalidArgument.collect([_prefix_post_field(v) for v in violations])

@@ -49,6 +49,7 @@ from kairos_api.service_layer.posts.rules import (
     media_id_violations,
     parse_id,
     resolve_schedule,
+    target_platforms,
     target_violations,
     uploaded_media_violations,
     wake_if_due_soon,
@@ -198,7 +199,12 @@ async def _refuse_invalid(
     )
     violations.extend(
         await uploaded_media_violations(
-            app, uow, draft.tenant, draft.media_ids, (a.platform for a in accounts.values())
+            app,
+            uow,
+            draft.tenant,
+            draft.media_ids,
+            target_platforms(command.targets, draft.account_ids, accounts),
+            media_urls=len(command.media_urls),
         )
     )
     if draft.parent_id is not None:

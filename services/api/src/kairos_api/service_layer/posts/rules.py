@@ -4,22 +4,22 @@ the accounts a post targets, and when a change must wake the schedulers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
 from kairos_api.adapters.orm import Account, Media, Post
-from kairos_api.domain import limits, schedule
+from kairos_api.domain import limits, schedule, video
 from kairos_api.domain.model import AccountStatus, PostStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.records import PostRecord
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import CATALOGUE, Platform
+from kairos_common.platforms import CATALOGUE, Platform, video_rules
 from kairos_media.probe import MediaKind
 
 MAX_TARGETS = 50
@@ -90,7 +90,20 @@ _ACCOUNTS_OF_TENANT = select(Account.id, Account.platform, Account.status).where
 #: locks its file for update, so it either waits and then sees the post, or went first and the
 #: file is seen deleted here.
 _MEDIA_OF_IDS = (
-    select(Media.id, Media.tenant_id, Media.kind, Media.deleted_at.is_not(None))
+    select(
+        Media.id,
+        Media.tenant_id,
+        Media.kind,
+        Media.deleted_at.is_not(None),
+        Media.content_type,
+        Media.size,
+        Media.width,
+        Media.height,
+        Media.duration_seconds,
+        Media.video_codec,
+        Media.audio_codec,
+        Media.frame_rate,
+    )
     .where(Media.id.in_(bindparam("media_ids", expanding=True)))
     .with_for_update(read=True)
 )
@@ -282,42 +295,71 @@ def media_id_violations(
     return parsed
 
 
+class TargetPlatform(NamedTuple):
+    """A target as the media rules see it: where it is in the request, its platform, settings."""
+
+    position: int
+    platform: str
+    settings: Mapping[str, str]
+
+
+def target_platforms(
+    targets: Sequence[TargetInput],
+    ids: Sequence[uuid.UUID | None],
+    accounts: Mapping[uuid.UUID, AccountRef],
+) -> list[TargetPlatform]:
+    """The targets whose account was found, with their platforms."""
+    found = []
+    for index, (target, account_id) in enumerate(zip(targets, ids, strict=True)):
+        account = accounts.get(account_id) if account_id is not None else None
+        if account is not None:
+            found.append(TargetPlatform(index, account.platform, target.settings))
+    return found
+
+
 async def uploaded_media_violations(
     app: Application,
     uow: UnitOfWork,
     tenant: str,
     media_ids: Sequence[uuid.UUID | None],
-    platforms: Iterable[str],
+    targets: Sequence[TargetPlatform],
+    *,
+    media_urls: int = 0,
     field_name: str = "media_ids",
 ) -> list[FieldViolation]:
-    """What is wrong with the uploaded files a post names (one query): each must be the tenant's,
-    not deleted, and an image or GIF; and every platform that pulls media by URL needs a store
-    that makes URLs."""
+    """What is wrong with the uploaded files a post names (one query): each must be the tenant's
+    and not deleted; a video must be the post's only media item and suit every target's
+    platform (`domain.video`); and every platform that pulls media by URL needs a store that
+    makes URLs."""
     wanted = list(dict.fromkeys(i for i in media_ids if i is not None))
     if not wanted:
         return []
     connection = await uow.session.connection()
     rows = await connection.execute(_MEDIA_OF_IDS, {"media_ids": wanted})
-    found = {row[0]: (row[1], row[2], row[3]) for row in rows}
+    found = {row[0]: row for row in rows}
     violations: list[FieldViolation] = []
+    items = len(media_ids) + media_urls
     for index, ident in enumerate(media_ids):
         if ident is None:
             continue
         named = f"{field_name}[{index}]"
-        tenant_id, kind, deleted = found.get(ident, ("", "", False))
-        if tenant_id != tenant:
+        row = found.get(ident)
+        if row is None or row[1] != tenant:
             violations.append(FieldViolation(named, f"media {ident} not found"))
-        elif deleted:
+        elif row[3]:
             violations.append(FieldViolation(named, f"media {ident} was deleted"))
-        elif kind == MediaKind.VIDEO:
-            violations.append(
-                FieldViolation(
-                    named,
-                    f"media {ident} is a video; videos are not published yet, only images and GIFs",
+        elif row[2] == MediaKind.VIDEO:
+            if items > 1:
+                violations.append(
+                    FieldViolation(
+                        named,
+                        f"media {ident} is a video, and a video must be the post's only media "
+                        f"item; this post has {items}",
+                    )
                 )
-            )
+            violations.extend(_video_violations(named, ident, row, targets))
     if not app.media.makes_urls:
-        for platform in dict.fromkeys(platforms):
+        for platform in dict.fromkeys(t.platform for t in targets):
             info = CATALOGUE[Platform(platform)]
             if info.pulls_media_by_url:
                 violations.append(
@@ -329,6 +371,35 @@ async def uploaded_media_violations(
                     )
                 )
     return violations
+
+
+def _video_violations(
+    named: str, ident: uuid.UUID, row: Any, targets: Sequence[TargetPlatform]
+) -> list[FieldViolation]:
+    facts = video.VideoFacts(
+        content_type=row[4],
+        size=row[5],
+        width=row[6],
+        height=row[7],
+        duration_seconds=row[8] or 0.0,
+        video_codec=row[9],
+        audio_codec=row[10],
+        frame_rate=row[11],
+    )
+    found: list[FieldViolation] = []
+    for target in targets:
+        platform = Platform(target.platform)
+        name = CATALOGUE[platform].name
+        rules = video_rules(platform, target.settings)
+        where = f"for targets[{target.position}]"
+        if rules is None:
+            found.append(
+                FieldViolation(named, f"media {ident} is a video; {name} takes no video ({where})")
+            )
+            continue
+        for problem in video.problems(facts, rules, name):
+            found.append(FieldViolation(named, f"media {ident} {problem} ({where})"))
+    return found
 
 
 def content_violations(
