@@ -27,8 +27,9 @@ using_resumable_upload_protocol, and videos.insert):
 4. After a chunk's answer was lost (a timeout) or was a 5xx, the session's status is asked as
    the guide says, with an empty PUT and `Content-Range: bytes */TOTAL`: a 308 whose `Range`
    ends before the chunk has it sent again (once); one that covers some or all of it goes on
-   from there; a 200/201 is the finished video. When even that cannot be had, an unfinished upload is RETRYABLE (no
-   video exists), and after the last chunk UNKNOWN (the video may exist).
+   from there; a 200/201 is the finished video. When even that cannot be had, an unfinished
+   upload is RETRYABLE (no video exists), and after the last chunk UNKNOWN (the video may
+   exist).
 5. YouTube processes the video after it exists. `GET /youtube/v3/videos?part=status,
    processingDetails&id=<id>` (1 quota unit) is asked every `poll_interval` seconds (or sooner
    when `processingProgress.timeLeftMs` says so), through `stage.pause`, for at most
