@@ -3,13 +3,16 @@ media store, YouTube played by its fake over real HTTP.
 
 The video uploaded through the api reaches the fake through the resumable upload, exactly as
 uploaded, and the post ends PUBLISHED with YouTube's id and URL; a Short that is not square or
-vertical is refused when the post is created, and the same video goes out as an ordinary one.
+vertical is refused when the post is created, and the same video goes out as an ordinary one; a
+publisher killed while it sends the first chunk made nothing public, so the attempt is retried
+and the video made once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +49,15 @@ def clip(folder: Path, width: int, height: int) -> Path:
         height=height,
         seconds=2.0,
     )
+
+
+def padded(path: Path, total: int) -> Path:
+    """`path` made `total` bytes long by a top-level `free` box after its own boxes (ISO/IEC
+    14496-12 §8.1.2: free space a reader skips)."""
+    padding = total - path.stat().st_size
+    with path.open("ab") as file:
+        file.write(struct.pack(">I", padding) + b"free" + bytes(padding - 8))
+    return path
 
 
 async def upload(stack: Stack, path: Path) -> media_pb2.Media:
@@ -146,3 +158,45 @@ async def test_a_short_that_is_wider_than_tall_is_refused_when_the_post_is_creat
     assert "YouTube takes a Short no wider than 1 (for targets[0])" in details
     assert post.status == posts_pb2.POST_STATUS_PUBLISHED, f"{post}\n{stack.logs()}"
     assert post.targets[0].platform_url.startswith("https://www.youtube.com/watch?v=")
+
+
+async def test_a_publisher_killed_while_it_sends_a_chunk_is_retried_and_the_video_made_once(
+    nats_server: NatsServer, tmp_path: Path, youtube: YouTubeFake
+) -> None:
+    # Over one 8 MiB chunk, so the first PUT is not the one that makes the video.
+    video = padded(clip(tmp_path, 360, 640), 9 * 1024 * 1024)
+    digest = hashlib.sha256(video.read_bytes()).hexdigest()
+    env = {
+        "KAIROS_MEDIA_STORE": str(tmp_path / "media"),
+        "KAIROS_PLATFORM_URLS": platform_urls([youtube]),
+    }
+    # A short lease, so the sweeper sees the lost attempt within seconds.
+    api_env = {"KAIROS_ATTEMPT_LEASE_SECONDS": "3"}
+    async with running_stack(nats_server, tmp_path, env=env, api_env=api_env) as stack:
+        account = await connect(stack, youtube)
+        media = await upload(stack, video)
+        youtube.stall_next("PUT", "/upload/youtube/v3/videos", 30.0)
+        created = await stack.posts.CreatePost(
+            video_post(account, media.id, {"privacy": "public"}), metadata=stack.metadata
+        )
+        deadline = time.monotonic() + 20
+        while youtube.stalls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert youtube.stalls == [], "the first chunk never started"
+        stack.publishers[0].kill()
+        replacement = stack.add("publisher")
+        await replacement.wait_serving()
+        post = await settled(stack, created.post.id)
+
+    assert post.status == posts_pb2.POST_STATUS_PUBLISHED, f"{post}\n{stack.logs()}"
+    [target] = post.targets
+    assert [a.error_class for a in target.attempts] == [
+        posts_pb2.ERROR_CLASS_RETRYABLE,
+        posts_pb2.ERROR_CLASS_UNSPECIFIED,
+    ]
+    assert [a.published for a in target.attempts] == [False, True]
+    [made] = youtube.videos
+    assert target.platform_post_id == made.id
+    assert made.sha256 == digest
+    # Two sessions were started: the killed one was never finished.
+    assert len(youtube.calls("POST", "/upload/youtube/v3/videos")) == 2
