@@ -683,19 +683,19 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # videos.insert (developers.google.com/youtube/v3/docs/videos/insert): "Maximum file
             # size: 256GB", accepted types "video/*" (the discovery document's `maxSize` is
             # 274877906944, 256 GiB). Length: YouTube Help "Upload videos longer than 15
-            # minutes" (answer 71673): 12 hours for a verified channel, 15 minutes otherwise;
-            # Kairos cannot tell which a channel is, so it takes 12 hours and YouTube rejects a
-            # longer video of an unverified channel while processing it (`rejectionReason`
-            # "length", read back as PERMANENT). MP4, MOV and WebM are among YouTube's
-            # supported formats (Help answer 4720) and are what an upload can be.
+            # minutes": 12 hours (or 256 GB, whichever is less) for a verified account, 15
+            # minutes otherwise; Kairos cannot tell which a channel is, so it takes 12 hours and
+            # YouTube rejects a longer video of an unverified channel while processing it
+            # (`rejectionReason` "length", read back as PERMANENT). MP4, MOV and WebM are among
+            # YouTube Help's "Supported YouTube file formats" and are what an upload can be.
             video=VideoRules(
                 max_bytes=256 * 1024**3,
                 max_seconds=12 * 3600,
                 types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
             ),
-            # A Short (YouTube Help "Upload YouTube Shorts", answer 12779649): "a square or
-            # vertical aspect ratio" and up to 3 minutes; YouTube makes such an upload a Short
-            # by itself, whatever the setting says.
+            # A Short (YouTube Help "Upload YouTube Shorts"): a square or vertical video of up to
+            # 3 minutes (since 2024-10-15; 60 seconds before); YouTube makes such an upload a
+            # Short by itself, whatever the setting says.
             video_by_setting=(
                 (
                     "short",
