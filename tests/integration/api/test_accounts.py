@@ -98,6 +98,7 @@ VALID: dict[posts_pb2.Platform.ValueType, posts_pb2.Credentials] = {
         access_token="pina_t", page_id="549755885175"
     ),
     posts_pb2.PLATFORM_TIKTOK: posts_pb2.Credentials(access_token="act.t", refresh_token="rft.t"),
+    posts_pb2.PLATFORM_YOUTUBE: posts_pb2.Credentials(access_token="ya29.t", refresh_token="1//t"),
 }
 
 

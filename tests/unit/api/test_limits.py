@@ -16,7 +16,7 @@ from kairos_api.domain.limits import (
     validate_settings,
 )
 from kairos_common.errors import FieldViolation
-from kairos_common.platforms import CATALOGUE, Platform
+from kairos_common.platforms import CATALOGUE, Platform, video_rules
 
 IMAGE = "https://cdn.example.com/photo.jpg"
 
@@ -64,6 +64,7 @@ def media_for(platform: Platform) -> list[str]:
         (Platform.SLACK, 40000, 49),
         (Platform.PINTEREST, 800, 1),
         (Platform.TIKTOK, 4000, 35),
+        (Platform.YOUTUBE, 5000, 1),
     ],
 )
 def test_limits_match_the_platform_reference(
@@ -73,11 +74,12 @@ def test_limits_match_the_platform_reference(
     assert CATALOGUE[platform].limits.max_media == max_media
 
 
-def test_only_instagram_pinterest_and_tiktok_require_media() -> None:
+def test_only_instagram_pinterest_tiktok_and_youtube_require_media() -> None:
     assert [p for p in Platform if CATALOGUE[p].limits.media_required] == [
         Platform.INSTAGRAM,
         Platform.PINTEREST,
         Platform.TIKTOK,
+        Platform.YOUTUBE,
     ]
 
 
@@ -508,6 +510,56 @@ def test_tiktoks_cover_must_be_one_of_the_posts_photos() -> None:
             "the photo shown as the cover, counted from 0",
         )
     ]
+
+
+def test_youtube_counts_its_5000_byte_description_in_utf8_bytes() -> None:
+    assert validate_content(Platform.YOUTUBE, "é" * 2500, [IMAGE]) == []
+    [violation] = validate_content(Platform.YOUTUBE, "é" * 2500 + "a", [IMAGE])
+    assert violation.field == "content"
+    assert "5,000 UTF-8 bytes" in violation.description
+    assert fields(validate_content(Platform.YOUTUBE, "A video", [])) == ["media_urls"]
+
+
+YOUTUBE_PUBLIC = {"privacy": "public"}
+
+
+def test_a_youtube_target_must_say_who_may_see_the_video() -> None:
+    assert validate_settings(Platform.YOUTUBE, YOUTUBE_PUBLIC) == []
+    assert validate_settings(Platform.YOUTUBE, {}) == [
+        FieldViolation(
+            "settings.privacy",
+            "YouTube needs who may see the video: one of private, unlisted, public",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("privacy", "Public"),
+        ("privacy", "friends"),
+        ("title", "t" * 101),
+        ("made_for_kids", "no"),
+        ("category_id", "ab"),
+        ("category_id", "1234"),
+        ("short", "yes"),
+        ("tags", "t" * 501),
+    ],
+)
+def test_youtube_settings_of_the_wrong_form_are_named(key: str, value: str) -> None:
+    assert fields(validate_settings(Platform.YOUTUBE, {**YOUTUBE_PUBLIC, key: value})) == [
+        f"settings.{key}"
+    ]
+
+
+def test_a_youtube_short_has_the_short_rules_and_other_videos_twelve_hours() -> None:
+    video = video_rules(Platform.YOUTUBE, YOUTUBE_PUBLIC)
+    short = video_rules(Platform.YOUTUBE, {**YOUTUBE_PUBLIC, "short": "true"})
+    assert video is not None
+    assert short is not None
+    assert (video.max_seconds, video.max_bytes, video.max_aspect) == (12 * 3600, 256 << 30, None)
+    assert (short.what, short.max_seconds, short.max_aspect) == ("a Short", 180, 1.0)
+    assert video_rules(Platform.YOUTUBE, {**YOUTUBE_PUBLIC, "short": "false"}) == video
 
 
 def test_settings_a_platform_does_not_declare_are_left_to_its_publisher() -> None:

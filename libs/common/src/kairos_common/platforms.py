@@ -40,6 +40,7 @@ class Platform(enum.StrEnum):
     SLACK = "slack"
     PINTEREST = "pinterest"
     TIKTOK = "tiktok"
+    YOUTUBE = "youtube"
     WEBHOOK = "webhook"
     SANDBOX = "sandbox"
 
@@ -59,6 +60,8 @@ class Counting(enum.Enum):
     """UTF-16 code units: 1 per character up to U+FFFF, 2 beyond (most emoji)."""
     CODE_POINTS = enum.auto()
     """Unicode code points, what Python's `len` counts."""
+    UTF8_BYTES = enum.auto()
+    """UTF-8 bytes: 1 per ASCII character, 2 to 4 beyond (most emoji 4)."""
 
 
 @dataclass(frozen=True)
@@ -649,6 +652,82 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_height=4096,
                 max_frame_rate=60,
                 what="a TikTok video",
+            ),
+        ),
+        Platform.YOUTUBE: PlatformInfo(
+            name="YouTube",
+            # Not in PLATFORMS.md; from the YouTube Data API v3 reference
+            # (developers.google.com/youtube/v3/docs/videos, "snippet.description"): the post's
+            # text is the video's description, "a maximum length of 5000 bytes" (UTF-8) without
+            # < or >. A YouTube post is one uploaded video (videos.insert takes exactly one media
+            # body), so media is required and at most one item.
+            limits=PlatformLimits(
+                counting=Counting.UTF8_BYTES,
+                max_chars=5000,
+                unit="UTF-8 bytes",
+                counting_note="accented letters count 2, most emoji 4",
+                max_media=1,
+                media_required=True,
+            ),
+            # The publisher uploads the bytes itself (the resumable upload protocol).
+            # videos.insert's `status.privacyStatus` is private, unlisted or public; YouTube
+            # would pick private, but a video nobody sees is not what a scheduled post means,
+            # so Kairos asks each target to say. `snippet.title`: "a maximum length of 100
+            # characters", without < or > (videos resource). `status.selfDeclaredMadeForKids`
+            # is a boolean. `snippet.categoryId` is a category id (digits; 3 reach them all).
+            # `snippet.tags` count "a maximum length of 500 characters" together, commas
+            # included (the videos resource). `short` chooses the Short rules below and the
+            # /shorts/ URL.
+            settings=MappingProxyType(
+                {
+                    "privacy": TargetSetting(
+                        "who may see the video",
+                        8,
+                        SettingKind.CHOICE,
+                        choices=("private", "unlisted", "public"),
+                        required=True,
+                    ),
+                    "title": TargetSetting("the video's title (else the text's first line)", 100),
+                    "made_for_kids": TargetSetting(
+                        "whether the video is made for kids", 5, SettingKind.BOOLEAN
+                    ),
+                    "category_id": TargetSetting("the video's category id", 3, SettingKind.DIGITS),
+                    "tags": TargetSetting("the video's tags, separated by commas", 500),
+                    "short": TargetSetting(
+                        "whether the video is a Short (vertical or square, 3 minutes at most)",
+                        5,
+                        SettingKind.BOOLEAN,
+                    ),
+                }
+            ),
+            # videos.insert (developers.google.com/youtube/v3/docs/videos/insert): "Maximum file
+            # size: 256GB", accepted types "video/*" (the discovery document's `maxSize` is
+            # 274877906944, 256 GiB). Length: YouTube Help "Upload videos longer than 15
+            # minutes": 12 hours (or 256 GB, whichever is less) for a verified account, 15
+            # minutes otherwise; Kairos cannot tell which a channel is, so it takes 12 hours and
+            # YouTube rejects a longer video of an unverified channel while processing it
+            # (`rejectionReason` "length", read back as PERMANENT). MP4, MOV and WebM are among
+            # YouTube Help's "Supported YouTube file formats" and are what an upload can be.
+            video=VideoRules(
+                max_bytes=256 * 1024**3,
+                max_seconds=12 * 3600,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            ),
+            # A Short (YouTube Help "Upload YouTube Shorts"): a square or vertical video of up to
+            # 3 minutes (since 2024-10-15; 60 seconds before); YouTube makes such an upload a
+            # Short by itself, whatever the setting says.
+            video_by_setting=(
+                (
+                    "short",
+                    "true",
+                    VideoRules(
+                        max_bytes=256 * 1024**3,
+                        max_seconds=180,
+                        types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+                        max_aspect=1.0,
+                        what="a Short",
+                    ),
+                ),
             ),
         ),
         # Kairos's own targets: no platform imposes a limit, so theirs only stop absurd

@@ -233,6 +233,8 @@ def _count(counting: Counting, text: str) -> int:
             return len(text.encode("utf-16-le", "surrogatepass")) // 2
         case Counting.CODE_POINTS:
             return len(text)
+        case Counting.UTF8_BYTES:
+            return _utf8_length(text)
 
 
 def _graphemes(text: str) -> list[str]:

@@ -58,6 +58,8 @@ class _PlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Platform.Val
     """Pinterest pins on a board, API v5."""
     PLATFORM_TIKTOK: _Platform.ValueType  # 14
     """TikTok photo posts (Content Posting API, direct post)."""
+    PLATFORM_YOUTUBE: _Platform.ValueType  # 15
+    """YouTube videos (Data API v3 videos.insert, resumable upload)."""
 
 class Platform(_Platform, metaclass=_PlatformEnumTypeWrapper):
     """A social network (or endpoint) that Kairos can publish to."""
@@ -92,6 +94,8 @@ PLATFORM_PINTEREST: Platform.ValueType  # 13
 """Pinterest pins on a board, API v5."""
 PLATFORM_TIKTOK: Platform.ValueType  # 14
 """TikTok photo posts (Content Posting API, direct post)."""
+PLATFORM_YOUTUBE: Platform.ValueType  # 15
+"""YouTube videos (Data API v3 videos.insert, resumable upload)."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
 class _PostStatus:
