@@ -43,7 +43,13 @@ def fields(violations: list[FieldViolation]) -> list[str]:
 
 def media_for(platform: Platform) -> list[str]:
     """Media that makes a post acceptable where media is required, and nothing elsewhere."""
-    return [IMAGE] if CATALOGUE[platform].limits.media_required else []
+    limits = CATALOGUE[platform].limits
+    return [IMAGE] if limits.media_required and not limits.video_only else []
+
+
+def uploads_for(platform: Platform) -> int:
+    """One uploaded file for a platform whose posts are one uploaded video."""
+    return 1 if CATALOGUE[platform].limits.video_only else 0
 
 
 # --- the limits table -----------------------------------------------------------------------------
@@ -100,7 +106,9 @@ def test_ascii_at_the_limit_is_accepted(platform: Platform) -> None:
     text = "a" * CATALOGUE[platform].limits.max_chars
 
     assert count_characters(platform, text) == CATALOGUE[platform].limits.max_chars
-    assert validate_content(platform, text, media_for(platform)) == []
+    assert (
+        validate_content(platform, text, media_for(platform), uploads=uploads_for(platform)) == []
+    )
 
 
 @pytest.mark.parametrize("platform", list(Platform))
@@ -108,7 +116,9 @@ def test_ascii_one_over_the_limit_is_reported_on_content(platform: Platform) -> 
     limits = CATALOGUE[platform].limits
     text = "a" * (limits.max_chars + 1)
 
-    violations = validate_content(platform, text, media_for(platform))
+    violations = validate_content(
+        platform, text, media_for(platform), uploads=uploads_for(platform)
+    )
 
     assert fields(violations) == ["content"]
     description = violations[0].description
@@ -404,7 +414,10 @@ def test_text_is_needed_when_there_is_no_media(platform: Platform, text: str) ->
 
 @pytest.mark.parametrize("platform", list(Platform))
 def test_media_alone_needs_no_text(platform: Platform) -> None:
-    assert validate_content(platform, "", [IMAGE]) == []
+    if CATALOGUE[platform].limits.video_only:
+        assert validate_content(platform, "", [], uploads=1) == []
+    else:
+        assert validate_content(platform, "", [IMAGE]) == []
 
 
 def test_instagram_refuses_text_without_media() -> None:
@@ -513,11 +526,11 @@ def test_tiktoks_cover_must_be_one_of_the_posts_photos() -> None:
 
 
 def test_youtube_counts_its_5000_byte_description_in_utf8_bytes() -> None:
-    assert validate_content(Platform.YOUTUBE, "é" * 2500, [IMAGE]) == []
-    [violation] = validate_content(Platform.YOUTUBE, "é" * 2500 + "a", [IMAGE])
+    assert validate_content(Platform.YOUTUBE, "é" * 2500, [], uploads=1) == []
+    [violation] = validate_content(Platform.YOUTUBE, "é" * 2500 + "a", [], uploads=1)
     assert violation.field == "content"
     assert "5,000 UTF-8 bytes" in violation.description
-    assert fields(validate_content(Platform.YOUTUBE, "A video", [])) == ["media_urls"]
+    assert fields(validate_content(Platform.YOUTUBE, "A video", [])) == ["media_ids"]
 
 
 YOUTUBE_PUBLIC = {"privacy": "public"}
@@ -579,6 +592,15 @@ def test_media_up_to_the_limit_is_accepted_and_one_more_is_not(platform: Platfor
     limit = CATALOGUE[platform].limits.max_media
     media = [f"https://cdn.example.com/{index}.jpg" for index in range(limit + 1)]
 
+    if CATALOGUE[platform].limits.video_only:  # its items are uploaded, never URLs
+        assert validate_content(platform, "hello", [], uploads=limit) == []
+        [violation] = validate_content(platform, "hello", [], uploads=limit + 1)
+        assert violation == FieldViolation(
+            "media_ids",
+            f"{CATALOGUE[platform].name} accepts at most {limit} media items in a post; "
+            f"{limit + 1} given",
+        )
+        return
     assert validate_content(platform, "hello", media[:limit]) == []
     violations = validate_content(platform, "hello", media)
     assert violations == [

@@ -100,3 +100,17 @@ def test_every_platform_that_takes_video_takes_a_real_container() -> None:
             assert rules.types <= {"video/mp4", "video/quicktime", "video/webm"}, platform
             assert rules.max_bytes > 0, platform
             assert rules.max_seconds > rules.min_seconds, platform
+
+
+def test_a_video_only_platform_refuses_text_alone_and_media_by_url() -> None:
+    from kairos_api.domain.limits import validate_content
+
+    alone = validate_content(Platform.YOUTUBE, "Just words", [])
+    assert [(v.field, v.description) for v in alone] == [
+        ("media_ids", "YouTube needs an uploaded video: it cannot publish text alone")
+    ]
+    by_url = validate_content(Platform.YOUTUBE, "A clip", ["https://cdn.example/clip.mp4"])
+    assert ("media_urls", "YouTube takes one uploaded video (media_ids), not media by URL") in [
+        (v.field, v.description) for v in by_url
+    ]
+    assert validate_content(Platform.YOUTUBE, "A clip", [], uploads=1) == []

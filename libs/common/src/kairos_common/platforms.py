@@ -86,6 +86,9 @@ class PlatformLimits:
     """A second text limit in UTF-8 bytes that applies as well as `max_chars` (Bluesky), or None."""
     max_links: int | None = None
     """The most distinct links the text may contain (Threads), or None for no limit."""
+    video_only: bool = False
+    """True when a post there is one uploaded video and nothing else (YouTube): media by URL
+    and uploaded images are refused."""
 
 
 class SettingKind(enum.Enum):
@@ -668,6 +671,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 counting_note="accented letters count 2, most emoji 4",
                 max_media=1,
                 media_required=True,
+                video_only=True,
             ),
             # The publisher uploads the bytes itself (the resumable upload protocol).
             # videos.insert's `status.privacyStatus` is private, unlisted or public; YouTube

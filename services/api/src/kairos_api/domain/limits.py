@@ -351,8 +351,17 @@ def validate_content(
     if rules.media_required and not has_media:
         violations.append(
             FieldViolation(
+                uploads_field if rules.video_only else media_field,
+                f"{name} needs an uploaded video: it cannot publish text alone"
+                if rules.video_only
+                else f"{name} needs at least one image or video: it cannot publish text alone",
+            )
+        )
+    if rules.video_only and media_urls:
+        violations.append(
+            FieldViolation(
                 media_field,
-                f"{name} needs at least one image or video: it cannot publish text alone",
+                f"{name} takes one uploaded video (media_ids), not media by URL",
             )
         )
     if count > rules.max_media:

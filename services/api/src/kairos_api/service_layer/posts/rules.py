@@ -348,7 +348,18 @@ async def uploaded_media_violations(
             violations.append(FieldViolation(named, f"media {ident} not found"))
         elif row[3]:
             violations.append(FieldViolation(named, f"media {ident} was deleted"))
-        elif row[2] == MediaKind.VIDEO:
+        elif row[2] != MediaKind.VIDEO:
+            for target in targets:
+                info = CATALOGUE[Platform(target.platform)]
+                if info.limits.video_only:
+                    violations.append(
+                        FieldViolation(
+                            named,
+                            f"media {ident} is an image; {info.name} takes one uploaded video "
+                            f"and nothing else (for targets[{target.position}])",
+                        )
+                    )
+        else:
             if items > 1:
                 violations.append(
                     FieldViolation(
