@@ -140,7 +140,8 @@ async def test_a_video_goes_through_the_external_upload_and_is_published(
     }
     assert "authorization" not in uploaded.headers  # the upload URL is its own secret
     form = parts(uploaded.headers["content-type"], uploaded.body)
-    assert form is not None and form["filename"].filename == "video-1.mp4"
+    assert form is not None
+    assert form["filename"].filename == "video-1.mp4"
     assert json.loads(completed.body) == {
         "files": [{"id": upload.file_id, "title": "video-1.mp4"}],
         "channel_id": CHANNEL,
