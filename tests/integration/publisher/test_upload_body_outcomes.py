@@ -14,7 +14,7 @@ from aiohttp import web
 
 from kairos_media import FileStore
 from kairos_publisher.media import MediaError, MediaFetcher, StoredMedia
-from kairos_publisher.platforms.base import PublishOutcome, Result
+from kairos_publisher.platforms.base import PublishOutcome, Result, send
 from kairos_publisher.transport import http_client
 from kairos_publisher.upload import multipart, send_upload
 
@@ -121,3 +121,42 @@ async def test_the_stream_error_itself_is_raised_not_a_connection_error(
             await http.send(request)
 
     assert raised.value.retryable
+
+
+async def test_a_connection_lost_mid_body_is_not_sent_so_retryable(tmp_path: Path) -> None:
+    """Unlike an answer lost after the whole request went (UNKNOWN: the platform may have acted
+    on it), a body broken off cannot have been acted on."""
+
+    async def hang_up(request: web.Request) -> web.Response:
+        await request.content.readexactly(PART)
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response(text="never sent")
+
+    app = web.Application(client_max_size=2 * PART * PARTS)
+    app.router.add_post("/upload", hang_up)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def parts() -> AsyncIterator[bytes]:
+        for _ in range(PARTS):
+            yield b"z" * PART
+
+    try:
+        async with http_client(timeout=5.0) as http:
+            request = http.build_request(
+                "POST",
+                f"http://127.0.0.1:{port}/upload",
+                headers={"content-length": str(PART * PARTS)},
+                content=parts(),
+            )
+            outcome = await send(http, request)
+    finally:
+        await runner.cleanup()
+
+    assert isinstance(outcome, PublishOutcome)
+    assert outcome.result == Result.RETRYABLE
+    assert "broken off" in outcome.message
