@@ -200,12 +200,21 @@ class PlatformInfo:
     video: VideoRules | None = None
     """What a post's uploaded video may be here; None when the platform takes no video (a post
     naming one is refused for it)."""
+    uploads_video: bool = False
+    """True when a post's uploaded video goes to the platform as bytes although it pulls other
+    media by URL (Telegram's `sendVideo` upload, Slack's file upload, a Discord attachment): the
+    video is never presigned, and the publisher streams it from the media store."""
     video_by_setting: tuple[tuple[str, str, VideoRules], ...] = ()
     """Rules that replace `video` for a target whose setting `key` has `value` (a Short, a
     story), as (key, value, rules); the first that matches applies."""
     own: bool = False
     """A target Kairos defines itself (a customer's webhook, the local sandbox), not a public
     platform's API: its endpoint may be plain http, and it has no fake under tools/fakes."""
+
+    def pulls_by_url(self, kind: str) -> bool:
+        """Whether an uploaded file of `kind` ("image", "gif", "video") goes to the platform as
+        a presigned URL rather than as its bytes."""
+        return self.pulls_media_by_url and not (kind == "video" and self.uploads_video)
 
 
 #: Kairos's own targets (a webhook, the sandbox) get a video's presigned URL and fetch it
@@ -470,6 +479,19 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             chat_id="the chat id or @channel",
+            # Bot API `sendVideo` (core.telegram.org/bots/api#sendvideo): "Telegram clients
+            # support MPEG4 videos (other formats may be sent as Document)" and "Bots can
+            # currently send video files of up to 50 MB in size"; 50 MB is read as 50,000,000
+            # bytes, the smaller reading (a larger upload is answered 413 "Request Entity Too
+            # Large", tdlib/telegram-bot-api#720). The video is uploaded as multipart form data:
+            # Telegram fetches a video by URL only up to 20 MB ("Sending Files"). No length
+            # limit is documented; 24 hours is Kairos's own cap.
+            video=VideoRules(
+                max_bytes=50_000_000,
+                max_seconds=24 * 3600.0,
+                types=frozenset({"video/mp4"}),
+            ),
+            uploads_video=True,
         ),
         Platform.DISCORD: PlatformInfo(
             name="Discord",
@@ -482,6 +504,18 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_media=10,
             ),
             pulls_media_by_url=True,
+            # A video is an attachment (`files[0]`) of the webhook message: discord-api-docs
+            # reference.mdx "Uploading Files": "The file upload size limit applies to each file
+            # in a request. The default limit is `10 MiB`" (the change log of 2024-12-16 applies
+            # it to webhooks from 2025-01-16; a boosted server may allow more, which a webhook
+            # cannot learn). Discord takes any file; MP4, QuickTime and WebM are the kinds its
+            # clients play inline. No length limit is documented; 24 hours is Kairos's own cap.
+            video=VideoRules(
+                max_bytes=10 * 1024 * 1024,
+                max_seconds=24 * 3600.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            ),
+            uploads_video=True,
         ),
         Platform.SLACK: PlatformInfo(
             name="Slack",
@@ -497,6 +531,18 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             ),
             pulls_media_by_url=True,
             chat_id="the channel id",
+            # A video is a file shared into the channel: `files.getUploadURLExternal`, the bytes
+            # to its `upload_url`, then `files.completeUploadExternal` (docs.slack.dev reference
+            # of both methods). Slack's help centre gives 1 GB as the largest file ("File upload
+            # limits"), read as 1,000,000,000 bytes; a workspace may restrict it further
+            # (`file_upload_size_restricted`). Slack plays MP4, QuickTime and WebM inline. No
+            # length limit is documented; 24 hours is Kairos's own cap.
+            video=VideoRules(
+                max_bytes=1_000_000_000,
+                max_seconds=24 * 3600.0,
+                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+            ),
+            uploads_video=True,
         ),
         Platform.PINTEREST: PlatformInfo(
             name="Pinterest",

@@ -536,13 +536,14 @@ class PlatformConsumer:
         request = publish_request(begun)
         if stage is not NO_STAGE:
             request = replace(request, stage=stage)
-        unlinked = [m for m in request.stored_media if not m.url]
-        if unlinked and CATALOGUE[self.platform].pulls_media_by_url:
+        info = CATALOGUE[self.platform]
+        unlinked = [m for m in request.stored_media if not m.url and info.pulls_by_url(m.kind)]
+        if unlinked:
             # Its module would send the URLs alone and publish the post without these files.
             return PublishOutcome(
                 Result.PERMANENT,
                 code="media",
-                message=f"{CATALOGUE[self.platform].name} pulls media by URL and media "
+                message=f"{info.name} pulls media by URL and media "
                 f"{unlinked[0].media_id} came without one",
             )
         refreshing = hasattr(self.client, "refresh")

@@ -11,7 +11,9 @@ and becomes `httpx.ConnectError`/`ConnectTimeout`; anything after the request ma
 read timeout, a dropped connection, a broken body) becomes `httpx.ReadTimeout`/`ReadError`, which
 the publisher treats as UNKNOWN. aiohttp does not resend a POST on a dropped keep-alive connection.
 A body given as an iterator (an upload streamed from the media store) is streamed as it comes,
-and an error its own iterator raises (a damaged file) comes out as it was raised.
+and an error its own iterator raises (a damaged file) comes out as it was raised; a connection
+lost before such a body went whole is `httpx.WriteError` (not sent, so retryable), not a read
+error: the platform cannot have acted on a request it never received whole.
 
 The answer's body is read before the response is handed over (platform APIs answer in a few
 kilobytes, and httpx reads a body whole unless asked to stream it anyway), so httpx decodes it in
@@ -21,12 +23,26 @@ one step instead of through an async iteration per chunk.
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterable, AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
 import httpx
 import yarl
+
+
+class StreamedBody:
+    """A streamed request body that knows whether its source gave its last part."""
+
+    def __init__(self, source: AsyncIterable[bytes]) -> None:
+        self.source = source
+        self.finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self.source:
+            yield part
+        self.finished = True
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -75,8 +91,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # the media store) is streamed on, never held whole (aiohttp sends it with the
         # Content-Length the request carries).
         data: object = None
+        streamed: StreamedBody | None = None
         if isinstance(request.stream, httpx.ByteStream):
             data = await request.aread() or None
+        elif isinstance(request.stream, AsyncIterable):
+            data = streamed = StreamedBody(request.stream)
         else:
             data = request.stream
         try:
@@ -108,6 +127,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # The streamed body itself failed (a damaged file): the caller's error, as
                 # httpx's own transports let it out.
                 raise cause from None
+            if streamed is not None and not streamed.finished:
+                raise httpx.WriteError(
+                    f"the body was broken off: {error or type(error).__name__}", request=request
+                ) from error
             raise httpx.ReadError(str(error) or type(error).__name__, request=request) from error
         return httpx.Response(
             status_code=response.status,

@@ -16,6 +16,15 @@ As Discord answers: with `wait=true` a 200 Message, without it 204 and no body; 
   window gets a 429 `{"message","retry_after"(float),"global"}` with `Retry-After` and
   `X-RateLimit-Scope: user`.
 - `posts` keeps every message created, with the query it came with.
+- Files: a multipart/form-data execute carries the JSON body as `payload_json` and each file as
+  `files[n]` with a file name, `attachments` naming them by `id` n (discord-api-docs
+  reference.mdx "Uploading Files"). Each file over `attachment_limit` (10 MiB, "The default
+  limit is `10 MiB`", applied to webhooks since 2025-01-16 by the change log) is answered 413
+  `{"message": "Request entity too large", "code": 40005}` (the code's text in
+  opcodes-and-status-codes.mdx; the 413 as reported in discord/discord-api-docs#6058). The
+  message lists them as `attachments` (`id`, `filename`, `size`, `url`, `proxy_url`,
+  `content_type`: message.mdx "Attachment Structure"), and its record in `posts` keeps each
+  file's bytes under `files`. Discord answers once the file is stored: nothing to poll.
 
 Fault operations: "create" (execute) and "webhook" (get). rate_limit: the 429 with `retry_after` =
 seconds; server_error: 500; reject: 400 code 50035 (or the fault's message); hang: create, then
@@ -25,6 +34,7 @@ looks).
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import time
@@ -34,10 +44,15 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from kairos_fakes._multipart import Part, parts
 from kairos_fakes.base import FakeServer, new_id
 
 CONTENT_LIMIT = 2000
 EMBED_LIMIT = 10
+#: The default per-file upload limit, webhooks included: 10 MiB.
+ATTACHMENT_LIMIT = 10 * 1024 * 1024
+#: Most files in one message.
+FILE_LIMIT = 10
 
 
 @dataclass
@@ -87,6 +102,8 @@ class DiscordFake(FakeServer):
         #: Executes allowed per webhook in each window (Discord does not publish its numbers).
         self.limit = 5
         self.window = 2.0
+        #: The largest file taken; a test may lower it to see the 413 without 10 MiB.
+        self.attachment_limit = ATTACHMENT_LIMIT
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -183,19 +200,41 @@ class DiscordFake(FakeServer):
         fault = self.fault("create")
         if fault is not None and fault.kind != "hang":
             return self.faulted(fault.kind, fault.seconds, fault.message, headers)
+        files: list[Part] = []
         try:
-            body = await request.json()
+            if request.content_type == "multipart/form-data":
+                form = parts(request.headers.get("content-type", ""), await request.read())
+                if form is None:
+                    return invalid_form("files", "BASE_TYPE_REQUIRED", "Invalid form body.")
+                body = json.loads(form["payload_json"].text) if "payload_json" in form else {}
+                if "content" in form:
+                    body["content"] = form["content"].text
+                files = [part for name, part in form.items() if name.startswith("files[")]
+            else:
+                body = await request.json()
             if not isinstance(body, dict):
                 raise ValueError("not an object")
         except ValueError:
             return error(400, 50109, "The request body contains invalid JSON.")
-        refused = self.validate(body, request.query.get("thread_id", ""))
+        if any(len(f.content) > self.attachment_limit for f in files):
+            return error(413, 40005, "Request entity too large")
+        refused = self.validate(body, request.query.get("thread_id", ""), files)
         if refused is not None:
             refused.headers.update(headers)
             return refused
         channel_id = request.query.get("thread_id") or hook.channel_id
-        message = self.message(hook, channel_id, body)
-        self.posts.append({"message": message, "body": body, "query": dict(request.query)})
+        message = self.message(hook, channel_id, body, files)
+        self.posts.append(
+            {
+                "message": message,
+                "body": body,
+                "query": dict(request.query),
+                "files": [
+                    {"filename": f.filename, "content_type": f.content_type, "content": f.content}
+                    for f in files
+                ],
+            }
+        )
         if fault is not None:
             return await self.hang()
         if request.query.get("wait", "").lower() not in ("true", "1"):
@@ -203,7 +242,10 @@ class DiscordFake(FakeServer):
         return web.json_response(message, headers=headers)
 
     @staticmethod
-    def validate(body: dict[str, Any], thread_id: str) -> web.Response | None:
+    def validate(
+        body: dict[str, Any], thread_id: str, files: list[Part] | None = None
+    ) -> web.Response | None:
+        files = files or []
         content = body.get("content")
         embeds = body.get("embeds") or []
         if content is not None and not isinstance(content, str):
@@ -220,25 +262,47 @@ class DiscordFake(FakeServer):
             url = embed.get("image", {}).get("url", "") if isinstance(embed, dict) else ""
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 return invalid_form("embeds", "URL_TYPE_INVALID_URL", "Not a well formed URL.")
-        if not content and not embeds:
+        if len(files) > FILE_LIMIT:
+            return invalid_form(
+                "files", "BASE_TYPE_MAX_LENGTH", f"Must be {FILE_LIMIT} or fewer in length."
+            )
+        if any(not f.filename for f in files):
+            return invalid_form("files", "BASE_TYPE_REQUIRED", "This field is required")
+        if not content and not embeds and not files:
             return error(400, 50006, "Cannot send an empty message")
         if thread_id and not thread_id.isdigit():
             return invalid_form("thread_id", "NUMBER_TYPE_COERCE", "Value is not snowflake.")
         return None
 
     @staticmethod
-    def message(hook: Webhook, channel_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def message(
+        hook: Webhook, channel_id: str, body: dict[str, Any], files: list[Part] | None = None
+    ) -> dict[str, Any]:
         embeds = [
             {"type": "rich", "image": {"url": e["image"]["url"], "width": 2, "height": 2}}
             for e in body.get("embeds") or []
         ]
+        attachments = []
+        for part in files or []:
+            attachment_id = new_id()
+            path = f"attachments/{channel_id}/{attachment_id}/{part.filename}"
+            attachments.append(
+                {
+                    "id": attachment_id,
+                    "filename": part.filename,
+                    "size": len(part.content),
+                    "url": f"https://cdn.discordapp.com/{path}",
+                    "proxy_url": f"https://media.discordapp.net/{path}",
+                    "content_type": part.content_type,
+                }
+            )
         return {
             "id": new_id(),
             "type": 0,
             "content": body.get("content") or "",
             "channel_id": channel_id,
             "author": {"id": hook.id, "username": "Kairos", "bot": True, "discriminator": "0000"},
-            "attachments": [],
+            "attachments": attachments,
             "embeds": embeds,
             "mentions": [],
             "mention_roles": [],

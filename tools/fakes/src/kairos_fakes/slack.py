@@ -1,4 +1,6 @@
-"""A fake Slack Web API: `chat.postMessage`, `chat.getPermalink` and `oauth.v2.access`.
+"""A fake Slack Web API: `chat.postMessage`, `chat.getPermalink`, `oauth.v2.access`, and the file
+upload of `files.getUploadURLExternal`, the upload URL, `files.completeUploadExternal` and
+`files.info`.
 
 As Slack answers: HTTP 200 with `{"ok": true, ...}` or `{"ok": false, "error": "<code>"}`; rate
 limits are HTTP 429 with `Retry-After` and `{"ok": false, "error": "ratelimited"}`. Methods take
@@ -17,7 +19,35 @@ JSON or form bodies (and the query string); the token comes as `Authorization: B
   reply under that reply's root, and so does the fake: each record in `posts` has the
   `thread_ts` as sent and the `root` it really landed under ("" for a top-level message).
 
-Fault operations: "create" (postMessage), "permalink" and "refresh". rate_limit: the 429 with
+Files (docs.slack.dev reference of files.getUploadURLExternal and files.completeUploadExternal,
+whose error codes are in slack-ruby/slack-api-ref methods/files/*.json):
+- `files.getUploadURLExternal` takes `filename` and `length` as form fields or query (a JSON body
+  is `invalid_arguments`, as reported of the real method in Octember/earshot#10); a length of 0
+  is `missing_argument`, one over `file_limit` (1 GB unless set) `file_upload_size_restricted`.
+  It answers `{"ok": true, "upload_url", "file_id"}`; the URL is this fake's `/upload/v1/<ticket>`.
+- The upload URL takes the bytes raw or as multipart/form-data (any one file field): "Slack will
+  return HTTP 200 if the upload is successful; a non-200 response indicates a failure". The
+  200's body is `OK - <length>` (as recorded in slackapi/python-slack-sdk#1277). Bytes that are
+  not the announced length get a 400 (the fake's own words). No token is needed: the ticket is
+  the secret.
+- `files.completeUploadExternal` takes `files` (a JSON array of `{"id", "title"}`, as a form field
+  or in a JSON body), `channel_id`, `initial_comment` and `thread_ts`, and posts one message with
+  the file(s) in the channel (it is then in `posts`, with `files`). A file id never uploaded, or
+  already completed, is `file_not_found`; a missing channel `invalid_channel`, an archived one or
+  one the app left `posting_to_channel_denied`. The answer lists the files with empty `shares`:
+  Slack shares them asynchronously (slackapi/bolt-js#2115: "in many cases, the API response does
+  not yet have complete shares in it ... consider polling the files.info API").
+- `files.info` (`file`) answers `{"ok": true, "file": {...}}`; its `shares` stay empty for the
+  first `share_after_polls` calls after the completion (1 unless set), then hold
+  `{"public"|"private": {<channel>: [{"ts", "channel_name", "team_id", "reply_users",
+  "reply_count", "thread_ts"?}]}}` (the file object's shape: docs.slack.dev file object; `C`
+  channels are public, others private). An unknown id is `file_not_found`.
+- `uploads` keeps each upload (ticket, file id, name, announced length, bytes, state).
+
+Fault operations: "create" (postMessage), "permalink" and "refresh"; "upload_url"
+(getUploadURLExternal), "upload" (the upload URL: server_error is a 500 and nothing kept, hang
+keeps the bytes and never answers), "complete" (completeUploadExternal, as "create") and "info"
+(files.info). rate_limit: the 429 with
 `Retry-After` = seconds (rounded up); server_error: an HTTP 503 with an HTML page, as Slack's
 edge answers when it is down (nothing posted; slack-ruby/slack-ruby-client#307 "with a 500 you
 don't get JSON", jeremykenedy/slack#4 "Slack API sometimes responds with 503"; the page's words
@@ -35,12 +65,14 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
 
+from kairos_fakes._multipart import parts
 from kairos_fakes.base import FakeServer, Tokens, bearer
 
 TEXT_LIMIT = 40000
@@ -57,11 +89,35 @@ UNAVAILABLE_PAGE = (
 )
 
 
+#: The largest file Slack takes: 1 GB (Slack's help centre, "File upload limits").
+FILE_LIMIT = 1_000_000_000
+
+
 @dataclass
 class Channel:
     id: str
     archived: bool = False
     member: bool = True
+
+
+@dataclass
+class Upload:
+    """One file's way through the external upload."""
+
+    ticket: str
+    file_id: str
+    filename: str
+    length: int
+    token: str
+    content: bytes | None = field(default=None, repr=False)
+    content_type: str = ""
+    title: str = ""
+    #: "ticketed", "uploaded", then "completed".
+    state: str = "ticketed"
+    #: Where the completion shared it: (channel, message ts, thread root or "").
+    share: tuple[str, str, str] | None = None
+    #: `files.info` calls since the completion.
+    polls: int = 0
 
 
 def ok(**fields: Any) -> web.Response:
@@ -84,12 +140,21 @@ class SlackFake(FakeServer):
         self.client_id = ""
         self.client_secret = ""
         self.last_ts = 0.0
+        self.uploads: list[Upload] = []
+        #: The largest file taken (a workspace may restrict it below Slack's 1 GB).
+        self.file_limit = FILE_LIMIT
+        #: `files.info` calls after a completion that still show no shares.
+        self.share_after_polls = 1
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/chat.postMessage", self.post_message)
         router.add_route("*", "/api/chat.getPermalink", self.get_permalink)
         router.add_post("/api/oauth.v2.access", self.oauth_access)
+        router.add_post("/api/files.getUploadURLExternal", self.get_upload_url)
+        router.add_post("/upload/v1/{ticket}", self.upload)
+        router.add_post("/api/files.completeUploadExternal", self.complete_upload)
+        router.add_route("*", "/api/files.info", self.file_info)
 
     def archive(self, channel_id: str) -> None:
         self.channels.setdefault(channel_id, Channel(channel_id)).archived = True
@@ -292,6 +357,190 @@ class SlackFake(FakeServer):
             enterprise=None,
             is_enterprise_install=False,
         )
+
+    def faulted_call(self, operation: str) -> web.Response | None:
+        """The answer a queued fault gives instead of the call, or None (a hang is handled by
+        the caller, after doing the work)."""
+        fault = self.fault(operation)
+        if fault is None:
+            return None
+        if fault.kind == "hang":
+            self.faults[operation].appendleft(fault)  # the caller takes it after the work
+            return None
+        return self.faulted(fault.kind, fault.seconds, fault.message)
+
+    async def get_upload_url(self, request: web.Request) -> web.Response:
+        refused = self.authorize(request)
+        if refused is not None:
+            return refused
+        if request.content_type == "application/json":
+            return refuse("invalid_arguments")
+        faulted = self.faulted_call("upload_url")
+        if faulted is not None:
+            return faulted
+        args = await self.arguments(request)
+        filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
+        if not filename or not length.isdigit():
+            return refuse("invalid_arguments")
+        if int(length) == 0:
+            return refuse("missing_argument")
+        if int(length) > self.file_limit:
+            return refuse("file_upload_size_restricted")
+        upload = Upload(
+            ticket=secrets.token_urlsafe(24),
+            file_id="F" + secrets.token_hex(5).upper(),
+            filename=filename,
+            length=int(length),
+            token=bearer(request),
+        )
+        self.uploads.append(upload)
+        if self.fault("upload_url") is not None:
+            return await self.hang()
+        return ok(upload_url=f"{self.url}/upload/v1/{upload.ticket}", file_id=upload.file_id)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        ticket = request.match_info["ticket"]
+        upload = next((u for u in self.uploads if u.ticket == ticket), None)
+        if upload is None or upload.state == "completed":
+            return web.Response(status=404, text="Not Found")
+        fault = self.fault("upload")
+        if fault is not None and fault.kind != "hang":
+            return web.Response(status=500, text="Internal Server Error")
+        body = await request.read()
+        content, content_type = body, request.content_type
+        form = parts(request.headers.get("content-type", ""), body)
+        if form is not None:
+            files = [part for part in form.values() if part.is_file]
+            if len(files) != 1:
+                return web.Response(status=400, text="expected one file")
+            content, content_type = files[0].content, files[0].content_type
+        if len(content) != upload.length:
+            return web.Response(
+                status=400, text=f"received {len(content)} bytes, not the {upload.length} announced"
+            )
+        upload.content, upload.content_type, upload.state = content, content_type, "uploaded"
+        if fault is not None:
+            return await self.hang()
+        return web.Response(text=f"OK - {len(content)}", content_type="text/plain")
+
+    async def complete_upload(self, request: web.Request) -> web.Response:
+        refused = self.authorize(request)
+        if refused is not None:
+            return refused
+        args = await self.arguments(request)
+        listed = args.get("files")
+        if isinstance(listed, str):
+            try:
+                listed = json.loads(listed)
+            except ValueError:
+                return refuse("invalid_arguments")
+        if not isinstance(listed, list) or not listed:
+            return refuse("invalid_arguments")
+        chosen: list[Upload] = []
+        for item in listed:
+            wanted = item.get("id") if isinstance(item, dict) else None
+            found = next((u for u in self.uploads if u.file_id == wanted), None)
+            if found is None or found.state != "uploaded":
+                return refuse("file_not_found")
+            chosen.append(found)
+            found.title = str(item.get("title") or found.filename)
+        channel_id = str(args.get("channel_id") or "")
+        if not channel_id or channel_id in self.absent:
+            return refuse("invalid_channel")
+        channel = self.channels.setdefault(channel_id, Channel(channel_id))
+        if channel.archived or not channel.member:
+            return refuse("posting_to_channel_denied")
+        fault = self.fault("complete")
+        posted_anyway = (
+            fault is not None and fault.kind == "reject" and (fault.message in POSTED_ANYWAY)
+        )
+        if fault is not None and fault.kind != "hang" and not posted_anyway:
+            return self.faulted(fault.kind, fault.seconds, fault.message)
+        thread_ts = str(args.get("thread_ts") or "")
+        post = {
+            "channel": channel.id,
+            "ts": self.new_ts(),
+            "text": str(args.get("initial_comment") or ""),
+            "blocks": None,
+            "thread_ts": thread_ts,
+            "root": self.root_of(channel.id, thread_ts) if thread_ts else "",
+            "files": [u.file_id for u in chosen],
+        }
+        self.posts.append(post)
+        for upload in chosen:
+            upload.state = "completed"
+            upload.share = (channel.id, str(post["ts"]), str(post["root"]))
+        if fault is not None and posted_anyway:
+            return refuse(fault.message)
+        if fault is not None:
+            return await self.hang()
+        return ok(files=[self.file_object(u, shared=False) for u in chosen])
+
+    async def file_info(self, request: web.Request) -> web.Response:
+        refused = self.authorize(request)
+        if refused is not None:
+            return refused
+        faulted = self.faulted_call("info")
+        if faulted is not None:
+            return faulted
+        args = await self.arguments(request)
+        wanted = str(args.get("file") or "")
+        upload = next((u for u in self.uploads if u.file_id == wanted), None)
+        if upload is None or upload.state == "ticketed":
+            return refuse("file_not_found")
+        if upload.share is not None:
+            upload.polls += 1
+        shared = upload.share is not None and upload.polls > self.share_after_polls
+        if self.fault("info") is not None:
+            return await self.hang()
+        return ok(file=self.file_object(upload, shared=shared))
+
+    def file_object(self, upload: Upload, *, shared: bool) -> dict[str, Any]:
+        """The file as Slack describes it; `shares` only once it is shared."""
+        content = upload.content or b""
+        kind = upload.filename.rpartition(".")[2].lower()
+        found: dict[str, Any] = {
+            "id": upload.file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": upload.filename,
+            "title": upload.title or upload.filename,
+            "mimetype": upload.content_type,
+            "filetype": kind,
+            "pretty_type": kind.upper(),
+            "user": "U0KAIROS",
+            "mode": "hosted",
+            "editable": False,
+            "is_external": False,
+            "external_type": "",
+            "size": len(content),
+            "url_private": f"https://files.slack.com/files-pri/T0KAIROS-{upload.file_id}/"
+            f"{upload.filename}",
+            "permalink": f"https://kairos-fake.slack.com/files/U0KAIROS/{upload.file_id}/"
+            f"{upload.filename}",
+            "shares": {},
+            "channels": [],
+            "groups": [],
+            "ims": [],
+            "comments_count": 0,
+        }
+        if shared and upload.share is not None:
+            channel, ts, root = upload.share
+            entry: dict[str, Any] = {
+                "reply_users": [],
+                "reply_users_count": 0,
+                "reply_count": 0,
+                "ts": ts,
+                "channel_name": channel.lower(),
+                "team_id": "T0KAIROS",
+                "share_user_id": "U0KAIROS",
+            }
+            if root:
+                entry["thread_ts"] = root
+            visibility = "public" if channel.startswith("C") else "private"
+            found["shares"] = {visibility: {channel: [entry]}}
+            found["channels" if visibility == "public" else "groups"] = [channel]
+        return found
 
 
 Fake = SlackFake

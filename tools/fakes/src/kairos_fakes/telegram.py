@@ -1,4 +1,5 @@
-"""A fake Telegram Bot API: `POST /bot<token>/sendMessage`, `/sendPhoto`, `/sendMediaGroup`.
+"""A fake Telegram Bot API: `POST /bot<token>/sendMessage`, `/sendPhoto`, `/sendMediaGroup`,
+`/sendVideo`.
 
 As Telegram answers: `{"ok":true,"result":<Message or [Message]>}`; errors as
 `{"ok":false,"error_code":N,"description":"...","parameters"?:{...}}` with HTTP status N.
@@ -13,6 +14,15 @@ Parameters may come as JSON, form fields or the query string (nested objects JSO
   photos given as http(s) URLs (not fetched), replies to messages that exist in the chat.
 - Message ids count up per chat; `posts` keeps one record per message (an album is several).
 - No rate-limit headers (Telegram sends none); a 429 carries `parameters.retry_after` only.
+- `sendVideo` takes the video as a multipart/form-data upload (field `video`) with `chat_id`,
+  `caption`, `supports_streaming`, `width`, `height`, `duration` as form fields, and answers the
+  Message with a `video` object (Bot API "sendVideo" and "Video"). A body over `upload_limit`
+  (50 MB, the Bot API's "Bots can currently send video files of up to 50 MB in size") is answered
+  413 `{"ok":false,"error_code":413,"description":"Request Entity Too Large"}`, as recorded in
+  tdlib/telegram-bot-api#720. No upload: "Bad Request: there is no video in the request". A
+  video given by URL or file_id is not faked (400 saying so): Kairos always uploads the bytes.
+  There is no processing state to poll: Telegram answers once the video is stored.
+  `videos` keeps each stored upload (bytes, file name, type, the fields sent).
 
 Fault operations: "create" (every send method). rate_limit: 429 with `retry_after` (whole
 seconds, rounded up); server_error: 500; reject: 403 "Forbidden: bot was blocked by the user" (or
@@ -22,6 +32,7 @@ do not expire; a dead token looks like this).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -31,10 +42,13 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from kairos_fakes._multipart import Part, parts
 from kairos_fakes.base import FakeServer, Token, Tokens
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
+#: The largest request body the Bot API takes from a bot: "up to 50 MB" (read as 50,000,000).
+UPLOAD_LIMIT = 50_000_000
 #: Parameters whose form-encoded value is JSON.
 NESTED = ("reply_parameters", "media", "link_preview_options")
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Kairos", "username": "kairos_bot"}
@@ -65,6 +79,10 @@ class TelegramFake(FakeServer):
         self.absent: set[str] = set()
         self.posts: list[dict[str, Any]] = []
         self.last_id: dict[int, int] = defaultdict(int)
+        #: The largest body taken; a test may lower it to see the 413 without 50 MB.
+        self.upload_limit = UPLOAD_LIMIT
+        #: Each video stored by `sendVideo`, in order.
+        self.videos: list[dict[str, Any]] = []
         super().__init__()
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -107,7 +125,13 @@ class TelegramFake(FakeServer):
 
     async def parameters(self, request: web.Request) -> dict[str, Any]:
         params: dict[str, Any] = dict(request.query)
-        if request.content_type == "application/json":
+        if request.content_type == "multipart/form-data":
+            form = parts(request.headers.get("content-type", ""), await request.read())
+            if form is None:
+                raise BadRequest("Bad Request: can't parse multipart/form-data")
+            params.update({n: p.text for n, p in form.items() if not p.is_file})
+            params.update({n: p for n, p in form.items() if p.is_file})
+        elif request.content_type == "application/json":
             try:
                 body = await request.json()
             except ValueError as error:
@@ -129,8 +153,10 @@ class TelegramFake(FakeServer):
         if self.tokens.state(token) != "ok":
             return failure(401, "Unauthorized")
         name = request.match_info["method"]
-        if name not in ("sendMessage", "sendPhoto", "sendMediaGroup"):
+        if name not in ("sendMessage", "sendPhoto", "sendMediaGroup", "sendVideo"):
             return failure(404, "Not Found")
+        if len(await request.read()) > self.upload_limit:
+            return failure(413, "Request Entity Too Large")
         try:
             params = await self.parameters(request)
             chat = self.chat(str(params.get("chat_id", "")))
@@ -142,6 +168,8 @@ class TelegramFake(FakeServer):
                 result: Any = self.send_message(chat, params, reply_to)
             elif name == "sendPhoto":
                 result = self.send_photo(chat, params, reply_to)
+            elif name == "sendVideo":
+                result = self.send_video(chat, params, reply_to)
             else:
                 result = self.send_media_group(chat, params, reply_to)
         except BadRequest as error:
@@ -185,7 +213,7 @@ class TelegramFake(FakeServer):
             shown["from"] = BOT
         if reply_to is not None:
             shown["reply_to_message"] = {"message_id": reply_to, "chat": chat}
-        for key in ("text", "caption", "media_group_id"):
+        for key in ("text", "caption", "media_group_id", "video"):
             if fields.get(key):
                 shown[key] = fields[key]
         if fields.get("photo"):
@@ -239,6 +267,46 @@ class TelegramFake(FakeServer):
             )
             for photo, caption in items
         ]
+
+    def send_video(
+        self, chat: dict[str, Any], params: dict[str, Any], reply_to: int | None
+    ) -> dict[str, Any]:
+        upload = params.get("video")
+        if isinstance(upload, str) and upload:
+            raise BadRequest("Bad Request: the fake takes a video only as a multipart upload")
+        if not isinstance(upload, Part) or not upload.content:
+            raise BadRequest("Bad Request: there is no video in the request")
+        caption = self.caption(params.get("caption"))
+        numbers = {}
+        for key in ("width", "height", "duration"):
+            value = str(params.get(key) or "0")
+            if not value.isdigit():
+                raise BadRequest(f'Bad Request: field "{key}" must be a valid Number')
+            numbers[key] = int(value)
+        content: bytes = upload.content
+        unique = secrets.token_urlsafe(12)
+        video = {
+            "duration": numbers["duration"],
+            "width": numbers["width"],
+            "height": numbers["height"],
+            "file_name": upload.filename,
+            "mime_type": upload.content_type,
+            "file_id": f"BAACAgIAAxkBAA{secrets.token_urlsafe(40)}",
+            "file_unique_id": unique,
+            "file_size": len(content),
+        }
+        self.videos.append(
+            {
+                "chat_id": chat["id"],
+                "content": content,
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "file_name": upload.filename,
+                "mime_type": upload.content_type,
+                "supports_streaming": params.get("supports_streaming") in ("true", True),
+                **numbers,
+            }
+        )
+        return self.message(chat, reply_to, method="sendVideo", video=video, caption=caption)
 
     @staticmethod
     def photo(value: object) -> str:

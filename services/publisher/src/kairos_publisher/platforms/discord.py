@@ -11,6 +11,15 @@ Every call carries `wait=true`: without it Discord answers 204 and a message it 
 produces no error. Body: `{"content", "allowed_mentions": {"parse": []}}` (text never pings
 anyone), plus images as up to 10 embeds `{"image": {"url"}}` (Discord fetches them).
 
+Video: the post's uploaded video is an attachment of the webhook message: a multipart/form-data
+execute whose `payload_json` is the body above plus `attachments: [{"id": 0, "filename"}]` and
+whose `files[0]` is the video, streamed from the media store (discord-api-docs reference.mdx
+"Uploading Files"). The bytes are sent rather than a link, so the video plays in the channel.
+That one request both uploads and publishes: `request.stage.publishing()` is awaited just before
+it, and an answer lost after it was sent is UNKNOWN. Discord stores the file before it answers,
+so nothing is polled. A file over the webhook's limit (10 MiB unless the server is boosted) is
+413 code 40005, PERMANENT.
+
 Threads: webhooks cannot reply to a message. A later part of a thread is posted as the next
 message in the channel, or in the thread `settings["thread_id"]` (`?thread_id=`) when the target
 names one. `platform_post_id` is the message id; `reply_to` is not needed and not used.
@@ -34,6 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kairos_publisher.media import MediaError, StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -42,9 +52,11 @@ from kairos_publisher.platforms.base import (
     epoch,
     excerpt,
     json_object,
+    media_failed,
     retry_after,
     send,
 )
+from kairos_publisher.upload import multipart
 
 WEBHOOK_PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
 DISCORD_HOSTS = frozenset(
@@ -109,6 +121,7 @@ class DiscordClient:
 
     def __init__(self, context: PlatformContext) -> None:
         self.http = context.http
+        self.media = context.media
         self.base = context.url("discord", "https://discord.com")
         #: Guild id by webhook id, as the webhook object said ("" for none).
         self.guilds: dict[str, str] = {}
@@ -160,8 +173,12 @@ class DiscordClient:
         params = {"wait": "true"}
         if request.settings.get("thread_id"):
             params["thread_id"] = request.settings["thread_id"]
-        outgoing = self.http.build_request("POST", url, params=params, json=body)
-        response = await send(self.http, outgoing)
+        video = request.video
+        if video is not None:
+            response = await self.send_video(request, url, params, body, video)
+        else:
+            outgoing = self.http.build_request("POST", url, params=params, json=body)
+            response = await send(self.http, outgoing)
         if isinstance(response, PublishOutcome):
             return response
         now = datetime.now(UTC)
@@ -195,6 +212,28 @@ class DiscordClient:
             http_status=response.status_code,
             blocked_until=blocked,
         )
+
+    async def send_video(
+        self,
+        request: PublishRequest,
+        url: str,
+        params: dict[str, str],
+        body: dict[str, Any],
+        video: StoredMedia,
+    ) -> httpx.Response | PublishOutcome:
+        """Execute the webhook with the video as `files[0]`, marked as the publishing call."""
+        payload = body | {"attachments": [{"id": 0, "filename": video.filename}]}
+        form = multipart(self.media, video, "files[0]", {"payload_json": json.dumps(payload)})
+        outgoing = self.http.build_request(
+            "POST", url, params=params, headers=form.headers, content=form.content()
+        )
+        refused = await request.stage.publishing()
+        if refused is not None:
+            return refused
+        try:
+            return await send(self.http, outgoing)
+        except MediaError as error:  # the stored file is damaged: the upload never completed
+            return media_failed(error)
 
 
 def create(context: PlatformContext) -> DiscordClient:

@@ -9,6 +9,26 @@ Body: `{"channel", "text"}`; with images, `blocks` carry the text as mrkdwn sect
 characters each) and one `image` block per URL (Slack fetches them), while `text` stays as the
 notification and accessibility fallback.
 
+Video: the post's uploaded video is shared into the channel as a file, through Slack's external
+upload (docs.slack.dev, files.getUploadURLExternal and files.completeUploadExternal):
+1. `files.getUploadURLExternal` (form: `filename`, `length`) answers an `upload_url` and a
+   `file_id`;
+2. the bytes go to `upload_url` as multipart/form-data (field `filename`), streamed from the
+   media store; Slack answers 200 when it has them;
+3. `files.completeUploadExternal` (`files: [{"id", "title"}]`, `channel_id`, `initial_comment`
+   with the text, `thread_ts` for a reply) shares the file in a message: the public call, so
+   `request.stage.publishing()` is awaited just before it. Steps 1 and 2 are safe to redo: an
+   error or a lost answer there is RETRYABLE (an internal_error too, since nothing is public).
+Slack shares the file asynchronously, so the answer rarely names the message; its `ts` is read
+from `files.info` (`shares.public|private[<channel>][0].ts`), polled after pauses of 1, 2, 4, 8
+and 15 seconds (`SHARE_WAITS`, 30 s in all, each through `request.stage.pause`), as Slack's SDK
+maintainers advise (slackapi/bolt-js#2115). Once `ts` is known the post is `<ts>` (or
+`<root>/<ts>`) with its permalink. When the share is still not visible at the bound (or
+`files.info` cannot be read, e.g. without the `files:read` scope), the post is PUBLISHED all the
+same, since Slack accepted it, as the file's id `F…` with the file's permalink; a later part
+replying to it looks the message up again then (`files.info`), and is RETRYABLE, with nothing
+sent, while Slack still has not shared it.
+
 Threads: Slack threads hang off one root message, and `thread_ts` must be the root's `ts`, never
 a reply's. So `platform_post_id` is `<ts>` for a top-level message and `<root_ts>/<ts>` for a
 reply, and a part replying to either form goes into the root's thread: every later part of a
@@ -35,11 +55,13 @@ client_secret) returns a new access token and a new refresh token; the old one i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -51,6 +73,7 @@ from kairos_publisher.platforms.base import (
     retry_after,
     send,
 )
+from kairos_publisher.upload import multipart, send_upload
 
 #: Most characters in one section block's text.
 SECTION_LIMIT = 3000
@@ -74,6 +97,8 @@ RETRYABLE_ERRORS = frozenset({"request_timeout", "service_unavailable", "rate_li
 #: transient issue on our end"; `fatal_error`: "a catastrophic error"), so sending again could
 #: post twice: UNKNOWN, which is never re-sent automatically.
 MAYBE_POSTED = frozenset({"internal_error", "fatal_error"})
+#: Seconds to wait before each `files.info` look for a shared file's message (30 s in all).
+SHARE_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def blocks(request: PublishRequest) -> list[dict[str, Any]]:
@@ -127,6 +152,26 @@ def classify(response: httpx.Response, data: dict[str, Any] | None) -> PublishOu
     return PublishOutcome(result, http_status=status, code=code, message=message)
 
 
+def nothing_public(outcome: PublishOutcome) -> PublishOutcome:
+    """An outcome of a call before the public one: nothing can have been posted, so an answer
+    that would mean "maybe posted" (internal_error, fatal_error) is only RETRYABLE."""
+    if outcome.result == Result.UNKNOWN:
+        return replace(outcome, result=Result.RETRYABLE)
+    return outcome
+
+
+def share_ts(file: dict[str, Any], channel: str) -> str:
+    """The `ts` of the message a file object says it was shared in, in `channel`, or ""."""
+    shares = file.get("shares")
+    if not isinstance(shares, dict):
+        return ""
+    for visibility in ("public", "private"):
+        entries = (shares.get(visibility) or {}).get(channel)
+        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+            return str(entries[0].get("ts") or "")
+    return ""
+
+
 class SlackClient:
     """Posts each part to the account's channel, threading later parts under the first."""
 
@@ -135,12 +180,25 @@ class SlackClient:
     def __init__(self, context: PlatformContext) -> None:
         self.context = context
         self.http = context.http
+        self.media = context.media
         self.base = context.url("slack", "https://slack.com")
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         if not request.chat_id:
             return PublishOutcome(Result.PERMANENT, code="no_channel", message="no channel id")
         root = request.reply_to.partition("/")[0]
+        if root.startswith("F"):  # a video part whose message Slack had not shared yet
+            found = await self.shared_ts(request, root)
+            if not found:
+                return PublishOutcome(
+                    Result.RETRYABLE,
+                    code="file_not_shared",
+                    message=f"the part replied to (file {root}) is not shared in a message yet",
+                )
+            root = found
+        video = request.video
+        if video is not None:
+            return await self.publish_video(request, video, root)
         body: dict[str, Any] = {"channel": request.chat_id, "text": request.content}
         if request.media_urls:
             body["blocks"] = blocks(request)
@@ -170,6 +228,110 @@ class SlackClient:
             url=await self.permalink(request.access_token, channel, ts),
             http_status=response.status_code,
         )
+
+    def api(self, request: PublishRequest, method: str, **kwargs: Any) -> httpx.Request:
+        """A Web API call with the account's token."""
+        headers = {"authorization": f"Bearer {request.access_token}"}
+        return self.http.build_request(
+            "POST", f"{self.base}/api/{method}", headers=headers, **kwargs
+        )
+
+    async def publish_video(
+        self, request: PublishRequest, video: StoredMedia, root: str
+    ) -> PublishOutcome:
+        """Upload the video, share it in the channel with the text, and find its message."""
+        ticket = await send_upload(
+            self.http,
+            self.api(
+                request,
+                "files.getUploadURLExternal",
+                data={"filename": video.filename, "length": str(video.size)},
+            ),
+        )
+        if isinstance(ticket, PublishOutcome):
+            return ticket
+        data = answer(ticket)
+        if ticket.status_code != 200 or data is None or data.get("ok") is not True:
+            return nothing_public(classify(ticket, data))
+        upload_url, file_id = str(data.get("upload_url") or ""), str(data.get("file_id") or "")
+        if not upload_url.startswith(("https://", "http://")) or not file_id:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                http_status=ticket.status_code,
+                code="no_upload_url",
+                message=f"files.getUploadURLExternal answered {excerpt(ticket)}",
+            )
+        body = multipart(self.media, video, "filename")
+        uploaded = await send_upload(
+            self.http,
+            self.http.build_request(
+                "POST", upload_url, headers=body.headers, content=body.content()
+            ),
+        )
+        if isinstance(uploaded, PublishOutcome):
+            return uploaded
+        if uploaded.status_code != 200:
+            return nothing_public(classify_http(uploaded))
+        shared: dict[str, Any] = {
+            "files": [{"id": file_id, "title": video.filename}],
+            "channel_id": request.chat_id,
+            "initial_comment": request.content,
+        }
+        if root:
+            shared["thread_ts"] = root
+        outgoing = self.api(request, "files.completeUploadExternal", json=shared)
+        refused = await request.stage.publishing()
+        if refused is not None:
+            return refused
+        response = await send(self.http, outgoing)
+        if isinstance(response, PublishOutcome):
+            return response
+        data = answer(response)
+        if response.status_code != 200 or data is None or data.get("ok") is not True:
+            return classify(response, data)
+        files = data.get("files")
+        first = files[0] if isinstance(files, list) and files else {}
+        shared_file: dict[str, Any] = first if isinstance(first, dict) else {}
+        ts = share_ts(shared_file, request.chat_id)
+        for wait in SHARE_WAITS:
+            if ts:
+                break
+            await request.stage.pause(wait)
+            found = await self.file_info(request, file_id)
+            if found is None:
+                break
+            ts = share_ts(found, request.chat_id)
+        if not ts:
+            return PublishOutcome(
+                Result.PUBLISHED,
+                platform_post_id=file_id,
+                url=str(shared_file.get("permalink") or ""),
+                http_status=response.status_code,
+                message="shared; Slack had not said in which message yet",
+            )
+        return PublishOutcome(
+            Result.PUBLISHED,
+            platform_post_id=f"{root}/{ts}" if root else ts,
+            url=await self.permalink(request.access_token, request.chat_id, ts),
+            http_status=response.status_code,
+        )
+
+    async def file_info(self, request: PublishRequest, file_id: str) -> dict[str, Any] | None:
+        """The file as `files.info` describes it, or None when Slack will not say."""
+        response = await send(self.http, self.api(request, "files.info", data={"file": file_id}))
+        if isinstance(response, PublishOutcome):
+            return None
+        data = answer(response)
+        if response.status_code != 200 or data is None or data.get("ok") is not True:
+            return None
+        found = data.get("file")
+        return found if isinstance(found, dict) else None
+
+    async def shared_ts(self, request: PublishRequest, file_id: str) -> str:
+        """The `ts` of the message a file was shared in, in the account's channel, or "" while
+        Slack does not say."""
+        found = await self.file_info(request, file_id)
+        return share_ts(found, request.chat_id) if found is not None else ""
 
     async def permalink(self, token: str, channel: str, ts: str) -> str:
         """The message's URL, or "" if Slack will not say (the post exists either way)."""

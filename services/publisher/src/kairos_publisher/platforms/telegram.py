@@ -1,4 +1,4 @@
-"""Telegram through the Bot API: `sendMessage`, `sendPhoto` and `sendMediaGroup`.
+"""Telegram through the Bot API: `sendMessage`, `sendPhoto`, `sendMediaGroup` and `sendVideo`.
 
 Credentials read: `access_token` is the bot token (it goes in the path, `/bot<token>/<method>`;
 there is no auth header) and `chat_id` is the chat (a numeric id, or `@channelusername`). Bot
@@ -15,6 +15,17 @@ image, as `sendMessage` whose link preview is that image, shown large above the 
 images, the part is refused as PERMANENT (`caption_too_long`), because one message cannot carry
 both and two calls would not be one part.
 
+Video: the post's uploaded video goes to `sendVideo` as a multipart/form-data upload (field
+`video`, streamed from the media store) with `chat_id`, `caption`, `supports_streaming=true` and
+the probed `width`, `height` and `duration` (whole seconds), plus `reply_parameters` as JSON. The
+bytes are sent, never a URL: Telegram fetches a video by URL only up to 20 MB, while an upload
+may hold 50 MB ("Sending Files"). That one request both uploads and publishes, so
+`request.stage.publishing()` is awaited just before it, and an answer lost after it was sent is
+UNKNOWN (the video may be in the chat); a 413 "Request Entity Too Large" (over 50 MB) is
+PERMANENT. Telegram processes the video before it answers, so there is nothing to poll. A
+caption over 1,024 UTF-16 code units is PERMANENT (`caption_too_long`): the video cannot be
+posted with the whole text in one message.
+
 Replies: `reply_parameters: {message_id}`; a thread is a chain of replies. `platform_post_id` is
 the message id (for a media group, the first message's id), which is all a reply needs since every
 part goes to the same chat. Public URL: `https://t.me/<username>/<id>` for a chat with a username,
@@ -28,11 +39,13 @@ are AUTH; other 4xx are PERMANENT with the description; 5xx are RETRYABLE.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from kairos_publisher.media import MediaError, StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -40,9 +53,11 @@ from kairos_publisher.platforms.base import (
     Result,
     excerpt,
     json_object,
+    media_failed,
     retry_after,
     send,
 )
+from kairos_publisher.upload import multipart
 
 #: Most characters (UTF-16 code units) in a photo or album caption.
 CAPTION_LIMIT = 1024
@@ -112,6 +127,7 @@ class TelegramClient:
 
     def __init__(self, context: PlatformContext) -> None:
         self.http = context.http
+        self.media = context.media
         self.base = context.url("telegram", "https://api.telegram.org")
 
     def call(self, request: PublishRequest) -> tuple[str, dict[str, Any]] | PublishOutcome:
@@ -156,12 +172,16 @@ class TelegramClient:
             return PublishOutcome(
                 Result.PERMANENT, code="no_chat", message="account has no bot token or chat_id"
             )
-        call = self.call(request)
-        if isinstance(call, PublishOutcome):
-            return call
-        method, body = call
-        url = f"{self.base}/bot{request.access_token}/{method}"
-        response = await send(self.http, self.http.build_request("POST", url, json=body))
+        video = request.video
+        if video is not None:
+            response = await self.send_video(request, video)
+        else:
+            call = self.call(request)
+            if isinstance(call, PublishOutcome):
+                return call
+            method, body = call
+            url = f"{self.base}/bot{request.access_token}/{method}"
+            response = await send(self.http, self.http.build_request("POST", url, json=body))
         if isinstance(response, PublishOutcome):
             return response
         if not response.is_success:
@@ -182,6 +202,50 @@ class TelegramClient:
             url=public_url(message),
             http_status=response.status_code,
         )
+
+    async def send_video(
+        self, request: PublishRequest, video: StoredMedia
+    ) -> httpx.Response | PublishOutcome:
+        """Upload and post the video in one `sendVideo` call, marked as the publishing one."""
+        if utf16_length(request.content) > CAPTION_LIMIT:
+            return PublishOutcome(
+                Result.PERMANENT,
+                code="caption_too_long",
+                message=f"text over {CAPTION_LIMIT} UTF-16 units cannot caption a video",
+            )
+        fields = {
+            "chat_id": str(chat_ref(request.chat_id)),
+            "caption": request.content,
+            "supports_streaming": "true",
+        }
+        if video.width > 0 and video.height > 0:
+            fields |= {"width": str(video.width), "height": str(video.height)}
+        if video.duration_seconds > 0:
+            fields["duration"] = str(max(1, round(video.duration_seconds)))
+        if request.reply_to:
+            try:
+                reply = {"message_id": int(request.reply_to)}
+            except ValueError:
+                return PublishOutcome(
+                    Result.PERMANENT,
+                    code="bad_reply_to",
+                    message=f"reply_to {request.reply_to!r} is not a Telegram message id",
+                )
+            fields["reply_parameters"] = json.dumps(reply)
+        body = multipart(self.media, video, "video", fields)
+        outgoing = self.http.build_request(
+            "POST",
+            f"{self.base}/bot{request.access_token}/sendVideo",
+            headers=body.headers,
+            content=body.content(),
+        )
+        refused = await request.stage.publishing()
+        if refused is not None:
+            return refused
+        try:
+            return await send(self.http, outgoing)
+        except MediaError as error:  # the stored file is damaged: the upload never completed
+            return media_failed(error)
 
 
 def create(context: PlatformContext) -> TelegramClient:

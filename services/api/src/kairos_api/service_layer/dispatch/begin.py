@@ -287,13 +287,14 @@ async def _stored_media(
     app: Application, platform: str, rows: list[list[Any]]
 ) -> list[StoredMedia]:
     """The post's files as the publisher needs them; a presigned URL each for a platform that
-    pulls media by URL, valid through the attempt's lease and `PRESIGNED_MARGIN` beyond it."""
-    pulls = CATALOGUE[Platform(platform)].pulls_media_by_url
+    pulls media of that kind by URL, valid through the attempt's lease and `PRESIGNED_MARGIN`
+    beyond it (a platform that takes a video's bytes gets none for the video)."""
+    info = CATALOGUE[Platform(platform)]
     expires_in = app.settings.attempt_lease + PRESIGNED_MARGIN
     found: list[StoredMedia] = []
     for media_id, kind, content_type, size, sha256, key, width, height, duration in rows:
         url = ""
-        if pulls:
+        if info.pulls_by_url(str(kind).lower()):
             url = await app.media.presigned_url(key, expires_in) or ""
         found.append(
             StoredMedia(

@@ -370,9 +370,11 @@ async def uploaded_media_violations(
                 )
             violations.extend(_video_violations(named, ident, row, targets))
     if not app.media.makes_urls:
+        kinds = {str(row[2]) for row in found.values()}
         for platform in dict.fromkeys(t.platform for t in targets):
             info = CATALOGUE[Platform(platform)]
-            if info.pulls_media_by_url:
+            # A platform sent a video's bytes (Telegram, Slack, Discord) needs no URL for it.
+            if any(info.pulls_by_url(kind) for kind in kinds):
                 violations.append(
                     FieldViolation(
                         field_name,
