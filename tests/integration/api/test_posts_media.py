@@ -418,3 +418,95 @@ async def test_with_an_s3_store_a_url_pulling_platform_gets_a_presigned_url_of_t
     [for_x] = sent.snapshot.stored_media
     assert for_x.url == ""
     assert (for_x.size, for_x.sha256) == (len(files["png"]), png.sha256)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Vertical H.264 videos: 20 minutes long (at one frame a second), and 4 seconds."""
+    folder = tmp_path_factory.mktemp("post-videos")
+    made = {}
+    for name, seconds, fps in (("long", 1200.0, 1), ("short", 4.0, 24)):
+        path = write_video(
+            folder / f"{name}.mp4",
+            container="mp4",
+            video_codec="libx264",
+            audio_codec=None,
+            width=360,
+            height=640,
+            fps=fps,
+            seconds=seconds,
+        )
+        made[name] = path.read_bytes()
+    return made
+
+
+async def test_a_20_minute_video_is_refused_as_a_short_and_taken_as_a_youtube_video(
+    own_api: RunningApi, tenant: Client, videos: dict[str, bytes]
+) -> None:
+    youtube = await connect(tenant, posts_pb2.PLATFORM_YOUTUBE)
+    long = await upload(tenant, "long.mp4", videos["long"])
+    request = create_request([youtube], [long.id])
+    request.targets[0].settings.update({"privacy": "public", "short": "true"})
+
+    violations = await refused_create(own_api, tenant, request)
+
+    assert violations == [
+        (
+            "media_ids[0]",
+            f"media {long.id} is 1,200.0 s long; YouTube takes a Short of at most 3 minutes "
+            "(for targets[0])",
+        )
+    ]
+    request.targets[0].settings["short"] = "false"
+    assert list((await create(tenant, request)).media_ids) == [long.id]
+
+
+async def test_a_video_is_checked_against_each_targets_platform(
+    own_api: RunningApi, tenant: Client, videos: dict[str, bytes]
+) -> None:
+    tiktok = await connect(tenant, posts_pb2.PLATFORM_TIKTOK)
+    linkedin = await connect(tenant, posts_pb2.PLATFORM_LINKEDIN)
+    youtube = await connect(tenant, posts_pb2.PLATFORM_YOUTUBE)
+    clip = await upload(tenant, "clip.mp4", videos["short"])
+    request = create_request([tiktok, linkedin, youtube], [clip.id])
+    request.content = "a" * 2201  # a TikTok photo post takes 4,000; its video title 2,200
+    request.targets[0].settings["privacy_level"] = "SELF_ONLY"
+    request.targets[2].settings["privacy"] = "private"
+
+    violations = await refused_create(own_api, tenant, request)
+
+    assert violations == [
+        (
+            "content",
+            "is 2,201 UTF-16 code units; TikTok takes at most 2,200 with a TikTok video "
+            "(for targets[0])",
+        ),
+        (
+            "media_ids[0]",
+            f"media {clip.id} is {clip.size:,} bytes; LinkedIn takes a video of at least 75,000 "
+            "bytes (for targets[1])",
+        ),
+    ]
+    # Without LinkedIn and with a title that fits, it is taken.
+    del request.targets[1]
+    request.content = "a" * 2200
+    assert list((await create(tenant, request)).media_ids) == [clip.id]
+
+
+async def test_youtube_takes_one_uploaded_video_and_nothing_else(
+    own_api: RunningApi, tenant: Client, files: dict[str, bytes]
+) -> None:
+    youtube = await connect(tenant, posts_pb2.PLATFORM_YOUTUBE)
+    png = await upload(tenant, "a.png", files["png"])
+    request = create_request([youtube], [png.id])
+    request.targets[0].settings["privacy"] = "public"
+
+    violations = await refused_create(own_api, tenant, request)
+
+    assert violations == [
+        (
+            "media_ids[0]",
+            f"media {png.id} is an image; YouTube takes one uploaded video and nothing else "
+            "(for targets[0])",
+        )
+    ]

@@ -164,6 +164,11 @@ class VideoRules:
     """The highest picture, in pixels."""
     max_frame_rate: float | None = None
     """The most frames per second."""
+    min_bytes: int = 0
+    """The smallest file, in bytes."""
+    max_chars: int | None = None
+    """A lower text limit for a post that is this video (TikTok's 2,200-unit video title),
+    counted as the platform's `limits` count; None when the platform's own limit holds."""
     what: str = "a video"
     """What the rules are for, in messages ("a Short", "a reel")."""
 
@@ -341,6 +346,8 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 max_seconds=30 * 60.0,
                 min_seconds=3.0,
                 types=frozenset({"video/mp4"}),
+                # The Videos API page: "75 KB - 500 MB" (read as 75,000 bytes, the smaller).
+                min_bytes=75_000,
             ),
         ),
         Platform.FACEBOOK: PlatformInfo(
@@ -562,8 +569,10 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 media_required=True,
             ),
             page_id="the id of the board pins are saved to (digits only)",
-            # Pinterest fetches the image itself (`media_source` "image_url").
+            # Pinterest fetches the image itself (`media_source` "image_url"); a video's bytes are
+            # sent to the upload URL `POST /v5/media` gives, so it needs no URL of Kairos's.
             pulls_media_by_url=True,
+            uploads_video=True,
             # `PinCreate` again: `board_id` matches `^\d+$` (its length of 30 is Kairos's own
             # cap, as for the account's board), `title` has `maxLength` 100, `alt_text` 500 and
             # `link` 2,048 (which the api's cap of 1,000 characters on any setting's value
@@ -629,8 +638,11 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 media_required=True,
             ),
             # TikTok fetches the photos itself (`PULL_FROM_URL`), from a URL prefix verified
-            # for the app: a presigned store URL must be on such a domain.
+            # for the app: a presigned store URL must be on such a domain. A video goes by
+            # `FILE_UPLOAD` (the publisher streams it in chunks), which needs neither such a
+            # domain nor a store that makes URLs.
             pulls_media_by_url=True,
+            uploads_video=True,
             # The same page's `post_info` and `source_info`: `privacy_level` is "Required for
             # DIRECT POST" and "must match one of the privacy_level_options" the creator has,
             # and TikTok's UX guidelines (content-sharing-guidelines) let no app pick it for the
@@ -700,6 +712,10 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 min_height=360,
                 max_height=4096,
                 max_frame_rate=60,
+                # video/init's `post_info.title` is the video's text: "The video caption ... max
+                # length of 2200 in UTF-16 runes" (Content Posting API reference), where photo
+                # posts take a 4,000-rune description.
+                max_chars=2200,
                 what="a TikTok video",
             ),
         ),

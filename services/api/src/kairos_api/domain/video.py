@@ -51,6 +51,8 @@ def problems(video: VideoFacts, rules: VideoRules, platform: str) -> list[str]:
         found.append(
             f"is {_CONTAINERS.get(video.content_type, video.content_type)}; {takes} as {kinds}"
         )
+    if video.size < rules.min_bytes:
+        found.append(f"is {video.size:,} bytes; {takes} of at least {rules.min_bytes:,} bytes")
     if video.size > rules.max_bytes:
         found.append(f"is {_mib(video.size)}; {takes} of at most {_mib(rules.max_bytes)}")
     if video.duration_seconds > rules.max_seconds:

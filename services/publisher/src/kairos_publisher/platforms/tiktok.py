@@ -61,26 +61,25 @@ A post with an uploaded video is a video direct post (content-posting-api-refere
    UTF-16 runes, refused here when longer: a video has no `description`, so the target's
    `title` setting, a photo post's, is not sent; `privacy_level`; `disable_comment`, `disable_duet`,
    `disable_stitch`; the target's `video_cover_timestamp_ms`) and `source_info`:
-   - PULL_FROM_URL with the video's presigned URL (`StoredMedia.url`) when it has one: TikTok is
-     a platform that pulls media by URL, so an uploaded video reaches this module presigned, and
-     TikTok then downloads it from the media store itself; the publisher sends no bytes, and a
-     video of gigabytes costs it nothing. As for photos, the URL's prefix must be verified for
-     the app (else TikTok answers `url_ownership_unverified`). The init is then the call that
-     makes the post public: `stage.publishing()` comes right before it.
-   - FILE_UPLOAD when the video has no URL, or when `KAIROS_TIKTOK_VIDEO_SOURCE=FILE_UPLOAD`
-     says the store's URLs are not for TikTok (a domain not verified, or not reachable from the
-     internet). `video_size`, `chunk_size` and `total_chunk_count` follow the guide's chunk rules:
-     a video of at most 10,000,000 bytes (the guide's example chunk, valid whether its "MB" means
-     10^6 or 2^20 bytes) is one chunk of its whole size; a larger one goes in 10,000,000-byte
-     chunks, `video_size // chunk_size` of them, the last taking the trailing bytes (under 20 MB,
-     within the 128 MB a last chunk may have; 4 GB is 429 chunks, within 1,000). Each chunk is a
-     `PUT` to the answered `upload_url` with `Content-Type` (the video's type), `Content-Length`
-     and `Content-Range: bytes <first>-<last>/<size>`, streamed from the media store a megabyte
-     at a time, never the whole chunk in memory. Nothing is public until TikTok has the last
-     chunk (it then processes and posts the video by itself), so the init and every chunk before
-     the last are safe to redo: a lost answer there is RETRYABLE and the next attempt starts
-     over with a new init. `stage.publishing()` comes right before the last chunk's PUT, which
-     is this path's point of no return (its lost answer is UNKNOWN).
+   - FILE_UPLOAD, the way Kairos sends a video: the catalogue marks TikTok `uploads_video`, so
+     an uploaded video reaches this module without a URL and any media store serves it (no
+     domain to verify with TikTok, no store reachable from the internet). (With a URL, as a
+     caller building a request may give, PULL_FROM_URL is used unless
+     `KAIROS_TIKTOK_VIDEO_SOURCE=FILE_UPLOAD`: TikTok downloads the video itself from a URL
+     prefix verified for the app, and the init is the call that makes the post public, so
+     `stage.publishing()` comes right before it.)
+   - FILE_UPLOAD in detail: `video_size`, `chunk_size` and `total_chunk_count` follow the guide's
+     chunk rules: a video of at most 10,000,000 bytes (the guide's example chunk, valid whether its
+     "MB" means 10^6 or 2^20 bytes) is one chunk of its whole size; a larger one goes in
+     10,000,000-byte chunks, `video_size // chunk_size` of them, the last taking the trailing bytes
+     (under 20 MB, within the 128 MB a last chunk may have; 4 GB is 429 chunks, within 1,000). Each
+     chunk is a `PUT` to the answered `upload_url` with `Content-Type` (the video's type),
+     `Content-Length` and `Content-Range: bytes <first>-<last>/<size>`, streamed from the media store a
+     megabyte at a time, never the whole chunk in memory. Nothing is public until TikTok has the
+     last chunk (it then processes and posts the video by itself), so the init and every chunk
+     before the last are safe to redo: a lost answer there is RETRYABLE and the next attempt starts
+     over with a new init. `stage.publishing()` comes right before the last chunk's PUT, which is
+     this path's point of no return (its lost answer is UNKNOWN).
 3. The status, polled as for photos, but through `stage.pause` (the call slot is given back
    while TikTok works) and bounded from the public call, not the attempt's start: the upload may
    take minutes, and TikTok's status page puts processing at "less than half a minute" for

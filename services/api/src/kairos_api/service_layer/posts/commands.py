@@ -232,7 +232,7 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
                     app, content, media, new_targets, ids, accounts, uploads=len(media_ids)
                 )
             )
-        if {"media_ids", "media_urls", "targets"} & set(paths):
+        if {"content", "media_ids", "media_urls", "targets"} & set(paths):
             # Files named before are checked again: one may have been deleted once the post had
             # settled, a new target's platform may pull media by URL or take no video, and a
             # video must stay the post's only media item.
@@ -242,7 +242,7 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
                     uow,
                     tenant,
                     media_ids,
-                    target_platforms(new_targets, ids, accounts),
+                    target_platforms(new_targets, ids, accounts, content),
                     media_urls=len(media),
                 )
             )

@@ -203,7 +203,7 @@ async def _refuse_invalid(
             uow,
             draft.tenant,
             draft.media_ids,
-            target_platforms(command.targets, draft.account_ids, accounts),
+            target_platforms(command.targets, draft.account_ids, accounts, command.content),
             media_urls=len(command.media_urls),
         )
     )

@@ -296,24 +296,34 @@ def media_id_violations(
 
 
 class TargetPlatform(NamedTuple):
-    """A target as the media rules see it: where it is in the request, its platform, settings."""
+    """A target as the media rules see it: where it is in the request, its platform, settings,
+    and the text it publishes (its override, else the post's)."""
 
     position: int
     platform: str
     settings: Mapping[str, str]
+    text: str = ""
+    #: The field the text came from: "content" or "targets[i].content_override".
+    text_field: str = "content"
 
 
 def target_platforms(
     targets: Sequence[TargetInput],
     ids: Sequence[uuid.UUID | None],
     accounts: Mapping[uuid.UUID, AccountRef],
+    content: str = "",
 ) -> list[TargetPlatform]:
-    """The targets whose account was found, with their platforms."""
+    """The targets whose account was found, with their platforms and texts."""
     found = []
     for index, (target, account_id) in enumerate(zip(targets, ids, strict=True)):
         account = accounts.get(account_id) if account_id is not None else None
-        if account is not None:
-            found.append(TargetPlatform(index, account.platform, target.settings))
+        if account is None:
+            continue
+        if target.content_override is not None:
+            text, field_name = target.content_override, f"targets[{index}].content_override"
+        else:
+            text, field_name = content, "content"
+        found.append(TargetPlatform(index, account.platform, target.settings, text, field_name))
     return found
 
 
@@ -412,6 +422,17 @@ def _video_violations(
             continue
         for problem in video.problems(facts, rules, name):
             found.append(FieldViolation(named, f"media {ident} {problem} ({where})"))
+        if rules.max_chars is not None:
+            length = limits.count_characters(platform, target.text)
+            if length > rules.max_chars:
+                unit = CATALOGUE[platform].limits.unit
+                found.append(
+                    FieldViolation(
+                        target.text_field,
+                        f"is {length:,} {unit}; {name} takes at most {rules.max_chars:,} with "
+                        f"{rules.what} ({where})",
+                    )
+                )
     return found
 
 
