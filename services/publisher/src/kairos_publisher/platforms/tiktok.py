@@ -75,8 +75,8 @@ A post with an uploaded video is a video direct post (content-posting-api-refere
      (under 20 MB, within the 128 MB a last chunk may have; 4 GB is 429 chunks, within 1,000). Each
      chunk is a `PUT` to the answered `upload_url` with `Content-Type` (the video's type),
      `Content-Length` and `Content-Range: bytes <first>-<last>/<size>`, streamed from the media
-     store a megabyte at a time, never the whole chunk in memory. Nothing is public until TikTok has the
-     last chunk (it then processes and posts the video by itself), so the init and every chunk
+     store a megabyte at a time, never the whole chunk in memory. Nothing is public until TikTok has
+     the last chunk (it then processes and posts the video by itself), so the init and every chunk
      before the last are safe to redo: a lost answer there is RETRYABLE and the next attempt starts
      over with a new init. `stage.publishing()` comes right before the last chunk's PUT, which is
      this path's point of no return (its lost answer is UNKNOWN).
