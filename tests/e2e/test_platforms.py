@@ -7,10 +7,13 @@ One system runs for the module; each test tells its posts apart by a marker in t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import struct
 import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,11 +21,12 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import media_pb2, media_pb2_grpc, posts_pb2
 from kairos_api.adapters.orm import Account
 from kairos_api.bootstrap import bootstrap
 from kairos_api.service_layer.accounts import decrypt_credentials
 from kairos_api.settings import ApiSettings
+from kairos_common.platforms import CATALOGUE, Platform
 from kairos_fakes import fake_classes, platform_urls
 from kairos_fakes.base import FakeServer
 from kairos_fakes.bluesky import BlueskyFake
@@ -30,7 +34,9 @@ from kairos_fakes.discord import DiscordFake
 from kairos_fakes.media import MediaHost
 from kairos_fakes.x import XFake
 from kairos_publisher.platforms.base import GRAPH_API_VERSION, LINKEDIN_VERSION
+from support.media import write_video
 from support.nats_server import NatsServer
+from support.s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 from support.stack import Stack, at, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -101,14 +107,28 @@ def credentials(fake: FakeServer) -> tuple[str, posts_pb2.Credentials]:
 
 
 @pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 async def platforms(
-    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server
 ) -> AsyncIterator[tuple[Stack, Platforms]]:
     fakes = {cls.name: cls() for cls in fake_classes() if cls.name != "media"}
     media = MediaHost()
     for server in [media, *fakes.values()]:
         await server.start()
+    bucket = s3_server.create_bucket()
     env = {
+        # Uploads go to S3 (moto's server), which presigns URLs for the platforms that pull.
+        "KAIROS_MEDIA_STORE": f"s3://{bucket}/media",
+        "KAIROS_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
         "KAIROS_PLATFORM_URLS": platform_urls(fakes.values()),
         "KAIROS_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8",
         "KAIROS_ALLOW_HTTP_MEDIA": "true",
@@ -227,6 +247,84 @@ async def test_one_post_with_an_image_goes_out_once_on_every_platform(
         r for r in world.fake("linkedin").calls("POST", "/rest/posts") if mark in r.body.decode()
     ]
     assert [r.headers["linkedin-version"] for r in sent] == [LINKEDIN_VERSION]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A 5 s vertical H.264/AAC MP4 every platform takes, padded past LinkedIn's 75 KB floor by
+    a top-level `free` box (ISO/IEC 14496-12 §8.1.2: space a reader skips)."""
+    path = write_video(
+        tmp_path_factory.mktemp("clip") / "clip.mp4",
+        container="mp4",
+        video_codec="libx264",
+        audio_codec="aac",
+        width=360,
+        height=640,
+        seconds=5.0,
+    )
+    data = path.read_bytes()
+    padding = 100_000
+    return data + struct.pack(">I", padding) + b"free" + bytes(padding - 8)
+
+
+async def test_one_video_post_goes_out_once_on_every_platform_through_its_upload_flow(
+    platforms: tuple[Stack, Platforms], clip: bytes
+) -> None:
+    stack, world = platforms
+    mark = marker()
+    assert stack.channel is not None
+    uploads = media_pb2_grpc.MediaServiceStub(stack.channel)
+
+    async def messages() -> AsyncIterator[media_pb2.UploadMediaRequest]:
+        yield media_pb2.UploadMediaRequest(
+            upload=media_pb2.MediaUpload(file_name="clip.mp4", size=len(clip))
+        )
+        yield media_pb2.UploadMediaRequest(chunk=clip)
+
+    video = (await uploads.UploadMedia(messages(), metadata=stack.metadata)).media
+    assert video.kind == media_pb2.MEDIA_KIND_VIDEO
+    request = posts_pb2.CreatePostRequest(
+        content=f"Launch video {mark}",
+        media_ids=[video.id],
+        targets=[
+            posts_pb2.TargetSpec(
+                account_id=account,
+                settings={
+                    "tiktok": {"privacy_level": "PUBLIC_TO_EVERYONE"},
+                    "youtube": {"privacy": "public", "title": f"Launch {mark}"},
+                }.get(name, {}),
+            )
+            for name, account in world.accounts.items()
+        ],
+    )
+    request.schedule.at.CopyFrom(at(0))
+    post = (await stack.posts.CreatePost(request, metadata=stack.metadata)).post
+    done = await settled(stack, post.id, published, timeout=60)
+
+    pulled = {n for n in world.fakes if CATALOGUE[Platform(n)].pulls_by_url("video")}
+    assert pulled == {"facebook", "instagram", "threads"}
+    for name, account in world.accounts.items():
+        target = target_on(done, account)
+        assert target.platform_post_id, f"{name}: no platform id"
+        assert target.platform_url.startswith(("https://", "http://")), f"{name}: no URL"
+        assert [a.published for a in target.attempts] == [True], name
+        bodies = [r.body + json.dumps(r.query).encode() for r in world.fake(name).requests]
+        if name in pulled:
+            # Given the presigned URL, the platform fetched the video from the store itself.
+            texts = [urllib.parse.unquote_plus(b.decode(errors="replace")) for b in bodies]
+            assert any("/media/" in t and "X-Amz-Signature" in t for t in texts), name
+        else:
+            assert any(clip in body for body in bodies), f"{name} was not sent the video's bytes"
+        if name == "youtube":
+            held = [v for v in world.fake(name).videos if v.id == target.platform_post_id]
+            assert [v.sha256 for v in held] == [hashlib.sha256(clip).hexdigest()]
+        elif name == "facebook":  # a Page video, not a feed post
+            page_video = world.fake(name).videos[target.platform_post_id]
+            assert mark in json.dumps(page_video, default=str)
+            assert page_video["video"].sha256 == hashlib.sha256(clip).hexdigest()
+        else:
+            kept = world.kept(name, mark)
+            assert len(kept) == 1, f"{name} holds {len(kept)} posts with the marker: {kept}"
 
 
 async def test_a_thread_broken_after_its_second_part_resumes_and_posts_each_part_once(

@@ -38,6 +38,8 @@ FAST_ENV = {
     # Lost deliveries come back after 10 s instead of a minute, so recovery fits a test.
     "KAIROS_DELIVERY_LEASE_SECONDS": "10",
     "KAIROS_RETRY_BASE_SECONDS": "0.5",
+    # The fakes process a video at once: polls of their processing need not wait long.
+    "KAIROS_PROCESSING_POLL_MAX_SECONDS": "0.2",
     "KAIROS_GRACE_SECONDS": "5",
     "KAIROS_LOG_FORMAT": "json",
     "KAIROS_LOG_LEVEL": "info",

@@ -511,6 +511,7 @@ class PlatformConsumer:
             begun.attempt_id,
             lease,
             (self.account_limits[begun.account_id], self.slots),
+            max_pause=self.settings.processing_poll_max.total_seconds(),
         )
         refused = await stage.start()
         if refused is not None:

@@ -71,6 +71,10 @@ class PublisherSettings:
     max_deliver: int = 20
     #: Platform HTTP timeout (KAIROS_HTTP_TIMEOUT_SECONDS).
     http_timeout: timedelta = timedelta(seconds=15)
+    #: The longest wait between two polls of a platform's processing of a video; each platform
+    #: waits as long as it asks or its module chooses (up to a minute), at most this
+    #: (KAIROS_PROCESSING_POLL_MAX_SECONDS; short for local fakes, which process at once).
+    processing_poll_max: timedelta = timedelta(seconds=60)
     #: Base URL overrides for the platforms' APIs, e.g. to point them at local fakes
     #: (KAIROS_PLATFORM_URLS="x=http://127.0.0.1:9001,linkedin=http://127.0.0.1:9004").
     platform_urls: dict[str, str] = field(default_factory=dict)
@@ -139,6 +143,9 @@ class PublisherSettings:
             ack_wait=env.seconds("KAIROS_ACK_WAIT_SECONDS", 60.0, minimum=1.0),
             max_deliver=env.integer("KAIROS_MAX_DELIVER", 20, minimum=2),
             http_timeout=env.seconds("KAIROS_HTTP_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+            processing_poll_max=env.seconds(
+                "KAIROS_PROCESSING_POLL_MAX_SECONDS", 60.0, minimum=0.01
+            ),
             platform_urls=urls,
             media_allowed_networks=networks,
             graph_api_version=graph,

@@ -35,6 +35,7 @@ class TrackedStage:
         attempt_id: str,
         lease: float,
         slots: Sequence[asyncio.Semaphore] = (),
+        max_pause: float = 60.0,
     ) -> None:
         self.dispatch = dispatch
         self.attempt_id = attempt_id
@@ -42,6 +43,8 @@ class TrackedStage:
         self.lease = lease
         #: The call slots the attempt holds (account, then platform), handed back in `pause`.
         self.slots = tuple(slots)
+        #: The longest `pause`, whatever the platform module asks (KAIROS_PROCESSING_POLL_MAX).
+        self.max_pause = max_pause
         #: When the lease ends as last extended (`time.monotonic()`), 0 before any mark.
         self.lease_ends = 0.0
         #: Whether the module said it was about to make the post public.
@@ -103,7 +106,7 @@ class TrackedStage:
         for slot in reversed(self.slots):
             slot.release()
         try:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(min(seconds, self.max_pause))
         finally:
             # Shielded: a cancelled wait still ends holding the slots the caller releases.
             await asyncio.shield(self._retake())
