@@ -183,7 +183,7 @@ async def test_expired_token_is_auth_then_refresh_then_publishes(
     assert timedelta(minutes=119) < tokens.expires_at - datetime.now(UTC) <= timedelta(hours=2)
     assert published.result == Result.PUBLISHED
     assert len(fake.posts) == 1
-    assert spent == "refresh refused with HTTP 400: Refresh token is invalid or expired."
+    assert spent == "TikTok refused the refresh with HTTP 400: Refresh token is invalid or expired."
     first, _ = fake.calls("POST", "/v2/oauth/token/")
     assert first.headers["content-type"] == "application/x-www-form-urlencoded"
     assert dict(httpx.QueryParams(first.body.decode())) == {

@@ -317,3 +317,30 @@ def media_failed(error: MediaError) -> PublishOutcome:
         code="media",
         message=str(error)[:500],
     )
+
+
+def token_answer(
+    response: httpx.Response | PublishOutcome, platform: str, kept_refresh_token: str
+) -> RefreshedTokens | str | PublishOutcome:
+    """An OAuth 2 token endpoint's answer to a refresh (RFC 6749 §5.1 and §5.2), read as
+    `RefreshingClient.refresh` returns it: the new tokens (the refresh token kept when the
+    answer carries none, as Google's does); the reason a refusal gives (the account then needs
+    re-authorising); or, when the endpoint could not answer now (unreachable, 429, 5xx), the
+    outcome to report instead."""
+    if isinstance(response, PublishOutcome):
+        return response  # the token endpoint could not be reached: try again later
+    if response.status_code == 429 or response.status_code >= 500:
+        return classify_http(response)
+    data = json_object(response)
+    access = data.get("access_token")
+    if not response.is_success or not isinstance(access, str) or not access:
+        reason = data.get("error_description") or data.get("error") or excerpt(response, 200)
+        return f"{platform} refused the refresh with HTTP {response.status_code}: {reason}"
+    lifetime = data.get("expires_in")
+    expires_at = None
+    if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+        expires_at = datetime.now(UTC) + timedelta(seconds=float(lifetime))
+    fresh = data.get("refresh_token")
+    return RefreshedTokens(
+        access, fresh if isinstance(fresh, str) and fresh else kept_refresh_token, expires_at
+    )

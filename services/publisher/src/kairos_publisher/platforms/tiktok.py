@@ -110,12 +110,12 @@ from kairos_publisher.platforms.base import (
     PublishRequest,
     RefreshedTokens,
     Result,
-    classify_http,
     excerpt,
     json_object,
     media_failed,
     retry_after,
     send,
+    token_answer,
 )
 from kairos_publisher.upload import send_upload
 
@@ -663,25 +663,7 @@ class TikTokClient:
                 },
             ),
         )
-        if isinstance(response, PublishOutcome):
-            return response  # the token endpoint could not be reached: try again later
-        if response.status_code == 429 or response.status_code >= 500:
-            return classify_http(response)
-        data = json_object(response)
-        access = data.get("access_token")
-        if not response.is_success or not isinstance(access, str) or not access:
-            reason = data.get("error_description") or data.get("error") or excerpt(response, 200)
-            return f"refresh refused with HTTP {response.status_code}: {reason}"
-        lifetime = data.get("expires_in")
-        expires_at = None
-        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
-            expires_at = datetime.now(UTC) + timedelta(seconds=float(lifetime))
-        refresh = data.get("refresh_token")
-        return RefreshedTokens(
-            access,
-            refresh if isinstance(refresh, str) and refresh else request.refresh_token,
-            expires_at,
-        )
+        return token_answer(response, "TikTok", request.refresh_token)
 
 
 def create(context: PlatformContext) -> TikTokClient:

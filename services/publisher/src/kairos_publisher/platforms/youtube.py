@@ -83,12 +83,12 @@ from kairos_publisher.platforms.base import (
     PublishRequest,
     RefreshedTokens,
     Result,
-    classify_http,
     excerpt,
     json_object,
     media_failed,
     retry_after,
     send,
+    token_answer,
 )
 
 API = "https://www.googleapis.com"
@@ -525,25 +525,7 @@ class YouTubeClient:
                 },
             ),
         )
-        if isinstance(response, PublishOutcome):
-            return response  # the token endpoint could not be reached: try again later
-        if response.status_code == 429 or response.status_code >= 500:
-            return classify_http(response)
-        data = json_object(response)
-        access = data.get("access_token")
-        if not response.is_success or not isinstance(access, str) or not access:
-            reason = data.get("error_description") or data.get("error") or excerpt(response, 200)
-            return f"refresh refused with HTTP {response.status_code}: {reason}"
-        lifetime = data.get("expires_in")
-        expires_at = None
-        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
-            expires_at = datetime.now(UTC) + timedelta(seconds=float(lifetime))
-        fresh = data.get("refresh_token")
-        return RefreshedTokens(
-            access,
-            fresh if isinstance(fresh, str) and fresh else request.refresh_token,
-            expires_at,
-        )
+        return token_answer(response, "YouTube", request.refresh_token)
 
 
 def received(response: httpx.Response) -> int:
