@@ -70,6 +70,15 @@ def test_each_rule_names_what_the_file_is_and_what_is_taken(
     assert expected in problems(replace(VERTICAL, **change), RULES, "YouTube")  # type: ignore[arg-type]
 
 
+def test_the_pixel_count_is_bounded_whichever_way_up() -> None:
+    rules = VideoRules(max_bytes=10**9, max_seconds=300, max_pixels=3840 * 2160)
+    for width, height in ((3840, 2160), (2160, 3840)):
+        assert problems(replace(VERTICAL, width=width, height=height), rules, "M") == []
+    assert problems(replace(VERTICAL, width=4096, height=2160), rules, "M") == [
+        "is 4096x2160 (8,847,360 pixels); M takes a video of at most 8,294,400 pixels"
+    ]
+
+
 def test_a_silent_video_is_taken_whatever_the_sound_codecs() -> None:
     assert problems(replace(VERTICAL, audio_codec=""), RULES, "YouTube") == []
 

@@ -166,6 +166,8 @@ class VideoRules:
     """The most frames per second."""
     min_bytes: int = 0
     """The smallest file, in bytes."""
+    max_pixels: int | None = None
+    """The most pixels in a picture (width times height), whichever way up."""
     max_chars: int | None = None
     """A lower text limit for a post that is this video (TikTok's 2,200-unit video title),
     counted as the platform's `limits` count; None when the platform's own limit holds."""
@@ -293,13 +295,13 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # `MAX_VIDEO_FRAMES` = 36,000 frames ("approx. 5 minutes at 120 fps"; H.264 with AAC
             # in yuv420p is copied uncut): 300 s is the longest no video within these rules
             # loses frames. Its `video_matrix_limit` of 8,294,400 pixels (3840x2160, either
-            # way up) bounds width times height, which VideoRules cannot say; the instance's 422
-            # for a larger video is PERMANENT in its words.
+            # way up) bounds width times height.
             video=VideoRules(
                 max_bytes=99 * 1024 * 1024,
                 max_seconds=300.0,
                 types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
                 max_frame_rate=120.0,
+                max_pixels=8_294_400,
             ),
         ),
         Platform.BLUESKY: PlatformInfo(

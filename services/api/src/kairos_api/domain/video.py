@@ -97,6 +97,11 @@ def problems(video: VideoFacts, rules: VideoRules, platform: str) -> list[str]:
             found.append(f"is {value} pixels {what}; {takes} at least {low} pixels {what}")
         if high is not None and value > high:
             found.append(f"is {value} pixels {what}; {takes} at most {high} pixels {what}")
+    if rules.max_pixels is not None and video.width * video.height > rules.max_pixels:
+        found.append(
+            f"is {size} ({video.width * video.height:,} pixels); {takes} of at most "
+            f"{rules.max_pixels:,} pixels"
+        )
     if (
         rules.max_frame_rate is not None
         and video.frame_rate is not None
