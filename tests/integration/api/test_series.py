@@ -392,3 +392,102 @@ async def test_concurrent_materialisers_and_a_restart_create_each_occurrence_onc
     finally:
         for copy in copies:
             await copy.close()
+
+
+async def test_following_with_a_new_rule_and_what_other_tenants_and_bad_edits_get(
+    own_api: RunningApi, kairos: Kairos
+) -> None:
+    monday = first_monday_of_next_year()
+    created = await kairos.create("FREQ=WEEKLY;COUNT=6", f"{monday}T09:00", "America/New_York")
+    old = created.occurrences
+    # From the 4th on: Wednesdays at 18:00 instead, three more times.
+    wednesday = monday + timedelta(weeks=3, days=2)
+    updated = await kairos.update(
+        series_id=created.series.id,
+        scope=FOLLOWING,
+        post_id=old[3].id,
+        recurrence=recurrence("FREQ=WEEKLY;COUNT=3", f"{wednesday}T18:00", "America/New_York"),
+        update_mask=FieldMask(paths=["recurrence"]),
+    )
+    later = await kairos.occurrences(updated.series.id)
+    assert [
+        (local(p, "America/New_York").weekday(), local(p, "America/New_York").hour) for p in later
+    ] == [(2, 18)] * 3
+    assert [p.id for p in await kairos.occurrences(created.series.id)] == [p.id for p in old[:3]]
+
+    bad = await refused(
+        kairos.update(
+            series_id=updated.series.id,
+            scope=THIS,
+            post_id=later[0].id,
+            template=series_pb2.SeriesTemplate(content="x" * 300),
+            update_mask=FieldMask(paths=["content"]),
+        ),
+        INVALID,
+    )
+    assert [f for f, _ in violations_of(bad)] == ["template.content"]
+    bad = await refused(
+        kairos.update(
+            series_id=updated.series.id,
+            scope=THIS,
+            post_id=later[0].id,
+            update_mask=FieldMask(paths=["recurrence", "colour"]),
+        ),
+        INVALID,
+    )
+    assert sorted(f for f, _ in violations_of(bad)) == ["recurrence", "update_mask"]
+    bad = await refused(
+        kairos.update(
+            series_id=updated.series.id, scope=FOLLOWING, update_mask=FieldMask(paths=["content"])
+        ),
+        INVALID,
+    )
+    assert [f for f, _ in violations_of(bad)] == ["post_id"]
+    bad = await refused(
+        kairos.delete(series_id=updated.series.id, scope=THIS, post_id=old[0].id), INVALID
+    )
+    assert [f for f, _ in violations_of(bad)] == ["post_id"]
+
+    async with own_api.client() as other:
+        stub = series_pb2_grpc.SeriesServiceStub(other.channel)
+        for call in (
+            stub.GetSeries(
+                series_pb2.GetSeriesRequest(series_id=updated.series.id), metadata=other.metadata
+            ),
+            stub.PauseSeries(
+                series_pb2.PauseSeriesRequest(series_id=updated.series.id), metadata=other.metadata
+            ),
+            stub.DeleteSeries(
+                series_pb2.DeleteSeriesRequest(series_id=updated.series.id, scope=ALL),
+                metadata=other.metadata,
+            ),
+        ):
+            await refused(call, grpc.StatusCode.NOT_FOUND)
+        listed = await stub.ListSeries(series_pb2.ListSeriesRequest(), metadata=other.metadata)
+        assert list(listed.series) == []
+    assert len(await kairos.occurrences(updated.series.id)) == 3
+
+
+async def test_list_series_pages_newest_first(kairos: Kairos) -> None:
+    ids = [
+        (
+            await kairos.create("FREQ=DAILY;COUNT=1", f"{first_monday_of_next_year()}T09:00", "UTC")
+        ).series.id
+        for _ in range(3)
+    ]
+    first = await kairos.series.ListSeries(
+        series_pb2.ListSeriesRequest(page_size=2), metadata=kairos.metadata
+    )
+    second = await kairos.series.ListSeries(
+        series_pb2.ListSeriesRequest(page_size=2, page_token=first.next_page_token),
+        metadata=kairos.metadata,
+    )
+    assert [s.id for s in [*first.series, *second.series]] == ids[::-1]
+    assert second.next_page_token == ""
+    bad = await refused(
+        kairos.series.ListSeries(
+            series_pb2.ListSeriesRequest(page_token="nope"), metadata=kairos.metadata
+        ),
+        INVALID,
+    )
+    assert [f for f, _ in violations_of(bad)] == ["page_token"]

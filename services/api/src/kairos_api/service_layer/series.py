@@ -650,11 +650,26 @@ async def _update_this(
         post = await _occurrence(uow, series, command.post_id)
         _require_changeable(post, "change")
     changes = command.template
+    try:
+        return await _update_post(app, tenant, command.post_id, changes, paths)
+    except errors.InvalidArgument as error:
+        # Named as they sit in UpdateSeriesRequest: `template.content`, `template.targets[0]...`.
+        raise errors.InvalidArgument.collect(
+            [
+                FieldViolation("template." + v.field.removeprefix("post."), v.description)
+                for v in error.violations
+            ]
+        ) from None
+
+
+async def _update_post(
+    app: Application, tenant: str, post_id: str, changes: Template, paths: Sequence[str]
+) -> Post:
     return await commands.update_post(
         app,
         tenant,
         commands.UpdatePost(
-            post_id=command.post_id,
+            post_id=post_id,
             paths=paths,
             content=changes.content,
             media_urls=changes.media_urls,
