@@ -491,3 +491,49 @@ async def test_list_series_pages_newest_first(kairos: Kairos) -> None:
         INVALID,
     )
     assert [f for f, _ in violations_of(bad)] == ["page_token"]
+
+
+async def test_rules_dateutil_cannot_walk_cheaply_are_refused(kairos: Kairos) -> None:
+    start = f"{first_monday_of_next_year()}T09:00"
+    for rule in (
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30",  # never: dateutil would walk to year 9999
+        "FREQ=DAILY;INTERVAL=0",
+        "FREQ=DAILY;COUNT=99999999999999999999",
+        "FREQ=DAILY;UNTIL=99991231T235959",
+        "FREQ=MONTHLY;BYDAY=+60MO",
+        "FREQ=DAILY\x00",
+    ):
+        error = await refused(kairos.create(rule, start, "Europe/Berlin"), INVALID)
+        assert [f for f, _ in violations_of(error)] == ["recurrence.rule"], rule
+    error = await refused(kairos.create("FREQ=DAILY", "9999-12-31T23:00", "Etc/GMT+12"), INVALID)
+    assert [f for f, _ in violations_of(error)] == ["recurrence.start.date_time"]
+    far = series_pb2.PreviewRecurrenceRequest(
+        recurrence=recurrence("FREQ=HOURLY", start, "UTC"), count=1
+    )
+    far.after.FromDatetime(datetime(9000, 1, 1))
+    error = await refused(kairos.series.PreviewRecurrence(far, metadata=kairos.metadata), INVALID)
+    assert [f for f, _ in violations_of(error)] == ["after"]
+
+
+async def test_out_of_range_settings_are_refused_before_dateutil_walks_them(
+    kairos: Kairos,
+) -> None:
+    start = f"{first_monday_of_next_year()}T09:00"
+    for rule in (
+        "FREQ=HOURLY;BYSETPOS=366",  # took dateutil two minutes to find nothing
+        "FREQ=HOURLY;BYMONTH=20270101",
+        "FREQ=WEEKLY;BYMONTHDAY=99",
+        "FREQ=WEEKLY;BYYEARDAY=0",
+        "FREQ=HOURLY;BYYEARDAY=1;BYMONTH=2",
+        "FREQ=WEEKLY;BYDAY=2MO",
+        "FREQ=MONTHLY;BYDAY=MOX",
+    ):
+        error = await refused(kairos.create(rule, start, "UTC"), INVALID)
+        assert [f for f, _ in violations_of(error)] == ["recurrence.rule"], rule
+    # What calendars use still works: the last weekday of the month, the 2nd Tuesday.
+    for rule in ("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "FREQ=MONTHLY;BYDAY=2TU"):
+        preview = await kairos.series.PreviewRecurrence(
+            series_pb2.PreviewRecurrenceRequest(recurrence=recurrence(rule, start, "UTC"), count=3),
+            metadata=kairos.metadata,
+        )
+        assert len(preview.instants) == 3

@@ -32,6 +32,30 @@ _REFUSED_FREQ = {"SECONDLY", "MINUTELY"}
 _FREQS = {"YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY"}
 _WALL = re.compile(r"(\d{8})T(\d{6})")
 _UNTIL_UTC = re.compile(r"(\d{8}T\d{6})Z")
+_UNTIL = re.compile(r"\d{8}(T\d{6}Z?)?")
+#: How far before the request a series may start, and how far after.
+START_BEFORE = timedelta(days=366)
+START_AFTER = timedelta(days=3650)
+MAX_INTERVAL = 1000
+MAX_COUNT = 100_000
+#: The longest each month can be, for the cheap check of rules that never happen (dateutil
+#: would walk every day up to year 9999 to find nothing).
+_MONTH_DAYS = {
+    1: 31,
+    2: 29,
+    3: 31,
+    4: 30,
+    5: 31,
+    6: 30,
+    7: 31,
+    8: 31,
+    9: 30,
+    10: 31,
+    11: 30,
+    12: 31,
+}
+#: What evaluating a rule may raise for settings dateutil cannot follow.
+_RULE_ERRORS = (ValueError, TypeError, IndexError, KeyError, OverflowError)
 
 
 def wall_text(wall: datetime) -> str:
@@ -129,10 +153,13 @@ class Recurrence:
         )
 
 
-def parse_recurrence(rule_text: str, start: str, time_zone: str, field: str) -> Recurrence:
+def parse_recurrence(
+    rule_text: str, start: str, time_zone: str, field: str, *, now: datetime | None = None
+) -> Recurrence:
     """Validate `rule_text` (RFC 5545, see the module notes) from `start` (a wall-clock time) in
     `time_zone`; every mistake is a field violation under `field` (`.rule`, `.start.date_time`,
-    `.start.time_zone`)."""
+    `.start.time_zone`). With `now`, the start must be at most a year before it and ten years
+    after it (stored rules are read again without)."""
     violations: list[FieldViolation] = []
     wall: datetime | None = None
     zone_name = time_zone
@@ -152,12 +179,22 @@ def parse_recurrence(rule_text: str, start: str, time_zone: str, field: str) -> 
         parts, exdates = _parse_lines(rule_text, zone)
     except ValueError as error:
         violations.append(FieldViolation(rule_field, str(error)))
+    if wall is not None and zone is not None and now is not None:
+        # Compared on the wall clock: near year 9999 the UTC instant may not exist.
+        local_now = now.astimezone(zone).replace(tzinfo=None)
+        if not local_now - START_BEFORE <= wall <= local_now + START_AFTER:
+            violations.append(
+                FieldViolation(
+                    f"{field}.start.date_time",
+                    f"{start!r} is more than a year before now or ten years after it",
+                )
+            )
     if violations or wall is None or zone is None:
         raise InvalidArgument.collect(violations)
     recurrence = Recurrence(tuple(parts), tuple(sorted(set(exdates))), wall, zone_name)
     try:
         walls = list(itertools.islice(recurrence.walls(), _CHECKED))
-    except (ValueError, TypeError) as error:
+    except _RULE_ERRORS as error:
         raise InvalidArgument.of(rule_field, f"is not a valid RRULE: {error}") from None
     if not walls:
         raise InvalidArgument.of(rule_field, f"yields no occurrence from {wall.isoformat()} on")
@@ -226,6 +263,17 @@ def _rule_parts(value: str, zone: ZoneInfo | None) -> list[tuple[str, str]]:
             raise ValueError("DTSTART is not part of the rule: give it as `start`")
         if key in (k for k, _ in parts):
             raise ValueError(f"{key} is given twice")
+        if key == "INTERVAL":
+            _bounded_number(key, setting, MAX_INTERVAL)
+        if key == "COUNT":
+            _bounded_number(key, setting, MAX_COUNT)
+        if key == "UNTIL" and (
+            _UNTIL.fullmatch(setting) is None or not "1900" <= setting[:4] <= "9000"
+        ):
+            raise ValueError(
+                f"UNTIL={setting} is not a date-time such as 20270630T090000 "
+                "(local) or 20270630T070000Z (UTC) in years 1900-9000"
+            )
         if key == "UNTIL" and zone is not None:
             until = _UNTIL_UTC.fullmatch(setting)
             if until is not None:
@@ -244,6 +292,88 @@ def _rule_parts(value: str, zone: ZoneInfo | None) -> list[tuple[str, str]]:
         raise ValueError(f"FREQ={freq} is unknown; use YEARLY, MONTHLY, WEEKLY, DAILY or HOURLY")
     if "BYSECOND" in names:
         raise ValueError("BYSECOND is not accepted")
+    for key, setting in parts:
+        _check_by_list(key, setting, freq)
+    if {"BYYEARDAY", "BYWEEKNO"} & set(names) and {"BYMONTH", "BYMONTHDAY"} & set(names):
+        # Mostly combinations that never happen, which dateutil only finds out at year 9999.
+        raise ValueError("BYYEARDAY and BYWEEKNO do not combine with BYMONTH or BYMONTHDAY")
     if "COUNT" in names and "UNTIL" in names:
         raise ValueError("COUNT and UNTIL cannot both be given")
+    _refuse_impossible_days(dict(parts))
     return parts
+
+
+#: RFC 5545's ranges of the numeric BYxxx lists: (lowest, highest, whether negatives count
+#: from the end). dateutil does not check them all, and walks to year 9999 looking for a
+#: February 30th or a 400th hour of an hour.
+_BY_RANGES = {
+    "BYMONTH": (1, 12, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYHOUR": (0, 23, False),
+    "BYMINUTE": (0, 59, False),
+}
+#: The most candidates a period can offer BYSETPOS to pick from, by FREQ.
+_SETPOS_MOST = {"YEARLY": 366, "MONTHLY": 31, "WEEKLY": 7}
+_BYDAY = re.compile(r"([+-]?)(\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)")
+
+
+def _check_by_list(key: str, value: str, freq: str) -> None:
+    if key in _BY_RANGES:
+        lowest, highest, signed = _BY_RANGES[key]
+        for item in value.split(","):
+            number = _integer(key, item)
+            if not (lowest <= number <= highest or (signed and -highest <= number <= -lowest)):
+                span = f"{lowest} to {highest}" + (f" or -{highest} to -{lowest}" if signed else "")
+                raise ValueError(f"{key} takes {span}, not {item}")
+    elif key == "BYSETPOS":
+        most = _SETPOS_MOST.get(freq)
+        if most is None:
+            raise ValueError("BYSETPOS goes with FREQ=YEARLY, MONTHLY or WEEKLY")
+        for item in value.split(","):
+            if not 1 <= abs(_integer(key, item)) <= most:
+                raise ValueError(f"BYSETPOS with FREQ={freq} takes 1 to {most} or -{most} to -1")
+    elif key == "BYDAY":
+        for item in value.split(","):
+            match = _BYDAY.fullmatch(item)
+            if match is None:
+                raise ValueError(f"BYDAY takes days such as MO, 1MO or -1FR, not {item!r}")
+            if match[2] is not None:
+                most = 5 if freq == "MONTHLY" else 53
+                if freq not in ("MONTHLY", "YEARLY") or not 1 <= int(match[2]) <= most:
+                    raise ValueError(
+                        f"BYDAY {item}: a numbered day goes with FREQ=MONTHLY (1-5) or YEARLY "
+                        "(1-53)"
+                    )
+
+
+def _integer(key: str, item: str) -> int:
+    try:
+        return int(item)
+    except ValueError:
+        raise ValueError(f"{key} takes whole numbers, not {item!r}") from None
+
+
+def _bounded_number(key: str, value: str, most: int) -> None:
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise ValueError(f"{key} must be a whole number from 1 to {most}, got {value!r}")
+
+
+def _numbers(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(item) for item in value.split(",")]
+    except ValueError:
+        return None  # dateutil says what is wrong with it
+
+
+def _refuse_impossible_days(parts: dict[str, str]) -> None:
+    """BYMONTH with BYMONTHDAY days none of those months has (February 30th) never happens."""
+    months = _numbers(parts.get("BYMONTH"))
+    days = _numbers(parts.get("BYMONTHDAY"))
+    if months is None or days is None or not all(1 <= m <= 12 for m in months):
+        return
+    if all(abs(day) > _MONTH_DAYS[month] for month in months for day in days):
+        raise ValueError("never happens: none of those months has those days")

@@ -182,7 +182,7 @@ class SeriesServicer(series_pb2_grpc.SeriesServiceServicer):
         after = (
             convert.from_timestamp(request.after, "after") if request.HasField("after") else None
         )
-        pairs = series.preview(recurrence_input(request.recurrence), request.count, after)
+        pairs = series.preview(self.app, recurrence_input(request.recurrence), request.count, after)
         response = series_pb2.PreviewRecurrenceResponse(
             local_times=[wall.isoformat() for _, wall in pairs]
         )

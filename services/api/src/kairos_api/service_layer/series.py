@@ -39,7 +39,7 @@ from kairos_api.domain.model import (
     TargetStatus,
     derive_post_status,
 )
-from kairos_api.domain.recurrence import Recurrence, parse_recurrence
+from kairos_api.domain.recurrence import START_AFTER, Recurrence, parse_recurrence
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts import commands
 from kairos_api.service_layer.posts.create import (
@@ -200,10 +200,12 @@ def _prefixed(violations: Sequence[FieldViolation], prefix: str) -> list[FieldVi
     return [FieldViolation(f"{prefix}.{v.field}", v.description) for v in violations]
 
 
-def _parse(recurrence: RecurrenceInput, violations: list[FieldViolation]) -> Recurrence | None:
+def _parse(
+    recurrence: RecurrenceInput, violations: list[FieldViolation], now: datetime
+) -> Recurrence | None:
     try:
         return parse_recurrence(
-            recurrence.rule, recurrence.start_local, recurrence.time_zone, "recurrence"
+            recurrence.rule, recurrence.start_local, recurrence.time_zone, "recurrence", now=now
         )
     except errors.InvalidArgument as error:
         violations.extend(error.violations)
@@ -407,13 +409,17 @@ async def list_series(
 
 
 def preview(
-    recurrence: RecurrenceInput, count: int, after: datetime | None
+    app: Application, recurrence: RecurrenceInput, count: int, after: datetime | None
 ) -> list[tuple[datetime, datetime]]:
     """The first `count` (instant, wall time) of a rule, at or after `after` when given."""
     violations: list[FieldViolation] = []
+    now = app.clock()
     if not 0 <= count <= 100:
         violations.append(FieldViolation("count", "must be from 1 to 100 (0 means 10)"))
-    parsed = _parse(recurrence, violations)
+    if after is not None and after > now + START_AFTER:
+        # Walking a rule that far would cost the api seconds of CPU.
+        violations.append(FieldViolation("after", "must be at most ten years from now"))
+    parsed = _parse(recurrence, violations, now)
     if violations or parsed is None:
         raise errors.InvalidArgument.collect(violations)
     return parsed.first(count or 10, after=after)
@@ -427,8 +433,8 @@ async def create_series(
 ) -> tuple[Series, list[PostRecord]]:
     """Save a series and create its occurrences within the horizon, in one transaction."""
     violations: list[FieldViolation] = []
-    parsed = _parse(recurrence, violations)
     now = app.clock()
+    parsed = _parse(recurrence, violations, now)
     if parsed is not None:
         _not_all_past(parsed, now, violations)
     async with app.uow() as uow:
@@ -585,7 +591,7 @@ async def update_series(
         elif command.recurrence is None:
             violations.append(FieldViolation("recurrence", "is in update_mask but not given"))
         else:
-            parsed = _parse(command.recurrence, violations)
+            parsed = _parse(command.recurrence, violations, app.clock())
     if violations:
         raise errors.InvalidArgument.collect(violations)
     if command.scope == "this":
