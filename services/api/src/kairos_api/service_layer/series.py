@@ -722,7 +722,10 @@ async def delete_series(
                 occurrences = await _occurrences(uow, series, from_instant=post.occurrence_at)
                 kept = _cancel_changeable(uow, occurrences, now)
                 cancelled = len(occurrences) - len(kept)
-                _set_recurrence(series, current.ending_before(wall))
+                cut = current.ending_before(wall)
+                _set_recurrence(series, cut)
+                if not cut.first(1):
+                    series.deleted_at = now  # from its first occurrence on: the whole series
         series.updated_at = now
         await uow.commit()
     return cancelled
