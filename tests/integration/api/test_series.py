@@ -567,3 +567,24 @@ async def test_delete_this_and_following_keeps_the_earlier_ones(kairos: Kairos) 
     assert [p.id for p in left] == [p.id for p in created.occurrences[:2]]
     await materialise_due(kairos.posts.app)
     assert len(await kairos.occurrences(created.series.id)) == 2
+
+
+async def test_a_repeated_request_id_returns_the_first_series(kairos: Kairos) -> None:
+    account = await kairos.posts.connect()
+    request = series_pb2.CreateSeriesRequest(
+        template=series_pb2.SeriesTemplate(
+            content="once", targets=[posts_pb2.TargetSpec(account_id=account)]
+        ),
+        recurrence=recurrence("FREQ=DAILY;COUNT=3", f"{first_monday_of_next_year()}T09:00", "UTC"),
+        request_id=f"req-{uuid.uuid4()}",
+    )
+    first, second, third = await asyncio.gather(
+        *(kairos.series.CreateSeries(request, metadata=kairos.metadata) for _ in range(3))
+    )
+    assert first.series.id == second.series.id == third.series.id
+    assert [p.id for p in second.occurrences] == [p.id for p in first.occurrences]
+    assert len(await kairos.occurrences(first.series.id)) == 3
+    listed = await kairos.series.ListSeries(
+        series_pb2.ListSeriesRequest(), metadata=kairos.metadata
+    )
+    assert [s.id for s in listed.series].count(first.series.id) == 1

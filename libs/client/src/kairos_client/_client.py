@@ -474,8 +474,14 @@ class KairosClient:
     ) -> series_pb2.CreateSeriesResponse:
         """Create a recurring series; the answer holds its first occurrences (posts).
 
-        Sent at most once (it has no request_id, so a retry could make a second series)."""
-        return await self.call(self.series_stub.CreateSeries, request, timeout=timeout, once=True)
+        Without a `request.request_id` a new uuid4 is sent (in a copy), so that a retry after a
+        create that was committed returns the same series."""
+        if not request.request_id:
+            fresh = series_pb2.CreateSeriesRequest()
+            fresh.CopyFrom(request)
+            fresh.request_id = str(uuid.uuid4())
+            request = fresh
+        return await self.call(self.series_stub.CreateSeries, request, timeout=timeout)
 
     async def get_series(
         self, series_id: str, *, timeout: float | None = None

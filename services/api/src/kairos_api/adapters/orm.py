@@ -255,11 +255,14 @@ class Series(Base):
     #: Every occurrence before this instant exists as a post, or was deleted on purpose.
     materialised_until: Mapped[datetime]
     split_from: Mapped[uuid.UUID | None]
+    #: The CreateSeries request_id, so that a retried create returns this series.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
 
     __table_args__ = (
+        UniqueConstraint("tenant_id", "request_id"),
         Index(None, "tenant_id", "created_at", "id"),
         # The materialiser's round: live active series that are not far enough ahead yet.
         Index(

@@ -104,6 +104,7 @@ class SeriesServicer(series_pb2_grpc.SeriesServiceServicer):
             tenant,
             template_input(request.template),
             recurrence_input(request.recurrence),
+            request.request_id,
         )
         return series_pb2.CreateSeriesResponse(
             series=series_to_proto(row),

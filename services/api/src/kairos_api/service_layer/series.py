@@ -51,10 +51,11 @@ from kairos_api.service_layer.posts.create import (
     draft_of,
 )
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
-from kairos_api.service_layer.posts.records import POSTS, PostRecord
+from kairos_api.service_layer.posts.records import POST_COLUMNS, POSTS, PostRecord, post_records
 from kairos_api.service_layer.posts.rules import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    MAX_REQUEST_ID_LENGTH,
     TargetInput,
     accounts_of,
     parse_id,
@@ -428,16 +429,48 @@ def preview(
 # --- changing -------------------------------------------------------------------------------
 
 
+async def _by_request_id(
+    uow: UnitOfWork, tenant: str, request_id: str
+) -> tuple[Series, list[PostRecord]] | None:
+    """The series an earlier CreateSeries with this request_id made, with its live occurrences."""
+    query = select(Series).where(Series.tenant_id == tenant, Series.request_id == request_id)
+    series = (await uow.session.execute(query)).scalar_one_or_none()
+    if series is None:
+        return None
+    connection = await uow.session.connection()
+    rows = (
+        await connection.execute(
+            select(*POST_COLUMNS)
+            .where(POSTS.c.series_id == series.id, POSTS.c.deleted_at.is_(None))
+            .order_by(POSTS.c.occurrence_at)
+        )
+    ).all()
+    return series, await post_records(connection, rows)
+
+
 async def create_series(
-    app: Application, tenant: str, template: Template, recurrence: RecurrenceInput
+    app: Application,
+    tenant: str,
+    template: Template,
+    recurrence: RecurrenceInput,
+    request_id: str = "",
 ) -> tuple[Series, list[PostRecord]]:
-    """Save a series and create its occurrences within the horizon, in one transaction."""
+    """Save a series and create its occurrences within the horizon, in one transaction. A
+    repeated `request_id` returns the first series, with its occurrences as they are now."""
     violations: list[FieldViolation] = []
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        violations.append(
+            FieldViolation("request_id", f"is longer than {MAX_REQUEST_ID_LENGTH} characters")
+        )
     now = app.clock()
     parsed = _parse(recurrence, violations, now)
     if parsed is not None:
         _not_all_past(parsed, now, violations)
     async with app.uow() as uow:
+        if request_id and not violations:
+            earlier = await _by_request_id(uow, tenant, request_id)
+            if earlier is not None:
+                return earlier
         draft = await _checked_template(app, uow, tenant, template, violations)
         if violations or parsed is None:
             raise errors.InvalidArgument.collect(violations)
@@ -446,13 +479,22 @@ async def create_series(
             status=ACTIVE,
             status_reason="",
             materialised_until=now,
+            request_id=request_id or None,
             created_at=now,
             updated_at=now,
         )
         _set_template(series, template, draft)
         _set_recurrence(series, parsed)
         uow.session.add(series)
-        await uow.session.flush()
+        try:
+            await uow.session.flush()
+        except IntegrityError:
+            # The same request_id raced with this create, and won.
+            await uow.session.rollback()
+            earlier = await _by_request_id(uow, tenant, request_id)
+            if earlier is None:
+                raise
+            return earlier
         records = await _materialise(app, uow, series, now)
         await uow.commit()
     for record in records:

@@ -28,55 +28,55 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kairos.posts.v1 import posts_pb2 as kairos_dot_posts_dot_v1_dot_posts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckairos/posts/v1/series.proto\x12\x0fkairos.posts.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkairos/posts/v1/posts.proto\"I\n\nRecurrence\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12-\n\x05start\x18\x02 \x01(\x0b\x32\x1e.kairos.posts.v1.LocalDateTime\"\xf0\x01\n\x0eSeriesTemplate\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_urls\x18\x02 \x03(\t\x12\x11\n\tmedia_ids\x18\x03 \x03(\t\x12,\n\x07targets\x18\x04 \x03(\x0b\x32\x1b.kairos.posts.v1.TargetSpec\x12\x10\n\x08\x63\x61mpaign\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\r\n\x05notes\x18\x07 \x01(\t\x12\x19\n\x11\x61pproval_required\x18\x08 \x01(\x08\x12.\n\x0bstale_after\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xea\x02\n\x06Series\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x08template\x18\x02 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x03 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.kairos.posts.v1.SeriesStatus\x12\x36\n\x12materialised_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\x12\n\nsplit_from\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"y\n\x13\x43reateSeriesRequest\x12\x31\n\x08template\x18\x01 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x02 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\"k\n\x14\x43reateSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\x12*\n\x0boccurrences\x18\x02 \x03(\x0b\x32\x15.kairos.posts.v1.Post\"%\n\x10GetSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\"<\n\x11GetSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\":\n\x11ListSeriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x12ListSeriesResponse\x12\'\n\x06series\x18\x01 \x03(\x0b\x32\x17.kairos.posts.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xfb\x01\n\x13UpdateSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12+\n\x05scope\x18\x02 \x01(\x0e\x32\x1c.kairos.posts.v1.SeriesScope\x12\x0f\n\x07post_id\x18\x03 \x01(\t\x12\x31\n\x08template\x18\x04 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x05 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12/\n\x0bupdate_mask\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"d\n\x14UpdateSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\x12#\n\x04post\x18\x02 \x01(\x0b\x32\x15.kairos.posts.v1.Post\"f\n\x13\x44\x65leteSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12+\n\x05scope\x18\x02 \x01(\x0e\x32\x1c.kairos.posts.v1.SeriesScope\x12\x0f\n\x07post_id\x18\x03 \x01(\t\")\n\x14\x44\x65leteSeriesResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x05\"\'\n\x12PauseSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\">\n\x13PauseSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\"(\n\x13ResumeSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\"?\n\x14ResumeSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\"\x85\x01\n\x18PreviewRecurrenceRequest\x12/\n\nrecurrence\x18\x01 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12)\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x19PreviewRecurrenceResponse\x12,\n\x08instants\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blocal_times\x18\x02 \x03(\t*a\n\x0cSeriesStatus\x12\x1d\n\x19SERIES_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SERIES_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SERIES_STATUS_PAUSED\x10\x02*t\n\x0bSeriesScope\x12\x1c\n\x18SERIES_SCOPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SERIES_SCOPE_THIS\x10\x01\x12\x1a\n\x16SERIES_SCOPE_FOLLOWING\x10\x02\x12\x14\n\x10SERIES_SCOPE_ALL\x10\x03\x32\xf4\x05\n\rSeriesService\x12[\n\x0c\x43reateSeries\x12$.kairos.posts.v1.CreateSeriesRequest\x1a%.kairos.posts.v1.CreateSeriesResponse\x12R\n\tGetSeries\x12!.kairos.posts.v1.GetSeriesRequest\x1a\".kairos.posts.v1.GetSeriesResponse\x12U\n\nListSeries\x12\".kairos.posts.v1.ListSeriesRequest\x1a#.kairos.posts.v1.ListSeriesResponse\x12[\n\x0cUpdateSeries\x12$.kairos.posts.v1.UpdateSeriesRequest\x1a%.kairos.posts.v1.UpdateSeriesResponse\x12[\n\x0c\x44\x65leteSeries\x12$.kairos.posts.v1.DeleteSeriesRequest\x1a%.kairos.posts.v1.DeleteSeriesResponse\x12X\n\x0bPauseSeries\x12#.kairos.posts.v1.PauseSeriesRequest\x1a$.kairos.posts.v1.PauseSeriesResponse\x12[\n\x0cResumeSeries\x12$.kairos.posts.v1.ResumeSeriesRequest\x1a%.kairos.posts.v1.ResumeSeriesResponse\x12j\n\x11PreviewRecurrence\x12).kairos.posts.v1.PreviewRecurrenceRequest\x1a*.kairos.posts.v1.PreviewRecurrenceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckairos/posts/v1/series.proto\x12\x0fkairos.posts.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bkairos/posts/v1/posts.proto\"I\n\nRecurrence\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12-\n\x05start\x18\x02 \x01(\x0b\x32\x1e.kairos.posts.v1.LocalDateTime\"\xf0\x01\n\x0eSeriesTemplate\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_urls\x18\x02 \x03(\t\x12\x11\n\tmedia_ids\x18\x03 \x03(\t\x12,\n\x07targets\x18\x04 \x03(\x0b\x32\x1b.kairos.posts.v1.TargetSpec\x12\x10\n\x08\x63\x61mpaign\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\r\n\x05notes\x18\x07 \x01(\t\x12\x19\n\x11\x61pproval_required\x18\x08 \x01(\x08\x12.\n\x0bstale_after\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xea\x02\n\x06Series\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\x08template\x18\x02 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x03 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.kairos.posts.v1.SeriesStatus\x12\x36\n\x12materialised_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\x12\n\nsplit_from\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x13\x43reateSeriesRequest\x12\x31\n\x08template\x18\x01 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x02 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"k\n\x14\x43reateSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\x12*\n\x0boccurrences\x18\x02 \x03(\x0b\x32\x15.kairos.posts.v1.Post\"%\n\x10GetSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\"<\n\x11GetSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\":\n\x11ListSeriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x12ListSeriesResponse\x12\'\n\x06series\x18\x01 \x03(\x0b\x32\x17.kairos.posts.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xfb\x01\n\x13UpdateSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12+\n\x05scope\x18\x02 \x01(\x0e\x32\x1c.kairos.posts.v1.SeriesScope\x12\x0f\n\x07post_id\x18\x03 \x01(\t\x12\x31\n\x08template\x18\x04 \x01(\x0b\x32\x1f.kairos.posts.v1.SeriesTemplate\x12/\n\nrecurrence\x18\x05 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12/\n\x0bupdate_mask\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"d\n\x14UpdateSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\x12#\n\x04post\x18\x02 \x01(\x0b\x32\x15.kairos.posts.v1.Post\"f\n\x13\x44\x65leteSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\x12+\n\x05scope\x18\x02 \x01(\x0e\x32\x1c.kairos.posts.v1.SeriesScope\x12\x0f\n\x07post_id\x18\x03 \x01(\t\")\n\x14\x44\x65leteSeriesResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x05\"\'\n\x12PauseSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\">\n\x13PauseSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\"(\n\x13ResumeSeriesRequest\x12\x11\n\tseries_id\x18\x01 \x01(\t\"?\n\x14ResumeSeriesResponse\x12\'\n\x06series\x18\x01 \x01(\x0b\x32\x17.kairos.posts.v1.Series\"\x85\x01\n\x18PreviewRecurrenceRequest\x12/\n\nrecurrence\x18\x01 \x01(\x0b\x32\x1b.kairos.posts.v1.Recurrence\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12)\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x19PreviewRecurrenceResponse\x12,\n\x08instants\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blocal_times\x18\x02 \x03(\t*a\n\x0cSeriesStatus\x12\x1d\n\x19SERIES_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SERIES_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SERIES_STATUS_PAUSED\x10\x02*t\n\x0bSeriesScope\x12\x1c\n\x18SERIES_SCOPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SERIES_SCOPE_THIS\x10\x01\x12\x1a\n\x16SERIES_SCOPE_FOLLOWING\x10\x02\x12\x14\n\x10SERIES_SCOPE_ALL\x10\x03\x32\xf4\x05\n\rSeriesService\x12[\n\x0c\x43reateSeries\x12$.kairos.posts.v1.CreateSeriesRequest\x1a%.kairos.posts.v1.CreateSeriesResponse\x12R\n\tGetSeries\x12!.kairos.posts.v1.GetSeriesRequest\x1a\".kairos.posts.v1.GetSeriesResponse\x12U\n\nListSeries\x12\".kairos.posts.v1.ListSeriesRequest\x1a#.kairos.posts.v1.ListSeriesResponse\x12[\n\x0cUpdateSeries\x12$.kairos.posts.v1.UpdateSeriesRequest\x1a%.kairos.posts.v1.UpdateSeriesResponse\x12[\n\x0c\x44\x65leteSeries\x12$.kairos.posts.v1.DeleteSeriesRequest\x1a%.kairos.posts.v1.DeleteSeriesResponse\x12X\n\x0bPauseSeries\x12#.kairos.posts.v1.PauseSeriesRequest\x1a$.kairos.posts.v1.PauseSeriesResponse\x12[\n\x0cResumeSeries\x12$.kairos.posts.v1.ResumeSeriesRequest\x1a%.kairos.posts.v1.ResumeSeriesResponse\x12j\n\x11PreviewRecurrence\x12).kairos.posts.v1.PreviewRecurrenceRequest\x1a*.kairos.posts.v1.PreviewRecurrenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kairos.posts.v1.series_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERIESSTATUS']._serialized_start=2288
-  _globals['_SERIESSTATUS']._serialized_end=2385
-  _globals['_SERIESSCOPE']._serialized_start=2387
-  _globals['_SERIESSCOPE']._serialized_end=2503
+  _globals['_SERIESSTATUS']._serialized_start=2309
+  _globals['_SERIESSTATUS']._serialized_end=2406
+  _globals['_SERIESSCOPE']._serialized_start=2408
+  _globals['_SERIESSCOPE']._serialized_end=2524
   _globals['_RECURRENCE']._serialized_start=177
   _globals['_RECURRENCE']._serialized_end=250
   _globals['_SERIESTEMPLATE']._serialized_start=253
   _globals['_SERIESTEMPLATE']._serialized_end=493
   _globals['_SERIES']._serialized_start=496
   _globals['_SERIES']._serialized_end=858
-  _globals['_CREATESERIESREQUEST']._serialized_start=860
-  _globals['_CREATESERIESREQUEST']._serialized_end=981
-  _globals['_CREATESERIESRESPONSE']._serialized_start=983
-  _globals['_CREATESERIESRESPONSE']._serialized_end=1090
-  _globals['_GETSERIESREQUEST']._serialized_start=1092
-  _globals['_GETSERIESREQUEST']._serialized_end=1129
-  _globals['_GETSERIESRESPONSE']._serialized_start=1131
-  _globals['_GETSERIESRESPONSE']._serialized_end=1191
-  _globals['_LISTSERIESREQUEST']._serialized_start=1193
-  _globals['_LISTSERIESREQUEST']._serialized_end=1251
-  _globals['_LISTSERIESRESPONSE']._serialized_start=1253
-  _globals['_LISTSERIESRESPONSE']._serialized_end=1339
-  _globals['_UPDATESERIESREQUEST']._serialized_start=1342
-  _globals['_UPDATESERIESREQUEST']._serialized_end=1593
-  _globals['_UPDATESERIESRESPONSE']._serialized_start=1595
-  _globals['_UPDATESERIESRESPONSE']._serialized_end=1695
-  _globals['_DELETESERIESREQUEST']._serialized_start=1697
-  _globals['_DELETESERIESREQUEST']._serialized_end=1799
-  _globals['_DELETESERIESRESPONSE']._serialized_start=1801
-  _globals['_DELETESERIESRESPONSE']._serialized_end=1842
-  _globals['_PAUSESERIESREQUEST']._serialized_start=1844
-  _globals['_PAUSESERIESREQUEST']._serialized_end=1883
-  _globals['_PAUSESERIESRESPONSE']._serialized_start=1885
-  _globals['_PAUSESERIESRESPONSE']._serialized_end=1947
-  _globals['_RESUMESERIESREQUEST']._serialized_start=1949
-  _globals['_RESUMESERIESREQUEST']._serialized_end=1989
-  _globals['_RESUMESERIESRESPONSE']._serialized_start=1991
-  _globals['_RESUMESERIESRESPONSE']._serialized_end=2054
-  _globals['_PREVIEWRECURRENCEREQUEST']._serialized_start=2057
-  _globals['_PREVIEWRECURRENCEREQUEST']._serialized_end=2190
-  _globals['_PREVIEWRECURRENCERESPONSE']._serialized_start=2192
-  _globals['_PREVIEWRECURRENCERESPONSE']._serialized_end=2286
-  _globals['_SERIESSERVICE']._serialized_start=2506
-  _globals['_SERIESSERVICE']._serialized_end=3262
+  _globals['_CREATESERIESREQUEST']._serialized_start=861
+  _globals['_CREATESERIESREQUEST']._serialized_end=1002
+  _globals['_CREATESERIESRESPONSE']._serialized_start=1004
+  _globals['_CREATESERIESRESPONSE']._serialized_end=1111
+  _globals['_GETSERIESREQUEST']._serialized_start=1113
+  _globals['_GETSERIESREQUEST']._serialized_end=1150
+  _globals['_GETSERIESRESPONSE']._serialized_start=1152
+  _globals['_GETSERIESRESPONSE']._serialized_end=1212
+  _globals['_LISTSERIESREQUEST']._serialized_start=1214
+  _globals['_LISTSERIESREQUEST']._serialized_end=1272
+  _globals['_LISTSERIESRESPONSE']._serialized_start=1274
+  _globals['_LISTSERIESRESPONSE']._serialized_end=1360
+  _globals['_UPDATESERIESREQUEST']._serialized_start=1363
+  _globals['_UPDATESERIESREQUEST']._serialized_end=1614
+  _globals['_UPDATESERIESRESPONSE']._serialized_start=1616
+  _globals['_UPDATESERIESRESPONSE']._serialized_end=1716
+  _globals['_DELETESERIESREQUEST']._serialized_start=1718
+  _globals['_DELETESERIESREQUEST']._serialized_end=1820
+  _globals['_DELETESERIESRESPONSE']._serialized_start=1822
+  _globals['_DELETESERIESRESPONSE']._serialized_end=1863
+  _globals['_PAUSESERIESREQUEST']._serialized_start=1865
+  _globals['_PAUSESERIESREQUEST']._serialized_end=1904
+  _globals['_PAUSESERIESRESPONSE']._serialized_start=1906
+  _globals['_PAUSESERIESRESPONSE']._serialized_end=1968
+  _globals['_RESUMESERIESREQUEST']._serialized_start=1970
+  _globals['_RESUMESERIESREQUEST']._serialized_end=2010
+  _globals['_RESUMESERIESRESPONSE']._serialized_start=2012
+  _globals['_RESUMESERIESRESPONSE']._serialized_end=2075
+  _globals['_PREVIEWRECURRENCEREQUEST']._serialized_start=2078
+  _globals['_PREVIEWRECURRENCEREQUEST']._serialized_end=2211
+  _globals['_PREVIEWRECURRENCERESPONSE']._serialized_start=2213
+  _globals['_PREVIEWRECURRENCERESPONSE']._serialized_end=2307
+  _globals['_SERIESSERVICE']._serialized_start=2527
+  _globals['_SERIESSERVICE']._serialized_end=3283
 # @@protoc_insertion_point(module_scope)

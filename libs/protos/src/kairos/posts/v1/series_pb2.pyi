@@ -259,6 +259,11 @@ class CreateSeriesRequest(_message.Message):
 
     TEMPLATE_FIELD_NUMBER: _builtins.int
     RECURRENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen id making a retried create return the first series (and its occurrences as
+    they are now) instead of making a second one.
+    """
     @_builtins.property
     def template(self) -> Global___SeriesTemplate:
         """What each occurrence is made of."""
@@ -272,10 +277,11 @@ class CreateSeriesRequest(_message.Message):
         *,
         template: Global___SeriesTemplate | None = ...,
         recurrence: Global___Recurrence | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recurrence", b"recurrence", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recurrence", b"recurrence", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recurrence", b"recurrence", "request_id", b"request_id", "template", b"template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

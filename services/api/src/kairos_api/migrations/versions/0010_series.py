@@ -40,10 +40,12 @@ def upgrade() -> None:
         sa.Column("status_reason", sa.Text(), nullable=False),
         sa.Column("materialised_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("split_from", sa.Uuid(), nullable=True),
+        sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series")),
+        sa.UniqueConstraint("tenant_id", "request_id", name=op.f("uq_series_tenant_id_request_id")),
     )
     op.create_index(
         op.f("ix_series_tenant_id_created_at_id"), "series", ["tenant_id", "created_at", "id"]
