@@ -456,16 +456,24 @@ async def create_post(app: Application, tenant: str, command: CreatePost) -> Pos
     A repeated `request_id` returns the post the first request created, unchanged, when the
     request is the same; with a different request it is refused (INVALID_ARGUMENT on request_id).
     """
-    return await create_one(app, draft_of(app, tenant, command))
+    return (await create_one(app, draft_of(app, tenant, command))).record
 
 
-async def create_one(app: Application, draft: Draft) -> PostRecord:
+class Created(NamedTuple):
+    """The answer to one create: its post, and whether an earlier request made it."""
+
+    record: PostRecord
+    #: True when a create with the same request_id made the post before (a retry).
+    repeated: bool = False
+
+
+async def create_one(app: Application, draft: Draft) -> Created:
     request_id = draft.command.request_id
     async with app.uow() as uow:
         if request_id:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is not None:
-                return _repeat_of(draft, earlier)
+                return Created(_repeat_of(draft, earlier), repeated=True)
         accounts = await accounts_of(uow, draft.tenant, draft.account_ids)
         await _refuse_invalid(app, uow, draft, accounts)
         new = _new_post(app, draft, accounts)
@@ -478,60 +486,75 @@ async def create_one(app: Application, draft: Draft) -> PostRecord:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is None:
                 raise
-            return _repeat_of(draft, earlier)
+            return Created(_repeat_of(draft, earlier), repeated=True)
     wake_if_due_soon(app, new.record, new.record.created_at)
     # Everything the answer shows was written here: no need to read it back.
-    return new.record
+    return Created(new.record)
 
 
 async def create_many(
     app: Application, drafts: Sequence[Draft]
-) -> list[PostRecord | errors.InvalidArgument]:
+) -> list[Created | errors.InvalidArgument]:
     """Create many posts in one transaction; each refused draft gets its own error.
 
     Raises IntegrityError when a request_id raced with another transaction: then nothing was
     written, and the caller goes through the drafts one by one.
     """
-    results: list[PostRecord | errors.InvalidArgument | None] = [None] * len(drafts)
     async with app.uow() as uow:
-        by_tenant: dict[str, list[Draft]] = {}
-        for draft in drafts:
-            by_tenant.setdefault(draft.tenant, []).append(draft)
-        accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
-        existing: dict[tuple[str, str], _Earlier] = {}
-        for tenant, group in by_tenant.items():
-            ids = [i for d in group for i in d.account_ids]
-            accounts[tenant] = await accounts_of(uow, tenant, ids)
-            wanted = list(
-                dict.fromkeys(d.command.request_id for d in group if d.command.request_id)
-            )
-            for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
-                existing[(tenant, request_id)] = found
-        new_posts: list[_NewPost] = []
-        for index, draft in enumerate(drafts):
-            key = (draft.tenant, draft.command.request_id)
-            if key in existing:
-                # Created earlier, or by a valid draft earlier in this batch.
-                try:
-                    results[index] = _repeat_of(draft, existing[key])
-                except errors.InvalidArgument as error:
-                    results[index] = error
-                continue
-            try:
-                await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
-            except errors.InvalidArgument as error:
-                results[index] = error
-                continue
-            new = _new_post(app, draft, accounts[draft.tenant])
-            new_posts.append(new)
-            results[index] = new.record
-            if draft.command.request_id:
-                existing[key] = _Earlier(new.record, draft.request_hash)
+        results, new_posts = await _plan(app, uow, drafts)
         await _insert(uow, new_posts)
         await uow.commit()
     for new in new_posts:
         wake_if_due_soon(app, new.record, new.record.created_at)
-    return [r for r in results if r is not None]
+    return results
+
+
+async def validate_many(
+    app: Application, drafts: Sequence[Draft]
+) -> list[Created | errors.InvalidArgument]:
+    """What `create_many` would answer, with every check it makes, writing nothing: each valid
+    draft's answer is the post it would create (or the one its request_id already made)."""
+    async with app.uow() as uow:
+        return (await _plan(app, uow, drafts))[0]
+
+
+async def _plan(
+    app: Application, uow: UnitOfWork, drafts: Sequence[Draft]
+) -> tuple[list[Created | errors.InvalidArgument], list[_NewPost]]:
+    """Each draft's answer, and the posts to insert for the valid new ones."""
+    results: list[Created | errors.InvalidArgument | None] = [None] * len(drafts)
+    by_tenant: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        by_tenant.setdefault(draft.tenant, []).append(draft)
+    accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
+    existing: dict[tuple[str, str], _Earlier] = {}
+    for tenant, group in by_tenant.items():
+        ids = [i for d in group for i in d.account_ids]
+        accounts[tenant] = await accounts_of(uow, tenant, ids)
+        wanted = list(dict.fromkeys(d.command.request_id for d in group if d.command.request_id))
+        for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
+            existing[(tenant, request_id)] = found
+    new_posts: list[_NewPost] = []
+    for index, draft in enumerate(drafts):
+        key = (draft.tenant, draft.command.request_id)
+        if key in existing:
+            # Created earlier, or by a valid draft earlier in this batch.
+            try:
+                results[index] = Created(_repeat_of(draft, existing[key]), repeated=True)
+            except errors.InvalidArgument as error:
+                results[index] = error
+            continue
+        try:
+            await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
+        except errors.InvalidArgument as error:
+            results[index] = error
+            continue
+        new = _new_post(app, draft, accounts[draft.tenant])
+        new_posts.append(new)
+        results[index] = Created(new.record)
+        if draft.command.request_id:
+            existing[key] = _Earlier(new.record, draft.request_hash)
+    return [r for r in results if r is not None], new_posts
 
 
 class _Earlier(NamedTuple):

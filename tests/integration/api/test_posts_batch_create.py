@@ -1,0 +1,164 @@
+"""BatchCreatePosts over real gRPC, on PostgreSQL and SQLite.
+
+Each item is answered on its own (the post, or its violations named `items[i].field`); the valid
+items are created and the invalid ones write nothing; request_ids make a retried batch create
+nothing twice; validate_only runs every check and writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import grpc
+import pytest
+from integration.api.helpers_posts import Tenant, at, fields, refused, tenant_of
+
+from kairos.posts.v1 import posts_pb2
+from support.api import Client, RunningApi
+
+
+@pytest.fixture
+def kairos(api: RunningApi, client: Client) -> Tenant:
+    return tenant_of(api, client)
+
+
+def item(account_id: str, content: str = "Hello", **fields: object) -> posts_pb2.CreatePostRequest:
+    return posts_pb2.CreatePostRequest(
+        content=content,
+        targets=[posts_pb2.TargetSpec(account_id=account_id)],
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def batch(
+    kairos: Tenant, items: list[posts_pb2.CreatePostRequest], *, validate_only: bool = False
+) -> list[posts_pb2.BatchCreatePostsResult]:
+    response = await kairos.posts.BatchCreatePosts(
+        posts_pb2.BatchCreatePostsRequest(items=items, validate_only=validate_only),
+        metadata=kairos.metadata,
+    )
+    assert len(response.results) == len(items)
+    return list(response.results)
+
+
+def violated(result: posts_pb2.BatchCreatePostsResult) -> list[str]:
+    return [v.field for v in result.violations]
+
+
+async def test_each_item_gets_its_post_or_its_violations_by_index(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    before = await kairos.db_counts()
+    results = await batch(
+        kairos,
+        [
+            item(account, "first", schedule=at(3600), tags=["a"]),
+            item(str(uuid.uuid4()), "unknown account"),
+            item(account, "no time", schedule=posts_pb2.Schedule()),
+            item(account, "x" * 300),
+            item(account, "last", campaign="spring"),
+        ],
+    )
+    assert [r.post.content for r in results] == ["first", "", "", "", "last"]
+    assert violated(results[0]) == violated(results[4]) == []
+    assert violated(results[1]) == ["items[1].targets[0].account_id"]
+    assert violated(results[2]) == ["items[2].schedule"]
+    assert violated(results[3]) == ["items[3].content"]
+    assert not any(r.repeated for r in results)
+    first, last = results[0].post, results[4].post
+    assert first.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert first.tags == ["a"]
+    assert last.status == posts_pb2.POST_STATUS_DRAFT
+    assert last.campaign == "spring"
+    for created in (first, last):
+        stored = await kairos.get(created.id)
+        assert stored == created
+    assert await kairos.db_events(first.id) == Counter({"created": 1, "scheduled": 1})
+    posts, targets, events = before
+    assert await kairos.db_counts() == (posts + 2, targets + 2, events + 3)
+
+
+async def test_a_retried_batch_creates_nothing_twice(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    prefix = uuid.uuid4().hex[:8]
+    items = [item(account, f"post {i}", request_id=f"{prefix}-{i}") for i in range(5)]
+    items.append(item(account, "no request id"))
+    first = await batch(kairos, items)
+    after_first = await kairos.db_counts()
+    again = await batch(kairos, items[:5])
+    assert [r.post.id for r in again] == [r.post.id for r in first[:5]]
+    assert all(r.repeated for r in again)
+    assert not any(r.repeated for r in first)
+    assert await kairos.db_counts() == after_first
+    # A retry that changes one request under its request_id: that item alone is refused.
+    changed = list(items[:5])
+    changed[2] = item(account, "post 2, edited", request_id=f"{prefix}-2")
+    mixed = await batch(kairos, changed)
+    assert violated(mixed[2]) == ["items[2].request_id"]
+    assert "different request" in mixed[2].violations[0].description
+    assert [r.post.id for i, r in enumerate(mixed) if i != 2] == [
+        r.post.id for i, r in enumerate(first[:5]) if i != 2
+    ]
+    assert await kairos.db_counts() == after_first
+
+
+async def test_one_request_id_twice_in_a_batch_makes_one_post(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    rid = f"twice-{uuid.uuid4().hex[:8]}"
+    results = await batch(
+        kairos,
+        [
+            item(account, "same", request_id=rid),
+            item(account, "same", request_id=rid),
+            item(account, "other", request_id=rid),
+        ],
+    )
+    assert results[0].post.id == results[1].post.id != ""
+    assert [results[0].repeated, results[1].repeated] == [False, True]
+    assert violated(results[2]) == ["items[2].request_id"]
+
+
+async def test_validate_only_checks_everything_and_writes_nothing(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    rid = f"validate-{uuid.uuid4().hex[:8]}"
+    items = [
+        item(account, "fine", request_id=rid, schedule=at(3600)),
+        item(str(uuid.uuid4()), "unknown account"),
+    ]
+    before = await kairos.db_counts()
+    preview = await batch(kairos, items, validate_only=True)
+    assert await kairos.db_counts() == before
+    assert violated(preview[1]) == ["items[1].targets[0].account_id"]
+    would = preview[0].post
+    assert would.content == "fine"
+    assert would.status == posts_pb2.POST_STATUS_SCHEDULED
+    assert would.id == ""
+    assert [t.id for t in would.targets] == [""]
+    assert [t.account_id for t in would.targets] == [account]
+    created = await batch(kairos, items[:1])
+    assert created[0].post.id != ""
+    # Once created, validating the same item again says it would be a repeat of that post.
+    again = await batch(kairos, items[:1], validate_only=True)
+    assert again[0].repeated
+    assert again[0].post.id == created[0].post.id
+
+
+async def test_a_batch_holds_one_to_a_thousand_items(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    before = await kairos.db_counts()
+    for count in (0, 1001):
+        error = await refused(
+            kairos.posts.BatchCreatePosts(
+                posts_pb2.BatchCreatePostsRequest(items=[item(account)] * count),
+                metadata=kairos.metadata,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert fields(error) == ["items"]
+    assert await kairos.db_counts() == before
+    # A full batch spans several of the group commit's transactions, every item in its place.
+    results = await batch(kairos, [item(account, f"bulk {i}") for i in range(1000)])
+    assert [r.post.content for r in results] == [f"bulk {i}" for i in range(1000)]
+    assert len({r.post.id for r in results}) == 1000
+    posts, targets, events = before
+    assert await kairos.db_counts() == (posts + 1000, targets + 1000, events + 1000)
