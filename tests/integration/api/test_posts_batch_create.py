@@ -155,6 +155,15 @@ async def test_a_batch_holds_one_to_a_thousand_items(kairos: Tenant) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert fields(error) == ["items"]
+    # A NUL character refuses the whole call, as in any request, naming the item's field.
+    nul = await refused(
+        kairos.posts.BatchCreatePosts(
+            posts_pb2.BatchCreatePostsRequest(items=[item(account), item(account, "a\x00b")]),
+            metadata=kairos.metadata,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert fields(nul) == ["items[1].content"]
     assert await kairos.db_counts() == before
     # A full batch spans several of the group commit's transactions, every item in its place.
     results = await batch(kairos, [item(account, f"bulk {i}") for i in range(1000)])
