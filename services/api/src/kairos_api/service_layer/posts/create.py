@@ -7,6 +7,7 @@ answered with the first post only when the request is the same (`request_hash`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -131,14 +132,10 @@ def _canonical(value: Any) -> Any:
     """`value` as plain JSON data: dataclasses become objects without their default fields."""
     if is_dataclass(value) and not isinstance(value, type):
         form: dict[str, Any] = {}
-        for spec in fields(value):
-            item = _canonical(getattr(value, spec.name))
-            if spec.default_factory is not MISSING:
-                default = _canonical(spec.default_factory())
-            else:
-                default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        for name, default in _canonical_defaults(type(value)):
+            item = _canonical(getattr(value, name))
             if item != default:
-                form[spec.name] = item
+                form[name] = item
         return form
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -149,6 +146,20 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(item) for item in value]
     return value
+
+
+@functools.cache
+def _canonical_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields, each with its default in canonical form (MISSING without one):
+    worked out once per class, since `fields()` and the defaults were most of a hash's cost."""
+    found: list[tuple[str, Any]] = []
+    for spec in fields(cls):
+        if spec.default_factory is not MISSING:
+            default = _canonical(spec.default_factory())
+        else:
+            default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        found.append((spec.name, default))
+    return tuple(found)
 
 
 def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
