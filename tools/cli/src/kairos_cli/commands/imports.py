@@ -340,10 +340,13 @@ def import_posts(
             if dry_run:
                 return
             refused = report.refused_lines()
-            report.posts.clear()  # the validation's: the import answers for every line
             if refused and not skip_invalid:
+                report.posts.clear()
                 return
-            valid = [row for row in rows if row.line not in refused]
+            # Rows imported before are answered already; only the new ones are sent.
+            imported = {line for line, _, repeated in report.posts if repeated}
+            report.posts[:] = [p for p in report.posts if p[2]]
+            valid = [row for row in rows if row.line not in refused | imported]
             if valid:
                 await send(
                     client,
@@ -356,6 +359,7 @@ def import_posts(
 
     call_api(ctx, run)
     report.errors.sort(key=lambda error: error[0])
+    report.posts.sort(key=lambda post: post[0])
     _print(report, opts, path=path, dry_run=dry_run, skip_invalid=skip_invalid)
 
 
