@@ -7,6 +7,7 @@ nothing twice; validate_only runs every check and writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 
@@ -15,6 +16,8 @@ import pytest
 from integration.api.helpers_posts import Tenant, at, fields, refused, tenant_of
 
 from kairos.posts.v1 import posts_pb2
+from kairos_api.service_layer import posts
+from kairos_api.service_layer.posts.create import Created, draft_of
 from support.api import Client, RunningApi
 
 
@@ -171,3 +174,22 @@ async def test_a_batch_holds_one_to_a_thousand_items(kairos: Tenant) -> None:
     assert len({r.post.id for r in results}) == 1000
     posts, targets, events = before
     assert await kairos.db_counts() == (posts + 1000, targets + 1000, events + 1000)
+
+
+async def test_single_creates_go_ahead_of_the_items_of_a_batch(kairos: Tenant) -> None:
+    account = await kairos.connect()
+    batcher = posts.CreateBatcher(kairos.app, max_batch=10, max_writers=1)
+    target = [posts.TargetInput(account)]
+    drafts = [
+        draft_of(kairos.app, kairos.tenant, posts.CreatePost(f"bulk {n}", target))
+        for n in range(100)
+    ]
+    bulk = asyncio.create_task(batcher.create_all(drafts))
+    await asyncio.sleep(0)  # the 100 items wait, the first 10 being written
+    single = await batcher.create(kairos.tenant, posts.CreatePost("single", target))
+    assert single.content == "single"
+    assert not bulk.done()  # it went into the next transaction, not after the 100 items
+    results = await bulk
+    assert [r.record.content for r in results if isinstance(r, Created)] == [
+        f"bulk {n}" for n in range(100)
+    ]

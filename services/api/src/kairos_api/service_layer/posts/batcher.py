@@ -27,8 +27,10 @@ class CreateBatcher:
     its own and a refused one fails alone; a batch that hits a request_id race (IntegrityError)
     is written again one create per transaction, as if it had never been batched.
 
-    The items of a BatchCreatePosts (`create_all`) join the same queue all at once, so they
-    fill whole transactions of `max_batch` creates, written by up to `max_writers` at a time.
+    The items of a BatchCreatePosts (`create_all`) queue all at once, so they fill whole
+    transactions of `max_batch` creates, written by up to `max_writers` at a time. Single creates
+    go first: a transaction takes the CreatePosts waiting, then fills up with batch items, so an
+    import of thousands of posts does not hold up the CreatePosts that arrive meanwhile.
     """
 
     def __init__(
@@ -44,6 +46,8 @@ class CreateBatcher:
         self._max_wait = max_wait
         self._max_writers = max_writers
         self._waiting: list[tuple[Draft, asyncio.Future[Created]]] = []
+        #: The items of BatchCreatePosts calls, after `_waiting` in every transaction.
+        self._bulk: list[tuple[Draft, asyncio.Future[Created]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writers: set[asyncio.Task[None]] = set()
 
@@ -64,8 +68,8 @@ class CreateBatcher:
         creates nothing twice."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Created]] = [loop.create_future() for _ in drafts]
-        self._waiting.extend(zip(drafts, futures, strict=True))
-        while self._waiting and len(self._writers) < self._max_writers:
+        self._bulk.extend(zip(drafts, futures, strict=True))
+        while self._bulk and len(self._writers) < self._max_writers:
             self._flush()
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         results: list[Created | errors.InvalidArgument] = []
@@ -81,17 +85,20 @@ class CreateBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._waiting or len(self._writers) >= self._max_writers:
+        if not (self._waiting or self._bulk) or len(self._writers) >= self._max_writers:
             return  # a writer that finishes flushes what waits
         batch = self._waiting[: self._max_batch]
         del self._waiting[: self._max_batch]
+        room = self._max_batch - len(batch)
+        batch += self._bulk[:room]
+        del self._bulk[:room]
         writer = asyncio.create_task(self._write(batch))
         self._writers.add(writer)
         writer.add_done_callback(self._finished)
 
     def _finished(self, writer: asyncio.Task[None]) -> None:
         self._writers.discard(writer)
-        if self._waiting:
+        if self._waiting or self._bulk:
             self._flush()
 
     async def _write(self, batch: list[tuple[Draft, asyncio.Future[Created]]]) -> None:
