@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from integration.cli.conftest import Kairos
@@ -35,7 +36,8 @@ async def test_a_dry_run_reports_every_refused_row_by_line_and_writes_nothing(
 
     assert ran.code == 2, str(ran)
     assert "2 rows would be created, 0 already imported, 3 refused" in ran.stdout
-    lines = [line for line in ran.stderr.splitlines() if line.startswith("posts.csv:")]
+    assert ran.stderr.startswith("kairos: error: 3 rows refused:\n")
+    lines = [line.strip() for line in ran.stderr.splitlines()[1:]]
     assert [line.split(": ")[0:2] for line in lines] == [
         ["posts.csv:3", "at"],
         ["posts.csv:4", "accounts[0]"],  # its content spans lines 4 and 5
@@ -85,9 +87,16 @@ async def test_a_refused_row_stops_the_import_unless_told_to_skip_it(
     path = write_csv(tmp_path, *rows)
     refused = await kairos("posts", "import", str(path))
     assert refused.code == 2
-    assert "nothing was imported" in refused.stdout
+    assert refused.stdout == ""
+    assert "nothing was imported" in refused.stderr
     assert "posts.csv:3: accounts[0]:" in refused.stderr
     assert await listed(kairos) == []
+    as_json = await kairos("--json", "posts", "import", str(path))
+    assert as_json.code == 2
+    assert as_json.json()["refused_lines"] == 1
+    error = json.loads(as_json.stderr)
+    assert error["code"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in error["violations"]] == ["posts.csv:3: accounts[0]"]
 
     skipped = await kairos("posts", "import", str(path), "--skip-invalid")
     assert skipped.code == 2

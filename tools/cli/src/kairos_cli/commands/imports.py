@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kairos.posts.v1 import posts_pb2
-from kairos_cli.runtime import EXIT_USAGE, Options, call_api, fail, hint, options, print_json, say
+from kairos_cli.runtime import EXIT_USAGE, Options, call_api, fail, options, print_json, say
 from kairos_cli.when import WhenError, load_zone, parse_when
 from kairos_client import KairosClient
 
@@ -377,23 +377,30 @@ def _progress(opts: Options) -> Progress:
 
 
 def _print(report: Report, opts: Options, *, path: Path, dry_run: bool, skip_invalid: bool) -> None:
+    """The summary on stdout (the whole report with --json); refused rows end the command with
+    exit 2 and an error naming each (`FILE:LINE: column`), as every other command's errors."""
     created, repeated, refused = report.counts()
+    stopped = refused and not dry_run and not skip_invalid
     if opts.json:
         print_json(report.as_json(dry_run=dry_run))
-    else:
-        for line, name, text in report.errors:
-            hint(f"{path.name}:{line}: {name}: {text}")
-        if dry_run:
-            say(
-                f"dry run: {created} rows would be created, {repeated} already imported,"
-                f" {refused} refused; nothing was written"
-            )
-        elif refused and not skip_invalid:
-            say(
-                f"{refused} rows refused; nothing was imported (fix them and run again, or"
-                " pass --skip-invalid to import the others)"
-            )
-        else:
-            say(f"{created} posts created, {repeated} already imported, {refused} rows refused")
-    if refused:
-        raise typer.Exit(EXIT_USAGE)
+    elif dry_run:
+        say(
+            f"dry run: {created} rows would be created, {repeated} already imported,"
+            f" {refused} refused; nothing was written"
+        )
+    elif not stopped:
+        say(f"{created} posts created, {repeated} already imported, {refused} rows refused")
+    if not refused:
+        return
+    message = f"{refused} rows refused"
+    if stopped:
+        message += (
+            "; nothing was imported (fix them and run again, or pass --skip-invalid to import"
+            " the others)"
+        )
+    fail(
+        EXIT_USAGE,
+        message + ":",
+        [f"{path.name}:{line}: {name}: {text}" for line, name, text in report.errors],
+        violations=[(f"{path.name}:{line}: {name}", text) for line, name, text in report.errors],
+    )

@@ -2032,7 +2032,8 @@ class BatchCreatePostsRequest(_message.Message):
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreatePostRequest]:
         """The posts to create, 1 to 1,000; otherwise INVALID_ARGUMENT on `items` and nothing is
-        written.
+        written. The request must fit in gRPC's 4 MiB message limit, and the answer repeats every
+        post: keep a batch's items under about 3 MiB (the CLI sends at most 1 MiB a call).
         """
 
     def __init__(
