@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import grpc
+import pytest
 from integration.cli.conftest import Kairos
+
+from kairos.posts.v1 import posts_pb2
+from kairos_client import KairosClient, KairosError
 
 UNKNOWN_ID = "0190a6d2-0000-7000-8000-000000000000"
 
@@ -117,3 +124,32 @@ async def test_a_refused_row_stops_the_import_unless_told_to_skip_it(
     )
     assert "3 posts created" in other.stdout
     assert len(await listed(kairos)) == 6
+
+
+async def test_an_import_that_failed_half_way_is_finished_by_running_it_again(
+    kairos: Kairos, account_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path, *(f"post {n},{account_id},,,,,\n" for n in range(3)))
+    sent = KairosClient.batch_create_posts
+    calls = 0
+
+    async def failing_second_create(
+        client: KairosClient, items: Sequence[posts_pb2.CreatePostRequest], **options: Any
+    ) -> list[posts_pb2.BatchCreatePostsResult]:
+        nonlocal calls
+        if not options.get("validate_only"):
+            calls += 1
+            if calls == 2:
+                raise KairosError(grpc.StatusCode.UNAVAILABLE, "the api went away")
+        return await sent(client, items, **options)
+
+    monkeypatch.setattr(KairosClient, "batch_create_posts", failing_second_create)
+    failed = await kairos("posts", "import", str(path), "--batch-size", "1")
+    assert failed.code == 6, str(failed)
+    assert "the import stopped at line 3; the same command imports the rest" in failed.stderr
+    assert [p["content"] for p in await listed(kairos)] == ["post 0"]
+
+    monkeypatch.setattr(KairosClient, "batch_create_posts", sent)
+    again = await kairos.ok("posts", "import", str(path), "--batch-size", "1")
+    assert "2 posts created, 1 already imported" in again.stdout
+    assert [p["content"] for p in await listed(kairos)] == ["post 0", "post 1", "post 2"]

@@ -30,9 +30,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kairos.posts.v1 import posts_pb2
-from kairos_cli.runtime import EXIT_USAGE, Options, call_api, fail, options, print_json, say
+from kairos_cli.runtime import (
+    EXIT_USAGE,
+    Options,
+    call_api,
+    fail,
+    hint,
+    options,
+    print_json,
+    say,
+)
 from kairos_cli.when import WhenError, load_zone, parse_when
-from kairos_client import KairosClient
+from kairos_client import KairosClient, KairosError
 
 #: The columns a file may have; `content` and `accounts` must be there.
 COLUMNS = ("content", "accounts", "at", "zone", "media", "tags", "campaign", "recurrence")
@@ -238,9 +247,17 @@ async def send(
     """Send `rows` in batches, noting each line's post or violations in `report`."""
     task = progress.add_task("checking" if validate_only else "importing", total=len(rows))
     for batch in batches(rows, size):
-        results = await client.batch_create_posts(
-            [row.request for row in batch], validate_only=validate_only
-        )
+        try:
+            results = await client.batch_create_posts(
+                [row.request for row in batch], validate_only=validate_only
+            )
+        except KairosError:
+            if not validate_only:
+                hint(
+                    f"the import stopped at line {batch[0].line}; the same command imports the"
+                    " rest and creates nothing twice:"
+                )
+            raise
         for row, result in zip(batch, results, strict=True):
             if result.violations:
                 for violation in result.violations:
