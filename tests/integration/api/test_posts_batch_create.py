@@ -13,7 +13,7 @@ from collections import Counter
 
 import grpc
 import pytest
-from integration.api.helpers_posts import Tenant, at, fields, refused, tenant_of
+from integration.api.helpers_posts import Tenant, at, fields, other_tenant, refused, tenant_of
 
 from kairos.posts.v1 import posts_pb2
 from kairos_api.service_layer import posts
@@ -193,3 +193,26 @@ async def test_single_creates_go_ahead_of_the_items_of_a_batch(kairos: Tenant) -
     assert [r.record.content for r in results if isinstance(r, Created)] == [
         f"bulk {n}" for n in range(100)
     ]
+
+
+async def test_another_tenants_accounts_posts_and_request_ids_stay_theirs(
+    api: RunningApi, kairos: Tenant
+) -> None:
+    rid = f"shared-{uuid.uuid4().hex[:8]}"
+    async with other_tenant(api) as owner:
+        theirs = await owner.connect()
+        their_post = await owner.create(theirs, content="theirs", request_id=rid)
+        mine = await kairos.connect()
+        results = await batch(
+            kairos,
+            [
+                item(theirs, "on their account"),
+                item(mine, "a reply to theirs", parent_post_id=their_post.id),
+                item(mine, "theirs", request_id=rid),
+            ],
+        )
+        assert violated(results[0]) == ["items[0].targets[0].account_id"]
+        assert violated(results[1]) == ["items[1].parent_post_id"]
+        assert not results[2].repeated
+        assert results[2].post.id not in ("", their_post.id)
+        assert await owner.get(their_post.id) == their_post
