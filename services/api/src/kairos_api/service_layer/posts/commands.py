@@ -24,6 +24,7 @@ from kairos_api.domain.model import (
     TargetStatus,
     derive_post_status,
 )
+from kairos_api.service_layer import queue_slots
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.rules import (
     APPROVAL_FIELDS,
@@ -43,6 +44,7 @@ from kairos_api.service_layer.posts.rules import (
     content_violations,
     media_id_violations,
     parse_id,
+    queue_start,
     resolve_schedule,
     stale_at,
     target_platforms,
@@ -69,6 +71,10 @@ class UpdatePost:
     targets: Sequence[TargetInput] = ()
     expected_revision: int | None = None
     media_ids: Sequence[str] = ()
+
+
+#: Targets a queued post holds slots for: those that will still be sent.
+QUEUEABLE = frozenset({TargetStatus.PENDING, TargetStatus.QUEUED})
 
 
 def _arm_targets(post: Post, default_stale_after: timedelta) -> None:
@@ -374,12 +380,20 @@ async def schedule_post(
     when: ScheduleInput,
     expected_revision: int | None = None,
 ) -> Post:
-    """Set or move the publishing instant; the post waits for approval if it needs one."""
-    at, zone = resolve_schedule(app, when)
+    """Set or move the publishing instant; the post waits for approval if it needs one.
+
+    A queued schedule takes the next slot free on every account the post targets.
+    """
+    queued = when.queue is not None
+    start = queue_start(app, when.queue) if when.queue is not None else None
+    at, zone = resolve_schedule(app, when) if start is None else (start, "")
     async with app.uow() as uow:
         post = await _get_post(uow, tenant, post_id)
         _check_revision(post, expected_revision)
         _require_editable(post, "schedule")
+        if queued:
+            accounts = [t.account_id for t in post.targets if t.status in QUEUEABLE]
+            at, zone = await queue_slots.take_common_slot(uow, tenant, post.id, accounts, at)
         if post.status == PostStatus.REJECTED:
             post.approved_at = None
             post.rejection_reason = ""
