@@ -280,3 +280,26 @@ async def test_bad_slots_and_queues_are_refused_naming_each_field(q: Queues) -> 
     off = await q.set_slots(account, "", [])
     assert (off.time_zone, list(off.slots)) == ("", [])
     assert await q.listed(account) == []
+
+
+async def test_another_tenants_queues_and_posts_are_not_found_and_a_key_is_needed(
+    q: Queues, api: RunningApi
+) -> None:
+    account = await q.account("UTC", [(1, "09:00")])
+    post = await q.create_queued(account)
+    async with api.client() as other_client:
+        other = Queues(
+            tenant_of(api, other_client), queues_pb2_grpc.QueueServiceStub(other_client.channel)
+        )
+        await refused(other.set_slots(account, "UTC", [(2, "09:00")]), NOT_FOUND)
+        await refused(other.listed(account), NOT_FOUND)
+        await refused(other.move(post.id, utc("2030-01-14T09:00")), NOT_FOUND)
+        await refused(other.remove(post.id, shift_up=False), NOT_FOUND)
+        # Its own post cannot take this tenant's queue either.
+        error = await refused(other.create_queued(account), INVALID)
+        assert fields(error) == ["targets[0].account_id"]
+    await refused(
+        q.stub.GetQueueSlots(queues_pb2.GetQueueSlotsRequest(account_id=account)),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    assert held(await q.listed(account, count=1)) == {post.id: utc("2030-01-07T09:00")}

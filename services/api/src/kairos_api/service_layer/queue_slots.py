@@ -20,9 +20,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, not_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, not_, or_, select
 
 from kairos_api.adapters.orm import AccountQueue, Post, QueuedSlot, Target
 from kairos_api.domain.model import PostStatus, TargetStatus
@@ -30,6 +30,8 @@ from kairos_api.domain.queue import Slot, WeeklySlots, first_common_free
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 
+#: How long rows of past slots are kept (then removed by the next change to their queue).
+KEEP_PAST = timedelta(days=1)
 #: Post states in which a post no longer holds any slot.
 _NOT_HOLDING = (PostStatus.DRAFT, PostStatus.CANCELLED, PostStatus.REJECTED)
 
@@ -80,22 +82,33 @@ async def lock_queues(
     )
     rows = {row.account_id: row for row in (await uow.session.execute(query)).scalars()}
     if rows:
+        # Housekeeping as well: rows of slots long past matter to no queue any more, so an
+        # account's rows stay as many as its upcoming slots.
+        past = datetime.now(UTC) - KEEP_PAST
         await uow.session.execute(
-            delete(QueuedSlot).where(QueuedSlot.account_id.in_(list(rows)), not_(holds()))
+            delete(QueuedSlot).where(
+                QueuedSlot.account_id.in_(list(rows)),
+                or_(QueuedSlot.slot_at < past, not_(holds())),
+            )
         )
     return rows
 
 
 async def held_slots(
-    uow: UnitOfWork, account_ids: Iterable[uuid.UUID], *, except_posts: Sequence[uuid.UUID] = ()
+    uow: UnitOfWork,
+    account_ids: Iterable[uuid.UUID],
+    since: datetime,
+    *,
+    except_posts: Sequence[uuid.UUID] = (),
 ) -> dict[uuid.UUID, dict[datetime, uuid.UUID]]:
-    """Per account, the instants held and by which post (rows of `except_posts` left out)."""
+    """Per account, the instants from `since` on that are held, and by which post (rows of
+    `except_posts` left out)."""
     wanted = list(set(account_ids))
     held: dict[uuid.UUID, dict[datetime, uuid.UUID]] = {a: {} for a in wanted}
     if not wanted:
         return held
     query = select(QueuedSlot.account_id, QueuedSlot.slot_at, QueuedSlot.post_id).where(
-        QueuedSlot.account_id.in_(wanted), holds()
+        QueuedSlot.account_id.in_(wanted), QueuedSlot.slot_at >= since, holds()
     )
     if except_posts:
         query = query.where(QueuedSlot.post_id.not_in(list(except_posts)))
@@ -156,7 +169,7 @@ async def find_common_slot(
     accounts = list(dict.fromkeys(account_ids))
     queues = await lock_queues(uow, tenant, accounts)
     weekly = require_queues(accounts, queues, field)
-    held = await held_slots(uow, accounts)
+    held = await held_slots(uow, accounts, start)
     extra = also_taken or {}
     taken = [set(held[a]) | extra.get(a, set()) for a in accounts]
     found = first_common_free(weekly, taken, start)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from kairos_api.adapters.orm import Account, AccountQueue, Post, QueuedSlot
 from kairos_api.domain import schedule
@@ -224,7 +225,7 @@ async def _check_slot(
             raise errors.InvalidArgument.of(
                 field, f"{at.isoformat()} is not a slot of account {account}'s queue"
             )
-    held = await held_slots(uow, accounts, except_posts=[post.id, *besides])
+    held = await held_slots(uow, accounts, at, except_posts=[post.id, *besides])
     for account in accounts:
         holder = held[account].get(at)
         if holder is not None:
@@ -317,8 +318,18 @@ async def _shift_up(
     start = max(freed, queued_start(app.clock(), None))
     moved: list[uuid.UUID] = []
     for post_id in dict.fromkeys(row.post_id for row in later):
-        post = await _get_post(uow, tenant, str(post_id))
-        if post.status not in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
+        # A later post being changed right now (its row locked) stays where it is: waiting for
+        # it while holding its queues could deadlock with a re-queue of that very post.
+        post = (
+            await uow.session.execute(
+                select(Post)
+                .where(Post.id == post_id)
+                .options(selectinload(Post.targets))
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one_or_none()
+        if post is None or post.status not in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
             continue
         current = await _queued_at(uow, post, "post_id")
         own = _accounts(post)
@@ -326,7 +337,7 @@ async def _shift_up(
         if any(a not in queues or not queues[a].slots for a in own):
             continue  # an account's queue was turned off: the post stays where it is
         weekly = [weekly_slots(queues[a]) for a in own]
-        held = await held_slots(uow, own, except_posts=[post.id])
+        held = await held_slots(uow, own, start, except_posts=[post.id])
         found = first_common_free(
             weekly, [set(held[a]) for a in own], start, horizon=current - start
         )
