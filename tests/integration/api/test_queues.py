@@ -303,3 +303,21 @@ async def test_another_tenants_queues_and_posts_are_not_found_and_a_key_is_neede
         grpc.StatusCode.UNAUTHENTICATED,
     )
     assert held(await q.listed(account, count=1)) == {post.id: utc("2030-01-07T09:00")}
+
+
+async def test_a_repeated_queued_create_returns_the_first_post_and_takes_no_second_slot(
+    q: Queues,
+) -> None:
+    account = await q.account("UTC", [(1, "09:00")])
+    first = await q.kairos.create(account, schedule=queued(), request_id="queue-once")
+    again = await q.kairos.create(account, schedule=queued(), request_id="queue-once")
+    assert again.id == first.id
+    assert [post for _, _, post in await q.listed(account, count=2)] == [first.id, ""]
+    # The same request_id with another not_before is another request.
+    error = await refused(
+        q.kairos.create(
+            account, schedule=queued(MONDAY + timedelta(days=7)), request_id="queue-once"
+        ),
+        INVALID,
+    )
+    assert fields(error) == ["request_id"]
