@@ -6,6 +6,7 @@ posts, and the refusals of bad input. Slots are looked for from a Monday in 2030
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from integration.api.helpers_posts import Tenant, fields, refused, stamp, tenant_of, when
+from sqlalchemy import select
 
 from kairos.posts.v1 import posts_pb2, queues_pb2, queues_pb2_grpc
+from kairos_api.adapters.orm import Target
 from support.api import Client, RunningApi
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -321,3 +324,93 @@ async def test_a_repeated_queued_create_returns_the_first_post_and_takes_no_seco
         INVALID,
     )
     assert fields(error) == ["request_id"]
+
+
+def per_target(not_before: datetime = MONDAY) -> posts_pb2.Schedule:
+    return posts_pb2.Schedule(
+        queue=posts_pb2.QueueSchedule(not_before=stamp(not_before), per_target=True)
+    )
+
+
+async def due_by_account(
+    kairos: Tenant, post_id: str
+) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Each target's (due_at, next_attempt_at) by account, as the scheduler would claim it."""
+    async with kairos.app.uow() as uow:
+        rows = await uow.session.execute(
+            select(Target.account_id, Target.due_at, Target.next_attempt_at).where(
+                Target.post_id == uuid.UUID(post_id)
+            )
+        )
+        return {str(a): (due, armed) for a, due, armed in rows.all()}
+
+
+async def test_per_target_each_target_takes_its_own_accounts_next_free_slot(q: Queues) -> None:
+    first = await q.account("UTC", [(1, "09:00"), (3, "09:00")])  # Mondays and Wednesdays
+    second = await q.account("UTC", [(2, "09:00")])  # Tuesdays
+    monday, tuesday, wednesday = (utc(f"2030-01-0{d}T09:00") for d in (7, 8, 9))
+    earlier = await q.create_queued(first)
+    assert when(earlier.scheduled_at) == monday
+
+    post = await q.kairos.create(first, second, schedule=per_target())
+    assert when(post.scheduled_at) == tuesday  # the earliest of its targets
+    assert await due_by_account(q.kairos, post.id) == {
+        first: (wednesday, wednesday),
+        second: (tuesday, tuesday),
+    }
+    assert held(await q.listed(first, count=2)) == {earlier.id: monday, post.id: wednesday}
+    assert held(await q.listed(second, count=1)) == {post.id: tuesday}
+
+    # An edit keeps each target's own slot.
+    await q.kairos.update(post.id, ["content"], post=posts_pb2.Post(content="edited"))
+    assert (await due_by_account(q.kairos, post.id))[first] == (wednesday, wednesday)
+
+    # Added per target too, by SchedulePost: the next free slot of each account.
+    draft = await q.kairos.create(first, second)
+    later = await q.kairos.schedule(draft.id, per_target())
+    week = timedelta(weeks=1)
+    assert await due_by_account(q.kairos, later.id) == {
+        first: (monday + week, monday + week),
+        second: (tuesday + week, tuesday + week),
+    }
+    await refused(q.swap(post.id, earlier.id), PRECONDITION)
+
+    # Removing with shift_up moves each of the later post's targets up on its own account.
+    removed = await q.remove(post.id, shift_up=True)
+    assert list(removed.moved_post_ids) == [later.id]
+    assert await due_by_account(q.kairos, later.id) == {
+        first: (wednesday, wednesday),
+        second: (tuesday, tuesday),
+    }
+    assert when((await q.kairos.get(later.id)).scheduled_at) == tuesday
+    assert held(await q.listed(first, count=2)) == {earlier.id: monday, later.id: wednesday}
+
+    # Moved to one slot, every target goes there; unscheduled, it holds nothing.
+    await q.set_slots(second, "UTC", [(2, "09:00"), (4, "09:00")])
+    thursday = utc("2030-01-10T09:00")
+    await refused(q.move(later.id, thursday), INVALID)  # not a slot of the first account
+    await q.set_slots(first, "UTC", [(1, "09:00"), (3, "09:00"), (4, "09:00")])
+    moved = await q.move(later.id, thursday)
+    assert when(moved.scheduled_at) == thursday
+    assert await due_by_account(q.kairos, later.id) == {
+        first: (thursday, thursday),
+        second: (thursday, thursday),
+    }
+    await q.kairos.unschedule(later.id)
+    assert held(await q.listed(first, count=4)) == {earlier.id: monday}
+    assert held(await q.listed(second, count=4)) == {}
+
+
+async def test_concurrent_per_target_adds_take_distinct_slots_on_each_account(q: Queues) -> None:
+    first = await q.account("UTC", [(d, "09:00") for d in WEEKDAYS])
+    second = await q.account("UTC", [(d, "15:00") for d in WEEKDAYS])
+    created = await asyncio.gather(
+        *(q.kairos.create(first, second, schedule=per_target()) for _ in range(12)),
+        *(q.create_queued(first) for _ in range(4)),
+    )
+    on_first = sorted(held(await q.listed(first, count=16)).values())
+    on_second = sorted(held(await q.listed(second, count=12)).values())
+    weekdays = [MONDAY + timedelta(weeks=w, days=d) for w in range(4) for d in range(5)]
+    assert on_first == [day + timedelta(hours=9) for day in weekdays[:16]]
+    assert on_second == [day + timedelta(hours=15) for day in weekdays[:12]]
+    assert len({p.id for p in created}) == 16

@@ -101,3 +101,25 @@ async def test_create_queued_and_see_free_slots_in_the_calendar(kairos: Kairos) 
     )
     text = await kairos.ok("calendar", "--days", "2", "--queue", account)
     assert "free queue slots:" in text.stdout
+
+
+async def test_per_target_is_a_queue_option(kairos: Kairos) -> None:
+    first = await kairos.connect_sandbox()
+    second = await kairos.connect_sandbox()
+    await kairos.ok("queue", "slots", "set", first, "--slot", "mon 09:00", "--zone", "UTC")
+    await kairos.ok("queue", "slots", "set", second, "--slot", "tue 09:00", "--zone", "UTC")
+    alone = await kairos("posts", "create", "hi", "--account", first, "--per-target")
+    assert alone.code == 2
+    assert "--per-target goes with --queue" in alone.stderr
+    # Mondays and Tuesdays never meet: only per target can the post be queued.
+    common = await kairos(
+        "posts", "create", "hi", "--account", first, "--account", second, "--queue"
+    )
+    assert common.code == 2
+    assert "schedule.queue" in common.stderr
+    post = await kairos.create_post(first, "--account", second, "--queue", "--per-target")
+    first_queue = (await kairos.ok("--json", "queue", "show", first, "--count", "1")).json()
+    second_queue = (await kairos.ok("--json", "queue", "show", second, "--count", "1")).json()
+    assert first_queue["entries"][0]["post_id"] == post
+    assert second_queue["entries"][0]["post_id"] == post
+    assert first_queue["entries"][0]["at"] != second_queue["entries"][0]["at"]

@@ -36,10 +36,13 @@ def schedule_after(delay: timedelta) -> posts_pb2.Schedule:
     return schedule
 
 
-def schedule_queue(not_before: datetime | None = None) -> posts_pb2.Schedule:
+def schedule_queue(
+    not_before: datetime | None = None, *, per_target: bool = False
+) -> posts_pb2.Schedule:
     """Add to queue: the next slot free on every account the post targets (their weekly slots,
-    QueueService), from `not_before` (timezone-aware) or from now."""
-    schedule = posts_pb2.Schedule(queue=posts_pb2.QueueSchedule())
+    QueueService), from `not_before` (timezone-aware) or from now; `per_target`: each target at
+    its own account's next free slot."""
+    schedule = posts_pb2.Schedule(queue=posts_pb2.QueueSchedule(per_target=per_target))
     if not_before is not None:
         if not_before.tzinfo is None:
             raise ValueError("schedule_queue needs a timezone-aware datetime")

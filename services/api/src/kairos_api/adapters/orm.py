@@ -262,6 +262,9 @@ class Target(Base):
     due_at: Mapped[datetime | None]
     #: Past this instant the target is MISSED instead of published late (due_at + stale_after).
     stale_at: Mapped[datetime | None]
+    #: The queue slot of this target's own account, when its post was queued per target (it is
+    #: then due at this instant, not at the post's `scheduled_at`); NULL otherwise.
+    queued_at: Mapped[datetime | None]
     delivery_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     delivery_revision: Mapped[int | None] = mapped_column(BigInteger)
     lease_until: Mapped[datetime | None]

@@ -43,7 +43,9 @@ def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> post
             if message.queue.HasField("not_before")
             else None
         )
-        return posts.ScheduleInput(queue=QueueInput(not_before=not_before))
+        return posts.ScheduleInput(
+            queue=QueueInput(not_before=not_before, per_target=message.queue.per_target)
+        )
     raise errors.InvalidArgument.of(field, "set one of `at`, `local`, `after` or `queue`")
 
 

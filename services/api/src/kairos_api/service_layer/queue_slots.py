@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, not_, or_, select
+from sqlalchemy import ColumnElement, delete, exists, func, not_, or_, select
 
 from kairos_api.adapters.orm import AccountQueue, Post, QueuedSlot, Target
 from kairos_api.domain.model import PostStatus, TargetStatus
@@ -42,22 +42,21 @@ class QueueInput:
     (None: from now)."""
 
     not_before: datetime | None = None
+    #: Each target at its own account's next free slot, instead of one slot free on all.
+    per_target: bool = False
 
 
 def holds() -> ColumnElement[bool]:
-    """True for a `queued_slots` row whose post still holds the slot."""
-    return and_(
-        exists().where(
-            Post.id == QueuedSlot.post_id,
-            Post.deleted_at.is_(None),
-            Post.scheduled_at == QueuedSlot.slot_at,
-            Post.status.not_in([str(s) for s in _NOT_HOLDING]),
-        ),
-        exists().where(
-            Target.post_id == QueuedSlot.post_id,
-            Target.account_id == QueuedSlot.account_id,
-            Target.status != str(TargetStatus.CANCELLED),
-        ),
+    """True for a `queued_slots` row whose post still holds the slot: the post's target on the
+    account is still due then (at its own slot when queued per target, else at the post's)."""
+    return exists().where(
+        Post.id == QueuedSlot.post_id,
+        Post.deleted_at.is_(None),
+        Post.status.not_in([str(s) for s in _NOT_HOLDING]),
+        Target.post_id == Post.id,
+        Target.account_id == QueuedSlot.account_id,
+        Target.status != str(TargetStatus.CANCELLED),
+        func.coalesce(Target.queued_at, Post.scheduled_at) == QueuedSlot.slot_at,
     )
 
 
@@ -150,6 +149,31 @@ async def take_common_slot(
     at, zone = await find_common_slot(uow, tenant, account_ids, start, field=field)
     await hold(uow, tenant, post_id, account_ids, at)
     return at, zone
+
+
+async def take_own_slots(
+    uow: UnitOfWork,
+    tenant: str,
+    post_id: uuid.UUID,
+    account_ids: Sequence[uuid.UUID],
+    start: datetime,
+    *,
+    field: str = "schedule.queue",
+) -> tuple[dict[uuid.UUID, datetime], str]:
+    """Hold for `post_id`, on each account, that account's earliest free slot from `start`;
+    returns them by account, and the zone of the first account's queue."""
+    accounts = list(dict.fromkeys(account_ids))
+    await lock_queues(uow, tenant, accounts)  # all at once, in order
+    await release(uow, [post_id])
+    own: dict[uuid.UUID, datetime] = {}
+    zone = ""
+    for account in accounts:
+        own[account], found_zone = await find_common_slot(
+            uow, tenant, [account], start, field=field
+        )
+        zone = zone or found_zone
+        await hold(uow, tenant, post_id, [account], own[account])
+    return own, zone
 
 
 async def find_common_slot(

@@ -140,6 +140,10 @@ def create(
         bool,
         typer.Option("--queue", help="Add to the queue: the next slot free on every --account."),
     ] = False,
+    per_target: Annotated[
+        bool,
+        typer.Option("--per-target", help="With --queue: each account's own next free slot."),
+    ] = False,
 ) -> None:
     """Create a post (a draft without --at or --queue) and print its id."""
     opts = options(ctx)
@@ -166,8 +170,10 @@ def create(
     )
     if when is not None and not when.now:
         request.schedule.CopyFrom(when.schedule())
+    if per_target and not queue:
+        fail(EXIT_USAGE, "--per-target goes with --queue")
     if queue:
-        request.schedule.CopyFrom(schedule_queue())
+        request.schedule.CopyFrom(schedule_queue(per_target=per_target))
     if stale_after is not None:
         request.stale_after.CopyFrom(Duration(seconds=stale_after))
 
@@ -282,9 +288,12 @@ def queue_post(
             "--not-before", metavar="WHEN", help="Take no slot before this (default: now)."
         ),
     ] = "",
+    per_target: Annotated[
+        bool, typer.Option("--per-target", help="Each account's own next free slot.")
+    ] = False,
 ) -> None:
     """Add a post to the queue: the next slot free on every account it targets
-    (`kairos queue slots set`)."""
+    (`kairos queue slots set`), or with --per-target each account's own."""
     opts = options(ctx)
     start = None
     if not_before:
@@ -292,7 +301,8 @@ def queue_post(
             start = parse_instant(not_before, opts.zone_name)
         except WhenError as error:
             fail(EXIT_USAGE, f"--not-before: {error}")
-    _report(ctx, lambda client: client.schedule_post(post_id, schedule_queue(start)))
+    schedule = schedule_queue(start, per_target=per_target)
+    _report(ctx, lambda client: client.schedule_post(post_id, schedule))
 
 
 @app.command("unschedule")

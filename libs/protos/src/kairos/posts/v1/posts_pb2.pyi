@@ -415,15 +415,23 @@ Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 @_typing.final
 class QueueSchedule(_message.Message):
     """"Add to queue": the post takes the earliest instant that is a weekly queue slot of every
-    account it targets (SetQueueSlots) and is free on all of them, and holds that slot on each.
-    Two posts never hold the same slot of one account, however many are queued at once. An
-    account without slots, or accounts whose slots never meet within a year, are refused with
-    INVALID_ARGUMENT on `schedule.queue`.
+    account it targets (SetQueueSlots) and is free on all of them, and holds that slot on each;
+    or, with `per_target`, each target takes the next free slot of its own account. Two posts
+    never hold the same slot of one account, however many are queued at once. An account without
+    slots, or accounts whose slots never meet within a year, are refused with INVALID_ARGUMENT on
+    `schedule.queue`.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    PER_TARGET_FIELD_NUMBER: _builtins.int
+    per_target: _builtins.bool
+    """Each target at its own account's next free slot: the targets of one post may then publish
+    at different instants, the post's `scheduled_at` being the earliest (ListQueue shows each).
+    An edit of the post keeps them; rescheduling, moving (MoveQueuedPost puts every target at
+    the one slot) or unscheduling ends them.
+    """
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp:
         """Take no slot before this instant; unset means from now."""
@@ -432,10 +440,11 @@ class QueueSchedule(_message.Message):
         self,
         *,
         not_before: _timestamp_pb2.Timestamp | None = ...,
+        per_target: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before", "per_target", b"per_target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

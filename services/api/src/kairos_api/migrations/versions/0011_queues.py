@@ -1,4 +1,4 @@
-"""posting queues: an account's weekly slots, and the slots queued posts hold
+"""posting queues: an account's weekly slots, the slots queued posts hold, a target's own slot
 
 Revision ID: 0011
 Revises: 0009
@@ -17,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("targets", sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "account_queues",
         sa.Column("account_id", sa.Uuid(), nullable=False),
@@ -59,3 +60,4 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_queued_slots_post_id"), table_name="queued_slots")
     op.drop_table("queued_slots")
     op.drop_table("account_queues")
+    op.drop_column("targets", "queued_at")

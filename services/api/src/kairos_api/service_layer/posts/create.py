@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos_api.adapters import outbox
@@ -104,6 +104,8 @@ class Draft:
     #: Add to queue: the slot is the next free one from this instant (`scheduled_at` is set
     #: once it is taken, in the transaction that writes the post).
     queue_start: datetime | None = None
+    #: Queued per target: each account's own slot, once taken.
+    own_slots: tuple[tuple[uuid.UUID, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class _NewPost:
     events: list[dict[str, Any]]
     #: Whether the post took a queue slot (held once the post is written).
     queued: bool = False
+    #: Queued per target: each account's own slot (held, and its target due then, once the
+    #: post is written).
+    own_slots: tuple[tuple[uuid.UUID, datetime], ...] = ()
 
 
 def request_hash(command: CreatePost) -> str:
@@ -351,7 +356,14 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
         for position, media_id in enumerate(draft.media_ids)
     ]
     return _NewPost(
-        record, post_row, target_rows, tag_rows, media_rows, events, draft.queue_start is not None
+        record,
+        post_row,
+        target_rows,
+        tag_rows,
+        media_rows,
+        events,
+        draft.queue_start is not None,
+        draft.own_slots,
     )
 
 
@@ -575,28 +587,62 @@ async def _take_queue_slot(
 ) -> Draft:
     """A queued draft with its slot found (the accounts' queues stay locked until commit);
     others as they are. `also_taken` gains the slot, for the drafts after it in a batch."""
-    if draft.queue_start is None:
+    schedule = draft.command.schedule
+    if draft.queue_start is None or schedule is None or schedule.queue is None:
         return draft
     accounts = [a for a in draft.account_ids if a is not None]
-    at, zone = await queue_slots.find_common_slot(
-        uow, draft.tenant, accounts, draft.queue_start, also_taken=also_taken
-    )
-    if also_taken is not None:
+    taken = also_taken if also_taken is not None else {}
+    if schedule.queue.per_target:
+        own: list[tuple[uuid.UUID, datetime]] = []
+        zone = ""
         for account in accounts:
-            also_taken.setdefault(account, set()).add(at)
+            at, found_zone = await queue_slots.find_common_slot(
+                uow, draft.tenant, [account], draft.queue_start, also_taken=taken
+            )
+            taken.setdefault(account, set()).add(at)
+            own.append((account, at))
+            zone = zone or found_zone
+        first = min(at for _, at in own)
+        return replace(draft, scheduled_at=first, time_zone=zone, own_slots=tuple(own))
+    at, zone = await queue_slots.find_common_slot(
+        uow, draft.tenant, accounts, draft.queue_start, also_taken=taken
+    )
+    for account in accounts:
+        taken.setdefault(account, set()).add(at)
     return replace(draft, scheduled_at=at, time_zone=zone)
 
 
 async def _hold_queue_slots(uow: UnitOfWork, new_posts: Sequence[_NewPost]) -> None:
-    """Hold the slots queued posts took, now that the posts are written."""
+    """Hold the slots queued posts took, now that the posts are written; a post queued per
+    target has each target due at its own slot."""
     for new in new_posts:
-        if new.queued:
-            record = new.record
+        if not new.queued:
+            continue
+        record, tenant = new.record, new.post_row["tenant_id"]
+        if not new.own_slots:
             accounts = [t.account_id for t in record.targets]
             assert record.scheduled_at is not None
-            await queue_slots.hold(
-                uow, new.post_row["tenant_id"], record.id, accounts, record.scheduled_at
+            await queue_slots.hold(uow, tenant, record.id, accounts, record.scheduled_at)
+            continue
+        own = dict(new.own_slots)
+        for account, at in new.own_slots:
+            await queue_slots.hold(uow, tenant, record.id, [account], at)
+        for index, (target, row) in enumerate(zip(record.targets, new.target_rows, strict=True)):
+            at = own[target.account_id]
+            armed = target.next_attempt_at is not None
+            await uow.session.execute(
+                update(TARGETS)
+                .where(TARGETS.c.id == target.id)
+                .values(
+                    queued_at=at,
+                    due_at=at,
+                    next_attempt_at=at if armed else None,
+                    # The post's stale window, measured from the target's own instant.
+                    stale_at=at + (row["stale_at"] - row["due_at"]),
+                )
             )
+            if armed:
+                record.targets[index] = replace(target, next_attempt_at=at)
 
 
 class _Earlier(NamedTuple):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
 
 from kairos_api.adapters.orm import Account, AccountQueue, Post, QueuedSlot
@@ -31,6 +31,7 @@ from kairos_api.service_layer.posts.commands import (
     QUEUEABLE,
     _arm_targets,
     _bump,
+    _forget_own_slots,
     _get_post,
     _reload,
     _require_editable,
@@ -201,6 +202,7 @@ async def _requeue(app: Application, uow: UnitOfWork, post: Post, at: datetime) 
     anew, a `scheduled` event, and the slots held."""
     post.scheduled_at = at
     _bump(post, app.clock())
+    _forget_own_slots(post)
     _arm_targets(post, app.settings.default_stale_after)
     uow.emit("scheduled", post, detail="queue")
     await release(uow, [post.id])
@@ -268,6 +270,11 @@ async def swap_queued_posts(
         first, second = locked[idents[0]], locked[idents[1]]
         for post in (first, second):
             _require_editable(post, "swap")
+            if any(t.queued_at is not None for t in post.targets):
+                raise errors.FailedPrecondition(
+                    f"post {post.id} is queued per target, at more than one instant: "
+                    "move it to one slot first (MoveQueuedPost)"
+                )
         first_at = await _queued_at(uow, first, "first_post_id")
         second_at = await _queued_at(uow, second, "second_post_id")
         pair = [first.id, second.id]
@@ -284,40 +291,54 @@ async def remove_from_queue(
     app: Application, tenant: str, post_id: str, *, shift_up: bool
 ) -> tuple[Post, list[uuid.UUID]]:
     """Take a queued post back to draft, freeing its slots. With `shift_up`, each later post
-    queued on its accounts moves, in order, to the earliest slot free on all its accounts from
-    the freed one on (never later than it was); without, the others stay where they are."""
+    queued on one of its accounts moves, in order, to the earliest slot free (on all its
+    accounts; on that one alone for a post queued per target) from the freed one on, never
+    later than it was; without, the others stay where they are."""
     async with app.uow() as uow:
         post = await _get_post(uow, tenant, post_id)
         _require_editable(post, "remove from the queue")
-        freed_at = await _queued_at(uow, post, "post_id")
-        accounts = _accounts(post)
-        await lock_queues(uow, tenant, accounts)
+        await _queued_at(uow, post, "post_id")
+        freed = {
+            t.account_id: t.queued_at or post.scheduled_at
+            for t in post.targets
+            if t.status in QUEUEABLE and (t.queued_at or post.scheduled_at) is not None
+        }
+        await lock_queues(uow, tenant, freed)
         await release(uow, [post.id])
         post.scheduled_at = None
         post.time_zone = ""
         post.status = PostStatus.DRAFT
         _bump(post, app.clock())
+        _forget_own_slots(post)
         _arm_targets(post, app.settings.default_stale_after)
         uow.emit("unscheduled", post, detail="removed from the queue")
         await uow.session.flush()
-        moved = await _shift_up(app, uow, tenant, accounts, freed_at) if shift_up else []
+        moved: list[uuid.UUID] = []
+        if shift_up:
+            for account in sorted(freed):
+                instant = freed[account]
+                assert instant is not None
+                for moved_id in await _shift_up(app, uow, tenant, account, instant):
+                    if moved_id not in moved:
+                        moved.append(moved_id)
         await uow.commit()
         return await _reload(uow, post.id), moved
 
 
 async def _shift_up(
-    app: Application, uow: UnitOfWork, tenant: str, accounts: list[uuid.UUID], freed: datetime
+    app: Application, uow: UnitOfWork, tenant: str, account: uuid.UUID, freed: datetime
 ) -> list[uuid.UUID]:
+    """Move the posts queued on `account` after `freed` up, in order; the ones that moved."""
     later = (
         await uow.session.execute(
-            select(QueuedSlot.post_id, QueuedSlot.slot_at)
-            .where(QueuedSlot.account_id.in_(accounts), QueuedSlot.slot_at > freed, holds())
+            select(QueuedSlot.post_id)
+            .where(QueuedSlot.account_id == account, QueuedSlot.slot_at > freed, holds())
             .order_by(QueuedSlot.slot_at, QueuedSlot.post_id)
         )
-    ).all()
+    ).scalars()
     start = max(freed, queued_start(app.clock(), None))
     moved: list[uuid.UUID] = []
-    for post_id in dict.fromkeys(row.post_id for row in later):
+    for post_id in list(later):
         # A later post being changed right now (its row locked) stays where it is: waiting for
         # it while holding its queues could deadlock with a re-queue of that very post.
         post = (
@@ -331,8 +352,11 @@ async def _shift_up(
         ).scalar_one_or_none()
         if post is None or post.status not in (PostStatus.SCHEDULED, PostStatus.PENDING_APPROVAL):
             continue
-        current = await _queued_at(uow, post, "post_id")
-        own = _accounts(post)
+        target = next(t for t in post.targets if t.account_id == account)
+        per_target = target.queued_at is not None
+        own = [account] if per_target else _accounts(post)
+        current = target.queued_at or post.scheduled_at
+        assert current is not None
         queues = await lock_queues(uow, tenant, own)
         if any(a not in queues or not queues[a].slots for a in own):
             continue  # an account's queue was turned off: the post stays where it is
@@ -341,7 +365,28 @@ async def _shift_up(
         found = first_common_free(
             weekly, [set(held[a]) for a in own], start, horizon=current - start
         )
-        if found is not None and found < current:
+        if found is None or found >= current:
+            continue
+        if per_target:
+            await _requeue_target(app, uow, post, account, found)
+        else:
             await _requeue(app, uow, post, found)
-            moved.append(post.id)
+        moved.append(post.id)
     return moved
+
+
+async def _requeue_target(
+    app: Application, uow: UnitOfWork, post: Post, account: uuid.UUID, at: datetime
+) -> None:
+    """Move the target on `account` of a post queued per target to its slot `at`."""
+    for target in post.targets:
+        if target.account_id == account:
+            target.queued_at = at
+    post.scheduled_at = min(t.queued_at for t in post.targets if t.queued_at is not None)
+    _bump(post, app.clock())
+    _arm_targets(post, app.settings.default_stale_after)
+    uow.emit("scheduled", post, detail="queue")
+    await uow.session.execute(
+        delete(QueuedSlot).where(QueuedSlot.post_id == post.id, QueuedSlot.account_id == account)
+    )
+    await hold(uow, post.tenant_id, post.id, [account], at)  # flushes the post too
