@@ -336,7 +336,7 @@ class MoveQueuedPostRequest(_message.Message):
     @_builtins.property
     def slot_at(self) -> _timestamp_pb2.Timestamp:
         """The slot to move it to: an instant that is a slot of every account the post targets and
-        free on all of them.
+        free on all of them. A post queued per target moves there with every target.
         """
 
     def __init__(
@@ -389,7 +389,8 @@ class SwapQueuedPostsRequest(_message.Message):
     """A queued post."""
     second_post_id: _builtins.str
     """Another queued post; each takes the other's slot, which must be a slot of its accounts
-    and free on them (but for the two posts themselves).
+    and free on them (but for the two posts themselves). A post queued per target, at more
+    than one instant, is refused with FAILED_PRECONDITION: move it to one slot first.
     """
     def __init__(
         self,
@@ -447,7 +448,8 @@ class RemoveFromQueueRequest(_message.Message):
     """A queued post; it goes back to draft and frees its slots."""
     shift_up: _builtins.bool
     """Also move each later post queued on the same accounts, in order, to the earliest slot free
-    on all its accounts from the freed one on. Without it, the later posts stay where they are.
+    on all its accounts from the freed one on (never later than it was; for a post queued per
+    target, only its target on that account moves). Without it, the later posts stay.
     """
     def __init__(
         self,
