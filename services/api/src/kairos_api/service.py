@@ -10,7 +10,7 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc
+from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
@@ -18,6 +18,7 @@ from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
+from kairos_api.entrypoints.grpc_queues import QueueServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
@@ -42,6 +43,7 @@ POSTS_SERVICE = "kairos.posts.v1.PostsService"
 ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
 DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
 MEDIA_SERVICE = "kairos.posts.v1.MediaService"
+QUEUE_SERVICE = "kairos.posts.v1.QueueService"
 
 
 class NatsNotifier(Notifier):
@@ -79,6 +81,7 @@ class ApiService:
         posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(app, auth), server)
         media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, auth), server)
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
+        queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -89,7 +92,13 @@ class ApiService:
             raise CannotStart(f"{behind}: run `python -m kairos_api migrate` first")
         self.grpc = await create_server(
             self.settings.server,
-            service_names=[POSTS_SERVICE, ACCOUNTS_SERVICE, MEDIA_SERVICE, DISPATCH_SERVICE],
+            service_names=[
+                POSTS_SERVICE,
+                ACCOUNTS_SERVICE,
+                MEDIA_SERVICE,
+                DISPATCH_SERVICE,
+                QUEUE_SERVICE,
+            ],
             register=self.register,
         )
         self.tasks.append(asyncio.create_task(self._relay_events(), name="outbox-relay"))

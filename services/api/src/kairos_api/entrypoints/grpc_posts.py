@@ -12,6 +12,7 @@ from kairos_api.domain.model import PostStatus
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import posts
 from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.queue_slots import QueueInput
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
 from kairos_common.platforms import Platform
@@ -36,7 +37,16 @@ def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> post
         )
     if which == "after":
         return posts.ScheduleInput(after=convert.from_duration(message.after, f"{field}.after"))
-    raise errors.InvalidArgument.of(field, "set one of `at`, `local` or `after`")
+    if which == "queue":
+        not_before = (
+            convert.from_timestamp(message.queue.not_before, f"{field}.queue.not_before")
+            if message.queue.HasField("not_before")
+            else None
+        )
+        return posts.ScheduleInput(
+            queue=QueueInput(not_before=not_before, per_target=message.queue.per_target)
+        )
+    raise errors.InvalidArgument.of(field, "set one of `at`, `local`, `after` or `queue`")
 
 
 def target_inputs(specs: Any) -> list[posts.TargetInput]:

@@ -26,8 +26,8 @@ from kairos_cli.runtime import (
     print_json,
     say,
 )
-from kairos_cli.when import FORMATS, When, WhenError, parse_when, show
-from kairos_client import KairosClient, KairosError
+from kairos_cli.when import FORMATS, When, WhenError, parse_instant, parse_when, show
+from kairos_client import KairosClient, KairosError, schedule_queue
 from kairos_common.platforms import Platform
 
 app = typer.Typer(help="Create, schedule, edit, inspect, list and publish posts.")
@@ -139,9 +139,19 @@ def create(
             help="Publish as a reply to this post, the next part of its thread.",
         ),
     ] = "",
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Add to the queue: the next slot free on every --account."),
+    ] = False,
+    per_target: Annotated[
+        bool,
+        typer.Option("--per-target", help="With --queue: each account's own next free slot."),
+    ] = False,
 ) -> None:
-    """Create a post (a draft without --at) and print its id."""
+    """Create a post (a draft without --at or --queue) and print its id."""
     opts = options(ctx)
+    if queue and at:
+        fail(EXIT_USAGE, "--queue and --at exclude each other")
     when = read_when(at, tz, opts) if at else None
     overrides = split_pairs(override or [], "--override")
     for account_id in overrides:
@@ -163,6 +173,10 @@ def create(
     )
     if when is not None and not when.now:
         request.schedule.CopyFrom(when.schedule())
+    if per_target and not queue:
+        fail(EXIT_USAGE, "--per-target goes with --queue")
+    if queue:
+        request.schedule.CopyFrom(schedule_queue(per_target=per_target))
     if stale_after is not None:
         request.stale_after.CopyFrom(Duration(seconds=stale_after))
 
@@ -265,6 +279,33 @@ def schedule(
         _report(ctx, lambda client: client.publish_now(post_id))
     else:
         _report(ctx, lambda c: c.schedule_post(post_id, when.schedule(), expected_revision))
+
+
+@app.command("queue")
+def queue_post(
+    ctx: typer.Context,
+    post_id: PostId,
+    not_before: Annotated[
+        str,
+        typer.Option(
+            "--not-before", metavar="WHEN", help="Take no slot before this (default: now)."
+        ),
+    ] = "",
+    per_target: Annotated[
+        bool, typer.Option("--per-target", help="Each account's own next free slot.")
+    ] = False,
+) -> None:
+    """Add a post to the queue: the next slot free on every account it targets
+    (`kairos queue slots set`), or with --per-target each account's own."""
+    opts = options(ctx)
+    start = None
+    if not_before:
+        try:
+            start = parse_instant(not_before, opts.zone_name)
+        except WhenError as error:
+            fail(EXIT_USAGE, f"--not-before: {error}")
+    schedule = schedule_queue(start, per_target=per_target)
+    _report(ctx, lambda client: client.schedule_post(post_id, schedule))
 
 
 @app.command("unschedule")

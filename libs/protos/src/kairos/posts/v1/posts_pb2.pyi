@@ -371,6 +371,7 @@ class Schedule(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     LOCAL_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """The exact instant."""
@@ -387,22 +388,67 @@ class Schedule(_message.Message):
         instant the first one resolved to) however much later it arrives.
         """
 
+    @_builtins.property
+    def queue(self) -> Global___QueueSchedule:
+        """The next queue slot free on every account the post targets (QueueService): one instant
+        for all its targets.
+        """
+
     def __init__(
         self,
         *,
         at: _timestamp_pb2.Timestamp | None = ...,
         local: Global___LocalDateTime | None = ...,
         after: _duration_pb2.Duration | None = ...,
+        queue: Global___QueueSchedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "queue", b"queue", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "queue", b"queue", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local", "after"]  # noqa: Y015
+    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local", "after", "queue"]  # noqa: Y015
     _WhichOneofArgType_when: _TypeAlias = _typing.Literal["when", b"when"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_when) -> _WhichOneofReturnType_when | None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class QueueSchedule(_message.Message):
+    """"Add to queue": the post takes the earliest instant that is a weekly queue slot of every
+    account it targets (SetQueueSlots) and is free on all of them, and holds that slot on each;
+    or, with `per_target`, each target takes the next free slot of its own account. Two posts
+    never hold the same slot of one account, however many are queued at once. An account without
+    slots, or accounts whose slots never meet within a year, are refused with INVALID_ARGUMENT on
+    `schedule.queue`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    PER_TARGET_FIELD_NUMBER: _builtins.int
+    per_target: _builtins.bool
+    """Each target at its own account's next free slot: the targets of one post may then publish
+    at different instants, the post's `scheduled_at` being the earliest (ListQueue shows each).
+    An edit of the post keeps them; rescheduling, moving (MoveQueuedPost puts every target at
+    the one slot) or unscheduling ends them.
+    """
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Take no slot before this instant; unset means from now."""
+
+    def __init__(
+        self,
+        *,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        per_target: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before", "per_target", b"per_target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueSchedule: _TypeAlias = QueueSchedule  # noqa: Y015
 
 @_typing.final
 class LocalDateTime(_message.Message):
