@@ -10,12 +10,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import grpc
 import pytest
-from integration.api.helpers_posts import Tenant, at, fields, other_tenant, refused, tenant_of
+from integration.api.helpers_posts import (
+    Tenant,
+    at,
+    fields,
+    other_tenant,
+    refused,
+    stamp,
+    tenant_of,
+    when,
+)
 
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import posts_pb2, queues_pb2, queues_pb2_grpc
 from kairos_api.service_layer import posts
 from kairos_api.service_layer.posts.create import Created, draft_of
 from support.api import Client, RunningApi
@@ -216,3 +226,29 @@ async def test_another_tenants_accounts_posts_and_request_ids_stay_theirs(
         assert not results[2].repeated
         assert results[2].post.id not in ("", their_post.id)
         assert await owner.get(their_post.id) == their_post
+
+
+async def test_queued_items_take_the_next_free_slots_in_order(
+    client: Client, kairos: Tenant
+) -> None:
+    account = await kairos.connect()
+    queues = queues_pb2_grpc.QueueServiceStub(client.channel)
+    await queues.SetQueueSlots(
+        queues_pb2.SetQueueSlotsRequest(
+            account_id=account,
+            time_zone="UTC",
+            slots=[queues_pb2.QueueSlot(weekday=queues_pb2.WEEKDAY_MONDAY, time="09:00")],
+        ),
+        metadata=kairos.metadata,
+    )
+    queued = posts_pb2.Schedule(
+        queue=posts_pb2.QueueSchedule(not_before=stamp(datetime(2030, 1, 7, tzinfo=UTC)))
+    )
+    items = [item(account, f"queued {n}", schedule=queued) for n in range(3)]
+    mondays = [datetime(2030, 1, day, 9, tzinfo=UTC) for day in (7, 14, 21)]
+    preview = await batch(kairos, items, validate_only=True)
+    assert [when(r.post.scheduled_at) for r in preview] == mondays
+    created = await batch(kairos, items)
+    assert [when(r.post.scheduled_at) for r in created] == mondays  # the preview held nothing
+    more = await batch(kairos, items[:1])
+    assert when(more[0].post.scheduled_at) == datetime(2030, 1, 28, 9, tzinfo=UTC)
