@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -44,6 +45,7 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("posts", "edit"): (UNKNOWN_ID, "--content", "changed"),
     ("posts", "show"): (UNKNOWN_ID,),
     ("posts", "list"): (),
+    ("posts", "import"): (str(Path(__file__).parents[2] / "data" / "import.csv"),),
     # Any file that exists: the key is checked before a byte is sent.
     ("media", "upload"): (__file__,),
     ("media", "list"): (),

@@ -219,6 +219,27 @@ class KairosClient:
         reply = await self.call(self.posts_stub.CreatePost, request, timeout=timeout)
         return reply.post
 
+    async def batch_create_posts(
+        self,
+        items: Sequence[posts_pb2.CreatePostRequest],
+        *,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> list[posts_pb2.BatchCreatePostsResult]:
+        """Create up to 1,000 posts in one call; one result per item, in order: its post, or
+        the violations that refused it (`items[i].field`). The valid items are created even
+        when others are refused; with `validate_only` every check runs and nothing is written.
+
+        Items without a `request_id` are sent with a new uuid4 (in copies: `items` are
+        unchanged), so that a retry after a batch that was committed creates nothing twice."""
+        request = posts_pb2.BatchCreatePostsRequest(items=items, validate_only=validate_only)
+        if not validate_only:
+            for item in request.items:
+                if not item.request_id:
+                    item.request_id = str(uuid.uuid4())
+        reply = await self.call(self.posts_stub.BatchCreatePosts, request, timeout=timeout)
+        return list(reply.results)
+
     async def get_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
         """One post with its targets and every attempt."""
         request = posts_pb2.GetPostRequest(post_id=post_id)

@@ -60,6 +60,45 @@ def target_inputs(specs: Any) -> list[posts.TargetInput]:
     ]
 
 
+def create_command(request: posts_pb2.CreatePostRequest) -> posts.CreatePost:
+    return posts.CreatePost(
+        content=request.content,
+        targets=target_inputs(request.targets),
+        media_urls=list(request.media_urls),
+        media_ids=list(request.media_ids),
+        campaign=request.campaign,
+        tags=list(request.tags),
+        notes=request.notes,
+        schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
+        approval_required=request.approval_required,
+        stale_after=(
+            convert.from_duration(request.stale_after, "stale_after")
+            if request.HasField("stale_after")
+            else None
+        ),
+        request_id=request.request_id,
+        parent_post_id=request.parent_post_id,
+    )
+
+
+def _batch_result(result: posts.ItemResult, *, preview: bool) -> posts_pb2.BatchCreatePostsResult:
+    """One item's answer; a post only validated (not created, not repeated) shows no ids."""
+    message = posts_pb2.BatchCreatePostsResult(
+        violations=[
+            posts_pb2.ItemViolation(field=v.field, description=v.description)
+            for v in result.violations
+        ],
+        repeated=result.repeated,
+    )
+    if result.record is not None:
+        message.post.CopyFrom(convert.post_to_proto(result.record))
+        if preview and not result.repeated:
+            message.post.ClearField("id")
+            for target in message.post.targets:
+                target.ClearField("id")
+    return message
+
+
 class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
     """Every method: authenticate the tenant, build the command, call the handler, answer."""
 
@@ -73,26 +112,25 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         self, request: posts_pb2.CreatePostRequest, context: Context
     ) -> posts_pb2.CreatePostResponse:
         tenant = await self.auth.tenant(context)
-        command = posts.CreatePost(
-            content=request.content,
-            targets=target_inputs(request.targets),
-            media_urls=list(request.media_urls),
-            media_ids=list(request.media_ids),
-            campaign=request.campaign,
-            tags=list(request.tags),
-            notes=request.notes,
-            schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
-            approval_required=request.approval_required,
-            stale_after=(
-                convert.from_duration(request.stale_after, "stale_after")
-                if request.HasField("stale_after")
-                else None
-            ),
-            request_id=request.request_id,
-            parent_post_id=request.parent_post_id,
-        )
-        post = await self.creates.create(tenant, command)
+        post = await self.creates.create(tenant, create_command(request))
         return posts_pb2.CreatePostResponse(post=convert.post_to_proto(post))
+
+    async def BatchCreatePosts(
+        self, request: posts_pb2.BatchCreatePostsRequest, context: Context
+    ) -> posts_pb2.BatchCreatePostsResponse:
+        tenant = await self.auth.tenant(context)
+        items: list[posts.CreatePost | errors.InvalidArgument] = []
+        for item in request.items:
+            try:
+                items.append(create_command(item))
+            except errors.InvalidArgument as error:
+                items.append(error)
+        results = await posts.batch_create_posts(
+            self.app, self.creates, tenant, items, validate_only=request.validate_only
+        )
+        return posts_pb2.BatchCreatePostsResponse(
+            results=[_batch_result(r, preview=request.validate_only) for r in results]
+        )
 
     async def GetPost(
         self, request: posts_pb2.GetPostRequest, context: Context

@@ -1,4 +1,5 @@
-"""`kairos posts`: create, schedule, edit, inspect, list, publish, retry, approve and delete."""
+"""`kairos posts`: create, schedule, edit, inspect, list, publish, retry, approve and delete;
+`posts import` (many posts from a CSV file) lives in `imports`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
 from kairos_cli.commands.accounts import split_pairs
+from kairos_cli.commands.imports import import_posts
 from kairos_cli.runtime import (
     EXIT_USAGE,
     Options,
@@ -29,6 +31,7 @@ from kairos_client import KairosClient, KairosError, schedule_queue
 from kairos_common.platforms import Platform
 
 app = typer.Typer(help="Create, schedule, edit, inspect, list and publish posts.")
+app.command("import")(import_posts)
 
 PostId = Annotated[str, typer.Argument(metavar="ID", help="The post id.")]
 WHEN_HELP = (

@@ -7,6 +7,7 @@ answered with the first post only when the request is the same (`request_hash`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -143,14 +144,10 @@ def _canonical(value: Any) -> Any:
     """`value` as plain JSON data: dataclasses become objects without their default fields."""
     if is_dataclass(value) and not isinstance(value, type):
         form: dict[str, Any] = {}
-        for spec in fields(value):
-            item = _canonical(getattr(value, spec.name))
-            if spec.default_factory is not MISSING:
-                default = _canonical(spec.default_factory())
-            else:
-                default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        for name, default in _canonical_defaults(type(value)):
+            item = _canonical(getattr(value, name))
             if item != default:
-                form[spec.name] = item
+                form[name] = item
         return form
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -161,6 +158,20 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(item) for item in value]
     return value
+
+
+@functools.cache
+def _canonical_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields, each with its default in canonical form (MISSING without one):
+    worked out once per class, since `fields()` and the defaults were most of a hash's cost."""
+    found: list[tuple[str, Any]] = []
+    for spec in fields(cls):
+        if spec.default_factory is not MISSING:
+            default = _canonical(spec.default_factory())
+        else:
+            default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        found.append((spec.name, default))
+    return tuple(found)
 
 
 def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
@@ -491,16 +502,24 @@ async def create_post(app: Application, tenant: str, command: CreatePost) -> Pos
     A repeated `request_id` returns the post the first request created, unchanged, when the
     request is the same; with a different request it is refused (INVALID_ARGUMENT on request_id).
     """
-    return await create_one(app, draft_of(app, tenant, command))
+    return (await create_one(app, draft_of(app, tenant, command))).record
 
 
-async def create_one(app: Application, draft: Draft) -> PostRecord:
+class Created(NamedTuple):
+    """The answer to one create: its post, and whether an earlier request made it."""
+
+    record: PostRecord
+    #: True when a create with the same request_id made the post before (a retry).
+    repeated: bool = False
+
+
+async def create_one(app: Application, draft: Draft) -> Created:
     request_id = draft.command.request_id
     async with app.uow() as uow:
         if request_id:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is not None:
-                return _repeat_of(draft, earlier)
+                return Created(_repeat_of(draft, earlier), repeated=True)
         accounts = await accounts_of(uow, draft.tenant, draft.account_ids)
         await _refuse_invalid(app, uow, draft, accounts)
         draft = await _take_queue_slot(uow, draft)
@@ -515,71 +534,85 @@ async def create_one(app: Application, draft: Draft) -> PostRecord:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is None:
                 raise
-            return _repeat_of(draft, earlier)
+            return Created(_repeat_of(draft, earlier), repeated=True)
     wake_if_due_soon(app, new.record, new.record.created_at)
     # Everything the answer shows was written here: no need to read it back.
-    return new.record
+    return Created(new.record)
 
 
 async def create_many(
     app: Application, drafts: Sequence[Draft]
-) -> list[PostRecord | errors.InvalidArgument]:
+) -> list[Created | errors.InvalidArgument]:
     """Create many posts in one transaction; each refused draft gets its own error.
 
     Raises IntegrityError when a request_id raced with another transaction: then nothing was
     written, and the caller goes through the drafts one by one.
     """
-    results: list[PostRecord | errors.InvalidArgument | None] = [None] * len(drafts)
     async with app.uow() as uow:
-        by_tenant: dict[str, list[Draft]] = {}
-        for draft in drafts:
-            by_tenant.setdefault(draft.tenant, []).append(draft)
-        accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
-        existing: dict[tuple[str, str], _Earlier] = {}
-        for tenant, group in by_tenant.items():
-            ids = [i for d in group for i in d.account_ids]
-            accounts[tenant] = await accounts_of(uow, tenant, ids)
-            wanted = list(
-                dict.fromkeys(d.command.request_id for d in group if d.command.request_id)
-            )
-            for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
-                existing[(tenant, request_id)] = found
-        # Every queue the batch's queued drafts take from, locked up front in one order
-        # (tenant, then account), so two batches never wait on each other crosswise.
-        for tenant in sorted(by_tenant):
-            queued = [
-                a for d in by_tenant[tenant] if d.queue_start is not None for a in d.account_ids
-            ]
-            await queue_slots.lock_queues(uow, tenant, [a for a in queued if a is not None])
-        new_posts: list[_NewPost] = []
-        # Slots taken by queued drafts earlier in the batch, held once their posts are written.
-        also_taken: dict[str, dict[uuid.UUID, set[datetime]]] = {}
-        for index, draft in enumerate(drafts):
-            key = (draft.tenant, draft.command.request_id)
-            if key in existing:
-                # Created earlier, or by a valid draft earlier in this batch.
-                try:
-                    results[index] = _repeat_of(draft, existing[key])
-                except errors.InvalidArgument as error:
-                    results[index] = error
-                continue
-            try:
-                await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
-                draft = await _take_queue_slot(uow, draft, also_taken.setdefault(draft.tenant, {}))
-            except errors.InvalidArgument as error:
-                results[index] = error
-                continue
-            new = _new_post(app, draft, accounts[draft.tenant])
-            new_posts.append(new)
-            results[index] = new.record
-            if draft.command.request_id:
-                existing[key] = _Earlier(new.record, draft.request_hash)
+        results, new_posts = await _plan(app, uow, drafts)
         await _insert(uow, new_posts)
         await _hold_queue_slots(uow, new_posts)
         await uow.commit()
     for new in new_posts:
         wake_if_due_soon(app, new.record, new.record.created_at)
-    return [r for r in results if r is not None]
+    return results
+
+
+async def validate_many(
+    app: Application, drafts: Sequence[Draft]
+) -> list[Created | errors.InvalidArgument]:
+    """What `create_many` would answer, with every check it makes, writing nothing: each valid
+    draft's answer is the post it would create (or the one its request_id already made)."""
+    async with app.uow() as uow:
+        return (await _plan(app, uow, drafts))[0]
+
+
+async def _plan(
+    app: Application, uow: UnitOfWork, drafts: Sequence[Draft]
+) -> tuple[list[Created | errors.InvalidArgument], list[_NewPost]]:
+    """Each draft's answer, and the posts to insert for the valid new ones (queued drafts with
+    their slots taken: the queues stay locked until the transaction ends)."""
+    results: list[Created | errors.InvalidArgument | None] = [None] * len(drafts)
+    by_tenant: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        by_tenant.setdefault(draft.tenant, []).append(draft)
+    accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
+    existing: dict[tuple[str, str], _Earlier] = {}
+    for tenant, group in by_tenant.items():
+        ids = [i for d in group for i in d.account_ids]
+        accounts[tenant] = await accounts_of(uow, tenant, ids)
+        wanted = list(dict.fromkeys(d.command.request_id for d in group if d.command.request_id))
+        for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
+            existing[(tenant, request_id)] = found
+    # Every queue the batch's queued drafts take from, locked up front in one order
+    # (tenant, then account), so two batches never wait on each other crosswise.
+    for tenant in sorted(by_tenant):
+        queued = [a for d in by_tenant[tenant] if d.queue_start is not None for a in d.account_ids]
+        await queue_slots.lock_queues(uow, tenant, [a for a in queued if a is not None])
+    new_posts: list[_NewPost] = []
+    # Slots taken by queued drafts earlier in the batch, held once their posts are written.
+    also_taken: dict[str, dict[uuid.UUID, set[datetime]]] = {}
+    for index, draft in enumerate(drafts):
+        key = (draft.tenant, draft.command.request_id)
+        if key in existing:
+            # Created earlier, or by a valid draft earlier in this batch.
+            try:
+                results[index] = Created(_repeat_of(draft, existing[key]), repeated=True)
+            except errors.InvalidArgument as error:
+                results[index] = error
+            continue
+        try:
+            await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
+            draft = await _take_queue_slot(uow, draft, also_taken.setdefault(draft.tenant, {}))
+        except errors.InvalidArgument as error:
+            results[index] = error
+            continue
+        new = _new_post(app, draft, accounts[draft.tenant])
+        new_posts.append(new)
+        results[index] = Created(new.record)
+        if draft.command.request_id:
+            existing[key] = _Earlier(new.record, draft.request_hash)
+    return [r for r in results if r is not None], new_posts
 
 
 async def _take_queue_slot(
