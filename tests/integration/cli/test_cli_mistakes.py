@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -51,6 +52,14 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("posts", "edit"): (UNKNOWN_ID, "--content", "changed"),
     ("posts", "show"): (UNKNOWN_ID,),
     ("posts", "list"): (),
+    ("posts", "import"): (str(Path(__file__).parents[2] / "data" / "import.csv"),),
+    ("posts", "queue"): (UNKNOWN_ID,),
+    ("queue", "slots", "set"): (UNKNOWN_ID, "--slot", "mon-fri 09:00", "--zone", "Europe/London"),
+    ("queue", "slots", "show"): (UNKNOWN_ID,),
+    ("queue", "show"): (UNKNOWN_ID,),
+    ("queue", "move"): (UNKNOWN_ID, "2030-01-07T09:00:00Z"),
+    ("queue", "swap"): (UNKNOWN_ID, UNKNOWN_ID),
+    ("queue", "remove"): (UNKNOWN_ID,),
     # Any file that exists: the key is checked before a byte is sent.
     ("media", "upload"): (__file__,),
     ("media", "list"): (),

@@ -391,7 +391,8 @@ async def test_retries_stop_at_the_deadline() -> None:
 def committing_proxy(
     upstream: grpc.aio.Channel, received: list[Message], *, drop_first: bool = True
 ) -> list[Any]:
-    """CreatePost and ConnectAccount passed on to the real api, which commits them; with
+    """CreatePost, BatchCreatePosts and ConnectAccount passed on to the real api, which commits
+    them; with
     `drop_first`, the first answer of each is replaced by UNAVAILABLE, as when a connection drops
     after the commit."""
     posts = posts_pb2_grpc.PostsServiceStub(upstream)
@@ -414,6 +415,11 @@ def committing_proxy(
         request_deserializer=posts_pb2.CreatePostRequest.FromString,
         response_serializer=posts_pb2.CreatePostResponse.SerializeToString,
     )
+    batch = grpc.unary_unary_rpc_method_handler(
+        passing_on(posts.BatchCreatePosts),
+        request_deserializer=posts_pb2.BatchCreatePostsRequest.FromString,
+        response_serializer=posts_pb2.BatchCreatePostsResponse.SerializeToString,
+    )
     connect = grpc.unary_unary_rpc_method_handler(
         passing_on(accounts.ConnectAccount),
         request_deserializer=posts_pb2.ConnectAccountRequest.FromString,
@@ -421,7 +427,7 @@ def committing_proxy(
     )
     return [
         grpc.method_handlers_generic_handler(
-            "kairos.posts.v1.PostsService", {"CreatePost": create}
+            "kairos.posts.v1.PostsService", {"CreatePost": create, "BatchCreatePosts": batch}
         ),
         grpc.method_handlers_generic_handler(
             "kairos.posts.v1.AccountsService", {"ConnectAccount": connect}
@@ -449,6 +455,33 @@ async def test_a_create_retried_after_its_commit_makes_one_post(api: RunningApi)
     assert first.request_id
     assert first == second  # the retry sent the same request_id
     assert request.request_id == ""  # the caller's request is left as it was
+
+
+async def test_a_batch_retried_after_its_commit_makes_each_post_once(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        serving(committing_proxy(upstream, received)) as proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
+        KairosClient(api.target, key) as direct,
+    ):
+        account = await direct.connect_account(sandbox_account())
+        items = [draft(account.id, f"batch {n}") for n in range(3)]
+        items.append(draft("not-an-id"))
+        results = await through_proxy.batch_create_posts(items)
+        checked = await direct.batch_create_posts(items[:1], validate_only=True)
+        listed = await direct.list_posts()
+
+    assert sorted(post.id for post in listed.posts) == sorted(r.post.id for r in results[:3])
+    assert [v.field for v in results[3].violations] == ["items[3].targets[0].account_id"]
+    first, second = received
+    assert isinstance(first, posts_pb2.BatchCreatePostsRequest)
+    assert first == second  # the retry sent the same request_ids
+    assert all(item.request_id for item in first.items)
+    assert all(not item.request_id for item in items)  # the caller's items are left as they were
+    assert checked[0].post.content == "batch 0"
+    assert checked[0].post.id == ""  # validated, not created: no request_id was added
 
 
 async def test_a_callers_request_id_is_sent_as_given(api: RunningApi) -> None:

@@ -10,7 +10,12 @@ Protobuf messages of `kairos.posts.v1` are the data types; every failure is a `K
 
 from kairos_client._client import DEFAULT_CHANNEL_OPTIONS, KairosClient
 from kairos_client._errors import KairosError
-from kairos_client._schedules import schedule_after, schedule_at, schedule_local
+from kairos_client._schedules import (
+    schedule_after,
+    schedule_at,
+    schedule_local,
+    schedule_queue,
+)
 
 __all__ = [
     "DEFAULT_CHANNEL_OPTIONS",
@@ -19,4 +24,5 @@ __all__ = [
     "schedule_after",
     "schedule_at",
     "schedule_local",
+    "schedule_queue",
 ]

@@ -23,6 +23,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -35,6 +36,8 @@ from kairos.posts.v1 import (
     media_pb2_grpc,
     posts_pb2,
     posts_pb2_grpc,
+    queues_pb2,
+    queues_pb2_grpc,
     series_pb2,
     series_pb2_grpc,
 )
@@ -104,6 +107,7 @@ class KairosClient:
         self._posts: posts_pb2_grpc.PostsServiceAsyncStub | None = None
         self._accounts: posts_pb2_grpc.AccountsServiceAsyncStub | None = None
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
+        self._queues: queues_pb2_grpc.QueueServiceAsyncStub | None = None
         self._series: series_pb2_grpc.SeriesServiceAsyncStub | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -119,6 +123,7 @@ class KairosClient:
         self._posts = posts_pb2_grpc.PostsServiceStub(channel)
         self._accounts = posts_pb2_grpc.AccountsServiceStub(channel)
         self._media = media_pb2_grpc.MediaServiceStub(channel)
+        self._queues = queues_pb2_grpc.QueueServiceStub(channel)
         self._series = series_pb2_grpc.SeriesServiceStub(channel)
         return self
 
@@ -153,6 +158,12 @@ class KairosClient:
         if self._media is None or self._channel is None:
             raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
         return self._media
+
+    @property
+    def queues_stub(self) -> queues_pb2_grpc.QueueServiceAsyncStub:
+        if self._queues is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._queues
 
     @property
     def series_stub(self) -> series_pb2_grpc.SeriesServiceAsyncStub:
@@ -217,6 +228,27 @@ class KairosClient:
             request = fresh
         reply = await self.call(self.posts_stub.CreatePost, request, timeout=timeout)
         return reply.post
+
+    async def batch_create_posts(
+        self,
+        items: Sequence[posts_pb2.CreatePostRequest],
+        *,
+        validate_only: bool = False,
+        timeout: float | None = None,
+    ) -> list[posts_pb2.BatchCreatePostsResult]:
+        """Create up to 1,000 posts in one call; one result per item, in order: its post, or
+        the violations that refused it (`items[i].field`). The valid items are created even
+        when others are refused; with `validate_only` every check runs and nothing is written.
+
+        Items without a `request_id` are sent with a new uuid4 (in copies: `items` are
+        unchanged), so that a retry after a batch that was committed creates nothing twice."""
+        request = posts_pb2.BatchCreatePostsRequest(items=items, validate_only=validate_only)
+        if not validate_only:
+            for item in request.items:
+                if not item.request_id:
+                    item.request_id = str(uuid.uuid4())
+        reply = await self.call(self.posts_stub.BatchCreatePosts, request, timeout=timeout)
+        return list(reply.results)
 
     async def get_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
         """One post with its targets and every attempt."""
@@ -466,6 +498,79 @@ class KairosClient:
         """Delete a media file (again: no error)."""
         request = media_pb2.DeleteMediaRequest(media_id=media_id)
         await self.call(self.media_stub.DeleteMedia, request, timeout=timeout)
+
+    # --- QueueService -----------------------------------------------------------------------
+    # A post joins a queue through `schedule_queue()` as its schedule (create_post, schedule_post).
+
+    async def set_queue_slots(
+        self,
+        account_id: str,
+        time_zone: str,
+        slots: Sequence[tuple[int, str]],
+        *,
+        timeout: float | None = None,
+    ) -> queues_pb2.QueueSlots:
+        """Replace an account's weekly slots: (ISO weekday 1-7, "HH:MM") in `time_zone`; none
+        turns its queue off."""
+        request = queues_pb2.SetQueueSlotsRequest(
+            account_id=account_id,
+            time_zone=time_zone,
+            slots=[
+                queues_pb2.QueueSlot(weekday=queues_pb2.Weekday.ValueType(day), time=at)
+                for day, at in slots
+            ],
+        )
+        reply = await self.call(self.queues_stub.SetQueueSlots, request, timeout=timeout)
+        return reply.queue
+
+    async def get_queue_slots(
+        self, account_id: str, *, timeout: float | None = None
+    ) -> queues_pb2.QueueSlots:
+        """An account's weekly slots (none when it has no queue)."""
+        request = queues_pb2.GetQueueSlotsRequest(account_id=account_id)
+        reply = await self.call(self.queues_stub.GetQueueSlots, request, timeout=timeout)
+        return reply.queue
+
+    async def list_queue(
+        self,
+        account_id: str,
+        count: int = 0,
+        start: datetime | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> queues_pb2.ListQueueResponse:
+        """An account's next `count` slots (0: 20) from `start` (None: now), free or held."""
+        request = queues_pb2.ListQueueRequest(account_id=account_id, count=count)
+        if start is not None:
+            getattr(request, "from").FromDatetime(start)
+        return await self.call(self.queues_stub.ListQueue, request, timeout=timeout)
+
+    async def move_queued_post(
+        self, post_id: str, slot_at: datetime, *, timeout: float | None = None
+    ) -> posts_pb2.Post:
+        """Move a queued post to another slot free on every account it targets."""
+        request = queues_pb2.MoveQueuedPostRequest(post_id=post_id)
+        request.slot_at.FromDatetime(slot_at)
+        reply = await self.call(self.queues_stub.MoveQueuedPost, request, timeout=timeout)
+        return reply.post
+
+    async def swap_queued_posts(
+        self, first_post_id: str, second_post_id: str, *, timeout: float | None = None
+    ) -> queues_pb2.SwapQueuedPostsResponse:
+        """Swap the slots of two queued posts. Sent at most once: a repeat would swap back."""
+        request = queues_pb2.SwapQueuedPostsRequest(
+            first_post_id=first_post_id, second_post_id=second_post_id
+        )
+        return await self.call(
+            self.queues_stub.SwapQueuedPosts, request, timeout=timeout, once=True
+        )
+
+    async def remove_from_queue(
+        self, post_id: str, *, shift_up: bool = False, timeout: float | None = None
+    ) -> queues_pb2.RemoveFromQueueResponse:
+        """Take a queued post back to draft; `shift_up` moves the later posts up."""
+        request = queues_pb2.RemoveFromQueueRequest(post_id=post_id, shift_up=shift_up)
+        return await self.call(self.queues_stub.RemoveFromQueue, request, timeout=timeout)
 
     # --- SeriesService ----------------------------------------------------------------------
 

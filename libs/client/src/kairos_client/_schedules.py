@@ -1,5 +1,5 @@
-"""Building `Schedule` messages: at a UTC instant, at a wall-clock time in an IANA zone, or a
-delay after the api receives the request."""
+"""Building `Schedule` messages: at a UTC instant, at a wall-clock time in an IANA zone, a
+delay after the api receives the request, or the next free slot of the accounts' queues."""
 
 from __future__ import annotations
 
@@ -33,4 +33,18 @@ def schedule_after(delay: timedelta) -> posts_pb2.Schedule:
         raise ValueError("schedule_after needs a delay that is not negative")
     schedule = posts_pb2.Schedule()
     schedule.after.FromTimedelta(delay)
+    return schedule
+
+
+def schedule_queue(
+    not_before: datetime | None = None, *, per_target: bool = False
+) -> posts_pb2.Schedule:
+    """Add to queue: the next slot free on every account the post targets (their weekly slots,
+    QueueService), from `not_before` (timezone-aware) or from now; `per_target`: each target at
+    its own account's next free slot."""
+    schedule = posts_pb2.Schedule(queue=posts_pb2.QueueSchedule(per_target=per_target))
+    if not_before is not None:
+        if not_before.tzinfo is None:
+            raise ValueError("schedule_queue needs a timezone-aware datetime")
+        schedule.queue.not_before.FromDatetime(not_before)
     return schedule

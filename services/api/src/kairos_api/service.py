@@ -10,7 +10,7 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, series_pb2_grpc
+from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc, series_pb2_grpc
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
@@ -18,6 +18,7 @@ from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
+from kairos_api.entrypoints.grpc_queues import QueueServicer
 from kairos_api.entrypoints.grpc_series import SeriesServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
@@ -44,6 +45,7 @@ POSTS_SERVICE = "kairos.posts.v1.PostsService"
 ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
 DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
 MEDIA_SERVICE = "kairos.posts.v1.MediaService"
+QUEUE_SERVICE = "kairos.posts.v1.QueueService"
 SERIES_SERVICE = "kairos.posts.v1.SeriesService"
 
 
@@ -82,6 +84,7 @@ class ApiService:
         posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(app, auth), server)
         media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, auth), server)
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
+        queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
         series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
 
     async def start(self) -> None:
@@ -98,6 +101,7 @@ class ApiService:
                 ACCOUNTS_SERVICE,
                 MEDIA_SERVICE,
                 DISPATCH_SERVICE,
+                QUEUE_SERVICE,
                 SERIES_SERVICE,
             ],
             register=self.register,

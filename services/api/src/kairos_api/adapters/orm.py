@@ -323,6 +323,9 @@ class Target(Base):
     due_at: Mapped[datetime | None]
     #: Past this instant the target is MISSED instead of published late (due_at + stale_after).
     stale_at: Mapped[datetime | None]
+    #: The queue slot of this target's own account, when its post was queued per target (it is
+    #: then due at this instant, not at the post's `scheduled_at`); NULL otherwise.
+    queued_at: Mapped[datetime | None]
     delivery_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
     delivery_revision: Mapped[int | None] = mapped_column(BigInteger)
     lease_until: Mapped[datetime | None]
@@ -485,3 +488,36 @@ class Media(Base):
             sqlite_where=text("deleted_at IS NULL"),
         ),
     )
+
+
+class AccountQueue(Base):
+    """An account's posting queue: its weekly slots (`domain.queue`) and their zone. Adding to
+    the queue locks this row, so concurrent adds on one account take its slots in turn."""
+
+    __tablename__ = "account_queues"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    #: [[ISO weekday, minute of the day], ...], sorted.
+    slots: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QueuedSlot(Base):
+    """A queue slot of an account held by a post. The primary key is the rule that two posts
+    never hold one slot of one account. A row whose post has since left that instant (moved,
+    unscheduled, deleted) holds nothing: it is ignored when read and removed by the next add."""
+
+    __tablename__ = "queued_slots"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot_at: Mapped[datetime] = mapped_column(primary_key=True)
+    post_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index(None, "post_id"),)

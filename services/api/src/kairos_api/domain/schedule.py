@@ -77,6 +77,11 @@ def resolve_local_time(
     return instant
 
 
+def check_time_zone(time_zone: str, field: str) -> ZoneInfo:
+    """The zone an IANA name names; `InvalidArgument` on `field` when empty or unknown."""
+    return _load_zone(time_zone, field)
+
+
 def check_not_in_past(
     at: datetime,
     now: datetime,

@@ -12,6 +12,7 @@ from kairos_api.domain.model import PostStatus
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import posts
 from kairos_api.service_layer.application import Application
+from kairos_api.service_layer.queue_slots import QueueInput
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
 from kairos_common.platforms import Platform
@@ -36,7 +37,16 @@ def schedule_input(message: posts_pb2.Schedule, field: str = "schedule") -> post
         )
     if which == "after":
         return posts.ScheduleInput(after=convert.from_duration(message.after, f"{field}.after"))
-    raise errors.InvalidArgument.of(field, "set one of `at`, `local` or `after`")
+    if which == "queue":
+        not_before = (
+            convert.from_timestamp(message.queue.not_before, f"{field}.queue.not_before")
+            if message.queue.HasField("not_before")
+            else None
+        )
+        return posts.ScheduleInput(
+            queue=QueueInput(not_before=not_before, per_target=message.queue.per_target)
+        )
+    raise errors.InvalidArgument.of(field, "set one of `at`, `local`, `after` or `queue`")
 
 
 def target_inputs(specs: Any) -> list[posts.TargetInput]:
@@ -48,6 +58,45 @@ def target_inputs(specs: Any) -> list[posts.TargetInput]:
         )
         for spec in specs
     ]
+
+
+def create_command(request: posts_pb2.CreatePostRequest) -> posts.CreatePost:
+    return posts.CreatePost(
+        content=request.content,
+        targets=target_inputs(request.targets),
+        media_urls=list(request.media_urls),
+        media_ids=list(request.media_ids),
+        campaign=request.campaign,
+        tags=list(request.tags),
+        notes=request.notes,
+        schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
+        approval_required=request.approval_required,
+        stale_after=(
+            convert.from_duration(request.stale_after, "stale_after")
+            if request.HasField("stale_after")
+            else None
+        ),
+        request_id=request.request_id,
+        parent_post_id=request.parent_post_id,
+    )
+
+
+def _batch_result(result: posts.ItemResult, *, preview: bool) -> posts_pb2.BatchCreatePostsResult:
+    """One item's answer; a post only validated (not created, not repeated) shows no ids."""
+    message = posts_pb2.BatchCreatePostsResult(
+        violations=[
+            posts_pb2.ItemViolation(field=v.field, description=v.description)
+            for v in result.violations
+        ],
+        repeated=result.repeated,
+    )
+    if result.record is not None:
+        message.post.CopyFrom(convert.post_to_proto(result.record))
+        if preview and not result.repeated:
+            message.post.ClearField("id")
+            for target in message.post.targets:
+                target.ClearField("id")
+    return message
 
 
 class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
@@ -63,26 +112,25 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         self, request: posts_pb2.CreatePostRequest, context: Context
     ) -> posts_pb2.CreatePostResponse:
         tenant = await self.auth.tenant(context)
-        command = posts.CreatePost(
-            content=request.content,
-            targets=target_inputs(request.targets),
-            media_urls=list(request.media_urls),
-            media_ids=list(request.media_ids),
-            campaign=request.campaign,
-            tags=list(request.tags),
-            notes=request.notes,
-            schedule=schedule_input(request.schedule) if request.HasField("schedule") else None,
-            approval_required=request.approval_required,
-            stale_after=(
-                convert.from_duration(request.stale_after, "stale_after")
-                if request.HasField("stale_after")
-                else None
-            ),
-            request_id=request.request_id,
-            parent_post_id=request.parent_post_id,
-        )
-        post = await self.creates.create(tenant, command)
+        post = await self.creates.create(tenant, create_command(request))
         return posts_pb2.CreatePostResponse(post=convert.post_to_proto(post))
+
+    async def BatchCreatePosts(
+        self, request: posts_pb2.BatchCreatePostsRequest, context: Context
+    ) -> posts_pb2.BatchCreatePostsResponse:
+        tenant = await self.auth.tenant(context)
+        items: list[posts.CreatePost | errors.InvalidArgument] = []
+        for item in request.items:
+            try:
+                items.append(create_command(item))
+            except errors.InvalidArgument as error:
+                items.append(error)
+        results = await posts.batch_create_posts(
+            self.app, self.creates, tenant, items, validate_only=request.validate_only
+        )
+        return posts_pb2.BatchCreatePostsResponse(
+            results=[_batch_result(r, preview=request.validate_only) for r in results]
+        )
 
     async def GetPost(
         self, request: posts_pb2.GetPostRequest, context: Context

@@ -1,4 +1,5 @@
-"""`kairos posts`: create, schedule, edit, inspect, list, publish, retry, approve and delete."""
+"""`kairos posts`: create, schedule, edit, inspect, list, publish, retry, approve and delete;
+`posts import` (many posts from a CSV file) lives in `imports`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
 from kairos_cli.commands import series
 from kairos_cli.commands.accounts import split_pairs
+from kairos_cli.commands.imports import import_posts
 from kairos_cli.runtime import (
     EXIT_USAGE,
     Options,
@@ -25,11 +27,12 @@ from kairos_cli.runtime import (
     print_json,
     say,
 )
-from kairos_cli.when import FORMATS, When, WhenError, parse_when, show
-from kairos_client import KairosClient, KairosError
+from kairos_cli.when import FORMATS, When, WhenError, parse_instant, parse_when, show
+from kairos_client import KairosClient, KairosError, schedule_queue
 from kairos_common.platforms import Platform
 
 app = typer.Typer(help="Create, schedule, edit, inspect, list and publish posts.")
+app.command("import")(import_posts)
 
 PostId = Annotated[str, typer.Argument(metavar="ID", help="The post id.")]
 WHEN_HELP = (
@@ -137,6 +140,14 @@ def create(
             help="Publish as a reply to this post, the next part of its thread.",
         ),
     ] = "",
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Add to the queue: the next slot free on every --account."),
+    ] = False,
+    per_target: Annotated[
+        bool,
+        typer.Option("--per-target", help="With --queue: each account's own next free slot."),
+    ] = False,
     repeat: Annotated[
         str,
         typer.Option(
@@ -146,8 +157,13 @@ def create(
         ),
     ] = "",
 ) -> None:
-    """Create a post (a draft without --at) and print its id; with --repeat, a series."""
+    """Create a post (a draft without --at or --queue) and print its id; with --repeat, a
+    series."""
     opts = options(ctx)
+    if queue and at:
+        fail(EXIT_USAGE, "--queue and --at exclude each other")
+    if queue and repeat:
+        fail(EXIT_USAGE, "--queue and --repeat exclude each other")
     when = read_when(at, tz, opts) if at else None
     overrides = split_pairs(override or [], "--override")
     for account_id in overrides:
@@ -169,6 +185,10 @@ def create(
     )
     if when is not None and not when.now:
         request.schedule.CopyFrom(when.schedule())
+    if per_target and not queue:
+        fail(EXIT_USAGE, "--per-target goes with --queue")
+    if queue:
+        request.schedule.CopyFrom(schedule_queue(per_target=per_target))
     if stale_after is not None:
         request.stale_after.CopyFrom(Duration(seconds=stale_after))
     if repeat:
@@ -276,6 +296,33 @@ def schedule(
         _report(ctx, lambda client: client.publish_now(post_id))
     else:
         _report(ctx, lambda c: c.schedule_post(post_id, when.schedule(), expected_revision))
+
+
+@app.command("queue")
+def queue_post(
+    ctx: typer.Context,
+    post_id: PostId,
+    not_before: Annotated[
+        str,
+        typer.Option(
+            "--not-before", metavar="WHEN", help="Take no slot before this (default: now)."
+        ),
+    ] = "",
+    per_target: Annotated[
+        bool, typer.Option("--per-target", help="Each account's own next free slot.")
+    ] = False,
+) -> None:
+    """Add a post to the queue: the next slot free on every account it targets
+    (`kairos queue slots set`), or with --per-target each account's own."""
+    opts = options(ctx)
+    start = None
+    if not_before:
+        try:
+            start = parse_instant(not_before, opts.zone_name)
+        except WhenError as error:
+            fail(EXIT_USAGE, f"--not-before: {error}")
+    schedule = schedule_queue(start, per_target=per_target)
+    _report(ctx, lambda client: client.schedule_post(post_id, schedule))
 
 
 @app.command("unschedule")

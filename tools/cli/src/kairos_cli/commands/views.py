@@ -18,6 +18,7 @@ from rich.live import Live
 
 from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
+from kairos_cli.commands.queue import free_json, free_lines, free_slots_by_day
 from kairos_cli.runtime import (
     Options,
     call_api,
@@ -64,8 +65,14 @@ def calendar(
         int,
         typer.Option("--days", metavar="N", min=1, max=92, help="How many days, today included."),
     ] = 7,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", metavar="ACCOUNT", help="Also show this account's free queue slots."
+        ),
+    ] = None,
 ) -> None:
-    """Scheduled posts of the coming days, per local day and platform."""
+    """Scheduled posts of the coming days, per local day and platform (and free queue slots)."""
     opts = options(ctx)
     zone = opts.zone
     today = datetime.now(UTC).astimezone(zone).date()
@@ -79,6 +86,8 @@ def calendar(
     async def run(client: KairosClient) -> list[posts_pb2.Post]:
         return [post async for post in client.iter_posts(request)]
 
+    end = _midnight(dates[-1] + timedelta(days=1), zone)
+    free = free_slots_by_day(ctx, queue or [], _midnight(dates[0], zone), end, zone)
     by_day: dict[date, list[Row]] = defaultdict(list)
     for post in call_api(ctx, run):
         moment = to_datetime(post.scheduled_at)
@@ -91,13 +100,13 @@ def calendar(
     for rows in by_day.values():
         rows.sort(key=lambda row: (row[0], row[1].scheduled_at.ToNanoseconds(), row[1].id))
     if opts.json:
-        print_json(
-            {"time_zone": opts.zone_name, "days": [_day_dict(d, by_day[d], zone) for d in dates]}
-        )
+        days_json = [_day_dict(d, by_day[d], zone) | free_json(free, d) for d in dates]
+        print_json({"time_zone": opts.zone_name, "days": days_json})
         return
     out = console()
     for day in dates:
         out.print(render.calendar_day(day, by_day[day], zone))
+        free_lines(out, free, day, zone)
 
 
 def _day_dict(day: date, rows: list[Row], zone: ZoneInfo) -> dict[str, Any]:

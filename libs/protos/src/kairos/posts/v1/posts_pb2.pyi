@@ -371,6 +371,7 @@ class Schedule(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     LOCAL_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """The exact instant."""
@@ -387,22 +388,67 @@ class Schedule(_message.Message):
         instant the first one resolved to) however much later it arrives.
         """
 
+    @_builtins.property
+    def queue(self) -> Global___QueueSchedule:
+        """The next queue slot free on every account the post targets (QueueService): one instant
+        for all its targets.
+        """
+
     def __init__(
         self,
         *,
         at: _timestamp_pb2.Timestamp | None = ...,
         local: Global___LocalDateTime | None = ...,
         after: _duration_pb2.Duration | None = ...,
+        queue: Global___QueueSchedule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "queue", b"queue", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "at", b"at", "local", b"local", "queue", b"queue", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local", "after"]  # noqa: Y015
+    _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["at", "local", "after", "queue"]  # noqa: Y015
     _WhichOneofArgType_when: _TypeAlias = _typing.Literal["when", b"when"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_when) -> _WhichOneofReturnType_when | None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class QueueSchedule(_message.Message):
+    """"Add to queue": the post takes the earliest instant that is a weekly queue slot of every
+    account it targets (SetQueueSlots) and is free on all of them, and holds that slot on each;
+    or, with `per_target`, each target takes the next free slot of its own account. Two posts
+    never hold the same slot of one account, however many are queued at once. An account without
+    slots, or accounts whose slots never meet within a year, are refused with INVALID_ARGUMENT on
+    `schedule.queue`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    PER_TARGET_FIELD_NUMBER: _builtins.int
+    per_target: _builtins.bool
+    """Each target at its own account's next free slot: the targets of one post may then publish
+    at different instants, the post's `scheduled_at` being the earliest (ListQueue shows each).
+    An edit of the post keeps them; rescheduling, moving (MoveQueuedPost puts every target at
+    the one slot) or unscheduling ends them.
+    """
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Take no slot before this instant; unset means from now."""
+
+    def __init__(
+        self,
+        *,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        per_target: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before", "per_target", b"per_target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueSchedule: _TypeAlias = QueueSchedule  # noqa: Y015
 
 @_typing.final
 class LocalDateTime(_message.Message):
@@ -2018,3 +2064,130 @@ class DisconnectAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DisconnectAccountResponse: _TypeAlias = DisconnectAccountResponse  # noqa: Y015
+
+@_typing.final
+class BatchCreatePostsRequest(_message.Message):
+    """Request of BatchCreatePosts.
+
+    Each item is checked and created exactly as CreatePost would: the valid items are created
+    and the invalid ones are not, each answered on its own (the batch is not all-or-nothing:
+    send it with validate_only first to know that every item passes). An item is never half
+    written. An item's request_id works as CreatePost's, so a retried batch creates nothing twice.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    validate_only: _builtins.bool
+    """Run every check (with the database: accounts, media, parents, request_ids) and write
+    nothing; a valid item's result holds the post as it would be created, without ids.
+    """
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreatePostRequest]:
+        """The posts to create, 1 to 1,000; otherwise INVALID_ARGUMENT on `items` and nothing is
+        written. The request must fit in gRPC's 4 MiB message limit, and the answer repeats every
+        post: keep a batch's items under about 3 MiB (the CLI sends at most 1 MiB a call).
+        """
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CreatePostRequest] | None = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreatePostsRequest: _TypeAlias = BatchCreatePostsRequest  # noqa: Y015
+
+@_typing.final
+class ItemViolation(_message.Message):
+    """One broken rule of one item, the field named from the request (`items[3].content`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field's path in the BatchCreatePostsRequest, starting with `items[<index>]`."""
+    description: _builtins.str
+    """What is wrong."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemViolation: _TypeAlias = ItemViolation  # noqa: Y015
+
+@_typing.final
+class BatchCreatePostsResult(_message.Message):
+    """The outcome of one item of a BatchCreatePosts, in the order of the items."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    REPEATED_FIELD_NUMBER: _builtins.int
+    repeated: _builtins.bool
+    """True when the post was not created now but by an earlier request with the same
+    request_id (a retry).
+    """
+    @_builtins.property
+    def post(self) -> Global___Post:
+        """The created post (or the one an earlier request with the same request_id created); unset
+        when the item was refused.
+        """
+
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemViolation]:
+        """Why the item was refused, field by field; empty when it was created (or would be)."""
+
+    def __init__(
+        self,
+        *,
+        post: Global___Post | None = ...,
+        violations: _abc.Iterable[Global___ItemViolation] | None = ...,
+        repeated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["post", b"post"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post", b"post", "repeated", b"repeated", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreatePostsResult: _TypeAlias = BatchCreatePostsResult  # noqa: Y015
+
+@_typing.final
+class BatchCreatePostsResponse(_message.Message):
+    """Response of BatchCreatePosts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchCreatePostsResult]:
+        """One result per item, in the order of the items."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchCreatePostsResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreatePostsResponse: _TypeAlias = BatchCreatePostsResponse  # noqa: Y015

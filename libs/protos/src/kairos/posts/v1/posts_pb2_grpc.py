@@ -40,6 +40,11 @@ class PostsServiceStub:
                 request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostRequest.SerializeToString,
                 response_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostResponse.FromString,
                 _registered_method=True)
+        self.BatchCreatePosts = channel.unary_unary(
+                '/kairos.posts.v1.PostsService/BatchCreatePosts',
+                request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.SerializeToString,
+                response_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.FromString,
+                _registered_method=True)
         self.GetPost = channel.unary_unary(
                 '/kairos.posts.v1.PostsService/GetPost',
                 request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.GetPostRequest.SerializeToString,
@@ -103,6 +108,13 @@ class PostsServiceServicer:
 
     def CreatePost(self, request, context):
         """Creates a post as a draft, or scheduled when a schedule is given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreatePosts(self, request, context):
+        """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +205,11 @@ def add_PostsServiceServicer_to_server(servicer, server):
                     request_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostRequest.FromString,
                     response_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostResponse.SerializeToString,
             ),
+            'BatchCreatePosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreatePosts,
+                    request_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.FromString,
+                    response_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.SerializeToString,
+            ),
             'GetPost': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPost,
                     request_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.GetPostRequest.FromString,
@@ -277,6 +294,33 @@ class PostsService:
             '/kairos.posts.v1.PostsService/CreatePost',
             kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostRequest.SerializeToString,
             kairos_dot_posts_dot_v1_dot_posts__pb2.CreatePostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreatePosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.posts.v1.PostsService/BatchCreatePosts',
+            kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.SerializeToString,
+            kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

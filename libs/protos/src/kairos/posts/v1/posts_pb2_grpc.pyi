@@ -35,6 +35,8 @@ class PostsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PostsServiceAsyncStub: ...
     CreatePost: _grpc.UnaryUnaryMultiCallable[_posts_pb2.CreatePostRequest, _posts_pb2.CreatePostResponse]
     """Creates a post as a draft, or scheduled when a schedule is given."""
+    BatchCreatePosts: _grpc.UnaryUnaryMultiCallable[_posts_pb2.BatchCreatePostsRequest, _posts_pb2.BatchCreatePostsResponse]
+    """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
     GetPost: _grpc.UnaryUnaryMultiCallable[_posts_pb2.GetPostRequest, _posts_pb2.GetPostResponse]
     """Returns one post with its targets and their attempts."""
     ListPosts: _grpc.UnaryUnaryMultiCallable[_posts_pb2.ListPostsRequest, _posts_pb2.ListPostsResponse]
@@ -65,6 +67,8 @@ class PostsServiceAsyncStub(PostsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreatePost: _aio.UnaryUnaryMultiCallable[_posts_pb2.CreatePostRequest, _posts_pb2.CreatePostResponse]  # type: ignore[assignment]
     """Creates a post as a draft, or scheduled when a schedule is given."""
+    BatchCreatePosts: _aio.UnaryUnaryMultiCallable[_posts_pb2.BatchCreatePostsRequest, _posts_pb2.BatchCreatePostsResponse]  # type: ignore[assignment]
+    """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
     GetPost: _aio.UnaryUnaryMultiCallable[_posts_pb2.GetPostRequest, _posts_pb2.GetPostResponse]  # type: ignore[assignment]
     """Returns one post with its targets and their attempts."""
     ListPosts: _aio.UnaryUnaryMultiCallable[_posts_pb2.ListPostsRequest, _posts_pb2.ListPostsResponse]  # type: ignore[assignment]
@@ -98,6 +102,14 @@ class PostsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_posts_pb2.CreatePostResponse, _abc.Awaitable[_posts_pb2.CreatePostResponse]]:
         """Creates a post as a draft, or scheduled when a schedule is given."""
+
+    @_abc_1.abstractmethod
+    def BatchCreatePosts(
+        self,
+        request: _posts_pb2.BatchCreatePostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_posts_pb2.BatchCreatePostsResponse, _abc.Awaitable[_posts_pb2.BatchCreatePostsResponse]]:
+        """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
 
     @_abc_1.abstractmethod
     def GetPost(

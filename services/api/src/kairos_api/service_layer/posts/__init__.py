@@ -1,6 +1,7 @@
 """Use cases of PostsService: create, edit, schedule, approve, delete, retry and read posts.
 
-One module per use case: `create` (and `batcher`, its group commit), `commands` (the changes to
+One module per use case: `create` (and `batcher`, its group commit, and `batch`,
+BatchCreatePosts on top of it), `commands` (the changes to
 an existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats`
 (GetStats and the fold of its counts), and `rules`, the validation creating and changing share.
 
@@ -27,6 +28,7 @@ Rules worth knowing:
   mistaken for a retry.
 """
 
+from kairos_api.service_layer.posts.batch import MAX_ITEMS, ItemResult, batch_create_posts
 from kairos_api.service_layer.posts.batcher import CreateBatcher
 from kairos_api.service_layer.posts.commands import (
     UpdatePost,
@@ -46,14 +48,17 @@ from kairos_api.service_layer.posts.stats import fold_stats, fold_stats_until, g
 from kairos_api.service_layer.posts.views import ListPosts, get_post, list_posts
 
 __all__ = [
+    "MAX_ITEMS",
     "CreateBatcher",
     "CreatePost",
+    "ItemResult",
     "ListPosts",
     "PostRecord",
     "ScheduleInput",
     "TargetInput",
     "UpdatePost",
     "approve_post",
+    "batch_create_posts",
     "create_post",
     "delete_post",
     "fold_stats",

@@ -24,6 +24,7 @@ from kairos_api.domain.model import (
     TargetStatus,
     derive_post_status,
 )
+from kairos_api.service_layer import queue_slots
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.rules import (
     APPROVAL_FIELDS,
@@ -43,6 +44,7 @@ from kairos_api.service_layer.posts.rules import (
     content_violations,
     media_id_violations,
     parse_id,
+    queue_start,
     resolve_schedule,
     stale_at,
     target_platforms,
@@ -71,6 +73,10 @@ class UpdatePost:
     media_ids: Sequence[str] = ()
 
 
+#: Targets a queued post holds slots for: those that will still be sent.
+QUEUEABLE = frozenset({TargetStatus.PENDING, TargetStatus.QUEUED})
+
+
 def _arm_targets(post: Post, default_stale_after: timedelta) -> None:
     """Make pending targets claimable when the post is scheduled, and not otherwise."""
     armed = post.status == PostStatus.SCHEDULED and post.scheduled_at is not None
@@ -83,9 +89,17 @@ def _arm_targets(post: Post, default_stale_after: timedelta) -> None:
             target.delivery_revision = None
             target.lease_until = None
         if target.status == TargetStatus.PENDING:
-            target.next_attempt_at = post.scheduled_at if armed else None
-            target.due_at = post.scheduled_at
-            target.stale_at = stale_at(post, post.scheduled_at, default_stale_after)
+            # A post queued per target: each target is due at its own account's slot.
+            due = target.queued_at or post.scheduled_at
+            target.next_attempt_at = due if armed else None
+            target.due_at = due
+            target.stale_at = stale_at(post, due, default_stale_after)
+
+
+def _forget_own_slots(post: Post) -> None:
+    """The post is given one new instant (or none): its targets' own queue slots end."""
+    for target in post.targets:
+        target.queued_at = None
 
 
 def _scheduled_status(post: Post) -> PostStatus:
@@ -374,12 +388,26 @@ async def schedule_post(
     when: ScheduleInput,
     expected_revision: int | None = None,
 ) -> Post:
-    """Set or move the publishing instant; the post waits for approval if it needs one."""
-    at, zone = resolve_schedule(app, when)
+    """Set or move the publishing instant; the post waits for approval if it needs one.
+
+    A queued schedule takes the next slot free on every account the post targets.
+    """
+    start = queue_start(app, when.queue) if when.queue is not None else None
+    at, zone = resolve_schedule(app, when) if start is None else (start, "")
     async with app.uow() as uow:
         post = await _get_post(uow, tenant, post_id)
         _check_revision(post, expected_revision)
         _require_editable(post, "schedule")
+        _forget_own_slots(post)
+        if when.queue is not None:
+            accounts = [t.account_id for t in post.targets if t.status in QUEUEABLE]
+            if when.queue.per_target:
+                own, zone = await queue_slots.take_own_slots(uow, tenant, post.id, accounts, at)
+                for target in post.targets:
+                    target.queued_at = own.get(target.account_id)
+                at = min(own.values())
+            else:
+                at, zone = await queue_slots.take_common_slot(uow, tenant, post.id, accounts, at)
         if post.status == PostStatus.REJECTED:
             post.approved_at = None
             post.rejection_reason = ""
@@ -406,6 +434,7 @@ async def unschedule_post(app: Application, tenant: str, post_id: str) -> Post:
         post.time_zone = ""
         post.status = PostStatus.DRAFT
         _bump(post, app.clock())
+        _forget_own_slots(post)
         _arm_targets(post, app.settings.default_stale_after)
         uow.emit("unscheduled", post)
         await uow.commit()
@@ -426,6 +455,7 @@ async def publish_now(app: Application, tenant: str, post_id: str) -> Post:
         post.time_zone = ""
         post.status = PostStatus.SCHEDULED
         _bump(post, now)
+        _forget_own_slots(post)
         _arm_targets(post, app.settings.default_stale_after)
         uow.emit("scheduled", post, detail="publish now")
         await uow.commit()

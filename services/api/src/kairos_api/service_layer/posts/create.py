@@ -7,21 +7,23 @@ answered with the first post only when the request is the same (`request_hash`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kairos_api.adapters import outbox
 from kairos_api.adapters.orm import Post, new_id
 from kairos_api.domain.model import PostStatus, TargetStatus
+from kairos_api.service_layer import queue_slots
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.records import (
     POST_COLUMNS,
@@ -48,6 +50,7 @@ from kairos_api.service_layer.posts.rules import (
     content_violations,
     media_id_violations,
     parse_id,
+    queue_start,
     resolve_schedule,
     target_platforms,
     target_violations,
@@ -99,6 +102,11 @@ class Draft:
     request_hash: str | None
     #: The parsed `media_ids` (None where one does not parse).
     media_ids: list[uuid.UUID | None]
+    #: Add to queue: the slot is the next free one from this instant (`scheduled_at` is set
+    #: once it is taken, in the transaction that writes the post).
+    queue_start: datetime | None = None
+    #: Queued per target: each account's own slot, once taken.
+    own_slots: tuple[tuple[uuid.UUID, datetime], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,11 @@ class _NewPost:
     tag_rows: list[dict[str, Any]]
     media_rows: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    #: Whether the post took a queue slot (held once the post is written).
+    queued: bool = False
+    #: Queued per target: each account's own slot (held, and its target due then, once the
+    #: post is written).
+    own_slots: tuple[tuple[uuid.UUID, datetime], ...] = ()
 
 
 def request_hash(command: CreatePost) -> str:
@@ -131,14 +144,10 @@ def _canonical(value: Any) -> Any:
     """`value` as plain JSON data: dataclasses become objects without their default fields."""
     if is_dataclass(value) and not isinstance(value, type):
         form: dict[str, Any] = {}
-        for spec in fields(value):
-            item = _canonical(getattr(value, spec.name))
-            if spec.default_factory is not MISSING:
-                default = _canonical(spec.default_factory())
-            else:
-                default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        for name, default in _canonical_defaults(type(value)):
+            item = _canonical(getattr(value, name))
             if item != default:
-                form[spec.name] = item
+                form[name] = item
         return form
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -149,6 +158,20 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_canonical(item) for item in value]
     return value
+
+
+@functools.cache
+def _canonical_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """A dataclass's fields, each with its default in canonical form (MISSING without one):
+    worked out once per class, since `fields()` and the defaults were most of a hash's cost."""
+    found: list[tuple[str, Any]] = []
+    for spec in fields(cls):
+        if spec.default_factory is not MISSING:
+            default = _canonical(spec.default_factory())
+        else:
+            default = _canonical(spec.default) if spec.default is not MISSING else MISSING
+        found.append((spec.name, default))
+    return tuple(found)
 
 
 def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
@@ -162,9 +185,13 @@ def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
     media_ids = media_id_violations(command.media_ids, violations)
     scheduled_at: datetime | None = None
     zone = ""
+    start: datetime | None = None
     if command.schedule is not None:
         try:
-            scheduled_at, zone = resolve_schedule(app, command.schedule)
+            if command.schedule.queue is not None:
+                start = queue_start(app, command.schedule.queue)
+            else:
+                scheduled_at, zone = resolve_schedule(app, command.schedule)
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
     parent_id: uuid.UUID | None = None
@@ -175,7 +202,17 @@ def draft_of(app: Application, tenant: str, command: CreatePost) -> Draft:
             violations.extend(error.violations)
     digest = request_hash(command) if command.request_id else None
     return Draft(
-        tenant, command, violations, tags, ids, scheduled_at, zone, parent_id, digest, media_ids
+        tenant,
+        command,
+        violations,
+        tags,
+        ids,
+        scheduled_at,
+        zone,
+        parent_id,
+        digest,
+        media_ids,
+        start,
     )
 
 
@@ -329,7 +366,16 @@ def _new_post(app: Application, draft: Draft, accounts: dict[uuid.UUID, AccountR
         {"post_id": post_id, "position": position, "media_id": media_id}
         for position, media_id in enumerate(draft.media_ids)
     ]
-    return _NewPost(record, post_row, target_rows, tag_rows, media_rows, events)
+    return _NewPost(
+        record,
+        post_row,
+        target_rows,
+        tag_rows,
+        media_rows,
+        events,
+        draft.queue_start is not None,
+        draft.own_slots,
+    )
 
 
 #: The rows of a batch of creates on PostgreSQL, in one statement. Each table's rows travel as
@@ -456,21 +502,31 @@ async def create_post(app: Application, tenant: str, command: CreatePost) -> Pos
     A repeated `request_id` returns the post the first request created, unchanged, when the
     request is the same; with a different request it is refused (INVALID_ARGUMENT on request_id).
     """
-    return await create_one(app, draft_of(app, tenant, command))
+    return (await create_one(app, draft_of(app, tenant, command))).record
 
 
-async def create_one(app: Application, draft: Draft) -> PostRecord:
+class Created(NamedTuple):
+    """The answer to one create: its post, and whether an earlier request made it."""
+
+    record: PostRecord
+    #: True when a create with the same request_id made the post before (a retry).
+    repeated: bool = False
+
+
+async def create_one(app: Application, draft: Draft) -> Created:
     request_id = draft.command.request_id
     async with app.uow() as uow:
         if request_id:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is not None:
-                return _repeat_of(draft, earlier)
+                return Created(_repeat_of(draft, earlier), repeated=True)
         accounts = await accounts_of(uow, draft.tenant, draft.account_ids)
         await _refuse_invalid(app, uow, draft, accounts)
+        draft = await _take_queue_slot(uow, draft)
         new = _new_post(app, draft, accounts)
         try:
             await _insert(uow, [new])
+            await _hold_queue_slots(uow, [new])
             await uow.commit()
         except IntegrityError:
             # Two creates with the same request_id raced; the other one won.
@@ -478,60 +534,148 @@ async def create_one(app: Application, draft: Draft) -> PostRecord:
             earlier = await _by_request_id(uow, draft.tenant, request_id)
             if earlier is None:
                 raise
-            return _repeat_of(draft, earlier)
+            return Created(_repeat_of(draft, earlier), repeated=True)
     wake_if_due_soon(app, new.record, new.record.created_at)
     # Everything the answer shows was written here: no need to read it back.
-    return new.record
+    return Created(new.record)
 
 
 async def create_many(
     app: Application, drafts: Sequence[Draft]
-) -> list[PostRecord | errors.InvalidArgument]:
+) -> list[Created | errors.InvalidArgument]:
     """Create many posts in one transaction; each refused draft gets its own error.
 
     Raises IntegrityError when a request_id raced with another transaction: then nothing was
     written, and the caller goes through the drafts one by one.
     """
-    results: list[PostRecord | errors.InvalidArgument | None] = [None] * len(drafts)
     async with app.uow() as uow:
-        by_tenant: dict[str, list[Draft]] = {}
-        for draft in drafts:
-            by_tenant.setdefault(draft.tenant, []).append(draft)
-        accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
-        existing: dict[tuple[str, str], _Earlier] = {}
-        for tenant, group in by_tenant.items():
-            ids = [i for d in group for i in d.account_ids]
-            accounts[tenant] = await accounts_of(uow, tenant, ids)
-            wanted = list(
-                dict.fromkeys(d.command.request_id for d in group if d.command.request_id)
-            )
-            for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
-                existing[(tenant, request_id)] = found
-        new_posts: list[_NewPost] = []
-        for index, draft in enumerate(drafts):
-            key = (draft.tenant, draft.command.request_id)
-            if key in existing:
-                # Created earlier, or by a valid draft earlier in this batch.
-                try:
-                    results[index] = _repeat_of(draft, existing[key])
-                except errors.InvalidArgument as error:
-                    results[index] = error
-                continue
-            try:
-                await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
-            except errors.InvalidArgument as error:
-                results[index] = error
-                continue
-            new = _new_post(app, draft, accounts[draft.tenant])
-            new_posts.append(new)
-            results[index] = new.record
-            if draft.command.request_id:
-                existing[key] = _Earlier(new.record, draft.request_hash)
+        results, new_posts = await _plan(app, uow, drafts)
         await _insert(uow, new_posts)
+        await _hold_queue_slots(uow, new_posts)
         await uow.commit()
     for new in new_posts:
         wake_if_due_soon(app, new.record, new.record.created_at)
-    return [r for r in results if r is not None]
+    return results
+
+
+async def validate_many(
+    app: Application, drafts: Sequence[Draft]
+) -> list[Created | errors.InvalidArgument]:
+    """What `create_many` would answer, with every check it makes, writing nothing: each valid
+    draft's answer is the post it would create (or the one its request_id already made)."""
+    async with app.uow() as uow:
+        return (await _plan(app, uow, drafts))[0]
+
+
+async def _plan(
+    app: Application, uow: UnitOfWork, drafts: Sequence[Draft]
+) -> tuple[list[Created | errors.InvalidArgument], list[_NewPost]]:
+    """Each draft's answer, and the posts to insert for the valid new ones (queued drafts with
+    their slots taken: the queues stay locked until the transaction ends)."""
+    results: list[Created | errors.InvalidArgument | None] = [None] * len(drafts)
+    by_tenant: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        by_tenant.setdefault(draft.tenant, []).append(draft)
+    accounts: dict[str, dict[uuid.UUID, AccountRef]] = {}
+    existing: dict[tuple[str, str], _Earlier] = {}
+    for tenant, group in by_tenant.items():
+        ids = [i for d in group for i in d.account_ids]
+        accounts[tenant] = await accounts_of(uow, tenant, ids)
+        wanted = list(dict.fromkeys(d.command.request_id for d in group if d.command.request_id))
+        for request_id, found in (await _by_request_ids(uow, tenant, wanted)).items():
+            existing[(tenant, request_id)] = found
+    # Every queue the batch's queued drafts take from, locked up front in one order
+    # (tenant, then account), so two batches never wait on each other crosswise.
+    for tenant in sorted(by_tenant):
+        queued = [a for d in by_tenant[tenant] if d.queue_start is not None for a in d.account_ids]
+        await queue_slots.lock_queues(uow, tenant, [a for a in queued if a is not None])
+    new_posts: list[_NewPost] = []
+    # Slots taken by queued drafts earlier in the batch, held once their posts are written.
+    also_taken: dict[str, dict[uuid.UUID, set[datetime]]] = {}
+    for index, draft in enumerate(drafts):
+        key = (draft.tenant, draft.command.request_id)
+        if key in existing:
+            # Created earlier, or by a valid draft earlier in this batch.
+            try:
+                results[index] = Created(_repeat_of(draft, existing[key]), repeated=True)
+            except errors.InvalidArgument as error:
+                results[index] = error
+            continue
+        try:
+            await _refuse_invalid(app, uow, draft, accounts[draft.tenant])
+            draft = await _take_queue_slot(uow, draft, also_taken.setdefault(draft.tenant, {}))
+        except errors.InvalidArgument as error:
+            results[index] = error
+            continue
+        new = _new_post(app, draft, accounts[draft.tenant])
+        new_posts.append(new)
+        results[index] = Created(new.record)
+        if draft.command.request_id:
+            existing[key] = _Earlier(new.record, draft.request_hash)
+    return [r for r in results if r is not None], new_posts
+
+
+async def _take_queue_slot(
+    uow: UnitOfWork, draft: Draft, also_taken: dict[uuid.UUID, set[datetime]] | None = None
+) -> Draft:
+    """A queued draft with its slot found (the accounts' queues stay locked until commit);
+    others as they are. `also_taken` gains the slot, for the drafts after it in a batch."""
+    schedule = draft.command.schedule
+    if draft.queue_start is None or schedule is None or schedule.queue is None:
+        return draft
+    accounts = [a for a in draft.account_ids if a is not None]
+    taken = also_taken if also_taken is not None else {}
+    if schedule.queue.per_target:
+        own: list[tuple[uuid.UUID, datetime]] = []
+        zone = ""
+        for account in accounts:
+            at, found_zone = await queue_slots.find_common_slot(
+                uow, draft.tenant, [account], draft.queue_start, also_taken=taken
+            )
+            taken.setdefault(account, set()).add(at)
+            own.append((account, at))
+            zone = zone or found_zone
+        first = min(at for _, at in own)
+        return replace(draft, scheduled_at=first, time_zone=zone, own_slots=tuple(own))
+    at, zone = await queue_slots.find_common_slot(
+        uow, draft.tenant, accounts, draft.queue_start, also_taken=taken
+    )
+    for account in accounts:
+        taken.setdefault(account, set()).add(at)
+    return replace(draft, scheduled_at=at, time_zone=zone)
+
+
+async def _hold_queue_slots(uow: UnitOfWork, new_posts: Sequence[_NewPost]) -> None:
+    """Hold the slots queued posts took, now that the posts are written; a post queued per
+    target has each target due at its own slot."""
+    for new in new_posts:
+        if not new.queued:
+            continue
+        record, tenant = new.record, new.post_row["tenant_id"]
+        if not new.own_slots:
+            accounts = [t.account_id for t in record.targets]
+            assert record.scheduled_at is not None
+            await queue_slots.hold(uow, tenant, record.id, accounts, record.scheduled_at)
+            continue
+        own = dict(new.own_slots)
+        for account, at in new.own_slots:
+            await queue_slots.hold(uow, tenant, record.id, [account], at)
+        for index, (target, row) in enumerate(zip(record.targets, new.target_rows, strict=True)):
+            at = own[target.account_id]
+            armed = target.next_attempt_at is not None
+            await uow.session.execute(
+                update(TARGETS)
+                .where(TARGETS.c.id == target.id)
+                .values(
+                    queued_at=at,
+                    due_at=at,
+                    next_attempt_at=at if armed else None,
+                    # The post's stale window, measured from the target's own instant.
+                    stale_at=at + (row["stale_at"] - row["due_at"]),
+                )
+            )
+            if armed:
+                record.targets[index] = replace(target, next_attempt_at=at)
 
 
 class _Earlier(NamedTuple):

@@ -16,6 +16,7 @@ from kairos_api.domain import limits, schedule, video
 from kairos_api.domain.model import AccountStatus, PostStatus
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.records import PostRecord
+from kairos_api.service_layer.queue_slots import QueueInput, queued_start
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
@@ -78,6 +79,8 @@ class ScheduleInput:
     local_date_time: str | None = None
     time_zone: str | None = None
     after: timedelta | None = None
+    #: Add to queue: the instant is the next slot free on every account of the post.
+    queue: QueueInput | None = None
 
 
 _ACCOUNTS_OF_TENANT = select(Account.id, Account.platform, Account.status).where(
@@ -180,14 +183,30 @@ def resolve_schedule(
                 f"{field_name}.after", f"is more than {MAX_SCHEDULE_AHEAD.days // 365} years"
             )
         at, zone = now + value.after, ""
+    elif value.queue is not None:
+        raise ValueError("a queued schedule's instant is the slot it takes: queue_start")
     else:
-        raise errors.InvalidArgument.of(field_name, "set one of `at`, `local` or `after`")
+        raise errors.InvalidArgument.of(field_name, "set one of `at`, `local`, `after` or `queue`")
     schedule.check_not_in_past(at, now, tolerance=app.settings.past_tolerance, field=field_name)
     if at - now > MAX_SCHEDULE_AHEAD:
         raise errors.InvalidArgument.of(
             field_name, f"is more than {MAX_SCHEDULE_AHEAD.days // 365} years ahead"
         )
     return at, zone
+
+
+def queue_start(
+    app: Application, value: QueueInput, field_name: str = "schedule.queue"
+) -> datetime:
+    """From when a queued post looks for a free slot: now, or the given `not_before`."""
+    now = app.clock()
+    not_before = value.not_before
+    if not_before is not None and not_before - now > MAX_SCHEDULE_AHEAD:
+        raise errors.InvalidArgument.of(
+            f"{field_name}.not_before",
+            f"is more than {MAX_SCHEDULE_AHEAD.days // 365} years ahead",
+        )
+    return queued_start(now, not_before)
 
 
 def target_violations(
