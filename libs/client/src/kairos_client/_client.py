@@ -38,6 +38,8 @@ from kairos.posts.v1 import (
     posts_pb2_grpc,
     queues_pb2,
     queues_pb2_grpc,
+    series_pb2,
+    series_pb2_grpc,
 )
 from kairos_client._errors import KairosError
 
@@ -106,6 +108,7 @@ class KairosClient:
         self._accounts: posts_pb2_grpc.AccountsServiceAsyncStub | None = None
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._queues: queues_pb2_grpc.QueueServiceAsyncStub | None = None
+        self._series: series_pb2_grpc.SeriesServiceAsyncStub | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class KairosClient:
         self._accounts = posts_pb2_grpc.AccountsServiceStub(channel)
         self._media = media_pb2_grpc.MediaServiceStub(channel)
         self._queues = queues_pb2_grpc.QueueServiceStub(channel)
+        self._series = series_pb2_grpc.SeriesServiceStub(channel)
         return self
 
     async def __aexit__(
@@ -160,6 +164,12 @@ class KairosClient:
         if self._queues is None or self._channel is None:
             raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
         return self._queues
+
+    @property
+    def series_stub(self) -> series_pb2_grpc.SeriesServiceAsyncStub:
+        if self._series is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._series
 
     # --- the call ---------------------------------------------------------------------------
 
@@ -561,3 +571,79 @@ class KairosClient:
         """Take a queued post back to draft; `shift_up` moves the later posts up."""
         request = queues_pb2.RemoveFromQueueRequest(post_id=post_id, shift_up=shift_up)
         return await self.call(self.queues_stub.RemoveFromQueue, request, timeout=timeout)
+
+    # --- SeriesService ----------------------------------------------------------------------
+
+    async def create_series(
+        self, request: series_pb2.CreateSeriesRequest, *, timeout: float | None = None
+    ) -> series_pb2.CreateSeriesResponse:
+        """Create a recurring series; the answer holds its first occurrences (posts).
+
+        Without a `request.request_id` a new uuid4 is sent (in a copy), so that a retry after a
+        create that was committed returns the same series."""
+        if not request.request_id:
+            fresh = series_pb2.CreateSeriesRequest()
+            fresh.CopyFrom(request)
+            fresh.request_id = str(uuid.uuid4())
+            request = fresh
+        return await self.call(self.series_stub.CreateSeries, request, timeout=timeout)
+
+    async def get_series(
+        self, series_id: str, *, timeout: float | None = None
+    ) -> series_pb2.Series:
+        """One series of the tenant."""
+        request = series_pb2.GetSeriesRequest(series_id=series_id)
+        reply = await self.call(self.series_stub.GetSeries, request, timeout=timeout)
+        return reply.series
+
+    async def list_series(
+        self, request: series_pb2.ListSeriesRequest | None = None, *, timeout: float | None = None
+    ) -> series_pb2.ListSeriesResponse:
+        """One page of the tenant's series, newest first."""
+        return await self.call(
+            self.series_stub.ListSeries, request or series_pb2.ListSeriesRequest(), timeout=timeout
+        )
+
+    async def update_series(
+        self, request: series_pb2.UpdateSeriesRequest, *, timeout: float | None = None
+    ) -> series_pb2.UpdateSeriesResponse:
+        """Change one occurrence, this and the following ones, or all (`request.scope`).
+
+        Sent at most once: FOLLOWING makes a new series."""
+        return await self.call(self.series_stub.UpdateSeries, request, timeout=timeout, once=True)
+
+    async def delete_series(
+        self,
+        series_id: str,
+        scope: series_pb2.SeriesScope.ValueType = series_pb2.SERIES_SCOPE_ALL,
+        post_id: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """Delete one occurrence, this and the following ones, or the whole series; returns how
+        many unpublished occurrences were cancelled."""
+        request = series_pb2.DeleteSeriesRequest(series_id=series_id, scope=scope, post_id=post_id)
+        reply = await self.call(self.series_stub.DeleteSeries, request, timeout=timeout)
+        return reply.cancelled
+
+    async def pause_series(
+        self, series_id: str, *, timeout: float | None = None
+    ) -> series_pb2.Series:
+        """Stop making occurrences; the unpublished future ones are cancelled."""
+        request = series_pb2.PauseSeriesRequest(series_id=series_id)
+        reply = await self.call(self.series_stub.PauseSeries, request, timeout=timeout)
+        return reply.series
+
+    async def resume_series(
+        self, series_id: str, *, timeout: float | None = None
+    ) -> series_pb2.Series:
+        """Make occurrences again, from now on."""
+        request = series_pb2.ResumeSeriesRequest(series_id=series_id)
+        reply = await self.call(self.series_stub.ResumeSeries, request, timeout=timeout)
+        return reply.series
+
+    async def preview_recurrence(
+        self, request: series_pb2.PreviewRecurrenceRequest, *, timeout: float | None = None
+    ) -> series_pb2.PreviewRecurrenceResponse:
+        """The next instants of a rule, without saving anything."""
+        return await self.call(self.series_stub.PreviewRecurrence, request, timeout=timeout)

@@ -10,7 +10,7 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc
+from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc, series_pb2_grpc
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
@@ -19,9 +19,11 @@ from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
 from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.entrypoints.grpc_queues import QueueServicer
+from kairos_api.entrypoints.grpc_series import SeriesServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
+from kairos_api.service_layer.series import materialise_until
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
@@ -44,6 +46,7 @@ ACCOUNTS_SERVICE = "kairos.posts.v1.AccountsService"
 DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
 MEDIA_SERVICE = "kairos.posts.v1.MediaService"
 QUEUE_SERVICE = "kairos.posts.v1.QueueService"
+SERIES_SERVICE = "kairos.posts.v1.SeriesService"
 
 
 class NatsNotifier(Notifier):
@@ -82,6 +85,7 @@ class ApiService:
         media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, auth), server)
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
         queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
+        series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -98,12 +102,17 @@ class ApiService:
                 MEDIA_SERVICE,
                 DISPATCH_SERVICE,
                 QUEUE_SERVICE,
+                SERIES_SERVICE,
             ],
             register=self.register,
         )
         self.tasks.append(asyncio.create_task(self._relay_events(), name="outbox-relay"))
         self.tasks.append(
             asyncio.create_task(fold_stats_until(self.app, self.stopping), name="stats-fold")
+        )
+        # Occurrences of recurring series a horizon ahead; every api copy runs it (row locks).
+        self.tasks.append(
+            asyncio.create_task(materialise_until(self.app, self.stopping), name="series")
         )
         await self.grpc.set_serving(True)
         log.info("api ready")

@@ -98,6 +98,12 @@ class ApiSettings:
     media: MediaSettings = field(default_factory=lambda: media_settings({}))
     #: The largest file UploadMedia takes (KAIROS_MEDIA_MAX_BYTES).
     media_max_bytes: int = DEFAULT_MEDIA_MAX_BYTES
+    #: How far ahead the occurrences of recurring series exist as posts
+    #: (KAIROS_SERIES_HORIZON_DAYS).
+    series_horizon: timedelta = timedelta(days=14)
+    #: How often the api creates the occurrences that came within the horizon
+    #: (KAIROS_SERIES_EVERY_SECONDS).
+    series_every: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -123,4 +129,8 @@ class ApiSettings:
             media_max_bytes=env.integer(
                 "KAIROS_MEDIA_MAX_BYTES", DEFAULT_MEDIA_MAX_BYTES, minimum=1
             ),
+            series_horizon=timedelta(
+                days=env.integer("KAIROS_SERIES_HORIZON_DAYS", 14, minimum=1, maximum=3660)
+            ),
+            series_every=env.seconds("KAIROS_SERIES_EVERY_SECONDS", 60.0, minimum=1.0),
         )

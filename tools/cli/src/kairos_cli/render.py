@@ -386,7 +386,9 @@ def calendar_day(
             post.id,
             target.account_id,
             status_text(names.post_status_label(post.status)),
-            excerpt(
+            # A post of a recurring series is marked, as calendars mark repeating events.
+            ("↻ " if post.series_id else "")
+            + excerpt(
                 target.content_override if target.HasField("content_override") else post.content
             ),
             end_section=last_of_platform,

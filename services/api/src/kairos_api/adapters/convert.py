@@ -155,6 +155,8 @@ class PostFields(Protocol):
     @property
     def parent_post_id(self) -> uuid.UUID | None: ...
     @property
+    def series_id(self) -> uuid.UUID | None: ...
+    @property
     def targets(self) -> Sequence[TargetFields]: ...
 
 
@@ -379,6 +381,7 @@ def post_message(post: PostFields, *, with_attempts: bool) -> PostMessage:
         "updated_at": instant(post.updated_at),
         "parent_post_id": str(post.parent_post_id) if post.parent_post_id else "",
         "media_ids": post.media_ids,
+        "series_id": str(post.series_id) if post.series_id else "",
     }
 
 
@@ -467,7 +470,8 @@ def post_json(*, with_attempts: bool) -> str:
     'created_at', {_instant_sql("posts.created_at")},
     'updated_at', {_instant_sql("posts.updated_at")},
     'parent_post_id', coalesce(posts.parent_post_id::text, ''),
-    'media_ids', posts.media_ids
+    'media_ids', posts.media_ids,
+    'series_id', coalesce(posts.series_id::text, '')
 )"""
 
 

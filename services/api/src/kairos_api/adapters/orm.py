@@ -171,6 +171,10 @@ class Post(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]
+    #: The recurring series this post is an occurrence of, and the instant the series' rule
+    #: gave it (kept when the occurrence alone is moved: RFC 5545's RECURRENCE-ID).
+    series_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("series.id"))
+    occurrence_at: Mapped[datetime | None]
 
     targets: Mapped[list[Target]] = relationship(
         back_populates="post", order_by="Target.id", cascade="all, delete-orphan"
@@ -202,6 +206,15 @@ class Post(Base):
             postgresql_where=text("parent_post_id IS NOT NULL"),
             sqlite_where=text("parent_post_id IS NOT NULL"),
         ),
+        # One live post per occurrence of a series, whoever materialises it and how often.
+        Index(
+            "uq_posts_series_id_occurrence_at",
+            "series_id",
+            "occurrence_at",
+            unique=True,
+            postgresql_where=text("series_id IS NOT NULL AND deleted_at IS NULL"),
+            sqlite_where=text("series_id IS NOT NULL AND deleted_at IS NULL"),
+        ),
         # The few deleted posts: the counting triggers ask of each changed target whether its
         # post is deleted, and this small index answers without reading the table.
         Index(
@@ -209,6 +222,54 @@ class Post(Base):
             "id",
             postgresql_where=text("deleted_at IS NOT NULL"),
             sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
+    )
+
+
+class Series(Base):
+    """A recurring post: a template, an RFC 5545 rule on the wall clock of a zone, and how far
+    its occurrences (ordinary posts) have been created."""
+
+    __tablename__ = "series"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text, default="")
+    media_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    media_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: [{"account_id", "content_override", "settings"}], as CreatePost takes them.
+    targets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    stale_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    #: RFC 5545 lines: one RRULE, then EXDATE lines (wall-clock times in `time_zone`).
+    rule: Mapped[str] = mapped_column(Text)
+    #: DTSTART as a wall-clock time in `time_zone` (ISO 8601, no offset).
+    start_local: Mapped[str] = mapped_column(String(32))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    #: active or paused.
+    status: Mapped[str] = mapped_column(String(12))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    #: Every occurrence before this instant exists as a post, or was deleted on purpose.
+    materialised_until: Mapped[datetime]
+    split_from: Mapped[uuid.UUID | None]
+    #: The CreateSeries request_id, so that a retried create returns this series.
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "request_id"),
+        Index(None, "tenant_id", "created_at", "id"),
+        # The materialiser's round: live active series that are not far enough ahead yet.
+        Index(
+            "ix_series_due",
+            "materialised_until",
+            postgresql_where=text("status = 'active' AND deleted_at IS NULL"),
+            sqlite_where=text("status = 'active' AND deleted_at IS NULL"),
         ),
     )
 

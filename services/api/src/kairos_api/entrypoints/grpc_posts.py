@@ -187,6 +187,7 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
                 page_size=request.page_size,
                 page_token=request.page_token,
                 order=order,
+                series_id=request.series_id,
             ),
         )
         return posts_pb2.ListPostsResponse(

@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from kairos.posts.v1 import posts_pb2
 from kairos_cli import names, render
+from kairos_cli.commands import series
 from kairos_cli.commands.accounts import split_pairs
 from kairos_cli.commands.imports import import_posts
 from kairos_cli.runtime import (
@@ -147,11 +148,22 @@ def create(
         bool,
         typer.Option("--per-target", help="With --queue: each account's own next free slot."),
     ] = False,
+    repeat: Annotated[
+        str,
+        typer.Option(
+            "--repeat",
+            metavar="RULE",
+            help="Repeat from --at by this rule: a series (`kairos series`). " + series.RULE_HELP,
+        ),
+    ] = "",
 ) -> None:
-    """Create a post (a draft without --at or --queue) and print its id."""
+    """Create a post (a draft without --at or --queue) and print its id; with --repeat, a
+    series."""
     opts = options(ctx)
     if queue and at:
         fail(EXIT_USAGE, "--queue and --at exclude each other")
+    if queue and repeat:
+        fail(EXIT_USAGE, "--queue and --repeat exclude each other")
     when = read_when(at, tz, opts) if at else None
     overrides = split_pairs(override or [], "--override")
     for account_id in overrides:
@@ -179,6 +191,11 @@ def create(
         request.schedule.CopyFrom(schedule_queue(per_target=per_target))
     if stale_after is not None:
         request.stale_after.CopyFrom(Duration(seconds=stale_after))
+    if repeat:
+        if reply_to or request_id:
+            fail(EXIT_USAGE, "--repeat makes a series: it takes no --reply-to or --request-id")
+        series.create_series(ctx, request, repeat, when, tz or opts.zone_name)
+        return
 
     async def run(client: KairosClient) -> posts_pb2.Post:
         post = await client.create_post(request)

@@ -121,6 +121,7 @@ def _day_dict(day: date, rows: list[Row], zone: ZoneInfo) -> dict[str, Any]:
                 "scheduled_at": moment.isoformat() if moment else None,
                 "local_time": moment.astimezone(zone).isoformat() if moment else None,
                 "status": names.post_status_label(post.status),
+                "series_id": post.series_id,
                 "content": (
                     target.content_override if target.HasField("content_override") else post.content
                 ),

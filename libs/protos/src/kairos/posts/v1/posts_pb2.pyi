@@ -704,6 +704,7 @@ class Post(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     PARENT_POST_ID_FIELD_NUMBER: _builtins.int
     MEDIA_IDS_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Post id."""
     content: _builtins.str
@@ -724,6 +725,8 @@ class Post(_message.Message):
     """Why the post was rejected."""
     parent_post_id: _builtins.str
     """The post this one replies to, for threads."""
+    series_id: _builtins.str
+    """The recurring series (SeriesService) this post is an occurrence of, if any."""
     @_builtins.property
     def media_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Media to attach, as https URLs."""
@@ -782,10 +785,11 @@ class Post(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         parent_post_id: _builtins.str = ...,
         media_ids: _abc.Iterable[_builtins.str] | None = ...,
+        series_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "created_at", b"created_at", "scheduled_at", b"scheduled_at", "stale_after", b"stale_after", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "approved_at", b"approved_at", "campaign", b"campaign", "content", b"content", "created_at", b"created_at", "id", b"id", "media_ids", b"media_ids", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "rejection_reason", b"rejection_reason", "revision", b"revision", "scheduled_at", b"scheduled_at", "stale_after", b"stale_after", "status", b"status", "tags", b"tags", "targets", b"targets", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_required", b"approval_required", "approved_at", b"approved_at", "campaign", b"campaign", "content", b"content", "created_at", b"created_at", "id", b"id", "media_ids", b"media_ids", "media_urls", b"media_urls", "notes", b"notes", "parent_post_id", b"parent_post_id", "rejection_reason", b"rejection_reason", "revision", b"revision", "scheduled_at", b"scheduled_at", "series_id", b"series_id", "stale_after", b"stale_after", "status", b"status", "tags", b"tags", "targets", b"targets", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -963,6 +967,7 @@ class ListPostsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
+    SERIES_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Only posts with a target on this account."""
     campaign: _builtins.str
@@ -975,6 +980,8 @@ class ListPostsRequest(_message.Message):
     """From a previous response's next_page_token."""
     order: Global___PostOrder.ValueType
     """Order of results."""
+    series_id: _builtins.str
+    """Only the occurrences of this series (SeriesService)."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___PostStatus.ValueType]:
         """Only these statuses; empty means any."""
@@ -1004,10 +1011,11 @@ class ListPostsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         order: Global___PostOrder.ValueType = ...,
+        series_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scheduled_from", b"scheduled_from", "scheduled_to", b"scheduled_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "campaign", b"campaign", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "platforms", b"platforms", "scheduled_from", b"scheduled_from", "scheduled_to", b"scheduled_to", "statuses", b"statuses", "tag", b"tag"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "campaign", b"campaign", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "platforms", b"platforms", "scheduled_from", b"scheduled_from", "scheduled_to", b"scheduled_to", "series_id", b"series_id", "statuses", b"statuses", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

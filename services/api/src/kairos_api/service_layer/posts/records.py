@@ -85,6 +85,7 @@ class PostRecord:
     updated_at: datetime
     parent_post_id: uuid.UUID | None
     media_ids: list[str]
+    series_id: uuid.UUID | None = None
     targets: list[TargetRecord] = field(default_factory=list)
 
 

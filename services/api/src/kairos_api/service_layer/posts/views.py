@@ -46,6 +46,8 @@ class ListPosts:
     page_size: int = 0
     page_token: str = ""
     order: str = "created_newest"
+    #: Only the occurrences of this series.
+    series_id: str = ""
 
 
 #: GetPost on PostgreSQL: the post, its targets and their attempts, as one JSON value.
@@ -92,6 +94,7 @@ def _filter_fingerprint(command: ListPosts) -> bytes:
         command.scheduled_from.isoformat() if command.scheduled_from else "",
         command.scheduled_to.isoformat() if command.scheduled_to else "",
         command.order,
+        command.series_id,
     ]
     return hashlib.sha256(json.dumps(parts).encode()).digest()[:8]
 
@@ -111,6 +114,12 @@ async def list_posts(
             account_id = parse_id(command.account_id, "account_id")
         except errors.InvalidArgument as error:
             violations.extend(error.violations)
+    series_id: uuid.UUID | None = None
+    if command.series_id:
+        try:
+            series_id = parse_id(command.series_id, "series_id")
+        except errors.InvalidArgument as error:
+            violations.extend(error.violations)
     if (
         command.scheduled_from is not None
         and command.scheduled_to is not None
@@ -126,13 +135,13 @@ async def list_posts(
         decode_token(command.page_token, fingerprint, command.order) if command.page_token else None
     )
     if app.reads is not None:
-        query, values = _page_sql(tenant, command, account_id, cursor, size + 1)
+        query, values = _page_sql(tenant, command, account_id, cursor, size + 1, series_id)
         ((found,),) = await app.reads.fetchall(query, values)
         page: list[PostMessage] = found or []
     else:
         async with app.uow() as uow:
             connection = await uow.session.connection()
-            select_page = _page_query(tenant, command, account_id, cursor, size + 1)
+            select_page = _page_query(tenant, command, account_id, cursor, size + 1, series_id)
             rows = (await connection.execute(select_page)).all()
             records = await post_records(connection, rows)
         page = [post_message(record, with_attempts=False) for record in records]
@@ -167,6 +176,7 @@ def _page_sql(
     account_id: uuid.UUID | None,
     cursor: Cursor | None,
     limit: int,
+    series_id: uuid.UUID | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """PostgreSQL: the statement of one page, each post's sort keys before its message."""
     where = ["posts.tenant_id = %(tenant)s", "posts.deleted_at IS NULL"]
@@ -187,6 +197,9 @@ def _page_sql(
             " AND t.account_id = %(account_id)s)"
         )
         values["account_id"] = account_id
+    if series_id is not None:
+        where.append("posts.series_id = %(series_id)s")
+        values["series_id"] = series_id
     if command.campaign:
         where.append("posts.campaign = %(campaign)s")
         values["campaign"] = command.campaign
@@ -224,6 +237,7 @@ def _page_query(
     account_id: uuid.UUID | None,
     cursor: Cursor | None,
     limit: int,
+    series_id: uuid.UUID | None = None,
 ) -> Select[Any]:
     """SQLite: what `_page_sql` selects, the posts' columns after their sort keys."""
     query: Select[Any] = select(*POST_COLUMNS).where(
@@ -242,6 +256,8 @@ def _page_query(
         query = query.where(
             exists().where(Target.post_id == Post.id, Target.account_id == account_id)
         )
+    if series_id is not None:
+        query = query.where(Post.series_id == series_id)
     if command.campaign:
         query = query.where(Post.campaign == command.campaign)
     if command.tag:
