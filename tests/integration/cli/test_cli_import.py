@@ -48,10 +48,35 @@ async def test_a_dry_run_reports_every_refused_row_by_line_and_writes_nothing(
     assert [line.split(": ")[0:2] for line in lines] == [
         ["posts.csv:3", "at"],
         ["posts.csv:4", "accounts[0]"],  # its content spans lines 4 and 5
-        ["posts.csv:6", "recurrence"],
+        ["posts.csv:6", "at"],  # a recurring row needs its first occurrence
     ]
-    assert "SeriesService" in lines[2]
+    assert "first occurrence" in lines[2]
     assert await listed(kairos) == []
+
+
+async def test_a_recurring_row_becomes_a_series_once_however_often_it_is_imported(
+    kairos: Kairos, account_id: str, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path,
+        f"every day,{account_id},in 1h,Europe/Berlin,,,FREQ=DAILY;COUNT=3\n",
+        f"bad rule,{account_id},in 1h,,,,FREQ=SOMETIMES\n",
+        f"once,{account_id},in 2h,,,,\n",
+    )
+    dry = await kairos("posts", "import", str(path), "--dry-run")
+    assert dry.code == 2, str(dry)
+    assert "posts.csv:3: recurrence" in dry.stderr, dry.stderr
+
+    ran = await kairos("posts", "import", str(path), "--skip-invalid")
+    assert "2 posts created, 0 already imported, 1 rows refused" in ran.stdout, str(ran)
+    again = await kairos("posts", "import", str(path), "--skip-invalid")
+    assert again.code == 2, str(again)
+
+    series = (await kairos.ok("--json", "series", "list")).json()["series"]
+    assert len(series) == 1, series
+    assert series[0]["recurrence"]["rule"] == "RRULE:FREQ=DAILY;COUNT=3"
+    posts = await listed(kairos)
+    assert sorted(str(p["content"]) for p in posts) == ["every day"] * 3 + ["once"]
 
 
 async def test_an_import_creates_every_row_and_running_it_again_creates_nothing_twice(

@@ -7,7 +7,7 @@ import pytest
 from kairos.posts.v1 import posts_pb2
 from kairos_cli.commands.imports import (
     MAX_BATCH_BYTES,
-    RECURRENCE_UNAVAILABLE,
+    RECURRENCE_NEEDS_AT,
     Report,
     Row,
     batches,
@@ -73,12 +73,28 @@ def test_cells_that_cannot_be_read_are_reported_by_line() -> None:
     assert [(line, column) for line, column, _ in report.errors] == [
         (3, "at"),
         (4, "zone"),
-        (5, "recurrence"),
+        (5, "at"),
         (6, "at"),
         (8, "csv"),
         (9, "content"),
     ]
-    assert report.errors[2][2] == RECURRENCE_UNAVAILABLE
+    assert report.errors[2][2] == RECURRENCE_NEEDS_AT
+
+
+def test_a_recurring_row_becomes_a_series_from_its_first_occurrence() -> None:
+    rows, report = read(
+        "content,accounts,at,zone,recurrence\n"
+        "weekly,a1,2030-01-07 09:00,Europe/Berlin,FREQ=WEEKLY;BYDAY=MO;COUNT=4\n"
+    )
+    assert report.errors == []
+    [row] = rows
+    made = row.series_request()
+    assert made.recurrence.rule == "FREQ=WEEKLY;BYDAY=MO;COUNT=4"
+    assert made.recurrence.start.time_zone == "Europe/Berlin"
+    assert made.recurrence.start.date_time.startswith("2030-01-07T09:00")
+    assert made.template.content == "weekly"
+    assert [t.account_id for t in made.template.targets] == ["a1"]
+    assert made.request_id == row.request.request_id
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kairos.posts.v1 import posts_pb2
+from kairos.posts.v1 import posts_pb2, series_pb2
+from kairos_cli.commands.series import start_of
 from kairos_cli.runtime import (
     EXIT_USAGE,
     Options,
@@ -55,7 +56,7 @@ CHANGED_SINCE_IMPORTED = (
     "this line was imported before with other values (its request_id is taken); restore it, "
     "or import the file as new posts with another --import-id"
 )
-RECURRENCE_UNAVAILABLE = "recurrence needs SeriesService (not available in this build)"
+RECURRENCE_NEEDS_AT = "a recurring row needs `at`: its first occurrence"
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 #: Where the api's field names point in the file: its first path segment, by column.
@@ -69,10 +70,28 @@ _COLUMN_OF = {
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the file, read into the request it becomes."""
+    """One row of the file, read into the request it becomes; a row with a `recurrence` also
+    becomes a series (its request is then the first occurrence, checked as a post would be)."""
 
     line: int
     request: posts_pb2.CreatePostRequest
+    recurrence: series_pb2.Recurrence | None = None
+
+    def series_request(self) -> series_pb2.CreateSeriesRequest:
+        """The CreateSeries this recurring row is, under the row's request_id."""
+        assert self.recurrence is not None
+        made = self.request
+        template = series_pb2.SeriesTemplate(
+            content=made.content,
+            media_urls=made.media_urls,
+            media_ids=made.media_ids,
+            targets=made.targets,
+            campaign=made.campaign,
+            tags=made.tags,
+        )
+        return series_pb2.CreateSeriesRequest(
+            template=template, recurrence=self.recurrence, request_id=made.request_id
+        )
 
 
 @dataclass
@@ -155,12 +174,30 @@ def read_rows(text: str, *, zone: str, import_id: str, report: Report) -> list[R
         values = dict(zip(names, cells, strict=False))
         found: list[tuple[str, str]] = []
         request = _request(values, zone, found)
+        recurrence = _recurrence(values, zone, found) if not found else None
         if found:
             report.errors.extend((line, name, text) for name, text in found)
             continue
         request.request_id = request_id(import_id, line)
-        rows.append(Row(line, request))
+        rows.append(Row(line, request, recurrence))
     return rows
+
+
+def _recurrence(
+    values: dict[str, str], default_zone: str, found: list[tuple[str, str]]
+) -> series_pb2.Recurrence | None:
+    """A recurring row's rule and first occurrence (its `at`, as a wall-clock time in its
+    zone), or None for a row without `recurrence`."""
+    rule = values.get("recurrence", "").strip()
+    if not rule:
+        return None
+    at = values.get("at", "").strip()
+    if not at:
+        found.append(("at", RECURRENCE_NEEDS_AT))
+        return None
+    zone = values.get("zone", "").strip() or default_zone
+    when = parse_when(at, zone)  # read once already by _request, without error
+    return series_pb2.Recurrence(rule=rule.replace("\\n", "\n"), start=start_of(when, zone))
 
 
 def _request(
@@ -170,8 +207,6 @@ def _request(
     for name, value in values.items():
         if "\x00" in value:
             found.append((name, "must not contain NUL characters"))
-    if values.get("recurrence", "").strip():
-        found.append(("recurrence", RECURRENCE_UNAVAILABLE))
     request = posts_pb2.CreatePostRequest(
         content=values.get("content", ""),
         targets=[posts_pb2.TargetSpec(account_id=a) for a in _split(values.get("accounts", ""))],
@@ -199,6 +234,15 @@ def _request(
         else:
             request.schedule.CopyFrom(when.schedule())
     return request
+
+
+def _series_column(violation_field: str) -> str:
+    """A CreateSeries or PreviewRecurrence field path as the file's column."""
+    if violation_field.startswith("recurrence.start"):
+        return "at"
+    if violation_field.startswith("recurrence"):
+        return "recurrence"
+    return column_of(violation_field.removeprefix("template."))
 
 
 def _split(cell: str) -> list[str]:
@@ -246,6 +290,26 @@ async def send(
 ) -> None:
     """Send `rows` in batches, noting each line's post or violations in `report`."""
     task = progress.add_task("checking" if validate_only else "importing", total=len(rows))
+    # A recurring row is checked as its first occurrence (the template's checks) and its rule
+    # is evaluated once; it is created as a series, one call each, under its request_id.
+    recurring = [row for row in rows if row.recurrence is not None]
+    if not validate_only:
+        rows = [row for row in rows if row.recurrence is None]
+    for row in recurring:
+        try:
+            if validate_only:
+                await client.preview_recurrence(
+                    series_pb2.PreviewRecurrenceRequest(recurrence=row.recurrence, count=1)
+                )
+            else:
+                made = await client.create_series(row.series_request())
+                report.posts.append((row.line, made.series.id, False))
+                progress.advance(task)
+        except KairosError as error:
+            if not error.violations:
+                raise
+            for name, text in error.violations:
+                report.errors.append((row.line, _series_column(name), text))
     for batch in batches(rows, size):
         try:
             results = await client.batch_create_posts(
