@@ -588,3 +588,14 @@ async def test_a_repeated_request_id_returns_the_first_series(kairos: Kairos) ->
         series_pb2.ListSeriesRequest(), metadata=kairos.metadata
     )
     assert [s.id for s in listed.series].count(first.series.id) == 1
+    # The same request_id with another request is refused on it, and makes nothing.
+    changed = series_pb2.CreateSeriesRequest()
+    changed.CopyFrom(request)
+    changed.template.content = "twice"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await kairos.series.CreateSeries(changed, metadata=kairos.metadata)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [(field, description)] = violations_of(refused.value)
+    assert field == "request_id"
+    assert f"already used for a different request (series {first.series.id})" in description
+    assert len(await kairos.occurrences(first.series.id)) == 3

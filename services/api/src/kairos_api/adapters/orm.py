@@ -257,6 +257,9 @@ class Series(Base):
     split_from: Mapped[uuid.UUID | None]
     #: The CreateSeries request_id, so that a retried create returns this series.
     request_id: Mapped[str | None] = mapped_column(String(128))
+    #: SHA-256 of that request (`series.request_hash`): a different request under the same
+    #: request_id is refused. NULL for series made before it was kept.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None]

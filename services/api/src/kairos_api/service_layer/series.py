@@ -49,6 +49,7 @@ from kairos_api.service_layer.posts.create import (
     _new_post,
     _refuse_invalid,
     draft_of,
+    fingerprint,
 )
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
 from kairos_api.service_layer.posts.records import POST_COLUMNS, POSTS, PostRecord, post_records
@@ -448,6 +449,22 @@ async def _by_request_id(
     return series, await post_records(connection, rows)
 
 
+def _repeat_of(
+    earlier: tuple[Series, list[PostRecord]], digest: str
+) -> tuple[Series, list[PostRecord]]:
+    """The earlier series when this create repeats its request; INVALID_ARGUMENT on
+    `request_id` when the request differs (as CreatePost answers). A series made before hashes
+    were kept has none: its request_id is honoured as it was."""
+    series = earlier[0]
+    if series.request_hash is not None and series.request_hash != digest:
+        raise errors.InvalidArgument.of(
+            "request_id",
+            f"already used for a different request (series {series.id}); a retry must repeat "
+            "the request unchanged, a new request needs a new request_id",
+        )
+    return earlier
+
+
 async def create_series(
     app: Application,
     tenant: str,
@@ -466,11 +483,12 @@ async def create_series(
     parsed = _parse(recurrence, violations, now)
     if parsed is not None:
         _not_all_past(parsed, now, violations)
+    digest = fingerprint({"template": template, "recurrence": recurrence})
     async with app.uow() as uow:
         if request_id and not violations:
             earlier = await _by_request_id(uow, tenant, request_id)
             if earlier is not None:
-                return earlier
+                return _repeat_of(earlier, digest)
         draft = await _checked_template(app, uow, tenant, template, violations)
         if violations or parsed is None:
             raise errors.InvalidArgument.collect(violations)
@@ -480,6 +498,7 @@ async def create_series(
             status_reason="",
             materialised_until=now,
             request_id=request_id or None,
+            request_hash=digest if request_id else None,
             created_at=now,
             updated_at=now,
         )
@@ -494,7 +513,7 @@ async def create_series(
             earlier = await _by_request_id(uow, tenant, request_id)
             if earlier is None:
                 raise
-            return earlier
+            return _repeat_of(earlier, digest)
         records = await _materialise(app, uow, series, now)
         await uow.commit()
     for record in records:

@@ -140,6 +140,13 @@ def request_hash(command: CreatePost) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def fingerprint(value: Any) -> str:
+    """SHA-256 (hex) of `value` in the canonical form `request_hash` uses (dataclasses without
+    their default fields, instants in UTC), for other requests that keep a request_id."""
+    text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _canonical(value: Any) -> Any:
     """`value` as plain JSON data: dataclasses become objects without their default fields."""
     if is_dataclass(value) and not isinstance(value, type):
