@@ -19,7 +19,13 @@ from dataclasses import replace
 import httpx
 
 from kairos_publisher.media import STREAM_CHUNK, MediaError, MediaFetcher, StoredMedia
-from kairos_publisher.platforms.base import PublishOutcome, Result, media_failed, send
+from kairos_publisher.platforms.base import (
+    AttemptStage,
+    PublishOutcome,
+    Result,
+    media_failed,
+    send,
+)
 
 
 def _quoted(value: str) -> str:
@@ -108,3 +114,18 @@ async def send_upload(
     if isinstance(found, PublishOutcome) and found.result == Result.UNKNOWN:
         return replace(found, result=Result.RETRYABLE, code="upload_timeout")
     return found
+
+
+async def send_publishing(
+    http: httpx.AsyncClient, stage: AttemptStage, request: httpx.Request
+) -> httpx.Response | PublishOutcome:
+    """Send the one request that uploads a video and publishes it at once (Telegram's
+    `sendVideo`, a Discord webhook execute): marked publishing first, as every public call is;
+    a damaged stored file is a media outcome (the upload never completed, nothing was made)."""
+    refused = await stage.publishing()
+    if refused is not None:
+        return refused
+    try:
+        return await send(http, request)
+    except MediaError as error:
+        return media_failed(error)

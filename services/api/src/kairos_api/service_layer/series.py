@@ -35,9 +35,7 @@ from sqlalchemy.orm import selectinload
 from kairos_api.adapters.orm import Post, Series
 from kairos_api.domain.model import (
     EDITABLE_POST_STATUSES,
-    PostStatus,
     TargetStatus,
-    derive_post_status,
 )
 from kairos_api.domain.recurrence import START_AFTER, Recurrence, parse_recurrence
 from kairos_api.service_layer.application import Application
@@ -545,34 +543,12 @@ async def _occurrences(
     return list((await uow.session.execute(query)).scalars())
 
 
-def _cancel(uow: UnitOfWork, post: Post, now: datetime) -> None:
-    """Delete an unpublished occurrence as DeletePost does."""
-    for target in post.targets:
-        if target.status in (TargetStatus.PENDING, TargetStatus.QUEUED, TargetStatus.RETRY_WAIT):
-            target.status = TargetStatus.CANCELLED
-            target.next_attempt_at = None
-            target.delivery_id = None
-            target.delivery_revision = None
-            target.lease_until = None
-            target.updated_at = now
-    post.deleted_at = now
-    derived = derive_post_status(TargetStatus(t.status) for t in post.targets)
-    post.status = (
-        PostStatus.CANCELLED
-        if all(t.status == TargetStatus.CANCELLED for t in post.targets)
-        else derived
-    )
-    post.revision += 1
-    post.updated_at = now
-    uow.emit("deleted", post)
-
-
 def _cancel_changeable(uow: UnitOfWork, posts: Sequence[Post], now: datetime) -> list[Post]:
     """Cancel what can be; return the occurrences that stay (published, under way ...)."""
     kept = []
     for post in posts:
         if _changeable(post):
-            _cancel(uow, post, now)
+            commands.cancel_post(uow, post, now)
         else:
             kept.append(post)
     return kept
@@ -776,7 +752,7 @@ async def delete_series(
             wall = _wall_of(current, post.occurrence_at)
             if scope == "this":
                 _require_changeable(post, "delete")
-                _cancel(uow, post, now)
+                commands.cancel_post(uow, post, now)
                 cancelled = 1
                 _set_recurrence(series, current.without(wall))
             else:

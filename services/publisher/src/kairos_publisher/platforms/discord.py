@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kairos_publisher.media import MediaError, StoredMedia
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -52,11 +52,10 @@ from kairos_publisher.platforms.base import (
     epoch,
     excerpt,
     json_object,
-    media_failed,
     retry_after,
     send,
 )
-from kairos_publisher.upload import multipart
+from kairos_publisher.upload import multipart, send_publishing
 
 WEBHOOK_PATH = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
 DISCORD_HOSTS = frozenset(
@@ -227,13 +226,7 @@ class DiscordClient:
         outgoing = self.http.build_request(
             "POST", url, params=params, headers=form.headers, content=form.content()
         )
-        refused = await request.stage.publishing()
-        if refused is not None:
-            return refused
-        try:
-            return await send(self.http, outgoing)
-        except MediaError as error:  # the stored file is damaged: the upload never completed
-            return media_failed(error)
+        return await send_publishing(self.http, request.stage, outgoing)
 
 
 def create(context: PlatformContext) -> DiscordClient:

@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from kairos_publisher.media import MediaError, StoredMedia
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -53,11 +53,10 @@ from kairos_publisher.platforms.base import (
     Result,
     excerpt,
     json_object,
-    media_failed,
     retry_after,
     send,
 )
-from kairos_publisher.upload import multipart
+from kairos_publisher.upload import multipart, send_publishing
 
 #: Most characters (UTF-16 code units) in a photo or album caption.
 CAPTION_LIMIT = 1024
@@ -239,13 +238,7 @@ class TelegramClient:
             headers=body.headers,
             content=body.content(),
         )
-        refused = await request.stage.publishing()
-        if refused is not None:
-            return refused
-        try:
-            return await send(self.http, outgoing)
-        except MediaError as error:  # the stored file is damaged: the upload never completed
-            return media_failed(error)
+        return await send_publishing(self.http, request.stage, outgoing)
 
 
 def create(context: PlatformContext) -> TelegramClient:

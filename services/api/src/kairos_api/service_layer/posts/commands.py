@@ -473,31 +473,33 @@ async def delete_post(app: Application, tenant: str, post_id: str) -> Post:
         post = await _get_post(uow, tenant, post_id, include_deleted=True)
         if post.deleted_at is not None:
             return await _reload(uow, post.id)
-        now = app.clock()
-        for target in post.targets:
-            if target.status in (
-                TargetStatus.PENDING,
-                TargetStatus.QUEUED,
-                TargetStatus.RETRY_WAIT,
-            ):
-                target.status = TargetStatus.CANCELLED
-                target.next_attempt_at = None
-                target.delivery_id = None
-                target.delivery_revision = None
-                target.lease_until = None
-                target.updated_at = now
-        post.deleted_at = now
-        if post.status in EDITABLE_POST_STATUSES or post.status == PostStatus.PUBLISHING:
-            derived = derive_post_status(TargetStatus(t.status) for t in post.targets)
-            post.status = (
-                PostStatus.CANCELLED
-                if all(t.status == TargetStatus.CANCELLED for t in post.targets)
-                else derived
-            )
-        _bump(post, now)
-        uow.emit("deleted", post)
+        cancel_post(uow, post, app.clock())
         await uow.commit()
         return await _reload(uow, post.id)
+
+
+def cancel_post(uow: UnitOfWork, post: Post, now: datetime) -> None:
+    """Soft-delete a loaded post (with its targets) at `now`: every target not yet under way is
+    cancelled, the post's status follows, and `deleted` is emitted. DeletePost's change, and a
+    series' when it cancels an occurrence."""
+    for target in post.targets:
+        if target.status in (TargetStatus.PENDING, TargetStatus.QUEUED, TargetStatus.RETRY_WAIT):
+            target.status = TargetStatus.CANCELLED
+            target.next_attempt_at = None
+            target.delivery_id = None
+            target.delivery_revision = None
+            target.lease_until = None
+            target.updated_at = now
+    post.deleted_at = now
+    if post.status in EDITABLE_POST_STATUSES or post.status == PostStatus.PUBLISHING:
+        derived = derive_post_status(TargetStatus(t.status) for t in post.targets)
+        post.status = (
+            PostStatus.CANCELLED
+            if all(t.status == TargetStatus.CANCELLED for t in post.targets)
+            else derived
+        )
+    _bump(post, now)
+    uow.emit("deleted", post)
 
 
 async def retry_post(
