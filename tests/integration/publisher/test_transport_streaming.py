@@ -92,3 +92,30 @@ async def test_a_body_of_bytes_is_sent_whole(server: tuple[str, dict[str, object
     assert response.status_code == 200
     assert seen["size"] == PART + 1
     assert isinstance(response, httpx.Response)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_answer_cut_short_is_a_read_error_whatever_the_body(streamed: bool) -> None:
+    """aiohttp's own parser errors (a body shorter than its Content-Length) chain an exception
+    that is not a ClientError: the answer is still a ReadError (UNKNOWN to the publisher), never
+    that exception let out as if the request body had failed."""
+
+    async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"id\": ")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"x" * 10
+
+    async with server, http_client(timeout=5.0) as http:
+        body: object = parts() if streamed else b"x" * 10
+        request = http.build_request(
+            "POST", f"http://127.0.0.1:{port}/", content=body, headers={"content-length": "10"}
+        )
+        with pytest.raises(httpx.ReadError):
+            await http.send(request)

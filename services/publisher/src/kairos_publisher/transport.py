@@ -25,7 +25,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
@@ -33,15 +33,21 @@ import yarl
 
 
 class StreamedBody:
-    """A streamed request body that knows whether its source gave its last part."""
+    """A streamed request body that knows whether its source gave its last part, and what its
+    source raised if it failed (a damaged stored file)."""
 
     def __init__(self, source: AsyncIterable[bytes]) -> None:
         self.source = source
         self.finished = False
+        self.error: Exception | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self.source:
-            yield part
+        try:
+            async for part in self.source:
+                yield part
+        except Exception as error:
+            self.error = error
+            raise
         self.finished = True
 
 
@@ -94,10 +100,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         streamed: StreamedBody | None = None
         if isinstance(request.stream, httpx.ByteStream):
             data = await request.aread() or None
-        elif isinstance(request.stream, AsyncIterable):
-            data = streamed = StreamedBody(request.stream)
         else:
-            data = request.stream
+            data = streamed = StreamedBody(cast(AsyncIterable[bytes], request.stream))
         try:
             response = await session.request(
                 request.method,
@@ -120,13 +124,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except aiohttp.InvalidURL as error:
             raise httpx.UnsupportedProtocol(f"invalid URL: {error}", request=request) from error
         except (aiohttp.ClientError, OSError) as error:
-            cause = error.__cause__
-            if isinstance(cause, Exception) and not isinstance(
-                cause, aiohttp.ClientError | OSError
-            ):
+            if streamed is not None and streamed.error is not None:
                 # The streamed body itself failed (a damaged file): the caller's error, as
                 # httpx's own transports let it out.
-                raise cause from None
+                raise streamed.error from None
             if streamed is not None and not streamed.finished:
                 raise httpx.WriteError(
                     f"the body was broken off: {error or type(error).__name__}", request=request
