@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -224,6 +224,26 @@ class PlatformInfo:
         return self.pulls_media_by_url and not (kind == "video" and self.uploads_video)
 
 
+#: Instagram's reel (its story is the same with other limits; see the Instagram row).
+_REEL = VideoRules(
+    max_bytes=300_000_000,
+    max_seconds=15 * 60,
+    min_seconds=3,
+    video_codecs=frozenset({"h264", "hevc"}),
+    audio_codecs=frozenset({"aac"}),
+    min_aspect=0.01,
+    max_aspect=10.0,
+    max_width=1920,
+    max_frame_rate=60,
+    what="a reel",
+)
+#: A YouTube video (a Short is the same, shorter and not wider than square; see its row).
+_YOUTUBE_VIDEO = VideoRules(
+    max_bytes=256 * 1024**3,
+    max_seconds=12 * 3600,
+    types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+)
+
 #: Kairos's own targets (a webhook, the sandbox) get a video's presigned URL and fetch it
 #: themselves: any container the api takes, as large as an upload may be (1 GiB by default),
 #: up to 12 hours. Kairos's own choice: no platform limits these.
@@ -406,35 +426,15 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # The same page's "Reel Specifications": MOV or MP4; HEVC or H264; AAC; 23-60 FPS;
             # at most 1920 columns; aspect ratio between 0.01:1 and 10:1 (9:16 recommended);
             # "15 mins maximum, 3 seconds minimum"; "300MB maximum" (read as 300 * 10^6).
-            video=VideoRules(
-                max_bytes=300_000_000,
-                max_seconds=15 * 60,
-                min_seconds=3,
-                video_codecs=frozenset({"h264", "hevc"}),
-                audio_codecs=frozenset({"aac"}),
-                min_aspect=0.01,
-                max_aspect=10.0,
-                max_width=1920,
-                max_frame_rate=60,
-                what="a reel",
-            ),
+            video=_REEL,
             # Its "Story Video Specifications": as a reel's, but the aspect ratio between 0.1:1
             # and 10:1, "60 seconds maximum, 3 seconds minimum" and "100MB maximum".
             video_by_setting=(
                 (
                     "media_type",
                     "STORIES",
-                    VideoRules(
-                        max_bytes=100_000_000,
-                        max_seconds=60,
-                        min_seconds=3,
-                        video_codecs=frozenset({"h264", "hevc"}),
-                        audio_codecs=frozenset({"aac"}),
-                        min_aspect=0.1,
-                        max_aspect=10.0,
-                        max_width=1920,
-                        max_frame_rate=60,
-                        what="a story",
+                    replace(
+                        _REEL, max_bytes=100_000_000, max_seconds=60, min_aspect=0.1, what="a story"
                     ),
                 ),
             ),
@@ -776,11 +776,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
             # YouTube rejects a longer video of an unverified channel while processing it
             # (`rejectionReason` "length", read back as PERMANENT). MP4, MOV and WebM are among
             # YouTube Help's "Supported YouTube file formats" and are what an upload can be.
-            video=VideoRules(
-                max_bytes=256 * 1024**3,
-                max_seconds=12 * 3600,
-                types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
-            ),
+            video=_YOUTUBE_VIDEO,
             # A Short (YouTube Help "Upload YouTube Shorts"): a square or vertical video of up to
             # 3 minutes (since 2024-10-15; 60 seconds before); YouTube makes such an upload a
             # Short by itself, whatever the setting says.
@@ -788,13 +784,7 @@ CATALOGUE: Mapping[Platform, PlatformInfo] = MappingProxyType(
                 (
                     "short",
                     "true",
-                    VideoRules(
-                        max_bytes=256 * 1024**3,
-                        max_seconds=180,
-                        types=frozenset({"video/mp4", "video/quicktime", "video/webm"}),
-                        max_aspect=1.0,
-                        what="a Short",
-                    ),
+                    replace(_YOUTUBE_VIDEO, max_seconds=180, max_aspect=1.0, what="a Short"),
                 ),
             ),
         ),

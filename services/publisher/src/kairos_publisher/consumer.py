@@ -182,7 +182,9 @@ def expiry(credentials: posts_pb2.Credentials) -> datetime | None:
     return credentials.expires_at.ToDatetime(tzinfo=UTC)
 
 
-def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
+def publish_request(
+    begun: dispatch_pb2.BeginAttemptResponse, stage: AttemptStage = NO_STAGE
+) -> PublishRequest:
     """What the platform module is asked to publish. An uploaded file the api presigned (for a
     platform that pulls media by URL) joins the URLs, ahead of the post's own; the others are
     read from the media store and sent as bytes."""
@@ -224,6 +226,7 @@ def publish_request(begun: dispatch_pb2.BeginAttemptResponse) -> PublishRequest:
         expires_at=expiry(credentials),
         handle=begun.account_handle,
         earlier_outcome_lost=begun.earlier_outcome_lost,
+        stage=stage,
     )
 
 
@@ -534,11 +537,11 @@ class PlatformConsumer:
     ) -> PublishOutcome:
         """Publish, refreshing the token first when it is about to expire, and once (then trying
         again once) when the platform refuses it."""
-        request = publish_request(begun)
-        if stage is not NO_STAGE:
-            request = replace(request, stage=stage)
+        request = publish_request(begun, stage)
         info = CATALOGUE[self.platform]
-        unlinked = [m for m in request.stored_media if not m.url and info.pulls_by_url(m.kind)]
+        unlinked = request.stored_media and [
+            m for m in request.stored_media if not m.url and info.pulls_by_url(m.kind)
+        ]
         if unlinked:
             # Its module would send the URLs alone and publish the post without these files.
             return PublishOutcome(

@@ -285,49 +285,21 @@ class MediaFetcher:
     async def _read_stored(
         self, media: StoredMedia, max_bytes: int, types: Collection[str]
     ) -> Media:
-        """The uploaded file's bytes, read whole (images are small), checked against what the api
-        recorded of them."""
+        """The uploaded file's bytes, read whole (images are small) through `stream`, which
+        checks them against what the api recorded of them."""
         name = media.media_id
-        if self.store is None:
-            raise MediaError(name, "this publisher has no media store to read uploads from")
         if media.size > max_bytes:
             raise MediaError(name, f"{media.size} bytes is over the limit of {max_bytes}")
         if media.content_type not in types:
             raise MediaError(name, f"type {media.content_type} is not one of {', '.join(types)}")
-        chunks: list[bytes] = []
-        size = 0
-        digest = hashlib.sha256()
-        try:
-            async for chunk in self.store.read(media.storage_key):
-                size += len(chunk)
-                if size > media.size:
-                    break
-                digest.update(chunk)
-                chunks.append(chunk)
-        except MediaNotFound:
-            raise MediaError(name, "is no longer in the media store (deleted?)") from None
-        except InvalidArgument as error:
-            raise MediaError(name, f"cannot be read from the media store: {error}") from None
-        except Exception as error:
-            # The store's disk or network (S3 unreachable, 5xx): trying later may help.
-            raise MediaError(name, f"reading the media store failed: {error!r}", True) from None
-        if size != media.size:
-            raise MediaError(
-                name,
-                f"the store holds {'more' if size > media.size else size} bytes, not "
-                f"the {media.size} uploaded",
-            )
-        if digest.hexdigest() != media.sha256:
-            raise MediaError(name, "the stored bytes do not match the SHA-256 of the upload")
-        content = b"".join(chunks)
+        content = b"".join([part async for part in self.stream(media, max(media.size, 1))])
         kind = sniff(content)
         if kind not in types:
             raise MediaError(
                 name, f"type {kind or 'unrecognised'} is not one of {', '.join(types)}"
             )
-        extension = kind.rpartition("/")[2].replace("jpeg", "jpg")
         return Media(
-            url=name, content=content, content_type=kind, filename=f"{media.media_id}.{extension}"
+            url=name, content=content, content_type=kind, filename=f"{name}.{_EXTENSIONS[kind]}"
         )
 
     async def _fetch(self, url: str, max_bytes: int, types: Collection[str]) -> Media:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule
 
-from kairos_api.domain.schedule import _load_zone, _parse_wall_time
+from kairos_api.domain.schedule import check_time_zone, parse_wall_time
 from kairos_common.errors import FieldViolation, InvalidArgument
 
 #: Closest two occurrences may be: a denser rule is almost always a mistake, and it would make
@@ -164,12 +164,12 @@ def parse_recurrence(
     wall: datetime | None = None
     zone_name = time_zone
     try:
-        wall = _parse_wall_time(start, f"{field}.start.date_time")
+        wall = parse_wall_time(start, f"{field}.start.date_time")
     except InvalidArgument as error:
         violations.extend(error.violations)
     zone: ZoneInfo | None = None
     try:
-        zone = _load_zone(time_zone, f"{field}.start.time_zone")
+        zone = check_time_zone(time_zone, f"{field}.start.time_zone")
     except InvalidArgument as error:
         violations.extend(error.violations)
     rule_field = f"{field}.rule"

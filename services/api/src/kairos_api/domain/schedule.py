@@ -59,7 +59,7 @@ def resolve_local_time(
     """
     date_field = f"{field}.date_time"
     zone_field = f"{field}.time_zone"
-    wall = _parse_wall_time(date_time, date_field)
+    wall = parse_wall_time(date_time, date_field)
     zone = _load_zone(time_zone, zone_field)
 
     local = wall.replace(tzinfo=zone, fold=0)
@@ -125,7 +125,7 @@ def check_stale_after(value: timedelta, field: str = "stale_after") -> None:
         )
 
 
-def _parse_wall_time(date_time: str, field: str) -> datetime:
+def parse_wall_time(date_time: str, field: str) -> datetime:
     if not date_time.strip():
         raise InvalidArgument.of(field, f"a local date and time is required, e.g. {_EXAMPLE!r}")
     match = _LOCAL_DATE_TIME.fullmatch(date_time)

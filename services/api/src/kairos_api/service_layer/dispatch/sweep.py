@@ -182,7 +182,10 @@ async def fail_delivery(app: Application, delivery_id: str, reason: str) -> Targ
         if target.status not in (TargetStatus.QUEUED, TargetStatus.PUBLISHING):
             return None
         message = f"dead-lettered: {reason}"
-        uploading = target.id in await _still_uploading(uow, [target.id])
+        # Only a PUBLISHING target has an open attempt that may have been uploading.
+        uploading = target.status == TargetStatus.PUBLISHING and target.id in (
+            await _still_uploading(uow, [target.id])
+        )
         if target.status == TargetStatus.PUBLISHING and not uploading:
             await _close_open_attempts(uow, target.id, now)
             change = ended(
