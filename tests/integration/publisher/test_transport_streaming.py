@@ -102,7 +102,7 @@ async def test_an_answer_cut_short_is_a_read_error_whatever_the_body(streamed: b
 
     async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"id\": ")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id": ')
         await writer.drain()
         writer.close()
 
