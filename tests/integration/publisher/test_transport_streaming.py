@@ -113,7 +113,7 @@ async def test_an_answer_cut_short_is_a_read_error_whatever_the_body(streamed: b
         yield b"x" * 10
 
     async with server, http_client(timeout=5.0) as http:
-        body: object = parts() if streamed else b"x" * 10
+        body: bytes | AsyncIterator[bytes] = parts() if streamed else b"x" * 10
         request = http.build_request(
             "POST", f"http://127.0.0.1:{port}/", content=body, headers={"content-length": "10"}
         )
