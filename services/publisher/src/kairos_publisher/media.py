@@ -38,8 +38,6 @@ from kairos_media.store import MediaNotFound, MediaStore
 
 #: Image types the platforms take, by the media type each file's first bytes prove.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-#: Video types an upload can be (`kairos_media.probe`): MP4, QuickTime and WebM.
-VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm"})
 _EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",

@@ -24,6 +24,7 @@ from kairos_publisher.platforms.base import (
     PublishOutcome,
     Result,
     media_failed,
+    nothing_posted,
     send,
 )
 
@@ -112,7 +113,7 @@ async def send_upload(
     except MediaError as error:
         return media_failed(error)
     if isinstance(found, PublishOutcome) and found.result == Result.UNKNOWN:
-        return replace(found, result=Result.RETRYABLE, code="upload_timeout")
+        return replace(nothing_posted(found), code="upload_timeout")
     return found
 
 

@@ -7,7 +7,7 @@ import email.utils
 import enum
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -308,6 +308,21 @@ async def send(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Respons
         )
     except httpx.HTTPError as error:
         return PublishOutcome(Result.RETRYABLE, code="http", message=repr(error)[:500])
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, as Telegram and TikTok count text (astral characters count
+    two; a lone surrogate counts one, as it would be sent)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
+    """The outcome of a call made before the one that makes the post public (an upload, a
+    processing poll): whatever happened, nothing was published, so what would mean "maybe
+    posted" (UNKNOWN) is only RETRYABLE."""
+    if outcome.result == Result.UNKNOWN:
+        return replace(outcome, result=Result.RETRYABLE)
+    return outcome
 
 
 def media_failed(error: MediaError) -> PublishOutcome:

@@ -69,6 +69,7 @@ from kairos_publisher.platforms.base import (
     excerpt,
     json_object,
     media_failed,
+    nothing_posted,
     retry_after,
     send,
 )
@@ -220,14 +221,6 @@ def classify(response: httpx.Response) -> PublishOutcome:
     if name in AUTH_ERRORS or status in (401, 403):
         return PublishOutcome(Result.AUTH, http_status=status, code=code, message=message)
     return PublishOutcome(Result.PERMANENT, http_status=status, code=code, message=message)
-
-
-def nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
-    """A transport outcome of a call made before createRecord: a timeout there posted nothing,
-    so it is retryable rather than UNKNOWN."""
-    if outcome.result == Result.UNKNOWN:
-        return replace(outcome, result=Result.RETRYABLE)
-    return outcome
 
 
 def job_of(response: httpx.Response) -> Json:

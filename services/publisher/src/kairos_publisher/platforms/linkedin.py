@@ -68,6 +68,7 @@ from kairos_publisher.platforms.base import (
     excerpt,
     json_object,
     media_failed,
+    nothing_posted,
     send,
 )
 from kairos_publisher.upload import send_upload
@@ -323,7 +324,7 @@ class LinkedInClient:
             ),
         )
         if isinstance(response, PublishOutcome):
-            return _nothing_posted(response)
+            return nothing_posted(response)
         if not response.is_success:
             return error_outcome(response)
         value = json_object(response).get("value")
@@ -347,7 +348,7 @@ class LinkedInClient:
             ),
         )
         if isinstance(put, PublishOutcome):
-            return _nothing_posted(put)
+            return nothing_posted(put)
         if not put.is_success:
             return error_outcome(put)
         return str(value["image"])
@@ -504,7 +505,7 @@ class LinkedInClient:
             ),
         )
         if isinstance(response, PublishOutcome):
-            return _nothing_posted(response)
+            return nothing_posted(response)
         if not response.is_success:
             return error_outcome(response)
         return response
@@ -582,13 +583,6 @@ def _part_failed(response: httpx.Response) -> PublishOutcome:
     if status in (401, 403):
         return replace(outcome, result=Result.RETRYABLE)
     return outcome
-
-
-def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
-    """A transport failure during an upload: no post exists yet, so trying again is safe."""
-    if outcome.result != Result.UNKNOWN:
-        return outcome
-    return PublishOutcome(Result.RETRYABLE, code=outcome.code, message=outcome.message)
 
 
 def create(context: PlatformContext) -> LinkedInClient:

@@ -61,6 +61,7 @@ from kairos_publisher.platforms.base import (
     excerpt,
     json_object,
     media_failed,
+    nothing_posted,
     send,
 )
 from kairos_publisher.upload import multipart, send_upload
@@ -220,7 +221,7 @@ class MastodonClient:
         for media_id in media_ids:
             polled = await call.send("GET", f"/api/v1/media/{media_id}")
             if isinstance(polled, PublishOutcome):
-                return _nothing_posted(polled)
+                return nothing_posted(polled)
             if polled.status_code == 206:
                 processing.append(media_id)
             elif polled.status_code != 200:
@@ -233,7 +234,7 @@ class MastodonClient:
             await asyncio.sleep(delay)
             polled = await call.send("GET", f"/api/v1/media/{media_id}")
             if isinstance(polled, PublishOutcome):
-                return _nothing_posted(polled)
+                return nothing_posted(polled)
             if polled.status_code == 200:
                 return None
             if polled.status_code != 206:
@@ -281,7 +282,7 @@ class MastodonClient:
             waited += delay
             polled = await call.send("GET", f"/api/v1/media/{media_id}")
             if isinstance(polled, PublishOutcome):
-                return _nothing_posted(polled)
+                return nothing_posted(polled)
             if polled.status_code == 200:
                 return media_id
             if polled.status_code != 206:
@@ -305,7 +306,7 @@ class MastodonClient:
             files={"file": (media.filename, media.content, media.content_type)},
         )
         if isinstance(response, PublishOutcome):
-            return _nothing_posted(response)
+            return nothing_posted(response)
         if not response.is_success:
             return failure(response)
         media_id = str(json_object(response).get("id") or "")
@@ -320,13 +321,6 @@ class MastodonClient:
             return media_id
         waited = await self._processed(call, media_id)
         return media_id if waited is None else waited
-
-
-def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
-    """A lost answer to an upload or poll: no status was created, so trying again is safe."""
-    if outcome.result is Result.UNKNOWN:
-        return replace(outcome, result=Result.RETRYABLE)
-    return outcome
 
 
 class _Call:

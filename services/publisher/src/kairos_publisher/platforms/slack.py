@@ -55,7 +55,6 @@ client_secret) returns a new access token and a new refresh token; the old one i
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,6 +69,7 @@ from kairos_publisher.platforms.base import (
     Result,
     classify_http,
     excerpt,
+    nothing_posted,
     retry_after,
     send,
 )
@@ -150,14 +150,6 @@ def classify(response: httpx.Response, data: dict[str, Any] | None) -> PublishOu
     else:
         result = Result.PERMANENT
     return PublishOutcome(result, http_status=status, code=code, message=message)
-
-
-def nothing_public(outcome: PublishOutcome) -> PublishOutcome:
-    """An outcome of a call before the public one: nothing can have been posted, so an answer
-    that would mean "maybe posted" (internal_error, fatal_error) is only RETRYABLE."""
-    if outcome.result == Result.UNKNOWN:
-        return replace(outcome, result=Result.RETRYABLE)
-    return outcome
 
 
 def share_ts(file: dict[str, Any], channel: str) -> str:
@@ -252,7 +244,7 @@ class SlackClient:
             return ticket
         data = answer(ticket)
         if ticket.status_code != 200 or data is None or data.get("ok") is not True:
-            return nothing_public(classify(ticket, data))
+            return nothing_posted(classify(ticket, data))
         upload_url, file_id = str(data.get("upload_url") or ""), str(data.get("file_id") or "")
         if not upload_url.startswith(("https://", "http://")) or not file_id:
             return PublishOutcome(
@@ -271,7 +263,7 @@ class SlackClient:
         if isinstance(uploaded, PublishOutcome):
             return uploaded
         if uploaded.status_code != 200:
-            return nothing_public(classify_http(uploaded))
+            return nothing_posted(classify_http(uploaded))
         shared: dict[str, Any] = {
             "files": [{"id": file_id, "title": video.filename}],
             "channel_id": request.chat_id,

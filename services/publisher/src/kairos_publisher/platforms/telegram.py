@@ -55,6 +55,7 @@ from kairos_publisher.platforms.base import (
     json_object,
     retry_after,
     send,
+    utf16_length,
 )
 from kairos_publisher.upload import multipart, send_publishing
 
@@ -62,11 +63,6 @@ from kairos_publisher.upload import multipart, send_publishing
 CAPTION_LIMIT = 1024
 #: Most items in one album.
 ALBUM_LIMIT = 10
-
-
-def utf16_length(text: str) -> int:
-    """Length as Telegram counts it: UTF-16 code units (astral characters count two)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def chat_ref(chat_id: str) -> int | str:

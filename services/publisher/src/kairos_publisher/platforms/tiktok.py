@@ -103,7 +103,7 @@ from typing import Any
 
 import httpx
 
-from kairos_publisher.media import MediaError, StoredMedia
+from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     PlatformContext,
     PublishOutcome,
@@ -112,12 +112,12 @@ from kairos_publisher.platforms.base import (
     Result,
     excerpt,
     json_object,
-    media_failed,
     retry_after,
     send,
     token_answer,
+    utf16_length,
 )
-from kairos_publisher.upload import send_upload
+from kairos_publisher.upload import send_publishing, send_upload
 
 API = "https://open.tiktokapis.com"
 WEB = "https://www.tiktok.com"
@@ -144,10 +144,6 @@ CHUNK_SIZE = 10_000_000
 PART_SIZE = 1_000_000
 PULL_FROM_URL = "PULL_FROM_URL"
 FILE_UPLOAD = "FILE_UPLOAD"
-
-
-def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def chunk_plan(size: int) -> tuple[int, int]:
@@ -450,13 +446,7 @@ class TikTokClient:
             if index < count - 1:
                 response = await send_upload(self.http, put)
             else:
-                outcome = await request.stage.publishing()
-                if outcome is not None:
-                    return outcome
-                try:
-                    response = await send(self.http, put)
-                except MediaError as error:
-                    return media_failed(error)
+                response = await send_publishing(self.http, request.stage, put)
             if isinstance(response, PublishOutcome):
                 return response
             if not response.is_success:

@@ -72,6 +72,7 @@ from kairos_publisher.platforms.base import (
     excerpt,
     json_object,
     media_failed,
+    nothing_posted,
     retry_after,
     send,
 )
@@ -273,7 +274,7 @@ class XClient:
         )
         response = await self._call(outgoing, blocks)
         if isinstance(response, PublishOutcome):
-            return self._nothing_posted(response)
+            return nothing_posted(response)
         if not response.is_success:
             return failure(response)
         data = json_object(response).get("data")
@@ -378,7 +379,7 @@ class XClient:
         answer is RETRYABLE, since nothing was published)."""
         response = await self._call(outgoing, blocks)
         if isinstance(response, PublishOutcome):
-            return self._nothing_posted(response)
+            return nothing_posted(response)
         if not response.is_success:
             return failure(response)
         return response
@@ -423,20 +424,12 @@ class XClient:
             )
             response = await self._call(outgoing, blocks)
             if isinstance(response, PublishOutcome):
-                return self._nothing_posted(response)
+                return nothing_posted(response)
             if not response.is_success:
                 return failure(response)
             data = json_object(response).get("data")
             info = data.get("processing_info") if isinstance(data, dict) else None
         return None
-
-    @staticmethod
-    def _nothing_posted(outcome: PublishOutcome) -> PublishOutcome:
-        """A transport failure before the post was sent: whatever happened, nothing was
-        published, so even a timeout is safe to retry."""
-        if outcome.result is Result.UNKNOWN:
-            return replace(outcome, result=Result.RETRYABLE)
-        return outcome
 
     async def refresh(self, request: PublishRequest) -> RefreshedTokens | str | PublishOutcome:
         """Trade the refresh token at `/2/oauth2/token`; X rotates it, so the old one is spent."""
