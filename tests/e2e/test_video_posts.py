@@ -201,7 +201,14 @@ async def test_a_200_mb_video_goes_to_two_platforms_within_100_mb_of_memory_each
     finally:
         for fake in (x, linkedin):
             await fake.stop()
+    assert len(post.targets) == 2
     assert all(t.platform_post_id and t.platform_url for t in post.targets), post
+    # Each platform holds the whole file, byte for byte, through its chunked flow.
+    [held] = [u for u in x.uploads.values() if u.category == "tweet_video"]
+    assert (held.size, held.sha256) == (200 * MB, digest)
+    [(_, kept)] = linkedin.videos.items()
+    assert hashlib.sha256(kept["content"]).hexdigest() == digest
+    assert len(kept["parts"]) > 1
     print(f"peak memory above idle: api {api_growth} MiB, publisher {publisher_growth} MiB")
     assert api_growth < 100, api_growth
     assert publisher_growth < 100, publisher_growth

@@ -679,7 +679,7 @@ async def test_an_attempt_lost_while_uploading_is_retried_not_unknown(
     first = await begin(dispatch, (await claim_one(dispatch, target)).delivery_id)
     marked = await mark(dispatch, first.attempt_id, dispatch_pb2.ATTEMPT_STAGE_UPLOADING)
     assert marked.ok
-    assert marked.lease.ToTimedelta() > timedelta(0)
+    assert marked.lease.ToTimedelta() == own_api.service.app.settings.attempt_lease
     await expire_leases(own_api, target)
     swept = await sweep(dispatch)
     again = [d for d in swept.redeliveries if d.target_id == target]
@@ -693,7 +693,7 @@ async def test_an_attempt_lost_while_uploading_is_retried_not_unknown(
     # The lost attempt's mark no longer holds: it must not make the post public.
     late = await mark(dispatch, first.attempt_id, dispatch_pb2.ATTEMPT_STAGE_PUBLISHING)
     assert not late.ok
-    assert late.reason
+    assert late.reason == "the attempt was already settled"
     attempts = (await get(tenant, post.id)).targets[0].attempts
     lost = next(a for a in attempts if a.number == 1)
     assert lost.error_class == posts_pb2.ERROR_CLASS_RETRYABLE

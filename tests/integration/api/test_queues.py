@@ -413,4 +413,7 @@ async def test_concurrent_per_target_adds_take_distinct_slots_on_each_account(q:
     weekdays = [MONDAY + timedelta(weeks=w, days=d) for w in range(4) for d in range(5)]
     assert on_first == [day + timedelta(hours=9) for day in weekdays[:16]]
     assert on_second == [day + timedelta(hours=15) for day in weekdays[:12]]
-    assert len({p.id for p in created}) == 16
+    # The slots are held by exactly the posts made: the 16 on the first account, and on the
+    # second the 12 queued per target.
+    assert set(held(await q.listed(first, count=16))) == {p.id for p in created}
+    assert set(held(await q.listed(second, count=12))) == {p.id for p in created[:12]}

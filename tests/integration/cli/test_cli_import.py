@@ -68,9 +68,12 @@ async def test_a_recurring_row_becomes_a_series_once_however_often_it_is_importe
     assert "posts.csv:3: recurrence" in dry.stderr, dry.stderr
 
     ran = await kairos("posts", "import", str(path), "--skip-invalid")
+    assert ran.code == 2, str(ran)  # a row was refused, though the others were imported
     assert "2 posts created, 0 already imported, 1 rows refused" in ran.stdout, str(ran)
     again = await kairos("posts", "import", str(path), "--skip-invalid")
     assert again.code == 2, str(again)
+    # The plain row is known by its request_id; the series row is answered with its series.
+    assert "1 posts created, 1 already imported, 1 rows refused" in again.stdout, str(again)
 
     series = (await kairos.ok("--json", "series", "list")).json()["series"]
     assert len(series) == 1, series
