@@ -241,23 +241,14 @@ async def update_post(app: Application, tenant: str, command: UpdatePost) -> Pos
             new_media_ids if "media_ids" in paths else [uuid.UUID(i) for i in post.media_ids]
         )
         if {"content", "media_urls", "media_ids", "targets"} & set(paths):
-            violations.extend(
-                content_violations(
-                    app, content, media, new_targets, ids, accounts, uploads=len(media_ids)
-                )
-            )
-        if {"content", "media_ids", "media_urls", "targets"} & set(paths):
+            targets = target_platforms(new_targets, ids, accounts, content)
+            violations.extend(content_violations(app, targets, media, uploads=len(media_ids)))
             # Files named before are checked again: one may have been deleted once the post had
             # settled, a new target's platform may pull media by URL or take no video, and a
             # video must stay the post's only media item.
             violations.extend(
                 await uploaded_media_violations(
-                    app,
-                    uow,
-                    tenant,
-                    media_ids,
-                    target_platforms(new_targets, ids, accounts, content),
-                    media_urls=len(media),
+                    app, uow, tenant, media_ids, targets, media_urls=len(media)
                 )
             )
         if violations:

@@ -230,25 +230,13 @@ async def _refuse_invalid(
     command = draft.command
     violations = list(draft.violations)
     account_violations(draft.account_ids, accounts, violations)
+    targets = target_platforms(command.targets, draft.account_ids, accounts, command.content)
     violations.extend(
-        content_violations(
-            app,
-            command.content,
-            command.media_urls,
-            command.targets,
-            draft.account_ids,
-            accounts,
-            uploads=len(command.media_ids),
-        )
+        content_violations(app, targets, command.media_urls, uploads=len(command.media_ids))
     )
     violations.extend(
         await uploaded_media_violations(
-            app,
-            uow,
-            draft.tenant,
-            draft.media_ids,
-            target_platforms(command.targets, draft.account_ids, accounts, command.content),
-            media_urls=len(command.media_urls),
+            app, uow, draft.tenant, draft.media_ids, targets, media_urls=len(command.media_urls)
         )
     )
     if draft.parent_id is not None:

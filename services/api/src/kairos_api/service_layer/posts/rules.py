@@ -457,35 +457,29 @@ def _video_violations(
 
 def content_violations(
     app: Application,
-    content: str,
+    targets: Sequence[TargetPlatform],
     media_urls: Sequence[str],
-    targets: Sequence[TargetInput],
-    ids: Sequence[uuid.UUID | None],
-    accounts: dict[uuid.UUID, AccountRef],
     uploads: int = 0,
 ) -> list[FieldViolation]:
-    """What each target's platform would refuse: the text and media by its limits, and the
+    """What each target's platform would refuse: its text and the media by its limits, and the
     target's settings by the settings its catalogue row declares."""
     found: list[FieldViolation] = []
-    for index, (target, account_id) in enumerate(zip(targets, ids, strict=True)):
-        account = accounts.get(account_id) if account_id is not None else None
-        if account is None:
-            continue
-        override = target.content_override is not None
+    for target in targets:
+        platform = Platform(target.platform)
         found.extend(
             limits.validate_settings(
-                Platform(account.platform),
+                platform,
                 target.settings,
-                field=f"targets[{index}].settings",
+                field=f"targets[{target.position}].settings",
                 media_count=len(media_urls),
             )
         )
         found.extend(
             limits.validate_content(
-                Platform(account.platform),
-                target.content_override if override else content,  # type: ignore[arg-type]
+                platform,
+                target.text,
                 list(media_urls),
-                content_field=f"targets[{index}].content_override" if override else "content",
+                content_field=target.text_field,
                 media_field="media_urls",
                 allow_http_media=app.settings.allow_http_media,
                 uploads=uploads,
