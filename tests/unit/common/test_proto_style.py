@@ -165,11 +165,13 @@ def test_the_contracts_follow_the_style(tmp_path: Path) -> None:
     files = describe(PROTOS, tmp_path)
     assert sorted(f.name for f in files) == [
         "kairos/dispatch/v1/dispatch.proto",
+        "kairos/dispatch/v1/webhooks.proto",
         "kairos/events/v1/events.proto",
         "kairos/posts/v1/media.proto",
         "kairos/posts/v1/posts.proto",
         "kairos/posts/v1/queues.proto",
         "kairos/posts/v1/series.proto",
+        "kairos/posts/v1/webhooks.proto",
     ]
     # The walk reaches every kind of element, so an empty answer means something.
     kinds = Counter(element.kind for file in files for element in elements(file))

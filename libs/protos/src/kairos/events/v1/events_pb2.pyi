@@ -57,6 +57,8 @@ class _LifecycleEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Li
     """An account needs the user to reconnect."""
     LIFECYCLE_EVENT_TYPE_RETRIED: _LifecycleEventType.ValueType  # 14
     """Targets were set to be tried again."""
+    LIFECYCLE_EVENT_TYPE_WEBHOOK_DISABLED: _LifecycleEventType.ValueType  # 15
+    """A webhook endpoint was disabled after failing for too long (webhook_id, detail)."""
 
 class LifecycleEventType(_LifecycleEventType, metaclass=_LifecycleEventTypeEnumTypeWrapper):
     """What happened in a post's lifecycle."""
@@ -91,6 +93,8 @@ LIFECYCLE_EVENT_TYPE_NEEDS_REAUTH: LifecycleEventType.ValueType  # 13
 """An account needs the user to reconnect."""
 LIFECYCLE_EVENT_TYPE_RETRIED: LifecycleEventType.ValueType  # 14
 """Targets were set to be tried again."""
+LIFECYCLE_EVENT_TYPE_WEBHOOK_DISABLED: LifecycleEventType.ValueType  # 15
+"""A webhook endpoint was disabled after failing for too long (webhook_id, detail)."""
 Global___LifecycleEventType: _TypeAlias = LifecycleEventType  # noqa: Y015
 
 @_typing.final
@@ -162,6 +166,7 @@ class LifecycleEvent(_message.Message):
     TARGET_STATUS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique id of this event; the dedup key."""
     type: Global___LifecycleEventType.ValueType
@@ -182,6 +187,8 @@ class LifecycleEvent(_message.Message):
     """The post revision after the change."""
     detail: _builtins.str
     """A readable detail (error message, rejection reason ...)."""
+    webhook_id: _builtins.str
+    """The webhook endpoint, if the event concerns one."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -200,10 +207,11 @@ class LifecycleEvent(_message.Message):
         target_status: _posts_pb2.TargetStatus.ValueType = ...,
         revision: _builtins.int = ...,
         detail: _builtins.str = ...,
+        webhook_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "detail", b"detail", "event_id", b"event_id", "occurred_at", b"occurred_at", "post_id", b"post_id", "post_status", b"post_status", "revision", b"revision", "target_id", b"target_id", "target_status", b"target_status", "tenant_id", b"tenant_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "detail", b"detail", "event_id", b"event_id", "occurred_at", b"occurred_at", "post_id", b"post_id", "post_status", b"post_status", "revision", b"revision", "target_id", b"target_id", "target_status", b"target_status", "tenant_id", b"tenant_id", "type", b"type", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
