@@ -4,11 +4,15 @@ and the W3C traceparent helpers the services carry a delivery's trace with."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider
@@ -204,3 +208,48 @@ def test_roots_start_a_trace_per_item(exported: tuple[trace.Tracer, InMemorySpan
     assert [r.parent for r in roots] == [None, None, None]
     assert len({r.context.trace_id for r in roots}) == 3
     assert {r.start_time for r in roots} == {7}
+
+
+class Collector(BaseHTTPRequestHandler):
+    """Keeps the names of the spans exported to it (the exporter's thread calls it)."""
+
+    names: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        export = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.names.extend(f"{self.path} {span.name}" for span in scope_spans.spans)
+        answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_shutdown_sends_the_spans_still_queued(clean_environment: pytest.MonkeyPatch) -> None:
+    Collector.names.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        clean_environment.setenv(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}"
+        )
+        # Batches would go out a minute from now: only the flush at shutdown sends this one.
+        clean_environment.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+        started = tracing.start("kairos-publisher")
+        assert started is not None
+        started.start_span("process kairos.due.x").end()
+        assert Collector.names == []
+        tracing.shutdown()
+        assert Collector.names == ["/v1/traces process kairos.due.x"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
