@@ -280,6 +280,8 @@ class PlatformConsumer:
         self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
         #: Accounts whose rate limit the platform said is used up, until when (Unix seconds).
         self.blocked: dict[str, float] = {}
+        #: This process's tracer, or None when tracing is off; `run` asks once, so the untraced
+        #: path does nothing more per event.
         self.tracer = tracing.tracer()
 
     async def run(self) -> None:
