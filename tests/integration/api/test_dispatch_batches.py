@@ -305,3 +305,30 @@ async def test_an_unknown_attempt_does_not_hold_back_the_outcomes_batched_with_i
     ]
     assert [r.next_step for r in results] == [dispatch_pb2.NEXT_STEP_ACK] * 2
     assert (await get(tenant, post.id)).status == posts_pb2.POST_STATUS_PUBLISHED
+
+
+async def test_traceparents_not_one_per_delivery_are_refused_naming_the_field(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    account = await connect(tenant, f"@{uuid.uuid4().hex[:8]}@mastodon.example", "token")
+    posts = [await post_due(tenant, [account], f"traced {i}") for i in range(2)]
+    first, second = [d.delivery_id for d in await claim_targets(dispatch, posts)]
+    traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await dispatch.BeginAttempts(
+            dispatch_pb2.BeginAttemptsRequest(delivery_ids=[first, second], traceparents=[traced]),
+            metadata=SERVICE,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "traceparents" in (refused.value.details() or "")
+
+    # One per delivery (an empty one for a delivery not traced, a malformed one ignored) is
+    # fine, whether or not the api traces.
+    reply = await dispatch.BeginAttempts(
+        dispatch_pb2.BeginAttemptsRequest(
+            delivery_ids=[first, second], traceparents=[traced, "not a traceparent"]
+        ),
+        metadata=SERVICE,
+    )
+    assert [b.ok for b in reply.results] == [True, True]

@@ -40,6 +40,23 @@ async def test_every_stored_message_is_reported_stored_and_stored_once(
     assert stored.data == b"m299"
 
 
+async def test_more_headers_go_out_beside_the_message_id(nats_client: NatsClient) -> None:
+    prefix = await stream_of_our_own(nats_client)
+    publisher = AckedPublisher(nats_client)
+    traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    messages = [
+        Message(f"{prefix}.a", b"traced", "id-1", {"traceparent": traced}),
+        Message(f"{prefix}.a", b"plain", "id-2"),
+    ]
+
+    assert await publisher.publish(messages, timeout=5) == [True, True]
+
+    js = nats_client.jetstream()
+    first, second = await js.get_msg(prefix, 1), await js.get_msg(prefix, 2)
+    assert first.headers == {"traceparent": traced, "Nats-Msg-Id": "id-1"}
+    assert second.headers == {"Nats-Msg-Id": "id-2"}
+
+
 async def test_a_message_no_stream_takes_is_reported_not_stored(nats_client: NatsClient) -> None:
     prefix = await stream_of_our_own(nats_client)
     publisher = AckedPublisher(nats_client)

@@ -7,7 +7,8 @@ stored, so `AckedPublisher` sends each message with a reply subject of its own u
 and reads the answers as they come (about 10 µs a message).
 
 Each message carries `Nats-Msg-Id`; a copy JetStream has already stored answers as a duplicate,
-which counts as stored, so a batch sent again after a lost answer is harmless.
+which counts as stored, so a batch sent again after a lost answer is harmless. A message may
+carry more headers (a traced due event's `traceparent`); one without costs nothing more.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -28,6 +29,8 @@ class Message(NamedTuple):
     payload: bytes
     #: `Nats-Msg-Id`: JetStream stores a message with the same id once.
     msg_id: str
+    #: More headers (a traced message's `traceparent`); None for none.
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -70,11 +73,16 @@ class AckedPublisher:
         try:
             prefix = f"{self._inbox}.{token}-"
             for index, message in enumerate(messages):
+                extra = message.headers
                 await self._nc.publish(
                     message.subject,
                     message.payload,
                     reply=f"{prefix}{index}",
-                    headers={"Nats-Msg-Id": message.msg_id},
+                    headers=(
+                        {"Nats-Msg-Id": message.msg_id}
+                        if extra is None
+                        else {**extra, "Nats-Msg-Id": message.msg_id}
+                    ),
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(batch.answered.wait(), timeout)

@@ -4,6 +4,9 @@ The event loop is uvloop unless KAIROS_UVLOOP=false: it spends less CPU per I/O 
 standard loop (13 % less CPU per post in the publisher and 14 % in the api in a 10,000-post
 burst, `bench/results/uvloop-2026-12-06/`), and the standard loop stays one setting away should
 a library misbehave on uvloop.
+
+Tracing (`kairos_common.tracing`) is set up here, before the service is built, and flushed
+after it stops.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from kairos_common import tracing
 from kairos_common.grpc.server import Service, run_until_signalled
 from kairos_common.logging import configure_logging
 from kairos_common.settings import CannotStart, Env, LogSettings, SettingsError
@@ -56,6 +60,8 @@ def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S], 
         return 2
     log.info("starting", extra={"loop": run.__module__.partition(".")[0]})
     try:
+        if tracing.start(f"kairos-{name}") is not None:
+            log.info("tracing on: spans go out over OTLP")
         run(run_until_signalled(service))
     except CannotStart as error:
         log.error("cannot start: %s", error)
@@ -63,4 +69,6 @@ def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S], 
     except Exception:
         log.exception("%s crashed", name)
         return 1
+    finally:
+        tracing.shutdown()  # the spans still queued go out before the process ends
     return 0

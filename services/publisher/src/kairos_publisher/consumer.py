@@ -31,8 +31,10 @@ from nats.js.errors import BadRequestError, NotFoundError
 from kairos.dispatch.v1 import dispatch_pb2
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import media_pb2, posts_pb2
+from kairos_common import tracing
 from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
+from kairos_publisher import traces
 from kairos_publisher.admission import AccountGate
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.media import StoredMedia
@@ -278,6 +280,9 @@ class PlatformConsumer:
         self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
         #: Accounts whose rate limit the platform said is used up, until when (Unix seconds).
         self.blocked: dict[str, float] = {}
+        #: This process's tracer, or None when tracing is off; `run` asks once, so the untraced
+        #: path does nothing more per event.
+        self.tracer = tracing.tracer()
 
     async def run(self) -> None:
         """Fetch while not stopping; each message is handled in its own task."""
@@ -285,6 +290,7 @@ class PlatformConsumer:
         subscription = await self.js.pull_subscribe_bind(
             durable=durable_name(self.platform), stream=DUE_STREAM
         )
+        handle = self.handle if self.tracer is None else self.handle_traced
         while not self.stopping.is_set():
             # Hold events waiting for their instant outside the call slots, so a burst of
             # early events never blocks the ones that are due now.
@@ -300,7 +306,7 @@ class PlatformConsumer:
                 await asyncio.sleep(0.5)
                 continue
             for message in messages:
-                task = asyncio.create_task(self.handle(message))
+                task = asyncio.create_task(handle(message))
                 self.in_flight.add(task)
                 task.add_done_callback(self.in_flight.discard)
         await subscription.unsubscribe()
@@ -319,6 +325,12 @@ class PlatformConsumer:
         except Exception:
             # Left unacked: JetStream redelivers after AckWait, and the fence keeps it safe.
             log.exception("handling a due event failed", extra={"platform": self.platform.value})
+
+    async def handle_traced(self, message: Msg) -> None:
+        """`handle` in the span of the event's handling (tracing on)."""
+        assert self.tracer is not None
+        with traces.processing(self.tracer, message):
+            await self.handle(message)
 
     async def _handle(self, message: Msg) -> None:
         try:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import grpc
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos_common import tracing
 from kairos_common.grpc.channel import bearer, insecure_channel
 from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
@@ -63,6 +64,10 @@ class DispatchClient:
         self._timeout = timeout
         self._channel = channel
         self._closing = asyncio.Event()
+        #: Tracing on: each call carries the traceparent of the span current in its caller.
+        self._traced = tracing.tracer() is not None
+        #: The traceparents of the begins waiting to go out, by delivery id (tracing on).
+        self._begin_parents: dict[str, str] = {}
         self._begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
             "BeginAttempts", self._begin_batch
         )
@@ -100,7 +105,13 @@ class DispatchClient:
     async def begin(self, delivery_id: str) -> dispatch_pb2.BeginAttemptResponse:
         """The fence's answer for one delivery. Never tried again here: a begin that timed out
         may have begun, and only the caller knows how to hand its event back."""
-        return await self._begins.submit(delivery_id)
+        if not self._traced:
+            return await self._begins.submit(delivery_id)
+        self._begin_parents[delivery_id] = tracing.current_traceparent()
+        try:
+            return await self._begins.submit(delivery_id)
+        finally:
+            self._begin_parents.pop(delivery_id, None)
 
     async def complete(
         self, outcome: dispatch_pb2.AttemptOutcome, until: float
@@ -110,6 +121,8 @@ class DispatchClient:
         an outcome once, so an offer that did reach it changes nothing the second time. Raises
         the last error when it gives up (also when the client closes meanwhile), and any other
         failure at once."""
+        if self._traced:
+            outcome.traceparent = tracing.current_traceparent()
         wait = RETRY_FIRST
         while True:
             try:
@@ -126,7 +139,11 @@ class DispatchClient:
     async def fail_delivery(self, delivery_id: str, reason: str) -> None:
         """Mark the target of a dead-lettered delivery failed."""
         await self._stub.FailDelivery(
-            dispatch_pb2.FailDeliveryRequest(delivery_id=delivery_id, reason=reason),
+            dispatch_pb2.FailDeliveryRequest(
+                delivery_id=delivery_id,
+                reason=reason,
+                traceparent=tracing.current_traceparent() if self._traced else "",
+            ),
             metadata=self._metadata,
             timeout=self._timeout,
         )
@@ -136,7 +153,11 @@ class DispatchClient:
     ) -> dispatch_pb2.MarkAttemptResponse:
         """Record the stage an attempt that uploads first has reached, extending its lease."""
         return await self._stub.MarkAttempt(
-            dispatch_pb2.MarkAttemptRequest(attempt_id=attempt_id, stage=stage),
+            dispatch_pb2.MarkAttemptRequest(
+                attempt_id=attempt_id,
+                stage=stage,
+                traceparent=tracing.current_traceparent() if self._traced else "",
+            ),
             metadata=self._metadata,
             timeout=self._timeout,
         )
@@ -150,8 +171,12 @@ class DispatchClient:
         )
 
     async def _begin_batch(self, ids: Sequence[str]) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
+        parents = self._begin_parents
         reply = await self._stub.BeginAttempts(
-            dispatch_pb2.BeginAttemptsRequest(delivery_ids=ids),
+            dispatch_pb2.BeginAttemptsRequest(
+                delivery_ids=ids,
+                traceparents=[parents.get(i, "") for i in ids] if parents else (),
+            ),
             metadata=self._metadata,
             timeout=self._timeout,
         )

@@ -31,6 +31,8 @@ import aiohttp
 import httpx
 import yarl
 
+from kairos_common import tracing
+
 
 class StreamedBody:
     """A streamed request body that knows whether its source gave its last part, and what its
@@ -286,9 +288,16 @@ class PlatformHttp(httpx.AsyncClient):
 
 
 def http_client(timeout: float, max_connections: int = 200) -> httpx.AsyncClient:
-    """The publisher's HTTP client: httpx's API over aiohttp, no redirects followed."""
+    """The publisher's HTTP client: httpx's API over aiohttp, no redirects followed; each
+    request in a span of its own when tracing is on."""
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(max_connections=max_connections)
+    tracer = tracing.tracer()
+    if tracer is not None:
+        from kairos_publisher.traces import TracedTransport
+
+        transport = TracedTransport(transport, tracer)
     return PlatformHttp(
-        transport=AiohttpTransport(max_connections=max_connections),
+        transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
         follow_redirects=False,
     )

@@ -19,9 +19,11 @@ from google.protobuf.duration_pb2 import Duration
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
+from kairos_common import tracing
 from kairos_common.grpc.channel import bearer
 from kairos_common.publishing import AckedPublisher, Message
 from kairos_common.streams import due_subject
+from kairos_scheduler import traces
 from kairos_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -52,17 +54,22 @@ def due_event(delivery: dispatch_pb2.Delivery) -> events_pb2.DueEvent:
 async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Delivery]) -> int:
     """Publish one due event per delivery, all at once, and wait for every ack (a broker restart
     can leave acks unanswered for ever: give up on them after ACK_TIMEOUT)."""
-    stored = await publisher.publish(
-        [
-            Message(
-                due_subject(platform_name(delivery.platform)),
-                due_event(delivery).SerializeToString(),
-                delivery.delivery_id,
-            )
-            for delivery in deliveries
-        ],
-        ACK_TIMEOUT,
-    )
+    messages = [
+        Message(
+            due_subject(platform_name(delivery.platform)),
+            due_event(delivery).SerializeToString(),
+            delivery.delivery_id,
+        )
+        for delivery in deliveries
+    ]
+    tracer = tracing.tracer()
+    spans = None if tracer is None else traces.start_publishing(tracer, deliveries, messages)
+    stored: list[bool] = []
+    try:
+        stored = await publisher.publish(messages, ACK_TIMEOUT)
+    finally:
+        if spans is not None:
+            traces.end_publishing(spans, stored or [False] * len(spans))
     failed = stored.count(False)
     if failed:
         # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from google.protobuf.duration_pb2 import Duration
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_api.adapters import convert
+from kairos_api.entrypoints import dispatch_traces
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import dispatch
 from kairos_api.service_layer.accounts import StoredCredentials
@@ -174,35 +176,48 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self, request: dispatch_pb2.ClaimDueRequest, context: Context
     ) -> dispatch_pb2.ClaimDueResponse:
         self.auth.require_service(context)
+        started = time.time_ns()
         deliveries = await dispatch.claim_due(
             self.app,
             horizon=convert.from_duration(request.horizon, "horizon"),
             limit=request.limit or 500,
             lease=_or_default(request.lease, timedelta(seconds=60), "lease"),
         )
-        return dispatch_pb2.ClaimDueResponse(deliveries=[delivery_to_proto(d) for d in deliveries])
+        response = dispatch_pb2.ClaimDueResponse(
+            deliveries=[delivery_to_proto(d) for d in deliveries]
+        )
+        dispatch_traces.start_deliveries("claim delivery", response.deliveries, started)
+        return response
 
     async def BeginAttempt(
         self, request: dispatch_pb2.BeginAttemptRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptResponse:
         self.auth.require_service(context)
+        started = time.time_ns()
         result = await dispatch.begin_attempt(self.app, request.delivery_id)
-        return begun_to_proto(result)
+        response = begun_to_proto(result)
+        dispatch_traces.begun_one(request, response, started)
+        return response
 
     async def BeginAttempts(
         self, request: dispatch_pb2.BeginAttemptsRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptsResponse:
         self.auth.require_service(context)
+        dispatch_traces.check_traceparents(request)
+        started = time.time_ns()
         results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
         credentials: dict[str, posts_pb2.Credentials] = {}
-        return dispatch_pb2.BeginAttemptsResponse(
+        response = dispatch_pb2.BeginAttemptsResponse(
             results=[begun_to_proto(r, credentials) for r in results]
         )
+        dispatch_traces.begun(request, response, started)
+        return response
 
     async def CompleteAttempts(
         self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
     ) -> dispatch_pb2.CompleteAttemptsResponse:
         self.auth.require_service(context)
+        started = time.time_ns()
         outcomes = []
         for index, item in enumerate(request.outcomes):
             error_class = convert.error_class_from_proto(item.error_class)
@@ -244,7 +259,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
                 )
             )
         results = await dispatch.complete_attempts(self.app, outcomes)
-        return dispatch_pb2.CompleteAttemptsResponse(
+        response = dispatch_pb2.CompleteAttemptsResponse(
             results=[
                 dispatch_pb2.CompletionResult(
                     attempt_id=r.attempt_id,
@@ -263,35 +278,43 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
                 for r in results
             ]
         )
+        dispatch_traces.completed(request, response, started)
+        return response
 
     async def FailDelivery(
         self, request: dispatch_pb2.FailDeliveryRequest, context: Context
     ) -> dispatch_pb2.FailDeliveryResponse:
         self.auth.require_service(context)
+        started = time.time_ns()
         status = await dispatch.fail_delivery(self.app, request.delivery_id, request.reason)
-        return dispatch_pb2.FailDeliveryResponse(
+        response = dispatch_pb2.FailDeliveryResponse(
             target_status=(
                 convert.target_status_to_proto(status)
                 if status is not None
                 else posts_pb2.TARGET_STATUS_UNSPECIFIED
             )
         )
+        dispatch_traces.failed(request, response, started)
+        return response
 
     async def SweepExpired(
         self, request: dispatch_pb2.SweepExpiredRequest, context: Context
     ) -> dispatch_pb2.SweepExpiredResponse:
         self.auth.require_service(context)
+        started = time.time_ns()
         result = await dispatch.sweep_expired(
             self.app,
             limit=request.limit or 500,
             lease=_or_default(request.lease, timedelta(seconds=60), "lease"),
         )
-        return dispatch_pb2.SweepExpiredResponse(
+        response = dispatch_pb2.SweepExpiredResponse(
             redeliveries=[delivery_to_proto(d) for d in result.redeliveries],
             marked_unknown=result.marked_unknown,
             marked_missed=result.marked_missed,
             requeued_idempotent=result.requeued_idempotent,
         )
+        dispatch_traces.start_deliveries("redeliver delivery", response.redeliveries, started)
+        return response
 
     async def MarkAttempt(
         self, request: dispatch_pb2.MarkAttemptRequest, context: Context
@@ -300,12 +323,15 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         stage = _STAGES.get(request.stage)
         if stage is None:
             raise errors.InvalidArgument.of("stage", "must be UPLOADING or PUBLISHING")
+        started = time.time_ns()
         marked = await dispatch.mark_attempt(
             self.app, _uuid(request.attempt_id, "attempt_id"), stage
         )
-        return dispatch_pb2.MarkAttemptResponse(
+        response = dispatch_pb2.MarkAttemptResponse(
             ok=marked.ok, lease=convert.duration(marked.lease), reason=marked.reason
         )
+        dispatch_traces.marked(request, response, started)
+        return response
 
     async def SaveRefreshedCredentials(
         self, request: dispatch_pb2.SaveRefreshedCredentialsRequest, context: Context

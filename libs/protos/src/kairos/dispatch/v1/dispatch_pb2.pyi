@@ -127,19 +127,23 @@ class MarkAttemptRequest(_message.Message):
 
     ATTEMPT_ID_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     """The attempt, as BeginAttempt returned it."""
     stage: Global___AttemptStage.ValueType
     """The stage it has reached."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the publisher's span for this delivery; empty when not traced."""
     def __init__(
         self,
         *,
         attempt_id: _builtins.str = ...,
         stage: Global___AttemptStage.ValueType = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "stage", b"stage", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,6 +198,7 @@ class Delivery(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     LEASE_UNTIL_FIELD_NUMBER: _builtins.int
     ATTEMPT_NUMBER_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Unique per claim; the Nats-Msg-Id of the due event and the fence token."""
     target_id: _builtins.str
@@ -208,6 +213,10 @@ class Delivery(_message.Message):
     """The post revision the delivery was claimed at."""
     attempt_number: _builtins.int
     """Which attempt this delivery will be (1 for the first try)."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the api's claim (or re-emit) span: the root of this delivery's
+    trace. Empty when the api does not trace.
+    """
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp:
         """When the target must go out."""
@@ -228,10 +237,11 @@ class Delivery(_message.Message):
         revision: _builtins.int = ...,
         lease_until: _timestamp_pb2.Timestamp | None = ...,
         attempt_number: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "lease_until", b"lease_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "attempt_number", b"attempt_number", "delivery_id", b"delivery_id", "due_at", b"due_at", "lease_until", b"lease_until", "platform", b"platform", "post_id", b"post_id", "revision", b"revision", "target_id", b"target_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "attempt_number", b"attempt_number", "delivery_id", b"delivery_id", "due_at", b"due_at", "lease_until", b"lease_until", "platform", b"platform", "post_id", b"post_id", "revision", b"revision", "target_id", b"target_id", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,16 +434,20 @@ class BeginAttemptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """The delivery from the due event."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the publisher's span for this delivery; empty when not traced."""
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -547,18 +561,26 @@ class BeginAttemptsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DELIVERY_IDS_FIELD_NUMBER: _builtins.int
+    TRACEPARENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delivery_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The deliveries from the due events; at most 500, each at most once."""
+
+    @_builtins.property
+    def traceparents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """W3C traceparents of the publisher's spans, one per delivery id in the same order (empty
+        strings for deliveries not traced), or none at all.
+        """
 
     def __init__(
         self,
         *,
         delivery_ids: _abc.Iterable[_builtins.str] | None = ...,
+        traceparents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_ids", b"delivery_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_ids", b"delivery_ids", "traceparents", b"traceparents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -604,6 +626,7 @@ class AttemptOutcome(_message.Message):
     RETRY_NOT_BEFORE_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     ACCOUNT_BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     attempt_id: _builtins.str
     """The attempt being completed."""
     delivery_id: _builtins.str
@@ -616,6 +639,8 @@ class AttemptOutcome(_message.Message):
     """An excerpt of the platform's message."""
     http_status: _builtins.int
     """The platform's HTTP status, or 0."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the publisher's span for this delivery; empty when not traced."""
     @_builtins.property
     def published(self) -> Global___Published:
         """Set when the platform accepted the post."""
@@ -647,10 +672,11 @@ class AttemptOutcome(_message.Message):
         retry_not_before: _timestamp_pb2.Timestamp | None = ...,
         latency: _duration_pb2.Duration | None = ...,
         account_blocked_until: _timestamp_pb2.Timestamp | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["account_blocked_until", b"account_blocked_until", "latency", b"latency", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_blocked_until", b"account_blocked_until", "attempt_id", b"attempt_id", "delivery_id", b"delivery_id", "error_class", b"error_class", "error_code", b"error_code", "http_status", b"http_status", "latency", b"latency", "message", b"message", "published", b"published", "retry_not_before", b"retry_not_before"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_blocked_until", b"account_blocked_until", "attempt_id", b"attempt_id", "delivery_id", b"delivery_id", "error_class", b"error_class", "error_code", b"error_code", "http_status", b"http_status", "latency", b"latency", "message", b"message", "published", b"published", "retry_not_before", b"retry_not_before", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -774,19 +800,23 @@ class FailDeliveryRequest(_message.Message):
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """The delivery of the dead-lettered due event."""
     reason: _builtins.str
     """Why it could not be processed."""
+    traceparent: _builtins.str
+    """The W3C traceparent of the publisher's span for this delivery; empty when not traced."""
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "reason", b"reason", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
