@@ -22,6 +22,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_common.grpc.channel import bearer
 from kairos_common.publishing import AckedPublisher, Message
 from kairos_common.streams import due_subject
+from kairos_scheduler import metrics
 from kairos_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Deli
         ACK_TIMEOUT,
     )
     failed = stored.count(False)
+    metrics.emitted(len(stored) - failed, failed)
     if failed:
         # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
         log.warning("due events not acknowledged", extra={"failed": failed})
@@ -104,6 +106,7 @@ class ClaimLoop:
             metadata=self.metadata,
             timeout=RPC_TIMEOUT,
         )
+        metrics.claimed(len(reply.deliveries), started)
         if reply.deliveries:
             claimed = time.perf_counter()
             self.emitted += await emit(self.publisher, reply.deliveries)
@@ -118,6 +121,7 @@ class ClaimLoop:
         return len(reply.deliveries)
 
     async def sweep_once(self) -> None:
+        started = time.perf_counter()
         reply = await self.dispatch.SweepExpired(
             dispatch_pb2.SweepExpiredRequest(
                 limit=self.settings.batch,
@@ -126,6 +130,7 @@ class ClaimLoop:
             metadata=self.metadata,
             timeout=RPC_TIMEOUT,
         )
+        metrics.swept(reply, started)
         if reply.redeliveries:
             self.emitted += await emit(self.publisher, reply.redeliveries)
         if reply.redeliveries or reply.marked_unknown or reply.marked_missed:

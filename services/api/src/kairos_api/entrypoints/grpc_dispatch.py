@@ -11,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import media_pb2, posts_pb2
+from kairos_api import metrics
 from kairos_api.adapters import convert
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.service_layer import dispatch
@@ -170,6 +171,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.app = app
         self.auth = auth
 
+    @metrics.measured("claim", lambda _, reply: len(reply.deliveries))
     async def ClaimDue(
         self, request: dispatch_pb2.ClaimDueRequest, context: Context
     ) -> dispatch_pb2.ClaimDueResponse:
@@ -182,6 +184,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         )
         return dispatch_pb2.ClaimDueResponse(deliveries=[delivery_to_proto(d) for d in deliveries])
 
+    @metrics.measured("begin", lambda _, reply: 1)
     async def BeginAttempt(
         self, request: dispatch_pb2.BeginAttemptRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptResponse:
@@ -189,6 +192,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         result = await dispatch.begin_attempt(self.app, request.delivery_id)
         return begun_to_proto(result)
 
+    @metrics.measured("begin", lambda request, _: len(request.delivery_ids))
     async def BeginAttempts(
         self, request: dispatch_pb2.BeginAttemptsRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptsResponse:
@@ -199,6 +203,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             results=[begun_to_proto(r, credentials) for r in results]
         )
 
+    @metrics.measured("complete", lambda request, _: len(request.outcomes))
     async def CompleteAttempts(
         self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
     ) -> dispatch_pb2.CompleteAttemptsResponse:
@@ -277,6 +282,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             )
         )
 
+    @metrics.measured("sweep", lambda _, reply: len(reply.redeliveries))
     async def SweepExpired(
         self, request: dispatch_pb2.SweepExpiredRequest, context: Context
     ) -> dispatch_pb2.SweepExpiredResponse:
