@@ -27,9 +27,14 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
+from kairos_api import metrics as api_metrics
 from kairos_api.bootstrap import load_cipher
+from kairos_common.metrics import API_METRICS_PORT, PUBLISHER_METRICS_PORT, SCHEDULER_METRICS_PORT
 from kairos_common.settings import MIN_SERVICE_TOKEN_LENGTH, PUBLIC_SECRETS, CommonSettings
+from kairos_publisher import metrics as publisher_metrics
+from kairos_scheduler import metrics as scheduler_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -502,12 +507,6 @@ PROMQL_KEYWORDS = frozenset(
 
 
 def default_metrics_ports() -> dict[str, int]:
-    from kairos_common.metrics import (
-        API_METRICS_PORT,
-        PUBLISHER_METRICS_PORT,
-        SCHEDULER_METRICS_PORT,
-    )
-
     return {
         "api": API_METRICS_PORT,
         "scheduler": SCHEDULER_METRICS_PORT,
@@ -599,7 +598,7 @@ def promql_metric_names(expression: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", "", text)
     text = re.sub(r"\[[^\]]*\]", "", text)
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    names = set()
+    names: set[str] = set()
     # Not after a digit: the unit of a duration (offset 5m) is no name.
     for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", text):
         followed = text[match.end() :].lstrip()
@@ -612,19 +611,15 @@ def promql_metric_names(expression: str) -> set[str]:
 def exported_metric_names() -> set[str]:
     """What the three services export, read from the registry their metrics modules fill (a
     labelled metric shows no sample until observed, so the names come from each family's type)."""
-    import kairos_api.metrics
-    import kairos_publisher.metrics
-    import kairos_scheduler.metrics
-    from prometheus_client import REGISTRY
-
-    assert kairos_api.metrics and kairos_publisher.metrics and kairos_scheduler.metrics
+    # Importing the three modules (at the top) declared their metrics there.
+    assert {api_metrics.__name__, publisher_metrics.__name__, scheduler_metrics.__name__}
     suffixes = {
         "counter": ("_total", "_created"),
         "histogram": ("_bucket", "_count", "_sum", "_created"),
         "summary": ("_count", "_sum", "_created", ""),
         "gauge": ("",),
     }
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
         names.update(sample.name for sample in family.samples)
