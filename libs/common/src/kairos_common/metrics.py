@@ -142,12 +142,20 @@ class MetricsServer:
 async def refresh_until(
     every: timedelta, refresh: Callable[[], Awaitable[None]], stopping: asyncio.Event, what: str
 ) -> None:
-    """Run `refresh` now and then every `every` until `stopping` is set; a failed round is
-    logged and the next one tries again (the gauges keep their last values meanwhile)."""
+    """Run `refresh` now and then every `every` until `stopping` is set. A failed round is
+    logged (once while failures last, not every round) and the next one tries again; the gauges
+    keep their last values meanwhile."""
+    failing = False
     while not stopping.is_set():
         try:
             await refresh()
         except Exception as error:
-            log.warning("refreshing %s failed: %r", what, error)
+            if not failing:
+                log.warning("refreshing %s failed: %r; trying again every %s", what, error, every)
+            failing = True
+        else:
+            if failing:
+                log.info("refreshing %s works again", what)
+            failing = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every.total_seconds())

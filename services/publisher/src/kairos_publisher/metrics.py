@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge, Histogram
 
 from kairos_common.metrics import SECONDS_BUCKETS
@@ -118,6 +119,9 @@ def held_for_rate_limit(platform: Platform) -> None:
 async def refresh_consumer_gauges(js: JetStreamContext, consumers: Iterable[str]) -> None:
     """Ask JetStream for each due-event consumer's pending and unacknowledged counts."""
     for consumer in consumers:
-        info = await js.consumer_info(DUE_STREAM, consumer)
+        try:
+            info = await js.consumer_info(DUE_STREAM, consumer)
+        except NotFoundError:
+            continue  # not declared yet: its consumer task is starting
         CONSUMER_PENDING.labels(DUE_STREAM, consumer).set(info.num_pending or 0)
         CONSUMER_ACK_PENDING.labels(DUE_STREAM, consumer).set(info.num_ack_pending or 0)
