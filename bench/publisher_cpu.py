@@ -134,6 +134,7 @@ async def feed(nats_url: str, posts: int) -> None:
 
 async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
     """One run: start the publisher, feed it, time it until every post was reported."""
+    from kairos_common.metrics import METRICS_OFF
     from kairos_common.settings import ServerSettings
     from kairos_publisher.service import PublisherService
     from kairos_publisher.settings import PublisherSettings
@@ -148,7 +149,8 @@ async def measure(nats_url: str, api_target: str, posts: int) -> dict[str, Any]:
             "KAIROS_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8",
         }
     )
-    settings = replace(settings, server=ServerSettings(addr="127.0.0.1:0"))
+    # The metrics are still counted; only their endpoint is off.
+    settings = replace(settings, server=ServerSettings(addr="127.0.0.1:0"), metrics=METRICS_OFF)
     service = PublisherService(settings)
     await service.start()
     await asyncio.sleep(1.0)  # the consumer is declared and fetching

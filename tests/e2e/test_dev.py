@@ -242,7 +242,11 @@ def assert_all_gone(children: Mapping[str, int]) -> None:
 def dev_ports() -> dict[str, int]:
     """Free ports for every child; the fakes take a run of consecutive ones."""
     ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
-    return {**ports, "fakes": free_port_range(len(fake_classes()))}
+    return {
+        **ports,
+        "fakes": free_port_range(len(fake_classes())),
+        "metrics": free_port_range(3),  # api, scheduler, publisher
+    }
 
 
 def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_keeps_data(
@@ -257,6 +261,18 @@ def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_ke
     banner = first.wait_banner()
     assert f"127.0.0.1:{ports['api']}" in banner
     assert sandbox_url in banner
+    # Each service's metrics URL is printed, and answers with that service's metrics.
+    for offset, (name, metric) in enumerate(
+        [
+            ("api", "kairos_dispatch_batch_size"),
+            ("scheduler", "kairos_scheduler_batch_size"),
+            ("publisher", "kairos_delivery_lateness_seconds"),
+        ]
+    ):
+        url = f"http://127.0.0.1:{ports['metrics'] + offset}/metrics"
+        assert [name, "metrics", url] in [line.split()[:3] for line in banner.splitlines()]
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert f"# TYPE {metric} histogram" in answer.read().decode(), name
     children = first.children()
     assert set(children) == CHILDREN
     secrets_file = data_dir / "dev.env"

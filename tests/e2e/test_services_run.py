@@ -286,7 +286,7 @@ async def run_until_exit(name: str, env: dict[str, str]) -> tuple[int, str, str]
     the one `env` names); its exit code, stdout and stderr."""
     module, addr_variable = SERVICES[name]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    environment.update({addr_variable: "127.0.0.1:0", **env})
+    environment.update({addr_variable: "127.0.0.1:0", "KAIROS_METRICS_PORT": "0", **env})
     process = await spawn_async(
         [sys.executable, "-m", module],
         env=environment,

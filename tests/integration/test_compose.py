@@ -27,9 +27,14 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
+from kairos_api import metrics as api_metrics
 from kairos_api.bootstrap import load_cipher
+from kairos_common.metrics import API_METRICS_PORT, PUBLISHER_METRICS_PORT, SCHEDULER_METRICS_PORT
 from kairos_common.settings import MIN_SERVICE_TOKEN_LENGTH, PUBLIC_SECRETS, CommonSettings
+from kairos_publisher import metrics as publisher_metrics
+from kairos_scheduler import metrics as scheduler_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -489,3 +494,173 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
             if source and not source.startswith((".", "/", "~", "$")):
                 assert source in declared, f"{name} uses volume {source}, not declared"
     assert {"postgres-data", "nats-data"} <= declared
+
+
+# --- the observability profile: Prometheus and Grafana -----------------------------------------
+
+DEPLOY = ROOT / "deploy"
+OBSERVABILITY = ("prometheus", "grafana")
+PROMQL_KEYWORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless"}
+    | {"bool", "offset", "inf", "nan"}
+)
+
+
+def default_metrics_ports() -> dict[str, int]:
+    return {
+        "api": API_METRICS_PORT,
+        "scheduler": SCHEDULER_METRICS_PORT,
+        "publisher": PUBLISHER_METRICS_PORT,
+    }
+
+
+def mounted(service: dict[str, Any], target: str) -> Path:
+    """The repository path bind-mounted at `target` in the container."""
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if rest.partition(":")[0] == target and source.startswith("./"):
+            return (COMPOSE_FILE.parent / source).resolve()
+    raise AssertionError(f"nothing from the repository is mounted at {target}")
+
+
+def test_the_observability_profile_alone_starts_prometheus_and_grafana(
+    compose: dict[str, Any],
+) -> None:
+    services = services_of(compose)
+    for name in OBSERVABILITY:
+        assert services[name].get("profiles") == ["observability"], name
+        # Reached from this machine only.
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name]["ports"]), name
+    for name in (*KAIROS_SERVICES, "postgres", "nats"):
+        assert "profiles" not in services[name], f"{name} would not start with `make up`"
+
+
+def test_prometheus_scrapes_every_copy_of_each_service_where_it_serves_metrics(
+    compose: dict[str, Any],
+) -> None:
+    services = services_of(compose)
+    prometheus = services["prometheus"]
+    config_path = mounted(prometheus, "/etc/prometheus/prometheus.yml")
+    assert config_path == DEPLOY / "prometheus" / "prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(config_path.read_text())
+    scraped = {}
+    for job in config["scrape_configs"]:
+        # DNS discovery finds each copy of a scaled service; a static target would find one.
+        (discovery,) = job["dns_sd_configs"]
+        (name,) = discovery["names"]
+        assert discovery["type"] == "A"
+        scraped[name] = discovery["port"]
+    ports = default_metrics_ports()
+    listening = {}
+    for name in KAIROS_SERVICES:
+        env = environment(services[name])
+        assert env["KAIROS_METRICS_HOST"] == "0.0.0.0", f"{name}: Prometheus could not reach it"
+        listening[name] = int(env.get("KAIROS_METRICS_PORT", ports[name]))
+    assert scraped == listening
+
+
+def test_grafana_reads_that_prometheus_and_provisions_the_dashboard(
+    compose: dict[str, Any],
+) -> None:
+    grafana = services_of(compose)["grafana"]
+    provisioning = mounted(grafana, "/etc/grafana/provisioning")
+    dashboards = mounted(grafana, "/var/lib/grafana/dashboards")
+    assert dashboards == DEPLOY / "grafana" / "dashboards"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "kairos.yml").read_text())[
+        "providers"
+    ]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards / Path(home).name).exists()
+    dashboard = json.loads((dashboards / "kairos.json").read_text())
+    uids = {t["datasource"]["uid"] for t in dashboard_targets(dashboard)}
+    assert uids == {source["uid"]}
+
+
+def dashboard_targets(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every query of every panel, rows' panels included."""
+    found = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            found.extend(inner.get("targets", []))
+    return found
+
+
+def promql_metric_names(expression: str) -> set[str]:
+    """The metric names a PromQL expression selects: what is left once strings, label matchers,
+    ranges and groupings are taken out, less functions, aggregations and keywords."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expression)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names: set[str] = set()
+    # Not after a digit: the unit of a duration (offset 5m) is no name.
+    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        followed = text[match.end() :].lstrip()
+        if followed.startswith("(") or match.group() in PROMQL_KEYWORDS:
+            continue
+        names.add(match.group())
+    return names
+
+
+def exported_metric_names() -> set[str]:
+    """What the three services export, read from the registry their metrics modules fill (a
+    labelled metric shows no sample until observed, so the names come from each family's type)."""
+    # Importing the three modules (at the top) declared their metrics there.
+    assert {api_metrics.__name__, publisher_metrics.__name__, scheduler_metrics.__name__}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("_count", "_sum", "_created", ""),
+        "gauge": ("",),
+    }
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def test_the_dashboard_asks_only_for_metrics_the_services_export() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "kairos.json").read_text())
+    exported = exported_metric_names()
+    expressions = [t["expr"] for t in dashboard_targets(dashboard)]
+    assert len(expressions) >= 15
+    asked = set()
+    for expression in expressions:
+        names = promql_metric_names(expression)
+        assert names, f"no metric found in {expression!r}"
+        assert names <= exported, f"{expression!r} asks for {sorted(names - exported)}"
+        asked |= names
+    # Every metric the issue names is on the dashboard.
+    for wanted in (
+        "kairos_delivery_lateness_seconds_bucket",
+        "kairos_delivery_attempts_total",
+        "kairos_platform_call_duration_seconds_bucket",
+        "kairos_targets",
+        "kairos_outbox_lag_seconds",
+        "kairos_dispatch_batch_size_sum",
+        "kairos_dispatch_batch_duration_seconds_bucket",
+        "kairos_jetstream_consumer_pending_messages",
+        "kairos_credential_refreshes_total",
+        "kairos_rate_limit_blocks_total",
+    ):
+        assert wanted in asked, wanted
+
+
+def test_the_metric_name_reader_finds_names_and_skips_the_rest() -> None:
+    expression = (
+        'histogram_quantile(0.95, sum by (le, platform) (rate(a_seconds_bucket{le="1.0", '
+        'x=~"b|c"}[$__rate_interval]))) / on (platform) group_left sum without (d) (e_total) '
+        "and max(f) offset 5m > bool 1"
+    )
+    assert promql_metric_names(expression) == {"a_seconds_bucket", "e_total", "f"}
+    # A misspelt name is caught.
+    assert not promql_metric_names("rate(kairos_delivery_attempt_total[5m])") <= (
+        exported_metric_names()
+    )

@@ -20,6 +20,7 @@ from kairos_api.service import ApiService
 from kairos_api.service_layer import keys
 from kairos_api.settings import ApiSettings
 from kairos_client import KairosError
+from kairos_common.metrics import METRICS_OFF
 from kairos_common.settings import ServerSettings
 
 TEST_SECRET = "test-secret-key-with-more-than-32-characters"
@@ -44,7 +45,12 @@ def api_settings(database_url: str, **environ: str) -> ApiSettings:
             **environ,
         }
     )
-    return replace(settings, server=ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1)))
+    # No metrics endpoint: tests run several apis in this process at once.
+    return replace(
+        settings,
+        server=ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1)),
+        metrics=METRICS_OFF,
+    )
 
 
 def violations_of(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:

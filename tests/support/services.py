@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kairos_common.metrics import METRICS_OFF
 from kairos_common.settings import ServerSettings
 from kairos_publisher.service import PublisherService
 from kairos_publisher.settings import PublisherSettings
@@ -92,9 +93,11 @@ def running_scheduler(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[SchedulerService]]:
     """A scheduler in this process, configured from `environ` (in development mode unless it
-    says otherwise), on a free port."""
+    says otherwise), on a free port, without a metrics endpoint (several may run at once)."""
     settings = replace(
-        SchedulerSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+        SchedulerSettings.from_env({**DEVELOPMENT, **environ}),
+        server=IN_PROCESS_SERVER,
+        metrics=METRICS_OFF,
     )
     return running(SchedulerService(settings))
 
@@ -103,9 +106,11 @@ def running_publisher(
     environ: Mapping[str, str],
 ) -> AbstractAsyncContextManager[Running[PublisherService]]:
     """A publisher in this process, configured from `environ` (in development mode unless it
-    says otherwise), on a free port."""
+    says otherwise), on a free port, without a metrics endpoint (several may run at once)."""
     settings = replace(
-        PublisherSettings.from_env({**DEVELOPMENT, **environ}), server=IN_PROCESS_SERVER
+        PublisherSettings.from_env({**DEVELOPMENT, **environ}),
+        server=IN_PROCESS_SERVER,
+        metrics=METRICS_OFF,
     )
     return running(PublisherService(settings))
 
@@ -114,7 +119,8 @@ class ServiceProcess:
     """One service as a real subprocess with its own environment and log file.
 
     It runs as `python -m <module>`, or with `console_script` as the installed
-    `kairos-<name>` script next to the interpreter.
+    `kairos-<name>` script next to the interpreter. Its metrics endpoint listens on a free
+    port of its own (`metrics_port`).
     """
 
     def __init__(
@@ -125,7 +131,14 @@ class ServiceProcess:
         self.module = module
         self.console_script = console_script
         self.port = free_port()
-        self.env = {**os.environ, **DEVELOPMENT, **env, addr_variable: f"127.0.0.1:{self.port}"}
+        self.metrics_port = free_port()
+        self.env = {
+            **os.environ,
+            **DEVELOPMENT,
+            "KAIROS_METRICS_PORT": str(self.metrics_port),
+            **env,
+            addr_variable: f"127.0.0.1:{self.port}",
+        }
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -155,6 +155,8 @@ class Stack:
                 **SERVICE_ENV.get(name, {}),
                 **(env or {}),
                 addr_variable: f"127.0.0.1:{port}",
+                # Metrics on, as in production, on a port of its own.
+                "KAIROS_METRICS_PORT": str(free_port()),
             },
             self.workdir / f"{name}.log",
         )

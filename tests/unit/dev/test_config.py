@@ -197,3 +197,51 @@ def test_the_banner_says_where_everything_listens_and_how_to_try_it(tmp_path: Pa
 )
 def test_exit_codes_read_as_people_say_them(code: int, said: str) -> None:
     assert describe_exit(code) == said
+
+
+def test_each_service_serves_metrics_on_its_own_port_whatever_the_shell_exported(
+    tmp_path: Path,
+) -> None:
+    options = parse_args(["--data-dir", str(tmp_path), "--metrics-port", "19461"])
+    shell = {"KAIROS_METRICS_PORT": "1", "KAIROS_METRICS_HOST": "0.0.0.0"}
+    specs = {s.name: s for s in plan_children(options, {}, shell)}
+    served = {
+        name: (s.env["KAIROS_METRICS_HOST"], s.env["KAIROS_METRICS_PORT"], s.metrics_port)
+        for name, s in specs.items()
+        if s.metrics_port
+    }
+    assert served == {
+        "api": ("127.0.0.1", "19461", 19461),
+        "scheduler": ("127.0.0.1", "19462", 19462),
+        "publisher": ("127.0.0.1", "19463", 19463),
+    }
+    assert specs["api"].metrics_url == "http://127.0.0.1:19461/metrics"
+    # The default leaves the gRPC, NATS, sandbox and fake ports alone.
+    defaults = plan_children(DevOptions(tmp_path), {})
+    metrics_ports = {s.metrics_port for s in defaults if s.metrics_port}
+    assert metrics_ports == {9461, 9462, 9463}
+    assert not metrics_ports & {s.port for s in defaults}
+
+
+def test_the_banner_prints_each_services_metrics_url(tmp_path: Path) -> None:
+    options = DevOptions(tmp_path, metrics_port=7100)
+    text = banner(options, plan_children(options, {}), tmp_path)
+    rows = [line.split() for line in text.splitlines()]
+    for offset, name in enumerate(("api", "scheduler", "publisher")):
+        url = f"http://127.0.0.1:{7100 + offset}/metrics"
+        assert [name, "metrics", url, "Prometheus", "metrics"] in rows, text
+
+
+def test_a_metrics_port_in_use_is_named_with_its_option(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        options = DevOptions(tmp_path, metrics_port=port - 2, publisher_port=port + 1)
+        with pytest.raises(DevError) as error:
+            check_ports([s for s in plan_children(options, {}) if s.name == "publisher"])
+    # (Only the metrics port is taken, unless port + 1 happened to be busy too.)
+    assert (
+        f"port {port} (publisher metrics) is already in use on 127.0.0.1; stop what listens "
+        "there or choose other ports with --metrics-port PORT (three from PORT)"
+    ) in str(error.value).splitlines()

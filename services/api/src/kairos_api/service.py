@@ -11,6 +11,7 @@ from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
 from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc, series_pb2_grpc
+from kairos_api import metrics
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
@@ -27,6 +28,7 @@ from kairos_api.service_layer.series import materialise_until
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.metrics import MetricsServer, refresh_until
 from kairos_common.settings import CannotStart
 from kairos_common.streams import (
     WAKE_SUBJECT,
@@ -77,6 +79,7 @@ class ApiService:
         self.nc: NatsClient | None = None
         self.relay: OutboxRelay | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.metrics = MetricsServer(settings.metrics)
 
     def register(self, server: grpc.aio.Server) -> None:
         app, auth = self.app, self.auth
@@ -94,6 +97,7 @@ class ApiService:
         elif (behind := await asyncio.to_thread(database.schema_behind, url)) is not None:
             # Serving on another schema would half-work; whoever owns the migrations runs them.
             raise CannotStart(f"{behind}: run `python -m kairos_api migrate` first")
+        self.metrics.start()
         self.grpc = await create_server(
             self.settings.server,
             service_names=[
@@ -114,6 +118,18 @@ class ApiService:
         self.tasks.append(
             asyncio.create_task(materialise_until(self.app, self.stopping), name="series")
         )
+        if self.settings.metrics.enabled:
+            self.tasks.append(
+                asyncio.create_task(
+                    refresh_until(
+                        self.settings.metrics.refresh,
+                        lambda: metrics.refresh_gauges(self.app),
+                        self.stopping,
+                        "the targets and outbox gauges",
+                    ),
+                    name="metrics-gauges",
+                )
+            )
         await self.grpc.set_serving(True)
         log.info("api ready")
 
@@ -155,4 +171,5 @@ class ApiService:
         await relaying.finish(self.tasks)
         if self.nc is not None:
             await drain_and_close(self.nc, deadline)
+        await self.metrics.stop()
         await self.app.close()

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from kairos_common.metrics import API_METRICS_PORT, MetricsSettings, metrics_settings
 from kairos_common.settings import (
     CommonSettings,
     Env,
@@ -104,6 +105,8 @@ class ApiSettings:
     #: How often the api creates the occurrences that came within the horizon
     #: (KAIROS_SERIES_EVERY_SECONDS).
     series_every: timedelta = timedelta(seconds=60)
+    #: The Prometheus endpoint (KAIROS_METRICS_HOST, KAIROS_METRICS_PORT, default 9461).
+    metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(port=API_METRICS_PORT))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -133,4 +136,5 @@ class ApiSettings:
                 days=env.integer("KAIROS_SERIES_HORIZON_DAYS", 14, minimum=1, maximum=3660)
             ),
             series_every=env.seconds("KAIROS_SERIES_EVERY_SECONDS", 60.0, minimum=1.0),
+            metrics=metrics_settings(env, API_METRICS_PORT),
         )

@@ -34,7 +34,7 @@ from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_common import tracing
 from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
-from kairos_publisher import traces
+from kairos_publisher import metrics, traces
 from kairos_publisher.admission import AccountGate
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.media import StoredMedia
@@ -371,6 +371,7 @@ class PlatformConsumer:
             del self.blocked[event.account_id]
         elif blocked is not None and blocked > due:
             due = blocked  # the platform asked this account to wait
+            metrics.held_for_rate_limit(self.platform)
         if not await self.hold_until(message, due):
             return  # handed back with nak(delay), or stopping
         # An attempt's lease runs from BeginAttempt, so an event must not begin and then queue
@@ -389,6 +390,7 @@ class PlatformConsumer:
             lease = begun.lease.seconds + begun.lease.nanos * 1e-9
             lease_ends = asked + lease
             async with self.call_slots(event.account_id):
+                called_at = time.time()
                 started = time.monotonic()
                 if begun.snapshot.stored_media and any(
                     m.kind == media_pb2.MEDIA_KIND_VIDEO for m in begun.snapshot.stored_media
@@ -398,6 +400,7 @@ class PlatformConsumer:
                     outcome = await self.call(begun)
                 latency = time.monotonic() - started
             gate.timed(latency)
+            metrics.attempted(self.platform, begun, outcome, called_at, latency)
             await self.report(message, event, begun, outcome, latency, lease_ends)
 
     def gate(self, account_id: str) -> AccountGate:
@@ -607,6 +610,7 @@ class PlatformConsumer:
             if known is not None and known[1].access_token != request.access_token:
                 return with_credentials(request, known[1])  # another call refreshed meanwhile
             answer = await client.refresh(request)
+            metrics.refreshed(self.platform, answer)
             if isinstance(answer, PublishOutcome):
                 return answer
             if isinstance(answer, str) and not final:

@@ -9,8 +9,11 @@ from nats.aio.client import Client as NatsClient
 
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.metrics import MetricsServer, refresh_until
 from kairos_common.streams import StreamLayout, connect, drain_and_close, ensure_streams
+from kairos_publisher import metrics
 from kairos_publisher.bootstrap import Publisher, bootstrap
+from kairos_publisher.consumer import durable_name
 from kairos_publisher.settings import PublisherSettings
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,12 @@ class PublisherService:
         self.nc: NatsClient | None = None
         self.publisher: Publisher | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.metrics = MetricsServer(settings.metrics)
+        #: Set when stopping: ends the metrics refresh task.
+        self.metrics_stopping = asyncio.Event()
 
     async def start(self) -> None:
+        self.metrics.start()
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
@@ -44,6 +51,19 @@ class PublisherService:
         self.publisher = bootstrap(self.settings, js)
         consumers = self.publisher.consumers
         self.tasks = [asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in consumers]
+        if self.settings.metrics.enabled:
+            names = [durable_name(c.platform) for c in consumers]
+            self.tasks.append(
+                asyncio.create_task(
+                    refresh_until(
+                        self.settings.metrics.refresh,
+                        lambda: metrics.refresh_consumer_gauges(js, names),
+                        self.metrics_stopping,
+                        "the JetStream consumer gauges",
+                    ),
+                    name="consumer-gauges",
+                )
+            )
         self.ready = True
         await self.grpc.set_serving(self.nc.is_connected)
         log.info(
@@ -64,6 +84,7 @@ class PublisherService:
         """
         deadline = Deadline(self.settings.server.grace.total_seconds())
         self.stopping = True
+        self.metrics_stopping.set()
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         if self.publisher is not None:
@@ -77,3 +98,4 @@ class PublisherService:
             await drain_and_close(self.nc, deadline)
         if self.grpc is not None:
             await self.grpc.stop(deadline.remaining())
+        await self.metrics.stop()

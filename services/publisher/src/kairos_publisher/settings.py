@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from kairos_common.metrics import PUBLISHER_METRICS_PORT, MetricsSettings, metrics_settings
 from kairos_common.platforms import Platform
 from kairos_common.settings import (
     CommonSettings,
@@ -90,6 +91,10 @@ class PublisherSettings:
     #: Where uploaded media is read from: the api's store (KAIROS_MEDIA_STORE and the S3
     #: settings, `kairos_media`), which the publisher only reads.
     media: MediaSettings = field(default_factory=lambda: media_settings({}))
+    #: The Prometheus endpoint (KAIROS_METRICS_HOST, KAIROS_METRICS_PORT, default 9463).
+    metrics: MetricsSettings = field(
+        default_factory=lambda: MetricsSettings(port=PUBLISHER_METRICS_PORT)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
@@ -151,4 +156,5 @@ class PublisherSettings:
             graph_api_version=graph,
             linkedin_version=linkedin,
             media=media_settings(environ),
+            metrics=metrics_settings(env, PUBLISHER_METRICS_PORT),
         )

@@ -23,7 +23,7 @@ from kairos_common import tracing
 from kairos_common.grpc.channel import bearer
 from kairos_common.publishing import AckedPublisher, Message
 from kairos_common.streams import due_subject
-from kairos_scheduler import traces
+from kairos_scheduler import metrics, traces
 from kairos_scheduler.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Deli
         if spans is not None:
             traces.end_publishing(spans, stored or [False] * len(spans))
     failed = stored.count(False)
+    metrics.emitted(len(stored) - failed, failed)
     if failed:
         # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
         log.warning("due events not acknowledged", extra={"failed": failed})
@@ -111,6 +112,7 @@ class ClaimLoop:
             metadata=self.metadata,
             timeout=RPC_TIMEOUT,
         )
+        metrics.claimed(len(reply.deliveries), started)
         if reply.deliveries:
             claimed = time.perf_counter()
             self.emitted += await emit(self.publisher, reply.deliveries)
@@ -125,6 +127,7 @@ class ClaimLoop:
         return len(reply.deliveries)
 
     async def sweep_once(self) -> None:
+        started = time.perf_counter()
         reply = await self.dispatch.SweepExpired(
             dispatch_pb2.SweepExpiredRequest(
                 limit=self.settings.batch,
@@ -133,6 +136,7 @@ class ClaimLoop:
             metadata=self.metadata,
             timeout=RPC_TIMEOUT,
         )
+        metrics.swept(reply, started)
         if reply.redeliveries:
             self.emitted += await emit(self.publisher, reply.redeliveries)
         if reply.redeliveries or reply.marked_unknown or reply.marked_missed:

@@ -13,6 +13,7 @@ from kairos.dispatch.v1 import dispatch_pb2_grpc
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.channel import insecure_channel
 from kairos_common.grpc.server import GrpcServer, create_server
+from kairos_common.metrics import MetricsServer
 from kairos_common.publishing import AckedPublisher
 from kairos_common.streams import (
     WAKE_SUBJECT,
@@ -43,8 +44,10 @@ class SchedulerService:
         self.channel: grpc.aio.Channel | None = None
         self.loop: ClaimLoop | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.metrics = MetricsServer(settings.metrics)
 
     async def start(self) -> None:
+        self.metrics.start()
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
@@ -94,3 +97,4 @@ class SchedulerService:
             await self.channel.close(None)
         if self.grpc is not None:
             await self.grpc.stop(deadline.remaining())
+        await self.metrics.stop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from kairos_common.metrics import SCHEDULER_METRICS_PORT, MetricsSettings, metrics_settings
 from kairos_common.settings import CommonSettings, Env, ServerSettings, server_settings
 
 
@@ -28,6 +29,10 @@ class SchedulerSettings:
     lease: timedelta = timedelta(seconds=60)
     #: Time between sweeps (KAIROS_SWEEP_SECONDS).
     sweep_every: timedelta = timedelta(seconds=1)
+    #: The Prometheus endpoint (KAIROS_METRICS_HOST, KAIROS_METRICS_PORT, default 9462).
+    metrics: MetricsSettings = field(
+        default_factory=lambda: MetricsSettings(port=SCHEDULER_METRICS_PORT)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SchedulerSettings:
@@ -41,4 +46,5 @@ class SchedulerSettings:
             batch=env.integer("KAIROS_SCHEDULER_BATCH", 1000, minimum=1, maximum=2000),
             lease=env.seconds("KAIROS_DELIVERY_LEASE_SECONDS", 60.0, minimum=1.0),
             sweep_every=env.seconds("KAIROS_SWEEP_SECONDS", 1.0, minimum=0.05),
+            metrics=metrics_settings(env, SCHEDULER_METRICS_PORT),
         )

@@ -26,6 +26,11 @@ def banner(options: DevOptions, specs: Sequence[ChildSpec], bin_dir: Path) -> st
     """The banner for `specs` running with `options`; `bin_dir` holds the `kairos` command."""
     rows = [(spec.name, _where(spec, options), spec.about) for spec in specs]
     rows += [
+        (f"{spec.name} metrics", spec.metrics_url, "Prometheus metrics")
+        for spec in specs
+        if spec.metrics_port
+    ]
+    rows += [
         ("database", options.database_url, "SQLite, migrated at start"),
         ("logs", str(options.log_dir / "<name>.log"), "each child's output, also shown here"),
     ]

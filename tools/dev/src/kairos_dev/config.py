@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from kairos_common.metrics import API_METRICS_PORT
 from kairos_fakes import BASE_PORT as FAKES_BASE_PORT
 from kairos_fakes import fake_classes
 
@@ -64,6 +65,8 @@ class DevOptions:
     sandbox_port: int = 8090
     #: The platform fakes' first port: the media host; each platform's fake above it.
     fakes_port: int = FAKES_BASE_PORT
+    #: The first of three ports for the services' Prometheus metrics: api, scheduler, publisher.
+    metrics_port: int = API_METRICS_PORT
     #: Start the platform fakes and point the publisher at them (off: the real platforms).
     fakes: bool = True
 
@@ -135,7 +138,11 @@ PORT_OPTIONS: dict[str, str] = {
     "publisher_port": "--publisher-port",
     "sandbox_port": "--sandbox-port",
     "fakes_port": "--fakes-port",
+    "metrics_port": "--metrics-port",
 }
+
+#: The services, in the order their metrics ports follow `--metrics-port`.
+METRICS_ORDER = ("api", "scheduler", "publisher")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DevOptions:
@@ -253,10 +260,16 @@ class ChildSpec:
     stage: int
     #: What it is, for the banner.
     about: str
+    #: Where a service serves its Prometheus metrics (0: it does not).
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics" if self.metrics_port else ""
 
 
 def service_env(
@@ -296,6 +309,13 @@ def plan_children(
     """The children in start order; they stop in the reverse order."""
     env = service_env(options, dev_env, environ)
     python = sys.executable
+    metrics_port = {name: options.metrics_port + i for i, name in enumerate(METRICS_ORDER)}
+
+    def with_metrics(name: str) -> dict[str, str]:
+        # Each service its own port, whatever KAIROS_METRICS_PORT the caller's shell exported.
+        port = str(metrics_port[name])
+        return {**env, "KAIROS_METRICS_HOST": HOST, "KAIROS_METRICS_PORT": port}
+
     return [
         ChildSpec(
             name="nats",
@@ -358,31 +378,34 @@ def plan_children(
         ChildSpec(
             name="api",
             argv=(python, "-m", "kairos_api"),
-            env=env,
+            env=with_metrics("api"),
             port=options.api_port,
             option="--api-port",
             probe="grpc",
             stage=1,
             about="the public gRPC API (kairos.posts.v1), on SQLite",
+            metrics_port=metrics_port["api"],
         ),
         ChildSpec(
             name="scheduler",
             argv=(python, "-m", "kairos_scheduler"),
-            env=env,
+            env=with_metrics("scheduler"),
             port=options.scheduler_port,
             option="--scheduler-port",
             probe="grpc",
             stage=2,
             about="claims due posts (gRPC health)",
+            metrics_port=metrics_port["scheduler"],
         ),
         ChildSpec(
             name="publisher",
             argv=(python, "-m", "kairos_publisher"),
-            env=env,
+            env=with_metrics("publisher"),
             port=options.publisher_port,
             option="--publisher-port",
             probe="grpc",
             stage=2,
             about="calls the platforms (gRPC health)",
+            metrics_port=metrics_port["publisher"],
         ),
     ]

@@ -99,12 +99,18 @@ def port_in_use(port: int, host: str = HOST) -> bool:
 
 def check_ports(specs: Sequence[ChildSpec]) -> None:
     """Fail, naming each taken port and the option that moves it, before starting anything."""
-    taken = [spec for spec in specs if port_in_use(spec.port)]
-    if not taken:
-        return
     lines = [
         f"port {spec.port} ({spec.name}) is already in use on {HOST}; "
         f"stop what listens there or choose another with {spec.option} PORT"
-        for spec in taken
+        for spec in specs
+        if port_in_use(spec.port)
     ]
+    lines += [
+        f"port {spec.metrics_port} ({spec.name} metrics) is already in use on {HOST}; stop "
+        "what listens there or choose other ports with --metrics-port PORT (three from PORT)"
+        for spec in specs
+        if spec.metrics_port and port_in_use(spec.metrics_port)
+    ]
+    if not lines:
+        return
     raise DevError("\n".join(lines))

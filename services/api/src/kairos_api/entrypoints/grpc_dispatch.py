@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.posts.v1 import media_pb2, posts_pb2
+from kairos_api import metrics
 from kairos_api.adapters import convert
 from kairos_api.entrypoints import dispatch_traces
 from kairos_api.entrypoints.auth import Authenticator
@@ -172,6 +173,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.app = app
         self.auth = auth
 
+    @metrics.measured("claim", lambda _, reply: len(reply.deliveries))
     async def ClaimDue(
         self, request: dispatch_pb2.ClaimDueRequest, context: Context
     ) -> dispatch_pb2.ClaimDueResponse:
@@ -189,6 +191,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         dispatch_traces.start_deliveries("claim delivery", response.deliveries, started)
         return response
 
+    @metrics.measured("begin", lambda _, reply: 1)
     async def BeginAttempt(
         self, request: dispatch_pb2.BeginAttemptRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptResponse:
@@ -199,6 +202,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         dispatch_traces.begun_one(request, response, started)
         return response
 
+    @metrics.measured("begin", lambda request, _: len(request.delivery_ids))
     async def BeginAttempts(
         self, request: dispatch_pb2.BeginAttemptsRequest, context: Context
     ) -> dispatch_pb2.BeginAttemptsResponse:
@@ -213,6 +217,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         dispatch_traces.begun(request, response, started)
         return response
 
+    @metrics.measured("complete", lambda request, _: len(request.outcomes))
     async def CompleteAttempts(
         self, request: dispatch_pb2.CompleteAttemptsRequest, context: Context
     ) -> dispatch_pb2.CompleteAttemptsResponse:
@@ -297,6 +302,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         dispatch_traces.failed(request, response, started)
         return response
 
+    @metrics.measured("sweep", lambda _, reply: len(reply.redeliveries))
     async def SweepExpired(
         self, request: dispatch_pb2.SweepExpiredRequest, context: Context
     ) -> dispatch_pb2.SweepExpiredResponse:
