@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ ACCOUNT_EVENTS = frozenset({"needs_reauth"})
 WEBHOOK_EVENTS = frozenset({"webhook_disabled"})
 
 
+@functools.lru_cache(maxsize=4096)  # per row of every relay round: tenants and types repeat
 def subject_of(tenant_id: str, event_type: str) -> str:
     """The subject of one outbox event: `kairos.events.<tenant>.<family>.<event>`, the family
     being `account`, `webhook` or (every other event) `post`. The tenant is one token
