@@ -21,6 +21,8 @@ from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import events_pb2 as watch_pb2
 from kairos.posts.v1 import events_pb2_grpc as watch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
+from kairos_api.service_layer.relay import subject_of
+from kairos_api.service_layer.watch import FETCH_BATCH
 from kairos_common.streams import EVENTS_STREAM
 from kairos_common.streams import connect as connect_nats
 from support.api import Client, RunningApi, api_settings, running_api
@@ -318,3 +320,50 @@ async def test_nats_away_ends_the_watch_with_unavailable(tmp_path: Path) -> None
                 await soon(connected)
     finally:
         own.close()
+
+
+async def test_a_client_that_does_not_read_holds_back_the_api_not_its_memory(
+    watch_api: RunningApi, own_nats: NatsServer
+) -> None:
+    """Events published faster than the client reads: the api pulls from NATS only as gRPC
+    takes what it sends, so the consumer stays near the client, and nothing is lost."""
+    count = 3000
+    async with tenant(watch_api) as ours:
+        client = await connect_nats(own_nats.url, name="watch-test-flood")
+        js = client.jetstream()
+        try:
+            subject = subject_of(ours.tenant, "failed")
+            start = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+            for n in range(count):
+                event = events_pb2.LifecycleEvent(
+                    event_id=str(uuid.uuid4()), tenant_id=ours.tenant, detail=f"{n} " + "x" * 990
+                )
+                await js.publish(subject, event.SerializeToString())
+            # No growing flow-control window: what gRPC buffers stays small and fixed.
+            options = [("grpc.http2.bdp_probe", 0)]
+            async with grpc.aio.insecure_channel(watch_api.target, options=options) as channel:
+                call = watch_pb2_grpc.EventsServiceStub(channel).WatchEvents(
+                    watch_pb2.WatchEventsRequest(cursor=f"v1.{start}", follow=True),
+                    metadata=ours.metadata,
+                )
+                stream = aiter(call)
+                assert (await anext(stream)).HasField("heartbeat")
+                await asyncio.sleep(1.0)  # the api sends what the window takes, then waits
+                (watch,) = [
+                    info
+                    for info in await js.consumers_info(EVENTS_STREAM)
+                    if info.config.description == f"WatchEvents of {ours.tenant}"
+                ]
+                # One batch pulled and sent, the next one pulled and waiting on gRPC at most.
+                assert watch.delivered is not None
+                assert watch.delivered.stream_seq - start <= 2 * FETCH_BATCH, watch.delivered
+                details: list[str] = []
+                async with asyncio.timeout(30):
+                    while len(details) < count:
+                        response = await anext(stream)
+                        if response.HasField("event"):
+                            details.append(response.event.detail.split(" ")[0])
+                call.cancel()
+            assert details == [str(n) for n in range(count)]
+        finally:
+            await client.close()

@@ -122,7 +122,8 @@ class _Reader:
             consumer=info.name,
             stream=EVENTS_STREAM,
             pending_msgs_limit=2 * FETCH_BATCH,
-            pending_bytes_limit=2 * FETCH_BATCH * 64 * 1024,
+            # An event is at most a few KiB (its detail is cut to 1,000 characters).
+            pending_bytes_limit=2 * FETCH_BATCH * 8 * 1024,
         )
         self.delivered = 0
         start = info.delivered.stream_seq if info.delivered is not None else None
