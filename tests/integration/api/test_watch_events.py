@@ -367,3 +367,24 @@ async def test_a_client_that_does_not_read_holds_back_the_api_not_its_memory(
             assert details == [str(n) for n in range(count)]
         finally:
             await client.close()
+
+
+async def test_heartbeats_keep_a_quiet_stream_alive_and_move_past_what_is_left_out(
+    watch_api: RunningApi,
+) -> None:
+    async with tenant(watch_api) as ours:
+        account = await connect(ours)
+        nobody = str(uuid.uuid4())
+        async with watching(ours, post_id=nobody, heartbeat_seconds=1) as watcher:
+            start = watcher.responses[0].cursor
+            post = await draft(ours, account, "not watched")
+
+            async def moved() -> bool:
+                return watcher.responses[-1].cursor != start
+
+            await soon(moved)
+            assert all(r.HasField("heartbeat") for r in watcher.responses)
+        # The heartbeat's cursor is the one after the event it left out.
+        (created,) = [r for r in await read_all(ours, cursor=start) if r.HasField("event")]
+        assert created.event.post_id == post
+        assert watcher.responses[-1].cursor == created.cursor

@@ -255,6 +255,10 @@ class EventFeed:
                     if sent != cursor:  # the last events were filtered out: move past them
                         yield Watched(format_cursor(cursor), None)
                     return
+            if time.monotonic() - quiet_since >= query.heartbeat:
+                # Busy for others, quiet for this client: its filters left everything out.
+                yield Watched(format_cursor(cursor), None)
+                sent, quiet_since = cursor, time.monotonic()
 
     async def _fetch(self, reader: _Reader, timeout: float) -> list[Msg]:
         """The next batch within `timeout`; UNAVAILABLE when the api stops or NATS goes away."""
