@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from integration.cli.conftest import KAIROS_SCRIPT, Kairos, Ran
+from integration.cli.conftest import KAIROS_SCRIPT, Kairos, Ran, run_in_process
+
+from support.ports import free_port
 
 
 async def events_until(kairos: Kairos, count: int, *args: str) -> Ran:
@@ -129,3 +131,11 @@ async def test_watch_refreshes_when_an_event_arrives_not_on_a_clock(
             snapshot = json.loads(await line_of(process, timeout=10))
         assert [p["id"] for p in snapshot["upcoming"]] == [post]
         assert snapshot["error"] is None
+
+
+async def test_events_follow_with_no_api_ends_at_once(kairos: Kairos) -> None:
+    target = f"127.0.0.1:{free_port()}"
+    ran = await run_in_process("--target", target, "--api-key", kairos.key, "events", "--follow")
+    assert ran.code == 6, str(ran)
+    assert ran.stderr.startswith(f"kairos: error: cannot reach the api at {target}")
+    assert ran.stdout == ""

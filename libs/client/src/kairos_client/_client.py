@@ -22,7 +22,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -456,7 +456,7 @@ class KairosClient:
 
     async def watch_events(
         self, request: events_pb2.WatchEventsRequest, *, reconnect: bool = False
-    ) -> AsyncIterator[events_pb2.WatchEventsResponse]:
+    ) -> AsyncGenerator[events_pb2.WatchEventsResponse]:
         """The tenant's lifecycle events (and heartbeats) as WatchEvents streams them, with no
         deadline: it ends when the api ends the stream (`request.follow` false) or the caller
         stops iterating.

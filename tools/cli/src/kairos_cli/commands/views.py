@@ -412,17 +412,31 @@ def events(
             fail(EXIT_USAGE, f"--since: {error}", violations=[("--since", str(error))])
     last = [after.strip()]
 
+    def show_event(response: events_pb2.WatchEventsResponse) -> None:
+        last[0] = response.cursor
+        if not response.HasField("event"):
+            return
+        if opts.json:
+            line = {"cursor": response.cursor, "event": message_dict(response.event)}
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(event_line(response.event, response.cursor, opts.zone) + "\n")
+        sys.stdout.flush()
+
     async def run(client: KairosClient) -> None:
-        async for response in client.watch_events(request, reconnect=follow):
-            last[0] = response.cursor
-            if not response.HasField("event"):
-                continue
-            if opts.json:
-                line = {"cursor": response.cursor, "event": message_dict(response.event)}
-                sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-            else:
-                sys.stdout.write(event_line(response.event, response.cursor, opts.zone) + "\n")
-            sys.stdout.flush()
+        # A bad key, cursor or target ends the command at once; only a stream that was open is
+        # opened again (from its cursor) when it is lost.
+        stream = client.watch_events(request)
+        async for response in stream:
+            show_event(response)
+            if follow:
+                break
+        await stream.aclose()
+        if follow:
+            request.cursor = last[0]
+            request.ClearField("since")
+            async for response in client.watch_events(request, reconnect=True):
+                show_event(response)
 
     with contextlib.suppress(KeyboardInterrupt):
         call_api(ctx, run)
