@@ -22,7 +22,7 @@ from kairos.posts.v1 import events_pb2 as watch_pb2
 from kairos.posts.v1 import events_pb2_grpc as watch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
 from kairos_api.service_layer.relay import subject_of
-from kairos_api.service_layer.watch import FETCH_BATCH
+from kairos_api.service_layer.watch import FETCH_BATCH, MAX_WATCHES_PER_TENANT
 from kairos_common.streams import EVENTS_STREAM
 from kairos_common.streams import connect as connect_nats
 from support.api import Client, RunningApi, api_settings, running_api
@@ -388,3 +388,30 @@ async def test_heartbeats_keep_a_quiet_stream_alive_and_move_past_what_is_left_o
         (created,) = [r for r in await read_all(ours, cursor=start) if r.HasField("event")]
         assert created.event.post_id == post
         assert watcher.responses[-1].cursor == created.cursor
+
+
+async def test_a_tenant_may_hold_only_so_many_watches(watch_api: RunningApi) -> None:
+    feed = watch_api.service.feed
+    feed.max_per_tenant = 2
+    try:
+        async with tenant(watch_api) as ours, tenant(watch_api) as other:
+            async with watching(ours), watching(ours):
+                error = await refused(read_all(ours), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                assert error.details() == (
+                    "2 watches of this tenant are open on this api, the most allowed; end one first"
+                )
+                # Another tenant is not held back by this one.
+                assert len(await read_all(other)) == 1
+
+            async def admitted() -> bool:
+                try:
+                    return len(await read_all(ours)) == 1
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    return False
+
+            # Ended (the api sees the cancel a moment later), they count no more.
+            await soon(admitted)
+    finally:
+        feed.max_per_tenant = MAX_WATCHES_PER_TENANT

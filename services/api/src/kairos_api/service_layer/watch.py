@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -39,6 +40,8 @@ DEFAULT_HEARTBEAT = 15.0
 HEARTBEAT_RANGE = (1, 300)
 #: Seconds a NATS request of the watch (stream info, consumer creation) may take.
 NATS_TIMEOUT = 5.0
+#: Watches one tenant may have open on one api process at once; each holds a NATS consumer.
+MAX_WATCHES_PER_TENANT = 50
 CURSOR_PREFIX = "v1."
 _TYPE_PREFIX = "LIFECYCLE_EVENT_TYPE_"
 
@@ -171,6 +174,8 @@ class EventFeed:
     def __init__(self, nats: Callable[[], NatsClient | None], stopping: asyncio.Event) -> None:
         self._nats = nats
         self._stopping = stopping
+        self.max_per_tenant = MAX_WATCHES_PER_TENANT
+        self._open: Counter[str] = Counter()
 
     def _jetstream(self) -> JetStreamContext:
         client = self._nats()
@@ -185,6 +190,22 @@ class EventFeed:
         """Heartbeat first (with the starting cursor), then the events, with heartbeats when
         quiet. Ends when all stored events are sent (unless following), or with UNAVAILABLE
         when NATS goes away or the api stops."""
+        tenant = query.tenant_id
+        if self._open[tenant] >= self.max_per_tenant:
+            raise errors.ResourceExhausted(
+                f"{self._open[tenant]} watches of this tenant are open on this api, the most "
+                "allowed; end one first"
+            )
+        self._open[tenant] += 1
+        try:
+            async for item in self._watch(query):
+                yield item
+        finally:
+            self._open[tenant] -= 1
+            if not self._open[tenant]:
+                del self._open[tenant]
+
+    async def _watch(self, query: WatchQuery) -> AsyncIterator[Watched]:
         js = self._jetstream()
         try:
             state = (await js.stream_info(EVENTS_STREAM)).state
