@@ -48,7 +48,7 @@ async def test_every_outbox_event_is_published_once_and_marked_relayed(
     client = await connect_nats(nats_server.url, name=f"relay-test-{uuid.uuid4().hex[:6]}")
     try:
         subscription = await client.jetstream().subscribe(
-            "kairos.events.post.>", stream=EVENTS_STREAM, ordered_consumer=True
+            "kairos.events.*.post.>", stream=EVENTS_STREAM, ordered_consumer=True
         )
         published: list[str] = []
         while True:

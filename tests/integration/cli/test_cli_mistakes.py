@@ -23,6 +23,7 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("calendar",): (),
     ("stats",): (),
     ("watch",): ("--interval", "0.1"),
+    ("events",): (),
     ("keys", "create"): ("--tenant", "demo"),
     ("keys", "revoke"): (UNKNOWN_ID,),
     ("keys", "list"): (),

@@ -92,7 +92,9 @@ async def test_the_console_script_end_to_end(tmp_path: Path) -> None:
 
 async def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'kairos.db'}"
-    async with running_api(api_settings(database_url)) as api:
+    # No NATS where this api looks for it (a port nobody listens on), whatever runs here.
+    no_nats = f"nats://127.0.0.1:{free_port()}"
+    async with running_api(api_settings(database_url, KAIROS_NATS_URL=no_nats)) as api:
         _, key = await api.new_key()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
         process = await asyncio.create_subprocess_exec(
@@ -117,5 +119,8 @@ async def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
 
     assert snapshots[0] == {"upcoming": [], "recent": [], "error": None}
     assert len(snapshots) == 2
+    # This api has no NATS, so no events to stream: watch says so and polls every --interval.
+    assert snapshots[1]["error"].startswith(f"no live updates from the api at {api.target} (")
+    assert snapshots[1]["error"].endswith("; refreshing every 0.2s")
     assert process.returncode == 0, stderr.decode()
     assert "Traceback" not in stderr.decode()

@@ -167,6 +167,7 @@ def test_the_contracts_follow_the_style(tmp_path: Path) -> None:
         "kairos/dispatch/v1/dispatch.proto",
         "kairos/dispatch/v1/webhooks.proto",
         "kairos/events/v1/events.proto",
+        "kairos/posts/v1/events.proto",
         "kairos/posts/v1/media.proto",
         "kairos/posts/v1/posts.proto",
         "kairos/posts/v1/queues.proto",

@@ -1,4 +1,5 @@
-"""Typed asyncio client for the Kairos public gRPC API (PostsService, AccountsService).
+"""Typed asyncio client for the Kairos public gRPC API (posts, accounts, media, queues, series and
+the stream of lifecycle events).
 
     from kairos_client import KairosClient, KairosError, schedule_at
 

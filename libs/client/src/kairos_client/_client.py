@@ -22,7 +22,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +32,8 @@ import grpc
 from google.protobuf.message import Message
 
 from kairos.posts.v1 import (
+    events_pb2,
+    events_pb2_grpc,
     media_pb2,
     media_pb2_grpc,
     posts_pb2,
@@ -109,6 +111,7 @@ class KairosClient:
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._queues: queues_pb2_grpc.QueueServiceAsyncStub | None = None
         self._series: series_pb2_grpc.SeriesServiceAsyncStub | None = None
+        self._events: events_pb2_grpc.EventsServiceAsyncStub | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -125,6 +128,7 @@ class KairosClient:
         self._media = media_pb2_grpc.MediaServiceStub(channel)
         self._queues = queues_pb2_grpc.QueueServiceStub(channel)
         self._series = series_pb2_grpc.SeriesServiceStub(channel)
+        self._events = events_pb2_grpc.EventsServiceStub(channel)
         return self
 
     async def __aexit__(
@@ -170,6 +174,12 @@ class KairosClient:
         if self._series is None or self._channel is None:
             raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
         return self._series
+
+    @property
+    def events_stub(self) -> events_pb2_grpc.EventsServiceAsyncStub:
+        if self._events is None or self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        return self._events
 
     # --- the call ---------------------------------------------------------------------------
 
@@ -441,6 +451,40 @@ class KairosClient:
         request = posts_pb2.DisconnectAccountRequest(account_id=account_id)
         reply = await self.call(self.accounts_stub.DisconnectAccount, request, timeout=timeout)
         return reply.account
+
+    # --- EventsService ----------------------------------------------------------------------
+
+    async def watch_events(
+        self, request: events_pb2.WatchEventsRequest, *, reconnect: bool = False
+    ) -> AsyncGenerator[events_pb2.WatchEventsResponse]:
+        """The tenant's lifecycle events (and heartbeats) as WatchEvents streams them, with no
+        deadline: it ends when the api ends the stream (`request.follow` false) or the caller
+        stops iterating.
+
+        With `reconnect`, a stream that fails with `UNAVAILABLE` (the api restarting, NATS
+        away) is opened again after a backoff, from the cursor of the last response received,
+        for as long as it takes: nothing is missed and nothing is repeated. Other failures
+        raise `KairosError` at once.
+        """
+        current = events_pb2.WatchEventsRequest()
+        current.CopyFrom(request)
+        attempt = 0
+        while True:
+            call = self.events_stub.WatchEvents(current, metadata=self._metadata)
+            try:
+                async for response in call:
+                    attempt = 0
+                    current.cursor = response.cursor
+                    current.ClearField("since")  # the cursor says where to go on from now
+                    yield response
+                return
+            except grpc.aio.AioRpcError as error:
+                if not reconnect or error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise KairosError.from_rpc_error(error) from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(self._backoff(min(attempt, 16)))  # the cap is reached long before
+            attempt += 1
 
     # --- MediaService -----------------------------------------------------------------------
 

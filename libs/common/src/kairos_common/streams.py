@@ -47,9 +47,25 @@ def dead_subject(platform: str) -> str:
     return f"{DEAD_SUBJECT_PREFIX}.{platform}"
 
 
-def event_subject(event: str) -> str:
-    """Subject of one kind of post lifecycle event, e.g. `kairos.events.post.published`."""
-    return f"{EVENTS_SUBJECT_PREFIX}.post.{event}"
+def tenant_token(tenant_id: str) -> str:
+    """The tenant as one subject token, different for every tenant.
+
+    Tenant ids may hold `.`, which would split the token, so `_` and `.` are written as `_5F`
+    and `_2E`, their code in hex after an underscore: `acme.eu` is `acme_2Eeu`, `a_b` is
+    `a_5Fb`. Letters, digits and `-` stay as they are.
+    """
+    return tenant_id.replace("_", "_5F").replace(".", "_2E")
+
+
+def tenant_subjects(tenant_id: str) -> str:
+    """The subjects of every lifecycle event of one tenant: `kairos.events.<tenant>.>`."""
+    return f"{EVENTS_SUBJECT_PREFIX}.{tenant_token(tenant_id)}.>"
+
+
+def event_subject(tenant_id: str, family: str, event: str) -> str:
+    """Subject of one kind of lifecycle event of one tenant, in a family (`post`, `account`,
+    `webhook`): `kairos.events.<tenant>.post.published`."""
+    return f"{EVENTS_SUBJECT_PREFIX}.{tenant_token(tenant_id)}.{family}.{event}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,7 @@ class StreamLayout:
             ),
             StreamConfig(
                 name=EVENTS_STREAM,
-                description="Post lifecycle events for other services, kairos.events.>",
+                description="Lifecycle events, kairos.events.<tenant>.<family>.<event>",
                 subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,

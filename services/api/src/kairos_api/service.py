@@ -10,13 +10,20 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc, series_pb2_grpc
+from kairos.posts.v1 import (
+    events_pb2_grpc,
+    media_pb2_grpc,
+    posts_pb2_grpc,
+    queues_pb2_grpc,
+    series_pb2_grpc,
+)
 from kairos_api import metrics
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
 from kairos_api.entrypoints.grpc_accounts import AccountsServicer
 from kairos_api.entrypoints.grpc_dispatch import DispatchServicer
+from kairos_api.entrypoints.grpc_events import EventsServicer
 from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.entrypoints.grpc_queues import QueueServicer
@@ -25,6 +32,7 @@ from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
 from kairos_api.service_layer.series import materialise_until
+from kairos_api.service_layer.watch import EventFeed
 from kairos_api.settings import ApiSettings
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
@@ -49,6 +57,7 @@ DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
 MEDIA_SERVICE = "kairos.posts.v1.MediaService"
 QUEUE_SERVICE = "kairos.posts.v1.QueueService"
 SERIES_SERVICE = "kairos.posts.v1.SeriesService"
+EVENTS_SERVICE = "kairos.posts.v1.EventsService"
 
 
 class NatsNotifier(Notifier):
@@ -80,6 +89,7 @@ class ApiService:
         self.relay: OutboxRelay | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.metrics = MetricsServer(settings.metrics)
+        self.feed = EventFeed(lambda: self.nc, self.stopping)
 
     def register(self, server: grpc.aio.Server) -> None:
         app, auth = self.app, self.auth
@@ -89,6 +99,7 @@ class ApiService:
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
         queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
         series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(auth, self.feed), server)
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -107,6 +118,7 @@ class ApiService:
                 DISPATCH_SERVICE,
                 QUEUE_SERVICE,
                 SERIES_SERVICE,
+                EVENTS_SERVICE,
             ],
             register=self.register,
         )

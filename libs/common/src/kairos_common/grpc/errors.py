@@ -6,9 +6,10 @@ for every servicer, health and reflection included):
 - the request is decoded here, not by gRPC: bytes that are not a valid request message (corrupt
   or truncated wire format, invalid UTF-8 in a string field) answer `INVALID_ARGUMENT` saying the
   message could not be decoded, on every RPC of every service, streaming ones included;
-- in unary handlers, a `KairosError` becomes its status code with the error's message (and
-  `google.rpc.BadRequest` field violations for `InvalidArgument`); anything else is logged with
-  its trace and answers `INTERNAL` without leaking details.
+- in asyncio handlers of one request (unary, or with a stream of responses) and in those that
+  answer a request stream with one response, a `KairosError` becomes its status code with the
+  error's message (and `google.rpc.BadRequest` field violations for `InvalidArgument`); anything
+  else is logged with its trace and answers `INTERNAL` without leaking details.
 """
 
 from __future__ import annotations
@@ -241,8 +242,14 @@ def _unary_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavio
 
         async def streaming(raw: bytes, context: Context) -> AsyncIterator[Any]:
             request = await _decoded(raw, decode, context, method)
-            async for response in behaviour(request, context):
-                yield response
+            # Errors are mapped as `_mapping_errors` does, before or after the first response.
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(context, error, method)
 
         return streaming
     if inspect.iscoroutinefunction(behaviour):

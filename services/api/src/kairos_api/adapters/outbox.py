@@ -1,7 +1,7 @@
 """Outbox rows: lifecycle events serialized as kairos.events.v1.LifecycleEvent.
 
-The relay publishes each row to `kairos.events.post.<event>` with `Nats-Msg-Id` = event id, so a
-re-published row is dropped by JetStream's de-duplication.
+The relay publishes each row to `kairos.events.<tenant>.post.<event>` (`relay.subject_of`) with
+`Nats-Msg-Id` = event id, so a re-published row is dropped by JetStream's de-duplication.
 """
 
 from __future__ import annotations

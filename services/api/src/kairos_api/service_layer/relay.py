@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from sqlalchemy import delete, select, update
 from kairos_api.adapters.orm import OutboxEvent, utcnow
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common.publishing import AckedPublisher, Message
-from kairos_common.streams import EVENTS_SUBJECT_PREFIX, event_subject
+from kairos_common.streams import event_subject
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,23 @@ PRUNE_EVERY = 60.0
 ACK_TIMEOUT = 5.0
 #: How long a poke waits for more commits before relaying.
 DEBOUNCE = 0.02
+#: Events about an account, published as `kairos.events.<tenant>.account.<event>`.
 ACCOUNT_EVENTS = frozenset({"needs_reauth"})
+#: Events about a webhook endpoint, published without their `webhook_` prefix:
+#: `webhook_disabled` goes to `kairos.events.<tenant>.webhook.disabled`.
+WEBHOOK_EVENTS = frozenset({"webhook_disabled"})
 
 
-def subject_of(event_type: str) -> str:
+@functools.lru_cache(maxsize=4096)  # per row of every relay round: tenants and types repeat
+def subject_of(tenant_id: str, event_type: str) -> str:
+    """The subject of one outbox event: `kairos.events.<tenant>.<family>.<event>`, the family
+    being `account`, `webhook` or (every other event) `post`. The tenant is one token
+    (`streams.tenant_token`), so a consumer of one tenant's events filters on the subject."""
     if event_type in ACCOUNT_EVENTS:
-        return f"{EVENTS_SUBJECT_PREFIX}.account.{event_type}"
-    return event_subject(event_type)
+        return event_subject(tenant_id, "account", event_type)
+    if event_type in WEBHOOK_EVENTS:
+        return event_subject(tenant_id, "webhook", event_type.removeprefix("webhook_"))
+    return event_subject(tenant_id, "post", event_type)
 
 
 class OutboxRelay:
@@ -77,8 +88,8 @@ class OutboxRelay:
             # within the timeout stays in the outbox for the next round.
             stored = await self.publisher.publish(
                 [
-                    Message(subject_of(event_type), bytes(payload), event_id)
-                    for _, event_id, event_type, payload in rows
+                    Message(subject_of(tenant_id, event_type), bytes(payload), event_id)
+                    for _, event_id, tenant_id, event_type, payload in rows
                 ],
                 ACK_TIMEOUT,
             )
@@ -138,7 +149,7 @@ class OutboxRelay:
 
 #: The oldest unrelayed rows, locked; copies relaying side by side skip each other's.
 TAKE_SQL = """
-SELECT seq, event_id::text, event_type, payload FROM outbox
+SELECT seq, event_id::text, tenant_id, event_type, payload FROM outbox
 WHERE relayed_at IS NULL
 ORDER BY seq
 LIMIT %(limit)s
@@ -163,12 +174,21 @@ async def _take(uow: UnitOfWork) -> Sequence[Sequence[Any]]:
         cursor = await connection.execute(TAKE_SQL, {"limit": BATCH})
         return await cursor.fetchall()
     result = await uow.session.execute(
-        select(OutboxEvent.seq, OutboxEvent.event_id, OutboxEvent.event_type, OutboxEvent.payload)
+        select(
+            OutboxEvent.seq,
+            OutboxEvent.event_id,
+            OutboxEvent.tenant_id,
+            OutboxEvent.event_type,
+            OutboxEvent.payload,
+        )
         .where(OutboxEvent.relayed_at.is_(None))
         .order_by(OutboxEvent.seq)
         .limit(BATCH)
     )
-    return [(seq, str(event_id), kind, payload) for seq, event_id, kind, payload in result.all()]
+    return [
+        (seq, str(event_id), tenant_id, kind, payload)
+        for seq, event_id, tenant_id, kind, payload in result.all()
+    ]
 
 
 async def _mark(uow: UnitOfWork, sequence_numbers: list[int]) -> None:

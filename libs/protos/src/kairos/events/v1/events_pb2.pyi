@@ -151,7 +151,9 @@ Global___DueEvent: _TypeAlias = DueEvent  # noqa: Y015
 
 @_typing.final
 class LifecycleEvent(_message.Message):
-    """Published on kairos.events.post.<event> with Nats-Msg-Id = event_id."""
+    """Published on kairos.events.<tenant>.<family>.<event> (family: post, account or webhook) with
+    Nats-Msg-Id = event_id; <tenant> is the tenant id with `_` and `.` written `_5F` and `_2E`.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
