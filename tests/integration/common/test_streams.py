@@ -111,3 +111,25 @@ async def test_a_clean_close_is_not_reported_as_a_lost_connection(
         messages = [(r.levelno, r.getMessage()) for r in caplog.records]
         assert (logging.INFO, "NATS connection closed") in messages, closing
         assert not any(level >= logging.WARNING for level, _ in messages), messages
+
+
+@pytest.mark.parametrize("noticed", [True, False], ids=["reconnecting", "not-yet-noticed"])
+async def test_closing_while_nats_is_away_does_not_raise(
+    fresh_nats: NatsServer, noticed: bool
+) -> None:
+    """A service stopped while NATS is down closes its connection quietly, whether or not the
+    client has noticed yet: the reset socket cannot take what is buffered, and a stop must not
+    fail on it."""
+    client = await connect(fresh_nats.url, name="kairos-tests-close-away")
+    await client.publish("kairos.tests.buffered", b"x")
+    await client.flush()
+    fresh_nats.stop()
+    if noticed:
+        for _ in range(50):
+            if client.is_reconnecting:
+                break
+            await asyncio.sleep(0.1)
+        assert client.is_reconnecting
+    await client.publish("kairos.tests.buffered", b"x" * 100_000)
+    await drain_and_close(client, Deadline(2.0))
+    assert client.is_closed

@@ -217,13 +217,24 @@ async def drain_and_close(nc: NatsClient, deadline: Deadline) -> None:
     """Drain `nc` (finish subscriptions, flush publishes) until the deadline, then close it.
 
     A connection that is reconnecting cannot drain, and one that ran out of time stops
-    draining; both are closed anyway, which still writes out what is buffered.
+    draining; both are closed anyway, which still writes out what is buffered while the server
+    is there. A server that is gone does not make closing fail.
     """
     if nc.is_closed:
         return
-    with contextlib.suppress(nats.errors.Error):
+    try:
         await deadline.run(nc.drain())
-    await nc.close()
+    except nats.errors.Error:
+        pass
+    except asyncio.CancelledError:
+        # The client cancels its own drain when the connection drops under it; only a
+        # cancellation of this task itself goes on.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    # A server that went away leaves a reset socket that cannot take what is buffered.
+    with contextlib.suppress(OSError):
+        await nc.close()
 
 
 #: How long declaring the streams keeps trying while NATS answers but JetStream does not yet (a
