@@ -1,4 +1,5 @@
-"""The publisher process: one consumer per platform, the platform clients, health."""
+"""The publisher process: one consumer per platform, the platform clients, tenants' webhooks,
+health."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class PublisherService:
         self.publisher = bootstrap(self.settings, js)
         consumers = self.publisher.consumers
         self.tasks = [asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in consumers]
+        if self.publisher.webhooks is not None:
+            self.publisher.webhooks.start()
         self.ready = True
         await self.grpc.set_serving(self.nc.is_connected)
         log.info(
@@ -69,6 +72,8 @@ class PublisherService:
         if self.publisher is not None:
             consumers = self.publisher.consumers
             await asyncio.gather(*(c.drain(deadline.remaining()) for c in consumers))
+            if self.publisher.webhooks is not None:
+                await self.publisher.webhooks.stop(deadline)
         # The fetch loops end as soon as their current short fetch returns.
         await deadline.finish(self.tasks)
         if self.publisher is not None:
