@@ -89,8 +89,10 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` header: "v1," and the base64 HMAC-SHA256 of
     "<id>.<timestamp>.<body>", keyed with the base64 part of the secret after "whsec_".
     Raises ValueError when the secret is not of that form."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+        # Padding is optional in the secret, as Standard Webhooks' own libraries take it.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except binascii.Error:
         raise ValueError("the endpoint's secret is not whsec_ and base64") from None
     signed = f"{message_id}.{timestamp}.".encode() + body
