@@ -17,15 +17,21 @@ from kairos_fakes.base import FakeServer, Recorded
 
 
 class WebhookReceiver(FakeServer):
-    """Answers POSTs to any path with the next scripted status (then `otherwise`); a 3xx
+    """Answers POSTs to any path with the next scripted status (then `otherwise`), one script
+    for all or one for each message; a 3xx
     carries a Location on this server, which records whether anyone followed it."""
 
     name = "webhook-receiver"
     default_port: ClassVar[int] = 0
 
-    def __init__(self, *statuses: int, otherwise: int = 200, delay: float = 0.0) -> None:
+    def __init__(
+        self, *statuses: int, otherwise: int = 200, delay: float = 0.0, each: bool = False
+    ) -> None:
         super().__init__()
         self.script: deque[int] = deque(statuses)
+        #: With `each`, every message (by its webhook-id) gets the scripted statuses.
+        self.each = each
+        self.scripts: dict[str, deque[int]] = {}
         self.otherwise = otherwise
         #: Seconds each answer waits before it is given.
         self.delay = delay
@@ -38,7 +44,11 @@ class WebhookReceiver(FakeServer):
 
     async def hook(self, request: web.Request) -> web.Response:
         await request.read()
-        status = self.script.popleft() if self.script else self.otherwise
+        script = self.script
+        if self.each:
+            message = request.headers.get("webhook-id", "")
+            script = self.scripts.setdefault(message, deque(self.script))
+        status = script.popleft() if script else self.otherwise
         async with self.arrived:
             self.arrived.notify_all()
         if self.delay:

@@ -46,7 +46,7 @@ class PublisherService:
         consumers = self.publisher.consumers
         self.tasks = [asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in consumers]
         if self.publisher.webhooks is not None:
-            self.publisher.webhooks.start()
+            await self.publisher.webhooks.start()
         self.ready = True
         await self.grpc.set_serving(self.nc.is_connected)
         log.info(

@@ -465,12 +465,19 @@ class EventRecorder:
         self.sender = sender
         self.stopping = asyncio.Event()
         self.warnings = Warnings("RecordWebhookEvents")
+        self.subscription: JetStreamContext.PullSubscription | None = None
         #: Events the api has taken from this copy.
         self.recorded = 0
 
-    async def run(self) -> None:
+    async def subscribe(self) -> None:
+        """Declare the shared consumer and bind to it: events from now on are kept for webhooks
+        even before `run` reads them."""
         await ensure_consumer(self.js, consumer_config(), stream=EVENTS_STREAM)
-        subscription = await self.js.pull_subscribe_bind(durable=DURABLE, stream=EVENTS_STREAM)
+        self.subscription = await self.js.pull_subscribe_bind(durable=DURABLE, stream=EVENTS_STREAM)
+
+    async def run(self) -> None:
+        subscription = self.subscription
+        assert subscription is not None, "subscribe first"
         while not self.stopping.is_set():
             try:
                 messages = await subscription.fetch(EVENT_BATCH, timeout=FETCH_TIMEOUT)
@@ -561,7 +568,9 @@ class Webhooks:
         sender = WebhookSender(client, poster, settings)
         return cls(client, EventRecorder(js, client, sender), sender, poster)
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Subscribe, then run the loops in the background."""
+        await self.recorder.subscribe()
         self.client.start()
         self.tasks = [
             asyncio.create_task(self.recorder.run(), name="webhook-events"),
