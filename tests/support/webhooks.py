@@ -36,13 +36,15 @@ class WebhookReceiver(FakeServer):
         #: Seconds each answer waits before it is given.
         self.delay = delay
         self.answer_text = ""
+        #: Send the status and the body's start at once, and the rest only after `delay`.
+        self.slow_body = False
         self.arrived = asyncio.Condition()
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_route("*", "/followed", self.followed)
         router.add_post("/{path:.*}", self.hook)
 
-    async def hook(self, request: web.Request) -> web.Response:
+    async def hook(self, request: web.Request) -> web.StreamResponse:
         await request.read()
         script = self.script
         if self.each:
@@ -51,6 +53,13 @@ class WebhookReceiver(FakeServer):
         status = script.popleft() if script else self.otherwise
         async with self.arrived:
             self.arrived.notify_all()
+        if self.slow_body:
+            response = web.StreamResponse(status=status)
+            await response.prepare(request)
+            await response.write(b"the start")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), self.delay)
+            return response
         if self.delay:
             with contextlib.suppress(TimeoutError):  # cut short when the receiver stops
                 await asyncio.wait_for(self.closing.wait(), self.delay)

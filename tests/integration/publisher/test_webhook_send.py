@@ -84,6 +84,7 @@ async def test_a_delivery_is_posted_signed_and_its_answer_reported(
     assert before <= int(headers["webhook-timestamp"]) <= int(time.time())
     assert headers["content-type"] == "application/json"
     assert headers["user-agent"] == USER_AGENT
+    assert headers["accept-encoding"] == "identity"
     assert headers["host"] == f"127.0.0.1:{receiver.port}"
 
 
@@ -128,6 +129,19 @@ async def test_an_endpoint_slower_than_the_timeout_fails_in_time(
     assert 0.3 <= latency < 1.0
     assert took < 1.0
     assert len(receiver.hooks) == 1
+
+
+async def test_a_status_given_in_time_stands_when_the_body_is_too_slow(
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.slow_body, receiver.delay = True, 3.0
+    poster = WebhookPoster(EgressGuard(LOOPBACK), timeout=0.3)
+    try:
+        answer, latency = await poster.post(a_send(receiver.url))
+    finally:
+        await poster.aclose()
+    assert answer == Answer(200, "", "")
+    assert 0.3 <= latency < 1.0
 
 
 async def test_a_closed_port_is_a_failure_without_a_status(poster: WebhookPoster) -> None:

@@ -64,6 +64,9 @@ COMPLETE_LINGER = 0.02
 #: Waits before events the api could not take come back: doubling per delivery, capped (s).
 RECORD_RETRY_FIRST = 1.0
 RECORD_RETRY_CAP = 30.0
+#: The shortest wait before claiming again deliveries the last claim said were due but did not
+#: hand out (seconds).
+CLAIM_GAP = 0.1
 #: Waits between offers of a report the api could not take (seconds).
 COMPLETE_RETRY_FIRST = 0.2
 COMPLETE_RETRY_CAP = 5.0
@@ -105,6 +108,8 @@ def signed_headers(send: webhooks_pb2.WebhookSend, timestamp: int) -> dict[str, 
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
+        # The answer's start is logged as it came: asked for uncompressed.
+        "accept-encoding": "identity",
         "webhook-id": send.message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature(send.secret, send.message_id, timestamp, send.body),
@@ -249,6 +254,18 @@ class Answer:
     excerpt: str = ""
 
 
+def judged(response: httpx.Response, excerpt: str) -> Answer:
+    """What an endpoint's answer means: a 2xx delivers; anything else, a redirect too, fails."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(status, "", excerpt)
+    if 300 <= status < 400:
+        location = response.headers.get("location", "")
+        where = f"to {location[:300]}" if location else "without a location"
+        return Answer(status, f"HTTP {status}: redirect {where} not followed", excerpt)
+    return Answer(status, f"HTTP {status}", excerpt)
+
+
 class WebhookPoster:
     """Makes one signed request of a delivery, through the egress guard."""
 
@@ -263,14 +280,23 @@ class WebhookPoster:
     async def post(self, send: webhooks_pb2.WebhookSend) -> tuple[Answer, float]:
         """The endpoint's answer and how long it took (seconds)."""
         started = time.monotonic()
-        try:
+        answer = Answer(0, f"no answer within {self.timeout:g} s")
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.timeout):
-                answer = await self._post(send)
-        except TimeoutError:
-            answer = Answer(0, f"no answer within {self.timeout:g} s")
+                sent = await self._send(send)
+                if isinstance(sent, Answer):
+                    answer = sent
+                else:
+                    try:
+                        # The status stands even if the body is too slow to read.
+                        answer = judged(sent, "")
+                        answer = judged(sent, await self._excerpt(sent))
+                    finally:
+                        await sent.aclose()
         return answer, time.monotonic() - started
 
-    async def _post(self, send: webhooks_pb2.WebhookSend) -> Answer:
+    async def _send(self, send: webhooks_pb2.WebhookSend) -> httpx.Response | Answer:
+        """The response, its body not yet read; or why there is none."""
         try:
             pinned = await self.guard.pin(send.url)
         except Refused as refused:
@@ -281,25 +307,13 @@ class WebhookPoster:
         except ValueError as error:
             return Answer(0, str(error))
         try:
-            response = await self.http.send(request, stream=True)
+            return await self.http.send(request, stream=True)
         except httpx.TimeoutException as error:
             return Answer(0, f"timed out: {type(error).__name__}")
         except httpx.ConnectError as error:
             return Answer(0, f"cannot connect: {error}")
         except httpx.HTTPError as error:
             return Answer(0, f"request failed: {type(error).__name__}: {error}")
-        try:
-            excerpt = await self._excerpt(response)
-        finally:
-            await response.aclose()
-        status = response.status_code
-        if 200 <= status < 300:
-            return Answer(status, "", excerpt)
-        if 300 <= status < 400:
-            location = response.headers.get("location", "")
-            where = f"to {location[:300]}" if location else "without a location"
-            return Answer(status, f"HTTP {status}: redirect {where} not followed", excerpt)
-        return Answer(status, f"HTTP {status}", excerpt)
 
     @staticmethod
     async def _excerpt(response: httpx.Response) -> str:
@@ -331,8 +345,6 @@ class WebhookSender:
         self.stopping = asyncio.Event()
         self.claim_warnings = Warnings("ClaimWebhookDeliveries")
         self.complete_warnings = Warnings("CompleteWebhookDeliveries")
-        #: Tries made and reported by this copy.
-        self.sent = 0
 
     def wake_at(self, stamp: Timestamp) -> None:
         """Claim at `stamp` (or at once, if it has passed)."""
@@ -388,6 +400,10 @@ class WebhookSender:
             return False
         self.claim_warnings.worked()
         if reply.HasField("next_due_at"):
+            if len(reply.sends) < limit and unix(reply.next_due_at) <= time.time():
+                # Due, yet not handed out (taken by another copy meanwhile): not worth more
+                # than a claim every CLAIM_GAP seconds.
+                reply.next_due_at.FromNanoseconds(int((time.time() + CLAIM_GAP) * 1e9))
             self.wake_at(reply.next_due_at)
         for send in reply.sends:
             task = asyncio.create_task(self._deliver(send, asked + self.lease))
@@ -412,7 +428,8 @@ class WebhookSender:
             )
             result.latency.FromNanoseconds(int(latency * 1e9))
             result.attempted_at.FromDatetime(attempted_at)
-            log.info(
+            log.log(
+                logging.INFO if answer.error else logging.DEBUG,
                 "webhook sent",
                 extra={
                     "delivery_id": send.delivery_id,
@@ -448,7 +465,6 @@ class WebhookSender:
                 wait = min(wait * 2, COMPLETE_RETRY_CAP)
                 continue
             self.complete_warnings.worked()
-            self.sent += 1
             if reply.HasField("next_due_at"):
                 self.wake_at(reply.next_due_at)
             return
@@ -466,8 +482,6 @@ class EventRecorder:
         self.stopping = asyncio.Event()
         self.warnings = Warnings("RecordWebhookEvents")
         self.subscription: JetStreamContext.PullSubscription | None = None
-        #: Events the api has taken from this copy.
-        self.recorded = 0
 
     async def subscribe(self) -> None:
         """Declare the shared consumer and bind to it: events from now on are kept for webhooks
@@ -536,7 +550,6 @@ class EventRecorder:
         self.warnings.worked()
         for message, _ in batch:
             await message.ack()
-        self.recorded += len(batch)
         if reply.recorded and reply.HasField("next_due_at"):
             self.sender.wake_at(reply.next_due_at)
         return True
