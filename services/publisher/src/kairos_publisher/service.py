@@ -70,10 +70,10 @@ class PublisherService:
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         if self.publisher is not None:
-            consumers = self.publisher.consumers
-            await asyncio.gather(*(c.drain(deadline.remaining()) for c in consumers))
+            steps = [c.drain(deadline.remaining()) for c in self.publisher.consumers]
             if self.publisher.webhooks is not None:
-                await self.publisher.webhooks.stop(deadline)
+                steps.append(self.publisher.webhooks.stop(deadline))
+            await asyncio.gather(*steps)
         # The fetch loops end as soon as their current short fetch returns.
         await deadline.finish(self.tasks)
         if self.publisher is not None:
