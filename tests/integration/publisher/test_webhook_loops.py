@@ -368,3 +368,29 @@ async def test_a_delivery_recorded_elsewhere_is_claimed_within_the_poll_interval
         assert time.monotonic() - started < 1.0
     assert receiver.hooks[0].headers["webhook-id"] == event.event_id
     assert verified(key, receiver.hooks[0]) == {}
+
+
+async def test_a_try_under_way_when_the_publisher_stops_is_finished_and_reported(
+    fresh_nats: NatsServer,
+) -> None:
+    slow = WebhookReceiver(delay=0.5)
+    await slow.start()
+    api = FakeApi(endpoints={"w": (slow.url, secret())})
+    event = lifecycle_event()
+    try:
+        async with serving(api) as target:
+            async with publisher(fresh_nats, target):
+                await publish(fresh_nats, [event])
+                await slow.wait_for(1)
+                stopping = time.monotonic()
+            # Stopped within the grace (1 s in this process), after the answer came.
+            assert 0.3 < time.monotonic() - stopping < 1.5
+    finally:
+        await slow.stop()
+    [result] = api.results
+    assert (result.delivery_id, result.attempt_number, result.http_status, result.error) == (
+        f"w/{event.event_id}",
+        1,
+        200,
+        "",
+    )

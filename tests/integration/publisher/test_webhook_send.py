@@ -160,7 +160,7 @@ async def test_loopback_is_refused_unless_allowed(receiver: WebhookReceiver) -> 
     finally:
         await poster.aclose()
     assert answer == Answer(
-        0, "refused: 127.0.0.1 resolves to 127.0.0.1, a loopback address; refused"
+        0, "not sent: 127.0.0.1 resolves to 127.0.0.1, a loopback address; refused"
     )
     assert receiver.requests == []
 
@@ -185,7 +185,7 @@ async def test_a_name_resolving_inside_the_network_is_refused_before_connecting(
     finally:
         await poster.aclose()
     shown = ipaddress.ip_address(address)
-    assert answer == Answer(0, f"refused: hooks.example.com resolves to {shown}, {why}; refused")
+    assert answer == Answer(0, f"not sent: hooks.example.com resolves to {shown}, {why}; refused")
     assert resolver.asked == ["hooks.example.com"]
     assert receiver.requests == []
 
@@ -211,9 +211,12 @@ async def test_a_name_is_connected_to_at_the_address_that_was_checked(
 @pytest.mark.parametrize(
     ("url", "error"),
     [
-        ("ftp://hooks.example.com/in", "refused: ftp://hooks.example.com/in is not an http(s) URL"),
-        ("http://nowhere.example/in", "refused: cannot resolve nowhere.example: "),
-        ("http://hooks.example.com:99999/in", "refused: http://hooks.example.com:99999/in has"),
+        (
+            "ftp://hooks.example.com/in",
+            "not sent: ftp://hooks.example.com/in is not an http(s) URL",
+        ),
+        ("http://nowhere.example/in", "not sent: cannot resolve nowhere.example: "),
+        ("http://hooks.example.com:99999/in", "not sent: http://hooks.example.com:99999/in has"),
     ],
 )
 async def test_an_unusable_url_is_a_failure_naming_it(url: str, error: str) -> None:

@@ -300,7 +300,7 @@ class WebhookPoster:
         try:
             pinned = await self.guard.pin(send.url)
         except Refused as refused:
-            return Answer(0, f"refused: {refused.reason}")
+            return Answer(0, f"not sent: {refused.reason}")
         try:
             headers = signed_headers(send, int(time.time()))
             request = pinned.request(self.http, "POST", headers=headers, content=send.body)
@@ -366,10 +366,14 @@ class WebhookSender:
                 if not await self._claim(self.free):
                     break  # took all that is due
 
-    async def stop(self, deadline: Deadline) -> None:
-        """Claim no more; let the tries in flight finish and report while the deadline allows."""
+    def halt(self) -> None:
+        """Claim no more (a claim under way still starts its sends)."""
         self.stopping.set()
         self.wakeup.set()
+
+    async def drain(self, deadline: Deadline) -> None:
+        """Let the tries in flight finish and report while the deadline allows (call once `run`
+        has returned)."""
         if self.in_flight:
             await asyncio.wait(set(self.in_flight), timeout=max(0.0, deadline.remaining()))
         for task in self.in_flight:
@@ -593,7 +597,8 @@ class Webhooks:
     async def stop(self, deadline: Deadline) -> None:
         """Stop reading and claiming, finish the tries in flight, report them, close."""
         self.recorder.stop()
-        await self.sender.stop(deadline)
+        self.sender.halt()
         await deadline.finish(self.tasks)
+        await self.sender.drain(deadline)
         await deadline.run(self.client.close())
         await self.poster.aclose()
