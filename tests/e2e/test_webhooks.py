@@ -170,9 +170,10 @@ async def test_an_endpoint_failing_for_too_long_is_disabled_with_an_event(
         e for e in await lifecycle_events(stack) if e.type == DISABLED and e.webhook_id == broken_id
     ]
     assert event.event_id == notice.headers["webhook-id"]
-    first_failure = failing.hooks[0].at
+    first_failure = failing.hooks[0].at  # arrived a moment after the try's recorded start
     disabled_at = event.occurred_at.ToDatetime(tzinfo=UTC).timestamp()
-    assert DISABLE_AFTER <= disabled_at - first_failure < DISABLE_AFTER + 3 * RETRY_EVERY + 2
+    failed_for = disabled_at - first_failure
+    assert DISABLE_AFTER - 0.1 <= failed_for < DISABLE_AFTER + 3 * RETRY_EVERY + 2, failed_for
     # Its tries stop: nothing reaches it after it was disabled (beyond a try already under way).
     sent = len(failing.hooks)
     assert all(request.at <= disabled_at + 0.5 for request in failing.hooks)
