@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from kairos.dispatch.v1 import webhooks_pb2, webhooks_pb2_grpc
@@ -67,6 +68,7 @@ class FakeApi(webhooks_pb2_grpc.WebhookDispatchServiceServicer):
     record_calls: list[list[str]] = field(default_factory=list)
     #: The event ids of the calls that succeeded.
     accepted: list[str] = field(default_factory=list)
+
     claim_calls: int = 0
     complete_calls: int = 0
     #: Answer the next RecordWebhookEvents calls with these codes.
@@ -237,6 +239,22 @@ async def publisher(
         yield running
 
 
+def count_taken(copy: Running[PublisherService]) -> dict[str, int]:
+    """How many events this publisher copy hands to the api, counted as it goes."""
+    assert copy.service.publisher is not None
+    assert copy.service.publisher.webhooks is not None
+    recorder = copy.service.publisher.webhooks.recorder
+    counted = {"events": 0}
+    record = recorder.record
+
+    async def counting(messages: Sequence[Msg]) -> bool:
+        counted["events"] += len(messages)
+        return await record(messages)
+
+    recorder.record = counting  # type: ignore[method-assign]
+    return counted
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     server = WebhookReceiver()
@@ -393,4 +411,28 @@ async def test_a_try_under_way_when_the_publisher_stops_is_finished_and_reported
         1,
         200,
         "",
+    )
+
+
+async def test_two_publishers_share_the_consumer_and_record_each_event_once(
+    fresh_nats: NatsServer, receiver: WebhookReceiver
+) -> None:
+    api = FakeApi(endpoints={"w": (receiver.url, secret())})
+    events = [lifecycle_event() for _ in range(200)]
+    async with (
+        serving(api) as target,
+        publisher(fresh_nats, target) as first,
+        publisher(fresh_nats, target) as second,
+    ):
+        taken = [count_taken(first), count_taken(second)]
+        await publish(fresh_nats, events)
+        await receiver.wait_for(200)
+        await until(lambda: len(api.results) == 200, 10, "every try reported")
+        assert await consumer_pending(fresh_nats) == (0, 0)
+    # Both copies took some (the group hands each event to one of them at random).
+    assert min(taken[0]["events"], taken[1]["events"]) > 0, taken
+    assert taken[0]["events"] + taken[1]["events"] == 200
+    assert sorted(api.accepted) == sorted(e.event_id for e in events)
+    assert sorted(r.headers["webhook-id"] for r in receiver.hooks) == sorted(
+        e.event_id for e in events
     )
