@@ -110,7 +110,7 @@ def signed_headers(send: webhooks_pb2.WebhookSend, timestamp: int) -> dict[str, 
     return {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
-        # The answer's start is logged as it came: asked for uncompressed.
+        # The answer's start goes in the delivery log as it came: asked for uncompressed.
         "accept-encoding": "identity",
         "webhook-id": send.message_id,
         "webhook-timestamp": str(timestamp),
