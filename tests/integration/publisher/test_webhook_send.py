@@ -100,6 +100,15 @@ async def test_an_error_status_is_a_failure_with_the_answers_start(
     assert len(receiver.hooks) == 2
 
 
+async def test_a_binary_answer_is_kept_as_text_without_nul(
+    receiver: WebhookReceiver, poster: WebhookPoster
+) -> None:
+    receiver.script.append(502)
+    receiver.answer_text = "bad\x00gate\x00way"
+    answer, _ = await poster.post(a_send(receiver.url))
+    assert answer == Answer(502, "HTTP 502", "bad\ufffdgate\ufffdway")
+
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 async def test_a_redirect_is_not_followed(
     receiver: WebhookReceiver, poster: WebhookPoster, status: int

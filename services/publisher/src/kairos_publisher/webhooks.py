@@ -333,7 +333,9 @@ class WebhookPoster:
                 taken += chunk
                 if len(taken) >= EXCERPT_BYTES:
                     break
-        return bytes(taken[:EXCERPT_BYTES]).decode("utf-8", "replace")[:EXCERPT_CHARS]
+        text = bytes(taken[:EXCERPT_BYTES]).decode("utf-8", "replace")[:EXCERPT_CHARS]
+        # PostgreSQL's text cannot hold NUL: a binary answer must not make its try unreportable.
+        return text.replace("\x00", "\ufffd")
 
 
 class WebhookSender:
