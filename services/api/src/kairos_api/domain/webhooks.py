@@ -96,6 +96,8 @@ def _url_problem(url: str, allow_http: bool, allowed_networks: Collection[Networ
         if "[" in parts.netloc or not _HOST_NAME.fullmatch(host):
             return f"has an invalid host name {host!r}"
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 reaches 10.0.0.1
     refused = _refusal(address)
     if refused and not any(address in network for network in allowed_networks):
         return f"must not point at {refused} ({address}); Kairos only calls public addresses"
@@ -111,8 +113,6 @@ def _literal_address(host: str) -> Address | None:
 
 def _refusal(address: Address) -> str:
     """Why a literal address may not be registered, or "" when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _refusal(address.ipv4_mapped)
     if address.is_unspecified:
         return "the unspecified address"
     if address.is_loopback:
