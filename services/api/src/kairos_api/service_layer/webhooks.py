@@ -217,11 +217,13 @@ async def create_webhook(
     return webhook, secret
 
 
-async def _owned(uow: UnitOfWork, tenant: str, webhook_id: str, where: str) -> Webhook:
+async def _owned(
+    uow: UnitOfWork, tenant: str, webhook_id: str, where: str, *, lock: bool = True
+) -> Webhook:
+    """The tenant's endpoint (locked for a change), or NOT_FOUND."""
     wanted = parse_id(webhook_id, where)
-    webhook = await uow.session.scalar(
-        select(Webhook).where(Webhook.id == wanted, Webhook.tenant_id == tenant).with_for_update()
-    )
+    query = select(Webhook).where(Webhook.id == wanted, Webhook.tenant_id == tenant)
+    webhook = await uow.session.scalar(query.with_for_update() if lock else query)
     if webhook is None:
         raise errors.NotFound(f"webhook {webhook_id} not found")
     return webhook
@@ -229,7 +231,7 @@ async def _owned(uow: UnitOfWork, tenant: str, webhook_id: str, where: str) -> W
 
 async def get_webhook(app: Application, tenant: str, webhook_id: str) -> Webhook:
     async with app.uow() as uow:
-        return await _owned(uow, tenant, webhook_id, "webhook_id")
+        return await _owned(uow, tenant, webhook_id, "webhook_id", lock=False)
 
 
 async def list_webhooks(
@@ -630,14 +632,12 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
     now = app.clock()
     async with app.uow() as uow:
         ids = sorted({r.delivery_id for r in results})
-        query = (
-            select(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(ids))
-            .order_by(WebhookDelivery.id)
-            .with_for_update()
+        # Endpoints are locked before their deliveries, each in id order, as UpdateWebhook
+        # does (the endpoint, then its deliveries): the two never wait on each other crosswise.
+        owners = await uow.session.execute(
+            select(WebhookDelivery.webhook_id).where(WebhookDelivery.id.in_(ids)).distinct()
         )
-        deliveries = {d.id: d for d in (await uow.session.execute(query)).scalars()}
-        hook_ids = sorted({d.webhook_id for d in deliveries.values()})
+        hook_ids = sorted(owners.scalars())
         hooks = {
             w.id: w
             for w in (
@@ -649,11 +649,19 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
                 )
             ).scalars()
         }
+        query = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .order_by(WebhookDelivery.id)
+            .with_for_update()
+        )
+        deliveries = {d.id: d for d in (await uow.session.execute(query)).scalars()}
         failing: dict[uuid.UUID, TryResult] = {}
         for result in results:
             delivery = deliveries.get(result.delivery_id)
             if (
                 delivery is None
+                or delivery.webhook_id not in hooks
                 or delivery.status != PENDING
                 or result.attempt_number != delivery.attempts + 1
             ):
