@@ -126,12 +126,12 @@ class Hooks:
         return reply.recorded
 
     async def claim(
-        self, webhook_ids: Sequence[str], lease: float = 30.0
+        self, webhook_ids: Sequence[str], lease: float = 30.0, limit: int = 500
     ) -> list[dispatch_pb2.WebhookSend]:
         """What a claim hands out, of these endpoints."""
         reply = await self.dispatch.ClaimWebhookDeliveries(
             dispatch_pb2.ClaimWebhookDeliveriesRequest(
-                limit=500, lease=Duration(seconds=int(lease), nanos=int(lease % 1 * 1e9))
+                limit=limit, lease=Duration(seconds=int(lease), nanos=int(lease % 1 * 1e9))
             ),
             metadata=SERVICE,
         )
@@ -512,6 +512,17 @@ async def test_a_claim_leases_what_it_hands_out_until_the_lease_ends(hooks: Hook
     [delivery] = await hooks.deliveries(webhook)
     assert delivery.status == PENDING
     assert [(a.number, a.http_status, a.error) for a in delivery.attempts] == [(1, 500, "HTTP 500")]
+
+
+async def test_claims_side_by_side_never_hand_out_the_same_delivery(hooks: Hooks) -> None:
+    webhook = (await hooks.create()).webhook.webhook_id
+    await hooks.claim([])  # whatever earlier tests left due is leased away first
+    assert await hooks.record(*(hooks.event() for _ in range(30))) == 30
+    claims = await asyncio.gather(*(hooks.claim([webhook], limit=10) for _ in range(4)))
+    handed = [s.delivery_id for claim in claims for s in claim]
+    assert len(handed) == 30
+    assert len(set(handed)) == 30
+    assert await hooks.claim([webhook]) == []
 
 
 async def test_tries_follow_the_retry_schedule_then_give_up(hooks: Hooks) -> None:

@@ -189,7 +189,7 @@ class ApiSettings:
                 DEFAULT_WEBHOOK_RETRY_SCHEDULE,
             ),
             webhook_disable_after=env.seconds(
-                "KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86_400.0, minimum=1.0
+                "KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86_400.0, minimum=0.1
             ),
             webhook_allowed_networks=parse_networks(
                 "KAIROS_WEBHOOK_ALLOWED_NETWORKS", env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")

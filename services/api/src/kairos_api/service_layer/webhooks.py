@@ -529,11 +529,14 @@ class Send:
 
 
 async def _next_due(uow: UnitOfWork) -> datetime | None:
-    """When the earliest pending delivery of an enabled endpoint is due."""
+    """When the earliest pending delivery of an enabled endpoint is due: the due index read in
+    order up to the first one whose endpoint is enabled."""
     return await uow.session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at))
+        select(WebhookDelivery.next_attempt_at)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
         .where(WebhookDelivery.status == PENDING, Webhook.status == ENABLED)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
     )
 
 
