@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -24,6 +25,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import fields, refused
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
 from sqlalchemy import select
 
 from kairos.dispatch.v1 import webhooks_pb2 as dispatch_pb2
@@ -31,6 +34,7 @@ from kairos.dispatch.v1 import webhooks_pb2_grpc as dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, webhooks_pb2, webhooks_pb2_grpc
 from kairos_api.adapters.orm import OutboxEvent, Webhook
+from kairos_common.streams import EVENTS_STREAM
 from support.api import SERVICE_TOKEN, RunningApi, violations_of
 
 OWN_API_ENV = {
@@ -581,7 +585,9 @@ async def test_a_2xx_delivers_and_clears_failing_since(hooks: Hooks) -> None:
     assert [(a.number, a.http_status) for a in delivered.attempts] == [(1, 204)]
 
 
-async def test_an_endpoint_failing_for_too_long_is_disabled_with_an_event(hooks: Hooks) -> None:
+async def test_an_endpoint_failing_for_too_long_is_disabled_with_an_event(
+    hooks: Hooks, nats_client: NatsClient
+) -> None:
     webhook = (await hooks.create()).webhook.webhook_id
     assert await hooks.record(hooks.event(), hooks.event()) == 2
     first, second = await hooks.claim([webhook])
@@ -620,6 +626,17 @@ async def test_an_endpoint_failing_for_too_long_is_disabled_with_an_event(hooks:
         ).scalars()
         events = [events_pb2.LifecycleEvent.FromString(r.payload) for r in rows]
     assert [(e.type, e.webhook_id, e.detail) for e in events] == [(DISABLED_EVENT, webhook, reason)]
+    # The relay publishes it on its own subject.
+    js = nats_client.jetstream()
+    relayed: events_pb2.LifecycleEvent | None = None
+    for _ in range(100):
+        with contextlib.suppress(NotFoundError):  # none relayed yet
+            found = await js.get_last_msg(EVENTS_STREAM, "kairos.events.webhook.webhook_disabled")
+            relayed = events_pb2.LifecycleEvent.FromString(found.data or b"")
+            if relayed.event_id == events[0].event_id:
+                break
+        await asyncio.sleep(0.05)
+    assert relayed == events[0]
 
     # Enabled again by its owner: it starts afresh, and redelivery is allowed again.
     on = await hooks.update(webhook, ["status"], status=webhooks_pb2.WEBHOOK_STATUS_ENABLED)
@@ -683,3 +700,31 @@ async def test_deleting_an_endpoint_drops_its_deliveries(hooks: Hooks) -> None:
         NOT_FOUND,
     )
     assert error.details() == f"webhook delivery {send.delivery_id} not found"
+
+
+PUBLIC = webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"]
+INTERNAL = dispatch_pb2.DESCRIPTOR.services_by_name["WebhookDispatchService"]
+
+
+@pytest.mark.parametrize("method_name", [m.name for m in PUBLIC.methods])
+async def test_every_public_rpc_needs_a_key(hooks: Hooks, method_name: str) -> None:
+    webhook = (await hooks.create()).webhook
+    request = getattr(webhooks_pb2, PUBLIC.methods_by_name[method_name].input_type.name)()
+    if "webhook_id" in request.DESCRIPTOR.fields_by_name:
+        request.webhook_id = webhook.webhook_id
+    for metadata in ((), (("authorization", "Bearer kairos_not-a-real-key"),)):
+        await refused(
+            getattr(hooks.stub, method_name)(request, metadata=metadata),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    assert await hooks.get(webhook.webhook_id) == webhook
+
+
+@pytest.mark.parametrize("method_name", [m.name for m in INTERNAL.methods])
+async def test_every_internal_rpc_needs_the_service_credential(
+    hooks: Hooks, method_name: str
+) -> None:
+    request = getattr(dispatch_pb2, INTERNAL.methods_by_name[method_name].input_type.name)()
+    call = getattr(hooks.dispatch, method_name)
+    await refused(call(request, metadata=hooks.metadata), grpc.StatusCode.PERMISSION_DENIED)
+    await refused(call(request, metadata=()), grpc.StatusCode.UNAUTHENTICATED)
