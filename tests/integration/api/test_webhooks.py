@@ -27,13 +27,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import fields, refused
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kairos.dispatch.v1 import webhooks_pb2 as dispatch_pb2
 from kairos.dispatch.v1 import webhooks_pb2_grpc as dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, webhooks_pb2, webhooks_pb2_grpc
-from kairos_api.adapters.orm import OutboxEvent, Webhook
+from kairos_api.adapters.orm import OutboxEvent, Webhook, WebhookDelivery
 from kairos_common.streams import EVENTS_STREAM
 from support.api import SERVICE_TOKEN, RunningApi, violations_of
 
@@ -484,6 +484,27 @@ async def test_events_are_recorded_once_per_matching_enabled_endpoint(hooks: Hoo
         "timestamp": "2030-01-07T09:30:15.250000Z",
         "data": {"event_id": every_off.event_id, "webhook_id": every, "detail": "failing"},
     }
+
+
+async def test_a_large_batch_is_recorded_in_parts(hooks: Hooks) -> None:
+    """600 events to 2 endpoints: 1,200 deliveries, more than one INSERT takes."""
+    endpoints = [(await hooks.create()).webhook.webhook_id for _ in range(2)]
+    events = [hooks.event() for _ in range(600)]
+    assert await hooks.record(*events) == 1200
+    assert await hooks.record(*events[500:]) == 0
+    page = await hooks.stub.ListWebhookDeliveries(
+        webhooks_pb2.ListWebhookDeliveriesRequest(webhook_id=endpoints[1], page_size=200),
+        metadata=hooks.metadata,
+    )
+    assert len(page.deliveries) == 200
+    assert page.next_page_token
+    async with hooks.api.service.app.uow() as uow:
+        await uow.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.tenant_id == hooks.tenant)
+            .values(status="delivered", next_attempt_at=None)
+        )
+        await uow.commit()
 
 
 async def test_a_claim_leases_what_it_hands_out_until_the_lease_ends(hooks: Hooks) -> None:

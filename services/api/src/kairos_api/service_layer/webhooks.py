@@ -48,7 +48,7 @@ from kairos_api.adapters.outbox import EVENT_TYPES, lifecycle_row
 from kairos_api.domain import webhooks as rules
 from kairos_api.service_layer.application import Application
 from kairos_api.service_layer.posts.page_tokens import Cursor, decode_token, encode_token
-from kairos_api.service_layer.posts.rules import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_id
+from kairos_api.service_layer.posts.rules import parse_id
 from kairos_api.service_layer.unit_of_work import UnitOfWork
 from kairos_common import errors
 from kairos_common.errors import FieldViolation
@@ -62,11 +62,16 @@ DELIVERED = "delivered"
 FAILED = "failed"
 DELIVERY_STATUSES = (PENDING, DELIVERED, FAILED)
 
+#: Page sizes of ListWebhooks and ListWebhookDeliveries (webhooks.proto).
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 #: Endpoints one tenant may have.
 MAX_WEBHOOKS = 50
 #: The most deliveries one claim hands out, whatever it asks for.
 MAX_CLAIM = 500
 MAX_LEASE = timedelta(hours=1)
+#: Deliveries written per INSERT statement (eleven parameters each).
+INSERT_ROWS = 1000
 #: Longest error text and answer excerpt kept per try.
 MAX_ERROR = 1000
 MAX_EXCERPT = 500
@@ -503,13 +508,16 @@ async def record_events(
         insert = postgresql_insert if uow.on_postgresql else sqlite_insert
         table = WebhookDelivery.__table__
         assert isinstance(table, Table)
-        statement = (
-            insert(table)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
-            .returning(table.c.id)
-        )
-        recorded = len((await uow.session.execute(statement)).all())
+        recorded = 0
+        # In parts: one statement's parameters are limited (SQLite 32,766, PostgreSQL 65,535).
+        for start in range(0, len(rows), INSERT_ROWS):
+            statement = (
+                insert(table)
+                .values(rows[start : start + INSERT_ROWS])
+                .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
+                .returning(table.c.id)
+            )
+            recorded += len((await uow.session.execute(statement)).all())
         await uow.commit()
     return recorded, (now if recorded else None)
 
