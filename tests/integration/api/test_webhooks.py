@@ -612,11 +612,14 @@ async def test_an_endpoint_failing_for_too_long_is_disabled_with_an_event(
     webhook = (await hooks.create()).webhook.webhook_id
     assert await hooks.record(hooks.event(), hooks.event()) == 2
     first, second = await hooks.claim([webhook])
-    # Failing for less than the hour: still enabled.
-    await hooks.complete(first, 500, attempted_at=datetime.now(UTC) - timedelta(minutes=59))
+    # The failing time starts when the api learns of the failure, however long ago the try
+    # was made: still enabled.
+    before = datetime.now(UTC)
+    await hooks.complete(first, 500, attempted_at=datetime.now(UTC) - timedelta(hours=2))
     assert (await hooks.get(webhook)).status == webhooks_pb2.WEBHOOK_STATUS_ENABLED
     since = (await hooks.stored(webhook)).failing_since
     assert since is not None
+    assert before <= since <= datetime.now(UTC)
 
     # Make every try since an hour and a minute ago a failure: the next one disables it.
     async with hooks.api.service.app.uow() as uow:

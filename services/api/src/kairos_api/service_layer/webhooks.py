@@ -710,7 +710,9 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
             if delivery.next_attempt_at is None:
                 delivery.status = FAILED
             if webhook.failing_since is None:
-                webhook.failing_since = min(result.attempted_at, now)
+                # When the api learnt of the failure: never before the receiver saw the try,
+                # whatever the publisher's clock says.
+                webhook.failing_since = now
             failing[webhook.id] = result
         await uow.session.flush()
         for webhook_id, last in failing.items():
