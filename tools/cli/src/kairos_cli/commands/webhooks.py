@@ -233,17 +233,15 @@ def update(
         str | None, typer.Option("--description", metavar="TEXT", help="A new note.")
     ] = None,
     enable: Annotated[
-        bool | None,
-        typer.Option(
-            "--enable/--disable",
-            show_default=False,
-            help="Send events to it again (clears its failures), or stop.",
-        ),
-    ] = None,
+        bool, typer.Option("--enable", help="Send events to it again (clears its failures).")
+    ] = False,
+    disable: Annotated[bool, typer.Option("--disable", help="Send it nothing.")] = False,
 ) -> None:
     """Change an endpoint's URL, events or description, or enable or disable it."""
     if event and all_events:
         fail(EXIT_USAGE, "give --event or --all-events, not both")
+    if enable and disable:
+        fail(EXIT_USAGE, "give --enable or --disable, not both")
     changes = webhooks_pb2.Webhook()
     paths: list[str] = []
     if url is not None:
@@ -255,7 +253,7 @@ def update(
     if description is not None:
         changes.description = description
         paths.append("description")
-    if enable is not None:
+    if enable or disable:
         changes.status = (
             webhooks_pb2.WEBHOOK_STATUS_ENABLED if enable else webhooks_pb2.WEBHOOK_STATUS_DISABLED
         )
