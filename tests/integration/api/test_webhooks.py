@@ -15,7 +15,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,15 +27,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import fields, refused
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from kairos.dispatch.v1 import webhooks_pb2 as dispatch_pb2
 from kairos.dispatch.v1 import webhooks_pb2_grpc as dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, webhooks_pb2, webhooks_pb2_grpc
+from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import OutboxEvent, Webhook, WebhookDelivery
+from kairos_api.bootstrap import bootstrap
+from kairos_api.service_layer import webhooks
+from kairos_api.service_layer.application import Application
 from kairos_common.streams import EVENTS_STREAM
-from support.api import SERVICE_TOKEN, RunningApi, violations_of
+from support.api import SERVICE_TOKEN, TEST_SECRET, RunningApi, violations_of
+
+NEW_SECRET = "a-new-secret-key-with-more-than-32-characters"
 
 OWN_API_ENV = {
     "KAIROS_WEBHOOK_RETRY_SCHEDULE_SECONDS": "60,600",
@@ -752,3 +758,32 @@ async def test_every_internal_rpc_needs_the_service_credential(
     call = getattr(hooks.dispatch, method_name)
     await refused(call(request, metadata=hooks.metadata), grpc.StatusCode.PERMISSION_DENIED)
     await refused(call(request, metadata=()), grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def test_secrets_are_reencrypted_under_a_new_key(hooks: Hooks) -> None:
+    created = await hooks.create()
+    old = hooks.api.service.app
+    settings = old.settings
+
+    def with_secret(secret: str) -> Application:
+        return bootstrap(replace(settings, common=replace(settings.common, secret_key=secret)))
+
+    rotating, new_only = with_secret(f"{NEW_SECRET},{TEST_SECRET}"), with_secret(NEW_SECRET)
+    back = with_secret(f"{TEST_SECRET},{NEW_SECRET}")
+    async with old.uow() as uow:
+        stored = await uow.session.scalar(select(func.count()).select_from(Webhook))
+    try:
+        assert await webhooks.reencrypt_secrets(rotating) == stored
+        assert await webhooks.reencrypt_secrets(rotating) == 0
+        row = await hooks.stored(created.webhook.webhook_id)
+        associated = f"webhook:{created.webhook.webhook_id}"
+        assert new_only.cipher.decrypt(row.secret, associated=associated) == (
+            created.secret.encode()
+        )
+        with pytest.raises(CredentialDecryptError):
+            old.cipher.decrypt(row.secret, associated=associated)
+    finally:
+        # Back under the api's own key, for the tests that run after this one.
+        assert await webhooks.reencrypt_secrets(back) == stored
+        for app in (rotating, new_only, back):
+            await app.close()

@@ -776,3 +776,51 @@ async def _disable(
     )
     uow.events_written()
     log.warning("webhook %s of tenant %s: %s", webhook.id, webhook.tenant_id, reason)
+
+
+#: Endpoints read per round of `reencrypt_secrets`.
+REENCRYPT_BATCH = 500
+
+
+async def reencrypt_secrets(app: Application) -> int:
+    """Re-encrypt every signing secret not under the current KAIROS_SECRET_KEY key, as
+    `accounts.reencrypt_all` does credentials; how many were.
+
+    Each is written back only if it still holds the token that was read (a rotation meanwhile
+    wins). One that cannot be decrypted does not stop the others: `FailedPrecondition` names
+    them all at the end.
+    """
+    rotated = 0
+    failures: list[str] = []
+    after: uuid.UUID | None = None
+    while True:
+        async with app.uow() as uow:
+            query = select(Webhook.id, Webhook.secret).order_by(Webhook.id).limit(REENCRYPT_BATCH)
+            if after is not None:
+                query = query.where(Webhook.id > after)
+            rows = (await uow.session.execute(query)).all()
+            if not rows:
+                break
+            for webhook_id, token in rows:
+                after = webhook_id
+                try:
+                    if not app.cipher.needs_rotation(token):
+                        continue
+                    fresh = app.cipher.reencrypt(token, associated=f"webhook:{webhook_id}")
+                except CredentialDecryptError as error:
+                    failures.append(f"webhook {webhook_id}: {error.message}")
+                    continue
+                result = await uow.session.execute(
+                    update(Webhook)
+                    .where(Webhook.id == webhook_id, Webhook.secret == token)
+                    .values(secret=fresh)
+                    .execution_options(synchronize_session=False)
+                )
+                rotated += max(getattr(result, "rowcount", 0) or 0, 0)
+            await uow.commit()
+    if failures:
+        raise errors.FailedPrecondition(
+            f"re-encrypted {rotated} webhook secrets; {len(failures)} could not be: "
+            + "; ".join(failures)
+        )
+    return rotated
