@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -536,13 +536,18 @@ class Send:
     attempt_number: int
 
 
+#: Pending deliveries, with the status as a literal: the planner then matches the partial due
+#: index even in the generic plan of a prepared statement (a bound value would not).
+IS_PENDING = WebhookDelivery.status == literal_column("'pending'")
+
+
 async def _next_due(uow: UnitOfWork) -> datetime | None:
     """When the earliest pending delivery of an enabled endpoint is due: the due index read in
     order up to the first one whose endpoint is enabled."""
     return await uow.session.scalar(
         select(WebhookDelivery.next_attempt_at)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .where(WebhookDelivery.status == PENDING, Webhook.status == ENABLED)
+        .where(IS_PENDING, Webhook.status == ENABLED)
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(1)
     )
@@ -565,7 +570,7 @@ async def claim_deliveries(
             select(WebhookDelivery)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
             .where(
-                WebhookDelivery.status == PENDING,
+                IS_PENDING,
                 WebhookDelivery.next_attempt_at <= now,
                 Webhook.status == ENABLED,
             )
