@@ -10,7 +10,14 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.posts.v1 import media_pb2_grpc, posts_pb2_grpc, queues_pb2_grpc, series_pb2_grpc
+from kairos.dispatch.v1 import webhooks_pb2_grpc as webhook_dispatch_pb2_grpc
+from kairos.posts.v1 import (
+    media_pb2_grpc,
+    posts_pb2_grpc,
+    queues_pb2_grpc,
+    series_pb2_grpc,
+    webhooks_pb2_grpc,
+)
 from kairos_api.adapters import database
 from kairos_api.bootstrap import bootstrap
 from kairos_api.entrypoints.auth import Authenticator
@@ -20,6 +27,8 @@ from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.entrypoints.grpc_queues import QueueServicer
 from kairos_api.entrypoints.grpc_series import SeriesServicer
+from kairos_api.entrypoints.grpc_webhook_dispatch import WebhookDispatchServicer
+from kairos_api.entrypoints.grpc_webhooks import WebhooksServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
@@ -47,6 +56,8 @@ DISPATCH_SERVICE = "kairos.dispatch.v1.DispatchService"
 MEDIA_SERVICE = "kairos.posts.v1.MediaService"
 QUEUE_SERVICE = "kairos.posts.v1.QueueService"
 SERIES_SERVICE = "kairos.posts.v1.SeriesService"
+WEBHOOKS_SERVICE = "kairos.posts.v1.WebhooksService"
+WEBHOOK_DISPATCH_SERVICE = "kairos.dispatch.v1.WebhookDispatchService"
 
 
 class NatsNotifier(Notifier):
@@ -86,6 +97,10 @@ class ApiService:
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
         queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
         series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
+        webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksServicer(app, auth), server)
+        webhook_dispatch_pb2_grpc.add_WebhookDispatchServiceServicer_to_server(
+            WebhookDispatchServicer(app, auth), server
+        )
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -103,6 +118,8 @@ class ApiService:
                 DISPATCH_SERVICE,
                 QUEUE_SERVICE,
                 SERIES_SERVICE,
+                WEBHOOKS_SERVICE,
+                WEBHOOK_DISPATCH_SERVICE,
             ],
             register=self.register,
         )

@@ -36,11 +36,14 @@ ACK_TIMEOUT = 5.0
 #: How long a poke waits for more commits before relaying.
 DEBOUNCE = 0.02
 ACCOUNT_EVENTS = frozenset({"needs_reauth"})
+WEBHOOK_EVENTS = frozenset({"webhook_disabled"})
 
 
 def subject_of(event_type: str) -> str:
     if event_type in ACCOUNT_EVENTS:
         return f"{EVENTS_SUBJECT_PREFIX}.account.{event_type}"
+    if event_type in WEBHOOK_EVENTS:
+        return f"{EVENTS_SUBJECT_PREFIX}.webhook.{event_type}"
     return event_subject(event_type)
 
 
