@@ -445,7 +445,7 @@ class WebhookSender:
             result.attempted_at.FromDatetime(attempted_at)
             log.log(
                 logging.INFO if answer.error else logging.DEBUG,
-                "webhook sent",
+                "webhook try failed" if answer.error else "webhook delivered",
                 extra={
                     "delivery_id": send.delivery_id,
                     "webhook_id": send.webhook_id,
