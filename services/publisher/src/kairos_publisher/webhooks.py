@@ -54,7 +54,11 @@ log = logging.getLogger(__name__)
 #: The durable consumer on KAIROS_EVENTS that every publisher copy shares.
 DURABLE = "webhooks"
 #: Events recorded together, at most.
-EVENT_BATCH = 256
+EVENT_BATCH = 500
+#: How long events gather before they are recorded (seconds): during a burst this makes a few
+#: large RecordWebhookEvents calls instead of many small ones, whose cost is mostly per call;
+#: a webhook sent this much later matters to nobody.
+RECORD_LINGER = 0.2
 #: Where the shared consumer pushes events; the copies take turns (a delivery group).
 DELIVER_SUBJECT = "kairos.webhooks.events"
 #: Events pushed and not yet acked, across all copies.
@@ -487,7 +491,8 @@ class WebhookSender:
 
 class EventRecorder:
     """Takes lifecycle events as the shared consumer pushes them and records them in batches:
-    whatever arrived while the previous batch was being recorded goes in the next one."""
+    what arrives within RECORD_LINGER of the first, or while the previous batch was being
+    recorded, goes in the next one."""
 
     def __init__(
         self, js: JetStreamContext, client: WebhookDispatchClient, sender: WebhookSender
@@ -524,6 +529,8 @@ class EventRecorder:
     async def run(self) -> None:
         while True:
             await self.wakeup.wait()
+            if not self.stopping:
+                await asyncio.sleep(RECORD_LINGER)
             self.wakeup.clear()
             while self.arrived:
                 batch = self.arrived[:EVENT_BATCH]
