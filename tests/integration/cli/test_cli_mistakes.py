@@ -66,6 +66,14 @@ VALID_ARGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("media", "list"): (),
     ("media", "show"): (UNKNOWN_ID,),
     ("media", "delete"): (UNKNOWN_ID,),
+    ("webhooks", "create"): ("https://hooks.example.com/in", "--event", "published"),
+    ("webhooks", "list"): (),
+    ("webhooks", "show"): (UNKNOWN_ID,),
+    ("webhooks", "update"): (UNKNOWN_ID, "--disable"),
+    ("webhooks", "delete"): (UNKNOWN_ID,),
+    ("webhooks", "rotate-secret"): (UNKNOWN_ID,),
+    ("webhooks", "deliveries"): (UNKNOWN_ID, "--status", "failed"),
+    ("webhooks", "redeliver"): (UNKNOWN_ID,),
 }
 #: `kairos keys` works on the database, not through the api: no API key is involved.
 KEYS_COMMANDS = {("keys", "create"), ("keys", "revoke"), ("keys", "list")}

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from kairos_fakes.base import FakeServer
 from kairos_fakes.media import GIF, JPEG, MediaHost, png
-from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, system_resolver
+from kairos_publisher.egress import system_resolver
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher
 
 LOCAL = [ipaddress.ip_network("127.0.0.1/32")]
 

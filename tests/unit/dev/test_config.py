@@ -113,6 +113,7 @@ def test_the_publisher_is_pointed_at_the_fakes_unless_they_are_off(tmp_path: Pat
     assert {"x", "mastodon", "pinterest", "tiktok"} <= set(urls)
     assert "media" not in urls
     assert env["KAIROS_MEDIA_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
+    assert env["KAIROS_WEBHOOK_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
 
     real = parse_args(["--data-dir", str(tmp_path), "--no-fakes"])
     specs = plan_children(real, {})

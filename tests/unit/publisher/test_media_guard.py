@@ -10,13 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from kairos_publisher.media import (
-    IMAGE_TYPES,
-    MediaError,
-    MediaFetcher,
-    parse_networks,
-    sniff,
-)
+from kairos_publisher.egress import parse_networks
+from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, sniff
 
 LOOPBACK = ["127.0.0.1", "127.8.9.10", "::1"]
 PRIVATE = ["10.0.0.1", "10.255.255.254", "172.16.0.1", "172.31.255.1", "192.168.1.1", "fc00::1"]

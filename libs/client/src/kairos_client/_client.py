@@ -29,8 +29,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
+from kairos.events.v1 import events_pb2 as lifecycle_pb2
 from kairos.posts.v1 import (
     events_pb2,
     events_pb2_grpc,
@@ -42,6 +44,8 @@ from kairos.posts.v1 import (
     queues_pb2_grpc,
     series_pb2,
     series_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
 )
 from kairos_client._errors import KairosError
 
@@ -691,3 +695,100 @@ class KairosClient:
     ) -> series_pb2.PreviewRecurrenceResponse:
         """The next instants of a rule, without saving anything."""
         return await self.call(self.series_stub.PreviewRecurrence, request, timeout=timeout)
+
+    # --- WebhooksService --------------------------------------------------------------------
+
+    @property
+    def webhooks_stub(self) -> webhooks_pb2_grpc.WebhooksServiceAsyncStub:
+        # Made on demand: a stub is a few references on the channel.
+        if self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        stub: webhooks_pb2_grpc.WebhooksServiceAsyncStub = webhooks_pb2_grpc.WebhooksServiceStub(
+            self._channel
+        )
+        return stub
+
+    async def create_webhook(
+        self,
+        url: str,
+        events: Sequence[lifecycle_pb2.LifecycleEventType.ValueType] = (),
+        description: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """Register an endpoint for these event types (none: every type). The answer holds its
+        signing secret, shown only this once. Sent at most once: a repeat would register a
+        second endpoint."""
+        request = webhooks_pb2.CreateWebhookRequest(url=url, events=events, description=description)
+        return await self.call(
+            self.webhooks_stub.CreateWebhook, request, timeout=timeout, once=True
+        )
+
+    async def get_webhook(
+        self, webhook_id: str, *, timeout: float | None = None
+    ) -> webhooks_pb2.Webhook:
+        request = webhooks_pb2.GetWebhookRequest(webhook_id=webhook_id)
+        reply = await self.call(self.webhooks_stub.GetWebhook, request, timeout=timeout)
+        return reply.webhook
+
+    async def list_webhooks(
+        self, page_size: int = 0, page_token: str = "", *, timeout: float | None = None
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        """One page of the tenant's endpoints, newest first."""
+        request = webhooks_pb2.ListWebhooksRequest(page_size=page_size, page_token=page_token)
+        return await self.call(self.webhooks_stub.ListWebhooks, request, timeout=timeout)
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        webhook: webhooks_pb2.Webhook,
+        paths: Sequence[str],
+        *,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.Webhook:
+        """Set the fields named in `paths` ("url", "events", "description", "status") from
+        `webhook`."""
+        request = webhooks_pb2.UpdateWebhookRequest(
+            webhook_id=webhook_id, webhook=webhook, update_mask=FieldMask(paths=list(paths))
+        )
+        reply = await self.call(self.webhooks_stub.UpdateWebhook, request, timeout=timeout)
+        return reply.webhook
+
+    async def delete_webhook(self, webhook_id: str, *, timeout: float | None = None) -> None:
+        request = webhooks_pb2.DeleteWebhookRequest(webhook_id=webhook_id)
+        await self.call(self.webhooks_stub.DeleteWebhook, request, timeout=timeout)
+
+    async def rotate_webhook_secret(
+        self, webhook_id: str, *, timeout: float | None = None
+    ) -> webhooks_pb2.RotateWebhookSecretResponse:
+        """A new signing secret, shown only in this answer. Sent at most once: a repeat would
+        replace the secret just shown."""
+        request = webhooks_pb2.RotateWebhookSecretRequest(webhook_id=webhook_id)
+        return await self.call(
+            self.webhooks_stub.RotateWebhookSecret, request, timeout=timeout, once=True
+        )
+
+    async def list_webhook_deliveries(
+        self,
+        webhook_id: str,
+        status: webhooks_pb2.WebhookDeliveryStatus.ValueType = (
+            webhooks_pb2.WEBHOOK_DELIVERY_STATUS_UNSPECIFIED
+        ),
+        page_size: int = 0,
+        page_token: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """One page of an endpoint's deliveries, newest first, each with its tries."""
+        request = webhooks_pb2.ListWebhookDeliveriesRequest(
+            webhook_id=webhook_id, status=status, page_size=page_size, page_token=page_token
+        )
+        return await self.call(self.webhooks_stub.ListWebhookDeliveries, request, timeout=timeout)
+
+    async def redeliver_webhook(
+        self, delivery_id: str, *, timeout: float | None = None
+    ) -> webhooks_pb2.WebhookDelivery:
+        """Send a delivered or failed delivery again, due now."""
+        request = webhooks_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
+        reply = await self.call(self.webhooks_stub.RedeliverWebhook, request, timeout=timeout)
+        return reply.delivery

@@ -6,7 +6,7 @@
                                                       print a new API key (shown only once)
     python -m kairos_api keys revoke KEY_OR_ID        revoke a key, given itself or its id
     python -m kairos_api keys list [--tenant T]       list keys (never the keys or their hashes)
-    python -m kairos_api reencrypt                    re-encrypt credentials under the current key
+    python -m kairos_api reencrypt                    re-encrypt credentials and webhook secrets
 
 Settings come from the `KAIROS_*` environment, as for the server. Commands that use the database
 migrate it first unless `KAIROS_MIGRATE_ON_START=false`. Exit status: 0 done, 2 bad usage, settings
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run the api until SIGTERM or SIGINT (the default)")
     commands.add_parser("migrate", help="bring the database schema up to date")
     commands.add_parser(
-        "reencrypt", help="re-encrypt stored credentials under the first KAIROS_SECRET_KEY key"
+        "reencrypt",
+        help="re-encrypt credentials and webhook secrets under the first KAIROS_SECRET_KEY key",
     )
 
     key_parser = commands.add_parser("keys", help="create, revoke and list API keys")
@@ -148,18 +149,21 @@ def _run_admin(args: argparse.Namespace) -> int:
 
 def _reencrypt(settings: ApiSettings) -> int:
     from kairos_api.bootstrap import bootstrap
-    from kairos_api.service_layer import accounts
+    from kairos_api.service_layer import accounts, webhooks
 
     app = bootstrap(settings)
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         try:
-            return await accounts.reencrypt_all(app)
+            return await accounts.reencrypt_all(app), await webhooks.reencrypt_secrets(app)
         finally:
             await app.close()
 
-    count = asyncio.run(run())
-    print(f"re-encrypted {count} credentials under key id {app.cipher.current_key_id}")
+    count, secrets = asyncio.run(run())
+    print(
+        f"re-encrypted {count} credentials and {secrets} webhook secrets under key id "
+        f"{app.cipher.current_key_id}"
+    )
     return 0
 
 

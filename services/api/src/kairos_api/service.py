@@ -10,12 +10,14 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
+from kairos.dispatch.v1 import webhooks_pb2_grpc as webhook_dispatch_pb2_grpc
 from kairos.posts.v1 import (
     events_pb2_grpc,
     media_pb2_grpc,
     posts_pb2_grpc,
     queues_pb2_grpc,
     series_pb2_grpc,
+    webhooks_pb2_grpc,
 )
 from kairos_api import metrics
 from kairos_api.adapters import database
@@ -28,6 +30,8 @@ from kairos_api.entrypoints.grpc_media import MediaServicer
 from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.entrypoints.grpc_queues import QueueServicer
 from kairos_api.entrypoints.grpc_series import SeriesServicer
+from kairos_api.entrypoints.grpc_webhook_dispatch import WebhookDispatchServicer
+from kairos_api.entrypoints.grpc_webhooks import WebhooksServicer
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
@@ -58,6 +62,8 @@ MEDIA_SERVICE = "kairos.posts.v1.MediaService"
 QUEUE_SERVICE = "kairos.posts.v1.QueueService"
 SERIES_SERVICE = "kairos.posts.v1.SeriesService"
 EVENTS_SERVICE = "kairos.posts.v1.EventsService"
+WEBHOOKS_SERVICE = "kairos.posts.v1.WebhooksService"
+WEBHOOK_DISPATCH_SERVICE = "kairos.dispatch.v1.WebhookDispatchService"
 
 
 class NatsNotifier(Notifier):
@@ -100,6 +106,10 @@ class ApiService:
         queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
         series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(auth, self.feed), server)
+        webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksServicer(app, auth), server)
+        webhook_dispatch_pb2_grpc.add_WebhookDispatchServiceServicer_to_server(
+            WebhookDispatchServicer(app, auth), server
+        )
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -119,6 +129,8 @@ class ApiService:
                 QUEUE_SERVICE,
                 SERIES_SERVICE,
                 EVENTS_SERVICE,
+                WEBHOOKS_SERVICE,
+                WEBHOOK_DISPATCH_SERVICE,
             ],
             register=self.register,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,6 +30,43 @@ DATABASES: dict[str, tuple[str, ...]] = {
     "sqlite": ("pysqlite", "aiosqlite"),
 }
 DATABASE_EXAMPLES = "postgresql://user@host:5432/kairos or sqlite:///path/to/kairos.db"
+
+#: Seconds from one failed webhook try to the next, unless KAIROS_WEBHOOK_RETRY_SCHEDULE_SECONDS
+#: sets others: about 27.5 hours in all, so a receiver away for a day still gets its events.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_schedule(name: str, value: str, default: tuple[float, ...]) -> tuple[timedelta, ...]:
+    """Comma-separated seconds (`5, 300, 1800`) as delays; SettingsError naming `name`."""
+    if not value.strip():
+        return tuple(timedelta(seconds=s) for s in default)
+    delays: list[timedelta] = []
+    for item in value.split(","):
+        try:
+            seconds = float(item)
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {item.strip()[:40]!r} is not a number of seconds"
+            ) from None
+        if not math.isfinite(seconds) or not 0 < seconds <= 30 * 86_400:
+            raise SettingsError(f"{name}: {item.strip()[:40]} must be above 0 and at most 30 days")
+        delays.append(timedelta(seconds=seconds))
+    return tuple(delays)
+
+
+def parse_networks(name: str, value: str) -> tuple[Network, ...]:
+    """Comma-separated networks in CIDR notation (`127.0.0.0/8, ::1/128`); SettingsError naming
+    `name` and the bad item."""
+    networks: list[Network] = []
+    for item in value.split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise SettingsError(f"{name}: {item.strip()[:60]!r} is not a network") from None
+    return tuple(networks)
 
 
 def check_database_url(url: str) -> str:
@@ -107,6 +146,17 @@ class ApiSettings:
     series_every: timedelta = timedelta(seconds=60)
     #: The Prometheus endpoint (KAIROS_METRICS_HOST, KAIROS_METRICS_PORT, default 9461).
     metrics: MetricsSettings = field(default_factory=lambda: MetricsSettings(port=API_METRICS_PORT))
+    #: Delays between failed tries of a webhook delivery; after the last one it is given up
+    #: (KAIROS_WEBHOOK_RETRY_SCHEDULE_SECONDS, comma-separated seconds).
+    webhook_retry_schedule: tuple[timedelta, ...] = tuple(
+        timedelta(seconds=s) for s in DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    )
+    #: How long every delivery to an endpoint may fail before it is disabled
+    #: (KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS).
+    webhook_disable_after: timedelta = timedelta(days=5)
+    #: Networks a webhook URL may name by a literal loopback, private or link-local address, for
+    #: development and tests (KAIROS_WEBHOOK_ALLOWED_NETWORKS, e.g. "127.0.0.0/8,::1/128").
+    webhook_allowed_networks: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -137,4 +187,15 @@ class ApiSettings:
             ),
             series_every=env.seconds("KAIROS_SERIES_EVERY_SECONDS", 60.0, minimum=1.0),
             metrics=metrics_settings(env, API_METRICS_PORT),
+            webhook_retry_schedule=parse_schedule(
+                "KAIROS_WEBHOOK_RETRY_SCHEDULE_SECONDS",
+                env.text("KAIROS_WEBHOOK_RETRY_SCHEDULE_SECONDS", ""),
+                DEFAULT_WEBHOOK_RETRY_SCHEDULE,
+            ),
+            webhook_disable_after=env.seconds(
+                "KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86_400.0, minimum=0.1
+            ),
+            webhook_allowed_networks=parse_networks(
+                "KAIROS_WEBHOOK_ALLOWED_NETWORKS", env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")
+            ),
         )

@@ -1,6 +1,6 @@
 """The composition root: builds the publisher's parts once (its DispatchService client, the HTTP
 client, media fetching from URLs and from the media store, the platform clients and one consumer
-per platform); the process
+per platform, and the webhook sender when it is on); the process
 (`kairos_publisher.service`) adds health, NATS and the order things start and stop in."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kairos_publisher.platforms import registry
 from kairos_publisher.platforms.base import PlatformContext
 from kairos_publisher.settings import PublisherSettings
 from kairos_publisher.transport import http_client
+from kairos_publisher.webhooks import Webhooks
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Publisher:
     http: httpx.AsyncClient
     media: MediaFetcher
     consumers: list[PlatformConsumer]
+    #: Tenants' webhooks; None when KAIROS_WEBHOOKS_ENABLED is off.
+    webhooks: Webhooks | None = None
 
     async def close(self, deadline: Deadline) -> None:
         """Report what is pending while the deadline allows, then close the connections (the
@@ -64,4 +67,7 @@ def bootstrap(settings: PublisherSettings, js: JetStreamContext) -> Publisher:
         for platform in settings.platforms
         if platform in clients  # no client for it in this build yet
     ]
-    return Publisher(dispatch, http, media, consumers)
+    webhooks = None
+    if settings.webhooks.enabled:
+        webhooks = Webhooks.build(settings.webhooks, settings.common, js)
+    return Publisher(dispatch, http, media, consumers, webhooks)

@@ -86,16 +86,19 @@ def consumer_config(settings: PublisherSettings, platform: Platform) -> Consumer
     )
 
 
-async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
-    """Create the durable consumer, or bring an existing one's settings up to `config` (AckWait,
-    MaxAckPending, MaxDeliver ... changed since it was created); safe from every copy at once."""
+async def ensure_consumer(
+    js: JetStreamContext, config: ConsumerConfig, stream: str = DUE_STREAM
+) -> None:
+    """Create the durable consumer on `stream`, or bring an existing one's settings up to
+    `config` (AckWait, MaxAckPending, MaxDeliver ... changed since it was created); safe from
+    every copy at once."""
     assert config.durable_name is not None
     for _ in range(3):
         try:
-            info = await js.consumer_info(DUE_STREAM, config.durable_name)
+            info = await js.consumer_info(stream, config.durable_name)
         except NotFoundError:
             try:
-                await js.add_consumer(DUE_STREAM, config)
+                await js.add_consumer(stream, config)
                 log.info("created consumer", extra={"consumer": config.durable_name})
                 return
             except BadRequestError:
@@ -103,7 +106,7 @@ async def ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
         if not differs(info.config, config):
             return
         # Creating a consumer that exists with other settings updates it.
-        await js.add_consumer(DUE_STREAM, config)
+        await js.add_consumer(stream, config)
         log.info("updated consumer", extra={"consumer": config.durable_name})
         return
     raise RuntimeError(f"could not declare consumer {config.durable_name}")

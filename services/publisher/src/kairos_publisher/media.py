@@ -6,28 +6,19 @@ share (`KAIROS_MEDIA_STORE`), within the platform's size limit, and must be exac
 SHA-256 the api recorded, or it is refused for good. Either way the platform module gets the
 same `Media`, so its upload code has one path.
 
-Every download is limited in size and type, and guarded against server-side request forgery:
-the host of every URL, the first and each redirect's, is resolved and every address it resolves
-to must be a public one (no loopback, private, link-local, shared, multicast or cloud metadata
-address); the connection then goes to the address that was checked, so a second DNS answer
-cannot swap it, while the Host header and the TLS server name (SNI, and the certificate check)
-stay the URL's host name. `allowed_networks` exempts networks on purpose, for development and
-tests (`KAIROS_MEDIA_ALLOWED_NETWORKS`, e.g. `127.0.0.0/8`).
-
-Connections are never reused between downloads (a pooled TLS connection is keyed by address and
-would carry another host name's request past that name's certificate check), proxies from the
-environment are not used (the connection must go to the checked address), and the body is
-asked for and accepted only without a content coding (a compressed body would defeat the size
-limit before it is counted).
+Every download is limited in size and type, and goes through the publisher's guard against
+server-side request forgery (`kairos_publisher.egress`): the first URL and each redirect's is
+checked, and the connection goes to the address that was checked. `allowed_networks` exempts
+networks on purpose, for development and tests (`KAIROS_MEDIA_ALLOWED_NETWORKS`, e.g.
+`127.0.0.0/8`). The body is asked for and accepted only without a content coding (a compressed
+body would defeat the size limit before it is counted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -35,6 +26,15 @@ import httpx
 
 from kairos_common.errors import InvalidArgument
 from kairos_media.store import MediaNotFound, MediaStore
+from kairos_publisher.egress import (
+    Address,
+    EgressGuard,
+    Network,
+    Refused,
+    Resolver,
+    guarded_client,
+    system_resolver,
+)
 
 #: Image types the platforms take, by the media type each file's first bytes prove.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -54,22 +54,6 @@ MAX_REDIRECTS = 5
 #: The whole download (resolving, redirects, the body) may take this many `timeout`s at most;
 #: `timeout` alone bounds each step, which a server sending a byte now and then never trips.
 TOTAL_TIMEOUTS = 4
-
-#: IPv6 prefixes that carry an IPv4 address in their low 32 bits, reaching that IPv4 host
-#: (NAT64, RFC 6052 and RFC 8215); 6to4 (2002::/16) is `IPv6Address.sixtofour`.
-_NAT64 = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
-)
-#: Cloud metadata services, named in refusals (each is refused as private or link-local anyway).
-_METADATA = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
-)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
 @dataclass(frozen=True)
@@ -152,14 +136,6 @@ def sniff(content: bytes) -> str:
     return ""
 
 
-async def system_resolver(host: str, port: int) -> Sequence[str]:
-    """Every address the system resolver gives for `host`."""
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    return [str(info[4][0]) for info in infos]
-
-
 class MediaFetcher:
     """Fetches media URLs within limits, refusing non-public addresses."""
 
@@ -172,8 +148,8 @@ class MediaFetcher:
         store: MediaStore | None = None,
     ) -> None:
         self.timeout = timeout
-        self.allowed_networks = tuple(allowed_networks)
-        self.resolver = resolver
+        #: Checks the host of every URL and redirect before anything connects to it.
+        self.guard = EgressGuard(allowed_networks, resolver)
         #: Where uploaded files are read from; None in a publisher given no store (tests).
         self.store = store
         self._http: httpx.AsyncClient | None = None
@@ -181,12 +157,7 @@ class MediaFetcher:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                trust_env=False,
-                limits=httpx.Limits(max_keepalive_connections=0),
-            )
+            self._http = guarded_client(self.timeout)
         return self._http
 
     async def aclose(self) -> None:
@@ -196,28 +167,7 @@ class MediaFetcher:
 
     def refusal(self, address: Address) -> str:
         """Why `address` may not be fetched from, or "" when it may."""
-        if any(address in network for network in self.allowed_networks):
-            return ""
-        if isinstance(address, ipaddress.IPv6Address):
-            embedded = _embedded_ipv4(address)
-            if embedded is not None:
-                why = self.refusal(embedded)
-                return f"{why}, as {embedded} inside {address}" if why else ""
-        if address in _METADATA:
-            return "a cloud metadata address"
-        if address.is_unspecified:
-            return "the unspecified address"
-        if address.is_loopback:
-            return "a loopback address"
-        if address.is_link_local:
-            return "a link-local address (cloud metadata lives there)"
-        if address.is_multicast:
-            return "a multicast address"
-        if address.is_private:
-            return "a private address"
-        if address.is_reserved or not address.is_global:
-            return "a shared or reserved address"
-        return ""
+        return self.guard.refusal(address)
 
     async def fetch(self, source: MediaSource, *, max_bytes: int, types: Collection[str]) -> Media:
         """The file at a URL, or an uploaded one; raises MediaError naming what is wrong."""
@@ -317,44 +267,14 @@ class MediaFetcher:
         raise MediaError(url, f"more than {MAX_REDIRECTS} redirects")
 
     async def _get(self, original: str, url: str) -> httpx.Response:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise MediaError(original, f"{url} is not an http(s) URL with a host")
         try:
-            explicit_port = parts.port
-            # The name as DNS, the Host header and SNI carry it (IDNA, as getaddrinfo encodes).
-            host = parts.hostname.encode("idna").decode("ascii")
-        except (ValueError, UnicodeError):
-            raise MediaError(original, f"{url} has an invalid host or port") from None
-        port = explicit_port or (443 if parts.scheme == "https" else 80)
-        literal = _address(host)
-        if literal is not None:
-            addresses = [literal]  # an address in the URL is checked as is, no resolver asked
-        else:
-            try:
-                addresses = [_resolved(a) for a in await self.resolver(host, port)]
-            except (OSError, ValueError) as error:
-                raise MediaError(original, f"cannot resolve {host}: {error}", True) from None
-        if not addresses:
-            raise MediaError(original, f"{host} resolves to no address", retryable=True)
-        for address in addresses:
-            why = self.refusal(address)
-            if why:
-                raise MediaError(original, f"{host} resolves to {address}, {why}; refused")
-        pinned = addresses[0]
-        netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
-        target = parts._replace(netloc=f"{netloc}:{port}").geturl()
-        named = f"[{host}]" if ":" in host else host
-        headers = {
-            "host": named if explicit_port is None else f"{named}:{explicit_port}",
-            "accept": "image/*",
-            "accept-encoding": "identity",
-        }
+            pinned = await self.guard.pin(url)
+        except Refused as refused:
+            raise MediaError(original, refused.reason, refused.retryable) from None
+        headers = {"accept": "image/*", "accept-encoding": "identity"}
         try:
-            request = self.http.build_request(
-                "GET", target, headers=headers, extensions={"sni_hostname": host}
-            )
-        except (httpx.InvalidURL, ValueError) as error:
+            request = pinned.request(self.http, "GET", headers=headers)
+        except ValueError as error:
             raise MediaError(original, f"{url} is not a valid URL: {error}") from None
         try:
             return await self.http.send(request, stream=True)
@@ -400,43 +320,3 @@ class MediaFetcher:
             )
         name = urlsplit(url).path.rsplit("/", 1)[-1] or "media"
         return Media(url=original, content=content, content_type=kind, filename=name)
-
-
-def _address(text: str) -> Address | None:
-    """`text` as an IP address (any IPv6 zone dropped), or None when it is not one."""
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _resolved(text: str) -> Address:
-    """An address a resolver answered; raises ValueError when it is not one."""
-    address = _address(text)
-    if address is None:
-        raise ValueError(f"{text!r} is not an address")
-    return address
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 host an IPv6 address reaches through mapping, 6to4 or NAT64, if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if any(address in prefix for prefix in _NAT64):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def parse_networks(value: str) -> list[Network]:
-    """`127.0.0.0/8, ::1/128` → networks; raises ValueError naming a bad item."""
-    networks: list[Network] = []
-    for item in value.split(","):
-        item = item.strip()
-        if item:
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise ValueError(f"{item!r} is not a network (CIDR)") from None
-    return networks

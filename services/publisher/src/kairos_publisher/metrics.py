@@ -15,7 +15,6 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from kairos_common.metrics import SECONDS_BUCKETS
 from kairos_common.platforms import Platform
-from kairos_common.streams import DUE_STREAM
 from kairos_publisher.platforms.base import PublishOutcome
 
 if TYPE_CHECKING:
@@ -116,12 +115,15 @@ def held_for_rate_limit(platform: Platform) -> None:
     RATE_LIMIT_BLOCKS.labels(platform.value).inc()
 
 
-async def refresh_consumer_gauges(js: JetStreamContext, consumers: Iterable[str]) -> None:
-    """Ask JetStream for each due-event consumer's pending and unacknowledged counts."""
-    for consumer in consumers:
+async def refresh_consumer_gauges(
+    js: JetStreamContext, consumers: Iterable[tuple[str, str]]
+) -> None:
+    """Ask JetStream for each consumer's pending and unacknowledged counts, given as (stream,
+    consumer): the due-event consumers and, where webhooks are on, the webhook events' one."""
+    for stream, consumer in consumers:
         try:
-            info = await js.consumer_info(DUE_STREAM, consumer)
+            info = await js.consumer_info(stream, consumer)
         except NotFoundError:
             continue  # not declared yet: its consumer task is starting
-        CONSUMER_PENDING.labels(DUE_STREAM, consumer).set(info.num_pending or 0)
-        CONSUMER_ACK_PENDING.labels(DUE_STREAM, consumer).set(info.num_ack_pending or 0)
+        CONSUMER_PENDING.labels(stream, consumer).set(info.num_pending or 0)
+        CONSUMER_ACK_PENDING.labels(stream, consumer).set(info.num_ack_pending or 0)

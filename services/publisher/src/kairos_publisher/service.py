@@ -1,4 +1,5 @@
-"""The publisher process: one consumer per platform, the platform clients, health."""
+"""The publisher process: one consumer per platform, the platform clients, tenants' webhooks,
+health."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from nats.aio.client import Client as NatsClient
 from kairos_common.deadline import Deadline
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.metrics import MetricsServer, refresh_until
-from kairos_common.streams import StreamLayout, connect, drain_and_close, ensure_streams
-from kairos_publisher import metrics
+from kairos_common.streams import (
+    DUE_STREAM,
+    EVENTS_STREAM,
+    StreamLayout,
+    connect,
+    drain_and_close,
+    ensure_streams,
+)
+from kairos_publisher import metrics, webhooks
 from kairos_publisher.bootstrap import Publisher, bootstrap
 from kairos_publisher.consumer import durable_name
 from kairos_publisher.settings import PublisherSettings
@@ -51,8 +59,12 @@ class PublisherService:
         self.publisher = bootstrap(self.settings, js)
         consumers = self.publisher.consumers
         self.tasks = [asyncio.create_task(c.run(), name=f"consume-{c.platform}") for c in consumers]
+        if self.publisher.webhooks is not None:
+            await self.publisher.webhooks.start()
         if self.settings.metrics.enabled:
-            names = [durable_name(c.platform) for c in consumers]
+            names = [(DUE_STREAM, durable_name(c.platform)) for c in consumers]
+            if self.publisher.webhooks is not None:
+                names.append((EVENTS_STREAM, webhooks.DURABLE))
             self.tasks.append(
                 asyncio.create_task(
                     refresh_until(
@@ -88,8 +100,10 @@ class PublisherService:
         if self.grpc is not None:
             await self.grpc.set_serving(False)
         if self.publisher is not None:
-            consumers = self.publisher.consumers
-            await asyncio.gather(*(c.drain(deadline.remaining()) for c in consumers))
+            steps = [c.drain(deadline.remaining()) for c in self.publisher.consumers]
+            if self.publisher.webhooks is not None:
+                steps.append(self.publisher.webhooks.stop(deadline))
+            await asyncio.gather(*steps)
         # The fetch loops end as soon as their current short fetch returns.
         await deadline.finish(self.tasks)
         if self.publisher is not None:

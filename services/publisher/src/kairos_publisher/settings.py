@@ -18,7 +18,7 @@ from kairos_common.settings import (
     server_settings,
 )
 from kairos_media.settings import MediaSettings, media_settings
-from kairos_publisher.media import Network, parse_networks
+from kairos_publisher.egress import Network, parse_networks
 from kairos_publisher.platforms.base import (
     GRAPH_API_VERSION,
     LINKEDIN_VERSION,
@@ -38,6 +38,52 @@ def _check_base_url(key: str, url: str) -> None:
         valid = False
     if not valid:
         raise ValueError(f"{key}={url!r} has no valid host and port")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """How the publisher sends tenants' webhooks (`kairos_publisher.webhooks`)."""
+
+    #: Whether this copy records lifecycle events for webhooks and sends them
+    #: (KAIROS_WEBHOOKS_ENABLED); off, it does nothing at all for webhooks.
+    enabled: bool = True
+    #: Webhook requests in flight in this copy (KAIROS_WEBHOOK_CONCURRENCY).
+    concurrency: int = 32
+    #: How long one request may take, connecting and answering, before it counts as failed
+    #: (KAIROS_WEBHOOK_TIMEOUT_SECONDS).
+    timeout: timedelta = timedelta(seconds=10)
+    #: How long a claimed delivery is this copy's alone (KAIROS_WEBHOOK_LEASE_SECONDS); at least
+    #: twice the timeout, so a try and its report fit in it.
+    lease: timedelta = timedelta(seconds=60)
+    #: The longest wait between two claims when nothing said a delivery is due
+    #: (KAIROS_WEBHOOK_POLL_SECONDS): deliveries that another copy recorded, or that a user asked
+    #: to send again, go out within this.
+    poll: timedelta = timedelta(seconds=2)
+    #: Networks webhooks may be sent to although they are not public; empty in production
+    #: (KAIROS_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8,::1/128" for development and tests).
+    allowed_networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Env) -> WebhookSettings:
+        try:
+            networks = tuple(parse_networks(env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")))
+        except ValueError as error:
+            raise SettingsError(f"KAIROS_WEBHOOK_ALLOWED_NETWORKS: {error}") from None
+        timeout = env.seconds("KAIROS_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0)
+        lease = env.seconds("KAIROS_WEBHOOK_LEASE_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
+        if lease < 2 * timeout:
+            raise SettingsError(
+                f"KAIROS_WEBHOOK_LEASE_SECONDS={lease.total_seconds():g} must be at least twice "
+                f"KAIROS_WEBHOOK_TIMEOUT_SECONDS={timeout.total_seconds():g}"
+            )
+        return cls(
+            enabled=env.flag("KAIROS_WEBHOOKS_ENABLED", True),
+            concurrency=env.integer("KAIROS_WEBHOOK_CONCURRENCY", 32, minimum=1, maximum=1000),
+            timeout=timeout,
+            lease=lease,
+            poll=env.seconds("KAIROS_WEBHOOK_POLL_SECONDS", 2.0, minimum=0.05, maximum=60.0),
+            allowed_networks=networks,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +141,8 @@ class PublisherSettings:
     metrics: MetricsSettings = field(
         default_factory=lambda: MetricsSettings(port=PUBLISHER_METRICS_PORT)
     )
+    #: Tenants' webhooks (KAIROS_WEBHOOK_*).
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PublisherSettings:
@@ -157,4 +205,5 @@ class PublisherSettings:
             linkedin_version=linkedin,
             media=media_settings(environ),
             metrics=metrics_settings(env, PUBLISHER_METRICS_PORT),
+            webhooks=WebhookSettings.from_env(env),
         )

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from kairos_cli.commands import accounts, keys, media, posts, queue, series, views
+from kairos_cli.commands import accounts, keys, media, posts, queue, series, views, webhooks
 from kairos_cli.runtime import EXIT_ERROR, EXIT_USAGE, Options, error_json, fail, print_json_errors
 from kairos_cli.when import WhenError, load_zone, local_zone_name
 
@@ -123,6 +123,7 @@ app.add_typer(posts.app, name="posts")
 app.add_typer(media.app, name="media")
 app.add_typer(queue.app, name="queue")
 app.add_typer(series.app, name="series")
+app.add_typer(webhooks.app, name="webhooks")
 views.register(app)
 
 

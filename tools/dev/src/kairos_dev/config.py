@@ -44,6 +44,8 @@ DEV_DEFAULTS: dict[str, str] = {
     "KAIROS_GRACE_SECONDS": "5",
     # The media host among the fakes is on this machine; production allows public hosts only.
     "KAIROS_MEDIA_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+    # A webhook receiver tried out in development usually listens on this machine too.
+    "KAIROS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     # The fakes process a video at once: no minute-long waits between polls.
     "KAIROS_PROCESSING_POLL_MAX_SECONDS": "1",
 }

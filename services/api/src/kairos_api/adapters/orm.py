@@ -524,3 +524,82 @@ class QueuedSlot(Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index(None, "post_id"),)
+
+
+class Webhook(Base):
+    """A tenant's webhook endpoint. Its signing secret is encrypted under KAIROS_SECRET_KEY, bound
+    to the row's id, like account credentials."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    #: The event names (outbox names: "published", "needs_reauth" ...) sent; empty: every one.
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: enabled or disabled.
+    status: Mapped[str] = mapped_column(String(12))
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    #: Since when every try has failed; NULL while the endpoint answers 2xx.
+    failing_since: Mapped[datetime | None]
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "tenant_id", "created_at", "id"),)
+
+
+class WebhookDelivery(Base):
+    """One lifecycle event to send to one endpoint, with the body built once."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    #: The event's outbox name ("published" ...).
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    #: pending, delivered or failed.
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Tries made before the last redelivery: the retry schedule starts again after them.
+    attempts_before: Mapped[int] = mapped_column(Integer, default=0)
+    #: When it is due while pending; a claim moves it to the end of its lease.
+    next_attempt_at: Mapped[datetime | None]
+    #: When the last claim's lease ends (NULL when never claimed).
+    leased_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id"),
+        Index(None, "webhook_id", "created_at", "id"),
+        # The claim reads only pending deliveries, soonest first.
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at a delivery, as the publisher reported it."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempted_at: Mapped[datetime]
+    #: 0 when there was no answer.
+    http_status: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")

@@ -34,6 +34,7 @@ EVENT_TYPES: dict[str, events_pb2.LifecycleEventType.ValueType] = {
     "retry_scheduled": events_pb2.LIFECYCLE_EVENT_TYPE_RETRY_SCHEDULED,
     "needs_reauth": events_pb2.LIFECYCLE_EVENT_TYPE_NEEDS_REAUTH,
     "retried": events_pb2.LIFECYCLE_EVENT_TYPE_RETRIED,
+    "webhook_disabled": events_pb2.LIFECYCLE_EVENT_TYPE_WEBHOOK_DISABLED,
 }
 
 
@@ -49,6 +50,7 @@ def lifecycle_row(
     account_id: uuid.UUID | str | None = None,
     detail: str = "",
     now: datetime | None = None,
+    webhook_id: uuid.UUID | str | None = None,
 ) -> dict[str, Any]:
     """The column values of one outbox row; KeyError for an unknown event type (a coding error).
 
@@ -80,6 +82,7 @@ def lifecycle_row(
         ),
         revision=revision,
         detail=detail[:1000],
+        webhook_id=str(webhook_id) if webhook_id else "",
     )
     return {
         "event_id": event_id,
