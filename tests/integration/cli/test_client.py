@@ -187,6 +187,38 @@ async def test_a_missing_or_wrong_key_is_unauthenticated(api: RunningApi) -> Non
         assert caught.value.violations == []
 
 
+async def test_an_upload_whose_refusal_grpc_lost_is_named_by_its_key(
+    api: RunningApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpcio's asyncio client can report INTERNAL "Internal error from Core" when the api refused
+    an upload before its last chunk (grpc/grpc#36066): the client asks the api whether the key is
+    good, so a wrong key is still UNAUTHENTICATED, and a good one gets a message that says what
+    happened."""
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    lost = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details="Internal error from Core",
+    )
+
+    async def cut_short(*args: Any, **kwargs: Any) -> None:
+        raise lost
+
+    _, key = await api.new_key()
+    errors: dict[str, KairosError] = {}
+    for name, used in (("wrong", "kairos_not-a-real-key"), ("good", key)):
+        async with KairosClient(api.target, used) as client:
+            monkeypatch.setattr(client.media_stub, "UploadMedia", cut_short)
+            with pytest.raises(KairosError) as caught:
+                await client.upload_media(picture)
+            errors[name] = caught.value
+    assert errors["wrong"].code == grpc.StatusCode.UNAUTHENTICATED
+    assert errors["good"].code == grpc.StatusCode.INTERNAL
+    assert errors["good"].message.startswith("the api ended the upload before the whole file")
+
+
 async def test_another_tenants_post_is_not_found(api: RunningApi) -> None:
     _, key = await api.new_key()
     _, other_key = await api.new_key()

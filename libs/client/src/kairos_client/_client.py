@@ -525,6 +525,17 @@ class KairosClient:
                 wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as error:
+            if _status_lost(error):
+                # The api answered before the last chunk, and grpcio's asyncio client reported
+                # the write that failed instead of the api's answer (grpc/grpc#36066). A refused
+                # key is the usual reason: one cheap call says whether it was.
+                await self.list_media(media_pb2.ListMediaRequest(page_size=1), timeout=timeout)
+                raise KairosError(
+                    grpc.StatusCode.INTERNAL,
+                    "the api ended the upload before the whole file was sent and its reason was "
+                    "lost on the way (a gRPC client bug); the key is good: check the file "
+                    "against the api's size and type limits, and try again",
+                ) from None
             raise KairosError.from_rpc_error(error) from None
         finally:
             file.close()
@@ -792,3 +803,11 @@ class KairosClient:
         request = webhooks_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
         reply = await self.call(self.webhooks_stub.RedeliverWebhook, request, timeout=timeout)
         return reply.delivery
+
+
+def _status_lost(error: grpc.aio.AioRpcError) -> bool:
+    """Whether a request-streaming call failed on a write after the server had already answered:
+    grpcio's asyncio client then reports this INTERNAL instead of the server's status."""
+    return (
+        error.code() == grpc.StatusCode.INTERNAL and error.details() == "Internal error from Core"
+    )
