@@ -201,6 +201,7 @@ async def test_an_upload_whose_refusal_grpc_lost_is_named_by_its_key(
         grpc.aio.Metadata(),
         grpc.aio.Metadata(),
         details="Internal error from Core",
+        debug_error_string="",
     )
 
     async def cut_short(*args: Any, **kwargs: Any) -> None:
