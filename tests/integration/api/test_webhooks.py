@@ -352,8 +352,13 @@ async def test_a_key_reaches_only_its_own_tenants_endpoints(
         ),
         (
             "https://169.254.169.254/latest",
-            "must not point at a link-local address "
+            "must not point at a cloud metadata address "
             "(169.254.169.254); Kairos only calls public addresses",
+        ),
+        (
+            "https://169.254.0.1/",
+            "must not point at a link-local address (169.254.0.1); Kairos only calls public "
+            "addresses",
         ),
         (
             "https://[::1]:8443/",
@@ -361,7 +366,19 @@ async def test_a_key_reaches_only_its_own_tenants_endpoints(
         ),
         (
             "https://[::ffff:192.168.1.1]/",
-            "must not point at a private address (192.168.1.1); Kairos only calls public addresses",
+            "must not point at a private address, as 192.168.1.1 inside ::ffff:c0a8:101; "
+            "Kairos only calls public addresses",
+        ),
+        # 6to4 and NAT64 addresses lead to the IPv4 address they carry.
+        (
+            "https://[2002:a00:1::]/",
+            "must not point at a private address, as 10.0.0.1 inside 2002:a00:1::; "
+            "Kairos only calls public addresses",
+        ),
+        (
+            "https://[64:ff9b::a9fe:a9fe]/latest",
+            "must not point at a cloud metadata address, as 169.254.169.254 inside "
+            "64:ff9b::a9fe:a9fe; Kairos only calls public addresses",
         ),
         ("https://bad_host.example.com/", "has an invalid host name 'bad_host.example.com'"),
         (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import secrets
 import time
 import uuid
@@ -27,6 +28,7 @@ from nats.js.errors import NotFoundError
 from kairos.dispatch.v1 import webhooks_pb2, webhooks_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos_common.streams import EVENTS_STREAM, connect, event_subject
+from kairos_publisher import webhooks
 from kairos_publisher.service import PublisherService
 from kairos_publisher.webhooks import DURABLE
 from support.nats_server import NatsServer
@@ -75,6 +77,8 @@ class FakeApi(webhooks_pb2_grpc.WebhookDispatchServiceServicer):
     record_failures: list[grpc.StatusCode] = field(default_factory=list)
     #: A batch holding an event with one of these ids is refused as INVALID_ARGUMENT.
     invalid_events: set[str] = field(default_factory=set)
+    #: How long each RecordWebhookEvents call takes (seconds): a slow api.
+    record_delay: float = 0.0
     tokens: set[str] = field(default_factory=set)
 
     def _next_due(self) -> Timestamp | None:
@@ -86,6 +90,8 @@ class FakeApi(webhooks_pb2_grpc.WebhookDispatchServiceServicer):
     ) -> webhooks_pb2.RecordWebhookEventsResponse:
         self.tokens.add(dict(context.invocation_metadata() or ()).get("authorization", ""))
         self.record_calls.append([e.event_id for e in request.events])
+        if self.record_delay:
+            await asyncio.sleep(self.record_delay)
         if self.record_failures:
             await context.abort(self.record_failures.pop(0), "the database is away")
         bad = [e.event_id for e in request.events if e.event_id in self.invalid_events]
@@ -401,8 +407,10 @@ async def test_a_try_under_way_when_the_publisher_stops_is_finished_and_reported
                 await publish(fresh_nats, [event])
                 await slow.wait_for(1)
                 stopping = time.monotonic()
-            # Stopped within the grace (1 s in this process), after the answer came.
-            assert 0.3 < time.monotonic() - stopping < 1.5
+            # Stopped after the answer came (0.5 s after the request), and without waiting for
+            # anything else: the next poll is 30 s away. The upper bound leaves room for a busy
+            # machine (the grace is 1 s in this process, plus closing the connections).
+            assert 0.3 < time.monotonic() - stopping < 5.0
     finally:
         await slow.stop()
     [result] = api.results
@@ -436,3 +444,63 @@ async def test_two_publishers_share_the_consumer_and_record_each_event_once(
     assert sorted(r.headers["webhook-id"] for r in receiver.hooks) == sorted(
         e.event_id for e in events
     )
+
+
+def recorder_of(copy: Running[PublisherService]) -> webhooks.EventRecorder:
+    assert copy.service.publisher is not None
+    assert copy.service.publisher.webhooks is not None
+    return copy.service.publisher.webhooks.recorder
+
+
+async def test_events_waiting_for_a_slow_api_are_kept_in_progress_and_recorded_once(
+    fresh_nats: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: a 2 s ack wait, marks after 0.5 s, and 6 batches of 2 at 0.5 s a call, so
+    # the last batch waits about 3 s. Unmarked, the events still waiting after 2 s would be
+    # pushed again and recorded a second time.
+    monkeypatch.setattr(webhooks, "ACK_WAIT", 2.0)
+    monkeypatch.setattr(webhooks, "PROGRESS_AFTER", 0.5)
+    monkeypatch.setattr(webhooks, "EVENT_BATCH", 2)
+    api = FakeApi(record_delay=0.5)
+    events = [lifecycle_event() for _ in range(12)]
+    async with serving(api) as target, publisher(fresh_nats, target) as copy:
+        recorder = recorder_of(copy)
+        started = time.monotonic()
+        await publish(fresh_nats, events)
+        await until(
+            lambda: len(api.accepted) >= 12 and not recorder.arrived and not recorder.taken,
+            20,
+            "every event recorded and none waiting",
+        )
+        # At least 6 calls of 0.5 s: the last events waited longer than the ack wait.
+        assert time.monotonic() - started > 2.0
+        assert await consumer_pending(fresh_nats) == (0, 0)
+        assert recorder.waiting_since is None
+    assert sorted(api.accepted) == sorted(e.event_id for e in events)
+
+
+async def test_a_refused_endpoint_shows_fixed_words_and_only_the_log_gets_the_address(
+    fresh_nats: NatsServer, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeApi(endpoints={"w": (f"http://localhost:{receiver.port}/in", secret())})
+    with caplog.at_level(logging.INFO, logger="kairos_publisher.webhooks"):
+        async with (
+            serving(api) as target,
+            # No network is exempted: localhost is refused as the loopback address it is.
+            publisher(fresh_nats, target, KAIROS_WEBHOOK_ALLOWED_NETWORKS=""),
+        ):
+            await publish(fresh_nats, [lifecycle_event()])
+            await until(lambda: len(api.results) >= 1, 10, "the first try reported")
+    # What the api keeps for the tenant's delivery log names no address.
+    first = api.results[0]
+    assert (first.attempt_number, first.http_status, first.error, first.response_excerpt) == (
+        1,
+        0,
+        "not sent: the host does not resolve to a public address",
+        "",
+    )
+    assert receiver.requests == []
+    failed = [r for r in caplog.records if r.getMessage() == "webhook try failed"]
+    detail = failed[0].__dict__["detail"]
+    assert detail.startswith("localhost resolves to "), detail
+    assert detail.endswith(", a loopback address; refused"), detail

@@ -169,7 +169,9 @@ async def test_loopback_is_refused_unless_allowed(receiver: WebhookReceiver) -> 
     finally:
         await poster.aclose()
     assert answer == Answer(
-        0, "not sent: 127.0.0.1 resolves to 127.0.0.1, a loopback address; refused"
+        0,
+        "not sent: the host does not resolve to a public address",
+        detail="127.0.0.1 resolves to 127.0.0.1, a loopback address; refused",
     )
     assert receiver.requests == []
 
@@ -193,8 +195,14 @@ async def test_a_name_resolving_inside_the_network_is_refused_before_connecting(
         answer, _ = await poster.post(a_send(f"https://hooks.example.com:{receiver.port}/in"))
     finally:
         await poster.aclose()
+    # The tenant's delivery log gets fixed words (what the name resolves to inside the network
+    # is not theirs to learn); the publisher's log gets the address.
     shown = ipaddress.ip_address(address)
-    assert answer == Answer(0, f"not sent: hooks.example.com resolves to {shown}, {why}; refused")
+    assert answer == Answer(
+        0,
+        "not sent: the host does not resolve to a public address",
+        detail=f"hooks.example.com resolves to {shown}, {why}; refused",
+    )
     assert resolver.asked == ["hooks.example.com"]
     assert receiver.requests == []
 
@@ -224,7 +232,7 @@ async def test_a_name_is_connected_to_at_the_address_that_was_checked(
             "ftp://hooks.example.com/in",
             "not sent: ftp://hooks.example.com/in is not an http(s) URL",
         ),
-        ("http://nowhere.example/in", "not sent: cannot resolve nowhere.example: "),
+        ("http://nowhere.example/in", "not sent: the host name does not resolve"),
         ("http://hooks.example.com:99999/in", "not sent: http://hooks.example.com:99999/in has"),
     ],
 )
@@ -236,3 +244,19 @@ async def test_an_unusable_url_is_a_failure_naming_it(url: str, error: str) -> N
         await poster.aclose()
     assert answer.http_status == 0
     assert answer.error.startswith(error)
+
+
+async def test_a_name_that_does_not_resolve_tells_the_tenant_only_fixed_words() -> None:
+    poster = WebhookPoster(EgressGuard(resolver=Table({})), timeout=5.0)
+    try:
+        answer, _ = await poster.post(a_send("https://db.internal.example/in"))
+    finally:
+        await poster.aclose()
+    # The resolver's error stays in the publisher's log: it would tell a tenant how names
+    # inside the network fare.
+    assert answer == Answer(
+        0,
+        "not sent: the host name does not resolve",
+        detail="cannot resolve db.internal.example: [Errno -2] Name or service not known: "
+        "db.internal.example",
+    )

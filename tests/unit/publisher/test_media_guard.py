@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from kairos_publisher.egress import parse_networks
+from kairos_common.addresses import parse_networks
 from kairos_publisher.media import IMAGE_TYPES, MediaError, MediaFetcher, sniff
 
 LOOPBACK = ["127.0.0.1", "127.8.9.10", "::1"]
@@ -194,7 +194,8 @@ async def test_a_name_resolving_to_a_private_address_is_refused_before_connectin
     client = guarded(fetcher)
     with pytest.raises(MediaError) as caught:
         await fetcher.fetch("https://evil.test/cat.png", max_bytes=1000, types=IMAGE_TYPES)
-    assert caught.value.reason == "evil.test resolves to 10.0.0.1, a private address; refused"
+    assert caught.value.reason == "the host does not resolve to a public address"
+    assert caught.value.detail == "evil.test resolves to 10.0.0.1, a private address; refused"
     assert caught.value.url == "https://evil.test/cat.png"
     assert not caught.value.retryable
     assert resolver.asked == [("evil.test", 443)]
@@ -207,7 +208,7 @@ async def test_a_name_with_one_private_address_among_public_ones_is_refused() ->
     client = guarded(fetcher)
     with pytest.raises(MediaError) as caught:
         await fetcher.fetch("http://mixed.test:8080/a.png", max_bytes=1000, types=IMAGE_TYPES)
-    assert caught.value.reason == ("mixed.test resolves to 127.0.0.1, a loopback address; refused")
+    assert caught.value.detail == "mixed.test resolves to 127.0.0.1, a loopback address; refused"
     assert not caught.value.retryable
     assert resolver.asked == [("mixed.test", 8080)]
     assert client.sent == []
@@ -224,8 +225,9 @@ async def test_a_metadata_address_in_the_url_is_refused_without_resolving() -> N
     ]:
         with pytest.raises(MediaError) as caught:
             await fetcher.fetch(url, max_bytes=1000, types=IMAGE_TYPES)
-        assert "a cloud metadata address" in caught.value.reason
-        assert f"resolves to {ipaddress.ip_address(address)}," in caught.value.reason
+        assert caught.value.reason == "the host does not resolve to a public address"
+        assert "a cloud metadata address" in caught.value.detail
+        assert f"resolves to {ipaddress.ip_address(address)}," in caught.value.detail
         assert not caught.value.retryable
     assert resolver.asked == []
     assert client.sent == []
@@ -237,7 +239,8 @@ async def test_an_unresolvable_host_is_retryable() -> None:
     with pytest.raises(MediaError) as caught:
         await fetcher.fetch("https://nowhere.test/a.png", max_bytes=1000, types=IMAGE_TYPES)
     assert caught.value.retryable
-    assert caught.value.reason.startswith("cannot resolve nowhere.test:")
+    assert caught.value.reason == "the host name does not resolve"
+    assert caught.value.detail.startswith("cannot resolve nowhere.test:")
     assert client.sent == []
 
 
@@ -247,7 +250,8 @@ async def test_a_host_with_no_addresses_is_retryable() -> None:
     with pytest.raises(MediaError) as caught:
         await fetcher.fetch("https://empty.test/a.png", max_bytes=1000, types=IMAGE_TYPES)
     assert caught.value.retryable
-    assert caught.value.reason == "empty.test resolves to no address"
+    assert caught.value.reason == "the host name does not resolve"
+    assert caught.value.detail == "empty.test resolves to no address"
 
 
 async def test_a_resolver_answering_garbage_is_a_resolution_failure() -> None:
@@ -256,7 +260,8 @@ async def test_a_resolver_answering_garbage_is_a_resolution_failure() -> None:
     with pytest.raises(MediaError) as caught:
         await fetcher.fetch("https://odd.test/a.png", max_bytes=1000, types=IMAGE_TYPES)
     assert caught.value.retryable
-    assert caught.value.reason.startswith("cannot resolve odd.test:")
+    assert caught.value.reason == "the host name does not resolve"
+    assert caught.value.detail.startswith("cannot resolve odd.test:")
     assert client.sent == []
 
 
@@ -327,32 +332,11 @@ def test_media_error_keeps_its_fields_and_pickles() -> None:
     assert str(error) == "media http://a.test/x.png: GET answered 503"
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.url, copy.reason, copy.retryable) == (error.url, error.reason, True)
+    assert copy.detail == "GET answered 503"
     assert not MediaError("u", "r").retryable
-
-
-def test_parse_networks() -> None:
-    assert parse_networks(" 127.0.0.0/8 , ::1/128,,10.0.0.1 ") == [
-        ipaddress.ip_network("127.0.0.0/8"),
-        ipaddress.ip_network("::1/128"),
-        ipaddress.ip_network("10.0.0.1/32"),
-    ]
-    assert parse_networks("10.1.2.3/8") == [ipaddress.ip_network("10.0.0.0/8")]
-    assert parse_networks("") == []
-
-
-@pytest.mark.parametrize(
-    ("value", "bad"),
-    [
-        ("127.0.0.0/8, localhost", "localhost"),
-        ("10.0.0.0/33", "10.0.0.0/33"),
-        ("::1/129,127.0.0.1/32", "::1/129"),
-        ("127.0.0.1/32, 300.1.1.1", "300.1.1.1"),
-    ],
-)
-def test_parse_networks_names_the_bad_item(value: str, bad: str) -> None:
-    with pytest.raises(ValueError, match="is not a network") as caught:
-        parse_networks(value)
-    assert str(caught.value) == f"{bad!r} is not a network (CIDR)"
+    refused = MediaError("http://a.test/x.png", "not public", False, "a.test resolves to ::1")
+    assert str(refused) == "media http://a.test/x.png: not public"
+    assert pickle.loads(pickle.dumps(refused)).detail == "a.test resolves to ::1"
 
 
 def test_sniff() -> None:

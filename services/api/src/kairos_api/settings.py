@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from kairos_common.addresses import Network, parse_networks
 from kairos_common.metrics import API_METRICS_PORT, MetricsSettings, metrics_settings
 from kairos_common.settings import (
     CommonSettings,
@@ -35,8 +35,6 @@ DATABASE_EXAMPLES = "postgresql://user@host:5432/kairos or sqlite:///path/to/kai
 #: sets others: about 27.5 hours in all, so a receiver away for a day still gets its events.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def parse_schedule(name: str, value: str, default: tuple[float, ...]) -> tuple[timedelta, ...]:
     """Comma-separated seconds (`5, 300, 1800`) as delays; SettingsError naming `name`."""
@@ -56,17 +54,12 @@ def parse_schedule(name: str, value: str, default: tuple[float, ...]) -> tuple[t
     return tuple(delays)
 
 
-def parse_networks(name: str, value: str) -> tuple[Network, ...]:
-    """Comma-separated networks in CIDR notation (`127.0.0.0/8, ::1/128`); SettingsError naming
-    `name` and the bad item."""
-    networks: list[Network] = []
-    for item in value.split(","):
-        if item.strip():
-            try:
-                networks.append(ipaddress.ip_network(item.strip(), strict=False))
-            except ValueError:
-                raise SettingsError(f"{name}: {item.strip()[:60]!r} is not a network") from None
-    return tuple(networks)
+def allowed_networks(name: str, value: str) -> tuple[Network, ...]:
+    """`parse_networks` of `value`, failing with a SettingsError naming `name`."""
+    try:
+        return parse_networks(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from None
 
 
 def check_database_url(url: str) -> str:
@@ -195,7 +188,7 @@ class ApiSettings:
             webhook_disable_after=env.seconds(
                 "KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 86_400.0, minimum=0.1
             ),
-            webhook_allowed_networks=parse_networks(
+            webhook_allowed_networks=allowed_networks(
                 "KAIROS_WEBHOOK_ALLOWED_NETWORKS", env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")
             ),
         )

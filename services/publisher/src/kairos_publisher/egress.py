@@ -3,7 +3,8 @@ webhook endpoints it POSTs to.
 
 Such a URL must not reach inside the network the publisher runs in (server-side request
 forgery). Its host is resolved and every address it resolves to must be a public one (no
-loopback, private, link-local, shared, multicast or cloud metadata address). The connection then
+loopback, private, link-local, shared, multicast or cloud metadata address; the rules, which the
+api also applies at registration, are `kairos_common.addresses`). The connection then
 goes to the address that was checked, so a second DNS answer cannot swap it (DNS rebinding),
 while the Host header and the TLS server name (SNI, and the certificate check) stay the URL's
 host name. `allowed_networks` exempts networks on purpose, for development and tests.
@@ -12,12 +13,14 @@ A pinned request must go through `guarded_client()`: it never reuses a connectio
 connection is keyed by address and would carry another host name's request past that name's
 certificate check), ignores proxies from the environment (the connection must go to the checked
 address) and follows no redirect (each hop must be checked again by its caller).
+
+A refusal tells the tenant only fixed words (`NOT_PUBLIC`, `UNRESOLVED`); what the names
+resolved to goes to the publisher's log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -25,31 +28,28 @@ from urllib.parse import urlsplit
 
 import httpx
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from kairos_common.addresses import Address, Network, parse_address, refusal
+
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
-#: IPv6 prefixes that carry an IPv4 address in their low 32 bits, reaching that IPv4 host
-#: (NAT64, RFC 6052 and RFC 8215); 6to4 (2002::/16) is `IPv6Address.sixtofour`.
-_NAT64 = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
-)
-#: Cloud metadata services, named in refusals (each is refused as private or link-local anyway).
-_METADATA = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
-)
+#: What a tenant is told of a host refused for its addresses, and of one that does not resolve.
+#: Fixed words: the addresses and the resolver's error would tell a tenant what names inside
+#: the network resolve to (a probe of it), so they go only to the publisher's log (`detail`).
+NOT_PUBLIC = "the host does not resolve to a public address"
+UNRESOLVED = "the host name does not resolve"
 
 
 class Refused(Exception):
     """Why a URL may not be requested; `retryable` when asking later may help (a name that does
-    not resolve now). Not a frozen dataclass, for the reason `MediaError` gives."""
+    not resolve now). `reason` may be shown to the tenant; `detail` says more (the addresses, the
+    resolver's error) and is for the operator's log only. Not a frozen dataclass, for the reason
+    `MediaError` gives."""
 
-    def __init__(self, reason: str, retryable: bool = False) -> None:
-        super().__init__(reason, retryable)
+    def __init__(self, reason: str, retryable: bool = False, detail: str = "") -> None:
+        super().__init__(reason, retryable, detail)
         self.reason = reason
         self.retryable = retryable
+        self.detail = detail or reason
 
     def __str__(self) -> str:
         return self.reason
@@ -109,31 +109,11 @@ class EgressGuard:
 
     def refusal(self, address: Address) -> str:
         """Why `address` may not be connected to, or "" when it may."""
-        if any(address in network for network in self.allowed_networks):
-            return ""
-        if isinstance(address, ipaddress.IPv6Address):
-            embedded = _embedded_ipv4(address)
-            if embedded is not None:
-                why = self.refusal(embedded)
-                return f"{why}, as {embedded} inside {address}" if why else ""
-        if address in _METADATA:
-            return "a cloud metadata address"
-        if address.is_unspecified:
-            return "the unspecified address"
-        if address.is_loopback:
-            return "a loopback address"
-        if address.is_link_local:
-            return "a link-local address (cloud metadata lives there)"
-        if address.is_multicast:
-            return "a multicast address"
-        if address.is_private:
-            return "a private address"
-        if address.is_reserved or not address.is_global:
-            return "a shared or reserved address"
-        return ""
+        return refusal(address, self.allowed_networks)
 
     async def pin(self, url: str) -> Pinned:
-        """Resolve the URL's host and check every address; raises Refused naming what is wrong."""
+        """Resolve the URL's host and check every address; raises Refused saying what is wrong
+        (in its `detail`, the addresses and resolver errors the tenant is not told)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Refused(f"{url} is not an http(s) URL with a host")
@@ -144,20 +124,21 @@ class EgressGuard:
         except (ValueError, UnicodeError):
             raise Refused(f"{url} has an invalid host or port") from None
         port = explicit_port or (443 if parts.scheme == "https" else 80)
-        literal = _address(host)
+        literal = parse_address(host)
         if literal is not None:
             addresses = [literal]  # an address in the URL is checked as is, no resolver asked
         else:
             try:
                 addresses = [_resolved(a) for a in await self.resolver(host, port)]
             except (OSError, ValueError) as error:
-                raise Refused(f"cannot resolve {host}: {error}", retryable=True) from None
+                detail = f"cannot resolve {host}: {error}"
+                raise Refused(UNRESOLVED, retryable=True, detail=detail) from None
         if not addresses:
-            raise Refused(f"{host} resolves to no address", retryable=True)
+            raise Refused(UNRESOLVED, retryable=True, detail=f"{host} resolves to no address")
         for address in addresses:
             why = self.refusal(address)
             if why:
-                raise Refused(f"{host} resolves to {address}, {why}; refused")
+                raise Refused(NOT_PUBLIC, detail=f"{host} resolves to {address}, {why}; refused")
         pinned = addresses[0]
         netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
         named = f"[{host}]" if ":" in host else host
@@ -179,41 +160,9 @@ def guarded_client(timeout: float) -> httpx.AsyncClient:
     )
 
 
-def _address(text: str) -> Address | None:
-    """`text` as an IP address (any IPv6 zone dropped), or None when it is not one."""
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
 def _resolved(text: str) -> Address:
     """An address a resolver answered; raises ValueError when it is not one."""
-    address = _address(text)
+    address = parse_address(text)
     if address is None:
         raise ValueError(f"{text!r} is not an address")
     return address
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 host an IPv6 address reaches through mapping, 6to4 or NAT64, if any."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if any(address in prefix for prefix in _NAT64):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def parse_networks(value: str) -> list[Network]:
-    """`127.0.0.0/8, ::1/128` → networks; raises ValueError naming a bad item."""
-    networks: list[Network] = []
-    for item in value.split(","):
-        item = item.strip()
-        if item:
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise ValueError(f"{item!r} is not a network (CIDR)") from None
-    return networks

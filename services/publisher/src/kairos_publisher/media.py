@@ -10,31 +10,34 @@ Every download is limited in size and type, and goes through the publisher's gua
 server-side request forgery (`kairos_publisher.egress`): the first URL and each redirect's is
 checked, and the connection goes to the address that was checked. `allowed_networks` exempts
 networks on purpose, for development and tests (`KAIROS_MEDIA_ALLOWED_NETWORKS`, e.g.
-`127.0.0.0/8`). The body is asked for and accepted only without a content coding (a compressed
-body would defeat the size limit before it is counted).
+`127.0.0.0/8`). A refused host is named to the tenant only in fixed words; the addresses it
+resolved to go to the publisher's log. The body is asked for and accepted only without a
+content coding (a compressed body would defeat the size limit before it is counted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from kairos_common.addresses import Address, Network
 from kairos_common.errors import InvalidArgument
 from kairos_media.store import MediaNotFound, MediaStore
 from kairos_publisher.egress import (
-    Address,
     EgressGuard,
-    Network,
     Refused,
     Resolver,
     guarded_client,
     system_resolver,
 )
+
+log = logging.getLogger(__name__)
 
 #: Image types the platforms take, by the media type each file's first bytes prove.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -104,17 +107,20 @@ MediaSource = str | StoredMedia
 
 class MediaError(Exception):
     """Why a file could not be had; `retryable` when trying later may help (5xx, network).
+    `reason` reaches the tenant (in the attempt and its events); `detail` does not.
 
     Not a frozen dataclass: Python sets attributes on exceptions in flight (`__traceback__` in
     `contextlib`'s context managers, `__notes__`), which a frozen one turns into
     FrozenInstanceError.
     """
 
-    def __init__(self, url: str, reason: str, retryable: bool = False) -> None:
-        super().__init__(url, reason, retryable)
+    def __init__(self, url: str, reason: str, retryable: bool = False, detail: str = "") -> None:
+        super().__init__(url, reason, retryable, detail)
         self.url = url
         self.reason = reason
         self.retryable = retryable
+        #: More than the reason, for the publisher's log only (what a refused host resolved to).
+        self.detail = detail or reason
 
     def __repr__(self) -> str:
         return f"MediaError(url={self.url!r}, reason={self.reason!r}, retryable={self.retryable})"
@@ -270,7 +276,10 @@ class MediaFetcher:
         try:
             pinned = await self.guard.pin(url)
         except Refused as refused:
-            raise MediaError(original, refused.reason, refused.retryable) from None
+            # The tenant sees the reason (in the attempt and its events); what the host resolved
+            # to is for the operator only.
+            log.warning("media URL refused: %s", refused.detail)
+            raise MediaError(original, refused.reason, refused.retryable, refused.detail) from None
         headers = {"accept": "image/*", "accept-encoding": "identity"}
         try:
             request = pinned.request(self.http, "GET", headers=headers)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from kairos_common.addresses import Network, parse_networks
 from kairos_common.metrics import PUBLISHER_METRICS_PORT, MetricsSettings, metrics_settings
 from kairos_common.platforms import Platform
 from kairos_common.settings import (
@@ -18,7 +19,6 @@ from kairos_common.settings import (
     server_settings,
 )
 from kairos_media.settings import MediaSettings, media_settings
-from kairos_publisher.egress import Network, parse_networks
 from kairos_publisher.platforms.base import (
     GRAPH_API_VERSION,
     LINKEDIN_VERSION,
@@ -66,7 +66,7 @@ class WebhookSettings:
     @classmethod
     def from_env(cls, env: Env) -> WebhookSettings:
         try:
-            networks = tuple(parse_networks(env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")))
+            networks = parse_networks(env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", ""))
         except ValueError as error:
             raise SettingsError(f"KAIROS_WEBHOOK_ALLOWED_NETWORKS: {error}") from None
         timeout = env.seconds("KAIROS_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300.0)
@@ -169,7 +169,7 @@ class PublisherSettings:
         except ValueError as error:
             raise SettingsError(f"KAIROS_PLATFORM_URLS: {error}") from None
         try:
-            networks = tuple(parse_networks(env.text("KAIROS_MEDIA_ALLOWED_NETWORKS", "")))
+            networks = parse_networks(env.text("KAIROS_MEDIA_ALLOWED_NETWORKS", ""))
         except ValueError as error:
             raise SettingsError(f"KAIROS_MEDIA_ALLOWED_NETWORKS: {error}") from None
         graph = env.text("KAIROS_GRAPH_API_VERSION", GRAPH_API_VERSION)

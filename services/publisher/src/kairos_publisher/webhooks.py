@@ -13,7 +13,9 @@ Two loops run in each publisher copy:
 
 Each request is signed as Standard Webhooks says (https://www.standardwebhooks.com), goes only to
 a public address (`kairos_publisher.egress`, as media downloads do), follows no redirect and has
-a time limit.
+a time limit. A try refused by that guard shows the tenant fixed words; what the host resolved
+to goes only to the publisher's log, or the delivery log would let a tenant probe the names of
+the network the publisher runs in.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import httpx
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -63,6 +66,13 @@ RECORD_LINGER = 0.2
 DELIVER_SUBJECT = "kairos.webhooks.events"
 #: Events pushed and not yet acked, across all copies.
 MAX_ACK_PENDING = 10_000
+#: How long an event pushed to a copy may go unacked before JetStream pushes it again (seconds).
+ACK_WAIT = 60.0
+#: Events that have waited this long since they arrived (or were last marked) are marked in
+#: progress, which restarts their ack wait (seconds). A slow api can keep thousands waiting
+#: while batches are recorded one after another; unmarked, they would be pushed again and
+#: recorded twice over. The check is one comparison a batch; marking happens only when it is due.
+PROGRESS_AFTER = ACK_WAIT / 4
 #: Deadline of each call to the api (seconds).
 RPC_TIMEOUT = 15.0
 #: How long a report waits for others to share its CompleteWebhookDeliveries call (seconds).
@@ -141,7 +151,7 @@ def consumer_config() -> ConsumerConfig:
         filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
         deliver_policy=DeliverPolicy.NEW,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=60.0,
+        ack_wait=ACK_WAIT,
         max_ack_pending=MAX_ACK_PENDING,
         max_deliver=-1,
     )
@@ -260,11 +270,13 @@ class WebhookDispatchClient:
 @dataclass(frozen=True)
 class Answer:
     """What one request got: the status (0 without one), what went wrong ("" on a 2xx), and the
-    start of the body."""
+    start of the body. `error` goes in the tenant's delivery log; `detail`, when set, says more
+    for the publisher's log only (what a refused host resolved to)."""
 
     http_status: int
     error: str
     excerpt: str = ""
+    detail: str = ""
 
 
 def judged(response: httpx.Response, excerpt: str) -> Answer:
@@ -313,7 +325,7 @@ class WebhookPoster:
         try:
             pinned = await self.guard.pin(send.url)
         except Refused as refused:
-            return Answer(0, f"not sent: {refused.reason}")
+            return Answer(0, f"not sent: {refused.reason}", detail=refused.detail)
         try:
             headers = signed_headers(send, int(time.time()))
             request = pinned.request(self.http, "POST", headers=headers, content=send.body)
@@ -456,6 +468,7 @@ class WebhookSender:
                     "attempt": send.attempt_number,
                     "http_status": answer.http_status,
                     "error": answer.error,
+                    **({"detail": answer.detail} if answer.detail else {}),
                 },
             )
             await self._report(result, lease_ends)
@@ -505,6 +518,11 @@ class EventRecorder:
         self.subscription: JetStreamContext.PushSubscription | None = None
         #: Messages pushed and not yet recorded, in order of arrival.
         self.arrived: list[Msg] = []
+        #: The batch being recorded, taken from `arrived`.
+        self.taken: Sequence[Msg] = ()
+        #: Since when (monotonic) the longest-waiting message has waited unmarked: the first
+        #: arrival while none waited, or the last marking; None while none waits.
+        self.waiting_since: float | None = None
         self.wakeup = asyncio.Event()
 
     async def subscribe(self) -> None:
@@ -523,6 +541,8 @@ class EventRecorder:
         )
 
     async def _arrive(self, message: Msg) -> None:
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
         self.arrived.append(message)
         self.wakeup.set()
 
@@ -535,7 +555,10 @@ class EventRecorder:
             while self.arrived:
                 batch = self.arrived[:EVENT_BATCH]
                 del self.arrived[:EVENT_BATCH]
-                if await self.record(batch):
+                self.taken = batch
+                recorded = await self.record(batch)
+                self.taken = ()
+                if recorded:
                     continue
                 if self.stopping:
                     # The api is away and there is no time to wait for it: the rest goes
@@ -547,6 +570,8 @@ class EventRecorder:
                 # The api could not take them: they come back later; meanwhile, wait a little
                 # rather than send the next ones straight into the same failure.
                 await asyncio.sleep(RECORD_RETRY_FIRST)
+            if not self.arrived:
+                self.waiting_since = None
             if self.stopping:
                 return
 
@@ -569,7 +594,30 @@ class EventRecorder:
                 await message.term()
         return await self._record(batch) if batch else True
 
+    async def keep_waiting(self) -> None:
+        """Mark the waiting messages in progress once the longest-waiting one has waited
+        PROGRESS_AFTER, so that their ack wait does not run out while the api is slow."""
+        since = self.waiting_since
+        now = time.monotonic()
+        if since is None or now - since < PROGRESS_AFTER:
+            return
+        self.waiting_since = now
+        waiting = [*self.taken, *self.arrived]
+        try:
+            for message in waiting:
+                await message.in_progress()
+        except NatsError as error:
+            # Those not marked may be pushed again; the api records each event once anyway.
+            log.warning("marking %d waiting events in progress failed: %r", len(waiting), error)
+            return
+        log.info(
+            "%d events still wait to be recorded after %.0f s; marked in progress",
+            len(waiting),
+            now - since,
+        )
+
     async def _record(self, batch: list[tuple[Msg, events_pb2.LifecycleEvent]]) -> bool:
+        await self.keep_waiting()
         try:
             reply = await self.client.record([event for _, event in batch])
         except grpc.aio.AioRpcError as error:

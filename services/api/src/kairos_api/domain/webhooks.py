@@ -2,10 +2,12 @@
 secret looks like, and when a failed delivery is tried again.
 
 A URL is checked when it is registered: absolute https (http only where the api allows it, in
-development), no credentials, at most `MAX_URL_LENGTH` characters, and no literal loopback,
-private or link-local address. Host names are not resolved here: the publisher checks every
-address a name resolves to when it sends, which is the guard that counts (a name can change
-what it points at after registration).
+development), no credentials, at most `MAX_URL_LENGTH` characters, and no address written in
+it that Kairos may not call (loopback, private, link-local, cloud metadata, or an IPv6 address
+carrying such an IPv4 one: the rules of `kairos_common.addresses`, which the publisher applies
+too). Host names are not resolved here: the publisher checks every address a name resolves to
+when it sends, which is the guard that counts (a name can change what it points at after
+registration).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from kairos_common.addresses import Network, embedded_ipv4, parse_address, refusal
 from kairos_common.errors import FieldViolation
 
 MAX_URL_LENGTH = 2000
@@ -26,9 +29,6 @@ MAX_DESCRIPTION_LENGTH = 500
 SECRET_PREFIX = "whsec_"
 #: Characters of the secret kept in clear to tell secrets apart: "whsec_" and four more.
 HINT_LENGTH = len(SECRET_PREFIX) + 4
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # One DNS label: letters, digits and inner hyphens (xn-- names included), 63 at most.
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
@@ -91,39 +91,18 @@ def _url_problem(url: str, allow_http: bool, allowed_networks: Collection[Networ
         return f"has no host name; it must be {wanted}"
     if port == 0:
         return "has an invalid port 0"
-    address = _literal_address(host)
+    address = parse_address(host)
     if address is None:
         if "[" in parts.netloc or not _HOST_NAME.fullmatch(host):
             return f"has an invalid host name {host!r}"
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:10.0.0.1 reaches 10.0.0.1
-    refused = _refusal(address)
-    if refused and not any(address in network for network in allowed_networks):
-        return f"must not point at {refused} ({address}); Kairos only calls public addresses"
-    return None
-
-
-def _literal_address(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
+    why = refusal(address, allowed_networks)
+    if not why:
         return None
-
-
-def _refusal(address: Address) -> str:
-    """Why a literal address may not be registered, or "" when it may."""
-    if address.is_unspecified:
-        return "the unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_private:
-        return "a private address"
-    if address.is_multicast or address.is_reserved or not address.is_global:
-        return "a reserved address"
-    return ""
+    # An address carrying another (6to4, NAT64, IPv4-mapped) is already named in `why`.
+    if not isinstance(address, ipaddress.IPv6Address) or embedded_ipv4(address) is None:
+        why = f"{why} ({address})"
+    return f"must not point at {why}; Kairos only calls public addresses"
 
 
 def next_try(schedule: Sequence[timedelta], failed_tries: int, now: datetime) -> datetime | None:
