@@ -1,7 +1,9 @@
 """Outbound webhooks, api side, over real gRPC on PostgreSQL and SQLite: registering endpoints
 (WebhooksService) and what the publisher asks of the api (WebhookDispatchService): recording
 events once per matching endpoint, claiming with leases, completing tries per the retry
-schedule, disabling an endpoint that fails for too long, and redelivering.
+schedule, disabling an endpoint that fails for too long (afresh after a quiet spell),
+redelivering, pruning the delivery log, and row locks that let recording and completing run side
+by side on PostgreSQL.
 
 The module's api retries after 60 s and then 600 s, and disables after an hour: tries are
 reported with an `attempted_at` in the past to make an endpoint fail for that long, so no test
@@ -34,7 +36,7 @@ from kairos.dispatch.v1 import webhooks_pb2_grpc as dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, webhooks_pb2, webhooks_pb2_grpc
 from kairos_api.adapters.crypto import CredentialDecryptError
-from kairos_api.adapters.orm import OutboxEvent, Webhook, WebhookDelivery
+from kairos_api.adapters.orm import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery, new_id
 from kairos_api.bootstrap import bootstrap
 from kairos_api.service_layer import webhooks
 from kairos_api.service_layer.application import Application
@@ -805,3 +807,300 @@ async def test_secrets_are_reencrypted_under_a_new_key(hooks: Hooks) -> None:
         assert await webhooks.reencrypt_secrets(back) == stored
         for app in (rotating, new_only, back):
             await app.close()
+
+
+async def test_a_failure_after_a_quiet_spell_starts_the_failing_time_afresh(hooks: Hooks) -> None:
+    """The longest step is 600 s and a lease at most an hour: a failure that comes longer than
+    both after the last one says nothing about the time between, however old failing_since is.
+    A failure within that keeps the failing time, and one too long disables."""
+    webhook = (await hooks.create()).webhook.webhook_id
+    assert await hooks.record(hooks.event(), hooks.event(), hooks.event()) == 3
+    first, second, third = await hooks.claim([webhook])
+    await hooks.complete(first, 500)
+    stored = await hooks.stored(webhook)
+    assert stored.last_failed_at is not None
+    assert stored.last_failed_at == stored.failing_since
+
+    async def failing(since: timedelta, last: timedelta) -> None:
+        """Make the endpoint fail since `since` ago, its last failure `last` ago."""
+        async with hooks.api.service.app.uow() as uow:
+            row = await uow.session.get_one(Webhook, uuid.UUID(webhook))
+            row.failing_since = datetime.now(UTC) - since
+            row.last_failed_at = datetime.now(UTC) - last
+            await uow.commit()
+
+    quiet = timedelta(seconds=600) + timedelta(hours=1)
+    await failing(since=timedelta(hours=3), last=quiet + timedelta(minutes=1))
+    before = datetime.now(UTC)
+    await hooks.complete(second, 500)
+    stored = await hooks.stored(webhook)
+    assert stored.status == "enabled"
+    assert stored.failing_since is not None
+    assert before <= stored.failing_since <= datetime.now(UTC)
+    assert stored.last_failed_at == stored.failing_since
+
+    await failing(since=timedelta(hours=3), last=quiet - timedelta(minutes=1))
+    await hooks.complete(third, 500)
+    got = await hooks.get(webhook)
+    assert got.status == webhooks_pb2.WEBHOOK_STATUS_DISABLED
+    assert got.disabled_reason.startswith("disabled by Kairos: every delivery failed for more")
+
+
+def delivery_row(
+    webhook_id: str,
+    tenant: str,
+    status: str,
+    created: datetime | None = None,
+    delivered: datetime | None = None,
+) -> WebhookDelivery:
+    """A delivery as recording (and then completing) makes it, recorded at `created`."""
+    created = created or datetime.now(UTC)
+    return WebhookDelivery(
+        id=new_id(created),
+        webhook_id=uuid.UUID(webhook_id),
+        tenant_id=tenant,
+        event_id=str(uuid.uuid4()),
+        event_type="published",
+        body="{}",
+        status=status,
+        attempts=0 if status == "pending" else 1,
+        attempts_before=0,
+        next_attempt_at=created if status == "pending" else None,
+        leased_until=None,
+        created_at=created,
+        delivered_at=delivered,
+    )
+
+
+async def test_enabling_gives_up_a_delivery_left_pending_by_a_disabling(hooks: Hooks) -> None:
+    webhook = (await hooks.create()).webhook.webhook_id
+    await hooks.update(webhook, ["status"], status=webhooks_pb2.WEBHOOK_STATUS_DISABLED)
+    # What a recording leaves that listed the endpoint as enabled just before it was disabled,
+    # and wrote its delivery just after the disabling gave up the pending ones.
+    async with hooks.api.service.app.uow() as uow:
+        late = delivery_row(webhook, hooks.tenant, "pending")
+        uow.session.add(late)
+        await uow.commit()
+
+    await hooks.update(webhook, ["status"], status=webhooks_pb2.WEBHOOK_STATUS_ENABLED)
+    [left] = await hooks.deliveries(webhook)
+    assert (left.delivery_id, left.status) == (str(late.id), GAVE_UP)
+    assert not left.HasField("next_attempt_at")
+    assert await hooks.claim([webhook]) == []
+    # What is recorded once it is enabled is sent as ever.
+    event = hooks.event()
+    assert await hooks.record(event) == 1
+    [send] = await hooks.claim([webhook])
+    assert send.message_id == event.event_id
+
+
+async def test_nul_in_a_tries_error_or_answer_is_replaced_not_refused(hooks: Hooks) -> None:
+    """No column holds NUL (PostgreSQL refuses it): it becomes U+FFFD, whether the try comes
+    over gRPC (whose guard refuses NUL in every other request) or to the service layer."""
+    webhook = (await hooks.create()).webhook.webhook_id
+    assert await hooks.record(hooks.event(), hooks.event()) == 2
+    over_grpc, direct = await hooks.claim([webhook])
+    result = dispatch_pb2.WebhookResult(
+        delivery_id=over_grpc.delivery_id,
+        attempt_number=1,
+        http_status=500,
+        error="bad\x00byte",
+        latency=Duration(nanos=120_000_000),
+        response_excerpt="\x00{}\x00",
+        attempted_at=stamp(datetime.now(UTC)),
+    )
+    await hooks.dispatch.CompleteWebhookDeliveries(
+        dispatch_pb2.CompleteWebhookDeliveriesRequest(results=[result]), metadata=SERVICE
+    )
+    await webhooks.complete_deliveries(
+        hooks.api.service.app,
+        [
+            webhooks.TryResult(
+                delivery_id=uuid.UUID(direct.delivery_id),
+                attempt_number=1,
+                http_status=0,
+                error="\x00refused",
+                latency_ms=5,
+                response_excerpt="",
+                attempted_at=datetime.now(UTC),
+            )
+        ],
+    )
+    tries = {d.delivery_id: list(d.attempts) for d in await hooks.deliveries(webhook)}
+    assert [(a.error, a.response_excerpt) for a in tries[over_grpc.delivery_id]] == [
+        ("bad\ufffdbyte", "\ufffd{}\ufffd")
+    ]
+    assert [(a.error, a.response_excerpt) for a in tries[direct.delivery_id]] == [
+        ("\ufffdrefused", "")
+    ]
+
+
+async def tries_of(app: Application, delivery_ids: Sequence[uuid.UUID]) -> int:
+    async with app.uow() as uow:
+        count = await uow.session.scalar(
+            select(func.count())
+            .select_from(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(delivery_ids))
+        )
+    return count or 0
+
+
+async def add_rows(app: Application, rows: Sequence[WebhookDelivery]) -> None:
+    """The deliveries, each with one try."""
+    async with app.uow() as uow:
+        uow.session.add_all(rows)
+        await uow.session.flush()
+        for row in rows:
+            if row.status != "pending":
+                uow.session.add(
+                    WebhookAttempt(
+                        delivery_id=row.id,
+                        number=1,
+                        attempted_at=row.created_at,
+                        http_status=200 if row.status == "delivered" else 500,
+                        error="",
+                        latency_ms=10,
+                        response_excerpt="",
+                    )
+                )
+        await uow.commit()
+
+
+async def test_settled_deliveries_older_than_the_retention_are_pruned_with_their_tries(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two days back, so the api's own pruning (30 days) leaves these rows to this test."""
+    app = hooks.api.service.app
+    webhook = (await hooks.create()).webhook.webhook_id
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(days=2)
+    old = cutoff - timedelta(hours=1)
+    settled = [
+        delivery_row(webhook, hooks.tenant, status, created=old + timedelta(seconds=n))
+        for n, status in enumerate(["delivered", "failed", "delivered", "failed", "failed"])
+    ]
+    kept = [
+        # Still being tried, however old.
+        delivery_row(webhook, hooks.tenant, "pending", created=old),
+        # Redelivered a moment ago: kept until that delivery is old too.
+        delivery_row(webhook, hooks.tenant, "delivered", created=old, delivered=now),
+        delivery_row(webhook, hooks.tenant, "delivered", created=now - timedelta(hours=1)),
+        delivery_row(webhook, hooks.tenant, "failed", created=now - timedelta(hours=1)),
+    ]
+    await add_rows(app, settled + kept)
+    assert await tries_of(app, [row.id for row in settled]) == 5
+
+    monkeypatch.setattr(webhooks, "PRUNE_BATCH", 2)  # three rounds: 2, 2 and 1
+    assert await webhooks.prune_log(app, cutoff) == 5
+    assert {d.delivery_id for d in await hooks.deliveries(webhook)} == {str(row.id) for row in kept}
+    assert await tries_of(app, [row.id for row in settled]) == 0
+    assert await tries_of(app, [row.id for row in kept]) == 3
+    assert await webhooks.prune_log(app, cutoff) == 0
+
+
+async def test_the_api_prunes_the_log_on_a_timer_per_the_retention(hooks: Hooks) -> None:
+    """The api's pruning runs from its start; here a copy of it, with a retention of a day
+    (KAIROS_WEBHOOK_LOG_RETENTION_SECONDS) and a round every 50 ms."""
+    assert "webhook-log-prune" in {task.get_name() for task in hooks.api.service.tasks}
+    settings = hooks.api.service.app.settings
+    pruner = bootstrap(replace(settings, webhook_log_retention=timedelta(days=1)))
+    webhook = (await hooks.create()).webhook.webhook_id
+    now = datetime.now(UTC)
+    old = [
+        delivery_row(webhook, hooks.tenant, status, created=now - timedelta(days=3))
+        for status in ("delivered", "failed")
+    ]
+    young = delivery_row(webhook, hooks.tenant, "delivered", created=now - timedelta(hours=23))
+    await add_rows(pruner, [*old, young])
+    stopping = asyncio.Event()
+    timer = asyncio.create_task(webhooks.prune_log_until(pruner, stopping, every=0.05))
+    try:
+        left: set[str] = set()
+        for _ in range(100):
+            left = {d.delivery_id for d in await hooks.deliveries(webhook)}
+            if len(left) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert left == {str(young.id)}
+    finally:
+        stopping.set()
+        await timer
+        await pruner.close()
+
+
+async def test_recording_and_changing_an_endpoint_do_not_wait_on_each_other(hooks: Hooks) -> None:
+    """PostgreSQL: a new delivery's foreign key check takes FOR KEY SHARE on its endpoint, in
+    the order of the rows written; completing tries locks the endpoints in id order. Were that
+    FOR UPDATE, the two could deadlock (one answered INTERNAL): recording holds B and waits for
+    A, completing holds A and waits for B. FOR NO KEY UPDATE lets the check through.
+
+    Here a transaction holds what recording holds half-way (a delivery to B written, not
+    committed) while tries to A and B are completed and B is changed and its secret rotated:
+    none of them waits. Then calls side by side all succeed."""
+    app = hooks.api.service.app
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: the calls cannot interleave")
+    a, b, c = sorted([(await hooks.create()).webhook.webhook_id for _ in range(3)])
+    # Its row changed, the lowest id now comes last in the heap: recording meets it last.
+    await hooks.update(a, ["description"], description="changed")
+    assert await hooks.record(hooks.event()) == 3
+    sends = {s.webhook_id: s for s in await hooks.claim([a, b, c])}
+
+    async with app.uow() as recording:
+        recording.session.add(delivery_row(b, hooks.tenant, "pending"))
+        await recording.session.flush()
+        results = [
+            dispatch_pb2.WebhookResult(
+                delivery_id=sends[hook].delivery_id,
+                attempt_number=1,
+                http_status=500,
+                latency=Duration(nanos=1_000_000),
+                attempted_at=stamp(datetime.now(UTC)),
+            )
+            for hook in (a, b, c)
+        ]
+        await asyncio.wait_for(
+            hooks.dispatch.CompleteWebhookDeliveries(
+                dispatch_pb2.CompleteWebhookDeliveriesRequest(results=results), metadata=SERVICE
+            ),
+            timeout=5,
+        )
+        changed = await asyncio.wait_for(
+            hooks.update(b, ["description"], description="changed too"), timeout=5
+        )
+        assert changed.description == "changed too"
+        await asyncio.wait_for(
+            hooks.stub.RotateWebhookSecret(
+                webhooks_pb2.RotateWebhookSecretRequest(webhook_id=b), metadata=hooks.metadata
+            ),
+            timeout=5,
+        )
+        recording.session.add(delivery_row(a, hooks.tenant, "pending"))
+        await recording.commit()
+    for hook in (a, b):
+        # The try, and the delivery written meanwhile.
+        assert sorted(len(d.attempts) for d in await hooks.deliveries(hook, PENDING)) == [0, 1]
+
+    # Side by side: each round completes the last round's tries as new events are recorded.
+    await hooks.claim([a, b, c], lease=600)  # what is due now is leased away first
+    assert await hooks.record(*(hooks.event() for _ in range(3))) == 9
+    for _ in range(6):
+        due = await hooks.claim([a, b, c])
+        assert len(due) == 9
+        results = [
+            dispatch_pb2.WebhookResult(
+                delivery_id=send.delivery_id,
+                attempt_number=send.attempt_number,
+                http_status=503,
+                latency=Duration(nanos=1_000_000),
+                attempted_at=stamp(datetime.now(UTC)),
+            )
+            for send in due
+        ]
+        recorded, _ = await asyncio.gather(
+            hooks.record(*(hooks.event() for _ in range(3))),
+            hooks.dispatch.CompleteWebhookDeliveries(
+                dispatch_pb2.CompleteWebhookDeliveriesRequest(results=results), metadata=SERVICE
+            ),
+        )
+        assert recorded == 9

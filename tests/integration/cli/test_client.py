@@ -19,7 +19,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
+from kairos.posts.v1 import posts_pb2, posts_pb2_grpc, webhooks_pb2
 from kairos_client import KairosClient, KairosError, schedule_after, schedule_at, schedule_local
 from support.api import RunningApi
 from support.ports import free_port
@@ -554,6 +554,36 @@ async def test_a_connect_answered_unavailable_after_its_commit_is_not_sent_again
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert len(received) == 1
     assert len(accounts) == 1  # connected once: the caller can find it instead of a duplicate
+
+
+async def test_a_redelivery_answered_unavailable_is_not_sent_again() -> None:
+    """RedeliverWebhook is not safe to repeat: a redelivery that went through before the
+    connection dropped would be sent a second time."""
+    received: list[str] = []
+
+    async def redeliver(
+        request: webhooks_pb2.RedeliverWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> webhooks_pb2.RedeliverWebhookResponse:
+        received.append(request.delivery_id)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost after commit")
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        redeliver,
+        request_deserializer=webhooks_pb2.RedeliverWebhookRequest.FromString,
+        response_serializer=webhooks_pb2.RedeliverWebhookResponse.SerializeToString,
+    )
+    webhooks = grpc.method_handlers_generic_handler(
+        "kairos.posts.v1.WebhooksService", {"RedeliverWebhook": handler}
+    )
+    async with (
+        serving([webhooks]) as target,
+        KairosClient(target, "k", retries=3, backoff_base=0.01) as client,
+    ):
+        with pytest.raises(KairosError) as caught:
+            await client.redeliver_webhook(UNKNOWN_ID)
+
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert received == [UNKNOWN_ID]
 
 
 async def test_a_connect_reaches_an_api_that_starts_a_moment_later(api: RunningApi) -> None:

@@ -799,9 +799,12 @@ class KairosClient:
     async def redeliver_webhook(
         self, delivery_id: str, *, timeout: float | None = None
     ) -> webhooks_pb2.WebhookDelivery:
-        """Send a delivered or failed delivery again, due now."""
+        """Send a delivered or failed delivery again, due now. Sent at most once: a repeat
+        whose first call went through would send the event a second time."""
         request = webhooks_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
-        reply = await self.call(self.webhooks_stub.RedeliverWebhook, request, timeout=timeout)
+        reply = await self.call(
+            self.webhooks_stub.RedeliverWebhook, request, timeout=timeout, once=True
+        )
         return reply.delivery
 
 

@@ -10,7 +10,6 @@ import grpc
 from nats.aio.client import Client as NatsClient
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
-from kairos.dispatch.v1 import webhooks_pb2_grpc as webhook_dispatch_pb2_grpc
 from kairos.posts.v1 import (
     events_pb2_grpc,
     media_pb2_grpc,
@@ -31,7 +30,9 @@ from kairos_api.entrypoints.grpc_posts import PostsServicer
 from kairos_api.entrypoints.grpc_queues import QueueServicer
 from kairos_api.entrypoints.grpc_series import SeriesServicer
 from kairos_api.entrypoints.grpc_webhook_dispatch import WebhookDispatchServicer
+from kairos_api.entrypoints.grpc_webhook_dispatch import add_to_server as add_webhook_dispatch
 from kairos_api.entrypoints.grpc_webhooks import WebhooksServicer
+from kairos_api.service_layer import webhooks
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
 from kairos_api.service_layer.relay import OutboxRelay
@@ -107,9 +108,8 @@ class ApiService:
         series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(auth, self.feed), server)
         webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksServicer(app, auth), server)
-        webhook_dispatch_pb2_grpc.add_WebhookDispatchServiceServicer_to_server(
-            WebhookDispatchServicer(app, auth), server
-        )
+        # Registered by hand: its tries are decoded with NUL characters replaced.
+        add_webhook_dispatch(WebhookDispatchServicer(app, auth), server)
 
     async def start(self) -> None:
         url = self.settings.common.database_url
@@ -141,6 +141,11 @@ class ApiService:
         # Occurrences of recurring series a horizon ahead; every api copy runs it (row locks).
         self.tasks.append(
             asyncio.create_task(materialise_until(self.app, self.stopping), name="series")
+        )
+        self.tasks.append(
+            asyncio.create_task(
+                webhooks.prune_log_until(self.app, self.stopping), name="webhook-log-prune"
+            )
         )
         if self.settings.metrics.enabled:
             self.tasks.append(

@@ -150,6 +150,9 @@ class ApiSettings:
     #: Networks a webhook URL may name by a literal loopback, private or link-local address, for
     #: development and tests (KAIROS_WEBHOOK_ALLOWED_NETWORKS, e.g. "127.0.0.0/8,::1/128").
     webhook_allowed_networks: tuple[Network, ...] = ()
+    #: How long delivered and failed webhook deliveries stay in the log before they are deleted
+    #: with their tries (KAIROS_WEBHOOK_LOG_RETENTION_SECONDS).
+    webhook_log_retention: timedelta = timedelta(days=30)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -190,5 +193,8 @@ class ApiSettings:
             ),
             webhook_allowed_networks=allowed_networks(
                 "KAIROS_WEBHOOK_ALLOWED_NETWORKS", env.text("KAIROS_WEBHOOK_ALLOWED_NETWORKS", "")
+            ),
+            webhook_log_retention=env.seconds(
+                "KAIROS_WEBHOOK_LOG_RETENTION_SECONDS", 30 * 86_400.0, minimum=60.0
             ),
         )

@@ -81,14 +81,14 @@ def _reseed_ids_in_child() -> None:
 os.register_at_fork(after_in_child=_reseed_ids_in_child)
 
 
-def new_id() -> uuid.UUID:
+def new_id(at: datetime | None = None) -> uuid.UUID:
     """A time-ordered UUID (version 7 layout), so new rows land at the end of indexes.
 
-    48 bits of Unix time in milliseconds, then 74 random bits around the version and variant.
-    The random bits come from `_id_random`: unique and unguessable enough for ids (not for
-    tokens or keys, which use the `secrets` module).
+    48 bits of Unix time in milliseconds (now, or `at`), then 74 random bits around the version
+    and variant. The random bits come from `_id_random`: unique and unguessable enough for ids
+    (not for tokens or keys, which use the `secrets` module).
     """
-    millis = int(datetime.now(UTC).timestamp() * 1000)
+    millis = int((at or datetime.now(UTC)).timestamp() * 1000)
     rand = _id_random.getrandbits(74)
     value = (
         (millis << 80)
@@ -98,6 +98,12 @@ def new_id() -> uuid.UUID:
         | (rand & ((1 << 62) - 1))
     )
     return uuid.UUID(int=value)
+
+
+def id_floor(at: datetime) -> uuid.UUID:
+    """The lowest id `new_id` makes at `at`: every id made before it is smaller, so an id range
+    on a primary key finds rows by age without an index on their time."""
+    return uuid.UUID(int=int(at.timestamp() * 1000) << 80)
 
 
 class Base(DeclarativeBase):
@@ -543,6 +549,9 @@ class Webhook(Base):
     disabled_reason: Mapped[str] = mapped_column(Text, default="")
     #: Since when every try has failed; NULL while the endpoint answers 2xx.
     failing_since: Mapped[datetime | None]
+    #: When the api learnt of the last failed try: after a quiet spell a failure starts
+    #: `failing_since` afresh.
+    last_failed_at: Mapped[datetime | None]
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     secret_hint: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,10 @@
 """gRPC servicer of kairos.dispatch.v1.WebhookDispatchService, the publisher's side of outbound
-webhooks; only the service credential may call it, as DispatchService."""
+webhooks; only the service credential may call it, as DispatchService.
+
+`add_to_server` registers it. A receiver's answer may hold NUL characters, which every request
+guard refuses (no column takes them): the tries reported to CompleteWebhookDeliveries have them
+replaced as they are decoded, so one odd answer cannot get a whole batch of tries refused.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 #: A claim's lease when the request gives none.
 DEFAULT_LEASE = timedelta(seconds=60)
+SERVICE = "kairos.dispatch.v1.WebhookDispatchService"
+#: What a NUL character in a try's error or answer becomes (the publisher does the same).
+NUL_STANDS_FOR = "\ufffd"
 
 
 def _set_due(message: Any, next_due: datetime | None) -> None:
@@ -107,3 +115,39 @@ class WebhookDispatchServicer(webhooks_pb2_grpc.WebhookDispatchServiceServicer):
         response = webhooks_pb2.CompleteWebhookDeliveriesResponse()
         _set_due(response, next_due)
         return response
+
+
+def complete_request(raw: bytes) -> webhooks_pb2.CompleteWebhookDeliveriesRequest:
+    """A CompleteWebhookDeliveries request, NUL characters in its tries' errors and answers
+    replaced."""
+    request = webhooks_pb2.CompleteWebhookDeliveriesRequest.FromString(raw)
+    for result in request.results:
+        if "\x00" in result.error:
+            result.error = result.error.replace("\x00", NUL_STANDS_FOR)
+        if "\x00" in result.response_excerpt:
+            result.response_excerpt = result.response_excerpt.replace("\x00", NUL_STANDS_FOR)
+    return request
+
+
+def add_to_server(servicer: WebhookDispatchServicer, server: grpc.aio.Server) -> None:
+    """Register `servicer` as the generated `add_WebhookDispatchServiceServicer_to_server` does,
+    CompleteWebhookDeliveries decoded by `complete_request`."""
+    handlers = {
+        "RecordWebhookEvents": grpc.unary_unary_rpc_method_handler(
+            servicer.RecordWebhookEvents,
+            request_deserializer=webhooks_pb2.RecordWebhookEventsRequest.FromString,
+            response_serializer=webhooks_pb2.RecordWebhookEventsResponse.SerializeToString,
+        ),
+        "ClaimWebhookDeliveries": grpc.unary_unary_rpc_method_handler(
+            servicer.ClaimWebhookDeliveries,
+            request_deserializer=webhooks_pb2.ClaimWebhookDeliveriesRequest.FromString,
+            response_serializer=webhooks_pb2.ClaimWebhookDeliveriesResponse.SerializeToString,
+        ),
+        "CompleteWebhookDeliveries": grpc.unary_unary_rpc_method_handler(
+            servicer.CompleteWebhookDeliveries,
+            request_deserializer=complete_request,
+            response_serializer=webhooks_pb2.CompleteWebhookDeliveriesResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]

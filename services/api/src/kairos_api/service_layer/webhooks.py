@@ -17,10 +17,23 @@ KAIROS_EVENTS and calls the three internal handlers at the end of this module:
   claimed again, and tried, meanwhile) is ignored, so no try counts twice. An endpoint every
   delivery of which has failed for KAIROS_WEBHOOK_DISABLE_AFTER_SECONDS is disabled, its
   pending deliveries given up, and a `webhook_disabled` event written, all in one transaction.
+  A failure after a quiet spell (no failed try for longer than the schedule's longest step and
+  the longest lease, an hour) starts the failing time afresh.
+
+Locks, on PostgreSQL: a change to an endpoint row takes FOR NO KEY UPDATE (only deleting one
+takes FOR UPDATE). The foreign key check of a new delivery takes FOR KEY SHARE on its endpoint,
+which FOR NO KEY UPDATE lets through, so recording never waits on completing or on
+UpdateWebhook (nor they on it), and the order in which either meets the endpoints cannot
+deadlock them.
+
+`prune_log_until` deletes settled deliveries older than KAIROS_WEBHOOK_LOG_RETENTION_SECONDS,
+with their tries, about once a minute.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,9 +41,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Table, func, literal_column, select, update
+from sqlalchemy import Table, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,6 +55,7 @@ from kairos_api.adapters.orm import (
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
+    id_floor,
     new_id,
 )
 from kairos_api.adapters.outbox import EVENT_TYPES, lifecycle_row
@@ -76,6 +90,9 @@ INSERT_ROWS = 1000
 MAX_ERROR = 1000
 MAX_EXCERPT = 500
 OWNER_DISABLED = "disabled by its owner"
+#: Deliveries deleted per pruning statement, and seconds between prunings of the log.
+PRUNE_BATCH = 5000
+PRUNE_EVERY = 60.0
 
 #: Event names (as the outbox writes them) by protobuf type.
 EVENT_NAMES: dict[int, str] = {value: name for name, value in EVENT_TYPES.items()}
@@ -223,12 +240,20 @@ async def create_webhook(
 
 
 async def _owned(
-    uow: UnitOfWork, tenant: str, webhook_id: str, where: str, *, lock: bool = True
+    uow: UnitOfWork,
+    tenant: str,
+    webhook_id: str,
+    where: str,
+    *,
+    lock: Literal["change", "delete", ""] = "change",
 ) -> Webhook:
-    """The tenant's endpoint (locked for a change), or NOT_FOUND."""
+    """The tenant's endpoint, or NOT_FOUND. `lock` is "change" (FOR NO KEY UPDATE: recording
+    deliveries for it goes on meanwhile), "delete" (FOR UPDATE) or "" (none)."""
     wanted = parse_id(webhook_id, where)
     query = select(Webhook).where(Webhook.id == wanted, Webhook.tenant_id == tenant)
-    webhook = await uow.session.scalar(query.with_for_update() if lock else query)
+    if lock:
+        query = query.with_for_update(key_share=lock == "change")
+    webhook = await uow.session.scalar(query)
     if webhook is None:
         raise errors.NotFound(f"webhook {webhook_id} not found")
     return webhook
@@ -236,7 +261,7 @@ async def _owned(
 
 async def get_webhook(app: Application, tenant: str, webhook_id: str) -> Webhook:
     async with app.uow() as uow:
-        return await _owned(uow, tenant, webhook_id, "webhook_id", lock=False)
+        return await _owned(uow, tenant, webhook_id, "webhook_id", lock="")
 
 
 async def list_webhooks(
@@ -279,7 +304,8 @@ async def update_webhook(
     app: Application, tenant: str, webhook_id: str, changes: WebhookChanges
 ) -> Webhook:
     """Change the fields named in `changes.paths`. Enabling clears `failing_since` and the
-    reason; disabling gives up the endpoint's pending deliveries."""
+    reason; disabling gives up the endpoint's pending deliveries, and so does enabling (those
+    recorded while it was being disabled)."""
     found: list[FieldViolation] = []
     paths = list(dict.fromkeys(changes.paths))
     if not paths:
@@ -312,6 +338,11 @@ async def update_webhook(
             if changes.status == ENABLED:
                 webhook.disabled_reason = ""
                 webhook.failing_since = None
+                webhook.last_failed_at = None
+                # A delivery recorded while the endpoint was being disabled can be left
+                # pending (recording does not lock the endpoint); sent now it would be days
+                # late. Disabling gave up all the others, so every pending one is such.
+                await _give_up_pending(uow, webhook.id)
             else:
                 webhook.disabled_reason = OWNER_DISABLED
                 await _give_up_pending(uow, webhook.id)
@@ -323,7 +354,7 @@ async def update_webhook(
 async def delete_webhook(app: Application, tenant: str, webhook_id: str) -> None:
     """Remove an endpoint with its deliveries and their tries."""
     async with app.uow() as uow:
-        webhook = await _owned(uow, tenant, webhook_id, "webhook_id")
+        webhook = await _owned(uow, tenant, webhook_id, "webhook_id", lock="delete")
         # The foreign keys cascade on both databases (SQLite with foreign_keys on).
         await uow.session.delete(webhook)
         await uow.commit()
@@ -468,10 +499,12 @@ async def record_events(
     now = app.clock()
     async with app.uow() as uow:
         endpoints: dict[str, list[tuple[uuid.UUID, list[str]]]] = {t: [] for t in tenants}
+        # In id order, the order completing locks them in: an event's deliveries are written,
+        # and their endpoints checked, in that order too.
         listed = await uow.session.execute(
-            select(Webhook.id, Webhook.tenant_id, Webhook.events).where(
-                Webhook.tenant_id.in_(tenants), Webhook.status == ENABLED
-            )
+            select(Webhook.id, Webhook.tenant_id, Webhook.events)
+            .where(Webhook.tenant_id.in_(tenants), Webhook.status == ENABLED)
+            .order_by(Webhook.id)
         )
         for webhook_id, tenant_id, names in listed.all():
             endpoints[tenant_id].append((webhook_id, names))
@@ -646,10 +679,12 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
     """Record each try and decide what follows it; when the earliest pending delivery is due."""
     settings = app.settings
     now = app.clock()
+    quiet = max(settings.webhook_retry_schedule) + MAX_LEASE
     async with app.uow() as uow:
         ids = sorted({r.delivery_id for r in results})
         # Endpoints are locked before their deliveries, each in id order, as UpdateWebhook
         # does (the endpoint, then its deliveries): the two never wait on each other crosswise.
+        # FOR NO KEY UPDATE lets recording (FOR KEY SHARE) go on; see the module's docstring.
         owners = await uow.session.execute(
             select(WebhookDelivery.webhook_id).where(WebhookDelivery.id.in_(ids)).distinct()
         )
@@ -661,7 +696,7 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
                     select(Webhook)
                     .where(Webhook.id.in_(hook_ids))
                     .order_by(Webhook.id)
-                    .with_for_update()
+                    .with_for_update(key_share=True)
                 )
             ).scalars()
         }
@@ -693,9 +728,9 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
                     number=result.attempt_number,
                     attempted_at=result.attempted_at,
                     http_status=result.http_status,
-                    error=result.error[:MAX_ERROR],
+                    error=_storable(result.error, MAX_ERROR),
                     latency_ms=result.latency_ms,
-                    response_excerpt=result.response_excerpt[:MAX_EXCERPT],
+                    response_excerpt=_storable(result.response_excerpt, MAX_EXCERPT),
                 )
             )
             delivery.attempts = result.attempt_number
@@ -714,10 +749,15 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
             )
             if delivery.next_attempt_at is None:
                 delivery.status = FAILED
-            if webhook.failing_since is None:
+            last_failed = webhook.last_failed_at
+            if webhook.failing_since is None or last_failed is None or now - last_failed > quiet:
                 # When the api learnt of the failure: never before the receiver saw the try,
-                # whatever the publisher's clock says.
+                # whatever the publisher's clock says. A failure after a quiet spell starts
+                # afresh: a delivery that keeps failing is tried again within the schedule's
+                # longest step (and a lease, if a publisher died holding it), so a longer gap
+                # means nothing was failing meanwhile, and an old failure says nothing now.
                 webhook.failing_since = now
+            webhook.last_failed_at = now
             failing[webhook.id] = result
         await uow.session.flush()
         for webhook_id, last in failing.items():
@@ -734,9 +774,15 @@ async def complete_deliveries(app: Application, results: Sequence[TryResult]) ->
     return next_due
 
 
+def _storable(text: str, longest: int) -> str:
+    """Text a receiver sent, NUL characters (which PostgreSQL text cannot hold) replaced as
+    the publisher does, cut to `longest`."""
+    return text.replace("\x00", "\ufffd")[:longest]
+
+
 def _what_failed(result: TryResult) -> str:
     if result.error:
-        return result.error[:200]
+        return _storable(result.error, 200)
     return f"HTTP {result.http_status}"
 
 
@@ -781,6 +827,62 @@ async def _disable(
     )
     uow.events_written()
     log.warning("webhook %s of tenant %s: %s", webhook.id, webhook.tenant_id, reason)
+
+
+async def prune_log(app: Application, cutoff: datetime) -> int:
+    """Delete delivered and failed deliveries recorded before `cutoff` (a delivered one also
+    delivered before it: a recent redelivery stays), with their tries, oldest first, a batch
+    at a time; how many.
+
+    Ids are time-ordered, so the oldest are found by a range of the primary key. On PostgreSQL
+    rows another transaction holds (a redelivery, say) are skipped until the next round.
+    """
+    floor = id_floor(cutoff)
+    pruned = 0
+    while True:
+        async with app.uow() as uow:
+            oldest = (
+                select(WebhookDelivery.id)
+                .where(
+                    WebhookDelivery.id < floor,
+                    WebhookDelivery.created_at < cutoff,
+                    WebhookDelivery.status.in_((DELIVERED, FAILED)),
+                    (WebhookDelivery.delivered_at.is_(None))
+                    | (WebhookDelivery.delivered_at < cutoff),
+                )
+                .order_by(WebhookDelivery.id)
+                .limit(PRUNE_BATCH)
+            )
+            if uow.on_postgresql:
+                oldest = oldest.with_for_update(skip_locked=True)
+            # The tries go with them (ON DELETE CASCADE; SQLite with foreign_keys on).
+            result = await uow.session.execute(
+                delete(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(oldest.scalar_subquery()))
+                .execution_options(synchronize_session=False)
+            )
+            await uow.commit()
+        deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        pruned += deleted
+        if deleted < PRUNE_BATCH:
+            return pruned
+
+
+async def prune_log_until(
+    app: Application, stopping: asyncio.Event, every: float = PRUNE_EVERY
+) -> None:
+    """Prune the delivery log now and then every `every` seconds until `stopping` is set (the
+    api's timer; every copy runs it, and copies skip each other's rows)."""
+    while not stopping.is_set():
+        try:
+            pruned = await prune_log(app, app.clock() - app.settings.webhook_log_retention)
+        except Exception as error:  # the database is away: the next round tries again
+            log.warning("pruning the webhook delivery log failed: %r", error)
+        else:
+            if pruned:
+                log.info("webhook delivery log pruned", extra={"deleted": pruned})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)
 
 
 #: Endpoints read per round of `reencrypt_secrets`.

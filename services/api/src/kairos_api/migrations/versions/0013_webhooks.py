@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=False),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("secret", sa.LargeBinary(), nullable=False),
         sa.Column("secret_hint", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
