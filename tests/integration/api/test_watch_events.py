@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -15,12 +15,15 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import fields, refused
 from integration.api.test_dispatch_service import begin, claim_one, complete, connect, post_due
+from nats.aio.msg import Msg
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import events_pb2 as watch_pb2
 from kairos.posts.v1 import events_pb2_grpc as watch_pb2_grpc
 from kairos.posts.v1 import posts_pb2
+from kairos_api.service_layer import watch as watch_module
+from kairos_api.service_layer.keys import revoke_key
 from kairos_api.service_layer.relay import subject_of
 from kairos_api.service_layer.watch import FETCH_BATCH, MAX_WATCHES_PER_TENANT
 from kairos_common.streams import EVENTS_STREAM
@@ -60,6 +63,31 @@ async def soon(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> Non
             if await check():
                 return
             await asyncio.sleep(0.05)
+
+
+def sequence(cursor: str) -> int:
+    return int(cursor.removeprefix("v1."))
+
+
+async def stream_last(server: NatsServer) -> int:
+    """The sequence of the last event stored in KAIROS_EVENTS."""
+    client = await connect_nats(server.url, name="watch-test-last")
+    try:
+        return int((await client.jetstream().stream_info(EVENTS_STREAM)).state.last_seq)
+    finally:
+        await client.close()
+
+
+async def publish_raw(server: NatsServer, subject: str, *events: events_pb2.LifecycleEvent) -> int:
+    """Publish events straight to the stream, as the relay would (or an old one did); the
+    sequence of the last."""
+    client = await connect_nats(server.url, name="watch-test-publish")
+    try:
+        js = client.jetstream()
+        acks = [await js.publish(subject, event.SerializeToString()) for event in events]
+        return acks[-1].seq
+    finally:
+        await client.close()
 
 
 @asynccontextmanager
@@ -141,7 +169,7 @@ async def read_all(client: Client, **fields: object) -> list[Response]:
 
 
 async def test_a_watch_gets_its_tenants_events_once_and_resumes_from_a_cursor(
-    watch_api: RunningApi,
+    watch_api: RunningApi, own_nats: NatsServer
 ) -> None:
     # `.` and `_` in tenant ids: the second one's naive token would be the first one's escaped.
     mark = uuid.uuid4().hex[:6]
@@ -173,7 +201,13 @@ async def test_a_watch_gets_its_tenants_events_once_and_resumes_from_a_cursor(
         # From the starting cursor: all three; from the last: nothing, at once.
         again = await read_all(ours, cursor=start.cursor)
         assert [r.event.post_id for r in again if r.HasField("event")] == posts
-        assert [r.cursor for r in await read_all(ours, cursor=cursors[-1])] == [cursors[-1]]
+        # Nothing of ours after the last: the cursor moves on to where the stream had reached
+        # (past their events) when the watch began.
+        before = await stream_last(own_nats)
+        (nothing,) = await read_all(ours, cursor=cursors[-1])
+        assert nothing.HasField("heartbeat")
+        assert max(before, sequence(cursors[-1])) <= sequence(nothing.cursor)
+        assert sequence(nothing.cursor) <= await stream_last(own_nats)
         # Not following without a cursor starts now, so there is nothing to send.
         assert [r.HasField("heartbeat") for r in await read_all(ours)] == [True]
 
@@ -415,3 +449,129 @@ async def test_a_tenant_may_hold_only_so_many_watches(watch_api: RunningApi) -> 
             await soon(admitted)
     finally:
         feed.max_per_tenant = MAX_WATCHES_PER_TENANT
+
+
+async def test_a_quiet_watchs_cursor_moves_past_other_tenants_events(
+    watch_api: RunningApi, own_nats: NatsServer
+) -> None:
+    """Heartbeats carry the cursor past the events the tenant filter leaves out, so a quiet
+    watcher's cursor is not left behind while the stream drops old events."""
+    async with tenant(watch_api) as ours:
+        async with watching(ours, heartbeat_seconds=1) as watcher:
+            others = [
+                events_pb2.LifecycleEvent(event_id=str(uuid.uuid4()), tenant_id="someone-else")
+                for _ in range(3)
+            ]
+            last = await publish_raw(own_nats, subject_of("someone-else", "failed"), *others)
+
+            async def moved() -> bool:
+                return sequence(watcher.responses[-1].cursor) >= last
+
+            await soon(moved)
+            assert watcher.responses[-1].cursor == f"v1.{last}"
+            assert all(r.HasField("heartbeat") for r in watcher.responses)
+        # Those events dropped (as KAIROS_EVENTS' max age would): the cursor is still good.
+        client = await connect_nats(own_nats.url, name="watch-test-purge")
+        try:
+            await client.jetstream().purge_stream(EVENTS_STREAM)
+        finally:
+            await client.close()
+        resumed = await read_all(ours, cursor=f"v1.{last}")
+        assert [r.cursor for r in resumed] == [f"v1.{last}"]
+
+
+async def test_a_revoked_key_ends_its_watch(
+    watch_api: RunningApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "RECHECK_EVERY", 0.2)
+    async with tenant(watch_api) as ours:
+        request = watch_pb2.WatchEventsRequest(follow=True, heartbeat_seconds=300)
+        watcher = Watcher(ours, request)
+        await watcher.opened.wait()
+        await revoke_key(watch_api.service.app.uow(), ours.key)
+        watch_api.service.app.keys.forget()  # as if its cache entry had run out
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(5):
+                await watcher.task
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert ended.value.details() == "the API key is unknown or revoked"
+        assert len(watcher.responses) == 1
+
+
+async def test_events_of_the_old_subject_layout_are_not_a_tenant_called_posts(
+    watch_api: RunningApi, own_nats: NatsServer
+) -> None:
+    """Before the subjects named the tenant, events went to `kairos.events.post.<event>`: the
+    subjects of a tenant called `post` now. The watch checks the event's tenant too."""
+    async with tenant(watch_api, "post") as post:
+        account = await connect(post)
+        async with watching(post) as watcher:
+            old = events_pb2.LifecycleEvent(
+                event_id=str(uuid.uuid4()),
+                tenant_id="someone-else",
+                post_id=str(uuid.uuid4()),
+                type=CREATED,
+            )
+            await publish_raw(own_nats, "kairos.events.post.created", old)
+            ours = await draft(post, account, "ours")
+            assert [(e.tenant_id, e.post_id) for e in await watcher.until(1)] == [("post", ours)]
+
+
+async def test_since_is_when_events_happened(watch_api: RunningApi, own_nats: NatsServer) -> None:
+    """`since` keeps to when an event happened, though NATS stored it later (a relay that
+    caught up after a pause)."""
+    async with tenant(watch_api) as ours:
+        account = await connect(ours)
+        since = datetime.now(UTC)
+        late = events_pb2.LifecycleEvent(
+            event_id=str(uuid.uuid4()), tenant_id=ours.tenant, post_id=str(uuid.uuid4())
+        )
+        late.occurred_at.FromDatetime(since - timedelta(seconds=1))
+        await publish_raw(own_nats, subject_of(ours.tenant, "created"), late)
+        async with watching(ours, since=timestamp(since)) as watcher:
+            post = await draft(ours, account, "after")
+            assert [e.post_id for e in await watcher.until(1)] == [post]
+            assert len(watcher.events) == 1
+
+
+async def test_a_message_the_subscription_lost_is_read_again(
+    watch_api: RunningApi, own_nats: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message dropped between NATS and the watch (a slow subscription's) shows as a gap in
+    the consumer's delivery numbers: the watch opens its consumer again from its cursor, so the
+    client still gets every event once, in order."""
+    real_open = watch_module._Reader.open
+    lost: list[int] = []
+
+    async def open_losing_one(reader: watch_module._Reader, after: int | None) -> tuple[int, int]:
+        opened = await real_open(reader, after)
+        subscription = reader.subscription
+        assert subscription is not None
+        real_fetch = subscription.fetch
+
+        async def fetch(
+            batch: int = 1, timeout: float | None = 5, heartbeat: float | None = None
+        ) -> list[Msg]:
+            messages = await real_fetch(batch, timeout=timeout)
+            if not lost and len(messages) >= 2:
+                lost.append(messages[1].metadata.sequence.stream)
+                return [messages[0], *messages[2:]]
+            return messages
+
+        subscription.fetch = fetch  # type: ignore[method-assign]
+        return opened
+
+    monkeypatch.setattr(watch_module._Reader, "open", open_losing_one)
+    async with tenant(watch_api) as ours:
+        start = await stream_last(own_nats)
+        events = [
+            events_pb2.LifecycleEvent(event_id=str(n), tenant_id=ours.tenant) for n in range(5)
+        ]
+        await publish_raw(own_nats, subject_of(ours.tenant, "failed"), *events)
+        responses = await read_all(ours, cursor=f"v1.{start}")
+    sent = [r for r in responses if r.HasField("event")]
+    assert [r.event.event_id for r in sent] == ["0", "1", "2", "3", "4"]
+    # The lost one is the second event, sent once, in its place.
+    (lost_sequence,) = lost
+    assert [sequence(r.cursor) for r in sent][1] == lost_sequence
+    assert sequence(sent[0].cursor) > start

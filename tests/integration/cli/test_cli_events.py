@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from integration.cli.conftest import KAIROS_SCRIPT, Kairos, Ran, run_in_process
 
+from kairos_api.service_layer.watch import MAX_WATCHES_PER_TENANT
 from support.ports import free_port
 
 
@@ -131,6 +132,30 @@ async def test_watch_refreshes_when_an_event_arrives_not_on_a_clock(
             snapshot = json.loads(await line_of(process, timeout=10))
         assert [p["id"] for p in snapshot["upcoming"]] == [post]
         assert snapshot["error"] is None
+
+
+async def test_watch_polls_when_the_tenant_has_too_many_watches(
+    kairos: Kairos, account_id: str
+) -> None:
+    feed = kairos.api.service.feed
+    feed.max_per_tenant = 0
+    try:
+        async with script(kairos, "--json", "watch", "--interval", "0.2") as process:
+            assert json.loads(await line_of(process))["error"] is None
+            refused = json.loads(await line_of(process))
+            assert refused["error"] == (
+                f"no live updates from the api at {kairos.api.target} (0 watches of this tenant "
+                "are open on this api, the most allowed; end one first); refreshing every 0.2s"
+            )
+            # Still on, polling: a new post shows within the interval.
+            post = await kairos.create_post(account_id, "--at", "in 1h")
+            snapshot = json.loads(await line_of(process))
+            while not snapshot["upcoming"]:
+                snapshot = json.loads(await line_of(process))
+            assert [p["id"] for p in snapshot["upcoming"]] == [post]
+            assert snapshot["error"] == refused["error"]
+    finally:
+        feed.max_per_tenant = MAX_WATCHES_PER_TENANT
 
 
 async def test_events_follow_with_no_api_ends_at_once(kairos: Kairos) -> None:

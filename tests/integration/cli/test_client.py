@@ -19,7 +19,8 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from kairos.posts.v1 import posts_pb2, posts_pb2_grpc, webhooks_pb2
+from kairos.events.v1 import events_pb2 as lifecycle_pb2
+from kairos.posts.v1 import events_pb2, posts_pb2, posts_pb2_grpc, webhooks_pb2
 from kairos_client import KairosClient, KairosError, schedule_after, schedule_at, schedule_local
 from support.api import RunningApi
 from support.ports import free_port
@@ -602,3 +603,58 @@ async def test_a_connect_reaches_an_api_that_starts_a_moment_later(api: RunningA
 
     assert len(received) == 1
     assert account.handle.startswith("@client-")
+
+
+class RecordingClient(KairosClient):
+    """Records the reconnect attempt of each backoff, and waits none."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target, "k")
+        self.attempts: list[int] = []
+
+    def _backoff(self, attempt: int) -> float:
+        self.attempts.append(attempt)
+        return 0.0
+
+
+def scripted_watch(rounds: list[list[str]]) -> Any:
+    """An EventsService whose WatchEvents, on each call, sends the next round's responses (a
+    heartbeat or an event), then fails with UNAVAILABLE; the last round ends the stream."""
+    cursors = iter(range(1, 1000))
+
+    async def watch_events(
+        request: events_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[events_pb2.WatchEventsResponse]:
+        responses = rounds.pop(0)
+        for kind in responses:
+            cursor = f"v1.{next(cursors)}"
+            if kind == "event":
+                event = lifecycle_pb2.LifecycleEvent(event_id=cursor)
+                yield events_pb2.WatchEventsResponse(event=event, cursor=cursor)
+            else:
+                beat = events_pb2.WatchHeartbeat()
+                yield events_pb2.WatchEventsResponse(heartbeat=beat, cursor=cursor)
+        if rounds:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted failure")
+
+    handler = grpc.unary_stream_rpc_method_handler(
+        watch_events,
+        request_deserializer=events_pb2.WatchEventsRequest.FromString,
+        response_serializer=events_pb2.WatchEventsResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(
+        "kairos.posts.v1.EventsService", {"WatchEvents": handler}
+    )
+
+
+async def test_a_watch_that_fails_after_its_opening_heartbeat_backs_off_further() -> None:
+    """Only an event (or a stream that stayed up a while) resets the reconnect backoff: a
+    stream that opens and fails at once does not reconnect ever faster."""
+    beat, event = ["heartbeat"], ["heartbeat", "event"]
+    rounds = [beat, beat, beat, event, beat, beat]
+    async with serving([scripted_watch(rounds)]) as target, RecordingClient(target) as client:
+        request = events_pb2.WatchEventsRequest(follow=True)
+        received = [r async for r in client.watch_events(request, reconnect=True)]
+
+    assert len(received) == 7
+    assert client.attempts == [0, 1, 2, 0, 1]

@@ -84,6 +84,40 @@ async def test_events_held_back_for_a_used_up_limit_are_counted_once_each(
     assert grown(before) == {"blocks": 2, "retryable": 1, "published": 2, "calls": 3}
 
 
+class LongLimitedPlatform(FakeDispatch):
+    """The first call says the account's limit is used up for two seconds."""
+
+    async def publish(self, request: PublishRequest) -> PublishOutcome:
+        self.calls[request.content] += 1
+        if sum(self.calls.values()) == 1:
+            return PublishOutcome(
+                Result.RETRYABLE,
+                message="rate limited",
+                blocked_until=datetime.now(UTC) + timedelta(seconds=2),
+            )
+        return PublishOutcome(Result.PUBLISHED, platform_post_id=request.content)
+
+
+async def test_an_event_handed_back_during_a_long_block_is_counted_once(
+    js: JetStreamContext,
+) -> None:
+    """A block longer than the hold: the held event goes back to JetStream with nak(delay)
+    and returns a few times while the block lasts, but it is one event held back."""
+    fake = LongLimitedPlatform()
+    account = str(uuid.uuid4())
+    first, later = str(uuid.uuid4()), str(uuid.uuid4())
+    fake.accounts[first] = fake.accounts[later] = account
+    before = counters()
+
+    async with consuming(js, fake, settings(KAIROS_HOLD_MAX_SECONDS="0.3")):
+        await publish(js, due_event(first, account))
+        await eventually(lambda: first in fake.completed, "the limited call reported")
+        await publish(js, due_event(later, account))
+        await eventually(lambda: later in fake.completed, "the held event published")
+
+    assert grown(before) == {"blocks": 1, "retryable": 1, "published": 1, "calls": 2}
+
+
 class RefreshingPlatform(FakeDispatch):
     """Refuses token `old`; its token endpoint answers in turn: new tokens, a refusal, and
     'come back later'."""

@@ -4,29 +4,14 @@ traceparent handed on in the Delivery, and child spans under what the publisher 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kairos.dispatch.v1 import dispatch_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_api.entrypoints import dispatch_traces
 from kairos_common import tracing
-
-
-@pytest.fixture
-def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, its finished spans kept in memory."""
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    yield spans
-    provider.shutdown()
 
 
 def deliveries() -> list[dispatch_pb2.Delivery]:

@@ -13,10 +13,7 @@ from typing import ClassVar
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -38,16 +35,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Monkey
         monkeypatch.delenv(name, raising=False)
     yield monkeypatch
     tracing.shutdown()
-
-
-@pytest.fixture
-def exported() -> Iterator[tuple[trace.Tracer, InMemorySpanExporter]]:
-    """A tracer whose finished spans are kept in memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "kairos-test"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider.get_tracer("test"), exporter
-    provider.shutdown()
 
 
 def test_without_an_endpoint_nothing_is_set_up(clean_environment: pytest.MonkeyPatch) -> None:

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import cast
 
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -22,17 +19,6 @@ from kairos_common import tracing
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.traces import TracedTransport, redacted_url
 from kairos_publisher.transport import AiohttpTransport, http_client
-
-
-@pytest.fixture
-def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, its finished spans kept in memory."""
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    yield spans
-    provider.shutdown()
 
 
 def the_tracer() -> trace.Tracer:

@@ -3,13 +3,10 @@ under the api's claim, whose context the event carries in its headers; off, even
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import cast
 
-import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -30,17 +27,6 @@ class FakePublisher:
     async def publish(self, messages: Sequence[Message], timeout: float) -> list[bool]:
         self.sent.extend(messages)
         return [m.msg_id not in self.refused for m in messages]
-
-
-@pytest.fixture
-def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on in this process, its finished spans kept in memory."""
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
-    yield spans
-    provider.shutdown()
 
 
 def delivery(delivery_id: str, traceparent: str = "") -> dispatch_pb2.Delivery:

@@ -62,6 +62,10 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_timeout_ms", 20_000),
 )
 
+#: Seconds a WatchEvents stream must stay open before its failure counts as a new one, and
+#: the reconnect backoff starts again from the shortest wait.
+WATCH_STEADY = 5.0
+
 #: Bytes per message of an upload: the api takes chunks of at most 1 MiB.
 UPLOAD_CHUNK_SIZE = 1 << 20
 
@@ -475,9 +479,13 @@ class KairosClient:
         attempt = 0
         while True:
             call = self.events_stub.WatchEvents(current, metadata=self._metadata)
+            opened = time.monotonic()
             try:
                 async for response in call:
-                    attempt = 0
+                    # The opening heartbeat does not show the stream works: one that opens and
+                    # fails at once must still back off further each time.
+                    if response.HasField("event"):
+                        attempt = 0
                     current.cursor = response.cursor
                     current.ClearField("since")  # the cursor says where to go on from now
                     yield response
@@ -487,6 +495,8 @@ class KairosClient:
                     raise KairosError.from_rpc_error(error) from None
             finally:
                 call.cancel()
+            if time.monotonic() - opened >= WATCH_STEADY:
+                attempt = 0  # it worked for a while: this is a new failure
             await asyncio.sleep(self._backoff(min(attempt, 16)))  # the cap is reached long before
             attempt += 1
 

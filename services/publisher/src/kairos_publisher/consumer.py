@@ -283,6 +283,10 @@ class PlatformConsumer:
         self.refreshed: dict[str, tuple[float, posts_pb2.Credentials]] = {}
         #: Accounts whose rate limit the platform said is used up, until when (Unix seconds).
         self.blocked: dict[str, float] = {}
+        #: Per blocked account, the deliveries already counted as held back by its block: an
+        #: event handed back with nak(delay) comes back while the block lasts, and is counted
+        #: once. Forgotten with the block.
+        self.held: dict[str, set[str]] = {}
         #: This process's tracer, or None when tracing is off; `run` asks once, so the untraced
         #: path does nothing more per event.
         self.tracer = tracing.tracer()
@@ -372,9 +376,13 @@ class PlatformConsumer:
         blocked = self.blocked.get(event.account_id)
         if blocked is not None and blocked <= time.time():
             del self.blocked[event.account_id]
+            self.held.pop(event.account_id, None)
         elif blocked is not None and blocked > due:
             due = blocked  # the platform asked this account to wait
-            metrics.held_for_rate_limit(self.platform)
+            held = self.held.setdefault(event.account_id, set())
+            if event.delivery_id not in held:
+                held.add(event.delivery_id)
+                metrics.held_for_rate_limit(self.platform)
         if not await self.hold_until(message, due):
             return  # handed back with nak(delay), or stopping
         # An attempt's lease runs from BeginAttempt, so an event must not begin and then queue
@@ -460,9 +468,12 @@ class PlatformConsumer:
             known = self.blocked.get(begun.account_id)
             if known is None or known < until:
                 self.blocked[begun.account_id] = until
+                if known is None or known <= time.time():
+                    self.held.pop(begun.account_id, None)  # a new block: count afresh
             if len(self.blocked) > BLOCKED_PRUNE_AT:
                 now = time.time()
                 self.blocked = {a: t for a, t in self.blocked.items() if t > now}
+                self.held = {a: d for a, d in self.held.items() if a in self.blocked}
         try:
             result = await self.dispatch.complete(
                 outcome_message(begun, event.delivery_id, outcome, latency), lease_ends

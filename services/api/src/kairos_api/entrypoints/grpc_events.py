@@ -93,7 +93,13 @@ class EventsServicer(watch_pb2_grpc.EventsServiceServicer):
     ) -> AsyncIterator[watch_pb2.WatchEventsResponse]:
         tenant = await self.auth.tenant(context)
         query = watch_query(tenant, request)
-        async for item in self.feed.watch(query):
+
+        async def allowed() -> None:
+            # The key again, every few seconds (RECHECK_EVERY): a revoked one ends the watch
+            # with UNAUTHENTICATED, as it would any other call.
+            await self.auth.tenant(context)
+
+        async for item in self.feed.watch(query, allowed):
             if item.event is None:
                 beat = watch_pb2.WatchHeartbeat(sent_at=convert.timestamp(utcnow()))
                 yield watch_pb2.WatchEventsResponse(heartbeat=beat, cursor=item.cursor)

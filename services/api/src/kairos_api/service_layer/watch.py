@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import nats.errors
+from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -38,6 +39,8 @@ CONSUMER_INACTIVE = 60.0
 #: Seconds between heartbeats when the request leaves it to the api, and the bounds it may ask.
 DEFAULT_HEARTBEAT = 15.0
 HEARTBEAT_RANGE = (1, 300)
+#: Seconds between checks that the caller may still watch (its key not revoked).
+RECHECK_EVERY = 5.0
 #: Seconds a NATS request of the watch (stream info, consumer creation) may take.
 NATS_TIMEOUT = 5.0
 #: Watches one tenant may have open on one api process at once; each holds a NATS consumer.
@@ -73,6 +76,7 @@ class WatchQuery:
     tenant_id: str
     #: Start after this stream sequence; None: at `since`, or now.
     after: int | None = None
+    #: Events that happened (`occurred_at`) at or after this instant.
     since: datetime | None = None
     #: Event names (`published` ...); empty: every event.
     types: frozenset[str] = frozenset()
@@ -132,6 +136,20 @@ class _Reader:
         start = info.delivered.stream_seq if info.delivered is not None else None
         return int(start or 0), int(info.num_pending or 0)
 
+    async def passed(self) -> int | None:
+        """How far the stream may be taken as read, when everything the consumer delivered was
+        taken and none of its events waits: the stream's last sequence, read before asking the
+        consumer (so an event stored in between counts as waiting). A quiet watch's cursor so
+        moves on past the other tenants' events, which its filter leaves out. None otherwise."""
+        assert self.name is not None
+        last = (await self.js.stream_info(EVENTS_STREAM)).state.last_seq
+        info = await self.js.consumer_info(EVENTS_STREAM, self.name, timeout=NATS_TIMEOUT)
+        if info.delivered is None or (info.delivered.consumer_seq or 0) != self.delivered:
+            return None
+        if info.num_pending:
+            return None
+        return max(int(last or 0), int(info.delivered.stream_seq or 0))
+
     async def fetch(self, timeout: float) -> list[Msg]:
         """The next batch, or none within `timeout` seconds."""
         assert self.subscription is not None
@@ -186,10 +204,15 @@ class EventFeed:
             )
         return client.jetstream(timeout=NATS_TIMEOUT)
 
-    async def watch(self, query: WatchQuery) -> AsyncIterator[Watched]:
+    async def watch(
+        self, query: WatchQuery, allowed: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Watched]:
         """Heartbeat first (with the starting cursor), then the events, with heartbeats when
         quiet. Ends when all stored events are sent (unless following), or with UNAVAILABLE
-        when NATS goes away or the api stops."""
+        when NATS goes away or the api stops.
+
+        `allowed` is awaited about every RECHECK_EVERY seconds, quiet or not; what it raises
+        (UNAUTHENTICATED for a revoked key) ends the watch."""
         tenant = query.tenant_id
         if self._open[tenant] >= self.max_per_tenant:
             raise errors.ResourceExhausted(
@@ -198,14 +221,16 @@ class EventFeed:
             )
         self._open[tenant] += 1
         try:
-            async for item in self._watch(query):
+            async for item in self._watch(query, allowed):
                 yield item
         finally:
             self._open[tenant] -= 1
             if not self._open[tenant]:
                 del self._open[tenant]
 
-    async def _watch(self, query: WatchQuery) -> AsyncIterator[Watched]:
+    async def _watch(
+        self, query: WatchQuery, allowed: Callable[[], Awaitable[None]] | None
+    ) -> AsyncIterator[Watched]:
         js = self._jetstream()
         try:
             state = (await js.stream_info(EVENTS_STREAM)).state
@@ -238,23 +263,39 @@ class EventFeed:
                 cursor, pending = await reader.open(after)
             except (nats.errors.Error, TimeoutError) as error:
                 raise _unavailable(error) from None
+            if pending == 0:
+                # None of the tenant's events after the start was stored when the consumer was
+                # made, and the stream had reached `end` before: the cursor may start there.
+                cursor = max(cursor, end)
             yield Watched(format_cursor(cursor), None)
             if not query.follow and (pending == 0 or cursor >= end):
                 return
-            async for item in self._follow(query, reader, cursor, end):
+            async for item in self._follow(query, reader, cursor, end, allowed):
                 yield item
         finally:
             await reader.close()
 
     async def _follow(
-        self, query: WatchQuery, reader: _Reader, cursor: int, end: int
+        self,
+        query: WatchQuery,
+        reader: _Reader,
+        cursor: int,
+        end: int,
+        allowed: Callable[[], Awaitable[None]] | None,
     ) -> AsyncIterator[Watched]:
         sent = cursor  # the cursor the client last received
-        quiet_since = time.monotonic()
+        quiet_since = checked = time.monotonic()
+        since = _timestamp(query.since)
         while True:
-            wait = max(0.001, quiet_since + query.heartbeat - time.monotonic())
+            now = time.monotonic()
+            if allowed is not None and now - checked >= RECHECK_EVERY:
+                await allowed()
+                checked = now
+            wait = quiet_since + query.heartbeat - now
+            if allowed is not None:
+                wait = min(wait, checked + RECHECK_EVERY - now)
             try:
-                batch = await self._fetch(reader, wait)
+                batch = await self._fetch(reader, max(0.001, wait))
             except _Gap:
                 await reader.close()
                 try:
@@ -263,13 +304,16 @@ class EventFeed:
                     raise _unavailable(error) from None
                 continue
             if not batch:
+                if time.monotonic() - quiet_since < query.heartbeat:
+                    continue  # woken early to check the caller
+                cursor = max(cursor, await self._passed(reader))
                 yield Watched(format_cursor(cursor), None)
                 sent, quiet_since = cursor, time.monotonic()
                 continue
             for message in batch:
                 cursor = message.metadata.sequence.stream
                 event = events_pb2.LifecycleEvent.FromString(message.data)
-                if _wanted(query, event):
+                if _wanted(query, event, since):
                     yield Watched(format_cursor(cursor), event)
                     sent, quiet_since = cursor, time.monotonic()
                 if not query.follow and (cursor >= end or message.metadata.num_pending == 0):
@@ -280,6 +324,14 @@ class EventFeed:
                 # Busy for others, quiet for this client: its filters left everything out.
                 yield Watched(format_cursor(cursor), None)
                 sent, quiet_since = cursor, time.monotonic()
+
+    async def _passed(self, reader: _Reader) -> int:
+        """What `_Reader.passed` says, 0 while a delivery is in flight; UNAVAILABLE when NATS
+        cannot be asked."""
+        try:
+            return await reader.passed() or 0
+        except (nats.errors.Error, TimeoutError) as error:
+            raise _unavailable(error) from None
 
     async def _fetch(self, reader: _Reader, timeout: float) -> list[Msg]:
         """The next batch within `timeout`; UNAVAILABLE when the api stops or NATS goes away."""
@@ -323,7 +375,28 @@ def _check_cursor(after: int, first: int, last: int) -> None:
         )
 
 
-def _wanted(query: WatchQuery, event: events_pb2.LifecycleEvent) -> bool:
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _wanted(
+    query: WatchQuery, event: events_pb2.LifecycleEvent, since: Timestamp | None = None
+) -> bool:
+    """The event is one the watch asked for. The tenant is checked again although the subject
+    filter already did: before the subject layout named the tenant, events were published on
+    `kairos.events.post.<event>`, which a tenant called `post` would match. `since` is checked
+    on when the event happened, as the request promises: the consumer starts by when NATS
+    stored it, which may be later (an outbox relayed after a pause)."""
+    if event.tenant_id != query.tenant_id:
+        return False
+    if since is not None and (
+        (event.occurred_at.seconds, event.occurred_at.nanos) < (since.seconds, since.nanos)
+    ):
+        return False
     if query.post_id and event.post_id != query.post_id:
         return False
     return not query.account_id or event.account_id == query.account_id

@@ -210,6 +210,9 @@ def watch(
 WATCH_HEARTBEAT = 15
 #: Seconds `watch` waits after an event for those that follow it, to show them in one refresh.
 WATCH_GATHER = 0.2
+#: Seconds `watch` polls before it asks for the stream again when the api has as many watches
+#: of the tenant open as it allows.
+WATCH_RETRY_BUSY = 30.0
 
 
 class _Changes:
@@ -224,24 +227,39 @@ class _Changes:
         self.problem = ""
 
     async def listen(self) -> None:
-        """Follow the events for ever; a lost stream is opened again after `interval`. An
-        error other than UNAVAILABLE (a revoked key) ends it, and `watch` with it."""
+        """Follow the events for ever; a lost stream is opened again after `interval`. A cursor
+        the api no longer takes (its events dropped, or another installation's) starts again
+        from now; too many watches of the tenant make `watch` poll, trying the stream again
+        every WATCH_RETRY_BUSY seconds. Any other error (a revoked key) ends it, and `watch`
+        with it."""
         request = events_pb2.WatchEventsRequest(follow=True, heartbeat_seconds=WATCH_HEARTBEAT)
         while True:
+            pause = self.interval
             try:
                 async for response in self.client.watch_events(request):
                     request.cursor = response.cursor
                     self.problem = ""
                     self.changed.set()
             except KairosError as error:
-                if error.code != grpc.StatusCode.UNAVAILABLE:
+                if request.cursor and error.code in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ):
+                    # The table is read whole on each change, so no event is needed from
+                    # before: start again from now, and refresh in case one was missed.
+                    request.ClearField("cursor")
+                    self.changed.set()
+                    continue
+                if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    pause = max(self.interval, WATCH_RETRY_BUSY)
+                elif error.code != grpc.StatusCode.UNAVAILABLE:
                     raise
                 self.problem = (
                     f"no live updates from the api at {self.target} ({error.message}); "
                     f"refreshing every {self.interval:g}s"
                 )
                 self.changed.set()
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(pause)
 
     async def wait(self) -> None:
         """Until something changed; at most `interval` while there are no live updates."""
