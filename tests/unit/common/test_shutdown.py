@@ -69,6 +69,37 @@ async def test_a_signal_during_start_cancels_the_start() -> None:
     assert not service.started
 
 
+class Deaf(Starting):
+    """A start that lets the first cancellation go, as the NATS client's connect does.
+
+    nats-py's connect loop waits for each attempt in `asyncio.wait_for`; on Python 3.11, a
+    cancellation that lands just after the attempt was refused comes back as that refusal,
+    which the loop catches as one more failed attempt and carries on trying (seen in CI: a
+    scheduler signalled while NATS was away never ended).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(seconds=10)
+        self.ignored = 0
+
+    async def start(self) -> None:
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.ignored += 1
+        await super().start()
+
+
+async def test_a_start_that_lets_a_cancellation_go_is_cancelled_again() -> None:
+    service = Deaf()
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.1, stopping.set)
+    assert not await asyncio.wait_for(start_unless_signalled(service, stopping), timeout=5)
+    assert service.ignored == 1
+    assert service.cancelled
+    assert not service.started
+
+
 async def test_a_start_that_finishes_first_runs_on() -> None:
     service = Starting(seconds=0.01)
     assert await start_unless_signalled(service, asyncio.Event())

@@ -188,6 +188,10 @@ async def run_until_signalled(service: Service) -> None:
             loop.remove_signal_handler(sig)
 
 
+#: How long a cancelled start has to end before it is cancelled again.
+CANCEL_AGAIN_AFTER = 0.05
+
+
 async def start_unless_signalled(service: Service, stopping: asyncio.Event) -> bool:
     """Start `service`; False if `stopping` was set first and the start was cancelled."""
     starting = asyncio.create_task(service.start(), name="start")
@@ -198,8 +202,11 @@ async def start_unless_signalled(service: Service, stopping: asyncio.Event) -> b
         signalled.cancel()
     if not starting.done():
         log.info("signalled while starting")
+    # Cancelled again until it ends: the NATS client's connect loop can take a cancellation
+    # for one more refused attempt and go on trying (asyncio.wait_for on Python 3.11).
+    while not starting.done():
         starting.cancel()
-        await asyncio.wait({starting})
+        await asyncio.wait({starting}, timeout=CANCEL_AGAIN_AFTER)
     if starting.cancelled():
         return False
     starting.result()  # a start that failed fails the run
