@@ -25,13 +25,14 @@ from psycopg.rows import dict_row
 
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api import cli
-from kairos_api.adapters.orm import Account
+from kairos_api.adapters.orm import Account, Webhook
 from kairos_api.bootstrap import bootstrap
-from kairos_api.service_layer import accounts
+from kairos_api.service_layer import accounts, webhooks
 from support.api import TEST_SECRET, RunningApi, api_settings, running_api
 from support.postgres import TestDatabase
 
 NEW_SECRET = "cli-rotated-secret-with-more-than-32-characters"
+LOST_SECRET = "a-key-the-operator-no-longer-has-32-characters"
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,49 @@ async def test_reencrypt_moves_credentials_under_the_first_key(database_url: str
             row = await uow.session.get(Account, account.id)
         assert row is not None
         assert accounts.decrypt_credentials(new_only, row)["access_token"] == "cli-rotation-token"
+    finally:
+        await new_only.close()
+
+
+async def test_reencrypt_moves_webhook_secrets_even_when_a_credential_cannot_be(
+    database_url: str,
+) -> None:
+    # The account's credentials are under a key the command is not given; the webhook's secret
+    # is under the old key it has. The secret moves all the same, and the account is named.
+    settings = api_settings(database_url)
+    lost = replace(settings, common=replace(settings.common, secret_key=LOST_SECRET))
+    async with running_api(lost) as api:
+        account = await accounts.connect_account(
+            api.service.app,
+            "acme",
+            accounts.ConnectAccount(
+                platform="x",
+                handle="@acme",
+                credentials=accounts.Credentials(access_token="under-a-lost-key"),
+            ),
+        )
+    async with running_api(settings) as api:
+        hook, secret = await webhooks.create_webhook(
+            api.service.app, "acme", "https://hooks.example.com/kairos", [], "rotation"
+        )
+
+    result = await kairos_api(
+        database_url, "reencrypt", KAIROS_SECRET_KEY=f"{NEW_SECRET},{TEST_SECRET}"
+    )
+
+    assert result.code == 1, result.stderr
+    assert f"account {account.id}: " in result.stderr
+    assert "re-encrypted 0 credentials and 1 webhook secrets; 1 could not be" in result.stderr
+    assert "under-a-lost-key" not in result.stderr
+    assert "Traceback" not in result.stderr
+    new_only = bootstrap(replace(settings, common=replace(settings.common, secret_key=NEW_SECRET)))
+    try:
+        async with new_only.uow() as uow:
+            row = await uow.session.get(Webhook, hook.id)
+        assert row is not None
+        assert new_only.cipher.decrypt(row.secret, associated=f"webhook:{hook.id}") == (
+            secret.encode()
+        )
     finally:
         await new_only.close()
 

@@ -27,7 +27,7 @@ from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters import database
 from kairos_api.adapters.orm import OutboxEvent
 from kairos_api.bootstrap import bootstrap
-from kairos_api.service_layer import accounts
+from kairos_api.service_layer import rotation
 from support.api import SERVICE_TOKEN, TEST_SECRET, Client, RunningApi, api_settings, running_api
 from support.postgres import fresh_database
 
@@ -189,7 +189,7 @@ async def test_no_credential_is_stored_or_logged_in_clear(
         )
     )
     try:
-        assert await accounts.reencrypt_all(rotating) == 1
+        assert (await rotation.credentials(rotating)).count == 1
     finally:
         await rotating.close()
     async with own_api.service.app.uow() as uow:

@@ -38,7 +38,7 @@ from kairos.posts.v1 import posts_pb2, webhooks_pb2, webhooks_pb2_grpc
 from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery, new_id
 from kairos_api.bootstrap import bootstrap
-from kairos_api.service_layer import webhooks
+from kairos_api.service_layer import rotation, webhooks
 from kairos_api.service_layer.application import Application
 from kairos_common.streams import EVENTS_STREAM, event_subject
 from support.api import SERVICE_TOKEN, TEST_SECRET, RunningApi, violations_of
@@ -793,8 +793,8 @@ async def test_secrets_are_reencrypted_under_a_new_key(hooks: Hooks) -> None:
     async with old.uow() as uow:
         stored = await uow.session.scalar(select(func.count()).select_from(Webhook))
     try:
-        assert await webhooks.reencrypt_secrets(rotating) == stored
-        assert await webhooks.reencrypt_secrets(rotating) == 0
+        assert (await rotation.webhook_secrets(rotating)).count == stored
+        assert (await rotation.webhook_secrets(rotating)).count == 0
         row = await hooks.stored(created.webhook.webhook_id)
         associated = f"webhook:{created.webhook.webhook_id}"
         assert new_only.cipher.decrypt(row.secret, associated=associated) == (
@@ -804,7 +804,7 @@ async def test_secrets_are_reencrypted_under_a_new_key(hooks: Hooks) -> None:
             old.cipher.decrypt(row.secret, associated=associated)
     finally:
         # Back under the api's own key, for the tests that run after this one.
-        assert await webhooks.reencrypt_secrets(back) == stored
+        assert (await rotation.webhook_secrets(back)).count == stored
         for app in (rotating, new_only, back):
             await app.close()
 

@@ -149,13 +149,13 @@ def _run_admin(args: argparse.Namespace) -> int:
 
 def _reencrypt(settings: ApiSettings) -> int:
     from kairos_api.bootstrap import bootstrap
-    from kairos_api.service_layer import accounts, webhooks
+    from kairos_api.service_layer import rotation
 
     app = bootstrap(settings)
 
     async def run() -> tuple[int, int]:
         try:
-            return await accounts.reencrypt_all(app), await webhooks.reencrypt_secrets(app)
+            return await rotation.everything(app)
         finally:
             await app.close()
 

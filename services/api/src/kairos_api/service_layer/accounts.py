@@ -21,9 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from kairos_api.adapters.crypto import CredentialDecryptError
 from kairos_api.adapters.orm import Account, Post, Target, new_id
 from kairos_api.domain.model import (
     AccountStatus,
@@ -65,8 +64,6 @@ TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 SKIPPED_ON_DISCONNECT: Final = frozenset(
     {TargetStatus.PENDING, TargetStatus.RETRY_WAIT, TargetStatus.QUEUED}
 )
-
-_REENCRYPT_BATCH: Final = 200
 
 
 @dataclass(frozen=True)
@@ -366,60 +363,6 @@ def encrypt_stored(
 
 def _to_json(stored: Mapping[str, object]) -> bytes:
     return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-async def reencrypt_all(app: Application) -> int:
-    """Re-encrypt every stored credential not under the current key; return how many were.
-
-    Rows are read in batches by id and each is written back only if it still holds the token that
-    was read, so a credential replaced meanwhile is never overwritten with the old one. A token
-    that cannot be decrypted does not stop the others: once all are done, `FailedPrecondition`
-    names the accounts that failed and why (the run can be repeated once the key is put back).
-    """
-    rotated = 0
-    failures: list[str] = []
-    after: uuid.UUID | None = None
-    while True:
-        async with app.uow() as uow:
-            query = (
-                select(Account.id, Account.credentials)
-                .where(Account.credentials.is_not(None))
-                .order_by(Account.id)
-                .limit(_REENCRYPT_BATCH)
-            )
-            if after is not None:
-                query = query.where(Account.id > after)
-            rows = (await uow.session.execute(query)).all()
-            if not rows:
-                break
-            for account_id, token in rows:
-                after = account_id
-                assert token is not None
-                try:
-                    if not app.cipher.needs_rotation(token):
-                        continue
-                    fresh = app.cipher.reencrypt(token, associated=str(account_id))
-                except CredentialDecryptError as error:
-                    failures.append(f"account {account_id}: {error.message}")
-                    continue
-                result = await uow.session.execute(
-                    update(Account)
-                    .where(Account.id == account_id, Account.credentials == token)
-                    .values(credentials=fresh)
-                    .execution_options(synchronize_session=False)
-                )
-                rotated += _rowcount(result)
-            await uow.commit()
-    log.info(
-        "credentials re-encrypted",
-        extra={"count": rotated, "failed": len(failures), "key_id": app.cipher.current_key_id},
-    )
-    if failures:
-        raise errors.FailedPrecondition(
-            f"re-encrypted {rotated} credentials; {len(failures)} could not be: "
-            + "; ".join(failures)
-        )
-    return rotated
 
 
 def parse_account_id(value: str, field_name: str = "account_id") -> uuid.UUID:
