@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,52 @@ def test_outside_development_the_public_placeholder_secret_key_is_refused() -> N
     assert load_cipher(placeholder, development=True).key_ids
     # Rotating away from it: a real key first, the placeholder after to decrypt what it stored.
     assert len(load_cipher(f"{'k' * 40},{placeholder}").key_ids) == 2
+
+
+def test_secrets_are_read_from_the_files_their_file_variables_name(tmp_path: Path) -> None:
+    # As container secrets are mounted: one file a secret, with the line end editors add.
+    files = {
+        "KAIROS_SECRET_KEY": "k" * 40,
+        "KAIROS_SERVICE_TOKEN": "t" * 32,
+        "KAIROS_DATABASE_URL": "postgresql+psycopg://kairos:pw@db:5432/kairos",
+    }
+    environ = {}
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n")
+        environ[f"{name}_FILE"] = str(tmp_path / name)
+
+    common = ApiSettings.from_env(environ).common
+
+    assert (common.secret_key, common.service_token, common.database_url) == tuple(files.values())
+
+
+@pytest.mark.parametrize(
+    ("content", "both", "said"),
+    [
+        (None, False, "cannot be read: No such file or directory"),
+        ("", False, "is empty"),
+        ("s" * 40, True, "KAIROS_SECRET_KEY and KAIROS_SECRET_KEY_FILE are both set"),
+    ],
+    ids=["missing", "empty", "both set"],
+)
+def test_a_secret_file_that_cannot_be_used_is_refused_by_name(
+    tmp_path: Path, content: str | None, both: bool, said: str
+) -> None:
+    path = tmp_path / "secret_key"
+    if content is not None:
+        path.write_text(content)
+    environ = {"KAIROS_SECRET_KEY_FILE": str(path)}
+    if both:
+        environ["KAIROS_SECRET_KEY"] = "the-other-one-" + "x" * 30
+    with pytest.raises(SettingsError) as caught:
+        Env(environ).secret("KAIROS_SECRET_KEY")
+    assert said in str(caught.value)
+    assert "KAIROS_SECRET_KEY_FILE" in str(caught.value)
+    assert "x" * 30 not in str(caught.value)
+    assert "s" * 40 not in str(caught.value)
+
+
+def test_a_file_variable_left_empty_falls_back_to_the_variable() -> None:
+    env = Env({"KAIROS_SERVICE_TOKEN_FILE": " ", "KAIROS_SERVICE_TOKEN": "t" * 30})
+    assert env.secret("KAIROS_SERVICE_TOKEN") == "t" * 30
+    assert Env({}).secret("KAIROS_SERVICE_TOKEN", "fallback") == "fallback"

@@ -3,7 +3,8 @@
 Every value has a local default that just works on a developer machine, except the secrets that
 guard a real deployment: outside development (`KAIROS_ENV`, production unless set) the services
 refuse to start without a service token of their own. A malformed value fails at start-up with a
-message naming the variable, never later.
+message naming the variable, never later. Each secret can be read from a file instead, named by
+the same variable with `_FILE` appended (KAIROS_SECRET_KEY_FILE), as container secrets are.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -72,6 +74,28 @@ class Env:
         """The variable's value, or `default` when unset or empty."""
         value = self._environ.get(name, "").strip()
         return value or default
+
+    def secret(self, name: str, default: str = "") -> str:
+        """A secret: the variable's value, or the contents of the file `<name>_FILE` names (as
+        container secrets are mounted), without the line end; `default` when neither is set.
+
+        Setting both is refused, and so is a file that cannot be read or is empty; the messages
+        name the variables and the path, never the value.
+        """
+        file_name = f"{name}_FILE"
+        path = self._environ.get(file_name, "").strip()
+        if not path:
+            return self.text(name, default)
+        if self._environ.get(name, "").strip():
+            raise SettingsError(f"{name} and {file_name} are both set; set one of them")
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+            raise SettingsError(f"{file_name}={path!r} cannot be read: {reason}") from None
+        if not value:
+            raise SettingsError(f"{file_name}={path!r} is empty")
+        return value
 
     def integer(
         self, name: str, default: int, *, minimum: int | None = None, maximum: int = MAX_INTEGER
@@ -247,11 +271,11 @@ class CommonSettings:
         environment = env.choice("KAIROS_ENV", PRODUCTION, (DEVELOPMENT, PRODUCTION))
         token_default = DEV_SERVICE_TOKEN if environment == DEVELOPMENT else ""
         return cls(
-            database_url=env.text("KAIROS_DATABASE_URL", cls.database_url),
+            database_url=env.secret("KAIROS_DATABASE_URL", cls.database_url),
             nats_url=nats_url(env, "KAIROS_NATS_URL", cls.nats_url),
             api_target=grpc_target(env, "KAIROS_API_TARGET", cls.api_target),
-            secret_key=env.text("KAIROS_SECRET_KEY", ""),
-            service_token=env.text("KAIROS_SERVICE_TOKEN", token_default),
+            secret_key=env.secret("KAIROS_SECRET_KEY"),
+            service_token=env.secret("KAIROS_SERVICE_TOKEN", token_default),
             log=LogSettings.from_env(env),
             # JetStream keeps at most 5 replicas of a stream.
             nats_replicas=env.integer("KAIROS_NATS_REPLICAS", 1, minimum=1, maximum=5),
