@@ -3,11 +3,13 @@
 Ports are taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`): a port
 from that range that was free a moment ago can be taken by any outgoing connection before the
 server binds it (CI once lost a `make dev` run so: a fake's port went to a client socket).
-Below the range only a server binding it explicitly can take it.
+Below the range only a server binding it explicitly can take it. Under pytest-xdist each worker
+takes its ports from a slice of its own, so two workers never pick the same one.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -39,11 +41,22 @@ def _all_free(first: int, count: int) -> bool:
             sock.close()
 
 
+def _slice(lowest: int, end: int) -> tuple[int, int]:
+    """This test process's share of [lowest, end): all of it, or one xdist worker's part."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return lowest, end
+    size = (end - lowest) // workers
+    start = lowest + int(worker[2:]) * size
+    return start, start + size
+
+
 def free_port_range(count: int) -> int:
     """The first of `count` consecutive ports that were all free a moment ago on 127.0.0.1."""
-    end = max(_ephemeral_start(), _LOWEST + 1_000 + count)
+    lowest, end = _slice(_LOWEST, max(_ephemeral_start(), _LOWEST + 1_000 + count))
     for _ in range(500):
-        first = random.randrange(_LOWEST, end - count)
+        first = random.randrange(lowest, end - count)
         ports = set(range(first, first + count))
         if ports & _handed_out or not _all_free(first, count):
             continue
