@@ -264,7 +264,7 @@ class CommonSettings:
     #: run on the public development token and secrets; `make dev` and the tests set it.
     environment: str = PRODUCTION
     #: TLS of the channel to the api (KAIROS_API_TLS and the KAIROS_API_*_FILE certificates).
-    api_tls: ClientTls = field(default_factory=lambda: ClientTls())
+    api_tls: ClientTls = field(default_factory=lambda: ClientTls())  # (defined below)
 
     @property
     def development(self) -> bool:
