@@ -322,6 +322,9 @@ HOSTILE: dict[str, list[tuple[dict[str, str], str]]] = {
         ({"KAIROS_ENV": "production",
           "KAIROS_SECRET_KEY": "change-me-to-a-random-string-of-32-characters-or-more"},
          "KAIROS_SECRET_KEY"),
+        ({"KAIROS_TLS_CERT_FILE": "/nonexistent/server.pem"}, "KAIROS_TLS_CERT_FILE"),
+        ({"KAIROS_TLS_CERT_FILE": "/nonexistent/server.pem",
+          "KAIROS_TLS_KEY_FILE": "/nonexistent/server.key"}, "KAIROS_TLS_CERT_FILE"),
     ],
     "scheduler": [
         ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
@@ -330,12 +333,16 @@ HOSTILE: dict[str, list[tuple[dict[str, str], str]]] = {
         ({"KAIROS_NATS_URL": "nats://nats:port"}, "KAIROS_NATS_URL"),
         ({"KAIROS_SCHEDULER_BATCH": "99999999999999999999"}, "KAIROS_SCHEDULER_BATCH"),
         ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": ""}, "KAIROS_SERVICE_TOKEN"),
+        ({"KAIROS_API_CA_FILE": "/nonexistent/ca.pem"}, "KAIROS_API_CA_FILE"),
     ],
     "publisher": [
         ({"KAIROS_GRACE_SECONDS": "inf"}, "KAIROS_GRACE_SECONDS"),
         ({"KAIROS_HOLD_MAX_SECONDS": "1e999"}, "KAIROS_HOLD_MAX_SECONDS"),
         ({"KAIROS_MAX_ACK_PENDING": "99999999999999999999"}, "KAIROS_MAX_ACK_PENDING"),
         ({"KAIROS_ENV": "production", "KAIROS_SERVICE_TOKEN": ""}, "KAIROS_SERVICE_TOKEN"),
+        ({"KAIROS_TLS_KEY_FILE": "/nonexistent/server.key"}, "KAIROS_TLS_KEY_FILE"),
+        ({"KAIROS_API_CLIENT_CERT_FILE": "/nonexistent/client.pem"},
+         "KAIROS_API_CLIENT_CERT_FILE"),
     ],
 }  # fmt: skip
 

@@ -45,10 +45,13 @@ def api_settings(database_url: str, **environ: str) -> ApiSettings:
             **environ,
         }
     )
-    # No metrics endpoint: tests run several apis in this process at once.
+    # No metrics endpoint: tests run several apis in this process at once. The TLS of the
+    # environment stays (its mutual-TLS listener on the address it names, port 0 in tests).
     return replace(
         settings,
-        server=ServerSettings(addr="127.0.0.1:0", grace=timedelta(seconds=1)),
+        server=ServerSettings(
+            addr="127.0.0.1:0", grace=timedelta(seconds=1), tls=settings.server.tls
+        ),
         metrics=METRICS_OFF,
     )
 
@@ -79,6 +82,8 @@ class RunningApi:
 
     service: ApiService
     port: int
+    #: The port of the mutual-TLS listener; 0 when there is none.
+    mutual_port: int = 0
 
     @property
     def target(self) -> str:
@@ -114,6 +119,6 @@ async def running_api(settings: ApiSettings) -> AsyncIterator[RunningApi]:
     await service.start()
     assert service.grpc is not None
     try:
-        yield RunningApi(service, service.grpc.port)
+        yield RunningApi(service, service.grpc.port, service.grpc.mutual_port)
     finally:
         await service.stop()

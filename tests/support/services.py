@@ -38,21 +38,39 @@ SERVICES = {
 }
 
 
-async def health_status(port: int, service: str = "", timeout: float = 2.0) -> str:
-    """The health status name (SERVING, NOT_SERVING ...) that 127.0.0.1:`port` reports."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+async def health_status(
+    port: int,
+    service: str = "",
+    timeout: float = 2.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> str:
+    """The health status name (SERVING, NOT_SERVING ...) that 127.0.0.1:`port` reports; asked
+    over TLS with `credentials`."""
+    target = f"127.0.0.1:{port}"
+    channel = (
+        grpc.aio.insecure_channel(target)
+        if credentials is None
+        else grpc.aio.secure_channel(target, credentials)
+    )
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-async def wait_until_serving(port: int, service: str = "", timeout: float = 20.0) -> None:
-    """Poll health until SERVING; fail with the last answer after `timeout` seconds."""
+async def wait_until_serving(
+    port: int,
+    service: str = "",
+    timeout: float = 20.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Poll health until SERVING (over TLS with `credentials`); fail with the last answer after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            last = await health_status(port, service, timeout=1.0)
+            last = await health_status(port, service, timeout=1.0, credentials=credentials)
             if last == "SERVING":
                 return
         except grpc.aio.AioRpcError as error:
@@ -141,6 +159,8 @@ class ServiceProcess:
         }
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        #: How to ask its health when it listens with TLS (KAIROS_TLS_CERT_FILE).
+        self.health_credentials: grpc.ChannelCredentials | None = None
 
     def restart(self) -> None:
         """SIGTERM (if running) and start again on the same port and environment."""
@@ -160,7 +180,9 @@ class ServiceProcess:
 
     async def wait_serving(self, timeout: float = 30.0) -> None:
         try:
-            await wait_until_serving(self.port, timeout=timeout)
+            await wait_until_serving(
+                self.port, timeout=timeout, credentials=self.health_credentials
+            )
         except TimeoutError as error:
             raise TimeoutError(f"{error}\n--- {self.name} log ---\n{self.logs()}") from None
 

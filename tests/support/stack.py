@@ -28,8 +28,10 @@ from kairos_common.streams import DEAD_STREAM, EVENTS_STREAM, connect
 from kairos_publisher.sandbox_server import SandboxServer
 from support.api import SERVICE_TOKEN, TEST_SECRET
 from support.nats_server import NatsServer
+from support.ports import free_port
 from support.postgres import TestDatabase
 from support.services import ServiceProcess
+from support.tls import Pki
 
 FAST_ENV = {
     "KAIROS_SCHEDULER_TICK_SECONDS": "0.1",
@@ -68,6 +70,10 @@ class Stack:
     account_id: str = ""
     #: The last KAIROS_EVENTS sequence before this system started: its events come after it.
     events_from: int = 0
+    #: Where the schedulers and publishers reach the api ("": its port on 127.0.0.1).
+    api_target: str = ""
+    #: The certificates, when the system runs with TLS and mutual TLS.
+    tls: Pki | None = None
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -84,10 +90,15 @@ class Stack:
         return posts_pb2_grpc.AccountsServiceStub(self.channel)
 
     def add(self, name: str, **env: str) -> ServiceProcess:
-        api_target = f"127.0.0.1:{self.api.port}"
+        api_target = self.api_target or f"127.0.0.1:{self.api.port}"
+        tls_env = {} if self.tls is None else {**self.tls.server_env(), **self.tls.client_env()}
         process = ServiceProcess(
-            name, {**self.env, "KAIROS_API_TARGET": api_target, **env}, self.log_dir
+            name,
+            {**self.env, **tls_env, "KAIROS_API_TARGET": api_target, **env},
+            self.log_dir,
         )
+        if self.tls is not None:
+            process.health_credentials = self.tls.credentials()
         (self.schedulers if name == "scheduler" else self.publishers).append(process)
         process.start()
         return process
@@ -138,10 +149,13 @@ async def running_stack(
     publishers: int = 1,
     api_env: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    tls: Pki | None = None,
 ) -> AsyncIterator[Stack]:
     """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account.
 
-    `env` reaches every service; `api_env` the api only.
+    `env` reaches every service; `api_env` the api only. With `tls`, every service listens with
+    TLS, the api has its mutual-TLS listener too, and the schedulers and publishers reach it there
+    with the client certificate; the test's channel trusts the CA.
     """
     database = TestDatabase()
     database.create()
@@ -157,8 +171,15 @@ async def running_stack(
         "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
     }
     migrate(database.url)
-    api = ServiceProcess("api", {**env, **(api_env or {})}, log_dir)
-    stack = Stack(env, log_dir, sandbox, nats, api)
+    api_tls_env: dict[str, str] = {}
+    api_target = ""
+    if tls is not None:
+        api_target = f"127.0.0.1:{free_port()}"
+        api_tls_env = tls.server_env(mutual_addr=api_target)
+    api = ServiceProcess("api", {**env, **api_tls_env, **(api_env or {})}, log_dir)
+    if tls is not None:
+        api.health_credentials = tls.credentials()
+    stack = Stack(env, log_dir, sandbox, nats, api, api_target=api_target, tls=tls)
     try:
         api.start()
         await api.wait_serving()
@@ -176,7 +197,10 @@ async def running_stack(
         created = await create_key(app.uow(), f"tenant-{uuid.uuid4().hex[:8]}")
         await app.close()
         stack.key = created.key
-        stack.channel = grpc.aio.insecure_channel(f"127.0.0.1:{api.port}")
+        if tls is None:
+            stack.channel = grpc.aio.insecure_channel(f"127.0.0.1:{api.port}")
+        else:
+            stack.channel = grpc.aio.secure_channel(f"127.0.0.1:{api.port}", tls.credentials())
         account = await stack.accounts.ConnectAccount(
             posts_pb2.ConnectAccountRequest(
                 platform=posts_pb2.PLATFORM_SANDBOX,

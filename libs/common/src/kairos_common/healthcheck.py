@@ -1,19 +1,40 @@
-"""`python -m kairos_common.healthcheck HOST:PORT [SERVICE]`: exit 0 when the service is SERVING.
+"""`python -m kairos_common.healthcheck HOST:PORT [SERVICE] [TLS options]`: exit 0 when the
+service is SERVING.
 
-Used as the container health check, where no grpc_health_probe binary is installed.
+Used as the container health check, where no grpc_health_probe binary is installed. A service
+that listens with TLS (KAIROS_TLS_CERT_FILE) is asked over TLS: `--ca-file` names the CA that
+signed its certificate (`--tls` alone trusts the system's roots), and `--server-name` the name
+in that certificate when it is not the host asked (127.0.0.1 inside a container). Health is
+served on the listener without client certificates, so none is needed; `--cert-file` and
+`--key-file` present one anyway, for a health check of the mutual-TLS listener.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def check(target: str, service: str = "", timeout: float = 2.0) -> bool:
-    """Whether `target` reports `service` (or the whole server) SERVING."""
-    with grpc.insecure_channel(target) as channel:
+def check(
+    target: str,
+    service: str = "",
+    timeout: float = 2.0,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    server_name: str = "",
+) -> bool:
+    """Whether `target` reports `service` (or the whole server) SERVING; over TLS with
+    `credentials`."""
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials, options=options)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
@@ -27,11 +48,60 @@ def check(target: str, service: str = "", timeout: float = 2.0) -> bool:
     return serving
 
 
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kairos_common.healthcheck",
+        description="Exit 0 when the gRPC service at HOST:PORT reports SERVING, 1 otherwise.",
+    )
+    parser.add_argument("target", metavar="HOST:PORT")
+    parser.add_argument("service", nargs="?", default="", metavar="SERVICE")
+    parser.add_argument("--tls", action="store_true", help="use TLS (implied by --ca-file)")
+    parser.add_argument("--ca-file", type=Path, help="CA of the service's certificate (PEM)")
+    parser.add_argument("--cert-file", type=Path, help="client certificate (PEM)")
+    parser.add_argument("--key-file", type=Path, help="its private key (PEM)")
+    parser.add_argument("--server-name", default="", help="name to check the certificate for")
+    return parser
+
+
+class _Usage(Exception):
+    """A mistake in the command line, printed as one line; exit 2."""
+
+
+def _read(path: Path | None, option: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise _Usage(f"{option} {path}: {error.strerror}") from None
+
+
+def _credentials(parsed: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the options; None (plaintext) when none asks for TLS."""
+    ca = _read(parsed.ca_file, "--ca-file")
+    cert = _read(parsed.cert_file, "--cert-file")
+    key = _read(parsed.key_file, "--key-file")
+    if (cert is None) != (key is None):
+        raise _Usage("--cert-file and --key-file go together")
+    if not (parsed.tls or ca is not None or cert is not None or parsed.server_name):
+        return None
+    return grpc.ssl_channel_credentials(ca, key, cert)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print("usage: python -m kairos_common.healthcheck HOST:PORT [SERVICE]", file=sys.stderr)
+    try:
+        parsed = parser().parse_args(argv)
+    except SystemExit as exit:  # argparse's usage error (or --help), already printed
+        return 2 if exit.code else 0
+    try:
+        credentials = _credentials(parsed)
+    except _Usage as error:
+        print(f"healthcheck: {error}", file=sys.stderr)
         return 2
-    return 0 if check(argv[0], argv[1] if len(argv) == 2 else "") else 1
+    serving = check(
+        parsed.target, parsed.service, credentials=credentials, server_name=parsed.server_name
+    )
+    return 0 if serving else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -236,6 +237,8 @@ class ServerSettings:
     grace: timedelta = timedelta(seconds=10)
     #: The variable `addr` came from, named when the server cannot listen there.
     addr_variable: str = "the listen address"
+    #: TLS of the server (KAIROS_TLS_CERT_FILE, KAIROS_TLS_KEY_FILE); None: plaintext.
+    tls: ServerTls | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,8 @@ class CommonSettings:
     #: `production` (the default) or `development` (KAIROS_ENV): development lets the services
     #: run on the public development token and secrets; `make dev` and the tests set it.
     environment: str = PRODUCTION
+    #: TLS of the channel to the api (KAIROS_API_TLS and the KAIROS_API_*_FILE certificates).
+    api_tls: ClientTls = field(default_factory=lambda: ClientTls())  # (defined below)
 
     @property
     def development(self) -> bool:
@@ -280,6 +285,7 @@ class CommonSettings:
             # JetStream keeps at most 5 replicas of a stream.
             nats_replicas=env.integer("KAIROS_NATS_REPLICAS", 1, minimum=1, maximum=5),
             environment=environment,
+            api_tls=api_client_tls(env),
         )
 
     def require_service_token(self) -> str:
@@ -312,17 +318,202 @@ class CommonSettings:
         return token
 
 
-def server_settings(
-    env: Env, addr_variable: str, default_addr: str, *, default_grace: float = 10.0
-) -> ServerSettings:
-    """The gRPC listen settings of one service, from its own address variable."""
-    addr = env.text(addr_variable, default_addr)
+def listen_address(env: Env, name: str, default: str) -> str:
+    """A host:port to listen on (port 0 picks a free one)."""
+    addr = env.text(name, default)
     host, sep, port = addr.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SettingsError(f"{addr_variable}={addr!r} is not host:port (e.g. 127.0.0.1:50051)")
+        raise SettingsError(f"{name}={addr!r} is not host:port (e.g. 127.0.0.1:50051)")
+    return addr
+
+
+def server_settings(
+    env: Env,
+    addr_variable: str,
+    default_addr: str,
+    *,
+    default_grace: float = 10.0,
+    mutual_tls_addr_variable: str = "",
+) -> ServerSettings:
+    """The gRPC listen settings of one service, from its own address variable; with
+    `mutual_tls_addr_variable`, the service can take a mutual-TLS listener as well."""
+    addr = listen_address(env, addr_variable, default_addr)
     return ServerSettings(
         addr=addr,
         reflection=env.flag("KAIROS_GRPC_REFLECTION", True),
         grace=env.seconds("KAIROS_GRACE_SECONDS", default_grace, minimum=0.0),
         addr_variable=addr_variable,
+        tls=server_tls(env, mutual_tls_addr_variable),
+    )
+
+
+# --- TLS of the gRPC servers and of the channels to the api ------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """TLS of a service's gRPC server, the PEM files read (and checked) at start-up."""
+
+    #: The server's certificate chain (KAIROS_TLS_CERT_FILE).
+    cert_chain: bytes
+    #: Its private key (KAIROS_TLS_KEY_FILE).
+    private_key: bytes = field(repr=False)
+    #: The CA that signs the certificates clients present on the mutual-TLS listener
+    #: (KAIROS_TLS_CLIENT_CA_FILE); None: no such listener.
+    client_ca: bytes | None = None
+    #: Where the mutual-TLS listener listens (KAIROS_API_MTLS_ADDR); set with `client_ca`.
+    mutual_addr: str = ""
+    #: The variable `mutual_addr` came from, named when the server cannot listen there.
+    mutual_addr_variable: str = ""
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS of a channel to a Kairos service; off, the channel is plaintext."""
+
+    #: Use TLS (KAIROS_API_TLS; on by default when a CA or a client certificate is given).
+    enabled: bool = False
+    #: The CA that signed the server's certificate (KAIROS_API_CA_FILE); None: the system's
+    #: roots.
+    ca: bytes | None = None
+    #: The client certificate chain presented for mutual TLS (KAIROS_API_CLIENT_CERT_FILE).
+    cert_chain: bytes | None = None
+    #: Its private key (KAIROS_API_CLIENT_KEY_FILE).
+    private_key: bytes | None = field(default=None, repr=False)
+    #: The name the server's certificate is checked against instead of the target's host
+    #: (KAIROS_API_TLS_SERVER_NAME); "" checks the target's host.
+    server_name: str = ""
+
+
+def _read_pem(env: Env, name: str) -> tuple[str, bytes] | None:
+    """(path, contents) of the PEM file the variable `name` names; None when it is unset."""
+    path = env.text(name, "")
+    if not path:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{name}={path!r} cannot be read: {error.strerror}") from None
+    return path, data
+
+
+def _check_certificates(name: str, path: str, data: bytes) -> None:
+    """Refuse a file without a PEM certificate, naming the variable."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        raise SettingsError(f"{name}={path!r} holds no PEM certificate") from None
+
+
+def _check_key_pair(cert: tuple[str, str], key: tuple[str, str]) -> None:
+    """Refuse a certificate and key that do not make a pair, naming the variables.
+
+    Python's `ssl` (OpenSSL) checks them: gRPC itself would take any bytes and fail each
+    handshake later. An encrypted key is refused too: gRPC cannot decrypt one.
+    """
+    (cert_name, cert_path), (key_name, key_path) = cert, key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # The callback answers a passphrase prompt (an encrypted key) with none instead of
+        # letting OpenSSL ask on the terminal.
+        context.load_cert_chain(cert_path, key_path, password=lambda: b"")
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":
+            raise SettingsError(
+                f"{key_name}={key_path!r} is not the private key of the certificate in "
+                f"{cert_name}={cert_path!r}"
+            ) from None
+        raise SettingsError(
+            f"{key_name}={key_path!r} holds no unencrypted PEM private key"
+        ) from None
+    except OSError as error:
+        raise SettingsError(f"{key_name}={key_path!r} cannot be read: {error.strerror}") from None
+
+
+def _key_pair(env: Env, cert_name: str, key_name: str) -> tuple[bytes, bytes] | None:
+    """(certificate chain, private key) from the files two variables name, checked to be a
+    pair; None when neither is set."""
+    cert = _read_pem(env, cert_name)
+    key = _read_pem(env, key_name)
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        given, missing = (cert_name, key_name) if cert is not None else (key_name, cert_name)
+        raise SettingsError(f"{given} is set but {missing} is not; set both or neither")
+    _check_certificates(cert_name, *cert)
+    _check_key_pair((cert_name, cert[0]), (key_name, key[0]))
+    return cert[1], key[1]
+
+
+def server_tls(env: Env, mutual_tls_addr_variable: str = "") -> ServerTls | None:
+    """The server's TLS from KAIROS_TLS_CERT_FILE and KAIROS_TLS_KEY_FILE; None (plaintext)
+    when neither is set.
+
+    With `mutual_tls_addr_variable` (the api's), KAIROS_TLS_CLIENT_CA_FILE adds a listener at
+    that address where clients must present a certificate signed by that CA. It is a listener
+    of its own because gRPC Python either never asks for client certificates or requires them
+    on every connection: tenants' clients, which authenticate by API key, keep the other one.
+    """
+    pair = _key_pair(env, "KAIROS_TLS_CERT_FILE", "KAIROS_TLS_KEY_FILE")
+    if not mutual_tls_addr_variable:
+        return None if pair is None else ServerTls(*pair)
+    ca_name = "KAIROS_TLS_CLIENT_CA_FILE"
+    client_ca = _read_pem(env, ca_name)
+    mutual_addr = env.text(mutual_tls_addr_variable, "")
+    if client_ca is None and mutual_addr:
+        raise SettingsError(f"{mutual_tls_addr_variable} is set but {ca_name} is not; set both")
+    if client_ca is not None and not mutual_addr:
+        raise SettingsError(
+            f"{ca_name} is set but {mutual_tls_addr_variable} is not: mutual TLS is served on "
+            "a listener of its own; set it (e.g. 0.0.0.0:50054) and point the scheduler's and "
+            "publisher's KAIROS_API_TARGET at it"
+        )
+    if pair is None:
+        if client_ca is not None:
+            raise SettingsError(
+                f"{ca_name} is set but KAIROS_TLS_CERT_FILE and KAIROS_TLS_KEY_FILE are not: "
+                "mutual TLS needs the server's certificate too"
+            )
+        return None
+    if client_ca is None:
+        return ServerTls(*pair)
+    _check_certificates(ca_name, *client_ca)
+    return ServerTls(
+        *pair,
+        client_ca=client_ca[1],
+        mutual_addr=listen_address(env, mutual_tls_addr_variable, ""),
+        mutual_addr_variable=mutual_tls_addr_variable,
+    )
+
+
+def api_client_tls(env: Env) -> ClientTls:
+    """TLS of the channel to the api, from KAIROS_API_TLS, KAIROS_API_CA_FILE,
+    KAIROS_API_CLIENT_CERT_FILE with KAIROS_API_CLIENT_KEY_FILE, KAIROS_API_TLS_SERVER_NAME."""
+    ca = _read_pem(env, "KAIROS_API_CA_FILE")
+    if ca is not None:
+        _check_certificates("KAIROS_API_CA_FILE", *ca)
+    pair = _key_pair(env, "KAIROS_API_CLIENT_CERT_FILE", "KAIROS_API_CLIENT_KEY_FILE")
+    server_name = env.text("KAIROS_API_TLS_SERVER_NAME", "")
+    given = [
+        name
+        for name, value in (
+            ("KAIROS_API_CA_FILE", ca),
+            ("KAIROS_API_CLIENT_CERT_FILE", pair),
+            ("KAIROS_API_TLS_SERVER_NAME", server_name),
+        )
+        if value
+    ]
+    enabled = env.flag("KAIROS_API_TLS", bool(given))
+    if not enabled and given:
+        raise SettingsError(
+            f"KAIROS_API_TLS is off but {', '.join(given)} only applies with TLS; "
+            "unset KAIROS_API_TLS or those"
+        )
+    return ClientTls(
+        enabled=enabled,
+        ca=None if ca is None else ca[1],
+        cert_chain=None if pair is None else pair[0],
+        private_key=None if pair is None else pair[1],
+        server_name=server_name,
     )

@@ -89,7 +89,12 @@ class ApiService:
         settings.common.require_service_token()
         self.settings = settings
         self.app: Application = bootstrap(settings)
-        self.auth = Authenticator(self.app.keys, settings.common.service_token)
+        tls = settings.server.tls
+        self.auth = Authenticator(
+            self.app.keys,
+            settings.common.service_token,
+            require_client_certificate=tls is not None and tls.client_ca is not None,
+        )
         self.stopping = asyncio.Event()
         self.grpc: GrpcServer | None = None
         self.nc: NatsClient | None = None

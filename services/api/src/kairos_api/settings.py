@@ -101,7 +101,8 @@ class ApiSettings:
     """Everything the api reads at start-up."""
 
     common: CommonSettings
-    #: Listen address of the public and internal gRPC APIs (KAIROS_API_ADDR).
+    #: Listen address of the public and internal gRPC APIs (KAIROS_API_ADDR), their TLS, and
+    #: the mutual-TLS listener DispatchService then requires (KAIROS_API_MTLS_ADDR).
     server: ServerSettings
     #: Run the database migrations before serving (KAIROS_MIGRATE_ON_START).
     migrate_on_start: bool = True
@@ -161,7 +162,12 @@ class ApiSettings:
         check_database_url(common.database_url)
         return cls(
             common=common,
-            server=server_settings(env, "KAIROS_API_ADDR", "127.0.0.1:50051"),
+            server=server_settings(
+                env,
+                "KAIROS_API_ADDR",
+                "127.0.0.1:50051",
+                mutual_tls_addr_variable="KAIROS_API_MTLS_ADDR",
+            ),
             migrate_on_start=env.flag("KAIROS_MIGRATE_ON_START", True),
             past_tolerance=env.seconds("KAIROS_PAST_TOLERANCE_SECONDS", 60.0),
             allow_http_media=env.flag("KAIROS_ALLOW_HTTP_MEDIA", False),

@@ -21,7 +21,7 @@ import grpc
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos_common import tracing
-from kairos_common.grpc.channel import bearer, insecure_channel
+from kairos_common.grpc.channel import bearer, open_channel
 from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
 
@@ -78,7 +78,7 @@ class DispatchClient:
     @classmethod
     def connect(cls, settings: CommonSettings) -> DispatchClient:
         """A client of the api at KAIROS_API_TARGET, on its own channel (closed by `close`)."""
-        channel = insecure_channel(settings.api_target)
+        channel = open_channel(settings.api_target, settings.api_tls)
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 

@@ -9,6 +9,7 @@ import logging
 from nats.aio.client import Client as NatsClient
 
 from kairos_common.deadline import Deadline
+from kairos_common.grpc.channel import plaintext_warning
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.metrics import MetricsServer, refresh_until
 from kairos_common.streams import (
@@ -47,6 +48,10 @@ class PublisherService:
         self.metrics_stopping = asyncio.Event()
 
     async def start(self) -> None:
+        if warning := plaintext_warning(
+            self.settings.common.api_target, self.settings.common.api_tls
+        ):
+            log.warning(warning)
         self.metrics.start()
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None

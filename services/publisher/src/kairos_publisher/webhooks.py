@@ -44,7 +44,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from kairos.dispatch.v1 import webhooks_pb2, webhooks_pb2_grpc
 from kairos.events.v1 import events_pb2
 from kairos_common.deadline import Deadline
-from kairos_common.grpc.channel import bearer, insecure_channel
+from kairos_common.grpc.channel import bearer, open_channel
 from kairos_common.settings import CommonSettings
 from kairos_common.streams import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from kairos_publisher.batching import Batcher
@@ -219,7 +219,7 @@ class WebhookDispatchClient:
 
     @classmethod
     def connect(cls, settings: CommonSettings) -> WebhookDispatchClient:
-        channel = insecure_channel(settings.api_target)
+        channel = open_channel(settings.api_target, settings.api_tls)
         stub = webhooks_pb2_grpc.WebhookDispatchServiceStub(channel)
         return cls(stub, settings.service_token, channel=channel)
 

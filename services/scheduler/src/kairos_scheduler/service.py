@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 
 from kairos.dispatch.v1 import dispatch_pb2_grpc
 from kairos_common.deadline import Deadline
-from kairos_common.grpc.channel import insecure_channel
+from kairos_common.grpc.channel import open_channel, plaintext_warning
 from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.metrics import MetricsServer
 from kairos_common.publishing import AckedPublisher
@@ -47,6 +47,10 @@ class SchedulerService:
         self.metrics = MetricsServer(settings.metrics)
 
     async def start(self) -> None:
+        if warning := plaintext_warning(
+            self.settings.common.api_target, self.settings.common.api_tls
+        ):
+            log.warning(warning)
         self.metrics.start()
         self.grpc = await create_server(
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
@@ -56,7 +60,8 @@ class SchedulerService:
         )
         js = self.nc.jetstream()
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
-        self.channel = insecure_channel(self.settings.common.api_target)
+        common = self.settings.common
+        self.channel = open_channel(common.api_target, common.api_tls)
         self.loop = ClaimLoop(
             self.settings,
             dispatch_pb2_grpc.DispatchServiceStub(self.channel),

@@ -4,6 +4,9 @@
 
 Global options go before the command; each has an environment default: KAIROS_API_TARGET
 (127.0.0.1:50051), KAIROS_API_KEY, KAIROS_TZ (this machine's zone) and KAIROS_TIMEOUT (10 s).
+TLS to the api is set by the environment alone, as for the scheduler and publisher:
+KAIROS_API_TLS, KAIROS_API_CA_FILE, KAIROS_API_CLIENT_CERT_FILE with KAIROS_API_CLIENT_KEY_FILE,
+KAIROS_API_TLS_SERVER_NAME.
 Results go to stdout (tables, or JSON with --json), errors to stderr (one JSON line with --json,
 mistakes in the command line itself included).
 
@@ -33,6 +36,7 @@ from typer.core import TyperGroup
 from kairos_cli.commands import accounts, keys, media, posts, queue, series, views, webhooks
 from kairos_cli.runtime import EXIT_ERROR, EXIT_USAGE, Options, error_json, fail, print_json_errors
 from kairos_cli.when import WhenError, load_zone, local_zone_name
+from kairos_common.settings import Env, SettingsError, api_client_tls
 
 EPILOG = (
     "Exit codes: 0 success; 1 other failure; 2 usage error or invalid argument (each field "
@@ -178,10 +182,15 @@ def main(
         load_zone(zone_name)
     except WhenError as error:
         fail(EXIT_USAGE, str(error))
+    try:
+        tls = api_client_tls(Env())
+    except SettingsError as error:
+        fail(EXIT_USAGE, str(error))
     ctx.obj = Options(
         target=target.strip(),
         api_key=api_key.strip(),
         json=json_output,
         zone_name=zone_name,
         timeout=timeout,
+        tls=tls,
     )

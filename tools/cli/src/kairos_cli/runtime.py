@@ -11,6 +11,7 @@ stderr only JSON lines, the error last.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -28,7 +29,9 @@ from google.protobuf.message import Message
 from rich.console import Console
 
 from kairos_cli import names
-from kairos_client import KairosClient, KairosError
+from kairos_client import DEFAULT_CHANNEL_OPTIONS, KairosClient, KairosError
+from kairos_common.grpc.channel import channel_credentials, tls_options
+from kairos_common.settings import ClientTls
 
 T = TypeVar("T")
 
@@ -68,6 +71,9 @@ class Options:
     json: bool
     zone_name: str
     timeout: float
+    #: TLS of the channel to the api (KAIROS_API_TLS, KAIROS_API_CA_FILE ...), as the
+    #: scheduler and publisher read it.
+    tls: ClientTls = dataclasses.field(default_factory=ClientTls)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -167,8 +173,16 @@ def call_api(ctx: typer.Context, action: Callable[[KairosClient], Awaitable[T]])
     if not opts.api_key:
         fail(EXIT_AUTH, MISSING_KEY)
 
+    tls = opts.tls
+
     async def run() -> T:
-        async with KairosClient(opts.target, opts.api_key, timeout=opts.timeout) as client:
+        async with KairosClient(
+            opts.target,
+            opts.api_key,
+            timeout=opts.timeout,
+            credentials=channel_credentials(tls) if tls.enabled else None,
+            channel_options=[*DEFAULT_CHANNEL_OPTIONS, *tls_options(tls)],
+        ) as client:
             return await action(client)
 
     try:

@@ -3,9 +3,10 @@
 `create_server()` builds and starts a server with health (one status per service name) and
 reflection (unless switched off), every method handler guarded once as it is registered (requests
 decoded and errors mapped: `errors.guard`), bound to the configured address (port 0 picks a free
-port, for tests). `run_until_signalled()` waits for SIGTERM or SIGINT and then stops the service:
-health goes NOT_SERVING first, the service stops taking work, in-flight work gets the grace
-period, and the process can exit 0.
+port, for tests), with TLS when the settings carry a certificate, and the api's mutual-TLS
+listener beside it when they carry a client CA. `run_until_signalled()` waits for SIGTERM or
+SIGINT and then stops the service: health goes NOT_SERVING first, the service stops taking work,
+in-flight work gets the grace period, and the process can exit 0.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kairos_common.grpc.errors import GuardedGenericHandler, guard_all
-from kairos_common.settings import CannotStart, ServerSettings
+from kairos_common.settings import CannotStart, ServerSettings, ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class GrpcServer:
     #: grpc_health's asyncio HealthServicer (the package ships no type information).
     health: Any
     service_names: Sequence[str]
+    #: The port of the mutual-TLS listener; 0 when there is none.
+    mutual_port: int = 0
     _stopped: bool = field(default=False, init=False)
 
     async def set_serving(self, serving: bool) -> None:
@@ -136,20 +139,62 @@ async def create_server(
         # The services really served: a health name such as "kairos.scheduler" is not one.
         names = [*registrar.services, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, registrar)
+    tls = settings.tls
+    port = _bind(server, settings.addr, settings.addr_variable, _credentials(tls, mutual=False))
+    mutual_port = 0
+    if tls is not None and tls.client_ca is not None:
+        credentials = _credentials(tls, mutual=True)
+        mutual_port = _bind(server, tls.mutual_addr, tls.mutual_addr_variable, credentials)
+    await server.start()
+    started = GrpcServer(server, port, health_servicer, tuple(service_names), mutual_port)
+    await started.set_serving(False)
+    log.info(
+        "gRPC listening",
+        extra={"addr": settings.addr, "port": port, "tls": "off" if tls is None else "on"},
+    )
+    if tls is not None and mutual_port:
+        log.info(
+            "gRPC listening for mutual TLS", extra={"addr": tls.mutual_addr, "port": mutual_port}
+        )
+    return started
+
+
+def _credentials(tls: ServerTls | None, *, mutual: bool) -> grpc.ServerCredentials | None:
+    """The server credentials of a listener: None (plaintext) without TLS; for the mutual-TLS
+    listener, ones that require a client certificate signed by the client CA."""
+    if tls is None:
+        return None
+    if mutual:
+        return grpc.ssl_server_credentials(
+            [(tls.private_key, tls.cert_chain)],
+            root_certificates=tls.client_ca,
+            require_client_auth=True,
+        )
+    # No root certificates: gRPC Python then never asks for a client certificate, and tenants'
+    # clients connect with their API key alone.
+    return grpc.ssl_server_credentials([(tls.private_key, tls.cert_chain)])
+
+
+def _bind(
+    server: grpc.aio.Server,
+    addr: str,
+    addr_variable: str,
+    credentials: grpc.ServerCredentials | None,
+) -> int:
+    """Listen on `addr`; the port, or CannotStart naming `addr_variable`."""
     try:
-        port = server.add_insecure_port(settings.addr)
+        if credentials is None:
+            port = server.add_insecure_port(addr)
+        else:
+            port = server.add_secure_port(addr, credentials)
     except RuntimeError:  # grpc's "Failed to bind to address ..."
         port = 0
     if port == 0:
         raise CannotStart(
-            f"cannot listen on {settings.addr} ({settings.addr_variable}): the port is taken, "
+            f"cannot listen on {addr} ({addr_variable}): the port is taken, "
             "or the host is not an address of this machine"
         )
-    await server.start()
-    started = GrpcServer(server, port, health_servicer, tuple(service_names))
-    await started.set_serving(False)
-    log.info("gRPC listening", extra={"addr": settings.addr, "port": port})
-    return started
+    return port
 
 
 class Service(Protocol):
