@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -531,6 +531,42 @@ async def test_sweep_reemits_a_lost_delivery_under_a_new_id(
     assert again[0].delivery_id != lost.delivery_id
     assert not (await begin(dispatch, lost.delivery_id)).ok
     assert (await begin(dispatch, again[0].delivery_id)).ok
+
+
+async def test_sweep_reemits_deliveries_claimed_before_an_instant_at_once(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    # What the scheduler asks when its NATS connection comes back: the events of deliveries
+    # claimed before then may be lost, and their leases have 60 s to go.
+    account = await connect(tenant)
+    waiting, begun = await post_due(tenant, account), await post_due(tenant, account)
+    claimed = {d.target_id: d for d in await claim(dispatch)}
+    lost = claimed[waiting.targets[0].id]
+    assert (await begin(dispatch, claimed[begun.targets[0].id].delivery_id)).ok
+    await asyncio.sleep(0.01)
+    back = Timestamp()
+    back.FromDatetime(datetime.now(UTC))
+    await asyncio.sleep(0.01)
+    later = await post_due(tenant, account)
+    fresh = await claim_one(dispatch, later.targets[0].id)
+
+    def reemit() -> Awaitable[dispatch_pb2.SweepExpiredResponse]:
+        request = dispatch_pb2.SweepExpiredRequest(
+            limit=500, lease=seconds(60), reemit_claimed_before=back
+        )
+        return dispatch.SweepExpired(request, metadata=SERVICE)
+
+    assert [d.target_id for d in (await sweep(dispatch)).redeliveries] == []  # leases hold
+    first = await reemit()
+    ours = {waiting.targets[0].id, begun.targets[0].id, later.targets[0].id}
+    again = [d for d in first.redeliveries if d.target_id in ours]
+    assert [d.target_id for d in again] == [waiting.targets[0].id]
+    assert again[0].delivery_id != lost.delivery_id
+    # Asked again with the same instant (the next page), it is not re-emitted twice.
+    assert [d for d in (await reemit()).redeliveries if d.target_id in ours] == []
+    assert not (await begin(dispatch, lost.delivery_id)).ok  # the old event, if it comes
+    assert (await begin(dispatch, again[0].delivery_id)).ok
+    assert (await begin(dispatch, fresh.delivery_id)).ok  # claimed after: left alone
 
 
 async def test_sweep_settles_an_abandoned_attempt(

@@ -61,6 +61,11 @@ class AckedPublisher:
         self._numbers = itertools.count(1)
         self._subscribing = asyncio.Lock()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the NATS connection is up (a publish now can be acknowledged)."""
+        return bool(self._nc.is_connected)
+
     async def publish(self, messages: Sequence[Message], timeout: float) -> list[bool]:
         """Publish `messages` in order; for each, whether JetStream stored it within `timeout`
         seconds. A message without an answer by then may still have been stored: send it again

@@ -35,6 +35,20 @@ EVENTS_SUBJECT_PREFIX = "kairos.events"
 DEAD_SUBJECT_PREFIX = "kairos.dead"
 #: Core-NATS subject that tells schedulers to claim now (publish-now, schedule inside the lead).
 WAKE_SUBJECT = "kairos.control.wake"
+#: Core-NATS subject on which a publisher whose connection came back asks one scheduler to
+#: re-emit the deliveries claimed and not begun (events in flight to it may be lost).
+REEMIT_SUBJECT = "kairos.control.reemit"
+#: Queue group of the schedulers on REEMIT_SUBJECT: one of them answers.
+REEMIT_QUEUE = "kairos-schedulers"
+
+
+def leader_elected_subjects(stream: str) -> tuple[str, str]:
+    """JetStream's advisories that `stream`, or one of its consumers, has a new leader (in a
+    cluster, after a node's loss or a partition)."""
+    return (
+        f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{stream}",
+        f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.*",
+    )
 
 
 def due_subject(platform: str) -> str:

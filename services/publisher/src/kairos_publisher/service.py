@@ -4,8 +4,10 @@ health."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
+import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from kairos_common.deadline import Deadline
@@ -15,6 +17,7 @@ from kairos_common.metrics import MetricsServer, refresh_until
 from kairos_common.streams import (
     DUE_STREAM,
     EVENTS_STREAM,
+    REEMIT_SUBJECT,
     StreamLayout,
     connect,
     drain_and_close,
@@ -92,6 +95,11 @@ class PublisherService:
         # Without NATS nothing can be consumed: say so to whoever routes by health.
         if self.ready and not self.stopping and self.grpc is not None:
             await self.grpc.set_serving(connected)
+        if connected and self.nc is not None and not self.stopping:
+            # Events on their way to this copy when the link dropped wait out their AckWait;
+            # a scheduler re-emits them at once instead (the fence refuses the stale ones).
+            with contextlib.suppress(nats.errors.Error):
+                await self.nc.publish(REEMIT_SUBJECT, b"")
 
     async def stop(self) -> None:
         """Stop fetching, finish in-flight calls and report them, ack, then close.

@@ -3,18 +3,25 @@
 Each delivery is published once with `Nats-Msg-Id = delivery_id`, so a re-publish after a crash
 is dropped by JetStream. A delivery whose publish failed stays QUEUED in the database until its
 lease runs out; the sweeper then re-emits it under a new delivery, so nothing is lost.
+
+Waiting out the lease would make such posts a minute late, so when events may have been lost
+(this scheduler's NATS connection came back, a publisher's did, the due stream's leader changed,
+or a publish was not acknowledged) the next sweep, due at once, asks the api to re-emit every
+delivery claimed before that moment and not begun. The fence refuses the superseded events that
+do still arrive, so a re-emission costs a refused begin, never a second post.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
@@ -94,6 +101,20 @@ class ClaimLoop:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.emitted = 0
+        #: Deliveries claimed before this instant and not begun are to be re-emitted at the next
+        #: sweep (None: none are). It only moves forward until a sweep has re-emitted them all.
+        self.reemit_before: datetime | None = None
+        #: Set to sweep at once instead of at the next `sweep_every`.
+        self.sweep_now = asyncio.Event()
+
+    def reemit(self, reason: str) -> None:
+        """Have the deliveries claimed until now and not begun re-emitted at once: their events
+        may have been lost (`reason` says why, for the log)."""
+        now = datetime.now(UTC)
+        if self.reemit_before is None or self.reemit_before < now:
+            self.reemit_before = now
+        log.info("re-emitting the deliveries claimed so far and not begun", extra={"why": reason})
+        self.sweep_now.set()
 
     def _duration(self, seconds: float) -> Duration:
         value = Duration()
@@ -115,7 +136,10 @@ class ClaimLoop:
         metrics.claimed(len(reply.deliveries), started)
         if reply.deliveries:
             claimed = time.perf_counter()
-            self.emitted += await emit(self.publisher, reply.deliveries)
+            stored = await emit(self.publisher, reply.deliveries)
+            self.emitted += stored
+            if stored < len(reply.deliveries):
+                self.reemit("due events not acknowledged")
             log.info(
                 "claimed",
                 extra={
@@ -128,17 +152,28 @@ class ClaimLoop:
 
     async def sweep_once(self) -> None:
         started = time.perf_counter()
+        request = dispatch_pb2.SweepExpiredRequest(
+            limit=self.settings.batch,
+            lease=self._duration(self.settings.lease.total_seconds()),
+        )
+        # While NATS is away a re-emission would only fail again: it waits for the reconnect.
+        before = self.reemit_before if self.publisher.connected else None
+        if before is not None:
+            request.reemit_claimed_before.CopyFrom(_timestamp(before))
         reply = await self.dispatch.SweepExpired(
-            dispatch_pb2.SweepExpiredRequest(
-                limit=self.settings.batch,
-                lease=self._duration(self.settings.lease.total_seconds()),
-            ),
-            metadata=self.metadata,
-            timeout=RPC_TIMEOUT,
+            request, metadata=self.metadata, timeout=RPC_TIMEOUT
         )
         metrics.swept(reply, started)
+        stored = len(reply.redeliveries)
         if reply.redeliveries:
-            self.emitted += await emit(self.publisher, reply.redeliveries)
+            stored = await emit(self.publisher, reply.redeliveries)
+            self.emitted += stored
+        if stored < len(reply.redeliveries):
+            self.reemit("re-emitted events not acknowledged")  # at the next sweep
+        elif len(reply.redeliveries) >= self.settings.batch:
+            self.sweep_now.set()  # more to re-emit: the next page at once
+        elif before is not None and self.reemit_before == before:
+            self.reemit_before = None  # all of them re-emitted
         if reply.redeliveries or reply.marked_unknown or reply.marked_missed:
             log.info(
                 "swept",
@@ -174,10 +209,24 @@ class ClaimLoop:
                 log.warning("SweepExpired failed: %s %s", error.code().name, error.details())
             except Exception:
                 log.exception("sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.stopping.wait(), timeout=self.settings.sweep_every.total_seconds()
-                )
+            await self._wait_for_sweep()
+
+    async def _wait_for_sweep(self) -> None:
+        """Sleep until the next sweep is due, one is asked for at once, or stop."""
+        waiters = [
+            asyncio.ensure_future(self.sweep_now.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=self.settings.sweep_every.total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.sweep_now.clear()
 
     async def _pause(self, seconds: float) -> None:
         """Sleep until the next tick, a wake-up, or stop."""
@@ -191,3 +240,9 @@ class ClaimLoop:
             for waiter in waiters:
                 waiter.cancel()
         self.wake.clear()
+
+
+def _timestamp(instant: datetime) -> Timestamp:
+    value = Timestamp()
+    value.FromDatetime(instant)
+    return value

@@ -16,11 +16,15 @@ from kairos_common.grpc.server import GrpcServer, create_server
 from kairos_common.metrics import MetricsServer
 from kairos_common.publishing import AckedPublisher
 from kairos_common.streams import (
+    DUE_STREAM,
+    REEMIT_QUEUE,
+    REEMIT_SUBJECT,
     WAKE_SUBJECT,
     StreamLayout,
     connect,
     drain_and_close,
     ensure_streams,
+    leader_elected_subjects,
 )
 from kairos_scheduler.loop import ClaimLoop
 from kairos_scheduler.settings import SchedulerSettings
@@ -72,7 +76,16 @@ class SchedulerService:
         async def on_wake(_: Msg) -> None:
             loop.wake.set()
 
+        async def on_reemit(_: Msg) -> None:
+            loop.reemit("a publisher's NATS connection came back")
+
+        async def on_leader(message: Msg) -> None:
+            loop.reemit(f"a new leader: {message.subject.removeprefix('$JS.EVENT.ADVISORY.')}")
+
         await self.nc.subscribe(WAKE_SUBJECT, cb=on_wake)
+        await self.nc.subscribe(REEMIT_SUBJECT, queue=REEMIT_QUEUE, cb=on_reemit)
+        for subject in leader_elected_subjects(DUE_STREAM):
+            await self.nc.subscribe(subject, cb=on_leader)
         self.tasks = [
             asyncio.create_task(loop.run_claims(), name="claims"),
             asyncio.create_task(loop.run_sweeps(), name="sweeps"),
@@ -85,6 +98,8 @@ class SchedulerService:
         # Without NATS nothing can be claimed and emitted: say so to whoever routes by health.
         if self.ready and not self.stopping and self.grpc is not None:
             await self.grpc.set_serving(connected)
+        if connected and self.loop is not None and not self.stopping:
+            self.loop.reemit("NATS connection came back")
 
     async def stop(self) -> None:
         """Stop claiming, let a claim in flight finish within the grace, close."""

@@ -312,6 +312,11 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             self.app,
             limit=request.limit or 500,
             lease=_or_default(request.lease, timedelta(seconds=60), "lease"),
+            reemit_claimed_before=(
+                convert.from_timestamp(request.reemit_claimed_before, "reemit_claimed_before")
+                if request.HasField("reemit_claimed_before")
+                else None
+            ),
         )
         response = dispatch_pb2.SweepExpiredResponse(
             redeliveries=[delivery_to_proto(d) for d in result.redeliveries],

@@ -852,21 +852,32 @@ class SweepExpiredRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
+    REEMIT_CLAIMED_BEFORE_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """At most this many targets of each kind per call."""
     @_builtins.property
     def lease(self) -> _duration_pb2.Duration:
         """Lease of re-emitted deliveries."""
 
+    @_builtins.property
+    def reemit_claimed_before(self) -> _timestamp_pb2.Timestamp:
+        """Also re-emit, under new deliveries, the QUEUED targets last changed before this instant
+        (claimed or re-emitted before it; the api takes its own clock if that is earlier), whether
+        or not their lease has run out: their events may have been lost with a NATS restart or a
+        node's loss. The scheduler sends the instant its NATS connection came back; unset, only
+        expired leases are re-emitted.
+        """
+
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         lease: _duration_pb2.Duration | None = ...,
+        reemit_claimed_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "reemit_claimed_before", b"reemit_claimed_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "limit", b"limit", "reemit_claimed_before", b"reemit_claimed_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

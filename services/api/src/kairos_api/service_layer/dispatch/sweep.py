@@ -66,11 +66,23 @@ def _delivery(target: Target, revision: int) -> Delivery:
     )
 
 
-async def sweep_expired(app: Application, limit: int, lease: timedelta) -> SweepResult:
-    """Re-emit lost deliveries, settle abandoned attempts, mark stale targets MISSED."""
+async def sweep_expired(
+    app: Application, limit: int, lease: timedelta, reemit_claimed_before: datetime | None = None
+) -> SweepResult:
+    """Re-emit lost deliveries, settle abandoned attempts, mark stale targets MISSED.
+
+    With `reemit_claimed_before`, deliveries claimed (or re-emitted) before that instant and not
+    begun are re-emitted too, lease or not: a broker restart may have lost their events, and
+    waiting out the lease would make them that late. A stale event that does arrive later is
+    refused by the fence, its delivery being superseded. Re-emitted ones are changed now, at or
+    after the instant, so a caller paging through them never gets one twice.
+    """
     if limit <= 0 or limit > MAX_CLAIM:
         raise errors.InvalidArgument.of("limit", f"must be 1-{MAX_CLAIM}")
     now = app.clock()
+    lost_conditions: list[Any] = [Target.lease_until < now]
+    if reemit_claimed_before is not None:
+        lost_conditions.append(Target.updated_at < min(reemit_claimed_before, now))
     redeliveries: list[Delivery] = []
     unknown = missed = requeued = 0
     async with app.uow() as uow:
@@ -102,7 +114,7 @@ async def sweep_expired(app: Application, limit: int, lease: timedelta) -> Sweep
             or_(Target.next_attempt_at.is_not(None), Target.status == TargetStatus.QUEUED),
             Target.stale_at <= now,
         )
-        lost = await expired(Target.status == TargetStatus.QUEUED, Target.lease_until < now)
+        lost = await expired(Target.status == TargetStatus.QUEUED, or_(*lost_conditions))
         abandoned = await expired(
             Target.status == TargetStatus.PUBLISHING, Target.lease_until < now
         )
