@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
+from collections import UserString
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import nats
 import nats.errors
@@ -22,7 +25,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from kairos_common.deadline import Deadline
-from kairos_common.settings import CannotStart, hide_password
+from kairos_common.settings import CannotStart, NatsAuthSettings, hide_password
 
 log = logging.getLogger(__name__)
 
@@ -138,18 +141,94 @@ class _Unreachable:
     def __init__(self) -> None:
         self.failures = 0
         self.told_at: float | None = None
+        self.told_kind = ""
 
-    def should_tell(self) -> bool:
+    def should_tell(self, kind: str = "unreachable") -> bool:
+        """Whether to log this failure: the first, one per period, and a change of kind."""
         self.failures += 1
         now = time.monotonic()
-        if self.told_at is None or now - self.told_at >= UNREACHABLE_LOG_EVERY:
+        if (
+            self.told_at is None
+            or kind != self.told_kind
+            or now - self.told_at >= UNREACHABLE_LOG_EVERY
+        ):
             self.told_at = now
+            self.told_kind = kind
             return True
         return False
 
     def reset(self) -> None:
         self.failures = 0
         self.told_at = None
+        self.told_kind = ""
+
+
+#: Every way to authenticate, named when a server that wants one was given none.
+_ANY_AUTH = (
+    "KAIROS_NATS_USER and KAIROS_NATS_PASSWORD(_FILE), KAIROS_NATS_TOKEN(_FILE), "
+    "KAIROS_NATS_NKEY_SEED(_FILE) or KAIROS_NATS_CREDS(_FILE)"
+)
+
+
+def _refused_authentication(error: Exception) -> bool:
+    # The first connection gets the server's -ERR as a plain Error with its text; a reconnection
+    # gets AuthorizationError. Expired or revoked credentials read "Authorization Violation" too
+    # (or "... Expired").
+    if isinstance(error, nats.errors.AuthorizationError):
+        return True
+    text = str(error).lower()
+    return "authorization violation" in text or "authentication expired" in text
+
+
+def _failure_line(
+    error: Exception, shown: str, auth: NatsAuthSettings
+) -> tuple[str, str, tuple[object, ...]]:
+    """The kind of a failed connection attempt, and the log line (format, arguments) to tell it."""
+    reason = str(error) or type(error).__name__
+    repeat = ("retrying, and repeating this line every %g s while it lasts", UNREACHABLE_LOG_EVERY)
+    if _refused_authentication(error):
+        check = auth.method or f"the server wants credentials: set one of {_ANY_AUTH}"
+        return (
+            "authentication",
+            "NATS at KAIROS_NATS_URL=%s refused authentication (%s); check %s; " + repeat[0],
+            (shown, reason, check, repeat[1]),
+        )
+    if isinstance(error, ssl.SSLError):
+        check = (
+            "KAIROS_NATS_CA_FILE (the CA that signed the server's certificate), and "
+            "KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE if the server verifies clients"
+        )
+        return (
+            "tls",
+            "TLS with NATS at KAIROS_NATS_URL=%s failed (%s); check %s; " + repeat[0],
+            (shown, reason, check, repeat[1]),
+        )
+    return (
+        "unreachable",
+        "cannot reach NATS at KAIROS_NATS_URL=%s (%s); " + repeat[0],
+        (shown, reason, repeat[1]),
+    )
+
+
+def _auth_options(auth: NatsAuthSettings) -> dict[str, Any]:
+    """nats-py's connect() keywords for `auth`; none for what is not set, so that a user in the
+    URL keeps working."""
+    options: dict[str, Any] = {}
+    if auth.user:
+        options.update(user=auth.user, password=auth.password)
+    if auth.token:
+        options["token"] = auth.token
+    if auth.nkey_seed:
+        options["nkeys_seed_str"] = auth.nkey_seed
+    if auth.creds:
+        # nats-py reads a UserString as the contents of a .creds file, not as its path.
+        options["user_credentials"] = UserString(auth.creds)
+    context = auth.tls_context()
+    if context is not None:
+        options["tls"] = context
+    if auth.tls_hostname:
+        options["tls_hostname"] = auth.tls_hostname
+    return options
 
 
 async def connect(
@@ -157,15 +236,20 @@ async def connect(
     *,
     name: str,
     on_change: Callable[[bool], Awaitable[None]] | None = None,
+    auth: NatsAuthSettings | None = None,
 ) -> NatsClient:
     """Connect to NATS at `url` (KAIROS_NATS_URL), trying until it answers, and reconnect forever
     in the background once connected.
 
-    While NATS cannot be reached one line says so, naming the variable and the URL, and repeats
-    every UNREACHABLE_LOG_EVERY seconds while it lasts. `on_change(False)` is awaited when an
-    established connection is lost and `on_change(True)` when it is back, so that a service can
-    report itself NOT_SERVING meanwhile.
+    `auth` holds the credentials and TLS files (KAIROS_NATS_USER, KAIROS_NATS_CA_FILE ...);
+    without it only what the URL carries is sent. While NATS cannot be reached one line says so,
+    naming the variable and the URL, and repeats every UNREACHABLE_LOG_EVERY seconds while it
+    lasts; a server that refuses the credentials or a failed TLS handshake is told as such,
+    naming the settings to check. `on_change(False)` is awaited when an established connection
+    is lost and `on_change(True)` when it is back, so that a service can report itself
+    NOT_SERVING meanwhile.
     """
+    auth = auth or NatsAuthSettings()
     client = NatsClient()
     shown = shown_url(url)
     unreachable = _Unreachable()
@@ -188,15 +272,10 @@ async def connect(
     async def on_error(error: Exception) -> None:
         if client.is_connected:
             log.warning("NATS error: %s", error)
-        elif unreachable.should_tell():
-            log.warning(
-                "cannot reach NATS at KAIROS_NATS_URL=%s (%s); retrying, and repeating this "
-                "line every %g s while it lasts",
-                shown,
-                str(error) or type(error).__name__,
-                UNREACHABLE_LOG_EVERY,
-                extra={"failed_attempts": unreachable.failures},
-            )
+            return
+        kind, line, args = _failure_line(error, shown, auth)
+        if unreachable.should_tell(kind):
+            log.warning(line, *args, extra={"failed_attempts": unreachable.failures})
 
     await client.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
@@ -206,6 +285,7 @@ async def connect(
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
+        **_auth_options(auth),
     )
     if unreachable.failures:
         log.info("NATS reachable now", extra={"nats_url": shown})
