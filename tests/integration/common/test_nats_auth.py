@@ -219,3 +219,35 @@ async def test_no_credentials_for_a_server_that_wants_them_names_every_way(
         "KAIROS_NATS_PASSWORD(_FILE), KAIROS_NATS_TOKEN(_FILE)" in line
         for line in lines
     ), lines
+
+
+@pytest.mark.parametrize(
+    ("environ", "scheme"),
+    [
+        ({"KAIROS_NATS_USER": "kairos", "KAIROS_NATS_PASSWORD": PASSWORD}, "tls"),
+        ({"KAIROS_NATS_TOKEN": TOKEN}, "nats"),
+    ],
+    ids=["password-tls-url", "token-ca-file"],
+)
+async def test_a_password_or_token_is_not_sent_to_a_server_that_does_not_ask_for_tls(
+    start_server: StartServer,
+    tls: TlsFiles,
+    caplog: pytest.LogCaptureFixture,
+    environ: dict[str, str],
+    scheme: str,
+) -> None:
+    """TLS is wanted (a tls:// URL, or a CA file), but the server offers none: nats-py would go on
+    unencrypted, so connect() keeps the credentials and says why."""
+    config = f'authorization {{ user: "kairos", password: "{PASSWORD}" }}'
+    if "KAIROS_NATS_TOKEN" in environ:
+        config = f'authorization {{ token: "{TOKEN}" }}'
+    server = start_server(config, scheme=scheme)
+    common = settings(server, KAIROS_NATS_CA_FILE=str(tls.ca), **environ)
+
+    lines = await refusal_lines(common, caplog, "did not ask for TLS")
+
+    assert any(
+        line.startswith(f"NATS at KAIROS_NATS_URL={server.url} did not ask for TLS")
+        and "the credentials were not sent" in line
+        for line in lines
+    ), lines

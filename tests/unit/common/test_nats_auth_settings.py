@@ -162,3 +162,13 @@ def test_certificate_files_are_checked(tmp_path: Path) -> None:
         with pytest.raises(SettingsError) as caught:
             CommonSettings.from_env(environ)
         assert said in str(caught.value), environ
+
+
+def test_tls_is_wanted_with_a_tls_url_or_a_ca_or_client_certificate(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    plain = CommonSettings.from_env({}).nats_auth
+    with_ca = CommonSettings.from_env({"KAIROS_NATS_CA_FILE": str(files.ca)}).nats_auth
+    assert not plain.wants_tls("nats://a:4222,b:4222")
+    assert plain.wants_tls("nats://a:4222,tls://b:4222")
+    assert plain.wants_tls("wss://a:443")
+    assert with_ca.wants_tls("nats://a:4222")

@@ -295,13 +295,29 @@ class NatsAuthSettings:
             return NATS_CREDS
         return ""
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context to verify the server with (and present the client certificate), or
-        None when neither a CA nor a client certificate is set: then nats-py uses the system's
-        CAs when the server asks for TLS."""
-        if not (self.ca_file or self.cert_file):
+    def wants_tls(self, nats_url: str) -> bool:
+        """Whether the link to NATS must be TLS: a CA or client certificate is set, or a URL in
+        `nats_url` (KAIROS_NATS_URL) is tls:// or wss://."""
+        schemes = {entry.strip().partition("://")[0] for entry in nats_url.split(",")}
+        return bool(self.ca_file or self.cert_file or schemes & {"tls", "wss"})
+
+    def tls_context(
+        self, context_class: type[ssl.SSLContext] = ssl.SSLContext, *, always: bool = False
+    ) -> ssl.SSLContext | None:
+        """The TLS context that verifies the server (against KAIROS_NATS_CA_FILE, else the
+        system's CAs) and presents the client certificate, made of `context_class`.
+
+        None when neither a CA nor a client certificate is set, unless `always`: then nats-py
+        uses the system's CAs if the server asks for TLS.
+        """
+        if not (always or self.ca_file or self.cert_file):
             return None
-        context = ssl.create_default_context(cafile=self.ca_file or None)
+        # As ssl.create_default_context() makes it: the server's certificate and name checked.
+        context = context_class(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if self.cert_file:
             context.load_cert_chain(self.cert_file, self.key_file)
         return context

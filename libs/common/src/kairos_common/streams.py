@@ -170,6 +170,54 @@ _ANY_AUTH = (
 )
 
 
+class TlsNotOffered(nats.errors.Error):
+    """The server did not ask for TLS where it is wanted; the credentials were not sent."""
+
+    def __str__(self) -> str:
+        return "the server did not ask for TLS"
+
+
+class _WitnessedContext(ssl.SSLContext):
+    """A TLS context that remembers the last TLS session it began, so that a password or token
+    is only given to a connection that did upgrade to TLS.
+
+    nats-py upgrades only when the server's INFO asks for TLS, whatever the URL says, and then
+    builds CONNECT with the credentials: a plain server (or one in the middle that drops the
+    TLS request) would get them in the clear.
+    """
+
+    last_session: ssl.SSLObject | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        session_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        self.last_session = session_object
+        return session_object
+
+    def upgraded(self) -> bool:
+        """Whether the connection being set up finished a TLS handshake; each session counts
+        once, so a later attempt that stays plain is not taken for it."""
+        last, self.last_session = self.last_session, None
+        return last is not None and last.version() is not None
+
+
+def _given_over_tls(value: str, context: _WitnessedContext) -> Callable[[], str]:
+    """`value` for nats-py to send in CONNECT, refused (TlsNotOffered) on a plain connection."""
+
+    def give() -> str:
+        if not context.upgraded():
+            raise TlsNotOffered()
+        return value
+
+    return give
+
+
 def _refused_authentication(error: Exception) -> bool:
     # The first connection gets the server's -ERR as a plain Error with its text; a reconnection
     # gets AuthorizationError. Expired or revoked credentials read "Authorization Violation" too
@@ -193,6 +241,14 @@ def _failure_line(
             "NATS at KAIROS_NATS_URL=%s refused authentication (%s); check %s; " + repeat[0],
             (shown, reason, check, repeat[1]),
         )
+    if isinstance(error, TlsNotOffered):
+        return (
+            "no-tls",
+            "NATS at KAIROS_NATS_URL=%s did not ask for TLS, which is wanted here (a tls:// URL, "
+            "KAIROS_NATS_CA_FILE or KAIROS_NATS_CERT_FILE); the credentials were not sent: give "
+            "the server a tls block; " + repeat[0],
+            (shown, repeat[1]),
+        )
     if isinstance(error, ssl.SSLError):
         check = (
             "KAIROS_NATS_CA_FILE (the CA that signed the server's certificate), and "
@@ -210,20 +266,30 @@ def _failure_line(
     )
 
 
-def _auth_options(auth: NatsAuthSettings) -> dict[str, Any]:
+def _auth_options(auth: NatsAuthSettings, url: str) -> dict[str, Any]:
     """nats-py's connect() keywords for `auth`; none for what is not set, so that a user in the
-    URL keeps working."""
+    URL keeps working. Where TLS is wanted, a password or token is handed over only on a
+    connection that did upgrade to TLS.
+
+    An NKey seed or a .creds file never leaves the service (the server gets a signature of its
+    challenge), so they are not held back so.
+    """
     options: dict[str, Any] = {}
+    context = auth.tls_context(_WitnessedContext, always=auth.wants_tls(url))
+    witness = context if isinstance(context, _WitnessedContext) else None
     if auth.user:
-        options.update(user=auth.user, password=auth.password)
+        user: str | Callable[[], str] = auth.user
+        if witness is not None:
+            # nats-py asks for the user first, then at once for the password.
+            user = _given_over_tls(auth.user, witness)
+        options.update(user=user, password=auth.password)
     if auth.token:
-        options["token"] = auth.token
+        options["token"] = auth.token if witness is None else _given_over_tls(auth.token, witness)
     if auth.nkey_seed:
         options["nkeys_seed_str"] = auth.nkey_seed
     if auth.creds:
         # nats-py reads a UserString as the contents of a .creds file, not as its path.
         options["user_credentials"] = UserString(auth.creds)
-    context = auth.tls_context()
     if context is not None:
         options["tls"] = context
     if auth.tls_hostname:
@@ -285,7 +351,7 @@ async def connect(
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
-        **_auth_options(auth),
+        **_auth_options(auth, url),
     )
     if unreachable.failures:
         log.info("NATS reachable now", extra={"nats_url": shown})
