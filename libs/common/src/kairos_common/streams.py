@@ -135,18 +135,34 @@ def shown_url(url: str) -> str:
     return ",".join(hide_password(u if "://" in u else f"nats://{u}") for u in servers)
 
 
+#: The kind of failure that says nothing more than that NATS did not answer.
+UNREACHABLE = "unreachable"
+
+
 class _Unreachable:
     """Failed connection attempts since NATS was last reachable, and when they were last told."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.failures = 0
         self.told_at: float | None = None
         self.told_kind = ""
+        #: When NATS last answered with a refusal (credentials, TLS) rather than not at all.
+        self.refused_at: float | None = None
 
-    def should_tell(self, kind: str = "unreachable") -> bool:
-        """Whether to log this failure: the first, one per period, and a change of kind."""
+    def should_tell(self, kind: str = UNREACHABLE) -> bool:
+        """Whether to log this failure: the first, one per period, and a change of kind.
+
+        A lost connection within a period of a refusal is not told: a server that refuses
+        closes the connection at once, and the client sometimes reads that reset before the
+        refusal, which would otherwise alternate with it as "cannot reach".
+        """
         self.failures += 1
-        now = time.monotonic()
+        now = self.clock()
+        if kind != UNREACHABLE:
+            self.refused_at = now
+        elif self.refused_at is not None and now - self.refused_at < UNREACHABLE_LOG_EVERY:
+            return False
         if (
             self.told_at is None
             or kind != self.told_kind
@@ -161,8 +177,11 @@ class _Unreachable:
         self.failures = 0
         self.told_at = None
         self.told_kind = ""
+        self.refused_at = None
 
 
+#: How each line about a failed connection attempt ends (UNREACHABLE_LOG_EVERY fills it in).
+_RETRYING = "retrying, and repeating this line every %g s while it lasts"
 #: Every way to authenticate, named when a server that wants one was given none.
 _ANY_AUTH = (
     "KAIROS_NATS_USER and KAIROS_NATS_PASSWORD(_FILE), KAIROS_NATS_TOKEN(_FILE), "
@@ -220,8 +239,7 @@ def _given_over_tls(value: str, context: _WitnessedContext) -> Callable[[], str]
 
 def _refused_authentication(error: Exception) -> bool:
     # The first connection gets the server's -ERR as a plain Error with its text; a reconnection
-    # gets AuthorizationError. Expired or revoked credentials read "Authorization Violation" too
-    # (or "... Expired").
+    # gets AuthorizationError. An expired user JWT reads "User Authentication Expired".
     if isinstance(error, nats.errors.AuthorizationError):
         return True
     text = str(error).lower()
@@ -233,21 +251,20 @@ def _failure_line(
 ) -> tuple[str, str, tuple[object, ...]]:
     """The kind of a failed connection attempt, and the log line (format, arguments) to tell it."""
     reason = str(error) or type(error).__name__
-    repeat = ("retrying, and repeating this line every %g s while it lasts", UNREACHABLE_LOG_EVERY)
     if _refused_authentication(error):
         check = auth.method or f"the server wants credentials: set one of {_ANY_AUTH}"
         return (
             "authentication",
-            "NATS at KAIROS_NATS_URL=%s refused authentication (%s); check %s; " + repeat[0],
-            (shown, reason, check, repeat[1]),
+            "NATS at KAIROS_NATS_URL=%s refused authentication (%s); check %s; " + _RETRYING,
+            (shown, reason, check, UNREACHABLE_LOG_EVERY),
         )
     if isinstance(error, TlsNotOffered):
         return (
             "no-tls",
             "NATS at KAIROS_NATS_URL=%s did not ask for TLS, which is wanted here (a tls:// URL, "
             "KAIROS_NATS_CA_FILE or KAIROS_NATS_CERT_FILE); the credentials were not sent: give "
-            "the server a tls block; " + repeat[0],
-            (shown, repeat[1]),
+            "the server a tls block; " + _RETRYING,
+            (shown, UNREACHABLE_LOG_EVERY),
         )
     if isinstance(error, ssl.SSLError):
         check = (
@@ -256,13 +273,13 @@ def _failure_line(
         )
         return (
             "tls",
-            "TLS with NATS at KAIROS_NATS_URL=%s failed (%s); check %s; " + repeat[0],
-            (shown, reason, check, repeat[1]),
+            "TLS with NATS at KAIROS_NATS_URL=%s failed (%s); check %s; " + _RETRYING,
+            (shown, reason, check, UNREACHABLE_LOG_EVERY),
         )
     return (
-        "unreachable",
-        "cannot reach NATS at KAIROS_NATS_URL=%s (%s); " + repeat[0],
-        (shown, reason, repeat[1]),
+        UNREACHABLE,
+        "cannot reach NATS at KAIROS_NATS_URL=%s (%s); " + _RETRYING,
+        (shown, reason, UNREACHABLE_LOG_EVERY),
     )
 
 
@@ -272,7 +289,7 @@ def _auth_options(auth: NatsAuthSettings, url: str) -> dict[str, Any]:
     connection that did upgrade to TLS.
 
     An NKey seed or a .creds file never leaves the service (the server gets a signature of its
-    challenge), so they are not held back so.
+    challenge), so nothing is held back with those.
     """
     options: dict[str, Any] = {}
     context = auth.tls_context(_WitnessedContext, always=auth.wants_tls(url))
