@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from kairos_common.settings import CommonSettings, SettingsError
 from support.nats_auth import operator_mode, tls_files, user_nkey
@@ -145,6 +146,15 @@ def test_certificate_files_are_checked(tmp_path: Path) -> None:
     files = tls_files(tmp_path)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
+    key = serialization.load_pem_private_key(files.client_key.read_bytes(), password=None)
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
     cases = [
         ({"KAIROS_NATS_CERT_FILE": str(files.client_cert)}, "KAIROS_NATS_CERT_FILE is set without"),
         ({"KAIROS_NATS_KEY_FILE": str(files.client_key)}, "KAIROS_NATS_KEY_FILE is set without"),
@@ -156,6 +166,11 @@ def test_certificate_files_are_checked(tmp_path: Path) -> None:
                 "KAIROS_NATS_KEY_FILE": str(files.server_key),
             },
             "KAIROS_NATS_CA_FILE, KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE cannot be loaded",
+        ),
+        (
+            # An encrypted key is refused, not asked a password for on a terminal.
+            {"KAIROS_NATS_CERT_FILE": str(files.client_cert), "KAIROS_NATS_KEY_FILE": str(locked)},
+            "is the key the certificate's, and not encrypted?",
         ),
     ]
     for environ, said in cases:

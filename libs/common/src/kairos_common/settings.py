@@ -256,7 +256,8 @@ class NatsAuthSettings:
 
     At most one way to authenticate is set; none leaves it to the server (or to a user in
     KAIROS_NATS_URL, which nats-py sends as before). TLS is used whenever the server asks for
-    it; a CA or a client certificate given here shapes that TLS.
+    it; a CA or a client certificate given here shapes that TLS, and where TLS is wanted
+    (`wants_tls`) connect() gives a password or token only over TLS.
     """
 
     #: User name, sent with `password` (KAIROS_NATS_USER).
@@ -319,7 +320,8 @@ class NatsAuthSettings:
         else:
             context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
+            # No password: an encrypted key fails here instead of prompting on a terminal.
+            context.load_cert_chain(self.cert_file, self.key_file, password=b"")
         return context
 
 
@@ -411,10 +413,14 @@ def nats_auth_settings(env: Env, nats_url: str) -> NatsAuthSettings:
     try:
         settings.tls_context()
     except ssl.SSLError as error:
-        files = "KAIROS_NATS_CA_FILE"
+        message = f"KAIROS_NATS_CA_FILE cannot be loaded ({error.reason or error})"
         if settings.cert_file:
-            files = "KAIROS_NATS_CA_FILE, KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE"
-        raise SettingsError(f"{files} cannot be loaded: {error.reason or error}") from None
+            message = (
+                "KAIROS_NATS_CA_FILE, KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE cannot be "
+                f"loaded ({error.reason or error}): is the key the certificate's, and not "
+                "encrypted?"
+            )
+        raise SettingsError(message) from None
     return settings
 
 
