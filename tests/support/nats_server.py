@@ -27,23 +27,35 @@ def nats_server_binary() -> str:
 
 
 class NatsServer:
-    """One nats-server process with JetStream and its own storage folder."""
+    """One nats-server process with JetStream and its own storage folder.
 
-    def __init__(self) -> None:
+    `config` is nats-server configuration text (`authorization { ... }`, `tls { ... }`) that it
+    starts with (`-c`); `scheme` is the one its `url` uses (`tls` for a server that wants TLS).
+    """
+
+    def __init__(self, config: str = "", *, scheme: str = "nats") -> None:
         self.port = free_port()
         self.store = Path(tempfile.mkdtemp(prefix="kairos-nats-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.store / "server.log"
+        self.config = config
+        self.scheme = scheme
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, *, jetstream: bool = True) -> None:
         """Start it; without `jetstream` it serves core NATS only (JetStream requests get
         no responders, as from a server that has not enabled JetStream yet)."""
+        options: list[str] = []
+        if self.config:
+            config_file = self.store / "server.conf"
+            config_file.write_text(self.config)
+            options = ["-c", str(config_file)]
         command = [
             nats_server_binary(),
+            *options,
             "-a", "127.0.0.1",
             "-p", str(self.port),
             *(["-js", "-sd", str(self.store / "jetstream")] if jetstream else []),

@@ -241,6 +241,201 @@ class ServerSettings:
     tls: ServerTls | None = None
 
 
+#: The variables of each way to authenticate to NATS, as named in messages.
+NATS_USER_PASSWORD = "KAIROS_NATS_USER and KAIROS_NATS_PASSWORD(_FILE)"
+NATS_TOKEN = "KAIROS_NATS_TOKEN(_FILE)"
+NATS_NKEY = "KAIROS_NATS_NKEY_SEED(_FILE)"
+NATS_CREDS = "KAIROS_NATS_CREDS(_FILE)"
+NATS_URL_USER = "the user in KAIROS_NATS_URL"
+_PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+#: Ends the first line of every PEM private key: PKCS#8, RSA, EC.
+_PEM_KEY = "PRIVATE KEY-----"
+
+
+@dataclass(frozen=True)
+class NatsAuthSettings:
+    """How the services authenticate to NATS and check its TLS certificate.
+
+    At most one way to authenticate is set; none leaves it to the server (or to a user in
+    KAIROS_NATS_URL, which nats-py sends as before). TLS is used whenever the server asks for
+    it; a CA or a client certificate given here shapes that TLS, and where TLS is wanted
+    (`wants_tls`) connect() gives a password or token only over TLS.
+    """
+
+    #: User name, sent with `password` (KAIROS_NATS_USER).
+    user: str = ""
+    #: That user's password (KAIROS_NATS_PASSWORD or KAIROS_NATS_PASSWORD_FILE).
+    password: str = field(default="", repr=False)
+    #: Token authentication (KAIROS_NATS_TOKEN or KAIROS_NATS_TOKEN_FILE).
+    token: str = field(default="", repr=False)
+    #: NKey seed (SU...) of a user the server knows by its public key
+    #: (KAIROS_NATS_NKEY_SEED or, usually, KAIROS_NATS_NKEY_SEED_FILE).
+    nkey_seed: str = field(default="", repr=False)
+    #: Contents of a .creds file, user JWT and NKey seed, for servers in operator mode
+    #: (KAIROS_NATS_CREDS_FILE, or KAIROS_NATS_CREDS).
+    creds: str = field(default="", repr=False)
+    #: PEM file of the CA(s) that signed the server's certificate; the system's CAs when empty
+    #: (KAIROS_NATS_CA_FILE).
+    ca_file: str = ""
+    #: PEM client certificate (chain) and its key, for servers that verify clients
+    #: (KAIROS_NATS_CERT_FILE, KAIROS_NATS_KEY_FILE).
+    cert_file: str = ""
+    key_file: str = ""
+    #: Name to check the server's certificate against instead of the URL's host
+    #: (KAIROS_NATS_TLS_HOSTNAME).
+    tls_hostname: str = ""
+
+    @property
+    def method(self) -> str:
+        """The variables of the way to authenticate that is set, or "" when none is."""
+        if self.user:
+            return NATS_USER_PASSWORD
+        if self.token:
+            return NATS_TOKEN
+        if self.nkey_seed:
+            return NATS_NKEY
+        if self.creds:
+            return NATS_CREDS
+        return ""
+
+    def wants_tls(self, nats_url: str) -> bool:
+        """Whether the link to NATS must be TLS: a CA or client certificate is set, or a URL in
+        `nats_url` (KAIROS_NATS_URL) is tls:// or wss://."""
+        schemes = {entry.strip().partition("://")[0] for entry in nats_url.split(",")}
+        return bool(self.ca_file or self.cert_file or schemes & {"tls", "wss"})
+
+    def tls_context(
+        self, context_class: type[ssl.SSLContext] = ssl.SSLContext, *, always: bool = False
+    ) -> ssl.SSLContext | None:
+        """The TLS context that verifies the server (against KAIROS_NATS_CA_FILE, else the
+        system's CAs) and presents the client certificate, made of `context_class`.
+
+        None when neither a CA nor a client certificate is set, unless `always`: then nats-py
+        uses the system's CAs if the server asks for TLS.
+        """
+        if not (always or self.ca_file or self.cert_file):
+            return None
+        # As ssl.create_default_context() makes it: the server's certificate and name checked.
+        context = context_class(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca_file:
+            context.load_verify_locations(cafile=self.ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        if self.cert_file:
+            # No password: an encrypted key fails here instead of prompting on a terminal.
+            context.load_cert_chain(self.cert_file, self.key_file, password=b"")
+        return context
+
+
+def _pem_file(env: Env, name: str, what: str, marker: str) -> str:
+    """The path in `name`, checked to be a readable file holding PEM `what` (`marker` in it)."""
+    path = env.text(name, "")
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise SettingsError(f"{name}={path!r} cannot be read: {reason}") from None
+    if marker not in text:
+        raise SettingsError(f"{name}={path!r} holds no PEM {what}")
+    return path
+
+
+def _check_nkey_seed(seed: str) -> None:
+    import nkeys  # type: ignore[import-untyped]
+
+    try:
+        nkeys.from_seed(bytearray(seed.encode())).wipe()
+    except (nkeys.NkeysError, ValueError, TypeError):
+        raise SettingsError(
+            f"{NATS_NKEY} holds no NKey seed (one line that starts with SU, as `nk -gen user` "
+            "writes)"
+        ) from None
+    if not seed.startswith("SU"):
+        raise SettingsError(f"{NATS_NKEY} holds a seed that is not a user's (SU...)")
+
+
+def _check_creds(creds: str) -> None:
+    if "BEGIN NATS USER JWT" not in creds or "BEGIN USER NKEY SEED" not in creds:
+        raise SettingsError(
+            f"{NATS_CREDS} is not a .creds file: it needs a NATS USER JWT and a USER NKEY SEED "
+            "block (as `nsc generate creds` writes)"
+        )
+
+
+def nats_auth_settings(env: Env, nats_url: str) -> NatsAuthSettings:
+    """NATS authentication and TLS from KAIROS_NATS_* variables, checked at start-up.
+
+    Refused, naming the variables and never a secret's value: two ways to authenticate at once
+    (a user in `nats_url` counts as one), a user without a password or the reverse, a
+    certificate without its key or the reverse, a file that cannot be read or does not hold
+    what it should.
+    """
+    settings = NatsAuthSettings(
+        user=env.text("KAIROS_NATS_USER", ""),
+        password=env.secret("KAIROS_NATS_PASSWORD"),
+        token=env.secret("KAIROS_NATS_TOKEN"),
+        nkey_seed=env.secret("KAIROS_NATS_NKEY_SEED"),
+        creds=env.secret("KAIROS_NATS_CREDS"),
+        ca_file=_pem_file(env, "KAIROS_NATS_CA_FILE", "certificate", _PEM_CERTIFICATE),
+        cert_file=_pem_file(env, "KAIROS_NATS_CERT_FILE", "certificate", _PEM_CERTIFICATE),
+        key_file=_pem_file(env, "KAIROS_NATS_KEY_FILE", "private key", _PEM_KEY),
+        tls_hostname=env.text("KAIROS_NATS_TLS_HOSTNAME", ""),
+    )
+    if settings.user and not settings.password:
+        raise SettingsError(
+            "KAIROS_NATS_USER is set without KAIROS_NATS_PASSWORD (or KAIROS_NATS_PASSWORD_FILE)"
+        )
+    if settings.password and not settings.user:
+        raise SettingsError("KAIROS_NATS_PASSWORD is set without KAIROS_NATS_USER")
+    methods = [
+        method
+        for method, present in (
+            (NATS_USER_PASSWORD, settings.user),
+            (NATS_TOKEN, settings.token),
+            (NATS_NKEY, settings.nkey_seed),
+            (NATS_CREDS, settings.creds),
+            (NATS_URL_USER, _url_has_user(nats_url)),
+        )
+        if present
+    ]
+    if len(methods) > 1:
+        raise SettingsError(
+            f"NATS authentication is set more than one way ({'; '.join(methods)}); set one"
+        )
+    if settings.cert_file and not settings.key_file:
+        raise SettingsError("KAIROS_NATS_CERT_FILE is set without KAIROS_NATS_KEY_FILE")
+    if settings.key_file and not settings.cert_file:
+        raise SettingsError("KAIROS_NATS_KEY_FILE is set without KAIROS_NATS_CERT_FILE")
+    if settings.nkey_seed:
+        _check_nkey_seed(settings.nkey_seed)
+    if settings.creds:
+        _check_creds(settings.creds)
+    try:
+        settings.tls_context()
+    except ssl.SSLError as error:
+        message = f"KAIROS_NATS_CA_FILE cannot be loaded ({error.reason or error})"
+        if settings.cert_file:
+            message = (
+                "KAIROS_NATS_CA_FILE, KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE cannot be "
+                f"loaded ({error.reason or error}): is the key the certificate's, and not "
+                "encrypted?"
+            )
+        raise SettingsError(message) from None
+    return settings
+
+
+def _url_has_user(nats_url: str) -> bool:
+    for entry in nats_url.split(","):
+        entry = entry.strip()
+        if entry:
+            parts = urlsplit(entry if "://" in entry else f"nats://{entry}")
+            if parts.username or parts.password:
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class CommonSettings:
     """Settings every Kairos service reads."""
@@ -265,6 +460,8 @@ class CommonSettings:
     environment: str = PRODUCTION
     #: TLS of the channel to the api (KAIROS_API_TLS and the KAIROS_API_*_FILE certificates).
     api_tls: ClientTls = field(default_factory=lambda: ClientTls())  # (defined below)
+    #: NATS authentication and TLS (KAIROS_NATS_USER, KAIROS_NATS_CA_FILE ...).
+    nats_auth: NatsAuthSettings = NatsAuthSettings()
 
     @property
     def development(self) -> bool:
@@ -275,9 +472,10 @@ class CommonSettings:
         env = Env(environ)
         environment = env.choice("KAIROS_ENV", PRODUCTION, (DEVELOPMENT, PRODUCTION))
         token_default = DEV_SERVICE_TOKEN if environment == DEVELOPMENT else ""
+        servers = nats_url(env, "KAIROS_NATS_URL", cls.nats_url)
         return cls(
             database_url=env.secret("KAIROS_DATABASE_URL", cls.database_url),
-            nats_url=nats_url(env, "KAIROS_NATS_URL", cls.nats_url),
+            nats_url=servers,
             api_target=grpc_target(env, "KAIROS_API_TARGET", cls.api_target),
             secret_key=env.secret("KAIROS_SECRET_KEY"),
             service_token=env.secret("KAIROS_SERVICE_TOKEN", token_default),
@@ -286,6 +484,7 @@ class CommonSettings:
             nats_replicas=env.integer("KAIROS_NATS_REPLICAS", 1, minimum=1, maximum=5),
             environment=environment,
             api_tls=api_client_tls(env),
+            nats_auth=nats_auth_settings(env, servers),
         )
 
     def require_service_token(self) -> str:

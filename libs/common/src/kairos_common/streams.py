@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
+from collections import UserString
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import nats
 import nats.errors
@@ -22,7 +25,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from kairos_common.deadline import Deadline
-from kairos_common.settings import CannotStart, hide_password
+from kairos_common.settings import CannotStart, NatsAuthSettings, hide_password
 
 log = logging.getLogger(__name__)
 
@@ -146,24 +149,183 @@ def shown_url(url: str) -> str:
     return ",".join(hide_password(u if "://" in u else f"nats://{u}") for u in servers)
 
 
+#: The kind of failure that says nothing more than that NATS did not answer.
+UNREACHABLE = "unreachable"
+
+
 class _Unreachable:
     """Failed connection attempts since NATS was last reachable, and when they were last told."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.failures = 0
         self.told_at: float | None = None
+        self.told_kind = ""
+        #: When NATS last answered with a refusal (credentials, TLS) rather than not at all.
+        self.refused_at: float | None = None
 
-    def should_tell(self) -> bool:
+    def should_tell(self, kind: str = UNREACHABLE) -> bool:
+        """Whether to log this failure: the first, one per period, and a change of kind.
+
+        A lost connection within a period of a refusal is not told: a server that refuses
+        closes the connection at once, and the client sometimes reads that reset before the
+        refusal, which would otherwise alternate with it as "cannot reach".
+        """
         self.failures += 1
-        now = time.monotonic()
-        if self.told_at is None or now - self.told_at >= UNREACHABLE_LOG_EVERY:
+        now = self.clock()
+        if kind != UNREACHABLE:
+            self.refused_at = now
+        elif self.refused_at is not None and now - self.refused_at < UNREACHABLE_LOG_EVERY:
+            return False
+        if (
+            self.told_at is None
+            or kind != self.told_kind
+            or now - self.told_at >= UNREACHABLE_LOG_EVERY
+        ):
             self.told_at = now
+            self.told_kind = kind
             return True
         return False
 
     def reset(self) -> None:
         self.failures = 0
         self.told_at = None
+        self.told_kind = ""
+        self.refused_at = None
+
+
+#: How each line about a failed connection attempt ends (UNREACHABLE_LOG_EVERY fills it in).
+_RETRYING = "retrying, and repeating this line every %g s while it lasts"
+#: Every way to authenticate, named when a server that wants one was given none.
+_ANY_AUTH = (
+    "KAIROS_NATS_USER and KAIROS_NATS_PASSWORD(_FILE), KAIROS_NATS_TOKEN(_FILE), "
+    "KAIROS_NATS_NKEY_SEED(_FILE) or KAIROS_NATS_CREDS(_FILE)"
+)
+
+
+class TlsNotOffered(nats.errors.Error):
+    """The server did not ask for TLS where it is wanted; the credentials were not sent."""
+
+    def __str__(self) -> str:
+        return "the server did not ask for TLS"
+
+
+class _WitnessedContext(ssl.SSLContext):
+    """A TLS context that remembers the last TLS session it began, so that a password or token
+    is only given to a connection that did upgrade to TLS.
+
+    nats-py upgrades only when the server's INFO asks for TLS, whatever the URL says, and then
+    builds CONNECT with the credentials: a plain server (or one in the middle that drops the
+    TLS request) would get them in the clear.
+    """
+
+    last_session: ssl.SSLObject | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        session_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        self.last_session = session_object
+        return session_object
+
+    def upgraded(self) -> bool:
+        """Whether the connection being set up finished a TLS handshake; each session counts
+        once, so a later attempt that stays plain is not taken for it."""
+        last, self.last_session = self.last_session, None
+        return last is not None and last.version() is not None
+
+
+def _given_over_tls(value: str, context: _WitnessedContext) -> Callable[[], str]:
+    """`value` for nats-py to send in CONNECT, refused (TlsNotOffered) on a plain connection."""
+
+    def give() -> str:
+        if not context.upgraded():
+            raise TlsNotOffered()
+        return value
+
+    return give
+
+
+def _refused_authentication(error: Exception) -> bool:
+    # The first connection gets the server's -ERR as a plain Error with its text; a reconnection
+    # gets AuthorizationError. An expired user JWT reads "User Authentication Expired".
+    if isinstance(error, nats.errors.AuthorizationError):
+        return True
+    text = str(error).lower()
+    return "authorization violation" in text or "authentication expired" in text
+
+
+def _failure_line(
+    error: Exception, shown: str, auth: NatsAuthSettings
+) -> tuple[str, str, tuple[object, ...]]:
+    """The kind of a failed connection attempt, and the log line (format, arguments) to tell it."""
+    reason = str(error) or type(error).__name__
+    if _refused_authentication(error):
+        check = auth.method or f"the server wants credentials: set one of {_ANY_AUTH}"
+        return (
+            "authentication",
+            "NATS at KAIROS_NATS_URL=%s refused authentication (%s); check %s; " + _RETRYING,
+            (shown, reason, check, UNREACHABLE_LOG_EVERY),
+        )
+    if isinstance(error, TlsNotOffered):
+        return (
+            "no-tls",
+            "NATS at KAIROS_NATS_URL=%s did not ask for TLS, which is wanted here (a tls:// URL, "
+            "KAIROS_NATS_CA_FILE or KAIROS_NATS_CERT_FILE); the credentials were not sent: give "
+            "the server a tls block; " + _RETRYING,
+            (shown, UNREACHABLE_LOG_EVERY),
+        )
+    if isinstance(error, ssl.SSLError):
+        check = (
+            "KAIROS_NATS_CA_FILE (the CA that signed the server's certificate), and "
+            "KAIROS_NATS_CERT_FILE and KAIROS_NATS_KEY_FILE if the server verifies clients"
+        )
+        return (
+            "tls",
+            "TLS with NATS at KAIROS_NATS_URL=%s failed (%s); check %s; " + _RETRYING,
+            (shown, reason, check, UNREACHABLE_LOG_EVERY),
+        )
+    return (
+        UNREACHABLE,
+        "cannot reach NATS at KAIROS_NATS_URL=%s (%s); " + _RETRYING,
+        (shown, reason, UNREACHABLE_LOG_EVERY),
+    )
+
+
+def _auth_options(auth: NatsAuthSettings, url: str) -> dict[str, Any]:
+    """nats-py's connect() keywords for `auth`; none for what is not set, so that a user in the
+    URL keeps working. Where TLS is wanted, a password or token is handed over only on a
+    connection that did upgrade to TLS.
+
+    An NKey seed or a .creds file never leaves the service (the server gets a signature of its
+    challenge), so nothing is held back with those.
+    """
+    options: dict[str, Any] = {}
+    context = auth.tls_context(_WitnessedContext, always=auth.wants_tls(url))
+    witness = context if isinstance(context, _WitnessedContext) else None
+    if auth.user:
+        user: str | Callable[[], str] = auth.user
+        if witness is not None:
+            # nats-py asks for the user first, then at once for the password.
+            user = _given_over_tls(auth.user, witness)
+        options.update(user=user, password=auth.password)
+    if auth.token:
+        options["token"] = auth.token if witness is None else _given_over_tls(auth.token, witness)
+    if auth.nkey_seed:
+        options["nkeys_seed_str"] = auth.nkey_seed
+    if auth.creds:
+        # nats-py reads a UserString as the contents of a .creds file, not as its path.
+        options["user_credentials"] = UserString(auth.creds)
+    if context is not None:
+        options["tls"] = context
+    if auth.tls_hostname:
+        options["tls_hostname"] = auth.tls_hostname
+    return options
 
 
 async def connect(
@@ -171,15 +333,20 @@ async def connect(
     *,
     name: str,
     on_change: Callable[[bool], Awaitable[None]] | None = None,
+    auth: NatsAuthSettings | None = None,
 ) -> NatsClient:
     """Connect to NATS at `url` (KAIROS_NATS_URL), trying until it answers, and reconnect forever
     in the background once connected.
 
-    While NATS cannot be reached one line says so, naming the variable and the URL, and repeats
-    every UNREACHABLE_LOG_EVERY seconds while it lasts. `on_change(False)` is awaited when an
-    established connection is lost and `on_change(True)` when it is back, so that a service can
-    report itself NOT_SERVING meanwhile.
+    `auth` holds the credentials and TLS files (KAIROS_NATS_USER, KAIROS_NATS_CA_FILE ...);
+    without it only what the URL carries is sent. While NATS cannot be reached one line says so,
+    naming the variable and the URL, and repeats every UNREACHABLE_LOG_EVERY seconds while it
+    lasts; a server that refuses the credentials or a failed TLS handshake is told as such,
+    naming the settings to check. `on_change(False)` is awaited when an established connection
+    is lost and `on_change(True)` when it is back, so that a service can report itself
+    NOT_SERVING meanwhile.
     """
+    auth = auth or NatsAuthSettings()
     client = NatsClient()
     shown = shown_url(url)
     unreachable = _Unreachable()
@@ -202,15 +369,10 @@ async def connect(
     async def on_error(error: Exception) -> None:
         if client.is_connected:
             log.warning("NATS error: %s", error)
-        elif unreachable.should_tell():
-            log.warning(
-                "cannot reach NATS at KAIROS_NATS_URL=%s (%s); retrying, and repeating this "
-                "line every %g s while it lasts",
-                shown,
-                str(error) or type(error).__name__,
-                UNREACHABLE_LOG_EVERY,
-                extra={"failed_attempts": unreachable.failures},
-            )
+            return
+        kind, line, args = _failure_line(error, shown, auth)
+        if unreachable.should_tell(kind):
+            log.warning(line, *args, extra={"failed_attempts": unreachable.failures})
 
     await client.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
@@ -220,6 +382,7 @@ async def connect(
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
+        **_auth_options(auth, url),
     )
     if unreachable.failures:
         log.info("NATS reachable now", extra={"nats_url": shown})

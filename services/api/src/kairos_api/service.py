@@ -173,7 +173,11 @@ class ApiService:
         The api serves meanwhile: events wait in the outbox, and the schedulers claim on their
         own tick instead of being woken.
         """
-        self.nc = await connect(self.settings.common.nats_url, name="kairos-api")
+        self.nc = await connect(
+            self.settings.common.nats_url,
+            name="kairos-api",
+            auth=self.settings.common.nats_auth,
+        )
         js = self.nc.jetstream()
         layout = StreamLayout(replicas=self.settings.common.nats_replicas)
         while not self.stopping.is_set():

@@ -60,7 +60,10 @@ class SchedulerService:
             self.settings.server, service_names=[HEALTH_NAME], register=lambda _: None
         )
         self.nc = await connect(
-            self.settings.common.nats_url, name="kairos-scheduler", on_change=self._nats_changed
+            self.settings.common.nats_url,
+            name="kairos-scheduler",
+            on_change=self._nats_changed,
+            auth=self.settings.common.nats_auth,
         )
         js = self.nc.jetstream()
         await ensure_streams(js, StreamLayout(replicas=self.settings.common.nats_replicas))
