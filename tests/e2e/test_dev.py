@@ -126,7 +126,7 @@ class DevRun:
             pytest.fail(f"kairos-dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
         return code, time.monotonic() - started
 
-    def interrupt_group(self, timeout: float = 20.0) -> int:
+    def interrupt_group(self, timeout: float = 40.0) -> int:
         """SIGINT to the whole process group, as an IDE or CI stops `make dev`; the exit code."""
         os.killpg(self.process.pid, signal.SIGINT)
         try:

@@ -314,8 +314,11 @@ async def test_a_failed_refresh_marks_the_account_needs_reauth(stack: Stack) -> 
             )
         ).account.status
     assert status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH, stack.logs()
-    current = await stack.get(post.id)
-    target = current.targets[0]
+    # The account is marked as the refresh fails; the attempt's outcome is reported after it.
+    target = (await stack.get(post.id)).targets[0]
+    while time.monotonic() < deadline and target.status == posts_pb2.TARGET_STATUS_PUBLISHING:
+        await asyncio.sleep(0.2)
+        target = (await stack.get(post.id)).targets[0]
     # It waits for the user to reconnect; nothing was published.
     assert target.status == posts_pb2.TARGET_STATUS_PENDING
     assert target.last_error.error_class == posts_pb2.ERROR_CLASS_AUTH

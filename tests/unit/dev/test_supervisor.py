@@ -63,6 +63,15 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+async def gone_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` is gone (or a zombie) within `seconds`."""
+    for _ in range(int(seconds / 0.02)):
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.02)
+    return not alive(pid)
+
+
 class ClosedTerminal(io.StringIO):
     """Output that works until `close_terminal`, then fails as a terminal that went away does."""
 
@@ -121,7 +130,8 @@ async def test_a_child_that_ignores_sigterm_is_killed_with_what_it_started(
     assert await asyncio.wait_for(running, 10) == 0
     assert "stubborn did not stop within 0.5 s: killing it" in out.getvalue()
     assert not alive(child)
-    assert not alive(grandchild)
+    # SIGKILL is sent to the group at once, but a busy machine may take a moment to end it.
+    assert await gone_within(grandchild, 5.0)
     assert not (tmp_path / "pids.json").exists()
     assert "grandchild" in (tmp_path / "logs" / "stubborn.log").read_text()
 
