@@ -8,19 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
+from support.scrape import Key, scrape, value
 from support.services import ServiceProcess
 from support.stack import Stack, marker, running_stack, wait_status
 
 pytestmark = pytest.mark.e2e
-
-#: A sample's name and its labels, sorted.
-Key = tuple[str, tuple[tuple[str, str], ...]]
 
 POSTS = 5
 
@@ -33,24 +29,6 @@ async def stack(fresh_nats: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
     env = {"KAIROS_METRICS_REFRESH_SECONDS": "0.2"}
     async with running_stack(fresh_nats, tmp_path, env=env) as running:
         yield running
-
-
-async def scrape(process: ServiceProcess) -> dict[Key, float]:
-    """Every sample the process exposes, parsed by the official client's parser."""
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        response = await client.get(f"http://127.0.0.1:{process.metrics_port}/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict[Key, float], name: str, **labels: str) -> float:
-    """The sample's value; 0 when the process has not exposed it yet (a label set not seen)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def gauge_reaches(

@@ -24,6 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
 from kairos_api.adapters.database import migrate
+from kairos_common.grpc.channel import CHANNEL_OPTIONS
 from kairos_common.streams import DEAD_STREAM, EVENTS_STREAM, connect
 from kairos_publisher.sandbox_server import SandboxServer
 from support.api import SERVICE_TOKEN, TEST_SECRET
@@ -65,6 +66,8 @@ class Stack:
     api: ServiceProcess
     schedulers: list[ServiceProcess] = field(default_factory=list)
     publishers: list[ServiceProcess] = field(default_factory=list)
+    #: Every api copy, `api` first.
+    apis: list[ServiceProcess] = field(default_factory=list)
     channel: grpc.aio.Channel | None = None
     key: str = ""
     account_id: str = ""
@@ -147,13 +150,16 @@ async def running_stack(
     *,
     schedulers: int = 1,
     publishers: int = 1,
+    apis: int = 1,
     api_env: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     tls: Pki | None = None,
 ) -> AsyncIterator[Stack]:
     """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account.
 
-    `env` reaches every service; `api_env` the api only. With `tls`, every service listens with
+    `env` reaches every service; `api_env` the api only. With `apis` above 1, the schedulers,
+    publishers and the test's channel reach the api copies round robin (an `ipv4:` target of
+    all of them). With `tls`, every service listens with
     TLS, the api has its mutual-TLS listener too, and the schedulers and publishers reach it there
     with the client certificate; the test's channel trusts the CA.
     """
@@ -179,10 +185,18 @@ async def running_stack(
     api = ServiceProcess("api", {**env, **api_tls_env, **(api_env or {})}, log_dir)
     if tls is not None:
         api.health_credentials = tls.credentials()
-    stack = Stack(env, log_dir, sandbox, nats, api, api_target=api_target, tls=tls)
+    stack = Stack(env, log_dir, sandbox, nats, api, api_target=api_target, tls=tls, apis=[api])
+    assert apis == 1 or tls is None, "several api copies run without TLS here"
     try:
         api.start()
         await api.wait_serving()
+        for _ in range(apis - 1):
+            copy = ServiceProcess("api", {**env, **(api_env or {})}, log_dir)
+            stack.apis.append(copy)
+            copy.start()
+            await copy.wait_serving()
+        if apis > 1:
+            stack.api_target = "ipv4:" + ",".join(f"127.0.0.1:{a.port}" for a in stack.apis)
         for _ in range(schedulers):
             stack.add("scheduler")
         for _ in range(publishers):
@@ -198,7 +212,8 @@ async def running_stack(
         await app.close()
         stack.key = created.key
         if tls is None:
-            stack.channel = grpc.aio.insecure_channel(f"127.0.0.1:{api.port}")
+            target = stack.api_target or f"127.0.0.1:{api.port}"
+            stack.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         else:
             stack.channel = grpc.aio.secure_channel(f"127.0.0.1:{api.port}", tls.credentials())
         account = await stack.accounts.ConnectAccount(
@@ -214,7 +229,7 @@ async def running_stack(
     finally:
         if stack.channel is not None:
             await stack.channel.close(None)
-        for process in [*stack.publishers, *stack.schedulers, api]:
+        for process in [*stack.publishers, *stack.schedulers, *stack.apis]:
             if process.running:
                 process.terminate()
         await sandbox.stop()

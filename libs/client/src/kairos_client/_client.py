@@ -52,9 +52,11 @@ from kairos_client._errors import KairosError
 #: Channel options used unless the caller passes its own. The reconnect backoff is shortened
 #: (gRPC's default waits 1 s, then longer, after a refused connection) so that a retried call
 #: reaches an api that has just started; keepalive pings keep idle connections through NATs and
-#: load balancers.
+#: load balancers; calls go round robin over every address the target resolves to (several api
+#: copies behind one DNS name).
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.primary_user_agent", "kairos-client/0.1"),
+    ("grpc.lb_policy_name", "round_robin"),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),

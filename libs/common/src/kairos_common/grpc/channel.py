@@ -18,6 +18,9 @@ CHANNEL_OPTIONS = [
     # two minutes by default, and the scheduler's claims and the publisher's outcomes would
     # wait that long after an api restart.
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Calls spread over every address the target resolves to (several api copies behind one
+    # DNS name, or an `ipv4:` list), not all to the first that answers.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 
