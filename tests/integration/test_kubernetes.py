@@ -12,7 +12,8 @@ then hold the result to:
 - the code: the settings classes must read every variable a Deployment sets and start with it
   (the secret files written where the Deployment mounts them), probes ask the ports the services
   listen on, Services and budgets select the pods, autoscalers name Deployments, and KEDA watches
-  the consumers the publisher creates.
+  the consumers the publisher creates;
+- the README, whose table of sizes must give what the manifests ask for.
 """
 
 from __future__ import annotations
@@ -511,10 +512,12 @@ def test_probes_ask_the_port_the_service_listens_on_and_its_service_forwards(
     host, _, port = env[LISTEN_VARIABLES[service]].rpartition(":")
     assert host == "0.0.0.0", f"{service} listens on {host} only: probes could not reach it"
     assert env["KAIROS_METRICS_HOST"] == "0.0.0.0", f"{service}: metrics unreachable"
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         grpc = container[probe]["grpc"]
         assert grpc["port"] == int(port), f"{service} {probe} asks {grpc['port']}, not {port}"
         assert grpc.get("service", "") == "", "the whole server's health"
+    # Liveness only asks that the server accepts connections (why: the manifests' comment).
+    assert container["livenessProbe"]["tcpSocket"]["port"] == int(port), service
     assert port_named(container, "grpc") == int(port)
     assert port_named(container, "metrics") == int(env["KAIROS_METRICS_PORT"])
     (kube_service,) = only(built, "Service", f"kairos-{service}")
@@ -640,3 +643,33 @@ def test_pods_run_unprivileged_with_sized_resources_and_time_to_finish(
     grace = float(env_of(container)["KAIROS_GRACE_SECONDS"])
     assert spec["terminationGracePeriodSeconds"] > grace
     assert not container["image"].endswith(":latest")
+
+
+def readme_sizes() -> dict[str, tuple[str, str, str]]:
+    """The README's sizes table: process -> (CPU request, memory request, memory limit)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Running past one machine\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and re.fullmatch(r"\d+m", cells[3]):
+            memory_request, _, memory_limit = cells[5].partition(" / ")
+            rows[cells[0]] = (cells[3], memory_request, memory_limit)
+    return rows
+
+
+def sizes(resources: Document) -> tuple[str, str, str]:
+    requests, limits = resources["requests"], resources["limits"]
+    return (requests["cpu"], requests["memory"], limits["memory"])
+
+
+def test_the_readme_gives_the_sizes_the_manifests_ask_for() -> None:
+    documents = build(K8S / "cloudnative-pg")
+    (cluster,) = only(documents, "Cluster")
+    nats = yaml.safe_load(NATS_VALUES.read_text())
+    expected = {
+        service: sizes(container_of(documents, service)["resources"]) for service in SETTINGS
+    }
+    expected["nats-server, each"] = sizes(nats["container"]["resources"])
+    expected["PostgreSQL, primary"] = sizes(cluster["spec"]["resources"])
+    assert readme_sizes() == expected
