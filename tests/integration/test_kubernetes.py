@@ -432,7 +432,7 @@ def test_each_service_starts_with_its_environment_and_reads_every_variable(
         assert load_cipher(common.secret_key).key_ids
 
 
-def test_the_variable_check_sees_a_variable_nothing_reads(built: list[Document]) -> None:
+def test_the_variable_check_sees_a_variable_nothing_reads() -> None:
     environ = RecordingEnviron({"KAIROS_ENV": "development", "KAIROS_SCHEDULER_TICKS": "1"})
     SchedulerSettings.from_env(environ)
     assert set(environ) - environ.asked == {"KAIROS_SCHEDULER_TICKS"}
