@@ -230,6 +230,17 @@ async def test_two_apis_two_schedulers_two_publishers_through_crashes_publish_ea
         assert max(arrivals.values()) == 1, "a post was published twice"
         # Every published post arrived; an UNKNOWN one may have, once (its answer was lost).
         assert found["POST_STATUS_PUBLISHED"] <= len(arrivals) <= count
+        # Both apis relay the outbox side by side: each lifecycle event once.
+        events = await lifecycle_events(stack)
+        assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
+        ours = set(post_ids)
+        published = Counter(
+            e.post_id
+            for e in events
+            if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
+        )
+        assert len(published) == found["POST_STATUS_PUBLISHED"]
+        assert set(published.values()) == {1}
 
 
 async def test_posts_due_while_nats_is_down_go_out_within_seconds_of_its_return(
