@@ -4,9 +4,10 @@ Each delivery is published once with `Nats-Msg-Id = delivery_id`, so a re-publis
 is dropped by JetStream. A delivery whose publish failed stays QUEUED in the database until its
 lease runs out; the sweeper then re-emits it under a new delivery, so nothing is lost.
 
-Waiting out the lease would make such posts a minute late, so when events may have been lost
-(this scheduler's NATS connection came back, a publisher's did, the due stream's leader changed,
-or a publish was not acknowledged) the next sweep, due at once, asks the api to re-emit every
+Waiting out the lease would make such posts a minute late. Events JetStream did not acknowledge
+are published again, same ids, before each sweep while NATS is up. And when events may have been
+lost after they were stored (this scheduler's NATS connection came back, a publisher's did, or
+the due stream's leader changed) the next sweep, due at once, asks the api to re-emit every
 delivery claimed before that moment and not begun. The fence refuses the superseded events that
 do still arrive, so a re-emission costs a refused begin, never a second post.
 """
@@ -14,6 +15,7 @@ do still arrive, so a re-emission costs a refused begin, never a second post.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -36,6 +38,9 @@ from kairos_scheduler.settings import SchedulerSettings
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 10.0
+#: Most unacknowledged due events kept to publish again; the sweeper re-emits any beyond, once
+#: their lease runs out.
+MAX_UNSENT = 100_000
 #: How long to wait for JetStream to acknowledge a batch of due events.
 ACK_TIMEOUT = 5.0
 
@@ -58,9 +63,12 @@ def due_event(delivery: dispatch_pb2.Delivery) -> events_pb2.DueEvent:
     )
 
 
-async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Delivery]) -> int:
+async def emit(
+    publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Delivery]
+) -> list[Message]:
     """Publish one due event per delivery, all at once, and wait for every ack (a broker restart
-    can leave acks unanswered for ever: give up on them after ACK_TIMEOUT)."""
+    can leave acks unanswered for ever: give up on them after ACK_TIMEOUT); the messages that
+    were not acknowledged."""
     messages = [
         Message(
             due_subject(platform_name(delivery.platform)),
@@ -77,12 +85,12 @@ async def emit(publisher: AckedPublisher, deliveries: Sequence[dispatch_pb2.Deli
     finally:
         if spans is not None:
             traces.end_publishing(spans, stored or [False] * len(spans))
-    failed = stored.count(False)
-    metrics.emitted(len(stored) - failed, failed)
+    failed = [message for message, ok in zip(messages, stored, strict=True) if not ok]
+    metrics.emitted(len(stored) - len(failed), len(failed))
     if failed:
-        # The rows stay QUEUED; the sweeper re-emits them when their lease runs out.
-        log.warning("due events not acknowledged", extra={"failed": failed})
-    return len(stored) - failed
+        # The rows stay QUEUED: they are published again (same ids) while their lease lasts.
+        log.warning("due events not acknowledged", extra={"failed": len(failed)})
+    return failed
 
 
 class ClaimLoop:
@@ -106,6 +114,10 @@ class ClaimLoop:
         self.reemit_before: datetime | None = None
         #: Set to sweep at once instead of at the next `sweep_every`.
         self.sweep_now = asyncio.Event()
+        #: Due events JetStream did not acknowledge, by delivery id, oldest first: published
+        #: again (the same `Nats-Msg-Id`, so one that was stored after all is not stored twice)
+        #: before each sweep while NATS is up, until acknowledged or too many are waiting.
+        self.unsent: dict[str, Message] = {}
 
     def reemit(self, reason: str) -> None:
         """Have the deliveries claimed until now and not begun re-emitted at once: their events
@@ -136,10 +148,9 @@ class ClaimLoop:
         metrics.claimed(len(reply.deliveries), started)
         if reply.deliveries:
             claimed = time.perf_counter()
-            stored = await emit(self.publisher, reply.deliveries)
-            self.emitted += stored
-            if stored < len(reply.deliveries):
-                self.reemit("due events not acknowledged")
+            failed = await emit(self.publisher, reply.deliveries)
+            self.emitted += len(reply.deliveries) - len(failed)
+            self.keep_unsent(failed)
             log.info(
                 "claimed",
                 extra={
@@ -164,13 +175,11 @@ class ClaimLoop:
             request, metadata=self.metadata, timeout=RPC_TIMEOUT
         )
         metrics.swept(reply, started)
-        stored = len(reply.redeliveries)
         if reply.redeliveries:
-            stored = await emit(self.publisher, reply.redeliveries)
-            self.emitted += stored
-        if stored < len(reply.redeliveries):
-            self.reemit("re-emitted events not acknowledged")  # at the next sweep
-        elif len(reply.redeliveries) >= self.settings.batch:
+            failed = await emit(self.publisher, reply.redeliveries)
+            self.emitted += len(reply.redeliveries) - len(failed)
+            self.keep_unsent(failed)
+        if len(reply.redeliveries) >= self.settings.batch:
             self.sweep_now.set()  # more to re-emit: the next page at once
         elif before is not None and self.reemit_before == before:
             self.reemit_before = None  # all of them re-emitted
@@ -184,6 +193,26 @@ class ClaimLoop:
                     "requeued_idempotent": reply.requeued_idempotent,
                 },
             )
+
+    def keep_unsent(self, failed: Sequence[Message]) -> None:
+        """Keep `failed` to publish again; past MAX_UNSENT the oldest are left to their lease."""
+        for message in failed:
+            self.unsent[message.msg_id] = message
+        while len(self.unsent) > MAX_UNSENT:
+            del self.unsent[next(iter(self.unsent))]
+
+    async def publish_unsent(self) -> None:
+        """Publish again, in batches, the due events JetStream did not acknowledge."""
+        while self.unsent and self.publisher.connected and not self.stopping.is_set():
+            messages = list(itertools.islice(self.unsent.values(), self.settings.batch))
+            stored = await self.publisher.publish(messages, ACK_TIMEOUT)
+            for message, ok in zip(messages, stored, strict=True):
+                if ok:
+                    self.emitted += 1
+                    self.unsent.pop(message.msg_id, None)
+            if not all(stored):
+                return  # still not answering: at the next sweep
+            log.info("unacknowledged due events published again", extra={"count": len(messages)})
 
     async def run_claims(self) -> None:
         while not self.stopping.is_set():
@@ -204,6 +233,7 @@ class ClaimLoop:
     async def run_sweeps(self) -> None:
         while not self.stopping.is_set():
             try:
+                await self.publish_unsent()
                 await self.sweep_once()
             except grpc.aio.AioRpcError as error:
                 log.warning("SweepExpired failed: %s %s", error.code().name, error.details())
