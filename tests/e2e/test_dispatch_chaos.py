@@ -104,6 +104,19 @@ async def wait_statuses(
     assert found == wanted
 
 
+async def published_events(stack: Stack, post_ids: list[str]) -> Counter[str]:
+    """How many `published` lifecycle events each of the posts got, after checking that no
+    event id is on KAIROS_EVENTS twice."""
+    events = await lifecycle_events(stack)
+    assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
+    ours = set(post_ids)
+    return Counter(
+        e.post_id
+        for e in events
+        if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
+    )
+
+
 async def settled(stack: Stack, post_ids: list[str], timeout: float) -> Counter[str]:
     """The posts' statuses once none is scheduled or publishing any more."""
     deadline = time.monotonic() + timeout
@@ -183,14 +196,7 @@ async def test_crashes_and_restarts_lose_nothing_and_double_nothing(
         exactly_once(stack, mark, count)
         # No publisher died mid-call, so every outcome is known: all PUBLISHED, none UNKNOWN.
         await wait_statuses(stack, post_ids, Counter({"POST_STATUS_PUBLISHED": count}))
-        events = await lifecycle_events(stack)
-        assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
-        ours = set(post_ids)
-        published = Counter(
-            e.post_id
-            for e in events
-            if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
-        )
+        published = await published_events(stack, post_ids)
         assert len(published) == count, f"{len(published)} of {count} posts' published events"
         assert set(published.values()) == {1}, "a post's published event came twice"
 
@@ -231,14 +237,7 @@ async def test_two_apis_two_schedulers_two_publishers_through_crashes_publish_ea
         # Every published post arrived; an UNKNOWN one may have, once (its answer was lost).
         assert found["POST_STATUS_PUBLISHED"] <= len(arrivals) <= count
         # Both apis relay the outbox side by side: each lifecycle event once.
-        events = await lifecycle_events(stack)
-        assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
-        ours = set(post_ids)
-        published = Counter(
-            e.post_id
-            for e in events
-            if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
-        )
+        published = await published_events(stack, post_ids)
         assert len(published) == found["POST_STATUS_PUBLISHED"]
         assert set(published.values()) == {1}
 

@@ -41,38 +41,26 @@ class Reencrypted:
 
 async def credentials(app: Application) -> Reencrypted:
     """Re-encrypt the accounts' credentials not under the current key."""
-    done = await _column(
-        app, Account.id, Account.credentials, associated=str, named=lambda i: f"account {i}"
+    return await _column(
+        app,
+        Account.id,
+        Account.credentials,
+        associated=str,
+        named=lambda i: f"account {i}",
+        noun="credentials",
     )
-    log.info(
-        "credentials re-encrypted",
-        extra={
-            "count": done.count,
-            "failed": len(done.failures),
-            "key_id": app.cipher.current_key_id,
-        },
-    )
-    return done
 
 
 async def webhook_secrets(app: Application) -> Reencrypted:
     """Re-encrypt the webhooks' signing secrets not under the current key."""
-    done = await _column(
+    return await _column(
         app,
         Webhook.id,
         Webhook.secret,
         associated=lambda i: f"webhook:{i}",
         named=lambda i: f"webhook {i}",
+        noun="webhook secrets",
     )
-    log.info(
-        "webhook secrets re-encrypted",
-        extra={
-            "count": done.count,
-            "failed": len(done.failures),
-            "key_id": app.cipher.current_key_id,
-        },
-    )
-    return done
 
 
 async def everything(app: Application) -> tuple[int, int]:
@@ -89,6 +77,28 @@ async def everything(app: Application) -> tuple[int, int]:
 
 
 async def _column(
+    app: Application,
+    key: InstrumentedAttribute[uuid.UUID],
+    column: InstrumentedAttribute[Any],
+    *,
+    associated: Callable[[uuid.UUID], str],
+    named: Callable[[uuid.UUID], str],
+    noun: str,
+) -> Reencrypted:
+    done = await _rotate(app, key, column, associated=associated, named=named)
+    log.info(
+        "%s re-encrypted",
+        noun,
+        extra={
+            "count": done.count,
+            "failed": len(done.failures),
+            "key_id": app.cipher.current_key_id,
+        },
+    )
+    return done
+
+
+async def _rotate(
     app: Application,
     key: InstrumentedAttribute[uuid.UUID],
     column: InstrumentedAttribute[Any],
