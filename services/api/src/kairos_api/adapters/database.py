@@ -68,6 +68,7 @@ def connect_arguments(url: str) -> dict[str, str]:
     several `host` of a multi-host URL become libpq's `host=a,b port=x,y` here as there."""
     target = _normalise(url).set(drivername="postgresql+psycopg")
     _, arguments = target.get_dialect()().create_connect_args(target)
+    arguments.setdefault("connect_timeout", CONNECT_TIMEOUT)
     return {name: str(value) for name, value in arguments.items()}
 
 
@@ -104,7 +105,12 @@ def create_engine(url: str) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(target, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # A server that does not answer at all (a partition, a host gone) must not hold a call for
+    # the kernel's TCP timeout, minutes past the call's retries; the URL may set its own.
+    connect_args = {} if "connect_timeout" in target.query else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_async_engine(
+        target, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
