@@ -88,6 +88,7 @@ class _Session:
         self.commit_error = commit_error
         self.flush_error = flush_error
         self.commits = 0
+        self.invalidated = False
 
     async def flush(self) -> None:
         if self.flush_error is not None:
@@ -100,6 +101,9 @@ class _Session:
 
     async def close(self) -> None:
         pass
+
+    async def invalidate(self) -> None:
+        self.invalidated = True
 
 
 def _sessions(session: _Session) -> async_sessionmaker[AsyncSession]:

@@ -209,9 +209,14 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._session is not None
-        # close() rolls back whatever was not committed and detaches the loaded rows without
-        # expiring them, so handlers can return what they read.
-        await self._session.close()
+        if exc is not None and database_lost(exc):
+            # Not back into the pool: its server is gone, or takes no writes (a demoted primary
+            # or a standby, which the pool's ping does not notice); the next run connects anew.
+            await self._session.invalidate()
+        else:
+            # close() rolls back whatever was not committed and detaches the loaded rows
+            # without expiring them, so handlers can return what they read.
+            await self._session.close()
         self._session = None
 
     @property
