@@ -154,6 +154,7 @@ async def running_stack(
     api_env: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     tls: Pki | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Stack]:
     """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account.
 
@@ -161,22 +162,27 @@ async def running_stack(
     publishers and the test's channel reach the api copies round robin (an `ipv4:` target of
     all of them). With `tls`, every service listens with
     TLS, the api has its mutual-TLS listener too, and the schedulers and publishers reach it there
-    with the client certificate; the test's channel trusts the CA.
+    with the client certificate; the test's channel trusts the CA. With `database_url`, the
+    system runs on that database (the test's own servers) instead of a new one on the main
+    server.
     """
-    database = TestDatabase()
-    database.create()
+    database = TestDatabase() if database_url is None else None
+    if database is not None:
+        database.create()
+        database_url = database.url
+    assert database_url is not None
     sandbox = SandboxServer()
     await sandbox.start()
     extra = env or {}
     env = {
         **FAST_ENV,
         **extra,
-        "KAIROS_DATABASE_URL": database.url,
+        "KAIROS_DATABASE_URL": database_url,
         "KAIROS_NATS_URL": nats.url,
         "KAIROS_SECRET_KEY": TEST_SECRET,
         "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
     }
-    migrate(database.url)
+    migrate(database_url)
     api_tls_env: dict[str, str] = {}
     api_target = ""
     if tls is not None:
@@ -233,7 +239,8 @@ async def running_stack(
             if process.running:
                 process.terminate()
         await sandbox.stop()
-        database.drop()
+        if database is not None:
+            database.drop()
 
 
 def dump(value: Any) -> str:

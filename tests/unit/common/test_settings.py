@@ -118,6 +118,9 @@ def test_seconds_too_long_for_a_duration_are_refused_by_name(name: str) -> None:
         ({"KAIROS_DATABASE_URL": "postgresql+asyncpg://h/kairos"}, "KAIROS_DATABASE_URL"),
         ({"KAIROS_DATABASE_URL": "sqlite://"}, "KAIROS_DATABASE_URL"),
         ({"KAIROS_DATABASE_URL": "sqlite:///:memory:"}, "KAIROS_DATABASE_URL"),
+        ({"KAIROS_DATABASE_URL": "postgresql://u@/k?host=a:1&host=b:x"}, "non-integer port"),
+        ({"KAIROS_DATABASE_URL": "postgresql://u@/k?host=a,b&port=1,2,3"}, "hosts and ports"),
+        ({"KAIROS_DATABASE_URL": "postgresql://u@/k?host=a:1&host=b:2&port=3"}, "multihost"),
     ],
 )
 def test_hostile_values_fail_naming_the_variable(environ: dict[str, str], named: str) -> None:
@@ -134,7 +137,13 @@ def test_the_values_people_use_are_accepted() -> None:
         }
     )
     assert settings.common.api_target == "dns:///api.internal:50051"
-    for url in ("postgresql+psycopg://h/k", "sqlite+aiosqlite:///k.db", "sqlite:///k.db"):
+    for url in (
+        "postgresql+psycopg://h/k",
+        "sqlite+aiosqlite:///k.db",
+        "sqlite:///k.db",
+        "postgresql://u@/k?host=db1:5432&host=db2:5433&target_session_attrs=read-write",
+        "postgresql://u@/k?host=db1,db2&port=5432,5433&target_session_attrs=read-write",
+    ):
         assert ApiSettings.from_env({"KAIROS_DATABASE_URL": url}).common.database_url == url
 
 

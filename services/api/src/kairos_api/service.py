@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from types import ModuleType
+from typing import TypeVar
 
 import grpc
 from nats.aio.client import Client as NatsClient
 
-from kairos.dispatch.v1 import dispatch_pb2_grpc
+from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from kairos.dispatch.v1 import webhooks_pb2 as dispatch_webhooks_pb2
 from kairos.posts.v1 import (
     events_pb2_grpc,
+    media_pb2,
     media_pb2_grpc,
+    posts_pb2,
     posts_pb2_grpc,
+    queues_pb2,
     queues_pb2_grpc,
+    series_pb2,
     series_pb2_grpc,
+    webhooks_pb2,
     webhooks_pb2_grpc,
 )
 from kairos_api import metrics
@@ -32,6 +40,7 @@ from kairos_api.entrypoints.grpc_series import SeriesServicer
 from kairos_api.entrypoints.grpc_webhook_dispatch import WebhookDispatchServicer
 from kairos_api.entrypoints.grpc_webhook_dispatch import add_to_server as add_webhook_dispatch
 from kairos_api.entrypoints.grpc_webhooks import WebhooksServicer
+from kairos_api.entrypoints.retries import with_retries
 from kairos_api.service_layer import webhooks
 from kairos_api.service_layer.application import Application, Notifier
 from kairos_api.service_layer.posts import fold_stats_until
@@ -51,6 +60,7 @@ from kairos_common.streams import (
     ensure_streams,
 )
 
+S = TypeVar("S")
 log = logging.getLogger(__name__)
 
 #: Seconds between tries to declare the streams when NATS refuses them.
@@ -105,16 +115,41 @@ class ApiService:
 
     def register(self, server: grpc.aio.Server) -> None:
         app, auth = self.app, self.auth
-        posts_pb2_grpc.add_PostsServiceServicer_to_server(PostsServicer(app, auth), server)
-        posts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(app, auth), server)
-        media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, auth), server)
-        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(DispatchServicer(app, auth), server)
-        queues_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(app, auth), server)
-        series_pb2_grpc.add_SeriesServiceServicer_to_server(SeriesServicer(app, auth), server)
+        patience = self.settings.database_retry
+
+        def retried(servicer: S, module: ModuleType, name: str) -> S:
+            # Unary calls run again while the database is away (`entrypoints.retries`).
+            return with_retries(servicer, module.DESCRIPTOR.services_by_name[name], patience)
+
+        posts_pb2_grpc.add_PostsServiceServicer_to_server(
+            retried(PostsServicer(app, auth), posts_pb2, "PostsService"), server
+        )
+        posts_pb2_grpc.add_AccountsServiceServicer_to_server(
+            retried(AccountsServicer(app, auth), posts_pb2, "AccountsService"), server
+        )
+        media_pb2_grpc.add_MediaServiceServicer_to_server(
+            retried(MediaServicer(app, auth), media_pb2, "MediaService"), server
+        )
+        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(
+            retried(DispatchServicer(app, auth), dispatch_pb2, "DispatchService"), server
+        )
+        queues_pb2_grpc.add_QueueServiceServicer_to_server(
+            retried(QueueServicer(app, auth), queues_pb2, "QueueService"), server
+        )
+        series_pb2_grpc.add_SeriesServiceServicer_to_server(
+            retried(SeriesServicer(app, auth), series_pb2, "SeriesService"), server
+        )
         events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(auth, self.feed), server)
-        webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksServicer(app, auth), server)
+        webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(
+            retried(WebhooksServicer(app, auth), webhooks_pb2, "WebhooksService"), server
+        )
         # Registered by hand: its tries are decoded with NUL characters replaced.
-        add_webhook_dispatch(WebhookDispatchServicer(app, auth), server)
+        add_webhook_dispatch(
+            retried(
+                WebhookDispatchServicer(app, auth), dispatch_webhooks_pb2, "WebhookDispatchService"
+            ),
+            server,
+        )
 
     async def start(self) -> None:
         url = self.settings.common.database_url

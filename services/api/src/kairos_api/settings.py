@@ -88,6 +88,14 @@ def check_database_url(url: str) -> str:
             f"{name}: unsupported driver {driver!r} in {shown!r}; leave it out "
             f"({backend}://...) or use {backend}+{DATABASES[backend][0]}://..."
         )
+    if backend in ("postgresql", "postgres"):
+        # Several servers (`?host=a:5432&host=b:5432`, or `?host=a,b&port=5432,5432`) are
+        # checked as the engine will read them: ports that are numbers, one per host.
+        target = parsed.set(drivername="postgresql+psycopg")
+        try:
+            target.get_dialect()().create_connect_args(target)
+        except (ArgumentError, ValueError) as error:
+            raise SettingsError(f"{name}: {error} in {shown!r}") from None
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise SettingsError(
             f"{name}: {shown!r} is an in-memory SQLite database, empty for every connection; "
@@ -112,6 +120,10 @@ class ApiSettings:
     allow_http_media: bool = False
     #: stale_after of posts that give none (KAIROS_DEFAULT_STALE_AFTER_SECONDS).
     default_stale_after: timedelta = timedelta(hours=1)
+
+    #: How long a call keeps retrying while the database is away (a failover, a restart) before
+    #: it answers UNAVAILABLE; 0 retries nothing (KAIROS_DATABASE_RETRY_SECONDS).
+    database_retry: timedelta = timedelta(seconds=15)
 
     #: Tries per target before it fails: the first plus 3 retries (KAIROS_MAX_ATTEMPTS).
     max_attempts: int = 4
@@ -174,6 +186,7 @@ class ApiSettings:
             default_stale_after=env.seconds(
                 "KAIROS_DEFAULT_STALE_AFTER_SECONDS", 3600.0, minimum=1.0
             ),
+            database_retry=env.seconds("KAIROS_DATABASE_RETRY_SECONDS", 15.0, maximum=300.0),
             max_attempts=env.integer("KAIROS_MAX_ATTEMPTS", 4, minimum=1),
             retry_base=env.seconds("KAIROS_RETRY_BASE_SECONDS", 2.0),
             retry_cap=env.seconds("KAIROS_RETRY_CAP_SECONDS", 600.0),

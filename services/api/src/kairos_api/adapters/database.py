@@ -3,6 +3,13 @@
 Users give ordinary URLs (`postgresql://...`, `sqlite:///kairos.db`); the async engine and the
 migrations each get the driver they need. Migrating creates the database when it does not exist
 yet (a PostgreSQL role with CREATEDB, or a SQLite file and its folder).
+
+A PostgreSQL URL may name several servers, as SQLAlchemy's PostgreSQL dialects take them:
+`postgresql://user@/kairos?host=db1:5432&host=db2:5432&target_session_attrs=read-write` (or
+libpq's own `host=db1,db2&port=5432,5432`). psycopg tries them in order and, with
+`target_session_attrs=read-write`, keeps the first that accepts writes: after a failover, new
+connections find the promoted server. Every connection the api opens goes through that
+translation (`connect_arguments`), the engine's, the migrations', the admin ones and the reads'.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, pool, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -55,6 +63,20 @@ def sync_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+def connect_arguments(url: str) -> dict[str, str]:
+    """What psycopg is given for a PostgreSQL URL: the engine's own translation, so that the
+    several `host` of a multi-host URL become libpq's `host=a,b port=x,y` here as there."""
+    target = _normalise(url).set(drivername="postgresql+psycopg")
+    _, arguments = target.get_dialect()().create_connect_args(target)
+    arguments.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    return {name: str(value) for name, value in arguments.items()}
+
+
+def conninfo(url: str) -> str:
+    """The libpq connection string of a PostgreSQL URL, for connections opened with psycopg."""
+    return make_conninfo(**connect_arguments(url))
+
+
 def is_sqlite(url: str) -> bool:
     return _normalise(url).get_backend_name() == "sqlite"
 
@@ -83,7 +105,12 @@ def create_engine(url: str) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(target, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # A server that does not answer at all (a partition, a host gone) must not hold a call for
+    # the kernel's TCP timeout, minutes past the call's retries; the URL may set its own.
+    connect_args = {} if "connect_timeout" in target.query else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_async_engine(
+        target, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -93,7 +120,10 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", sync_url(url).render_as_string(hide_password=False))
+    # The URL goes through ConfigParser's interpolation: its `%` (a multi-host URL's `host=a%3A1`,
+    # an escaped character in a password) must be doubled to come out as written.
+    rendered = sync_url(url).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import TupleRow
-from sqlalchemy.engine import make_url
+
+from kairos_api.adapters import database
 
 
 class ReadConnections:
@@ -70,9 +71,9 @@ class ReadConnections:
 
     @classmethod
     def of(cls, database_url: str) -> ReadConnections:
-        """The connections of KAIROS_DATABASE_URL (a PostgreSQL URL, whichever its driver)."""
-        url = make_url(database_url).set(drivername="postgresql")
-        return cls(url.render_as_string(hide_password=False))
+        """The connections of KAIROS_DATABASE_URL (a PostgreSQL URL, whichever its driver, with
+        one server or several: `database.conninfo`)."""
+        return cls(database.conninfo(database_url))
 
     async def _connect(self, plan_once: bool) -> psycopg.AsyncConnection[TupleRow]:
         connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 from sqlalchemy.exc import IntegrityError
 
@@ -92,7 +93,10 @@ class CreateBatcher:
         room = self._max_batch - len(batch)
         batch += self._bulk[:room]
         del self._bulk[:room]
-        writer = asyncio.create_task(self._write(batch))
+        # In a context of its own: the creates of many calls share its transaction, so its COMMIT
+        # is not the run of whichever call flushed (`unit_of_work.retrying`); a lost one reaches
+        # every caller as CommitOutcomeUnknown.
+        writer = asyncio.create_task(self._write(batch), context=contextvars.Context())
         self._writers.add(writer)
         writer.add_done_callback(self._finished)
 
