@@ -217,9 +217,10 @@ async def running_stack(
         created = await create_key(app.uow(), f"tenant-{uuid.uuid4().hex[:8]}")
         await app.close()
         stack.key = created.key
-        if tls is None:
-            target = stack.api_target or f"127.0.0.1:{api.port}"
-            stack.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        if tls is None and apis == 1:
+            stack.channel = grpc.aio.insecure_channel(f"127.0.0.1:{api.port}")
+        elif tls is None:  # round robin over the copies, as the services do
+            stack.channel = grpc.aio.insecure_channel(stack.api_target, options=CHANNEL_OPTIONS)
         else:
             stack.channel = grpc.aio.secure_channel(f"127.0.0.1:{api.port}", tls.credentials())
         account = await stack.accounts.ConnectAccount(
