@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ from nats.js.api import ClusterInfo, ConsumerInfo, StreamInfo
 
 from kairos_common.streams import connect
 from support.nats_server import nats_server_binary
-from support.ports import free_port, free_port_range
+from support.ports import free_port_range
 from support.processes import spawn, stop_child
 
 #: How long a (re)started cluster may take to elect a meta leader and report itself healthy.
@@ -289,7 +290,7 @@ def _free_subnet() -> int:
     """A third octet x such that 10.251.x.0/30 is on no interface of this host yet."""
     taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
     for _ in range(100):
-        octet = free_port() % 250 + 1  # a random number this process has not used
+        octet = random.randrange(1, 255)
         if f"10.251.{octet}." not in taken:
             return octet
     raise RuntimeError("no free 10.251.x.0/30 subnet")
