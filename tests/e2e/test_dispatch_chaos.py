@@ -6,80 +6,26 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
 from support.scrape import scrape, value
-from support.stack import Stack, at, expect_events, lifecycle_events, running_stack
+from support.stack import (
+    Stack,
+    create_many,
+    due,
+    exactly_once,
+    expect_events,
+    lifecycle_events,
+    running_stack,
+    wait_all_arrived,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-async def create_many(
-    stack: Stack, mark: str, count: int, first_due: float, spread: float
-) -> list[str]:
-    """`count` posts through the public API, due between `first_due` and `first_due + spread`
-    seconds from now.
-
-    Creating thousands of posts takes longer than the window they must share, so they are
-    created ten minutes ahead and then moved into the window in one transaction, as a batch
-    scheduled long ago for the same moment would be.
-    """
-    semaphore = asyncio.Semaphore(32)
-
-    async def one(index: int) -> str:
-        async with semaphore:
-            request = posts_pb2.CreatePostRequest(
-                content=f"{mark} #{index}",
-                targets=[posts_pb2.TargetSpec(account_id=stack.account_id)],
-            )
-            request.schedule.at.CopyFrom(at(600))
-            reply = await stack.posts.CreatePost(request, metadata=stack.metadata)
-            return reply.post.id
-
-    post_ids = list(await asyncio.gather(*(one(i) for i in range(count))))
-    start = datetime.now(UTC) + timedelta(seconds=first_due)
-    rows = [
-        (start + timedelta(seconds=spread * i / count), uuid.UUID(post_id))
-        for i, post_id in enumerate(post_ids)
-    ]
-    async with await psycopg.AsyncConnection.connect(stack.env["KAIROS_DATABASE_URL"]) as conn:
-        async with conn.cursor() as cursor:
-            await cursor.executemany("UPDATE posts SET scheduled_at = %s WHERE id = %s", rows)
-            await cursor.executemany(
-                "UPDATE targets SET next_attempt_at = %s, due_at = %s,"
-                " stale_at = %s + interval '1 hour' WHERE post_id = %s",
-                [(due, due, due, post_id) for due, post_id in rows],
-            )
-        await conn.commit()
-    return post_ids
-
-
-async def wait_all_arrived(stack: Stack, mark: str, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len({p["content"] for p in stack.received(mark)}) >= count:
-            return
-        await asyncio.sleep(0.2)
-    arrived = len({p["content"] for p in stack.received(mark)})
-    raise AssertionError(f"{arrived} of {count} arrived within {timeout}s\n{stack.logs()}")
-
-
-def exactly_once(stack: Stack, mark: str, count: int) -> None:
-    arrivals = Counter(p["content"] for p in stack.received(mark))
-    doubled = {content: n for content, n in arrivals.items() if n > 1}
-    assert not doubled, f"published more than once: {list(doubled.items())[:5]}"
-    assert len(arrivals) == count
-
-
-def due(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
 
 
 async def statuses(stack: Stack, post_ids: list[str]) -> Counter[str]:

@@ -16,10 +16,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol
 
 import grpc
+import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
+from typing_extensions import TypeVar
 
 from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2, posts_pb2_grpc
@@ -28,6 +30,7 @@ from kairos_common.grpc.channel import CHANNEL_OPTIONS
 from kairos_common.streams import DEAD_STREAM, EVENTS_STREAM, connect
 from kairos_publisher.sandbox_server import SandboxServer
 from support.api import SERVICE_TOKEN, TEST_SECRET
+from support.nats_cluster import NatsCluster
 from support.nats_server import NatsServer
 from support.ports import free_port
 from support.postgres import TestDatabase
@@ -55,14 +58,27 @@ def at(seconds_from_now: float) -> Timestamp:
     return stamp
 
 
+class Broker(Protocol):
+    """What the system needs of its NATS: where to reach it."""
+
+    @property
+    def url(self) -> str: ...
+
+
+#: The NATS a system runs on: one server unless said otherwise (a NatsCluster).
+N = TypeVar("N", bound=Broker, default=NatsServer, covariant=True)
+#: The NATS given to running_stack.
+B = TypeVar("B", bound=Broker)
+
+
 @dataclass
-class Stack:
+class Stack(Generic[N]):
     """Handles on a running system."""
 
     env: dict[str, str]
     log_dir: Path
     sandbox: SandboxServer
-    nats: NatsServer
+    nats: N
     api: ServiceProcess
     schedulers: list[ServiceProcess] = field(default_factory=list)
     publishers: list[ServiceProcess] = field(default_factory=list)
@@ -145,7 +161,7 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    nats: NatsServer,
+    nats: B,
     log_dir: Path,
     *,
     schedulers: int = 1,
@@ -155,7 +171,7 @@ async def running_stack(
     env: dict[str, str] | None = None,
     tls: Pki | None = None,
     database_url: str | None = None,
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[Stack[B]]:
     """A fresh database, the api, the schedulers and publishers, a tenant and a sandbox account.
 
     `env` reaches every service; `api_env` the api only. With `apis` above 1, the schedulers,
@@ -164,7 +180,7 @@ async def running_stack(
     TLS, the api has its mutual-TLS listener too, and the schedulers and publishers reach it there
     with the client certificate; the test's channel trusts the CA. With `database_url`, the
     system runs on that database (the test's own servers) instead of a new one on the main
-    server.
+    server. On a NatsCluster the streams get a replica on every node (KAIROS_NATS_REPLICAS).
     """
     database = TestDatabase() if database_url is None else None
     if database is not None:
@@ -179,6 +195,7 @@ async def running_stack(
         **extra,
         "KAIROS_DATABASE_URL": database_url,
         "KAIROS_NATS_URL": nats.url,
+        **({"KAIROS_NATS_REPLICAS": str(nats.size)} if isinstance(nats, NatsCluster) else {}),
         "KAIROS_SECRET_KEY": TEST_SECRET,
         "KAIROS_SERVICE_TOKEN": SERVICE_TOKEN,
     }
@@ -332,7 +349,7 @@ async def expect_events(
 
 
 @asynccontextmanager
-async def watching_due_events(nats: NatsServer) -> AsyncIterator[list[events_pb2.DueEvent]]:
+async def watching_due_events(nats: Broker) -> AsyncIterator[list[events_pb2.DueEvent]]:
     """Due events as the schedulers publish them on kairos.due.*, seen from a plain NATS
     subscription beside the publishers' consumers (it takes nothing from the work queue)."""
     seen: list[events_pb2.DueEvent] = []
@@ -384,3 +401,67 @@ def marker() -> str:
 def due_of(post: posts_pb2.Post) -> float:
     """The post's scheduled instant, in Unix seconds."""
     return post.scheduled_at.ToDatetime(tzinfo=UTC).timestamp()
+
+
+async def create_many(
+    stack: Stack[Broker], mark: str, count: int, first_due: float, spread: float
+) -> list[str]:
+    """`count` posts through the public API, due between `first_due` and `first_due + spread`
+    seconds from now.
+
+    Creating thousands of posts takes longer than the window they must share, so they are
+    created ten minutes ahead and then moved into the window in one transaction, as a batch
+    scheduled long ago for the same moment would be.
+    """
+    semaphore = asyncio.Semaphore(32)
+
+    async def one(index: int) -> str:
+        async with semaphore:
+            request = posts_pb2.CreatePostRequest(
+                content=f"{mark} #{index}",
+                targets=[posts_pb2.TargetSpec(account_id=stack.account_id)],
+            )
+            request.schedule.at.CopyFrom(at(600))
+            reply = await stack.posts.CreatePost(request, metadata=stack.metadata)
+            return reply.post.id
+
+    post_ids = list(await asyncio.gather(*(one(i) for i in range(count))))
+    start = datetime.now(UTC) + timedelta(seconds=first_due)
+    rows = [
+        (start + timedelta(seconds=spread * i / count), uuid.UUID(post_id))
+        for i, post_id in enumerate(post_ids)
+    ]
+    async with await psycopg.AsyncConnection.connect(stack.env["KAIROS_DATABASE_URL"]) as conn:
+        async with conn.cursor() as cursor:
+            await cursor.executemany("UPDATE posts SET scheduled_at = %s WHERE id = %s", rows)
+            await cursor.executemany(
+                "UPDATE targets SET next_attempt_at = %s, due_at = %s,"
+                " stale_at = %s + interval '1 hour' WHERE post_id = %s",
+                [(due, due, due, post_id) for due, post_id in rows],
+            )
+        await conn.commit()
+    return post_ids
+
+
+async def wait_all_arrived(stack: Stack[Broker], mark: str, count: int, timeout: float) -> None:
+    """Wait until `count` different posts marked `mark` reached the sandbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len({p["content"] for p in stack.received(mark)}) >= count:
+            return
+        await asyncio.sleep(0.2)
+    arrived = len({p["content"] for p in stack.received(mark)})
+    raise AssertionError(f"{arrived} of {count} arrived within {timeout}s\n{stack.logs()}")
+
+
+def exactly_once(stack: Stack[Broker], mark: str, count: int) -> None:
+    """The sandbox received each of the `count` posts marked `mark` once: none twice, none lost."""
+    arrivals = Counter(p["content"] for p in stack.received(mark))
+    doubled = {content: n for content, n in arrivals.items() if n > 1}
+    assert not doubled, f"published more than once: {list(doubled.items())[:5]}"
+    assert len(arrivals) == count
+
+
+def due(iso: str) -> float:
+    """An instant as the sandbox records it (ISO 8601), in Unix seconds."""
+    return datetime.fromisoformat(iso).timestamp()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -15,6 +16,7 @@ from kairos_common.streams import (
     DEAD_STREAM,
     DUE_STREAM,
     EVENTS_STREAM,
+    STALE_AFTER,
     StreamLayout,
     connect,
     drain_and_close,
@@ -133,3 +135,73 @@ async def test_closing_while_nats_is_away_does_not_raise(
     await client.publish("kairos.tests.buffered", b"x" * 100_000)
     await drain_and_close(client, Deadline(2.0))
     assert client.is_closed
+
+
+class StallingProxy:
+    """A TCP relay to a nats-server that can stop relaying without closing anything, as a
+    network partition does: the client's socket stays open and no answer comes back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.stalled = False
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"nats://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stalled:
+            self.writers.append(writer)  # accepted, never answered
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+        self.writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if self.stalled:
+                continue  # dropped on the floor
+            writer.write(data)
+            await writer.drain()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.close()
+
+
+async def test_a_server_that_stops_answering_is_left_within_seconds(
+    fresh_nats: NatsServer,
+) -> None:
+    """A server cut off by a partition closes nothing: the connection is given up once it has
+    not answered pings for a few seconds (STALE_AFTER), not minutes later, so that the client
+    moves to a server of the cluster that can still serve it."""
+    proxy = StallingProxy(fresh_nats.port)
+    await proxy.start()
+    lost = asyncio.Event()
+
+    async def on_change(connected: bool) -> None:
+        if not connected:
+            lost.set()
+
+    client = await connect(proxy.url, name="kairos-tests-stalled", on_change=on_change)
+    try:
+        await client.flush()
+        proxy.stalled = True
+        started = time.monotonic()
+        await asyncio.wait_for(lost.wait(), STALE_AFTER + 2.0)
+        assert time.monotonic() - started <= STALE_AFTER + 1.0
+    finally:
+        await client.close()
+        await proxy.close()

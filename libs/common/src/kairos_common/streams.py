@@ -141,6 +141,14 @@ class StreamLayout:
 UNREACHABLE_LOG_EVERY = 30.0
 #: Seconds between connection attempts while NATS is away.
 RECONNECT_WAIT = 0.5
+#: Seconds between the client's pings, and how many may go unanswered before the connection is
+#: given up as stale. A server cut off by a partition closes nothing, and nats-py's defaults
+#: (2 min, 2) would keep a service on it for minutes while the rest of the cluster serves on; so
+#: it is left within PING_INTERVAL * (MAX_OUTSTANDING_PINGS + 1) seconds.
+PING_INTERVAL = 1.0
+MAX_OUTSTANDING_PINGS = 2
+#: The most a connection to a server that stopped answering is kept.
+STALE_AFTER = PING_INTERVAL * (MAX_OUTSTANDING_PINGS + 1)
 
 
 def shown_url(url: str) -> str:
@@ -343,7 +351,8 @@ async def connect(
     naming the variable and the URL, and repeats every UNREACHABLE_LOG_EVERY seconds while it
     lasts; a server that refuses the credentials or a failed TLS handshake is told as such,
     naming the settings to check. `on_change(False)` is awaited when an established connection
-    is lost and `on_change(True)` when it is back, so that a service can report itself
+    is lost, or its server stopped answering for STALE_AFTER seconds (cut off from the client
+    by a partition), and `on_change(True)` when it is back, so that a service can report itself
     NOT_SERVING meanwhile.
     """
     auth = auth or NatsAuthSettings()
@@ -379,6 +388,8 @@ async def connect(
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int; any float
+        ping_interval=PING_INTERVAL,  # type: ignore[arg-type]  # annotated int; any float
+        max_outstanding_pings=MAX_OUTSTANDING_PINGS,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
