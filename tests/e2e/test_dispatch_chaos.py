@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from support.nats_server import NatsServer
 from support.scrape import scrape, value
@@ -20,22 +19,14 @@ from support.stack import (
     due,
     exactly_once,
     expect_events,
-    lifecycle_events,
+    published_events,
     running_stack,
+    settled,
+    statuses,
     wait_all_arrived,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-async def statuses(stack: Stack, post_ids: list[str]) -> Counter[str]:
-    semaphore = asyncio.Semaphore(16)
-
-    async def one(post_id: str) -> str:
-        async with semaphore:
-            return posts_pb2.PostStatus.Name((await stack.get(post_id)).status)
-
-    return Counter(await asyncio.gather(*(one(post_id) for post_id in post_ids)))
 
 
 async def wait_statuses(
@@ -48,31 +39,6 @@ async def wait_statuses(
         await asyncio.sleep(0.5)
         found = await statuses(stack, post_ids)
     assert found == wanted
-
-
-async def published_events(stack: Stack, post_ids: list[str]) -> Counter[str]:
-    """How many `published` lifecycle events each of the posts got, after checking that no
-    event id is on KAIROS_EVENTS twice."""
-    events = await lifecycle_events(stack)
-    assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
-    ours = set(post_ids)
-    return Counter(
-        e.post_id
-        for e in events
-        if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
-    )
-
-
-async def settled(stack: Stack, post_ids: list[str], timeout: float) -> Counter[str]:
-    """The posts' statuses once none is scheduled or publishing any more."""
-    deadline = time.monotonic() + timeout
-    found = await statuses(stack, post_ids)
-    final = {"POST_STATUS_PUBLISHED", "POST_STATUS_UNKNOWN", "POST_STATUS_FAILED"}
-    while not set(found) <= final and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-        found = await statuses(stack, post_ids)
-    assert set(found) <= final, f"{found}\n{stack.logs()}"
-    return found
 
 
 async def test_two_schedulers_two_publishers_publish_each_post_once(

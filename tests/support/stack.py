@@ -305,7 +305,7 @@ async def read_stream(nats_url: str, stream: str, subjects: str, after: int) -> 
     return found
 
 
-async def lifecycle_events(stack: Stack) -> list[events_pb2.LifecycleEvent]:
+async def lifecycle_events(stack: Stack[Broker]) -> list[events_pb2.LifecycleEvent]:
     """Every lifecycle event on KAIROS_EVENTS since the system started."""
     raw = await read_stream(stack.nats.url, EVENTS_STREAM, "kairos.events.>", stack.events_from)
     return [events_pb2.LifecycleEvent.FromString(data) for data in raw]
@@ -465,3 +465,39 @@ def exactly_once(stack: Stack[Broker], mark: str, count: int) -> None:
 def due(iso: str) -> float:
     """An instant as the sandbox records it (ISO 8601), in Unix seconds."""
     return datetime.fromisoformat(iso).timestamp()
+
+
+async def statuses(stack: Stack[Broker], post_ids: list[str]) -> Counter[str]:
+    """The posts' statuses, counted by name."""
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(post_id: str) -> str:
+        async with semaphore:
+            return posts_pb2.PostStatus.Name((await stack.get(post_id)).status)
+
+    return Counter(await asyncio.gather(*(one(post_id) for post_id in post_ids)))
+
+
+async def published_events(stack: Stack[Broker], post_ids: list[str]) -> Counter[str]:
+    """How many `published` lifecycle events each of the posts got, after checking that no
+    event id is on KAIROS_EVENTS twice."""
+    events = await lifecycle_events(stack)
+    assert len({e.event_id for e in events}) == len(events), "an event id appeared twice"
+    ours = set(post_ids)
+    return Counter(
+        e.post_id
+        for e in events
+        if e.post_id in ours and e.type == events_pb2.LIFECYCLE_EVENT_TYPE_PUBLISHED
+    )
+
+
+async def settled(stack: Stack[Broker], post_ids: list[str], timeout: float) -> Counter[str]:
+    """The posts' statuses once none is scheduled or publishing any more."""
+    deadline = time.monotonic() + timeout
+    found = await statuses(stack, post_ids)
+    final = {"POST_STATUS_PUBLISHED", "POST_STATUS_UNKNOWN", "POST_STATUS_FAILED"}
+    while not set(found) <= final and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await statuses(stack, post_ids)
+    assert set(found) <= final, f"{found}\n{stack.logs()}"
+    return found
