@@ -59,7 +59,7 @@ REFRESHED_KEPT = 300.0
 BLOCKED_PRUNE_AT = 10_000
 #: In-progress acks while holding an event, well inside AckWait (at most a third of it).
 KEEPALIVE_EVERY = 10.0
-#: How long a begin that failed in transit is asked again under its begin key (seconds): long
+#: How long after its first failure a begin is asked again under its begin key (seconds): long
 #: enough for an api restart or a PostgreSQL failover, short against the attempt's lease (the
 #: api counts it from the begin it committed, perhaps the first of these asks).
 BEGIN_RETRY_FOR = 10.0
@@ -440,15 +440,18 @@ class PlatformConsumer:
         A begin whose answer was lost may have begun (the api committed, then died or its
         database failed over): a redelivery would be fenced out and the target left to the
         sweeper as UNKNOWN. So the begin is asked again under the key drawn for this handling,
-        which the api answers with the attempt it began, for up to BEGIN_RETRY_FOR."""
+        which the api answers with the attempt it began, for up to BEGIN_RETRY_FOR after the
+        first failure (which may itself have waited out the call's deadline)."""
         key = uuid.uuid4().hex
         wait = BEGIN_RETRY_FIRST
-        give_up = time.monotonic() + BEGIN_RETRY_FOR
+        give_up: float | None = None
         while True:
             try:
                 begun = await self.dispatch.begin(event.delivery_id, key)
                 break
             except grpc.aio.AioRpcError as error:
+                if give_up is None:
+                    give_up = time.monotonic() + BEGIN_RETRY_FOR
                 if (
                     error.code() not in TRANSIENT
                     or time.monotonic() + wait > give_up
