@@ -1,5 +1,5 @@
-"""attempts.begin_key: the publisher's key for the handling that began an attempt, so a begin
-whose answer was lost can be asked again and get the same attempt back
+"""attempts.begin_key: a digest of the publisher's key for the handling that began an attempt, so a
+begin whose answer was lost can be asked again and get the same attempt back
 
 Revision ID: 0014
 Revises: 0013
@@ -18,8 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # NULL for attempts begun before, and for a begin asked without a key.
-    op.add_column("attempts", sa.Column("begin_key", sa.String(length=64), nullable=True))
+    # NULL for attempts begun before, and for a begin asked without a key. A digest of the key,
+    # as narrow as an id (see kairos_api.service_layer.dispatch.begin._digest).
+    op.add_column("attempts", sa.Column("begin_key", sa.Uuid(), nullable=True))
 
 
 def downgrade() -> None:
