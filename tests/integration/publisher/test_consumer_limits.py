@@ -28,6 +28,7 @@ from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.platforms import Platform
 from kairos_common.streams import DEAD_STREAM, due_subject
+from kairos_publisher import consumer as consumer_module
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.platforms.base import PublishOutcome, PublishRequest, Result
@@ -348,3 +349,27 @@ async def test_a_begin_whose_answer_was_lost_is_asked_again_under_the_same_key(
     assert len(set(fake.keys)) == 1  # one key for the handling, asked three times
     assert len(fake.keys[0]) == 32
     assert took < 5.0  # asked again after short waits (0.2 s, 0.4 s), not after a redelivery
+
+
+async def test_a_begin_that_keeps_failing_is_handed_back_and_its_next_handling_draws_a_new_key(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking again stops after BEGIN_RETRY_FOR; the event is naked as before, and its
+    redelivery is a new handling with a key of its own (which the api refuses while the first
+    handling's attempt is open, so a post never goes out under two handlings)."""
+    monkeypatch.setattr(consumer_module, "BEGIN_RETRY_FOR", 0.5)
+    # The first handling asks at once and after 0.2 s (the next ask, 0.4 s on, would be past
+    # 0.5 s); the redelivery's handling fails once, then is answered.
+    fake = LostAnswerDispatch(lost=3)
+    delivery_id, account = str(uuid.uuid4()), str(uuid.uuid4())
+    fake.accounts[delivery_id] = account
+
+    async with consuming(js, fake, settings()):
+        await publish(js, due_event(delivery_id, account))
+        await eventually(lambda: len(fake.keys) >= 4, "the second handling answered", 10.0)
+        await asyncio.sleep(0.3)
+
+    first, second = fake.keys[0], fake.keys[2]
+    assert fake.keys == [first, first, second, second]
+    assert second != first
+    assert fake.calls == Counter()  # the first handling's attempt is open: nobody calls
