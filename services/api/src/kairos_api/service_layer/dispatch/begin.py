@@ -16,7 +16,9 @@ and for a platform that pulls media by URL a presigned URL instead of the bytes.
 A begin may carry a key the publisher drew for one handling of a due event, stored on the
 attempt it began. When that answer is lost (the api died, PostgreSQL failed over) the publisher
 asks again with the same key: a target that is PUBLISHING for the same delivery, whose open
-attempt holds that key, is answered with that attempt again and nothing is written. Without the
+attempt holds that key, is answered with that attempt again and nothing is written (refused
+once its lease has run out, when the sweeper may settle it any moment, or when the post was
+edited since). Without the
 key the second begin would be refused (the target is no longer QUEUED), nobody would call the
 platform, and the sweeper would settle the target UNKNOWN once its lease ran out.
 """
