@@ -348,6 +348,105 @@ async def test_begin_refuses_unknown_and_malformed_deliveries(
     assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def begin_keyed(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, delivery_id: str, key: str
+) -> dispatch_pb2.BeginAttemptResponse:
+    """BeginAttempts for one delivery with its begin key, as the publisher's batcher asks."""
+    reply = await dispatch.BeginAttempts(
+        dispatch_pb2.BeginAttemptsRequest(delivery_ids=[delivery_id], begin_keys=[key]),
+        metadata=SERVICE,
+    )
+    return reply.results[0]
+
+
+async def test_a_begin_asked_again_with_its_key_gets_the_same_attempt_back(
+    own_api: RunningApi, dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    """The answer to a begin can be lost after the api committed it; the publisher asks again
+    with the same key and must get the attempt that began, not a refusal."""
+    account = await connect(tenant, token="mastodon-access-7")
+    post = await post_due(tenant, account, "asked twice")
+    delivery = await claim_one(dispatch, post.targets[0].id)
+    key = uuid.uuid4().hex
+    first = await begin_keyed(dispatch, delivery.delivery_id, key)
+    assert first.ok
+    again = await begin_keyed(dispatch, delivery.delivery_id, key)
+    assert again.ok, again.reason
+    assert (again.attempt_id, again.attempt_number) == (first.attempt_id, first.attempt_number)
+    assert again.snapshot.content == "asked twice"
+    assert again.credentials.access_token == "mastodon-access-7"
+    assert again.idempotency_key == first.idempotency_key
+    assert again.earlier_outcome_lost is False  # its own open attempt is not an earlier one
+    lease = own_api.service.app.settings.attempt_lease
+    assert timedelta(0) < again.lease.ToTimedelta() <= first.lease.ToTimedelta() <= lease
+    single = await dispatch.BeginAttempt(
+        dispatch_pb2.BeginAttemptRequest(delivery_id=delivery.delivery_id, begin_key=key),
+        metadata=SERVICE,
+    )
+    assert (single.ok, single.attempt_id) == (True, first.attempt_id)
+    for other in (uuid.uuid4().hex, ""):
+        refused = await begin_keyed(dispatch, delivery.delivery_id, other)
+        assert (refused.ok, refused.rejection) == (False, dispatch_pb2.FENCE_REJECTION_NOT_QUEUED)
+    refused = await begin(dispatch, delivery.delivery_id)
+    assert (refused.ok, refused.rejection) == (False, dispatch_pb2.FENCE_REJECTION_NOT_QUEUED)
+    current = await get(tenant, post.id)
+    assert len(current.targets[0].attempts) == 1  # asking again wrote nothing
+
+
+async def test_a_begin_key_is_not_honoured_once_its_attempt_completed(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client
+) -> None:
+    post = await post_due(tenant, await connect(tenant), "done once")
+    delivery = await claim_one(dispatch, post.targets[0].id)
+    key = uuid.uuid4().hex
+    begun = await begin_keyed(dispatch, delivery.delivery_id, key)
+    assert begun.ok
+    await complete(
+        dispatch,
+        dispatch_pb2.AttemptOutcome(
+            attempt_id=begun.attempt_id,
+            delivery_id=delivery.delivery_id,
+            published=dispatch_pb2.Published(platform_post_id="7", url="https://m.example/7"),
+            http_status=200,
+        ),
+    )
+    late = await begin_keyed(dispatch, delivery.delivery_id, key)
+    assert not late.ok  # the target is PUBLISHED and its delivery spent
+    assert late.rejection != dispatch_pb2.FENCE_REJECTION_UNSPECIFIED
+
+
+async def test_bad_begin_keys_are_refused_on_their_field(
+    dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub,
+) -> None:
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    cases = [
+        (["a" * 64, "b" * 65], "begin_keys[1]"),
+        (["caf\u00e9", "ok"], "begin_keys[0]"),
+        (["ok", "tab\there"], "begin_keys[1]"),
+        (["only-one"], "begin_keys"),
+    ]
+    for keys, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await dispatch.BeginAttempts(
+                dispatch_pb2.BeginAttemptsRequest(delivery_ids=ids, begin_keys=keys),
+                metadata=SERVICE,
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, keys
+        assert [v[0] for v in violations_of(raised.value)] == [field]
+    with pytest.raises(grpc.aio.AioRpcError) as single:
+        await dispatch.BeginAttempt(
+            dispatch_pb2.BeginAttemptRequest(delivery_id=ids[0], begin_key="k" * 65),
+            metadata=SERVICE,
+        )
+    assert single.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v[0] for v in violations_of(single.value)] == ["begin_key"]
+    fine = await dispatch.BeginAttempts(
+        dispatch_pb2.BeginAttemptsRequest(delivery_ids=ids, begin_keys=["a" * 64, ""]),
+        metadata=SERVICE,
+    )
+    assert [r.rejection for r in fine.results] == [dispatch_pb2.FENCE_REJECTION_SUPERSEDED] * 2
+
+
 async def started(
     dispatch: dispatch_pb2_grpc.DispatchServiceAsyncStub, tenant: Client, *, mastodon: bool = True
 ) -> tuple[posts_pb2.Post, dispatch_pb2.Delivery, dispatch_pb2.BeginAttemptResponse]:

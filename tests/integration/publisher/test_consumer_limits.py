@@ -28,6 +28,7 @@ from kairos.events.v1 import events_pb2
 from kairos.posts.v1 import posts_pb2
 from kairos_common.platforms import Platform
 from kairos_common.streams import DEAD_STREAM, due_subject
+from kairos_publisher import consumer as consumer_module
 from kairos_publisher.consumer import PlatformConsumer, account_semaphores
 from kairos_publisher.dispatch import DispatchClient
 from kairos_publisher.platforms.base import PublishOutcome, PublishRequest, Result
@@ -274,3 +275,101 @@ async def test_an_outcome_the_api_cannot_take_is_offered_until_the_lease_the_beg
 
     assert fake.offers > 1  # offered again meanwhile
     assert 1.5 < gave_up_after < 4.0  # at the announced lease, not the default 120 s
+
+
+@dataclass
+class LostAnswerDispatch(FakeDispatch):
+    """An api that begins attempts and then loses the answer `lost` times (it died after
+    committing); as the real api does, it answers a begin asked again with the key of an
+    attempt it began with that attempt, and refuses one with any other key."""
+
+    lost: int = 2
+    #: The begin key of each ask, in order.
+    keys: list[str] = field(default_factory=list)
+    begun_with: dict[str, str] = field(default_factory=dict)
+
+    async def BeginAttempts(  # noqa: N802 - the gRPC method's name
+        self, request: dispatch_pb2.BeginAttemptsRequest, **_: object
+    ) -> dispatch_pb2.BeginAttemptsResponse:
+        [delivery_id] = request.delivery_ids
+        [key] = request.begin_keys
+        self.keys.append(key)
+        began = self.begin_with_key(delivery_id, key)
+        if self.lost > 0:
+            self.lost -= 1
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone", None
+            )
+        return began
+
+    def begin_with_key(self, delivery_id: str, key: str) -> dispatch_pb2.BeginAttemptsResponse:
+        known = self.begun_with.get(delivery_id)
+        if known is not None and known != key:
+            return dispatch_pb2.BeginAttemptsResponse(
+                results=[
+                    dispatch_pb2.BeginAttemptResponse(
+                        ok=False, rejection=dispatch_pb2.FENCE_REJECTION_NOT_QUEUED
+                    )
+                ]
+            )
+        self.begun_with[delivery_id] = key
+        account = self.accounts[delivery_id]
+        return dispatch_pb2.BeginAttemptsResponse(
+            results=[
+                dispatch_pb2.BeginAttemptResponse(
+                    ok=True,
+                    attempt_id=delivery_id,
+                    account_id=account,
+                    account_handle=account,
+                    snapshot=dispatch_pb2.ContentSnapshot(content=delivery_id),
+                    credentials=posts_pb2.Credentials(access_token="token"),
+                    lease=Duration(seconds=self.lease_seconds),
+                )
+            ]
+        )
+
+
+async def test_a_begin_whose_answer_was_lost_is_asked_again_under_the_same_key(
+    js: JetStreamContext,
+) -> None:
+    """Handing the event back would be fenced out (the attempt began); asking again under the
+    handling's key gets the attempt, and the post goes out once, without a redelivery."""
+    fake = LostAnswerDispatch(lost=2)
+    delivery_id, account = str(uuid.uuid4()), str(uuid.uuid4())
+    fake.accounts[delivery_id] = account
+
+    async with consuming(js, fake, settings()):
+        started = time.monotonic()
+        await publish(js, due_event(delivery_id, account))
+        await eventually(lambda: delivery_id in fake.completed, "the attempt completed")
+        took = time.monotonic() - started
+
+    assert fake.calls == Counter({delivery_id: 1})
+    assert len(fake.keys) == 3
+    assert len(set(fake.keys)) == 1  # one key for the handling, asked three times
+    assert len(fake.keys[0]) == 32
+    assert took < 5.0  # asked again after short waits (0.2 s, 0.4 s), not after a redelivery
+
+
+async def test_a_begin_that_keeps_failing_is_handed_back_and_its_next_handling_draws_a_new_key(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking again stops after BEGIN_RETRY_FOR; the event is naked as before, and its
+    redelivery is a new handling with a key of its own (which the api refuses while the first
+    handling's attempt is open, so a post never goes out under two handlings)."""
+    monkeypatch.setattr(consumer_module, "BEGIN_RETRY_FOR", 0.5)
+    # The first handling asks at once and after 0.2 s (the next ask, 0.4 s on, would be past
+    # 0.5 s); the redelivery's handling fails once, then is answered.
+    fake = LostAnswerDispatch(lost=3)
+    delivery_id, account = str(uuid.uuid4()), str(uuid.uuid4())
+    fake.accounts[delivery_id] = account
+
+    async with consuming(js, fake, settings()):
+        await publish(js, due_event(delivery_id, account))
+        await eventually(lambda: len(fake.keys) >= 4, "the second handling answered", 10.0)
+        await asyncio.sleep(0.3)
+
+    first, second = fake.keys[0], fake.keys[2]
+    assert fake.keys == [first, first, second, second]
+    assert second != first
+    assert fake.calls == Counter()  # the first handling's attempt is open: nobody calls

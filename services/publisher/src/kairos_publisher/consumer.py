@@ -36,7 +36,7 @@ from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher import metrics, traces
 from kairos_publisher.admission import AccountGate
-from kairos_publisher.dispatch import DispatchClient
+from kairos_publisher.dispatch import TRANSIENT, DispatchClient
 from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     NO_STAGE,
@@ -59,6 +59,13 @@ REFRESHED_KEPT = 300.0
 BLOCKED_PRUNE_AT = 10_000
 #: In-progress acks while holding an event, well inside AckWait (at most a third of it).
 KEEPALIVE_EVERY = 10.0
+#: How long after its first failure a begin is asked again under its begin key (seconds): long
+#: enough for an api restart or a PostgreSQL failover, short against the attempt's lease (the
+#: api counts it from the begin it committed, perhaps the first of these asks).
+BEGIN_RETRY_FOR = 10.0
+#: Waits between those asks: doubling from the first, capped (seconds).
+BEGIN_RETRY_FIRST = 0.2
+BEGIN_RETRY_CAP = 2.0
 
 ERROR_CLASSES = {
     Result.RETRYABLE: posts_pb2.ERROR_CLASS_RETRYABLE,
@@ -428,14 +435,36 @@ class PlatformConsumer:
         self, message: Msg, event: events_pb2.DueEvent
     ) -> dispatch_pb2.BeginAttemptResponse | None:
         """The begun attempt; None when the event was settled instead (fenced out, or the api
-        could not be asked and it was handed back)."""
-        try:
-            begun = await self.dispatch.begin(event.delivery_id)
-        except grpc.aio.AioRpcError as error:
-            # The api is away or overloaded; nothing began, so trying again shortly is safe.
-            log.warning("BeginAttempts failed: %s", error.code().name)
-            await message.nak(delay=1.0)
-            return None
+        could not be asked and it was handed back).
+
+        A begin whose answer was lost may have begun (the api committed, then died or its
+        database failed over): a redelivery would be fenced out and the target left to the
+        sweeper as UNKNOWN. So the begin is asked again under the key drawn for this handling,
+        which the api answers with the attempt it began, for up to BEGIN_RETRY_FOR after the
+        first failure (which may itself have waited out the call's deadline)."""
+        key = uuid.uuid4().hex
+        wait = BEGIN_RETRY_FIRST
+        give_up: float | None = None
+        while True:
+            try:
+                begun = await self.dispatch.begin(event.delivery_id, key)
+                break
+            except grpc.aio.AioRpcError as error:
+                if give_up is None:
+                    give_up = time.monotonic() + BEGIN_RETRY_FOR
+                if (
+                    error.code() not in TRANSIENT
+                    or time.monotonic() + wait > give_up
+                    or self.stopping.is_set()
+                ):
+                    # The api is away or overloaded. An attempt may have begun: the sweeper
+                    # settles it when its lease runs out, and the redelivery is fenced out.
+                    log.warning("BeginAttempts failed: %s", error.code().name)
+                    await message.nak(delay=1.0)
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                wait = min(wait * 2, BEGIN_RETRY_CAP)
         if not begun.ok:
             log.info(
                 "delivery fenced out",

@@ -68,7 +68,8 @@ class DispatchClient:
         self._traced = tracing.tracer() is not None
         #: The traceparents of the begins waiting to go out, by delivery id (tracing on).
         self._begin_parents: dict[str, str] = {}
-        self._begins: Batcher[str, dispatch_pb2.BeginAttemptResponse] = Batcher(
+        #: Items are (delivery id, begin key).
+        self._begins: Batcher[tuple[str, str], dispatch_pb2.BeginAttemptResponse] = Batcher(
             "BeginAttempts", self._begin_batch
         )
         self._completions: Batcher[dispatch_pb2.AttemptOutcome, dispatch_pb2.CompletionResult] = (
@@ -102,14 +103,17 @@ class DispatchClient:
         """Batched calls made so far (BeginAttempts and CompleteAttempts)."""
         return self._begins.calls + self._completions.calls
 
-    async def begin(self, delivery_id: str) -> dispatch_pb2.BeginAttemptResponse:
+    async def begin(
+        self, delivery_id: str, begin_key: str = ""
+    ) -> dispatch_pb2.BeginAttemptResponse:
         """The fence's answer for one delivery. Never tried again here: a begin that timed out
-        may have begun, and only the caller knows how to hand its event back."""
+        may have begun, and only the caller holds the begin key that asks for it again (and
+        knows how to hand its event back)."""
         if not self._traced:
-            return await self._begins.submit(delivery_id)
+            return await self._begins.submit((delivery_id, begin_key))
         self._begin_parents[delivery_id] = tracing.current_traceparent()
         try:
-            return await self._begins.submit(delivery_id)
+            return await self._begins.submit((delivery_id, begin_key))
         finally:
             self._begin_parents.pop(delivery_id, None)
 
@@ -170,12 +174,17 @@ class DispatchClient:
             request, metadata=self._metadata, timeout=self._timeout
         )
 
-    async def _begin_batch(self, ids: Sequence[str]) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
+    async def _begin_batch(
+        self, items: Sequence[tuple[str, str]]
+    ) -> Sequence[dispatch_pb2.BeginAttemptResponse]:
         parents = self._begin_parents
+        ids = [delivery_id for delivery_id, _ in items]
+        keys = [key for _, key in items]
         reply = await self._stub.BeginAttempts(
             dispatch_pb2.BeginAttemptsRequest(
                 delivery_ids=ids,
                 traceparents=[parents.get(i, "") for i in ids] if parents else (),
+                begin_keys=keys if any(keys) else (),
             ),
             metadata=self._metadata,
             timeout=self._timeout,

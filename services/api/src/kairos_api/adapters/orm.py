@@ -394,6 +394,10 @@ class Attempt(Base):
     #: '' (never said), 'uploading' (sending media, nothing public yet) or 'publishing' (the
     #: call that makes the post public is under way): `MarkAttempt`.
     stage: Mapped[str] = mapped_column(String(12), default="", server_default=text("''"))
+    #: The digest of the publisher's key for the handling that began this attempt
+    #: (`BeginAttempts`; see `service_layer.dispatch.begin._digest`): the same begin asked again
+    #: with that key, after its answer was lost, is answered with this attempt.
+    begin_key: Mapped[uuid.UUID | None]
 
     target: Mapped[Target] = relationship(back_populates="attempts")
 

@@ -197,7 +197,7 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     ) -> dispatch_pb2.BeginAttemptResponse:
         self.auth.require_service(context)
         started = time.time_ns()
-        result = await dispatch.begin_attempt(self.app, request.delivery_id)
+        result = await dispatch.begin_attempt(self.app, request.delivery_id, request.begin_key)
         response = begun_to_proto(result)
         dispatch_traces.begun_one(request, response, started)
         return response
@@ -209,7 +209,9 @@ class DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.auth.require_service(context)
         dispatch_traces.check_traceparents(request)
         started = time.time_ns()
-        results = await dispatch.begin_attempts(self.app, list(request.delivery_ids))
+        results = await dispatch.begin_attempts(
+            self.app, list(request.delivery_ids), list(request.begin_keys)
+        )
         credentials: dict[str, posts_pb2.Credentials] = {}
         response = dispatch_pb2.BeginAttemptsResponse(
             results=[begun_to_proto(r, credentials) for r in results]

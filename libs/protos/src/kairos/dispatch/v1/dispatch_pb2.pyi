@@ -435,19 +435,26 @@ class BeginAttemptRequest(_message.Message):
 
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
+    BEGIN_KEY_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """The delivery from the due event."""
     traceparent: _builtins.str
     """The W3C traceparent of the publisher's span for this delivery; empty when not traced."""
+    begin_key: _builtins.str
+    """A key the publisher draws for one handling of a due event; a begin asked again with the
+    same key, after its answer was lost, gets the same attempt back. At most 64 printable
+    ASCII characters; empty for none.
+    """
     def __init__(
         self,
         *,
         delivery_id: _builtins.str = ...,
         traceparent: _builtins.str = ...,
+        begin_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "traceparent", b"traceparent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin_key", b"begin_key", "delivery_id", b"delivery_id", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,6 +569,7 @@ class BeginAttemptsRequest(_message.Message):
 
     DELIVERY_IDS_FIELD_NUMBER: _builtins.int
     TRACEPARENTS_FIELD_NUMBER: _builtins.int
+    BEGIN_KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delivery_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The deliveries from the due events; at most 500, each at most once."""
@@ -572,15 +580,23 @@ class BeginAttemptsRequest(_message.Message):
         strings for deliveries not traced), or none at all.
         """
 
+    @_builtins.property
+    def begin_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Begin keys, one per delivery id in the same order, or none at all: a key the publisher
+        draws for one handling of a due event; a begin asked again with the same key, after its
+        answer was lost, gets the same attempt back. Each at most 64 printable ASCII characters.
+        """
+
     def __init__(
         self,
         *,
         delivery_ids: _abc.Iterable[_builtins.str] | None = ...,
         traceparents: _abc.Iterable[_builtins.str] | None = ...,
+        begin_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_ids", b"delivery_ids", "traceparents", b"traceparents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin_keys", b"begin_keys", "delivery_ids", b"delivery_ids", "traceparents", b"traceparents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -12,10 +12,20 @@ their posts in the same transaction.
 A begun attempt carries its post's uploaded files (`StoredMedia`), read by the same statement
 only for posts that name any: what the publisher checks the bytes by and where they are kept,
 and for a platform that pulls media by URL a presigned URL instead of the bytes.
+
+A begin may carry a key the publisher drew for one handling of a due event, stored on the
+attempt it began. When that answer is lost (the api died, PostgreSQL failed over) the publisher
+asks again with the same key: a target that is PUBLISHING for the same delivery, whose open
+attempt holds that key, is answered with that attempt again and nothing is written (refused
+once its lease has run out, when the sweeper may settle it any moment, or when the post was
+edited since). Without the
+key the second begin would be refused (the target is no longer QUEUED), nobody would call the
+platform, and the sweeper would settle the target UNKNOWN once its lease ran out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -53,6 +63,7 @@ SELECT t.delivery_id::text, t.id::text, t.post_id::text, t.account_id::text, t.p
        p.tenant_id, p.status, p.revision, p.deleted_at IS NOT NULL, p.content, p.media_urls,
        a.status, a.blocked_until, a.handle, a.credentials,
        h.last_number, coalesce(h.lost, false),
+       t.lease_until, o.id::text, o.number, o.begin_key::text, coalesce(o.lost_before, false),
        CASE WHEN p.parent_post_id IS NOT NULL THEN
            (SELECT parent.platform_post_id FROM targets AS parent
             WHERE parent.post_id = p.parent_post_id AND parent.account_id = t.account_id
@@ -74,6 +85,16 @@ LEFT JOIN LATERAL (
     FROM attempts AS x
     WHERE x.target_id = t.id
 ) AS h ON true
+LEFT JOIN LATERAL (
+    SELECT y.id, y.number, y.begin_key,
+           EXISTS (SELECT 1 FROM attempts AS z
+                   WHERE z.target_id = t.id AND z.number < y.number
+                     AND (z.finished_at IS NULL OR z.error_class = 'unknown')) AS lost_before
+    FROM attempts AS y
+    WHERE y.target_id = t.id AND y.finished_at IS NULL AND t.status = 'publishing'
+    ORDER BY y.number DESC
+    LIMIT 1
+) AS o ON true
 WHERE t.delivery_id = ANY(string_to_array(%(deliveries)s, ',')::uuid[])
 ORDER BY p.id, t.id
 FOR UPDATE OF t, p
@@ -92,8 +113,9 @@ WITH began AS (
     WHERE id = ANY(string_to_array(%(posts)s, ',')::uuid[])
 )
 INSERT INTO attempts (id, target_id, number, delivery_id, started_at, published, http_status,
-                      error_class, error_code, message)
-SELECT (v->>0)::uuid, (v->>1)::uuid, (v->>2)::int, (v->>3)::uuid, %(now)s, false, 0, '', '', ''
+                      error_class, error_code, message, begin_key)
+SELECT (v->>0)::uuid, (v->>1)::uuid, (v->>2)::int, (v->>3)::uuid, %(now)s, false, 0, '', '', '',
+       (v->>4)::uuid
 FROM json_array_elements(%(attempts)s::json) AS v
 """
 
@@ -108,22 +130,36 @@ PRESIGNED_MARGIN = timedelta(hours=1)
 
 SUPERSEDED = Refused("superseded", "the delivery was replaced by a newer one or withdrawn")
 
+#: The longest begin key (the column's width); the publisher's are 32 hex digits.
+MAX_BEGIN_KEY = 64
 
-async def begin_attempt(app: Application, delivery_id: str) -> Begun | Refused:
+
+async def begin_attempt(app: Application, delivery_id: str, begin_key: str = "") -> Begun | Refused:
     """The fence for one delivery; see `begin_attempts`. A malformed id is the caller's error."""
     if _canonical(delivery_id) is None:
         raise errors.InvalidArgument.of("delivery_id", "is not a valid id")
-    return (await begin_attempts(app, [delivery_id]))[0]
+    _check_key(begin_key, "begin_key")
+    return (await begin_attempts(app, [delivery_id], [begin_key]))[0]
 
 
-async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[Begun | Refused]:
+async def begin_attempts(
+    app: Application, delivery_ids: Sequence[str], begin_keys: Sequence[str] = ()
+) -> list[Begun | Refused]:
     """The fence for many deliveries, in one transaction; one result per id, in order.
+    `begin_keys` is empty or holds one key per id ('' for none).
 
     A malformed id, or one named a second time, is refused on its own: one bad event must not
-    hold back the good ones batched with it.
+    hold back the good ones batched with it. A malformed key is the caller's error: the
+    publisher draws them, so one that is wrong is a bug there, not a bad event.
     """
     if len(delivery_ids) > MAX_BATCH:
         raise errors.InvalidArgument.of("delivery_ids", f"at most {MAX_BATCH} per call")
+    if begin_keys and len(begin_keys) != len(delivery_ids):
+        raise errors.InvalidArgument.of(
+            "begin_keys", "must be empty or hold one key per delivery id"
+        )
+    for index, key in enumerate(begin_keys):
+        _check_key(key, f"begin_keys[{index}]")
     results: list[Begun | Refused | None] = [None] * len(delivery_ids)
     positions: dict[str, int] = {}
     for index, value in enumerate(delivery_ids):
@@ -137,10 +173,31 @@ async def begin_attempts(app: Application, delivery_ids: Sequence[str]) -> list[
         else:
             positions[canonical] = index
     if positions:
-        begun = await _begin(app, positions)
+        keys = {
+            d: _digest(begin_keys[i]) for d, i in positions.items() if begin_keys and begin_keys[i]
+        }
+        begun = await _begin(app, positions, keys)
         for canonical, index in positions.items():
             results[index] = begun.get(canonical, SUPERSEDED)
     return [result for result in results if result is not None]
+
+
+def _check_key(key: str, field: str) -> None:
+    """InvalidArgument on `field` unless the key is at most MAX_BEGIN_KEY printable ASCII
+    characters (empty is none)."""
+    if len(key) > MAX_BEGIN_KEY:
+        raise errors.InvalidArgument.of(field, f"must be at most {MAX_BEGIN_KEY} characters")
+    if not all(" " < c <= "~" for c in key):
+        raise errors.InvalidArgument.of(field, "must be printable ASCII without spaces")
+
+
+def _digest(key: str) -> str:
+    """What an attempt stores of its begin key: 128 bits of its SHA-256, as an id. The column
+    stays as narrow as an id, because while a burst runs ahead of the statistics the planner
+    guesses how many attempts there are from their width (tests/integration/api/
+    test_claim_plan.py: a 64-character column turned the completion's update into a
+    sequential scan); two keys that share a digest are not a risk worth a wider row."""
+    return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16]))
 
 
 def _canonical(value: str) -> str | None:
@@ -150,9 +207,12 @@ def _canonical(value: str) -> str | None:
         return None
 
 
-async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begun | Refused]:
-    """`begin_attempts` for well-formed, distinct delivery ids: delivery id → its result (none
-    for a delivery that no target has, which is superseded)."""
+async def _begin(
+    app: Application, deliveries: dict[str, int], keys: dict[str, str]
+) -> dict[str, Begun | Refused]:
+    """`begin_attempts` for well-formed, distinct delivery ids, with their begin keys where
+    given: delivery id → its result (none for a delivery that no target has, which is
+    superseded)."""
     now = app.clock()
     lease_until = now + app.settings.attempt_lease
     results: dict[str, Begun | Refused] = {}
@@ -164,6 +224,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
     attempts: list[str] = []
     numbers: list[int] = []
     began_deliveries: list[str] = []
+    began_keys: list[str | None] = []
     async with app.uow() as uow:
         for row in await _read(uow, list(deliveries)):
             (
@@ -191,9 +252,63 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
                 sealed,
                 last_number,
                 lost,
+                lease_held_until,
+                open_attempt,
+                open_number,
+                open_key,
+                lost_before,
                 reply_to,
                 stored,
             ) = row
+            key = keys.get(delivery_id)
+            if (
+                key
+                and open_key == key
+                and target_status == TargetStatus.PUBLISHING
+                and open_attempt is not None
+            ):
+                # Asked again after the answer was lost: the same attempt, nothing written.
+                again: Begun | Refused
+                if deleted or revision != delivery_revision:
+                    again = Refused(
+                        "revision_changed",
+                        f"the post is at revision {revision}, the attempt began for "
+                        f"{delivery_revision}",
+                    )
+                elif lease_held_until is None or lease_held_until <= now:
+                    again = Refused("not_queued", "the attempt's lease has run out")
+                else:
+                    if account_id not in credentials:
+                        credentials[account_id] = _open(app, account_id, sealed)
+                    secret = credentials[account_id]
+                    if isinstance(secret, str):
+                        again = Refused(
+                            "account_inactive", "the account's credentials cannot be read"
+                        )
+                    else:
+                        again = Begun(
+                            attempt_id=open_attempt,
+                            attempt_number=open_number,
+                            target_id=target_id,
+                            post_id=post_id,
+                            account_id=account_id,
+                            account_handle=handle,
+                            platform=platform,
+                            due_at=due_at or now,
+                            content=content if content_override is None else content_override,
+                            media_urls=list(media_urls),
+                            settings=dict(settings),
+                            credentials=secret,
+                            reply_to_platform_id=reply_to or "",
+                            idempotency_key=f"kairos-{target_id}",
+                            lease=lease_held_until - now,
+                            earlier_outcome_lost=bool(lost_before),
+                            stored_media=(
+                                await _stored_media(app, platform, stored) if stored else []
+                            ),
+                        )
+                results[delivery_id] = again
+                continue
             verdict: FenceVerdict | None = fence(
                 target_id=target_id,
                 target_status=target_status,
@@ -245,6 +360,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
             attempts.append(attempt_id)
             numbers.append(number)
             began_deliveries.append(delivery_id)
+            began_keys.append(key)
             results[delivery_id] = Begun(
                 attempt_id=attempt_id,
                 attempt_number=number,
@@ -274,6 +390,7 @@ async def _begin(app: Application, deliveries: dict[str, int]) -> dict[str, Begu
                 attempts=attempts,
                 numbers=numbers,
                 deliveries=began_deliveries,
+                keys=began_keys,
             )
         if writes.changes:
             siblings = await target_statuses(uow, touched)
@@ -322,6 +439,27 @@ async def _read(uow: UnitOfWork, deliveries: list[str]) -> Sequence[Sequence[Any
 
 
 _Parent = aliased(Target, name="parent")
+_Open = aliased(Attempt, name="open_attempt")
+
+#: Where the open attempt's id sits in a row of READ_SQL (as text, as PostgreSQL gives it).
+OPEN_ATTEMPT = 25
+#: And its begin key's digest.
+OPEN_KEY = 27
+
+
+def _of_open_attempt(column: Any) -> Any:
+    """One column of a PUBLISHING target's open attempt (its latest unfinished one)."""
+    return (
+        select(column)
+        .where(
+            _Open.target_id == Target.id,
+            _Open.finished_at.is_(None),
+            Target.status == TargetStatus.PUBLISHING.value,
+        )
+        .order_by(_Open.number.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[Any]]:
@@ -331,6 +469,12 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
     )
     lost = exists().where(
         Attempt.target_id == Target.id,
+        or_(Attempt.finished_at.is_(None), Attempt.error_class == ErrorClass.UNKNOWN.value),
+    )
+    open_number = _of_open_attempt(_Open.number)
+    lost_before = exists().where(
+        Attempt.target_id == Target.id,
+        Attempt.number < open_number,
         or_(Attempt.finished_at.is_(None), Attempt.error_class == ErrorClass.UNKNOWN.value),
     )
     reply = (
@@ -368,6 +512,11 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
             Account.credentials,
             last_number,
             lost,
+            Target.lease_until,
+            _of_open_attempt(_Open.id),
+            open_number,
+            _of_open_attempt(_Open.begin_key),
+            lost_before,
             reply,
             Post.media_ids,
         )
@@ -381,6 +530,9 @@ async def _read_on_sqlite(uow: UnitOfWork, deliveries: list[str]) -> list[list[A
         values = list(row)
         for index in (0, 1, 2, 3):
             values[index] = str(values[index])
+        for index in (OPEN_ATTEMPT, OPEN_KEY):
+            if values[index] is not None:
+                values[index] = str(values[index])
         rows.append(values)
     with_media = {row[2] for row in rows if row[-1]}
     stored: dict[str, list[list[Any]]] = {}
@@ -419,8 +571,10 @@ async def _write_begun(
     attempts: list[str],
     numbers: list[int],
     deliveries: list[str],
+    keys: list[str | None],
 ) -> None:
-    """Mark the targets PUBLISHING, record the attempts' intent, move the posts to PUBLISHING."""
+    """Mark the targets PUBLISHING, record the attempts' intent (with their begin keys), move
+    the posts to PUBLISHING."""
     if uow.on_postgresql:
         driver = await uow.psycopg()
         await driver.execute(
@@ -431,7 +585,7 @@ async def _write_begun(
                 "targets": ids_text(targets),
                 "posts": ids_text(posts),
                 "attempts": json.dumps(
-                    list(zip(attempts, targets, numbers, deliveries, strict=True))
+                    list(zip(attempts, targets, numbers, deliveries, keys, strict=True))
                 ),
             },
         )
@@ -466,9 +620,10 @@ async def _write_begun(
                 "error_class": "",
                 "error_code": "",
                 "message": "",
+                "begin_key": None if key is None else uuid.UUID(key),
             }
-            for attempt, target, number, delivery in zip(
-                attempts, targets, numbers, deliveries, strict=True
+            for attempt, target, number, delivery, key in zip(
+                attempts, targets, numbers, deliveries, keys, strict=True
             )
         ],
     )
