@@ -261,76 +261,55 @@ async def _begin(
                 stored,
             ) = row
             key = keys.get(delivery_id)
-            if (
+            # Asked again under the key of the attempt it began (its answer was lost): the same
+            # attempt, nothing written.
+            resumed = bool(
                 key
                 and open_key == key
                 and target_status == TargetStatus.PUBLISHING
                 and open_attempt is not None
-            ):
-                # Asked again after the answer was lost: the same attempt, nothing written.
-                again: Begun | Refused
+            )
+            refused: Refused | None = None
+            verdict: FenceVerdict | None = None
+            if resumed:
                 if deleted or revision != delivery_revision:
-                    again = Refused(
+                    refused = Refused(
                         "revision_changed",
                         f"the post is at revision {revision}, the attempt began for "
                         f"{delivery_revision}",
                     )
                 elif lease_held_until is None or lease_held_until <= now:
-                    again = Refused("not_queued", "the attempt's lease has run out")
-                else:
-                    if account_id not in credentials:
-                        credentials[account_id] = _open(app, account_id, sealed)
-                    secret = credentials[account_id]
-                    if isinstance(secret, str):
-                        again = Refused(
-                            "account_inactive", "the account's credentials cannot be read"
-                        )
-                    else:
-                        again = Begun(
-                            attempt_id=open_attempt,
-                            attempt_number=open_number,
-                            target_id=target_id,
-                            post_id=post_id,
-                            account_id=account_id,
-                            account_handle=handle,
-                            platform=platform,
-                            due_at=due_at or now,
-                            content=content if content_override is None else content_override,
-                            media_urls=list(media_urls),
-                            settings=dict(settings),
-                            credentials=secret,
-                            reply_to_platform_id=reply_to or "",
-                            idempotency_key=f"kairos-{target_id}",
-                            lease=lease_held_until - now,
-                            earlier_outcome_lost=bool(lost_before),
-                            stored_media=(
-                                await _stored_media(app, platform, stored) if stored else []
-                            ),
-                        )
-                results[delivery_id] = again
-                continue
-            verdict: FenceVerdict | None = fence(
-                target_id=target_id,
-                target_status=target_status,
-                delivery_revision=delivery_revision,
-                post_revision=revision,
-                post_deleted=deleted,
-                stale_at=stale_at,
-                next_attempt_at=next_attempt_at,
-                account_status=account_status,
-                blocked_until=blocked_until,
-                now=now,
-            )
-            if verdict is None:
+                    refused = Refused("not_queued", "the attempt's lease has run out")
+            else:
+                verdict = fence(
+                    target_id=target_id,
+                    target_status=target_status,
+                    delivery_revision=delivery_revision,
+                    post_revision=revision,
+                    post_deleted=deleted,
+                    stale_at=stale_at,
+                    next_attempt_at=next_attempt_at,
+                    account_status=account_status,
+                    blocked_until=blocked_until,
+                    now=now,
+                )
+            if refused is None and verdict is None:
                 if account_id not in credentials:
                     credentials[account_id] = _open(app, account_id, sealed)
                 secret = credentials[account_id]
-                if isinstance(secret, str):
+                if isinstance(secret, str) and resumed:
+                    refused = Refused(
+                        "account_inactive", "the account's credentials cannot be read"
+                    )
+                elif isinstance(secret, str):
                     verdict = FenceVerdict(
                         "account_inactive",
                         "the account's credentials cannot be read",
                         ended(target_id, TargetStatus.FAILED, secret),
                     )
+            if refused is not None:
+                results[delivery_id] = refused
+                continue
             if verdict is not None:
                 results[delivery_id] = Refused(verdict.rejection, verdict.reason)
                 if verdict.change is not None:
@@ -352,15 +331,20 @@ async def _begin(
                         )
                 continue
             assert not isinstance(secret, str)
-            attempt_id = str(new_id())
-            number = (last_number or 0) + 1
-            began_targets.append(target_id)
-            if post_status in STARTING:
-                began_posts.add(post_id)
-            attempts.append(attempt_id)
-            numbers.append(number)
-            began_deliveries.append(delivery_id)
-            began_keys.append(key)
+            if resumed:
+                attempt_id, number = open_attempt, open_number
+                held_until, lost_earlier = lease_held_until, lost_before
+            else:
+                attempt_id = str(new_id())
+                number = (last_number or 0) + 1
+                held_until, lost_earlier = lease_until, lost
+                began_targets.append(target_id)
+                if post_status in STARTING:
+                    began_posts.add(post_id)
+                attempts.append(attempt_id)
+                numbers.append(number)
+                began_deliveries.append(delivery_id)
+                began_keys.append(key)
             results[delivery_id] = Begun(
                 attempt_id=attempt_id,
                 attempt_number=number,
@@ -376,8 +360,8 @@ async def _begin(
                 credentials=secret,
                 reply_to_platform_id=reply_to or "",
                 idempotency_key=f"kairos-{target_id}",
-                lease=lease_until - now,
-                earlier_outcome_lost=bool(lost),
+                lease=held_until - now,
+                earlier_outcome_lost=bool(lost_earlier),
                 stored_media=await _stored_media(app, platform, stored) if stored else [],
             )
         if began_targets:
