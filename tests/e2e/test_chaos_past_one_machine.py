@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kairos.posts.v1 import posts_pb2
 from support.nats_cluster import NatsCluster, nats_cluster
 from support.pg_cluster import pg_bin, start_primary_standby
-from support.stack import at, published_events, running_stack, settled
+from support.stack import create_spread, exactly_once, published_events, running_stack, settled
 
 BINDIR = pg_bin()
 pytestmark = [
@@ -55,22 +54,7 @@ async def test_a_nats_node_a_database_failover_and_an_api_lost_mid_burst_double_
             database_url=pair.url("kairos"),
         ) as stack:
             mark = f"chaos-{uuid.uuid4().hex[:8]}"
-            semaphore = asyncio.Semaphore(16)
-
-            async def create(index: int) -> str:
-                request = posts_pb2.CreatePostRequest(
-                    content=f"{mark} #{index}",
-                    targets=[posts_pb2.TargetSpec(account_id=stack.account_id)],
-                    request_id=f"{mark}-{index}",
-                    schedule=posts_pb2.Schedule(at=at(3.0 + 6.0 * index / COUNT)),
-                )
-                async with semaphore:
-                    reply = await stack.posts.CreatePost(
-                        request, metadata=stack.metadata, timeout=30
-                    )
-                    return reply.post.id
-
-            post_ids = list(await asyncio.gather(*(create(i) for i in range(COUNT))))
+            post_ids = await create_spread(stack, mark, COUNT, first_due=3.0, spread=6.0)
             await asyncio.sleep(4.0)  # the first posts are going out
             sent_before = len(stack.received(mark))
             cluster.kill(0)
@@ -86,10 +70,7 @@ async def test_a_nats_node_a_database_failover_and_an_api_lost_mid_burst_double_
             await asyncio.sleep(2.0)  # anything sent twice would show up by now
             assert 0 < sent_before < COUNT, "the faults did not land while posts went out"
             assert found == Counter({"POST_STATUS_PUBLISHED": COUNT}), found
-            contents = [p["content"] for p in stack.received(mark)]
-            doubled = sorted({c for c in contents if contents.count(c) > 1})
-            assert not doubled, f"published more than once: {doubled[:5]}"
-            assert len(contents) == COUNT
+            exactly_once(stack, mark, COUNT)
             published = await published_events(stack, post_ids)
             assert len(published) == COUNT
             assert set(published.values()) == {1}

@@ -443,6 +443,28 @@ async def create_many(
     return post_ids
 
 
+async def create_spread(
+    stack: Stack[Broker], mark: str, count: int, first_due: float, spread: float
+) -> list[str]:
+    """`count` posts through CreatePost, each with a request_id (so a call the api retried is
+    never doubled), due evenly from `first_due` to `first_due + spread` seconds from now; their
+    ids in order. For a few hundred posts: `create_many` makes thousands."""
+    semaphore = asyncio.Semaphore(16)
+
+    async def create(index: int) -> str:
+        request = posts_pb2.CreatePostRequest(
+            content=f"{mark} #{index}",
+            targets=[posts_pb2.TargetSpec(account_id=stack.account_id)],
+            request_id=f"{mark}-{index}",
+            schedule=posts_pb2.Schedule(at=at(first_due + spread * index / count)),
+        )
+        async with semaphore:
+            reply = await stack.posts.CreatePost(request, metadata=stack.metadata, timeout=30)
+            return reply.post.id
+
+    return list(await asyncio.gather(*(create(i) for i in range(count))))
+
+
 async def wait_all_arrived(stack: Stack[Broker], mark: str, count: int, timeout: float) -> None:
     """Wait until `count` different posts marked `mark` reached the sandbox."""
     deadline = time.monotonic() + timeout
