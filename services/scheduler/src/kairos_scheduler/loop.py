@@ -125,6 +125,8 @@ class ClaimLoop:
         now = datetime.now(UTC)
         if self.reemit_before is None or self.reemit_before < now:
             self.reemit_before = now
+        # The unacknowledged events are among what the sweep re-emits: not published twice.
+        self.unsent.clear()
         log.info("re-emitting the deliveries claimed so far and not begun", extra={"why": reason})
         self.sweep_now.set()
 
@@ -148,9 +150,7 @@ class ClaimLoop:
         metrics.claimed(len(reply.deliveries), started)
         if reply.deliveries:
             claimed = time.perf_counter()
-            failed = await emit(self.publisher, reply.deliveries)
-            self.emitted += len(reply.deliveries) - len(failed)
-            self.keep_unsent(failed)
+            await self._emit(reply.deliveries)
             log.info(
                 "claimed",
                 extra={
@@ -176,9 +176,7 @@ class ClaimLoop:
         )
         metrics.swept(reply, started)
         if reply.redeliveries:
-            failed = await emit(self.publisher, reply.redeliveries)
-            self.emitted += len(reply.redeliveries) - len(failed)
-            self.keep_unsent(failed)
+            await self._emit(reply.redeliveries)
         if len(reply.redeliveries) >= self.settings.batch:
             self.sweep_now.set()  # more to re-emit: the next page at once
         elif before is not None and self.reemit_before == before:
@@ -194,6 +192,12 @@ class ClaimLoop:
                 },
             )
 
+    async def _emit(self, deliveries: Sequence[dispatch_pb2.Delivery]) -> None:
+        """Publish the deliveries' due events, keeping the unacknowledged ones to send again."""
+        failed = await emit(self.publisher, deliveries)
+        self.emitted += len(deliveries) - len(failed)
+        self.keep_unsent(failed)
+
     def keep_unsent(self, failed: Sequence[Message]) -> None:
         """Keep `failed` to publish again; past MAX_UNSENT the oldest are left to their lease."""
         for message in failed:
@@ -206,6 +210,7 @@ class ClaimLoop:
         while self.unsent and self.publisher.connected and not self.stopping.is_set():
             messages = list(itertools.islice(self.unsent.values(), self.settings.batch))
             stored = await self.publisher.publish(messages, ACK_TIMEOUT)
+            metrics.emitted(stored.count(True), stored.count(False))
             for message, ok in zip(messages, stored, strict=True):
                 if ok:
                     self.emitted += 1
@@ -221,14 +226,14 @@ class ClaimLoop:
             except grpc.aio.AioRpcError as error:
                 log.warning("ClaimDue failed: %s %s", error.code().name, error.details())
                 claimed = 0
-                await self._pause(1.0)
+                await self._pause(1.0, self.wake)
             except Exception:
                 log.exception("claim round failed")
                 claimed = 0
-                await self._pause(1.0)
+                await self._pause(1.0, self.wake)
             if claimed >= self.settings.batch:
                 continue  # more is due right now: no pause
-            await self._pause(self.settings.tick.total_seconds())
+            await self._pause(self.settings.tick.total_seconds(), self.wake)
 
     async def run_sweeps(self) -> None:
         while not self.stopping.is_set():
@@ -239,29 +244,12 @@ class ClaimLoop:
                 log.warning("SweepExpired failed: %s %s", error.code().name, error.details())
             except Exception:
                 log.exception("sweep failed")
-            await self._wait_for_sweep()
+            await self._pause(self.settings.sweep_every.total_seconds(), self.sweep_now)
 
-    async def _wait_for_sweep(self) -> None:
-        """Sleep until the next sweep is due, one is asked for at once, or stop."""
+    async def _pause(self, seconds: float, event: asyncio.Event) -> None:
+        """Sleep `seconds`, until `event` (a wake-up, a sweep wanted at once), or stop."""
         waiters = [
-            asyncio.ensure_future(self.sweep_now.wait()),
-            asyncio.ensure_future(self.stopping.wait()),
-        ]
-        try:
-            await asyncio.wait(
-                waiters,
-                timeout=self.settings.sweep_every.total_seconds(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        self.sweep_now.clear()
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep until the next tick, a wake-up, or stop."""
-        waiters = [
-            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(event.wait()),
             asyncio.ensure_future(self.stopping.wait()),
         ]
         try:
@@ -269,7 +257,7 @@ class ClaimLoop:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        self.wake.clear()
+        event.clear()
 
 
 def _timestamp(instant: datetime) -> Timestamp:
