@@ -14,10 +14,11 @@ construction:
 - ClaimDue: a lost claim's deliveries are never begun (the scheduler never heard of them); their
   targets stay QUEUED until their lease ends and SweepExpired puts them back. A second run claims
   what is due now, exactly as the scheduler's own next call would.
-- BeginAttempt(s): the fence. Once an attempt began, the delivery is no longer one that may
-  begin, so a second run refuses it and the publisher does not publish; the attempt that began
-  is settled by the sweeper when its lease ends (retried if its platform dedups, else UNKNOWN).
-  Nothing is published twice.
+- BeginAttempt(s): the fence and the begin keys. A second run under the same key (the
+  publisher's, drawn for this handling of the event) answers the attempt the first run began,
+  writing nothing; without a key the delivery is no longer one that may begin, so the second
+  run refuses it and the attempt is settled by the sweeper when its lease ends (retried if its
+  platform dedups, else UNKNOWN). Nothing is published twice.
 - CompleteAttempts: an outcome already recorded is skipped.
 """
 

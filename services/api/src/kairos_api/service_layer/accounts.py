@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
+from typing import TYPE_CHECKING, Final, TypedDict, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -659,8 +659,3 @@ _SETTLED_EVENTS: Final[dict[PostStatus, str]] = {
     PostStatus.UNKNOWN: "unknown",
     PostStatus.MISSED: "missed",
 }
-
-
-def _rowcount(result: Any) -> int:
-    count = getattr(result, "rowcount", 0)
-    return int(count) if isinstance(count, int) and count > 0 else 0

@@ -85,27 +85,6 @@ async def _column(
     named: Callable[[uuid.UUID], str],
     noun: str,
 ) -> Reencrypted:
-    done = await _rotate(app, key, column, associated=associated, named=named)
-    log.info(
-        "%s re-encrypted",
-        noun,
-        extra={
-            "count": done.count,
-            "failed": len(done.failures),
-            "key_id": app.cipher.current_key_id,
-        },
-    )
-    return done
-
-
-async def _rotate(
-    app: Application,
-    key: InstrumentedAttribute[uuid.UUID],
-    column: InstrumentedAttribute[Any],
-    *,
-    associated: Callable[[uuid.UUID], str],
-    named: Callable[[uuid.UUID], str],
-) -> Reencrypted:
     done = Reencrypted()
     after: uuid.UUID | None = None
     while True:
@@ -115,7 +94,7 @@ async def _rotate(
                 query = query.where(key > after)
             rows = (await uow.session.execute(query)).all()
             if not rows:
-                return done
+                break
             for row_id, token in rows:
                 after = row_id
                 try:
@@ -131,6 +110,20 @@ async def _rotate(
                     .values({column: fresh})
                     .execution_options(synchronize_session=False)
                 )
-                count = getattr(result, "rowcount", 0)
-                done.count += count if isinstance(count, int) and count > 0 else 0
+                done.count += _rowcount(result)
             await uow.commit()
+    log.info(
+        "%s re-encrypted",
+        noun,
+        extra={
+            "count": done.count,
+            "failed": len(done.failures),
+            "key_id": app.cipher.current_key_id,
+        },
+    )
+    return done
+
+
+def _rowcount(result: Any) -> int:
+    count = getattr(result, "rowcount", 0)
+    return int(count) if isinstance(count, int) and count > 0 else 0

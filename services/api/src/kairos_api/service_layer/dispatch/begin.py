@@ -130,7 +130,8 @@ PRESIGNED_MARGIN = timedelta(hours=1)
 
 SUPERSEDED = Refused("superseded", "the delivery was replaced by a newer one or withdrawn")
 
-#: The longest begin key (the column's width); the publisher's are 32 hex digits.
+#: The longest begin key taken (it is stored as a 16-byte digest: `_digest`); the publisher's
+#: are 32 hex digits.
 MAX_BEGIN_KEY = 64
 
 
