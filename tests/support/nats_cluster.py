@@ -16,7 +16,6 @@ import json
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,8 +32,8 @@ from nats.js.api import ClusterInfo, ConsumerInfo, StreamInfo
 
 from kairos_common.streams import connect
 from support.nats_server import nats_server_binary
-from support.ports import free_port_range
-from support.processes import spawn, stop_child
+from support.ports import free_port_range, wait_for_port
+from support.processes import spawn
 
 #: How long a (re)started cluster may take to elect a meta leader and report itself healthy.
 READY_TIMEOUT = 30.0
@@ -94,17 +93,6 @@ class ClusterNode:
 
 def _leader(cluster: ClusterInfo | None) -> str:
     return cluster.leader if cluster is not None and cluster.leader else ""
-
-
-def _listening(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 class NatsCluster:
@@ -175,7 +163,7 @@ class NatsCluster:
             # `ip netns exec` execs the server, so the process is the server itself.
             command = ["ip", "netns", "exec", node.namespace, *command]
         node.process = spawn(command, stdout=subprocess.DEVNULL)
-        if not _listening(node.host, node.client_port, timeout=10):
+        if not wait_for_port(node.client_port, timeout=10, host=node.host):
             self.kill(index)
             raise RuntimeError(f"nats-server {node.name} did not listen; see {node.log}")
 
@@ -212,14 +200,6 @@ class NatsCluster:
         with contextlib.suppress(ProcessLookupError):
             node.process.send_signal(signal.SIGKILL)
         node.process.wait()
-        node.process = None
-
-    def stop(self, index: int) -> None:
-        """Stop node `index` the way an operator would (SIGTERM, then SIGKILL after 10 s)."""
-        node = self.nodes[index]
-        if node.process is None:
-            return
-        stop_child(node.process, signal.SIGTERM, timeout=10)
         node.process = None
 
     async def describe(

@@ -70,12 +70,12 @@ def free_port() -> int:
     return free_port_range(1)
 
 
-def wait_for_port(port: int, timeout: float) -> bool:
-    """Whether something accepts connections on 127.0.0.1:`port` within `timeout` seconds."""
+def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on `host`:`port` within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return True
         except OSError:
             time.sleep(0.02)

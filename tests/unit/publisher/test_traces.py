@@ -137,7 +137,7 @@ def dispatch_client(api: RecordingApi) -> DispatchClient:
 
 
 async def begin_and_complete(client: DispatchClient, delivery_id: str) -> None:
-    await client.begin(delivery_id)
+    await client.begin(delivery_id, "key-1")
     outcome = dispatch_pb2.AttemptOutcome(attempt_id="a", delivery_id=delivery_id)
     await client.complete(outcome, until=time.monotonic() + 5)
 

@@ -103,9 +103,7 @@ class DispatchClient:
         """Batched calls made so far (BeginAttempts and CompleteAttempts)."""
         return self._begins.calls + self._completions.calls
 
-    async def begin(
-        self, delivery_id: str, begin_key: str = ""
-    ) -> dispatch_pb2.BeginAttemptResponse:
+    async def begin(self, delivery_id: str, begin_key: str) -> dispatch_pb2.BeginAttemptResponse:
         """The fence's answer for one delivery. Never tried again here: a begin that timed out
         may have begun, and only the caller holds the begin key that asks for it again (and
         knows how to hand its event back)."""
@@ -184,7 +182,7 @@ class DispatchClient:
             dispatch_pb2.BeginAttemptsRequest(
                 delivery_ids=ids,
                 traceparents=[parents.get(i, "") for i in ids] if parents else (),
-                begin_keys=keys if any(keys) else (),
+                begin_keys=keys,
             ),
             metadata=self._metadata,
             timeout=self._timeout,
