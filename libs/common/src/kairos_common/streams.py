@@ -25,7 +25,15 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from kairos_common.deadline import Deadline
-from kairos_common.settings import CannotStart, NatsAuthSettings, hide_password
+from kairos_common.settings import (
+    NATS_CREDS,
+    NATS_NKEY,
+    NATS_TOKEN,
+    NATS_USER_PASSWORD,
+    CannotStart,
+    NatsAuthSettings,
+    hide_password,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +213,7 @@ class _Unreachable:
 #: How each line about a failed connection attempt ends (UNREACHABLE_LOG_EVERY fills it in).
 _RETRYING = "retrying, and repeating this line every %g s while it lasts"
 #: Every way to authenticate, named when a server that wants one was given none.
-_ANY_AUTH = (
-    "KAIROS_NATS_USER and KAIROS_NATS_PASSWORD(_FILE), KAIROS_NATS_TOKEN(_FILE), "
-    "KAIROS_NATS_NKEY_SEED(_FILE) or KAIROS_NATS_CREDS(_FILE)"
-)
+_ANY_AUTH = f"{NATS_USER_PASSWORD}, {NATS_TOKEN}, {NATS_NKEY} or {NATS_CREDS}"
 
 
 class TlsNotOffered(nats.errors.Error):

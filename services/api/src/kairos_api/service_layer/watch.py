@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kairos.events.v1 import events_pb2
+from kairos_api.adapters import convert
 from kairos_api.service_layer.relay import subject_of
 from kairos_common import errors
 from kairos_common.streams import EVENTS_STREAM, tenant_subjects
@@ -285,7 +286,7 @@ class EventFeed:
     ) -> AsyncIterator[Watched]:
         sent = cursor  # the cursor the client last received
         quiet_since = checked = time.monotonic()
-        since = _timestamp(query.since)
+        since = convert.timestamp(query.since)
         while True:
             now = time.monotonic()
             if allowed is not None and now - checked >= RECHECK_EVERY:
@@ -373,14 +374,6 @@ def _check_cursor(after: int, first: int, last: int) -> None:
             "kept (events are kept for KAIROS_EVENTS' max age), so some of yours may be lost; "
             "start again without a cursor, or from an instant (`since`)"
         )
-
-
-def _timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def _wanted(
