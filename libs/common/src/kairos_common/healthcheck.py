@@ -18,22 +18,21 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from kairos_common.grpc.channel import channel_credentials, tls_options
+from kairos_common.settings import ClientTls
+
+PLAINTEXT = ClientTls()
+
 
 def check(
-    target: str,
-    service: str = "",
-    timeout: float = 2.0,
-    *,
-    credentials: grpc.ChannelCredentials | None = None,
-    server_name: str = "",
+    target: str, service: str = "", timeout: float = 2.0, *, tls: ClientTls = PLAINTEXT
 ) -> bool:
-    """Whether `target` reports `service` (or the whole server) SERVING; over TLS with
-    `credentials`."""
-    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-    if credentials is None:
-        channel = grpc.insecure_channel(target)
+    """Whether `target` reports `service` (or the whole server) SERVING; over TLS when `tls`
+    is on."""
+    if tls.enabled:
+        channel = grpc.secure_channel(target, channel_credentials(tls), options=tls_options(tls))
     else:
-        channel = grpc.secure_channel(target, credentials, options=options)
+        channel = grpc.insecure_channel(target)
     with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
@@ -76,16 +75,17 @@ def _read(path: Path | None, option: str) -> bytes | None:
         raise _Usage(f"{option} {path}: {error.strerror}") from None
 
 
-def _credentials(parsed: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    """TLS credentials from the options; None (plaintext) when none asks for TLS."""
+def _tls(parsed: argparse.Namespace) -> ClientTls:
+    """The channel's TLS from the options; off (plaintext) when none asks for TLS."""
     ca = _read(parsed.ca_file, "--ca-file")
     cert = _read(parsed.cert_file, "--cert-file")
     key = _read(parsed.key_file, "--key-file")
     if (cert is None) != (key is None):
         raise _Usage("--cert-file and --key-file go together")
-    if not (parsed.tls or ca is not None or cert is not None or parsed.server_name):
-        return None
-    return grpc.ssl_channel_credentials(ca, key, cert)
+    enabled = bool(parsed.tls or ca is not None or cert is not None or parsed.server_name)
+    return ClientTls(
+        enabled=enabled, ca=ca, cert_chain=cert, private_key=key, server_name=parsed.server_name
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -94,13 +94,11 @@ def main(argv: list[str]) -> int:
     except SystemExit as exit:  # argparse's usage error (or --help), already printed
         return 2 if exit.code else 0
     try:
-        credentials = _credentials(parsed)
+        tls = _tls(parsed)
     except _Usage as error:
         print(f"healthcheck: {error}", file=sys.stderr)
         return 2
-    serving = check(
-        parsed.target, parsed.service, credentials=credentials, server_name=parsed.server_name
-    )
+    serving = check(parsed.target, parsed.service, tls=tls)
     return 0 if serving else 1
 
 
