@@ -155,8 +155,13 @@ async def test_a_watcher_gets_every_event_once_across_api_restarts(stack: Stack)
             await watcher
 
     assert [e.event_id for e in received] == written, stack.logs()
-    # Only the api being away failed calls.
-    away = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+    # Only the api being away failed calls. A stopping gRPC server answers CANCELLED to the calls
+    # it had received but not yet handed to a handler (grpc/grpc#41785): the SIGTERM's share.
+    away = {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
     assert set(we.failures + they.failures) <= away
     assert {e.tenant_id for e in received} == {ours}
     # Calls were made while the api was away, and many went through.

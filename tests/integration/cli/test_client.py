@@ -333,6 +333,48 @@ async def test_unavailable_is_retried_with_growing_jittered_waits() -> None:
     assert 0.19 <= second_wait < 0.8  # between half and all of 0.4 s
 
 
+async def test_a_server_sent_cancelled_is_retried() -> None:
+    script = Script(failures=[grpc.StatusCode.CANCELLED])
+    async with (
+        scripted_server(script) as target,
+        KairosClient(target, "k", backoff_base=0.01) as client,
+    ):
+        assert (await client.get_stats()).due_next_hour == 7
+    assert len(script.calls) == 2
+
+
+async def test_calls_in_flight_when_the_server_stops_go_through_the_next_one() -> None:
+    """A stopping gRPC server answers CANCELLED to the calls it had received but not yet handed
+    to a handler (grpc/grpc#41785), whatever its grace: with calls flowing, nearly every caller
+    has one. The client retries them like UNAVAILABLE, so a restart fails none."""
+    port = free_port()
+    done = 0
+    stop = asyncio.Event()
+
+    async def calling(client: KairosClient) -> None:
+        nonlocal done
+        while not stop.is_set():
+            assert (await client.get_stats()).due_next_hour == 7
+            done += 1
+
+    async with KairosClient(f"127.0.0.1:{port}", "k", timeout=10, retries=20) as client:
+        first = grpc.aio.server()
+        first.add_generic_rpc_handlers([scripted_get_stats(Script())])
+        first.add_insecure_port(f"127.0.0.1:{port}")
+        await first.start()
+        callers = asyncio.gather(*(calling(client) for _ in range(50)))
+        await asyncio.sleep(0.5)
+        before = done
+        await first.stop(5)
+        async with serving([scripted_get_stats(Script())], port):
+            await asyncio.sleep(0.5)
+            stop.set()
+            await callers  # raises the first KairosError, if any
+
+    assert before > 0
+    assert done > before
+
+
 async def test_unavailable_is_raised_once_the_retries_are_spent() -> None:
     script = Script(failures=[grpc.StatusCode.UNAVAILABLE] * 5)
     async with (
@@ -617,9 +659,11 @@ class RecordingClient(KairosClient):
         return 0.0
 
 
-def scripted_watch(rounds: list[list[str]]) -> Any:
+def scripted_watch(
+    rounds: list[list[str]], failure: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+) -> Any:
     """An EventsService whose WatchEvents, on each call, sends the next round's responses (a
-    heartbeat or an event), then fails with UNAVAILABLE; the last round ends the stream."""
+    heartbeat or an event), then fails with `failure`; the last round ends the stream."""
     cursors = iter(range(1, 1000))
 
     async def watch_events(
@@ -635,7 +679,7 @@ def scripted_watch(rounds: list[list[str]]) -> Any:
                 beat = events_pb2.WatchHeartbeat()
                 yield events_pb2.WatchEventsResponse(heartbeat=beat, cursor=cursor)
         if rounds:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted failure")
+            await context.abort(failure, "scripted failure")
 
     handler = grpc.unary_stream_rpc_method_handler(
         watch_events,
@@ -645,6 +689,19 @@ def scripted_watch(rounds: list[list[str]]) -> Any:
     return grpc.method_handlers_generic_handler(
         "kairos.posts.v1.EventsService", {"WatchEvents": handler}
     )
+
+
+async def test_a_watch_cancelled_by_the_server_reconnects_from_its_cursor() -> None:
+    rounds = [["heartbeat", "event"], ["heartbeat", "event"]]
+    async with (
+        serving([scripted_watch(rounds, grpc.StatusCode.CANCELLED)]) as target,
+        RecordingClient(target) as client,
+    ):
+        request = events_pb2.WatchEventsRequest(follow=True)
+        received = [r async for r in client.watch_events(request, reconnect=True)]
+
+    assert [r.cursor for r in received if r.HasField("event")] == ["v1.2", "v1.4"]
+    assert client.attempts == [0]
 
 
 async def test_a_watch_that_fails_after_its_opening_heartbeat_backs_off_further() -> None:

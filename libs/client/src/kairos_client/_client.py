@@ -1,19 +1,22 @@
 """`KairosClient`: one channel, one typed async method per public RPC.
 
 Every call carries the API key (`authorization: Bearer <key>`) and a deadline, and a call that
-answers `UNAVAILABLE` is tried again with exponential backoff and jitter. Only `UNAVAILABLE` is
-retried: it is the one code that usually says the request was not acted on (the server was
-unreachable, starting or stopping). Any other failure, `DEADLINE_EXCEEDED` included, may have
-changed something and is raised at once as a `KairosError`.
+answers `UNAVAILABLE` is tried again with exponential backoff and jitter. Only `UNAVAILABLE`, and
+`CANCELLED` sent by the server, are retried: they are the codes that usually say the request was
+not acted on (the server was unreachable, starting or stopping). A stopping gRPC server answers
+`CANCELLED` to the calls it had received but not yet handed to a handler (grpc/grpc#41785), and the
+client never receives its own cancellations as errors (asyncio raises CancelledError), so a
+`CANCELLED` error always comes from the server. Any other failure, `DEADLINE_EXCEEDED` included,
+may have changed something and is raised at once as a `KairosError`.
 
-`UNAVAILABLE` can still follow a request that was acted on (the connection dropped after the
-commit, before the answer). A retried CreatePost must then not make a second post, so the client
-gives every create a `request_id` (a uuid4) unless the caller chose one: the api answers a repeated
-`request_id` with the first post. ConnectAccount has no such id, so it is never retried: it waits
-for the channel to be ready instead (`wait_for_ready`), which covers an api that is still starting
-without sending the request twice. The other calls change the state of one existing post or
-account, so a repeat after a commit cannot duplicate anything (at worst it reports that the state
-has already changed).
+`UNAVAILABLE` (and `CANCELLED`, past the server's grace) can still follow a request that was acted
+on (the connection dropped after the commit, before the answer). A retried CreatePost must then not
+make a second post, so the client gives every create a `request_id` (a uuid4) unless the caller
+chose one: the api answers a repeated `request_id` with the first post. ConnectAccount has no such
+id, so it is never retried: it waits for the channel to be ready instead (`wait_for_ready`), which
+covers an api that is still starting without sending the request twice. The other calls change the
+state of one existing post or account, so a repeat after a commit cannot duplicate anything (at
+worst it reports that the state has already changed).
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ from kairos.posts.v1 import (
     webhooks_pb2_grpc,
 )
 from kairos_client._errors import KairosError
+
+#: The codes of a server that went away, retried: unreachable, starting or stopping
+#: (`CANCELLED`: a call the stopping server had received but not begun, grpc/grpc#41785).
+AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 #: Channel options used unless the caller passes its own. The reconnect backoff is shortened
 #: (gRPC's default waits 1 s, then longer, after a refused connection) so that a retried call
@@ -84,9 +91,10 @@ class KairosClient:
             post = await client.get_post(post_id)
 
     `timeout` is the deadline of each method call in seconds, retries included. `retries` is how
-    many times an `UNAVAILABLE` answer is retried, waiting `backoff_base * 2**n` seconds (at most
-    `backoff_cap`), jittered between half and all of it, and never past the deadline. Pass
-    `credentials` for TLS; without them the channel is plaintext. Failures raise `KairosError`.
+    many times an `UNAVAILABLE` (or server-sent `CANCELLED`) answer is retried, waiting
+    `backoff_base * 2**n` seconds (at most `backoff_cap`), jittered between half and all of it,
+    and never past the deadline. Pass `credentials` for TLS; without them the channel is
+    plaintext. Failures raise `KairosError`.
     """
 
     def __init__(
@@ -217,7 +225,7 @@ class KairosClient:
                 )
                 return response
             except grpc.aio.AioRpcError as error:
-                retried = error.code() == grpc.StatusCode.UNAVAILABLE and not once
+                retried = error.code() in AWAY and not once
                 if not retried or attempt >= self.retries:
                     raise KairosError.from_rpc_error(error) from None
                 delay = self._backoff(attempt)
@@ -471,10 +479,10 @@ class KairosClient:
         deadline: it ends when the api ends the stream (`request.follow` false) or the caller
         stops iterating.
 
-        With `reconnect`, a stream that fails with `UNAVAILABLE` (the api restarting, NATS
-        away) is opened again after a backoff, from the cursor of the last response received,
-        for as long as it takes: nothing is missed and nothing is repeated. Other failures
-        raise `KairosError` at once.
+        With `reconnect`, a stream that fails with `UNAVAILABLE` or `CANCELLED` (the api
+        restarting, NATS away) is opened again after a backoff, from the cursor of the last
+        response received, for as long as it takes: nothing is missed and nothing is repeated.
+        Other failures raise `KairosError` at once.
         """
         current = events_pb2.WatchEventsRequest()
         current.CopyFrom(request)
@@ -493,7 +501,7 @@ class KairosClient:
                     yield response
                 return
             except grpc.aio.AioRpcError as error:
-                if not reconnect or error.code() != grpc.StatusCode.UNAVAILABLE:
+                if not reconnect or error.code() not in AWAY:
                     raise KairosError.from_rpc_error(error) from None
             finally:
                 call.cancel()

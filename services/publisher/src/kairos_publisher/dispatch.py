@@ -40,6 +40,9 @@ TRANSIENT = frozenset(
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        # A stopping api answers CANCELLED to the calls it had received but not yet begun
+        # (grpc/grpc#41785); the publisher's own cancellations never arrive as errors.
+        grpc.StatusCode.CANCELLED,
     }
 )
 #: Waits between offers of a completion: doubling from the first, capped (seconds). Not
