@@ -34,7 +34,7 @@ protos-check: $(VENV)/.synced ## Fail when the committed generated code differs 
 lint: $(VENV)/.synced protos-check ## ruff, mypy (strict) and the protos drift check
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy libs/common/src libs/media/src libs/client/src services/api/src services/scheduler/src services/publisher/src tools/cli/src tools/dev/src tools/fakes/src bench/src bench/publisher_cpu.py bench/jetstream_publish_cpu.py tests scripts
+	@$(RUN) mypy libs/common/src libs/media/src libs/client/src services/api/src services/scheduler/src services/publisher/src services/console/src tools/cli/src tools/dev/src tools/fakes/src bench/src bench/publisher_cpu.py bench/jetstream_publish_cpu.py tests scripts
 
 # The suite mostly waits on real processes (services, brokers, databases): two pytest-xdist
 # workers take it from about 23 to about 14 minutes on a 2-core machine. TEST_WORKERS=0 runs it in

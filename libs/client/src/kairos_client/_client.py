@@ -22,6 +22,7 @@ worst it reports that the state has already changed).
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 import uuid
@@ -124,6 +125,8 @@ class KairosClient:
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self._channel: grpc.aio.Channel | None = None
+        #: False for a client made by `with_key`: the channel is its origin's to close.
+        self._owns_channel = True
         self._posts: posts_pb2_grpc.PostsServiceAsyncStub | None = None
         self._accounts: posts_pb2_grpc.AccountsServiceAsyncStub | None = None
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
@@ -158,10 +161,22 @@ class KairosClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
+        """Close the channel; calls in flight are cancelled. A client from `with_key` leaves
+        the channel open: it is its origin's."""
         if self._channel is not None:
-            await self._channel.close(grace=None)
+            if self._owns_channel:
+                await self._channel.close(grace=None)
             self._channel = None
+
+    def with_key(self, api_key: str) -> KairosClient:
+        """A client that calls with `api_key` over this open client's channel (one connection
+        for many users' keys, as a web console needs); the same deadline and retries."""
+        if self._channel is None:
+            raise RuntimeError("KairosClient is not open: use `async with KairosClient(...)`")
+        other = copy.copy(self)
+        other._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        other._owns_channel = False
+        return other
 
     @property
     def posts_stub(self) -> posts_pb2_grpc.PostsServiceAsyncStub:

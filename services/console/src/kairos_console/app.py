@@ -1,0 +1,216 @@
+"""The console's web application: its middlewares (security headers, the session, CSRF, sign-in)
+and its routes (one module per page under `views`).
+
+Every response carries a strict Content-Security-Policy: scripts, styles, images and fetches
+from this origin only, nothing inline, no frames, forms posted to this origin only. Every
+state-changing request (any method but GET and HEAD) must carry the session's CSRF token, in the
+form's `csrf_token` field or the `X-CSRF-Token` header, and, when the browser sends an Origin,
+come from this origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import grpc
+from aiohttp import web
+
+from kairos_client import KairosClient, KairosError
+from kairos_console.render import ENV_KEY, environment, render
+from kairos_console.session import COOKIE, Session, Sessions
+from kairos_console.settings import ConsoleSettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+#: Paths served to visitors who have not signed in.
+PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+SETTINGS_KEY = web.AppKey("settings", ConsoleSettings)
+SESSIONS_KEY = web.AppKey("sessions", Sessions)
+CLIENT_KEY = web.AppKey("client", KairosClient)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def api(request: web.Request) -> KairosClient:
+    """The api, called with the signed-in user's key."""
+    session: Session = request["session"]
+    return request.app[CLIENT_KEY].with_key(session.key)
+
+
+def session_of(request: web.Request) -> Session:
+    session: Session = request["session"]
+    return session
+
+
+def set_session(request: web.Request, session: Session) -> None:
+    """Replace the request's session; the response carries its cookie."""
+    request["session"] = session
+    request["session_changed"] = True
+
+
+def wants_fragment(request: web.Request) -> bool:
+    """Whether the page's script asked (fetch), rather than the browser navigating."""
+    return request.headers.get("X-Requested-With") == "kairos-console"
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        response = error
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+@web.middleware
+async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    store = request.app[SESSIONS_KEY]
+    loaded = store.load(request.cookies.get(COOKIE))
+    request["session"] = loaded or Session.new()
+    request["session_changed"] = loaded is None
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        _set_cookie(request, error)
+        raise
+    _set_cookie(request, response)
+    return response
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    if not request["session_changed"] or response.prepared:
+        return
+    settings = request.app[SETTINGS_KEY]
+    response.set_cookie(
+        COOKIE,
+        request.app[SESSIONS_KEY].dump(request["session"]),
+        max_age=int(settings.session_lifetime.total_seconds()),
+        path="/",
+        httponly=True,
+        secure=settings.secure_cookies,
+        samesite="Strict",
+    )
+
+
+@web.middleware
+async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in SAFE_METHODS:
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        raise web.HTTPForbidden(text="This form was sent from another site; it was refused.")
+    token = request.headers.get("X-CSRF-Token", "")
+    if not token and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        field = form.get("csrf_token", "")
+        token = field if isinstance(field, str) else ""
+    if not session_of(request).csrf_matches(token):
+        raise web.HTTPForbidden(
+            text="The form's security token is missing or out of date: reload the page and "
+            "send it again."
+        )
+    return await handler(request)
+
+
+@web.middleware
+async def signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if session_of(request).signed_in or request.path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    if wants_fragment(request) or request.method not in SAFE_METHODS:
+        raise web.HTTPUnauthorized(text="Sign in again: your session has ended.")
+    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A failed api call that its page did not handle: a page saying what the api said, with
+    the HTTP status closest to the gRPC one; a refused key ends the session."""
+    try:
+        return await handler(request)
+    except KairosError as error:
+        if error.code == grpc.StatusCode.UNAUTHENTICATED:
+            set_session(request, Session.new())
+            if wants_fragment(request):
+                raise web.HTTPUnauthorized(
+                    text="Your API key was refused: sign in again."
+                ) from None
+            raise web.HTTPSeeOther("/login?refused=1") from None
+        status = HTTP_STATUS.get(error.code, 502)
+        if status >= 500:
+            log.warning("api call failed: %s", error)
+        if wants_fragment(request):
+            return web.Response(text=error.message, status=status)
+        return render(request, "error.html", status=status, error=error)
+
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def create_app(settings: ConsoleSettings, client: KairosClient) -> web.Application:
+    """The application over an open `client` (its channel is shared by every user's key)."""
+    from kairos_console.views import ROUTES
+
+    app = web.Application(
+        middlewares=[security_headers, sessions, csrf, signed_in, api_errors],
+        client_max_size=64 * 1024 * 1024,
+    )
+    app[SETTINGS_KEY] = settings
+    app[SESSIONS_KEY] = Sessions(settings.cookie_key, settings.session_lifetime)
+    app[CLIENT_KEY] = client
+    app[ENV_KEY] = environment()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    for routes in ROUTES:
+        app.router.add_routes(routes)
+    return app

@@ -1,0 +1,64 @@
+// The Kairos console's only script: what needs a browser beyond forms. Every page works
+// without it; it adds live updates, live character counts and dragging on the calendar.
+"use strict";
+
+const Kairos = {
+  csrf() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  },
+
+  // A request of the console's own, with the CSRF token; resolves to the Response.
+  send(url, options = {}) {
+    const headers = new Headers(options.headers || {});
+    headers.set("X-Requested-With", "kairos-console");
+    if (options.method && options.method !== "GET") headers.set("X-CSRF-Token", Kairos.csrf());
+    return fetch(url, { credentials: "same-origin", ...options, headers });
+  },
+
+  // Replace an element's content with a fragment the console renders.
+  async refresh(element, url) {
+    const response = await Kairos.send(url);
+    if (response.status === 401) { window.location.assign("/login"); return; }
+    if (response.ok) element.innerHTML = await response.text();
+  },
+
+  onReady: [],
+};
+
+// The sign-in form's zone: the browser's own, unless the user typed another.
+Kairos.onReady.push(() => {
+  const field = document.querySelector("[data-browser-zone]");
+  if (!field) return;
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && field.value === "UTC") field.value = zone;
+  } catch (ignored) { /* an old browser: UTC stays */ }
+});
+
+// Live regions: re-rendered when the tenant's events arrive (Server-Sent Events from /events,
+// which follows the api's WatchEvents), or every 10 s when the stream cannot be opened.
+Kairos.onReady.push(() => {
+  const live = document.querySelectorAll("[data-live]");
+  if (!live.length) return;
+  let pending = null;
+  const refreshAll = () => {
+    if (pending) return;
+    pending = setTimeout(() => {
+      pending = null;
+      live.forEach((element) => Kairos.refresh(element, element.dataset.live));
+    }, 250);
+  };
+  let polling = null;
+  const poll = () => { if (!polling) polling = setInterval(refreshAll, 10000); };
+  if (!("EventSource" in window)) { poll(); return; }
+  const source = new EventSource("/events");
+  source.addEventListener("lifecycle", refreshAll);
+  source.addEventListener("open", () => {
+    document.body.dataset.live = "on";
+    if (polling) { clearInterval(polling); polling = null; }
+  });
+  source.addEventListener("error", () => { document.body.dataset.live = "off"; poll(); });
+});
+
+document.addEventListener("DOMContentLoaded", () => Kairos.onReady.forEach((start) => start()));

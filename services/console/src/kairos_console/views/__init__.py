@@ -1,0 +1,7 @@
+"""The console's pages, one module each; `ROUTES` is what the application serves."""
+
+from __future__ import annotations
+
+from kairos_console.views import auth, dashboard, live
+
+ROUTES = [auth.routes, dashboard.routes, live.routes]

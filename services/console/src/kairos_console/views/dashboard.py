@@ -1,0 +1,98 @@
+"""The dashboard: counts by state and platform, what is due soon, the oldest overdue post, the
+lateness of recent deliveries, and an inbox of what needs a person (FAILED, UNKNOWN and MISSED
+targets, accounts that need signing in again)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from kairos.posts.v1 import posts_pb2
+from kairos_console.app import api
+from kairos_console.render import render
+
+routes = web.RouteTableDef()
+
+#: Post states that hold a target a person should look at.
+NEEDS_A_LOOK = [
+    posts_pb2.POST_STATUS_FAILED,
+    posts_pb2.POST_STATUS_PARTIALLY_PUBLISHED,
+    posts_pb2.POST_STATUS_UNKNOWN,
+    posts_pb2.POST_STATUS_MISSED,
+]
+#: Target states that go in the inbox.
+INBOX_STATES = frozenset(
+    {
+        posts_pb2.TARGET_STATUS_FAILED,
+        posts_pb2.TARGET_STATUS_UNKNOWN,
+        posts_pb2.TARGET_STATUS_MISSED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    post: posts_pb2.Post
+    target: posts_pb2.Target
+
+
+async def dashboard_context(request: web.Request) -> dict[str, Any]:
+    client = api(request)
+    stats, troubled, soon, accounts = await asyncio.gather(
+        client.get_stats(),
+        client.list_posts(
+            posts_pb2.ListPostsRequest(
+                statuses=NEEDS_A_LOOK, page_size=50, order=posts_pb2.POST_ORDER_CREATED_NEWEST
+            )
+        ),
+        client.list_posts(
+            posts_pb2.ListPostsRequest(
+                statuses=[posts_pb2.POST_STATUS_SCHEDULED],
+                page_size=10,
+                order=posts_pb2.POST_ORDER_SCHEDULED_SOONEST,
+            )
+        ),
+        client.list_accounts(),
+    )
+    by_platform: defaultdict[int, dict[int, int]] = defaultdict(dict)
+    for row in stats.by_platform:
+        by_platform[row.platform][row.status] = row.count
+    inbox = [
+        InboxItem(post, target)
+        for post in troubled.posts
+        for target in post.targets
+        if target.status in INBOX_STATES
+    ]
+    return {
+        "stats": stats,
+        "by_status": {row.status: row.count for row in stats.by_status},
+        "by_platform": dict(by_platform),
+        "target_states": [
+            value
+            for value in posts_pb2.TargetStatus.values()
+            if value != posts_pb2.TARGET_STATUS_UNSPECIFIED
+        ],
+        "post_states": [
+            value
+            for value in posts_pb2.PostStatus.values()
+            if value != posts_pb2.POST_STATUS_UNSPECIFIED
+        ],
+        "soon": soon.posts,
+        "inbox": inbox,
+        "reauth": [a for a in accounts if a.status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH],
+    }
+
+
+@routes.get("/")
+async def dashboard(request: web.Request) -> web.Response:
+    return render(request, "dashboard.html", **await dashboard_context(request))
+
+
+@routes.get("/dashboard/live")
+async def dashboard_fragment(request: web.Request) -> web.Response:
+    """The dashboard's body alone, for the page's script to swap in when events arrive."""
+    return render(request, "dashboard_body.html", **await dashboard_context(request))
