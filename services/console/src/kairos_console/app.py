@@ -52,6 +52,9 @@ PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 SETTINGS_KEY = web.AppKey("settings", ConsoleSettings)
+#: The request's session, and whether the response must carry its cookie anew.
+SESSION_KEY = web.RequestKey("session", Session)
+SESSION_CHANGED_KEY = web.RequestKey("session_changed", bool)
 SESSIONS_KEY = web.AppKey("sessions", Sessions)
 CLIENT_KEY = web.AppKey("client", KairosClient)
 
@@ -60,19 +63,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def api(request: web.Request) -> KairosClient:
     """The api, called with the signed-in user's key."""
-    session: Session = request["session"]
-    return request.app[CLIENT_KEY].with_key(session.key)
+    return request.app[CLIENT_KEY].with_key(request[SESSION_KEY].key)
 
 
 def session_of(request: web.Request) -> Session:
-    session: Session = request["session"]
-    return session
+    return request[SESSION_KEY]
 
 
 def set_session(request: web.Request, session: Session) -> None:
     """Replace the request's session; the response carries its cookie."""
-    request["session"] = session
-    request["session_changed"] = True
+    request[SESSION_KEY] = session
+    request[SESSION_CHANGED_KEY] = True
 
 
 def wants_fragment(request: web.Request) -> bool:
@@ -99,8 +100,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
     store = request.app[SESSIONS_KEY]
     loaded = store.load(request.cookies.get(COOKIE))
-    request["session"] = loaded or Session.new()
-    request["session_changed"] = loaded is None
+    request[SESSION_KEY] = loaded or Session.new()
+    request[SESSION_CHANGED_KEY] = loaded is None
     try:
         response = await handler(request)
     except web.HTTPException as error:
@@ -111,12 +112,12 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    if not request["session_changed"] or response.prepared:
+    if not request[SESSION_CHANGED_KEY] or response.prepared:
         return
     settings = request.app[SETTINGS_KEY]
     response.set_cookie(
         COOKIE,
-        request.app[SESSIONS_KEY].dump(request["session"]),
+        request.app[SESSIONS_KEY].dump(request[SESSION_KEY]),
         max_age=int(settings.session_lifetime.total_seconds()),
         path="/",
         httponly=True,

@@ -12,7 +12,6 @@ from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2
-from kairos_console.session import Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -122,7 +121,9 @@ def render(
 ) -> web.Response:
     """`template` rendered with `context`, the session (its CSRF token and zone) and the page's
     notice, as an HTML response."""
-    session: Session = request["session"]
+    from kairos_console.app import session_of
+
+    session = session_of(request)
     page = (
         request.app[ENV_KEY]
         .get_template(template)

@@ -1,0 +1,168 @@
+"""Signing in and out of the console, and what guards it: the encrypted HttpOnly session cookie,
+CSRF tokens, the Origin check, the Content-Security-Policy, where a sign-in may send you on."""
+
+from __future__ import annotations
+
+import pytest
+from kairos_console.settings import ConsoleSettings
+from yarl import URL
+
+from kairos_common.settings import SettingsError
+from support.console import Browser, RunningConsole
+
+from .conftest import Tenant
+
+
+async def test_a_visitor_is_sent_to_sign_in_and_back_where_they_were_going(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    async with console.browser() as browser:
+        page = await browser.get("/?x=1")
+        assert page.path.startswith("/login?")
+        assert page.one("#api-key")["type"] == "password"
+        assert page.one("input[name=next]")["value"] == "/?x=1"
+        signed_in = await browser.post(
+            "/login", {"api_key": tenant.key, "zone": "Europe/Berlin", "next": "/?x=1"}
+        )
+        assert signed_in.status == 200
+        assert signed_in.path == "/?x=1"
+        assert signed_in.texts("h1") == ["Dashboard"]
+
+
+async def test_a_wrong_key_is_refused_next_to_its_field(console: RunningConsole) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        page = await browser.post("/login", {"api_key": "kairos_not-a-real-key", "next": "/"})
+        assert page.status == 401
+        field = page.one("#api-key")
+        assert field["aria-invalid"] == "true"
+        assert page.texts(f"#{field['aria-describedby']}") == [
+            "This API key was refused by the api."
+        ]
+        # Still signed out.
+        assert (await browser.get("/")).path.startswith("/login")
+
+
+async def test_the_key_is_in_no_page_and_the_cookie_is_httponly_strict_and_encrypted(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    async with console.browser() as browser:
+        page = await browser.sign_in(tenant.key)
+        assert tenant.key not in page.text
+        value = browser.cookie("kairos_session")
+        assert value
+        assert tenant.key not in value
+        async with browser.session.get("/") as response:
+            assert "Set-Cookie" not in response.headers  # unchanged session, no new cookie
+        await browser.get("/login")
+        async with browser.session.post(
+            "/logout", data={"csrf_token": page.csrf}, allow_redirects=False
+        ) as response:
+            cookie = response.cookies["kairos_session"]
+            assert cookie["httponly"] is True
+            assert cookie["samesite"] == "Strict"
+            assert cookie["path"] == "/"
+        assert (await browser.get("/")).path.startswith("/login")
+
+
+async def test_a_forged_or_altered_cookie_is_no_session(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    async with console.browser() as browser:
+        await browser.sign_in(tenant.key)
+        value = browser.cookie("kairos_session")
+        altered = value[:-5] + ("A" if value[-5] != "A" else "B") + value[-4:]
+        jar = browser.session.cookie_jar
+        jar.clear()
+        jar.update_cookies({"kairos_session": altered}, URL(console.url))
+        assert browser.cookie("kairos_session") == altered
+        assert (await browser.get("/")).path.startswith("/login")
+        jar.clear()
+        jar.update_cookies({"kairos_session": value}, URL(console.url))
+        assert (await browser.get("/")).path == "/"
+
+
+async def test_forms_without_the_sessions_csrf_token_or_from_another_origin_are_refused(
+    browser: Browser,
+) -> None:
+    page = await browser.get("/")
+    for token in ("", "not-the-token"):
+        refused = await browser.post("/logout", csrf=token)
+        assert refused.status == 403
+        assert "security token" in refused.text
+    other_site = await browser.post(
+        "/logout", headers={"Origin": "https://evil.example"}, csrf=page.csrf
+    )
+    assert other_site.status == 403
+    # Still signed in after all of that; the right token signs out.
+    assert (await browser.get("/")).path == "/"
+    signed_out = await browser.post("/logout", csrf=page.csrf)
+    assert signed_out.path == "/login?done=signed-out"
+
+
+async def test_signing_in_draws_a_new_csrf_token(console: RunningConsole, tenant: Tenant) -> None:
+    async with console.browser() as browser:
+        before = (await browser.get("/login")).csrf
+        after = (await browser.post("/login", {"api_key": tenant.key, "next": "/"})).csrf
+        assert before != after
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+async def test_a_sign_in_never_sends_you_to_another_site(
+    console: RunningConsole, tenant: Tenant, target: str
+) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        page = await browser.post("/login", {"api_key": tenant.key, "next": target})
+        assert page.path == "/"
+
+
+@pytest.mark.parametrize("path", ["/login", "/", "/healthz", "/static/console.css"])
+async def test_every_response_carries_a_strict_policy(browser: Browser, path: str) -> None:
+    page = await browser.get(path)
+    assert page.status == 200
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_pages_hold_no_inline_script_or_style(browser: Browser) -> None:
+    page = await browser.get("/")
+    for script in page.all("script"):
+        assert script.get("src"), script
+        assert not script.get_text().strip()
+    assert not page.all("style")
+    assert not page.all("[style]")
+    assert not [tag for tag in page.all("*") if any(a.startswith("on") for a in tag.attrs)]
+
+
+async def test_the_zone_is_kept_and_a_bad_one_falls_back_to_utc(browser: Browser) -> None:
+    page = await browser.get("/")
+    assert page.one("#zone-choice")["value"] == "Europe/Berlin"
+    changed = await browser.post("/zone", {"zone": "America/New_York", "next": "/"})
+    assert changed.one("#zone-choice")["value"] == "America/New_York"
+    assert "Times are now shown in your chosen zone." in changed.texts("[role=status]")
+    bad = await browser.post("/zone", {"zone": "Mars/Olympus", "next": "/"})
+    assert bad.one("#zone-choice")["value"] == "UTC"
+
+
+def test_production_refuses_a_missing_short_or_public_secret() -> None:
+    with pytest.raises(SettingsError, match="KAIROS_CONSOLE_SECRET is not set"):
+        ConsoleSettings.from_env({})
+    with pytest.raises(SettingsError, match="at least 32"):
+        ConsoleSettings.from_env({"KAIROS_CONSOLE_SECRET": "short"})
+    with pytest.raises(SettingsError, match="public placeholder"):
+        ConsoleSettings.from_env({"KAIROS_CONSOLE_SECRET": "change-me-" + "x" * 40})
+    settings = ConsoleSettings.from_env({"KAIROS_CONSOLE_SECRET": "s" * 40})
+    assert settings.secure_cookies
+    development = ConsoleSettings.from_env({"KAIROS_ENV": "development"})
+    assert development.cookie_key
+    assert not development.secure_cookies
+
+
+def test_the_address_must_be_host_and_port() -> None:
+    with pytest.raises(SettingsError, match="KAIROS_CONSOLE_ADDR"):
+        ConsoleSettings.from_env({"KAIROS_ENV": "development", "KAIROS_CONSOLE_ADDR": "8080"})
