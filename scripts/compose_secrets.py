@@ -3,7 +3,8 @@
     python scripts/compose_secrets.py [ENV_FILE]     (default: .env at the repository root)
 
 docker compose reads `.env` beside docker-compose.yml, and the compose file ships no value for
-KAIROS_SECRET_KEY and KAIROS_SERVICE_TOKEN: a public default would be a secret everyone knows.
+KAIROS_SECRET_KEY, KAIROS_SERVICE_TOKEN and KAIROS_CONSOLE_SECRET: a public default would be a
+secret everyone knows.
 For each of them that is neither in the file nor in this environment (the environment wins over
 the file in compose), a fresh random value is appended to the file, which is made readable by its
 owner only. Values already there are never changed: the secret key decrypts the stored
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 #: The variables to generate, with bytes of randomness (32 bytes: 43 url-safe characters).
-GENERATED = {"KAIROS_SECRET_KEY": 32, "KAIROS_SERVICE_TOKEN": 32}
+GENERATED = {"KAIROS_SECRET_KEY": 32, "KAIROS_SERVICE_TOKEN": 32, "KAIROS_CONSOLE_SECRET": 32}
 
 HEADER = """\
 # Made by `make up` (scripts/compose_secrets.py) for docker compose; keep it private and keep it:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
+from kairos_console.settings import ConsoleSettings
 from prometheus_client import REGISTRY
 
 from kairos_api import metrics as api_metrics
@@ -41,6 +42,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 #: The Compose specification's schema; tests/data/README.md says where it comes from.
 COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 KAIROS_SERVICES = ("api", "scheduler", "publisher")
+#: Every service built from this repository: the gRPC services and the console (HTTP).
+BUILT = (*KAIROS_SERVICES, "console")
 #: Services meant to run as several copies (`--scale`).
 SCALED = ("scheduler", "publisher")
 #: A `KAIROS_*` name written as a string literal: how settings modules name what they read.
@@ -51,7 +54,7 @@ INTERPOLATION = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?
 #: `${NAME:?message}`: compose refuses to start while NAME is unset or empty.
 REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?(?P<message>[^}]+)\}$")
 #: The secrets of a deployment: no value of theirs may be written in the compose file.
-SECRETS = ("KAIROS_SECRET_KEY", "KAIROS_SERVICE_TOKEN")
+SECRETS = ("KAIROS_SECRET_KEY", "KAIROS_SERVICE_TOKEN", "KAIROS_CONSOLE_SECRET")
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def test_the_schema_check_finds_mistakes_compose_would_refuse(compose: dict[str,
 # --- the images --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", KAIROS_SERVICES)
+@pytest.mark.parametrize("name", BUILT)
 def test_each_service_is_built_from_its_own_dockerfile_at_the_repository_root(
     compose: dict[str, Any], name: str
 ) -> None:
@@ -219,7 +222,7 @@ def test_each_service_is_built_from_its_own_dockerfile_at_the_repository_root(
     assert dockerfile.is_file()
 
 
-@pytest.mark.parametrize("name", KAIROS_SERVICES)
+@pytest.mark.parametrize("name", BUILT)
 def test_dockerfile_runs_the_service_as_a_numeric_non_root_user(
     compose: dict[str, Any], name: str
 ) -> None:
@@ -234,7 +237,7 @@ def test_dockerfile_runs_the_service_as_a_numeric_non_root_user(
     assert not gid or int(gid) != 0, f"{name}: USER {users[-1]} is in group root"
 
 
-@pytest.mark.parametrize("name", KAIROS_SERVICES)
+@pytest.mark.parametrize("name", BUILT)
 def test_dockerfile_copies_what_the_service_needs_and_nothing_missing(
     compose: dict[str, Any], name: str
 ) -> None:
@@ -270,7 +273,7 @@ def test_dockerfile_copies_what_the_service_needs_and_nothing_missing(
         assert f"--package kairos-{name}" in command, f"{name}: uv sync installs another package"
 
 
-@pytest.mark.parametrize("name", KAIROS_SERVICES)
+@pytest.mark.parametrize("name", BUILT)
 def test_dockerfile_entrypoint_runs_the_services_module(compose: dict[str, Any], name: str) -> None:
     steps = list(dockerfile_instructions(dockerfile_of(compose, name)))
     final = max(stage for stage, _, _ in steps)
@@ -287,7 +290,7 @@ def test_dockerfile_entrypoint_runs_the_services_module(compose: dict[str, Any],
 # --- configuration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", KAIROS_SERVICES)
+@pytest.mark.parametrize("name", BUILT)
 def test_every_kairos_variable_given_to_a_service_is_one_it_reads(
     compose: dict[str, Any], name: str
 ) -> None:
@@ -315,6 +318,25 @@ def test_each_service_listens_on_all_interfaces_at_the_port_its_healthcheck_asks
     assert test[4].rpartition(":")[2] == port, f"{name}: healthcheck asks {test[4]}, listens {addr}"
     for mapping in service.get("ports", []):
         assert str(mapping).rpartition(":")[2] == port, f"{name} publishes {mapping}, not {port}"
+
+
+def test_the_console_listens_everywhere_publishes_on_loopback_and_reaches_the_api(
+    compose: dict[str, Any],
+) -> None:
+    services = services_of(compose)
+    console = services["console"]
+    env = environment(console)
+    host, _, port = env["KAIROS_CONSOLE_ADDR"].rpartition(":")
+    assert host == "0.0.0.0"
+    assert console["ports"] == [f"127.0.0.1:{port}:{port}"]
+    api_port = environment(services["api"])[listen_variable("api")].rpartition(":")[2]
+    assert env["KAIROS_API_TARGET"] == f"api:{api_port}"
+    # Only the api: the console never opens the database or NATS, nor holds the service token.
+    assert not {"KAIROS_DATABASE_URL", "KAIROS_NATS_URL", "KAIROS_SERVICE_TOKEN"} & set(env)
+    assert console["depends_on"] == {"api": {"condition": "service_healthy"}}
+    test = console["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{port}/healthz" in test[3]
 
 
 def test_services_reach_each_other_where_they_listen(compose: dict[str, Any]) -> None:
@@ -347,7 +369,7 @@ def test_no_secret_has_a_value_or_default_in_the_file(compose: dict[str, Any]) -
     """A default secret would be one everyone can read here: compose must refuse to start
     without each, and the services run in production mode, which refuses public ones."""
     services = services_of(compose)
-    for name in KAIROS_SERVICES:
+    for name in BUILT:
         env = environment(services[name])
         assert env.get("KAIROS_ENV", "production") == "production", name
         for variable, value in env.items():
@@ -394,6 +416,8 @@ def test_make_up_writes_random_secrets_the_services_accept_once_and_keeps_them(
     common = CommonSettings.from_env({**values, "KAIROS_ENV": "production"})
     assert common.require_service_token() == values["KAIROS_SERVICE_TOKEN"]
     assert load_cipher(values["KAIROS_SECRET_KEY"]).key_ids
+    console = ConsoleSettings.from_env({**values, "KAIROS_ENV": "production"})
+    assert console.cookie_key
     assert run_compose_secrets(tmp_path) == ""  # the second time: nothing new
     assert dotenv(env_file) == values
     other = tmp_path / "other"
@@ -417,7 +441,7 @@ def test_make_up_adds_only_the_secrets_that_are_missing(tmp_path: Path) -> None:
     # Set in the environment, which compose prefers to .env: nothing to write.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    run_compose_secrets(elsewhere, KAIROS_SECRET_KEY="k" * 40, KAIROS_SERVICE_TOKEN="t" * 40)
+    run_compose_secrets(elsewhere, **{name: "s" * 40 for name in SECRETS})
     assert not (elsewhere / ".env").exists()
 
 
