@@ -37,6 +37,7 @@ from kairos_api.settings import ApiSettings
 from kairos_common.platforms import Platform
 from kairos_common.settings import CommonSettings, SettingsError
 from kairos_common.streams import DUE_STREAM, EVENTS_STREAM
+from kairos_console.settings import ConsoleSettings
 from kairos_publisher.consumer import durable_name
 from kairos_publisher.settings import PublisherSettings
 from kairos_publisher.webhooks import DURABLE as WEBHOOKS_DURABLE
@@ -63,6 +64,8 @@ SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "scheduler": SchedulerSettings.from_env,
     "publisher": PublisherSettings.from_env,
 }
+#: Every image built here: the services and the console.
+IMAGES = (*SETTINGS, "console")
 #: The listen-address variable of each service (its settings module's `server_settings`).
 LISTEN_VARIABLES = {
     "api": "KAIROS_API_ADDR",
@@ -180,7 +183,7 @@ def test_the_build_carries_out_namespace_and_images_and_refuses_other_fields(
         namespaced = [d for d in documents if d["kind"] not in CLUSTER_SCOPED]
         assert {d["metadata"].get("namespace") for d in namespaced} == {"kairos"}
         images = {c["image"] for d in documents for c in pod_containers(d)}
-        wanted = {f"registry.example.com/kairos/{service}:0.1.0" for service in SETTINGS}
+        wanted = {f"registry.example.com/kairos/{service}:0.1.0" for service in IMAGES}
         assert images == wanted
     patched = tmp_path / "patched"
     patched.mkdir()
@@ -393,6 +396,7 @@ def secret_files(documents: list[Document], service: str) -> dict[str, tuple[str
 SECRET_VALUES = {
     ("kairos-secrets", "service-token"): secrets.token_urlsafe(32),
     ("kairos-secrets", "secret-key"): secrets.token_urlsafe(32),
+    ("kairos-secrets", "console-secret"): secrets.token_urlsafe(32),
     # What CloudNativePG writes under `uri` in <cluster>-app.
     ("kairos-db-app", "uri"): "postgresql://kairos:pw@kairos-db-rw.kairos:5432/kairos",
     ("kairos-media-s3", "access-key-id"): "AKIA" + secrets.token_hex(8).upper(),
@@ -474,7 +478,7 @@ def test_the_secrets_named_are_the_ones_documented_or_made_by_cloudnative_pg() -
     example = {d["metadata"]["name"]: d for d in load_documents(SECRETS_EXAMPLE)}
     (cluster,) = only(documents, "Cluster")
     made_by_operator = {(f"{cluster['metadata']['name']}-app", "uri")}
-    for service in SETTINGS:
+    for service in IMAGES:
         for secret, key in secret_files(documents, service).values():
             documented = secret in example and key in example[secret]["stringData"]
             assert documented or (secret, key) in made_by_operator, f"{service}: {secret}/{key}"
@@ -498,6 +502,8 @@ def test_the_example_secrets_are_placeholders_the_services_refuse() -> None:
         common.require_service_token()
     with pytest.raises(SettingsError):
         load_cipher(values["secret-key"])
+    with pytest.raises(SettingsError, match="public placeholder"):
+        ConsoleSettings.from_env({"KAIROS_CONSOLE_SECRET": values["console-secret"]})
 
 
 # --- ports, probes, selectors ------------------------------------------------------------------
@@ -586,6 +592,7 @@ def test_each_deployment_has_one_autoscaler_that_owns_its_count_and_leaves_a_pod
         "kairos-api": ["HorizontalPodAutoscaler"],
         "kairos-scheduler": ["HorizontalPodAutoscaler"],
         "kairos-publisher": ["ScaledObject"],
+        "kairos-console": ["HorizontalPodAutoscaler"],
     }
     for name, [(_, minimum)] in scalers.items():
         assert "replicas" not in deployments[name]["spec"], f"{name}: apply would reset it"
@@ -670,6 +677,28 @@ def sizes(resources: Document) -> tuple[str, str, str]:
     return (requests["cpu"], requests["memory"], limits["memory"])
 
 
+def test_the_console_reaches_only_the_api_with_its_cookie_secret_from_a_file(
+    built: list[Document], tmp_path: Path
+) -> None:
+    container = container_of(built, "console")
+    env = env_of(container)
+    assert env["KAIROS_API_TARGET"] == "dns:///kairos-api-pods:50051"
+    assert secret_files(built, "console") == {
+        "/run/secrets/kairos/console-secret": ("kairos-secrets", "console-secret")
+    }
+    assert not {"KAIROS_DATABASE_URL_FILE", "KAIROS_SERVICE_TOKEN_FILE", "KAIROS_NATS_URL"} & set(
+        env
+    )
+    for probe in ("startupProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert port_named(container, "http") == int(env["KAIROS_CONSOLE_ADDR"].rpartition(":")[2])
+    environ = RecordingEnviron(pod_environ(built, "console", tmp_path))
+    settings = ConsoleSettings.from_env(environ)
+    assert not set(environ) - environ.asked
+    assert settings.secure_cookies
+    assert settings.cookie_key
+
+
 def test_the_readme_gives_the_sizes_the_manifests_ask_for() -> None:
     documents = build(K8S / "cloudnative-pg")
     (cluster,) = only(documents, "Cluster")
@@ -677,6 +706,7 @@ def test_the_readme_gives_the_sizes_the_manifests_ask_for() -> None:
     expected = {
         service: sizes(container_of(documents, service)["resources"]) for service in SETTINGS
     }
+    expected["console"] = sizes(container_of(documents, "console")["resources"])
     expected["nats-server, each"] = sizes(nats["container"]["resources"])
     expected["PostgreSQL, primary"] = sizes(cluster["spec"]["resources"])
     assert readme_sizes() == expected
