@@ -9,7 +9,9 @@ for every servicer, health and reflection included):
 - in asyncio handlers of one request (unary, or with a stream of responses) and in those that
   answer a request stream with one response, a `KairosError` becomes its status code with the
   error's message (and `google.rpc.BadRequest` field violations for `InvalidArgument`); anything
-  else is logged with its trace and answers `INTERNAL` without leaking details.
+  else is logged with its trace and answers `INTERNAL` without leaking details;
+- once the server's `Gate` closes (it is stopping), a call that arrives answers `UNAVAILABLE`
+  before its request is decoded, while the calls already running go on.
 """
 
 from __future__ import annotations
@@ -40,6 +42,27 @@ STATUS_CODES: dict[type[errors.KairosError], grpc.StatusCode] = {
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+
+#: What a call arriving at a stopping server is told.
+STOPPING = "the server is stopping: call again (another copy answers, or this one once restarted)"
+
+
+class Gate:
+    """Whether a server still begins new calls.
+
+    A stopping gRPC server answers CANCELLED to the calls it has received but not yet handed to
+    a handler (grpc/grpc#41785), and clients do not retry CANCELLED as they retry UNAVAILABLE.
+    So a server closes its gate first: for a moment it keeps taking calls and answers the new
+    ones UNAVAILABLE, and its clients back off, leaving few calls queued when it stops.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
+#: The gate of handlers guarded outside a server (it never closes).
+ALWAYS_OPEN = Gate()
 
 
 def status_code_of(error: errors.KairosError) -> grpc.StatusCode:
@@ -168,11 +191,17 @@ def nul_violations(message: Message, prefix: str = "") -> list[errors.FieldViola
     return found
 
 
-def _decoder(deserialize: Callable[[bytes], Any] | None, method: str) -> Decode:
+def _decoder(deserialize: Callable[[bytes], Any] | None, method: str, gate: Gate) -> Decode:
     """`deserialize`, raising `InvalidArgument` (naming the method and the message type) when the
-    bytes are not a valid request message."""
+    bytes are not a valid request message, and `Unavailable` once `gate` is closed."""
     if deserialize is None:
-        return lambda raw: raw
+
+        def passing(raw: bytes) -> Any:
+            if gate.closed:
+                raise errors.Unavailable(STOPPING)
+            return raw
+
+        return passing
     owner = getattr(deserialize, "__self__", None)
     expected = "its request type"
     if isinstance(owner, type) and issubclass(owner, Message):
@@ -183,6 +212,8 @@ def _decoder(deserialize: Callable[[bytes], Any] | None, method: str) -> Decode:
     )
 
     def decode(raw: bytes) -> Any:
+        if gate.closed:
+            raise errors.Unavailable(STOPPING)
         try:
             return deserialize(raw)
         # A deserializer is a function of the client's bytes alone: whatever it raises says
@@ -196,7 +227,7 @@ def _decoder(deserialize: Callable[[bytes], Any] | None, method: str) -> Decode:
 async def _decoded(raw: bytes, decode: Decode, context: Context, method: str) -> Any:
     try:
         return decode(raw)
-    except errors.InvalidArgument as refusal:
+    except (errors.InvalidArgument, errors.Unavailable) as refusal:
         await _abort(context, refusal, method)
 
 
@@ -204,7 +235,7 @@ def _sync_decoded(raw: bytes, decode: Decode, context: Any) -> Any:
     """`_decoded` for a handler run in gRPC's thread pool, whose context aborts synchronously."""
     try:
         return decode(raw)
-    except errors.InvalidArgument as refusal:
+    except (errors.InvalidArgument, errors.Unavailable) as refusal:
         status = to_rich_status(refusal)
         context.abort(status.code, status.details, status.trailing_metadata)
         raise AssertionError("abort returned") from None  # abort always raises
@@ -265,16 +296,22 @@ def _unary_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavio
     return blocking
 
 
-def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behaviour:
-    """A handler of a request stream whose messages are decoded as they are read."""
+def _stream_request(behaviour: Behaviour, decode: Decode, method: str, gate: Gate) -> Behaviour:
+    """A handler of a request stream whose messages are decoded as they are read (`decode` is
+    ungated: a stream that began before the gate closed reads on to its end)."""
 
     async def decoding(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
         async for raw in requests:
             yield await _decoded(raw, decode, context, method)
 
+    async def refuse_if_stopping(context: Context) -> None:
+        if gate.closed:
+            await _abort(context, errors.Unavailable(STOPPING), method)
+
     if inspect.isasyncgenfunction(behaviour):
 
         async def streaming(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+            await refuse_if_stopping(context)
             async for response in behaviour(decoding(requests, context), context):
                 yield response
 
@@ -282,6 +319,7 @@ def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavi
     if inspect.iscoroutinefunction(behaviour):
 
         async def awaiting(requests: AsyncIterator[bytes], context: Context) -> Any:
+            await refuse_if_stopping(context)
             # One response, as a unary call's: errors are mapped as `_mapping_errors` does.
             try:
                 return await behaviour(decoding(requests, context), context)
@@ -295,11 +333,13 @@ def _stream_request(behaviour: Behaviour, decode: Decode, method: str) -> Behavi
     raise TypeError(f"{method}: a synchronous handler of a request stream cannot be guarded")
 
 
-def guard(handler: _MethodHandler, method: str) -> _MethodHandler:
+def guard(handler: _MethodHandler, method: str, gate: Gate = ALWAYS_OPEN) -> _MethodHandler:
     """`handler` of the RPC `method` (/package.Service/Method), decoding its requests itself
     and, for coroutines (one response to one request or to a stream of them), mapping errors;
-    built once, when the handler is registered."""
-    decode = _decoder(handler.request_deserializer, method)
+    refusing calls that arrive once `gate` is closed; built once, when the handler is
+    registered."""
+    decode = _decoder(handler.request_deserializer, method, gate)
+    messages = _decoder(handler.request_deserializer, method, ALWAYS_OPEN)
     serialize = handler.response_serializer
     if handler.unary_unary is not None:
         unary = handler.unary_unary
@@ -314,24 +354,29 @@ def guard(handler: _MethodHandler, method: str) -> _MethodHandler:
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _stream_request(handler.stream_unary, decode, method), response_serializer=serialize
+            _stream_request(handler.stream_unary, messages, method, gate),
+            response_serializer=serialize,
         )
     assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(
-        _stream_request(handler.stream_stream, decode, method), response_serializer=serialize
+        _stream_request(handler.stream_stream, messages, method, gate),
+        response_serializer=serialize,
     )
 
 
-def guard_all(service: str, handlers: Mapping[str, _MethodHandler]) -> dict[str, _MethodHandler]:
+def guard_all(
+    service: str, handlers: Mapping[str, _MethodHandler], gate: Gate = ALWAYS_OPEN
+) -> dict[str, _MethodHandler]:
     """`guard` applied to each of a service's method handlers, by method name."""
-    return {name: guard(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+    return {name: guard(handler, f"/{service}/{name}", gate) for name, handler in handlers.items()}
 
 
 class GuardedGenericHandler(_GenericHandler):
     """A generic handler whose method handlers are guarded, each once (on first use)."""
 
-    def __init__(self, inner: _GenericHandler) -> None:
+    def __init__(self, inner: _GenericHandler, gate: Gate = ALWAYS_OPEN) -> None:
         self._inner = inner
+        self._gate = gate
         self._guarded: dict[str, tuple[_MethodHandler, _MethodHandler]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> _MethodHandler | None:
@@ -341,6 +386,6 @@ class GuardedGenericHandler(_GenericHandler):
         method = handler_call_details.method
         known = self._guarded.get(method)
         if known is None or known[0] is not handler:
-            known = (handler, guard(handler, method))
+            known = (handler, guard(handler, method, self._gate))
             self._guarded[method] = known
         return known[1]

@@ -22,10 +22,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kairos_common.grpc.errors import GuardedGenericHandler, guard_all
+from kairos_common.grpc.errors import Gate, GuardedGenericHandler, guard_all
 from kairos_common.settings import CannotStart, ServerSettings, ServerTls
 
 log = logging.getLogger(__name__)
+
+#: How long a stopping server keeps taking calls to answer them UNAVAILABLE (`Gate`) before gRPC
+#: stops it, in seconds: long enough for the calls already queued to be answered, and for
+#: clients to see the refusal and back off (0.1 s or more with gRPC's and Kairos's clients).
+REFUSE_BEFORE_STOP = 0.1
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -42,6 +47,8 @@ class GrpcServer:
     service_names: Sequence[str]
     #: The port of the mutual-TLS listener; 0 when there is none.
     mutual_port: int = 0
+    #: Closed when the server starts stopping: new calls are then refused with UNAVAILABLE.
+    gate: Gate = field(default_factory=Gate)
     _stopped: bool = field(default=False, init=False)
 
     async def set_serving(self, serving: bool) -> None:
@@ -51,12 +58,19 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        """Refuse new calls, give in-flight calls `grace` seconds, then close."""
+        """Refuse new calls, give in-flight calls `grace` seconds, then close.
+
+        New calls are refused with UNAVAILABLE for a moment first (`Gate`): gRPC itself would
+        answer the calls it had queued CANCELLED, which clients do not retry.
+        """
         if self._stopped:
             return
         self._stopped = True
+        self.gate.closed = True
         await self.set_serving(False)
-        await self.server.stop(grace)
+        refusing = min(REFUSE_BEFORE_STOP, grace)
+        await asyncio.sleep(refusing)
+        await self.server.stop(grace - refusing)
 
 
 if TYPE_CHECKING:
@@ -77,8 +91,9 @@ class _GuardingRegistrar(grpc.aio.Server):
     serving stays with the real server.
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, gate: Gate) -> None:
         self._server = server
+        self._gate = gate
         #: The gRPC services registered, in order (a dict as an ordered set): what reflection
         #: lists.
         self.services: dict[str, None] = {}
@@ -91,7 +106,7 @@ class _GuardingRegistrar(grpc.aio.Server):
             if callable(named):
                 self.services[named()] = None
         self._server.add_generic_rpc_handlers(
-            [GuardedGenericHandler(handler) for handler in generic_rpc_handlers]
+            [GuardedGenericHandler(handler, self._gate) for handler in generic_rpc_handlers]
         )
 
     def add_registered_method_handlers(
@@ -99,7 +114,7 @@ class _GuardingRegistrar(grpc.aio.Server):
     ) -> None:
         self.services[service_name] = None
         self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
-            service_name, guard_all(service_name, method_handlers)
+            service_name, guard_all(service_name, method_handlers, self._gate)
         )
 
     def add_insecure_port(self, address: str) -> int:
@@ -131,7 +146,8 @@ async def create_server(
     Health starts NOT_SERVING; the caller sets SERVING once its own dependencies are ready.
     """
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
-    registrar = _GuardingRegistrar(server)
+    gate = Gate()
+    registrar = _GuardingRegistrar(server, gate)
     register(registrar)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
@@ -146,7 +162,7 @@ async def create_server(
         credentials = _credentials(tls, mutual=True)
         mutual_port = _bind(server, tls.mutual_addr, tls.mutual_addr_variable, credentials)
     await server.start()
-    started = GrpcServer(server, port, health_servicer, tuple(service_names), mutual_port)
+    started = GrpcServer(server, port, health_servicer, tuple(service_names), mutual_port, gate)
     await started.set_serving(False)
     log.info(
         "gRPC listening",
