@@ -81,6 +81,45 @@ def create_command(request: posts_pb2.CreatePostRequest) -> posts.CreatePost:
     )
 
 
+#: The CreatePostRequest fields whose reading can refuse a request (`create_command`).
+_READ_FIELDS = ("schedule", "stale_after")
+
+
+def readable_command(
+    request: posts_pb2.CreatePostRequest,
+) -> tuple[posts.CreatePost, list[FieldViolation]]:
+    """The command of a create, with the fields that could not be read left out and their
+    violations: ValidatePost still checks and counts the rest of the post."""
+    unreadable: list[FieldViolation] = []
+    readable = posts_pb2.CreatePostRequest()
+    readable.CopyFrom(request)
+    while True:
+        try:
+            return create_command(readable), unreadable
+        except errors.InvalidArgument as error:
+            root = error.violations[0].field.split(".")[0] if error.violations else ""
+            if root not in _READ_FIELDS or not readable.HasField(root):
+                raise
+            unreadable.extend(error.violations)
+            readable.ClearField(root)
+
+
+def _target_check(count: posts.TargetCount) -> posts_pb2.TargetCheck:
+    return posts_pb2.TargetCheck(
+        account_id=count.account_id,
+        platform=(
+            convert.platform_to_proto(count.platform)
+            if count.platform is not None
+            else posts_pb2.PLATFORM_UNSPECIFIED
+        ),
+        length=count.length,
+        max_length=count.max_length,
+        unit=count.unit,
+        media_count=count.media_count,
+        max_media=count.max_media,
+    )
+
+
 def _batch_result(result: posts.ItemResult, *, preview: bool) -> posts_pb2.BatchCreatePostsResult:
     """One item's answer; a post only validated (not created, not repeated) shows no ids."""
     message = posts_pb2.BatchCreatePostsResult(
@@ -130,6 +169,20 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         )
         return posts_pb2.BatchCreatePostsResponse(
             results=[_batch_result(r, preview=request.validate_only) for r in results]
+        )
+
+    async def ValidatePost(
+        self, request: posts_pb2.ValidatePostRequest, context: Context
+    ) -> posts_pb2.ValidatePostResponse:
+        tenant = await self.auth.tenant(context)
+        command, unreadable = readable_command(request.post)
+        check = await posts.validate_post(self.app, tenant, command, unreadable)
+        return posts_pb2.ValidatePostResponse(
+            targets=[_target_check(count) for count in check.targets],
+            violations=[
+                posts_pb2.ItemViolation(field=v.field, description=v.description)
+                for v in check.violations
+            ],
         )
 
     async def GetPost(
