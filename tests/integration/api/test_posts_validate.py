@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from integration.api.helpers_posts import (
     Tenant,
@@ -31,7 +32,8 @@ P = posts_pb2
 #: and a 38-character URL. X weighs an emoji 2 and a URL 23: 2 + 2 + 5 + 23 + 1 = 33. Mastodon
 #: counts graphemes with a URL as 23: 1 + 1 + 5 + 23 + 1 = 31. Bluesky counts graphemes, the
 #: URL in full: 1 + 1 + 5 + 38 + 1 = 46.
-MIXED = "\U0001f468\u200d\U0001f469\u200d\U0001f467\U0001f389 see https://example.com/some/long/path?q=1 "
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+MIXED = f"{FAMILY}\U0001f389 see https://example.com/some/long/path?q=1 "
 MIXED_LENGTHS = {P.PLATFORM_X: 33, P.PLATFORM_MASTODON: 31, P.PLATFORM_BLUESKY: 46}
 LIMITS = {
     P.PLATFORM_X: (280, "weighted characters"),
@@ -58,7 +60,9 @@ def spec(account_id: str, override: str | None = None) -> posts_pb2.TargetSpec:
     return target
 
 
-async def validate(kairos: Tenant, post: posts_pb2.CreatePostRequest) -> posts_pb2.ValidatePostResponse:
+async def validate(
+    kairos: Tenant, post: posts_pb2.CreatePostRequest
+) -> posts_pb2.ValidatePostResponse:
     """ValidatePost, checking that it wrote nothing."""
     before = await kairos.db_counts()
     answer = await kairos.posts.ValidatePost(
@@ -73,7 +77,9 @@ def pairs(answer: posts_pb2.ValidatePostResponse) -> list[tuple[str, str]]:
     return [(v.field, v.description) for v in answer.violations]
 
 
-async def create_refusal(kairos: Tenant, post: posts_pb2.CreatePostRequest) -> list[tuple[str, str]]:
+async def create_refusal(
+    kairos: Tenant, post: posts_pb2.CreatePostRequest
+) -> list[tuple[str, str]]:
     """CreatePost's violations for a request it must refuse, checking that it wrote nothing."""
     before = await kairos.db_counts()
     error = await refused(
@@ -88,9 +94,7 @@ async def test_each_target_is_counted_as_its_platform_counts(kairos: Tenant) -> 
     answer = await validate(kairos, request(MIXED, *(spec(a) for a in accounts)))
 
     assert pairs(answer) == []
-    assert [
-        (t.account_id, t.platform, t.length, t.max_length, t.unit) for t in answer.targets
-    ] == [
+    assert [(t.account_id, t.platform, t.length, t.max_length, t.unit) for t in answer.targets] == [
         (account, platform, MIXED_LENGTHS[platform], *LIMITS[platform])
         for account, platform in zip(accounts, MIXED_LENGTHS, strict=True)
     ]
@@ -204,11 +208,12 @@ async def test_an_unreadable_field_is_a_violation_and_the_rest_is_still_checked(
 ) -> None:
     account = await kairos.connect()
     year_10000 = posts_pb2.Schedule(at=Timestamp(seconds=253402300800))
-    post = request("x" * 281, spec(account), schedule=year_10000)
+    mixed_signs = Duration(seconds=60, nanos=-1)
+    post = request("x" * 281, spec(account), schedule=year_10000, stale_after=mixed_signs)
 
     answer = await validate(kairos, post)
 
-    assert [v.field for v in answer.violations] == ["schedule.at", "content"]
+    assert [v.field for v in answer.violations] == ["schedule.at", "stale_after", "content"]
     assert answer.targets[0].length == 281
     # CreatePost stops at the field it cannot read.
     assert [field for field, _ in await create_refusal(kairos, post)] == ["schedule.at"]

@@ -81,27 +81,28 @@ def create_command(request: posts_pb2.CreatePostRequest) -> posts.CreatePost:
     )
 
 
-#: The CreatePostRequest fields whose reading can refuse a request (`create_command`).
-_READ_FIELDS = ("schedule", "stale_after")
-
-
 def readable_command(
     request: posts_pb2.CreatePostRequest,
 ) -> tuple[posts.CreatePost, list[FieldViolation]]:
-    """The command of a create, with the fields that could not be read left out and their
-    violations: ValidatePost still checks and counts the rest of the post."""
+    """The command of a create without the fields that cannot be read (a Timestamp or Duration
+    out of range, a schedule that sets nothing), and their violations: CreatePost refuses such
+    a request at the first of them, ValidatePost still checks and counts the rest of the post."""
     unreadable: list[FieldViolation] = []
     readable = posts_pb2.CreatePostRequest()
     readable.CopyFrom(request)
-    while True:
+    if readable.HasField("schedule"):
         try:
-            return create_command(readable), unreadable
+            schedule_input(readable.schedule)
         except errors.InvalidArgument as error:
-            root = error.violations[0].field.split(".")[0] if error.violations else ""
-            if root not in _READ_FIELDS or not readable.HasField(root):
-                raise
             unreadable.extend(error.violations)
-            readable.ClearField(root)
+            readable.ClearField("schedule")
+    if readable.HasField("stale_after"):
+        try:
+            convert.from_duration(readable.stale_after, "stale_after")
+        except errors.InvalidArgument as error:
+            unreadable.extend(error.violations)
+            readable.ClearField("stale_after")
+    return create_command(readable), unreadable
 
 
 def _target_check(count: posts.TargetCount) -> posts_pb2.TargetCheck:

@@ -2207,7 +2207,9 @@ class ValidatePostRequest(_message.Message):
     def post(self) -> Global___CreatePostRequest:
         """The post as it would be sent to CreatePost. Every check CreatePost makes runs (accounts,
         media, parent post, request_id, schedule), with the database read and nothing written; a
-        queued schedule is checked for a free slot, which is not held.
+        queued schedule is checked for a free slot, which is not held. Only a request no call
+        takes fails: one over gRPC's 4 MiB, or with a NUL character in a text (INVALID_ARGUMENT on
+        `post.content`, say).
         """
 
     def __init__(

@@ -1,9 +1,9 @@
 """Use cases of PostsService: create, edit, schedule, approve, delete, retry and read posts.
 
-One module per use case: `create` (and `batcher`, its group commit, `batch`,
-BatchCreatePosts on top of it, and `validate`, ValidatePost's checks and counts), `commands` (the changes to
-an existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats`
-(GetStats and the fold of its counts), and `rules`, the validation creating and changing share.
+One module per use case: `create` (and `batcher`, its group commit, `batch`, BatchCreatePosts
+on top of it, and `validate`, ValidatePost's checks and counts), `commands` (the changes to an
+existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats` (GetStats
+and the fold of its counts), and `rules`, the validation creating and changing share.
 
 Each handler validates everything first and collects every violation, then makes its change and
 the matching lifecycle events in one transaction, so a refused request writes nothing.
