@@ -35,6 +35,7 @@ Metadata = tuple[tuple[str, str], ...]
 ACCOUNT_FIELDS: dict[int, dict[str, str]] = {
     posts_pb2.PLATFORM_X: {},
     posts_pb2.PLATFORM_MASTODON: {"instance_url": "https://mastodon.example"},
+    posts_pb2.PLATFORM_BLUESKY: {"instance_url": "https://bsky.example"},
     posts_pb2.PLATFORM_INSTAGRAM: {"page_id": "1789"},
     posts_pb2.PLATFORM_TELEGRAM: {"chat_id": "-100123"},
     posts_pb2.PLATFORM_PINTEREST: {"page_id": "549755885175"},

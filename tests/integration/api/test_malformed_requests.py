@@ -41,7 +41,7 @@ import logging
 import string
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +60,7 @@ from sqlalchemy import func, select
 
 from kairos.posts.v1 import posts_pb2
 from kairos_api.adapters.orm import Account, Attempt, OutboxEvent, Post, PostTag, Target
-from support.api import Client, RunningApi
+from support.api import Client, RunningApi, violations_of
 
 ALLOWED = frozenset(
     {
@@ -693,36 +693,94 @@ def requests(
 # --- the property tests -------------------------------------------------------------------------
 
 
+def create_requests(world: World) -> st.SearchStrategy[posts_pb2.CreatePostRequest]:
+    return requests(
+        posts_pb2.CreatePostRequest,
+        {
+            "content": "hello",
+            "targets": [posts_pb2.TargetSpec(account_id=world.account_id)],
+            "schedule": posts_pb2.Schedule(at=in_days(2)),
+        },
+        {
+            "content": texts,
+            "media_urls": st.one_of(
+                st.lists(urls, max_size=3), st.lists(urls, min_size=101, max_size=101)
+            ),
+            "targets": target_lists(world),
+            "campaign": texts,
+            "tags": tag_lists,
+            "notes": texts,
+            "schedule": st.none() | schedules,
+            "approval_required": st.booleans(),
+            "stale_after": st.none() | durations,
+            "request_id": st.one_of(texts, st.uuids().map(str)),
+            "parent_post_id": ids(world.post_ids),
+        },
+    )
+
+
 @PROPERTY
 @given(data=st.data())
 async def test_create_post(world: World, data: st.DataObject) -> None:
-    request = data.draw(
-        requests(
-            posts_pb2.CreatePostRequest,
-            {
-                "content": "hello",
-                "targets": [posts_pb2.TargetSpec(account_id=world.account_id)],
-                "schedule": posts_pb2.Schedule(at=in_days(2)),
-            },
-            {
-                "content": texts,
-                "media_urls": st.one_of(
-                    st.lists(urls, max_size=3), st.lists(urls, min_size=101, max_size=101)
-                ),
-                "targets": target_lists(world),
-                "campaign": texts,
-                "tags": tag_lists,
-                "notes": texts,
-                "schedule": st.none() | schedules,
-                "approval_required": st.booleans(),
-                "stale_after": st.none() | durations,
-                "request_id": st.one_of(texts, st.uuids().map(str)),
-                "parent_post_id": ids(world.post_ids),
-            },
-        ),
-        label="request",
-    )
+    request = data.draw(create_requests(world), label="request")
     await world.caller.check(world.posts.CreatePost, request)
+
+
+@PROPERTY
+@given(data=st.data())
+async def test_validate_post_answers_whatever_create_would_refuse(
+    world: World, data: st.DataObject
+) -> None:
+    """ValidatePost answers the requests CreatePost is fed above, however broken, with one
+    count per target and their violations, and writes nothing. Only a NUL character, refused
+    for every call before its handler runs, fails it. CreatePost then agrees: it takes what
+    ValidatePost found valid, and refuses the rest with the same violations (with only the
+    first, when a field could not be read at all: CreatePost stops there)."""
+    post = data.draw(create_requests(world), label="request")
+    before = await snapshot(world.caller.api)
+    answer, error = await answered(
+        world.caller.call(world.posts.ValidatePost, posts_pb2.ValidatePostRequest(post=post))
+    )
+    assert await snapshot(world.caller.api) == before
+    if error is not None:
+        refusal = (error.code(), {why for _, why in violations_of(error)})
+        assert refusal == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            {"must not contain NUL characters"},
+        ), error.details()
+        record("refused: a NUL character")
+        return
+    assert len(answer.targets) == len(post.targets)
+    found = [(v.field, v.description) for v in answer.violations]
+    record("answered with violations" if found else "answered valid")
+    _, error = await answered(world.caller.call(world.posts.CreatePost, post))
+    if error is None:
+        assert found == []
+        return
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    refused_with = violations_of(error)
+    assert len(refused_with) <= len(found)
+    for (field_sent, why_sent), (named, why) in zip(refused_with, found, strict=False):
+        assert clipped_from(field_sent, named)
+        # "... is 3 days 2 minutes 1.5 seconds in the past" moved on between the two calls.
+        assert clipped_from(why_sent, why) or "in the past" in why
+    if len(refused_with) < len(found):
+        unreadable = found[0][0].startswith(("schedule", "stale_after"))
+        assert unreadable or "more violations not listed" in (error.details() or "")
+
+
+async def answered(call: Awaitable[Any]) -> tuple[Any, grpc.aio.AioRpcError | None]:
+    """A call's response, or its error."""
+    try:
+        return await call, None
+    except grpc.aio.AioRpcError as error:
+        return None, error
+
+
+def clipped_from(sent: str, full: str) -> bool:
+    """Whether `sent` is `full`, or `full` cut short with an ellipsis: an error's violations
+    must fit in gRPC's headers (`kairos_common.grpc.errors`), ValidatePost's answer need not."""
+    return sent == full or (sent.endswith("\u2026") and full.startswith(sent[:-1]))
 
 
 @PROPERTY

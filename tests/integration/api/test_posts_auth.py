@@ -133,8 +133,8 @@ POST_CASES: dict[str, tuple[Prepare, Callable[[posts_pb2.Post], Message]]] = {
 }
 #: The PostsService RPCs that take no post id: ListPosts and GetStats are tested below, CreatePost
 #: on another tenant's account in test_posts_create.py, BatchCreatePosts in
-#: test_posts_batch_create.py.
-TENANT_WIDE = {"CreatePost", "BatchCreatePosts", "ListPosts", "GetStats"}
+#: test_posts_batch_create.py, ValidatePost in test_posts_validate.py.
+TENANT_WIDE = {"CreatePost", "BatchCreatePosts", "ValidatePost", "ListPosts", "GetStats"}
 
 
 def test_every_posts_rpc_has_an_isolation_case() -> None:

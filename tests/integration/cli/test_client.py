@@ -468,7 +468,7 @@ def committing_proxy(
     upstream: grpc.aio.Channel, received: list[Message], *, drop_first: bool = True
 ) -> list[Any]:
     """CreatePost, BatchCreatePosts and ConnectAccount passed on to the real api, which commits
-    them; with
+    them (and ValidatePost, which commits nothing); with
     `drop_first`, the first answer of each is replaced by UNAVAILABLE, as when a connection drops
     after the commit."""
     posts = posts_pb2_grpc.PostsServiceStub(upstream)
@@ -496,6 +496,11 @@ def committing_proxy(
         request_deserializer=posts_pb2.BatchCreatePostsRequest.FromString,
         response_serializer=posts_pb2.BatchCreatePostsResponse.SerializeToString,
     )
+    validate = grpc.unary_unary_rpc_method_handler(
+        passing_on(posts.ValidatePost),
+        request_deserializer=posts_pb2.ValidatePostRequest.FromString,
+        response_serializer=posts_pb2.ValidatePostResponse.SerializeToString,
+    )
     connect = grpc.unary_unary_rpc_method_handler(
         passing_on(accounts.ConnectAccount),
         request_deserializer=posts_pb2.ConnectAccountRequest.FromString,
@@ -503,7 +508,8 @@ def committing_proxy(
     )
     return [
         grpc.method_handlers_generic_handler(
-            "kairos.posts.v1.PostsService", {"CreatePost": create, "BatchCreatePosts": batch}
+            "kairos.posts.v1.PostsService",
+            {"CreatePost": create, "BatchCreatePosts": batch, "ValidatePost": validate},
         ),
         grpc.method_handlers_generic_handler(
             "kairos.posts.v1.AccountsService", {"ConnectAccount": connect}
@@ -558,6 +564,30 @@ async def test_a_batch_retried_after_its_commit_makes_each_post_once(api: Runnin
     assert all(not item.request_id for item in items)  # the caller's items are left as they were
     assert checked[0].post.content == "batch 0"
     assert checked[0].post.id == ""  # validated, not created: no request_id was added
+
+
+async def test_a_validate_answered_unavailable_is_asked_again(api: RunningApi) -> None:
+    _, key = await api.new_key()
+    received: list[Message] = []
+    async with (
+        grpc.aio.insecure_channel(api.target) as upstream,
+        serving(committing_proxy(upstream, received)) as proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
+        KairosClient(api.target, key) as direct,
+    ):
+        account = await direct.connect_account(sandbox_account())
+        request = draft(account.id, "a" * 100_001)
+        checked = await through_proxy.validate_post(request)
+        listed = await direct.list_posts()
+
+    assert [(t.account_id, t.length, t.max_length) for t in checked.targets] == [
+        (account.id, 100_001, 100_000)  # the sandbox counts code points
+    ]
+    assert [v.field for v in checked.violations] == ["content"]
+    first, second = received
+    assert first == second == posts_pb2.ValidatePostRequest(post=request)
+    assert request.request_id == ""  # a validate needs no request_id: nothing is created
+    assert list(listed.posts) == []
 
 
 async def test_a_callers_request_id_is_sent_as_given(api: RunningApi) -> None:

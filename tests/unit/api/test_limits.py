@@ -11,6 +11,7 @@ from kairos_api.domain.limits import (
     UrlSpan,
     count_characters,
     find_urls,
+    max_text_length,
     validate_content,
     validate_media_url,
     validate_settings,
@@ -393,6 +394,13 @@ def test_telegram_text_with_media_is_a_caption_limited_to_1024() -> None:
     assert "1,025 of 1,024 UTF-16 code units allowed in a caption" in violations[0].description
     # The same text without media is an ordinary message.
     assert validate_content(Platform.TELEGRAM, "a" * 1025, []) == []
+
+
+def test_the_text_limit_with_media_is_the_caption_limit_where_there_is_one() -> None:
+    telegram, x = CATALOGUE[Platform.TELEGRAM].limits, CATALOGUE[Platform.X].limits
+    assert max_text_length(telegram, has_media=True) == 1024
+    assert max_text_length(telegram, has_media=False) == 4096
+    assert max_text_length(x, has_media=True) == max_text_length(x, has_media=False) == 280
 
 
 # --- empty text and required media ----------------------------------------------------------------

@@ -293,6 +293,19 @@ class KairosClient:
         reply = await self.call(self.posts_stub.BatchCreatePosts, request, timeout=timeout)
         return list(reply.results)
 
+    async def validate_post(
+        self, request: posts_pb2.CreatePostRequest, *, timeout: float | None = None
+    ) -> posts_pb2.ValidatePostResponse:
+        """What CreatePost would say of `request`, writing nothing: each target's text length
+        as its platform counts it, beside its limits, and every violation CreatePost would
+        refuse the request with (a request it would refuse is answered, not raised). Retried
+        like the reads: it changes nothing."""
+        return await self.call(
+            self.posts_stub.ValidatePost,
+            posts_pb2.ValidatePostRequest(post=request),
+            timeout=timeout,
+        )
+
     async def get_post(self, post_id: str, *, timeout: float | None = None) -> posts_pb2.Post:
         """One post with its targets and every attempt."""
         request = posts_pb2.GetPostRequest(post_id=post_id)

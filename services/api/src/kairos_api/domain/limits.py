@@ -383,26 +383,28 @@ def validate_content(
     return violations
 
 
+def max_text_length(rules: PlatformLimits, *, has_media: bool) -> int:
+    """The most text a post may carry under `rules`, counted as they count: the caption limit
+    when media is attached and the platform has one (Telegram), else `max_chars`. One place
+    decides it, for `validate_content` and for ValidatePost's counter, so the two never differ."""
+    if has_media and rules.max_chars_with_media is not None:
+        return rules.max_chars_with_media
+    return rules.max_chars
+
+
 def _text_violations(
     name: str, rules: PlatformLimits, text: str, has_media: bool, field: str
 ) -> list[FieldViolation]:
     violations: list[FieldViolation] = []
     count = _count(rules.counting, text)
-    if has_media and rules.max_chars_with_media is not None:
-        if count > rules.max_chars_with_media:
-            violations.append(
-                FieldViolation(
-                    field,
-                    f"{name} counts {count:,} of {rules.max_chars_with_media:,} "
-                    f"{rules.unit} allowed in a caption, the text sent with media "
-                    f"({rules.counting_note})",
-                )
-            )
-    elif count > rules.max_chars:
+    limit = max_text_length(rules, has_media=has_media)
+    if count > limit:
+        caption = has_media and rules.max_chars_with_media is not None
+        allowed = " allowed in a caption, the text sent with media" if caption else ""
         violations.append(
             FieldViolation(
                 field,
-                f"{name} counts {count:,} of {rules.max_chars:,} {rules.unit} "
+                f"{name} counts {count:,} of {limit:,} {rules.unit}{allowed} "
                 f"({rules.counting_note})",
             )
         )

@@ -81,6 +81,46 @@ def create_command(request: posts_pb2.CreatePostRequest) -> posts.CreatePost:
     )
 
 
+def readable_command(
+    request: posts_pb2.CreatePostRequest,
+) -> tuple[posts.CreatePost, list[FieldViolation]]:
+    """The command of a create without the fields that cannot be read (a Timestamp or Duration
+    out of range, a schedule that sets nothing), and their violations: CreatePost refuses such
+    a request at the first of them, ValidatePost still checks and counts the rest of the post."""
+    unreadable: list[FieldViolation] = []
+    readable = posts_pb2.CreatePostRequest()
+    readable.CopyFrom(request)
+    if readable.HasField("schedule"):
+        try:
+            schedule_input(readable.schedule)
+        except errors.InvalidArgument as error:
+            unreadable.extend(error.violations)
+            readable.ClearField("schedule")
+    if readable.HasField("stale_after"):
+        try:
+            convert.from_duration(readable.stale_after, "stale_after")
+        except errors.InvalidArgument as error:
+            unreadable.extend(error.violations)
+            readable.ClearField("stale_after")
+    return create_command(readable), unreadable
+
+
+def _target_check(count: posts.TargetCount) -> posts_pb2.TargetCheck:
+    return posts_pb2.TargetCheck(
+        account_id=count.account_id,
+        platform=(
+            convert.platform_to_proto(count.platform)
+            if count.platform is not None
+            else posts_pb2.PLATFORM_UNSPECIFIED
+        ),
+        length=count.length,
+        max_length=count.max_length,
+        unit=count.unit,
+        media_count=count.media_count,
+        max_media=count.max_media,
+    )
+
+
 def _batch_result(result: posts.ItemResult, *, preview: bool) -> posts_pb2.BatchCreatePostsResult:
     """One item's answer; a post only validated (not created, not repeated) shows no ids."""
     message = posts_pb2.BatchCreatePostsResult(
@@ -130,6 +170,20 @@ class PostsServicer(posts_pb2_grpc.PostsServiceServicer):
         )
         return posts_pb2.BatchCreatePostsResponse(
             results=[_batch_result(r, preview=request.validate_only) for r in results]
+        )
+
+    async def ValidatePost(
+        self, request: posts_pb2.ValidatePostRequest, context: Context
+    ) -> posts_pb2.ValidatePostResponse:
+        tenant = await self.auth.tenant(context)
+        command, unreadable = readable_command(request.post)
+        check = await posts.validate_post(self.app, tenant, command, unreadable)
+        return posts_pb2.ValidatePostResponse(
+            targets=[_target_check(count) for count in check.targets],
+            violations=[
+                posts_pb2.ItemViolation(field=v.field, description=v.description)
+                for v in check.violations
+            ],
         )
 
     async def GetPost(

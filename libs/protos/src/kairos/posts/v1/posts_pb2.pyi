@@ -2106,14 +2106,18 @@ Global___BatchCreatePostsRequest: _TypeAlias = BatchCreatePostsRequest  # noqa: 
 
 @_typing.final
 class ItemViolation(_message.Message):
-    """One broken rule of one item, the field named from the request (`items[3].content`)."""
+    """One broken rule, the field named from the request: `items[3].content` in a BatchCreatePosts
+    answer, `targets[1].content_override` in a ValidatePost one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     FIELD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     field: _builtins.str
-    """The field's path in the BatchCreatePostsRequest, starting with `items[<index>]`."""
+    """The field's path: in a BatchCreatePostsResponse from the BatchCreatePostsRequest, starting
+    with `items[<index>]`; in a ValidatePostResponse from its `post`, as CreatePost names it.
+    """
     description: _builtins.str
     """What is wrong."""
     def __init__(
@@ -2191,3 +2195,121 @@ class BatchCreatePostsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchCreatePostsResponse: _TypeAlias = BatchCreatePostsResponse  # noqa: Y015
+
+@_typing.final
+class ValidatePostRequest(_message.Message):
+    """Request of ValidatePost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def post(self) -> Global___CreatePostRequest:
+        """The post as it would be sent to CreatePost. Every check CreatePost makes runs (accounts,
+        media, parent post, request_id, schedule), with the database read and nothing written; a
+        queued schedule is checked for a free slot, which is not held. Only a request no call
+        takes fails: one over gRPC's 4 MiB, or with a NUL character in a text (INVALID_ARGUMENT on
+        `post.content`, say).
+        """
+
+    def __init__(
+        self,
+        *,
+        post: Global___CreatePostRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["post", b"post"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post", b"post"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidatePostRequest: _TypeAlias = ValidatePostRequest  # noqa: Y015
+
+@_typing.final
+class TargetCheck(_message.Message):
+    """One target of a ValidatePost, its text measured the way its platform measures it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    MAX_LENGTH_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    MEDIA_COUNT_FIELD_NUMBER: _builtins.int
+    MAX_MEDIA_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account, as the request's target gave it."""
+    platform: Global___Platform.ValueType
+    """The account's platform; unspecified when the account is not found (or not the caller's),
+    and then every count below is 0 (a violation names the account).
+    """
+    length: _builtins.int
+    """The length of the text this target publishes (its content_override when set, else the
+    post's content) as the api counts it on this platform, in `unit`: on X a URL counts 23 and
+    an emoji 2, Bluesky counts graphemes. The count CreatePost compares with `max_length`.
+    """
+    max_length: _builtins.int
+    """The most text the platform takes in this post, in `unit`: its caption limit when media is
+    attached and it has one (Telegram). Bluesky's second limit, 3,000 UTF-8 bytes, and a
+    video's lower text limit (a TikTok video's title) are not shown here but are checked, as
+    violations.
+    """
+    unit: _builtins.str
+    """What `length` counts, in words ("weighted characters", "graphemes", "UTF-8 bytes")."""
+    media_count: _builtins.int
+    """How many media items the post attaches: its media_ids and media_urls together."""
+    max_media: _builtins.int
+    """The most media items the platform takes in one post."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        platform: Global___Platform.ValueType = ...,
+        length: _builtins.int = ...,
+        max_length: _builtins.int = ...,
+        unit: _builtins.str = ...,
+        media_count: _builtins.int = ...,
+        max_media: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "length", b"length", "max_length", b"max_length", "max_media", b"max_media", "media_count", b"media_count", "platform", b"platform", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TargetCheck: _TypeAlias = TargetCheck  # noqa: Y015
+
+@_typing.final
+class ValidatePostResponse(_message.Message):
+    """Response of ValidatePost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGETS_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TargetCheck]:
+        """One per target of the request, in the order of its targets."""
+
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemViolation]:
+        """Every rule the post breaks, with the fields and messages CreatePost would refuse it with
+        (`targets[0].content_override`, `schedule.local.date_time`); empty when CreatePost would
+        take it. A field the api could not read at all (a timestamp out of range) is reported
+        here too, and the rest of the post is still checked.
+        """
+
+    def __init__(
+        self,
+        *,
+        targets: _abc.Iterable[Global___TargetCheck] | None = ...,
+        violations: _abc.Iterable[Global___ItemViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["targets", b"targets", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidatePostResponse: _TypeAlias = ValidatePostResponse  # noqa: Y015

@@ -45,6 +45,11 @@ class PostsServiceStub:
                 request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.SerializeToString,
                 response_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.FromString,
                 _registered_method=True)
+        self.ValidatePost = channel.unary_unary(
+                '/kairos.posts.v1.PostsService/ValidatePost',
+                request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostRequest.SerializeToString,
+                response_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostResponse.FromString,
+                _registered_method=True)
         self.GetPost = channel.unary_unary(
                 '/kairos.posts.v1.PostsService/GetPost',
                 request_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.GetPostRequest.SerializeToString,
@@ -115,6 +120,14 @@ class PostsServiceServicer:
 
     def BatchCreatePosts(self, request, context):
         """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidatePost(self, request, context):
+        """Checks a post as CreatePost would and counts each target's text as its platform counts it;
+        writes nothing. A request CreatePost would refuse is answered OK, with its violations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +222,11 @@ def add_PostsServiceServicer_to_server(servicer, server):
                     servicer.BatchCreatePosts,
                     request_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.FromString,
                     response_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.SerializeToString,
+            ),
+            'ValidatePost': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidatePost,
+                    request_deserializer=kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostRequest.FromString,
+                    response_serializer=kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostResponse.SerializeToString,
             ),
             'GetPost': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPost,
@@ -321,6 +339,33 @@ class PostsService:
             '/kairos.posts.v1.PostsService/BatchCreatePosts',
             kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsRequest.SerializeToString,
             kairos_dot_posts_dot_v1_dot_posts__pb2.BatchCreatePostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidatePost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.posts.v1.PostsService/ValidatePost',
+            kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostRequest.SerializeToString,
+            kairos_dot_posts_dot_v1_dot_posts__pb2.ValidatePostResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class PostsServiceStub:
     """Creates a post as a draft, or scheduled when a schedule is given."""
     BatchCreatePosts: _grpc.UnaryUnaryMultiCallable[_posts_pb2.BatchCreatePostsRequest, _posts_pb2.BatchCreatePostsResponse]
     """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
+    ValidatePost: _grpc.UnaryUnaryMultiCallable[_posts_pb2.ValidatePostRequest, _posts_pb2.ValidatePostResponse]
+    """Checks a post as CreatePost would and counts each target's text as its platform counts it;
+    writes nothing. A request CreatePost would refuse is answered OK, with its violations.
+    """
     GetPost: _grpc.UnaryUnaryMultiCallable[_posts_pb2.GetPostRequest, _posts_pb2.GetPostResponse]
     """Returns one post with its targets and their attempts."""
     ListPosts: _grpc.UnaryUnaryMultiCallable[_posts_pb2.ListPostsRequest, _posts_pb2.ListPostsResponse]
@@ -69,6 +73,10 @@ class PostsServiceAsyncStub(PostsServiceStub):
     """Creates a post as a draft, or scheduled when a schedule is given."""
     BatchCreatePosts: _aio.UnaryUnaryMultiCallable[_posts_pb2.BatchCreatePostsRequest, _posts_pb2.BatchCreatePostsResponse]  # type: ignore[assignment]
     """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
+    ValidatePost: _aio.UnaryUnaryMultiCallable[_posts_pb2.ValidatePostRequest, _posts_pb2.ValidatePostResponse]  # type: ignore[assignment]
+    """Checks a post as CreatePost would and counts each target's text as its platform counts it;
+    writes nothing. A request CreatePost would refuse is answered OK, with its violations.
+    """
     GetPost: _aio.UnaryUnaryMultiCallable[_posts_pb2.GetPostRequest, _posts_pb2.GetPostResponse]  # type: ignore[assignment]
     """Returns one post with its targets and their attempts."""
     ListPosts: _aio.UnaryUnaryMultiCallable[_posts_pb2.ListPostsRequest, _posts_pb2.ListPostsResponse]  # type: ignore[assignment]
@@ -110,6 +118,16 @@ class PostsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_posts_pb2.BatchCreatePostsResponse, _abc.Awaitable[_posts_pb2.BatchCreatePostsResponse]]:
         """Creates up to 1,000 posts, each as CreatePost would; every item is answered on its own."""
+
+    @_abc_1.abstractmethod
+    def ValidatePost(
+        self,
+        request: _posts_pb2.ValidatePostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_posts_pb2.ValidatePostResponse, _abc.Awaitable[_posts_pb2.ValidatePostResponse]]:
+        """Checks a post as CreatePost would and counts each target's text as its platform counts it;
+        writes nothing. A request CreatePost would refuse is answered OK, with its violations.
+        """
 
     @_abc_1.abstractmethod
     def GetPost(

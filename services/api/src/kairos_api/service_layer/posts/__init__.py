@@ -1,9 +1,9 @@
 """Use cases of PostsService: create, edit, schedule, approve, delete, retry and read posts.
 
-One module per use case: `create` (and `batcher`, its group commit, and `batch`,
-BatchCreatePosts on top of it), `commands` (the changes to
-an existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats`
-(GetStats and the fold of its counts), and `rules`, the validation creating and changing share.
+One module per use case: `create` (and `batcher`, its group commit, `batch`, BatchCreatePosts
+on top of it, and `validate`, ValidatePost's checks and counts), `commands` (the changes to an
+existing post), `views` (GetPost, ListPosts) with `records` and `page_tokens`, `stats` (GetStats
+and the fold of its counts), and `rules`, the validation creating and changing share.
 
 Each handler validates everything first and collects every violation, then makes its change and
 the matching lifecycle events in one transaction, so a refused request writes nothing.
@@ -45,6 +45,7 @@ from kairos_api.service_layer.posts.create import CreatePost, create_post
 from kairos_api.service_layer.posts.records import PostRecord
 from kairos_api.service_layer.posts.rules import ScheduleInput, TargetInput
 from kairos_api.service_layer.posts.stats import fold_stats, fold_stats_until, get_stats
+from kairos_api.service_layer.posts.validate import PostCheck, TargetCount, validate_post
 from kairos_api.service_layer.posts.views import ListPosts, get_post, list_posts
 
 __all__ = [
@@ -53,8 +54,10 @@ __all__ = [
     "CreatePost",
     "ItemResult",
     "ListPosts",
+    "PostCheck",
     "PostRecord",
     "ScheduleInput",
+    "TargetCount",
     "TargetInput",
     "UpdatePost",
     "approve_post",
@@ -72,4 +75,5 @@ __all__ = [
     "schedule_post",
     "unschedule_post",
     "update_post",
+    "validate_post",
 ]

@@ -562,6 +562,17 @@ async def validate_many(
         return (await _plan(app, uow, drafts))[0]
 
 
+async def validate_one(
+    app: Application, draft: Draft
+) -> tuple[Created | errors.InvalidArgument, dict[uuid.UUID, AccountRef]]:
+    """`validate_many` of one draft (ValidatePost), with the draft's accounts as the same
+    transaction found them: the caller counts each target's text on its account's platform."""
+    async with app.uow() as uow:
+        accounts = await accounts_of(uow, draft.tenant, draft.account_ids)
+        results, _ = await _plan(app, uow, [draft])
+    return results[0], accounts
+
+
 async def _plan(
     app: Application, uow: UnitOfWork, drafts: Sequence[Draft]
 ) -> tuple[list[Created | errors.InvalidArgument], list[_NewPost]]:
