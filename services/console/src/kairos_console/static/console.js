@@ -61,4 +61,44 @@ Kairos.onReady.push(() => {
   source.addEventListener("error", () => { document.body.dataset.live = "off"; poll(); });
 });
 
+// Character counts as the api counts them: a form with `data-check="<url>"` is sent there (its
+// text fields; files stay) a moment after each change, and the answer (ValidatePost's counts per
+// target, and its violations) fills each `[data-count-for="<account id>"]` and each
+// `[data-check-error-for="<field path>"]`.
+Kairos.onReady.push(() => {
+  const form = document.querySelector("form[data-check]");
+  if (!form) return;
+  let timer = null;
+  let asked = 0;
+  const check = async () => {
+    const data = new FormData();
+    for (const [name, value] of new FormData(form).entries()) {
+      if (typeof value === "string") data.append(name, value);
+    }
+    const mine = ++asked;
+    let response;
+    try {
+      response = await Kairos.send(form.dataset.check, { method: "POST", body: data });
+    } catch (ignored) { return; }
+    if (!response.ok || mine !== asked) return;
+    const result = await response.json();
+    form.querySelectorAll("[data-count-for]").forEach((output) => {
+      output.textContent = "";
+      output.classList.remove("over");
+    });
+    for (const target of result.targets) {
+      const output = form.querySelector(`[data-count-for="${CSS.escape(target.account_id)}"]`);
+      if (!output) continue;
+      output.textContent = `${target.length} / ${target.max_length} ${target.unit}`;
+      output.classList.toggle("over", target.length > target.max_length);
+    }
+    form.querySelectorAll("[data-check-error-for]").forEach((slot) => {
+      const found = result.violations.filter((v) => v.field === slot.dataset.checkErrorFor);
+      slot.textContent = found.map((v) => v.description).join(" ");
+    });
+  };
+  form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(check, 300); });
+  check();
+});
+
 document.addEventListener("DOMContentLoaded", () => Kairos.onReady.forEach((start) => start()));
