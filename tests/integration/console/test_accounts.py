@@ -114,6 +114,28 @@ async def test_a_refused_connect_shows_each_violation_next_to_its_field_and_no_s
     assert [a.handle for a in await tenant.client.list_accounts()] == ["@console"]
 
 
+async def test_a_refused_value_typed_in_the_other_values_rows_is_said_beside_them(
+    browser: Browser, tenant: Tenant
+) -> None:
+    await browser.get("/accounts")
+    page = await browser.post(
+        "/accounts",
+        {
+            "platform": "discord",
+            "handle": "#news",
+            "access_token": "https://discord.com/api/webhooks/1/abc",
+            "extra_key_1": "webhook_url",
+            "extra_value_1": "http://" + SECRET,
+        },
+    )
+    assert page.status == 400
+    assert SECRET not in page.text
+    assert "must be the Discord webhook URL" in described_by(page, "extra-key-0")[0]
+    assert page.one("#extra-key-1")["value"] == "webhook_url"
+    assert page.one("#extra-value-1").get("value") is None
+    assert "Other values: webhook_url" in page.one("[role=alert]").get_text()
+
+
 async def test_a_missing_platform_or_handle_is_said_next_to_it(
     browser: Browser, tenant: Tenant
 ) -> None:
@@ -165,7 +187,8 @@ async def test_pause_resume_and_disconnect_change_what_the_api_reports(
     # The account was disconnected meanwhile (another tab): the refusal is said on its page.
     page = await browser.post(f"{path}/pause", {})
     assert page.status == 409
-    assert page.one("[role=alert]").get_text().strip()
+    assert "disconnected" in page.one("[role=alert]").get_text()
+    assert not page.all("[data-retype-secrets]")  # nothing secret was sent
 
 
 async def test_new_credentials_are_sent_and_never_shown(browser: Browser, tenant: Tenant) -> None:
@@ -196,6 +219,7 @@ async def test_new_credentials_are_sent_and_never_shown(browser: Browser, tenant
     assert refused.status == 400
     assert SECRET not in refused.text
     assert "is required for sandbox" in described_by(refused, "cred-instance-url")[0]
+    assert refused.all("[data-retype-secrets]")
 
     unreadable = await browser.post(
         f"{path}/credentials",

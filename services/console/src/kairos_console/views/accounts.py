@@ -213,16 +213,28 @@ def _local_time(value: str, zone: str) -> datetime | None:
     return None
 
 
-def _form_context(values: dict[str, str], errors: FieldErrors, *, refused: bool) -> dict[str, Any]:
+def _form_context(
+    values: dict[str, str], errors: FieldErrors, *, retype_secrets: bool
+) -> dict[str, Any]:
     return {
         "fields": CREDENTIAL_FIELDS,
         "extra_rows": range(EXTRA_ROWS),
         "values": values,
         "errors": errors,
         "summary": _summary(errors),
+        "extra_messages": [m for path in errors if _in_extra_rows(path) for m in errors[path]],
         # A secret typed in a refused form is not sent back: the user types it again.
-        "retype_secrets": refused,
+        "retype_secrets": retype_secrets,
     }
+
+
+def _in_extra_rows(path: str) -> bool:
+    """Whether a violation is of the free "other values" rows: the map itself, or an extra value
+    that has no field of its own (a Discord `webhook_url` typed in a row)."""
+    named = {field.path for field in CREDENTIAL_FIELDS}
+    return path == "credentials.extra" or (
+        path.startswith("credentials.extra.") and path not in named
+    )
 
 
 def _summary(errors: FieldErrors) -> list[tuple[str, str, str]]:
@@ -231,12 +243,18 @@ def _summary(errors: FieldErrors) -> list[tuple[str, str, str]]:
     places |= {
         "platform": ("Platform", "account-platform"),
         "handle": ("Handle", "account-handle"),
-        "credentials.extra": ("Other values", "extra-key-0"),
         "credentials": ("Credentials", "credentials"),
     }
     found: list[tuple[str, str, str]] = []
     for path, messages in errors.items():
         label, anchor = places.get(path, (path, ""))
+        if path == "credentials.extra":
+            label, anchor = "Other values", "extra-key-0"
+        elif _in_extra_rows(path):
+            label, anchor = (
+                f"Other values: {path.removeprefix('credentials.extra.')}",
+                "extra-key-0",
+            )
         found.extend((label, message, anchor) for message in messages)
     return found
 
@@ -271,7 +289,8 @@ async def _list_page(
         platforms=PLATFORM_CHOICES,
         chosen=(values or {}).get("platform", ""),
         handle=(values or {}).get("handle", ""),
-        **_form_context(values or {}, errors or FieldErrors(), refused=errors is not None),
+        # The connect form is this page's only form: any refusal is of what it sent.
+        **_form_context(values or {}, errors or FieldErrors(), retype_secrets=errors is not None),
     )
 
 
@@ -320,11 +339,12 @@ async def _account_page(
     status: int = 200,
     values: dict[str, str] | None = None,
     errors: FieldErrors | None = None,
+    retype_secrets: bool = False,
 ) -> web.Response:
     if account is None:
         account = await api(request).get_account(request.match_info["account_id"])
     platform = _catalogue_platform(account.platform)
-    context = _form_context(values or {}, errors or FieldErrors(), refused=errors is not None)
+    context = _form_context(values or {}, errors or FieldErrors(), retype_secrets=retype_secrets)
     if platform is not None:
         context["fields"] = [
             f.for_platform(platform) for f in CREDENTIAL_FIELDS if f.used_by(platform)
@@ -412,7 +432,9 @@ async def update_credentials(request: web.Request) -> web.Response:
     form = await form_of(request)
     read = read_credentials(form, session_of(request).zone)
     if read.errors:
-        return await _account_page(request, status=400, values=read.values, errors=read.errors)
+        return await _account_page(
+            request, status=400, values=read.values, errors=read.errors, retype_secrets=True
+        )
     try:
         await api(request).update_account_credentials(account_id, read.credentials)
     except KairosError as error:
@@ -423,5 +445,6 @@ async def update_credentials(request: web.Request) -> web.Response:
             status=_refusal_status(error),
             values=read.values,
             errors=FieldErrors.of(error),
+            retype_secrets=True,
         )
     raise web.HTTPSeeOther(with_notice(f"/accounts/{account_id}", "credentials"))
