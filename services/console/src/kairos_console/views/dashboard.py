@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from kairos.posts.v1 import posts_pb2
+from kairos_console import lateness
 from kairos_console.app import api
 from kairos_console.render import render
 
@@ -33,6 +34,9 @@ INBOX_STATES = frozenset(
     }
 )
 
+#: How many of the newest published posts the lateness chart looks at (ListPosts' largest page).
+LATENESS_POSTS = 100
+
 
 @dataclass(frozen=True)
 class InboxItem:
@@ -42,7 +46,7 @@ class InboxItem:
 
 async def dashboard_context(request: web.Request) -> dict[str, Any]:
     client = api(request)
-    stats, troubled, soon, accounts = await asyncio.gather(
+    stats, troubled, soon, accounts, published = await asyncio.gather(
         client.get_stats(),
         client.list_posts(
             posts_pb2.ListPostsRequest(
@@ -57,6 +61,13 @@ async def dashboard_context(request: web.Request) -> dict[str, Any]:
             )
         ),
         client.list_accounts(),
+        client.list_posts(
+            posts_pb2.ListPostsRequest(
+                statuses=[posts_pb2.POST_STATUS_PUBLISHED],
+                page_size=LATENESS_POSTS,
+                order=posts_pb2.POST_ORDER_CREATED_NEWEST,
+            )
+        ),
     )
     by_platform: defaultdict[int, dict[int, int]] = defaultdict(dict)
     for row in stats.by_platform:
@@ -84,6 +95,7 @@ async def dashboard_context(request: web.Request) -> dict[str, Any]:
         "soon": soon.posts,
         "inbox": inbox,
         "reauth": [a for a in accounts if a.status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH],
+        "lateness": lateness.chart(published.posts),
     }
 
 
