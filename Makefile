@@ -10,7 +10,7 @@ VENV := .venv
 RUN := $(UV) run --frozen
 PROTO_OUT := libs/protos/src
 
-.PHONY: help env protos protos-check lint test test-unit test-integration test-e2e dev up down bench bench-quick clean
+.PHONY: help env protos protos-check lint chromium test test-unit test-integration test-e2e test-browser dev up down bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,11 +38,16 @@ lint: $(VENV)/.synced protos-check ## ruff, mypy (strict) and the protos drift c
 
 # The suite mostly waits on real processes (services, brokers, databases): two pytest-xdist
 # workers take it from about 23 to about 14 minutes on a 2-core machine. TEST_WORKERS=0 runs it in
-# one process.
+# one process. `--dist=loadgroup` hands out tests one by one as before, except that those of one
+# `xdist_group` (the browser tests: one `make dev` stack and one Chromium) go to one worker.
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.synced ## Run the whole suite against real PostgreSQL and a real NATS server (TEST_WORKERS=2)
-	@$(RUN) pytest --numprocesses=$(TEST_WORKERS) $(PYTEST_ARGS)
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+chromium: ## Install Debian's chromium package for the browser tests when /usr/bin/chromium is missing
+	@bash scripts/ensure_chromium.sh
+
+test: $(VENV)/.synced chromium ## Run the whole suite against real PostgreSQL and a real NATS server (TEST_WORKERS=2)
+	@$(RUN) pytest --numprocesses=$(TEST_WORKERS) --dist=loadgroup $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.synced ## Unit tests only
 	@$(RUN) pytest tests/unit $(PYTEST_ARGS)
@@ -52,6 +57,9 @@ test-integration: $(VENV)/.synced ## Integration tests only
 
 test-e2e: $(VENV)/.synced ## End-to-end tests only (services as real processes)
 	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
+
+test-browser: $(VENV)/.synced chromium ## Browser tests only: headless Chromium on the console of `make dev`'s stack
+	@$(RUN) pytest tests/browser $(PYTEST_ARGS)
 
 # The venv's python directly, not `uv run`: uv forwards the SIGINT it receives, so a Ctrl-C sent
 # to the whole process group (an IDE, CI, kill -INT -PGID) would reach the supervisor twice.

@@ -9,7 +9,6 @@ the ports differ), so this is what a person gets from a fresh clone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -20,131 +19,27 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kairos_dev.banner import READY_LINE
-from kairos_fakes import fake_classes
-from support.ports import free_port, free_port_range
+from support.dev_stack import (
+    CHILDREN,
+    KAIROS,
+    DevRun,
+    assert_all_gone,
+    dev_ports,
+    user_environment,
+)
+from support.ports import free_port
 from support.processes import spawn, stop_child
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-KAIROS = str(BIN / "kairos")
-CHILDREN = {"nats", "sandbox", "fakes", "api", "scheduler", "publisher"}
 PUBLISHED = "published"
 SETTLED_BADLY = {"failed", "missed", "unknown"}
-
-
-def user_environment(**extra: str) -> dict[str, str]:
-    """The environment of someone who has not configured Kairos: no KAIROS_* at all."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
-    return {**env, "COLUMNS": "200", **extra}
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie is gone, waiting to be reaped
-
-
-def members_of_groups(groups: set[int]) -> list[str]:
-    """Live processes in any of these process groups (the children and what they started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) in groups:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
-
-
-@dataclass
-class DevRun:
-    """One `python -m kairos_dev` process, its output in a file."""
-
-    process: subprocess.Popen[bytes]
-    output: Path
-    data_dir: Path
-
-    @classmethod
-    def start(
-        cls, data_dir: Path, ports: Mapping[str, int], output: Path, *, make: bool = False
-    ) -> DevRun:
-        """`python -m kairos_dev`, or with `make` `make dev`, in a process group of its own."""
-        options = ["--data-dir", str(data_dir), *(f"--{n}-port={p}" for n, p in ports.items())]
-        argv = [sys.executable, "-m", "kairos_dev", *options]
-        if make:
-            argv = ["make", "--no-print-directory", "dev", f"DEV_ARGS={' '.join(options)}"]
-        with output.open("wb") as sink:
-            process = spawn(
-                argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env=user_environment()
-            )
-        return cls(process, output, data_dir)
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def wait_banner(self, timeout: float = 60.0) -> str:
-        """The banner, once everything is ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.text()
-            if READY_LINE in text and "/posts" in text.partition(READY_LINE)[2]:
-                return READY_LINE + text.partition(READY_LINE)[2]
-            if self.process.poll() is not None:
-                pytest.fail(f"kairos-dev exited {self.process.returncode}:\n{text[-6000:]}")
-            time.sleep(0.1)
-        pytest.fail(f"no banner within {timeout} s:\n{self.text()[-6000:]}")
-
-    def children(self) -> dict[str, int]:
-        recorded = json.loads((self.data_dir / "pids.json").read_text())
-        supervisor = recorded["supervisor"]
-        assert supervisor == self.process.pid or os.getpgid(supervisor) == self.process.pid
-        return {str(c["name"]): int(c["pid"]) for c in recorded["children"]}
-
-    def interrupt(self, timeout: float = 20.0) -> tuple[int, float]:
-        """Ctrl-C: the exit code and how long it took."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"kairos-dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
-        return code, time.monotonic() - started
-
-    def interrupt_group(self, timeout: float = 40.0) -> int:
-        """SIGINT to the whole process group, as an IDE or CI stops `make dev`; the exit code."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"make dev still runs {timeout} s after SIGINT:\n{self.text()[-6000:]}")
-
-    def kill_everything(self) -> None:
-        """Clean up after a failed test: the supervisor and every group it started."""
-        pids = self.data_dir / "pids.json"
-        groups = []
-        if pids.exists():
-            groups = [int(c["pid"]) for c in json.loads(pids.read_text())["children"]]
-        stop_child(self.process, signal.SIGKILL, 10)  # and its group: make's supervisor
-        for group in groups:
-            if alive(group):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -230,23 +125,6 @@ def watch_until_published(
         # Ctrl-C ends it with exit 0; one that ignored it is killed, never left running.
         code = stop_child(watch, signal.SIGINT, timeout=10)
         assert code == 0, f"watch exited {code} on SIGINT:\n{output.read_text()[-2000:]}"
-
-
-def assert_all_gone(children: Mapping[str, int]) -> None:
-    left = {name: pid for name, pid in children.items() if alive(pid)}
-    assert not left, f"children still running after the supervisor exited: {left}"
-    strays = members_of_groups(set(children.values()))
-    assert not strays, f"processes left in the children's groups: {strays}"
-
-
-def dev_ports() -> dict[str, int]:
-    """Free ports for every child; the fakes take a run of consecutive ones."""
-    ports = {name: free_port() for name in ("nats", "api", "scheduler", "publisher", "sandbox")}
-    return {
-        **ports,
-        "fakes": free_port_range(len(fake_classes())),
-        "metrics": free_port_range(3),  # api, scheduler, publisher
-    }
 
 
 def test_make_dev_runs_a_post_from_the_cli_to_the_sandbox_stops_on_ctrl_c_and_keeps_data(
@@ -409,7 +287,8 @@ def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path: Path) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ports = {name: free_port() for name in ("nats", "api", "publisher", "sandbox")}
+        names = ("nats", "api", "publisher", "sandbox", "console")
+        ports = {name: free_port() for name in names}
         ports["scheduler"] = port
         options = [f"--{name}-port={number}" for name, number in ports.items()]
         done = subprocess.run(

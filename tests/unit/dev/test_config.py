@@ -33,6 +33,7 @@ def test_dev_env_is_made_private_once_and_reused(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(first["KAIROS_SECRET_KEY"]) >= 32
     assert first["KAIROS_SERVICE_TOKEN"]
+    assert len(first["KAIROS_CONSOLE_SECRET"]) >= 32
     assert load_dev_env(path) == first
     assert load_dev_env(tmp_path / "other.env")["KAIROS_SECRET_KEY"] != first["KAIROS_SECRET_KEY"]
 
@@ -92,6 +93,7 @@ def test_children_start_with_nats_and_the_sandbox_and_end_with_the_workers(tmp_p
         ("api", 1),
         ("scheduler", 2),
         ("publisher", 2),
+        ("console", 2),
     ]
     nats = specs[0].argv
     assert nats[0] == str(Path(sys.executable).parent / "nats-server")
@@ -100,7 +102,23 @@ def test_children_start_with_nats_and_the_sandbox_and_end_with_the_workers(tmp_p
     assert "--port=14999" in nats
     assert specs[2].argv[1:] == ("-m", "kairos_fakes", "--host=127.0.0.1", "--port-offset=0")
     assert specs[3].argv[1:] == ("-m", "kairos_api")
-    assert {s.port for s in specs} == {14999, 50051, 50052, 50053, 8090, 9100}
+    assert {s.port for s in specs} == {14999, 50051, 50052, 50053, 8090, 9100, 8080}
+
+
+def test_the_console_listens_on_its_port_and_talks_to_the_api(tmp_path: Path) -> None:
+    options = parse_args(
+        ["--data-dir", str(tmp_path), "--console-port", "18080", "--api-port", "6051"]
+    )
+    shell = {"KAIROS_CONSOLE_ADDR": "0.0.0.0:80"}  # another console's, exported in this shell
+    console = {s.name: s for s in plan_children(options, {"KAIROS_CONSOLE_SECRET": "s"}, shell)}[
+        "console"
+    ]
+    assert console.argv[1:] == ("-m", "kairos_console")
+    assert (console.port, console.option, console.probe) == (18080, "--console-port", "tcp")
+    assert console.env["KAIROS_CONSOLE_ADDR"] == "127.0.0.1:18080"
+    assert console.env["KAIROS_API_TARGET"] == "127.0.0.1:6051"
+    assert console.env["KAIROS_ENV"] == "development"  # cookies without Secure, over plain http
+    assert console.env["KAIROS_CONSOLE_SECRET"] == "s"  # from dev.env: sign-ins outlast restarts
 
 
 def test_the_publisher_is_pointed_at_the_fakes_unless_they_are_off(tmp_path: Path) -> None:
@@ -171,7 +189,7 @@ def test_children_left_by_a_killed_supervisor_are_named(tmp_path: Path) -> None:
 
 
 def test_the_banner_says_where_everything_listens_and_how_to_try_it(tmp_path: Path) -> None:
-    options = DevOptions(tmp_path / "my data", api_port=6001, sandbox_port=6002)
+    options = DevOptions(tmp_path / "my data", api_port=6001, sandbox_port=6002, console_port=6003)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "activate").touch()
@@ -190,6 +208,10 @@ def test_the_banner_says_where_everything_listens_and_how_to_try_it(tmp_path: Pa
     )
     assert 'kairos posts create "Hello from Kairos" --account "$ACCOUNT" --at "in 10s"' in commands
     assert "kairos watch" in commands
+    rows = [line.split()[:2] for line in text.splitlines()]
+    assert ["console", "http://127.0.0.1:6003/"] in rows
+    sign_in = text.partition("Open the console at http://127.0.0.1:6003/ and sign in")[2]
+    assert "`kairos keys create --tenant demo` prints one" in sign_in.partition("Try it")[0]
 
 
 @pytest.mark.parametrize(

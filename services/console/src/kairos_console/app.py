@@ -81,19 +81,14 @@ def wants_fragment(request: web.Request) -> bool:
     return request.headers.get("X-Requested-With") == "kairos-console"
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as error:
-        response = error
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Add the security headers to every response as its headers are sent (aiohttp's
+    on_response_prepare): a middleware would add them after the handler returned, too late for a
+    stream such as /events, whose headers went out when it began."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
-    if isinstance(response, web.HTTPException):
-        raise response
-    return response
 
 
 @web.middleware
@@ -203,9 +198,10 @@ def create_app(settings: ConsoleSettings, client: KairosClient) -> web.Applicati
     from kairos_console.views import ROUTES
 
     app = web.Application(
-        middlewares=[security_headers, sessions, csrf, signed_in, api_errors],
+        middlewares=[sessions, csrf, signed_in, api_errors],
         client_max_size=64 * 1024 * 1024,
     )
+    app.on_response_prepare.append(security_headers)
     app[SETTINGS_KEY] = settings
     app[SESSIONS_KEY] = Sessions(settings.cookie_key, settings.session_lifetime)
     app[CLIENT_KEY] = client

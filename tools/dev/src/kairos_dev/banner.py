@@ -19,6 +19,8 @@ def _where(spec: ChildSpec, options: DevOptions) -> str:
         return options.nats_url
     if spec.name == "sandbox":
         return options.sandbox_url
+    if spec.name == "console":
+        return options.console_url
     return spec.address
 
 
@@ -83,6 +85,12 @@ def banner(options: DevOptions, specs: Sequence[ChildSpec], bin_dir: Path) -> st
     # Comments line up, except after the few commands too long to wait for them.
     command_width = max(len(command) for command, _ in steps if len(command) <= 64)
     commands = [f"  {command:<{command_width}}  # {why}" for command, why in steps]
+    # How to sign in, above the steps: a person opening the URL first needs a key from them.
+    console = [
+        f"Open the console at {options.console_url} and sign in with an API key of tenant demo:",
+        "`kairos keys create --tenant demo` prints one; the steps below put it in $KAIROS_API_KEY.",
+        "",
+    ]
 
     return "\n".join(
         [
@@ -91,6 +99,7 @@ def banner(options: DevOptions, specs: Sequence[ChildSpec], bin_dir: Path) -> st
             "",
             *table,
             "",
+            *(console if any(spec.name == "console" for spec in specs) else []),
             "Try it from another terminal:",
             "",
             *commands,

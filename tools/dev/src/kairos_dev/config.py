@@ -34,6 +34,8 @@ GENERATED: dict[str, int] = {
     # Bytes of randomness: 32 gives 43 url-safe characters, above the api's 32-character minimum.
     "KAIROS_SECRET_KEY": 32,
     "KAIROS_SERVICE_TOKEN": 24,
+    # Encrypts the console's session cookie: kept here, a sign-in outlasts a restart.
+    "KAIROS_CONSOLE_SECRET": 32,
 }
 
 #: Development defaults that the caller's environment or `dev.env` may override.
@@ -65,6 +67,8 @@ class DevOptions:
     scheduler_port: int = 50052
     publisher_port: int = 50053
     sandbox_port: int = 8090
+    #: The web console (HTTP).
+    console_port: int = 8080
     #: The platform fakes' first port: the media host; each platform's fake above it.
     fakes_port: int = FAKES_BASE_PORT
     #: The first of three ports for the services' Prometheus metrics: api, scheduler, publisher.
@@ -99,6 +103,10 @@ class DevOptions:
     @property
     def sandbox_url(self) -> str:
         return f"http://{HOST}:{self.sandbox_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{HOST}:{self.console_port}/"
 
     @property
     def nats_store(self) -> Path:
@@ -139,6 +147,7 @@ PORT_OPTIONS: dict[str, str] = {
     "scheduler_port": "--scheduler-port",
     "publisher_port": "--publisher-port",
     "sandbox_port": "--sandbox-port",
+    "console_port": "--console-port",
     "fakes_port": "--fakes-port",
     "metrics_port": "--metrics-port",
 }
@@ -154,7 +163,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DevOptions:
         prog="kairos-dev",
         description=(
             "Run Kairos on this machine: NATS (JetStream), the sandbox platform, the api on "
-            "SQLite, the scheduler and the publisher. Ctrl-C stops them all."
+            "SQLite, the scheduler, the publisher and the web console. Ctrl-C stops them all."
         ),
     )
     parser.add_argument(
@@ -409,5 +418,15 @@ def plan_children(
             stage=2,
             about="calls the platforms (gRPC health)",
             metrics_port=metrics_port["publisher"],
+        ),
+        ChildSpec(
+            name="console",
+            argv=(python, "-m", "kairos_console"),
+            env={**env, "KAIROS_CONSOLE_ADDR": f"{HOST}:{options.console_port}"},
+            port=options.console_port,
+            option="--console-port",
+            probe="tcp",
+            stage=2,
+            about="the web console: sign in with an API key (below)",
         ),
     ]
