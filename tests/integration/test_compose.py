@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
-from kairos_console.settings import ConsoleSettings
 from prometheus_client import REGISTRY
 
 from kairos_api import metrics as api_metrics
 from kairos_api.bootstrap import load_cipher
 from kairos_common.metrics import API_METRICS_PORT, PUBLISHER_METRICS_PORT, SCHEDULER_METRICS_PORT
 from kairos_common.settings import MIN_SERVICE_TOKEN_LENGTH, PUBLIC_SECRETS, CommonSettings
+from kairos_console.settings import ConsoleSettings
 from kairos_publisher import metrics as publisher_metrics
 from kairos_scheduler import metrics as scheduler_metrics
 

@@ -31,13 +31,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kairos_console.settings import ConsoleSettings
 
 from kairos_api.bootstrap import load_cipher
 from kairos_api.settings import ApiSettings
 from kairos_common.platforms import Platform
 from kairos_common.settings import CommonSettings, SettingsError
 from kairos_common.streams import DUE_STREAM, EVENTS_STREAM
+from kairos_console.settings import ConsoleSettings
 from kairos_publisher.consumer import durable_name
 from kairos_publisher.settings import PublisherSettings
 from kairos_publisher.webhooks import DURABLE as WEBHOOKS_DURABLE

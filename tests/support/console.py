@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from bs4 import BeautifulSoup, Tag
-from kairos_console.app import create_app
-from kairos_console.settings import ConsoleSettings
 from yarl import URL
 
 from kairos_client import KairosClient
+from kairos_console.app import create_app
+from kairos_console.settings import ConsoleSettings
 
 #: A secret long enough for production mode.
 CONSOLE_SECRET = "console-test-secret-0123456789-abcdefghij"

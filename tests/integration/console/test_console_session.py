@@ -4,10 +4,10 @@ CSRF tokens, the Origin check, the Content-Security-Policy, where a sign-in may 
 from __future__ import annotations
 
 import pytest
-from kairos_console.settings import ConsoleSettings
 from yarl import URL
 
 from kairos_common.settings import SettingsError
+from kairos_console.settings import ConsoleSettings
 from support.console import Browser, RunningConsole
 
 from .conftest import Tenant

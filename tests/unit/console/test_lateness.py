@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bs4 import BeautifulSoup
 from google.protobuf.timestamp_pb2 import Timestamp
-from kairos_console import lateness
-from kairos_console.render import environment
 
 from kairos.posts.v1 import posts_pb2
+from kairos_console import lateness
+from kairos_console.render import environment
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
