@@ -504,7 +504,5 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
     if wants_fragment(request):
         return web.Response(text=" ".join(messages), status=status)
     context = await calendar_context(request, view, anchor)
-    context.update(
-        errors={post_id: messages}, typed={post_id: date_time}, summary_errors=messages
-    )
+    context.update(errors={post_id: messages}, typed={post_id: date_time}, summary_errors=messages)
     return render(request, "calendar.html", status=status, **context)
