@@ -192,6 +192,10 @@ async def test_a_stale_move_is_refused_with_the_apis_message_next_to_the_field(
     scripted = await browser.post("/calendar/reschedule", form, headers=SCRIPT)
     assert scripted.status == 409
     assert "read it again and reapply your change" in scripted.text
+    # The script then shows the calendar as it is now, with the post's new revision.
+    now = await browser.get(str(page.one("#calendar")["data-days"]), headers=SCRIPT)
+    assert now.status == 200
+    assert now.one(f'[data-post-id="{post.id}"]')["data-revision"] == str(post.revision + 1)
     unchanged = await tenant.client.get_post(post.id)
     assert unchanged.scheduled_at == post.scheduled_at
 
@@ -353,6 +357,9 @@ async def test_a_bad_date_or_view_says_what_is_wrong(
     assert page.status == 400
     assert any(message in line for line in page.texts("[role=alert] li"))
     assert page.all(".cal-day")  # this month instead, not an error page
+    fragment = await browser.get(f"/calendar/days?{query}", headers=SCRIPT)
+    assert fragment.status == 400
+    assert message in fragment.text
 
 
 async def test_the_calendar_holds_no_inline_script_or_style(

@@ -19,6 +19,13 @@ Kairos.onReady.push(() => {
     calendar.querySelectorAll(".drop-target").forEach((day) => day.classList.remove("drop-target"));
   };
 
+  // A chip whose Move form is open is not draggable: in a draggable element, pressing in the
+  // field would start a drag instead of placing the cursor (Firefox).
+  calendar.addEventListener("toggle", (event) => {
+    const chip = event.target.closest && event.target.closest(".chip.movable");
+    if (chip) chip.draggable = !event.target.open;
+  }, true);
+
   calendar.addEventListener("dragstart", (event) => {
     const chip = event.target.closest && event.target.closest(".chip.movable");
     if (!chip) return;
@@ -90,6 +97,8 @@ Kairos.onReady.push(() => {
     home.insertBefore(chip, before);
     if (madeList) list.remove();
     const message = response ? await response.text() : "";
-    say(alert, message || "The console could not be reached: the post was not moved.");
+    say(alert, `The post was not moved: ${message || "the console could not be reached."}`);
+    // Someone changed the post meanwhile: show it as it is now, so the next drag can succeed.
+    if (response && response.status === 409) Kairos.refresh(calendar, calendar.dataset.days);
   });
 });

@@ -151,8 +151,8 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
-def calendar_path(view: View, anchor: date) -> str:
-    return "/calendar?" + urlencode({"view": view, "date": anchor.isoformat()})
+def calendar_path(view: View, anchor: date, path: str = "/calendar") -> str:
+    return f"{path}?{urlencode({'view': view, 'date': anchor.isoformat()})}"
 
 
 def parse_view(value: str) -> View:
@@ -447,6 +447,17 @@ async def calendar_page(request: web.Request) -> web.Response:
             request, "calendar.html", status=400, **{**context, "summary_errors": [str(error)]}
         )
     return render(request, "calendar.html", **await calendar_context(request, view, anchor))
+
+
+@routes.get("/calendar/days")
+async def calendar_days(request: web.Request) -> web.Response:
+    """The calendar's days alone, for the page's script to show the posts as they are now."""
+    try:
+        view = parse_view(request.query.get("view", ""))
+        anchor = parse_date(request.query.get("date", ""), _today(request))
+    except BadQuery as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    return render(request, "calendar_body.html", **await calendar_context(request, view, anchor))
 
 
 @routes.post("/calendar/reschedule")
