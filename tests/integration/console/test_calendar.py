@@ -306,6 +306,22 @@ async def test_recurring_occurrences_and_queue_slots_appear(
         for day in month.all(".cal-day:has([data-slot-count])")
     } == {2}
     assert month.all(f'[data-series-id="{series_id}"]')
+    assert not month.all("#cal-beyond-reach")
+
+    # PreviewRecurrence walks at most ten years ahead: further, the view says so, and still works.
+    distant = await browser.get(f"/calendar?date={today.year + 11}-01-01")
+    assert distant.status == 200
+    assert not distant.all("[data-series-id]")
+    assert distant.texts("#cal-beyond-reach") == [
+        "Recurring posts more than ten years ahead are not shown."
+    ]
+
+
+@pytest.mark.parametrize("day", ["1970-01-01", "9998-12-31"])
+async def test_the_first_and_last_months_show(browser: Browser, day: str) -> None:
+    page = await browser.get(f"/calendar?date={day}")
+    assert page.status == 200
+    page.one(f'[data-date="{day}"]')
 
 
 async def test_another_tenants_post_never_appears(

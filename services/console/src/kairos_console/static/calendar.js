@@ -14,7 +14,7 @@ Kairos.onReady.push(() => {
     alert.textContent = "";
     region.textContent = message;
   };
-  const dayOf = (element) => element && element.closest("[data-date]");
+  const dayOf = (element) => element && element.closest(".cal-day[data-date]");
   const clearTargets = () => {
     calendar.querySelectorAll(".drop-target").forEach((day) => day.classList.remove("drop-target"));
   };
@@ -79,7 +79,7 @@ Kairos.onReady.push(() => {
       date_time: `${day.dataset.date}T${chip.dataset.time}`,
       expected_revision: chip.dataset.revision,
       view: calendar.dataset.view,
-      date: calendar.dataset.date,
+      date: calendar.dataset.anchor,
     });
     let response = null;
     try {

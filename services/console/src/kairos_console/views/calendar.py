@@ -52,8 +52,11 @@ MAX_POSTS = 1000
 PREVIEW_COUNT = 100
 PREVIEW_PAGES = 12
 #: PreviewRecurrence refuses to walk a rule further than ten years ahead; a view beyond this
-#: shows no recurring occurrences rather than an error.
+#: shows no recurring occurrences there rather than an error.
 PREVIEW_REACH = timedelta(days=3640)
+#: At most this many PreviewRecurrence and GetQueueSlots calls of one view in flight at once:
+#: a tenant with hundreds of series should not send the api hundreds of calls in one burst.
+API_CALLS_AT_ONCE = 8
 #: The years a view may show: the previous and next links must stay representable.
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 #: The api's refusals that belong next to the Move form's field; any other error is the
@@ -304,12 +307,6 @@ async def _occurrences(
     return found
 
 
-async def _queue_slots(
-    client: KairosClient, account: posts_pb2.Account
-) -> tuple[posts_pb2.Account, queues_pb2.QueueSlots]:
-    return account, await client.get_queue_slots(account.id)
-
-
 def slot_instants(queue: queues_pb2.QueueSlots, first: date, last: date) -> list[datetime]:
     """The instants of an account's weekly slots on the days `first` to `last` of its queue's
     zone, as the api takes them: a slot inside a daylight-saving gap at the instant the clocks
@@ -342,23 +339,22 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
         _posts(client, start, end), _series(client), client.list_accounts()
     )
     by_account = {account.id: account for account in accounts}
-    previewed = (
-        start <= datetime.now(UTC) + PREVIEW_REACH
-    )  # beyond the api's reach, no recurring entries
+    # PreviewRecurrence refuses to walk further than ten years ahead; nothing past that is shown.
+    reach = datetime.now(UTC) + PREVIEW_REACH
+    at_once = asyncio.Semaphore(API_CALLS_AT_ONCE)
+
+    async def occurrences_of(series: series_pb2.Series) -> list[datetime]:
+        async with at_once:
+            return await _occurrences(client, series, start, min(end, reach))
+
+    async def slots_of(account: posts_pb2.Account) -> queues_pb2.QueueSlots:
+        async with at_once:
+            return await client.get_queue_slots(account.id)
+
+    queued = [a for a in accounts if a.status != posts_pb2.ACCOUNT_STATUS_DISCONNECTED]
     occurrences, queues = await asyncio.gather(
-        asyncio.gather(
-            *(
-                _occurrences(client, series, start, end)
-                for series in (every_series if previewed else [])
-            )
-        ),
-        asyncio.gather(
-            *(
-                _queue_slots(client, account)
-                for account in accounts
-                if account.status != posts_pb2.ACCOUNT_STATUS_DISCONNECTED
-            )
-        ),
+        asyncio.gather(*(occurrences_of(series) for series in every_series)),
+        asyncio.gather(*(slots_of(account) for account in queued)),
     )
 
     days = {
@@ -380,7 +376,7 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
                 post=post,
             )
         )
-    for series, instants in zip(every_series if previewed else [], occurrences, strict=True):
+    for series, instants in zip(every_series, occurrences, strict=True):
         platforms = tuple(
             dict.fromkeys(
                 by_account[target.account_id].platform
@@ -398,7 +394,7 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
                     series_id=series.id,
                 )
             )
-    for account, queue in queues:
+    for account, queue in zip(queued, queues, strict=True):
         # The queue's zone may be up to a day ahead of or behind the reader's: look two days
         # further out on each side, and let `place` keep what falls on a shown day.
         for instant in slot_instants(
@@ -420,7 +416,7 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
         "days": list(days.values()),
         "cut_off": cut_off,
         "max_posts": MAX_POSTS,
-        "previewed": previewed,
+        "beyond_reach": end > reach,
         "calendar_path": calendar_path,
         "platform_letters": PLATFORM_LETTERS,
         "state_class": lambda value: post_status(value).replace(" ", "-"),
