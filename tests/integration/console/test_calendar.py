@@ -98,6 +98,10 @@ async def test_the_week_view_shows_monday_to_sunday_with_times(
     in_its_day = f'[data-date="{thursday.isoformat()}"] [data-post-id="{post.id}"]'
     assert page.texts(f"{in_its_day} a.chip-link time") == ["15:15"]  # CET in February
     assert page.one("#cal-view-week")["aria-current"] == "page"
+    sunday = monday + timedelta(days=6)
+    assert page.texts("#cal-title") == [
+        f"Week of {monday.day} {monday:%B %Y} to {sunday.day} {sunday:%B %Y}"
+    ]
     assert page.one("#cal-next")["href"] == (
         f"/calendar?view=week&date={(thursday + timedelta(days=7)).isoformat()}"
     )
@@ -162,6 +166,44 @@ async def test_a_drag_gets_the_calendar_back_with_the_post_on_its_new_day(
     assert moved.scheduled_at.ToDatetime(tzinfo=BERLIN).replace(tzinfo=None) == datetime(
         day.year, day.month, day.day, 9, 45, 30
     )
+
+
+async def test_posts_awaiting_or_refused_approval_move_and_say_what_moving_does(
+    browser: Browser, tenant: Tenant
+) -> None:
+    waiting, refused = [
+        await tenant.client.create_post(
+            posts_pb2.CreatePostRequest(
+                content=content,
+                targets=[posts_pb2.TargetSpec(account_id=tenant.account.id)],
+                schedule=posts_pb2.Schedule(at=at(f"{YEAR}-01-15T08:00:00Z")),
+                approval_required=True,
+            )
+        )
+        for content in ("Needs a yes", "Got a no")
+    ]
+    refused = await tenant.client.reject_post(refused.id, "not on brand")
+    page = await browser.get(f"/calendar?date={YEAR}-01-15")
+    for post, state, hint in [
+        (waiting, "state-pending-approval", "It still needs an approval after the move."),
+        (refused, "state-rejected", "Moving a rejected post asks for its approval again."),
+    ]:
+        chip = page.one(f'[data-post-id="{post.id}"]')
+        assert state in chip["class"]
+        assert chip["draggable"] == "true"
+        assert page.texts(f'[data-post-id="{post.id}"] .move-form .hint') == [hint]
+    moved = await browser.post(
+        "/calendar/reschedule",
+        {
+            "post_id": refused.id,
+            "date_time": f"{YEAR}-01-16T09:00",
+            "expected_revision": str(refused.revision),
+        },
+    )
+    assert moved.status == 200
+    again = await tenant.client.get_post(refused.id)
+    assert again.status == posts_pb2.POST_STATUS_PENDING_APPROVAL
+    assert "state-pending-approval" in moved.one(f'[data-post-id="{refused.id}"]')["class"]
 
 
 async def test_a_stale_move_is_refused_with_the_apis_message_next_to_the_field(

@@ -137,7 +137,7 @@ class Span:
         if self.view == "month":
             return self.anchor.strftime("%B %Y")
         first, last = self.first, self.last
-        return f"Week of {first.strftime('%-d %B %Y')} to {last.strftime('%-d %B %Y')}"
+        return f"Week of {first.day} {first:%B %Y} to {last.day} {last:%B %Y}"
 
     def starts_in(self, zone: ZoneInfo) -> datetime:
         """The first instant of the first day in `zone`."""
