@@ -366,6 +366,34 @@ async def test_the_first_and_last_months_show(browser: Browser, day: str) -> Non
     page.one(f'[data-date="{day}"]')
 
 
+async def test_queue_slots_are_the_apis_across_a_daylight_saving_jump(
+    browser: Browser, tenant: Tenant
+) -> None:
+    night = spring_forward(YEAR)  # a Sunday
+    # 02:30 does not exist that night: the api takes it when the clocks jump (03:30), the same
+    # instant as the 03:30 slot, which makes them one slot that day.
+    await tenant.client.set_queue_slots(
+        tenant.account.id, "Europe/Berlin", [(7, "02:30"), (7, "03:30"), (6, "23:45")]
+    )
+    page = await browser.get(f"/calendar?view=week&date={night.isoformat()}")
+    shown = [
+        f"{day['data-date']}T{slot['data-time']}"
+        for day in page.all(".cal-day")
+        for slot in day.select(".slot")
+    ]
+    monday = night - timedelta(days=6)
+    queue = await tenant.client.list_queue(
+        tenant.account.id, count=10, start=datetime.combine(monday, datetime.min.time(), BERLIN)
+    )
+    expected = [
+        entry.at.ToDatetime(tzinfo=UTC).astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M")
+        for entry in queue.entries
+        if entry.at.ToDatetime(tzinfo=UTC).astimezone(BERLIN).date() <= night
+    ]
+    assert shown == expected
+    assert shown == [f"{night - timedelta(days=1)}T23:45", f"{night}T03:30"]
+
+
 async def test_another_tenants_post_never_appears(
     browser: Browser, tenant: Tenant, console_api: RunningApi
 ) -> None:
