@@ -229,6 +229,7 @@ async def test_a_stale_move_is_refused_with_the_apis_message_next_to_the_field(
     message = refused.texts(f"#{field['aria-describedby']}")[0]
     assert f"is at revision {post.revision + 1}, not {shown_revision}" in message
     assert message in refused.texts("[role=alert] li")
+    assert refused.texts("[role=alert] p") == ["The post was not moved:"]
     assert refused.one(f'[data-post-id="{post.id}"] details').has_attr("open")
     # The script is told the same, as text, and the post has not moved.
     scripted = await browser.post("/calendar/reschedule", form, headers=SCRIPT)
@@ -442,6 +443,7 @@ async def test_a_bad_date_or_view_says_what_is_wrong(
     page = await browser.get(f"/calendar?{query}")
     assert page.status == 400
     assert any(message in line for line in page.texts("[role=alert] li"))
+    assert page.texts("[role=alert] p") == ["That calendar cannot be shown; here is this month:"]
     assert page.all(".cal-day")  # this month instead, not an error page
     fragment = await browser.get(f"/calendar/days?{query}", headers=SCRIPT)
     assert fragment.status == 400

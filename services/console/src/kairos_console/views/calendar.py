@@ -423,6 +423,7 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
         "platform_name": platform,
         "errors": {},
         "typed": {},
+        "summary_title": "",
         "summary_errors": [],
     }
 
@@ -440,7 +441,14 @@ async def calendar_page(request: web.Request) -> web.Response:
     except BadQuery as error:
         context = await calendar_context(request, "month", today)
         return render(
-            request, "calendar.html", status=400, **{**context, "summary_errors": [str(error)]}
+            request,
+            "calendar.html",
+            status=400,
+            **{
+                **context,
+                "summary_title": "That calendar cannot be shown; here is this month:",
+                "summary_errors": [str(error)],
+            },
         )
     return render(request, "calendar.html", **await calendar_context(request, view, anchor))
 
@@ -511,5 +519,10 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
     if wants_fragment(request):
         return web.Response(text=" ".join(messages), status=status)
     context = await calendar_context(request, view, anchor)
-    context.update(errors={post_id: messages}, typed={post_id: date_time}, summary_errors=messages)
+    context.update(
+        errors={post_id: messages},
+        typed={post_id: date_time},
+        summary_title="The post was not moved:",
+        summary_errors=messages,
+    )
     return render(request, "calendar.html", status=status, **context)
