@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from kairos_console.views import accounts, auth, dashboard, live
+from kairos_console.views import accounts, auth, calendar, dashboard, live
 
-ROUTES = [auth.routes, dashboard.routes, live.routes, accounts.routes]
+ROUTES = [auth.routes, dashboard.routes, live.routes, accounts.routes, calendar.routes]
