@@ -195,13 +195,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(settings: ConsoleSettings, client: KairosClient) -> web.Application:
     """The application over an open `client` (its channel is shared by every user's key)."""
-    from kairos_console.views import ROUTES
+    from kairos_console.views import ROUTES, live
 
     app = web.Application(
         middlewares=[sessions, csrf, signed_in, api_errors],
         client_max_size=64 * 1024 * 1024,
     )
     app.on_response_prepare.append(security_headers)
+    live.install(app)
     app[SETTINGS_KEY] = settings
     app[SESSIONS_KEY] = Sessions(settings.cookie_key, settings.session_lifetime)
     app[CLIENT_KEY] = client

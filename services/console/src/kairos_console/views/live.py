@@ -4,13 +4,18 @@ It follows the api's WatchEvents stream with the session's key (reconnecting fro
 when the api restarts) and passes each event on as `event: lifecycle` with the event as JSON.
 A browser that reconnects starts from now: the pages re-render from the api whenever an event
 arrives, so an event missed while away costs nothing but one refresh, which the script does on
-reconnecting anyway. A comment line every 15 s keeps proxies from closing a quiet stream.
+reconnecting anyway. A comment line every 15 s keeps proxies from closing a quiet stream, and
+shows within 15 s that a browser has gone (aiohttp does not cancel a handler whose client left).
+When the console stops, every open stream ends at once (`end_streams`, on shutdown), so a stop
+does not wait out its grace on them; the pages reconnect to another copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from typing import Any
 
 from aiohttp import web
 from google.protobuf.json_format import MessageToDict
@@ -24,6 +29,21 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_SECONDS = 15
+#: The tasks serving open streams, to end when the console stops.
+STREAMS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("event_streams")
+
+
+def install(app: web.Application) -> None:
+    """Keep track of the open streams and end them when `app` shuts down."""
+    streams: set[asyncio.Task[Any]] = set()
+    app[STREAMS_KEY] = streams
+    app.on_shutdown.append(end_streams)
+
+
+async def end_streams(app: web.Application) -> None:
+    open_streams = app[STREAMS_KEY]
+    for task in list(open_streams):
+        task.cancel()
 
 
 @routes.get("/events")
@@ -34,6 +54,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(b"retry: 3000\n\n")
     watch = events_pb2.WatchEventsRequest(follow=True, heartbeat_seconds=HEARTBEAT_SECONDS)
+    streams = request.app[STREAMS_KEY]
+    task = asyncio.current_task()
+    assert task is not None
+    streams.add(task)
     try:
         async for item in api(request).watch_events(watch, reconnect=True):
             if item.HasField("event"):
@@ -47,4 +71,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.write(b"event: ended\ndata: {}\n\n")
     except ConnectionResetError:
         pass  # the browser went away
+    except asyncio.CancelledError:
+        # The console is stopping (end_streams): end this stream; the page reconnects.
+        return response
+    finally:
+        streams.discard(task)
     return response
