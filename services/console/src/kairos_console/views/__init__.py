@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from kairos_console.views import auth, dashboard, live
+from kairos_console.views import auth, compose, dashboard, live, post_detail
 
-ROUTES = [auth.routes, dashboard.routes, live.routes]
+ROUTES = [auth.routes, dashboard.routes, live.routes, compose.routes, post_detail.routes]
