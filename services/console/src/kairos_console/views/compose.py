@@ -178,8 +178,8 @@ def control_of(path: str, form: Compose, part: int = 1) -> str:
     item = _ITEM.fullmatch(path)
     if item:
         part, path = int(item[1]) + 1, item[2]
-    if part > 1 and path == "content":
-        # A later part has a text of its own; everything else it shares with part 1.
+    if part > 1 and path in ("content", "request_id"):
+        # A later part has a text (and a request_id) of its own; the rest it shares with part 1.
         return f"part-{part}"
     target = _TARGET.fullmatch(path)
     if target:
