@@ -159,9 +159,10 @@ async def test_a_time_the_clocks_skip_is_the_apis_message_beside_the_time(
     assert refused.one("#date-time")["value"] == gap
     assert refused.one("#when-at").has_attr("checked")
     assert refused.one(f"#target-{tenant.account.id}").has_attr("checked")
-    assert refused.one("input[name=request_id]")["value"] == page.one("input[name=request_id]")[
-        "value"
-    ]
+    assert (
+        refused.one("input[name=request_id]")["value"]
+        == page.one("input[name=request_id]")["value"]
+    )
     assert not (await tenant.client.list_posts()).posts
 
 
@@ -258,7 +259,8 @@ async def test_a_thread_of_three_parts_is_three_posts_each_replying_to_the_one_b
     assert not (await tenant.client.list_posts()).posts
 
     done = await send(browser, with_part, [*base, ("part", "Part two"), ("part", "Part three")])
-    assert done.path.startswith("/posts/") and "done=created" in done.path
+    assert done.path.startswith("/posts/")
+    assert "done=created" in done.path
     first = await tenant.client.get_post(post_id_of(done))
     links = [str(a["href"]) for a in done.all("[data-fact=parts] a")]
     assert len(links) == 2
@@ -348,9 +350,9 @@ async def test_approval_required_is_sent(browser: Browser, tenant: Tenant) -> No
 
 async def test_the_page_holds_no_inline_script_or_style(browser: Browser) -> None:
     page = await browser.get("/compose")
-    assert not page.all("style") and not page.all("[style]")
+    assert not page.all("style")
+    assert not page.all("[style]")
     assert all(script.get("src") for script in page.all("script"))
     labelled = {str(label["for"]) for label in page.all("label[for]")}
     for control in page.all("#compose-form input:not([type=hidden]), #compose-form textarea"):
         assert control["id"] in labelled, control
-

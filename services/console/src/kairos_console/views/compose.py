@@ -26,7 +26,7 @@ import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from aiohttp import web
 
@@ -331,7 +331,7 @@ async def _upload(client: KairosClient, form: Form, problems: Problems) -> list[
     return kept
 
 
-def _copy(source: BinaryIO, path: Path) -> tuple[str, int]:
+def _copy(source: IO[bytes], path: Path) -> tuple[str, int]:
     """Copy an uploaded file to `path` (the client uploads from a path); its SHA-256 and size."""
     source.seek(0)
     digest = hashlib.sha256()
@@ -363,4 +363,3 @@ async def _form_page(
         thread=thread,
         zones=sorted(zones()),
     )
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -60,7 +60,8 @@ class Actions:
         approved = post.HasField("approved_at")
         waiting = post.approval_required and not approved and post.status in EDITABLE
         return cls(
-            publish_now=post.status in (posts_pb2.POST_STATUS_DRAFT, posts_pb2.POST_STATUS_SCHEDULED)
+            publish_now=post.status
+            in (posts_pb2.POST_STATUS_DRAFT, posts_pb2.POST_STATUS_SCHEDULED)
             and (approved or not post.approval_required),
             unschedule=post.status
             in (posts_pb2.POST_STATUS_SCHEDULED, posts_pb2.POST_STATUS_PENDING_APPROVAL),
@@ -109,7 +110,7 @@ async def _page(
     )
 
 
-async def _media_of(client: KairosClient, ids: list[str]) -> list[MediaItem]:
+async def _media_of(client: KairosClient, ids: Sequence[str]) -> list[MediaItem]:
     async def one(media_id: str) -> MediaItem:
         try:
             return MediaItem(media_id, await client.get_media(media_id))
