@@ -196,6 +196,10 @@ async def test_delete_needs_the_box_ticked_and_then_the_post_is_gone(
         "Tick the box to confirm that this post is to be deleted."
     ]
     assert (await tenant.client.get_post(post.id)).id == post.id  # still there
+    # The zone form on that page returns to its address: the post's page, not an error.
+    rezoned = await browser.post("/zone", {"zone": "UTC", "next": f"/posts/{post.id}/delete"})
+    assert rezoned.path == f"/posts/{post.id}?done=zone"
+    assert rezoned.texts("[role=status]") == ["Times are now shown in your chosen zone."]
 
     deleted = await browser.post(f"/posts/{post.id}/delete", {"confirm": "yes"})
     assert deleted.path == "/?done=deleted"

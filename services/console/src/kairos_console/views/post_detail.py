@@ -83,6 +83,14 @@ async def post_page(request: web.Request) -> web.Response:
     return await _page(request)
 
 
+@routes.get("/posts/{post_id}/{action:retry|publish-now|unschedule|approve|reject|delete}")
+async def action_page(request: web.Request) -> web.Response:
+    """An action's address opened, not sent (the zone form returns to the page it was on, and
+    a refused action's page is at its address): the post's page."""
+    query = f"?{request.query_string}" if request.query_string else ""
+    raise web.HTTPSeeOther(f"/posts/{request.match_info['post_id']}{query}")
+
+
 async def _page(
     request: web.Request,
     problems: Problems | None = None,
