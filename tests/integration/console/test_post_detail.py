@@ -303,3 +303,25 @@ async def test_a_post_waiting_for_approval_is_approved_or_rejected_with_a_reason
     assert after.status == posts_pb2.POST_STATUS_SCHEDULED
     assert approved.texts("[data-fact=approval]")[0].startswith("Approved")
     assert not approved.all("form[data-action=approve]")
+
+
+async def test_a_platform_url_that_is_no_web_address_is_not_a_link(
+    browser: Browser, tenant: Tenant, console_api: RunningApi
+) -> None:
+    post = await create(tenant, schedule=schedule_after(timedelta()))
+    [target] = post.targets
+    await publish_as_the_publisher_would(
+        console_api,
+        post,
+        {
+            target.id: dispatch_pb2.AttemptOutcome(
+                published=dispatch_pb2.Published(platform_post_id="1", url="javascript:alert(1)")
+            )
+        },
+    )
+    page = await browser.get(f"/posts/{post.id}")
+    assert page.one(f"tr[data-target-id='{target.id}']")["data-target-status"] == "published"
+    shown = page.one("[data-platform-url]")
+    assert shown.name == "span"
+    assert shown.get_text() == "javascript:alert(1)"
+    assert not page.all("a[href^=javascript]")

@@ -4,11 +4,11 @@ active accounts.
 The form carries a `request_id` drawn when it is first shown, and every CreatePost it makes is
 sent with it (the thread's later parts with ids derived from it), so a form sent twice, by a
 double click or a reload, makes its posts once: the api answers a repeated request_id with the
-post it made first. Files are uploaded before the post is created; a file whose bytes the tenant
-uploaded moments ago is not uploaded again but named by the id it got then, so that a repeat
-of the form names the same media and so repeats its request exactly (the api refuses a
+post it made first. Files are uploaded before the post is created; a file whose bytes are among
+the tenant's newest uploads is not uploaded again but named by the id it got then, so that a
+repeat of the form names the same media and so repeats its request exactly (the api refuses a
 request_id reused for a different request). Two sends of one form are handled one after the
-other in this process for the same reason.
+other in this process for the same reason: the second then finds the first one's upload.
 
 A thread is checked whole (BatchCreatePosts with validate_only) before its first part is
 created, so that a refusal of part 3 does not leave parts 1 and 2 behind. What can still fail

@@ -110,6 +110,7 @@ async def _page(
         post=post,
         accounts={account.id: account for account in accounts},
         media=media,
+        links=_links_of(post),
         parts=_thread_parts(request),
         actions=Actions.of(post),
         retryable=RETRYABLE,
@@ -128,6 +129,17 @@ async def _media_of(client: KairosClient, ids: Sequence[str]) -> list[MediaItem]
             return MediaItem(media_id, None)
 
     return list(await asyncio.gather(*(one(media_id) for media_id in ids)))
+
+
+def _links_of(post: posts_pb2.Post) -> dict[str, str]:
+    """Each published target's platform URL, by target id, when it is a web address: the URL
+    is what a platform (or a customer's webhook) answered, and a `javascript:` one must not
+    become a link."""
+    return {
+        target.id: target.platform_url
+        for target in post.targets
+        if target.platform_url.lower().startswith(("https://", "http://"))
+    }
 
 
 def _thread_parts(request: web.Request) -> list[str]:
