@@ -360,3 +360,25 @@ async def test_the_page_holds_no_inline_script_or_style(browser: Browser) -> Non
     labelled = {str(label["for"]) for label in page.all("label[for]")}
     for control in page.all("#compose-form input:not([type=hidden]), #compose-form textarea"):
         assert control["id"] in labelled, control
+
+
+async def test_a_form_sent_again_with_other_content_gets_a_new_id_to_save_with(
+    browser: Browser, tenant: Tenant
+) -> None:
+    page = await browser.get("/compose")
+    done = await send(browser, page, [("content", "First"), ("target", tenant.account.id)])
+    first = post_id_of(done)
+    # The same form (Back, then edited): the api refuses its id for a different request.
+    refused = await send(browser, page, [("content", "Second"), ("target", tenant.account.id)])
+    assert refused.status == 400
+    summary = refused.texts("#form-errors li")
+    assert any("already used for a different request" in line for line in summary)
+    assert any("save again to make a new post" in line for line in summary)
+    assert refused.one("#content").get_text() == "Second"
+    new_id = refused.one("input[name=request_id]")["value"]
+    assert new_id != page.one("input[name=request_id]")["value"]
+
+    saved = await send(browser, refused, [("content", "Second"), ("target", tenant.account.id)])
+    assert post_id_of(saved) != first
+    assert (await tenant.client.get_post(post_id_of(saved))).content == "Second"
+    assert len((await tenant.client.list_posts()).posts) == 2

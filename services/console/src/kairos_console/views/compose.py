@@ -43,6 +43,12 @@ routes = web.RouteTableDef()
 #: When the post publishes: saved as a draft, at a wall time in a zone, or at once.
 WHEN = ("draft", "at", "now")
 
+#: What a form sent again with other content is told, beside the api's refusal of its id.
+RESENT = (
+    "This form was sent before with other content, so nothing was saved now. It has a new "
+    "request id: save again to make a new post."
+)
+
 #: How many of the tenant's newest media are looked through for a file uploaded again.
 RECENT_MEDIA = 50
 
@@ -247,17 +253,19 @@ async def compose(request: web.Request) -> web.StreamResponse:
             except KairosError as error:
                 if error.code not in REFUSALS:
                     raise
+                problems = problems_of(error, draft, number)
                 report = (
                     ThreadReport(created, number, list(range(number + 1, len(requests) + 1)))
                     if created
                     else None
                 )
+                if report is None and any(path == "request_id" for path, _ in error.violations):
+                    # The form was sent before with other content (the page kept by the
+                    # browser's Back button, then edited): as a new request it needs a new id.
+                    draft.request_id = str(uuid.uuid4())
+                    problems.add("", RESENT)
                 return await _form_page(
-                    request,
-                    draft,
-                    problems_of(error, draft, number),
-                    status=REFUSALS[error.code],
-                    thread=report,
+                    request, draft, problems, status=REFUSALS[error.code], thread=report
                 )
     first = created[0]
     path = f"/posts/{first.id}"
