@@ -27,6 +27,7 @@ NOTICES = {
     "retried": "The target will be tried again.",
     "deleted": "The post is deleted.",
     "approved": "The post is approved.",
+    "rejected": "The post is rejected.",
     "connected": "The account is connected.",
     "paused": "The account is paused.",
     "resumed": "The account is resumed.",

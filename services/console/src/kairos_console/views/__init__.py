@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from kairos_console.views import accounts, auth, calendar, dashboard, live
+from kairos_console.views import accounts, auth, calendar, compose, dashboard, live, post_detail
 
-ROUTES = [auth.routes, dashboard.routes, live.routes, accounts.routes, calendar.routes]
+ROUTES = [
+    auth.routes,
+    dashboard.routes,
+    live.routes,
+    accounts.routes,
+    calendar.routes,
+    compose.routes,
+    post_detail.routes,
+]
