@@ -4,6 +4,7 @@ api's refusals shown beside the fields they concern."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -382,3 +383,46 @@ async def test_a_form_sent_again_with_other_content_gets_a_new_id_to_save_with(
     assert post_id_of(saved) != first
     assert (await tenant.client.get_post(post_id_of(saved))).content == "Second"
     assert len((await tenant.client.list_posts()).posts) == 2
+
+
+async def test_the_counters_count_as_the_api_counts_on_every_account_shown(
+    browser: Browser, tenant: Tenant
+) -> None:
+    """X counts a URL as 23 and an emoji as 2; Mastodon a URL as 23 and an emoji as one
+    grapheme; an account's own text is counted on that account alone."""
+    x = await connect(tenant, posts_pb2.PLATFORM_X, "@kairos_x")
+    mastodon = await connect(tenant, posts_pb2.PLATFORM_MASTODON, "@kairos@mastodon.example")
+    page = await browser.get("/compose")
+    assert page.one("#compose-form")["data-check"] == "/compose/check"
+    shown = {str(o["data-count-for"]) for o in page.all("output[data-count-for]")}
+    assert {x.id, mastodon.id, tenant.account.id} <= shown
+    text = "Kairos 🎉 https://example.com/a/very/long/path/to/somewhere"  # 7 + 1 + 1 + URL
+    checked = await browser.post(
+        "/compose/check",
+        [
+            ("content", text),
+            ("target", mastodon.id),  # ticked; the others only shown
+            ("count_for", x.id),
+            ("count_for", mastodon.id),
+            ("count_for", tenant.account.id),
+            (f"override.{tenant.account.id}", "own"),
+        ],
+        csrf=page.csrf,
+    )
+    assert checked.status == 200, checked.text
+    counts = {t["account_id"]: t for t in json.loads(checked.text)["targets"]}
+    assert (counts[x.id]["length"], counts[x.id]["max_length"]) == (7 + 2 + 1 + 23, 280)
+    assert counts[x.id]["unit"] == "weighted characters"
+    assert (counts[mastodon.id]["length"], counts[mastodon.id]["max_length"]) == (
+        7 + 1 + 1 + 23,
+        500,
+    )
+    assert counts[tenant.account.id]["length"] == 3
+    # What the api itself says for the same post.
+    direct = await tenant.client.validate_post(
+        posts_pb2.CreatePostRequest(content=text, targets=[posts_pb2.TargetSpec(account_id=x.id)])
+    )
+    assert direct.targets[0].length == counts[x.id]["length"]
+    # Sent without the page's token, it is refused like any form.
+    refused = await browser.post("/compose/check", [("content", text)], csrf="")
+    assert refused.status == 403

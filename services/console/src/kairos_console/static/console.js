@@ -62,9 +62,8 @@ Kairos.onReady.push(() => {
 });
 
 // Character counts as the api counts them: a form with `data-check="<url>"` is sent there (its
-// text fields; files stay) a moment after each change, and the answer (ValidatePost's counts per
-// target, and its violations) fills each `[data-count-for="<account id>"]` and each
-// `[data-check-error-for="<field path>"]`.
+// text fields; files stay), with the account of each `[data-count-for="<account id>"]`, a moment
+// after each change; the answer (ValidatePost's counts) fills those outputs.
 Kairos.onReady.push(() => {
   const form = document.querySelector("form[data-check]");
   if (!form) return;
@@ -75,6 +74,9 @@ Kairos.onReady.push(() => {
     for (const [name, value] of new FormData(form).entries()) {
       if (typeof value === "string") data.append(name, value);
     }
+    form.querySelectorAll("[data-count-for]").forEach((output) => {
+      data.append("count_for", output.dataset.countFor);
+    });
     const mine = ++asked;
     let response;
     try {
@@ -92,10 +94,6 @@ Kairos.onReady.push(() => {
       output.textContent = `${target.length} / ${target.max_length} ${target.unit}`;
       output.classList.toggle("over", target.length > target.max_length);
     }
-    form.querySelectorAll("[data-check-error-for]").forEach((slot) => {
-      const found = result.violations.filter((v) => v.field === slot.dataset.checkErrorFor);
-      slot.textContent = found.map((v) => v.description).join(" ");
-    });
   };
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(check, 300); });
   check();

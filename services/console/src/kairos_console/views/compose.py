@@ -66,6 +66,9 @@ CONTROLS = {
 _ITEM = re.compile(r"items\[(\d+)\]\.?(.*)")
 _TARGET = re.compile(r"targets\[(\d+)\](?:\.(.*))?")
 
+#: The most accounts one check counts (the api takes at most this many targets per post).
+MAX_COUNTED = 50
+
 #: One lock per form being sent (by its request_id), while it is handled.
 _SENDING: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -222,6 +225,42 @@ class ThreadReport:
 @routes.get("/compose")
 async def compose_page(request: web.Request) -> web.Response:
     return await _form_page(request, Compose.blank(session_of(request).zone))
+
+
+@routes.post("/compose/check")
+async def check(request: web.Request) -> web.Response:
+    """The text's length on each account as the api counts it (ValidatePost), for the form's
+    counters: every account the page shows a counter for (`count_for`), ticked or not, so the
+    counts are there before a choice is made. JSON: {"targets": [{"account_id", "length",
+    "max_length", "unit"}]}."""
+    form = await form_of(request)
+    draft = Compose.read(form, session_of(request).zone)
+    counted = list(dict.fromkeys([*draft.targets, *texts(form, "count_for")]))[:MAX_COUNTED]
+    post = posts_pb2.CreatePostRequest(
+        content=draft.content,
+        targets=[
+            posts_pb2.TargetSpec(account_id=account, content_override=draft.overrides[account])
+            if account in draft.overrides
+            else posts_pb2.TargetSpec(account_id=account)
+            for account in counted
+        ],
+        media_ids=[m.id for m in draft.media],
+    )
+    checked = await api(request).validate_post(post)
+    return web.json_response(
+        {
+            "targets": [
+                {
+                    "account_id": target.account_id,
+                    "length": target.length,
+                    "max_length": target.max_length,
+                    "unit": target.unit,
+                }
+                for target in checked.targets
+                if target.max_length  # an account the api did not find counts nothing
+            ]
+        }
+    )
 
 
 @routes.post("/compose")
