@@ -57,7 +57,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleS
         banner = run.wait_banner()
         url = f"http://127.0.0.1:{ports['console']}/"
         assert url in banner, banner
-        yield ConsoleStack(url=url, api_key=key_as_the_banner_says(banner))
+        yield ConsoleStack(url=url, api_key=key_as_the_banner_says(banner), banner=banner)
         children = run.children()
         code, _ = run.interrupt()
         assert code == 0, run.text()[-4000:]

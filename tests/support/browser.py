@@ -9,6 +9,7 @@ response. `screenshot` saves a page where CI keeps artifacts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,30 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 @dataclass(frozen=True)
 class ConsoleStack:
-    """A running console (`make dev`'s) and an API key to sign in with."""
+    """A running console (`make dev`'s), an API key to sign in with, and where the banner says
+    the api and the fake platforms are."""
 
     url: str
     api_key: str
+    banner: str = ""
+
+    def banner_value(self, pattern: str) -> str:
+        """The first group of `pattern` in the banner; fails the test when it is not there."""
+        found = re.search(pattern, self.banner)
+        assert found, f"{pattern!r} is not in the banner:\n{self.banner}"
+        return found.group(1)
+
+    @property
+    def api_target(self) -> str:
+        return self.banner_value(r"export KAIROS_API_TARGET=(\S+)")
+
+    @property
+    def sandbox_url(self) -> str:
+        return self.banner_value(r"connect sandbox .*--instance-url (http://[^\s)]+)")
+
+    @property
+    def mastodon_url(self) -> str:
+        return self.banner_value(r"connect mastodon .*--instance-url (http://[^\s)]+)")
 
 
 def chromium_executable() -> str:
