@@ -196,6 +196,18 @@ async def test_every_platform_connects_with_what_it_needs(
     assert credentials["page_id"] == VALID[platform].page_id
 
 
+async def test_a_discord_webhook_url_may_come_in_extra_without_an_access_token(
+    api: RunningApi, client: Client
+) -> None:
+    hook = "https://discord.com/api/webhooks/1/abc"
+    account = await connect(
+        client,
+        connect_request(posts_pb2.PLATFORM_DISCORD, extra={"webhook_url": hook}),
+    )
+    assert account.status == posts_pb2.ACCOUNT_STATUS_ACTIVE
+    assert (await stored_credentials(api, account.id))["extra"] == {"webhook_url": hook}
+
+
 async def test_get_returns_the_account(client: Client) -> None:
     account = await connect(client)
 

@@ -440,7 +440,10 @@ def _credential_violations(
         )
         return False
 
-    if info.needs_access_token:
+    # A Discord webhook URL may come in extra.webhook_url instead of the access token (the
+    # Credentials message says so, and the publisher reads either).
+    discord_hook = platform == Platform.DISCORD and credentials.extra.get("webhook_url", "").strip()
+    if info.needs_access_token and not discord_hook:
         need("access_token", credentials.access_token, "the token Kairos publishes with")
 
     # Instance URLs of real platforms must be https: the token travels to them. Development and
