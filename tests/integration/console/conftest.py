@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -41,20 +42,27 @@ class Tenant:
     account: posts_pb2.Account
 
 
-@pytest.fixture
-async def tenant(console_api: RunningApi) -> AsyncIterator[Tenant]:
-    name, key = await console_api.new_key(f"console-{uuid.uuid4().hex[:8]}")
-    async with KairosClient(console_api.target, key) as client:
+@asynccontextmanager
+async def new_tenant(api: RunningApi, handle: str = "@console") -> AsyncIterator[Tenant]:
+    """A fresh tenant of `api` with a sandbox account called `handle`, and a client of its."""
+    name, key = await api.new_key(f"console-{uuid.uuid4().hex[:8]}")
+    async with KairosClient(api.target, key) as client:
         account = await client.connect_account(
             posts_pb2.ConnectAccountRequest(
                 platform=posts_pb2.PLATFORM_SANDBOX,
-                handle="@console",
+                handle=handle,
                 credentials=posts_pb2.Credentials(
                     access_token="t", instance_url="http://127.0.0.1:9"
                 ),
             )
         )
         yield Tenant(name, key, client, account)
+
+
+@pytest.fixture
+async def tenant(console_api: RunningApi) -> AsyncIterator[Tenant]:
+    async with new_tenant(console_api) as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -4,14 +4,11 @@ account kept out of sight."""
 
 from __future__ import annotations
 
-import uuid
-
 from kairos.posts.v1 import posts_pb2
-from kairos_client import KairosClient
 from support.api import RunningApi
 from support.console import Browser, Page
 
-from .conftest import Tenant
+from .conftest import Tenant, new_tenant
 
 SECRET = "s3cret-token-that-must-never-come-back"
 
@@ -234,15 +231,8 @@ async def test_new_credentials_are_sent_and_never_shown(browser: Browser, tenant
 async def test_another_tenants_account_is_not_found(
     console_api: RunningApi, browser: Browser, tenant: Tenant
 ) -> None:
-    _, key = await console_api.new_key(f"console-other-{uuid.uuid4().hex[:8]}")
-    async with KairosClient(console_api.target, key) as other_client:
-        theirs = await other_client.connect_account(
-            posts_pb2.ConnectAccountRequest(
-                platform=posts_pb2.PLATFORM_SANDBOX,
-                handle="@theirs",
-                credentials=posts_pb2.Credentials(instance_url="http://127.0.0.1:9"),
-            )
-        )
+    async with new_tenant(console_api, "@theirs") as them:
+        other_client, theirs = them.client, them.account
         path = f"/accounts/{theirs.id}"
         assert (await browser.get(path)).status == 404
         assert (await browser.get(f"{path}/disconnect")).status == 404

@@ -4,7 +4,6 @@ occurrences not yet posts, queue slots, and nothing of another tenant."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,11 +11,11 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2, series_pb2
-from kairos_client import KairosClient, KairosError
+from kairos_client import KairosError
 from support.api import RunningApi
 from support.console import Browser, RunningConsole
 
-from .conftest import Tenant
+from .conftest import Tenant, new_tenant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 #: The script's requests carry this header; the console answers them with fragments or text.
@@ -399,21 +398,10 @@ async def test_another_tenants_post_never_appears(
     browser: Browser, tenant: Tenant, console_api: RunningApi
 ) -> None:
     mine = await scheduled_post(tenant, "Mine", f"{YEAR}-01-15T08:00:00Z")
-    _, key = await console_api.new_key(f"other-{uuid.uuid4().hex[:8]}")
-    async with KairosClient(console_api.target, key) as other:
-        account = await other.connect_account(
-            posts_pb2.ConnectAccountRequest(
-                platform=posts_pb2.PLATFORM_SANDBOX,
-                handle="@other",
-                credentials=posts_pb2.Credentials(
-                    access_token="t", instance_url="http://127.0.0.1:9"
-                ),
-            )
-        )
-        await other.set_queue_slots(account.id, "Europe/Berlin", [(4, "11:00")])
-        theirs = await scheduled_post(
-            Tenant("other", key, other, account), "Theirs", f"{YEAR}-01-15T08:00:00Z"
-        )
+    async with new_tenant(console_api, "@other") as them:
+        other = them.client
+        await other.set_queue_slots(them.account.id, "Europe/Berlin", [(4, "11:00")])
+        theirs = await scheduled_post(them, "Theirs", f"{YEAR}-01-15T08:00:00Z")
         page = await browser.get(f"/calendar?view=week&date={YEAR}-01-15")
         assert [tag["data-post-id"] for tag in page.all("[data-post-id]")] == [mine.id]
         assert theirs.id not in page.text

@@ -149,17 +149,21 @@ class Compose:
             return self.request_id
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kairos-console:{self.request_id}:{number}"))
 
+    def target_specs(self, accounts: list[str]) -> list[posts_pb2.TargetSpec]:
+        """A target per account, with the account's own text where it has one."""
+        return [
+            posts_pb2.TargetSpec(account_id=account, content_override=self.overrides[account])
+            if account in self.overrides
+            else posts_pb2.TargetSpec(account_id=account)
+            for account in accounts
+        ]
+
     def requests(self) -> list[posts_pb2.CreatePostRequest]:
         """One CreatePost per part, in order, without their parent ids (known once created)."""
         schedule = self.schedule()
         first = posts_pb2.CreatePostRequest(
             content=self.content,
-            targets=[
-                posts_pb2.TargetSpec(account_id=account, content_override=self.overrides[account])
-                if account in self.overrides
-                else posts_pb2.TargetSpec(account_id=account)
-                for account in self.targets
-            ],
+            targets=self.target_specs(self.targets),
             media_ids=[m.id for m in self.media],
             campaign=self.campaign,
             tags=self.tag_list(),
@@ -238,12 +242,7 @@ async def check(request: web.Request) -> web.Response:
     counted = list(dict.fromkeys([*draft.targets, *texts(form, "count_for")]))[:MAX_COUNTED]
     post = posts_pb2.CreatePostRequest(
         content=draft.content,
-        targets=[
-            posts_pb2.TargetSpec(account_id=account, content_override=draft.overrides[account])
-            if account in draft.overrides
-            else posts_pb2.TargetSpec(account_id=account)
-            for account in counted
-        ],
+        targets=draft.target_specs(counted),
         media_ids=[m.id for m in draft.media],
     )
     checked = await api(request).validate_post(post)
