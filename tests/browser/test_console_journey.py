@@ -1,7 +1,8 @@
 """The console as its users meet it, in headless Chromium against `make dev`'s stack: sign in,
 connect two fake platforms, compose a post to both, find it on the calendar and drag it to
 another day, publish it and watch the dashboard follow live, retry the target that failed; and
-every page at both widths, saved as screenshots, with no script error or CSP violation."""
+every page at both widths, saved as screenshots, with no script error, CSP violation or WCAG A/AA
+problem that axe-core finds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from kairos.posts.v1 import posts_pb2
@@ -185,6 +187,24 @@ async def shown(console_stack: ConsoleStack) -> AsyncIterator[dict[str, str]]:
         yield {"account": account.id, "post": post.id, "day": day.isoformat()}
 
 
+#: The rules axe-core checks: WCAG 2.0, 2.1 and 2.2, levels A and AA (labels, names, contrast,
+#: structure), not its best-practice advice.
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+async def accessibility_problems(page: Page) -> list[str]:
+    """What axe-core (Deque's engine, shipped in axe-playwright-python) finds wrong with the page
+    as shown, one line per rule: its id, impact, and the first elements it names."""
+    results = await Axe().run(
+        page, options={"runOnly": {"type": "tag", "values": WCAG}, "resultTypes": ["violations"]}
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + ", ".join(str(node["target"]) for node in v["nodes"][:3])
+        for v in results.response["violations"]
+    ]
+
+
 PAGES = {
     "dashboard": "/",
     "calendar-month": "/calendar?date={day}",
@@ -199,6 +219,9 @@ PAGES = {
 async def test_every_page_at_both_widths(
     page: Page, page_log: PageLog, console_stack: ConsoleStack, shown: dict[str, str]
 ) -> None:
+    await page.goto("/login")
+    found = await accessibility_problems(page)
+    assert not found, f"login: {found}"
     await sign_in(page, console_stack.api_key)
     for name, path in PAGES.items():
         response = await page.goto(path.format(**shown))
@@ -211,5 +234,15 @@ async def test_every_page_at_both_widths(
         )
         assert overflow <= 1, f"{name} scrolls sideways by {overflow} px"
         await screenshot(page, name)
+        found = await accessibility_problems(page)
+        assert not found, f"{name}: {found}"
+    # A form sent with mistakes: its errors beside the fields, named to assistive technology.
+    await page.goto("/compose")
+    await page.fill("#content", "x")
+    await page.click("#save-post")
+    await expect(page.locator("#form-errors")).to_be_visible()
+    await screenshot(page, "compose-refused")
+    found = await accessibility_problems(page)
+    assert not found, f"compose-refused: {found}"
     assert page_log.csp_violations() == []
     assert page_log.script_errors() == []
