@@ -3,10 +3,14 @@ CSRF tokens, the Origin check, the Content-Security-Policy, where a sign-in may 
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 from yarl import URL
 
 from kairos_common.settings import SettingsError
+from kairos_console.session import Session, Sessions
 from kairos_console.settings import ConsoleSettings
 from support.console import Browser, RunningConsole
 
@@ -107,7 +111,16 @@ async def test_signing_in_draws_a_new_csrf_token(console: RunningConsole, tenant
         assert before != after
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example/",
+        "/\n/evil.example",
+    ],
+)
 async def test_a_sign_in_never_sends_you_to_another_site(
     console: RunningConsole, tenant: Tenant, target: str
 ) -> None:
@@ -139,14 +152,112 @@ async def test_pages_hold_no_inline_script_or_style(browser: Browser) -> None:
     assert not [tag for tag in page.all("*") if any(a.startswith("on") for a in tag.attrs)]
 
 
-async def test_the_zone_is_kept_and_a_bad_one_falls_back_to_utc(browser: Browser) -> None:
+async def test_the_zone_is_kept_and_a_mistyped_one_changes_nothing(browser: Browser) -> None:
     page = await browser.get("/")
     assert page.one("#zone-choice")["value"] == "Europe/Berlin"
     changed = await browser.post("/zone", {"zone": "America/New_York", "next": "/"})
     assert changed.one("#zone-choice")["value"] == "America/New_York"
     assert "Times are now shown in your chosen zone." in changed.texts("[role=status]")
-    bad = await browser.post("/zone", {"zone": "Mars/Olympus", "next": "/"})
-    assert bad.one("#zone-choice")["value"] == "UTC"
+    # A mistyped zone would move every time shown by hours: it is refused, the zone kept.
+    for typed in ("Mars/Olympus", "america/new_york"):
+        bad = await browser.post("/zone", {"zone": typed, "next": "/"})
+        assert bad.one("#zone-choice")["value"] == "America/New_York"
+        assert bad.texts("[role=alert]") == [
+            "The time zone was not changed: use an IANA name such as Europe/Berlin."
+        ]
+
+
+async def test_a_mistyped_zone_at_sign_in_is_refused_beside_it(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        page = await browser.post("/login", {"api_key": tenant.key, "zone": "Europe/berlin"})
+        assert page.status == 400
+        field = page.one("#login-zone")
+        assert field["aria-invalid"] == "true"
+        assert field["value"] == "Europe/berlin"
+        assert page.texts("#login-zone-error") == [
+            "'Europe/berlin' is not a time zone: use an IANA name such as Europe/Berlin."
+        ]
+        assert (await browser.get("/")).path.startswith("/login")  # not signed in
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "headers"),
+    [
+        (b"api_key=\xff&csrf_token=x", "application/x-www-form-urlencoded", {}),
+        (b"api_key=k", "application/x-www-form-urlencoded; charset=nope", {}),
+        (b"--b\r\nbroken", "multipart/form-data; boundary=b", {}),
+        (b"api_key=k", "application/x-www-form-urlencoded", {"Origin": "http://[::"}),
+        (b"api_key=k", "application/x-www-form-urlencoded", {"X-CSRF-Token": "\xe9"}),
+    ],
+    ids=["bad bytes", "unknown charset", "broken multipart", "bad origin", "bad token header"],
+)
+async def test_a_malformed_sign_in_is_refused_never_a_server_error(
+    console: RunningConsole, body: bytes, content_type: str, headers: dict[str, str]
+) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        async with browser.session.post(
+            "/login", data=body, headers={"Content-Type": content_type, **headers}
+        ) as response:
+            assert 400 <= response.status < 500, await response.text()
+
+
+async def test_before_signing_in_only_a_small_body_is_read(console: RunningConsole) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        async with browser.session.post(
+            "/login",
+            data=b"api_key=" + b"k" * 100_000,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as response:
+            assert response.status == 413
+
+
+async def test_a_form_sent_after_the_session_ended_asks_to_sign_in_again(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    async with console.browser() as browser:
+        page = await browser.sign_in(tenant.key)
+        browser.session.cookie_jar.clear()  # the cookie expired
+        async with browser.session.post(
+            "/zone", data={"zone": "UTC", "csrf_token": page.csrf}, allow_redirects=False
+        ) as response:
+            assert response.status == 401
+            assert "Sign in again" in await response.text()
+
+
+async def test_a_session_older_than_its_lifetime_is_refused_however_recently_written(
+    console: RunningConsole, tenant: Tenant
+) -> None:
+    store = Sessions(console.settings.cookie_key, console.settings.session_lifetime, secure=False)
+    lifetime = console.settings.session_lifetime.total_seconds()
+    async with console.browser() as browser:
+        for age, signed_in in ((lifetime - 60, True), (lifetime + 60, False)):
+            old = Session(csrf="c", key=tenant.key, zone="UTC", since=time.time() - age)
+            jar = browser.session.cookie_jar
+            jar.clear()
+            jar.update_cookies({store.cookie: store.dump(old)}, URL(console.url))
+            page = await browser.get("/")
+            assert (page.path == "/") is signed_in, age
+
+
+def test_a_secure_cookie_is_named_for_its_host_only() -> None:
+    key = ConsoleSettings.from_env({"KAIROS_ENV": "development"}).cookie_key
+    assert Sessions(key, timedelta(hours=1)).cookie == "__Host-kairos_session"
+    assert Sessions(key, timedelta(hours=1), secure=False).cookie == "kairos_session"
+
+
+async def test_a_key_no_metadata_can_carry_is_refused_like_a_wrong_one(
+    console: RunningConsole,
+) -> None:
+    async with console.browser() as browser:
+        await browser.get("/login")
+        page = await browser.post("/login", {"api_key": "ключ"})
+        assert page.status == 401
+        assert page.texts("#api-key-error") == ["This API key was refused by the api."]
 
 
 def test_production_refuses_a_missing_short_or_public_secret() -> None:

@@ -17,10 +17,12 @@ from urllib.parse import quote, urlsplit
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from kairos_client import KairosClient, KairosError
 from kairos_console.render import ENV_KEY, environment, render
-from kairos_console.session import COOKIE, Session, Sessions
+from kairos_console.session import Session, Sessions
 from kairos_console.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ SECURITY_HEADERS = {
 #: Paths served to visitors who have not signed in.
 PUBLIC_PREFIXES = ("/login", "/static/", "/healthz")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The largest body accepted before signing in (the sign-in form), in bytes.
+SIGNED_OUT_MAX_BODY = 16 * 1024
 
 SETTINGS_KEY = web.AppKey("settings", ConsoleSettings)
 #: The request's session, and whether the response must carry its cookie anew.
@@ -94,7 +98,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 @web.middleware
 async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
     store = request.app[SESSIONS_KEY]
-    loaded = store.load(request.cookies.get(COOKIE))
+    loaded = store.load(request.cookies.get(store.cookie))
     request[SESSION_KEY] = loaded or Session.new()
     request[SESSION_CHANGED_KEY] = loaded is None
     try:
@@ -111,7 +115,7 @@ def _set_cookie(request: web.Request, response: web.StreamResponse) -> None:
         return
     settings = request.app[SETTINGS_KEY]
     response.set_cookie(
-        COOKIE,
+        request.app[SESSIONS_KEY].cookie,
         request.app[SESSIONS_KEY].dump(request[SESSION_KEY]),
         max_age=int(settings.session_lifetime.total_seconds()),
         path="/",
@@ -126,14 +130,21 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    if origin and origin != "null" and _netloc(origin) != request.host:
         raise web.HTTPForbidden(text="This form was sent from another site; it was refused.")
+    if not session_of(request).signed_in and (
+        request.content_length is None or request.content_length > SIGNED_OUT_MAX_BODY
+    ):
+        # Only the sign-in form is sent before signing in, and it is small.
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=SIGNED_OUT_MAX_BODY, actual_size=request.content_length or 0
+        )
     token = request.headers.get("X-CSRF-Token", "")
     if not token and request.content_type in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        form = await request.post()
+        form = await read_form(request)
         field = form.get("csrf_token", "")
         token = field if isinstance(field, str) else ""
     if not session_of(request).csrf_matches(token):
@@ -142,6 +153,24 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
             "send it again."
         )
     return await handler(request)
+
+
+def _netloc(url: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # not a URL at all ("http://[::")
+        return ""
+
+
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """The request's form; a body that is no form (bad bytes, an unknown charset, a broken
+    multipart) is the client's mistake: 400, not a 500."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, AssertionError, HttpProcessingError) as error:
+        raise web.HTTPBadRequest(text=f"The form could not be read: {error}"[:300]) from None
 
 
 @web.middleware
@@ -168,12 +197,19 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
                 ) from None
             raise web.HTTPSeeOther("/login?refused=1") from None
         status = HTTP_STATUS.get(error.code, 502)
+        message = error.message
         if status >= 500:
+            # The api's own words here name addresses and libraries: they go to the log, and
+            # the page says what the user can do.
             log.warning("api call failed: %s", error)
+            message = UNREACHABLE if status in (503, 504) else FAILED
         if wants_fragment(request):
-            return web.Response(text=error.message, status=status)
-        return render(request, "error.html", status=status, error=error)
+            return web.Response(text=message, status=status)
+        return render(request, "error.html", status=status, error=error, message=message)
 
+
+UNREACHABLE = "The api cannot be reached right now: try again shortly."
+FAILED = "The api could not answer: try again; if it goes on, tell whoever runs Kairos."
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -198,13 +234,17 @@ def create_app(settings: ConsoleSettings, client: KairosClient) -> web.Applicati
     from kairos_console.views import ROUTES, live
 
     app = web.Application(
-        middlewares=[sessions, csrf, signed_in, api_errors],
+        # Sign-in before CSRF: a session that ended (its cookie expired) gets a fresh token, so
+        # its forms would read as forged; they are asked to sign in again instead.
+        middlewares=[sessions, signed_in, csrf, api_errors],
         client_max_size=64 * 1024 * 1024,
     )
     app.on_response_prepare.append(security_headers)
     live.install(app)
     app[SETTINGS_KEY] = settings
-    app[SESSIONS_KEY] = Sessions(settings.cookie_key, settings.session_lifetime)
+    app[SESSIONS_KEY] = Sessions(
+        settings.cookie_key, settings.session_lifetime, secure=settings.secure_cookies
+    )
     app[CLIENT_KEY] = client
     app[ENV_KEY] = environment()
     app.router.add_get("/healthz", healthz)

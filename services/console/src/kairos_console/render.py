@@ -35,6 +35,10 @@ NOTICES = {
     "credentials": "The credentials are updated.",
     "zone": "Times are now shown in your chosen zone.",
 }
+#: What a `?done=` code says when the thing asked for was not done (shown as an alert).
+REFUSED_NOTICES = {
+    "zone-unknown": "The time zone was not changed: use an IANA name such as Europe/Berlin.",
+}
 
 
 def with_notice(path: str, code: str) -> str:
@@ -134,6 +138,7 @@ def render(
             csrf_token=session.csrf,
             zone=session.zone,
             notice=NOTICES.get(request.query.get("done", ""), ""),
+            refused_notice=REFUSED_NOTICES.get(request.query.get("done", ""), ""),
             path=request.path,
             **context,
         )

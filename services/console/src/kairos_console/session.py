@@ -3,9 +3,14 @@ token and the user's time zone.
 
 The key never reaches the page: the cookie is HttpOnly, so scripts cannot read it, and it is
 encrypted, so even its holder sees no key in it. It is SameSite=Strict (another site's pages
-cannot send it) and Secure outside development. Fernet stamps it with its time of issue, and a
-cookie older than the session lifetime is refused. A visitor who has not signed in also gets one,
-with a CSRF token and no key, so the sign-in form is protected like every other.
+cannot send it) and Secure outside development, where its name takes the `__Host-` prefix (the
+browser then keeps it only from this host, over HTTPS, for the whole site: a neighbouring
+subdomain cannot plant one). It holds the time of sign-in, and a session older than the lifetime
+is refused however often its cookie was written again since. A visitor who has not signed in also
+gets one, with a CSRF token and no key, so the sign-in form is protected like every other.
+
+Sessions are not stored on the server: signing out replaces the browser's cookie, but a copy of
+the old one taken before would still work until the lifetime ends.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cryptography.fernet import Fernet, InvalidToken
 
 COOKIE = "kairos_session"
+#: The cookie's name when it is Secure.
+SECURE_COOKIE = f"__Host-{COOKIE}"
 DEFAULT_ZONE = "UTC"
 
 
@@ -30,6 +38,8 @@ class Session:
     csrf: str
     key: str = ""
     zone: str = DEFAULT_ZONE
+    #: When the user signed in (or the visitor arrived), in Unix seconds.
+    since: float = field(default_factory=time.time)
 
     @property
     def signed_in(self) -> bool:
@@ -42,24 +52,29 @@ class Session:
     def signed_in_as(self, key: str, zone: str) -> Session:
         """A new session for `key`: a new CSRF token too, so a token seen before sign-in (say,
         planted by someone who set the anonymous cookie) is worth nothing after it."""
-        return Session(csrf=secrets.token_urlsafe(32), key=key, zone=zone)
+        return Session(csrf=secrets.token_urlsafe(32), key=key, zone=zone, since=time.time())
 
     def in_zone(self, zone: str) -> Session:
         return replace(self, zone=zone)
 
     def csrf_matches(self, token: str) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf.encode(), token.encode())
+        # A header of other bytes arrives as a string of surrogates: no token of ours.
+        if not token or not token.isascii():
+            return False
+        return hmac.compare_digest(self.csrf.encode(), token.encode())
 
 
 class Sessions:
     """Turns sessions into cookie values and back."""
 
-    def __init__(self, key: bytes, lifetime: timedelta) -> None:
+    def __init__(self, key: bytes, lifetime: timedelta, *, secure: bool = True) -> None:
         self._fernet = Fernet(key)
         self.lifetime = lifetime
+        #: The cookie's name.
+        self.cookie = SECURE_COOKIE if secure else COOKIE
 
     def dump(self, session: Session) -> str:
-        data = {"c": session.csrf, "k": session.key, "z": session.zone}
+        data = {"c": session.csrf, "k": session.key, "z": session.zone, "t": session.since}
         return self._fernet.encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
 
     def load(self, value: str | None) -> Session | None:
@@ -67,10 +82,16 @@ class Sessions:
         if not value:
             return None
         try:
-            raw = self._fernet.decrypt(value.encode(), ttl=int(self.lifetime.total_seconds()))
+            lifetime = self.lifetime.total_seconds()
+            raw = self._fernet.decrypt(value.encode(), ttl=int(lifetime))
             data = json.loads(raw)
-            return Session(csrf=str(data["c"]), key=str(data["k"]), zone=valid_zone(data["z"]))
-        except (InvalidToken, ValueError, KeyError, TypeError):
+            since = float(data["t"])
+            if not time.time() - lifetime <= since <= time.time() + 60:
+                return None  # signed in too long ago (the cookie was written again since)
+            return Session(
+                csrf=str(data["c"]), key=str(data["k"]), zone=valid_zone(data["z"]), since=since
+            )
+        except (InvalidToken, ValueError, KeyError, TypeError, UnicodeError):
             return None
 
 

@@ -13,7 +13,9 @@ Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 
 
 async def form_of(request: web.Request) -> Form:
-    return await request.post()
+    from kairos_console.app import read_form
+
+    return await read_form(request)
 
 
 def text(form: Form, name: str) -> str:
