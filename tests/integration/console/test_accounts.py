@@ -226,6 +226,17 @@ async def test_new_credentials_are_sent_and_never_shown(browser: Browser, tenant
     assert described_by(unreadable, "cred-expires-at")[0].startswith("must be a date and time")
     assert unreadable.one("#cred-expires-at")["value"] == "soon"
     assert SECRET not in unreadable.text
+    # The last minute of year 9999 in Berlin is past what a timestamp holds in UTC.
+    out_of_range = await browser.post(
+        f"{path}/credentials",
+        {
+            "access_token": SECRET,
+            "instance_url": "http://127.0.0.1:10",
+            "expires_at": "0001-01-01T00:30",
+        },
+    )
+    assert out_of_range.status == 400
+    assert described_by(out_of_range, "cred-expires-at")[0].startswith("must be a date and time")
 
 
 async def test_another_tenants_account_is_not_found(

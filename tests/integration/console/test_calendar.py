@@ -11,7 +11,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2, series_pb2
-from kairos_client import KairosError
+from kairos_client import KairosError, schedule_local
 from support.api import RunningApi
 from support.console import Browser, RunningConsole
 
@@ -167,6 +167,46 @@ async def test_a_drag_gets_the_calendar_back_with_the_post_on_its_new_day(
     )
 
 
+async def test_a_drag_keeps_a_post_in_its_own_zone_at_its_own_wall_time(
+    browser: Browser, tenant: Tenant
+) -> None:
+    """A post entered as 09:00 in New York, seen in Berlin at 15:00, dragged five days across
+    the day the US clocks change (the second Sunday of March) and the EU's do not: it stays at
+    09:00 New York time, not 15:00 Berlin time (10:00 in New York)."""
+    new_york = "America/New_York"
+    march = date(YEAR, 3, 1)
+    us_change = march + timedelta(days=(6 - march.weekday()) % 7 + 7)  # second Sunday
+    start = us_change - timedelta(days=3)
+    post = await tenant.client.create_post(
+        posts_pb2.CreatePostRequest(
+            content="Entered in New York",
+            targets=[posts_pb2.TargetSpec(account_id=tenant.account.id)],
+            schedule=schedule_local(f"{start.isoformat()}T09:00:00", new_york),
+        )
+    )
+    page = await browser.get(f"/calendar?view=week&date={start.isoformat()}")
+    chip = page.one(f'[data-post-id="{post.id}"]')
+    assert chip["data-time"] == "15:00"
+    later = start + timedelta(days=5)
+    dragged = await browser.post(
+        "/calendar/reschedule",
+        {
+            "post_id": post.id,
+            "date_time": f"{later.isoformat()}T15:00",
+            "days": "5",
+            "expected_revision": str(chip["data-revision"]),
+            "view": "week",
+            "date": start.isoformat(),
+        },
+        headers=SCRIPT,
+    )
+    assert dragged.status == 200, dragged.text
+    moved = await tenant.client.get_post(post.id)
+    assert moved.time_zone == new_york
+    wall = moved.scheduled_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(new_york))
+    assert (wall.date(), wall.hour, wall.minute) == (later, 9, 0)
+
+
 async def test_posts_awaiting_or_refused_approval_move_and_say_what_moving_does(
     browser: Browser, tenant: Tenant
 ) -> None:
@@ -292,6 +332,20 @@ async def test_a_move_without_a_time_says_so(browser: Browser, tenant: Tenant) -
     assert refused.status == 400
     assert refused.texts(f"#move-{post.id}-error") == [
         "Enter the new date and time. The revision 'x' is not a whole number: reload the page."
+    ]
+    huge = "9" * 20  # past what the api's int64 revision holds
+    beyond = await browser.post(
+        "/calendar/reschedule",
+        {
+            "post_id": post.id,
+            "date_time": f"{YEAR}-01-16T09:00",
+            "expected_revision": huge,
+            "date": f"{YEAR}-01-15",
+        },
+    )
+    assert beyond.status == 400
+    assert beyond.texts(f"#move-{post.id}-error") == [
+        f"The revision '{huge}' is not a whole number: reload the page."
     ]
 
 

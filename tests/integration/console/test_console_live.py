@@ -7,9 +7,15 @@ import asyncio
 import json
 import time
 
+import pytest
+from yarl import URL
+
 from kairos.posts.v1 import posts_pb2
+from kairos_console.session import Session, Sessions
+from kairos_console.views import live
 from support.api import RunningApi
 from support.console import running_console
+from support.ports import free_port
 
 from .conftest import Tenant
 
@@ -42,3 +48,23 @@ async def test_a_post_made_by_the_tenant_arrives_as_a_lifecycle_event_then_a_sto
     # Leaving `running_console` stopped it, with the stream still open: it ended at once
     # instead of holding the stop for its grace.
     assert time.monotonic() - stopping_began < 2.0
+
+
+async def test_while_the_api_is_away_the_stream_still_beats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The api's heartbeats stop with the api; the console's own keep the stream alive (and
+    show it a browser that left). Here the api was never there."""
+    monkeypatch.setattr(live, "QUIET_SECONDS", 0.3)
+    async with running_console(f"127.0.0.1:{free_port()}") as console:
+        store = Sessions(
+            console.settings.cookie_key, console.settings.session_lifetime, secure=False
+        )
+        cookie = store.dump(Session(csrf="c", key="kairos_someone", zone="UTC"))
+        async with console.browser() as browser:
+            browser.session.cookie_jar.update_cookies({store.cookie: cookie}, URL(console.url))
+            async with browser.session.get("/events") as stream:
+                assert await stream.content.readline() == b"retry: 3000\n"
+                async with asyncio.timeout(5):
+                    lines = [await stream.content.readline() for _ in range(4)]
+    assert lines.count(b": heartbeat\n") == 2

@@ -77,6 +77,8 @@ Kairos.onReady.push(() => {
     const body = new URLSearchParams({
       post_id: chip.dataset.postId,
       date_time: `${day.dataset.date}T${chip.dataset.time}`,
+      // Days moved: the server keeps the post's own zone and wall time, moved by as many days.
+      days: String(Math.round((Date.parse(day.dataset.date) - Date.parse(from.dataset.date)) / 86400000)),
       expected_revision: chip.dataset.revision,
       view: calendar.dataset.view,
       date: calendar.dataset.anchor,

@@ -16,11 +16,22 @@ const Kairos = {
     return fetch(url, { credentials: "same-origin", ...options, headers });
   },
 
-  // Replace an element's content with a fragment the console renders.
+  // Replace an element's content with a fragment the console renders. Refreshes may overlap (a
+  // fragment takes several api calls): only the latest one asked for is shown.
   async refresh(element, url) {
+    const mine = (element.kairosAsked = (element.kairosAsked || 0) + 1);
     const response = await Kairos.send(url);
-    if (response.status === 401) { window.location.assign("/login"); return; }
-    if (response.ok) element.innerHTML = await response.text();
+    if (Kairos.signedOut(response)) return;
+    const text = response.ok ? await response.text() : null;
+    if (text !== null && mine === element.kairosAsked) element.innerHTML = text;
+  },
+
+  // Whether the session has ended (the console answered 401); if so, go and sign in again.
+  signedOut(response) {
+    if (response.status !== 401) return false;
+    const here = window.location.pathname + window.location.search;
+    window.location.assign(`/login?next=${encodeURIComponent(here)}`);
+    return true;
   },
 
   onReady: [],
@@ -53,12 +64,22 @@ Kairos.onReady.push(() => {
   const poll = () => { if (!polling) polling = setInterval(refreshAll, 10000); };
   if (!("EventSource" in window)) { poll(); return; }
   const source = new EventSource("/events");
+  let opened = false;
   source.addEventListener("lifecycle", refreshAll);
   source.addEventListener("open", () => {
     document.body.dataset.live = "on";
     if (polling) { clearInterval(polling); polling = null; }
+    // Back after a break: what happened meanwhile sent no event to this page.
+    if (opened) refreshAll();
+    opened = true;
   });
   source.addEventListener("error", () => { document.body.dataset.live = "off"; poll(); });
+  // The api will not stream to this key (refused, or too many watches): poll instead, for good.
+  source.addEventListener("ended", () => {
+    source.close();
+    document.body.dataset.live = "off";
+    poll();
+  });
 });
 
 // Character counts as the api counts them: a form with `data-check="<url>"` is sent there (its
@@ -82,7 +103,7 @@ Kairos.onReady.push(() => {
     try {
       response = await Kairos.send(form.dataset.check, { method: "POST", body: data });
     } catch (ignored) { return; }
-    if (!response.ok || mine !== asked) return;
+    if (Kairos.signedOut(response) || !response.ok || mine !== asked) return;
     const result = await response.json();
     form.querySelectorAll("[data-count-for]").forEach((output) => {
       output.textContent = "";

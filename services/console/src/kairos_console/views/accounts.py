@@ -184,11 +184,14 @@ def read_credentials(form: Form, zone: str) -> CredentialsForm:
             continue
         if field.key == "expires_at":
             when = _local_time(value, zone)
-            if when is None:
+            stamp = Timestamp()
+            try:
+                if when is None:
+                    raise ValueError(value)
+                stamp.FromDatetime(when)  # a year 1 or 9999 time past UTC's range overflows
+            except (ValueError, OverflowError):
                 errors[field.path] = ["must be a date and time such as 2026-12-31T23:59"]
             else:
-                stamp = Timestamp()
-                stamp.FromDatetime(when)
                 credentials.expires_at.CopyFrom(stamp)
         elif field.key.startswith("extra."):
             credentials.extra[field.key.removeprefix("extra.")] = value

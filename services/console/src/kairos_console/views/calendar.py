@@ -27,7 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.posts.v1 import posts_pb2, queues_pb2, series_pb2
 from kairos_client import KairosClient, KairosError
 from kairos_console.app import HTTP_STATUS, api, session_of, wants_fragment
-from kairos_console.render import platform, post_status, render, with_notice
+from kairos_console.render import platform, post_status, render, timestamp_set, with_notice
 from kairos_console.views.forms import FieldErrors, form_of, text
 
 routes = web.RouteTableDef()
@@ -464,6 +464,28 @@ async def calendar_days(request: web.Request) -> web.Response:
     return render(request, "calendar_body.html", **await calendar_context(request, view, anchor))
 
 
+#: The most days one drag can move a post (a month view spans six weeks).
+MAX_DRAG_DAYS = 62
+
+
+async def _dragged(
+    client: KairosClient, post_id: str, days: int, seen: posts_pb2.LocalDateTime
+) -> posts_pb2.LocalDateTime:
+    """Where a post dragged `days` days goes: its own wall time in its own zone, that many days
+    on, when it was scheduled in a zone other than the reader's (`seen`, the wall time the
+    reader saw, moved). Otherwise `seen`: moving it in the reader's zone would change its zone,
+    and across a daylight-saving change its wall time there too."""
+    if days == 0:
+        return seen
+    post = await client.get_post(post_id)
+    own = post.time_zone
+    if not own or own == seen.time_zone or not timestamp_set(post.scheduled_at):
+        return seen
+    wall = post.scheduled_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(own))
+    moved = (wall.replace(tzinfo=None) + timedelta(days=days)).isoformat(timespec="seconds")
+    return posts_pb2.LocalDateTime(date_time=moved, time_zone=own)
+
+
 @routes.post("/calendar/reschedule")
 async def reschedule(request: web.Request) -> web.StreamResponse:
     """Move a post to a new wall time in the session's zone, at the revision the page showed.
@@ -493,16 +515,21 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
     if revision_text:
         try:
             revision = int(revision_text)
+            if not 0 <= revision < 2**63:  # what the api's int64 can hold
+                raise ValueError(revision_text)
         except ValueError:
             messages.append(
                 f"The revision {revision_text!r} is not a whole number: reload the page."
             )
+    days_text = text(form, "days")
     if not messages:
-        schedule = posts_pb2.Schedule(
-            local=posts_pb2.LocalDateTime(date_time=date_time, time_zone=zone)
-        )
         try:
-            moved = await api(request).schedule_post(post_id, schedule, revision)
+            local = posts_pb2.LocalDateTime(date_time=date_time, time_zone=zone)
+            if days_text.lstrip("-").isdigit() and abs(int(days_text)) <= MAX_DRAG_DAYS:
+                local = await _dragged(api(request), post_id, int(days_text), local)
+            moved = await api(request).schedule_post(
+                post_id, posts_pb2.Schedule(local=local), revision
+            )
         except KairosError as error:
             if error.code not in SHOWN_HERE:
                 raise

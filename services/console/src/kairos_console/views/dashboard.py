@@ -94,6 +94,8 @@ async def dashboard_context(request: web.Request) -> dict[str, Any]:
         ],
         "soon": soon.posts,
         "inbox": inbox,
+        # More posts need a look than the page asked for: said, so none seems forgotten.
+        "inbox_more": bool(troubled.next_page_token),
         "reauth": [a for a in accounts if a.status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH],
         "lateness": lateness.chart(published.posts),
     }

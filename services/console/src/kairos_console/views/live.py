@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_SECONDS = 15
+#: How long the stream may stay silent before the console writes a heartbeat of its own (the
+#: api's stop while it is away), in seconds.
+QUIET_SECONDS = float(HEARTBEAT_SECONDS)
 #: The tasks serving open streams, to end when the console stops.
 STREAMS_KEY: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("event_streams")
 
@@ -58,8 +61,28 @@ async def events(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     assert task is not None
     streams.add(task)
+    # The api's items come through a queue, so that while the api is away (the client
+    # reconnecting, nothing arriving) the stream still says every QUIET_SECONDS that it
+    # lives, and notices a browser that left.
+    items: asyncio.Queue[events_pb2.WatchEventsResponse | BaseException] = asyncio.Queue(64)
+
+    async def follow() -> None:
+        try:
+            async for item in api(request).watch_events(watch, reconnect=True):
+                await items.put(item)
+        except Exception as error:
+            await items.put(error)
+
+    follower = asyncio.create_task(follow())
     try:
-        async for item in api(request).watch_events(watch, reconnect=True):
+        while True:
+            try:
+                item = await asyncio.wait_for(items.get(), QUIET_SECONDS)
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if isinstance(item, BaseException):
+                raise item
             if item.HasField("event"):
                 data = json.dumps(MessageToDict(item.event), separators=(",", ":"))
                 await response.write(f"event: lifecycle\ndata: {data}\n\n".encode())
@@ -75,5 +98,6 @@ async def events(request: web.Request) -> web.StreamResponse:
         # The console is stopping (end_streams): end this stream; the page reconnects.
         return response
     finally:
+        follower.cancel()
         streams.discard(task)
     return response
