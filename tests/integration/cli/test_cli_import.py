@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -57,9 +59,12 @@ async def test_a_dry_run_reports_every_refused_row_by_line_and_writes_nothing(
 async def test_a_recurring_row_becomes_a_series_once_however_often_it_is_imported(
     kairos: Kairos, account_id: str, tmp_path: Path
 ) -> None:
+    # The first occurrence as a wall time: a relative one ("in 1h") is a new instant at each
+    # import, so a second import a second later is another request, refused as changed.
+    first = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(days=2)).strftime("%Y-%m-%dT10:00")
     path = write_csv(
         tmp_path,
-        f"every day,{account_id},in 1h,Europe/Berlin,,,FREQ=DAILY;COUNT=3\n",
+        f"every day,{account_id},{first},Europe/Berlin,,,FREQ=DAILY;COUNT=3\n",
         f"bad rule,{account_id},in 1h,,,,FREQ=SOMETIMES\n",
         f"once,{account_id},in 2h,,,,\n",
     )
