@@ -12,7 +12,8 @@ from yarl import URL
 from kairos_common.settings import SettingsError
 from kairos_console.session import Session, Sessions
 from kairos_console.settings import ConsoleSettings
-from support.console import Browser, RunningConsole
+from support.api import RunningApi
+from support.console import Browser, RunningConsole, running_console
 
 from .conftest import Tenant
 
@@ -272,6 +273,34 @@ def test_production_refuses_a_missing_short_or_public_secret() -> None:
     development = ConsoleSettings.from_env({"KAIROS_ENV": "development"})
     assert development.cookie_key
     assert not development.secure_cookies
+
+
+async def test_behind_a_proxy_forms_come_from_the_origins_named(
+    console_api: RunningApi, tenant: Tenant
+) -> None:
+    """A proxy that sends its own Host (nginx's default) would make every form look foreign;
+    KAIROS_CONSOLE_ORIGINS names the origin browsers really use, and only it is accepted."""
+    public = "https://kairos.example.com"
+    async with (
+        running_console(console_api.target, KAIROS_CONSOLE_ORIGINS=public) as console,
+        console.browser() as browser,
+    ):
+        await browser.sign_in(tenant.key)
+        for origin, allowed in ((public, True), ("https://evil.example", False)):
+            sent = await browser.post(
+                "/zone", {"zone": "UTC", "next": "/"}, headers={"Origin": origin}
+            )
+            assert (sent.status == 200) is allowed, (origin, sent.status)
+
+
+def test_the_origins_must_be_origins() -> None:
+    settings = ConsoleSettings.from_env(
+        {"KAIROS_ENV": "development", "KAIROS_CONSOLE_ORIGINS": "https://A.example, http://b:8080/"}
+    )
+    assert settings.allowed_origins == ("https://a.example", "http://b:8080")
+    for bad in ("kairos.example.com", "https://a.example/console", "ftp://a.example"):
+        with pytest.raises(SettingsError, match="KAIROS_CONSOLE_ORIGINS"):
+            ConsoleSettings.from_env({"KAIROS_ENV": "development", "KAIROS_CONSOLE_ORIGINS": bad})
 
 
 def test_the_address_must_be_host_and_port() -> None:

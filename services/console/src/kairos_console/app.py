@@ -130,7 +130,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and _netloc(origin) != request.host:
+    if origin and origin != "null" and not _our_origin(request, origin):
         raise web.HTTPForbidden(text="This form was sent from another site; it was refused.")
     if not session_of(request).signed_in and (
         request.content_length is None or request.content_length > SIGNED_OUT_MAX_BODY
@@ -153,6 +153,15 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
             "send it again."
         )
     return await handler(request)
+
+
+def _our_origin(request: web.Request, origin: str) -> bool:
+    """Whether a browser's `Origin` is the console's: one of KAIROS_CONSOLE_ORIGINS when they
+    are set (behind a proxy that sends its own Host), else the Host of the request."""
+    allowed = request.app[SETTINGS_KEY].allowed_origins
+    if allowed:
+        return origin.rstrip("/").lower() in allowed
+    return _netloc(origin) == request.host
 
 
 def _netloc(url: str) -> str:

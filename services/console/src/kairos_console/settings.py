@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from kairos_common.settings import (
     DEVELOPMENT,
@@ -41,6 +42,10 @@ class ConsoleSettings:
     #: Whether cookies carry `Secure` (KAIROS_CONSOLE_SECURE_COOKIES; on unless development):
     #: behind TLS (a proxy that ends it, usually), the browser then never sends them in clear.
     secure_cookies: bool = True
+    #: The origins (scheme://host[:port]) browsers reach the console at, when that is not the Host
+    #: it sees: behind a proxy that sends its own Host (KAIROS_CONSOLE_ORIGINS, comma-separated).
+    #: Forms from any other origin are refused; empty: the Host of each request.
+    allowed_origins: tuple[str, ...] = ()
     #: How long a sign-in lasts (KAIROS_CONSOLE_SESSION_HOURS).
     session_lifetime: timedelta = timedelta(hours=12)
     #: Deadline of each call to the api, in seconds.
@@ -67,6 +72,7 @@ class ConsoleSettings:
             cookie_key=_cookie_key(env.secret("KAIROS_CONSOLE_SECRET"), development),
             secure_cookies=env.flag("KAIROS_CONSOLE_SECURE_COOKIES", not development),
             session_lifetime=timedelta(hours=hours),
+            allowed_origins=_origins(env.text("KAIROS_CONSOLE_ORIGINS", "")),
             environment=environment,
             log=LogSettings.from_env(env),
         )
@@ -79,6 +85,28 @@ def _addr(value: str) -> tuple[str, int]:
             f"KAIROS_CONSOLE_ADDR={value[:80]!r} is not host:port (e.g. 127.0.0.1:8080)"
         )
     return host.strip("[]"), int(port)
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """KAIROS_CONSOLE_ORIGINS: each an http(s) origin, as a browser sends it in `Origin`."""
+    found = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        parts = urlsplit(entry)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise SettingsError(
+                f"KAIROS_CONSOLE_ORIGINS: {entry[:80]!r} is not an origin such as "
+                "https://kairos.example.com (a scheme and a host, no path)"
+            )
+        found.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(found)
 
 
 def _cookie_key(secret: str, development: bool) -> bytes:
