@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from bs4 import BeautifulSoup, Tag
 from yarl import URL
 
-from kairos_client import KairosClient
-from kairos_console.app import create_app
+from kairos_console.service import ConsoleService
 from kairos_console.settings import ConsoleSettings
 
 #: A secret long enough for production mode.
@@ -128,22 +126,20 @@ class RunningConsole:
 
 @asynccontextmanager
 async def running_console(api_target: str, **environ: str) -> AsyncIterator[RunningConsole]:
-    """The console on a free port, over the api at `api_target`; production mode by default."""
+    """The console service (as `python -m kairos_console` runs it) on a free port, over the api
+    at `api_target`; production mode by default."""
     settings = ConsoleSettings.from_env(
         {
             "KAIROS_API_TARGET": api_target,
+            "KAIROS_CONSOLE_ADDR": "127.0.0.1:0",
             "KAIROS_CONSOLE_SECRET": CONSOLE_SECRET,
             "KAIROS_CONSOLE_SECURE_COOKIES": "false",
             **environ,
         }
     )
-    async with KairosClient(api_target, "", timeout=settings.api_timeout) as client:
-        runner = web.AppRunner(create_app(settings, client), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            yield RunningConsole(settings, f"http://127.0.0.1:{port}")
-        finally:
-            await runner.cleanup()
+    service = ConsoleService(settings)
+    await service.start()
+    try:
+        yield RunningConsole(settings, f"http://127.0.0.1:{service.port}")
+    finally:
+        await service.stop()
