@@ -517,15 +517,25 @@ def committing_proxy(
     ]
 
 
-async def test_a_create_retried_after_its_commit_makes_one_post(api: RunningApi) -> None:
+@asynccontextmanager
+async def through_a_proxy(
+    api: RunningApi,
+) -> AsyncIterator[tuple[KairosClient, KairosClient, list[Message]]]:
+    """A client of a new key through `committing_proxy` (which drops the first answer), a client
+    of the same key straight to the api, and the requests the proxy passed on."""
     _, key = await api.new_key()
     received: list[Message] = []
     async with (
         grpc.aio.insecure_channel(api.target) as upstream,
         serving(committing_proxy(upstream, received)) as proxy,
-        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
+        KairosClient(proxy, key, backoff_base=0.01) as through,
         KairosClient(api.target, key) as direct,
     ):
+        yield through, direct, received
+
+
+async def test_a_create_retried_after_its_commit_makes_one_post(api: RunningApi) -> None:
+    async with through_a_proxy(api) as (through_proxy, direct, received):
         account = await direct.connect_account(sandbox_account())
         request = draft(account.id)
         created = await through_proxy.create_post(request)
@@ -540,14 +550,7 @@ async def test_a_create_retried_after_its_commit_makes_one_post(api: RunningApi)
 
 
 async def test_a_batch_retried_after_its_commit_makes_each_post_once(api: RunningApi) -> None:
-    _, key = await api.new_key()
-    received: list[Message] = []
-    async with (
-        grpc.aio.insecure_channel(api.target) as upstream,
-        serving(committing_proxy(upstream, received)) as proxy,
-        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
-        KairosClient(api.target, key) as direct,
-    ):
+    async with through_a_proxy(api) as (through_proxy, direct, received):
         account = await direct.connect_account(sandbox_account())
         items = [draft(account.id, f"batch {n}") for n in range(3)]
         items.append(draft("not-an-id"))
@@ -567,14 +570,7 @@ async def test_a_batch_retried_after_its_commit_makes_each_post_once(api: Runnin
 
 
 async def test_a_validate_answered_unavailable_is_asked_again(api: RunningApi) -> None:
-    _, key = await api.new_key()
-    received: list[Message] = []
-    async with (
-        grpc.aio.insecure_channel(api.target) as upstream,
-        serving(committing_proxy(upstream, received)) as proxy,
-        KairosClient(proxy, key, backoff_base=0.01) as through_proxy,
-        KairosClient(api.target, key) as direct,
-    ):
+    async with through_a_proxy(api) as (through_proxy, direct, received):
         account = await direct.connect_account(sandbox_account())
         request = draft(account.id, "a" * 100_001)
         checked = await through_proxy.validate_post(request)
@@ -591,14 +587,7 @@ async def test_a_validate_answered_unavailable_is_asked_again(api: RunningApi) -
 
 
 async def test_a_callers_request_id_is_sent_as_given(api: RunningApi) -> None:
-    _, key = await api.new_key()
-    received: list[Message] = []
-    async with (
-        grpc.aio.insecure_channel(api.target) as upstream,
-        serving(committing_proxy(upstream, received)) as proxy,
-        KairosClient(proxy, key, backoff_base=0.01) as client,
-        KairosClient(api.target, key) as direct,
-    ):
+    async with through_a_proxy(api) as (client, direct, received):
         account = await direct.connect_account(sandbox_account())
         request = draft(account.id)
         request.request_id = "import-42"
@@ -612,14 +601,7 @@ async def test_a_callers_request_id_is_sent_as_given(api: RunningApi) -> None:
 async def test_a_connect_answered_unavailable_after_its_commit_is_not_sent_again(
     api: RunningApi,
 ) -> None:
-    _, key = await api.new_key()
-    received: list[Message] = []
-    async with (
-        grpc.aio.insecure_channel(api.target) as upstream,
-        serving(committing_proxy(upstream, received)) as proxy,
-        KairosClient(proxy, key, backoff_base=0.01) as client,
-        KairosClient(api.target, key) as direct,
-    ):
+    async with through_a_proxy(api) as (client, direct, received):
         with pytest.raises(KairosError) as caught:
             await client.connect_account(sandbox_account())
         accounts = await direct.list_accounts()
