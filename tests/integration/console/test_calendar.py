@@ -151,6 +151,7 @@ async def test_a_drag_gets_the_calendar_back_with_the_post_on_its_new_day(
         {
             "post_id": post.id,
             "date_time": f"{day.isoformat()}T{chip['data-time']}",
+            "days": str((day - date(YEAR, 6, 10)).days),  # as calendar.js sends a drag
             "expected_revision": str(chip["data-revision"]),
             "view": "week",
             "date": f"{YEAR}-06-10",

@@ -17,9 +17,7 @@ from support.console import Browser
 from .conftest import Tenant
 
 
-async def published(
-    console_api: RunningApi, tenant: Tenant, late: float, scheduled: posts_pb2.Post
-) -> None:
+async def published(console_api: RunningApi, late: float, scheduled: posts_pb2.Post) -> None:
     """Mark `scheduled` and its one target published `late` seconds after its instant, as the
     publisher's report would."""
     instant = scheduled.scheduled_at.ToDatetime(tzinfo=UTC)
@@ -51,7 +49,7 @@ async def test_the_dashboard_charts_published_deliveries(
                 schedule=posts_pb2.Schedule(after=Duration(seconds=3600 + index)),
             )
         )
-        await published(console_api, tenant, late, post)
+        await published(console_api, late, post)
         ids.append(post.id)
     # A post still scheduled is no delivery.
     await tenant.client.create_post(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.posts.v1 import posts_pb2
+from kairos_console.render import timestamp_set
 
 #: The chart's drawing area, in SVG units (the page scales it to its width).
 WIDTH = 720
@@ -43,10 +44,6 @@ def _seconds(stamp: Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
 
-def _set(stamp: Timestamp) -> bool:
-    return stamp.seconds != 0 or stamp.nanos != 0
-
-
 def deliveries(posts: Iterable[posts_pb2.Post]) -> list[Delivery]:
     """The published targets of `posts` that have both instants, in the order they went out."""
     found = [
@@ -58,9 +55,9 @@ def deliveries(posts: Iterable[posts_pb2.Post]) -> list[Delivery]:
             lateness=_seconds(target.published_at) - _seconds(post.scheduled_at),
         )
         for post in posts
-        if _set(post.scheduled_at)
+        if timestamp_set(post.scheduled_at)
         for target in post.targets
-        if target.status == posts_pb2.TARGET_STATUS_PUBLISHED and _set(target.published_at)
+        if target.status == posts_pb2.TARGET_STATUS_PUBLISHED and timestamp_set(target.published_at)
     ]
     return sorted(found, key=lambda d: (d.published_at.seconds, d.published_at.nanos))
 

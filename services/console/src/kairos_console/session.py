@@ -15,6 +15,7 @@ the old one taken before would still work until the lifetime ends.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import secrets
@@ -95,15 +96,16 @@ class Sessions:
             return None
 
 
-_ZONES: frozenset[str] | None = None
-
-
+@functools.cache
 def zones() -> frozenset[str]:
     """Every IANA zone name this machine (or tzdata) knows."""
-    global _ZONES
-    if _ZONES is None:
-        _ZONES = frozenset(available_timezones())
-    return _ZONES
+    return frozenset(available_timezones())
+
+
+@functools.cache
+def zone_names() -> tuple[str, ...]:
+    """`zones()` in order, for the forms' lists."""
+    return tuple(sorted(zones()))
 
 
 def valid_zone(name: object) -> str:

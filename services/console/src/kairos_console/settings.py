@@ -20,6 +20,7 @@ from kairos_common.settings import (
     api_client_tls,
     grpc_target,
     is_public_secret,
+    listen_address,
 )
 
 #: Shortest console secret accepted outside development, in characters.
@@ -53,16 +54,14 @@ class ConsoleSettings:
     environment: str = PRODUCTION
     log: LogSettings = field(default_factory=LogSettings)
 
-    @property
-    def development(self) -> bool:
-        return self.environment == DEVELOPMENT
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
         env = Env(environ)
         environment = env.choice("KAIROS_ENV", PRODUCTION, (DEVELOPMENT, PRODUCTION))
         development = environment == DEVELOPMENT
-        host, port = _addr(env.text("KAIROS_CONSOLE_ADDR", f"{cls.host}:{cls.port}"))
+        addr = listen_address(env, "KAIROS_CONSOLE_ADDR", f"{cls.host}:{cls.port}")
+        host, _, port_text = addr.rpartition(":")
+        host, port = host.strip("[]"), int(port_text)
         hours = env.integer("KAIROS_CONSOLE_SESSION_HOURS", 12, minimum=1, maximum=24 * 30)
         return cls(
             host=host,
@@ -76,15 +75,6 @@ class ConsoleSettings:
             environment=environment,
             log=LogSettings.from_env(env),
         )
-
-
-def _addr(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise SettingsError(
-            f"KAIROS_CONSOLE_ADDR={value[:80]!r} is not host:port (e.g. 127.0.0.1:8080)"
-        )
-    return host.strip("[]"), int(port)
 
 
 def _origins(value: str) -> tuple[str, ...]:

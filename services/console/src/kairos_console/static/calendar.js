@@ -89,7 +89,7 @@ Kairos.onReady.push(() => {
     } catch (failure) {
       response = null;
     }
-    if (response && response.status === 401) { window.location.assign("/login"); return; }
+    if (response && Kairos.signedOut(response)) return;
     if (response && response.ok) {
       calendar.innerHTML = await response.text();
       say(status, "The post is rescheduled.");

@@ -20,9 +20,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.posts.v1 import posts_pb2
 from kairos_client import KairosError
 from kairos_common.platforms import CATALOGUE, Platform
-from kairos_console.app import HTTP_STATUS, api, session_of
+from kairos_console.app import api, session_of
 from kairos_console.render import render, with_notice, word
 from kairos_console.views.forms import FieldErrors, Form, form_of, text
+from kairos_console.views.problems import REFUSALS
 
 routes = web.RouteTableDef()
 
@@ -262,16 +263,6 @@ def _summary(errors: FieldErrors) -> list[tuple[str, str, str]]:
     return found
 
 
-def _refusal_status(error: KairosError) -> int:
-    return HTTP_STATUS.get(error.code, 400)
-
-
-def _refusable(error: KairosError) -> bool:
-    """Whether a form's refusal is shown on the form (the user can mend it) rather than as an
-    error page."""
-    return _refusal_status(error) in (400, 409)
-
-
 # --- the list and connecting --------------------------------------------------------------
 
 
@@ -324,10 +315,10 @@ async def connect(request: web.Request) -> web.Response:
             )
         )
     except KairosError as error:
-        if not _refusable(error):
+        if error.code not in REFUSALS:
             raise
         return await _list_page(
-            request, status=_refusal_status(error), values=values, errors=FieldErrors.of(error)
+            request, status=REFUSALS[error.code], values=values, errors=FieldErrors.of(error)
         )
     raise web.HTTPSeeOther(with_notice("/accounts", "connected"))
 
@@ -390,10 +381,10 @@ async def _act(request: web.Request, action: str, notice: str) -> web.Response:
     try:
         await call(account_id)
     except KairosError as error:
-        if not _refusable(error):
+        if error.code not in REFUSALS:
             raise
         return await _account_page(
-            request, status=_refusal_status(error), errors=FieldErrors.of(error)
+            request, status=REFUSALS[error.code], errors=FieldErrors.of(error)
         )
     raise web.HTTPSeeOther(with_notice(f"/accounts/{account_id}", notice))
 
@@ -441,11 +432,11 @@ async def update_credentials(request: web.Request) -> web.Response:
     try:
         await api(request).update_account_credentials(account_id, read.credentials)
     except KairosError as error:
-        if not _refusable(error):
+        if error.code not in REFUSALS:
             raise
         return await _account_page(
             request,
-            status=_refusal_status(error),
+            status=REFUSALS[error.code],
             values=read.values,
             errors=FieldErrors.of(error),
             retype_secrets=True,

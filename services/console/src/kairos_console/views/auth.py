@@ -10,7 +10,7 @@ from aiohttp import web
 from kairos_client import KairosError
 from kairos_console.app import CLIENT_KEY, FAILED, session_of, set_session
 from kairos_console.render import render, with_notice
-from kairos_console.session import DEFAULT_ZONE, Session, valid_zone, zones
+from kairos_console.session import DEFAULT_ZONE, Session, valid_zone, zone_names
 from kairos_console.views.forms import form_of, text
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def login_page(request: web.Request) -> web.Response:
         zone_error="",
         typed_zone=DEFAULT_ZONE,
         next=_next_path(request.query.get("next", "/")),
-        zones=sorted(zones()),
+        zones=zone_names(),
     )
 
 
@@ -84,7 +84,7 @@ async def login(request: web.Request) -> web.Response:
             zone_error=zone_error,
             typed_zone=typed_zone,
             next=target,
-            zones=sorted(zones()),
+            zones=zone_names(),
         )
     set_session(request, session_of(request).signed_in_as(key, zone))
     raise web.HTTPSeeOther(target)

@@ -27,8 +27,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kairos.posts.v1 import posts_pb2, queues_pb2, series_pb2
 from kairos_client import KairosClient, KairosError
 from kairos_console.app import HTTP_STATUS, api, session_of, wants_fragment
-from kairos_console.render import platform, post_status, render, timestamp_set, with_notice
+from kairos_console.render import (
+    render,
+    timestamp_set,
+    to_datetime,
+    with_notice,
+)
 from kairos_console.views.forms import FieldErrors, form_of, text
+from kairos_console.views.problems import REFUSALS
 
 routes = web.RouteTableDef()
 
@@ -61,15 +67,7 @@ API_CALLS_AT_ONCE = 8
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 #: The api's refusals that belong next to the Move form's field; any other error is the
 #: api_errors middleware's to show.
-SHOWN_HERE = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.NOT_FOUND,
-    }
-)
+SHOWN_HERE = REFUSALS.keys() | {grpc.StatusCode.NOT_FOUND}
 #: Platforms as the few letters a chip has room for (the full name is the abbr's title).
 PLATFORM_LETTERS = {
     posts_pb2.PLATFORM_X: "X",
@@ -419,8 +417,6 @@ async def calendar_context(request: web.Request, view: View, anchor: date) -> di
         "beyond_reach": end > reach,
         "calendar_path": calendar_path,
         "platform_letters": PLATFORM_LETTERS,
-        "state_class": lambda value: post_status(value).replace(" ", "-"),
-        "platform_name": platform,
         "errors": {},
         "typed": {},
         "summary_title": "",
@@ -481,7 +477,7 @@ async def _dragged(
     own = post.time_zone
     if not own or own == seen.time_zone or not timestamp_set(post.scheduled_at):
         return seen
-    wall = post.scheduled_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(own))
+    wall = to_datetime(post.scheduled_at, own)
     moved = (wall.replace(tzinfo=None) + timedelta(days=days)).isoformat(timespec="seconds")
     return posts_pb2.LocalDateTime(date_time=moved, time_zone=own)
 
@@ -540,7 +536,7 @@ async def reschedule(request: web.Request) -> web.StreamResponse:
                 return render(
                     request, "calendar_body.html", **await calendar_context(request, view, anchor)
                 )
-            landed = moved.scheduled_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(zone))
+            landed = to_datetime(moved.scheduled_at, zone)
             raise web.HTTPSeeOther(with_notice(calendar_path(view, landed.date()), "rescheduled"))
 
     if wants_fragment(request):

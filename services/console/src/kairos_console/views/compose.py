@@ -34,7 +34,7 @@ from kairos.posts.v1 import media_pb2, posts_pb2
 from kairos_client import KairosClient, KairosError, schedule_after, schedule_local
 from kairos_console.app import api, session_of
 from kairos_console.render import render, with_notice
-from kairos_console.session import zones
+from kairos_console.session import zone_names
 from kairos_console.views.forms import FieldErrors, Form, form_of, text, texts
 from kairos_console.views.problems import REFUSALS, Problems
 
@@ -407,5 +407,5 @@ async def _form_page(
         accounts=accounts,
         problems=problems or Problems(),
         thread=thread,
-        zones=sorted(zones()),
+        zones=zone_names(),
     )

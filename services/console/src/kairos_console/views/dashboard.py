@@ -38,6 +38,13 @@ INBOX_STATES = frozenset(
 LATENESS_POSTS = 100
 
 
+#: Every state, in the proto's order, for the count tables.
+TARGET_STATES = [
+    v for v in posts_pb2.TargetStatus.values() if v != posts_pb2.TARGET_STATUS_UNSPECIFIED
+]
+POST_STATES = [v for v in posts_pb2.PostStatus.values() if v != posts_pb2.POST_STATUS_UNSPECIFIED]
+
+
 @dataclass(frozen=True)
 class InboxItem:
     post: posts_pb2.Post
@@ -46,7 +53,7 @@ class InboxItem:
 
 async def dashboard_context(request: web.Request) -> dict[str, Any]:
     client = api(request)
-    stats, troubled, soon, accounts, published = await asyncio.gather(
+    stats, troubled, soon, reauth, published = await asyncio.gather(
         client.get_stats(),
         client.list_posts(
             posts_pb2.ListPostsRequest(
@@ -60,7 +67,7 @@ async def dashboard_context(request: web.Request) -> dict[str, Any]:
                 order=posts_pb2.POST_ORDER_SCHEDULED_SOONEST,
             )
         ),
-        client.list_accounts(),
+        client.list_accounts(status=posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH),
         client.list_posts(
             posts_pb2.ListPostsRequest(
                 statuses=[posts_pb2.POST_STATUS_PUBLISHED],
@@ -82,21 +89,13 @@ async def dashboard_context(request: web.Request) -> dict[str, Any]:
         "stats": stats,
         "by_status": {row.status: row.count for row in stats.by_status},
         "by_platform": dict(by_platform),
-        "target_states": [
-            value
-            for value in posts_pb2.TargetStatus.values()
-            if value != posts_pb2.TARGET_STATUS_UNSPECIFIED
-        ],
-        "post_states": [
-            value
-            for value in posts_pb2.PostStatus.values()
-            if value != posts_pb2.POST_STATUS_UNSPECIFIED
-        ],
+        "target_states": TARGET_STATES,
+        "post_states": POST_STATES,
         "soon": soon.posts,
         "inbox": inbox,
         # More posts need a look than the page asked for: said, so none seems forgotten.
         "inbox_more": bool(troubled.next_page_token),
-        "reauth": [a for a in accounts if a.status == posts_pb2.ACCOUNT_STATUS_NEEDS_REAUTH],
+        "reauth": reauth,
         "lateness": lateness.chart(published.posts),
     }
 

@@ -7,14 +7,19 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from kairos_console.app import HTTP_STATUS
+
 #: The api's answers that refuse what the user sent, with the HTTP status of the page that
 #: shows the refusal on its form; any other failure is left to the api_errors middleware.
 REFUSALS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
+    code: HTTP_STATUS[code]
+    for code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
 }
 
 
