@@ -34,7 +34,8 @@ RPC_TIMEOUT = 15.0
 #: completes a few attempts at a time, and one call per few posts cost about a tenth of the
 #: publisher's CPU (and an api transaction each).
 COMPLETE_LINGER = 0.005
-#: Failures after which a completion is offered again: the api is away, slow or shedding load.
+#: Failures after which a call to the api is made again (a completion here, a webhook report in
+#: webhooks.py): the api is away, slow or shedding load.
 TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,

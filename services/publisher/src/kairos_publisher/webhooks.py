@@ -49,6 +49,7 @@ from kairos_common.settings import CommonSettings
 from kairos_common.streams import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from kairos_publisher.batching import Batcher
 from kairos_publisher.consumer import ensure_consumer
+from kairos_publisher.dispatch import TRANSIENT
 from kairos_publisher.egress import EgressGuard, Refused, guarded_client
 from kairos_publisher.settings import WebhookSettings
 
@@ -94,17 +95,6 @@ EXCERPT_CHARS = 500
 EXCERPT_BYTES = EXCERPT_CHARS * 4
 USER_AGENT = "Kairos-Webhooks/1 (+https://www.standardwebhooks.com)"
 SECRET_PREFIX = "whsec_"
-#: Failures after which a report is offered again: the api is away, slow or shedding load.
-TRANSIENT = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        # A stopping api answers CANCELLED to the calls it had received but not yet begun
-        # (grpc/grpc#41785); the publisher's own cancellations never arrive as errors.
-        grpc.StatusCode.CANCELLED,
-    }
-)
 
 
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:

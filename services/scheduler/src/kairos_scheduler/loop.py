@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from kairos.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from kairos.events.v1 import events_pb2
@@ -170,7 +169,7 @@ class ClaimLoop:
         # While NATS is away a re-emission would only fail again: it waits for the reconnect.
         before = self.reemit_before if self.publisher.connected else None
         if before is not None:
-            request.reemit_claimed_before.CopyFrom(_timestamp(before))
+            request.reemit_claimed_before.FromDatetime(before)
         reply = await self.dispatch.SweepExpired(
             request, metadata=self.metadata, timeout=RPC_TIMEOUT
         )
@@ -258,9 +257,3 @@ class ClaimLoop:
             for waiter in waiters:
                 waiter.cancel()
         event.clear()
-
-
-def _timestamp(instant: datetime) -> Timestamp:
-    value = Timestamp()
-    value.FromDatetime(instant)
-    return value

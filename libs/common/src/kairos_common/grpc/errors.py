@@ -194,14 +194,7 @@ def nul_violations(message: Message, prefix: str = "") -> list[errors.FieldViola
 def _decoder(deserialize: Callable[[bytes], Any] | None, method: str, gate: Gate) -> Decode:
     """`deserialize`, raising `InvalidArgument` (naming the method and the message type) when the
     bytes are not a valid request message, and `Unavailable` once `gate` is closed."""
-    if deserialize is None:
-
-        def passing(raw: bytes) -> Any:
-            if gate.closed:
-                raise errors.Unavailable(STOPPING)
-            return raw
-
-        return passing
+    parse: Callable[[bytes], Any] = deserialize or (lambda raw: raw)
     owner = getattr(deserialize, "__self__", None)
     expected = "its request type"
     if isinstance(owner, type) and issubclass(owner, Message):
@@ -215,7 +208,7 @@ def _decoder(deserialize: Callable[[bytes], Any] | None, method: str, gate: Gate
         if gate.closed:
             raise errors.Unavailable(STOPPING)
         try:
-            return deserialize(raw)
+            return parse(raw)
         # A deserializer is a function of the client's bytes alone: whatever it raises says
         # that these bytes are not a request message (protobuf raises DecodeError).
         except Exception:
@@ -339,7 +332,6 @@ def guard(handler: _MethodHandler, method: str, gate: Gate = ALWAYS_OPEN) -> _Me
     refusing calls that arrive once `gate` is closed; built once, when the handler is
     registered."""
     decode = _decoder(handler.request_deserializer, method, gate)
-    messages = _decoder(handler.request_deserializer, method, ALWAYS_OPEN)
     serialize = handler.response_serializer
     if handler.unary_unary is not None:
         unary = handler.unary_unary
@@ -352,14 +344,16 @@ def guard(handler: _MethodHandler, method: str, gate: Gate = ALWAYS_OPEN) -> _Me
         return grpc.unary_stream_rpc_method_handler(
             _unary_request(handler.unary_stream, decode, method), response_serializer=serialize
         )
+    # A request stream is gated at its start only: its messages are decoded without the gate.
+    ungated = _decoder(handler.request_deserializer, method, ALWAYS_OPEN)
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            _stream_request(handler.stream_unary, messages, method, gate),
+            _stream_request(handler.stream_unary, ungated, method, gate),
             response_serializer=serialize,
         )
     assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(
-        _stream_request(handler.stream_stream, messages, method, gate),
+        _stream_request(handler.stream_stream, ungated, method, gate),
         response_serializer=serialize,
     )
 
