@@ -544,7 +544,7 @@ async def create_many(
     written, and the caller goes through the drafts one by one.
     """
     async with app.uow() as uow:
-        results, new_posts = await _plan(app, uow, drafts)
+        results, new_posts, _ = await _plan(app, uow, drafts)
         await _insert(uow, new_posts)
         await _hold_queue_slots(uow, new_posts)
         await uow.commit()
@@ -568,16 +568,20 @@ async def validate_one(
     """`validate_many` of one draft (ValidatePost), with the draft's accounts as the same
     transaction found them: the caller counts each target's text on its account's platform."""
     async with app.uow() as uow:
-        accounts = await accounts_of(uow, draft.tenant, draft.account_ids)
-        results, _ = await _plan(app, uow, [draft])
-    return results[0], accounts
+        results, _, accounts = await _plan(app, uow, [draft])
+    return results[0], accounts.get(draft.tenant, {})
 
 
 async def _plan(
     app: Application, uow: UnitOfWork, drafts: Sequence[Draft]
-) -> tuple[list[Created | errors.InvalidArgument], list[_NewPost]]:
-    """Each draft's answer, and the posts to insert for the valid new ones (queued drafts with
-    their slots taken: the queues stay locked until the transaction ends)."""
+) -> tuple[
+    list[Created | errors.InvalidArgument],
+    list[_NewPost],
+    dict[str, dict[uuid.UUID, AccountRef]],
+]:
+    """Each draft's answer, the posts to insert for the valid new ones (queued drafts with
+    their slots taken: the queues stay locked until the transaction ends), and the accounts
+    the drafts name, by tenant, as this transaction found them."""
     results: list[Created | errors.InvalidArgument | None] = [None] * len(drafts)
     by_tenant: dict[str, list[Draft]] = {}
     for draft in drafts:
@@ -618,7 +622,7 @@ async def _plan(
         results[index] = Created(new.record)
         if draft.command.request_id:
             existing[key] = _Earlier(new.record, draft.request_hash)
-    return [r for r in results if r is not None], new_posts
+    return [r for r in results if r is not None], new_posts, accounts
 
 
 async def _take_queue_slot(
