@@ -36,7 +36,7 @@ from kairos_common.platforms import CATALOGUE, Platform
 from kairos_common.streams import DUE_STREAM, dead_subject, due_subject
 from kairos_publisher import metrics, traces
 from kairos_publisher.admission import AccountGate
-from kairos_publisher.dispatch import TRANSIENT, DispatchClient
+from kairos_publisher.dispatch import DispatchClient, offered_again
 from kairos_publisher.media import StoredMedia
 from kairos_publisher.platforms.base import (
     NO_STAGE,
@@ -443,28 +443,20 @@ class PlatformConsumer:
         which the api answers with the attempt it began, for up to BEGIN_RETRY_FOR after the
         first failure (which may itself have waited out the call's deadline)."""
         key = uuid.uuid4().hex
-        wait = BEGIN_RETRY_FIRST
-        give_up: float | None = None
-        while True:
-            try:
-                begun = await self.dispatch.begin(event.delivery_id, key)
-                break
-            except grpc.aio.AioRpcError as error:
-                if give_up is None:
-                    give_up = time.monotonic() + BEGIN_RETRY_FOR
-                if (
-                    error.code() not in TRANSIENT
-                    or time.monotonic() + wait > give_up
-                    or self.stopping.is_set()
-                ):
-                    # The api is away or overloaded. An attempt may have begun: the sweeper
-                    # settles it when its lease runs out, and the redelivery is fenced out.
-                    log.warning("BeginAttempts failed: %s", error.code().name)
-                    await message.nak(delay=1.0)
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), wait)
-                wait = min(wait * 2, BEGIN_RETRY_CAP)
+        try:
+            begun = await offered_again(
+                lambda: self.dispatch.begin(event.delivery_id, key),
+                give_up=lambda: time.monotonic() + BEGIN_RETRY_FOR,
+                stop=self.stopping,
+                first=BEGIN_RETRY_FIRST,
+                cap=BEGIN_RETRY_CAP,
+            )
+        except grpc.aio.AioRpcError as error:
+            # The api is away or overloaded. An attempt may have begun: the sweeper settles it
+            # when its lease runs out, and the redelivery is fenced out.
+            log.warning("BeginAttempts failed: %s", error.code().name)
+            await message.nak(delay=1.0)
+            return None
         if not begun.ok:
             log.info(
                 "delivery fenced out",

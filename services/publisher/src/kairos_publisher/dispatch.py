@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import grpc
 
@@ -26,6 +27,8 @@ from kairos_common.settings import CommonSettings
 from kairos_publisher.batching import Batcher
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Deadline of each call to the api (seconds).
 RPC_TIMEOUT = 15.0
@@ -50,6 +53,35 @@ TRANSIENT = frozenset(
 #: jittered, so the outcomes that failed together go out again together, in one batch.
 RETRY_FIRST = 0.1
 RETRY_CAP = 2.0
+
+
+async def offered_again(
+    call: Callable[[], Awaitable[T]],
+    *,
+    give_up: Callable[[], float],
+    stop: asyncio.Event,
+    first: float,
+    cap: float,
+) -> T:
+    """`call`'s answer, made again after each TRANSIENT failure, waiting `first` seconds and
+    doubling up to `cap`. `give_up()`, asked at the first failure, is the `time.monotonic()`
+    instant past which no wait may end. Raises the last error when it gives up, or when `stop`
+    is set, and any other failure at once. Only for calls a second offer cannot do twice."""
+    wait = first
+    until: float | None = None
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as error:
+            if until is None:
+                until = give_up()
+            if error.code() not in TRANSIENT or stop.is_set() or time.monotonic() + wait > until:
+                raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                raise
+        wait = min(wait * 2, cap)
 
 
 class DispatchClient:
@@ -108,9 +140,8 @@ class DispatchClient:
         return self._begins.calls + self._completions.calls
 
     async def begin(self, delivery_id: str, begin_key: str) -> dispatch_pb2.BeginAttemptResponse:
-        """The fence's answer for one delivery. Never tried again here: a begin that timed out
-        may have begun, and only the caller holds the begin key that asks for it again (and
-        knows how to hand its event back)."""
+        """The fence's answer for one delivery, asked once: the caller offers it again under the
+        same begin key (`offered_again`), and knows how to hand its event back."""
         if not self._traced:
             return await self._begins.submit((delivery_id, begin_key))
         self._begin_parents[delivery_id] = tracing.current_traceparent()
@@ -129,18 +160,13 @@ class DispatchClient:
         failure at once."""
         if self._traced:
             outcome.traceparent = tracing.current_traceparent()
-        wait = RETRY_FIRST
-        while True:
-            try:
-                return await self._completions.submit(outcome)
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in TRANSIENT or time.monotonic() + wait > until:
-                    raise
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), wait)
-                if self._closing.is_set():
-                    raise
-            wait = min(wait * 2, RETRY_CAP)
+        return await offered_again(
+            lambda: self._completions.submit(outcome),
+            give_up=lambda: until,
+            stop=self._closing,
+            first=RETRY_FIRST,
+            cap=RETRY_CAP,
+        )
 
     async def fail_delivery(self, delivery_id: str, reason: str) -> None:
         """Mark the target of a dead-lettered delivery failed."""
